@@ -1,0 +1,43 @@
+# Two set-up commands: `make run` and `make test`. Everything CI needs is installed here.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+HEADLINE ?= --params 70B --dtype int4 --ctx 8192
+
+.PHONY: run test bench accuracy lint install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,calibrate]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/vramest $(HEADLINE)
+
+test: install-dev
+	$(BIN)/python -m pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check vramest tests benchmarks calibration
+
+bench: install-dev
+	$(BIN)/python benchmarks/run.py
+
+accuracy: install-dev
+	$(BIN)/python -m vramest.accuracy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

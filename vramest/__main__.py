@@ -1,0 +1,5 @@
+import sys
+
+from vramest.cli import main
+
+sys.exit(main())

@@ -1,0 +1,211 @@
+"""The built-in catalog of popular models (shipped data: vramest/data/models.json)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from vramest.errors import InputError
+from vramest.shapes import ModelShape, shape_from_config
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    aliases: tuple[str, ...]
+    source: str
+    config: dict[str, Any]
+    published_params: int | None = None
+    notes: str = ""
+
+    def shape(self) -> ModelShape:
+        shape = shape_from_config(self.config, self.id, origin=f"catalog entry {self.id}")
+        if "text_config" in self.config and self.published_params:
+            # A multimodal model: the published total minus the text model is its vision tower.
+            missing = self.published_params - shape.param_count() + shape.extra_params
+            if missing > 0:
+                shape = replace(shape, extra_params=missing, notes=(
+                    *shape.notes, "vision tower: published total minus the text model, 16 bit"))
+        return shape
+
+    @property
+    def family(self) -> str:
+        text = self.config.get("text_config")
+        config = text if isinstance(text, dict) else self.config
+        return str(config.get("model_type") or self.config.get("model_type") or "")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_]+", "-", name.strip().lower())
+
+
+@dataclass(frozen=True, eq=False)  # identity-hashed, so its index can be cached
+class Catalog:
+    entries: tuple[CatalogEntry, ...]
+
+    def _index(self) -> dict[str, CatalogEntry]:
+        index: dict[str, CatalogEntry] = {}
+        for entry in self.entries:
+            for name in (entry.id, entry.id.split("/")[-1], *entry.aliases):
+                index.setdefault(_key(name), entry)
+        return index
+
+    def get(self, name: str) -> CatalogEntry | None:
+        return _cached_index(self).get(_key(name))
+
+    def find(self, name: str) -> CatalogEntry:
+        entry = self.get(name)
+        if entry is None:
+            raise InputError(f"Unknown model {name!r}; {self.suggest(name)}")
+        return entry
+
+    def suggest(self, name: str) -> str:
+        from difflib import get_close_matches
+
+        close = get_close_matches(_key(name), list(_cached_index(self)), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return (f"{hint}`vramest models` lists the catalog, and --model also takes a "
+                "config.json, a model folder or a .gguf file.")
+
+
+@lru_cache(maxsize=4)
+def _cached_index(catalog: Catalog) -> dict[str, CatalogEntry]:
+    return catalog._index()
+
+
+@lru_cache(maxsize=1)
+def default_catalog() -> Catalog:
+    text = resources.files("vramest").joinpath("data/models.json").read_text(encoding="utf-8")
+    return parse_catalog(json.loads(text))
+
+
+def parse_catalog(data: dict[str, Any]) -> Catalog:
+    entries = []
+    for raw in data.get("models", []):
+        entries.append(CatalogEntry(
+            id=raw["id"], aliases=tuple(raw.get("aliases", ())), source=raw.get("source", ""),
+            config=raw["config"], published_params=raw.get("published_params"),
+            notes=raw.get("notes", ""),
+        ))
+    return Catalog(tuple(entries))
+
+
+# --- shapes from a parameter count -------------------------------------------------------
+# The sizes a shape is interpolated between, per family: dense releases of one generation,
+# so that layers, width and vocabulary change smoothly with size.
+SCALING_SERIES: dict[str, tuple[str, ...]] = {
+    "llama": ("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.1-8B",
+              "meta-llama/Llama-3.1-70B", "meta-llama/Llama-3.1-405B"),
+    "qwen": ("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-3B", "Qwen/Qwen2.5-7B",
+             "Qwen/Qwen2.5-14B", "Qwen/Qwen2.5-32B", "Qwen/Qwen2.5-72B"),
+    "gemma": ("google/gemma-2-2b", "google/gemma-2-9b", "google/gemma-2-27b"),
+    "moe": ("Qwen/Qwen3-30B-A3B", "mistralai/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x22B-v0.1",
+            "Qwen/Qwen3-235B-A22B", "deepseek-ai/DeepSeek-V3"),
+}
+FAMILIES = tuple(SCALING_SERIES)
+
+
+@dataclass(frozen=True)
+class BorrowedShape:
+    shape: ModelShape
+    borrowed_from: tuple[str, ...]
+    explanation: str
+
+
+def shape_for_params(params: int, family: str = "llama", active_params: int | None = None,
+                     catalog: Catalog | None = None) -> BorrowedShape:
+    """A shape of `params` parameters, interpolated between the family's catalog sizes."""
+    catalog = catalog or default_catalog()
+    if active_params is not None:
+        family = "moe"
+    if family not in SCALING_SERIES:
+        raise InputError(f"Unknown --family {family!r}; accepted: {', '.join(FAMILIES)}.")
+    series = [(e.shape().param_count(), e) for e in
+              (catalog.get(name) for name in SCALING_SERIES[family]) if e is not None]
+    if not series:
+        raise InputError(f"The catalog has no models of family {family!r} to borrow a shape from.")
+    series.sort(key=lambda pair: pair[0])
+    if family == "moe":
+        return _borrow_moe(params, active_params, series)
+    below = [pair for pair in series if pair[0] <= params]
+    above = [pair for pair in series if pair[0] > params]
+    if below and above:
+        (p_lo, e_lo), (p_hi, e_hi) = below[-1], above[0]
+        t = (math.log(params) - math.log(p_lo)) / (math.log(p_hi) - math.log(p_lo))
+        base = e_lo.shape() if t < 0.5 else e_hi.shape()
+        lo, hi = e_lo.shape(), e_hi.shape()
+        layers = round(_geo(lo.num_layers, hi.num_layers, t))
+        hidden = _round_to(_geo(lo.hidden_size, hi.hidden_size, t), 128)
+        kv_heads = min((lo.num_kv_heads, hi.num_kv_heads), key=lambda k: abs(k - 8))
+        borrowed = (e_lo.id, e_hi.id)
+        how = f"interpolated between {e_lo.id} and {e_hi.id}"
+    else:
+        p_ref, entry = (below[-1] if below else above[0])
+        base = entry.shape()
+        factor = (params / p_ref) ** (1 / 3)
+        layers = max(1, round(base.num_layers * factor))
+        hidden = max(128, _round_to(base.hidden_size * factor, 128))
+        kv_heads = base.num_kv_heads
+        borrowed = (entry.id,)
+        how = f"scaled from {entry.id}"
+    head_dim = base.head_dim
+    heads = max(1, hidden // head_dim)
+    kv_heads = math.gcd(heads, kv_heads) or 1
+    shape = replace(base, name=f"{_count(params)} ({base.family}-shaped)", num_layers=layers,
+                    hidden_size=hidden, num_heads=heads, num_kv_heads=kv_heads,
+                    layer_kinds=(), moe_layers=())
+    shape = _fit_intermediate(shape, params)
+    return BorrowedShape(shape, borrowed,
+                         f"shape {how}; intermediate size solved so the total is {_count(params)}")
+
+
+def _borrow_moe(params: int, active: int | None,
+                series: list[tuple[int, CatalogEntry]]) -> BorrowedShape:
+    def distance(pair: tuple[int, CatalogEntry]) -> float:
+        total, entry = pair
+        d = abs(math.log(total / params))
+        if active:
+            d += abs(math.log(entry.shape().active_param_count() / active))
+        return d
+
+    _, entry = min(series, key=distance)
+    base = entry.shape()
+    shape = replace(base, name=f"{_count(params)} MoE ({base.family}-shaped)")
+    fixed = shape.param_count() - _expert_params(shape)
+    per_unit = _expert_params(shape) / max(1, shape.moe_intermediate_size)
+    inter = max(1, round((params - fixed) / per_unit)) if params > fixed else 1
+    shape = replace(shape, moe_intermediate_size=inter)
+    return BorrowedShape(shape, (entry.id,),
+                         f"MoE shape borrowed from {entry.id}; expert width solved so the total "
+                         f"is {_count(params)}")
+
+
+def _expert_params(shape: ModelShape) -> int:
+    return sum(t.elements for t in shape.tensors()
+               if t.role in ("expert_gate", "expert_up", "expert_down"))
+
+
+def _fit_intermediate(shape: ModelShape, params: int) -> ModelShape:
+    without = replace(shape, intermediate_size=0).param_count()
+    per_unit = replace(shape, intermediate_size=1).param_count() - without
+    inter = max(256, _round_to((params - without) / max(per_unit, 1), 256))
+    return replace(shape, intermediate_size=inter)
+
+
+def _geo(a: float, b: float, t: float) -> float:
+    return math.exp(math.log(a) + t * (math.log(b) - math.log(a)))
+
+
+def _round_to(x: float, step: int) -> int:
+    return max(step, round(x / step) * step)
+
+
+def _count(n: int) -> str:
+    from vramest.units import format_count
+
+    return format_count(n)

@@ -1,0 +1,69 @@
+"""Every tunable constant of the estimator, in one place, with where it came from.
+
+A calibration profile replaces some of them; an estimate reports which values it used and
+whether each came from here or from a profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from vramest.errors import InputError
+
+
+@dataclass(frozen=True)
+class Constants:
+    # Runtime memory outside the tensors: CUDA context, cuBLAS/cuDNN workspaces, allocator
+    # reserve. nvidia-smi-style totals include a CUDA context of roughly 0.5-1.3 GB
+    # (shared/reference/README.md, training caveats); 1 GiB is the documented default.
+    runtime_overhead_bytes: int = 1024**3
+    # Prefill transient per token, in units of the compute dtype: `ffn` × intermediate size
+    # (gate, up and their product) plus `hidden` × hidden size (residual, norm output,
+    # attention output, projection). First hypothesis from fake-tensor traces of Llama-shaped
+    # models (issue 5: held within 16 MiB on 7B/8B/70B, sdpa, bf16, batch 1).
+    activation_ffn_factor: float = 3.0
+    activation_hidden_factor: float = 4.0
+    # Eager attention materialises the scores in the compute dtype and the softmax in fp32
+    # (transformers' eager_attention_forward upcasts softmax to float32).
+    eager_score_bytes_extra: float = 4.0
+    # Roofline efficiencies (fraction of datasheet peak reached), per phase. Decode is memory
+    # bound: published llama.cpp/TensorRT-LLM decode rates reach 60-85% of bandwidth on
+    # NVIDIA GPUs. Prefill is compute bound; large-batch GEMMs reach 50-75% of dense peak.
+    memory_efficiency: float = 0.75
+    compute_efficiency: float = 0.55
+    # Fixed cost per forward step (kernel launches, sampling, scheduling), seconds.
+    step_overhead_s: float = 0.0008
+    # Share of the interconnect bandwidth an all-reduce reaches (ring, NCCL).
+    allreduce_efficiency: float = 0.7
+
+    def with_values(self, values: dict[str, Any]) -> Constants:
+        known = {f.name: f.type for f in fields(self)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InputError(f"Unknown constant(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(known)}.")
+        cleaned: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InputError(f"Constant {key} must be a non-negative number, got {value!r}.")
+            cleaned[key] = int(value) if key.endswith("_bytes") else float(value)
+        return replace(self, **cleaned)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+DEFAULTS = Constants()
+
+SOURCES: dict[str, str] = {
+    "runtime_overhead_bytes": "CUDA context + library workspaces; 0.5-1.3 GB per "
+    "shared/reference/README.md (nvidia-smi vs torch peak)",
+    "activation_ffn_factor": "fake-tensor traces of Llama shapes (issue 5 hypothesis)",
+    "activation_hidden_factor": "fake-tensor traces of Llama shapes (issue 5 hypothesis)",
+    "eager_score_bytes_extra": "transformers eager attention: fp32 softmax of the scores",
+    "memory_efficiency": "share of datasheet bandwidth reached in published decode benchmarks",
+    "compute_efficiency": "share of dense datasheet FLOP/s reached by large prefill GEMMs",
+    "step_overhead_s": "per-step launch/sampling cost seen in small-model decode benchmarks",
+    "allreduce_efficiency": "ring all-reduce bus bandwidth vs link bandwidth (NCCL tests)",
+}

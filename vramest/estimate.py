@@ -1,0 +1,308 @@
+"""The public estimate: resolve the model, then add up its memory. The CLI is a thin layer on this."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from vramest.catalog import default_catalog, shape_for_params
+from vramest.constants import DEFAULTS, Constants
+from vramest.errors import InputError
+from vramest.memory import (
+    ATTENTION_KINDS,
+    MemoryBreakdown,
+    activations_part,
+    kv_part,
+    overhead_part,
+    weights_part,
+)
+from vramest.precisions import (
+    KVFormat,
+    WeightFormat,
+    default_kv_format,
+    kv_format,
+    weight_format,
+)
+from vramest.shapes import ModelShape, with_overrides
+from vramest.units import format_count, parse_params, parse_positive_int, parse_tokens
+
+DEFAULT_CTX = 4096
+_NATIVE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "bf16": "bf16",
+                  "fp16": "fp16", "fp32": "fp32"}
+SHAPE_OVERRIDES = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                   "intermediate_size", "vocab_size")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    source: str  # "catalog", "params", "config", "safetensors", "gguf"
+    origin: str  # where the shape came from: a URL, a path, or how it was derived
+    shape: ModelShape
+    params: int
+    active_params: int
+    published_params: int | None = None
+    borrowed_from: tuple[str, ...] = ()
+    exact_weights_bytes: int | None = None  # bytes of the stored tensors, when files were read
+    stored_format: str | None = None  # the format the files store the weights in
+    native_format: str | None = None  # the model's own precision/quantization (config/catalog)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "source": self.source,
+            "origin": self.origin,
+            "params": self.params,
+            "active_params": self.active_params,
+            "shape": self.shape.summary(),
+        }
+        if self.published_params:
+            out["published_params"] = self.published_params
+        if self.borrowed_from:
+            out["borrowed_from"] = list(self.borrowed_from)
+        if self.exact_weights_bytes is not None:
+            out["stored_weights_bytes"] = self.exact_weights_bytes
+        return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    dtype: str
+    kv_dtype: str
+    ctx: int
+    batch: int
+    prefill_chunk: int
+    attention: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "kv_dtype": self.kv_dtype, "ctx": self.ctx,
+                "batch": self.batch, "prefill_chunk": self.prefill_chunk,
+                "attention": self.attention}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: ModelInfo
+    settings: Settings
+    memory: MemoryBreakdown
+    assumptions: tuple[str, ...]
+    constants: Constants
+    constants_source: str = "defaults"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.memory.total
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model.to_json(),
+            "settings": self.settings.to_json(),
+            "memory": self.memory.to_json(),
+            "formulas": {p.name: p.formula for p in self.memory.parts()},
+            "constants": {"source": self.constants_source, **self.constants.as_dict()},
+            "assumptions": list(self.assumptions),
+        }
+        out.update(self.extras)
+        return out
+
+
+def resolve_model(*, params: str | int | None = None, model: str | None = None,
+                  family: str = "llama", active_params: str | int | None = None,
+                  overrides: dict[str, int | None] | None = None) -> ModelInfo:
+    """Find the model's shape: from its files, the catalog, or a parameter count."""
+    if params is None and model is None:
+        raise InputError("Give --params (such as 7B or 70B) or --model (a catalog name, "
+                         "a config.json, a model folder or a .gguf file).")
+    active = parse_params(active_params, what="--active-params") if active_params else None
+    if model is not None:
+        info = _model_from_name_or_path(model)
+    else:
+        assert params is not None
+        count = parse_params(params)
+        if active is not None and active > count:
+            raise InputError(f"--active-params {format_count(active)} is larger than --params "
+                             f"{format_count(count)}; active parameters are a subset.")
+        borrowed = shape_for_params(count, family, active)
+        shape = borrowed.shape
+        info = ModelInfo(name=shape.name, source="params", origin=borrowed.explanation,
+                         shape=shape, params=shape.param_count(),
+                         active_params=active or shape.active_param_count(),
+                         borrowed_from=borrowed.borrowed_from)
+    if overrides and any(v is not None for v in overrides.values()):
+        shape = with_overrides(info.shape, **overrides)
+        info = ModelInfo(name=shape.name, source=info.source, origin=info.origin, shape=shape,
+                         params=shape.param_count(), active_params=shape.active_param_count(),
+                         borrowed_from=info.borrowed_from)
+    return info
+
+
+def _looks_like_path(text: str) -> bool:
+    return (os.sep in text and os.path.exists(text)) or text.endswith(
+        (".json", ".gguf", ".safetensors")) or os.path.isdir(text) or text.startswith(".")
+
+
+def _model_from_name_or_path(model: str) -> ModelInfo:
+    catalog = default_catalog()
+    entry = catalog.get(model)
+    if entry is not None:
+        shape = entry.shape()
+        return ModelInfo(name=entry.id, source="catalog", origin=entry.source, shape=shape,
+                         params=shape.param_count(), active_params=shape.active_param_count(),
+                         published_params=entry.published_params,
+                         native_format=_native_format(entry.config))
+    if _looks_like_path(model):
+        return _model_from_path(model)
+    raise InputError(f"Unknown model {model!r}; {catalog.suggest(model)}")
+
+
+def _model_from_path(path: str) -> ModelInfo:
+    if not os.path.exists(path):
+        raise InputError(f"No such file or folder: {path}; --model takes a catalog name, a "
+                         "config.json, a model folder or a .gguf file.")
+    from vramest.readers.inspect import inspect_path
+    from vramest.shapes import shape_from_config
+
+    found = inspect_path(path)
+    shape = shape_from_config(found.config, os.path.basename(os.path.abspath(path)), origin=path)
+    return ModelInfo(
+        name=shape.name, source=found.kind, origin=os.path.abspath(path), shape=shape,
+        params=found.params or shape.param_count(), active_params=shape.active_param_count(),
+        exact_weights_bytes=found.weights_bytes, stored_format=_stored_format(found),
+        native_format=_native_format(found.config),
+    )
+
+
+def _stored_format(found: Any) -> str | None:
+    if found.kind == "gguf":
+        file_type = getattr(found, "file_type", None)
+        return str(file_type).removeprefix("MOSTLY_").lower() if file_type else None
+    dtypes = found.params_by_dtype or {}
+    if not dtypes:
+        return None
+    main = max(dtypes, key=dtypes.get)
+    return _NATIVE_DTYPES.get(str(main).lower(), {"F16": "fp16", "BF16": "bf16",
+                                                   "F32": "fp32"}.get(str(main), str(main)))
+
+
+def _native_format(config: dict[str, Any]) -> str | None:
+    quant = config.get("quantization_config")
+    if isinstance(quant, dict):
+        method = str(quant.get("quant_method", "")).lower()
+        if method == "mxfp4":
+            return "mxfp4-experts"
+        if method in ("gptq", "awq"):
+            return f"{method}-int4"
+        if method == "fp8":
+            return "fp8"
+        if method == "bitsandbytes":
+            return "nf4" if quant.get("load_in_4bit") else "int8"
+    text = config.get("text_config")
+    dtype = config.get("torch_dtype") or config.get("dtype") or (
+        text.get("torch_dtype") if isinstance(text, dict) else None)
+    return _NATIVE_DTYPES.get(str(dtype).lower()) if dtype else None
+
+
+def estimate(*, params: str | int | None = None, model: str | None = None,
+             dtype: str | None = None, ctx: str | int | None = None, batch: str | int = 1,
+             kv_dtype: str | None = None, active_params: str | int | None = None,
+             family: str = "llama", attention: str = "sdpa",
+             prefill_chunk: str | int | None = None, constants: Constants | None = None,
+             constants_source: str = "defaults", **shape_overrides: int | None) -> Estimate:
+    """Estimate the memory a model needs for inference.
+
+    >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
+    """
+    unknown = set(shape_overrides) - set(SHAPE_OVERRIDES)
+    if unknown:
+        raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "
+                         f"{', '.join(SHAPE_OVERRIDES)}.")
+    info = resolve_model(params=params, model=model, family=family, active_params=active_params,
+                         overrides=shape_overrides)
+    return estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
+                        attention=attention, prefill_chunk=prefill_chunk,
+                        constants=constants, constants_source=constants_source)
+
+
+def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | None = None,
+                 batch: str | int = 1, kv_dtype: str | None = None, attention: str = "sdpa",
+                 prefill_chunk: str | int | None = None, constants: Constants | None = None,
+                 constants_source: str = "defaults") -> Estimate:
+    """The memory estimate for an already-resolved model (reused by sweeps and fit planning)."""
+    constants = constants or DEFAULTS
+    shape = info.shape
+    fmt_name = dtype or info.native_format or info.stored_format or "bf16"
+    fmt = weight_format(fmt_name)
+    kv = kv_format(kv_dtype) if kv_dtype else default_kv_format(fmt)
+    ctx_tokens = parse_tokens(ctx) if ctx is not None else min(
+        DEFAULT_CTX, shape.max_context or DEFAULT_CTX)
+    batch_n = parse_positive_int(batch, what="--batch")
+    chunk = parse_tokens(prefill_chunk, what="--prefill-chunk") if prefill_chunk else ctx_tokens
+    chunk = min(chunk, ctx_tokens)
+    if attention not in ATTENTION_KINDS:
+        raise InputError(f"Unknown --attn {attention!r}; accepted: {', '.join(ATTENTION_KINDS)}.")
+    exact = _exact_weights(info, fmt, dtype)
+    memory = MemoryBreakdown(
+        weights=weights_part(shape, fmt, exact),
+        kv_cache=kv_part(shape, kv, ctx_tokens, batch_n),
+        activations=activations_part(shape, fmt, chunk, ctx_tokens, batch_n, attention,
+                                     constants),
+        overhead=overhead_part(constants, constants_source),
+    )
+    settings = Settings(dtype=fmt.name, kv_dtype=kv.name, ctx=ctx_tokens, batch=batch_n,
+                        prefill_chunk=chunk, attention=attention)
+    assumptions = _assumptions(info, fmt, kv, settings, dtype is None, ctx is None,
+                               exact is not None, constants_source)
+    return Estimate(model=info, settings=settings, memory=memory, assumptions=assumptions,
+                    constants=constants, constants_source=constants_source)
+
+
+def _exact_weights(info: ModelInfo, fmt: WeightFormat, dtype_given: str | None) -> int | None:
+    """Stored tensor bytes count as the weights when the model runs as stored."""
+    if info.exact_weights_bytes is None:
+        return None
+    if dtype_given is None or (info.stored_format and weight_format(
+            info.stored_format).name == fmt.name):
+        return info.exact_weights_bytes
+    return None
+
+
+def _assumptions(info: ModelInfo, fmt: WeightFormat, kv: KVFormat, s: Settings,
+                 dtype_defaulted: bool, ctx_defaulted: bool, exact: bool,
+                 constants_source: str) -> tuple[str, ...]:
+    shape = info.shape
+    out = []
+    if info.source == "params":
+        out.append(f"Model shape: {info.origin}.")
+    elif info.source == "catalog":
+        out.append(f"Model shape from the catalog entry {info.name} ({info.origin}).")
+    else:
+        out.append(f"Model shape read from {info.origin}.")
+    if exact:
+        out.append("Weights are the exact stored tensor bytes of the model files.")
+    out.append(f"Weights: {fmt.description}.")
+    if dtype_defaulted:
+        out.append(f"No --dtype given: using the model's own precision, {fmt.name}.")
+    out.append(f"KV cache in {kv.name}" + (" (the compute dtype; --kv-dtype changes it)."
+                                           if kv.name in ("fp16", "bf16", "fp32") else "."))
+    if shape.is_mla:
+        out.append("MLA KV cache stored as the compressed latent plus the rope key, as vLLM, "
+                   "SGLang and llama.cpp do; transformers stores full keys and values instead.")
+    if shape.sliding_window and shape.kinds().count("sliding"):
+        out.append(f"Sliding-window layers keep at most {shape.sliding_window} tokens.")
+    if ctx_defaulted:
+        out.append(f"No --ctx given: {s.ctx} tokens.")
+    if shape.max_context and s.ctx > shape.max_context:
+        out.append(f"--ctx {s.ctx} is beyond the model's trained context of {shape.max_context}.")
+    out.append(f"Activations: one prefill forward over {s.prefill_chunk} tokens × batch "
+               f"{s.batch} with {s.attention} attention, logits kept for the last position.")
+    if shape.is_moe:
+        out.append(f"Mixture of experts: all {shape.num_experts} experts are held in memory; "
+                   f"{shape.experts_per_token} run per token "
+                   f"({format_count(info.active_params)} active parameters).")
+    out.append(f"Runtime overhead (CUDA context, workspaces) from {constants_source}; a "
+               "calibration profile replaces it with a measured value.")
+    out.append("Engine: a transformers-style forward; serving engines reserve memory "
+               "differently.")
+    return tuple(out)

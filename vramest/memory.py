@@ -1,0 +1,151 @@
+"""The memory model: weights, KV cache, activations and runtime overhead, each with its formula."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramest.constants import Constants
+from vramest.precisions import KVFormat, TensorContext, WeightFormat
+from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
+from vramest.units import format_bytes
+
+ATTENTION_KINDS = ("sdpa", "flash", "eager")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the total: its bytes and the formula with the numbers filled in."""
+
+    name: str
+    bytes: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    weights: Part
+    kv_cache: Part
+    activations: Part
+    overhead: Part
+
+    @property
+    def total(self) -> int:
+        return self.weights.bytes + self.kv_cache.bytes + self.activations.bytes + \
+            self.overhead.bytes
+
+    def parts(self) -> tuple[Part, ...]:
+        return (self.weights, self.kv_cache, self.activations, self.overhead)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "weights": self.weights.bytes,
+            "kv_cache": self.kv_cache.bytes,
+            "activations": self.activations.bytes,
+            "overhead": self.overhead.bytes,
+            "total": self.total,
+        }
+
+
+def weight_bytes(shape: ModelShape, fmt: WeightFormat) -> int:
+    """Sum over every tensor of elements × the bits its format stores it in."""
+    total_bits = 0.0
+    for tensor in shape.tensors():
+        ctx = TensorContext(
+            layer=tensor.layer, num_layers=shape.num_layers, row_length=tensor.cols,
+            gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
+            has_output_tensor=not shape.tie_embeddings,
+        )
+        total_bits += tensor.elements * fmt.bits(tensor.role, ctx)
+    return round(total_bits / 8)
+
+
+def weights_part(shape: ModelShape, fmt: WeightFormat, exact_bytes: int | None = None) -> Part:
+    if exact_bytes is not None:
+        return Part("weights", exact_bytes, "exact stored tensor bytes read from the model files")
+    nbytes = weight_bytes(shape, fmt)
+    params = shape.param_count()
+    return Part("weights", nbytes,
+                f"{params:,} params × {fmt.name} storage per tensor role "
+                f"(avg {nbytes * 8 / params:.3f} bits/param) = {format_bytes(nbytes)}")
+
+
+def kv_elements_per_token(shape: ModelShape, ctx: int, *, mla_latent: bool = True) -> float:
+    """KV elements per sequence at `ctx` tokens, summed over layers (sliding layers capped)."""
+    total = 0
+    for kind in shape.kinds():
+        if kind == LAYER_FULL:
+            tokens = ctx
+        elif kind == LAYER_SLIDING:
+            tokens = min(ctx, shape.sliding_window or ctx)
+        else:
+            continue
+        total += tokens * _kv_width(shape, mla_latent)
+    return total
+
+
+def _kv_width(shape: ModelShape, mla_latent: bool) -> int:
+    """Elements one token stores in one layer."""
+    if shape.is_mla:
+        if mla_latent:  # compressed latent + decoupled rope key (DeepSeek-V2 paper, sec. 2.1)
+            return shape.kv_lora_rank + shape.qk_rope_head_dim
+        return shape.num_heads * (shape.qk_nope_head_dim + shape.qk_rope_head_dim
+                                  + shape.v_head_dim)
+    return 2 * shape.num_kv_heads * shape.head_dim
+
+
+def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
+            mla_latent: bool = True) -> Part:
+    elements = kv_elements_per_token(shape, ctx, mla_latent=mla_latent)
+    nbytes = round(elements * kv.bytes_per_element * batch)
+    kinds = shape.kinds()
+    full, sliding = kinds.count(LAYER_FULL), kinds.count(LAYER_SLIDING)
+    width = _kv_width(shape, mla_latent)
+    what = (f"(kv_lora_rank {shape.kv_lora_rank} + rope {shape.qk_rope_head_dim})"
+            if shape.is_mla and mla_latent else
+            f"2 × {shape.num_kv_heads} kv_heads × {shape.head_dim} head_dim")
+    layers = f"{full} full layers × {ctx} tokens"
+    if sliding:
+        layers += f" + {sliding} sliding layers × {min(ctx, shape.sliding_window or ctx)} tokens"
+    return Part("kv_cache", nbytes,
+                f"{what} (= {width}) × [{layers}] × batch {batch} × "
+                f"{kv.bytes_per_element:g} B ({kv.name}) = {format_bytes(nbytes)}")
+
+
+def ffn_width(shape: ModelShape) -> int:
+    """The widest MLP intermediate one token produces in a layer."""
+    dense = shape.intermediate_size if not shape.is_moe or not all(
+        shape.is_moe_layer(i) for i in range(shape.num_layers)) else 0
+    moe = (shape.moe_intermediate_size * shape.experts_per_token
+           + shape.shared_intermediate_size * shape.shared_experts) if shape.is_moe else 0
+    return max(dense, moe)
+
+
+def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int, batch: int,
+                     attention: str, constants: Constants) -> Part:
+    """Peak transient of one forward over `chunk` prompt tokens (the prefill)."""
+    act_bytes = fmt.compute_bytes
+    tokens = batch * chunk
+    ffn = ffn_width(shape)
+    per_token = constants.activation_ffn_factor * ffn + \
+        constants.activation_hidden_factor * shape.hidden_size
+    hidden_bytes = tokens * per_token * act_bytes
+    # logits of the last position only (generate keeps one), upcast to fp32
+    logits_bytes = batch * shape.vocab_size * (act_bytes + 4)
+    scores_bytes = 0.0
+    formula = (f"batch {batch} × chunk {chunk} × ({constants.activation_ffn_factor:g} × ffn {ffn}"
+               f" + {constants.activation_hidden_factor:g} × hidden {shape.hidden_size}) × "
+               f"{act_bytes} B + logits {batch} × vocab {shape.vocab_size} × {act_bytes + 4} B")
+    if attention == "eager":
+        kv_len = min(ctx, max(chunk, 1))
+        scores_bytes = batch * shape.num_heads * chunk * kv_len * \
+            (act_bytes + constants.eager_score_bytes_extra)
+        formula += (f" + eager scores {batch} × {shape.num_heads} heads × {chunk} × {kv_len} × "
+                    f"{act_bytes + constants.eager_score_bytes_extra:g} B")
+    nbytes = round(hidden_bytes + logits_bytes + scores_bytes)
+    return Part("activations", nbytes, f"{formula} = {format_bytes(nbytes)}")
+
+
+def overhead_part(constants: Constants, source: str) -> Part:
+    nbytes = constants.runtime_overhead_bytes
+    return Part("overhead", nbytes,
+                f"runtime_overhead_bytes ({source}) = {format_bytes(nbytes)}")

@@ -1,0 +1,342 @@
+"""Weight and KV-cache precisions with their true storage cost.
+
+A format says how many bits each *role* of tensor costs (a linear layer in a block, the
+embeddings, the output head, a norm), counting block scales and zero points, because real
+quantized checkpoints leave some tensors in 16 bit and llama.cpp's file types mix block types
+per tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vramest.errors import InputError
+
+# --- ggml block types: (elements per block, bytes per block) -----------------------------
+# Facts from ggml's type traits (ggml/src/ggml.c, block_* structs in ggml-common.h).
+GGML_BLOCKS: dict[str, tuple[int, int]] = {
+    "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "F64": (1, 8),
+    "I8": (1, 1), "I16": (1, 2), "I32": (1, 4), "I64": (1, 8),
+    "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
+    "Q8_0": (32, 34), "Q8_1": (32, 36),
+    "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144), "Q5_K": (256, 176),
+    "Q6_K": (256, 210), "Q8_K": (256, 292),
+    "IQ2_XXS": (256, 66), "IQ2_XS": (256, 74), "IQ2_S": (256, 82), "IQ3_XXS": (256, 98),
+    "IQ3_S": (256, 110), "IQ1_S": (256, 50), "IQ1_M": (256, 56), "IQ4_NL": (32, 18),
+    "IQ4_XS": (256, 136), "TQ1_0": (256, 54), "TQ2_0": (256, 66), "MXFP4": (32, 17),
+}
+
+
+def ggml_bits(type_name: str) -> float:
+    elements, nbytes = GGML_BLOCKS[type_name]
+    return nbytes * 8 / elements
+
+
+# Tensor roles a model is made of (see shapes.TensorSpec).
+LINEAR_ROLES = frozenset({
+    "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "attn_q_a", "attn_q_b", "attn_kv_a",
+    "attn_kv_b", "ffn_gate", "ffn_up", "ffn_down", "expert_gate", "expert_up", "expert_down",
+    "shared_gate", "shared_up", "shared_down",
+})
+EXPERT_ROLES = frozenset({"expert_gate", "expert_up", "expert_down"})
+# Small or vector tensors every format keeps in high precision.
+VECTOR_ROLES = frozenset({"norm", "bias", "router", "position_embedding"})
+
+
+@dataclass(frozen=True)
+class TensorContext:
+    """What llama.cpp's per-tensor rules look at besides the role."""
+
+    layer: int | None
+    num_layers: int
+    row_length: int  # ne[0]: elements per row (the input dimension)
+    gqa_ratio: int
+    num_experts: int
+    has_output_tensor: bool
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    name: str
+    description: str
+    source: str
+    linear_bits: float
+    embedding_bits: float = 16.0
+    lm_head_bits: float = 16.0
+    vector_bits: float = 16.0
+    compute_bytes: int = 2
+    quantized_roles: frozenset[str] = LINEAR_ROLES
+    gguf_rule: Callable[[str, TensorContext], str] | None = None
+
+    def bits(self, role: str, ctx: TensorContext) -> float:
+        if self.gguf_rule is not None:
+            return ggml_bits(self.gguf_rule(role, ctx))
+        if role in VECTOR_ROLES:
+            return self.vector_bits
+        if role == "embedding":
+            return self.embedding_bits
+        if role == "lm_head":
+            return self.lm_head_bits
+        if role in self.quantized_roles:
+            return self.linear_bits
+        return 16.0 if self.compute_bytes <= 2 else 32.0
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.linear_bits < 8 * self.compute_bytes
+
+
+# --- llama.cpp file types ------------------------------------------------------------------
+# Per-tensor choices follow llama.cpp's quantizer (src/llama-quant.cpp, llama_tensor_get_type):
+# 1-D tensors stay F32, the output head goes to Q6_K, and some types give attn_v / ffn_down /
+# attn_output / fused qkv more bits in chosen layers.
+
+def _use_more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+_K_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
+               "IQ4_XS": "IQ4_NL", "IQ2_XXS": "Q4_0", "IQ2_XS": "Q4_0", "IQ2_S": "Q4_0",
+               "IQ3_XXS": "Q4_0", "IQ3_S": "Q4_0", "IQ1_S": "Q4_0", "IQ1_M": "Q4_0"}
+_LOW_BIT_IQ = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "IQ3_XXS"})
+
+
+def _gguf_mix(ftype: str, base: str) -> Callable[[str, TensorContext], str]:
+    float_file = base in ("F32", "F16", "BF16")
+
+    def rule(role: str, ctx: TensorContext) -> str:
+        if role in VECTOR_ROLES and role != "router":
+            return "F32"
+        if float_file:
+            return "F32" if role == "router" else base
+        if role == "router":
+            return "F32"
+        chosen = _choose(role, ctx)
+        if GGML_BLOCKS[chosen][0] == 256 and ctx.row_length % 256 != 0:
+            chosen = _K_FALLBACK.get(chosen, "Q8_0")
+        return chosen
+
+    def _choose(role: str, ctx: TensorContext) -> str:
+        i, n = (ctx.layer or 0), max(ctx.num_layers, 1)
+        is_output = role == "lm_head" or (role == "embedding" and not ctx.has_output_tensor)
+        if is_output:
+            if base == "Q8_0":
+                return "Q8_0"
+            return "Q5_K" if ftype in _LOW_BIT_IQ else "Q6_K"
+        if role == "embedding":
+            return "Q2_K" if ftype in ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M") else base
+        if role == "attn_v":
+            if ftype == "Q2_K":
+                return "Q4_K" if ctx.gqa_ratio >= 4 else "Q3_K"
+            if ftype == "Q3_K_M":
+                return "Q5_K" if i < 2 else "Q4_K"
+            if ftype == "Q3_K_L":
+                return "Q5_K"
+            if ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
+                return "Q6_K"
+            if ftype == "Q4_K_S" and i < 4:
+                return "Q5_K"
+            if ftype in ("IQ4_XS", "IQ4_NL") and ctx.gqa_ratio >= 4:
+                return "Q5_K"
+            return base
+        if role in ("ffn_down", "expert_down"):
+            if ftype == "Q2_K":
+                return "Q3_K"
+            if ftype == "Q3_K_M":
+                return "Q5_K" if i < n // 16 else "Q4_K"
+            if ftype == "Q3_K_L":
+                return "Q5_K"
+            if ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
+                return "Q6_K"
+            if ftype in ("Q4_K_S", "IQ4_XS", "IQ4_NL") and i < n // 8:
+                return "Q5_K"
+            return base
+        if role == "attn_o" and ctx.num_experts != 8:
+            return {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(ftype, base)
+        if role == "attn_qkv":
+            return {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K",
+                    "Q5_K_M": "Q6_K"}.get(ftype, base)
+        return base
+
+    return rule
+
+
+_GGUF_FILE_TYPES: dict[str, str] = {
+    # file type → the block type most tensors get
+    "F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0",
+    "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_0": "Q5_0", "Q5_1": "Q5_1",
+    "Q2_K": "Q2_K", "Q3_K_S": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_L": "Q3_K",
+    "Q4_K_S": "Q4_K", "Q4_K_M": "Q4_K", "Q5_K_S": "Q5_K", "Q5_K_M": "Q5_K", "Q6_K": "Q6_K",
+    "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL", "IQ3_XXS": "IQ3_XXS", "IQ3_S": "IQ3_S",
+    "IQ2_XXS": "IQ2_XXS", "IQ2_XS": "IQ2_XS", "IQ2_S": "IQ2_S", "IQ1_S": "IQ1_S",
+    "IQ1_M": "IQ1_M", "TQ1_0": "TQ1_0", "TQ2_0": "TQ2_0",
+}
+_LLAMA_QUANT_SOURCE = "llama.cpp src/llama-quant.cpp (llama_tensor_get_type) and ggml block sizes"
+
+
+def _gguf_format(ftype: str) -> WeightFormat:
+    base = _GGUF_FILE_TYPES[ftype]
+    float_file = base in ("F32", "F16", "BF16")
+    return WeightFormat(
+        # GGUF float files differ from plain fp16/bf16 only in keeping norms in F32
+        name=f"gguf-{ftype.lower()}" if float_file else ftype.lower(),
+        description=f"llama.cpp GGUF {ftype}: {base} blocks ({ggml_bits(base):.3g} bits/weight) "
+        "with llama.cpp's per-tensor upgrades (output head Q6_K, some attn_v/ffn_down layers)",
+        source=_LLAMA_QUANT_SOURCE,
+        linear_bits=ggml_bits(base),
+        embedding_bits=ggml_bits(base),
+        lm_head_bits=ggml_bits(base),
+        vector_bits=32.0,
+        compute_bytes=2 if base != "F32" else 4,
+        gguf_rule=_gguf_mix(ftype, base),
+    )
+
+
+# Group-quantized 4-bit (GPTQ/AWQ): 4-bit weights + an fp16 scale and a packed 4-bit zero
+# point per group of `group` input weights (AutoGPTQ/AutoAWQ packing); embeddings and the
+# output head stay 16 bit.
+def _group_int4_bits(group: int) -> float:
+    return 4 + (16 + 4) / group
+
+
+def gptq_format(name: str, group: int = 128) -> WeightFormat:
+    kind = "GPTQ" if name.startswith("gptq") else "AWQ"
+    return WeightFormat(
+        name=name,
+        description=f"{kind} 4-bit, group size {group}: 4-bit weights plus an fp16 scale and a "
+        f"4-bit zero point per {group} weights ({_group_int4_bits(group):.3f} bits/weight); "
+        "embeddings and lm_head stay 16 bit",
+        source="AutoGPTQ / AutoAWQ packing (qweight int32, qzeros int32, scales fp16 per group)",
+        linear_bits=_group_int4_bits(group),
+    )
+
+
+_FORMATS: dict[str, WeightFormat] = {}
+
+
+def _register(fmt: WeightFormat, *aliases: str) -> None:
+    for key in (fmt.name, *aliases):
+        _FORMATS[key] = fmt
+
+
+_register(WeightFormat("fp32", "32-bit float everywhere", "IEEE 754", 32, 32, 32, 32, 4), "float32")
+_register(WeightFormat("fp16", "16-bit float everywhere", "IEEE 754", 16, 16, 16, 16, 2), "float16", "half")
+_register(WeightFormat("bf16", "bfloat16 everywhere", "bfloat16 definition", 16, 16, 16, 16, 2), "bfloat16")
+_register(WeightFormat(
+    "fp8", "FP8 (E4M3) linear layers with per-tensor or per-channel scales; embeddings and "
+    "lm_head stay 16 bit, as in published FP8 checkpoints",
+    "FP8 checkpoints in compressed-tensors / fbgemm format (e.g. Llama-3.1 FP8 releases)", 8.0,
+), "float8", "e4m3")
+_register(WeightFormat(
+    "int8", "8-bit integer linear layers with a per-row scale (LLM.int8 / W8A16); embeddings "
+    "and lm_head stay 16 bit", "bitsandbytes LLM.int8 (Dettmers et al. 2022): int8 rows + fp32 scale",
+    8.0,
+), "bnb-int8", "w8a16", "w8a8", "int8-w8a8")
+# NF4: 4-bit codes + one fp32 absmax per 64 weights; double quantization stores the absmax in
+# 8 bits with an fp32 scale per 256 absmax values (QLoRA, Dettmers et al. 2023, section 3).
+_register(WeightFormat(
+    "nf4", "bitsandbytes NF4 (4-bit, block 64, fp32 absmax: 4.5 bits/weight); embeddings and "
+    "lm_head stay 16 bit", "QLoRA paper, bitsandbytes Linear4bit", 4 + 32 / 64,
+), "bnb-nf4", "bnb-4bit", "fp4", "bnb-fp4")
+_register(WeightFormat(
+    "bnb-nf4-dq", "bitsandbytes NF4 with double quantization (8-bit absmax per 64, fp32 per "
+    "256 blocks: 4.127 bits/weight)", "QLoRA paper, section 3 (double quantization)",
+    4 + 8 / 64 + 32 / (64 * 256),
+), "nf4-dq", "bnb-nf4-double-quant")
+_register(gptq_format("gptq-int4"), "gptq", "gptq-4bit")
+_register(gptq_format("awq-int4"), "awq", "awq-4bit")
+_register(WeightFormat(
+    "int4", "generic 4-bit: the common group-quantized formats (GPTQ/AWQ group 128, 4.156 "
+    "bits/weight with scales and zero points), not 0.5 byte per parameter; embeddings and "
+    "lm_head stay 16 bit", "AutoGPTQ / AutoAWQ packing", _group_int4_bits(128),
+), "4bit", "w4a16")
+# MXFP4: 32 FP4 (E2M1) values share one 8-bit power-of-two scale (OCP MX spec v1.0).
+_register(WeightFormat(
+    "mxfp4", "OCP MXFP4: 4-bit E2M1 values with one 8-bit scale per 32 (4.25 bits/weight); "
+    "embeddings and lm_head stay 16 bit", "OCP Microscaling Formats (MX) v1.0", 4.25,
+), "mx-fp4")
+_register(WeightFormat(
+    "mxfp4-experts", "MXFP4 on the MoE experts only, everything else bf16 (gpt-oss releases)",
+    "gpt-oss model card / quantization_config", 4.25, quantized_roles=EXPERT_ROLES,
+))
+for _ftype in _GGUF_FILE_TYPES:
+    _fmt = _gguf_format(_ftype)
+    _register(_fmt, *([] if _fmt.name.startswith("gguf-") else [_fmt.name.replace("_", "-")]))
+
+
+def weight_format(name: str) -> WeightFormat:
+    key = name.strip().lower()
+    fmt = _FORMATS.get(key) or _FORMATS.get(key.replace("-", "_"))
+    if fmt is None:
+        group = _parse_group_suffix(key)
+        if group is not None:
+            return group
+        raise InputError(
+            f"Unknown --dtype {name!r}; accepted: {', '.join(weight_format_names())}"
+            f"{_nearest_hint(key, weight_format_names())}."
+        )
+    return fmt
+
+
+def _parse_group_suffix(key: str) -> WeightFormat | None:
+    # gptq-int4-g64, awq-int4-g32: an overridden group size
+    for prefix in ("gptq-int4-g", "awq-int4-g"):
+        if key.startswith(prefix) and key[len(prefix):].isdigit():
+            group = int(key[len(prefix):])
+            if group in (32, 64, 128, 256, 512, 1024):
+                return gptq_format(key, group)
+    return None
+
+
+def weight_format_names() -> list[str]:
+    return sorted({fmt.name for fmt in _FORMATS.values()})
+
+
+# --- KV cache --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KVFormat:
+    name: str
+    bytes_per_element: float
+    source: str
+
+
+_KV_FORMATS = {
+    "fp32": KVFormat("fp32", 4, "IEEE 754"),
+    "fp16": KVFormat("fp16", 2, "IEEE 754"),
+    "bf16": KVFormat("bf16", 2, "bfloat16"),
+    "fp8": KVFormat("fp8", 1, "FP8 E4M3/E5M2 KV cache (vLLM kv_cache_dtype=fp8)"),
+    "q8_0": KVFormat("q8_0", 34 / 32, "ggml Q8_0 block: 32 int8 + fp16 scale"),
+    "q5_1": KVFormat("q5_1", 24 / 32, "ggml Q5_1 block"),
+    "q5_0": KVFormat("q5_0", 22 / 32, "ggml Q5_0 block"),
+    "q4_1": KVFormat("q4_1", 20 / 32, "ggml Q4_1 block"),
+    "q4_0": KVFormat("q4_0", 18 / 32, "ggml Q4_0 block: 32 4-bit + fp16 scale"),
+    "iq4_nl": KVFormat("iq4_nl", 18 / 32, "ggml IQ4_NL block"),
+}
+_KV_ALIASES = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "half": "fp16",
+               "bfloat16": "bf16", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8"}
+
+
+def kv_format(name: str) -> KVFormat:
+    key = name.strip().lower().replace("-", "_")
+    key = _KV_ALIASES.get(key, key)
+    if key not in _KV_FORMATS:
+        raise InputError(
+            f"Unknown --kv-dtype {name!r}; accepted: {', '.join(_KV_FORMATS)}"
+            f"{_nearest_hint(key, list(_KV_FORMATS))}."
+        )
+    return _KV_FORMATS[key]
+
+
+def default_kv_format(fmt: WeightFormat) -> KVFormat:
+    """The KV cache is kept in the compute dtype unless asked otherwise."""
+    if fmt.compute_bytes == 4:
+        return _KV_FORMATS["fp32"]
+    return _KV_FORMATS["bf16" if fmt.name == "bf16" else "fp16"]
+
+
+def _nearest_hint(key: str, names: list[str]) -> str:
+    from difflib import get_close_matches
+
+    close = get_close_matches(key, names, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""

@@ -1,0 +1,109 @@
+"""Parsing counts and sizes people type, and printing bytes the way people read them."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from vramest.errors import InputError
+
+GIB = 1024**3
+MIB = 1024**2
+KIB = 1024
+GB = 10**9
+
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmbt]?)\s*$", re.IGNORECASE)
+_COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+# Context lengths: "8k" means 8192 tokens, the way model cards and engines use it.
+_TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_BYTE_SCALE = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "ki": KIB, "kib": KIB,
+    "m": 10**6, "mb": 10**6, "mi": MIB, "mib": MIB,
+    "g": 10**9, "gb": 10**9, "gi": GIB, "gib": GIB,
+    "t": 10**12, "tb": 10**12, "ti": 1024**4, "tib": 1024**4,
+}
+
+MAX_PARAMS = 100 * 10**12
+MAX_TOKENS = 100 * 1024**2
+MAX_BATCH = 1_000_000
+
+
+def parse_params(text: str | int | float, *, what: str = "--params") -> int:
+    """'7B', '70b', '1.5B', '560M', '1.2T' or a plain integer, as a parameter count."""
+    value = _parse_scaled(text, _COUNT_SCALE, what, "a count such as 7B, 1.5B, 560M, 1.2T or 7000000000")
+    if not 1 <= value <= MAX_PARAMS:
+        raise InputError(f"{what} {text!r} is out of range: give between 1 and 100T parameters.")
+    return value
+
+
+def parse_tokens(text: str | int | float, *, what: str = "--ctx") -> int:
+    """'8192', '8k', '128K' as a token count (k = 1024)."""
+    value = _parse_scaled(text, _TOKEN_SCALE, what, "a token count such as 8192, 8k or 128K")
+    if not 1 <= value <= MAX_TOKENS:
+        raise InputError(f"{what} {text!r} is out of range: give between 1 and 100M tokens.")
+    return value
+
+
+def parse_positive_int(text: str | int, *, what: str, maximum: int = MAX_BATCH) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise InputError(f"{what} {text!r} is not a whole number; give one from 1 to {maximum}.") from None
+    if not 1 <= value <= maximum:
+        raise InputError(f"{what} {text!r} is out of range; give a whole number from 1 to {maximum}.")
+    return value
+
+
+def parse_bytes(text: str | int | float, *, what: str) -> int:
+    """'24GiB', '80GB', '512MiB', '1e9' or plain bytes."""
+    if isinstance(text, bool):
+        raise InputError(f"{what} must be a size such as 24GiB, 80GB or 512MiB.")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _BYTES.match(str(text))
+        if not match:
+            raise InputError(f"{what} {text!r} is not a size; give one such as 24GiB, 80GB or 512MiB.")
+        value = float(match.group(1)) * _BYTE_SCALE[match.group(2).lower()]
+    if not math.isfinite(value) or value < 0 or value > 1024**6:
+        raise InputError(f"{what} {text!r} is out of range; give a size from 0 to 1 EiB.")
+    return int(value)
+
+
+def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, accepted: str) -> int:
+    if isinstance(text, bool):
+        raise InputError(f"{what} must be {accepted}.")
+    if isinstance(text, int):
+        return text
+    if isinstance(text, float):
+        if not math.isfinite(text):
+            raise InputError(f"{what} must be {accepted}.")
+        return round(text)
+    match = _COUNT.match(str(text))
+    if not match or match.group(2).lower() not in scales:
+        raise InputError(f"{what} {text!r} is not understood; give {accepted}.")
+    return round(float(match.group(1)) * scales[match.group(2).lower()])
+
+
+def format_bytes(n: int | float) -> str:
+    """Binary units, as nvidia-smi and torch report them."""
+    n = float(n)
+    for unit, scale in (("TiB", 1024**4), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_count(n: int | float) -> str:
+    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def format_tokens(n: int) -> str:
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024}k"
+    return str(n)
