@@ -1,1 +1,6 @@
-"""vramest."""
+"""vramest: how much GPU memory an LLM needs and how fast it runs."""
+
+from vramest.errors import InputError
+from vramest.estimator import Estimate, estimate
+
+__all__ = ["Estimate", "InputError", "estimate"]

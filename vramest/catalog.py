@@ -14,7 +14,7 @@ from vramest.errors import InputError
 from vramest.shapes import ModelShape, shape_from_config
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity-hashed, so its parsed shape can be cached
 class CatalogEntry:
     id: str
     aliases: tuple[str, ...]
@@ -24,6 +24,9 @@ class CatalogEntry:
     notes: str = ""
 
     def shape(self) -> ModelShape:
+        return _entry_shape(self)
+
+    def _parse_shape(self) -> ModelShape:
         shape = shape_from_config(self.config, self.id, origin=f"catalog entry {self.id}")
         if "text_config" in self.config and self.published_params:
             # A multimodal model: the published total minus the text model is its vision tower.
@@ -38,6 +41,11 @@ class CatalogEntry:
         text = self.config.get("text_config")
         config = text if isinstance(text, dict) else self.config
         return str(config.get("model_type") or self.config.get("model_type") or "")
+
+
+@lru_cache(maxsize=256)
+def _entry_shape(entry: CatalogEntry) -> ModelShape:
+    return entry._parse_shape()
 
 
 def _key(name: str) -> str:
@@ -147,15 +155,19 @@ def shape_for_params(params: int, family: str = "llama", active_params: int | No
     else:
         p_ref, entry = (below[-1] if below else above[0])
         base = entry.shape()
-        factor = (params / p_ref) ** (1 / 3)
-        layers = max(1, round(base.num_layers * factor))
-        hidden = max(128, _round_to(base.hidden_size * factor, 128))
+        # Larger: width and depth grow alike. Smaller: the width shrinks faster, so the
+        # embedding table does not outgrow the whole model.
+        factor = (params / p_ref) ** (1 / 3 if below else 1 / 2)
+        layers = max(1, round(base.num_layers * (params / p_ref) ** (1 / 3)))
+        hidden = max(64, _round_to(base.hidden_size * factor, 64))
         kv_heads = base.num_kv_heads
         borrowed = (entry.id,)
         how = f"scaled from {entry.id}"
+    # Whole groups of query heads per KV head, so grouped-query attention keeps its KV width.
     head_dim = base.head_dim
-    heads = max(1, hidden // head_dim)
-    kv_heads = math.gcd(heads, kv_heads) or 1
+    group = head_dim * kv_heads
+    hidden = max(group, _round_to(hidden, group))
+    heads = hidden // head_dim
     shape = replace(base, name=f"{_count(params)} ({base.family}-shaped)", num_layers=layers,
                     hidden_size=hidden, num_heads=heads, num_kv_heads=kv_heads,
                     layer_kinds=(), moe_layers=())
@@ -191,9 +203,12 @@ def _expert_params(shape: ModelShape) -> int:
 
 
 def _fit_intermediate(shape: ModelShape, params: int) -> ModelShape:
+    while shape.num_layers > 1 and replace(shape, intermediate_size=64).param_count() > params:
+        shape = replace(shape, num_layers=shape.num_layers - 1)
     without = replace(shape, intermediate_size=0).param_count()
     per_unit = replace(shape, intermediate_size=1).param_count() - without
-    inter = max(256, _round_to((params - without) / max(per_unit, 1), 256))
+    step = 256 if params > 10**9 else 64
+    inter = max(step, _round_to((params - without) / max(per_unit, 1), step))
     return replace(shape, intermediate_size=inter)
 
 

@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.estimate import SHAPE_OVERRIDES
+    from vramest.estimator import SHAPE_OVERRIDES
 
     kwargs: dict[str, Any] = {
         "params": args.params, "model": args.model, "family": args.family,
@@ -114,7 +114,7 @@ def _estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from vramest.estimate import estimate
+    from vramest.estimator import estimate
     from vramest.report import render_estimate
 
     result = estimate(**_estimate_kwargs(args))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vramest.constants import Constants
 from vramest.precisions import KVFormat, TensorContext, WeightFormat
-from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
+from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape, TensorSpec
 from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
@@ -48,14 +49,17 @@ class MemoryBreakdown:
 
 def weight_bytes(shape: ModelShape, fmt: WeightFormat) -> int:
     """Sum over every tensor of elements × the bits its format stores it in."""
-    total_bits = 0.0
-    for tensor in shape.tensors():
-        ctx = TensorContext(
-            layer=tensor.layer, num_layers=shape.num_layers, row_length=tensor.cols,
+    def bits(tensors: Iterable[TensorSpec]) -> float:
+        return sum(t.elements * fmt.bits(t.role, TensorContext(
+            layer=t.layer, num_layers=shape.num_layers, row_length=t.cols,
             gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
-            has_output_tensor=not shape.tie_embeddings,
-        )
-        total_bits += tensor.elements * fmt.bits(tensor.role, ctx)
+            has_output_tensor=not shape.tie_embeddings)) for t in tensors)
+
+    total_bits = bits(shape.global_tensors())
+    if fmt.gguf_rule is not None:  # llama.cpp picks block types by layer index
+        total_bits += sum(bits(shape.layer_tensors(i)) for i in range(shape.num_layers))
+    else:
+        total_bits += sum(n * bits(shape.layer_tensors(i)) for i, n in shape.layer_groups())
     return round(total_bits / 8)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vramest.estimate import Estimate
+from vramest.estimator import Estimate
 from vramest.units import format_bytes, format_count, format_tokens
 
 _BAR_WIDTH = 28

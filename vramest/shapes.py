@@ -98,17 +98,16 @@ class ModelShape:
 
     def tensors(self) -> Iterator[TensorSpec]:
         """Every weight tensor, grouped, with its role."""
+        yield from self.global_tensors()
+        for layer in range(self.num_layers):
+            yield from self.layer_tensors(layer)
+
+    def global_tensors(self) -> Iterator[TensorSpec]:
+        """Tensors outside the repeated blocks: embeddings, final norm, output head."""
         h, v = self.hidden_size, self.vocab_size
         yield TensorSpec("embedding", None, v, h)
         if self.position_embeddings:
             yield TensorSpec("position_embedding", None, self.position_embeddings, h)
-        for layer in range(self.num_layers):
-            yield from self._attention_tensors(layer)
-            yield from self._mlp_tensors(layer)
-            norm_vectors = self.norms_per_layer * (2 if self.layer_norm_bias else 1)
-            yield TensorSpec("norm", layer, 1, h, norm_vectors)
-            if self.qk_norm:
-                yield TensorSpec("norm", layer, 1, self.head_dim, 2)
         yield TensorSpec("norm", None, 1, h, 2 if self.layer_norm_bias else 1)
         if not self.tie_embeddings:
             yield TensorSpec("lm_head", None, v, h)
@@ -116,6 +115,21 @@ class ModelShape:
             yield TensorSpec("bias", None, 1, v)
         if self.extra_params:
             yield TensorSpec("extra", None, 1, self.extra_params)
+
+    def layer_tensors(self, layer: int) -> Iterator[TensorSpec]:
+        yield from self._attention_tensors(layer)
+        yield from self._mlp_tensors(layer)
+        yield TensorSpec("norm", layer, 1, self.hidden_size,
+                         self.norms_per_layer * (2 if self.layer_norm_bias else 1))
+        if self.qk_norm:
+            yield TensorSpec("norm", layer, 1, self.head_dim, 2)
+
+    def layer_groups(self) -> list[tuple[int, int]]:
+        """(a representative layer, how many layers share its tensors): dense and MoE blocks."""
+        counts: dict[bool, list[int]] = {}
+        for layer in range(self.num_layers):
+            counts.setdefault(self.is_moe_layer(layer), []).append(layer)
+        return [(layers[0], len(layers)) for layers in counts.values()]
 
     def _attention_tensors(self, layer: int) -> Iterator[TensorSpec]:
         h = self.hidden_size
@@ -172,7 +186,10 @@ class ModelShape:
             yield TensorSpec("bias", layer, 1, inter * (2 if self.gated_mlp else 1) + h)
 
     def param_count(self) -> int:
-        return sum(t.elements for t in self.tensors())
+        total = sum(t.elements for t in self.global_tensors())
+        for layer, count in self.layer_groups():
+            total += count * sum(t.elements for t in self.layer_tensors(layer))
+        return total
 
     def active_param_count(self) -> int:
         """Parameters one token uses: a MoE layer counts only its routed experts."""

@@ -1,0 +1,56 @@
+"""`make bench`: cold-start time of the headline command and in-process estimates per second.
+
+Prints medians and ratios; nothing here asserts, since timings are noisy on shared machines.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+HEADLINE = ["--params", "70B", "--dtype", "int4", "--ctx", "8192"]
+
+
+def median_seconds(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def in_process_rate(seconds: float = 2.0) -> tuple[float, float]:
+    from vramest.estimator import estimate
+
+    for kwargs, label in (({"params": "70B", "dtype": "int4", "ctx": 8192}, "params"),
+                          ({"model": "deepseek-ai/DeepSeek-V3", "dtype": "q4_k_m"}, "catalog")):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            estimate(**kwargs)
+            n += 1
+        rate = n / (time.perf_counter() - start)
+        print(f"in-process estimates per second ({label:7}): {rate:10.0f}")
+    return rate, seconds
+
+
+def main() -> int:
+    runs = 15
+    baseline = median_seconds([sys.executable, "-c", "pass"], runs)
+    cli = median_seconds([sys.executable, "-m", "vramest", *HEADLINE], runs)
+    print(f"python -c pass          median {baseline * 1000:7.1f} ms  ({runs} runs)")
+    print(f"vramest {' '.join(HEADLINE)}  median {cli * 1000:7.1f} ms")
+    print(f"cold-start ratio (vramest / python)  {cli / baseline:5.2f}x")
+    in_process_rate()
+    for name, extra in EXTRA_BENCHMARKS:
+        print(f"\n{name}")
+        extra()
+    return 0
+
+
+EXTRA_BENCHMARKS: list[tuple[str, object]] = []
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The shipped catalog: published configs give the published parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramest.catalog import default_catalog
+
+CATALOG = default_catalog()
+# Published totals that count something the running model does not hold twice: a tied
+# lm_head stored again in the checkpoint (Qwen3-0.6B, Falcon), DeepSeek-V3's extra
+# multi-token-prediction layer and FP8 scale tensors.
+COUNTS_DIFFER = {"Qwen/Qwen3-0.6B": "stored tied lm_head", "tiiuae/falcon-7b": "stored lm_head",
+                 "tiiuae/falcon-180B": "stored lm_head",
+                 "deepseek-ai/DeepSeek-V3": "MTP layer + scales",
+                 "deepseek-ai/DeepSeek-R1": "MTP layer + scales"}
+
+
+def test_catalog_is_large_and_varied() -> None:
+    assert len(CATALOG.entries) >= 30
+    shapes = [e.shape() for e in CATALOG.entries]
+    assert any(s.is_moe for s in shapes)
+    assert any(s.is_mla for s in shapes)
+    assert any(s.sliding_window for s in shapes)
+    assert any(s.num_kv_heads == 1 for s in shapes)  # multi-query
+    assert any(1 < s.num_kv_heads < s.num_heads for s in shapes)  # grouped-query
+
+
+@pytest.mark.parametrize("entry", [e for e in CATALOG.entries if e.published_params],
+                         ids=lambda e: e.id)
+def test_shape_gives_the_published_parameter_count(entry) -> None:  # type: ignore[no-untyped-def]
+    computed = entry.shape().param_count()
+    tolerance = 0.25 if entry.id in COUNTS_DIFFER else 0.005
+    assert abs(computed / entry.published_params - 1) < tolerance
+
+
+def test_names_are_unique() -> None:
+    seen: set[str] = set()
+    for entry in CATALOG.entries:
+        for name in (entry.id.lower(), *entry.aliases):
+            assert name not in seen, name
+            seen.add(name)
+        assert entry.source.startswith("http")
+
+
+@pytest.mark.parametrize(("model", "active_b"), [
+    ("mistralai/Mixtral-8x7B-v0.1", 12.9), ("Qwen/Qwen3-30B-A3B", 3.3),
+    ("deepseek-ai/DeepSeek-V3", 37), ("Qwen/Qwen3-235B-A22B", 22),
+])
+def test_moe_active_parameters_match_the_model_cards(model: str, active_b: float) -> None:
+    """Model cards: Mixtral 12.9B active, Qwen3-30B-A3B 3.3B, DeepSeek-V3 37B, Qwen3-235B 22B."""
+    active = CATALOG.find(model).shape().active_param_count()
+    assert active / 1e9 == pytest.approx(active_b, rel=0.03)
+
+
+def test_sliding_and_mla_kv_layouts() -> None:
+    gemma2 = CATALOG.find("google/gemma-2-9b").shape()
+    assert gemma2.kinds().count("sliding") == gemma2.num_layers // 2
+    gemma3 = CATALOG.find("google/gemma-3-27b-it").shape()
+    assert gemma3.kinds().count("full") == gemma3.num_layers // 6
+    assert CATALOG.find("deepseek-ai/DeepSeek-V3").shape().kv_lora_rank == 512

@@ -1,0 +1,105 @@
+"""The command line: output contract, exit codes, and a light import path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vramest.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_headline_command_prints_the_breakdown(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--params", "70B", "--dtype", "int4", "--ctx", "8192")
+    assert code == 0
+    for word in ("weights", "KV cache", "activations", "overhead", "total", "Assumptions"):
+        assert word in out
+
+
+def test_estimate_subcommand_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    _, implicit, _ = run_cli(capsys, "--params", "7B", "--json")
+    _, explicit, _ = run_cli(capsys, "estimate", "--params", "7B", "--json")
+    assert json.loads(implicit) == json.loads(explicit)
+
+
+def test_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--model", "meta-llama/Llama-3.1-70B", "--dtype", "fp8",
+                           "--ctx", "32k", "--batch", "4", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"name", "source", "params", "shape"} <= set(data["model"])
+    assert {"dtype", "kv_dtype", "ctx", "batch"} <= set(data["settings"])
+    memory = data["memory"]
+    for key in ("weights", "kv_cache", "activations", "overhead", "total"):
+        assert isinstance(memory[key], int)
+    assert memory["total"] == sum(memory[k] for k in ("weights", "kv_cache", "activations",
+                                                      "overhead"))
+    assert isinstance(data["assumptions"], list) and all(isinstance(a, str)
+                                                         for a in data["assumptions"])
+    assert data["settings"]["ctx"] == 32768 and data["settings"]["batch"] == 4
+
+
+def test_catalog_aliases_are_case_insensitive(capsys: pytest.CaptureFixture[str]) -> None:
+    _, a, _ = run_cli(capsys, "--model", "LLAMA-3.1-70B", "--json")
+    _, b, _ = run_cli(capsys, "--model", "meta-llama/Llama-3.1-70B", "--json")
+    assert json.loads(a)["memory"] == json.loads(b)["memory"]
+
+
+def test_explain_shows_formulas(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_cli(capsys, "--model", "llama-3.1-8b", "--explain")
+    assert "kv_heads" in out and "params ×" in out and "Constants" in out
+
+
+@pytest.mark.parametrize("args", [
+    ["--params", "0"], ["--params", "-7B"], ["--params", "banana"], ["--params", "7B", "--ctx", "0"],
+    ["--params", "7B", "--ctx", "8q"], ["--params", "7B", "--batch", "0"],
+    ["--params", "7B", "--dtype", "int3"], ["--params", "7B", "--kv-dtype", "q3"],
+    ["--model", "lama-3.1-8b"], ["--model", "./no/such/config.json"], [],
+    ["--params", "7B", "--layers", "0"], ["--params", "7B", "--heads", "7", "--kv-heads", "2"],
+    ["--params", "7B", "--family", "bert"], ["--params", "7B", "--bogus"],
+    ["--params", "7B", "--active-params", "13B"], ["--params", "7B", "--attn", "magic"],
+])
+def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                          args: list[str]) -> None:
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("vramest: ") and "Traceback" not in err
+
+
+def test_unknown_model_suggests_the_nearest(capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, err = run_cli(capsys, "--model", "lama-3.1-8b")
+    assert "llama-3.1-8b" in err
+
+
+def test_models_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "models", "--json")
+    models = json.loads(out)["models"]
+    assert code == 0 and len(models) >= 30
+    families = {m["family"] for m in models}
+    assert {"llama", "mixtral", "qwen2", "gemma2", "deepseek_v3", "gpt_oss"} <= families
+
+
+def test_estimate_path_imports_no_heavy_library() -> None:
+    """Principle 1: the estimate path never imports torch, transformers or numpy."""
+    code = ("import sys; from vramest.cli import main; "
+            "main(['--params', '70B', '--dtype', 'int4', '--json']); "
+            "heavy = [m for m in ('torch', 'transformers', 'numpy', 'safetensors') "
+            "if m in sys.modules]; sys.stderr.write(repr(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stderr == "[]"
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run([sys.executable, "-m", "vramest", "--params", "7B", "--json"],
+                            capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout)["memory"]["total"] > 0

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramest.errors import InputError
+from vramest.units import format_bytes, parse_bytes, parse_params, parse_tokens
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("7B", 7_000_000_000), ("70b", 70_000_000_000), ("1.5B", 1_500_000_000),
+    ("405B", 405_000_000_000), ("560M", 560_000_000), ("1.2T", 1_200_000_000_000),
+    ("7000000000", 7_000_000_000), (" 13B ", 13_000_000_000), (8_000_000_000, 8_000_000_000),
+])
+def test_parse_params(text: str, expected: int) -> None:
+    assert parse_params(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("8192", 8192), ("8k", 8192), ("128K", 131072), ("1m", 1048576), (4096, 4096),
+])
+def test_parse_tokens(text: str, expected: int) -> None:
+    assert parse_tokens(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0", "-7B", "7X", "B", "1e400", "nan", "101T", "7 B B"])
+def test_bad_params_are_input_errors(text: str) -> None:
+    with pytest.raises(InputError):
+        parse_params(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("24GiB", 24 * 1024**3), ("80GB", 80 * 10**9), ("512MiB", 512 * 1024**2), ("1024", 1024),
+])
+def test_parse_bytes(text: str, expected: int) -> None:
+    assert parse_bytes(text, what="--reserve") == expected
+
+
+def test_format_bytes_uses_binary_units() -> None:
+    assert format_bytes(1024**3) == "1.00 GiB"
+    assert format_bytes(1536 * 1024**2) == "1.50 GiB"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.integers(), st.floats(allow_nan=True)))
+def test_parsers_never_crash_on_junk(junk: object) -> None:
+    for parse in (parse_params, parse_tokens):
+        with contextlib.suppress(InputError):
+            parse(junk)  # type: ignore[arg-type]
+    with contextlib.suppress(InputError):
+        parse_bytes(junk, what="x")  # type: ignore[arg-type]

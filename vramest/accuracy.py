@@ -1,0 +1,265 @@
+"""Score the estimator against published measurements (tests/data/reference/*.csv).
+
+Each reference row names its source; this module maps the rows the tool can express to an
+estimate and reports predicted vs measured. `make accuracy` prints the table; the tests hold
+the median errors. Run: python -m vramest.accuracy [REFERENCE_DIR]
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vramest.estimator import estimate
+from vramest.units import GIB, MIB
+
+DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "reference"
+
+# Reference rows name models in prose; these are the catalog models they mean.
+MODEL_NAMES: tuple[tuple[str, str], ...] = (
+    ("Meta-Llama-3.1-405B", "meta-llama/Llama-3.1-405B"),
+    ("Meta-Llama-3.1-70B", "meta-llama/Llama-3.1-70B"),
+    ("Meta-Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
+    ("Llama-3.1-70B", "meta-llama/Llama-3.1-70B"),
+    ("Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
+    ("Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B"),
+    ("Llama-3.2-11B-Vision", "meta-llama/Llama-3.2-11B-Vision"),
+    ("pythia-1.4B", "EleutherAI/pythia-1.4b"),
+    ("pythia-2.8B", "EleutherAI/pythia-2.8b"),
+    ("open_llama_7b_v2", "openlm-research/open_llama_7b_v2"),
+    ("octocoder", "bigcode/starcoder"),  # octocoder is a StarCoder fine-tune, same shape
+    ("Llama-2-13b", "meta-llama/Llama-2-13b-hf"),
+    ("Llama-2-7B", "meta-llama/Llama-2-7b-hf"),
+    ("Llama-2-70b", "meta-llama/Llama-2-70b-hf"),
+    ("Llama-2-7b", "meta-llama/Llama-2-7b-hf"),
+    ("Mixtral-8x7B", "mistralai/Mixtral-8x7B-v0.1"),
+    ("zephyr-7B", "HuggingFaceH4/zephyr-7b-beta"),
+    ("OpenHermes-2.5-Mistral-7B", "teknium/OpenHermes-2.5-Mistral-7B"),
+    ("opt-125m", "facebook/opt-125m"),
+    ("phi-2", "microsoft/phi-2"),
+    ("GPT-J 6B", "EleutherAI/gpt-j-6b"),
+    ("Falcon-180B", "tiiuae/falcon-180B"),
+    ("bloom-1b7", "bigscience/bloom-1b7"),
+    ("bloom-560m", "bigscience/bloom-560m"),
+    ("BLOOM-176B", "bigscience/bloom"),
+    ("Qwen2.5-Coder-7B", "Qwen/Qwen2.5-Coder-7B"),
+    ("Qwen3-Coder-30B-A3B", "Qwen/Qwen3-Coder-30B-A3B-Instruct"),
+    ("gemma-3-4b", "google/gemma-3-4b-it"),
+    ("gpt-oss-120b", "openai/gpt-oss-120b"),
+    ("gpt-oss-20b", "openai/gpt-oss-20b"),
+    ("codellama-7b", "codellama/CodeLlama-7b-hf"),
+    ("LLaMA 7B", "meta-llama/Llama-2-7b-hf"),
+    ("llama 7B", "meta-llama/Llama-2-7b-hf"),
+)
+
+
+def catalog_model(text: str) -> str | None:
+    for needle, model_id in MODEL_NAMES:
+        if needle.lower() in text.lower():
+            return model_id
+    return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    source: str  # a short name for the source group
+    record_id: str
+    quantity: str  # what is compared: weights, kv_cache, peak, decode_tps, ...
+    predicted: float
+    measured: float
+    unit: str
+    note: str = ""
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the prediction."""
+        return self.predicted / self.measured - 1
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _records(rows: Iterable[dict[str, str]]) -> dict[str, dict[str, dict[str, str]]]:
+    grouped: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+    for row in rows:
+        grouped[row["record_id"]][row["metric"]] = row
+    return grouped
+
+
+def _to_bytes(row: dict[str, str]) -> float:
+    value, unit = float(row["value"]), row["unit"].strip()
+    if unit.startswith("MiB"):
+        return value * MIB
+    if unit.startswith("MB"):
+        return value * 10**6
+    # vLLM and HF's helpers print GiB even where they label it GB (reference README)
+    if unit.startswith(("GiB", "GB (vLLM", "GB (GiB")):
+        return value * GIB
+    if unit.startswith("GB"):
+        return value * 10**9
+    raise ValueError(f"unexpected unit {unit!r}")
+
+
+# --- memory ----------------------------------------------------------------------------------
+_GGUF_TYPES = ("q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k", "q8_0")
+
+
+def llamacpp_memory(rows: list[dict[str, str]]) -> list[Comparison]:
+    """llama.cpp start-up logs: model buffers (= weights) and the KV cache, to the MiB."""
+    out = []
+    for rid, rec in _records(r for r in rows if r["framework"] == "llama.cpp").items():
+        first = next(iter(rec.values()))
+        model = catalog_model(first["model"])
+        quant = first["weight_dtype_or_quant"].split()[0].lower()
+        if model is None or "model_buffer_gpu" not in rec:
+            continue
+        dtype = "gguf-f16" if quant == "f16" else quant
+        if dtype not in _GGUF_TYPES and dtype != "gguf-f16":
+            continue
+        est = estimate(model=model, dtype=dtype, ctx=int(first["context_len"]),
+                       kv_dtype=first["kv_cache_dtype"] or "fp16")
+        metal = "Metal" in rec["model_buffer_gpu"]["unit"]
+        weights = _to_bytes(rec["model_buffer_gpu"])
+        # On Metal the host buffer maps the same file again; elsewhere it holds the embeddings.
+        if not metal and "model_buffer_cpu" in rec:
+            weights += _to_bytes(rec["model_buffer_cpu"])
+        out.append(Comparison("llama.cpp logs", rid, "weights", est.memory.weights.bytes,
+                              weights, "bytes"))
+        if "kv_cache_size" in rec:
+            out.append(Comparison("llama.cpp logs", rid, "kv_cache", est.memory.kv_cache.bytes,
+                                  _to_bytes(rec["kv_cache_size"]), "bytes"))
+    return out
+
+
+def hf_blog_memory(rows: list[dict[str, str]]) -> list[Comparison]:
+    """The Llama 3.1 blog's calculated table (a cross-check of formulas, not a measurement)."""
+    out = []
+    for row in rows:
+        if row["framework"] != "HF blog table":
+            continue
+        model = catalog_model(row["model"])
+        if model is None:
+            continue
+        if row["metric"] == "weights_required":
+            dtype = row["weight_dtype_or_quant"].lower()
+            est = estimate(model=model, dtype=dtype, ctx=1)
+            note = ("blog counts every parameter at the nominal width; vramest keeps embeddings "
+                    "and lm_head in 16 bit and counts scales") if dtype != "fp16" else ""
+            out.append(Comparison("HF Llama 3.1 blog (calculated)", row["record_id"],
+                                  f"weights_{dtype}", est.memory.weights.bytes,
+                                  float(row["value"]) * 10**9, "bytes", note))
+        elif row["metric"] == "kv_cache_size":
+            est = estimate(model=model, dtype="fp16", ctx=int(row["context_len"]))
+            note = ("blog's 405B figures use 16 KV heads; the config has 8"
+                    if "405B" in row["model"] else "")
+            out.append(Comparison("HF Llama 3.1 blog (calculated)", row["record_id"], "kv_cache",
+                                  est.memory.kv_cache.bytes, float(row["value"]) * GIB, "bytes",
+                                  note))
+    return out
+
+
+def transformers_peaks(rows: list[dict[str, str]]) -> list[Comparison]:
+    """torch peak allocated in transformers runs with a stated prompt (no CUDA context)."""
+    out = []
+    dtypes = {"bf16": "bf16", "bitsandbytes llm.int8": "int8", "bitsandbytes 4-bit": "nf4"}
+    for row in rows:
+        if row["metric"] != "peak_memory_allocated" or "longprompt" in row["record_id"]:
+            continue
+        model = catalog_model(row["model"])
+        dtype = next((v for k, v in dtypes.items()
+                      if row["weight_dtype_or_quant"].lower().startswith(k)), None)
+        if model is None or dtype is None:
+            continue
+        # short prompt (~20 tokens) + 60 new tokens; torch-allocated excludes the CUDA context
+        est = estimate(model=model, dtype=dtype, ctx=80, prefill_chunk=20)
+        predicted = est.memory.total - est.memory.overhead.bytes
+        out.append(Comparison("transformers peak allocated", row["record_id"], "peak",
+                              predicted, _to_bytes(row), "bytes"))
+    return out
+
+
+def vllm_weights(rows: list[dict[str, str]]) -> list[Comparison]:
+    """'Loading model weights took X GiB' / 'Model loading took X GiB' (whole model, TP=1)."""
+    out = []
+    formats = {"bf16": "bf16", "fp16": "fp16", "int8 w8a8": "int8"}
+    for row in rows:
+        if row["framework"] != "vLLM" or row["metric"] != "weights_loaded":
+            continue
+        if row["tensor_parallel"] not in ("", "1"):
+            continue
+        model = catalog_model(row["model"])
+        fmt = next((v for k, v in formats.items()
+                    if row["weight_dtype_or_quant"].lower().startswith(k)), None)
+        if model is None or fmt is None:
+            continue
+        est = estimate(model=model, dtype=fmt, ctx=1)
+        out.append(Comparison("vLLM weight logs", row["record_id"], "weights",
+                              est.memory.weights.bytes, _to_bytes(row), "bytes"))
+    return out
+
+
+def memory_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR) -> list[Comparison]:
+    rows = read_rows(reference_dir / "memory.csv")
+    return [*llamacpp_memory(rows), *vllm_weights(rows), *transformers_peaks(rows),
+            *hf_blog_memory(rows)]
+
+
+# --- report ----------------------------------------------------------------------------------
+def median_abs_error(comparisons: Iterable[Comparison]) -> float:
+    errors = [abs(c.error) for c in comparisons]
+    return statistics.median(errors) if errors else float("nan")
+
+
+def format_table(comparisons: list[Comparison], scale: Callable[[float], str]) -> list[str]:
+    lines = []
+    by_source: dict[str, list[Comparison]] = defaultdict(list)
+    for c in comparisons:
+        by_source[c.source].append(c)
+    for source, items in by_source.items():
+        lines.append(f"\n== {source}")
+        lines.append(f"  {'record':44} {'quantity':14} {'predicted':>12} {'measured':>12} {'error':>8}")
+        for c in items:
+            lines.append(f"  {c.record_id[:44]:44} {c.quantity[:14]:14} {scale(c.predicted):>12} "
+                         f"{scale(c.measured):>12} {c.error:+8.1%}" + (f"  ({c.note})" if c.note else ""))
+        errors = [abs(c.error) for c in items]
+        lines.append(f"  median |error| {statistics.median(errors):.1%}   worst {max(errors):.1%}"
+                     f"   rows {len(items)}")
+    return lines
+
+
+def _gib(x: float) -> str:
+    return f"{x / GIB:.3f} GiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    reference = Path(args[0]) if args else DEFAULT_REFERENCE_DIR
+    memory = memory_comparisons(reference)
+    print("vramest accuracy against published measurements")
+    print("\n".join(format_table(memory, _gib)))
+    by_quantity: dict[str, list[Comparison]] = defaultdict(list)
+    for c in memory:
+        if "calculated" not in c.source:
+            by_quantity[c.quantity].append(c)
+    print("\nMeasured rows only, median |error| by quantity:")
+    for quantity, items in by_quantity.items():
+        print(f"  {quantity:12} {median_abs_error(items):6.2%}  ({len(items)} rows)")
+    for name, extra in _EXTRA_SECTIONS:
+        print(f"\n#### {name}")
+        extra(reference)
+    return 0
+
+
+# Later sections (throughput, engines, training) register here.
+_EXTRA_SECTIONS: list[tuple[str, Callable[[Path], None]]] = []
+
+
+if __name__ == "__main__":
+    sys.exit(main())
