@@ -74,6 +74,15 @@ def read_json_object(path: Path, *, what: str = "JSON file", shown: str | None =
 def read_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
     """Read a model folder, a config.json file or a single .safetensors file."""
     path = Path(path)
+    try:
+        return _read_path(path)
+    except OSError as error:  # e.g. a folder we may not list
+        raise InputError(
+            f"{path} cannot be read ({error.strerror or error}): expected {_ACCEPTED}."
+        ) from None
+
+
+def _read_path(path: Path) -> ModelFolder:
     if path.is_dir():
         return _read_directory(path)
     if path.is_file():

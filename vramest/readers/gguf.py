@@ -186,8 +186,32 @@ class _Cursor:
     def string(self, what: str) -> str:
         return self.read(self.string_length(what)).decode("utf-8", errors="replace")
 
-    def skip_string(self, what: str) -> None:
-        self.skip(self.string_length(what))
+    def skip_strings(self, count: int) -> None:
+        """Skip `count` strings, reading the file in large chunks (vocabularies are long)."""
+        chunk = b""
+        at = 0  # position of the next string within `chunk`
+        for _ in range(count):
+            if at + 8 > len(chunk):
+                chunk = self._refill(chunk, at, 8)
+                at = 0
+            (length,) = struct.unpack_from("<Q", chunk, at)
+            if length > MAX_STRING_BYTES:
+                raise self.fail(f"has a {length}-byte metadata string, over the 1 MiB limit")
+            at += 8 + length
+            if at > len(chunk):
+                self.skip(at - len(chunk))
+                chunk, at = b"", 0
+        # Give back what was read ahead but not used.
+        unused = len(chunk) - at
+        self.handle.seek(-unused, io.SEEK_CUR)
+        self.position -= unused
+
+    def _refill(self, chunk: bytes, at: int, needed: int) -> bytes:
+        rest = chunk[at:]
+        more = min(max(1 << 20, needed), self.remaining)
+        if len(rest) + more < needed:
+            raise self.fail(f"is truncated at byte {self.position}")
+        return rest + self.read(more)
 
 
 def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
@@ -313,8 +337,7 @@ def _read_array(cursor: _Cursor, depth: int) -> Any:
     if fmt is not None:
         cursor.skip(rest * item_bytes)
     elif item_type == _STRING:
-        for _ in range(rest):
-            cursor.skip_string("metadata string")
+        cursor.skip_strings(rest)
     else:
         for _ in range(rest):
             _read_array(cursor, depth + 1)

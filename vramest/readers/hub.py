@@ -84,9 +84,21 @@ def default_cache_dir() -> Path:
     return Path(base) / "vramest" / "hub"
 
 
-def cache_folder_for(repo_id: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def cache_folder_for(repo_id: str, cache_dir: str | os.PathLike[str] | None = None,
+                     revision: str = "main") -> Path:
+    """`<cache>/<org>--<name>`, with `@<revision>` appended for revisions other than main."""
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return base / validate_repo_id(repo_id).replace("/", "--")
+    name = validate_repo_id(repo_id).replace("/", "--")
+    if revision != "main":
+        name += "@" + _validate_revision(revision).replace("/", "%2F")
+    return base / name
+
+
+def _validate_revision(revision: str) -> str:
+    if not isinstance(revision, str) or not _REVISION.match(revision) or ".." in revision:
+        raise InputError(f"{str(revision)[:100]!r} is not a valid revision: expected a branch, "
+                         "tag or commit hash.")
+    return revision
 
 
 def is_cached(folder: Path) -> bool:
@@ -107,17 +119,18 @@ def fetch_hub_model(
     `endpoint` defaults to $HF_ENDPOINT, else https://huggingface.co. Raises InputError when
     offline without a cached copy, on network errors and for unknown or gated repositories.
     """
-    folder = cache_folder_for(repo_id, cache_dir)
-    if is_cached(folder) and not refresh:
+    folder = cache_folder_for(repo_id, cache_dir, revision)
+    try:
+        cached = is_cached(folder)
+    except OSError:
+        cached = False
+    if cached and not refresh:
         return folder
     if hub_offline():
         raise InputError(
             f"{repo_id!r} is not in vramest's catalog and cannot be fetched because this machine "
             f"is offline (HF_HUB_OFFLINE is set) and it was never cached; {_LOCAL_INSTEAD}."
         )
-    if not isinstance(revision, str) or not _REVISION.match(revision) or ".." in revision:
-        raise InputError(f"{str(revision)[:100]!r} is not a valid revision: expected a branch, "
-                         "tag or commit hash.")
     base_url = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     if not base_url.startswith(("https://", "http://")):
         raise InputError(f"The Hub endpoint {base_url[:200]!r} is not an http(s) URL: set "
@@ -125,9 +138,10 @@ def fetch_hub_model(
     client = _HubClient(repo_id, base_url, revision, timeout, os.environ.get("HF_TOKEN"))
     files, shard_sizes, headers = _download(client)
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging: Path | None = None
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         for name, data in files.items():
             (staging / name).write_bytes(data)
         for shard, header in headers.items():
@@ -147,7 +161,8 @@ def fetch_hub_model(
             shutil.rmtree(folder)
         staging.rename(folder)
     except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise InputError(
             f"Cannot write the cache folder {folder} ({error.strerror or error}); "
             "set XDG_CACHE_HOME to a writable folder."

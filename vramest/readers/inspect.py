@@ -84,6 +84,15 @@ class Inspection:
 def inspect_path(path: str | os.PathLike[str]) -> Inspection:
     """Read a model folder, config.json, .safetensors file or .gguf file and count it."""
     path = Path(path)
+    try:
+        return _inspect(path)
+    except OSError as error:  # e.g. a folder we may not list
+        raise InputError(
+            f"{path} cannot be read ({error.strerror or error}): expected {_ACCEPTED}."
+        ) from None
+
+
+def _inspect(path: Path) -> Inspection:
     if not path.exists():
         raise InputError(f"{path} does not exist: expected {_ACCEPTED}.")
     if path.is_file():
