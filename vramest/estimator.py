@@ -174,16 +174,30 @@ def _model_from_path(path: str) -> ModelInfo:
     )
 
 
+_STORED_LABELS = {"bf16": "bf16", "f16": "fp16", "f32": "fp32", "f8_e4m3": "fp8",
+                  "f8_e5m2": "fp8", "gptq-int4": "gptq-int4", "awq-int4": "awq-int4",
+                  "bnb-nf4": "nf4", "bnb-fp4": "nf4", "bnb-int8": "int8", "i8": "int8",
+                  "mxfp4": "mxfp4-experts", "compressed-int4": "int4", "compressed-int8": "int8",
+                  "mostly_f16": "gguf-f16", "mostly_bf16": "gguf-bf16", "all_f32": "gguf-f32",
+                  "mostly_mxfp4_moe": "mxfp4-experts"}
+
+
 def _stored_format(found: Any) -> str | None:
+    """The --dtype name of the format the files store most weights in."""
+    quant = found.quantization or {}
     if found.kind == "gguf":
-        file_type = getattr(found, "file_type", None)
-        return str(file_type).removeprefix("MOSTLY_").lower() if file_type else None
-    dtypes = found.params_by_dtype or {}
-    if not dtypes:
+        label = str(quant.get("file_type") or "").lower()
+        name = _STORED_LABELS.get(label, label.removeprefix("mostly_"))
+    else:
+        dtypes = found.params_by_dtype or {}
+        if not dtypes:
+            return None
+        label = str(max(dtypes, key=lambda k: dtypes[k])).lower()
+        name = _STORED_LABELS.get(label, label)
+    try:
+        return weight_format(name).name
+    except InputError:
         return None
-    main = max(dtypes, key=dtypes.get)
-    return _NATIVE_DTYPES.get(str(main).lower(), {"F16": "fp16", "BF16": "bf16",
-                                                   "F32": "fp32"}.get(str(main), str(main)))
 
 
 def _native_format(config: dict[str, Any]) -> str | None:

@@ -1,0 +1,14 @@
+"""One module per subcommand, each with `add_parser(subparsers)` and `run(args) -> int`.
+
+Modules are imported only when their command runs (or for --help), so a command's heavy
+imports never slow the others down.
+"""
+
+from __future__ import annotations
+
+# name → (module, one-line help). Estimating is the default command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "estimate": ("vramest.commands.estimate", "memory, fit and speed of one model (the default)"),
+    "models": ("vramest.commands.models", "list the built-in model catalog"),
+    "inspect": ("vramest.commands.inspect", "read a model folder, safetensors or GGUF file"),
+}

@@ -1,0 +1,58 @@
+"""Flags shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+SHAPE_FLAGS = (("--layers", "num_layers"), ("--hidden", "hidden_size"), ("--heads", "num_heads"),
+               ("--kv-heads", "num_kv_heads"), ("--head-dim", "head_dim"),
+               ("--intermediate", "intermediate_size"), ("--vocab", "vocab_size"))
+
+
+def positive_int(flag: str, maximum: int = 10**7) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        from vramest.units import parse_positive_int
+
+        return parse_positive_int(text, what=flag, maximum=maximum)
+    return parse
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--params", help="parameter count: 7B, 70b, 1.5B, 560M, 1.2T or an integer")
+    g.add_argument("--active-params", help="active parameters of a mixture of experts (13B)")
+    g.add_argument("--model", help="catalog name (meta-llama/Llama-3.1-70B, llama-3.1-70b), "
+                   "config.json, model folder, .gguf file, or a hub id when online")
+    g.add_argument("--family", default="llama",
+                   help="shape family borrowed for --params: llama, qwen, gemma, moe")
+    for flag, dest in SHAPE_FLAGS:
+        g.add_argument(flag, dest=dest, type=positive_int(flag), help="shape override")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--dtype", help="weight precision: fp32 fp16 bf16 fp8 int8 int4 nf4 "
+                   "bnb-nf4-dq gptq-int4 awq-int4 mxfp4 q8_0 q6_k q5_k_m q4_k_m q4_0 q2_k "
+                   "iq4_xs ... (default: the model's own)")
+    g.add_argument("--kv-dtype", help="KV cache precision: fp16 bf16 fp32 fp8 q8_0 q4_0 "
+                   "(default: the compute dtype)")
+    g.add_argument("--ctx", help="context length in tokens: 8192, 8k, 128K (default 4096)")
+    g.add_argument("--batch", default="1", help="concurrent sequences (default 1)")
+    g.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the context)")
+    g.add_argument("--attn", default="sdpa", choices=("sdpa", "flash", "eager"),
+                   help="attention implementation (eager materialises the scores)")
+
+
+def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from vramest.estimator import SHAPE_OVERRIDES
+
+    kwargs: dict[str, Any] = {
+        "params": args.params, "model": args.model, "family": args.family,
+        "active_params": args.active_params, "dtype": args.dtype, "kv_dtype": args.kv_dtype,
+        "ctx": args.ctx, "batch": args.batch, "prefill_chunk": args.prefill_chunk,
+        "attention": args.attn,
+    }
+    kwargs.update({k: getattr(args, k) for k in SHAPE_OVERRIDES})
+    return kwargs

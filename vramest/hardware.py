@@ -1,0 +1,234 @@
+"""The hardware database (shipped data: vramest/data/gpus.json, extensible by a user file)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vramest.errors import InputError
+from vramest.units import GIB
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4")
+KINDS = ("gpu", "apple", "cpu", "npu")
+# GPUs shown when no --gpu is given: the cards people most often rent or buy for inference.
+COMMON_DEVICES = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 5090",
+                  "NVIDIA L4", "NVIDIA A10", "NVIDIA L40S", "NVIDIA RTX 6000 Ada",
+                  "NVIDIA A100 SXM4 40GB", "NVIDIA A100 SXM4 80GB", "NVIDIA H100 SXM5 80GB",
+                  "NVIDIA H200 SXM 141GB", "NVIDIA B200", "AMD Instinct MI300X",
+                  "Apple M4 Max")
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    aliases: tuple[str, ...]
+    vendor: str
+    kind: str
+    device_class: str
+    memory_bytes: int
+    bandwidth_bytes_s: float | None  # None where no source states it
+    dense_tflops: tuple[tuple[str, float], ...]  # datasheet dense figures, no sparsity
+    source: str
+    interconnect_bytes_s: float | None = None
+    interconnect_name: str | None = None
+    pcie_bytes_s: float | None = None
+    tdp_w: float | None = None
+    price_usd: float | None = None
+    price_date: str | None = None
+    price_source: str | None = None
+    notes: str = ""
+
+    def flops(self, precision: str) -> tuple[float | None, str]:
+        """Dense FLOP/s for a precision and where the figure comes from."""
+        table = dict(self.dense_tflops)
+        if precision in table:
+            return table[precision] * 1e12, f"{self.name} datasheet ({precision})"
+        if precision == "bf16" and "fp16" in table:
+            return table["fp16"] * 1e12, f"{self.name} datasheet (fp16 = bf16 rate)"
+        if precision in ("fp16", "bf16") and "fp32" in table:
+            if self.vendor == "nvidia" and self.kind == "gpu":
+                # GeForce/workstation tensor cores with fp32 accumulate run at twice the
+                # non-tensor fp32 rate (Ampere/Ada/Blackwell whitepapers, e.g. RTX 4090:
+                # 82.6 fp32, 165.2 fp16-tensor with fp32 accumulate).
+                return table["fp32"] * 2e12, f"{self.name}: 2 × fp32 (tensor cores, fp32 acc.)"
+            return table["fp32"] * 1e12, f"{self.name}: fp32 rate (no 16-bit figure published)"
+        if precision in ("fp8", "int8", "fp4"):
+            return self.flops("fp16")
+        return None, f"{self.name}: no {precision} figure published"
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_bytes / GIB
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "aliases": list(self.aliases), "vendor": self.vendor,
+            "kind": self.kind, "class": self.device_class, "memory_bytes": self.memory_bytes,
+            "memory_bandwidth_gbs": self.bandwidth_bytes_s / 1e9 if self.bandwidth_bytes_s
+            else None,
+            "dense_tflops": dict(self.dense_tflops),
+            "interconnect_gbs": self.interconnect_bytes_s / 1e9 if self.interconnect_bytes_s
+            else None,
+            "tdp_w": self.tdp_w, "price_usd": self.price_usd, "price_date": self.price_date,
+            "source": self.source,
+        }
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s\-_]+", "", name.lower())
+
+
+_VENDOR_WORDS = ("nvidia", "geforce", "amd", "instinct", "apple", "huawei", "tesla")
+
+
+def _short(name: str) -> str:
+    key = _norm(name)
+    for word in _VENDOR_WORDS:
+        key = key.replace(word, "")
+    return key
+
+
+@dataclass(frozen=True, eq=False)  # identity-hashed, so its index can be cached
+class HardwareDB:
+    devices: tuple[Device, ...]
+
+    def find(self, name: str) -> Device:
+        device = _index(self).get(_norm(name)) or _index(self).get(_short(name))
+        if device is None:
+            raise InputError(f"Unknown GPU {name!r}; {self.suggest(name)}")
+        return device
+
+    def suggest(self, name: str) -> str:
+        from difflib import get_close_matches
+
+        close = get_close_matches(_norm(name), list(_index(self)), n=3, cutoff=0.5)
+        names = [_index(self)[c].name for c in close]
+        hint = f"did you mean {' or '.join(dict.fromkeys(names))}? " if names else ""
+        return f"{hint}`vramest gpus` lists the known devices; --hardware-file adds your own."
+
+    def common(self) -> list[Device]:
+        out = []
+        for name in COMMON_DEVICES:
+            try:
+                out.append(self.find(name))
+            except InputError:
+                continue
+        return out
+
+    def merged(self, extra: HardwareDB) -> HardwareDB:
+        by_name = {d.name.lower(): d for d in self.devices}
+        for device in extra.devices:
+            by_name[device.name.lower()] = device
+        return HardwareDB(tuple(by_name.values()))
+
+
+@lru_cache(maxsize=8)
+def _index(db: HardwareDB) -> dict[str, Device]:
+    index: dict[str, Device] = {}
+    for device in db.devices:
+        for name in (device.name, *device.aliases):
+            index.setdefault(_norm(name), device)
+    for device in db.devices:  # "rtx 4090", "h100 sxm5 80gb" without the vendor words
+        index.setdefault(_short(device.name), device)
+    return index
+
+
+def parse_devices(data: Any, origin: str) -> HardwareDB:
+    if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
+        raise InputError(f"{origin} must be a JSON object with a \"devices\" list.")
+    devices = [_parse_device(raw, origin, i) for i, raw in enumerate(data["devices"])]
+    return HardwareDB(tuple(devices))
+
+
+def _number(raw: dict[str, Any], key: str, where: str, *, required: bool = False) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise InputError(f"{where} has no {key}; every device needs one.")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InputError(f"{where}: {key} must be a positive number, got {value!r}.")
+    return float(value)
+
+
+def _parse_device(raw: Any, origin: str, i: int) -> Device:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise InputError(f"{origin}: device {i} must be an object with a \"name\".")
+    where = f"{origin}: device {raw['name']!r}"
+    memory = _number(raw, "memory_gib", where, required=True)
+    bandwidth = _number(raw, "memory_bandwidth_gbs", where)
+    tflops_raw = raw.get("dense_tflops") or {}
+    if not isinstance(tflops_raw, dict):
+        raise InputError(f"{where}: dense_tflops must be an object of precision → TFLOP/s.")
+    tflops = []
+    for precision in tflops_raw:
+        if precision not in PRECISIONS:
+            raise InputError(f"{where}: unknown precision {precision!r} in dense_tflops; "
+                             f"accepted: {', '.join(PRECISIONS)}.")
+        number = _number(tflops_raw, precision, where)
+        if number is not None:
+            tflops.append((precision, number))
+    kind = raw.get("kind", "gpu")
+    if kind not in KINDS:
+        raise InputError(f"{where}: kind must be one of {', '.join(KINDS)}.")
+    link = raw.get("interconnect") or {}
+    price = raw.get("price") or {}
+    aliases = raw.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise InputError(f"{where}: aliases must be a list of strings.")
+    return Device(
+        name=raw["name"], aliases=tuple(aliases), vendor=str(raw.get("vendor", "")),
+        kind=kind, device_class=str(raw.get("class", kind)),
+        memory_bytes=int(memory * GIB),  # type: ignore[operator]
+        bandwidth_bytes_s=bandwidth * 1e9 if bandwidth else None,
+        dense_tflops=tuple(tflops), source=str(raw.get("source", "")),
+        interconnect_bytes_s=(_number(link, "gbs", where) or 0) * 1e9 or None
+        if isinstance(link, dict) else None,
+        interconnect_name=link.get("name") if isinstance(link, dict) else None,
+        pcie_bytes_s=(_number(raw, "pcie_gbs", where) or 0) * 1e9 or None,
+        tdp_w=_number(raw, "tdp_w", where),
+        price_usd=_number(price, "usd", where) if isinstance(price, dict) else None,
+        price_date=price.get("date") if isinstance(price, dict) else None,
+        price_source=price.get("source") if isinstance(price, dict) else None,
+        notes=str(raw.get("notes", "")),
+    )
+
+
+@lru_cache(maxsize=1)
+def default_hardware() -> HardwareDB:
+    text = resources.files("vramest").joinpath("data/gpus.json").read_text(encoding="utf-8")
+    return parse_devices(json.loads(text), "vramest/data/gpus.json")
+
+
+def load_hardware(extra_file: str | Path | None = None) -> HardwareDB:
+    """The shipped database, with a user's --hardware-file added or overriding by name."""
+    db = default_hardware()
+    if extra_file is None:
+        return db
+    path = Path(extra_file)
+    try:
+        if path.stat().st_size > 16 * 1024**2:
+            raise InputError(f"--hardware-file {path} is larger than 16 MiB.")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--hardware-file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--hardware-file {path} is not readable JSON ({exc}).") from None
+    return db.merged(parse_devices(data, str(path)))
+
+
+def device_from_local(name: str, memory_bytes: int, bandwidth_bytes_s: float | None,
+                      db: HardwareDB) -> Device:
+    """A detected device: the database entry of that name with the measured memory, if known."""
+    try:
+        known = db.find(name)
+        return replace(known, memory_bytes=memory_bytes)
+    except InputError:
+        return Device(name=name, aliases=(), vendor="", kind="gpu", device_class="unknown",
+                      memory_bytes=memory_bytes, bandwidth_bytes_s=bandwidth_bytes_s,
+                      dense_tflops=(), source="detected on this machine")
