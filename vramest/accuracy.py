@@ -13,9 +13,14 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from vramest.constants import DEFAULTS, Constants
+from vramest.engines import Engine
 from vramest.estimator import estimate
+from vramest.hardware import Device
+from vramest.throughput import Workload
 from vramest.units import GIB, MIB
 
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "reference"
@@ -209,6 +214,184 @@ def memory_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR) -> list[Comp
     rows = read_rows(reference_dir / "memory.csv")
     return [*llamacpp_memory(rows), *vllm_weights(rows), *transformers_peaks(rows),
             *hf_blog_memory(rows)]
+
+
+# --- throughput ------------------------------------------------------------------------------
+# Which engine each source's framework is, and the GPU names the rows use.
+_ENGINE_OF = (("TensorRT-LLM", "trtllm"), ("llama.cpp", "llamacpp"), ("HF transformers", "hf"))
+_GPU_OF = (("H100 SXM", "h100"), ("L40S", "l40s"), ("A100-SXM4-80GB", "a100 sxm4 80gb"),
+           ("A100 80GB", "a100 sxm4 80gb"), ("A100 40GB", "a100 sxm4 40gb"),
+           ("A100 (80GB", "a100 sxm4 80gb"), ("NVIDIA A100", "a100 sxm4 80gb"),
+           ("DGX Spark", "gb10"), ("V100-PCIE-16GB", "v100 pcie 16gb"),
+           ("RTX 4090", "rtx 4090"), ("RTX 3090 Ti", "rtx 3090 ti"), ("M2 Ultra", "m2 ultra"),
+           ("M4 10-core", "m4"))
+_QUANT_OF = (("fp8", "fp8"), ("fp16", "fp16"), ("f16", "gguf-f16"), ("bf16", "bf16"),
+             ("gptq 4-bit", "gptq-int4"), ("bitsandbytes 4-bit", "nf4"), ("int8 (llm.int8", "int8"),
+             ("mxfp4", "mxfp4_moe"), ("q8_0", "q8_0"), ("q6_k", "q6_k"), ("q5_k_m", "q5_k_m"),
+             ("q4_k_m", "q4_k_m"), ("q4_0", "q4_0"), ("q4_1", "q4_1"), ("q3_k_m", "q3_k_m"),
+             ("q2_k", "q2_k"))
+
+
+def _first(table: tuple[tuple[str, str], ...], text: str) -> str | None:
+    return next((v for k, v in table if k.lower() in text.lower()), None)
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    """A reference row restated as vramest inputs, or the reason it cannot be."""
+
+    model: str
+    dtype: str
+    gpu: str
+    engine: str
+    tp: int
+    pp: int
+    batch: int
+    prompt: int
+    gen: int
+    depth: int
+    chunk: int | None
+    kv_dtype: str | None = None
+
+
+def speed_case(row: dict[str, str]) -> SpeedCase | str:
+    """Restate a throughput row, or say why it cannot be expressed."""
+    text = " ".join((row["model"], row["notes"], row["config"]))
+    if "encoder-decoder" in row["model"]:
+        return "encoder-decoder model (T5): vramest models decoder-only transformers"
+    if "nkvo 1" in text or "KV cache kept in CPU" in text:
+        return "KV cache kept in host RAM (--no-kv-offload): not modelled"
+    if "autogptq-cuda-old" in row["weight_dtype_or_quant"]:
+        return "AutoGPTQ's legacy cuda-old kernel: vramest models the exllama kernel speed"
+    if row["metric"] == "output_throughput" and row["gpu"].startswith("NVIDIA A100") and \
+            row["config"] not in ("", "TP1"):
+        return ("A100 table column 'out tok/s' at TP>1: per GPU or total is not stated "
+                "(the reference README asks to check); not scored")
+    model = catalog_model(row["model"])
+    engine = _first(_ENGINE_OF, row["framework"])
+    gpu = _first(_GPU_OF, row["gpu"])
+    dtype = _first(_QUANT_OF, row["weight_dtype_or_quant"])
+    if None in (model, engine, gpu, dtype):
+        return f"unmapped (model {model}, engine {engine}, gpu {gpu}, dtype {dtype})"
+    num_gpus = int(row["num_gpus"] or 1)
+    # accelerate's device_map="auto" places consecutive layers on each GPU: a pipeline
+    tp, pp = (1, num_gpus) if engine == "hf" else (num_gpus, 1)
+    depth = 0
+    if "depth(d)=" in row["config"]:
+        depth = int(row["config"].split("depth(d)=")[1].split(";")[0])
+    prompt = int(row["input_len"] or 0)
+    gen = int(row["output_len"] or 0)
+    chunk: int | None = None
+    if engine == "llamacpp":
+        chunk = 2048 if "n_ubatch 2048" in text else 512
+        if "llama-cli" in text or "main " in text or "main\"" in text or "sampling" in text:
+            engine = "llamacpp-cli"
+        if "tg" in row["record_id"].split("-")[-1] and depth:
+            prompt, depth = 0, depth  # tgN at depth d: decode after d cached tokens
+    if engine == "hf" and prompt == 0:
+        prompt = 1
+    kv = "fp8" if "fp8 kv" in row["weight_dtype_or_quant"].lower() else None
+    return SpeedCase(model, dtype, gpu, engine, tp, pp, int(row["batch_size"] or 1),  # type: ignore[arg-type]
+                     max(prompt, 1), max(gen, 1), depth, chunk, kv)
+
+
+@lru_cache(maxsize=1024)
+def speed_workload(case: SpeedCase) -> tuple[Workload, Device]:
+    """The work a case asks for (independent of the constants, so fits can re-time it)."""
+    from vramest.hardware import default_hardware
+    from vramest.precisions import kv_format, weight_format
+    from vramest.throughput import workload
+
+    est = estimate(model=case.model, dtype=case.dtype, ctx=case.depth + case.prompt + case.gen,
+                   batch=case.batch, kv_dtype=case.kv_dtype)
+    device = default_hardware().find(case.gpu)
+    load = workload(est.model.shape, weight_format(est.settings.dtype),
+                    kv_format(est.settings.kv_dtype), device, batch=case.batch,
+                    prompt_tokens=case.prompt, gen_tokens=case.gen, tp=case.tp, pp=case.pp,
+                    prefill_chunk=case.chunk, context_depth=case.depth)
+    return load, device
+
+
+def predict_speed(case: SpeedCase, metric: str, constants: Constants = DEFAULTS,
+                  engines: dict[str, Engine] | None = None) -> float | None:
+    """The prediction in the row's own metric and unit."""
+    from vramest.engines import ENGINES
+    from vramest.throughput import time_workload
+
+    load, device = speed_workload(case)
+    speed = time_workload(load, device, constants, (engines or ENGINES)[case.engine])
+    prefill_s = speed.prefill.seconds
+    step_s = speed.decode.seconds
+    if metric in ("prefill_tps", "prefill_tps_aggregate"):
+        return speed.prefill_tokens_per_s
+    if metric == "decode_tps":
+        return speed.decode_tokens_per_s
+    if metric == "decode_tps_aggregate":
+        return speed.decode_tokens_per_s_total
+    if metric == "per_token_latency":
+        # transformers benchmarks: ms per decode step; BLOOM's blog: per step / batch
+        return step_s * 1000 / (case.batch if case.pp > 1 else 1)
+    if metric in ("prefill_latency", "ttft"):
+        return None if speed.prefill.compute_s is None else prefill_s * 1000
+    if metric in ("output_throughput", "output_throughput_per_gpu"):
+        if speed.prefill.compute_s is None:
+            return None
+        total = prefill_s + case.gen * step_s
+        per_gpu = case.tp * case.pp if metric.endswith("per_gpu") else 1
+        return case.batch * case.gen / total / per_gpu
+    return None
+
+
+@dataclass(frozen=True)
+class SpeedRow:
+    case: SpeedCase
+    metric: str
+    measured: float
+    source: str
+    record_id: str
+    unit: str
+
+
+def speed_rows(reference_dir: Path = DEFAULT_REFERENCE_DIR
+               ) -> tuple[list[SpeedRow], list[tuple[str, str]]]:
+    """Every throughput row vramest can express, and the others with the reason."""
+    rows: list[SpeedRow] = []
+    skipped: list[tuple[str, str]] = []
+    for row in read_rows(reference_dir / "throughput.csv"):
+        if row["metric"] not in SPEED_METRICS:
+            skipped.append((row["record_id"], f"metric {row['metric']} restates another row"))
+            continue
+        case = speed_case(row)
+        if isinstance(case, str):
+            skipped.append((row["record_id"], case))
+            continue
+        if predict_speed(case, row["metric"]) is None:
+            skipped.append((row["record_id"], f"{case.gpu} publishes no compute figure"))
+            continue
+        source = f"{row['framework'].split(' (')[0].split(' + ')[0]} on {case.gpu}"
+        rows.append(SpeedRow(case, row["metric"], float(row["value"]), source,
+                             row["record_id"], row["unit"].split(" ")[0]))
+    return rows, skipped
+
+
+def speed_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR, constants: Constants = DEFAULTS,
+                      engines: dict[str, Engine] | None = None
+                      ) -> tuple[list[Comparison], list[tuple[str, str]]]:
+    """Predicted vs measured for every throughput row vramest can express, and the others."""
+    rows, skipped = speed_rows(reference_dir)
+    out = [Comparison(r.source, r.record_id, f"{_PHASE_OF[r.metric]}:{r.metric}",
+                      predict_speed(r.case, r.metric, constants, engines) or 0.0, r.measured,
+                      r.unit) for r in rows]
+    return out, skipped
+
+
+SPEED_METRICS = ("prefill_tps", "prefill_tps_aggregate", "decode_tps", "decode_tps_aggregate",
+                 "per_token_latency", "prefill_latency", "ttft", "output_throughput",
+                 "output_throughput_per_gpu")
+_PHASE_OF = {"prefill_tps": "prefill", "prefill_tps_aggregate": "prefill", "prefill_latency":
+             "prefill", "ttft": "prefill", "decode_tps": "decode", "decode_tps_aggregate":
+             "decode", "per_token_latency": "decode", "output_throughput": "decode",
+             "output_throughput_per_gpu": "decode"}
 
 
 # --- report ----------------------------------------------------------------------------------

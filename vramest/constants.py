@@ -27,15 +27,22 @@ class Constants:
     # Eager attention materialises the scores in the compute dtype and the softmax in fp32
     # (transformers' eager_attention_forward upcasts softmax to float32).
     eager_score_bytes_extra: float = 4.0
-    # Roofline efficiencies (fraction of datasheet peak reached), per phase. Decode is memory
-    # bound: published llama.cpp/TensorRT-LLM decode rates reach 60-85% of bandwidth on
-    # NVIDIA GPUs. Prefill is compute bound; large-batch GEMMs reach 50-75% of dense peak.
-    memory_efficiency: float = 0.75
-    compute_efficiency: float = 0.55
-    # Fixed cost per forward step (kernel launches, sampling, scheduling), seconds.
-    step_overhead_s: float = 0.0008
-    # Share of the interconnect bandwidth an all-reduce reaches (ring, NCCL).
+    # Roofline efficiencies: the share of datasheet bandwidth / dense FLOP/s reached, per
+    # device class. GPU and Apple values are fitted to the published rows by
+    # calibration/fit_published.py (median |error| 11.2% prefill, 11.9% decode, 285 rows);
+    # the CPU values are typical until a calibration profile measures them.
+    memory_efficiency_gpu: float = 0.78
+    memory_efficiency_apple: float = 0.90
+    memory_efficiency_cpu: float = 0.60
+    compute_efficiency_gpu: float = 0.48
+    compute_efficiency_apple: float = 0.50
+    compute_efficiency_cpu: float = 0.50
+    # A matmul over M token rows reaches M / (M + M0) of the large-GEMM rate (tile quantisation
+    # and weight loads amortised over few rows): MoE experts at prefill see few rows each.
+    gemm_half_efficiency_rows: float = 65.0
+    # Share of the interconnect bandwidth a ring all-reduce reaches, and its fixed latency.
     allreduce_efficiency: float = 0.7
+    allreduce_latency_s: float = 10e-6
 
     def with_values(self, values: dict[str, Any]) -> Constants:
         known = {f.name: f.type for f in fields(self)}
@@ -62,8 +69,15 @@ SOURCES: dict[str, str] = {
     "activation_ffn_factor": "fake-tensor traces of Llama shapes (issue 5 hypothesis)",
     "activation_hidden_factor": "fake-tensor traces of Llama shapes (issue 5 hypothesis)",
     "eager_score_bytes_extra": "transformers eager attention: fp32 softmax of the scores",
-    "memory_efficiency": "share of datasheet bandwidth reached in published decode benchmarks",
-    "compute_efficiency": "share of dense datasheet FLOP/s reached by large prefill GEMMs",
-    "step_overhead_s": "per-step launch/sampling cost seen in small-model decode benchmarks",
+    "memory_efficiency_gpu": "fitted: calibration/fit_published.py on throughput.csv decode rows",
+    "memory_efficiency_apple": "fitted: calibration/fit_published.py (llama.cpp Metal rows, "
+    "capped at 0.90)",
+    "memory_efficiency_cpu": "typical share of DDR peak bandwidth reached by GEMV (no rows)",
+    "compute_efficiency_gpu": "fitted: calibration/fit_published.py on throughput.csv prefill rows",
+    "compute_efficiency_apple": "typical (Apple publishes no compute figure to fit against)",
+    "compute_efficiency_cpu": "typical GEMM efficiency of CPU BLAS (no rows)",
+    "gemm_half_efficiency_rows": "fitted: calibration/fit_published.py (MoE vs dense prefill "
+    "in llama.cpp)",
     "allreduce_efficiency": "ring all-reduce bus bandwidth vs link bandwidth (NCCL tests)",
+    "allreduce_latency_s": "NCCL small-message all-reduce latency within a node",
 }

@@ -89,6 +89,10 @@ class Estimate:
     assumptions: tuple[str, ...]
     constants: Constants
     constants_source: str = "defaults"
+    fit: Any = None  # vramest.fit.FitPlan when a GPU was named
+    throughput: Any = None  # vramest.throughput.Throughput when a GPU was named
+    gpu_options: tuple[Any, ...] = ()  # vramest.fit.DeviceOption per common GPU, otherwise
+    speeds: tuple[Any, ...] = ()  # Throughput per option (None where it does not fit)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -104,8 +108,29 @@ class Estimate:
             "constants": {"source": self.constants_source, **self.constants.as_dict()},
             "assumptions": list(self.assumptions),
         }
+        if self.fit is not None:
+            out["fit"] = self.fit.to_json()
+        if self.throughput is not None:
+            out["throughput"] = self.throughput.to_json()
+        if self.gpu_options:
+            out["gpus"] = [_option_json(o, t) for o, t in
+                           zip(self.gpu_options, self.speeds, strict=True)]
         out.update(self.extras)
         return out
+
+
+def _option_json(option: Any, speed: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"gpu": option.device.name, "fits": option.plan is not None}
+    if option.plan is not None:
+        out.update(num_gpus=option.plan.num_gpus, per_gpu_bytes=option.plan.per_gpu.total,
+                   usable_bytes=option.plan.usable_bytes,
+                   headroom_bytes=option.plan.headroom_bytes)
+    else:
+        out["reason"] = option.reason
+    if speed is not None:
+        out["decode_tokens_per_s"] = speed.decode_tokens_per_s
+        out["prefill_tokens_per_s"] = speed.prefill_tokens_per_s
+    return out
 
 
 def resolve_model(*, params: str | int | None = None, model: str | None = None,
@@ -179,7 +204,7 @@ _STORED_LABELS = {"bf16": "bf16", "f16": "fp16", "f32": "fp32", "f8_e4m3": "fp8"
                   "bnb-nf4": "nf4", "bnb-fp4": "nf4", "bnb-int8": "int8", "i8": "int8",
                   "mxfp4": "mxfp4-experts", "compressed-int4": "int4", "compressed-int8": "int8",
                   "mostly_f16": "gguf-f16", "mostly_bf16": "gguf-bf16", "all_f32": "gguf-f32",
-                  "mostly_mxfp4_moe": "mxfp4-experts"}
+                  "mostly_mxfp4_moe": "mxfp4_moe"}
 
 
 def _stored_format(found: Any) -> str | None:
@@ -223,8 +248,13 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              kv_dtype: str | None = None, active_params: str | int | None = None,
              family: str = "llama", attention: str = "sdpa",
              prefill_chunk: str | int | None = None, constants: Constants | None = None,
-             constants_source: str = "defaults", **shape_overrides: int | None) -> Estimate:
-    """Estimate the memory a model needs for inference.
+             constants_source: str = "defaults", gpu: str | None = None,
+             num_gpus: int | str = 1, pp: int | str = 1, reserve: str | float | None = None,
+             max_ctx: bool = False, max_batch: bool = False, prompt: str | int | None = None,
+             gen: str | int = 128, engine: str = "generic", hardware_file: str | None = None,
+             compare_gpus: bool = False, **shape_overrides: int | None) -> Estimate:
+    """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
+    runs there (or, with `compare_gpus`, the fewest cards of each common GPU).
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
@@ -234,9 +264,16 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
                          f"{', '.join(SHAPE_OVERRIDES)}.")
     info = resolve_model(params=params, model=model, family=family, active_params=active_params,
                          overrides=shape_overrides)
-    return estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
-                        attention=attention, prefill_chunk=prefill_chunk,
-                        constants=constants, constants_source=constants_source)
+    result = estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
+                          attention=attention, prefill_chunk=prefill_chunk,
+                          constants=constants, constants_source=constants_source)
+    if gpu is None and not compare_gpus:
+        return result
+    from vramest.planning import place
+
+    return place(result, gpu=gpu, num_gpus=num_gpus, pp=pp, reserve=reserve, max_ctx=max_ctx,
+                 max_batch=max_batch, prompt=prompt, gen=gen, engine=engine,
+                 hardware_file=hardware_file)
 
 
 def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | None = None,

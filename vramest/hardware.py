@@ -83,7 +83,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s\-_]+", "", name.lower())
 
 
-_VENDOR_WORDS = ("nvidia", "geforce", "amd", "instinct", "apple", "huawei", "tesla")
+_VENDOR_WORDS = ("nvidia", "geforce", "amd", "instinct", "apple", "huawei", "tesla", "cpu")
 
 
 def _short(name: str) -> str:
@@ -123,6 +123,9 @@ class HardwareDB:
     def merged(self, extra: HardwareDB) -> HardwareDB:
         by_name = {d.name.lower(): d for d in self.devices}
         for device in extra.devices:
+            known = by_name.get(device.name.lower())
+            if known is not None and not device.aliases:  # an override keeps the short names
+                device = replace(device, aliases=known.aliases)
             by_name[device.name.lower()] = device
         return HardwareDB(tuple(by_name.values()))
 

@@ -47,20 +47,35 @@ class MemoryBreakdown:
         }
 
 
+def weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> dict[str, float]:
+    """Stored bytes per group of tensors: embedding, lm_head, experts, and the rest of the layers."""
+    groups: dict[str, float] = {"embedding": 0.0, "lm_head": 0.0, "experts": 0.0, "layers": 0.0}
+
+    def add(tensors: Iterable[TensorSpec], times: int = 1) -> None:
+        for t in tensors:
+            bits = fmt.bits(t.role, TensorContext(
+                layer=t.layer, num_layers=shape.num_layers, row_length=t.cols,
+                gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
+                has_output_tensor=not shape.tie_embeddings))
+            groups[_GROUP_OF.get(t.role, "layers")] += times * t.elements * bits / 8
+
+    add(shape.global_tensors())
+    if fmt.gguf_rule is not None:  # llama.cpp picks block types by layer index
+        for layer in range(shape.num_layers):
+            add(shape.layer_tensors(layer))
+    else:
+        for layer, count in shape.layer_groups():
+            add(shape.layer_tensors(layer), count)
+    return groups
+
+
+_GROUP_OF = {"embedding": "embedding", "position_embedding": "embedding", "lm_head": "lm_head",
+             "expert_gate": "experts", "expert_up": "experts", "expert_down": "experts"}
+
+
 def weight_bytes(shape: ModelShape, fmt: WeightFormat) -> int:
     """Sum over every tensor of elements × the bits its format stores it in."""
-    def bits(tensors: Iterable[TensorSpec]) -> float:
-        return sum(t.elements * fmt.bits(t.role, TensorContext(
-            layer=t.layer, num_layers=shape.num_layers, row_length=t.cols,
-            gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
-            has_output_tensor=not shape.tie_embeddings)) for t in tensors)
-
-    total_bits = bits(shape.global_tensors())
-    if fmt.gguf_rule is not None:  # llama.cpp picks block types by layer index
-        total_bits += sum(bits(shape.layer_tensors(i)) for i in range(shape.num_layers))
-    else:
-        total_bits += sum(n * bits(shape.layer_tensors(i)) for i, n in shape.layer_groups())
-    return round(total_bits / 8)
+    return round(sum(weight_bytes_by_group(shape, fmt).values()))
 
 
 def weights_part(shape: ModelShape, fmt: WeightFormat, exact_bytes: int | None = None) -> Part:

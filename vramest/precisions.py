@@ -112,6 +112,8 @@ def _gguf_mix(ftype: str, base: str) -> Callable[[str, TensorContext], str]:
             return "F32" if role == "router" else base
         if role == "router":
             return "F32"
+        if ftype == "MXFP4_MOE" and role in EXPERT_ROLES:
+            return "MXFP4"
         chosen = _choose(role, ctx)
         if GGML_BLOCKS[chosen][0] == 256 and ctx.row_length % 256 != 0:
             chosen = _K_FALLBACK.get(chosen, "Q8_0")
@@ -171,6 +173,7 @@ _GGUF_FILE_TYPES: dict[str, str] = {
     "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL", "IQ3_XXS": "IQ3_XXS", "IQ3_S": "IQ3_S",
     "IQ2_XXS": "IQ2_XXS", "IQ2_XS": "IQ2_XS", "IQ2_S": "IQ2_S", "IQ1_S": "IQ1_S",
     "IQ1_M": "IQ1_M", "TQ1_0": "TQ1_0", "TQ2_0": "TQ2_0",
+    "MXFP4_MOE": "Q8_0",  # experts in MXFP4, everything else Q8_0 (gpt-oss GGUF releases)
 }
 _LLAMA_QUANT_SOURCE = "llama.cpp src/llama-quant.cpp (llama_tensor_get_type) and ggml block sizes"
 

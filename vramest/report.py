@@ -27,11 +27,61 @@ def render_estimate(result: Estimate, *, explain: bool = False) -> str:
             lines.append(f"      = {part.formula}")
     lines.append(f"  {'─' * 12} {'─' * 11}")
     lines.append(f"  {'total':<12} {format_bytes(total):>11}")
-    for block in result.extras.get("_text_blocks", ()):
-        lines += ["", *block]
+    if result.fit is not None:
+        lines += ["", *render_fit(result)]
+    if result.gpu_options:
+        lines += ["", *render_gpu_table(result)]
     if explain:
         lines += ["", f"Constants ({result.constants_source}):"]
         lines += [f"  {k} = {v}" for k, v in result.constants.as_dict().items()]
     lines += ["", "Assumptions:"]
     lines += [f"  - {a}" for a in result.assumptions]
     return "\n".join(lines)
+
+
+def _rate(x: float | None, unit: str = "tok/s") -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:,.0f} {unit}" if x >= 100 else f"{x:.1f} {unit}"
+
+
+def render_fit(result: Estimate) -> list[str]:
+    from vramest.fit import describe
+
+    plan, speed = result.fit, result.throughput
+    lines = ["Fit:", f"  {describe(plan)}"]
+    per = plan.per_gpu
+    if plan.num_gpus > 1:
+        lines.append(f"  per GPU: weights {format_bytes(per.weights)}, KV {format_bytes(per.kv_cache)}, "
+                     f"activations {format_bytes(per.activations)}, overhead "
+                     f"{format_bytes(per.overhead)}")
+    if plan.max_ctx is not None:
+        lines.append(f"  longest context that fits: {plan.max_ctx:,} tokens"
+                     + (" (none: the weights alone do not fit)" if plan.max_ctx == 0 else ""))
+    if plan.max_batch is not None:
+        lines.append(f"  most concurrent sequences that fit: {plan.max_batch:,}")
+    if speed is not None:
+        lines += ["", "Speed (roofline, " + speed.notes[-1].removeprefix("engine: ") + "):",
+                  f"  prefill   {_rate(speed.prefill_tokens_per_s)} for {speed.prompt_tokens:,} "
+                  f"prompt tokens × batch {speed.batch} ({speed.prefill.bound}-bound)",
+                  f"  decode    {_rate(speed.decode_tokens_per_s)} per sequence, "
+                  f"{_rate(speed.decode_tokens_per_s_total)} in total ({speed.decode.bound}-bound)"]
+        if speed.time_to_first_token_s is not None:
+            lines.append(f"  first token after {speed.time_to_first_token_s:.2f} s; whole request "
+                         f"({speed.gen_tokens} tokens) {speed.request_seconds:.1f} s")
+        lines += [f"  {note}" for note in speed.notes[:-1]]
+    return lines
+
+
+def render_gpu_table(result: Estimate) -> list[str]:
+    lines = ["Where it fits (fewest cards of each; --gpu NAME for details):",
+             f"  {'GPU':32} {'cards':>5} {'per GPU':>11} {'headroom':>11} {'decode':>12}"]
+    for option, speed in zip(result.gpu_options, result.speeds, strict=True):
+        if option.plan is None:
+            lines.append(f"  {option.device.name[:32]:32} {'—':>5}  {option.reason}")
+            continue
+        p = option.plan
+        lines.append(f"  {option.device.name[:32]:32} {p.num_gpus:>5} "
+                     f"{format_bytes(p.per_gpu.total):>11} {format_bytes(p.headroom_bytes):>11} "
+                     f"{_rate(speed.decode_tokens_per_s if speed else None):>12}")
+    return lines

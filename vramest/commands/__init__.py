@@ -11,4 +11,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("vramest.commands.estimate", "memory, fit and speed of one model (the default)"),
     "models": ("vramest.commands.models", "list the built-in model catalog"),
     "inspect": ("vramest.commands.inspect", "read a model folder, safetensors or GGUF file"),
+    "gpus": ("vramest.commands.gpus", "list the hardware database"),
+    "hw": ("vramest.commands.hw", "show this machine's GPUs, CPU and RAM"),
 }

@@ -56,3 +56,30 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
     kwargs.update({k: getattr(args, k) for k in SHAPE_OVERRIDES})
     return kwargs
+
+
+def add_hardware_args(p: argparse.ArgumentParser) -> None:
+    from vramest.engines import ENGINES
+
+    g = p.add_argument_group("hardware and speed")
+    g.add_argument("--gpu", help="a GPU to fit on (4090, h100, a100-80gb, m2-ultra, ...; "
+                   "`vramest gpus` lists them), or 'local' for this machine's first GPU; without "
+                   "it, a table of common GPUs")
+    g.add_argument("--num-gpus", default="1", help="GPUs in total (tensor parallel unless --pp)")
+    g.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
+    g.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
+    g.add_argument("--max-ctx", action="store_true", help="find the longest context that fits")
+    g.add_argument("--max-batch", action="store_true", help="find the most sequences that fit")
+    g.add_argument("--prompt", help="prompt tokens for the speed estimate (default: --ctx)")
+    g.add_argument("--gen", default="128", help="generated tokens (default 128)")
+    g.add_argument("--engine", default="generic", choices=sorted(ENGINES),
+                   help="serving engine whose fixed costs the speed uses (default generic)")
+    g.add_argument("--hardware-file", help="JSON file of devices to add or override")
+    g.add_argument("--no-gpus", action="store_true", help="memory only, no GPU table")
+
+
+def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"gpu": args.gpu, "num_gpus": args.num_gpus, "pp": args.pp, "reserve": args.reserve,
+            "max_ctx": args.max_ctx, "max_batch": args.max_batch, "prompt": args.prompt,
+            "gen": args.gen, "engine": args.engine, "hardware_file": args.hardware_file,
+            "compare_gpus": args.gpu is None and not args.no_gpus}

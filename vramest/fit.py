@@ -1,0 +1,250 @@
+"""Fit planning: memory per GPU under tensor / pipeline parallelism, and what fits where.
+
+Tensor parallelism splits the weights (vocabulary-parallel embeddings included) and the KV
+cache by heads; KV heads fewer than the TP degree are replicated, and an MLA latent cache is
+replicated on every rank. The MLP part of the activations splits, the hidden states do not.
+Every GPU carries its own runtime overhead. Pipeline parallelism splits the layers; the first
+and last stages also hold the embeddings and the output head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramest.errors import InputError
+from vramest.estimator import Estimate, estimate_for
+from vramest.hardware import Device
+from vramest.memory import ffn_width, weight_bytes_by_group
+from vramest.precisions import weight_format
+from vramest.shapes import ModelShape
+from vramest.units import format_bytes, parse_bytes
+
+DEFAULT_RESERVE = 0.05
+RESERVE_NOTE = ("5% of each GPU is kept free by default (--reserve): the driver shows 1-3% less "
+                "than the nominal size, and allocators fragment")
+PARALLEL_DEGREES = (1, 2, 4, 8)
+MULTI_NODE_GPUS = (16, 32, 64)
+_MAX_SEARCH_TOKENS = 16 * 1024**2
+_MAX_SEARCH_BATCH = 1 << 20
+
+
+@dataclass(frozen=True)
+class Reserve:
+    fraction: float = DEFAULT_RESERVE
+    bytes: int = 0
+
+    def usable(self, device: Device) -> int:
+        return int(device.memory_bytes * (1 - self.fraction)) - self.bytes
+
+
+def parse_reserve(text: str | float | None) -> Reserve:
+    """'10%', '0.1' (a fraction) or '2GiB' (bytes kept free per GPU)."""
+    if text is None:
+        return Reserve()
+    raw = str(text).strip()
+    try:
+        if raw.endswith("%"):
+            fraction = float(raw[:-1]) / 100
+        elif raw.replace(".", "", 1).isdigit() and float(raw) < 1:
+            fraction = float(raw)
+        else:
+            return Reserve(0.0, parse_bytes(raw, what="--reserve"))
+    except ValueError:
+        raise InputError(f"--reserve {text!r} is not understood; give a fraction (0.1), a "
+                         "percentage (10%) or a size (2GiB).") from None
+    if not 0 <= fraction < 1:
+        raise InputError(f"--reserve {text!r} must keep less than 100% of the GPU free.")
+    return Reserve(fraction, 0)
+
+
+def check_parallelism(shape: ModelShape, tp: int, pp: int) -> None:
+    """Raise a plain error for a TP degree that does not divide the heads, or too many stages."""
+    if tp < 1 or pp < 1:
+        raise InputError("--num-gpus and --pp must be at least 1.")
+    if shape.num_heads % tp:
+        raise InputError(
+            f"Tensor parallelism over {tp} GPUs cannot split {shape.num_heads} attention heads "
+            f"evenly; valid degrees for this model: {', '.join(map(str, valid_tp_degrees(shape)))}"
+            " (or add --pp for pipeline stages).")
+    if not shape.is_mla and shape.num_kv_heads % tp and tp % shape.num_kv_heads:
+        raise InputError(
+            f"Tensor parallelism over {tp} GPUs cannot share {shape.num_kv_heads} KV heads "
+            f"evenly; valid degrees: {', '.join(map(str, valid_tp_degrees(shape)))}.")
+    if pp > shape.num_layers:
+        raise InputError(f"--pp {pp} is more pipeline stages than the model's "
+                         f"{shape.num_layers} layers.")
+
+
+def valid_tp_degrees(shape: ModelShape, limit: int = 64) -> list[int]:
+    out = []
+    for tp in range(1, limit + 1):
+        if shape.num_heads % tp:
+            continue
+        if not shape.is_mla and shape.num_kv_heads % tp and tp % shape.num_kv_heads:
+            continue
+        out.append(tp)
+    return out
+
+
+@dataclass(frozen=True)
+class PerGPU:
+    weights: int
+    kv_cache: int
+    activations: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.activations + self.overhead
+
+    def to_json(self) -> dict[str, int]:
+        return {"weights": self.weights, "kv_cache": self.kv_cache,
+                "activations": self.activations, "overhead": self.overhead, "total": self.total}
+
+
+def per_gpu_memory(est: Estimate, tp: int = 1, pp: int = 1) -> PerGPU:
+    shape = est.model.shape
+    check_parallelism(shape, tp, pp)
+    memory = est.memory
+    groups = weight_bytes_by_group(shape, weight_format(est.settings.dtype))
+    total_groups = sum(groups.values()) or 1.0
+    # exact stored bytes (from files) keep the proportions of the modelled groups
+    scale = memory.weights.bytes / total_groups
+    blocks = (groups["layers"] + groups["experts"]) * scale
+    ends = (groups["embedding"] + groups["lm_head"]) * scale
+    if pp > 1:
+        ends = max(groups["embedding"], groups["lm_head"]) * scale
+    weights = blocks / (tp * pp) + ends / tp
+    if shape.is_mla:
+        kv_share = 1.0
+    elif shape.num_kv_heads % tp == 0:
+        kv_share = 1 / tp
+    else:  # fewer KV heads than ranks: each rank keeps one head
+        kv_share = 1 / shape.num_kv_heads
+    kv = memory.kv_cache.bytes * kv_share / pp
+    c = est.constants
+    ffn_term = c.activation_ffn_factor * ffn_width(shape)
+    hidden_term = c.activation_hidden_factor * shape.hidden_size
+    ffn_share = ffn_term / (ffn_term + hidden_term) if ffn_term + hidden_term else 0.0
+    activations = memory.activations.bytes * (ffn_share / tp + (1 - ffn_share))
+    return PerGPU(round(weights), round(kv), round(activations), memory.overhead.bytes)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    device: Device
+    tp: int
+    pp: int
+    per_gpu: PerGPU
+    usable_bytes: int
+    max_ctx: int | None = None
+    max_batch: int | None = None
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.usable_bytes - self.per_gpu.total
+
+    @property
+    def fits(self) -> bool:
+        return self.headroom_bytes >= 0
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "gpu": self.device.name, "num_gpus": self.num_gpus, "tensor_parallel": self.tp,
+            "pipeline_parallel": self.pp, "fits": self.fits,
+            "per_gpu_bytes": self.per_gpu.total, "per_gpu": self.per_gpu.to_json(),
+            "usable_bytes": self.usable_bytes, "headroom_bytes": self.headroom_bytes,
+        }
+        if self.max_ctx is not None:
+            out["max_ctx"] = self.max_ctx
+        if self.max_batch is not None:
+            out["max_batch"] = self.max_batch
+        return out
+
+
+def plan(est: Estimate, device: Device, num_gpus: int = 1, pp: int = 1,
+         reserve: Reserve | None = None, want_max_ctx: bool = False,
+         want_max_batch: bool = False) -> FitPlan:
+    reserve = reserve or Reserve()
+    if num_gpus < 1:
+        raise InputError("--num-gpus must be at least 1.")
+    if num_gpus % pp:
+        raise InputError(f"--num-gpus {num_gpus} is not a multiple of --pp {pp}; each pipeline "
+                         "stage needs the same number of GPUs.")
+    tp = num_gpus // pp
+    usable = reserve.usable(device)
+    if usable <= 0:
+        raise InputError(f"--reserve leaves nothing usable on {device.name}.")
+    per_gpu = per_gpu_memory(est, tp, pp)
+    max_ctx = _search(lambda ctx: _fits(est, device, tp, pp, usable, ctx=ctx),
+                      _MAX_SEARCH_TOKENS) if want_max_ctx else None
+    max_batch = _search(lambda b: _fits(est, device, tp, pp, usable, batch=b),
+                        _MAX_SEARCH_BATCH) if want_max_batch else None
+    return FitPlan(device, tp, pp, per_gpu, usable, max_ctx, max_batch)
+
+
+def _fits(est: Estimate, device: Device, tp: int, pp: int, usable: int, *,
+          ctx: int | None = None, batch: int | None = None) -> bool:
+    s = est.settings
+    chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
+    other = estimate_for(est.model, dtype=s.dtype, ctx=ctx or s.ctx, batch=batch or s.batch,
+                         kv_dtype=s.kv_dtype, attention=s.attention,
+                         prefill_chunk=min(chunk, ctx or s.ctx) if chunk else None,
+                         constants=est.constants, constants_source=est.constants_source)
+    return per_gpu_memory(other, tp, pp).total <= usable
+
+
+def _search(fits: object, upper: int) -> int:
+    """The largest n in [1, upper] with fits(n), or 0 when even 1 does not fit."""
+    check = fits  # type: ignore[assignment]
+    if not check(1):  # type: ignore[operator]
+        return 0
+    lo, hi = 1, 2
+    while hi <= upper and check(hi):  # type: ignore[operator]
+        lo, hi = hi, hi * 2
+    hi = min(hi, upper + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if check(mid):  # type: ignore[operator]
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@dataclass(frozen=True)
+class DeviceOption:
+    """The fewest GPUs of one kind that hold the model, or why none do."""
+
+    device: Device
+    plan: FitPlan | None
+    reason: str = ""
+
+
+def fewest_gpus(est: Estimate, device: Device, reserve: Reserve | None = None) -> DeviceOption:
+    shape = est.model.shape
+    tried: list[tuple[int, int]] = [(tp, 1) for tp in PARALLEL_DEGREES]
+    tried += [(8, n // 8) for n in MULTI_NODE_GPUS]
+    for tp, pp in tried:
+        if tp not in valid_tp_degrees(shape) or pp > shape.num_layers:
+            continue
+        option = plan(est, device, tp * pp, pp, reserve)
+        if option.fits:
+            return DeviceOption(device, option)
+    largest = max(MULTI_NODE_GPUS)
+    return DeviceOption(device, None, f"does not fit on {largest} GPUs")
+
+
+def describe(plan_: FitPlan) -> str:
+    verdict = "fits" if plan_.fits else "does NOT fit"
+    layout = f"{plan_.num_gpus}× {plan_.device.name}"
+    if plan_.num_gpus > 1:
+        layout += f" (TP {plan_.tp}" + (f" × PP {plan_.pp})" if plan_.pp > 1 else ")")
+    return (f"{layout}: {format_bytes(plan_.per_gpu.total)} per GPU of "
+            f"{format_bytes(plan_.usable_bytes)} usable — {verdict}, headroom "
+            f"{format_bytes(plan_.headroom_bytes)}")
+

@@ -1,0 +1,71 @@
+"""Put an estimate on hardware: fit per GPU, speed, and the fewest cards of each common GPU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from vramest.engines import engine as engine_by_name
+from vramest.estimator import Estimate
+from vramest.fit import RESERVE_NOTE, fewest_gpus, parse_reserve, plan
+from vramest.hardware import Device, HardwareDB, load_hardware
+from vramest.precisions import kv_format, weight_format
+from vramest.throughput import Throughput, estimate_throughput
+from vramest.units import parse_positive_int, parse_tokens
+
+
+def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | str = 1,
+          reserve: str | float | None = None, max_ctx: bool = False, max_batch: bool = False,
+          prompt: str | int | None = None, gen: str | int = 128, engine: str = "generic",
+          hardware_file: str | None = None) -> Estimate:
+    db = load_hardware(hardware_file)
+    n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
+    stages = parse_positive_int(pp, what="--pp", maximum=4096)
+    reserve_ = parse_reserve(reserve)
+    prompt_tokens = parse_tokens(prompt, what="--prompt") if prompt is not None else est.settings.ctx
+    gen_tokens = parse_positive_int(gen, what="--gen", maximum=10**7)
+    engine_ = engine_by_name(engine)
+    assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
+                   f"prompt {prompt_tokens} tokens, then {gen_tokens} generated.",
+                   RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else "") + "."]
+    if gpu is not None:
+        device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
+        fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
+        speed = _speed(est, device, fit_plan.tp, fit_plan.pp, prompt_tokens, gen_tokens, engine_)
+        if fit_plan.max_ctx is not None and est.model.shape.max_context and \
+                fit_plan.max_ctx > est.model.shape.max_context:
+            assumptions.append(f"The longest context that fits ({fit_plan.max_ctx}) is beyond "
+                               f"the model's trained {est.model.shape.max_context} tokens.")
+        return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions))
+    options = tuple(fewest_gpus(est, device, reserve_) for device in db.common())
+    speeds = tuple(_speed(est, o.device, o.plan.tp, o.plan.pp, prompt_tokens, gen_tokens,
+                          engine_) if o.plan is not None and o.device.bandwidth_bytes_s else None
+                   for o in options)
+    return replace(est, gpu_options=options, speeds=speeds, assumptions=tuple(assumptions))
+
+
+def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: int,
+           engine: object) -> Throughput | None:
+    if not device.bandwidth_bytes_s:
+        return None
+    s = est.settings
+    chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
+    return estimate_throughput(est.model.shape, weight_format(s.dtype), kv_format(s.kv_dtype),
+                               device, batch=s.batch, prompt_tokens=prompt, gen_tokens=gen,
+                               tp=tp, pp=pp, constants=est.constants, engine=engine,  # type: ignore[arg-type]
+                               prefill_chunk=chunk)
+
+
+def local_device(db: HardwareDB) -> Device:
+    """This machine's first GPU (memory as detected), or a clear error where there is none."""
+    from vramest.local import detect
+
+    found = detect()
+    if not found.gpus:
+        from vramest.errors import InputError
+
+        raise InputError(f"--gpu local found no GPU on this machine ({found.note}); name a GPU "
+                         "instead, e.g. --gpu 4090.")
+    first = found.gpus[0]
+    from vramest.hardware import device_from_local
+
+    return device_from_local(first.name, first.total_bytes, None, db)

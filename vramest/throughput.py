@@ -1,0 +1,315 @@
+"""Prefill and decode speed from a roofline per phase.
+
+time per forward = max(FLOPs / (peak × compute efficiency), bytes moved / (bandwidth × memory
+efficiency)) + fixed per-step and per-layer costs + tensor-parallel all-reduces.
+Decode moves the weights a token touches (the routed experts only) and reads the KV cache;
+prefill is dominated by matmul FLOPs plus attention FLOPs that grow with the prompt squared.
+
+The work of a phase (`PhaseWork`: FLOPs, bytes, matmul rows) depends only on the model and the
+request; the constants only enter `time_phase`, so a fit can re-time the same work cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramest.constants import Constants
+from vramest.engines import Engine
+from vramest.hardware import Device
+from vramest.memory import kv_elements_per_token, weight_bytes_by_group
+from vramest.precisions import KVFormat, WeightFormat
+from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
+
+_EXPERT_ROLES = ("expert_gate", "expert_up", "expert_down")
+
+
+@dataclass(frozen=True)
+class PhaseWork:
+    """What one phase asks of each GPU, before any efficiency is applied."""
+
+    dense_flops: float  # per GPU
+    expert_flops: float  # per GPU
+    dense_rows: float  # token rows per matmul
+    expert_rows: float  # token rows each expert's matmul sees
+    bytes_moved: float  # per GPU
+    forwards: int  # forward passes (prefill chunks, or one decode step)
+    allreduce_bytes: float  # per all-reduce, per forward
+    layers: int
+    tp: int
+    pp: int
+    is_prefill: bool = False
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase timed: each roof's time and the fixed costs."""
+
+    work: PhaseWork
+    compute_s: float | None  # None where the device publishes no compute figure
+    memory_s: float
+    overhead_s: float
+    comm_s: float
+
+    @property
+    def seconds(self) -> float:
+        return max(self.compute_s or 0.0, self.memory_s) + self.overhead_s + self.comm_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if (self.compute_s or 0.0) > self.memory_s else "memory"
+
+
+@dataclass(frozen=True)
+class Workload:
+    shape_name: str
+    batch: int
+    prompt_tokens: int
+    gen_tokens: int
+    precision: str
+    prefill: PhaseWork
+    decode: PhaseWork  # one decode step of the whole batch, at the mean position
+
+
+@dataclass(frozen=True)
+class Throughput:
+    gpu: str
+    num_gpus: int
+    batch: int
+    prompt_tokens: int
+    gen_tokens: int
+    precision: str
+    prefill: Phase
+    decode: Phase
+    notes: tuple[str, ...]
+
+    @property
+    def prefill_tokens_per_s(self) -> float | None:
+        if self.prefill.compute_s is None:
+            return None
+        return self.batch * self.prompt_tokens / self.prefill.seconds
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Per sequence."""
+        return 1.0 / self.decode.seconds
+
+    @property
+    def decode_tokens_per_s_total(self) -> float:
+        return self.batch / self.decode.seconds
+
+    @property
+    def time_to_first_token_s(self) -> float | None:
+        return None if self.prefill.compute_s is None else self.prefill.seconds
+
+    @property
+    def request_seconds(self) -> float | None:
+        ttft = self.time_to_first_token_s
+        return None if ttft is None else ttft + self.gen_tokens * self.decode.seconds
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "gpu": self.gpu, "num_gpus": self.num_gpus, "batch": self.batch,
+            "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens,
+            "precision": self.precision,
+            "prefill_tokens_per_s": self.prefill_tokens_per_s,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "decode_tokens_per_s_total": self.decode_tokens_per_s_total,
+            "time_to_first_token_s": self.time_to_first_token_s,
+            "request_seconds": self.request_seconds,
+            "prefill_bound": self.prefill.bound, "decode_bound": self.decode.bound,
+            "notes": list(self.notes),
+        }
+
+
+def compute_precision(fmt: WeightFormat, device: Device) -> str:
+    """The matmul precision a format runs in: weight-only quantization computes in 16 bit."""
+    if fmt.name == "fp8" and dict(device.dense_tflops).get("fp8"):
+        return "fp8"
+    if fmt.name in ("fp32", "gguf-f32"):
+        return "fp32"
+    return "fp16"
+
+
+def _attention_flops_per_token(shape: ModelShape, position: int) -> float:
+    """QKᵀ and softmax·V for one new token attending to `position` earlier tokens."""
+    width = shape.num_heads * (shape.qk_nope_head_dim + shape.qk_rope_head_dim + shape.v_head_dim
+                               if shape.is_mla else 2 * shape.head_dim)
+    total = 0.0
+    for kind in shape.kinds():
+        if kind == LAYER_FULL:
+            total += 2 * width * position
+        elif kind == LAYER_SLIDING:
+            total += 2 * width * min(position, shape.sliding_window or position)
+    return total
+
+
+def _params(shape: ModelShape) -> tuple[float, float]:
+    """(matmul weights outside the experts incl. the output head, weights of one expert per
+    MoE layer summed over layers)."""
+    dense = expert = 0.0
+    for t in shape.tensors():
+        if t.role in ("embedding", "position_embedding", "norm", "bias", "extra"):
+            continue
+        if t.role in _EXPERT_ROLES:
+            expert += t.rows * t.cols
+        else:
+            dense += t.elements
+    if shape.tie_embeddings:
+        dense += shape.vocab_size * shape.hidden_size
+    return dense, expert
+
+
+def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device, *, batch: int,
+             prompt_tokens: int, gen_tokens: int, tp: int = 1, pp: int = 1,
+             prefill_chunk: int | None = None, context_depth: int = 0) -> Workload:
+    """The work of B sequences: a prompt of P tokens (after `context_depth` cached tokens), then
+    G generated tokens. Prefill runs in forwards of `prefill_chunk` tokens (all at once by
+    default); each forward reads the weights again."""
+    gpus = tp * pp
+    groups = weight_bytes_by_group(shape, fmt)
+    dense_params, expert_params = _params(shape)
+    k = shape.experts_per_token if shape.is_moe else 0
+    head = shape.vocab_size * shape.hidden_size
+    layers = shape.num_layers
+
+    def kv_bytes(tokens: int) -> float:
+        """KV bytes of one sequence holding `tokens` tokens (sliding layers capped)."""
+        return kv_elements_per_token(shape, tokens) * kv.bytes_per_element
+
+    # --- prefill ----------------------------------------------------------------------
+    tokens = batch * prompt_tokens
+    forwards = max(1, -(-tokens // prefill_chunk)) if prefill_chunk else 1
+    positions = _sample_positions(context_depth, prompt_tokens)
+    attention = batch * prompt_tokens * sum(
+        _attention_flops_per_token(shape, p) for p in positions) / len(positions)
+    prefill = PhaseWork(
+        dense_flops=(2 * tokens * (dense_params - head) + 2 * batch * head + attention) / gpus,
+        expert_flops=2 * tokens * expert_params * k / gpus,
+        dense_rows=tokens / forwards,
+        expert_rows=max(1.0, tokens / forwards * k / shape.num_experts) if shape.is_moe else 0.0,
+        bytes_moved=(forwards * sum(groups.values())
+                     + batch * kv_bytes(context_depth + prompt_tokens)) / gpus,
+        forwards=forwards, allreduce_bytes=tokens / forwards * shape.hidden_size *
+        fmt.compute_bytes, layers=layers, tp=tp, pp=pp, is_prefill=True)
+
+    # --- decode: one new token for each of B sequences, at the mean position ----------
+    position = context_depth + prompt_tokens + gen_tokens // 2
+    if shape.is_moe:
+        # experts hit by at least one of B tokens, routing assumed uniform
+        touched = 1 - (1 - k / shape.num_experts) ** batch
+        expert_bytes = groups["experts"] * touched
+    else:
+        touched, expert_bytes = 1.0, 0.0
+    head_bytes = groups["lm_head"] if not shape.tie_embeddings else groups["embedding"]
+    decode = PhaseWork(
+        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(shape, position)) / gpus,
+        expert_flops=batch * 2 * expert_params * k / gpus,
+        # each touched expert sees its share of the B·k routed rows, at least one
+        dense_rows=batch, expert_rows=max(1.0, batch * k / (shape.num_experts * touched))
+        if shape.is_moe else 0.0,
+        bytes_moved=(groups["layers"] + expert_bytes + head_bytes + batch * kv_bytes(position))
+        / gpus,
+        forwards=1, allreduce_bytes=batch * shape.hidden_size * fmt.compute_bytes,
+        layers=layers, tp=tp, pp=pp)
+    return Workload(shape_name=shape.name, batch=batch, prompt_tokens=prompt_tokens,
+                    gen_tokens=gen_tokens, precision=compute_precision(fmt, device),
+                    prefill=prefill, decode=decode)
+
+
+def time_phase(work: PhaseWork, device: Device, precision: str, constants: Constants,
+               engine: Engine) -> Phase:
+    peak = engine_peak(device, precision, engine)
+    mem_eff, comp_eff = engine_efficiencies(device, constants, engine)
+    bandwidth = (device.bandwidth_bytes_s or 0.0) * mem_eff
+    if not bandwidth:
+        raise_missing_bandwidth(device)
+    compute_s = None
+    if peak:
+        effective = work.dense_flops + work.expert_flops
+        if work.is_prefill:  # decode GEMVs are bound by streaming the weights instead
+            effective = work.dense_flops / gemm_efficiency(work.dense_rows, constants)
+            if work.expert_flops:
+                effective += work.expert_flops / gemm_efficiency(work.expert_rows, constants)
+        compute_s = effective / (peak * comp_eff)
+    overhead = work.forwards * (engine.step_overhead_s + engine.layer_overhead_s * work.layers
+                                / work.pp)
+    comm = work.forwards * allreduce_seconds(work, device, constants) / work.pp
+    # pipeline parallel: a token passes the stages one after another
+    pp = work.pp
+    return Phase(work=work, compute_s=None if compute_s is None else compute_s * pp,
+                 memory_s=work.bytes_moved / bandwidth * pp, overhead_s=overhead * pp,
+                 comm_s=comm * pp)
+
+
+def time_workload(load: Workload, device: Device, constants: Constants,
+                  engine: Engine) -> Throughput:
+    prefill = time_phase(load.prefill, device, load.precision, constants, engine)
+    decode = time_phase(load.decode, device, load.precision, constants, engine)
+    _, peak_source = device.flops(load.precision)
+    notes = [f"compute peak: {peak_source}" if prefill.compute_s is not None else
+             f"{device.name} publishes no {load.precision} compute figure: prefill speed "
+             "unknown"]
+    notes.append(f"engine: {engine.name} ({engine.description})")
+    if load.prefill.pp > 1:
+        notes.append(f"pipeline parallel over {load.prefill.pp} stages: a token passes every "
+                     "stage in turn")
+    return Throughput(gpu=device.name, num_gpus=load.prefill.tp * load.prefill.pp,
+                      batch=load.batch, prompt_tokens=load.prompt_tokens,
+                      gen_tokens=load.gen_tokens, precision=load.precision, prefill=prefill,
+                      decode=decode, notes=tuple(notes))
+
+
+def estimate_throughput(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
+                        *, batch: int, prompt_tokens: int, gen_tokens: int, tp: int = 1,
+                        pp: int = 1, constants: Constants, engine: Engine,
+                        prefill_chunk: int | None = None, context_depth: int = 0) -> Throughput:
+    load = workload(shape, fmt, kv, device, batch=batch, prompt_tokens=prompt_tokens,
+                    gen_tokens=gen_tokens, tp=tp, pp=pp, prefill_chunk=prefill_chunk,
+                    context_depth=context_depth)
+    return time_workload(load, device, constants, engine)
+
+
+def gemm_efficiency(rows: float, constants: Constants) -> float:
+    """Share of the large-GEMM rate a matmul of `rows` token rows reaches: rows / (rows + M0)."""
+    return rows / (rows + constants.gemm_half_efficiency_rows) if rows > 0 else 1.0
+
+
+def _sample_positions(start: int, count: int) -> list[int]:
+    """Positions to average causal attention over (exact sums get slow for long prompts)."""
+    step = max(1, count // 64)
+    return [start + p for p in range(step // 2, count, step)] or [start]
+
+
+def allreduce_seconds(work: PhaseWork, device: Device, constants: Constants) -> float:
+    """Two all-reduces per layer (after attention and after the MLP), ring algorithm."""
+    if work.tp <= 1:
+        return 0.0
+    link = device.interconnect_bytes_s or device.pcie_bytes_s or 32e9
+    # a ring moves 2(n-1)/n of the buffer over each GPU's link, one direction of the
+    # bidirectional figure datasheets quote
+    per_reduce = 2 * (work.tp - 1) / work.tp * work.allreduce_bytes / \
+        (link / 2 * constants.allreduce_efficiency)
+    return 2 * work.layers * (per_reduce + constants.allreduce_latency_s)
+
+
+def engine_peak(device: Device, precision: str, engine: Engine) -> float | None:
+    peak, _ = device.flops(precision)
+    if peak and engine.fp16_accumulate and precision in ("fp16", "bf16") and \
+            device.vendor == "nvidia" and device.device_class == "consumer":
+        return 2 * peak
+    return peak
+
+
+def engine_efficiencies(device: Device, constants: Constants, engine: Engine) -> tuple[float, float]:
+    kind = device.kind if device.kind in ("apple", "cpu") else "gpu"
+    memory = getattr(constants, f"memory_efficiency_{kind}")
+    compute = getattr(constants, f"compute_efficiency_{kind}")
+    return (min(1.0, memory * engine.memory_efficiency_scale),
+            min(1.0, compute * engine.compute_efficiency_scale))
+
+
+def raise_missing_bandwidth(device: Device) -> None:
+    from vramest.errors import InputError
+
+    raise InputError(f"{device.name} has no memory bandwidth in the hardware database, so its "
+                     "speed cannot be estimated; add memory_bandwidth_gbs with --hardware-file.")
