@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("vramest.commands.estimate", "memory, fit and speed of one model (the default)"),
     "models": ("vramest.commands.models", "list the built-in model catalog"),
     "inspect": ("vramest.commands.inspect", "read a model folder, safetensors or GGUF file"),
+    "train": ("vramest.commands.train", "training / fine-tuning memory per GPU, fit and speed"),
     "gpus": ("vramest.commands.gpus", "list the hardware database"),
     "hw": ("vramest.commands.hw", "show this machine's GPUs, CPU and RAM"),
 }

@@ -1,0 +1,232 @@
+"""The training model's arithmetic, worked by hand on known shapes, and its invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramest.cli import main
+from vramest.errors import InputError
+from vramest.estimator import resolve_model
+from vramest.memory import weight_bytes
+from vramest.precisions import weight_format
+from vramest.training import estimate_training
+
+GPT2 = resolve_model(model="gpt2")  # 124,439,808 params, tied embeddings
+LLAMA2_7B = resolve_model(model="llama-2-7b")
+MISTRAL = resolve_model(model="mistral-7b")
+
+
+def phase(est, name: str) -> dict[str, int]:
+    return est.to_json()["phases"][name]
+
+
+def test_mixed_precision_adamw_is_16_bytes_per_param_plus_the_step_temporary() -> None:
+    """ZeRO paper accounting: 2 (bf16 weights) + 2 (bf16 grads) + 12 (fp32 master, m, v).
+    torch's foreach AdamW also holds sqrt(v) for every fp32 master param during the step: +4."""
+    n = GPT2.params
+    step = phase(estimate_training(info=GPT2, method="full"), "optimizer_step")
+    assert (step["trainable_weights"], step["gradients"]) == (2 * n, 2 * n)
+    assert step["optimizer_states"] == 12 * n
+    assert step["temporary"] == 4 * n
+    assert step["total"] == 20 * n
+
+
+def test_pure_bf16_adamw_full_finetune_matches_the_measured_mistral_peak() -> None:
+    """bf16 weights 2 + grads 2 + bf16 moments 4 + sqrt(v) 2 = 10 B/param; Mistral-7B's
+    7,241,732,096 params → 72.42 GB; fms-acceleration measured 72,434,837,504 B (FMS-025)."""
+    est = estimate_training(info=MISTRAL, method="full", precision="bf16", seq=4096,
+                            micro_batch=4, grad_checkpointing=True, attention="flash")
+    assert est.peak.name == "optimizer_step"
+    assert est.total_bytes == 10 * MISTRAL.params
+    assert abs(est.total_bytes / 72_434_837_504 - 1) < 0.001
+
+
+def test_lora_trainable_count_matches_litgpt_tables() -> None:
+    """Rank 8 on query and value: 32 layers × 2 × 8 × (4096 in + 4096 out) = 4,194,304 for
+    Llama-2-7B; 40 × 2 × 8 × (5120 + 5120) = 6,553,600 for 13B (LitGPT resource tables)."""
+    seven = estimate_training(info=LLAMA2_7B, method="lora", lora_rank=8, lora_targets="q,v")
+    assert seven.trainable_params == 4_194_304
+    thirteen = estimate_training(model="llama-2-13b", method="lora", lora_rank=8,
+                                 lora_targets="q_proj,v_proj")
+    assert thirteen.trainable_params == 6_553_600
+
+
+def test_lora_targets_follow_the_shape() -> None:
+    """GQA: k and v are 1024 wide in Mistral, so all-linear at rank 16 is per layer
+    16 × [(4096+4096)·2 + (4096+1024)·2 + 3 × (4096+14336)] = 1,146,880 → × 32 layers."""
+    est = estimate_training(info=MISTRAL, method="lora", lora_rank=16, lora_targets="all-linear")
+    assert est.trainable_params == 32 * 16 * ((4096 + 4096) * 2 + (4096 + 1024) * 2
+                                              + 3 * (4096 + 14336))
+    attention_only = estimate_training(info=MISTRAL, method="lora", lora_targets="attention")
+    assert attention_only.trainable_params < est.trainable_params
+
+
+def test_qlora_base_costs_its_true_storage() -> None:
+    """NF4 stores 4 bits + an fp32 absmax per 64 (4.5 bits) on the linear layers; embeddings
+    and lm_head stay 16-bit: exactly vramest.memory.weight_bytes with the nf4 format."""
+    est = estimate_training(info=LLAMA2_7B, method="qlora")
+    assert phase(est, "loss")["frozen_weights"] == weight_bytes(LLAMA2_7B.shape,
+                                                                weight_format("nf4"))
+    dq = estimate_training(info=LLAMA2_7B, method="qlora", base_dtype="bnb-nf4-dq")
+    assert phase(dq, "loss")["frozen_weights"] < phase(est, "loss")["frozen_weights"]
+
+
+def test_optimizer_state_sizes() -> None:
+    """Per trainable param under mixed precision (fp32 master 4 B counted with the states):
+    adamw 8 + 4; sgd 0 + 4; sgd-momentum 4 + 4; adamw-8bit ≈ 2 × (1 + 4/256) + 4 for tensors of
+    4096+ elements; adafactor rows + cols per matrix."""
+    n = GPT2.params
+    states = {opt: phase(estimate_training(info=GPT2, optimizer=opt), "optimizer_step")
+              ["optimizer_states"] for opt in ("adamw", "sgd", "sgd-momentum", "adamw-8bit",
+                                               "adafactor")}
+    assert states["adamw"] == 12 * n
+    assert states["sgd"] == 4 * n
+    assert states["sgd-momentum"] == 8 * n
+    assert 4 * n + 2 * n < states["adamw-8bit"] < 4 * n + 2.1 * n
+    # gpt2: the 50257 × 768 embedding alone is factored into 50257 + 768 fp32 values
+    assert 4 * n < states["adafactor"] < 4.1 * n
+
+
+def test_logits_buffers_scale_with_vocab_and_tokens() -> None:
+    """At the loss: 16-bit logits + three fp32 buffers = 14 B per token × vocab entry.
+    Mistral, 2 × 1024 tokens: 2048 × 32000 × 14 = 917,504,000 B."""
+    est = estimate_training(info=MISTRAL, method="lora", seq=1024, micro_batch=2)
+    assert phase(est, "loss")["logits"] == 2048 * 32000 * 14
+
+
+def test_checkpointing_keeps_only_layer_inputs() -> None:
+    """Full checkpointing keeps each block's input (2 B × hidden per token) plus the final
+    norm's and lm_head's input: 2 × 4096 × (32 + 2) = 278,528 B per token for Mistral."""
+    est = estimate_training(info=MISTRAL, method="lora", seq=1000, grad_checkpointing=True)
+    assert phase(est, "loss")["activations"] == 1000 * 2 * 4096 * 34
+    without = estimate_training(info=MISTRAL, method="lora", seq=1000)
+    assert phase(without, "loss")["activations"] > 5 * phase(est, "loss")["activations"]
+
+
+def test_eager_attention_adds_quadratic_scores() -> None:
+    flash = estimate_training(info=LLAMA2_7B, method="lora", seq=2048, attention="flash")
+    eager = estimate_training(info=LLAMA2_7B, method="lora", seq=2048, attention="eager")
+    # 32 layers × 32 heads × 2048 keys × (fp32 softmax 4 + bf16 copy 2) per token
+    extra = phase(eager, "loss")["activations"] - phase(flash, "loss")["activations"]
+    kv_repeat = 0  # Llama-2-7B has as many KV heads as heads: sdpa and flash store the same
+    assert extra == 2048 * 32 * 32 * 2048 * 6 + kv_repeat
+
+
+def test_zero_stages_shard_states_then_grads_then_params() -> None:
+    """Rajbhandari et al. 2020: stage 1 divides the optimizer states by N, 2 also the
+    gradients, 3 also the parameters."""
+    n = GPT2.params
+    steps = [phase(estimate_training(info=GPT2, zero=z, num_gpus=4), "optimizer_step")
+             for z in range(4)]
+    assert steps[0]["optimizer_states"] == 12 * n
+    assert steps[1]["optimizer_states"] == 3 * n and steps[1]["gradients"] == 2 * n
+    assert steps[2]["gradients"] == n // 2
+    assert steps[3]["trainable_weights"] == n // 2
+    fsdp = estimate_training(info=GPT2, fsdp=True, num_gpus=4)
+    assert fsdp.to_json()["memory"]["total"] == estimate_training(
+        info=GPT2, zero=3, num_gpus=4).to_json()["memory"]["total"]
+
+
+def test_offload_moves_states_and_gradients_to_the_host() -> None:
+    n = GPT2.params
+    est = estimate_training(info=GPT2, zero=2, num_gpus=2, offload="optimizer")
+    step = phase(est, "optimizer_step")
+    assert step["optimizer_states"] == 0 and step["gradients"] == 0
+    assert est.host_bytes == 2 * (12 * n // 2 + 2 * n // 2)
+
+
+def test_fit_search_returns_the_boundary() -> None:
+    est = estimate_training(info=LLAMA2_7B, method="qlora", seq=2048, grad_checkpointing=True,
+                            gpu="RTX 4090")
+    fit = est.fit
+    assert fit.fits and fit.max_seq and fit.max_micro_batch
+    at = estimate_training(info=LLAMA2_7B, method="qlora", seq=fit.max_seq,
+                           grad_checkpointing=True, gpu="RTX 4090")
+    beyond = estimate_training(info=LLAMA2_7B, method="qlora", seq=fit.max_seq + 1,
+                               grad_checkpointing=True, gpu="RTX 4090")
+    assert at.fit.fits and not beyond.fit.fits
+
+
+def test_throughput_is_six_n_per_token_for_full_training() -> None:
+    """Full training of gpt2 at short sequence: ~6 × 124M FLOPs per token (plus attention),
+    at 0.5 of the A100's 312 dense bf16 TFLOP/s."""
+    est = estimate_training(info=GPT2, seq=16, gpu="A100 80GB")
+    t = est.throughput
+    assert 5.9 * GPT2.params < t.flops_per_token < 6.1 * GPT2.params  # norms, positions: no matmul
+    assert t.tokens_per_s_per_gpu == pytest.approx(0.5 * 312e12 / t.flops_per_token)
+    checkpointed = estimate_training(info=GPT2, seq=16, gpu="A100 80GB", grad_checkpointing=True)
+    assert checkpointed.throughput.flops_per_token == pytest.approx(t.flops_per_token * 8 / 6,
+                                                                    rel=0.01)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"method": "dpo"}, {"optimizer": "lion"}, {"zero": 4}, {"offload": "optimizer"},
+    {"offload": "params", "zero": 2}, {"method": "qlora", "base_dtype": "bf16"},
+    {"lora_targets": "embeddings"}, {"seq": "0"}, {"fsdp": True, "zero": 2},
+])
+def test_bad_input_is_one_sentence(kwargs: dict) -> None:
+    with pytest.raises(InputError) as err:
+        estimate_training(info=GPT2, method=kwargs.pop("method", "lora"), **kwargs)
+    assert str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_cli_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--model", "llama-3.1-8b", "--method", "qlora", "--seq", "4096",
+                 "--micro-batch", "2", "--grad-checkpointing", "--gpu", "A100", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    memory = out["memory"]
+    for key in ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
+                "activations", "logits", "temporary", "total", "host_bytes"):
+        assert isinstance(memory[key], int), key
+    assert memory["total"] == sum(memory[k] for k in ("frozen_weights", "trainable_weights",
+                                                      "gradients", "optimizer_states",
+                                                      "activations", "logits", "temporary"))
+    assert set(out["fit"]) >= {"fits", "headroom", "max_seq", "max_micro_batch"}
+    assert set(out["throughput"]) >= {"tokens_per_s_per_gpu", "step_time_s"}
+
+
+def test_cli_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--params", "7B", "--method", "nope"]) == 2
+    assert main(["train", "--params", "7B", "--offload", "params", "--zero", "1"]) == 2
+    assert "vramest:" in capsys.readouterr().err
+
+
+# --- invariants ------------------------------------------------------------------------------
+_methods = st.sampled_from(["full", "lora", "qlora", "freeze"])
+_optimizers = st.sampled_from(["adamw", "adamw-8bit", "sgd", "adafactor", "paged-adamw-8bit"])
+_ckpt = st.sampled_from(["none", "full", "selective"])
+_attn = st.sampled_from(["sdpa", "flash", "eager"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(method=_methods, optimizer=_optimizers, ckpt=_ckpt, attn=_attn,
+       seq=st.integers(1, 16384), extra_seq=st.integers(0, 8192), batch=st.integers(1, 16),
+       extra_batch=st.integers(0, 16))
+def test_more_tokens_never_lower_memory(method: str, optimizer: str, ckpt: str, attn: str,
+                                        seq: int, extra_seq: int, batch: int,
+                                        extra_batch: int) -> None:
+    common = dict(info=MISTRAL, method=method, optimizer=optimizer, grad_checkpointing=ckpt,
+                  attention=attn)
+    base = estimate_training(seq=seq, micro_batch=batch, **common).total_bytes
+    assert estimate_training(seq=seq + extra_seq, micro_batch=batch, **common).total_bytes >= base
+    assert estimate_training(seq=seq, micro_batch=batch + extra_batch,
+                             **common).total_bytes >= base
+
+
+@settings(max_examples=40, deadline=None)
+@given(method=_methods, optimizer=_optimizers, gpus=st.integers(1, 64), seq=st.integers(1, 8192))
+def test_higher_zero_stage_never_raises_per_gpu_memory(method: str, optimizer: str, gpus: int,
+                                                       seq: int) -> None:
+    totals = [estimate_training(info=MISTRAL, method=method, optimizer=optimizer, zero=z,
+                                num_gpus=gpus, seq=seq, grad_checkpointing=True).total_bytes
+              for z in range(3)]
+    assert totals[0] >= totals[1] >= totals[2]
+    # stage 3 gathers two blocks while they run: it lowers memory once shards beat that
+    stage3 = estimate_training(info=MISTRAL, method=method, optimizer=optimizer, zero=3,
+                               num_gpus=gpus, seq=seq, grad_checkpointing=True).total_bytes
+    if gpus >= 4:
+        assert stage3 <= totals[2]

@@ -1,0 +1,75 @@
+"""vramest train --model meta-llama/Llama-3.1-8B --method qlora --seq 4096 --micro-batch 2"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from vramest.commands.common import add_model_args
+
+
+def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
+    from vramest.training.model import ATTENTIONS, METHODS, OPTIMIZERS, PRECISIONS
+
+    p = sub.add_parser("train", help=help_text, description=help_text)
+    add_model_args(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--method", default="full", choices=METHODS, help="what is trained")
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help="mixed (16-bit + fp32 master, default), bf16 (pure) or fp32")
+    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
+    g.add_argument("--seq", default="2048", help="tokens per sequence: 4096, 8k (default 2048)")
+    g.add_argument("--micro-batch", default="1", help="sequences per GPU per step (default 1)")
+    g.add_argument("--grad-accumulation", default="1", help="micro-batches per optimizer step")
+    g.add_argument("--grad-checkpointing", nargs="?", const="full", default="none",
+                   choices=("none", "full", "selective"), help="recompute activations in backward")
+    g.add_argument("--attn", default="sdpa", choices=ATTENTIONS, help="attention implementation")
+    g.add_argument("--lora-rank", default="16", help="LoRA rank (default 16)")
+    g.add_argument("--lora-targets", default="all-linear",
+                   help="all-linear, attention, qv, mlp or a list such as q,k,v,o")
+    g.add_argument("--lora-dropout", action="store_true", help="adapters use dropout (> 0)")
+    g.add_argument("--base-dtype", help="frozen base precision (default bf16; qlora: nf4)")
+    g.add_argument("--upcast-unquantized", action="store_true",
+                   help="PEFT prepare_model_for_kbit_training: non-quantized weights in fp32")
+    g.add_argument("--trainable-layers", default="2", help="--method freeze: last N layers")
+    g.add_argument("--zero", default="0", choices=("0", "1", "2", "3"), help="ZeRO stage")
+    g.add_argument("--fsdp", action="store_true", help="FSDP FULL_SHARD (= ZeRO stage 3)")
+    g.add_argument("--num-gpus", default="1", help="GPUs the step is sharded over")
+    g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
+    h = p.add_argument_group("hardware")
+    h.add_argument("--gpu", help="device name (A100, H100, RTX 4090; `vramest gpus` lists them)")
+    h.add_argument("--gpu-memory", help="usable GPU memory instead of a device: 24GB, 80GiB")
+    h.add_argument("--hardware-file", help="extra devices (JSON)")
+    h.add_argument("--tokens", help="training tokens, for the total time: 1B, 500M")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--explain", action="store_true", help="show each part's formula")
+
+
+def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from vramest.estimator import SHAPE_OVERRIDES, resolve_model
+
+    info = resolve_model(params=args.params, model=args.model, family=args.family,
+                         active_params=args.active_params,
+                         overrides={k: getattr(args, k) for k in SHAPE_OVERRIDES})
+    return dict(
+        info=info, gpu=args.gpu, gpu_memory=args.gpu_memory, hardware_file=args.hardware_file,
+        tokens=args.tokens, method=args.method, precision=args.precision,
+        optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
+        grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
+        attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+        lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
+        upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,
+        zero=args.zero, fsdp=args.fsdp, num_gpus=args.num_gpus, offload=args.offload)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramest.training.model import estimate_training
+    from vramest.training.report import render_training
+
+    result = estimate_training(**train_kwargs(args))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(render_training(result, explain=args.explain))
+    return 0

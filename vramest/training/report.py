@@ -1,0 +1,54 @@
+"""The plain-text table of `vramest train`."""
+
+from __future__ import annotations
+
+from vramest.training.model import PART_NAMES, TrainingEstimate
+from vramest.units import format_bytes, format_count
+
+
+def _time(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.2f} s"
+
+
+def render_training(est: TrainingEstimate, explain: bool = False) -> str:
+    s, peak = est.settings, est.peak
+    lines = [f"{est.model.name}  ·  {format_count(est.model.params)} params  ·  {s.method}  ·  "
+             f"{format_count(est.trainable_params)} trainable  ·  {s.precision}  ·  {s.optimizer}"
+             f"  ·  seq {s.seq} × micro-batch {s.micro_batch}  ·  {s.num_gpus} GPU(s)"
+             + (f", ZeRO {s.zero_stage}" if s.zero_stage else ""), "",
+             f"  per GPU            {'  '.join(f'{p.name:>20}' for p in est.phases)}"]
+    for name in PART_NAMES:
+        cells = "  ".join(f"{format_bytes(p.get(name)):>20}" for p in est.phases)
+        lines.append(f"  {name:<18} {cells}")
+    totals = "  ".join(f"{format_bytes(p.total):>19}{'*' if p is peak else ' '}"
+                       for p in est.phases)
+    lines += [f"  {'total':<18} {totals}", f"  * peak: {peak.name}"]
+    if est.host_bytes:
+        lines.append(f"  host memory (offload): {format_bytes(est.host_bytes)}")
+    fit = est.fit
+    lines.append("")
+    if fit.fits is None:
+        lines.append(f"Needs {format_bytes(fit.required_bytes)} per GPU with the CUDA context "
+                     "(--gpu or --gpu-memory checks the fit).")
+    else:
+        verdict = "fits" if fit.fits else "does NOT fit"
+        lines.append(f"{verdict} on {fit.device}: needs {format_bytes(fit.required_bytes)} of "
+                     f"{format_bytes(fit.usable_bytes or 0)} (headroom "
+                     f"{format_bytes(fit.headroom_bytes or 0)})")
+        lines.append(f"  longest sequence at micro-batch {s.micro_batch}: {fit.max_seq or 'none'}"
+                     f"  ·  largest micro-batch at seq {s.seq}: {fit.max_micro_batch or 'none'}")
+    t = est.throughput
+    if t.tokens_per_s_per_gpu:
+        line = (f"Throughput: {t.tokens_per_s_per_gpu:,.0f} tokens/s per GPU, step "
+                f"{_time(t.step_time_s or 0)}")
+        if t.total_time_s:
+            line += f", all tokens in {_time(t.total_time_s)}"
+        lines.append(f"{line}  ({t.source})")
+    if explain:
+        lines += ["", "Formulas (peak moment):"]
+        lines += [f"  {part.name}: {part.formula}" for part in peak.parts]
+    lines += ["", "Assumptions:"] + [f"  - {a}" for a in est.assumptions]
+    return "\n".join(lines)
