@@ -8,6 +8,7 @@ the median errors. Run: python -m vramest.accuracy [REFERENCE_DIR]
 from __future__ import annotations
 
 import csv
+import importlib
 import statistics
 import sys
 from collections import defaultdict
@@ -214,6 +215,86 @@ def memory_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR) -> list[Comp
     rows = read_rows(reference_dir / "memory.csv")
     return [*llamacpp_memory(rows), *vllm_weights(rows), *transformers_peaks(rows),
             *hf_blog_memory(rows)]
+
+
+# --- engines: what vLLM and llama.cpp print at start-up ------------------------------------
+def _vllm_total(row: dict[str, str]) -> int | None:
+    """total_gpu_memory as the run's own log stated it, when the row records it."""
+    text = row["gpu"]
+    for key in ("total_gpu_memory=", "total_gpu_memory "):
+        if key in text:
+            number = text.split(key)[1].split("GiB")[0].strip()
+            try:
+                return int(float(number) * GIB)
+            except ValueError:
+                return None
+    return None
+
+
+def vllm_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
+    """vLLM start-up logs: KV cache size, blocks, tokens and maximum concurrency."""
+    from vramest.engine_memory import VLLMOptions, vllm_startup
+    from vramest.hardware import default_hardware
+
+    out = []
+    for rid, rec in _records(r for r in rows if r["framework"] == "vLLM").items():
+        first = next(iter(rec.values()))
+        model = catalog_model(first["model"])
+        gpu = _first((*_GPU_OF, ("RTX 3090", "rtx 3090"), ("RTX A6000", "rtx a6000"),
+                      ("H100 80GB", "h100"), ("80GB-class", "h100")), first["gpu"])
+        util = first["gpu_memory_utilization"]
+        dtype = _first((("bf16", "bf16"), ("fp16", "fp16"), ("gptq", "gptq-int4"),
+                        ("awq", "awq-int4"), ("int8 w8a8", "int8")),
+                       first["weight_dtype_or_quant"])
+        if None in (model, gpu, dtype) or not util or "Vision" in first["model"]:
+            continue
+        tp = int(first["tensor_parallel"] or 1)
+        version = "v0" if "V1" not in first["notes"] and "V1" not in first["framework_version"] \
+            else "v1"
+        options = VLLMOptions(gpu_memory_utilization=float(util),
+                              max_model_len=int(first["context_len"]) if first["context_len"]
+                              else None, version=version, total_memory_bytes=_vllm_total(first))
+        est = estimate(model=model, dtype=dtype)
+        report = vllm_startup(est, default_hardware().find(gpu), tp, options)  # type: ignore[arg-type]
+        figures = {"kv_cache_size": (report.kv_cache_bytes, _to_bytes),
+                   "gpu_kv_blocks": (report.num_gpu_blocks, lambda r: float(r["value"])),
+                   "kv_cache_tokens": (report.kv_cache_tokens, lambda r: float(r["value"])),
+                   "max_concurrency": (report.max_concurrency, lambda r: float(r["value"]))}
+        for metric, (predicted, measure) in figures.items():
+            if metric in rec:
+                out.append(Comparison("vLLM start-up logs", rid, metric, float(predicted),
+                                      measure(rec[metric]), rec[metric]["unit"].split(" ")[0]))
+    return out
+
+
+def llamacpp_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
+    """llama.cpp start-up logs: compute and output buffers (model buffers and KV are scored
+    in llamacpp_memory)."""
+    from vramest.engine_memory import LlamaCppOptions, llamacpp_startup
+
+    out = []
+    for rid, rec in _records(r for r in rows if r["framework"] == "llama.cpp").items():
+        first = next(iter(rec.values()))
+        model = catalog_model(first["model"])
+        quant = first["weight_dtype_or_quant"].split()[0].lower()
+        if model is None:
+            continue
+        text = first["notes"]
+        ctx = int(first["context_len"])
+        ubatch = 128 if "n_ubatch 128" in text or "-b 128" in text else 512
+        outputs = 512 if ("perplexity" in text and "llama-perplexity" not in text) or \
+            "main " in text else 1
+        est = estimate(model=model, dtype="gguf-f16" if quant == "f16" else quant, ctx=ctx)
+        report = llamacpp_startup(est, LlamaCppOptions(n_ctx=ctx, n_ubatch=min(ubatch, ctx),
+                                                       n_outputs=outputs))
+        figures = {"compute_buffer_gpu": report.compute_buffer_gpu_bytes,
+                   "compute_buffer_cpu": report.compute_buffer_host_bytes,
+                   "output_buffer_host": report.output_buffer_host_bytes}
+        for metric, predicted in figures.items():
+            if metric in rec:
+                out.append(Comparison("llama.cpp start-up logs", rid, metric, float(predicted),
+                                      _to_bytes(rec[metric]), "bytes"))
+    return out
 
 
 # --- throughput ------------------------------------------------------------------------------
@@ -434,14 +515,38 @@ def main(argv: list[str] | None = None) -> int:
     print("\nMeasured rows only, median |error| by quantity:")
     for quantity, items in by_quantity.items():
         print(f"  {quantity:12} {median_abs_error(items):6.2%}  ({len(items)} rows)")
-    for name, extra in _EXTRA_SECTIONS:
+    engines = [*vllm_engine_rows(read_rows(reference / "memory.csv")),
+               *llamacpp_engine_rows(read_rows(reference / "memory.csv"))]
+    print("\n#### Engines: start-up figures vs their logs (memory.csv)")
+    print("\n".join(format_table(engines, lambda x: f"{x:,.2f}")))
+    speed, skipped = speed_comparisons(reference)
+    print("\n#### Speed (throughput.csv)")
+    print("\n".join(format_table(speed, lambda x: f"{x:,.1f}")))
+    for phase in ("prefill", "decode"):
+        items = [c for c in speed if c.quantity.startswith(phase)]
+        print(f"  {phase}: median |error| {median_abs_error(items):.1%} over {len(items)} rows")
+    reasons: dict[str, int] = defaultdict(int)
+    for _, reason in skipped:
+        reasons[reason] += 1
+    print("  rows not scored:")
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"    {count:3} × {reason}")
+    for name, module, function in EXTRA_SECTIONS:
+        try:
+            report = getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError):
+            continue
         print(f"\n#### {name}")
-        extra(reference)
+        print("\n".join(report(reference)))
     return 0
 
 
-# Later sections (throughput, engines, training) register here.
-_EXTRA_SECTIONS: list[tuple[str, Callable[[Path], None]]] = []
+# Reports of other modules: (title, module, function(reference_dir) -> lines).
+EXTRA_SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("Training memory (training.csv)", "vramest.training", "training_accuracy_report"),
+    ("Analytic vs fake-tensor traces (calibration/traces)", "vramest.trace",
+     "trace_accuracy_report_for_reference"),
+)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ class Constants:
     # A matmul over M token rows reaches M / (M + M0) of the large-GEMM rate (tile quantisation
     # and weight loads amortised over few rows): MoE experts at prefill see few rows each.
     gemm_half_efficiency_rows: float = 65.0
+    # The memory a driver reports is below the nominal size (ECC, reserved pages): vLLM logged
+    # total_gpu_memory 23.58 GiB on a 24 GB RTX 3090 and 79.22 GiB on 80 GB H100s.
+    visible_memory_fraction: float = 0.985
+    # vLLM's non-torch memory (cuBLAS/NCCL workspaces outside the torch allocator) and its
+    # CUDA-graph pool; tensor parallelism adds NCCL buffers on every rank.
+    vllm_non_torch_bytes: int = int(0.6 * 1024**3)
+    vllm_cuda_graph_bytes: int = int(0.5 * 1024**3)
+    # vLLM's profiling forward keeps the MLP intermediates but only two hidden-size rows per
+    # token (fused residual + RMSNorm run in place).
+    vllm_activation_hidden_factor: float = 2.0
+    nccl_buffer_bytes: int = int(1.5 * 1024**3)
     # Share of the interconnect bandwidth a ring all-reduce reaches, and its fixed latency.
     allreduce_efficiency: float = 0.7
     allreduce_latency_s: float = 10e-6
@@ -78,6 +89,13 @@ SOURCES: dict[str, str] = {
     "compute_efficiency_cpu": "typical GEMM efficiency of CPU BLAS (no rows)",
     "gemm_half_efficiency_rows": "fitted: calibration/fit_published.py (MoE vs dense prefill "
     "in llama.cpp)",
+    "visible_memory_fraction": "vLLM logs: 23.58/24 GiB (RTX 3090), 79.22/80 GiB (H100)",
+    "vllm_non_torch_bytes": "vLLM memory-profiling logs (memory.csv): 0.16-0.35 GiB single GPU in "
+    "V0, 1.79 GiB in a Dec 2024 dev build; 0.6 GiB between them",
+    "vllm_cuda_graph_bytes": "vLLM V1 CUDA-graph capture, typically 0.3-1 GiB (no logged row)",
+    "vllm_activation_hidden_factor": "vLLM logs vllm-10517-a/b: the activation peak grows "
+    "102 KB per batched token for Llama-3.1-8B = (3 × 14336 + 2 × 4096) × 2 B",
+    "nccl_buffer_bytes": "vLLM logs: non-torch memory 1.79 → 3.58 GiB going from TP 1 to TP 2",
     "allreduce_efficiency": "ring all-reduce bus bandwidth vs link bandwidth (NCCL tests)",
     "allreduce_latency_s": "NCCL small-message all-reduce latency within a node",
 }

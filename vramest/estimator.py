@@ -93,6 +93,7 @@ class Estimate:
     throughput: Any = None  # vramest.throughput.Throughput when a GPU was named
     gpu_options: tuple[Any, ...] = ()  # vramest.fit.DeviceOption per common GPU, otherwise
     speeds: tuple[Any, ...] = ()  # Throughput per option (None where it does not fit)
+    engine_report: Any = None  # vLLM / llama.cpp start-up figures (vramest.engine_memory)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,6 +113,8 @@ class Estimate:
             out["fit"] = self.fit.to_json()
         if self.throughput is not None:
             out["throughput"] = self.throughput.to_json()
+        if self.engine_report is not None:
+            out["engine"] = self.engine_report.to_json()
         if self.gpu_options:
             out["gpus"] = [_option_json(o, t) for o, t in
                            zip(self.gpu_options, self.speeds, strict=True)]
@@ -252,7 +255,8 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              num_gpus: int | str = 1, pp: int | str = 1, reserve: str | float | None = None,
              max_ctx: bool = False, max_batch: bool = False, prompt: str | int | None = None,
              gen: str | int = 128, engine: str = "generic", hardware_file: str | None = None,
-             compare_gpus: bool = False, **shape_overrides: int | None) -> Estimate:
+             compare_gpus: bool = False, engine_options: dict[str, Any] | None = None,
+             **shape_overrides: int | None) -> Estimate:
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
     runs there (or, with `compare_gpus`, the fewest cards of each common GPU).
 
@@ -267,13 +271,16 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     result = estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                           attention=attention, prefill_chunk=prefill_chunk,
                           constants=constants, constants_source=constants_source)
-    if gpu is None and not compare_gpus:
+    options = {k: v for k, v in (engine_options or {}).items() if v is not None}
+    if gpu is None and not compare_gpus and not options and engine not in (
+            "llamacpp", "llamacpp-cli", "vllm"):
         return result
     from vramest.planning import place
 
     return place(result, gpu=gpu, num_gpus=num_gpus, pp=pp, reserve=reserve, max_ctx=max_ctx,
                  max_batch=max_batch, prompt=prompt, gen=gen, engine=engine,
-                 hardware_file=hardware_file)
+                 hardware_file=hardware_file, engine_options=options,
+                 compare_gpus=compare_gpus)
 
 
 def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | None = None,

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from vramest.engines import engine as engine_by_name
 from vramest.estimator import Estimate
-from vramest.fit import RESERVE_NOTE, fewest_gpus, parse_reserve, plan
+from vramest.fit import RESERVE_NOTE, FitPlan, fewest_gpus, parse_reserve, plan
 from vramest.hardware import Device, HardwareDB, load_hardware
 from vramest.precisions import kv_format, weight_format
 from vramest.throughput import Throughput, estimate_throughput
@@ -16,7 +16,10 @@ from vramest.units import parse_positive_int, parse_tokens
 def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | str = 1,
           reserve: str | float | None = None, max_ctx: bool = False, max_batch: bool = False,
           prompt: str | int | None = None, gen: str | int = 128, engine: str = "generic",
-          hardware_file: str | None = None) -> Estimate:
+          hardware_file: str | None = None, engine_options: dict[str, object] | None = None,
+          compare_gpus: bool = True) -> Estimate:
+    from vramest.engine_memory import engine_report
+
     db = load_hardware(hardware_file)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
     stages = parse_positive_int(pp, what="--pp", maximum=4096)
@@ -35,12 +38,20 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
                 fit_plan.max_ctx > est.model.shape.max_context:
             assumptions.append(f"The longest context that fits ({fit_plan.max_ctx}) is beyond "
                                f"the model's trained {est.model.shape.max_context} tokens.")
-        return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions))
+        report = engine_report(est, engine_.name, engine_options or {}, device, fit_plan.tp,
+                               fit_plan.usable_bytes)
+        fit_plan = _engine_fit(fit_plan, report)
+        return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
+                       engine_report=report)
+    report = engine_report(est, engine_.name, engine_options or {}, None, 1, None)
+    if not compare_gpus:
+        return replace(est, engine_report=report, assumptions=tuple(assumptions))
     options = tuple(fewest_gpus(est, device, reserve_) for device in db.common())
     speeds = tuple(_speed(est, o.device, o.plan.tp, o.plan.pp, prompt_tokens, gen_tokens,
                           engine_) if o.plan is not None and o.device.bandwidth_bytes_s else None
                    for o in options)
-    return replace(est, gpu_options=options, speeds=speeds, assumptions=tuple(assumptions))
+    return replace(est, gpu_options=options, speeds=speeds, assumptions=tuple(assumptions),
+                   engine_report=report)
 
 
 def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: int,
@@ -69,3 +80,22 @@ def local_device(db: HardwareDB) -> Device:
     from vramest.hardware import device_from_local
 
     return device_from_local(first.name, first.total_bytes, None, db)
+
+
+def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
+    """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
+    buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
+    from vramest.engine_memory import LlamaCppStartup, VLLMStartup
+    from vramest.fit import PerGPU
+
+    if isinstance(report, LlamaCppStartup):
+        per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
+                         report.compute_buffer_gpu_bytes,
+                         report.cuda_context_bytes if report.gpu_layers else 0)
+        return replace(fit_plan, per_gpu=per_gpu)
+    if isinstance(report, VLLMStartup):
+        one_sequence = round(report.kv_bytes_per_token * report.max_model_len)
+        per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
+                         report.non_torch_bytes + report.cuda_graph_bytes)
+        return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes)
+    return fit_plan

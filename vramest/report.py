@@ -27,6 +27,9 @@ def render_estimate(result: Estimate, *, explain: bool = False) -> str:
             lines.append(f"      = {part.formula}")
     lines.append(f"  {'─' * 12} {'─' * 11}")
     lines.append(f"  {'total':<12} {format_bytes(total):>11}")
+    if result.engine_report is not None:
+        lines += ["", "Engine start-up, as its log would print it:"]
+        lines += [f"  {line}" for line in result.engine_report.log_lines()]
     if result.fit is not None:
         lines += ["", *render_fit(result)]
     if result.gpu_options:

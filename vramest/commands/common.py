@@ -76,10 +76,64 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    help="serving engine whose fixed costs the speed uses (default generic)")
     g.add_argument("--hardware-file", help="JSON file of devices to add or override")
     g.add_argument("--no-gpus", action="store_true", help="memory only, no GPU table")
+    v = p.add_argument_group("vLLM (--engine vllm)")
+    v.add_argument("--gpu-memory-utilization", type=float, help="share of GPU memory vLLM may "
+                   "use (default 0.9)")
+    v.add_argument("--max-model-len", help="longest sequence (default: the model's context)")
+    v.add_argument("--max-num-batched-tokens", help="tokens per profiling forward")
+    v.add_argument("--max-num-seqs", help="sequences sampled together (default 256)")
+    v.add_argument("--block-size", help="tokens per KV block (default 16)")
+    v.add_argument("--enforce-eager", action="store_true", default=None,
+                   help="no CUDA graphs (their memory is not reserved)")
+    ll = p.add_argument_group("llama.cpp (--engine llamacpp)")
+    ll.add_argument("--n-gpu-layers", "-ngl", help="layers offloaded to the GPU (default all)")
+    ll.add_argument("--ubatch", help="physical batch size (default 512)")
+    ll.add_argument("--flash-attn", action="store_true", default=None,
+                    help="flash attention: no KQ matrix in the compute buffer")
+    ll.add_argument("--cache-type-k", help="K cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--cache-type-v", help="V cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--fit", action="store_true", default=None,
+                    help="offload the most layers that fit on --gpu")
 
 
 def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"gpu": args.gpu, "num_gpus": args.num_gpus, "pp": args.pp, "reserve": args.reserve,
             "max_ctx": args.max_ctx, "max_batch": args.max_batch, "prompt": args.prompt,
             "gen": args.gen, "engine": args.engine, "hardware_file": args.hardware_file,
-            "compare_gpus": args.gpu is None and not args.no_gpus}
+            "compare_gpus": args.gpu is None and not args.no_gpus,
+            "engine_options": _engine_options(args)}
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    from vramest.units import parse_positive_int, parse_tokens
+
+    def count(value: str | None, flag: str, maximum: int = 10**7) -> int | None:
+        return None if value is None else parse_positive_int(value, what=flag, maximum=maximum)
+
+    if args.engine == "vllm":
+        return {"gpu_memory_utilization": args.gpu_memory_utilization,
+                "max_model_len": None if args.max_model_len is None else
+                parse_tokens(args.max_model_len, what="--max-model-len"),
+                "max_num_batched_tokens": None if args.max_num_batched_tokens is None else
+                parse_tokens(args.max_num_batched_tokens, what="--max-num-batched-tokens"),
+                "max_num_seqs": count(args.max_num_seqs, "--max-num-seqs"),
+                "block_size": count(args.block_size, "--block-size", 1024),
+                "enforce_eager": args.enforce_eager}
+    if args.engine.startswith("llamacpp"):
+        return {"n_gpu_layers": None if args.n_gpu_layers is None else
+                parse_positive_int(args.n_gpu_layers, what="--n-gpu-layers", maximum=100000)
+                if args.n_gpu_layers != "0" else 0,
+                "n_ubatch": count(args.ubatch, "--ubatch", 1 << 20),
+                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
+                "cache_type_v": args.cache_type_v, "fit": args.fit}
+    given = [flag for flag, value in (("--gpu-memory-utilization", args.gpu_memory_utilization),
+                                      ("--max-model-len", args.max_model_len),
+                                      ("--n-gpu-layers", args.n_gpu_layers),
+                                      ("--ubatch", args.ubatch), ("--fit", args.fit),
+                                      ("--enforce-eager", args.enforce_eager))
+             if value is not None]
+    if given:
+        from vramest.errors import InputError
+
+        raise InputError(f"{', '.join(given)} need --engine vllm or --engine llamacpp.")
+    return {}

@@ -1,0 +1,114 @@
+"""Engine start-up figures against the engines' own logs (tests/data/reference/memory.csv)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+import vramest
+from vramest import accuracy
+from vramest.cli import main
+
+
+@pytest.fixture(scope="module")
+def memory_rows(reference_dir: Path) -> list[dict[str, str]]:
+    return accuracy.read_rows(reference_dir / "memory.csv")
+
+
+def _median(rows: list[accuracy.Comparison]) -> float:
+    return statistics.median(abs(c.error) for c in rows)
+
+
+def test_vllm_weights_within_3_percent(memory_rows: list[dict[str, str]]) -> None:
+    assert _median(accuracy.vllm_weights(memory_rows)) < 0.03
+
+
+def test_vllm_kv_cache_and_concurrency_within_10_percent(memory_rows: list[dict[str, str]]) -> None:
+    """'# GPU blocks', 'GPU KV cache size', 'Maximum concurrency' lines of vLLM V0/V1 logs on an
+    RTX 3090, RTX A6000 and H100 (Llama 3/3.1 8B, Mistral 7B, OPT-125m, GPTQ/AWQ 7B, phi-2)."""
+    rows = accuracy.vllm_engine_rows(memory_rows)
+    kv = [c for c in rows if c.quantity in ("kv_cache_size", "gpu_kv_blocks", "kv_cache_tokens")]
+    concurrency = [c for c in rows if c.quantity == "max_concurrency"]
+    assert len(kv) >= 8 and concurrency
+    assert _median(kv) < 0.10
+    assert _median(concurrency) < 0.10
+
+
+def test_llamacpp_buffers_match_the_logs(memory_rows: list[dict[str, str]]) -> None:
+    """llama.cpp's compute (GPU and host) and output buffers, CUDA and Metal builds."""
+    rows = accuracy.llamacpp_engine_rows(memory_rows)
+    assert len(rows) >= 30
+    assert _median(rows) < 0.01
+    assert max(abs(c.error) for c in rows) < 0.05
+
+
+def test_flash_attention_removes_the_score_matrix() -> None:
+    from vramest.engine_memory import LlamaCppOptions, llamacpp_startup
+
+    est = vramest.estimate(model="llama-3.1-8b", dtype="q4_k_m", ctx=32768)
+    plain = llamacpp_startup(est, LlamaCppOptions())
+    fused = llamacpp_startup(est, LlamaCppOptions(flash_attn=True))
+    assert fused.compute_buffer_gpu_bytes < plain.compute_buffer_gpu_bytes / 4
+
+
+def test_partial_offload_moves_layers_to_the_host() -> None:
+    from vramest.engine_memory import LlamaCppOptions, llamacpp_startup
+
+    est = vramest.estimate(model="llama-3.1-8b", dtype="q4_k_m", ctx=4096)
+    full = llamacpp_startup(est, LlamaCppOptions())
+    half = llamacpp_startup(est, LlamaCppOptions(n_gpu_layers=16))
+    assert half.model_buffer_gpu_bytes < full.model_buffer_gpu_bytes
+    total_full = full.model_buffer_gpu_bytes + full.model_buffer_host_bytes
+    total_half = half.model_buffer_gpu_bytes + half.model_buffer_host_bytes
+    assert total_full == pytest.approx(total_half, rel=1e-6)
+
+
+def test_llamacpp_fit_offloads_what_fits(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "llama-3.1-70b", "--dtype", "q4_k_m", "--engine", "llamacpp",
+                 "--gpu", "4090", "--fit", "--ctx", "8k", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert 0 < data["engine"]["gpu_layers"] < 80
+    assert data["fit"]["fits"] is True
+    for key in ("model_buffer_gpu_bytes", "model_buffer_host_bytes", "kv_cache_bytes",
+                "compute_buffer_gpu_bytes", "compute_buffer_host_bytes", "gpu_layers"):
+        assert isinstance(data["engine"][key], int)
+
+
+def test_vllm_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "llama-3.1-8b", "--engine", "vllm", "--gpu", "l40s",
+                 "--max-model-len", "32k", "--json"]) == 0
+    engine = json.loads(capsys.readouterr().out)["engine"]
+    for key in ("weights_bytes", "activation_peak_bytes", "non_torch_bytes", "cuda_graph_bytes",
+                "kv_cache_bytes", "kv_cache_tokens", "num_gpu_blocks"):
+        assert isinstance(engine[key], int)
+    assert isinstance(engine["max_concurrency"], float)
+
+
+def test_vllm_refusal_names_the_largest_length_that_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "llama-3.1-8b", "--engine", "vllm", "--gpu", "3090",
+                 "--max-model-len", "128k"]) == 0
+    out = capsys.readouterr().out
+    assert "would refuse to start" in out and "largest max_model_len" in out
+
+
+def test_enforce_eager_frees_the_cuda_graph_pool() -> None:
+    kw = dict(model="llama-3.1-8b", engine="vllm", gpu="h100")
+    graphs = vramest.estimate(**kw).engine_report
+    eager = vramest.estimate(**kw, engine_options={"enforce_eager": True}).engine_report
+    assert eager.cuda_graph_bytes == 0 and eager.num_gpu_blocks > graphs.num_gpu_blocks
+
+
+@pytest.mark.parametrize("args", [
+    ["--model", "llama-3.1-8b", "--engine", "vllm", "--no-gpus"],
+    ["--model", "llama-3.1-8b", "--max-model-len", "8k"],
+    ["--model", "llama-3.1-8b", "--engine", "vllm", "--gpu", "h100",
+     "--gpu-memory-utilization", "1.5"],
+    ["--model", "llama-3.1-8b", "--engine", "llamacpp", "--fit"],
+    ["--model", "llama-3.1-8b", "--engine", "llamacpp", "--cache-type-k", "q3"],
+])
+def test_engine_misuse_exits_2(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    assert main(args) == 2
+    assert capsys.readouterr().err.count("\n") == 1
