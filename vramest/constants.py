@@ -24,8 +24,17 @@ class Constants:
     # models (issue 5: held within 16 MiB on 7B/8B/70B, sdpa, bf16, batch 1).
     activation_ffn_factor: float = 3.0
     activation_hidden_factor: float = 4.0
+    # MLPs whose gate and up come out of one fused projection (MoE experts in transformers'
+    # grouped implementation) keep that output live beside act(gate) and the product: 4 × ffn;
+    # so does an ungated MLP whose tanh GELU is written as separate ops (GPT-2). Measured on
+    # fake-tensor traces (calibration/traces/, Mixtral-8x7B, DeepSeek-V2-Lite, GPT-2).
+    activation_fused_ffn_factor: float = 4.0
+    # Sliding-window layers under sdpa get an explicit boolean mask (chunk × keys, broadcast):
+    # a fused kernel's causal flag cannot express a window (Mistral-7B traces).
+    activation_window_mask_bytes: float = 1.0
     # Eager attention materialises the scores in the compute dtype and the softmax in fp32
-    # (transformers' eager_attention_forward upcasts softmax to float32).
+    # (transformers' eager_attention_forward upcasts softmax to float32): bytes of each fp32
+    # score tensor. In 16 bit the upcast copy and the softmax output are both live.
     eager_score_bytes_extra: float = 4.0
     # Roofline efficiencies: the share of datasheet bandwidth / dense FLOP/s reached, per
     # device class. GPU and Apple values are fitted to the published rows by
@@ -77,9 +86,14 @@ DEFAULTS = Constants()
 SOURCES: dict[str, str] = {
     "runtime_overhead_bytes": "CUDA context + library workspaces; 0.5-1.3 GB per "
     "shared/reference/README.md (nvidia-smi vs torch peak)",
-    "activation_ffn_factor": "fake-tensor traces of Llama shapes (issue 5 hypothesis)",
-    "activation_hidden_factor": "fake-tensor traces of Llama shapes (issue 5 hypothesis)",
+    "activation_ffn_factor": "fake-tensor traces of Llama/Qwen/Mistral shapes "
+    "(calibration/traces/)",
+    "activation_hidden_factor": "fake-tensor traces of Llama/Qwen/Mistral shapes "
+    "(calibration/traces/)",
     "eager_score_bytes_extra": "transformers eager attention: fp32 softmax of the scores",
+    "activation_fused_ffn_factor": "fake-tensor traces: fused gate_up MoE experts, GPT-2 MLP "
+    "(calibration/traces/)",
+    "activation_window_mask_bytes": "fake-tensor traces: sdpa boolean window mask (Mistral-7B)",
     "memory_efficiency_gpu": "fitted: calibration/fit_published.py on throughput.csv decode rows",
     "memory_efficiency_apple": "fitted: calibration/fit_published.py (llama.cpp Metal rows, "
     "capped at 0.90)",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramest.catalog import default_catalog, shape_for_params
@@ -22,6 +23,7 @@ from vramest.precisions import (
     WeightFormat,
     default_kv_format,
     kv_format,
+    unquantized_modules,
     weight_format,
 )
 from vramest.shapes import ModelShape, with_overrides
@@ -47,6 +49,7 @@ class ModelInfo:
     exact_weights_bytes: int | None = None  # bytes of the stored tensors, when files were read
     stored_format: str | None = None  # the format the files store the weights in
     native_format: str | None = None  # the model's own precision/quantization (config/catalog)
+    native_unquantized: tuple[str, ...] = ()  # its ignore list: modules left in 16 bit
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -179,10 +182,37 @@ def _model_from_name_or_path(model: str) -> ModelInfo:
         return ModelInfo(name=entry.id, source="catalog", origin=entry.source, shape=shape,
                          params=shape.param_count(), active_params=shape.active_param_count(),
                          published_params=entry.published_params,
-                         native_format=_native_format(entry.config))
+                         native_format=_native_format(entry.config),
+                         native_unquantized=_ignore_list(entry.config))
     if _looks_like_path(model):
         return _model_from_path(model)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+        return _model_from_hub(model, catalog.suggest(model))
     raise InputError(f"Unknown model {model!r}; {catalog.suggest(model)}")
+
+
+def _model_from_hub(repo_id: str, suggestion: str) -> ModelInfo:
+    """A hub id outside the catalog: its config and safetensors headers, fetched and cached."""
+    from vramest.readers.hub import fetch_hub_model
+
+    try:
+        folder = fetch_hub_model(repo_id)
+    except InputError as exc:
+        raise InputError(f"{exc} ({suggestion})") from None
+    info = _model_from_path(str(folder))
+    return replace(info, name=repo_id, source="hub", origin=f"https://huggingface.co/{repo_id}")
+
+
+def _ignore_list(config: dict[str, Any]) -> tuple[str, ...]:
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return ()
+    patterns: list[Any] = []
+    for key in ("modules_to_not_convert", "ignore", "llm_int8_skip_modules"):
+        value = quant.get(key)
+        if isinstance(value, list):
+            patterns += value
+    return tuple(str(p) for p in patterns if isinstance(p, str))
 
 
 def _model_from_path(path: str) -> ModelInfo:
@@ -199,6 +229,7 @@ def _model_from_path(path: str) -> ModelInfo:
         params=found.params or shape.param_count(), active_params=shape.active_param_count(),
         exact_weights_bytes=found.weights_bytes, stored_format=_stored_format(found),
         native_format=_native_format(found.config),
+        native_unquantized=_ignore_list(found.config),
     )
 
 
@@ -228,16 +259,39 @@ def _stored_format(found: Any) -> str | None:
         return None
 
 
+def _compressed_tensors_format(quant: dict[str, Any]) -> str | None:
+    """compressed-tensors: the weights' num_bits and type of its first config group."""
+    groups = quant.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        return None
+    first = next(iter(groups.values()))
+    weights = first.get("weights") if isinstance(first, dict) else None
+    if not isinstance(weights, dict):
+        return None
+    bits, kind = weights.get("num_bits"), str(weights.get("type", "")).lower()
+    if bits == 8:
+        return "fp8" if kind == "float" else "int8"
+    if bits == 4:
+        return "int4"
+    return None
+
+
 def _native_format(config: dict[str, Any]) -> str | None:
     quant = config.get("quantization_config")
     if isinstance(quant, dict):
         method = str(quant.get("quant_method", "")).lower()
         if method == "mxfp4":
             return "mxfp4-experts"
-        if method in ("gptq", "awq"):
-            return f"{method}-int4"
-        if method == "fp8":
+        if method in ("gptq", "awq") and quant.get("bits", 4) == 4:
+            group = quant.get("group_size", 128)
+            if group == -1 or not isinstance(group, int):  # one scale per output channel
+                group = 1024
+            group = min((32, 64, 128, 256, 512, 1024), key=lambda g: abs(g - group))
+            return f"{method}-int4" if group == 128 else f"{method}-int4-g{group}"
+        if method in ("fp8", "fbgemm_fp8"):
             return "fp8"
+        if method == "compressed-tensors":
+            return _compressed_tensors_format(quant)
         if method == "bitsandbytes":
             return "nf4" if quant.get("load_in_4bit") else "int8"
     text = config.get("text_config")
@@ -292,6 +346,11 @@ def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | 
     shape = info.shape
     fmt_name = dtype or info.native_format or info.stored_format or "bf16"
     fmt = weight_format(fmt_name)
+    if dtype is None and info.native_unquantized and fmt.gguf_rule is None:
+        fmt = replace(fmt, name=fmt.name, description=f"{fmt.description}; as the checkpoint "
+                      f"leaves {', '.join(info.native_unquantized[:6])}"
+                      f"{' …' if len(info.native_unquantized) > 6 else ''} unquantized",
+                      unquantized=unquantized_modules(list(info.native_unquantized)))
     kv = kv_format(kv_dtype) if kv_dtype else default_kv_format(fmt)
     ctx_tokens = parse_tokens(ctx) if ctx is not None else min(
         DEFAULT_CTX, shape.max_context or DEFAULT_CTX)

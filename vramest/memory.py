@@ -60,7 +60,8 @@ def weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> dict[str, flo
             groups[_GROUP_OF.get(t.role, "layers")] += times * t.elements * bits / 8
 
     add(shape.global_tensors())
-    if fmt.gguf_rule is not None:  # llama.cpp picks block types by layer index
+    by_layer = fmt.gguf_rule is not None or any(layer is not None for _, layer in fmt.unquantized)
+    if by_layer:  # llama.cpp and ignore lists pick precisions by layer index
         for layer in range(shape.num_layers):
             add(shape.layer_tensors(layer))
     else:
@@ -139,29 +140,90 @@ def ffn_width(shape: ModelShape) -> int:
     return max(dense, moe)
 
 
+def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]:
+    """Elements per token the MLP holds at its peak, and how they were counted.
+
+    A gated MLP with separate gate and up projections keeps act(gate), up and their product
+    (`activation_ffn_factor` × ffn). MoE experts (transformers' grouped experts) compute gate
+    and up as one fused output that stays live beside act(gate) and the product
+    (`activation_fused_ffn_factor` × top_k × expert ffn), plus the tokens gathered per expert
+    (top_k × hidden); shared experts run after the routed ones. An ungated MLP whose GELU is
+    written as separate ops (GPT-2's tanh GELU) keeps as many: the fused factor too.
+    """
+    ffn_factor, fused = constants.activation_ffn_factor, constants.activation_fused_ffn_factor
+    candidates: list[tuple[float, str]] = []
+    all_moe = shape.is_moe and all(shape.is_moe_layer(i) for i in range(shape.num_layers))
+    if not all_moe:
+        factor = ffn_factor if shape.gated_mlp else fused
+        candidates.append((factor * shape.intermediate_size,
+                           f"{factor:g} × ffn {shape.intermediate_size}"))
+    if shape.is_moe:
+        routed = shape.moe_intermediate_size * shape.experts_per_token
+        candidates.append((fused * routed + shape.experts_per_token * shape.hidden_size,
+                           f"{fused:g} × top_k {shape.experts_per_token} × expert ffn "
+                           f"{shape.moe_intermediate_size} + {shape.experts_per_token} × hidden"))
+        shared = shape.shared_intermediate_size * shape.shared_experts
+        if shared:
+            candidates.append((ffn_factor * shared, f"{ffn_factor:g} × shared ffn {shared}"))
+    return max(candidates)
+
+
 def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int, batch: int,
                      attention: str, constants: Constants) -> Part:
-    """Peak transient of one forward over `chunk` prompt tokens (the prefill)."""
-    act_bytes = fmt.compute_bytes
+    """Peak transient of one forward over `chunk` prompt tokens (the prefill).
+
+    The larger of a layer's two high points, plus the last position's logits:
+    - the MLP: its intermediates (`_mlp_transient`) + `activation_hidden_factor` × hidden
+      (the embeddings, the residual, the normed input and the attention output);
+    - eager attention only: the scores in the compute dtype, the fp32 softmax (and the fp32
+      copy of the scores it is computed from, unless the compute dtype is fp32 already), the
+      additive causal mask (batch × chunk × keys, compute dtype), and per token 3 × hidden +
+      3 × heads × head_dim (queries, and keys and values repeated to every head).
+    The last chunk attends to all `ctx` keys. Sliding-window layers under sdpa need an
+    explicit boolean mask (chunk × keys, broadcast over the batch when nothing is padded) since
+    a fused kernel's causal flag cannot express a window; flash attention takes the window as
+    an argument.
+    """
+    act = fmt.compute_bytes
     tokens = batch * chunk
-    ffn = ffn_width(shape)
-    per_token = constants.activation_ffn_factor * ffn + \
-        constants.activation_hidden_factor * shape.hidden_size
-    hidden_bytes = tokens * per_token * act_bytes
-    # logits of the last position only (generate keeps one), upcast to fp32
-    logits_bytes = batch * shape.vocab_size * (act_bytes + 4)
-    scores_bytes = 0.0
-    formula = (f"batch {batch} × chunk {chunk} × ({constants.activation_ffn_factor:g} × ffn {ffn}"
-               f" + {constants.activation_hidden_factor:g} × hidden {shape.hidden_size}) × "
-               f"{act_bytes} B + logits {batch} × vocab {shape.vocab_size} × {act_bytes + 4} B")
+    keys = ctx
+    mlp_elements, mlp_text = _mlp_transient(shape, constants)
+    hidden_factor = constants.activation_hidden_factor
+    mlp_bytes = tokens * (mlp_elements + hidden_factor * shape.hidden_size) * act
+    formula = (f"max(MLP: batch {batch} × chunk {chunk} × ({mlp_text} + {hidden_factor:g} × "
+               f"hidden {shape.hidden_size}) × {act} B")
+    peak = mlp_bytes
     if attention == "eager":
-        kv_len = min(ctx, max(chunk, 1))
-        scores_bytes = batch * shape.num_heads * chunk * kv_len * \
-            (act_bytes + constants.eager_score_bytes_extra)
-        formula += (f" + eager scores {batch} × {shape.num_heads} heads × {chunk} × {kv_len} × "
-                    f"{act_bytes + constants.eager_score_bytes_extra:g} B")
-    nbytes = round(hidden_bytes + logits_bytes + scores_bytes)
+        fp32_tensors = 1 if act >= 4 else 2  # the softmax output, and its fp32 input copy
+        score_bytes = act + fp32_tensors * constants.eager_score_bytes_extra
+        q_width, kv_width = _attention_widths(shape)
+        attention_bytes = (batch * shape.num_heads * chunk * keys * score_bytes
+                           + batch * chunk * keys * act
+                           + tokens * (3 * shape.hidden_size + q_width + 2 * kv_width) * act)
+        formula += (f"; eager attention: scores {batch} × {shape.num_heads} heads × {chunk} × "
+                    f"{keys} keys × {score_bytes:g} B + mask {batch} × {chunk} × {keys} × {act} B"
+                    f" + {tokens} tokens × (3 × hidden + q {q_width} + 2 × kv {kv_width}) × "
+                    f"{act} B")
+        peak = max(peak, attention_bytes)
+    formula += ")"
+    mask_bytes = 0.0
+    if attention == "sdpa" and LAYER_SLIDING in shape.kinds():
+        mask_bytes = chunk * keys * constants.activation_window_mask_bytes
+        formula += (f" + window mask {chunk} × {keys} × "
+                    f"{constants.activation_window_mask_bytes:g} B")
+    # logits of the last position only (generate keeps one), and their fp32 copy
+    logits_bytes = batch * shape.vocab_size * (act + 4)
+    formula += f" + logits {batch} × vocab {shape.vocab_size} × {act + 4} B"
+    nbytes = round(peak + mask_bytes + logits_bytes)
     return Part("activations", nbytes, f"{formula} = {format_bytes(nbytes)}")
+
+
+def _attention_widths(shape: ModelShape) -> tuple[int, int]:
+    """Elements per token of the queries and of keys (= values) repeated to every head."""
+    if shape.is_mla:
+        qk = shape.qk_nope_head_dim + shape.qk_rope_head_dim
+        return shape.num_heads * qk, shape.num_heads * (qk + shape.v_head_dim) // 2
+    return shape.num_heads * shape.head_dim, shape.num_heads * shape.head_dim
 
 
 def overhead_part(constants: Constants, source: str) -> Part:

@@ -68,10 +68,15 @@ class WeightFormat:
     compute_bytes: int = 2
     quantized_roles: frozenset[str] = LINEAR_ROLES
     gguf_rule: Callable[[str, TensorContext], str] | None = None
+    # (roles, layer or None): tensors a checkpoint leaves unquantized (its ignore list)
+    unquantized: tuple[tuple[frozenset[str], int | None], ...] = ()
 
     def bits(self, role: str, ctx: TensorContext) -> float:
         if self.gguf_rule is not None:
             return ggml_bits(self.gguf_rule(role, ctx))
+        for roles, layer in self.unquantized:
+            if role in roles and (layer is None or layer == ctx.layer):
+                return 16.0 if self.compute_bytes <= 2 else 32.0
         if role in VECTOR_ROLES:
             return self.vector_bits
         if role == "embedding":
@@ -85,6 +90,51 @@ class WeightFormat:
     @property
     def is_quantized(self) -> bool:
         return self.linear_bits < 8 * self.compute_bytes
+
+
+# Module-name fragments of ignore lists (modules_to_not_convert, compressed-tensors "ignore")
+# and the tensor roles they name; the first match wins.
+_MODULE_ROLES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("lm_head", frozenset({"lm_head"})),
+    ("embed", frozenset({"embedding"})),
+    ("router", frozenset({"router"})),
+    ("mlp.gate.", frozenset({"router"})),
+    ("block_sparse_moe.gate", frozenset({"router"})),
+    ("shared_expert", frozenset({"shared_gate", "shared_up", "shared_down"})),
+    ("experts", frozenset({"expert_gate", "expert_up", "expert_down"})),
+    ("q_proj", frozenset({"attn_q", "attn_q_a", "attn_q_b"})),
+    ("k_proj", frozenset({"attn_k"})), ("v_proj", frozenset({"attn_v"})),
+    ("o_proj", frozenset({"attn_o"})), ("kv_a_proj", frozenset({"attn_kv_a"})),
+    ("kv_b_proj", frozenset({"attn_kv_b"})),
+    ("attn", frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "attn_q_a",
+                        "attn_q_b", "attn_kv_a", "attn_kv_b"})),
+    ("gate_proj", frozenset({"ffn_gate", "shared_gate"})),
+    ("up_proj", frozenset({"ffn_up", "shared_up"})),
+    ("down_proj", frozenset({"ffn_down", "shared_down"})),
+    ("mlp", frozenset({"ffn_gate", "ffn_up", "ffn_down", "expert_gate", "expert_up",
+                       "expert_down", "shared_gate", "shared_up", "shared_down"})),
+)
+_ALL_LINEAR = LINEAR_ROLES
+
+
+def unquantized_modules(patterns: list[str]) -> tuple[tuple[frozenset[str], int | None], ...]:
+    """Read an ignore list ("lm_head", "model.layers.0.mlp", "re:.*self_attn.*", ...) as
+    (roles, layer) pairs; patterns naming no known module are skipped."""
+    import re
+
+    out: list[tuple[frozenset[str], int | None]] = []
+    for raw in patterns[:10_000]:
+        if not isinstance(raw, str):
+            continue
+        text = raw.removeprefix("re:").lower()
+        layer_match = re.search(r"layers?[._](\d+)(?:[._]|$)", text)
+        layer = int(layer_match.group(1)) if layer_match else None
+        roles = next((r for fragment, r in _MODULE_ROLES if fragment in text), None)
+        if roles is None and layer is not None:
+            roles = _ALL_LINEAR  # a whole block left unquantized
+        if roles is not None:
+            out.append((roles, layer))
+    return tuple(out)
 
 
 # --- llama.cpp file types ------------------------------------------------------------------

@@ -14,4 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vramest.commands.train", "training / fine-tuning memory per GPU, fit and speed"),
     "gpus": ("vramest.commands.gpus", "list the hardware database"),
     "hw": ("vramest.commands.hw", "show this machine's GPUs, CPU and RAM"),
+    "check": ("vramest.commands.check", "CI capacity checks: fit, headroom and speed of deployments"),
+    "trace": ("vramest.commands.trace", "measure a model's peak memory on fake tensors"),
+    "tiers": ("vramest.commands.tiers", "LLM size tiers: the guide's hardware claims beside ours"),
+    "recommend": ("vramest.commands.recommend", "the tier and ranked hardware for a need"),
+    "cost": ("vramest.commands.cost", "local cost per million tokens beside an API price"),
 }

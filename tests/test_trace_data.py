@@ -1,0 +1,90 @@
+"""The analytic estimate against stored fake-tensor traces (calibration/traces/): no torch.
+
+The traces are the exact peak of live tensor bytes of transformers' own code at full size
+(regenerate with calibration/make_traces.py); the analytic weights + KV + activations must
+stay within the agreed tolerance of them.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from vramest.trace import (
+    TRACE_DIR,
+    compare_traces,
+    load_traces,
+    trace_accuracy_report,
+    transformers_prefill_kv_bytes,
+)
+
+ROWS = load_traces(TRACE_DIR)
+
+
+def test_stored_traces_cover_the_grid() -> None:
+    models = {row.model for row in ROWS}
+    assert len(ROWS) >= 60
+    assert {"meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B", "mistralai/Mixtral-8x7B-v0.1",
+            "mistralai/Mistral-7B-v0.1", "deepseek-ai/DeepSeek-V2-Lite"} <= models
+    for row in ROWS:
+        assert row.prefill_peak_bytes == row.params_bytes + row.kv_cache_bytes + \
+            row.activations_bytes, row.label
+
+
+def test_median_error_on_total_peak_is_under_three_percent() -> None:
+    errors = [abs(c.error) for c in compare_traces(ROWS)]
+    assert statistics.median(errors) < 0.03
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_activations_alone_follow_the_traces(attention: str) -> None:
+    """The activation part by itself (not drowned by the weights) is within 5% at the median,
+    and within 12% on every row but two known gaps the formula does not model yet: GPT-2's
+    eager attention (softmax in 16 bit, scores kept through the MLP) and chunked sdpa prefill
+    (with a cache, transformers' sdpa path repeats the keys and values of the whole context
+    to every head)."""
+    from vramest.estimator import estimate
+
+    errors = []
+    for row in ROWS:
+        if row.attention != attention or not row.comparable:
+            continue
+        est = estimate(model=row.model, dtype=row.dtype, ctx=row.ctx, batch=row.batch,
+                       attention=row.attention, prefill_chunk=row.prefill_chunk)
+        error = est.memory.activations.bytes / row.activations_bytes - 1
+        errors.append(abs(error))
+        known_gap = (row.model == "openai-community/gpt2" and attention == "eager") or \
+            (attention == "sdpa" and row.prefill_chunk < row.ctx)
+        if not known_gap:
+            assert abs(error) < 0.12, f"{row.label}: {100 * error:+.1f}%"
+    assert statistics.median(errors) < 0.05
+
+
+def test_kv_cache_matches_what_transformers_holds() -> None:
+    from vramest.estimator import estimate
+    from vramest.precisions import kv_format
+
+    for row in ROWS:
+        est = estimate(model=row.model, dtype=row.dtype, ctx=row.ctx, batch=row.batch,
+                       attention=row.attention, prefill_chunk=row.prefill_chunk)
+        kv = transformers_prefill_kv_bytes(est.model.shape,
+                                           kv_format(est.settings.kv_dtype).bytes_per_element,
+                                           row.ctx, row.prefill_chunk, row.batch)
+        # the peak may sit in a layer before the last, with fewer layers' KV written
+        assert kv + 4096 >= row.kv_cache_bytes, row.label  # + small per-layer bookkeeping tensors
+        assert kv - row.kv_cache_bytes <= kv * 0.05, row.label
+
+
+def test_weights_match_the_traced_parameters() -> None:
+    from vramest.estimator import estimate
+
+    for row in ROWS:
+        weights = estimate(model=row.model, dtype=row.dtype).memory.weights.bytes
+        assert abs(weights - row.params_bytes) <= 1024**2, row.label  # rope buffers
+
+
+def test_report_prints_rows_and_summary() -> None:
+    lines = trace_accuracy_report(TRACE_DIR)
+    assert len(lines) >= len(compare_traces(ROWS)) + 2
+    assert any(line.startswith("analytic vs trace:") and "median" in line for line in lines)

@@ -1,0 +1,75 @@
+"""vramest trace --model NAME --dtype bf16 --ctx 8192: measure a full-size model on fake tensors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vramest.commands.common import positive_int
+
+
+def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
+    p = sub.add_parser("trace", help=help_text, description=help_text + ". Runs the "
+                       "transformers implementation of a catalog model at full size on torch "
+                       "fake tensors (no weights, no GPU) and reports the exact peak of live "
+                       "tensor bytes per phase beside the analytic estimate. Needs the "
+                       "`calibrate` extra.")
+    p.add_argument("--model", required=True, help="catalog name (vramest models lists them)")
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"),
+                   help="compute and weight precision (default bf16)")
+    p.add_argument("--ctx", default="4096", help="prompt tokens: 8192, 8k (default 4096)")
+    p.add_argument("--batch", type=positive_int("--batch", maximum=4096), default=1,
+                   help="concurrent sequences (default 1)")
+    p.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"),
+                   help="attention implementation (eager materialises the scores)")
+    p.add_argument("--phase", default="decode", choices=("load", "prefill", "decode"),
+                   help="trace up to this phase (default decode: load, prefill, decode)")
+    p.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the whole prompt)")
+    p.add_argument("--decode-steps", type=positive_int("--decode-steps", maximum=64), default=2,
+                   help="decode steps after the prefill (default 2)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramest.trace import PHASES, trace
+    from vramest.units import parse_tokens
+
+    ctx = parse_tokens(args.ctx)
+    chunk = parse_tokens(args.prefill_chunk, what="--prefill-chunk") if args.prefill_chunk else None
+    phases = PHASES[:PHASES.index(args.phase) + 1]
+    result = trace(args.model, args.dtype, ctx, args.batch, args.attn, phases,
+                   prefill_chunk=chunk, decode_steps=args.decode_steps)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print("\n".join(render_trace(result.to_json())))
+    return 0
+
+
+def render_trace(data: dict) -> list[str]:  # type: ignore[type-arg]
+    from vramest.units import format_bytes
+
+    s = data["settings"]
+    lines = [f"{data['model']}  ·  {s['dtype']}  ·  ctx {s['ctx']}  ·  batch {s['batch']}  ·  "
+             f"{s['attention']}  ·  traced on fake tensors in {data['seconds']:.1f} s, "
+             f"process RSS {format_bytes(data['rss_bytes'])}", ""]
+    lines.append(f"  {'phase':8} {'peak':>11} {'params':>11} {'KV cache':>11} "
+                 f"{'activations':>11}  peak at")
+    for phase in data["phases"].values():
+        lines.append(f"  {phase['name']:8} {format_bytes(phase['peak_bytes']):>11} "
+                     f"{format_bytes(phase['params_bytes']):>11} "
+                     f"{format_bytes(phase['kv_cache_bytes']):>11} "
+                     f"{format_bytes(phase['activations_bytes']):>11}  aten.{phase['peak_op']}")
+    memory = data["memory"]
+    lines.append("")
+    lines.append(f"  analytic  weights {format_bytes(memory['weights'])} + KV "
+                 f"{format_bytes(memory['kv_cache'])} + activations "
+                 f"{format_bytes(memory['activations'])} (+ overhead "
+                 f"{format_bytes(memory['overhead'])} = total {format_bytes(memory['total'])})")
+    if "difference" in data:
+        diff = data["difference"]
+        lines.append(f"  analytic tensor peak {format_bytes(data['analytic_peak_bytes'])} vs "
+                     f"traced prefill peak: {diff['pct']:+.2f}% ({diff['bytes']:+,} bytes)")
+    lines.append(f"  attention: {data['attention_kernel']}")
+    lines.extend(f"  note: {note}" for note in data.get("notes", ()))
+    return lines
