@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HEADLINE ?= --params 70B --dtype int4 --ctx 8192
 
-.PHONY: run test bench accuracy lint install install-dev clean
+.PHONY: run test test-browser bench accuracy lint install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,calibrate]"
+	$(BIN)/python -m pip install -q -e ".[dev,calibrate,plot]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -29,6 +29,12 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# The HTML report in a real browser: installs Debian's chromium where no Chromium is found.
+test-browser: install-dev
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	VRAMEST_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -m browser tests/test_report_browser.py
 
 lint: install-dev
 	$(BIN)/ruff check vramest tests benchmarks calibration

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hw": ("vramest.commands.hw", "show this machine's GPUs, CPU and RAM"),
     "check": ("vramest.commands.check", "CI capacity checks: fit, headroom and speed of deployments"),
     "trace": ("vramest.commands.trace", "measure a model's peak memory on fake tensors"),
+    "plot": ("vramest.commands.plot", "charts: memory vs context or batch, speed vs batch"),
+    "report": ("vramest.commands.report", "a self-contained HTML report of one estimate"),
     "tiers": ("vramest.commands.tiers", "LLM size tiers: the guide's hardware claims beside ours"),
     "recommend": ("vramest.commands.recommend", "the tier and ranked hardware for a need"),
     "cost": ("vramest.commands.cost", "local cost per million tokens beside an API price"),

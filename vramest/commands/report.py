@@ -1,0 +1,70 @@
+"""vramest report --model llama-3.1-8b --dtype int4 --gpu 4090,l40s --html report.html"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from vramest.commands.common import add_model_args, add_run_args, estimate_kwargs
+
+
+def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
+    from vramest.engines import ENGINES
+
+    p = sub.add_parser("report", help=help_text, description=help_text + ": the estimate, its "
+                       "breakdown, the fit on each GPU, charts (inline SVG), the assumptions and "
+                       "the accuracy of the constants used. No scripts, no network fetches.")
+    add_model_args(p)
+    add_run_args(p)
+    h = p.add_argument_group("hardware and speed")
+    h.add_argument("--gpu", help="GPUs to fit on, comma-separated (4090,l40s,h100; 'local' for "
+                   "this machine's); without it, the table of common GPUs")
+    h.add_argument("--num-gpus", default="1", help="GPUs in total (tensor parallel unless --pp)")
+    h.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
+    h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
+    h.add_argument("--prompt", help="prompt tokens for the speed estimate (default: --ctx)")
+    h.add_argument("--gen", default="128", help="generated tokens (default 128)")
+    h.add_argument("--engine", default="generic", choices=sorted(ENGINES),
+                   help="serving engine whose fixed costs the speed uses (default generic)")
+    h.add_argument("--hardware-file", help="JSON file of devices to add or override")
+    o = p.add_argument_group("output")
+    o.add_argument("--html", required=True, metavar="FILE", help="the HTML file to write")
+    o.add_argument("--no-accuracy", action="store_true",
+                   help="leave out the comparison with published measurements (faster)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramest.commands.plot import split_list
+    from vramest.html_report import build_report, render_html, write_atomically
+
+    placement = {"num_gpus": args.num_gpus, "pp": args.pp, "reserve": args.reserve,
+                 "prompt": args.prompt, "gen": args.gen, "engine": args.engine,
+                 "hardware_file": args.hardware_file}
+    report = build_report(estimate_kwargs(args), split_list(args.gpu), placement=placement,
+                          accuracy=not args.no_accuracy,
+                          command=command_line(args))
+    print(f"wrote {write_atomically(args.html, render_html(report))}")
+    return 0
+
+
+# (flag, attribute, default): the flags a reader needs to run the same report again
+_REPEATED_FLAGS = (("--params", "params", None), ("--model", "model", None),
+                   ("--active-params", "active_params", None), ("--family", "family", "llama"),
+                   ("--dtype", "dtype", None), ("--kv-dtype", "kv_dtype", None),
+                   ("--ctx", "ctx", None), ("--batch", "batch", "1"),
+                   ("--prefill-chunk", "prefill_chunk", None), ("--attn", "attn", "sdpa"),
+                   ("--gpu", "gpu", None), ("--num-gpus", "num_gpus", "1"), ("--pp", "pp", "1"),
+                   ("--reserve", "reserve", None), ("--prompt", "prompt", None),
+                   ("--gen", "gen", "128"), ("--engine", "engine", "generic"))
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that makes this report again (the output file left out)."""
+    from vramest.commands.common import SHAPE_FLAGS
+
+    words = ["vramest", "report"]
+    for flag, name, default in (*_REPEATED_FLAGS, *((f, n, None) for f, n in SHAPE_FLAGS)):
+        value = getattr(args, name, None)
+        if value is not None and str(value) != str(default):
+            words += [flag, str(value)]
+    return shlex.join(words)
