@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import re
 import shlex
@@ -436,7 +437,11 @@ def test_pytest_fixture(pytester: pytest.Pytester) -> None:
         def test_too_big(vramest_capacity):
             vramest_capacity("too_big.toml")
     """)
-    result = pytester.runpytest("-p", "vramest.pytest_plugin", "-p", "no:cacheprovider")
+    # installed, the pytest11 entry point loads the plugin; from a bare checkout, name it
+    installed = any(ep.value == "vramest.pytest_plugin"
+                    for ep in importlib.metadata.entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "vramest.pytest_plugin"]
+    result = pytester.runpytest(*plugin, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*big: does not fit*"])
 
