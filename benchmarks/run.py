@@ -22,18 +22,20 @@ def median_seconds(cmd: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
-def in_process_rate(seconds: float = 2.0) -> tuple[float, float]:
+def in_process_rate(seconds: float = 2.0) -> None:
     from vramest.estimator import estimate
 
-    for kwargs, label in (({"params": "70B", "dtype": "int4", "ctx": 8192}, "params"),
-                          ({"model": "deepseek-ai/DeepSeek-V3", "dtype": "q4_k_m"}, "catalog")):
+    cases: tuple[tuple[dict[str, object], str], ...] = (
+        ({"params": "70B", "dtype": "int4", "ctx": 8192}, "params"),
+        ({"model": "deepseek-ai/DeepSeek-V3", "dtype": "q4_k_m"}, "catalog"),
+        ({"model": "llama-3.1-70b", "dtype": "fp8", "gpu": "h100", "num_gpus": 2}, "+gpu"))
+    for kwargs, label in cases:
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
-            estimate(**kwargs)
+            estimate(**kwargs)  # type: ignore[arg-type]
             n += 1
         rate = n / (time.perf_counter() - start)
         print(f"in-process estimates per second ({label:7}): {rate:10.0f}")
-    return rate, seconds
 
 
 def main() -> int:
@@ -44,13 +46,7 @@ def main() -> int:
     print(f"vramest {' '.join(HEADLINE)}  median {cli * 1000:7.1f} ms")
     print(f"cold-start ratio (vramest / python)  {cli / baseline:5.2f}x")
     in_process_rate()
-    for name, extra in EXTRA_BENCHMARKS:
-        print(f"\n{name}")
-        extra()
     return 0
-
-
-EXTRA_BENCHMARKS: list[tuple[str, object]] = []
 
 if __name__ == "__main__":
     sys.exit(main())

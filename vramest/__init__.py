@@ -1,7 +1,19 @@
 """vramest: how much GPU memory an LLM needs and how fast it runs."""
 
-from vramest.capacity import CheckReport, check
+from __future__ import annotations
+
+from typing import Any
+
 from vramest.errors import InputError
 from vramest.estimator import Estimate, estimate
 
 __all__ = ["CheckReport", "Estimate", "InputError", "check", "estimate"]
+
+
+def __getattr__(name: str) -> Any:
+    # capacity checks are loaded on first use, so estimating never pays for their imports
+    if name in ("check", "CheckReport"):
+        from vramest import capacity
+
+        return getattr(capacity, name)
+    raise AttributeError(f"module 'vramest' has no attribute {name!r}")

@@ -420,6 +420,6 @@ def _assumptions(info: ModelInfo, fmt: WeightFormat, kv: KVFormat, s: Settings,
                    f"({format_count(info.active_params)} active parameters).")
     out.append(f"Runtime overhead (CUDA context, workspaces) from {constants_source}; a "
                "calibration profile replaces it with a measured value.")
-    out.append("Engine: a transformers-style forward; serving engines reserve memory "
-               "differently.")
+    out.append("Memory as transformers holds it; --engine vllm or llamacpp shows that engine's "
+               "own start-up accounting.")
     return tuple(out)

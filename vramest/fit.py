@@ -9,6 +9,7 @@ and last stages also hold the embeddings and the output head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramest.errors import InputError
@@ -198,18 +199,17 @@ def _fits(est: Estimate, device: Device, tp: int, pp: int, usable: int, *,
     return per_gpu_memory(other, tp, pp).total <= usable
 
 
-def _search(fits: object, upper: int) -> int:
+def _search(fits: Callable[[int], bool], upper: int) -> int:
     """The largest n in [1, upper] with fits(n), or 0 when even 1 does not fit."""
-    check = fits  # type: ignore[assignment]
-    if not check(1):  # type: ignore[operator]
+    if not fits(1):
         return 0
     lo, hi = 1, 2
-    while hi <= upper and check(hi):  # type: ignore[operator]
+    while hi <= upper and fits(hi):
         lo, hi = hi, hi * 2
     hi = min(hi, upper + 1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if check(mid):  # type: ignore[operator]
+        if fits(mid):
             lo = mid
         else:
             hi = mid

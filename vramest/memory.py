@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramest.constants import Constants
 from vramest.precisions import KVFormat, TensorContext, WeightFormat
@@ -49,6 +50,11 @@ class MemoryBreakdown:
 
 def weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> dict[str, float]:
     """Stored bytes per group of tensors: embedding, lm_head, experts, and the rest of the layers."""
+    return dict(_weight_bytes_by_group(shape, fmt))
+
+
+@lru_cache(maxsize=256)  # shapes and formats are frozen: sweeps and GPU tables reuse the sums
+def _weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[str, float], ...]:
     groups: dict[str, float] = {"embedding": 0.0, "lm_head": 0.0, "experts": 0.0, "layers": 0.0}
 
     def add(tensors: Iterable[TensorSpec], times: int = 1) -> None:
@@ -67,7 +73,7 @@ def weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> dict[str, flo
     else:
         for layer, count in shape.layer_groups():
             add(shape.layer_tensors(layer), count)
-    return groups
+    return tuple(groups.items())
 
 
 _GROUP_OF = {"embedding": "embedding", "position_embedding": "embedding", "lm_head": "lm_head",

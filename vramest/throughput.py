@@ -12,6 +12,7 @@ request; the constants only enter `time_phase`, so a fit can re-time the same wo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramest.constants import Constants
 from vramest.engines import Engine
@@ -143,6 +144,7 @@ def _attention_flops_per_token(shape: ModelShape, position: int) -> float:
     return total
 
 
+@lru_cache(maxsize=256)
 def _params(shape: ModelShape) -> tuple[float, float]:
     """(matmul weights outside the experts incl. the output head, weights of one expert per
     MoE layer summed over layers)."""
