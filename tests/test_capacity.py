@@ -502,3 +502,29 @@ def test_checking_plausible_deployments_never_crashes(deployment: dict[str, Any]
     result = report.results[0]
     assert result.passed == (not result.reasons)
     assert result.figures.per_gpu_bytes > 0
+
+
+def test_check_html_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vramest check --html` writes one self-contained page: no scripts, no URLs."""
+    from html.parser import HTMLParser
+
+    spec = Path(__file__).resolve().parent.parent / "examples" / "capacity.toml"
+    out = tmp_path / "capacity.html"
+    assert main(["check", str(spec), "--html", str(out)]) == 0
+    capsys.readouterr()
+
+    class Collect(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+            self.attrs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.append(tag)
+            self.attrs += [value or "" for _, value in attrs]
+
+    parser = Collect()
+    parser.feed(out.read_text())
+    assert "script" not in parser.tags and "table" in parser.tags
+    assert not any("http" in value for value in parser.attrs)
+    assert "memory breakdown" in out.read_text()

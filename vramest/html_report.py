@@ -370,3 +370,37 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, numeric_from
             cells.append(f"<td{css}>{cell if raw else escape(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+# --- a capacity spec (vramest check --html) -------------------------------------------------
+def render_capacity_html(report: Any, *, created: str | None = None) -> str:
+    """One page for a `vramest check` run: every deployment's verdict and margins, then each
+    deployment's memory breakdown. `report` is a vramest.capacity.CheckReport."""
+    from vramest.estimator import estimate
+
+    when = created or datetime.datetime.now().isoformat(timespec="seconds")
+    verdict = "all deployments pass" if report.passed else "some deployments FAIL"
+    rows = []
+    for result in report.results:
+        f = result.figures
+        ok = '<span class="ok">pass</span>' if result.passed else '<span class="no">FAIL</span>'
+        layout = f"{f.num_gpus}× {escape(f.gpu)}" if f.num_gpus > 1 else escape(f.gpu)
+        rows.append((escape(result.deployment.name), ok, layout, format_bytes(f.per_gpu_bytes),
+                     format_bytes(f.usable_bytes), format_bytes(f.headroom_bytes),
+                     format_bytes(f.required_headroom_bytes),
+                     _rate(f.decode_tokens_per_s), escape("; ".join(result.failures) or "—")))
+    body = [f"<h1>{escape('vramest check: ' + str(report.source))}</h1>",
+            f'<p class="lead">{escape(verdict)} ({len(report.results)} checked).</p>',
+            "<h2>Deployments</h2>",
+            _table(("deployment", "verdict", "GPUs", "per GPU", "usable", "headroom",
+                    "required", "decode tok/s", "why it fails"), rows, numeric_from=3, raw=True)]
+    for result in report.results:
+        est = estimate(**result.deployment.estimate_kwargs())
+        section = _breakdown_section(est)
+        section[0] = f"<h2>{escape(result.deployment.name)}: memory breakdown</h2>"
+        body += [*section, _list(est.assumptions)]
+    body.append(f'<p class="muted">Made by vramest {escape(_version())} on {escape(when)}.</p>')
+    title = f"vramest check: {report.source}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n"
+            + "\n".join(body) + "\n</main>\n</body>\n</html>\n")

@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     fmt.add_argument("--markdown", action="store_true",
                      help="print a Markdown summary for a pull request")
     p.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML test report")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument("--baseline", metavar="FILE",
                    help="compare with these accepted estimates and fail on drift")
     p.add_argument("--update-baseline", action="store_true",
@@ -55,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.junit_xml:
         write_atomically(args.junit_xml, junit_xml(report))
+    if args.html:
+        from vramest.html_report import render_capacity_html
+        from vramest.html_report import write_atomically as write_text
+
+        write_text(args.html, render_capacity_html(report))
     if args.update_baseline:
         write_baseline(report, args.baseline)
     if args.json:
