@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     h = p.add_argument_group("hardware")
     h.add_argument("--gpu", help="device name (A100, H100, RTX 4090; `vramest gpus` lists them)")
     h.add_argument("--gpu-memory", help="usable GPU memory instead of a device: 24GB, 80GiB")
+    h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
     h.add_argument("--hardware-file", help="extra devices (JSON)")
     h.add_argument("--tokens", help="training tokens, for the total time: 1B, 500M")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -54,6 +55,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                          overrides={k: getattr(args, k) for k in SHAPE_OVERRIDES})
     return dict(
         info=info, gpu=args.gpu, gpu_memory=args.gpu_memory, hardware_file=args.hardware_file,
+        reserve=args.reserve,
         tokens=args.tokens, method=args.method, precision=args.precision,
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,

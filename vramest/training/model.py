@@ -693,7 +693,8 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                       family: str = "llama", info: ModelInfo | None = None,
                       gpu: str | None = None, gpu_memory: str | int | None = None,
                       tokens: str | int | None = None, constants: TrainingConstants | None = None,
-                      hardware_file: str | None = None, **settings: Any) -> TrainingEstimate:
+                      hardware_file: str | None = None, reserve: str | float | None = None,
+                      **settings: Any) -> TrainingEstimate:
     """Memory per GPU, fit and throughput of one training step.
 
     `settings` are make_settings' keywords: method, precision, optimizer, seq, micro_batch,
@@ -716,11 +717,13 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         usable = parse_bytes(gpu_memory, what="--gpu-memory")
         device_name = f"{format_bytes(usable)} GPU"
     if gpu is not None:
+        from vramest.fit import parse_reserve
         from vramest.hardware import load_hardware
 
         device = load_hardware(hardware_file).find(gpu)
         device_name = device.name
-        usable = usable or device.memory_bytes
+        # the same free share as inference (vramest.fit.DEFAULT_RESERVE, --reserve)
+        usable = usable or parse_reserve(reserve).usable(device)
         precision = "fp32" if s.precision == "fp32" else "bf16"
         peak_flops, flops_source = device.flops(precision)
     required = peak_total - static.paged_bytes + c.cuda_context_bytes

@@ -15,6 +15,7 @@ from typing import Any
 
 from vramest.catalog import default_catalog
 from vramest.estimator import ModelInfo
+from vramest.fit import DEFAULT_RESERVE
 from vramest.shapes import shape_from_config
 from vramest.training.constants import TRAINING_DEFAULTS
 from vramest.training.model import estimate_training
@@ -327,7 +328,9 @@ def bounds_checks(reference_dir: Path = DEFAULT_REFERENCE_DIR,
             continue
         info, settings, note = case
         capacity = round(to_bytes(float(row["value"]), row["unit"]))
-        est = estimate_training(info=info, gpu_memory=capacity, **settings)
+        # the card's capacity less the free share every fit keeps (vramest.fit.DEFAULT_RESERVE)
+        usable = round(capacity * (1 - DEFAULT_RESERVE))
+        est = estimate_training(info=info, gpu_memory=usable, **settings)
         assert est.fit.fits is not None
         checks.append(BoundCheck(row["record_id"], row["metric"].startswith("fits"),
                                  est.fit.fits, est.fit.required_bytes, capacity, note))
