@@ -181,9 +181,9 @@ def plan(est: Estimate, device: Device, num_gpus: int = 1, pp: int = 1,
     if usable <= 0:
         raise InputError(f"--reserve leaves nothing usable on {device.name}.")
     per_gpu = per_gpu_memory(est, tp, pp)
-    max_ctx = _search(lambda ctx: _fits(est, device, tp, pp, usable, ctx=ctx),
+    max_ctx = largest_fitting(lambda ctx: _fits(est, device, tp, pp, usable, ctx=ctx),
                       _MAX_SEARCH_TOKENS) if want_max_ctx else None
-    max_batch = _search(lambda b: _fits(est, device, tp, pp, usable, batch=b),
+    max_batch = largest_fitting(lambda b: _fits(est, device, tp, pp, usable, batch=b),
                         _MAX_SEARCH_BATCH) if want_max_batch else None
     return FitPlan(device, tp, pp, per_gpu, usable, max_ctx, max_batch)
 
@@ -199,8 +199,9 @@ def _fits(est: Estimate, device: Device, tp: int, pp: int, usable: int, *,
     return per_gpu_memory(other, tp, pp).total <= usable
 
 
-def _search(fits: Callable[[int], bool], upper: int) -> int:
-    """The largest n in [1, upper] with fits(n), or 0 when even 1 does not fit."""
+def largest_fitting(fits: Callable[[int], bool], upper: int) -> int:
+    """The largest n in [1, upper] with fits(n) for a monotone fits (True, then False), or 0
+    when even 1 does not fit: doubling, then bisection."""
     if not fits(1):
         return 0
     lo, hi = 1, 2

@@ -14,7 +14,7 @@ from vramest.engines import Engine
 from vramest.engines import engine as engine_by_name
 from vramest.errors import InputError
 from vramest.estimator import Estimate, estimate_for
-from vramest.fit import Reserve, per_gpu_memory, plan
+from vramest.fit import PerGPU, Reserve, per_gpu_memory, plan
 from vramest.hardware import Device
 from vramest.precisions import kv_format, weight_format
 from vramest.throughput import estimate_throughput
@@ -32,18 +32,10 @@ _CROSSING_STRETCH = 4
 
 
 @dataclass(frozen=True)
-class MemoryPoint:
-    """Bytes per GPU at one context length or batch."""
+class MemoryPoint(PerGPU):
+    """Bytes per GPU at one context length or batch `x`."""
 
-    x: int
-    weights: int
-    kv_cache: int
-    activations: int
-    overhead: int
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.kv_cache + self.activations + self.overhead
+    x: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,7 +130,7 @@ def _memory_sweep(base: Estimate, axis: str, limits: tuple[GpuLimit, ...], num_g
     for x in sweep_values(upper, count):
         est = vary(base, ctx=x) if axis == "ctx" else vary(base, batch=x)
         per = per_gpu_memory(est, num_gpus, 1)
-        points.append(MemoryPoint(x, per.weights, per.kv_cache, per.activations, per.overhead))
+        points.append(MemoryPoint(per.weights, per.kv_cache, per.activations, per.overhead, x=x))
     s = base.settings
     return MemorySweep(model=base.model.name, dtype=s.dtype, kv_dtype=s.kv_dtype, axis=axis,
                        fixed=s.batch if axis == "ctx" else s.ctx, num_gpus=num_gpus,

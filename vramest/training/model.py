@@ -20,6 +20,7 @@ from typing import Any
 
 from vramest.errors import InputError
 from vramest.estimator import ModelInfo, resolve_model
+from vramest.fit import largest_fitting
 from vramest.memory import Part, ffn_width, weight_bytes
 from vramest.precisions import EXPERT_ROLES, LINEAR_ROLES, weight_format
 from vramest.shapes import ModelShape, TensorSpec
@@ -675,20 +676,6 @@ class _Model:
         return max(phase.total for phase in moments) - self.static.paged_bytes + context
 
 
-def _largest(fits: Any, upper: int) -> int:
-    """The largest n in 1..upper with fits(n), for fits monotone (True then False); 0 if none."""
-    if not fits(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= upper and fits(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, upper + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
-
-
 def estimate_training(*, model: str | None = None, params: str | int | None = None,
                       family: str = "llama", info: ModelInfo | None = None,
                       gpu: str | None = None, gpu_memory: str | int | None = None,
@@ -731,9 +718,9 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         fit = Fit(None, None, required, None, None, None, None)
     else:
         limit = usable
-        max_seq = _largest(lambda n: m.required(n, s.micro_batch, c.cuda_context_bytes) <= limit,
+        max_seq = largest_fitting(lambda n: m.required(n, s.micro_batch, c.cuda_context_bytes) <= limit,
                            _MAX_SEARCH_SEQ)
-        max_mb = _largest(lambda n: m.required(s.seq, n, c.cuda_context_bytes) <= limit,
+        max_mb = largest_fitting(lambda n: m.required(s.seq, n, c.cuda_context_bytes) <= limit,
                           _MAX_SEARCH_BATCH)
         fit = Fit(device_name, usable, required, required <= usable, usable - required,
                   max_seq, max_mb)
