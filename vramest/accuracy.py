@@ -297,6 +297,30 @@ def llamacpp_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
     return out
 
 
+def hf_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
+    """optimum's GPTQ benchmark on an A100 (device memory, CUDA context included): prefill-only
+    runs against the prefill peak, generation runs against generate()'s peak."""
+    from vramest.engine_memory import hf_startup
+
+    out = []
+    for row in rows:
+        if not row["record_id"].startswith("optimum-gptq") or row["metric"] != "peak_memory":
+            continue
+        if "cuda-old" in row["record_id"]:  # a legacy kernel with its own buffers
+            continue
+        generation = "-gen-" in row["record_id"]
+        dtype = "gptq-int4" if "GPTQ" in row["weight_dtype_or_quant"] else "fp16"
+        # prompt 512, then 512 new tokens (generation) or 1 (prefill-only)
+        est = estimate(model="meta-llama/Llama-2-13b-hf", dtype=dtype,
+                       ctx=1024 if generation else 513, prefill_chunk=512,
+                       batch=int(row["batch_or_max_seqs"]))
+        report = hf_startup(est)
+        predicted = report.generate_peak_bytes if generation else report.prefill_peak_bytes
+        out.append(Comparison("transformers generate (optimum GPTQ benchmark)", row["record_id"],
+                              "peak_memory", float(predicted), _to_bytes(row), "bytes"))
+    return out
+
+
 # --- throughput ------------------------------------------------------------------------------
 # Which engine each source's framework is, and the GPU names the rows use.
 _ENGINE_OF = (("TensorRT-LLM", "trtllm"), ("llama.cpp", "llamacpp"), ("HF transformers", "hf"))
@@ -515,8 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nMeasured rows only, median |error| by quantity:")
     for quantity, items in by_quantity.items():
         print(f"  {quantity:12} {median_abs_error(items):6.2%}  ({len(items)} rows)")
-    engines = [*vllm_engine_rows(read_rows(reference / "memory.csv")),
-               *llamacpp_engine_rows(read_rows(reference / "memory.csv"))]
+    memory_rows = read_rows(reference / "memory.csv")
+    engines = [*vllm_engine_rows(memory_rows), *llamacpp_engine_rows(memory_rows),
+               *hf_engine_rows(memory_rows)]
     print("\n#### Engines: start-up figures vs their logs (memory.csv)")
     print("\n".join(format_table(engines, lambda x: f"{x:,.2f}")))
     speed, skipped = speed_comparisons(reference)

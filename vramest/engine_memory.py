@@ -288,7 +288,7 @@ def llamacpp_fit_layers(est: Estimate, device: Device, options: LlamaCppOptions,
     return best
 
 
-def describe_engine(report: VLLMStartup | LlamaCppStartup) -> str:
+def describe_engine(report: VLLMStartup | LlamaCppStartup | HFStartup) -> str:
     if isinstance(report, VLLMStartup):
         return (f"vLLM: {report.kv_cache_tokens:,} KV tokens "
                 f"({format_bytes(report.kv_cache_bytes)}), max concurrency "
@@ -306,7 +306,8 @@ LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flas
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
-                  tp: int, usable_bytes: int | None) -> VLLMStartup | LlamaCppStartup | None:
+                  tp: int, usable_bytes: int | None
+                  ) -> VLLMStartup | LlamaCppStartup | HFStartup | None:
     """The engine's own start-up figures for --engine vllm / llamacpp, else None."""
     given = {k: v for k, v in options.items() if v is not None}
     if engine == "vllm":
@@ -326,6 +327,11 @@ def engine_report(est: Estimate, engine: str, options: dict[str, object], device
 
             opts = replace(opts, n_gpu_layers=llamacpp_fit_layers(est, device, opts, usable_bytes))
         return llamacpp_startup(est, opts)
+    if engine == "hf":
+        if given:
+            raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine "
+                             "vllm or llamacpp only.")
+        return hf_startup(est)
     if given:
         raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine vllm or "
                          "llamacpp only.")
@@ -337,3 +343,45 @@ def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: st
     if unknown:
         raise InputError(f"Unknown {engine} option(s) {', '.join(unknown)}; accepted: "
                          f"{', '.join(known)}.")
+
+
+# --- transformers (--engine hf) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class HFStartup:
+    """transformers from_pretrained + generate() as the device sees it."""
+
+    loading_peak_bytes: int
+    prefill_peak_bytes: int
+    generate_peak_bytes: int
+    kv_growth_bytes: int
+    attention: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": "hf", "loading_peak_bytes": self.loading_peak_bytes,
+                "prefill_peak_bytes": self.prefill_peak_bytes,
+                "generate_peak_bytes": self.generate_peak_bytes,
+                "kv_growth_bytes": self.kv_growth_bytes, "attention": self.attention}
+
+    def log_lines(self) -> list[str]:
+        return [f"from_pretrained peak: {format_bytes(self.loading_peak_bytes)}",
+                f"prefill peak ({self.attention} attention): "
+                f"{format_bytes(self.prefill_peak_bytes)}",
+                f"generate() peak: {format_bytes(self.generate_peak_bytes)} (the cache grows by "
+                f"concatenation: {format_bytes(self.kv_growth_bytes)} more stays reserved)"]
+
+
+def hf_startup(est: Estimate) -> HFStartup:
+    """Loading holds the weights plus, for formats quantized on load (bitsandbytes), one 16-bit
+    copy of the largest matrix; generate() concatenates each new token onto the cache, so the
+    caching allocator keeps about one more cache's worth reserved (optimum's GPTQ benchmark:
+    device memory exceeds weights + KV + activations + context by one KV cache at batch 1-16)."""
+    shape = est.model.shape
+    fmt = weight_format(est.settings.dtype)
+    largest = max((t.rows * t.cols for t in shape.tensors() if t.role not in ("norm", "bias")),
+                  default=0)
+    on_load = 2 * largest if fmt.name in ("nf4", "bnb-nf4-dq", "int8") else 0
+    memory = est.memory
+    loading = memory.weights.bytes + on_load + memory.overhead.bytes
+    return HFStartup(loading_peak_bytes=loading, prefill_peak_bytes=memory.total,
+                     generate_peak_bytes=memory.total + memory.kv_cache.bytes,
+                     kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention)

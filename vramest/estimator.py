@@ -12,6 +12,7 @@ from vramest.constants import DEFAULTS, Constants
 from vramest.errors import InputError
 from vramest.memory import (
     ATTENTION_KINDS,
+    EAGER_ONLY_FAMILIES,
     MemoryBreakdown,
     activations_part,
     kv_part,
@@ -310,9 +311,11 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              max_ctx: bool = False, max_batch: bool = False, prompt: str | int | None = None,
              gen: str | int = 128, engine: str = "generic", hardware_file: str | None = None,
              compare_gpus: bool = False, engine_options: dict[str, Any] | None = None,
-             **shape_overrides: int | None) -> Estimate:
+             profile: str | None = None, **shape_overrides: int | None) -> Estimate:
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
-    runs there (or, with `compare_gpus`, the fewest cards of each common GPU).
+    runs there (or, with `compare_gpus`, the fewest cards of each common GPU). `profile`, a
+    calibration profile (`vramest calibrate`), replaces the constants it fitted; with
+    `gpu="local"` (or its device's name) speed uses the device figures it measured.
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
@@ -322,9 +325,20 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
                          f"{', '.join(SHAPE_OVERRIDES)}.")
     info = resolve_model(params=params, model=model, family=family, active_params=active_params,
                          overrides=shape_overrides)
+    calibration = None
+    if profile is not None:
+        from vramest.calibration.profile import load_profile
+
+        loaded = load_profile(profile)
+        precision = dtype or info.native_format or info.stored_format
+        constants, constants_source = loaded.apply(constants or DEFAULTS, precision), loaded.source
+        calibration = loaded.calibration_json(precision)
+        gpu, hardware_file = loaded.placement(gpu, hardware_file)
     result = estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                           attention=attention, prefill_chunk=prefill_chunk,
                           constants=constants, constants_source=constants_source)
+    if calibration is not None:
+        result = replace(result, extras={**result.extras, "calibration": calibration})
     options = {k: v for k, v in (engine_options or {}).items() if v is not None}
     if gpu is None and not compare_gpus and not options and engine not in (
             "llamacpp", "llamacpp-cli", "vllm"):
@@ -359,6 +373,9 @@ def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | 
     chunk = min(chunk, ctx_tokens)
     if attention not in ATTENTION_KINDS:
         raise InputError(f"Unknown --attn {attention!r}; accepted: {', '.join(ATTENTION_KINDS)}.")
+    eager_only = shape.family in EAGER_ONLY_FAMILIES and attention != "eager"
+    if eager_only:
+        attention = "eager"
     exact = _exact_weights(info, fmt, dtype)
     memory = MemoryBreakdown(
         weights=weights_part(shape, fmt, exact),
@@ -371,6 +388,9 @@ def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | 
                         prefill_chunk=chunk, attention=attention)
     assumptions = _assumptions(info, fmt, kv, settings, dtype is None, ctx is None,
                                exact is not None, constants_source)
+    if eager_only:
+        assumptions = (*assumptions, f"transformers implements only eager attention for "
+                       f"{shape.family}: the scores are materialised.")
     return Estimate(model=info, settings=settings, memory=memory, assumptions=assumptions,
                     constants=constants, constants_source=constants_source)
 

@@ -12,6 +12,9 @@ from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape, TensorSpec
 from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
+# transformers 5 implements only eager attention for these families (fake-tensor traces:
+# calibration/traces/google__gemma-2-9b.json has eager rows only).
+EAGER_ONLY_FAMILIES = frozenset({"gemma2"})
 
 
 @dataclass(frozen=True)

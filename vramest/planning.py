@@ -85,7 +85,7 @@ def local_device(db: HardwareDB) -> Device:
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
-    from vramest.engine_memory import LlamaCppStartup, VLLMStartup
+    from vramest.engine_memory import HFStartup, LlamaCppStartup, VLLMStartup
     from vramest.fit import PerGPU
 
     if isinstance(report, LlamaCppStartup):
@@ -93,6 +93,9 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
                          report.compute_buffer_gpu_bytes,
                          report.cuda_context_bytes if report.gpu_layers else 0)
         return replace(fit_plan, per_gpu=per_gpu)
+    if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved
+        per = fit_plan.per_gpu
+        return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache))
     if isinstance(report, VLLMStartup):
         one_sequence = round(report.kv_bytes_per_token * report.max_model_len)
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
