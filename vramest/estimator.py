@@ -326,6 +326,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     info = resolve_model(params=params, model=model, family=family, active_params=active_params,
                          overrides=shape_overrides)
     calibration = None
+    engine_costs: dict[str, dict[str, float]] = {}
     if profile is not None:
         from vramest.calibration.profile import load_profile
 
@@ -334,6 +335,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
         constants, constants_source = loaded.apply(constants or DEFAULTS, precision), loaded.source
         calibration = loaded.calibration_json(precision)
         gpu, hardware_file = loaded.placement(gpu, hardware_file)
+        engine_costs = loaded.engine_for(precision)
     result = estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                           attention=attention, prefill_chunk=prefill_chunk,
                           constants=constants, constants_source=constants_source)
@@ -347,7 +349,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
 
     return place(result, gpu=gpu, num_gpus=num_gpus, pp=pp, reserve=reserve, max_ctx=max_ctx,
                  max_batch=max_batch, prompt=prompt, gen=gen, engine=engine,
-                 hardware_file=hardware_file, engine_options=options,
+                 hardware_file=hardware_file, engine_options=options, engine_costs=engine_costs,
                  compare_gpus=compare_gpus)
 
 

@@ -17,7 +17,8 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
           reserve: str | float | None = None, max_ctx: bool = False, max_batch: bool = False,
           prompt: str | int | None = None, gen: str | int = 128, engine: str = "generic",
           hardware_file: str | None = None, engine_options: dict[str, object] | None = None,
-          compare_gpus: bool = True) -> Estimate:
+          compare_gpus: bool = True,
+          engine_costs: dict[str, dict[str, float]] | None = None) -> Estimate:
     from vramest.engine_memory import engine_report
 
     db = load_hardware(hardware_file)
@@ -27,6 +28,9 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
     prompt_tokens = parse_tokens(prompt, what="--prompt") if prompt is not None else est.settings.ctx
     gen_tokens = parse_positive_int(gen, what="--gen", maximum=10**7)
     engine_ = engine_by_name(engine)
+    fitted = (engine_costs or {}).get(engine_.name)
+    if fitted:  # a calibration profile measured this engine's fixed costs
+        engine_ = replace(engine_, **fitted)
     assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
                    f"prompt {prompt_tokens} tokens, then {gen_tokens} generated.",
                    RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else "") + "."]

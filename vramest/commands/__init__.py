@@ -21,4 +21,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiers": ("vramest.commands.tiers", "LLM size tiers: the guide's hardware claims beside ours"),
     "recommend": ("vramest.commands.recommend", "the tier and ranked hardware for a need"),
     "cost": ("vramest.commands.cost", "local cost per million tokens beside an API price"),
+    "calibrate": ("vramest.commands.calibrate", "measure models here, fit the constants, write a profile"),
 }

@@ -76,6 +76,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    help="serving engine whose fixed costs the speed uses (default generic)")
     g.add_argument("--hardware-file", help="JSON file of devices to add or override")
     g.add_argument("--no-gpus", action="store_true", help="memory only, no GPU table")
+    g.add_argument("--profile", help="calibration profile (vramest calibrate) whose constants to use; "
+                   "default: a stored profile of this machine, if any; 'none' for the shipped ones")
     v = p.add_argument_group("vLLM (--engine vllm)")
     v.add_argument("--gpu-memory-utilization", type=float, help="share of GPU memory vLLM may "
                    "use (default 0.9)")
@@ -101,7 +103,13 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "max_ctx": args.max_ctx, "max_batch": args.max_batch, "prompt": args.prompt,
             "gen": args.gen, "engine": args.engine, "hardware_file": args.hardware_file,
             "compare_gpus": args.gpu is None and not args.no_gpus,
-            "engine_options": _engine_options(args)}
+            "engine_options": _engine_options(args), "profile": _profile(args.profile)}
+
+
+def _profile(value: str | None) -> str | None:
+    from vramest.calibration.profile import resolve_profile_option
+
+    return resolve_profile_option(value)
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,260 @@
+"""Calibration profiles: load, validate and apply them; find the stored one for this machine.
+
+Torch-free, and cheap to import: `vramest --profile FILE` and the automatic look-up run on
+machines without torch. A profile is a JSON object:
+
+    format, version, created          what and when
+    device                            fingerprint: name, kind, memory_bytes, driver, runtime,
+                                      torch/transformers versions, threads, cpu_model
+    devices                           the device as a hardware-file entry with its measured
+                                      bandwidth and matmul TFLOP/s (so the profile is also a
+                                      valid --hardware-file)
+    constants                         name → value (fields of vramest.constants.Constants)
+    engine                            {"hf": {"step_overhead_s", "layer_overhead_s"}}
+    constants_before                  the shipped values of the same names
+    measurements                      path of the JSONL beside it (relative to the profile)
+    heldout_error                     {memory, decode, prefill} × {before, after, points}
+    residuals                         per point: relative error after the fit
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vramest.constants import Constants
+from vramest.errors import InputError
+
+PROFILE_FORMAT = "vramest-calibration-profile"
+PROFILE_VERSION = 1
+REPO_PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "calibration" / "profiles"
+METRICS = ("memory", "decode", "prefill")
+
+
+def user_profile_dir() -> Path:
+    """Where `vramest calibrate` writes by default and where estimates look for a profile:
+    $VRAMEST_PROFILE_DIR, else ~/.config/vramest/profiles."""
+    env = os.environ.get("VRAMEST_PROFILE_DIR")
+    if env:
+        return Path(env)
+    root = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(root) / "vramest" / "profiles"
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path
+    device: dict[str, Any]
+    constants: dict[str, float]
+    engine: dict[str, dict[str, float]]
+    precision_constants: dict[str, dict[str, float]]  # precision → speed constants (+ "hf.*")
+    hardware: dict[str, Any] | None  # the hardware-file entry, when the profile has one
+    heldout_error: dict[str, dict[str, float]]
+    created: str
+    raw: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return f"profile {self.path}"
+
+    @property
+    def device_name(self) -> str | None:
+        return None if self.hardware is None else str(self.hardware["name"])
+
+    def precision_for(self, dtype: str | None) -> str | None:
+        """The precision group whose speed constants apply to a --dtype: fp32 runs fp32
+        matmuls; every other format computes in 16 bit (fp16 where measured, else bf16)."""
+        if not self.precision_constants:
+            return None
+        name = (dtype or "bf16").lower()
+        group = "fp32" if name in ("fp32", "float32", "gguf-f32") else \
+            "fp16" if name in ("fp16", "float16") and "fp16" in self.precision_constants else "bf16"
+        return group if group in self.precision_constants else None
+
+    def constants_for(self, dtype: str | None) -> dict[str, float]:
+        """Every constant the profile sets for this precision (engine costs excluded)."""
+        group = self.precision_for(dtype)
+        chosen = self.precision_constants.get(group, {}) if group else {}
+        return {**self.constants, **{k: v for k, v in chosen.items() if "." not in k}}
+
+    def apply(self, base: Constants, dtype: str | None = None) -> Constants:
+        return base.with_values(self.constants_for(dtype))
+
+    def engine_for(self, dtype: str | None) -> dict[str, dict[str, float]]:
+        group = self.precision_for(dtype)
+        chosen = self.precision_constants.get(group, {}) if group else {}
+        hf = {k[3:]: v for k, v in chosen.items() if k.startswith("hf.")}
+        return {"hf": hf} if hf else self.engine
+
+    def calibration_json(self, dtype: str | None = None) -> dict[str, Any]:
+        """The `calibration` object of an estimate's JSON."""
+        return {"path": str(self.path), "device": self.device.get("name"),
+                "device_fingerprint": self.device, "created": self.created,
+                "precision": self.precision_for(dtype),
+                "constants": sorted(self.constants_for(dtype)),
+                "engine": self.engine_for(dtype),
+                "engine_note": "the hf engine's fitted step/layer costs replace the shipped ones "
+                               "for --engine hf",
+                "hardware_device": self.device_name,
+                "heldout_error": self.heldout_error}
+
+    def placement(self, gpu: str | None, hardware_file: str | None) -> tuple[str | None, str | None]:
+        """`--gpu local` or the profile's device name means the profile's device, with its
+        measured bandwidth and FLOP/s: the profile file is itself the hardware file."""
+        name = self.device_name
+        if gpu is None or name is None:
+            return gpu, hardware_file
+        if gpu.strip().lower() in ("local", name.lower()):
+            if hardware_file is not None:
+                raise InputError("--profile with --gpu local uses the profile's own device "
+                                 "figures; leave out --hardware-file (or name a GPU from it).")
+            return name, str(self.path)
+        return gpu, hardware_file
+
+
+def load_profile(path: str | Path) -> Profile:
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--profile {file} does not exist; `vramest calibrate` writes one.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--profile {file} is not readable JSON ({exc}).") from None
+    return validate_profile(data, file)
+
+
+def validate_profile(data: Any, path: Path) -> Profile:
+    where = f"--profile {path}"
+    if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
+        raise InputError(f"{where} is not a vramest calibration profile (no \"format\": "
+                         f"\"{PROFILE_FORMAT}\").")
+    if data.get("version") != PROFILE_VERSION:
+        raise InputError(f"{where} has version {data.get('version')!r}; this vramest reads "
+                         f"version {PROFILE_VERSION}.")
+    device, constants = data.get("device"), data.get("constants")
+    if not isinstance(device, dict) or not isinstance(device.get("name"), str):
+        raise InputError(f"{where}: \"device\" must be an object with a \"name\".")
+    if not isinstance(constants, dict):
+        raise InputError(f"{where}: \"constants\" must be an object of name → value.")
+    Constants().with_values(constants)  # unknown names or bad values raise InputError
+    engine = data.get("engine") or {}
+    if not isinstance(engine, dict) or not all(
+            isinstance(v, dict) and all(_is_number(x) for x in v.values()) for v in engine.values()):
+        raise InputError(f"{where}: \"engine\" must map an engine to its numbers.")
+    heldout = data.get("heldout_error")
+    if not isinstance(heldout, dict) or any(
+            not isinstance(heldout.get(m), dict) or not {"before", "after"} <= set(heldout[m])
+            for m in METRICS):
+        raise InputError(f"{where}: \"heldout_error\" needs memory, decode and prefill, each "
+                         "with before and after.")
+    precision = data.get("precision_constants") or {}
+    if not isinstance(precision, dict) or not all(
+            isinstance(v, dict) and all(_is_number(x) for x in v.values()) for v in precision.values()):
+        raise InputError(f"{where}: \"precision_constants\" must map a precision to its numbers.")
+    for values in precision.values():
+        Constants().with_values({k: v for k, v in values.items() if "." not in k})
+    hardware = None
+    devices = data.get("devices")
+    if isinstance(devices, list) and devices and isinstance(devices[0], dict):
+        hardware = devices[0]
+    return Profile(path=path, device=device, constants=dict(constants), engine=engine,
+                   precision_constants=precision, hardware=hardware, heldout_error=heldout,
+                   created=str(data.get("created", "")), raw=data)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- which stored profile fits this machine ------------------------------------------------
+def local_fingerprint() -> dict[str, Any]:
+    """What identifies this machine cheaply, without torch: its first NVIDIA GPU (NVML), else
+    its CPU model, logical CPUs and RAM."""
+    from vramest.local import detect
+
+    found = detect()
+    if found.gpus:
+        gpu = found.gpus[0]
+        return {"kind": "cuda", "name": gpu.name, "memory_bytes": gpu.total_bytes}
+    from vramest.calibration.device import cpu_model
+
+    return {"kind": "cpu", "cpu_model": cpu_model(), "cpu_count": os.cpu_count() or 1,
+            "memory_bytes": found.ram_bytes or 0}
+
+
+def fingerprint_matches(profile_device: dict[str, Any], local: dict[str, Any]) -> bool:
+    if profile_device.get("kind") != local.get("kind"):
+        return False
+    if not _close(profile_device.get("memory_bytes"), local.get("memory_bytes")):
+        return False
+    if local["kind"] == "cuda":
+        return str(profile_device.get("name", "")).lower() == str(local["name"]).lower()
+    return (profile_device.get("cpu_model") == local.get("cpu_model")
+            and profile_device.get("cpu_count") == local.get("cpu_count"))
+
+
+def _close(a: Any, b: Any, tolerance: float = 0.03) -> bool:
+    return _is_number(a) and _is_number(b) and abs(a - b) <= tolerance * max(a, b)
+
+
+def find_matching_profile(directory: Path | None = None) -> Path | None:
+    """The newest profile in the profile directory whose device is this machine's; nothing is
+    detected unless the directory exists and holds a profile."""
+    folder = directory or user_profile_dir()
+    if not folder.is_dir():
+        return None
+    candidates = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not candidates:
+        return None
+    local = local_fingerprint()
+    for path in candidates:
+        try:
+            profile = load_profile(path)
+        except InputError:
+            continue
+        if fingerprint_matches(profile.device, local):
+            return path
+    return None
+
+
+def resolve_profile_option(value: str | None) -> str | None:
+    """The CLI's --profile: a path; "none" for no profile; unset: a stored matching profile."""
+    if value is not None:
+        return None if value.strip().lower() == "none" else value
+    found = find_matching_profile()
+    return None if found is None else str(found)
+
+
+# --- make accuracy ---------------------------------------------------------------------------
+def calibration_accuracy_report(reference_dir: str | Path | None = None) -> list[str]:
+    """Held-out median |error| before and after calibration, per committed profile.
+
+    Reads the profiles in `reference_dir` if it holds any, else calibration/profiles/."""
+    folder = Path(reference_dir) if reference_dir is not None else REPO_PROFILE_DIR
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    profiles = []
+    for path in paths:
+        try:
+            profiles.append(load_profile(path))
+        except InputError:
+            continue
+    if not profiles and folder != REPO_PROFILE_DIR:
+        return calibration_accuracy_report(REPO_PROFILE_DIR)
+    if not profiles:
+        return [f"no calibration profiles in {folder}"]
+    lines = []
+    for profile in profiles:
+        scheme = profile.raw.get("heldout_scheme", "held-out points")
+        lines.append(f"calibration profile {profile.path.name}: {profile.device.get('name')} "
+                     f"({profile.created[:10]}; {scheme})")
+        for metric in METRICS:
+            e = profile.heldout_error[metric]
+            what = {"memory": "peak tensor memory", "decode": "decode tokens/s",
+                    "prefill": "prefill tokens/s"}[metric]
+            lines.append(f"  held-out median |error| {what:18} before {100 * e['before']:6.1f}%"
+                         f"   after {100 * e['after']:6.1f}%   ({e.get('points', '?')} points)")
+    return lines

@@ -1,0 +1,111 @@
+"""The fit as text: the device and its measured roofs, each constant before → after, and the
+held-out errors. Torch-free (reads a profile)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vramest.calibration.profile import METRICS, Profile
+from vramest.units import format_bytes
+
+
+def _value(name: str, value: float) -> str:
+    if value != value:  # NaN: no value before
+        return "-"
+    if name.endswith("_bytes"):
+        return format_bytes(int(value))
+    if name.endswith("_s"):
+        return f"{value * 1e3:.3f} ms"
+    return f"{value:.4g}"
+
+
+def render_report(profile: Profile) -> list[str]:
+    raw: dict[str, Any] = profile.raw
+    device = profile.device
+    lines = [f"calibration profile {profile.path}",
+             f"device: {device.get('name')}  ({device.get('kind')}; torch {device.get('torch')}, "
+             f"transformers {device.get('transformers')}, {device.get('threads')} threads; "
+             f"{device.get('runtime')}{', driver ' + str(device['driver']) if device.get('driver') else ''})",
+             f"created {profile.created}; {raw.get('points_ok', '?')} points measured "
+             f"({raw.get('points_failed', 0)} out of memory or failed), "
+             f"measurements: {raw.get('measurements')}"]
+    roofs = raw.get("roofs") or {}
+    if roofs:
+        flops = ", ".join(f"{k} {v / 1e12:.3f} TFLOP/s" for k, v in roofs["matmul_flops"].items())
+        lines.append(f"measured roofs: copy bandwidth {roofs['bandwidth_bytes_s'] / 1e9:.1f} GB/s; "
+                     f"matmul {flops}")
+    quant = raw.get("quantization_support") or {}
+    if quant:
+        lines.append("bitsandbytes here: " + "; ".join(f"{k}: {v}" for k, v in quant.items()))
+    before = {**raw.get("constants_before", {})}
+    lines.append("")
+    lines.append(f"{'constant (16-bit set)':32} {'before':>12} {'after':>12}")
+    for name, value in profile.constants.items():
+        lines.append(f"{name:32} {_value(name, before.get(name, float('nan'))):>12} "
+                     f"{_value(name, value):>12}")
+    for engine, values in profile.engine.items():
+        for name, value in values.items():
+            key = f"{engine}.{name}"
+            lines.append(f"{key:32} {_value(name, before.get(key, float('nan'))):>12} "
+                         f"{_value(name, value):>12}")
+    for group, values in profile.precision_constants.items():
+        lines.append(f"speed constants for {group} (before → after):")
+        for key, value in values.items():
+            lines.append(f"  {key:30} {_value(key, before.get(key, float('nan'))):>12} "
+                         f"{_value(key, value):>12}")
+    lines.append("")
+    lines.append(f"held-out median |relative error| ({raw.get('heldout_scheme', '')}):")
+    for metric in METRICS:
+        e = profile.heldout_error[metric]
+        lines.append(f"  {metric:8} before {100 * e['before']:6.1f}%   after {100 * e['after']:6.1f}%"
+                     f"   ({e.get('points', '?')} points)")
+    residuals = raw.get("residuals") or []
+    if residuals:
+        lines.append("")
+        lines.append("largest residuals after the fit (predicted / measured − 1):")
+        for metric in METRICS:
+            worst = sorted((r for r in residuals if metric in r), key=lambda r: -abs(r[metric]))[:3]
+            lines.append(f"  {metric:8} " + "; ".join(f"{r['key']} {100 * r[metric]:+.1f}%"
+                                                      for r in worst))
+    return lines
+
+
+def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, float, float]],
+                                                            list[tuple[str, float, float]]]]:
+    """Per metric, (label, predicted, measured) of every measured point with the shipped
+    constants (before) and with the profile's (after), for the predicted-vs-measured chart."""
+    import json
+    from dataclasses import replace
+
+    from vramest.calibration.fit import (
+        SHIPPED,
+        SPEED_DTYPES,
+        Calibrated,
+        make_cases,
+        predict,
+        roofs_device,
+    )
+    from vramest.calibration.store import read_records
+    from vramest.constants import DEFAULTS
+    from vramest.engines import ENGINES
+
+    raw = json.loads(profile.path.read_text(encoding="utf-8"))
+    records = [r for r in read_records(profile.path.parent / str(raw["measurements"]))
+               if r.get("status", "ok") == "ok"]
+    device = roofs_device(str(profile.device.get("name", "device")),
+                          str(profile.device.get("kind", "cpu")),
+                          int(profile.device.get("memory_bytes", 0)), raw["roofs"])
+    points: dict[str, tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]] = \
+        {metric: ([], []) for metric in METRICS}
+    for case in make_cases(records, device):
+        fitted = Calibrated(profile.apply(DEFAULTS, case.dtype),
+                            replace(ENGINES["hf"], **profile.engine_for(case.dtype).get("hf", {})))
+        before, after = predict(case, device, SHIPPED), predict(case, device, fitted)
+        for metric in METRICS:
+            if metric != "memory" and case.dtype not in SPEED_DTYPES:
+                continue  # bitsandbytes points count in memory only, as in the fit
+            measured = case.measured.get(metric, 0.0)
+            if measured > 0 and before[metric] > 0 and after[metric] > 0:
+                points[metric][0].append((case.key, before[metric], measured))
+                points[metric][1].append((case.key, after[metric], measured))
+    return points
