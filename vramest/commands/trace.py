@@ -22,8 +22,12 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    help="concurrent sequences (default 1)")
     p.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"),
                    help="attention implementation (eager materialises the scores)")
-    p.add_argument("--phase", default="decode", choices=("load", "prefill", "decode"),
-                   help="trace up to this phase (default decode: load, prefill, decode)")
+    p.add_argument("--phase", default="decode", choices=("load", "prefill", "decode", "train"),
+                   help="trace up to this phase (default decode: load, prefill, decode); train: "
+                   "one full fine-tuning step (forward with the loss, backward, AdamW step) at "
+                   "--ctx tokens × --batch sequences")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="with --phase train: recompute each layer in backward")
     p.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the whole prompt)")
     p.add_argument("--decode-steps", type=positive_int("--decode-steps", maximum=64), default=2,
                    help="decode steps after the prefill (default 2)")
@@ -35,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from vramest.units import parse_tokens
 
     ctx = parse_tokens(args.ctx)
+    if args.phase == "train":
+        return _run_train(args, ctx)
+    if args.grad_checkpointing:
+        from vramest.errors import InputError
+
+        raise InputError("--grad-checkpointing applies to --phase train only.")
     chunk = parse_tokens(args.prefill_chunk, what="--prefill-chunk") if args.prefill_chunk else None
     phases = PHASES[:PHASES.index(args.phase) + 1]
     result = trace(args.model, args.dtype, ctx, args.batch, args.attn, phases,
@@ -73,3 +83,27 @@ def render_trace(data: dict) -> list[str]:  # type: ignore[type-arg]
     lines.append(f"  attention: {data['attention_kernel']}")
     lines.extend(f"  note: {note}" for note in data.get("notes", ()))
     return lines
+
+
+def _run_train(args: argparse.Namespace, seq: int) -> int:
+    from vramest.trace_train import trace_train
+    from vramest.units import format_bytes
+
+    result = trace_train(args.model, dtype=args.dtype, seq=seq, micro_batch=args.batch,
+                         attn=args.attn, grad_checkpointing=args.grad_checkpointing)
+    data = result.to_json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    run, analytic = data["phases"]["train"], data["analytic"]
+    print(f"{data['model']}  ·  full fine-tuning, pure {args.dtype}, AdamW  ·  seq {seq} × "
+          f"micro-batch {args.batch}{'  ·  checkpointing' if args.grad_checkpointing else ''}  ·  "
+          f"traced on fake tensors in {run['seconds']:.1f} s, process RSS "
+          f"{format_bytes(run['rss_bytes'])}\n")
+    print(f"  traced peak   {format_bytes(run['peak_bytes']):>11}  at {run['peak_op']}")
+    for key in ("params", "gradients", "optimizer_states", "activations"):
+        print(f"    {key:17} {format_bytes(run[key + '_bytes']):>11}")
+    print(f"  analytic      {format_bytes(analytic['total']):>11}  (peaks at the "
+          f"{analytic['moment'].replace('_', ' ')}; `vramest train` shows its parts)")
+    print(f"  difference    {data['difference']['pct']:+.1f}%")
+    return 0
