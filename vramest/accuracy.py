@@ -8,7 +8,6 @@ the median errors. Run: python -m vramest.accuracy [REFERENCE_DIR]
 from __future__ import annotations
 
 import csv
-import importlib
 import statistics
 import sys
 from collections import defaultdict
@@ -556,22 +555,24 @@ def main(argv: list[str] | None = None) -> int:
     print("  rows not scored:")
     for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         print(f"    {count:3} × {reason}")
-    for name, module, function in EXTRA_SECTIONS:
-        try:
-            report = getattr(importlib.import_module(module), function)
-        except (ImportError, AttributeError):
-            continue
+    for name, report in extra_sections():
         print(f"\n#### {name}")
         print("\n".join(report(reference)))
     return 0
 
 
-# Reports of other modules: (title, module, function(reference_dir) -> lines).
-EXTRA_SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("Training memory (training.csv)", "vramest.training", "training_accuracy_report"),
-    ("Analytic vs fake-tensor traces (calibration/traces)", "vramest.trace",
-     "trace_accuracy_report_for_reference"),
-)
+def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
+    """Reports of the other checked parts; the trace and calibration ones read stored data
+    (calibration/traces, calibration/profiles), so none of them needs torch."""
+    from vramest.calibration.profile import calibration_accuracy_report
+    from vramest.trace import TRACE_DIR, trace_accuracy_report
+    from vramest.training import training_accuracy_report
+
+    return [("Training memory (training.csv)", training_accuracy_report),
+            ("Analytic activations vs fake-tensor traces (calibration/traces)",
+             lambda _reference: trace_accuracy_report(TRACE_DIR)),
+            ("Calibration profiles: held-out error before and after the fit",
+             calibration_accuracy_report)]
 
 
 if __name__ == "__main__":
