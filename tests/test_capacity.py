@@ -27,7 +27,7 @@ from vramest.capacity import (
     parse_spec,
     write_baseline,
 )
-from vramest.capacity.spec import DEPLOYMENT_KEYS, parse_headroom, profile_loader
+from vramest.capacity.spec import DEPLOYMENT_KEYS, parse_headroom
 from vramest.cli import main
 from vramest.errors import InputError
 
@@ -274,14 +274,16 @@ def test_estimator_errors_are_spec_problems_of_their_deployment() -> None:
     assert "deployment 'd'" in str(caught.value) and "Tensor parallelism" in str(caught.value)
 
 
-def test_profile_needs_calibration_support(tmp_path: Path) -> None:
-    if profile_loader() is not None:
-        pytest.skip("this install has vramest.calibration.load_profile")
+def test_profiles_are_validated_and_applied(tmp_path: Path) -> None:
+    """A spec's calibration profile must load; a good one sets the deployment's constants."""
     write(tmp_path, "{}", "profile.json")
-    spec_file = write(tmp_path, SMALL_OK + 'profile = "profile.json"\n')
-    with pytest.raises(SpecError, match="profiles need vramest's calibration support"):
-        load_spec(spec_file)
-    assert parse_spec(one(), source="s").deployments[0].profile is None  # no key, no error
+    bad = write(tmp_path, SMALL_OK + 'profile = "profile.json"\n')
+    with pytest.raises(SpecError, match="profile"):
+        check(bad)
+    good_profile = Path(__file__).resolve().parent.parent / "calibration" / "profiles" / \
+        "cpu-amd-epyc-1-thread.json"
+    good = write(tmp_path, SMALL_OK + f'profile = "{good_profile}"\n', "good.toml")
+    assert check(good).results
 
 
 def test_unreadable_spec_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

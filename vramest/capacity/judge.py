@@ -24,7 +24,6 @@ from vramest.capacity.spec import (
     SpecProblem,
     load_spec,
     parse_spec,
-    profile_loader,
 )
 from vramest.errors import InputError
 from vramest.units import format_bytes
@@ -186,7 +185,7 @@ def measure(deployment: Deployment) -> Figures:
 
     kwargs = deployment.estimate_kwargs()
     if deployment.profile is not None:
-        kwargs.update(_profile_kwargs(deployment.profile))
+        kwargs["profile"] = deployment.profile
     result = estimate(**kwargs)
     plan, speed = result.fit, result.throughput
     if plan is None:  # estimate() always plans when a GPU is named
@@ -208,21 +207,6 @@ def measure(deployment: Deployment) -> Figures:
         kv_cache_tokens=kv_tokens if isinstance(kv_tokens, int) else None,
         max_concurrency=float(concurrency) if isinstance(concurrency, (int, float)) else None,
     )
-
-
-def _profile_kwargs(path: str) -> dict[str, Any]:
-    """The estimate() arguments a calibration profile sets (its constants and their source)."""
-    from vramest.constants import Constants
-
-    loader = profile_loader()
-    if loader is None:
-        raise InputError("profiles need vramest's calibration support "
-                         "(vramest.calibration.load_profile), which this install lacks.")
-    profile = loader(path)
-    constants = profile if isinstance(profile, Constants) else getattr(profile, "constants", None)
-    if not isinstance(constants, Constants):
-        raise InputError(f"Profile {path} holds no constants this vramest can use.")
-    return {"constants": constants, "constants_source": f"profile {path}"}
 
 
 def judge(deployment: Deployment, figures: Figures, accepted: Baseline | None = None,

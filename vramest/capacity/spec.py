@@ -563,7 +563,7 @@ def _complete(values: dict[str, object], invalid: set[str], place: _Place, ctx: 
     profile = _resolve_file(values, "profile", place.of("profile"), ctx, problems)
     if profile is not None:
         values["profile"] = profile
-        _check_profile_support(place.of("profile"), problems)
+        _check_profile(profile, place.of("profile"), problems)
     if problems.calls > before or invalid:
         return None
     return Deployment(**values)  # type: ignore[arg-type]
@@ -678,16 +678,11 @@ def _check_engine_options(values: dict[str, object], where: str, problems: _Coll
                          f"unknown option for engine {engine}; {_nearest(name, accepted)}")
 
 
-def profile_loader() -> Callable[[str], Any] | None:
-    """vramest.calibration.load_profile where this install has it."""
+def _check_profile(path: str, where: str, problems: _Collector) -> None:
+    """A calibration profile must load (torch-free) before anything is judged."""
+    from vramest.calibration.profile import load_profile
+
     try:
-        from vramest.calibration import load_profile  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return load_profile  # type: ignore[no-any-return]
-
-
-def _check_profile_support(where: str, problems: _Collector) -> None:
-    if profile_loader() is None:
-        problems.add(where, "profile", "profiles need vramest's calibration support "
-                     "(vramest.calibration.load_profile), which this install lacks.")
+        load_profile(path)
+    except InputError as exc:
+        problems.add(where, "profile", str(exc))
