@@ -310,3 +310,17 @@ def test_memory_values_are_in_gib(figures: dict[str, Figure], bases: list) -> No
     weights = figures["memory-ctx"].panels[0].areas[0]
     assert weights.label == "weights"
     assert weights.upper[0] == pytest.approx(bases[0].memory.weights.bytes / GIB)
+
+
+def test_pipeline_parallel_sweeps_follow_the_fit() -> None:
+    """With --pp, memory per GPU is the largest stage's, as fit planning computes it."""
+    from vramest import estimate
+    from vramest.fit import per_gpu_memory
+    from vramest.hardware import default_hardware
+    from vramest.plots.series import memory_sweeps
+
+    est = estimate(model="llama-3.1-70b", dtype="bf16", ctx=4096)
+    sweep = memory_sweeps([est], "ctx", [default_hardware().find("h100")], num_gpus=4, pp=2,
+                          upper=4096, count=3)[0]
+    assert sweep.pp == 2 and sweep.points[-1].x == 4096
+    assert sweep.points[-1].total == per_gpu_memory(est, 2, 2).total

@@ -83,19 +83,18 @@ def build_report(estimate_kwargs: dict[str, Any], gpus: Sequence[str], *,
     pp = parse_positive_int(placement.get("pp", 1), what="--pp", maximum=4096)
     reserve = parse_reserve(placement.get("reserve"))
     charts = []
-    if pp == 1:
-        for axis in ("ctx", "batch"):
-            sweeps = memory_sweeps([main], axis, devices, num_gpus=num_gpus, reserve=reserve)
-            charts.append(Chart(_memory_caption(axis, devices), memory_figure(sweeps)))
+    for axis in ("ctx", "batch"):
+        sweeps = memory_sweeps([main], axis, devices, num_gpus=num_gpus, reserve=reserve, pp=pp)
+        charts.append(Chart(_memory_caption(axis, devices), memory_figure(sweeps)))
     first = devices[0] if devices else None
-    if first is not None and first.bandwidth_bytes_s and pp == 1:
+    if first is not None and first.bandwidth_bytes_s:
         prompt = placement.get("prompt")
         sweeps_ = speed_sweeps([main], first, num_gpus=num_gpus, reserve=reserve,
                                prompt_tokens=parse_tokens(prompt, what="--prompt") if prompt
                                else None,
                                gen_tokens=parse_positive_int(placement.get("gen", 128),
                                                              what="--gen", maximum=10**7),
-                               engine=placement.get("engine", "generic"))
+                               engine=placement.get("engine", "generic"), pp=pp)
         charts.append(Chart("Throughput against batch on " + first.name + ": where decode "
                             "stops being limited by memory bandwidth, and where memory runs "
                             "out.", throughput_figure(sweeps_)))

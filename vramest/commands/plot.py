@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     h = p.add_argument_group("hardware")
     h.add_argument("--gpu", help="GPUs whose usable memory to draw, comma-separated "
                    "(4090,a100-80gb,h100; 'local' for this machine's); --throughput takes one")
-    h.add_argument("--num-gpus", default="1", help="tensor-parallel GPUs (memory is per GPU)")
+    h.add_argument("--num-gpus", default="1", help="GPUs in total (memory is per GPU; tensor "
+                   "parallel unless --pp)")
+    h.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
     h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
     h.add_argument("--prompt", help="prompt tokens for --throughput (default: --ctx)")
     h.add_argument("--gen", default="128", help="generated tokens (default 128)")
@@ -80,6 +82,10 @@ def build_figure(args: argparse.Namespace, axis: str) -> Figure:
     bases = estimates_per_dtype(args)
     devices = find_devices(split_list(args.gpu), args.hardware_file)
     num_gpus = parse_positive_int(args.num_gpus, what="--num-gpus", maximum=4096)
+    pp = parse_positive_int(args.pp, what="--pp", maximum=4096)
+    if num_gpus % pp:
+        raise InputError(f"--num-gpus {num_gpus} is not a multiple of --pp {pp}; each pipeline "
+                         "stage needs the same number of GPUs.")
     reserve = parse_reserve(args.reserve)
     upper = None
     if args.up_to is not None:
@@ -93,11 +99,12 @@ def build_figure(args: argparse.Namespace, axis: str) -> Figure:
         gen = parse_positive_int(args.gen, what="--gen", maximum=10**7)
         return throughput_figure(speed_sweeps(bases, devices[0], num_gpus=num_gpus,
                                               reserve=reserve, prompt_tokens=prompt,
-                                              gen_tokens=gen, engine=args.engine, upper=upper))
+                                              gen_tokens=gen, engine=args.engine, upper=upper,
+                                              pp=pp))
     note = RESERVE_NOTE.split(" by default")[0] if devices and args.reserve is None else (
         f"--reserve {args.reserve} kept free per GPU" if devices else "")
     return memory_figure(memory_sweeps(bases, axis, devices, num_gpus=num_gpus, reserve=reserve,
-                                       upper=upper), reserve_note=note)
+                                       upper=upper, pp=pp), reserve_note=note)
 
 
 def estimates_per_dtype(args: argparse.Namespace) -> list[Estimate]:

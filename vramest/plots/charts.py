@@ -101,8 +101,12 @@ def memory_figure(sweeps: Sequence[MemorySweep], *, reserve_note: str = "") -> F
     first = sweeps[0]
     fixed = (f"batch {first.fixed}" if first.axis == "ctx"
              else f"context {tokens_label(first.fixed)} tokens")
-    gpus = f"per GPU, tensor parallel over {first.num_gpus} GPUs" if first.num_gpus > 1 else \
-        "one GPU"
+    if first.pp > 1:
+        gpus = (f"per GPU, {first.num_gpus} GPUs: tensor parallel over {first.num_gpus // first.pp}"
+                f" × {first.pp} pipeline stages")
+    else:
+        gpus = f"per GPU, tensor parallel over {first.num_gpus} GPUs" if first.num_gpus > 1 else \
+            "one GPU"
     subtitle = " · ".join(x for x in (fixed, gpus, reserve_note) if x)
     return Figure(title=f"{first.model}: memory vs {AXIS_NAMES[first.axis]}", panels=panels,
                   subtitle=subtitle)

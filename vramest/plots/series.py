@@ -58,6 +58,7 @@ class MemorySweep:
     points: tuple[MemoryPoint, ...]
     limits: tuple[GpuLimit, ...]
     trained_ctx: int | None = None
+    pp: int = 1  # pipeline stages; num_gpus // pp tensor-parallel GPUs in each
 
     @property
     def upper(self) -> int:
@@ -105,13 +106,14 @@ def vary(base: Estimate, *, ctx: int | None = None, batch: int | None = None) ->
 
 def memory_sweeps(bases: Sequence[Estimate], axis: str, devices: Sequence[Device] = (), *,
                   num_gpus: int = 1, reserve: Reserve | None = None, upper: int | None = None,
-                  count: int = SWEEP_POINTS) -> tuple[MemorySweep, ...]:
-    """Memory per GPU (tensor parallel over `num_gpus`) along `axis` for each estimate (one per
-    precision), over one common range: `upper`, or a default widened to show the crossings."""
+                  count: int = SWEEP_POINTS, pp: int = 1) -> tuple[MemorySweep, ...]:
+    """Memory per GPU (`num_gpus` in all: tensor parallel within each of `pp` pipeline stages)
+    along `axis` for each estimate (one per precision), over one common range: `upper`, or a
+    default widened to show the crossings."""
     if axis not in AXES:
         raise InputError(f"Unknown --vs {axis!r}; accepted: {', '.join(AXES)}.")
     reserve = reserve or Reserve()
-    limits = [tuple(_limit(base, device, axis, num_gpus, reserve) for device in devices)
+    limits = [tuple(_limit(base, device, axis, num_gpus, reserve, pp) for device in devices)
               for base in bases]
     if upper is None:
         trained = max((b.model.shape.max_context or 0) for b in bases)
@@ -120,26 +122,27 @@ def memory_sweeps(bases: Sequence[Estimate], axis: str, devices: Sequence[Device
     cap = MAX_CTX_UPPER if axis == "ctx" else MAX_BATCH_UPPER
     if not 2 <= upper <= cap:
         raise InputError(f"--up-to {upper} is out of range; give 2 to {cap}.")
-    return tuple(_memory_sweep(base, axis, group, num_gpus, upper, count)
+    return tuple(_memory_sweep(base, axis, group, num_gpus, upper, count, pp)
                  for base, group in zip(bases, limits, strict=True))
 
 
 def _memory_sweep(base: Estimate, axis: str, limits: tuple[GpuLimit, ...], num_gpus: int,
-                  upper: int, count: int) -> MemorySweep:
+                  upper: int, count: int, pp: int = 1) -> MemorySweep:
     points = []
     for x in sweep_values(upper, count):
         est = vary(base, ctx=x) if axis == "ctx" else vary(base, batch=x)
-        per = per_gpu_memory(est, num_gpus, 1)
+        per = per_gpu_memory(est, num_gpus // pp, pp)
         points.append(MemoryPoint(per.weights, per.kv_cache, per.activations, per.overhead, x=x))
     s = base.settings
     return MemorySweep(model=base.model.name, dtype=s.dtype, kv_dtype=s.kv_dtype, axis=axis,
                        fixed=s.batch if axis == "ctx" else s.ctx, num_gpus=num_gpus,
                        points=tuple(points), limits=limits,
-                       trained_ctx=base.model.shape.max_context)
+                       trained_ctx=base.model.shape.max_context, pp=pp)
 
 
-def _limit(base: Estimate, device: Device, axis: str, num_gpus: int, reserve: Reserve) -> GpuLimit:
-    fit = plan(base, device, num_gpus, 1, reserve, want_max_ctx=axis == "ctx",
+def _limit(base: Estimate, device: Device, axis: str, num_gpus: int, reserve: Reserve,
+           pp: int = 1) -> GpuLimit:
+    fit = plan(base, device, num_gpus, pp, reserve, want_max_ctx=axis == "ctx",
                want_max_batch=axis == "batch")
     largest = fit.max_ctx if axis == "ctx" else fit.max_batch
     return GpuLimit(device.name, fit.usable_bytes, largest or 0)
@@ -184,22 +187,23 @@ def batch_ladder(upper: int) -> tuple[int, ...]:
 def speed_sweeps(bases: Sequence[Estimate], device: Device, *, num_gpus: int = 1,
                  reserve: Reserve | None = None, prompt_tokens: int | None = None,
                  gen_tokens: int = 128, engine: str = "generic",
-                 upper: int | None = None) -> tuple[SpeedSweep, ...]:
+                 upper: int | None = None, pp: int = 1) -> tuple[SpeedSweep, ...]:
     """Prefill and decode tokens/s over batch sizes on `num_gpus` × `device` for each estimate
     (one per precision), over one common range, with the largest batch that fits in memory."""
     reserve = reserve or Reserve()
-    largest = [_limit(base, device, "batch", num_gpus, reserve).largest_fit for base in bases]
+    largest = [_limit(base, device, "batch", num_gpus, reserve, pp).largest_fit for base in bases]
     if upper is None:
         upper = stretch_to_show(DEFAULT_SPEED_BATCH_UPPER, largest)
     if not 2 <= upper <= MAX_BATCH_UPPER:
         raise InputError(f"--up-to {upper} is out of range; give 2 to {MAX_BATCH_UPPER}.")
     runner = engine_by_name(engine)
     return tuple(_speed_sweep(base, device, num_gpus, prompt_tokens, gen_tokens, runner, upper,
-                              fits) for base, fits in zip(bases, largest, strict=True))
+                              fits, pp) for base, fits in zip(bases, largest, strict=True))
 
 
 def _speed_sweep(base: Estimate, device: Device, num_gpus: int, prompt_tokens: int | None,
-                 gen_tokens: int, runner: Engine, upper: int, largest: int) -> SpeedSweep:
+                 gen_tokens: int, runner: Engine, upper: int, largest: int,
+                 pp: int = 1) -> SpeedSweep:
     s = base.settings
     prompt = prompt_tokens or s.ctx
     chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
@@ -207,8 +211,9 @@ def _speed_sweep(base: Estimate, device: Device, num_gpus: int, prompt_tokens: i
     points = []
     for batch in batch_ladder(upper):
         speed = estimate_throughput(base.model.shape, fmt, kv, device, batch=batch,
-                                    prompt_tokens=prompt, gen_tokens=gen_tokens, tp=num_gpus,
-                                    pp=1, constants=base.constants, engine=runner,
+                                    prompt_tokens=prompt, gen_tokens=gen_tokens,
+                                    tp=num_gpus // pp, pp=pp, constants=base.constants,
+                                    engine=runner,
                                     prefill_chunk=chunk)
         points.append(SpeedPoint(batch, speed.decode_tokens_per_s_total,
                                  speed.decode_tokens_per_s, speed.prefill_tokens_per_s,
