@@ -3,6 +3,7 @@ resume after an interruption, and survive a simulated out-of-memory."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ pytest.importorskip("transformers")
 
 from vramest.calibration import measure
 from vramest.calibration.device import Backend, oom_error_type
-from vramest.calibration.grid import GridPoint
+from vramest.calibration.grid import GridPoint, TrainPoint
 from vramest.calibration.harness import RunOptions, run_calibration
 from vramest.calibration.profile import load_profile
 from vramest.calibration.store import measurements_path, read_records
@@ -22,6 +23,12 @@ pytestmark = pytest.mark.slow
 
 POINTS = [GridPoint("llama", "xs", "fp32", 16, 1, 3), GridPoint("llama", "xs", "fp32", 32, 2, 3),
           GridPoint("gpt2", "xs", "fp32", 16, 1, 3), GridPoint("gpt2", "xs", "fp32", 24, 1, 3)]
+TRAIN = [TrainPoint("llama", "xs", "bf16", "full", 16, 1, False),
+         TrainPoint("qwen2", "xs", "bf16", "full", 16, 1, True),
+         *([TrainPoint("llama", "xs", "bf16", "lora", 16, 1, True),
+            TrainPoint("qwen2", "xs", "bf16", "lora", 16, 1, False)]
+           if importlib.util.find_spec("peft") else
+           [TrainPoint("llama", "xs", "fp32", "full", 16, 1, False)])]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +39,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def options(tmp_path: Path, cache: Path) -> RunOptions:
     return RunOptions(profile_path=tmp_path / "cpu.json", cache_dir=cache,
                       grid=lambda floats, quants: list(POINTS), grid_name="test", quantized=False,
+                      train_grid=lambda qlora: list(TRAIN),
                       fit_evaluations=60, timed_repeats=1, timing_budget_s=0.0, roof_seconds=0.02)
 
 
@@ -80,6 +88,14 @@ def test_interrupted_run_resumes_and_an_oom_is_skipped(
     assert loaded.device["kind"] == "cpu" and loaded.device["threads"] >= 1
     assert loaded.raw["measurements"] == measurements_path(opts.profile_path).name
     assert "fp32" in loaded.precision_constants
+    # the training grid: measured after the inference points, fitted under its own key
+    training = loaded.raw["training"]
+    assert training["points_ok"] == len(TRAIN) and training["qlora_support"].startswith("not tried")
+    assert set(training["heldout_error"]) == {"memory", "speed"}
+    assert "bf16" in training["precision_constants"]
+    step = records[TRAIN[-1].key]
+    assert step["trainable_parameters"] > 0 and step["memory"]["peak_bytes"] > 0
+    assert step["speed"]["tokens_per_s"] > 0 and step["point"]["task"] == "train"
 
     ok = records[POINTS[0].key]
     assert ok["generated_tokens"] == POINTS[0].gen  # no early stop at EOS

@@ -218,3 +218,35 @@ def test_plot_needs_a_profile(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["calibrate", "--plot", "x.png"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+TRAINING = {
+    "constants": {"loss_fp32_buffers": 3.0, "backward_ffn_copies": 3.0}, "memory_fitted": False,
+    "precision_constants": {"fp32": {"flops_utilization": 0.47}, "bf16": {"flops_utilization": 0.24}},
+    "constants_before": {"loss_fp32_buffers": 3.0, "backward_ffn_copies": 3.0,
+                         "flops_utilization": 0.5},
+    "points_ok": 20, "points_failed": 0, "qlora_support": "ok",
+    "heldout_scheme": "leave one model family out",
+    "heldout_error": {"memory": {"before": 0.015, "after": 0.015, "points": 20},
+                      "speed": {"before": 0.84, "after": 0.131, "points": 16}},
+    "residuals": [{"key": "train/llama/xs/bf16/lora/s128/b1/nockpt", "memory": -0.023}],
+}
+
+
+def test_report_and_accuracy_print_the_training_fit(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, training=TRAINING)
+    text = "\n".join(render_report(load_profile(path)))
+    assert "flops_utilization (bf16)" in text and "not fitted" in text
+    assert "speed    before   84.0%   after   13.1%" in text
+    lines = calibration_accuracy_report(tmp_path)
+    assert any("training tokens/s" in line and "13.1%" in line for line in lines)
+    assert any("training step memory" in line for line in lines)
+
+
+def test_committed_profile_has_a_training_fit() -> None:
+    paths = sorted(REPO_PROFILES.glob("*.json"))
+    if not paths:
+        pytest.skip("no committed profile")
+    training = load_profile(paths[0]).raw["training"]
+    assert training["heldout_error"]["memory"]["after"] <= 0.05
+    assert training["heldout_error"]["speed"]["after"] < training["heldout_error"]["speed"]["before"]

@@ -74,3 +74,65 @@ def test_cli_train_phase_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_checkpointing_flag_needs_the_train_phase(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["trace", "--model", "llama-3.2-1b", "--grad-checkpointing"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_lora_fake_step_equals_the_real_cpu_step(dtype: str, checkpointing: bool) -> None:
+    """PEFT's LoRA traced on fake tensors: byte for byte the real CPU step. (PEFT moves each new
+    adapter with Module.to, which swaps fake parameters and fails; the trace creates adapters
+    in the model's dtype and lets a move that changes nothing return the module untouched.)"""
+    pytest.importorskip("peft")
+    kwargs = dict(dtype=dtype, seq=64, micro_batch=2, grad_checkpointing=checkpointing,
+                  method="lora", lora_rank=8)
+    fake = trace_train_config(TINY["llama"], fake=True, **kwargs)
+    real = trace_train_config(TINY["llama"], fake=False, **kwargs)
+    assert fake.peak_bytes == real.peak_bytes
+    assert (fake.params_bytes, fake.optimizer_states_bytes, fake.trainable_params) == \
+        (real.params_bytes, real.optimizer_states_bytes, real.trainable_params)
+    # only the adapters train: A (8 × in) and B (out × 8) on the 7 linears of 2 layers (q, o:
+    # 64 → 64; k, v: 64 → 32; gate, up, down: 64 ↔ 128); PEFT keeps them in fp32 over a
+    # 16-bit base, so AdamW holds 2 × 4 B per adapter param + a 4-byte step per tensor
+    assert real.trainable_params == 2 * 8 * (2 * (64 + 64) + 2 * (64 + 32) + 3 * (64 + 128))
+    assert real.optimizer_states_bytes == 8 * real.trainable_params + 4 * 2 * 7 * 2
+
+
+@pytest.mark.slow
+def test_qlora_runs_on_real_tensors_only() -> None:
+    from vramest.errors import InputError
+
+    with pytest.raises(InputError, match="real CPU tensors only"):
+        trace_train_config(TINY["llama"], seq=16, method="qlora")
+    pytest.importorskip("peft")
+    pytest.importorskip("bitsandbytes")
+    run = trace_train_config(TINY["llama"], fake=False, seq=16, method="qlora", lora_rank=8,
+                             timed_steps=1)
+    assert run.trainable_params > 0 and run.gradients_bytes == 0 and len(run.step_seconds) == 1
+    # NF4 linears (+ absmax), fp32 embeddings/head/norms and adapters: under an fp32 model's
+    linear_elements = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128)
+    assert run.params_bytes < 4 * (linear_elements + 2 * 256 * 64) + 4 * run.trainable_params
+
+
+def test_lora_without_peft_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft raises ImportError
+    assert main(["trace", "--model", "llama-3.2-1b", "--phase", "train", "--ctx", "64",
+                 "--method", "lora"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "calibrate" in err
+
+
+@pytest.mark.slow
+def test_cli_lora_trace_is_near_the_analytic_estimate(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("peft")
+    assert main(["trace", "--model", "llama-3.2-1b", "--phase", "train", "--ctx", "512",
+                 "--method", "lora", "--lora-rank", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["settings"]["method"] == "lora" and data["settings"]["analytic_precision"] == "mixed"
+    assert data["phases"]["train"]["gradients_bytes"] < 1e8 < data["phases"]["train"]["params_bytes"]
+    # PEFT casts each adapter's 16-bit input to fp32 (its fp32 adapters), which the analytic
+    # activations do not count: the estimate stays a little under
+    assert -15 < data["difference"]["pct"] < 0

@@ -103,6 +103,11 @@ def measured_memory(record: dict[str, Any]) -> float:
     return float(max(memory["prefill"]["peak_bytes"], memory["decode"]["peak_bytes"]))
 
 
+def is_training(record: dict[str, Any]) -> bool:
+    """A training-grid record (vramest.calibration.train_fit fits those)."""
+    return (record.get("point") or {}).get("task") == "train"
+
+
 def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
     from vramest.estimator import ModelInfo
     from vramest.precisions import default_kv_format, weight_format
@@ -111,7 +116,7 @@ def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
 
     cases = []
     for record in records:
-        if record.get("status") != "ok":
+        if record.get("status") != "ok" or is_training(record):
             continue
         point = record["point"]
         shape = shape_from_config(record["config"], f"{point['family']}-{point['size']}",
@@ -249,7 +254,7 @@ def runtime_overhead_bytes(records: Sequence[dict[str, Any]], kind: str) -> int 
     points is its least-absolute-deviation fit."""
     gaps = []
     for record in records:
-        if record.get("status") != "ok":
+        if record.get("status") != "ok" or is_training(record):
             continue
         decode = record["memory"]["decode"]
         if kind == "cuda":

@@ -86,3 +86,62 @@ def _expand(rows: list[tuple[str, str, tuple[str, ...], tuple[tuple[int, int], .
     # one model loaded at a time, small models first so a bounded run covers every family
     order = {"xs": 0, "s": 1, "m": 2, "xl": 3}
     return sorted(dict.fromkeys(points), key=lambda p: (order.get(p.size, 9), p.model_key))
+
+
+# --- training ----------------------------------------------------------------------------------
+TRAIN_METHODS = ("full", "lora", "qlora")
+
+
+@dataclass(frozen=True)
+class TrainPoint:
+    """One training step: forward with the loss, backward and AdamW (vramest.trace_train)."""
+
+    family: str
+    size: str
+    dtype: str  # fp32 / bf16 (qlora: the compute dtype over an NF4 base)
+    method: str  # full / lora / qlora
+    seq: int
+    micro_batch: int
+    checkpointing: bool
+
+    @property
+    def key(self) -> str:
+        return (f"train/{self.family}/{self.size}/{self.dtype}/{self.method}/s{self.seq}/"
+                f"b{self.micro_batch}/{'ckpt' if self.checkpointing else 'nockpt'}")
+
+    @property
+    def model_key(self) -> str:
+        return self.key  # each step builds its own model
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": "train", **asdict(self)}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> TrainPoint:
+        return TrainPoint(str(data["family"]), str(data["size"]), str(data["dtype"]),
+                          str(data["method"]), int(data["seq"]), int(data["micro_batch"]),
+                          bool(data["checkpointing"]))
+
+
+TRAIN_FAMILIES = ("llama", "qwen2", "mixtral")
+
+
+def training_grid(quick: bool, qlora: bool) -> list[TrainPoint]:
+    """Small models of three families, fp32 and bf16, full and LoRA (QLoRA in bf16 where
+    bitsandbytes NF4 trains here), seq 128-512, micro-batch 1-2, checkpointing on and off.
+    Quick: the xs sizes at seq 128 and one longer shape."""
+    shapes = ((128, 1, False), (256, 2, False), (512, 1, True)) if quick else \
+        ((128, 1, False), (256, 2, False), (512, 1, False), (256, 2, True), (512, 2, True))
+    methods = ("full", "lora")
+    points = [TrainPoint(family, "xs", dtype, method, seq, mb, ckpt)
+              for family in TRAIN_FAMILIES for dtype in ("fp32", "bf16") for method in methods
+              for seq, mb, ckpt in (shapes[:1] if quick and (dtype, method) != ("bf16", "lora")
+                                    else shapes)]
+    if qlora:
+        points.extend(TrainPoint(family, "xs", "bf16", "qlora", seq, mb, ckpt)
+                      for family in ("llama", "qwen2") for seq, mb, ckpt in shapes[:2 if quick else 3])
+    if not quick:
+        points.extend(TrainPoint(family, "s", dtype, method, 256, 1, ckpt)
+                      for family in ("llama", "qwen2") for dtype in ("fp32", "bf16")
+                      for method in methods for ckpt in (False, True))
+    return list(dict.fromkeys(points))

@@ -19,12 +19,19 @@ from vramest.calibration.fit import (
     MEMORY_PARAMETERS,
     SHIPPED,
     calibrate,
+    is_training,
     make_cases,
     roofs_device,
     runtime_overhead_bytes,
     speed_parameter_names,
 )
-from vramest.calibration.grid import FLOAT_DTYPES, QUANT_DTYPES, GridPoint
+from vramest.calibration.grid import (
+    FLOAT_DTYPES,
+    QUANT_DTYPES,
+    GridPoint,
+    TrainPoint,
+    training_grid,
+)
 from vramest.calibration.profile import PROFILE_FORMAT, PROFILE_VERSION
 from vramest.calibration.store import (
     append_record,
@@ -34,9 +41,14 @@ from vramest.calibration.store import (
     read_records,
     write_json_atomic,
 )
+from vramest.calibration.train_fit import training_profile_section
 from vramest.errors import InputError
 
 GridFn = Callable[[tuple[str, ...], tuple[str, ...]], list[GridPoint]]
+TrainGridFn = Callable[[bool], list[TrainPoint]]  # qlora trains here → the training points
+# the training grid that goes with a named inference grid (others: none unless given)
+TRAIN_GRIDS: dict[str, TrainGridFn] = {"quick": lambda qlora: training_grid(True, qlora),
+                                       "default": lambda qlora: training_grid(False, qlora)}
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,11 @@ class RunOptions:
     timed_repeats: int = measure.TIMED_REPEATS
     timing_budget_s: float = measure.TIMING_BUDGET_S
     roof_seconds: float = 0.6
+    train_grid: TrainGridFn | None = None  # None: TRAIN_GRIDS[grid_name] where there is one
+
+    def training_points(self, qlora: bool) -> list[TrainPoint]:
+        chosen = self.train_grid or TRAIN_GRIDS.get(self.grid_name)
+        return chosen(qlora) if chosen is not None else []
 
 
 @dataclass
@@ -126,7 +143,16 @@ def run_calibration(backend: Backend, options: RunOptions, progress_stream: Text
             quant = {"kind": "quantization_support", "formats": support}
             append_record(jsonl, quant)
         quant_dtypes = tuple(d for d, status in quant["formats"].items() if status == "ok")
-        grid = options.grid(float_dtypes, quant_dtypes)
+        grid: list[GridPoint | TrainPoint] = [*options.grid(float_dtypes, quant_dtypes)]
+        train_points = options.training_points(False)
+        if train_points:
+            qlora = _header(records, "training_qlora_support")
+            if qlora is None:
+                qlora = {"kind": "training_qlora_support",
+                         "result": measure.qlora_support() if options.quantized else
+                         "not tried (--no-quantized)"}
+                append_record(jsonl, qlora)
+            grid.extend(options.training_points(qlora["result"] == "ok"))
         stopped = measure_grid(grid, backend, options, jsonl, records, started, progress_stream)
         records = read_records(jsonl)
         profile = build_profile(records, path, jsonl, options, stopped,
@@ -139,7 +165,7 @@ def _same_device(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in ("kind", "name", "threads", "memory_bytes"))
 
 
-def measure_grid(grid: Sequence[GridPoint], backend: Backend, options: RunOptions, jsonl: Path,
+def measure_grid(grid: Sequence[GridPoint | TrainPoint], backend: Backend, options: RunOptions, jsonl: Path,
                  records: list[dict[str, Any]], started: float, stream: TextIO | None) -> str:
     """Measure the points not yet in the JSONL; returns why it stopped ("complete" or
     "time budget")."""
@@ -159,14 +185,19 @@ def measure_grid(grid: Sequence[GridPoint], backend: Backend, options: RunOption
             progress.show(point.key)
             record: dict[str, Any]
             try:
-                if point.model_key == failed_model:
-                    raise _LoadFailed
-                if loaded is None or loaded.model_key != point.model_key:
-                    loaded = None
+                if isinstance(point, TrainPoint):
+                    loaded = None  # a training step builds its own model
                     backend.release_memory()
-                    loaded = measure.load_model(point, backend, options.cache_dir)
-                record = measure.measure_point(point, loaded, backend, options.timed_repeats,
-                                               options.timing_budget_s)
+                    record = measure.measure_train_point(point, max(1, options.timed_repeats))
+                else:
+                    if point.model_key == failed_model:
+                        raise _LoadFailed
+                    if loaded is None or loaded.model_key != point.model_key:
+                        loaded = None
+                        backend.release_memory()
+                        loaded = measure.load_model(point, backend, options.cache_dir)
+                    record = measure.measure_point(point, loaded, backend,
+                                                   options.timed_repeats, options.timing_budget_s)
             except _LoadFailed:
                 record = {"status": "oom", "reason": "the model did not load (out of memory)"}
             except Exception as exc:  # one point never ends the run
@@ -204,7 +235,7 @@ def build_profile(records: list[dict[str, Any]], path: Path, jsonl: Path, option
     fingerprint = _header(records, "device")["fingerprint"]  # type: ignore[index]
     roofs = _header(records, "roofs") or {}
     quant = (_header(records, "quantization_support") or {}).get("formats", {})
-    points = [r for r in records if r.get("kind") == "point"]
+    points = [r for r in records if r.get("kind") == "point" and not is_training(r)]
     ok = [r for r in points if r.get("status") == "ok"]
     device = roofs_device(fingerprint["name"], fingerprint["kind"], fingerprint["memory_bytes"], roofs)
     cases = make_cases(ok, device)
@@ -232,6 +263,8 @@ def build_profile(records: list[dict[str, Any]], path: Path, jsonl: Path, option
     before: dict[str, float] = {n: getattr(SHIPPED.constants, n) for n in constants}
     before.update({"hf.step_overhead_s": SHIPPED.engine.step_overhead_s,
                    "hf.layer_overhead_s": SHIPPED.engine.layer_overhead_s})
+    qlora = (_header(records, "training_qlora_support") or {}).get("result", "not tried")
+    training = training_profile_section(records, roofs, qlora, options.fit_evaluations // 2)
     flops = {k: v / 1e12 for k, v in roofs.get("matmul_flops", {}).items()}
     flops.setdefault("fp16", flops.get("bf16", 0.0))
     return {
@@ -257,6 +290,7 @@ def build_profile(records: list[dict[str, Any]], path: Path, jsonl: Path, option
         "heldout_error": {m: {k: round(v, 5) for k, v in e.items()}
                           for m, e in outcome.heldout_error.items()},
         "residuals": outcome.residuals,
+        **({"training": training} if training is not None else {}),
         "notes": [
             "memory: peak live tensor bytes over prefill and decode (LiveBytesTracker), "
             "predicted as weights + KV cache (as transformers holds it) + activations",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vramest.calibration.device import Backend, peak_rss_bytes, process_rss_bytes
-from vramest.calibration.grid import QUANT_DTYPES, GridPoint
+from vramest.calibration.grid import QUANT_DTYPES, GridPoint, TrainPoint
 from vramest.calibration.models import model_config, saved_model_dir
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -241,3 +241,46 @@ def quant_support(backend: Backend, cache_dir: Path) -> dict[str, str]:
             results[dtype] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
         backend.release_memory()
     return results
+
+
+# --- training ----------------------------------------------------------------------------------
+def measure_train_point(point: TrainPoint, repeats: int = TIMED_REPEATS) -> dict[str, Any]:
+    """One training step of a small model on real tensors: the steady-state (second) step's
+    peak of live tensor bytes and its parts (vramest.trace_train), then `repeats` more steps
+    timed without the tracker; their median gives tokens/s."""
+    import torch
+
+    from vramest.trace_train import trace_train_config
+
+    config = model_config(point.family, point.size)
+    run = trace_train_config(config, dtype=point.dtype, seq=point.seq,
+                             micro_batch=point.micro_batch, grad_checkpointing=point.checkpointing,
+                             fake=False, method=point.method, timed_steps=max(1, repeats))
+    step = statistics.median(run.step_seconds)
+    memory = run.to_json()
+    for key in ("seconds", "step_seconds", "fake", "method"):
+        memory.pop(key)
+    return {
+        "status": "ok", "point": point.to_json(), "key": point.key,
+        "trainable_parameters": run.trainable_params, "memory": memory,
+        "speed": {"tokens_per_s": point.seq * point.micro_batch / step,
+                  "step_seconds": [round(t, 5) for t in run.step_seconds],
+                  "threads": torch.get_num_threads(), "repeats": len(run.step_seconds),
+                  "load_average_1m": _load_average()},
+        "config": config,
+    }
+
+
+def qlora_support() -> str:
+    """Whether a QLoRA step (bitsandbytes NF4 base, PEFT adapters) trains on this device: "ok"
+    or why not. Tried on a tiny Llama, never assumed."""
+    try:
+        import bitsandbytes  # noqa: F401
+        import peft  # noqa: F401
+    except ImportError as exc:
+        return f"not installed: {exc.name}"
+    try:
+        measure_train_point(TrainPoint("llama", "xs", "bf16", "qlora", 16, 1, False), repeats=1)
+    except Exception as exc:  # any failure means: not on this device
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    return "ok"

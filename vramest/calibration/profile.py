@@ -15,6 +15,9 @@ machines without torch. A profile is a JSON object:
     measurements                      path of the JSONL beside it (relative to the profile)
     heldout_error                     {memory, decode, prefill} × {before, after, points}
     residuals                         per point: relative error after the fit
+    training                          (optional) the training grid's fit: constants and
+                                      precision_constants of vramest.training, constants_before,
+                                      heldout_error {memory, speed}, residuals
 """
 
 from __future__ import annotations
@@ -255,6 +258,11 @@ def calibration_accuracy_report(reference_dir: str | Path | None = None) -> list
             e = profile.heldout_error[metric]
             what = {"memory": "peak tensor memory", "decode": "decode tokens/s",
                     "prefill": "prefill tokens/s"}[metric]
+            lines.append(f"  held-out median |error| {what:18} before {100 * e['before']:6.1f}%"
+                         f"   after {100 * e['after']:6.1f}%   ({e.get('points', '?')} points)")
+        training = profile.raw.get("training") or {}
+        for metric, e in training.get("heldout_error", {}).items():
+            what = {"memory": "training step memory", "speed": "training tokens/s"}.get(metric, metric)
             lines.append(f"  held-out median |error| {what:18} before {100 * e['before']:6.1f}%"
                          f"   after {100 * e['after']:6.1f}%   ({e.get('points', '?')} points)")
     return lines

@@ -59,6 +59,7 @@ def render_report(profile: Profile) -> list[str]:
         e = profile.heldout_error[metric]
         lines.append(f"  {metric:8} before {100 * e['before']:6.1f}%   after {100 * e['after']:6.1f}%"
                      f"   ({e.get('points', '?')} points)")
+    lines.extend(training_lines(raw.get("training")))
     residuals = raw.get("residuals") or []
     if residuals:
         lines.append("")
@@ -68,6 +69,37 @@ def render_report(profile: Profile) -> list[str]:
             lines.append(f"  {metric:8} " + "; ".join(f"{r['key']} {100 * r[metric]:+.1f}%"
                                                       for r in worst))
     return lines
+
+
+def training_lines(training: dict[str, Any] | None) -> list[str]:
+    """The training fit: constants before → after, held-out errors, largest residuals."""
+    if not training:
+        return []
+    before = training.get("constants_before", {})
+    lines = ["", f"training grid: {training.get('points_ok', '?')} steps measured "
+             f"({training.get('points_failed', 0)} failed); QLoRA here: "
+             f"{training.get('qlora_support', '?')}",
+             f"{'training constant':32} {'before':>12} {'after':>12}"]
+    fitted = "" if training.get("memory_fitted") else "  (not fitted: within the threshold)"
+    for name, value in training.get("constants", {}).items():
+        lines.append(f"{name:32} {_value(name, before.get(name, float('nan'))):>12} "
+                     f"{_value(name, value):>12}{fitted}")
+    for group, values in training.get("precision_constants", {}).items():
+        for name, value in values.items():
+            lines.append(f"{name + ' (' + group + ')':32} "
+                         f"{_value(name, before.get(name, float('nan'))):>12} {_value(name, value):>12}")
+    lines.append(f"training held-out median |relative error| ({training.get('heldout_scheme', '')}):")
+    lines.extend(heldout_lines(training.get("heldout_error", {}), "  "))
+    worst = sorted(training.get("residuals", []), key=lambda r: -abs(r.get("memory", 0)))[:3]
+    if worst:
+        lines.append("  largest memory residuals: " + "; ".join(
+            f"{r['key']} {100 * r['memory']:+.1f}%" for r in worst))
+    return lines
+
+
+def heldout_lines(heldout: dict[str, dict[str, float]], indent: str) -> list[str]:
+    return [f"{indent}{metric:8} before {100 * e['before']:6.1f}%   after {100 * e['after']:6.1f}%"
+            f"   ({e.get('points', '?')} points)" for metric, e in heldout.items()]
 
 
 def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, float, float]],

@@ -28,6 +28,14 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    "--ctx tokens × --batch sequences")
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="with --phase train: recompute each layer in backward")
+    p.add_argument("--method", default="full", choices=("full", "lora", "qlora"),
+                   help="with --phase train: full fine-tuning (default) or PEFT LoRA adapters "
+                   "over a frozen base (needs the peft package; qlora runs on real tensors only)")
+    p.add_argument("--lora-rank", type=positive_int("--lora-rank", maximum=65536), default=16,
+                   help="with --method lora: adapter rank (default 16; alpha = 2 × rank)")
+    p.add_argument("--lora-targets", default="all-linear",
+                   help="with --method lora: all-linear (default) or module names, e.g. "
+                   "q_proj,v_proj")
     p.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the whole prompt)")
     p.add_argument("--decode-steps", type=positive_int("--decode-steps", maximum=64), default=2,
                    help="decode steps after the prefill (default 2)")
@@ -41,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
     ctx = parse_tokens(args.ctx)
     if args.phase == "train":
         return _run_train(args, ctx)
-    if args.grad_checkpointing:
+    train_only = [flag for flag, used in (("--grad-checkpointing", args.grad_checkpointing),
+                                          ("--method", args.method != "full")) if used]
+    if train_only:
         from vramest.errors import InputError
 
-        raise InputError("--grad-checkpointing applies to --phase train only.")
+        raise InputError(f"{' and '.join(train_only)} apply to --phase train only.")
     chunk = parse_tokens(args.prefill_chunk, what="--prefill-chunk") if args.prefill_chunk else None
     phases = PHASES[:PHASES.index(args.phase) + 1]
     result = trace(args.model, args.dtype, ctx, args.batch, args.attn, phases,
@@ -90,13 +100,18 @@ def _run_train(args: argparse.Namespace, seq: int) -> int:
     from vramest.units import format_bytes
 
     result = trace_train(args.model, dtype=args.dtype, seq=seq, micro_batch=args.batch,
-                         attn=args.attn, grad_checkpointing=args.grad_checkpointing)
+                         attn=args.attn, grad_checkpointing=args.grad_checkpointing,
+                         method=args.method, lora_rank=args.lora_rank,
+                         lora_targets=args.lora_targets)
     data = result.to_json()
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     run, analytic = data["phases"]["train"], data["analytic"]
-    print(f"{data['model']}  ·  full fine-tuning, pure {args.dtype}, AdamW  ·  seq {seq} × "
+    what = (f"full fine-tuning, pure {args.dtype}" if args.method == "full" else
+            f"LoRA r={args.lora_rank} on {args.lora_targets} (PEFT), {args.dtype} base, "
+            f"{run['trainable_params']:,} trainable params")
+    print(f"{data['model']}  ·  {what}, AdamW  ·  seq {seq} × "
           f"micro-batch {args.batch}{'  ·  checkpointing' if args.grad_checkpointing else ''}  ·  "
           f"traced on fake tensors in {run['seconds']:.1f} s, process RSS "
           f"{format_bytes(run['rss_bytes'])}\n")
@@ -104,6 +119,7 @@ def _run_train(args: argparse.Namespace, seq: int) -> int:
     for key in ("params", "gradients", "optimizer_states", "activations"):
         print(f"    {key:17} {format_bytes(run[key + '_bytes']):>11}")
     print(f"  analytic      {format_bytes(analytic['total']):>11}  (peaks at the "
-          f"{analytic['moment'].replace('_', ' ')}; `vramest train` shows its parts)")
+          f"{analytic['moment'].replace('_', ' ')}; `vramest train --method {args.method} "
+          f"--precision {data['settings']['analytic_precision']}` shows its parts)")
     print(f"  difference    {data['difference']['pct']:+.1f}%")
     return 0
