@@ -250,3 +250,18 @@ def test_committed_profile_has_a_training_fit() -> None:
     training = load_profile(paths[0]).raw["training"]
     assert training["heldout_error"]["memory"]["after"] <= 0.05
     assert training["heldout_error"]["speed"]["after"] < training["heldout_error"]["speed"]["before"]
+
+
+def test_train_uses_the_fitted_utilisation_only_on_the_profiles_device() -> None:
+    """The training FLOP utilisation is relative to the profile device's measured matmul roof:
+    applied with --gpu local, not to another GPU's datasheet."""
+    from vramest.training import estimate_training
+
+    profile = str(Path(__file__).resolve().parent.parent / "calibration" / "profiles" /
+                  "cpu-amd-epyc-1-thread.json")
+    kw = dict(model="qwen2.5-0.5b", method="full", precision="bf16", seq=256)
+    local = estimate_training(gpu="local", profile=profile, **kw)
+    assert local.throughput.source.startswith("0.254503")
+    elsewhere = estimate_training(gpu="h100", profile=profile, **kw)
+    shipped = estimate_training(gpu="h100", **kw)
+    assert elsewhere.throughput.tokens_per_s_per_gpu == shipped.throughput.tokens_per_s_per_gpu

@@ -105,6 +105,20 @@ class Profile:
                 "hardware_device": self.device_name,
                 "heldout_error": self.heldout_error}
 
+    def training_constants(self, base: Any, precision: str, on_profile_device: bool) -> Any:
+        """vramest.training constants with what the training grid fitted: memory constants
+        everywhere; the FLOP utilisation only on the profile's own device, since it is relative
+        to that device's measured matmul roof."""
+        from dataclasses import replace
+
+        training = self.raw.get("training") or {}
+        values = dict(training.get("constants") or {}) if training.get("memory_fitted") else {}
+        if on_profile_device:
+            group = "fp32" if precision == "fp32" else "bf16"
+            values.update((training.get("precision_constants") or {}).get(group, {}))
+        known = base.as_dict()
+        return replace(base, **{k: v for k, v in values.items() if k in known})
+
     def placement(self, gpu: str | None, hardware_file: str | None) -> tuple[str | None, str | None]:
         """`--gpu local` or the profile's device name means the profile's device, with its
         measured bandwidth and FLOP/s: the profile file is itself the hardware file."""

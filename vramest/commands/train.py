@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     h.add_argument("--gpu-memory", help="usable GPU memory instead of a device: 24GB, 80GiB")
     h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
     h.add_argument("--hardware-file", help="extra devices (JSON)")
+    h.add_argument("--profile", help="calibration profile whose fitted training constants to "
+                   "use (its FLOP utilisation only with --gpu local or the profile's device)")
     h.add_argument("--tokens", help="training tokens, for the total time: 1B, 500M")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--explain", action="store_true", help="show each part's formula")
@@ -55,7 +57,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                          overrides={k: getattr(args, k) for k in SHAPE_OVERRIDES})
     return dict(
         info=info, gpu=args.gpu, gpu_memory=args.gpu_memory, hardware_file=args.hardware_file,
-        reserve=args.reserve,
+        reserve=args.reserve, profile=args.profile,
         tokens=args.tokens, method=args.method, precision=args.precision,
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,

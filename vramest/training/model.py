@@ -681,7 +681,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                       gpu: str | None = None, gpu_memory: str | int | None = None,
                       tokens: str | int | None = None, constants: TrainingConstants | None = None,
                       hardware_file: str | None = None, reserve: str | float | None = None,
-                      **settings: Any) -> TrainingEstimate:
+                      profile: str | None = None, **settings: Any) -> TrainingEstimate:
     """Memory per GPU, fit and throughput of one training step.
 
     `settings` are make_settings' keywords: method, precision, optimizer, seq, micro_batch,
@@ -690,6 +690,13 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     """
     c = constants or TRAINING_DEFAULTS
     s = make_settings(**settings)
+    if profile is not None:  # a calibration profile with a training grid (vramest calibrate)
+        from vramest.calibration.profile import load_profile
+
+        loaded = load_profile(profile)
+        gpu, hardware_file = loaded.placement(gpu, hardware_file)
+        on_device = gpu is not None and gpu == loaded.device_name
+        c = loaded.training_constants(c, s.precision, on_device)
     info = info or resolve_model(params=params, model=model, family=family)
     shape = info.shape
     trainable = trainable_part_of(shape, s)
