@@ -288,15 +288,6 @@ def llamacpp_fit_layers(est: Estimate, device: Device, options: LlamaCppOptions,
     return best
 
 
-def describe_engine(report: VLLMStartup | LlamaCppStartup | HFStartup) -> str:
-    if isinstance(report, VLLMStartup):
-        return (f"vLLM: {report.kv_cache_tokens:,} KV tokens "
-                f"({format_bytes(report.kv_cache_bytes)}), max concurrency "
-                f"{report.max_concurrency:.2f}× at {report.max_model_len:,} tokens")
-    return (f"llama.cpp: {report.gpu_layers} layers on the GPU, GPU "
-            f"{format_bytes(report.gpu_total_bytes)}, host {format_bytes(report.host_total_bytes)}")
-
-
 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",

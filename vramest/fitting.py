@@ -27,16 +27,6 @@ class FitResult:
     evaluations: int
 
 
-def robust_log_loss(predicted: Sequence[float], measured: Sequence[float],
-                    scale: float = 0.25) -> float:
-    """Mean Cauchy loss of log(predicted / measured): a few wild rows cannot dominate."""
-    total = 0.0
-    for p, m in zip(predicted, measured, strict=True):
-        r = math.log(max(p, 1e-30) / m) / scale
-        total += math.log1p(r * r)
-    return total / max(1, len(predicted))
-
-
 def mean_abs_log_error(predicted: Sequence[float], measured: Sequence[float]) -> float:
     """Mean |log(predicted / measured)|: minimising it tracks the median relative error."""
     return sum(abs(math.log(max(p, 1e-30) / m)) for p, m in zip(predicted, measured, strict=True)
