@@ -108,10 +108,20 @@ def is_training(record: dict[str, Any]) -> bool:
     return (record.get("point") or {}).get("task") == "train"
 
 
-def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
+def record_model(record: dict[str, Any]) -> Any:
+    """The vramest.estimator.ModelInfo of the small model a measured record was run on."""
     from vramest.estimator import ModelInfo
-    from vramest.precisions import default_kv_format, weight_format
     from vramest.shapes import shape_from_config
+
+    point = record["point"]
+    shape = shape_from_config(record["config"], f"{point['family']}-{point['size']}",
+                              origin="calibration")
+    return ModelInfo(name=shape.name, source="config", origin="calibration", shape=shape,
+                     params=shape.param_count(), active_params=shape.active_param_count())
+
+
+def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
+    from vramest.precisions import default_kv_format, weight_format
     from vramest.throughput import workload
 
     cases = []
@@ -119,10 +129,8 @@ def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
         if record.get("status") != "ok" or is_training(record):
             continue
         point = record["point"]
-        shape = shape_from_config(record["config"], f"{point['family']}-{point['size']}",
-                                  origin="calibration")
-        info = ModelInfo(name=shape.name, source="config", origin="calibration", shape=shape,
-                         params=shape.param_count(), active_params=shape.active_param_count())
+        info = record_model(record)
+        shape = info.shape
         fmt = weight_format(DTYPE_FORMATS[point["dtype"]])
         load = workload(shape, fmt, default_kv_format(fmt), device, batch=point["batch"],
                         prompt_tokens=point["prompt"], gen_tokens=point["gen"])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vramest.calibration.fit import is_training
+from vramest.calibration.fit import is_training, record_model
 from vramest.fitting import Parameter, fit, mean_abs_log_error, median_abs_log_error
 from vramest.training.constants import TRAINING_DEFAULTS, TrainingConstants
 
@@ -45,8 +45,6 @@ class TrainCase:
 
 
 def make_train_cases(records: Sequence[dict[str, Any]], roofs: dict[str, Any]) -> list[TrainCase]:
-    from vramest.estimator import ModelInfo
-    from vramest.shapes import shape_from_config
     from vramest.trace_train import analytic_settings
 
     flops = roofs.get("matmul_flops", {})
@@ -55,10 +53,7 @@ def make_train_cases(records: Sequence[dict[str, Any]], roofs: dict[str, Any]) -
         if record.get("status") != "ok" or not is_training(record):
             continue
         p = record["point"]
-        shape = shape_from_config(record["config"], f"{p['family']}-{p['size']}",
-                                  origin="calibration")
-        info = ModelInfo(name=shape.name, source="config", origin="calibration", shape=shape,
-                         params=shape.param_count(), active_params=shape.active_param_count())
+        info = record_model(record)
         cases.append(TrainCase(
             key=record["key"], family=p["family"], dtype=p["dtype"], method=p["method"],
             measured={"memory": float(record["memory"]["peak_bytes"]),
