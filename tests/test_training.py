@@ -230,3 +230,18 @@ def test_higher_zero_stage_never_raises_per_gpu_memory(method: str, optimizer: s
                                num_gpus=gpus, seq=seq, grad_checkpointing=True).total_bytes
     if gpus >= 4:
         assert stage3 <= totals[2]
+
+
+def test_upcast_scope_is_validated_and_reported() -> None:
+    peft = estimate_training(model="meta-llama/Llama-3.1-8B", method="qlora",
+                             upcast_unquantized="peft")
+    trl = estimate_training(model="meta-llama/Llama-3.1-8B", method="qlora",
+                            upcast_unquantized="trl")
+    assert trl.to_json()["settings"]["upcast_scope"] == "trl"
+    assert any("TRL" in line for line in trl.assumptions)
+    # the embeddings and head stay 16-bit: 2 bytes less for each of their parameters
+    saved = peft.phases[0].get("frozen_weights") - trl.phases[0].get("frozen_weights")
+    assert saved == 2 * 2 * 128256 * 4096
+    with pytest.raises(InputError, match="--upcast-unquantized"):
+        estimate_training(model="meta-llama/Llama-3.1-8B", method="qlora",
+                          upcast_unquantized="everything")

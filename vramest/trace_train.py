@@ -78,7 +78,7 @@ def trace_train_config(config: Mapping[str, Any], *, dtype: str = "bf16", seq: i
                        micro_batch: int = 1, attn: str = "sdpa",
                        grad_checkpointing: bool = False, fake: bool = True, method: str = "full",
                        lora_rank: int = 16, lora_targets: str = "all-linear",
-                       timed_steps: int = 0) -> TrainStepRun:
+                       timed_steps: int = 0, upcast: str = "peft") -> TrainStepRun:
     """Build the model a config describes and trace forward + loss + backward + AdamW step.
 
     Pure `dtype` training as torch runs it by default on a GPU: parameters, gradients and
@@ -86,7 +86,8 @@ def trace_train_config(config: Mapping[str, Any], *, dtype: str = "bf16", seq: i
     step on real CPU tensors (tiny models). `method` "lora" / "qlora" trains PEFT adapters of
     `lora_rank` on `lora_targets` ("all-linear" or a comma list of module names) over a frozen
     base, which the tracker counts as parameters. `timed_steps` (real runs) times that many
-    more steps without the tracker.
+    more steps without the tracker. QLoRA's `upcast` is "peft" (prepare_model_for_kbit_training
+    alone) or "trl" (then the embeddings and head back to 16 bit, as TRL's SFTTrainer does).
     """
     if dtype not in TRACE_DTYPES:
         raise InputError(f"Training traces run unquantized models: --dtype {dtype!r} is not one "
@@ -99,6 +100,8 @@ def trace_train_config(config: Mapping[str, Any], *, dtype: str = "bf16", seq: i
         raise InputError(QLORA_FAKE)
     if method == "qlora" and dtype == "fp32":
         raise InputError("QLoRA computes in 16 bit: trace it with --dtype bf16.")
+    if upcast not in ("peft", "trl"):
+        raise InputError(f"QLoRA's upcast is peft or trl, not {upcast!r}.")
     torch, transformers = _import_torch()
     peft = _import_peft() if method != "full" else None
     from vramest.tracking import ACTIVATIONS, PARAMS, LiveBytesTracker
@@ -121,6 +124,8 @@ def trace_train_config(config: Mapping[str, Any], *, dtype: str = "bf16", seq: i
             if peft is not None:
                 model = _wrap_lora(torch, peft, model, torch_dtype, lora_rank, lora_targets,
                                    quantized=method == "qlora")
+                if method == "qlora" and upcast == "trl":
+                    _embeddings_back_to(torch_dtype, model)
             tracker.label(_train_state_tensors(torch, model), PARAMS)
             params = [p for p in model.parameters() if p.requires_grad]
             # the multi-tensor (foreach) implementation torch picks by default on CUDA, whose
@@ -195,6 +200,17 @@ def _wrap_lora(torch: Any, peft: Any, model: Any, torch_dtype: Any, rank: int, t
         except ValueError as exc:
             raise InputError(f"PEFT cannot put LoRA on {targets!r}: "
                              f"{str(exc).splitlines()[0]}") from None
+
+
+def _embeddings_back_to(torch_dtype: Any, model: Any) -> None:
+    """TRL's SFTTrainer with bf16 after prepare_model_for_kbit_training: the embeddings and the
+    output head go back to 16 bit, the norms stay fp32 (trl peft_module_casting_to_bf16)."""
+    for name, module in model.named_modules():
+        if "norm" in name:
+            continue
+        if any(part in name for part in ("lm_head", "embed_tokens", "wte", "wpe")) \
+                and getattr(module, "weight", None) is not None:
+            module.to(torch_dtype)
 
 
 def _build_nf4(torch: Any, transformers: Any, hf_config: Any, torch_dtype: Any, attn: str) -> Any:
@@ -327,7 +343,7 @@ class TrainTrace:
 
 def analytic_settings(dtype: str, method: str, seq: int, micro_batch: int, attn: str,
                       grad_checkpointing: bool, lora_rank: int = 16,
-                      lora_targets: str = "all-linear") -> dict[str, Any]:
+                      lora_targets: str = "all-linear", upcast: str = "peft") -> dict[str, Any]:
     """The `estimate_training` keywords that describe the step a trace runs.
 
     Full fine-tuning is pure `dtype`. PEFT keeps adapters over a 16-bit base in fp32: fp32
@@ -342,7 +358,7 @@ def analytic_settings(dtype: str, method: str, seq: int, micro_batch: int, attn:
     if method != "full":
         out.update(lora_rank=lora_rank, lora_targets=lora_targets)
     if method == "qlora":
-        out.update(base_dtype="nf4", upcast_unquantized=True)
+        out.update(base_dtype="nf4", upcast_unquantized=upcast)
     return out
 
 

@@ -10,7 +10,14 @@ from vramest.commands.common import add_model_args
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.training.model import ATTENTIONS, EXPERT_LAYOUTS, METHODS, OPTIMIZERS, PRECISIONS
+    from vramest.training.model import (
+        ATTENTIONS,
+        EXPERT_LAYOUTS,
+        METHODS,
+        OPTIMIZERS,
+        PRECISIONS,
+        UPCAST_SCOPES,
+    )
 
     p = sub.add_parser("train", help=help_text, description=help_text)
     add_model_args(p)
@@ -30,8 +37,11 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    help="all-linear, attention, qv, mlp or a list such as q,k,v,o")
     g.add_argument("--lora-dropout", action="store_true", help="adapters use dropout (> 0)")
     g.add_argument("--base-dtype", help="frozen base precision (default bf16; qlora: nf4)")
-    g.add_argument("--upcast-unquantized", action="store_true",
-                   help="PEFT prepare_model_for_kbit_training: non-quantized weights in fp32")
+    g.add_argument("--upcast-unquantized", nargs="?", const="peft", default="none",
+                   choices=UPCAST_SCOPES,
+                   help="what a quantized base keeps fp32: peft (prepare_model_for_kbit_training: "
+                   "all that is not quantized) or trl (SFTTrainer with bf16: the same but the "
+                   "embeddings and head, cast back to 16 bit)")
     g.add_argument("--trainable-layers", default="2", help="--method freeze: last N layers")
     g.add_argument("--zero", default="0", choices=("0", "1", "2", "3"), help="ZeRO stage")
     g.add_argument("--fsdp", action="store_true", help="FSDP FULL_SHARD (= ZeRO stage 3)")

@@ -43,6 +43,9 @@ OFFLOADS = ("none", "optimizer", "params")
 # How a model's code holds routed experts: one fused 3-D parameter per projection
 # (transformers >= 5) or an nn.Linear per expert (transformers 4, most other frameworks).
 EXPERT_LAYOUTS = ("fused", "separate")
+# What becomes fp32 of a quantized base: nothing; all that bitsandbytes left 16-bit (PEFT's
+# prepare_model_for_kbit_training); or that, less the embeddings and head (TRL's SFTTrainer, bf16)
+UPCAST_SCOPES = ("none", "peft", "trl")
 PART_NAMES = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
               "activations", "logits", "temporary")
 
@@ -76,6 +79,7 @@ _MLP_INPUT_ROLES = frozenset({"ffn_gate", "ffn_up", "expert_gate", "expert_up", 
                               "shared_up", "router"})
 _DOWN_ROLES = frozenset({"ffn_down", "expert_down", "shared_down"})
 _MATMUL_ROLES = LINEAR_ROLES | {"lm_head", "router"}
+_EMBEDDING_ROLES = frozenset({"embedding", "position_embedding", "lm_head"})
 
 _MAX_SEARCH_SEQ = 1 << 22
 _MAX_SEARCH_BATCH = 1 << 14
@@ -97,11 +101,20 @@ class TrainingSettings:
     lora_dropout: bool = False
     base_dtype: str = "bf16"
     upcast_unquantized: bool = False  # PEFT prepare_model_for_kbit_training: the rest in fp32
+    # TRL's SFTTrainer (bf16) then casts the embeddings and the output head back to 16 bit
+    # and keeps the norms fp32 (trl.trainer.utils.peft_module_casting_to_bf16)
+    embeddings_16bit: bool = False
     trainable_layers: int = 2
     zero_stage: int = 0
     num_gpus: int = 1
     offload: str = "none"
     moe_experts: str = "fused"
+
+    @property
+    def upcast_scope(self) -> str:
+        if not self.upcast_unquantized:
+            return "none"
+        return "trl" if self.embeddings_16bit else "peft"
 
     @property
     def fused_experts(self) -> bool:
@@ -125,7 +138,8 @@ class TrainingSettings:
         }
         if self.method in ("lora", "qlora"):
             out.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets),
-                       lora_dropout=self.lora_dropout, upcast_unquantized=self.upcast_unquantized)
+                       lora_dropout=self.lora_dropout, upcast_unquantized=self.upcast_unquantized,
+                       upcast_scope=self.upcast_scope)
         if self.method == "freeze":
             out["trainable_layers"] = self.trainable_layers
         out["moe_experts"] = self.moe_experts
@@ -173,12 +187,16 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   grad_accumulation: str | int = 1, grad_checkpointing: bool | str | None = False,
                   attention: str = "sdpa", lora_rank: str | int = 16,
                   lora_targets: str | Iterable[str] = "all-linear", lora_dropout: bool = False,
-                  base_dtype: str | None = None, upcast_unquantized: bool = False,
+                  base_dtype: str | None = None, upcast_unquantized: bool | str = False,
                   trainable_layers: str | int = 2,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
                   offload: str | None = None, moe_experts: str = "fused") -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     method = _choice(method, METHODS, "--method")
+    if isinstance(upcast_unquantized, str):
+        upcast = _choice(upcast_unquantized, UPCAST_SCOPES, "--upcast-unquantized")
+    else:
+        upcast = "peft" if upcast_unquantized else "none"
     precision = _choice(precision or "mixed", PRECISIONS, "--precision")
     optimizer = _choice(optimizer, OPTIMIZERS, "--optimizer")
     stage = int(_choice(str(zero), ("0", "1", "2", "3"), "--zero"))
@@ -208,7 +226,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         attention=_choice(attention, ATTENTIONS, "--attn"),
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),
-        base_dtype=fmt.name, upcast_unquantized=bool(upcast_unquantized) and fmt.is_quantized,
+        base_dtype=fmt.name, upcast_unquantized=upcast != "none" and fmt.is_quantized,
+        embeddings_16bit=upcast == "trl" and fmt.is_quantized,
         trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
                                             maximum=10_000),
         zero_stage=stage, num_gpus=parse_positive_int(num_gpus, what="--num-gpus", maximum=100_000),
@@ -306,8 +325,10 @@ def trainable_part_of(shape: ModelShape, s: TrainingSettings) -> Trainable:
         fmt = base_format(shape, s)
         frozen = weight_bytes(shape, fmt)
         if s.upcast_unquantized:  # what the format keeps in 16 bit becomes fp32: 2 more bytes
+            kept_16bit = fmt.quantized_roles | (_EMBEDDING_ROLES if s.embeddings_16bit
+                                                else frozenset())
             frozen += 2 * sum(t.elements for t in _all_tensors(shape)
-                              if t.role not in fmt.quantized_roles)
+                              if t.role not in kept_16bit)
         return Trainable(tuple(adapters), frozen, frozenset(t.role.split(":")[1] for t in adapters),
                          frozenset())
     if s.method == "freeze":
@@ -381,7 +402,8 @@ def stream_bytes(s: TrainingSettings) -> int:
     prepare_model_for_kbit_training makes the embeddings and norms fp32, and bitsandbytes
     returns each quantized linear's output in its input's dtype, so the residual stream and the
     MLP's elementwise tensors stay fp32; attention and the adapters still run in 16 bit under
-    autocast (bitsandbytes Linear4bit.forward, LlamaRMSNorm)."""
+    autocast (bitsandbytes Linear4bit.forward, LlamaRMSNorm). With TRL's 16-bit embeddings the
+    fp32 norms alone do it: the first MLP output is fp32 and every residual sum after it."""
     return 4 if s.upcast_unquantized else s.compute_bytes
 
 
@@ -476,6 +498,7 @@ class ActivationModel:
 def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                      c: TrainingConstants) -> ActivationModel:
     p = s.compute_bytes
+    fp32_head = s.upcast_unquantized and not s.embeddings_16bit
     groups = shape.layer_groups()
     per_layer = {layer: layer_activation_bytes(shape, layer, s, trainable) for layer, _ in groups}
     merged = {layer: merged_expert_bytes(shape, layer, s, trainable) for layer, _ in groups}
@@ -490,13 +513,12 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
         transient=p * c.backward_ffn_copies * ffn_width(shape),
         transient_per_key=4 * shape.num_heads if s.attention == "eager" else 0.0,
         # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
-        loss_per_logit=c.loss_fp32_buffers * 4 + (
-            4 if s.upcast_unquantized and s.precision != "mixed" else p),
+        loss_per_logit=c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p),
         merged_experts=sum(n * merged[layer][0] for layer, n in groups),
         merged_experts_layer=max(both for both, _ in merged.values()),
         merged_expert_grad=max(largest for _, largest in merged.values()),
         head_cast=p * shape.vocab_size * shape.hidden_size
-        if s.upcast_unquantized and s.precision == "mixed" else 0.0,
+        if fp32_head and s.precision == "mixed" else 0.0,
     )
 
 
@@ -879,6 +901,11 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, static: StaticMemory,
     if s.method in ("lora", "qlora"):
         out.append(f"LoRA adapters on {', '.join(s.lora_targets)} with rank {s.lora_rank}; "
                    f"the base stays frozen in {s.base_dtype}.")
+        if s.upcast_unquantized:
+            out.append("prepare_model_for_kbit_training made what is not quantized fp32"
+                       + (", and TRL's SFTTrainer cast the embeddings and head back to 16 bit"
+                          if s.embeddings_16bit else "")
+                       + ": the residual stream runs in fp32.")
         if info.shape.is_moe and s.fused_experts and {"gate", "up", "down"} & set(s.lora_targets):
             out.append("MoE experts are fused 3-D parameters (transformers 5): PEFT adapts "
                        "them as parameters (gate_up at rank 2r) and each forward folds W + BA "

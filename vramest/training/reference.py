@@ -149,7 +149,13 @@ def _fms_case(row: dict[str, str]) -> Case | str:
     elif "GPTQ" in method:
         settings.update(method="qlora", base_dtype="gptq-int4")
     elif method.startswith("qlora"):
-        settings.update(method="qlora", base_dtype="nf4")
+        # the plugin's loader asks bitsandbytes for double quantization; with no_peft_model
+        # (baseline-peft-bnb) TRL's SFTTrainer prepares the model: fp32 upcast, then embeddings
+        # and head back to bf16; it skips both when FSDP shards the 4-bit weights
+        # (fms_acceleration_peft/framework_plugin_bnb.py, trl SFTTrainer._prepare_peft_model)
+        trl_prepares = config.startswith("baseline") and int(row["num_gpus"]) == 1
+        settings.update(method="qlora", base_dtype="bnb-nf4-dq",
+                        upcast_unquantized="trl" if trl_prepares else "none")
     else:
         settings["method"] = "lora"
     return Case(row["record_id"], info, settings, 0.0, False, f"fms {config}")
