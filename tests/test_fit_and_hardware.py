@@ -145,3 +145,36 @@ def test_hw_command_never_tracebacks(capsys: pytest.CaptureFixture[str]) -> None
 def test_gpus_command_lists_the_database(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gpus", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["devices"]) >= 80
+
+
+# nvidia-smi's memory.total on cards with ECC on (published logs): T4 "15360MiB", L4
+# "23034 MiB", A40 and L40S "46068MiB"; the driver keeps a few MiB of its own.
+@pytest.mark.parametrize(("name", "smi_total_mib"),
+                         [("T4", 15360), ("L4", 23034), ("A40", 46068), ("L40S", 46068)])
+def test_in_band_ecc_cards_offer_what_nvidia_smi_shows(name: str, smi_total_mib: int) -> None:
+    device = default_hardware().find(name)
+    assert device.ecc_in_band
+    assert abs(device.addressable_bytes / 2**20 - smi_total_mib) <= 16
+
+
+def test_hbm_and_consumer_cards_keep_their_nominal_memory() -> None:
+    for name in ("A100 80GB", "H100", "RTX 4090"):
+        device = default_hardware().find(name)
+        assert device.addressable_bytes == device.memory_bytes
+
+
+def test_fit_uses_the_addressable_memory() -> None:
+    from vramest.fit import Reserve
+
+    t4 = default_hardware().find("T4")
+    assert Reserve().usable(t4) == int(15 * 2**30 * 0.95)
+
+
+def test_hardware_file_ecc_flag_must_be_boolean(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "gpus.json"
+    path.write_text(json.dumps({"devices": [{"name": "Lab card", "memory_gib": 16,
+                                             "memory_bandwidth_gbs": 300,
+                                             "ecc_in_band": "yes"}]}))
+    code = main(["--params", "7B", "--gpu", "Lab card", "--hardware-file", str(path)])
+    assert code == 2
+    assert "ecc_in_band must be true or false" in capsys.readouterr().err

@@ -29,13 +29,18 @@ _MAX_SEARCH_TOKENS = 16 * 1024**2
 _MAX_SEARCH_BATCH = 1 << 20
 
 
+def ecc_note(device: Device) -> str:
+    return (f"{device.name} keeps ECC on by default, in band: {format_bytes(device.memory_bytes)} "
+            f"nominal, {format_bytes(device.addressable_bytes)} addressable (nvidia-smi's total).")
+
+
 @dataclass(frozen=True)
 class Reserve:
     fraction: float = DEFAULT_RESERVE
     bytes: int = 0
 
     def usable(self, device: Device) -> int:
-        return int(device.memory_bytes * (1 - self.fraction)) - self.bytes
+        return int(device.addressable_bytes * (1 - self.fraction)) - self.bytes
 
 
 def parse_reserve(text: str | float | None) -> Reserve:

@@ -23,6 +23,9 @@ COMMON_DEVICES = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA 
                   "Apple M4 Max")
 
 
+ECC_IN_BAND_SHARE = 1 / 16
+
+
 @dataclass(frozen=True)
 class Device:
     name: str
@@ -42,6 +45,16 @@ class Device:
     price_date: str | None = None
     price_source: str | None = None
     notes: str = ""
+    # GDDR data-centre cards ship with ECC on, and their ECC is stored in-band: 1/16 of the
+    # memory holds check bits (nvidia-smi totals: T4 15360 MiB of 16 GiB, L4 23034 MiB of
+    # 24 GiB, A40 and L40S 46068 MiB of 48 GiB). HBM keeps ECC beside the data.
+    ecc_in_band: bool = False
+
+    @property
+    def addressable_bytes(self) -> int:
+        """What programs can allocate from: the nominal memory less in-band ECC."""
+        return self.memory_bytes - (round(self.memory_bytes * ECC_IN_BAND_SHARE)
+                                    if self.ecc_in_band else 0)
 
     def flops(self, precision: str) -> tuple[float | None, str]:
         """Dense FLOP/s for a precision and where the figure comes from."""
@@ -74,6 +87,7 @@ class Device:
             "dense_tflops": dict(self.dense_tflops),
             "interconnect_gbs": self.interconnect_bytes_s / 1e9 if self.interconnect_bytes_s
             else None,
+            "addressable_bytes": round(self.addressable_bytes), "ecc_in_band": self.ecc_in_band,
             "tdp_w": self.tdp_w, "price_usd": self.price_usd, "price_date": self.price_date,
             "source": self.source,
         }
@@ -159,6 +173,13 @@ def _number(raw: dict[str, Any], key: str, where: str, *, required: bool = False
     return float(value)
 
 
+def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{where}: {key} must be true or false, got {value!r}.")
+    return value
+
+
 def _parse_device(raw: Any, origin: str, i: int) -> Device:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise InputError(f"{origin}: device {i} must be an object with a \"name\".")
@@ -199,6 +220,7 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
         price_date=price.get("date") if isinstance(price, dict) else None,
         price_source=price.get("source") if isinstance(price, dict) else None,
         notes=str(raw.get("notes", "")),
+        ecc_in_band=_flag(raw, "ecc_in_band", where),
     )
 
 
@@ -230,7 +252,7 @@ def device_from_local(name: str, memory_bytes: int, bandwidth_bytes_s: float | N
     """A detected device: the database entry of that name with the measured memory, if known."""
     try:
         known = db.find(name)
-        return replace(known, memory_bytes=memory_bytes)
+        return replace(known, memory_bytes=memory_bytes, ecc_in_band=False)  # measured as seen
     except InputError:
         return Device(name=name, aliases=(), vendor="", kind="gpu", device_class="unknown",
                       memory_bytes=memory_bytes, bandwidth_bytes_s=bandwidth_bytes_s,

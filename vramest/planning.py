@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from vramest.engines import engine as engine_by_name
 from vramest.estimator import Estimate
-from vramest.fit import RESERVE_NOTE, FitPlan, fewest_gpus, parse_reserve, plan
+from vramest.fit import RESERVE_NOTE, FitPlan, ecc_note, fewest_gpus, parse_reserve, plan
 from vramest.hardware import Device, HardwareDB, load_hardware
 from vramest.precisions import kv_format, weight_format
 from vramest.throughput import Throughput, estimate_throughput
@@ -37,6 +37,8 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
     if gpu is not None:
         device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
+        if device.ecc_in_band:
+            assumptions.append(ecc_note(device))
         speed = _speed(est, device, fit_plan.tp, fit_plan.pp, prompt_tokens, gen_tokens, engine_)
         if fit_plan.max_ctx is not None and est.model.shape.max_context and \
                 fit_plan.max_ctx > est.model.shape.max_context:

@@ -840,15 +840,18 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     peak_total = max(phase.total for phase in moments)
 
     device_name, usable, peak_flops, flops_source = None, None, None, "no --gpu given"
+    device_notes: tuple[str, ...] = ()
     if gpu_memory is not None:
         usable = parse_bytes(gpu_memory, what="--gpu-memory")
         device_name = f"{format_bytes(usable)} GPU"
     if gpu is not None:
-        from vramest.fit import parse_reserve
+        from vramest.fit import ecc_note, parse_reserve
         from vramest.hardware import load_hardware
 
         device = load_hardware(hardware_file).find(gpu)
         device_name = device.name
+        if device.ecc_in_band and gpu_memory is None:
+            device_notes = (ecc_note(device),)
         # the same free share as inference (vramest.fit.DEFAULT_RESERVE, --reserve)
         usable = usable or parse_reserve(reserve).usable(device)
         precision = "fp32" if s.precision == "fp32" else "bf16"
@@ -869,7 +872,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
         cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
-        assumptions=_assumptions(info, s, static, c), constants=c)
+        assumptions=_assumptions(info, s, static, c) + device_notes, constants=c)
 
 
 def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
