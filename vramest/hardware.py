@@ -87,7 +87,7 @@ class Device:
             "dense_tflops": dict(self.dense_tflops),
             "interconnect_gbs": self.interconnect_bytes_s / 1e9 if self.interconnect_bytes_s
             else None,
-            "addressable_bytes": round(self.addressable_bytes), "ecc_in_band": self.ecc_in_band,
+            "addressable_bytes": self.addressable_bytes, "ecc_in_band": self.ecc_in_band,
             "tdp_w": self.tdp_w, "price_usd": self.price_usd, "price_date": self.price_date,
             "source": self.source,
         }
