@@ -66,6 +66,10 @@ def test_explain_shows_formulas(capsys: pytest.CaptureFixture[str]) -> None:
     ["--params", "7B", "--layers", "0"], ["--params", "7B", "--heads", "7", "--kv-heads", "2"],
     ["--params", "7B", "--family", "bert"], ["--params", "7B", "--bogus"],
     ["--params", "7B", "--active-params", "13B"], ["--params", "7B", "--attn", "magic"],
+    # a bare number is neither a share nor a size; prefixes of long flags are not guessed
+    ["--params", "7B", "--reserve", "2", "--gpu", "h100"], ["--params", "7B", "--gpu-mem", "0.5"],
+    ["train", "--params", "7B", "--tokens", "lots"], ["train", "--params", "7B", "--reserve", "2"],
+    ["train", "--params", "7B", "--gpu-memory", "0"],
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                           args: list[str]) -> None:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from vramest.commands import COMMANDS
 from vramest.errors import InputError
@@ -13,6 +14,10 @@ from vramest.errors import InputError
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad flags as InputError (one line, exit 2) instead of usage dumps."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # no prefixes: `--gpu-memory` must not silently mean --gpu-memory-utilization
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise InputError(f"{message[0].upper()}{message[1:]}; see `vramest --help`.")

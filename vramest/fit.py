@@ -51,13 +51,16 @@ def parse_reserve(text: str | float | None) -> Reserve:
     try:
         if raw.endswith("%"):
             fraction = float(raw[:-1]) / 100
-        elif raw.replace(".", "", 1).isdigit() and float(raw) < 1:
+        elif raw.replace(".", "", 1).isdigit():
             fraction = float(raw)
         else:
             return Reserve(0.0, parse_bytes(raw, what="--reserve"))
     except ValueError:
         raise InputError(f"--reserve {text!r} is not understood; give a fraction (0.1), a "
                          "percentage (10%) or a size (2GiB).") from None
+    if not raw.endswith("%") and fraction >= 1:  # a bare 2 is neither a share nor a size
+        raise InputError(f"--reserve {text!r} is ambiguous; give a fraction below 1 (0.1), a "
+                         "percentage (10%) or a size with its unit (2GiB).")
     if not 0 <= fraction < 1:
         raise InputError(f"--reserve {text!r} must keep less than 100% of the GPU free.")
     return Reserve(fraction, 0)

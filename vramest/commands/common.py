@@ -143,5 +143,6 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     if given:
         from vramest.errors import InputError
 
-        raise InputError(f"{', '.join(given)} need --engine vllm or --engine llamacpp.")
+        raise InputError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "
+                         "--engine vllm or --engine llamacpp.")
     return {}

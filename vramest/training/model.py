@@ -604,9 +604,14 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
             "qlora": f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}",
             "freeze": f"the last {s.trainable_layers} layers", "full": "every parameter"}[s.method]
     shard_note = lambda k: f" ÷ {n} GPUs" if k > 1 else ""  # noqa: E731
+    upcast_note = ""
+    if s.upcast_unquantized and s.method in ("lora", "qlora"):
+        upcast_note = ("; then what is not quantized made fp32, embeddings and head cast back"
+                       if s.embeddings_16bit else "; then all that is not quantized made fp32")
     return StaticMemory(
         frozen=Part("frozen_weights", frozen,
-                    f"base weights in {fmt.name} ({fmt.description}){shard_note(param_shards)}"
+                    f"base weights in {fmt.name} ({fmt.description}{upcast_note})"
+                    f"{shard_note(param_shards)}"
                     f" = {format_bytes(frozen)}" if trainable.frozen_bytes else "none frozen"),
         trainable=Part("trainable_weights", train_w,
                        f"{params:,} trainable params ({what}) × {weight_b} B"
@@ -823,6 +828,11 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     """
     c = constants or TRAINING_DEFAULTS
     s = make_settings(**settings)
+    from vramest.fit import parse_reserve
+    from vramest.units import parse_params
+
+    kept_free = parse_reserve(reserve)  # checked even when no --gpu uses it
+    token_count = None if tokens is None else parse_params(tokens, what="--tokens")
     if profile is not None:  # a calibration profile with a training grid (vramest calibrate)
         from vramest.calibration.profile import load_profile
 
@@ -843,9 +853,12 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     device_notes: tuple[str, ...] = ()
     if gpu_memory is not None:
         usable = parse_bytes(gpu_memory, what="--gpu-memory")
+        if usable <= 0:
+            raise InputError(f"--gpu-memory {gpu_memory!r} leaves nothing to fit on; give a "
+                             "size such as 24GB or 80GiB.")
         device_name = f"{format_bytes(usable)} GPU"
     if gpu is not None:
-        from vramest.fit import ecc_note, parse_reserve
+        from vramest.fit import ecc_note
         from vramest.hardware import load_hardware
 
         device = load_hardware(hardware_file).find(gpu)
@@ -853,7 +866,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         if device.ecc_in_band and gpu_memory is None:
             device_notes = (ecc_note(device),)
         # the same free share as inference (vramest.fit.DEFAULT_RESERVE, --reserve)
-        usable = usable or parse_reserve(reserve).usable(device)
+        usable = usable or kept_free.usable(device)
         precision = "fp32" if s.precision == "fp32" else "bf16"
         peak_flops, flops_source = device.flops(precision)
     required = peak_total - static.paged_bytes + c.cuda_context_bytes
@@ -867,7 +880,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                           _MAX_SEARCH_BATCH)
         fit = Fit(device_name, usable, required, required <= usable, usable - required,
                   max_seq, max_mb)
-    throughput = _throughput(shape, s, trainable, peak_flops, flops_source, tokens, c)
+    throughput = _throughput(shape, s, trainable, peak_flops, flops_source, token_count, c)
     return TrainingEstimate(
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
         cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes,
@@ -876,7 +889,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
 
 
 def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
-                peak_flops: float | None, source: str, tokens: str | int | None,
+                peak_flops: float | None, source: str, tokens: int | None,
                 c: TrainingConstants) -> Throughput:
     per_token = flops_per_token(shape, s, trainable, s.seq)
     if not peak_flops:
@@ -885,9 +898,7 @@ def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     step_time = s.tokens * s.grad_accumulation / rate
     total = None
     if tokens is not None:
-        from vramest.units import parse_params
-
-        total = parse_params(tokens, what="--tokens") / (rate * s.num_gpus)
+        total = tokens / (rate * s.num_gpus)
     return Throughput(rate, step_time, total, per_token,
                       f"{c.flops_utilization:g} × {source} ÷ {per_token / 1e9:.1f} GFLOP/token")
 
