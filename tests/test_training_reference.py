@@ -5,7 +5,12 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from vramest.training.reference import bounds_checks, peak_comparisons, training_accuracy_report
+from vramest.training.reference import (
+    bounds_checks,
+    peak_comparisons,
+    speed_comparisons,
+    training_accuracy_report,
+)
 
 
 def test_median_error_on_measured_peak_memory_rows_within_15_percent(reference_dir: Path) -> None:
@@ -15,6 +20,18 @@ def test_median_error_on_measured_peak_memory_rows_within_15_percent(reference_d
     peaks = [c for c in compared if c.metric == "peak_memory"]
     assert len(peaks) >= 40
     assert statistics.median(abs(c.error) for c in peaks) < 0.15
+    assert all(reason for _, reason in skipped)
+
+
+def test_median_error_on_measured_training_speed_rows_within_20_percent(
+        reference_dir: Path) -> None:
+    """tokens/s per GPU published by fms-acceleration (A100), torchtune (RTX 4090) and
+    LLaMA-Factory (A100) against 6·N·tokens FLOPs plus recomputation at flops_utilization.
+    Small models with LoRA, two-GPU FSDP at small batches and unpacked LLaMA-Factory runs are
+    slower than that; Llama-2-70B is faster."""
+    compared, skipped = speed_comparisons(reference_dir)
+    assert len(compared) >= 45
+    assert statistics.median(abs(c.error) for c in compared) < 0.20
     assert all(reason for _, reason in skipped)
 
 
@@ -36,3 +53,4 @@ def test_report_lists_rows_and_reasons(reference_dir: Path) -> None:
     lines = training_accuracy_report(reference_dir)
     text = "\n".join(lines)
     assert "median |error|" in text and "not expressed" in text and "FMS-025" in text
+    assert "Training speed" in text and "FMS-087" in text

@@ -161,11 +161,25 @@ def _fms_case(row: dict[str, str]) -> Case | str:
     return Case(row["record_id"], info, settings, 0.0, False, f"fms {config}")
 
 
-_TORCHTUNE_V01 = {"TT-017": "qlora", "TT-019": "lora", "TT-021": "lora"}
+# torchtune v0.1 README table (Llama2-7B, batch 4, seq 2048): memory rows and their speed rows
+_TORCHTUNE_V01 = {"TT-017": "qlora", "TT-019": "lora", "TT-021": "lora", "TT-020": "lora"}
+# LLaMA-Factory's comparison of Hugging Face runs: memory and tokens per GPU per second
+_LLAMA_FACTORY_HF = ("UNO-009", "UNO-011", "UNO-015", "LF-053", "UNO-008", "UNO-010", "UNO-014")
 
 
 def measured_case(row: dict[str, str]) -> Case | str:
     """A [MEASURED] peak-memory row as settings, or the reason it cannot be expressed."""
+    case = run_case(row)
+    if isinstance(case, str):
+        return case
+    measured = to_bytes(float(row["value"]), row["unit"])
+    return Case(case.record_id, case.model, case.settings, measured,
+                _counts_context(row["unit"]), case.note)
+
+
+def run_case(row: dict[str, str]) -> Case | str:
+    """The settings of the run a [MEASURED] row comes from (its measured value left at 0), or
+    the reason it cannot be expressed."""
     rid = row["record_id"]
     case: Case | str
     if row["framework"].startswith("fms-acceleration"):
@@ -182,7 +196,7 @@ def measured_case(row: dict[str, str]) -> Case | str:
         case = Case(rid, reference_model(row["model"]), dict(  # type: ignore[arg-type]
             method="full", precision="bf16", seq=4096, micro_batch=2), 0.0, False,
             "torchtune full_finetune_single_device, packed, bf16, AdamW")
-    elif rid in ("UNO-009", "UNO-011", "UNO-015", "LF-053"):
+    elif rid in _LLAMA_FACTORY_HF:
         qlora = row["method"] == "qlora"
         case = Case(rid, reference_model(row["model"]), dict(  # type: ignore[arg-type]
             method="qlora" if qlora else "lora", precision="bf16", seq=int(row["seq_len"]),
@@ -192,11 +206,7 @@ def measured_case(row: dict[str, str]) -> Case | str:
             "LLaMA-Factory defaults: q,v (ChatGLM: query_key_value), checkpointing on")
     else:
         case = _unexpressed_reason(row)
-    if isinstance(case, str):
-        return case
-    measured = to_bytes(float(row["value"]), row["unit"])
-    return Case(case.record_id, case.model, case.settings, measured,
-                _counts_context(row["unit"]), case.note)
+    return case
 
 
 def _unexpressed_reason(row: dict[str, str]) -> str:
@@ -213,6 +223,13 @@ def _unexpressed_reason(row: dict[str, str]) -> str:
     if rid.startswith("TT-0") and rid < "TT-017":
         return "torchtune 2024 table: torch.compile, chunked cross-entropy and (full) " \
                "optimizer-in-backward with 8-bit paged AdamW are not modelled"
+    if rid == "TT-018":
+        return "torch.compile run ('**' in the torchtune table) is not modelled"
+    if rid == "TT-022":
+        return "two-GPU speed: per GPU or for both cards is not stated"
+    if rid in ("TT-024", "TT-026"):
+        return "torchtune full fine-tunes on 24 GB cards page AdamW states to the host " \
+               "(speed bound by PCIe, not modelled)"
     if rid in ("TT-023", "TT-025", "TT-029"):
         return "torchtune full fine-tune runs fuse the optimizer step into backward"
     if "p-tuning" in row["method"]:
@@ -251,6 +268,34 @@ def peak_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR,
         predicted = est.total_bytes + (est.cuda_context_bytes if case.with_context else 0)
         compared.append(Comparison(case.record_id, predicted, case.measured_bytes,
                                    row["metric"] + (" +context" if case.with_context else ""),
+                                   case.note))
+    return compared, skipped
+
+
+SPEED_METRIC = "tokens_per_s"
+
+
+def speed_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR,
+                      ) -> tuple[list[Comparison], list[tuple[str, str]]]:
+    """Predicted vs published training tokens/s per GPU for every expressible [MEASURED] row,
+    on the row's GPU at the default flops_utilization; (id, reason) for the rest."""
+    from vramest.hardware import load_hardware
+
+    hardware = load_hardware(None)
+    compared, skipped = [], []
+    for row in read_rows(reference_dir / "training.csv"):
+        if not row["notes"].startswith("[MEASURED]") or row["metric"] != SPEED_METRIC:
+            continue
+        case = run_case(row)
+        if isinstance(case, str):
+            skipped.append((row["record_id"], case))
+            continue
+        device = hardware.find(row["gpu"])
+        est = estimate_training(info=case.model, gpu=device.name,
+                                **{**PUBLISHED_STACK, **case.settings})
+        assert est.throughput.tokens_per_s_per_gpu is not None
+        compared.append(Comparison(case.record_id, est.throughput.tokens_per_s_per_gpu,
+                                   float(row["value"]), f"{SPEED_METRIC} on {device.name}",
                                    case.note))
     return compared, skipped
 
@@ -373,6 +418,23 @@ def training_accuracy_report(reference_dir: Path | str | None = None) -> list[st
     for rid, reason in skipped:
         by_reason.setdefault(reason, []).append(rid)
     for reason, ids in by_reason.items():
+        lines.append(f"    {len(ids):>3} × {reason} ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})")
+    speeds, speed_skipped = speed_comparisons(ref)
+    lines.append(f"Training speed ([MEASURED] tokens/s per GPU; flops_utilization "
+                 f"{TRAINING_DEFAULTS.flops_utilization:g} of the datasheet bf16 FLOP/s)")
+    lines.append(f"  {'record':<9} {'predicted':>10} {'published':>10} {'error':>7}  GPU / note")
+    for c in speeds:
+        lines.append(f"  {c.record_id:<9} {c.predicted:>10,.0f} {c.measured:>10,.0f} "
+                     f"{c.error:>+7.1%}  {c.metric.removeprefix(SPEED_METRIC + ' on ')}; {c.note}")
+    if speeds:
+        speed_errors = [abs(c.error) for c in speeds]
+        lines.append(f"  {len(speeds)} rows: median |error| {statistics.median(speed_errors):.1%}, "
+                     f"worst {max(speed_errors):.1%}")
+    lines.append(f"  not expressed: {len(speed_skipped)} rows")
+    speed_reasons: dict[str, list[str]] = {}
+    for rid, reason in speed_skipped:
+        speed_reasons.setdefault(reason, []).append(rid)
+    for reason, ids in speed_reasons.items():
         lines.append(f"    {len(ids):>3} × {reason} ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})")
     checks, bound_skipped = bounds_checks(ref)
     agree = sum(c.agrees for c in checks)
