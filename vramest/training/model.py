@@ -249,6 +249,11 @@ class Trainable:
     def params(self) -> int:
         return sum(t.elements for t in self.tensors)
 
+    def adapted_targets(self, s: TrainingSettings) -> str:
+        """The --lora-targets entries this model has (all-linear lists every name)."""
+        return ", ".join(name for name in s.lora_targets
+                         if _TARGET_ROLES[name] & self.adapted_roles)
+
 
 def _all_tensors(shape: ModelShape) -> list[TensorSpec]:
     """Every tensor once, with layer groups expanded by count (cheap: one entry per group)."""
@@ -600,8 +605,8 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     first_grads = min(grads, _shard((block_params / blocks + head) * grad_b, grad_shards))
     paged = opt if s.optimizer.startswith("paged") else 0
     fmt = base_format(shape, s)
-    what = {"lora": f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}",
-            "qlora": f"LoRA r={s.lora_rank} on {','.join(s.lora_targets)}",
+    what = {"lora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
+            "qlora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
             "freeze": f"the last {s.trainable_layers} layers", "full": "every parameter"}[s.method]
     shard_note = lambda k: f" ÷ {n} GPUs" if k > 1 else ""  # noqa: E731
     upcast_note = ""
@@ -885,7 +890,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
         cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
-        assumptions=_assumptions(info, s, static, c) + device_notes, constants=c)
+        assumptions=_assumptions(info, s, trainable, static, c) + device_notes, constants=c)
 
 
 def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
@@ -903,7 +908,7 @@ def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                       f"{c.flops_utilization:g} × {source} ÷ {per_token / 1e9:.1f} GFLOP/token")
 
 
-def _assumptions(info: ModelInfo, s: TrainingSettings, static: StaticMemory,
+def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, static: StaticMemory,
                  c: TrainingConstants) -> tuple[str, ...]:
     out = [f"Model shape: {info.origin}." if info.source == "params" else
            f"Model shape from {info.source} {info.name}."]
@@ -913,7 +918,7 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, static: StaticMemory,
                 "master copy.",
                 "fp32": "fp32 weights, gradients and optimizer states."}[s.precision])
     if s.method in ("lora", "qlora"):
-        out.append(f"LoRA adapters on {', '.join(s.lora_targets)} with rank {s.lora_rank}; "
+        out.append(f"LoRA adapters on {trainable.adapted_targets(s)} with rank {s.lora_rank}; "
                    f"the base stays frozen in {s.base_dtype}.")
         if s.upcast_unquantized:
             out.append("prepare_model_for_kbit_training made what is not quantized fp32"
