@@ -395,6 +395,16 @@ def bounds_checks(reference_dir: Path = DEFAULT_REFERENCE_DIR,
     return checks, skipped
 
 
+def _unexpressed_lines(skipped: list[tuple[str, str]]) -> list[str]:
+    """The rows left out, grouped by reason, with a few ids of each."""
+    by_reason: dict[str, list[str]] = {}
+    for rid, reason in skipped:
+        by_reason.setdefault(reason, []).append(rid)
+    return [f"  not expressed: {len(skipped)} rows"] + [
+        f"    {len(ids):>3} × {reason} ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})"
+        for reason, ids in by_reason.items()]
+
+
 # --- the report --------------------------------------------------------------------------------
 def training_accuracy_report(reference_dir: Path | str | None = None) -> list[str]:
     """Lines for `make accuracy`: predicted vs published peaks, their errors, and the bounds."""
@@ -413,12 +423,7 @@ def training_accuracy_report(reference_dir: Path | str | None = None) -> list[st
             sub = [abs(c.error) for c in compared if c.metric == metric]
             lines.append(f"    {metric}: {len(sub)} rows, median {statistics.median(sub):.1%}, "
                          f"worst {max(sub):.1%}")
-    lines.append(f"  not expressed: {len(skipped)} rows")
-    by_reason: dict[str, list[str]] = {}
-    for rid, reason in skipped:
-        by_reason.setdefault(reason, []).append(rid)
-    for reason, ids in by_reason.items():
-        lines.append(f"    {len(ids):>3} × {reason} ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})")
+    lines += _unexpressed_lines(skipped)
     speeds, speed_skipped = speed_comparisons(ref)
     lines.append(f"Training speed ([MEASURED] tokens/s per GPU; flops_utilization "
                  f"{TRAINING_DEFAULTS.flops_utilization:g} of the datasheet bf16 FLOP/s)")
@@ -430,12 +435,7 @@ def training_accuracy_report(reference_dir: Path | str | None = None) -> list[st
         speed_errors = [abs(c.error) for c in speeds]
         lines.append(f"  {len(speeds)} rows: median |error| {statistics.median(speed_errors):.1%}, "
                      f"worst {max(speed_errors):.1%}")
-    lines.append(f"  not expressed: {len(speed_skipped)} rows")
-    speed_reasons: dict[str, list[str]] = {}
-    for rid, reason in speed_skipped:
-        speed_reasons.setdefault(reason, []).append(rid)
-    for reason, ids in speed_reasons.items():
-        lines.append(f"    {len(ids):>3} × {reason} ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})")
+    lines += _unexpressed_lines(speed_skipped)
     checks, bound_skipped = bounds_checks(ref)
     agree = sum(c.agrees for c in checks)
     lines.append(f"Training fits/OOM bounds (training_bounds.csv): {agree}/{len(checks)} agree; "
