@@ -448,6 +448,84 @@ def test_pytest_fixture(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*big: does not fit*"])
 
 
+# --- training deployments -----------------------------------------------------------------------
+
+
+def _train_one(train: dict[str, Any], **settings_: Any) -> dict[str, Any]:
+    deployment = {"name": "t", "model": "meta-llama/Llama-3.2-1B", "gpu": "h100", "train": train}
+    deployment.update(settings_)
+    return {"deployments": [deployment]}
+
+
+def test_a_train_table_checks_a_training_step() -> None:
+    from vramest.training import estimate_training
+
+    result = check(_train_one({"method": "lora", "seq": "4k", "micro_batch": 2,
+                               "lora_targets": ["q_proj", "v_proj"]})).results[0]
+    expected = estimate_training(model="meta-llama/Llama-3.2-1B", gpu="h100", method="lora",
+                                 seq=4096, micro_batch=2, lora_targets="q_proj,v_proj")
+    f = result.figures
+    assert result.passed and f.per_gpu_bytes == expected.fit.required_bytes
+    assert f.max_seq == expected.fit.max_seq and f.train_tokens_per_s_per_gpu is not None
+    assert f.decode_tokens_per_s is None  # a training step serves nothing
+    settings_ = result.to_json()["settings"]
+    assert settings_["train"]["lora_targets"] == "q_proj,v_proj" and "ctx" not in settings_
+
+
+def test_training_floor_and_fit_fail_with_reasons() -> None:
+    slow = check(_train_one({"method": "full"}, min_train_tokens_per_s=1e8)).results[0]
+    assert any("below the floor" in reason for reason in slow.reasons)
+    big = check(_train_one({"method": "full", "seq": "32k", "micro_batch": 8},
+                           model="meta-llama/Llama-3.1-70B", gpu="4090")).results[0]
+    assert not big.passed and big.reasons[0].startswith("does not fit")
+
+
+def test_training_spec_problems_are_all_reported() -> None:
+    data = {"defaults": {"engine": "vllm", "train": {"method": "lora"}},  # inherited: ignored
+            "deployments": [
+                {"name": "a", "model": "meta-llama/Llama-3.2-1B", "gpu": "h100", "ctx": 4096,
+                 "train": {"metod": "qlora"}},
+                {"name": "b", "model": "meta-llama/Llama-3.2-1B", "gpu": "h100",
+                 "train": {"method": "magic"}},
+                {"name": "c", "model": "meta-llama/Llama-3.2-1B", "gpu": "h100",
+                 "train": {"offload": "optimizer"}}]}
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, source="t.toml")
+    text = "\n".join(str(p) for p in info.value.problems)
+    assert "deployment 'a': train: unknown setting 'metod'; did you mean method?" in text
+    assert "deployment 'a': ctx: describes serving" in text
+    assert "deployment 'b': train: Unknown method 'magic'" in text
+    assert "deployment 'c': train: offload needs sharding" in text
+    assert "engine" not in text
+    with pytest.raises(SpecError, match="only applies to a training deployment"):
+        parse_spec(one(min_train_tokens_per_s=10))
+
+
+def test_default_train_settings_merge_key_by_key() -> None:
+    spec = parse_spec({"defaults": {"train": {"method": "qlora", "seq": 1024}},
+                       "deployments": [{"name": "t", "model": "meta-llama/Llama-3.2-1B",
+                                        "gpu": "h100", "train": {"seq": 2048}}]})
+    assert dict(spec.deployments[0].train) == {"method": "qlora", "seq": 2048}
+
+
+def test_training_reports_show_the_training_column(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, SMALL_OK + """
+[[deployments]]
+name = "tune"
+model = "meta-llama/Llama-3.2-1B"
+gpu = "h100"
+train = { method = "qlora", seq = 2048 }
+min_train_tokens_per_s = 100
+""")
+    code, out, _ = run_cli(capsys, str(path), "--markdown")
+    assert code == 0 and "train tok/s per GPU (floor)" in out and "(≥ 100)" in out
+    html = tmp_path / "report.html"
+    assert main(["check", str(path), "--html", str(html)]) == 0
+    capsys.readouterr()
+    assert "tune: training memory at the peak" in html.read_text(encoding="utf-8")
+
+
 # --- robustness ----------------------------------------------------------------------------------
 
 _scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) |
@@ -491,7 +569,12 @@ _plausible = st.fixed_dictionaries(
               "dtype": st.sampled_from(["bf16", "fp8", "int4", "q4_k_m"]),
               "kv_dtype": st.sampled_from(["fp16", "fp8", "q8_0"]),
               "prompt": st.integers(1, 1 << 16), "headroom": st.sampled_from(["0%", "50%", "1GiB"]),
-              "reserve": st.sampled_from(["5%", "2GiB", 0.2])})
+              "reserve": st.sampled_from(["5%", "2GiB", 0.2]),
+              "train": st.fixed_dictionaries({}, optional={
+                  "method": st.sampled_from(["full", "lora", "qlora", "freeze"]),
+                  "seq": st.integers(1, 1 << 17), "micro_batch": st.integers(1, 64),
+                  "grad_checkpointing": st.booleans(), "zero": st.sampled_from([0, 1, 2, 3]),
+                  "optimizer": st.sampled_from(["adamw", "adamw-8bit", "sgd", "adafactor"])})})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -371,6 +371,22 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], *, numeric_from
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _training_section(deployment: Any) -> list[str]:
+    """A training deployment's peak moment of the step, part by part, with its formulas."""
+    from vramest.training import estimate_training
+
+    est = estimate_training(profile=deployment.profile, **deployment.training_kwargs())
+    peak = est.peak
+    rows = [(escape(p.name.replace("_", " ")), format_bytes(p.bytes), f"<code>{escape(p.formula)}</code>")
+            for p in peak.parts]
+    rows.append(("CUDA context", format_bytes(est.cuda_context_bytes), ""))
+    rows.append(("<b>needed per GPU</b>", f"<b>{format_bytes(est.fit.required_bytes)}</b>", ""))
+    return [f"<h2>{escape(deployment.name)}: training memory at the peak "
+            f"({escape(peak.name.replace('_', ' '))})</h2>",
+            _table(("part", "size", "formula"), rows, numeric_from=1, raw=True),
+            _list(est.assumptions)]
+
+
 # --- a capacity spec (vramest check --html) -------------------------------------------------
 def render_capacity_html(report: Any, *, created: str | None = None) -> str:
     """One page for a `vramest check` run: every deployment's verdict and margins, then each
@@ -384,16 +400,21 @@ def render_capacity_html(report: Any, *, created: str | None = None) -> str:
         f = result.figures
         ok = '<span class="ok">pass</span>' if result.passed else '<span class="no">FAIL</span>'
         layout = f"{f.num_gpus}× {escape(f.gpu)}" if f.num_gpus > 1 else escape(f.gpu)
+        speed = (_rate(f.train_tokens_per_s_per_gpu) + " per GPU, training"
+                 if result.deployment.is_training else _rate(f.decode_tokens_per_s))
         rows.append((escape(result.deployment.name), ok, layout, format_bytes(f.per_gpu_bytes),
                      format_bytes(f.usable_bytes), format_bytes(f.headroom_bytes),
                      format_bytes(f.required_headroom_bytes),
-                     _rate(f.decode_tokens_per_s), escape("; ".join(result.failures) or "—")))
+                     speed, escape("; ".join(result.failures) or "—")))
     body = [f"<h1>{escape('vramest check: ' + str(report.source))}</h1>",
             f'<p class="lead">{escape(verdict)} ({len(report.results)} checked).</p>',
             "<h2>Deployments</h2>",
             _table(("deployment", "verdict", "GPUs", "per GPU", "usable", "headroom",
                     "required", "decode tok/s", "why it fails"), rows, numeric_from=3, raw=True)]
     for result in report.results:
+        if result.deployment.is_training:
+            body += _training_section(result.deployment)
+            continue
         est = estimate(**result.deployment.estimate_kwargs())
         section = _breakdown_section(est)
         section[0] = f"<h2>{escape(result.deployment.name)}: memory breakdown</h2>"

@@ -49,6 +49,12 @@ class Figures:
     # vLLM: the sequences of max_model_len tokens its KV cache holds at once, and its tokens
     kv_cache_tokens: int | None = None
     max_concurrency: float | None = None
+    # a training deployment: its speed per GPU, step time, host memory and the limits that fit
+    train_tokens_per_s_per_gpu: float | None = None
+    step_time_s: float | None = None
+    host_bytes: int | None = None
+    max_seq: int | None = None
+    max_micro_batch: int | None = None
 
     @property
     def margin_bytes(self) -> int:
@@ -67,6 +73,9 @@ class Figures:
             "prefill_tokens_per_s": self.prefill_tokens_per_s,
             "time_to_first_token_s": self.time_to_first_token_s,
             "kv_cache_tokens": self.kv_cache_tokens, "max_concurrency": self.max_concurrency,
+            "train_tokens_per_s_per_gpu": self.train_tokens_per_s_per_gpu,
+            "step_time_s": self.step_time_s, "host_bytes": self.host_bytes,
+            "max_seq": self.max_seq, "max_micro_batch": self.max_micro_batch,
         }
 
 
@@ -101,6 +110,7 @@ class DeploymentResult:
                 "required_headroom_bytes": self.figures.required_headroom_bytes,
                 "min_decode_tokens_per_s": d.min_decode_tokens_per_s,
                 "max_time_to_first_token_s": d.max_time_to_first_token_s,
+                "min_train_tokens_per_s": d.min_train_tokens_per_s,
             },
             "settings": d.settings_json(),
             "drift": [x.to_json() for x in self.drift],
@@ -181,6 +191,8 @@ def measure_all(spec: CapacitySpec) -> tuple[Figures, ...]:
 
 def measure(deployment: Deployment) -> Figures:
     """The memory per GPU and speed of one deployment, from `vramest.estimate()`."""
+    if deployment.is_training:
+        return measure_training(deployment)
     from vramest.estimator import estimate
 
     kwargs = deployment.estimate_kwargs()
@@ -207,6 +219,26 @@ def measure(deployment: Deployment) -> Figures:
         kv_cache_tokens=kv_tokens if isinstance(kv_tokens, int) else None,
         max_concurrency=float(concurrency) if isinstance(concurrency, (int, float)) else None,
     )
+
+
+def measure_training(deployment: Deployment) -> Figures:
+    """The memory per GPU and speed of one training step, from `vramest.estimate_training()`."""
+    from vramest.training import estimate_training
+
+    est = estimate_training(profile=deployment.profile, **deployment.training_kwargs())
+    fit, speed = est.fit, est.throughput
+    if fit.usable_bytes is None or fit.device is None:  # a named GPU always gives a fit
+        raise InputError(f"No fit for GPU {deployment.gpu!r}.")
+    headroom = fit.usable_bytes - fit.required_bytes
+    return Figures(
+        gpu=fit.device, num_gpus=est.settings.num_gpus, tensor_parallel=1, pipeline_parallel=1,
+        per_gpu_bytes=fit.required_bytes, usable_bytes=fit.usable_bytes, headroom_bytes=headroom,
+        required_headroom_bytes=deployment.headroom.required_bytes(fit.usable_bytes),
+        total_bytes=fit.required_bytes * est.settings.num_gpus + est.host_bytes,
+        decode_tokens_per_s=None, decode_tokens_per_s_total=None, prefill_tokens_per_s=None,
+        time_to_first_token_s=None, train_tokens_per_s_per_gpu=speed.tokens_per_s_per_gpu,
+        step_time_s=speed.step_time_s, host_bytes=est.host_bytes, max_seq=fit.max_seq,
+        max_micro_batch=fit.max_micro_batch)
 
 
 def judge(deployment: Deployment, figures: Figures, accepted: Baseline | None = None,
@@ -243,6 +275,13 @@ def _floor_failures(d: Deployment, f: Figures) -> list[str]:
         elif f.decode_tokens_per_s < d.min_decode_tokens_per_s:
             out.append(f"decode {f.decode_tokens_per_s:.1f} tok/s per sequence is below the "
                        f"floor of {d.min_decode_tokens_per_s:g}")
+    if d.min_train_tokens_per_s is not None:
+        if f.train_tokens_per_s_per_gpu is None:
+            out.append(f"training speed cannot be estimated on {f.gpu} (no compute figure), "
+                       "so min_train_tokens_per_s cannot be checked")
+        elif f.train_tokens_per_s_per_gpu < d.min_train_tokens_per_s:
+            out.append(f"training {f.train_tokens_per_s_per_gpu:,.0f} tok/s per GPU is below "
+                       f"the floor of {d.min_train_tokens_per_s:g}")
     if d.max_time_to_first_token_s is not None:
         if f.time_to_first_token_s is None:
             out.append(f"time to first token cannot be estimated on {f.gpu} (no compute "

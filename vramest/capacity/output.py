@@ -15,12 +15,16 @@ from vramest.units import format_bytes
 _COLUMNS = ("result", "deployment", "GPUs", "per GPU / usable", "headroom (need)",
             "decode tok/s (floor)", "TTFT s (ceiling)")
 _CONCURRENCY_COLUMN = "vLLM seqs (batch)"
+_TRAIN_COLUMN = "train tok/s per GPU (floor)"
 
 
 def _columns(report: CheckReport) -> tuple[str, ...]:
+    columns = _COLUMNS
     if any(r.figures.max_concurrency is not None for r in report.results):
-        return (*_COLUMNS, _CONCURRENCY_COLUMN)
-    return _COLUMNS
+        columns = (*columns, _CONCURRENCY_COLUMN)
+    if any(r.deployment.is_training for r in report.results):
+        columns = (*columns, _TRAIN_COLUMN)
+    return columns
 
 
 def _row(r: DeploymentResult, columns: tuple[str, ...], *,
@@ -36,12 +40,22 @@ def _row(r: DeploymentResult, columns: tuple[str, ...], *,
     ttft = "?" if f.time_to_first_token_s is None else f"{f.time_to_first_token_s:.3g}"
     if d.max_time_to_first_token_s is not None:
         ttft += f" (≤ {d.max_time_to_first_token_s:g})"
+    if d.is_training:  # a training step has no decode or first token
+        decode = ttft = "-"
     cells = (marks[0] if r.passed else marks[1], r.name, layout,
              f"{format_bytes(f.per_gpu_bytes)} / {format_bytes(f.usable_bytes)}",
              format_bytes(f.headroom_bytes) + need, decode, ttft)
     if _CONCURRENCY_COLUMN in columns:
         seqs = "" if f.max_concurrency is None else f"{f.max_concurrency:,.1f} ({d.batch})"
         cells = (*cells, seqs)
+    if _TRAIN_COLUMN in columns:
+        train = ""
+        if d.is_training:
+            train = ("?" if f.train_tokens_per_s_per_gpu is None
+                     else f"{f.train_tokens_per_s_per_gpu:,.0f}")
+            if d.min_train_tokens_per_s is not None:
+                train += f" (≥ {d.min_train_tokens_per_s:g})"
+        cells = (*cells, train)
     return cells
 
 

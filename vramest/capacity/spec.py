@@ -24,6 +24,17 @@ MAX_GPUS = 4096
 MAX_GEN_TOKENS = 10**7
 MAX_FLOOR = 1e9  # tokens/s or seconds: anything larger is a typo
 MAX_HEADROOM_BYTES = 1024**6
+# what `vramest train` takes, as keys of a deployment's train table (num_gpus stays outside)
+TRAIN_KEYS = ("method", "precision", "optimizer", "seq", "micro_batch", "grad_accumulation",
+              "grad_checkpointing", "attention", "lora_rank", "lora_targets", "lora_dropout",
+              "base_dtype", "upcast_unquantized", "trainable_layers", "zero", "fsdp", "offload",
+              "moe_experts")
+# keys that describe serving, which a training deployment does not take
+SERVING_KEYS = ("active_params", "dtype", "kv_dtype", "ctx", "batch", "prompt", "gen",
+                "prefill_chunk", "attention", "engine", "engine_options", "pp",
+                "min_decode_tokens_per_s", "max_time_to_first_token_s")
+
+Scalar = str | int | float | bool
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,24 @@ class Deployment:
     max_time_to_first_token_s: float | None = None
     profile: str | None = None
     hardware_file: str | None = None
+    # a fine-tuning job instead of a server: vramest.estimate_training()'s settings
+    train: tuple[tuple[str, Scalar], ...] = ()
+    min_train_tokens_per_s: float | None = None
+
+    @property
+    def is_training(self) -> bool:
+        return bool(self.train)
+
+    def training_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `vramest.estimate_training()` for a training deployment."""
+        kwargs: dict[str, Any] = {
+            "model": self.model, "params": self.params, "gpu": self.gpu,
+            "num_gpus": self.num_gpus, "reserve": self.reserve,
+            "hardware_file": self.hardware_file, **dict(self.train),
+        }
+        if self.family is not None:
+            kwargs["family"] = self.family
+        return kwargs
 
     def estimate_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `vramest.estimate()` for this deployment; the one place its
@@ -121,11 +150,13 @@ class Deployment:
     def settings_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
+            if self.is_training and f.name in SERVING_KEYS:
+                continue
             value = getattr(self, f.name)
             if f.name == "headroom":
                 value = {"fraction": value.fraction, "bytes": value.bytes}
-            elif f.name == "engine_options":
-                value = dict(value)
+            elif f.name in ("engine_options", "train"):
+                value = dict(value) or None
             if value is not None and f.name != "name":
                 out[f.name] = value
         return out
@@ -213,8 +244,6 @@ def _parse_yaml(text: str, shown: str) -> object:
 
 
 # --- values ------------------------------------------------------------------------------------
-
-Scalar = str | int | float | bool
 
 
 def _is_int(value: object) -> bool:
@@ -336,6 +365,26 @@ def _engine_options(key: str, value: object) -> tuple[tuple[str, Scalar], ...]:
     return tuple(sorted(out))
 
 
+def _train(key: str, value: object) -> tuple[tuple[str, Scalar], ...]:
+    if not isinstance(value, Mapping):
+        raise InputError(f"must be a table of training settings ({', '.join(TRAIN_KEYS)}), "
+                         f"got {_kind(value)}.")
+    out = []
+    for name, setting in value.items():
+        if not isinstance(name, str) or name not in TRAIN_KEYS:
+            raise InputError(f"unknown setting {_show(name)}; {_nearest(str(name), TRAIN_KEYS)}")
+        if name == "lora_targets" and isinstance(setting, (list, tuple)) and setting and all(
+                isinstance(item, str) for item in setting):
+            setting = ",".join(setting)  # ["q_proj", "v_proj"] as the flag's "q_proj,v_proj"
+        if not isinstance(setting, (str, int, float, bool)) or (
+                isinstance(setting, float) and not math.isfinite(setting)):
+            accepted = "a string or a list of strings" if name == "lora_targets" else \
+                "a string, number or boolean"
+            raise InputError(f"{name} must be {accepted}, got {_kind(setting)}.")
+        out.append((name, setting))
+    return tuple(sorted(out))
+
+
 def _reserve(key: str, value: object) -> str:
     from vramest.fit import parse_reserve
 
@@ -411,6 +460,8 @@ _PARSERS: dict[str, Callable[[str, object], object]] = {
     "max_time_to_first_token_s": _positive_number,
     "profile": _text,
     "hardware_file": _text,
+    "train": _train,
+    "min_train_tokens_per_s": _positive_number,
 }
 DEPLOYMENT_KEYS = tuple(_PARSERS)
 DEFAULT_KEYS = tuple(k for k in DEPLOYMENT_KEYS if k != "name")
@@ -523,7 +574,11 @@ def _merge(defaults: dict[str, object], own: dict[str, object]) -> dict[str, obj
     replaces the default model entirely."""
     if any(k in own for k in ("model", "params")):
         defaults = {k: v for k, v in defaults.items() if k not in _MODEL_KEYS}
-    return {**defaults, **own}
+    merged = {**defaults, **own}
+    if "train" in defaults and "train" in own:  # a deployment's settings over the default ones
+        train = {**dict(defaults["train"]), **dict(own["train"])}  # type: ignore[call-overload]
+        merged["train"] = tuple(sorted(train.items()))
+    return merged
 
 
 @dataclass(frozen=True)
@@ -560,6 +615,7 @@ def _complete(values: dict[str, object], invalid: set[str], place: _Place, ctx: 
         problems.add(where, "num_gpus", f"{num_gpus} is not a multiple of pp {pp}; each pipeline "
                      "stage needs the same number of GPUs.")
     _check_engine_options(values, where, problems)
+    _check_training(values, invalid, place, problems)
     profile = _resolve_file(values, "profile", place.of("profile"), ctx, problems)
     if profile is not None:
         values["profile"] = profile
@@ -567,6 +623,30 @@ def _complete(values: dict[str, object], invalid: set[str], place: _Place, ctx: 
     if problems.calls > before or invalid:
         return None
     return Deployment(**values)  # type: ignore[arg-type]
+
+
+def _check_training(values: dict[str, object], invalid: set[str], place: _Place,
+                    problems: _Collector) -> None:
+    """A train table makes a training deployment: serving keys of its own are errors, inherited
+    ones are dropped, and the settings must be what `vramest train` accepts."""
+    where = place.deployment
+    if "train" not in values:
+        if "min_train_tokens_per_s" in values and "train" not in invalid:
+            problems.add(place.of("min_train_tokens_per_s"), "min_train_tokens_per_s",
+                         "only applies to a training deployment (one with a train table).")
+        return
+    for key in SERVING_KEYS:
+        if key in values and key not in place.inherited:
+            problems.add(where, key, "describes serving; a training deployment (one with a "
+                         f"train table) takes {', '.join(TRAIN_KEYS)} inside train.")
+        values.pop(key, None)
+    from vramest.training import make_settings
+
+    num_gpus = values.get("num_gpus", 1)
+    try:
+        make_settings(**dict(values["train"]), num_gpus=num_gpus)  # type: ignore[call-overload]
+    except InputError as exc:
+        problems.add(place.of("train"), "train", _sentence(exc).replace("--", ""))
 
 
 def _check_model(values: dict[str, object], invalid: set[str], where: str, ctx: _Context,
