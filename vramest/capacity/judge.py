@@ -268,25 +268,22 @@ def _floor_failures(d: Deployment, f: Figures) -> list[str]:
     if f.max_concurrency is not None and f.headroom_bytes >= 0 and f.max_concurrency < d.batch:
         out.append(f"vLLM's KV cache holds {f.kv_cache_tokens or 0:,} tokens: "
                    f"{f.max_concurrency:.2f} sequences at full context, fewer than batch {d.batch}")
-    if d.min_decode_tokens_per_s is not None:
-        if f.decode_tokens_per_s is None:
-            out.append(f"decode speed cannot be estimated on {f.gpu} (no memory bandwidth "
-                       "figure), so min_decode_tokens_per_s cannot be checked")
-        elif f.decode_tokens_per_s < d.min_decode_tokens_per_s:
-            out.append(f"decode {f.decode_tokens_per_s:.1f} tok/s per sequence is below the "
-                       f"floor of {d.min_decode_tokens_per_s:g}")
-    if d.min_train_tokens_per_s is not None:
-        if f.train_tokens_per_s_per_gpu is None:
-            out.append(f"training speed cannot be estimated on {f.gpu} (no compute figure), "
-                       "so min_train_tokens_per_s cannot be checked")
-        elif f.train_tokens_per_s_per_gpu < d.min_train_tokens_per_s:
-            out.append(f"training {f.train_tokens_per_s_per_gpu:,.0f} tok/s per GPU is below "
-                       f"the floor of {d.min_train_tokens_per_s:g}")
-    if d.max_time_to_first_token_s is not None:
-        if f.time_to_first_token_s is None:
-            out.append(f"time to first token cannot be estimated on {f.gpu} (no compute "
-                       "figure), so max_time_to_first_token_s cannot be checked")
-        elif f.time_to_first_token_s > d.max_time_to_first_token_s:
-            out.append(f"time to first token {f.time_to_first_token_s:.3g} s is above the "
-                       f"ceiling of {d.max_time_to_first_token_s:g} s")
+    limits = (  # (figure, limit, is a floor, key, what is missing, the figure in words, unit)
+        (f.decode_tokens_per_s, d.min_decode_tokens_per_s, True, "min_decode_tokens_per_s",
+         "decode speed", "no memory bandwidth figure", "decode {:.1f} tok/s per sequence", ""),
+        (f.train_tokens_per_s_per_gpu, d.min_train_tokens_per_s, True, "min_train_tokens_per_s",
+         "training speed", "no compute figure", "training {:,.0f} tok/s per GPU", ""),
+        (f.time_to_first_token_s, d.max_time_to_first_token_s, False,
+         "max_time_to_first_token_s", "time to first token", "no compute figure",
+         "time to first token {:.3g} s", " s"),
+    )
+    for value, limit, floor, key, what, missing, shown, unit in limits:
+        if limit is None:
+            continue
+        if value is None:
+            out.append(f"{what} cannot be estimated on {f.gpu} ({missing}), so {key} cannot be "
+                       "checked")
+        elif (value < limit) if floor else (value > limit):
+            out.append(f"{shown.format(value)} is "
+                       f"{'below the floor' if floor else 'above the ceiling'} of {limit:g}{unit}")
     return out
