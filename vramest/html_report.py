@@ -375,7 +375,7 @@ def _training_section(deployment: Any) -> list[str]:
     """A training deployment's peak moment of the step, part by part, with its formulas."""
     from vramest.training import estimate_training
 
-    est = estimate_training(profile=deployment.profile, **deployment.training_kwargs())
+    est = estimate_training(**deployment.training_kwargs())
     peak = est.peak
     rows = [(escape(p.name.replace("_", " ")), format_bytes(p.bytes), f"<code>{escape(p.formula)}</code>")
             for p in peak.parts]

@@ -225,7 +225,7 @@ def measure_training(deployment: Deployment) -> Figures:
     """The memory per GPU and speed of one training step, from `vramest.estimate_training()`."""
     from vramest.training import estimate_training
 
-    est = estimate_training(profile=deployment.profile, **deployment.training_kwargs())
+    est = estimate_training(**deployment.training_kwargs())
     fit, speed = est.fit, est.throughput
     if fit.usable_bytes is None or fit.device is None:  # a named GPU always gives a fit
         raise InputError(f"No fit for GPU {deployment.gpu!r}.")

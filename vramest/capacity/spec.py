@@ -117,7 +117,7 @@ class Deployment:
         kwargs: dict[str, Any] = {
             "model": self.model, "params": self.params, "gpu": self.gpu,
             "num_gpus": self.num_gpus, "reserve": self.reserve,
-            "hardware_file": self.hardware_file, **dict(self.train),
+            "hardware_file": self.hardware_file, "profile": self.profile, **dict(self.train),
         }
         if self.family is not None:
             kwargs["family"] = self.family
