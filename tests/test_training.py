@@ -245,3 +245,23 @@ def test_upcast_scope_is_validated_and_reported() -> None:
     with pytest.raises(InputError, match="--upcast-unquantized"):
         estimate_training(model="meta-llama/Llama-3.1-8B", method="qlora",
                           upcast_unquantized="everything")
+
+
+def test_without_a_gpu_the_common_cards_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    """No --gpu: each common card gets the same fit and speed as naming it would give."""
+    settings_ = dict(model="meta-llama/Llama-3.1-8B", method="qlora", seq=4096,
+                     grad_checkpointing=True)
+    est = estimate_training(**settings_)
+    assert est.fit.fits is None and len(est.devices) >= 10
+    by_name = {option.fit.device: option for option in est.devices}
+    for gpu in ("4090", "a100-80gb", "l4"):
+        named = estimate_training(gpu=gpu, **settings_)
+        option = by_name[named.fit.device]
+        assert option.fit == named.fit
+        assert option.tokens_per_s_per_gpu == named.throughput.tokens_per_s_per_gpu
+    assert estimate_training(gpu="4090", **settings_).devices == ()
+    assert main(["train", "--model", "llama-3.1-8b", "--method", "qlora", "--json"]) == 0
+    devices = json.loads(capsys.readouterr().out)["devices"]
+    assert {"device", "fits", "max_seq", "tokens_per_s_per_gpu"} <= set(devices[0])
+    assert main(["train", "--model", "llama-3.1-8b", "--method", "qlora"]) == 0
+    assert "Where it fits" in capsys.readouterr().out

@@ -21,6 +21,7 @@ from typing import Any
 from vramest.errors import InputError
 from vramest.estimator import ModelInfo, resolve_model
 from vramest.fit import largest_fitting
+from vramest.hardware import Device
 from vramest.memory import Part, ffn_width, weight_bytes
 from vramest.precisions import (
     BITSANDBYTES_FORMATS,
@@ -763,6 +764,17 @@ class Fit:
 
 
 @dataclass(frozen=True)
+class DeviceFit:
+    """The fit and speed on one common GPU, for an estimate that named none."""
+
+    fit: Fit
+    tokens_per_s_per_gpu: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.fit.to_json(), "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu}
+
+
+@dataclass(frozen=True)
 class TrainingEstimate:
     model: ModelInfo
     settings: TrainingSettings
@@ -775,6 +787,7 @@ class TrainingEstimate:
     throughput: Throughput
     assumptions: tuple[str, ...]
     constants: TrainingConstants = field(default=TRAINING_DEFAULTS)
+    devices: tuple[DeviceFit, ...] = ()  # without --gpu: the fit on each common GPU
 
     @property
     def peak(self) -> Phase:
@@ -798,6 +811,7 @@ class TrainingEstimate:
             "formulas": {part.name: part.formula for part in peak.parts},
             "fit": self.fit.to_json(),
             "throughput": self.throughput.to_json(),
+            "devices": [option.to_json() for option in self.devices],
             "constants": {name: {"value": value, "source": TRAINING_SOURCES[name]}
                           for name, value in self.constants.as_dict().items()},
             "assumptions": list(self.assumptions),
@@ -875,22 +889,44 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         precision = "fp32" if s.precision == "fp32" else "bf16"
         peak_flops, flops_source = device.flops(precision)
     required = peak_total - static.paged_bytes + c.cuda_context_bytes
+    options: tuple[DeviceFit, ...] = ()
     if usable is None:
         fit = Fit(None, None, required, None, None, None, None)
+        if gpu is None:  # no device named: the common GPUs, as the inference estimate shows
+            from vramest.hardware import load_hardware
+
+            options = tuple(_device_fit(m, c, required, device, kept_free.usable(device),
+                                        token_count)
+                            for device in load_hardware(hardware_file).common())
     else:
-        limit = usable
-        max_seq = largest_fitting(lambda n: m.required(n, s.micro_batch, c.cuda_context_bytes) <= limit,
-                           _MAX_SEARCH_SEQ)
-        max_mb = largest_fitting(lambda n: m.required(s.seq, n, c.cuda_context_bytes) <= limit,
-                          _MAX_SEARCH_BATCH)
-        fit = Fit(device_name, usable, required, required <= usable, usable - required,
-                  max_seq, max_mb)
+        fit = _fit(m, c, required, device_name, usable)
     throughput = _throughput(shape, s, trainable, peak_flops, flops_source, token_count, c)
     return TrainingEstimate(
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
         cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
-        assumptions=_assumptions(info, s, trainable, static, c) + device_notes, constants=c)
+        assumptions=_assumptions(info, s, trainable, static, c) + device_notes, constants=c,
+        devices=options)
+
+
+def _fit(m: _Model, c: TrainingConstants, required: int, device_name: str | None,
+         usable: int) -> Fit:
+    s = m.settings
+    max_seq = largest_fitting(lambda n: m.required(n, s.micro_batch, c.cuda_context_bytes) <= usable,
+                              _MAX_SEARCH_SEQ)
+    max_mb = largest_fitting(lambda n: m.required(s.seq, n, c.cuda_context_bytes) <= usable,
+                             _MAX_SEARCH_BATCH)
+    return Fit(device_name, usable, required, required <= usable, usable - required,
+               max_seq, max_mb)
+
+
+def _device_fit(m: _Model, c: TrainingConstants, required: int, device: Device, usable: int,
+                tokens: int | None) -> DeviceFit:
+    """One row of the common-GPU table: the fit and the speed on that card."""
+    s = m.settings
+    peak_flops, source = device.flops("fp32" if s.precision == "fp32" else "bf16")
+    speed = _throughput(m.shape, s, m.trainable, peak_flops, source, tokens, c)
+    return DeviceFit(_fit(m, c, required, device.name, usable), speed.tokens_per_s_per_gpu)
 
 
 def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,

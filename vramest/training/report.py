@@ -13,6 +13,25 @@ def _time(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def _device_table(est: TrainingEstimate) -> list[str]:
+    s = est.settings
+    rows = [("GPU", "usable", "fits", "headroom", f"longest seq at micro-batch {s.micro_batch}",
+             f"largest micro-batch at seq {s.seq}", "tokens/s per GPU")]
+    for option in est.devices:
+        f = option.fit
+        rows.append((f.device or "", format_bytes(f.usable_bytes or 0),
+                     "yes" if f.fits else "no", format_bytes(f.headroom_bytes or 0),
+                     f"{f.max_seq:,}" if f.max_seq else "none",
+                     f"{f.max_micro_batch:,}" if f.max_micro_batch else "none",
+                     f"{option.tokens_per_s_per_gpu:,.0f}" if option.tokens_per_s_per_gpu
+                     else "?"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = ["  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                              for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]
+    return [f"Where it fits, per GPU at {s.num_gpus} GPU(s) (--gpu NAME for one):", *table]
+
+
 def render_training(est: TrainingEstimate, explain: bool = False) -> str:
     s, peak = est.settings, est.peak
     lines = [f"{est.model.name}  ·  {format_count(est.model.params)} params  ·  {s.method}  ·  "
@@ -33,6 +52,8 @@ def render_training(est: TrainingEstimate, explain: bool = False) -> str:
     if fit.fits is None:
         lines.append(f"Needs {format_bytes(fit.required_bytes)} per GPU with the CUDA context "
                      "(--gpu or --gpu-memory checks the fit).")
+        if est.devices:
+            lines += _device_table(est)
     else:
         verdict = "fits" if fit.fits else "does NOT fit"
         lines.append(f"{verdict} on {fit.device}: needs {format_bytes(fit.required_bytes)} of "
