@@ -93,9 +93,11 @@ def test_models_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_estimate_path_imports_no_heavy_library() -> None:
-    """Principle 1: the estimate path never imports torch, transformers or numpy."""
+    """Principle 1: the estimate paths (serving and training) never import torch,
+    transformers or numpy."""
     code = ("import sys; from vramest.cli import main; "
             "main(['--params', '70B', '--dtype', 'int4', '--json']); "
+            "main(['train', '--model', 'llama-3.1-8b', '--method', 'qlora', '--json']); "
             "heavy = [m for m in ('torch', 'transformers', 'numpy', 'safetensors') "
             "if m in sys.modules]; sys.stderr.write(repr(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
