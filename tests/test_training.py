@@ -265,3 +265,15 @@ def test_without_a_gpu_the_common_cards_are_listed(capsys: pytest.CaptureFixture
     assert {"device", "fits", "max_seq", "tokens_per_s_per_gpu"} <= set(devices[0])
     assert main(["train", "--model", "llama-3.1-8b", "--method", "qlora"]) == 0
     assert "Where it fits" in capsys.readouterr().out
+
+
+def test_fewest_fully_sharded_gpus_is_the_boundary() -> None:
+    """The table's 'GPUs with ZeRO-3' is the first power of two at which --zero 3 fits."""
+    settings_ = dict(model="meta-llama/Llama-3.1-70B", method="full", seq=4096,
+                     grad_checkpointing=True)
+    option = next(o for o in estimate_training(**settings_).devices
+                  if o.fit.device == "NVIDIA A100 SXM4 80GB")
+    n = option.fewest_gpus_zero3
+    assert n is not None and n > 1
+    assert estimate_training(gpu="a100-80gb", zero=3, num_gpus=n, **settings_).fit.fits
+    assert not estimate_training(gpu="a100-80gb", zero=3, num_gpus=n // 2, **settings_).fit.fits

@@ -769,9 +769,11 @@ class DeviceFit:
 
     fit: Fit
     tokens_per_s_per_gpu: float | None
+    fewest_gpus_zero3: int | None  # of 1, 2, 4, ... 64; None: not even 64
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.fit.to_json(), "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu}
+        return {**self.fit.to_json(), "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+                "fewest_gpus_zero3": self.fewest_gpus_zero3}
 
 
 @dataclass(frozen=True)
@@ -920,13 +922,27 @@ def _fit(m: _Model, c: TrainingConstants, required: int, device_name: str | None
                max_seq, max_mb)
 
 
+_GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+
+
 def _device_fit(m: _Model, c: TrainingConstants, required: int, device: Device, usable: int,
                 tokens: int | None) -> DeviceFit:
-    """One row of the common-GPU table: the fit and the speed on that card."""
+    """One row of the common-GPU table: the fit and the speed on that card, and how many of
+    them fully sharded (ZeRO-3 / FSDP) would hold the step."""
     s = m.settings
     peak_flops, source = device.flops("fp32" if s.precision == "fp32" else "bf16")
     speed = _throughput(m.shape, s, m.trainable, peak_flops, source, tokens, c)
-    return DeviceFit(_fit(m, c, required, device.name, usable), speed.tokens_per_s_per_gpu)
+    fewest = next((n for n in _GPU_COUNTS if _sharded(m, c, n).required(
+        s.seq, s.micro_batch, c.cuda_context_bytes) <= usable), None)
+    return DeviceFit(_fit(m, c, required, device.name, usable), speed.tokens_per_s_per_gpu,
+                     fewest)
+
+
+def _sharded(m: _Model, c: TrainingConstants, num_gpus: int) -> _Model:
+    """The same step with everything partitioned over `num_gpus` (ZeRO stage 3)."""
+    s = replace(m.settings, num_gpus=num_gpus, zero_stage=3)
+    static = static_memory(m.shape, s, m.trainable, c)
+    return _Model(m.shape, s, m.trainable, static, activation_model(m.shape, s, m.trainable, c))
 
 
 def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,

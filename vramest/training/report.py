@@ -16,7 +16,7 @@ def _time(seconds: float) -> str:
 def _device_table(est: TrainingEstimate) -> list[str]:
     s = est.settings
     rows = [("GPU", "usable", "fits", "headroom", f"longest seq at micro-batch {s.micro_batch}",
-             f"largest micro-batch at seq {s.seq}", "tokens/s per GPU")]
+             f"largest micro-batch at seq {s.seq}", "tokens/s per GPU", "GPUs with ZeRO-3")]
     for option in est.devices:
         f = option.fit
         rows.append((f.device or "", format_bytes(f.usable_bytes or 0),
@@ -24,7 +24,8 @@ def _device_table(est: TrainingEstimate) -> list[str]:
                      f"{f.max_seq:,}" if f.max_seq else "none",
                      f"{f.max_micro_batch:,}" if f.max_micro_batch else "none",
                      f"{option.tokens_per_s_per_gpu:,.0f}" if option.tokens_per_s_per_gpu
-                     else "?"))
+                     else "?",
+                     str(option.fewest_gpus_zero3) if option.fewest_gpus_zero3 else "> 64"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = ["  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                               for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
