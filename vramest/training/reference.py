@@ -325,8 +325,12 @@ _T4_BLOG = dict(precision="mixed", seq=512, micro_batch=1, grad_accumulation=4,
                 attention="eager", lora_rank=64, lora_targets="q,v", upcast_unquantized=True)
 # Settings each source states or implies (its paper, script or config), per bound row.
 _BOUND_SETTINGS: dict[str, tuple[dict[str, Any], str]] = {
-    "BND-002": (dict(method="qlora", fsdp=True, num_gpus=2, precision="bf16", seq=512,
-                     grad_checkpointing=True, lora_rank=16), "Answer.AI FSDP-QLoRA, seq 512"),
+    # LLaMA-Factory's examples/extras/fsdp_qlora/sft.sh of the time: Llama-2-70B, q,v at its
+    # default rank 8, cutoff 1024, batch 1, fp16, 4-bit with its default double quantization
+    "BND-002": (dict(method="qlora", base_dtype="bnb-nf4-dq", fsdp=True, num_gpus=2,
+                     precision="mixed", seq=1024, micro_batch=1, grad_checkpointing=True,
+                     lora_rank=8, lora_targets="q,v"),
+                "LLaMA-Factory fsdp_qlora example: Llama-2-70B, seq 1024, LoRA r8 on q,v"),
     "BND-003": (dict(method="qlora", lora_rank=32, seq=512, micro_batch=1, precision="bf16",
                      grad_checkpointing=True, attention="flash", upcast_unquantized=True),
                 "HF + PEFT QLoRA, shortest context tried"),
@@ -340,9 +344,13 @@ _BOUND_SETTINGS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+# rows that name only a size: the model their source's own example trains
+_BOUND_MODELS = {"BND-002": "meta-llama/Llama-2-70b-hf"}
+
+
 def _bound_case(row: dict[str, str]) -> tuple[ModelInfo, dict[str, Any], str] | str:
     rid, method = row["record_id"], row["method"]
-    info = reference_model(row["model"])
+    info = reference_model(_BOUND_MODELS.get(rid, row["model"]))
     if info is None:
         return f"no decoder shape for {row['model']}"
     if rid in _BOUND_SETTINGS:
