@@ -70,6 +70,7 @@ def test_explain_shows_formulas(capsys: pytest.CaptureFixture[str]) -> None:
     ["--params", "7B", "--reserve", "2", "--gpu", "h100"], ["--params", "7B", "--gpu-mem", "0.5"],
     ["train", "--params", "7B", "--tokens", "lots"], ["train", "--params", "7B", "--reserve", "2"],
     ["train", "--params", "7B", "--gpu-memory", "0"],
+    ["train", "--params", "7B", "--upcast-unquantized", "trl"],  # nothing is quantized
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                           args: list[str]) -> None:

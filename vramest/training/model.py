@@ -218,6 +218,9 @@ def make_settings(*, method: str = "full", precision: str | None = None,
     if method == "qlora" and not fmt.is_quantized:
         raise InputError(f"--method qlora trains on a quantized base; --base-dtype {base_dtype} is "
                          "not quantized (use nf4, bnb-nf4-dq, int8 or gptq-int4, or --method lora).")
+    if upcast != "none" and not fmt.is_quantized:
+        raise InputError(f"--upcast-unquantized prepares a quantized base; this one is "
+                         f"{fmt.name} (use --method qlora or a quantized --base-dtype).")
     return TrainingSettings(
         method=method, precision=precision, optimizer=optimizer,
         seq=parse_tokens(seq, what="--seq"),
