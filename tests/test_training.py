@@ -277,3 +277,25 @@ def test_fewest_fully_sharded_gpus_is_the_boundary() -> None:
     assert n is not None and n > 1
     assert estimate_training(gpu="a100-80gb", zero=3, num_gpus=n, **settings_).fit.fits
     assert not estimate_training(gpu="a100-80gb", zero=3, num_gpus=n // 2, **settings_).fit.fits
+
+
+def test_sequence_parallel_splits_each_sequence() -> None:
+    """Ulysses: a GPU holds seq/N tokens, so its sdpa activations and logits equal a 1-GPU run
+    at seq/N, while eager scores (every key, 1/N of the heads) are N times that run's."""
+    base = dict(model="meta-llama/Llama-3.1-8B", method="lora", grad_checkpointing=False,
+                fsdp=True, num_gpus=4)
+    def acts(seq: int, attention: str, sp: int = 1) -> int:
+        est = estimate_training(seq=seq, sequence_parallel=sp, attention=attention, **base)
+        return est.peak.get("activations")
+
+    split = estimate_training(seq=8192, sequence_parallel=4, **base)
+    short = estimate_training(seq=2048, **base)
+    assert split.peak.get("activations") == short.peak.get("activations")
+    assert split.peak.get("logits") == short.peak.get("logits")
+    scores_short = acts(2048, "eager") - acts(2048, "sdpa")
+    scores_split = acts(8192, "eager", 4) - acts(8192, "sdpa", 4)
+    assert scores_short > 0 and abs(scores_split - 4 * scores_short) <= 4
+    with pytest.raises(InputError, match="must divide --num-gpus"):
+        estimate_training(seq=8192, sequence_parallel=3, **base)
+    with pytest.raises(InputError, match="attention heads"):
+        estimate_training(seq=8192, sequence_parallel=3, **{**base, "num_gpus": 3})

@@ -28,7 +28,7 @@ MAX_HEADROOM_BYTES = 1024**6
 TRAIN_KEYS = ("method", "precision", "optimizer", "seq", "micro_batch", "grad_accumulation",
               "grad_checkpointing", "attention", "lora_rank", "lora_targets", "lora_dropout",
               "base_dtype", "upcast_unquantized", "trainable_layers", "zero", "fsdp", "offload",
-              "moe_experts")
+              "moe_experts", "sequence_parallel")
 # keys that describe serving, which a training deployment does not take
 SERVING_KEYS = ("active_params", "dtype", "kv_dtype", "ctx", "batch", "prompt", "gen",
                 "prefill_chunk", "attention", "engine", "engine_options", "pp",

@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--zero", default="0", choices=("0", "1", "2", "3"), help="ZeRO stage")
     g.add_argument("--fsdp", action="store_true", help="FSDP FULL_SHARD (= ZeRO stage 3)")
     g.add_argument("--num-gpus", default="1", help="GPUs the step is sharded over")
+    g.add_argument("--sequence-parallel", default="1",
+                   help="GPUs each sequence is split over (DeepSpeed Ulysses / context "
+                   "parallel); divides --num-gpus and the attention heads")
     g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
     g.add_argument("--moe-experts", choices=EXPERT_LAYOUTS, default="fused",
                    help="how the model code holds MoE experts: fused 3-D parameters "
@@ -78,7 +81,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,
         zero=args.zero, fsdp=args.fsdp, num_gpus=args.num_gpus, offload=args.offload,
-        moe_experts=args.moe_experts)
+        moe_experts=args.moe_experts, sequence_parallel=args.sequence_parallel)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -110,6 +110,8 @@ class TrainingSettings:
     num_gpus: int = 1
     offload: str = "none"
     moe_experts: str = "fused"
+    # DeepSpeed Ulysses / context parallelism: each sequence's tokens split over this many GPUs
+    sequence_parallel: int = 1
 
     @property
     def upcast_scope(self) -> str:
@@ -129,13 +131,18 @@ class TrainingSettings:
     def tokens(self) -> int:
         return self.seq * self.micro_batch
 
+    def tokens_per_gpu(self, seq: int, micro_batch: int) -> int:
+        """The tokens one GPU holds: its share of every sequence under sequence parallelism."""
+        return math.ceil(seq / self.sequence_parallel) * micro_batch
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method, "precision": self.precision, "optimizer": self.optimizer,
             "seq": self.seq, "micro_batch": self.micro_batch,
             "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
             "attention": self.attention, "zero_stage": self.zero_stage,
-            "num_gpus": self.num_gpus, "offload": self.offload, "base_dtype": self.base_dtype,
+            "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
+            "offload": self.offload, "base_dtype": self.base_dtype,
         }
         if self.method in ("lora", "qlora"):
             out.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets),
@@ -191,7 +198,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   base_dtype: str | None = None, upcast_unquantized: bool | str = False,
                   trainable_layers: str | int = 2,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
-                  offload: str | None = None, moe_experts: str = "fused") -> TrainingSettings:
+                  offload: str | None = None, moe_experts: str = "fused",
+                  sequence_parallel: str | int = 1) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     method = _choice(method, METHODS, "--method")
     if isinstance(upcast_unquantized, str):
@@ -212,6 +220,11 @@ def make_settings(*, method: str = "full", precision: str | None = None,
     if offload_kind == "params" and stage != 3:
         raise InputError("--offload params needs --zero 3 or --fsdp (only stage 3 partitions the "
                          "parameters).")
+    gpus = parse_positive_int(num_gpus, what="--num-gpus", maximum=100_000)
+    sp = parse_positive_int(sequence_parallel, what="--sequence-parallel", maximum=100_000)
+    if gpus % sp:
+        raise InputError(f"--sequence-parallel {sp} must divide --num-gpus {gpus}: each group of "
+                         f"{sp} GPUs splits a sequence.")
     if base_dtype is None:
         base_dtype = "nf4" if method == "qlora" else ("fp32" if precision == "fp32" else "bf16")
     fmt = weight_format(base_dtype)
@@ -234,7 +247,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         embeddings_16bit=upcast == "trl" and fmt.is_quantized,
         trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
                                             maximum=10_000),
-        zero_stage=stage, num_gpus=parse_positive_int(num_gpus, what="--num-gpus", maximum=100_000),
+        zero_stage=stage, num_gpus=gpus, sequence_parallel=sp,
         offload=offload_kind, moe_experts=_choice(moe_experts, EXPERT_LAYOUTS, "--moe-experts"),
     )
 
@@ -639,8 +652,10 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
 
 def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: ActivationModel,
            seq: int, micro_batch: int) -> tuple[Phase, ...]:
-    """The four moments of a step (see the module docstring), per GPU."""
-    tokens = seq * micro_batch
+    """The four moments of a step (see the module docstring), per GPU. Under sequence
+    parallelism a GPU holds its share of the tokens; Ulysses attention gives it every key for
+    its share of the heads, so the eager scores are tokens per GPU × all keys."""
+    tokens = s.tokens_per_gpu(seq, micro_batch)
     saved = round(tokens * act.saved_per_token(s.checkpointing, seq))
     one_layer = round(tokens * (act.largest_layer + act.scores_per_key * seq)
                       + act.merged_experts_layer)
@@ -866,6 +881,10 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         c = loaded.training_constants(c, s.precision, on_device)
     info = info or resolve_model(params=params, model=model, family=family)
     shape = info.shape
+    if shape.num_heads % s.sequence_parallel:
+        raise InputError(f"--sequence-parallel {s.sequence_parallel} must divide the "
+                         f"{shape.num_heads} attention heads of {shape.name} (Ulysses gives "
+                         "each GPU whole heads).")
     trainable = trainable_part_of(shape, s)
     static = static_memory(shape, s, trainable, c)
     act = activation_model(shape, s, trainable, c)
@@ -935,8 +954,8 @@ def _device_fit(m: _Model, c: TrainingConstants, required: int, device: Device, 
     s = m.settings
     peak_flops, source = device.flops("fp32" if s.precision == "fp32" else "bf16")
     speed = _throughput(m.shape, s, m.trainable, peak_flops, source, tokens, c)
-    fewest = next((n for n in _GPU_COUNTS if _sharded(m, c, n).required(
-        s.seq, s.micro_batch, c.cuda_context_bytes) <= usable), None)
+    fewest = next((n for n in _GPU_COUNTS if n % s.sequence_parallel == 0 and _sharded(
+        m, c, n).required(s.seq, s.micro_batch, c.cuda_context_bytes) <= usable), None)
     return DeviceFit(_fit(m, c, required, device.name, usable), speed.tokens_per_s_per_gpu,
                      fewest)
 
@@ -955,7 +974,7 @@ def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     if not peak_flops:
         return Throughput(None, None, None, per_token, source)
     rate = c.flops_utilization * peak_flops / per_token
-    step_time = s.tokens * s.grad_accumulation / rate
+    step_time = s.tokens_per_gpu(s.seq, s.micro_batch) * s.grad_accumulation / rate
     total = None
     if tokens is not None:
         total = tokens / (rate * s.num_gpus)
@@ -1003,6 +1022,13 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
         out.append("Data parallel without sharding: every GPU holds a full replica.")
     if static.gathered_layer:
         out.append("Stage 3 / FSDP: a running and a prefetched layer are gathered in 16 bit.")
+    if s.sequence_parallel > 1:
+        sp = s.sequence_parallel
+        out.append(f"Sequence parallel {sp} (DeepSpeed Ulysses, context parallel): each GPU "
+                   f"holds 1/{sp} of every sequence's tokens (activations, logits and the loss) "
+                   f"and, inside attention, every token for 1/{sp} of the heads; weights, "
+                   f"gradients and states shard by the ZeRO stage over all {s.num_gpus} GPUs. "
+                   "The all-to-all buffers are not counted.")
     if s.offload != "none":
         out.append(f"Offload {s.offload}: host memory is the total over {s.num_gpus} GPU(s).")
     out.append(f"Fit adds a CUDA context of {format_bytes(c.cuda_context_bytes)}; "
