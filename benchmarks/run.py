@@ -11,6 +11,8 @@ import sys
 import time
 
 HEADLINE = ["--params", "70B", "--dtype", "int4", "--ctx", "8192"]
+TRAINING = ["train", "--model", "llama-3.1-8b", "--method", "qlora", "--seq", "4096",
+            "--grad-checkpointing"]  # no --gpu: the table of common GPUs is computed too
 
 
 def median_seconds(cmd: list[str], runs: int) -> float:
@@ -36,6 +38,18 @@ def in_process_rate(seconds: float = 2.0) -> None:
             n += 1
         rate = n / (time.perf_counter() - start)
         print(f"in-process estimates per second ({label:7}): {rate:10.0f}")
+    from vramest.training import estimate_training
+
+    training: tuple[tuple[dict[str, object], str], ...] = (
+        ({"model": "llama-3.1-8b", "method": "qlora", "seq": 4096, "gpu": "4090"}, "train"),
+        ({"model": "llama-3.1-8b", "method": "qlora", "seq": 4096}, "+table"))
+    for kwargs, label in training:
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            estimate_training(**kwargs)  # type: ignore[arg-type]
+            n += 1
+        rate = n / (time.perf_counter() - start)
+        print(f"in-process training estimates per second ({label:7}): {rate:10.0f}")
 
 
 def main() -> int:
@@ -45,6 +59,9 @@ def main() -> int:
     print(f"python -c pass          median {baseline * 1000:7.1f} ms  ({runs} runs)")
     print(f"vramest {' '.join(HEADLINE)}  median {cli * 1000:7.1f} ms")
     print(f"cold-start ratio (vramest / python)  {cli / baseline:5.2f}x")
+    train = median_seconds([sys.executable, "-m", "vramest", *TRAINING], runs)
+    print(f"vramest {' '.join(TRAINING)}  median {train * 1000:7.1f} ms "
+          f"({train / baseline:.2f}x python)")
     in_process_rate()
     return 0
 
