@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 
 HEADLINE = ["--params", "70B", "--dtype", "int4", "--ctx", "8192"]
 TRAINING = ["train", "--model", "llama-3.1-8b", "--method", "qlora", "--seq", "4096",
@@ -24,32 +25,30 @@ def median_seconds(cmd: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
-def in_process_rate(seconds: float = 2.0) -> None:
-    from vramest.estimator import estimate
-
-    cases: tuple[tuple[dict[str, object], str], ...] = (
-        ({"params": "70B", "dtype": "int4", "ctx": 8192}, "params"),
-        ({"model": "deepseek-ai/DeepSeek-V3", "dtype": "q4_k_m"}, "catalog"),
-        ({"model": "llama-3.1-70b", "dtype": "fp8", "gpu": "h100", "num_gpus": 2}, "+gpu"))
+def _rate(function: Callable[..., object], cases: Sequence[tuple[dict[str, object], str]],
+          what: str, seconds: float) -> None:
     for kwargs, label in cases:
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
-            estimate(**kwargs)  # type: ignore[arg-type]
+            function(**kwargs)
             n += 1
         rate = n / (time.perf_counter() - start)
-        print(f"in-process estimates per second ({label:7}): {rate:10.0f}")
+        print(f"in-process {what} per second ({label:7}): {rate:10.0f}")
+
+
+def in_process_rate(seconds: float = 2.0) -> None:
+    from vramest.estimator import estimate
     from vramest.training import estimate_training
 
-    training: tuple[tuple[dict[str, object], str], ...] = (
+    _rate(estimate, (
+        ({"params": "70B", "dtype": "int4", "ctx": 8192}, "params"),
+        ({"model": "deepseek-ai/DeepSeek-V3", "dtype": "q4_k_m"}, "catalog"),
+        ({"model": "llama-3.1-70b", "dtype": "fp8", "gpu": "h100", "num_gpus": 2}, "+gpu")),
+        "estimates", seconds)
+    _rate(estimate_training, (
         ({"model": "llama-3.1-8b", "method": "qlora", "seq": 4096, "gpu": "4090"}, "train"),
-        ({"model": "llama-3.1-8b", "method": "qlora", "seq": 4096}, "+table"))
-    for kwargs, label in training:
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            estimate_training(**kwargs)  # type: ignore[arg-type]
-            n += 1
-        rate = n / (time.perf_counter() - start)
-        print(f"in-process training estimates per second ({label:7}): {rate:10.0f}")
+        ({"model": "llama-3.1-8b", "method": "qlora", "seq": 4096}, "+table")),
+        "training estimates", seconds)
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 from vramest.errors import InputError
 from vramest.estimator import ModelInfo, resolve_model
-from vramest.fit import largest_fitting
+from vramest.fit import ecc_note, largest_fitting, parse_reserve
 from vramest.hardware import Device
 from vramest.memory import Part, ffn_width, weight_bytes
 from vramest.precisions import (
@@ -32,7 +32,13 @@ from vramest.precisions import (
 )
 from vramest.shapes import ModelShape, TensorSpec
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
-from vramest.units import format_bytes, parse_bytes, parse_positive_int, parse_tokens
+from vramest.units import (
+    format_bytes,
+    parse_bytes,
+    parse_params,
+    parse_positive_int,
+    parse_tokens,
+)
 
 METHODS = ("full", "freeze", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")
@@ -867,9 +873,6 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     """
     c = constants or TRAINING_DEFAULTS
     s = make_settings(**settings)
-    from vramest.fit import parse_reserve
-    from vramest.units import parse_params
-
     kept_free = parse_reserve(reserve)  # checked even when no --gpu uses it
     token_count = None if tokens is None else parse_params(tokens, what="--tokens")
     if profile is not None:  # a calibration profile with a training grid (vramest calibrate)
@@ -901,7 +904,6 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                              "size such as 24GB or 80GiB.")
         device_name = f"{format_bytes(usable)} GPU"
     if gpu is not None:
-        from vramest.fit import ecc_note
         from vramest.hardware import load_hardware
 
         device = load_hardware(hardware_file).find(gpu)
