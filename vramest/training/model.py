@@ -21,7 +21,7 @@ from typing import Any
 from vramest.errors import InputError
 from vramest.estimator import ModelInfo, resolve_model
 from vramest.fit import ecc_note, largest_fitting, parse_reserve
-from vramest.hardware import Device
+from vramest.hardware import Device, load_hardware
 from vramest.memory import Part, ffn_width, weight_bytes
 from vramest.precisions import (
     BITSANDBYTES_FORMATS,
@@ -904,8 +904,6 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                              "size such as 24GB or 80GiB.")
         device_name = f"{format_bytes(usable)} GPU"
     if gpu is not None:
-        from vramest.hardware import load_hardware
-
         device = load_hardware(hardware_file).find(gpu)
         device_name = device.name
         if device.ecc_in_band and gpu_memory is None:
@@ -919,8 +917,6 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     if usable is None:
         fit = Fit(None, None, required, None, None, None, None)
         if gpu is None:  # no device named: the common GPUs, as the inference estimate shows
-            from vramest.hardware import load_hardware
-
             options = tuple(_device_fit(m, c, required, device, kept_free.usable(device),
                                         token_count)
                             for device in load_hardware(hardware_file).common())
