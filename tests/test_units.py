@@ -14,6 +14,7 @@ from vramest.units import format_bytes, parse_bytes, parse_params, parse_tokens
     ("7B", 7_000_000_000), ("70b", 70_000_000_000), ("1.5B", 1_500_000_000),
     ("405B", 405_000_000_000), ("560M", 560_000_000), ("1.2T", 1_200_000_000_000),
     ("7000000000", 7_000_000_000), (" 13B ", 13_000_000_000), (8_000_000_000, 8_000_000_000),
+    ("7e9", 7_000_000_000), ("2.5E10", 25_000_000_000), ("1e3M", 1_000_000_000),
 ])
 def test_parse_params(text: str, expected: int) -> None:
     assert parse_params(text) == expected
@@ -34,6 +35,7 @@ def test_bad_params_are_input_errors(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("24GiB", 24 * 1024**3), ("80GB", 80 * 10**9), ("512MiB", 512 * 1024**2), ("1024", 1024),
+    ("1e9", 10**9), ("1.5e3MiB", 1500 * 1024**2),
 ])
 def test_parse_bytes(text: str, expected: int) -> None:
     assert parse_bytes(text, what="--reserve") == expected
@@ -45,7 +47,8 @@ def test_format_bytes_uses_binary_units() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(max_size=30), st.integers(), st.floats(allow_nan=True)))
+@given(st.one_of(st.text(max_size=30), st.integers(), st.floats(allow_nan=True),
+                 st.from_regex(r"\A[0-9.]{1,5}[eE][+-]?[0-9]{1,5}[kmbtKMBTiIB]{0,3}\Z")))
 def test_parsers_never_crash_on_junk(junk: object) -> None:
     for parse in (parse_params, parse_tokens):
         with contextlib.suppress(InputError):

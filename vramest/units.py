@@ -12,11 +12,13 @@ MIB = 1024**2
 KIB = 1024
 GB = 10**9
 
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmbt]?)\s*$", re.IGNORECASE)
+# a decimal with an optional exponent: 7, 1.5, .5, 1e9, 2.5E10
+_NUMBER = r"((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)"
+_COUNT = re.compile(rf"^\s*{_NUMBER}\s*([kmbt]?)\s*$", re.IGNORECASE)
 _COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
 # Context lengths: "8k" means 8192 tokens, the way model cards and engines use it.
 _TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
-_BYTES = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_BYTES = re.compile(rf"^\s*{_NUMBER}\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _BYTE_SCALE = {
     "": 1, "b": 1,
     "k": 10**3, "kb": 10**3, "ki": KIB, "kib": KIB,
@@ -31,7 +33,7 @@ MAX_BATCH = 1_000_000
 
 
 def parse_params(text: str | int | float, *, what: str = "--params") -> int:
-    """'7B', '70b', '1.5B', '560M', '1.2T' or a plain integer, as a parameter count."""
+    """'7B', '70b', '1.5B', '560M', '1.2T', '7e9' or a plain integer, as a parameter count."""
     value = _parse_scaled(text, _COUNT_SCALE, what, "a count such as 7B, 1.5B, 560M, 1.2T or 7000000000")
     if not 1 <= value <= MAX_PARAMS:
         raise InputError(f"{what} {text!r} is out of range: give between 1 and 100T parameters.")
@@ -64,7 +66,7 @@ def parse_bytes(text: str | int | float, *, what: str) -> int:
         value = float(text)
     else:
         match = _BYTES.match(str(text))
-        if not match:
+        if not match or match.group(2).lower() not in _BYTE_SCALE:
             raise InputError(f"{what} {text!r} is not a size; give one such as 24GiB, 80GB or 512MiB.")
         value = float(match.group(1)) * _BYTE_SCALE[match.group(2).lower()]
     if not math.isfinite(value) or value < 0 or value > 1024**6:
@@ -84,7 +86,10 @@ def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, ac
     match = _COUNT.match(str(text))
     if not match or match.group(2).lower() not in scales:
         raise InputError(f"{what} {text!r} is not understood; give {accepted}.")
-    return round(float(match.group(1)) * scales[match.group(2).lower()])
+    value = float(match.group(1)) * scales[match.group(2).lower()]
+    if not math.isfinite(value):
+        raise InputError(f"{what} {text!r} is out of range; give {accepted}.")
+    return round(value)
 
 
 def format_bytes(n: int | float) -> str:
