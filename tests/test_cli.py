@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,25 @@ def test_python_dash_m_works() -> None:
     result = subprocess.run([sys.executable, "-m", "vramest", "--params", "7B", "--json"],
                             capture_output=True, text=True, check=True)
     assert json.loads(result.stdout)["memory"]["total"] > 0
+
+
+@pytest.mark.parametrize("argv", [
+    ("check", "{spec}", "--junit-xml", "{spec}"),
+    ("check", "{spec}", "--baseline", "{spec}", "--update-baseline"),
+    ("check", "{spec}", "--junit-xml", "{out}", "--html", "{out}"),
+    ("report", "--model", "{config}", "--html", "{config}", "--no-accuracy"),
+    ("plot", "--model", "{config}", "--out", "{config}"),
+])
+def test_an_output_never_replaces_an_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           argv: tuple[str, ...]) -> None:
+    spec, config = tmp_path / "capacity.toml", tmp_path / "config.json"
+    spec.write_text('[deployments.a]\nparams = "7B"\ndtype = "int4"\ngpu = "h100"\n')
+    config.write_text(json.dumps({"model_type": "llama", "hidden_size": 2048, "vocab_size": 32000,
+                                  "num_hidden_layers": 16, "num_attention_heads": 16,
+                                  "intermediate_size": 8192}))
+    before = {p: p.read_bytes() for p in (spec, config)}
+    words = [w.format(spec=spec, config=config, out=tmp_path / "out.xml") for w in argv]
+    code, _, err = run_cli(capsys, *words)
+    assert code == 2 and err.count("\n") == 1 and "write" in err
+    assert {p: p.read_bytes() for p in (spec, config)} == before
+    assert not (tmp_path / "out.xml").exists()

@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--plot draws a profile's fit: give it with --report PROFILE.")
     if args.report:
+        from vramest.commands.common import refuse_overwriting
+
+        refuse_overwriting({"--plot": args.plot}, {"the --report profile": args.report})
         profile = load_profile(args.report)
         print("\n".join(render_report(profile)))
         if args.plot:

@@ -37,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
         render_markdown,
         render_table,
     )
+    from vramest.commands.common import refuse_overwriting
     from vramest.errors import InputError
 
     if args.update_baseline and not args.baseline:
         raise InputError("--update-baseline needs --baseline FILE: the file to write.")
+    refuse_overwriting(
+        {"--junit-xml": args.junit_xml, "--html": args.html,
+         "--baseline": args.baseline if args.update_baseline else None},
+        {"the spec": args.spec,
+         "the --baseline file": None if args.update_baseline else args.baseline})
     tolerance = parse_tolerance(args.tolerance)
     compare_with = None if args.update_baseline else args.baseline
     try:

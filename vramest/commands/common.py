@@ -19,6 +19,31 @@ def positive_int(flag: str, maximum: int = 10**7) -> Callable[[str], int]:
     return parse
 
 
+def refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Stop before any work when a file to write is a file read, or two outputs are one file.
+
+    `inputs` maps what each input is called in the message ("the spec") to its path.
+    """
+    from pathlib import Path
+
+    from vramest.errors import InputError
+
+    read = {Path(path).resolve(): flag for flag, path in inputs.items()
+            if path and Path(path).is_file()}
+    written: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if not path:
+            continue
+        target = Path(path).resolve()
+        if target in read:
+            raise InputError(f"{flag} {path} would overwrite {read[target]}, which this command "
+                             "reads; write elsewhere.")
+        if target in written:
+            raise InputError(f"{written[target]} and {flag} both write {path}; give each its own "
+                             "file.")
+        written[target] = flag
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--params", help="parameter count: 7B, 70b, 1.5B, 560M, 1.2T or an integer")

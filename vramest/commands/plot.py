@@ -59,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     if args.throughput and axis != "batch":
         raise InputError("--throughput plots against batch only; drop --vs ctx.")
     if args.out:
+        from vramest.commands.common import refuse_overwriting
         from vramest.plots.matplotlib_render import output_format, require_matplotlib
 
+        refuse_overwriting({"--out": args.out}, {"the --model file": args.model,
+                                                 "the --hardware-file": args.hardware_file})
         output_format(args.out)
         require_matplotlib()
     figure = build_figure(args, axis)

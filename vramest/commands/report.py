@@ -34,9 +34,12 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramest.commands.common import refuse_overwriting
     from vramest.commands.plot import split_list
     from vramest.html_report import build_report, render_html, write_atomically
 
+    refuse_overwriting({"--html": args.html}, {"the --model file": args.model,
+                                               "the --hardware-file": args.hardware_file})
     placement = {"num_gpus": args.num_gpus, "pp": args.pp, "reserve": args.reserve,
                  "prompt": args.prompt, "gen": args.gen, "engine": args.engine,
                  "hardware_file": args.hardware_file}
