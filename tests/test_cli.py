@@ -133,3 +133,24 @@ def test_an_output_never_replaces_an_input(tmp_path: Path, capsys: pytest.Captur
     assert code == 2 and err.count("\n") == 1 and "write" in err
     assert {p: p.read_bytes() for p in (spec, config)} == before
     assert not (tmp_path / "out.xml").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--params", "7B", "--layers", "-1"), "--layers '-1' is out of range"),
+    (("--params", "7B", "--gpu", "h100", "--engine", "vllm", "--gpu-memory-utilization", "nan"),
+     "--gpu-memory-utilization 'nan' is not a share of memory"),
+    (("calibrate", "--max-minutes", "nan"), "--max-minutes 'nan' is not a number of minutes"),
+    (("calibrate", "--max-minutes", "abc"), "--max-minutes 'abc' is not a number of minutes"),
+    (("trace", "--model", "llama-3.2-1b", "--grad-checkpointing"),
+     "--grad-checkpointing applies to --phase train only"),
+    (("trace", "--model", "llama-3.2-1b", "--phase", "train", "--lora-rank", "8"),
+     "--lora-rank applies to --method lora or qlora only"),
+    (("trace", "--model", "llama-3.2-1b", "--phase", "train", "--decode-steps", "3"),
+     "--decode-steps applies to the inference phases only"),
+])
+def test_a_bad_flag_value_gets_its_own_sentence(capsys: pytest.CaptureFixture[str],
+                                                argv: tuple[str, ...], message: str) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and not out
+    assert err.startswith(f"vramest: {message}") and err.count("\n") == 1
+    assert "invalid" not in err and "Argument" not in err

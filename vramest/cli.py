@@ -20,6 +20,10 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        prefix, _, own = message.partition(": ")
+        flags = prefix.removeprefix("argument ").split("/")
+        if prefix.startswith("argument ") and own.startswith(tuple(flags)):
+            raise InputError(own)  # a flag's own parser already said what is wrong and accepted
         raise InputError(f"{message[0].upper()}{message[1:]}; see `vramest --help`.")
 
 

@@ -7,13 +7,16 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
+    from vramest.commands.common import positive_float
+
     p = sub.add_parser("calibrate", help=help_text, description=help_text + ". Each measurement "
                        "is appended to a JSONL beside the profile as it is taken; running again "
                        "resumes where a run stopped.")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="what to calibrate (default: CUDA if torch sees it, else the CPU)")
     p.add_argument("--quick", action="store_true", help="a small grid (under 2 minutes on a CPU)")
-    p.add_argument("--max-minutes", type=float, help="stop measuring after this long, fit what "
+    p.add_argument("--max-minutes", type=positive_float("--max-minutes", "a number of minutes"),
+                   help="stop measuring after this long, fit what "
                    "was measured (a later run resumes)")
     p.add_argument("--out", help="profile to write (default: <profile dir>/<device>.json, where "
                    "estimates find it; the profile dir is $VRAMEST_PROFILE_DIR or "
@@ -47,10 +50,6 @@ def run(args: argparse.Namespace) -> int:
             for path in plot_fit(profile, args.plot):
                 print(f"wrote {path}")
         return 0
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        from vramest.errors import InputError
-
-        raise InputError("--max-minutes must be positive.")
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401

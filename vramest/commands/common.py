@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,29 @@ SHAPE_FLAGS = (("--layers", "num_layers"), ("--hidden", "hidden_size"), ("--head
 
 def positive_int(flag: str, maximum: int = 10**7) -> Callable[[str], int]:
     def parse(text: str) -> int:
+        from vramest.errors import InputError
         from vramest.units import parse_positive_int
 
-        return parse_positive_int(text, what=flag, maximum=maximum)
+        try:
+            return parse_positive_int(text, what=flag, maximum=maximum)
+        except InputError as exc:  # argparse would replace a ValueError's words with its own
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def positive_float(flag: str, what: str, maximum: float = math.inf) -> Callable[[str], float]:
+    """A flag's number above 0 (and at most `maximum`): nan, inf and junk get one sentence."""
+    limit = "" if maximum == math.inf else f" and at most {maximum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 < value <= maximum and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(
+                f"{flag} {text!r} is not {what}; give a number above 0{limit}.")
+        return value
     return parse
 
 
@@ -104,8 +125,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", help="calibration profile (vramest calibrate) whose constants to use; "
                    "default: a stored profile of this machine, if any; 'none' for the shipped ones")
     v = p.add_argument_group("vLLM (--engine vllm)")
-    v.add_argument("--gpu-memory-utilization", type=float, help="share of GPU memory vLLM may "
-                   "use (default 0.9)")
+    v.add_argument("--gpu-memory-utilization",
+                   type=positive_float("--gpu-memory-utilization", "a share of memory", 1.0),
+                   help="share of GPU memory vLLM may use (default 0.9)")
     v.add_argument("--max-model-len", help="longest sequence (default: the model's context)")
     v.add_argument("--max-num-batched-tokens", help="tokens per profiling forward")
     v.add_argument("--max-num-seqs", help="sequences sampled together (default 256)")

@@ -31,13 +31,13 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     p.add_argument("--method", default="full", choices=("full", "lora", "qlora"),
                    help="with --phase train: full fine-tuning (default) or PEFT LoRA adapters "
                    "over a frozen base (needs the peft package; qlora runs on real tensors only)")
-    p.add_argument("--lora-rank", type=positive_int("--lora-rank", maximum=65536), default=16,
+    p.add_argument("--lora-rank", type=positive_int("--lora-rank", maximum=65536),
                    help="with --method lora: adapter rank (default 16; alpha = 2 × rank)")
-    p.add_argument("--lora-targets", default="all-linear",
+    p.add_argument("--lora-targets",
                    help="with --method lora: all-linear (default) or module names, e.g. "
                    "q_proj,v_proj")
     p.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the whole prompt)")
-    p.add_argument("--decode-steps", type=positive_int("--decode-steps", maximum=64), default=2,
+    p.add_argument("--decode-steps", type=positive_int("--decode-steps", maximum=64),
                    help="decode steps after the prefill (default 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -47,23 +47,36 @@ def run(args: argparse.Namespace) -> int:
     from vramest.units import parse_tokens
 
     ctx = parse_tokens(args.ctx)
+    _refuse_unused_flags(args)
     if args.phase == "train":
         return _run_train(args, ctx)
-    train_only = [flag for flag, used in (("--grad-checkpointing", args.grad_checkpointing),
-                                          ("--method", args.method != "full")) if used]
-    if train_only:
-        from vramest.errors import InputError
-
-        raise InputError(f"{' and '.join(train_only)} apply to --phase train only.")
-    chunk = parse_tokens(args.prefill_chunk, what="--prefill-chunk") if args.prefill_chunk else None
+    chunk = (None if args.prefill_chunk is None
+             else parse_tokens(args.prefill_chunk, what="--prefill-chunk"))
     phases = PHASES[:PHASES.index(args.phase) + 1]
     result = trace(args.model, args.dtype, ctx, args.batch, args.attn, phases,
-                   prefill_chunk=chunk, decode_steps=args.decode_steps)
+                   prefill_chunk=chunk, decode_steps=args.decode_steps or 2)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print("\n".join(render_trace(result.to_json())))
     return 0
+
+
+def _refuse_unused_flags(args: argparse.Namespace) -> None:
+    """A flag the chosen phase or method would ignore is a mistake worth one sentence."""
+    from vramest.errors import InputError
+
+    train = args.phase == "train"
+    lora = train and args.method != "full"
+    needs = (("--grad-checkpointing", args.grad_checkpointing, train, "--phase train"),
+             ("--method", args.method != "full", train, "--phase train"),
+             ("--lora-rank", args.lora_rank is not None, lora, "--method lora or qlora"),
+             ("--lora-targets", args.lora_targets is not None, lora, "--method lora or qlora"),
+             ("--prefill-chunk", args.prefill_chunk is not None, not train, "the inference phases"),
+             ("--decode-steps", args.decode_steps is not None, not train, "the inference phases"))
+    for flag, given, applies, where in needs:
+        if given and not applies:
+            raise InputError(f"{flag} applies to {where} only.")
 
 
 def render_trace(data: dict) -> list[str]:  # type: ignore[type-arg]
@@ -101,15 +114,16 @@ def _run_train(args: argparse.Namespace, seq: int) -> int:
 
     result = trace_train(args.model, dtype=args.dtype, seq=seq, micro_batch=args.batch,
                          attn=args.attn, grad_checkpointing=args.grad_checkpointing,
-                         method=args.method, lora_rank=args.lora_rank,
-                         lora_targets=args.lora_targets)
+                         method=args.method, lora_rank=args.lora_rank or 16,
+                         lora_targets=args.lora_targets or "all-linear")
     data = result.to_json()
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     run, analytic = data["phases"]["train"], data["analytic"]
     what = (f"full fine-tuning, pure {args.dtype}" if args.method == "full" else
-            f"LoRA r={args.lora_rank} on {args.lora_targets} (PEFT), {args.dtype} base, "
+            f"LoRA r={args.lora_rank or 16} on {args.lora_targets or 'all-linear'} (PEFT), "
+            f"{args.dtype} base, "
             f"{run['trainable_params']:,} trainable params")
     print(f"{data['model']}  ·  {what}, AdamW  ·  seq {seq} × "
           f"micro-batch {args.batch}{'  ·  checkpointing' if args.grad_checkpointing else ''}  ·  "
