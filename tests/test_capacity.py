@@ -260,6 +260,15 @@ engine_options = { gpu_memory_utilisation = 0.8 }
      "got a boolean"),
     ({"deployments": [{"name": "x", "model": "llama-3.2-1b", "gpu": "h100",
                        "engine_options": {"n_gpu_layers": 10}}]}, "engine generic takes no options"),
+    ({"deployments": [{"name": "x", "model": "llama-3.2-1b", "gpu": "h100", "engine": "vllm",
+                       "engine_options": {"gpu_memory_utilization": "abc"}}]},
+     "gpu_memory_utilization 'abc' is not a number"),
+    ({"deployments": [{"name": "x", "model": "llama-3.2-1b", "gpu": "h100", "engine": "vllm",
+                       "engine_options": {"block_size": True}}]},
+     "block_size True is not a whole number"),
+    ({"deployments": [{"name": "x", "model": "llama-3.2-1b", "gpu": "h100", "engine": "llamacpp",
+                       "engine_options": {"n_gpu_layers": "all"}}]},
+     "n_gpu_layers 'all' is not a layer count"),
 ])
 def test_single_problems(data: object, fragment: str) -> None:
     with pytest.raises(SpecError) as caught:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from vramest.errors import InputError
 from vramest.estimator import estimate
 
 MODELS = ["meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1", "google/gemma-2-9b",
@@ -61,3 +64,40 @@ def test_params_shape_has_the_requested_size(params: int) -> None:
     """A shape borrowed for --params N is solved to hold N parameters (to within 2%)."""
     got = estimate(params=params).model.params
     assert abs(got / params - 1) < 0.02
+
+
+# Junk for the Python API: wrong types, non-finite and huge numbers, empty and odd text.
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30),
+                  st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                  st.binary(max_size=4), st.lists(st.integers(), max_size=2),
+                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+_ESTIMATE_ARGS = ("dtype", "ctx", "batch", "kv_dtype", "active_params", "family", "attention",
+                  "prefill_chunk", "gpu", "num_gpus", "pp", "reserve", "prompt", "gen", "engine",
+                  "num_layers", "hidden_size", "num_heads", "vocab_size")
+_TRAINING_ARGS = ("gpu", "gpu_memory", "tokens", "reserve", "method", "precision", "optimizer",
+                  "seq", "micro_batch", "grad_accumulation", "grad_checkpointing", "attention",
+                  "lora_rank", "lora_targets", "base_dtype", "trainable_layers", "zero",
+                  "num_gpus", "offload", "sequence_parallel", "upcast_unquantized", "moe_experts")
+
+
+@settings(max_examples=150)
+@given(st.dictionaries(st.sampled_from(_ESTIMATE_ARGS), _JUNK, min_size=1, max_size=3),
+       st.sampled_from(["vllm", "llamacpp", "generic"]),
+       st.dictionaries(st.sampled_from(["gpu_memory_utilization", "block_size", "max_model_len",
+                                        "n_gpu_layers", "n_ubatch", "flash_attn", "cache_type_k"]),
+                       _JUNK, max_size=2))
+def test_the_api_answers_junk_with_input_errors(kwargs: dict, engine: str, options: dict) -> None:
+    kwargs = {"engine": engine, **kwargs}
+    if kwargs.get("engine") == engine and engine != "generic":
+        kwargs.update(gpu="h100", engine_options=options)
+    with contextlib.suppress(InputError):
+        estimate(params="7B", **kwargs)
+
+
+@settings(max_examples=150)
+@given(st.dictionaries(st.sampled_from(_TRAINING_ARGS), _JUNK, min_size=1, max_size=3))
+def test_the_training_api_answers_junk_with_input_errors(kwargs: dict) -> None:
+    from vramest.training.model import estimate_training
+
+    with contextlib.suppress(InputError):
+        estimate_training(model="meta-llama/Llama-3.1-8B", **kwargs)

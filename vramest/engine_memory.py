@@ -13,6 +13,8 @@ attention stage or at the output stage (see `_llamacpp_compute`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramest.errors import InputError
@@ -22,7 +24,7 @@ from vramest.hardware import Device
 from vramest.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
 from vramest.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
 from vramest.shapes import LAYER_SLIDING, ModelShape
-from vramest.units import GIB, MIB, format_bytes
+from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
 
 F32 = 4
 
@@ -296,19 +298,95 @@ LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flas
                          "cache_type_k", "cache_type_v", "fit")
 
 
+def _share(value: object, what: str) -> float:
+    number = _number(value, what)
+    if not 0 < number <= 1:
+        raise InputError(f"{what} {value!r} is out of range; give a share above 0 and at most 1.")
+    return number
+
+
+def _number(value: object, what: str) -> float:
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(
+            value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise InputError(f"{what} {value!r} is not a number.")
+    return number
+
+
+def _switch(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{what} {value!r} is not true or false.")
+    return value
+
+
+def _layers(value: object, what: str) -> int:
+    try:
+        count = int(str(_whole(value, what)).strip())
+    except ValueError:
+        count = -1
+    if not 0 <= count <= 100_000:
+        raise InputError(f"{what} {value!r} is not a layer count; give a whole number from 0 to "
+                         "100000.")
+    return count
+
+
+def _whole(value: object, what: str) -> str | int:
+    """Text or an int for the unit parsers; anything else is refused here."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"{what} {value!r} is not a whole number.")
+    return value
+
+
+_CACHE_TYPES = "a cache type such as f16, q8_0 or q4_0"
+# Each engine option's parser: what a spec, the API or the CLI gives becomes the typed value.
+_OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
+    "gpu_memory_utilization": _share,
+    "max_model_len": lambda v, what: parse_tokens(_whole(v, what), what=what),
+    "max_num_batched_tokens": lambda v, what: parse_tokens(_whole(v, what), what=what),
+    "max_num_seqs": lambda v, what: parse_positive_int(_whole(v, what), what=what),
+    "block_size": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1024),
+    "enforce_eager": _switch,
+    "version": lambda v, what: v if v in ("v0", "v1") else _refuse(v, what, "v0 or v1"),
+    "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
+    "n_gpu_layers": _layers,
+    "n_ctx": lambda v, what: parse_tokens(_whole(v, what), what=what),
+    "n_ubatch": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1 << 20),
+    "n_outputs": lambda v, what: parse_positive_int(_whole(v, what), what=what),
+    "flash_attn": _switch,
+    "cache_type_k": lambda v, what: v if isinstance(v, str) else _refuse(v, what, _CACHE_TYPES),
+    "cache_type_v": lambda v, what: v if isinstance(v, str) else _refuse(v, what, _CACHE_TYPES),
+    "fit": _switch,
+}
+
+
+def _refuse(value: object, what: str, accepted: str) -> object:
+    raise InputError(f"{what} {value!r} is not understood; give {accepted}.")
+
+
+def parse_engine_options(engine: str, options: dict[str, object]) -> dict[str, object]:
+    """The given (not None) options of an engine, each checked and typed."""
+    given = {k: v for k, v in options.items() if v is not None}
+    known = VLLM_OPTION_NAMES if engine == "vllm" else LLAMACPP_OPTION_NAMES
+    _reject_unknown(given, known, "llamacpp" if engine.startswith("llamacpp") else engine)
+    return {k: _OPTION_PARSERS[k](v, k) for k, v in given.items()}
+
+
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
                   tp: int, usable_bytes: int | None
                   ) -> VLLMStartup | LlamaCppStartup | HFStartup | None:
     """The engine's own start-up figures for --engine vllm / llamacpp, else None."""
     given = {k: v for k, v in options.items() if v is not None}
+    if engine == "vllm" or engine.startswith("llamacpp"):
+        given = parse_engine_options(engine, given)
     if engine == "vllm":
-        _reject_unknown(given, VLLM_OPTION_NAMES, engine)
         if device is None:
             raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
                              "GPU's memory.")
         return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
     if engine.startswith("llamacpp"):
-        _reject_unknown(given, LLAMACPP_OPTION_NAMES, "llamacpp")
         fit = bool(given.pop("fit", False))
         opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
         if fit:

@@ -9,7 +9,7 @@ from typing import Any
 
 from vramest.catalog import default_catalog, shape_for_params
 from vramest.constants import DEFAULTS, Constants
-from vramest.errors import InputError
+from vramest.errors import InputError, require_text
 from vramest.memory import (
     ATTENTION_KINDS,
     EAGER_ONLY_FAMILIES,
@@ -28,7 +28,13 @@ from vramest.precisions import (
     weight_format,
 )
 from vramest.shapes import ModelShape, with_overrides
-from vramest.units import format_count, parse_params, parse_positive_int, parse_tokens
+from vramest.units import (
+    MAX_SHAPE_SIZE,
+    format_count,
+    parse_params,
+    parse_positive_int,
+    parse_tokens,
+)
 
 DEFAULT_CTX = 4096
 _NATIVE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "bf16": "bf16",
@@ -321,10 +327,15 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
+    require_text(model=model, dtype=dtype, kv_dtype=kv_dtype, family=family, attention=attention,
+                 gpu=gpu, engine=engine, hardware_file=hardware_file, profile=profile)
+    engine = engine or "generic"
     unknown = set(shape_overrides) - set(SHAPE_OVERRIDES)
     if unknown:
         raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "
                          f"{', '.join(SHAPE_OVERRIDES)}.")
+    shape_overrides = {name: None if value is None else parse_positive_int(
+        value, what=name, maximum=MAX_SHAPE_SIZE) for name, value in shape_overrides.items()}
     info = resolve_model(params=params, model=model, family=family, active_params=active_params,
                          overrides=shape_overrides)
     calibration = None

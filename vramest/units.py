@@ -30,6 +30,7 @@ _BYTE_SCALE = {
 MAX_PARAMS = 100 * 10**12
 MAX_TOKENS = 100 * 1024**2
 MAX_BATCH = 1_000_000
+MAX_SHAPE_SIZE = 10**7  # a model dimension or layer count (hidden size, heads, vocab ...)
 
 
 def parse_params(text: str | int | float, *, what: str = "--params") -> int:

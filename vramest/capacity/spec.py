@@ -358,8 +358,9 @@ def _engine_options(key: str, value: object) -> tuple[tuple[str, Scalar], ...]:
     for name, option in value.items():
         if not isinstance(name, str) or not name:
             raise InputError(f"option names must be strings, got {_show(name)}.")
-        if not isinstance(option, (str, int, float, bool)) or (
-                isinstance(option, float) and not math.isfinite(option)):
+        if isinstance(option, float) and not math.isfinite(option):
+            raise InputError(f"option {name} must be a finite number, got {option}.")
+        if not isinstance(option, (str, int, float, bool)):
             raise InputError(f"option {name} must be a string, number or boolean, got {_kind(option)}.")
         out.append((name, option))
     return tuple(sorted(out))
@@ -752,10 +753,17 @@ def _check_engine_options(values: dict[str, object], where: str, problems: _Coll
         problems.add(where, "engine_options", f"engine {engine} takes no options; they apply to "
                      "engine vllm or llamacpp.")
         return
-    for name, _ in options:
+    from vramest.engine_memory import parse_engine_options
+
+    for name, value in options:
         if name not in accepted:
             problems.add(where, f"engine_options.{name}",
                          f"unknown option for engine {engine}; {_nearest(name, accepted)}")
+            continue
+        try:
+            parse_engine_options(engine, {name: value})
+        except InputError as exc:
+            problems.add(where, "engine_options", _sentence(exc))
 
 
 def _check_profile(path: str, where: str, problems: _Collector) -> None:

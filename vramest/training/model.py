@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vramest.errors import InputError
+from vramest.errors import InputError, require_text
 from vramest.estimator import ModelInfo, resolve_model
 from vramest.fit import ecc_note, largest_fitting, parse_reserve
 from vramest.hardware import Device, load_hardware
@@ -207,6 +207,12 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
+    require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
+                 base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
+    if not isinstance(lora_targets, str) and not (
+            isinstance(lora_targets, (list, tuple)) and all(isinstance(t, str) for t in lora_targets)):
+        raise InputError("lora_targets must be text such as 'all-linear' or 'q,v', or a list of "
+                         f"names, not {type(lora_targets).__name__}.")
     method = _choice(method, METHODS, "--method")
     if isinstance(upcast_unquantized, str):
         upcast = _choice(upcast_unquantized, UPCAST_SCOPES, "--upcast-unquantized")
@@ -871,6 +877,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     grad_accumulation, grad_checkpointing, attention, lora_rank, lora_targets, lora_dropout,
     base_dtype, trainable_layers, zero, fsdp, num_gpus, offload.
     """
+    require_text(model=model, family=family, gpu=gpu, hardware_file=hardware_file, profile=profile)
     c = constants or TRAINING_DEFAULTS
     s = make_settings(**settings)
     kept_free = parse_reserve(reserve)  # checked even when no --gpu uses it
