@@ -55,7 +55,10 @@ def test_hardware_file_adds_and_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", ["[]", "{\"devices\": [{\"name\": \"x\"}]}", "{not json",
-                                     "{\"devices\": [{\"name\": \"x\", \"memory_gib\": -1}]}"])
+                                     "{\"devices\": [{\"name\": \"x\", \"memory_gib\": -1}]}",
+                                     "{\"devices\": [{\"name\": \"x\", \"memory_gib\": NaN}]}",
+                                     "{\"devices\": [{\"name\": \"x\", \"memory_gib\": Infinity}]}",
+                                     "{\"devices\": [{\"name\": \"x\", \"memory_gib\": 1e300}]}"])
 def test_bad_hardware_file_is_an_input_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "hw.json"
     path.write_text(content)

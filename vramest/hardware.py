@@ -168,8 +168,9 @@ def _number(raw: dict[str, Any], key: str, where: str, *, required: bool = False
         if required:
             raise InputError(f"{where} has no {key}; every device needs one.")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise InputError(f"{where}: {key} must be a positive number, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e9:
+        raise InputError(f"{where}: {key} must be a positive number (at most 1e9), got "
+                         f"{value!r}.")
     return float(value)
 
 
