@@ -71,13 +71,33 @@ def test_profile_loads_and_applies_per_precision(tmp_path: Path) -> None:
     ({"format": "other"}, "not a vramest calibration profile"),
     ({"version": 99}, "version"),
     ({"constants": {"no_such_constant": 1.0}}, "Unknown constant"),
-    ({"constants": {"activation_ffn_factor": -1}}, "non-negative"),
+    ({"constants": {"activation_ffn_factor": -1}}, "from 0 to"),
+    ({"constants": {"activation_ffn_factor": float("nan")}}, "from 0 to"),
+    ({"constants": {"runtime_overhead_bytes": 1e300}}, "from 0 to"),
+    ({"constants": {"memory_efficiency_cpu": 0}}, "above 0"),
     ({"heldout_error": {"memory": {"before": 0.1}}}, "heldout_error"),
+    ({"heldout_error": {m: {"before": "x", "after": 0} for m in ("memory", "decode", "prefill")}},
+     "heldout_error"),
     ({"device": "cpu"}, "device"),
+    ({"devices": [{"name": "x", "memory_gib": float("nan")}]}, "memory_gib"),
+    ({"devices": [{"memory_gib": 16}]}, "name"),
+    ({"roofs": {"bandwidth_bytes_s": "fast", "matmul_flops": {}}}, "roofs"),
+    ({"residuals": [{"memory": 0.1}]}, "residuals"),
+    ({"training": []}, "training must be an object"),
+    ({"training": {"constants": {"loss_fp32_buffers": "3"}}}, "training.constants"),
+    ({"training": {"precision_constants": {"bf16": {"flops_utilization": 0}}}}, "above 0"),
+    ({"training": {"constants": {"no_such": 1.0}}}, "unknown constant"),
+    ({"training": {"heldout_error": {"speed": {"after": 0.1}}}}, "heldout_error.speed"),
 ])
 def test_bad_profiles_are_rejected(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
         load_profile(write_profile(tmp_path, **change))
+
+
+def test_a_valid_profile_with_falsy_sections_still_reports(tmp_path: Path) -> None:
+    profile = load_profile(write_profile(tmp_path, constants_before=None, residuals=[],
+                                         training={"constants": None, "residuals": None}))
+    assert any("held-out" in line for line in render_report(profile))
 
 
 def test_missing_or_broken_profile(tmp_path: Path) -> None:

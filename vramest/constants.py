@@ -11,6 +11,13 @@ from typing import Any
 
 from vramest.errors import InputError
 
+MAX_CONSTANT = 1e15  # far above any real constant; keeps products finite
+# constants the estimate divides by: a profile may not set them to 0
+DIVISORS = frozenset({"memory_efficiency_gpu", "memory_efficiency_apple", "memory_efficiency_cpu",
+                      "compute_efficiency_gpu", "compute_efficiency_apple",
+                      "compute_efficiency_cpu", "visible_memory_fraction",
+                      "allreduce_efficiency"})
+
 
 @dataclass(frozen=True)
 class Constants:
@@ -72,8 +79,11 @@ class Constants:
                              f"{', '.join(known)}.")
         cleaned: dict[str, Any] = {}
         for key, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InputError(f"Constant {key} must be a non-negative number, got {value!r}.")
+            lowest = "above 0" if key in DIVISORS else "from 0"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    0 <= value <= MAX_CONSTANT) or (value == 0 and key in DIVISORS):
+                raise InputError(f"Constant {key} must be a number {lowest} to "
+                                 f"{MAX_CONSTANT:g}, got {value!r}.")
             cleaned[key] = int(value) if key.endswith("_bytes") else float(value)
         return replace(self, **cleaned)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramest.constants import Constants
+from vramest.constants import MAX_CONSTANT, Constants
 from vramest.errors import InputError
 
 PROFILE_FORMAT = "vramest-calibration-profile"
@@ -174,13 +174,94 @@ def validate_profile(data: Any, path: Path) -> Profile:
         raise InputError(f"{where}: \"precision_constants\" must map a precision to its numbers.")
     for values in precision.values():
         Constants().with_values({k: v for k, v in values.items() if "." not in k})
-    hardware = None
-    devices = data.get("devices")
-    if isinstance(devices, list) and devices and isinstance(devices[0], dict):
-        hardware = devices[0]
+    for metric in METRICS:
+        _numbers(heldout[metric], f"{where}: heldout_error.{metric}", ("before", "after"))
+    hardware = _hardware_entry(data.get("devices"), where)
+    _check_report_fields(data, where)
+    if data.get("training") is not None:
+        _check_training(data["training"], f"{where}: training")
     return Profile(path=path, device=device, constants=dict(constants), engine=engine,
                    precision_constants=precision, hardware=hardware, heldout_error=heldout,
                    created=str(data.get("created", "")), raw=data)
+
+
+def _numbers(value: Any, where: str, required: tuple[str, ...] = ()) -> dict[str, float]:
+    """An object of name → finite number (with the `required` names)."""
+    if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
+        raise InputError(f"{where} must be an object of name → number.")
+    missing = [name for name in required if not _is_number(value.get(name))]
+    if missing:
+        raise InputError(f"{where} needs the number(s) {', '.join(missing)}.")
+    return value
+
+
+def _hardware_entry(devices: Any, where: str) -> dict[str, Any] | None:
+    """The profile's device as a hardware-file entry: it must parse as one."""
+    if devices is None:
+        return None
+    from vramest.hardware import parse_devices
+
+    if not isinstance(devices, list) or len(devices) != 1:
+        raise InputError(f"{where}: \"devices\" must be a list of the one measured device.")
+    parse_devices({"devices": devices}, f"{where}: devices")
+    return devices[0]  # type: ignore[no-any-return]
+
+
+def _check_report_fields(data: dict[str, Any], where: str) -> None:
+    """What `vramest calibrate --report` reads besides the fit itself."""
+    roofs = data.get("roofs")
+    if roofs:
+        if not isinstance(roofs, dict):
+            raise InputError(f"{where}: \"roofs\" must be an object.")
+        _numbers({"bandwidth_bytes_s": roofs.get("bandwidth_bytes_s")}, f"{where}: roofs",
+                 ("bandwidth_bytes_s",))
+        _numbers(roofs.get("matmul_flops"), f"{where}: roofs.matmul_flops")
+    _numbers(data.get("constants_before") or {}, f"{where}: constants_before")
+    _check_residuals(data.get("residuals"), f"{where}: residuals", METRICS)
+    if not isinstance(data.get("quantization_support") or {}, dict):
+        raise InputError(f"{where}: \"quantization_support\" must be an object.")
+    if not isinstance(data.get("measurements", ""), str):
+        raise InputError(f"{where}: \"measurements\" must be the path of the JSONL beside it.")
+
+
+def _check_residuals(residuals: Any, where: str, metrics: tuple[str, ...]) -> None:
+    if residuals is None:
+        return
+    if not isinstance(residuals, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("key"), str)
+            and all(_is_number(r[m]) for m in metrics if m in r) for r in residuals):
+        raise InputError(f"{where} must be a list of {{key, {', '.join(metrics)}}} with numbers.")
+
+
+def _check_training(training: Any, where: str) -> None:
+    from vramest.training.constants import TRAINING_DIVISORS, TrainingConstants
+
+    if not isinstance(training, dict):
+        raise InputError(f"{where} must be an object.")
+    known = set(TrainingConstants().as_dict())
+    groups = training.get("precision_constants") or {}
+    if not isinstance(groups, dict):
+        raise InputError(f"{where}.precision_constants must map a precision to its numbers.")
+    for label, values in (("constants", training.get("constants") or {}),
+                          ("constants_before", training.get("constants_before") or {}),
+                          *((f"precision_constants.{g}", v) for g, v in groups.items())):
+        numbers = _numbers(values, f"{where}.{label}")
+        unknown = sorted(set(numbers) - known)
+        if unknown:
+            raise InputError(f"{where}.{label}: unknown constant(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}.")
+        if any(not 0 <= v <= MAX_CONSTANT or (v == 0 and k in TRAINING_DIVISORS)
+               for k, v in numbers.items()):
+            raise InputError(f"{where}.{label}: constants must be from 0 to {MAX_CONSTANT:g}, "
+                             f"and {', '.join(sorted(TRAINING_DIVISORS))} above 0.")
+    if not isinstance(training.get("memory_fitted", False), bool):
+        raise InputError(f"{where}.memory_fitted must be true or false.")
+    heldout = training.get("heldout_error") or {}
+    if not isinstance(heldout, dict):
+        raise InputError(f"{where}.heldout_error must be an object of metric → errors.")
+    for metric, errors in heldout.items():
+        _numbers(errors, f"{where}.heldout_error.{metric}", ("before", "after"))
+    _check_residuals(training.get("residuals"), f"{where}.residuals", ("memory",))
 
 
 def _is_number(value: Any) -> bool:

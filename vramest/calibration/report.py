@@ -37,7 +37,7 @@ def render_report(profile: Profile) -> list[str]:
     quant = raw.get("quantization_support") or {}
     if quant:
         lines.append("bitsandbytes here: " + "; ".join(f"{k}: {v}" for k, v in quant.items()))
-    before = {**raw.get("constants_before", {})}
+    before = {**(raw.get("constants_before") or {})}
     lines.append("")
     lines.append(f"{'constant (16-bit set)':32} {'before':>12} {'after':>12}")
     for name, value in profile.constants.items():
@@ -75,22 +75,22 @@ def training_lines(training: dict[str, Any] | None) -> list[str]:
     """The training fit: constants before → after, held-out errors, largest residuals."""
     if not training:
         return []
-    before = training.get("constants_before", {})
+    before = training.get("constants_before") or {}
     lines = ["", f"training grid: {training.get('points_ok', '?')} steps measured "
              f"({training.get('points_failed', 0)} failed); QLoRA here: "
              f"{training.get('qlora_support', '?')}",
              f"{'training constant':32} {'before':>12} {'after':>12}"]
     fitted = "" if training.get("memory_fitted") else "  (not fitted: within the threshold)"
-    for name, value in training.get("constants", {}).items():
+    for name, value in (training.get("constants") or {}).items():
         lines.append(f"{name:32} {_value(name, before.get(name, float('nan'))):>12} "
                      f"{_value(name, value):>12}{fitted}")
-    for group, values in training.get("precision_constants", {}).items():
+    for group, values in (training.get("precision_constants") or {}).items():
         for name, value in values.items():
             lines.append(f"{name + ' (' + group + ')':32} "
                          f"{_value(name, before.get(name, float('nan'))):>12} {_value(name, value):>12}")
     lines.append(f"training held-out median |relative error| ({training.get('heldout_scheme', '')}):")
-    lines.extend(heldout_lines(training.get("heldout_error", {}), "  "))
-    worst = sorted(training.get("residuals", []), key=lambda r: -abs(r.get("memory", 0)))[:3]
+    lines.extend(heldout_lines(training.get("heldout_error") or {}, "  "))
+    worst = sorted(training.get("residuals") or [], key=lambda r: -abs(r.get("memory", 0)))[:3]
     if worst:
         lines.append("  largest memory residuals: " + "; ".join(
             f"{r['key']} {100 * r['memory']:+.1f}%" for r in worst))

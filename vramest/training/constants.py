@@ -37,6 +37,8 @@ class TrainingConstants:
 
 
 TRAINING_DEFAULTS = TrainingConstants()
+# constants the estimate divides by: a profile may not set them to 0
+TRAINING_DIVISORS = frozenset({"flops_utilization", "bnb_block_size"})
 
 TRAINING_SOURCES: dict[str, str] = {
     "loss_fp32_buffers": "torch cross_entropy on fp32-upcast logits (transformers ForCausalLMLoss): "
