@@ -185,13 +185,36 @@ def test_automatic_profile_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_store_appends_resumes_and_ignores_a_torn_line(tmp_path: Path) -> None:
     jsonl = store.measurements_path(tmp_path / "cpu.json")
     assert jsonl.name == "cpu.measurements.jsonl"
-    store.append_record(jsonl, {"kind": "point", "key": "a", "status": "ok"})
+    store.append_record(jsonl, {"kind": "point", "key": "a", "status": "ok", "point": {}})
     store.append_record(jsonl, {"kind": "point", "key": "b", "status": "oom"})
     with open(jsonl, "a", encoding="utf-8") as f:
         f.write('{"kind": "point", "key": "c", "sta')  # interrupted mid-write
     records = store.read_records(jsonl)
     assert [r["key"] for r in records] == ["a", "b"]
     assert store.done_keys(records) == {"a", "b"}
+
+
+def test_store_drops_malformed_lines_so_they_are_measured_again(tmp_path: Path) -> None:
+    jsonl = tmp_path / "x.measurements.jsonl"
+    lines = [{"kind": "device", "fingerprint": "cpu"},  # no fingerprint object
+             {"kind": "roofs", "bandwidth_bytes_s": float("nan"), "matmul_flops": {}},
+             {"kind": "quantization_support", "formats": ["nf4"]},
+             {"kind": "point", "key": 3, "status": "ok", "point": {}},
+             {"kind": "point", "key": "d", "status": "ok"},  # measured, but no settings
+             {"kind": "point", "key": "e", "status": "done"}, [1, 2],
+             {"kind": "roofs", "bandwidth_bytes_s": 1e10, "matmul_flops": {"bf16": 1e12}}]
+    jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert store.read_records(jsonl) == [lines[-1]]
+
+
+def test_a_point_whose_figures_do_not_read_is_left_out_of_the_fit() -> None:
+    from vramest.calibration.fit import make_cases, roofs_device
+
+    device = roofs_device("cpu", "cpu", 16 * 1024**3,
+                          {"bandwidth_bytes_s": 2e10, "matmul_flops": {"bf16": 2e11}})
+    broken = {"kind": "point", "key": "k", "status": "ok",
+              "point": {"family": "llama", "dtype": "bf16", "batch": "two"}}
+    assert make_cases([broken], device) == []
 
 
 def test_atomic_write_and_lock(tmp_path: Path) -> None:

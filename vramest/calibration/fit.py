@@ -128,22 +128,29 @@ def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
     for record in records:
         if record.get("status") != "ok" or is_training(record):
             continue
-        point = record["point"]
-        info = record_model(record)
-        shape = info.shape
-        fmt = weight_format(DTYPE_FORMATS[point["dtype"]])
-        load = workload(shape, fmt, default_kv_format(fmt), device, batch=point["batch"],
-                        prompt_tokens=point["prompt"], gen_tokens=point["gen"])
-        speed = record["speed"]
-        cases.append(Case(
-            key=record["key"], family=point["family"], dtype=point["dtype"],
-            parameters=int(record.get("parameters") or shape.param_count()),
-            measured={"memory": measured_memory(record),
-                      "decode": float(speed["decode_tokens_per_s"]),
-                      "prefill": float(speed["prefill_tokens_per_s"])},
-            info=info, prompt=point["prompt"], batch=point["batch"], gen=point["gen"],
-            workload=load))
+        try:
+            point = record["point"]
+            info = record_model(record)
+            shape = info.shape
+            fmt = weight_format(DTYPE_FORMATS[point["dtype"]])
+            load = workload(shape, fmt, default_kv_format(fmt), device, batch=point["batch"],
+                            prompt_tokens=point["prompt"], gen_tokens=point["gen"])
+            speed = record["speed"]
+            cases.append(Case(
+                key=record["key"], family=point["family"], dtype=point["dtype"],
+                parameters=int(record.get("parameters") or shape.param_count()),
+                measured={"memory": measured_memory(record),
+                          "decode": float(speed["decode_tokens_per_s"]),
+                          "prefill": float(speed["prefill_tokens_per_s"])},
+                info=info, prompt=point["prompt"], batch=point["batch"], gen=point["gen"],
+                workload=load))
+        except MALFORMED_RECORD:
+            continue  # a point whose figures do not read is left out of the fit
     return cases
+
+
+# what a record with missing or mistyped figures raises while it is turned into a case
+MALFORMED_RECORD = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError)
 
 
 def predict_memory(case: Case, constants: Constants) -> float:

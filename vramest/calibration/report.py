@@ -106,7 +106,6 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
                                                             list[tuple[str, float, float]]]]:
     """Per metric, (label, predicted, measured) of every measured point with the shipped
     constants (before) and with the profile's (after), for the predicted-vs-measured chart."""
-    import json
     from dataclasses import replace
 
     from vramest.calibration.fit import (
@@ -121,12 +120,18 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
     from vramest.constants import DEFAULTS
     from vramest.engines import ENGINES
 
-    raw = json.loads(profile.path.read_text(encoding="utf-8"))
+    raw = profile.raw
+    if not raw.get("roofs") or not raw.get("measurements"):
+        from vramest.errors import InputError
+
+        raise InputError(f"{profile.path} has no measured roofs or measurements file to plot.")
     records = [r for r in read_records(profile.path.parent / str(raw["measurements"]))
                if r.get("status", "ok") == "ok"]
+    memory = profile.device.get("memory_bytes")
     device = roofs_device(str(profile.device.get("name", "device")),
                           str(profile.device.get("kind", "cpu")),
-                          int(profile.device.get("memory_bytes", 0)), raw["roofs"])
+                          int(memory) if isinstance(memory, (int, float)) and memory > 0 else 0,
+                          raw["roofs"])
     points: dict[str, tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]] = \
         {metric: ([], []) for metric in METRICS}
     for case in make_cases(records, device):

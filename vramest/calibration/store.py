@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,9 +49,38 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn write: the point is measured again
-            if isinstance(record, dict):
-                records.append(record)
+            if well_formed(record):
+                records.append(record)  # a hand-edited or foreign line is dropped like a torn one
     return records
+
+
+def well_formed(record: Any) -> bool:
+    """The shape every reader of the JSONL relies on: the headers in full, a point's key,
+    status and (when measured) its settings. A point's figures are checked where they are
+    turned into fit cases."""
+    if not isinstance(record, dict):
+        return False
+    kind = record.get("kind", "point")
+    if kind == "device":
+        fingerprint = record.get("fingerprint")
+        return isinstance(fingerprint, dict) and isinstance(fingerprint.get("name"), str)
+    if kind == "roofs":
+        flops = record.get("matmul_flops")
+        return _positive(record.get("bandwidth_bytes_s")) and isinstance(flops, dict) and all(
+            isinstance(k, str) and _positive(v) for k, v in flops.items())
+    if kind == "quantization_support":
+        formats = record.get("formats")
+        return isinstance(formats, dict) and all(isinstance(v, str) for v in formats.values())
+    if kind == "training_qlora_support":
+        return isinstance(record.get("result"), str)
+    if kind != "point":
+        return False
+    return isinstance(record.get("key"), str) and record.get("status") in (
+        "ok", "oom", "error") and (record["status"] != "ok" or isinstance(record.get("point"), dict))
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def done_keys(records: list[dict[str, Any]]) -> set[str]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vramest.calibration.fit import is_training, record_model
+from vramest.calibration.fit import MALFORMED_RECORD, is_training, record_model
 from vramest.fitting import Parameter, fit, mean_abs_log_error, median_abs_log_error
 from vramest.training.constants import TRAINING_DEFAULTS, TrainingConstants
 
@@ -52,15 +52,19 @@ def make_train_cases(records: Sequence[dict[str, Any]], roofs: dict[str, Any]) -
     for record in records:
         if record.get("status") != "ok" or not is_training(record):
             continue
-        p = record["point"]
-        info = record_model(record)
-        cases.append(TrainCase(
-            key=record["key"], family=p["family"], dtype=p["dtype"], method=p["method"],
-            measured={"memory": float(record["memory"]["peak_bytes"]),
-                      "speed": float(record["speed"]["tokens_per_s"])},
-            info=info, settings=analytic_settings(p["dtype"], p["method"], p["seq"],
-                                                  p["micro_batch"], "sdpa", p["checkpointing"]),
-            roof_flops=float(flops.get("fp32" if p["dtype"] == "fp32" else "bf16", 0.0))))
+        try:
+            p = record["point"]
+            info = record_model(record)
+            cases.append(TrainCase(
+                key=record["key"], family=p["family"], dtype=p["dtype"], method=p["method"],
+                measured={"memory": float(record["memory"]["peak_bytes"]),
+                          "speed": float(record["speed"]["tokens_per_s"])},
+                info=info, settings=analytic_settings(p["dtype"], p["method"], p["seq"],
+                                                      p["micro_batch"], "sdpa",
+                                                      p["checkpointing"]),
+                roof_flops=float(flops.get("fp32" if p["dtype"] == "fp32" else "bf16", 0.0))))
+        except MALFORMED_RECORD:
+            continue  # a step whose figures do not read is left out of the fit
     return cases
 
 
