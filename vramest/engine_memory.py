@@ -13,6 +13,7 @@ attention stage or at the output stage (see `_llamacpp_compute`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -306,11 +307,10 @@ def _share(value: object, what: str) -> float:
 
 
 def _number(value: object, what: str) -> float:
-    try:
-        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(
-            value, bool) else math.nan
-    except ValueError:
-        number = math.nan
+    number = math.nan
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
     if not math.isfinite(number):
         raise InputError(f"{what} {value!r} is not a number.")
     return number
