@@ -113,6 +113,7 @@ class TrainingSettings:
     embeddings_16bit: bool = False
     trainable_layers: int = 2
     zero_stage: int = 0
+    fsdp: bool = False  # stage 3 as PyTorch FSDP runs it (the root unit stays gathered)
     num_gpus: int = 1
     offload: str = "none"
     moe_experts: str = "fused"
@@ -259,7 +260,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         embeddings_16bit=upcast == "trl" and fmt.is_quantized,
         trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
                                             maximum=10_000),
-        zero_stage=stage, num_gpus=gpus, sequence_parallel=sp,
+        zero_stage=stage, fsdp=bool(fsdp), num_gpus=gpus, sequence_parallel=sp,
         offload=offload_kind, moe_experts=_choice(moe_experts, EXPERT_LAYOUTS, "--moe-experts"),
     )
 
@@ -585,9 +586,20 @@ class StaticMemory:
     optimizer: Part
     step_temporary: Part
     gathered_layer: int  # ZeRO-3 / FSDP: a layer's 16-bit weights gathered while it runs
+    gathered_root: int  # FSDP: embeddings, final norm and head, gathered forward to backward
     first_layer_gradients: int  # the output head's and one block's gradients
     host_bytes: int
     paged_bytes: int  # optimizer states that can spill to host (paged optimizers)
+
+
+def _root_bytes_per_element(s: TrainingSettings, weight_b: int) -> int:
+    """The embeddings' and head's storage: the training precision when they are trained, else
+    16 bit, or fp32 when prepare_model_for_kbit_training upcast them."""
+    if s.method not in ("lora", "qlora"):
+        return weight_b
+    if s.precision == "fp32" or (s.upcast_unquantized and not s.embeddings_16bit):
+        return 4
+    return 2
 
 
 def _shard(nbytes: float, shards: int) -> int:
@@ -622,11 +634,18 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     if s.offload == "params":
         host += frozen + train_w
         frozen, train_w = 0, 0
-    gathered = 0
+    gathered = root = 0
     if (s.zero_stage == 3 and n > 1) or s.offload == "params":
+        everything = trainable.frozen_bytes + params * weight_b
+        if s.fsdp and n > 1:
+            # FSDP's root unit (embeddings, final norm and head, outside the wrapped blocks) is
+            # not resharded after forward: it stays gathered until backward ends
+            # (torch.distributed.fsdp _runtime_utils._post_forward skips the root)
+            root = round(sum(t.elements for t in shape.global_tensors())
+                         * _root_bytes_per_element(s, weight_b))
+            everything -= root
         # the running block and the prefetched next one, gathered in their storage format
-        per_block = (trainable.frozen_bytes + params * weight_b) / shape.num_layers
-        gathered = round(2 * per_block)
+        gathered = round(2 * everything / shape.num_layers)
     block_params = sum(t.elements for t in trainable.tensors if t.layer is not None)
     blocks = min(s.trainable_layers, shape.num_layers) if s.method == "freeze" else shape.num_layers
     head = sum(t.elements for t in trainable.tensors
@@ -658,7 +677,8 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                        f"{shard_note(states_shards)}"
                        f"{' (on the host)' if s.offload != 'none' else ''} = {format_bytes(opt)}"),
         step_temporary=Part("temporary", tmp, f"optimizer step temporaries = {format_bytes(tmp)}"),
-        gathered_layer=gathered, first_layer_gradients=first_grads, host_bytes=host * n, paged_bytes=paged,
+        gathered_layer=gathered, gathered_root=root, first_layer_gradients=first_grads,
+        host_bytes=host * n, paged_bytes=paged,
     )
 
 
@@ -690,9 +710,15 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
         saved_how += f" + eager scores {act.scores_per_key:g} B × {seq} keys per layer"
     logits = round(tokens * shape.vocab_size * act.loss_per_logit + act.head_cast)
     transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad) + \
-        static.gathered_layer
+        static.gathered_layer + static.gathered_root
+    root = (f" + gathered embeddings and head {format_bytes(static.gathered_root)}"
+            if static.gathered_root else "")
     gathered = (f" + gathered layer weights {format_bytes(static.gathered_layer)}"
-                if static.gathered_layer else "")
+                if static.gathered_layer else "") + root
+    # at the loss FSDP has resharded every block (the last one after its forward); ZeRO-3
+    # fetches per module and is counted with a running and a prefetched block throughout
+    at_loss = static.gathered_root if static.gathered_root else static.gathered_layer
+    at_loss_how = root if static.gathered_root else gathered
     accumulating = s.grad_accumulation > 1
     no_grads = static.gradients.bytes if accumulating else 0
     first_grads = static.gradients.bytes if accumulating else static.first_layer_gradients
@@ -715,7 +741,7 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
                             + (f" + autocast's 16-bit copy of the fp32 head "
                                f"{format_bytes(act.head_cast)}" if act.head_cast else "")
                             + f" = {format_bytes(logits)}"),
-                       Part("temporary", static.gathered_layer, f"none{gathered}"))),
+                       Part("temporary", at_loss, f"none{at_loss_how}"))),
         Phase("first_layer_backward", (*base, grads(first_grads, "the output head's and one "
                                                     "block's"), static.optimizer,
                                        acts(first_saved, saved_how + " + one block in backward"),
@@ -1025,7 +1051,11 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                "the optimizer step peak separately; the larger one is the total.")
     if s.num_gpus > 1 and s.zero_stage == 0:
         out.append("Data parallel without sharding: every GPU holds a full replica.")
-    if static.gathered_layer:
+    if static.gathered_root:
+        out.append("FSDP: a running and a prefetched block are gathered in their storage format, "
+                   "and the root unit (embeddings, final norm, head) stays gathered from the "
+                   "forward to the end of backward.")
+    elif static.gathered_layer:
         out.append("Stage 3 / FSDP: a running and a prefetched layer are gathered in 16 bit.")
     if s.sequence_parallel > 1:
         sp = s.sequence_parallel

@@ -337,11 +337,14 @@ _PEFT_DEFAULT_TARGETS = "q,v"
 # Settings each source states or implies (its paper, script or config), per bound row.
 _BOUND_SETTINGS: dict[str, tuple[dict[str, Any], str]] = {
     # LLaMA-Factory's examples/extras/fsdp_qlora/sft.sh of the time: Llama-2-70B, q,v at its
-    # default rank 8, cutoff 1024, batch 1, fp16, 4-bit with its default double quantization
+    # default rank 8, cutoff 1024, batch 1 with 4 accumulation steps, fp16, 4-bit with its
+    # default double quantization; its accelerate fsdp_config.yaml sets fsdp_offload_params
     "BND-002": (dict(method="qlora", base_dtype="bnb-nf4-dq", fsdp=True, num_gpus=2,
-                     precision="mixed", seq=1024, micro_batch=1, grad_checkpointing=True,
-                     lora_rank=8, lora_targets="q,v"),
-                "LLaMA-Factory fsdp_qlora example: Llama-2-70B, seq 1024, LoRA r8 on q,v"),
+                     offload="params", precision="mixed", seq=1024, micro_batch=1,
+                     grad_accumulation=4, grad_checkpointing=True, lora_rank=8,
+                     lora_targets="q,v"),
+                "LLaMA-Factory fsdp_qlora example: Llama-2-70B, seq 1024, LoRA r8 on q,v, "
+                "parameters offloaded"),
     "BND-003": (dict(method="qlora", lora_rank=32, seq=512, micro_batch=1, precision="bf16",
                      grad_checkpointing=True, attention="flash", upcast_unquantized=True),
                 "HF + PEFT QLoRA, shortest context tried"),
