@@ -302,6 +302,15 @@ class FitOutcome:
     residuals: list[dict[str, Any]]  # per point: prediction error after the final fit
 
 
+def heldout_json(outcome: FitOutcome | Any) -> dict[str, Any]:
+    """A fit's held-out scheme, errors (rounded) and residuals, as a profile stores them (the
+    inference fit and the training fit alike)."""
+    return {"heldout_scheme": outcome.heldout_scheme,
+            "heldout_error": {m: {k: round(v, 5) for k, v in e.items()}
+                              for m, e in outcome.heldout_error.items()},
+            "residuals": outcome.residuals}
+
+
 def calibrate(cases: Sequence[Case], device: Device, kind: str,
               max_evaluations: int = 500) -> FitOutcome:
     """Fit on everything; held-out errors from leave-one-family-out folds (with a single

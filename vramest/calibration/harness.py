@@ -19,6 +19,7 @@ from vramest.calibration.fit import (
     MEMORY_PARAMETERS,
     SHIPPED,
     calibrate,
+    heldout_json,
     is_training,
     make_cases,
     roofs_device,
@@ -286,10 +287,7 @@ def build_profile(records: list[dict[str, Any]], path: Path, jsonl: Path, option
         "points_failed": len(points) - len(ok),
         "roofs": {k: v for k, v in roofs.items() if k != "kind"},
         "quantization_support": quant,
-        "heldout_scheme": outcome.heldout_scheme,
-        "heldout_error": {m: {k: round(v, 5) for k, v in e.items()}
-                          for m, e in outcome.heldout_error.items()},
-        "residuals": outcome.residuals,
+        **heldout_json(outcome),
         **({"training": training} if training is not None else {}),
         "notes": [
             "memory: peak live tensor bytes over prefill and decode (LiveBytesTracker), "

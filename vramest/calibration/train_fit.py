@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vramest.calibration.fit import MALFORMED_RECORD, is_training, record_model
+from vramest.calibration.fit import MALFORMED_RECORD, heldout_json, is_training, record_model
 from vramest.fitting import Parameter, fit, mean_abs_log_error, median_abs_log_error
 from vramest.training.constants import TRAINING_DEFAULTS, TrainingConstants
 
@@ -185,10 +185,7 @@ def training_profile_section(records: Sequence[dict[str, Any]], roofs: dict[str,
         "constants_before": {n: getattr(TRAINING_DEFAULTS, n) for n in names},
         "points_ok": len(cases), "points_failed": len(points) - len(cases),
         "qlora_support": qlora,
-        "heldout_scheme": outcome.heldout_scheme,
-        "heldout_error": {m: {k: round(v, 5) for k, v in e.items()}
-                          for m, e in outcome.heldout_error.items()},
-        "residuals": outcome.residuals,
+        **heldout_json(outcome),
         "notes": [
             "memory: the steady-state (second) step's peak of live tensor bytes on real CPU "
             "tensors (vramest.trace_train), against estimate_training's peak moment without "
