@@ -43,7 +43,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/run.py
 
 accuracy: install-dev
-	$(BIN)/python -m vramest.accuracy
+	$(BIN)/python -m vramest.validation.accuracy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,8 +1,8 @@
 """Derive the default throughput constants from the published rows (tests/data/reference).
 
 Fits the device-class efficiencies, the small-GEMM law and each engine's fixed costs, a few
-constants in all, never one per row; prints the values to copy into vramest/constants.py and
-vramest/engines.py, with leave-one-source-out errors so over-fitting would show.
+constants in all, never one per row; prints the values to copy into vramest/inference/constants.py and
+vramest/inference/engines/speed.py, with leave-one-source-out errors so over-fitting would show.
 
 Run: .venv/bin/python calibration/fit_published.py
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
-from vramest.accuracy import SpeedRow, predict_speed, speed_rows
-from vramest.constants import DEFAULTS, Constants
-from vramest.engines import ENGINES, Engine
-from vramest.fitting import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.inference.constants import DEFAULTS, Constants
+from vramest.inference.engines.speed import ENGINES, Engine
+from vramest.validation.accuracy import SpeedRow, predict_speed, speed_rows
 
 PARAMETERS = [
     # Efficiencies are capped at 0.95: even a plain copy kernel does not reach datasheet peak.

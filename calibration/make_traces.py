@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vramest.trace import TRACE_DIR, UnsupportedAttention, trace  # noqa: E402
+from vramest.tracing.inference import TRACE_DIR, UnsupportedAttention, trace  # noqa: E402
 
 MODELS = (
     "meta-llama/Llama-3.1-8B",
@@ -58,7 +58,7 @@ def grid() -> tuple[GridPoint, ...]:
 
 
 def max_context(model: str) -> int | None:
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
 
     return default_catalog().find(model).shape().max_context
 

@@ -171,7 +171,7 @@ def test_defaults_apply_and_deployments_override() -> None:
 
 
 def test_model_path_is_relative_to_the_spec(tmp_path: Path) -> None:
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
 
     folder = tmp_path / "models" / "tiny"
     folder.mkdir(parents=True)

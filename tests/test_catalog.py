@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vramest.catalog import default_catalog
+from vramest.model.catalog import default_catalog
 
 CATALOG = default_catalog()
 # Published totals that count something the running model does not hold twice: a tied
@@ -95,7 +95,7 @@ def test_meta_fp8_release_keeps_attention_and_the_end_layers_in_16_bit() -> None
 
 
 def test_double_quantized_bitsandbytes_config_reads_as_bnb_nf4_dq() -> None:
-    from vramest.estimator import resolve_model
+    from vramest.inference.estimate import resolve_model
 
     info = resolve_model(model="unsloth/Meta-Llama-3.1-8B-bnb-4bit")
     assert info.native_format == "bnb-nf4-dq"

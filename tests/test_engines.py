@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import vramest
-from vramest import accuracy
 from vramest.cli import main
+from vramest.validation import accuracy
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_llamacpp_buffers_match_the_logs(memory_rows: list[dict[str, str]]) -> N
 
 
 def test_flash_attention_removes_the_score_matrix() -> None:
-    from vramest.engine_memory import LlamaCppOptions, llamacpp_startup
+    from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_startup
 
     est = vramest.estimate(model="llama-3.1-8b", dtype="q4_k_m", ctx=32768)
     plain = llamacpp_startup(est, LlamaCppOptions())
@@ -55,7 +55,7 @@ def test_flash_attention_removes_the_score_matrix() -> None:
 
 
 def test_partial_offload_moves_layers_to_the_host() -> None:
-    from vramest.engine_memory import LlamaCppOptions, llamacpp_startup
+    from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_startup
 
     est = vramest.estimate(model="llama-3.1-8b", dtype="q4_k_m", ctx=4096)
     full = llamacpp_startup(est, LlamaCppOptions())

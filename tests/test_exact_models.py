@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import vramest
-from vramest.catalog import default_catalog
 from vramest.cli import main
+from vramest.model.catalog import default_catalog
 
 
 def test_config_json_gives_the_catalog_shape(tmp_path: Path) -> None:

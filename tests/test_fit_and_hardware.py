@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 import vramest
 from vramest.cli import main
 from vramest.errors import InputError
-from vramest.fit import per_gpu_memory, valid_tp_degrees
-from vramest.hardware import default_hardware, load_hardware
+from vramest.hardware.database import default_hardware, load_hardware
+from vramest.inference.placement import per_gpu_memory, valid_tp_degrees
 
 DB = default_hardware()
 REQUIRED = ["RTX 3060", "RTX 3090", "RTX 4090", "RTX 5090", "RTX A6000", "RTX 6000 Ada",
@@ -167,7 +167,7 @@ def test_hbm_and_consumer_cards_keep_their_nominal_memory() -> None:
 
 
 def test_fit_uses_the_addressable_memory() -> None:
-    from vramest.fit import Reserve
+    from vramest.inference.placement import Reserve
 
     t4 = default_hardware().find("T4")
     assert Reserve().usable(t4) == int(15 * 2**30 * 0.95)

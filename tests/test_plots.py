@@ -12,11 +12,11 @@ import pytest
 
 from vramest.cli import main
 from vramest.errors import InputError
-from vramest.estimator import estimate_for, resolve_model
-from vramest.hardware import load_hardware
-from vramest.plots.charts import calibration_figure, memory_figure, throughput_figure
-from vramest.plots.figure import OKABE_ITO, Figure
-from vramest.plots.series import (
+from vramest.hardware.database import load_hardware
+from vramest.inference.estimate import estimate_for, resolve_model
+from vramest.render.plots.charts import calibration_figure, memory_figure, throughput_figure
+from vramest.render.plots.figure import OKABE_ITO, Figure
+from vramest.render.plots.series import (
     batch_ladder,
     memory_sweeps,
     speed_sweeps,
@@ -24,8 +24,8 @@ from vramest.plots.series import (
     sweep_values,
     vary,
 )
-from vramest.plots.svg import figure_svg
-from vramest.plots.terminal import figure_text
+from vramest.render.plots.svg import figure_svg
+from vramest.render.plots.terminal import figure_text
 from vramest.units import GIB
 
 MODEL = "meta-llama/Llama-3.1-8B"
@@ -143,7 +143,7 @@ def test_every_chart_renders_to_png_and_svg(kind: str, figures: dict[str, Figure
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
 
-    from vramest.plots.matplotlib_render import save_figure
+    from vramest.render.plots.matplotlib_render import save_figure
 
     png = save_figure(figures[kind], tmp_path / f"{kind}.png", dpi=60)
     assert png.read_bytes()[:8] == PNG_SIGNATURE
@@ -315,9 +315,9 @@ def test_memory_values_are_in_gib(figures: dict[str, Figure], bases: list) -> No
 def test_pipeline_parallel_sweeps_follow_the_fit() -> None:
     """With --pp, memory per GPU is the largest stage's, as fit planning computes it."""
     from vramest import estimate
-    from vramest.fit import per_gpu_memory
-    from vramest.hardware import default_hardware
-    from vramest.plots.series import memory_sweeps
+    from vramest.hardware.database import default_hardware
+    from vramest.inference.placement import per_gpu_memory
+    from vramest.render.plots.series import memory_sweeps
 
     est = estimate(model="llama-3.1-70b", dtype="bf16", ctx=4096)
     sweep = memory_sweeps([est], "ctx", [default_hardware().find("h100")], num_gpus=4, pp=2,

@@ -20,9 +20,9 @@ from vramest.calibration.profile import (
     resolve_profile_option,
 )
 from vramest.calibration.report import render_report
-from vramest.constants import DEFAULTS
 from vramest.errors import InputError
-from vramest.estimator import estimate
+from vramest.inference.constants import DEFAULTS
+from vramest.inference.estimate import estimate
 
 REPO_PROFILES = Path(__file__).resolve().parent.parent / "calibration" / "profiles"
 

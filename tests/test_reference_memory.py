@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vramest import accuracy
-from vramest.estimator import estimate
+from vramest.inference.estimate import estimate
 from vramest.units import GIB
+from vramest.validation import accuracy
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Speed against published measurements (tests/data/reference/throughput.csv).
 
-Constants are per device class and per engine (vramest/constants.py, vramest/engines.py),
+Constants are per device class and per engine (vramest/inference/constants.py,
+vramest/inference/engines/speed.py),
 fitted once by calibration/fit_published.py; no constant belongs to a row.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vramest import accuracy
+from vramest.validation import accuracy
 
 
 @pytest.fixture(scope="module")

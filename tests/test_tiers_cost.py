@@ -9,20 +9,20 @@ import json
 
 import pytest
 
-from vramest.cli import main
-from vramest.cost import (
+from vramest.advice.cost import (
     LocalCost,
     LocalSetup,
     break_even_tokens_per_month,
     find_api_price,
     parse_utilization,
 )
-from vramest.engines import engine
+from vramest.advice.recommend import DOES_NOT_FIT, NO_PRICE, OVER_BUDGET, TOO_SLOW, Need, recommend
+from vramest.advice.tiers import load_tiers, tier_for, tier_table
+from vramest.cli import main
 from vramest.errors import InputError
-from vramest.estimator import estimate
-from vramest.hardware import Device
-from vramest.recommend import DOES_NOT_FIT, NO_PRICE, OVER_BUDGET, TOO_SLOW, Need, recommend
-from vramest.tiers import load_tiers, tier_for, tier_table
+from vramest.hardware.database import Device
+from vramest.inference.engines.speed import engine
+from vramest.inference.estimate import estimate
 from vramest.units import GIB
 
 

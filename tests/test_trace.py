@@ -15,8 +15,8 @@ pytest.importorskip("transformers")
 
 from vramest.cli import main  # noqa: E402
 from vramest.errors import InputError  # noqa: E402
-from vramest.trace import PHASES, trace, trace_config  # noqa: E402
-from vramest.tracking import ACTIVATIONS, KV_CACHE, PARAMS, LiveBytesTracker  # noqa: E402
+from vramest.tracing.inference import PHASES, trace, trace_config  # noqa: E402
+from vramest.tracing.tracking import ACTIVATIONS, KV_CACHE, PARAMS, LiveBytesTracker  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_bitsandbytes_leaves_fused_moe_experts_in_16_bit(tmp_path) -> None:  # t
     import transformers
 
     from vramest import estimate
-    from vramest.engine_memory import hf_startup
+    from vramest.inference.engines.startup import hf_startup
 
     config = dict(model_type="mixtral", hidden_size=64, intermediate_size=96,
                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -11,7 +11,7 @@ import statistics
 
 import pytest
 
-from vramest.trace import (
+from vramest.tracing.inference import (
     TRACE_DIR,
     compare_traces,
     load_traces,
@@ -44,7 +44,7 @@ def test_activations_alone_follow_the_traces(attention: str) -> None:
     eager attention (softmax in 16 bit, scores kept through the MLP) and chunked sdpa prefill
     (with a cache, transformers' sdpa path repeats the keys and values of the whole context
     to every head)."""
-    from vramest.estimator import estimate
+    from vramest.inference.estimate import estimate
 
     errors = []
     for row in ROWS:
@@ -62,8 +62,8 @@ def test_activations_alone_follow_the_traces(attention: str) -> None:
 
 
 def test_kv_cache_matches_what_transformers_holds() -> None:
-    from vramest.estimator import estimate
-    from vramest.precisions import kv_format
+    from vramest.inference.estimate import estimate
+    from vramest.model.precisions import kv_format
 
     for row in ROWS:
         est = estimate(model=row.model, dtype=row.dtype, ctx=row.ctx, batch=row.batch,
@@ -77,7 +77,7 @@ def test_kv_cache_matches_what_transformers_holds() -> None:
 
 
 def test_weights_match_the_traced_parameters() -> None:
-    from vramest.estimator import estimate
+    from vramest.inference.estimate import estimate
 
     for row in ROWS:
         weights = estimate(model=row.model, dtype=row.dtype).memory.weights.bytes

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from vramest.cli import main
-from vramest.trace_train import analytic_settings, trace_train, trace_train_config
+from vramest.tracing.training import analytic_settings, trace_train, trace_train_config
 
 TINY = {
     "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,

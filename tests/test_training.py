@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from vramest.cli import main
 from vramest.errors import InputError
-from vramest.estimator import resolve_model
-from vramest.memory import weight_bytes
-from vramest.precisions import weight_format
+from vramest.inference.estimate import resolve_model
+from vramest.inference.memory import weight_bytes
+from vramest.model.precisions import weight_format
 from vramest.training import estimate_training
 
 GPT2 = resolve_model(model="gpt2")  # 124,439,808 params, tied embeddings
@@ -67,7 +67,7 @@ def test_lora_targets_follow_the_shape() -> None:
 
 def test_qlora_base_costs_its_true_storage() -> None:
     """NF4 stores 4 bits + an fp32 absmax per 64 (4.5 bits) on the linear layers; embeddings
-    and lm_head stay 16-bit: exactly vramest.memory.weight_bytes with the nf4 format."""
+    and lm_head stay 16-bit: exactly vramest.inference.memory.weight_bytes with the nf4 format."""
     est = estimate_training(info=LLAMA2_7B, method="qlora")
     assert phase(est, "loss")["frozen_weights"] == weight_bytes(LLAMA2_7B.shape,
                                                                 weight_format("nf4"))

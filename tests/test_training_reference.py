@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from vramest.training.reference import (
+from vramest.validation.training import (
     bounds_checks,
     peak_comparisons,
     speed_comparisons,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.estimator import Estimate, estimate
+from vramest.inference.estimate import Estimate, estimate
 
 __all__ = ["CheckReport", "Estimate", "InputError", "check", "estimate"]
 

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vramest.constants import DEFAULTS, Constants
-from vramest.engines import ENGINES, Engine
-from vramest.fitting import Parameter, fit, mean_abs_log_error, median_abs_log_error
-from vramest.hardware import Device
+from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.hardware.database import Device
+from vramest.inference.constants import DEFAULTS, Constants
+from vramest.inference.engines.speed import ENGINES, Engine
 
 METRICS = ("memory", "decode", "prefill")
 SPEED_DTYPES = ("fp32", "bf16", "fp16")  # bitsandbytes points count in memory only
@@ -91,11 +91,11 @@ class Case:
     dtype: str
     parameters: int
     measured: dict[str, float]  # metric → measured value
-    info: Any  # vramest.estimator.ModelInfo
+    info: Any  # vramest.inference.estimate.ModelInfo
     prompt: int
     batch: int
     gen: int
-    workload: Any  # vramest.throughput.Workload
+    workload: Any  # vramest.inference.throughput.Workload
 
 
 def measured_memory(record: dict[str, Any]) -> float:
@@ -109,9 +109,9 @@ def is_training(record: dict[str, Any]) -> bool:
 
 
 def record_model(record: dict[str, Any]) -> Any:
-    """The vramest.estimator.ModelInfo of the small model a measured record was run on."""
-    from vramest.estimator import ModelInfo
-    from vramest.shapes import shape_from_config
+    """The vramest.inference.estimate.ModelInfo of the small model a measured record was run on."""
+    from vramest.inference.estimate import ModelInfo
+    from vramest.model.shapes import shape_from_config
 
     point = record["point"]
     shape = shape_from_config(record["config"], f"{point['family']}-{point['size']}",
@@ -121,8 +121,8 @@ def record_model(record: dict[str, Any]) -> Any:
 
 
 def make_cases(records: Sequence[dict[str, Any]], device: Device) -> list[Case]:
-    from vramest.precisions import default_kv_format, weight_format
-    from vramest.throughput import workload
+    from vramest.inference.throughput import workload
+    from vramest.model.precisions import default_kv_format, weight_format
 
     cases = []
     for record in records:
@@ -157,10 +157,10 @@ def predict_memory(case: Case, constants: Constants) -> float:
     """Peak tensor bytes: the larger of the prefill (weights + KV of the prompt as transformers
     holds it + one forward's activations) and the last decode step (weights + KV of the whole
     sequence + one token's activations)."""
-    from vramest.estimator import estimate_for
-    from vramest.memory import kv_part
-    from vramest.precisions import kv_format
-    from vramest.trace import transformers_prefill_kv_bytes
+    from vramest.inference.estimate import estimate_for
+    from vramest.inference.memory import kv_part
+    from vramest.model.precisions import kv_format
+    from vramest.tracing.inference import transformers_prefill_kv_bytes
 
     dtype = DTYPE_FORMATS[case.dtype]
     prefill = estimate_for(case.info, dtype=dtype, ctx=case.prompt, batch=case.batch,
@@ -180,7 +180,7 @@ def predict_memory(case: Case, constants: Constants) -> float:
 
 def predict_speed(case: Case, device: Device, calibrated: Calibrated) -> tuple[float, float]:
     """(decode tokens/s per sequence, prefill tokens/s) of generate() at this point."""
-    from vramest.throughput import time_workload
+    from vramest.inference.throughput import time_workload
 
     speed = time_workload(case.workload, device, calibrated.constants, calibrated.engine)
     return speed.decode_tokens_per_s, speed.prefill_tokens_per_s or 0.0

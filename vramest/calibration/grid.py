@@ -94,7 +94,7 @@ TRAIN_METHODS = ("full", "lora", "qlora")
 
 @dataclass(frozen=True)
 class TrainPoint:
-    """One training step: forward with the loss, backward and AdamW (vramest.trace_train)."""
+    """One training step: forward with the loss, backward and AdamW (vramest.tracing.training)."""
 
     family: str
     size: str

@@ -51,7 +51,7 @@ def load_model(point: GridPoint, backend: Backend, cache_dir: Path) -> LoadedMod
     import torch
     from transformers import AutoModelForCausalLM
 
-    from vramest.tracking import PARAMS, LiveBytesTracker
+    from vramest.tracing.tracking import PARAMS, LiveBytesTracker
 
     folder = saved_model_dir(point.family, point.size, cache_dir)
     kwargs: dict[str, Any] = {"attn_implementation": "sdpa"}
@@ -147,7 +147,7 @@ def measure_point(point: GridPoint, loaded: LoadedModel, backend: Backend,
     import torch
     from transformers import DynamicCache
 
-    from vramest.tracking import ACTIVATIONS, KV_CACHE, PARAMS
+    from vramest.tracing.tracking import ACTIVATIONS, KV_CACHE, PARAMS
 
     model, tracker = loaded.model, loaded.tracker
     ids = _input_ids(point, model.config.vocab_size, backend.torch_device)
@@ -246,11 +246,11 @@ def quant_support(backend: Backend, cache_dir: Path) -> dict[str, str]:
 # --- training ----------------------------------------------------------------------------------
 def measure_train_point(point: TrainPoint, repeats: int = TIMED_REPEATS) -> dict[str, Any]:
     """One training step of a small model on real tensors: the steady-state (second) step's
-    peak of live tensor bytes and its parts (vramest.trace_train), then `repeats` more steps
+    peak of live tensor bytes and its parts (vramest.tracing.training), then `repeats` more steps
     timed without the tracker; their median gives tokens/s."""
     import torch
 
-    from vramest.trace_train import trace_train_config
+    from vramest.tracing.training import trace_train_config
 
     config = model_config(point.family, point.size)
     run = trace_train_config(config, dtype=point.dtype, seq=point.seq,

@@ -1,7 +1,7 @@
 """The architectures the harness measures: small configs of the catalog's own families, built
 with random weights, saved once as safetensors and loaded back with `from_pretrained`.
 
-Configs are the catalog's real ones (`vramest.catalog`) with the width, depth and vocabulary
+Configs are the catalog's real ones (`vramest.model.catalog`) with the width, depth and vocabulary
 shrunk, so the transformers code that runs is the code the estimate is about. The config
 helpers are torch-free; building and loading import torch and transformers.
 """
@@ -99,7 +99,7 @@ def architecture(family: str) -> Architecture:
 
 def model_config(family: str, size: str) -> dict[str, Any]:
     """The catalog config of the family with this size's overrides (a config.json dict)."""
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
 
     arch = architecture(family)
     config = {k: v for k, v in default_catalog().find(arch.catalog_id).config.items()

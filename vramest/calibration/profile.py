@@ -9,7 +9,7 @@ machines without torch. A profile is a JSON object:
     devices                           the device as a hardware-file entry with its measured
                                       bandwidth and matmul TFLOP/s (so the profile is also a
                                       valid --hardware-file)
-    constants                         name → value (fields of vramest.constants.Constants)
+    constants                         name → value (fields of vramest.inference.constants.Constants)
     engine                            {"hf": {"step_overhead_s", "layer_overhead_s"}}
     constants_before                  the shipped values of the same names
     measurements                      path of the JSONL beside it (relative to the profile)
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramest.constants import MAX_CONSTANT, Constants
 from vramest.errors import InputError
+from vramest.inference.constants import MAX_CONSTANT, Constants
 
 PROFILE_FORMAT = "vramest-calibration-profile"
 PROFILE_VERSION = 1
@@ -199,7 +199,7 @@ def _hardware_entry(devices: Any, where: str) -> dict[str, Any] | None:
     """The profile's device as a hardware-file entry: it must parse as one."""
     if devices is None:
         return None
-    from vramest.hardware import parse_devices
+    from vramest.hardware.database import parse_devices
 
     if not isinstance(devices, list) or len(devices) != 1:
         raise InputError(f"{where}: \"devices\" must be a list of the one measured device.")
@@ -272,7 +272,7 @@ def _is_number(value: Any) -> bool:
 def local_fingerprint() -> dict[str, Any]:
     """What identifies this machine cheaply, without torch: its first NVIDIA GPU (NVML), else
     its CPU model, logical CPUs and RAM."""
-    from vramest.local import detect
+    from vramest.hardware.local import detect
 
     found = detect()
     if found.gpus:

@@ -117,8 +117,8 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
         roofs_device,
     )
     from vramest.calibration.store import read_records
-    from vramest.constants import DEFAULTS
-    from vramest.engines import ENGINES
+    from vramest.inference.constants import DEFAULTS
+    from vramest.inference.engines.speed import ENGINES
 
     raw = profile.raw
     if not raw.get("roofs") or not raw.get("measurements"):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vramest.calibration.fit import MALFORMED_RECORD, heldout_json, is_training, record_model
-from vramest.fitting import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
 from vramest.training.constants import TRAINING_DEFAULTS, TrainingConstants
 
 TRAIN_METRICS = ("memory", "speed")
@@ -39,13 +39,13 @@ class TrainCase:
     dtype: str
     method: str
     measured: dict[str, float]  # memory bytes, tokens/s
-    info: Any  # vramest.estimator.ModelInfo
+    info: Any  # vramest.inference.estimate.ModelInfo
     settings: dict[str, Any]  # estimate_training keywords
     roof_flops: float  # measured matmul FLOP/s of the compute precision
 
 
 def make_train_cases(records: Sequence[dict[str, Any]], roofs: dict[str, Any]) -> list[TrainCase]:
-    from vramest.trace_train import analytic_settings
+    from vramest.tracing.training import analytic_settings
 
     flops = roofs.get("matmul_flops", {})
     cases = []
@@ -188,7 +188,7 @@ def training_profile_section(records: Sequence[dict[str, Any]], roofs: dict[str,
         **heldout_json(outcome),
         "notes": [
             "memory: the steady-state (second) step's peak of live tensor bytes on real CPU "
-            "tensors (vramest.trace_train), against estimate_training's peak moment without "
+            "tensors (vramest.tracing.training), against estimate_training's peak moment without "
             "the CUDA context; LoRA over a 16-bit base is the estimate's mixed precision "
             "(PEFT keeps the adapters in fp32)",
             f"memory constants are fitted only where the shipped ones miss by more than "

@@ -312,7 +312,7 @@ def _positive_number(key: str, value: object) -> float:
 
 
 def _dtype(key: str, value: object) -> str:
-    from vramest.precisions import weight_format
+    from vramest.model.precisions import weight_format
 
     text = _text(key, value)
     weight_format(text)
@@ -320,7 +320,7 @@ def _dtype(key: str, value: object) -> str:
 
 
 def _kv_dtype(key: str, value: object) -> str:
-    from vramest.precisions import kv_format
+    from vramest.model.precisions import kv_format
 
     text = _text(key, value)
     kv_format(text)
@@ -328,7 +328,7 @@ def _kv_dtype(key: str, value: object) -> str:
 
 
 def _family(key: str, value: object) -> str:
-    from vramest.catalog import FAMILIES
+    from vramest.model.catalog import FAMILIES
 
     text = _text(key, value).lower()
     if text not in FAMILIES:
@@ -337,7 +337,7 @@ def _family(key: str, value: object) -> str:
 
 
 def _attention(key: str, value: object) -> str:
-    from vramest.memory import ATTENTION_KINDS
+    from vramest.inference.memory import ATTENTION_KINDS
 
     text = _text(key, value).lower()
     if text not in ATTENTION_KINDS:
@@ -346,7 +346,7 @@ def _attention(key: str, value: object) -> str:
 
 
 def _engine(key: str, value: object) -> str:
-    from vramest.engines import engine
+    from vramest.inference.engines.speed import engine
 
     return engine(_text(key, value)).name
 
@@ -387,7 +387,7 @@ def _train(key: str, value: object) -> tuple[tuple[str, Scalar], ...]:
 
 
 def _reserve(key: str, value: object) -> str:
-    from vramest.fit import parse_reserve
+    from vramest.inference.placement import parse_reserve
 
     if not (_is_number(value) or isinstance(value, str)):
         raise InputError(f"must be \"10%\", a fraction (0.1) or a size (\"2GiB\"), got {_kind(value)}.")
@@ -673,7 +673,7 @@ def _check_model(values: dict[str, object], invalid: set[str], where: str, ctx: 
 
 def _resolve_model(name: str, base_dir: Path) -> str | SpecProblem:
     """A catalog name as given, or a path made absolute against the spec's folder."""
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
 
     catalog = default_catalog()
     if catalog.get(name) is not None:
@@ -710,7 +710,7 @@ def _resolve_file(values: dict[str, object], key: str, where: str, ctx: _Context
 
 
 def _check_hardware_file(path: str, where: str, problems: _Collector) -> None:
-    from vramest.hardware import load_hardware
+    from vramest.hardware.database import load_hardware
 
     try:
         load_hardware(path)
@@ -719,7 +719,7 @@ def _check_hardware_file(path: str, where: str, problems: _Collector) -> None:
 
 
 def _check_gpu(values: dict[str, object], where: str, problems: _Collector) -> None:
-    from vramest.hardware import load_hardware
+    from vramest.hardware.database import load_hardware
 
     gpu = str(values["gpu"])
     if gpu.lower() == "local":
@@ -732,9 +732,9 @@ def _check_gpu(values: dict[str, object], where: str, problems: _Collector) -> N
 
 
 def engine_option_names(engine: str) -> tuple[str, ...]:
-    """The options an engine's memory accounting takes (vramest.engine_memory); none for the
+    """The options an engine's memory accounting takes (vramest.inference.engines.startup); none for the
     engines without it."""
-    from vramest.engine_memory import LLAMACPP_OPTION_NAMES, VLLM_OPTION_NAMES
+    from vramest.inference.engines.startup import LLAMACPP_OPTION_NAMES, VLLM_OPTION_NAMES
 
     if engine == "vllm":
         return VLLM_OPTION_NAMES
@@ -753,7 +753,7 @@ def _check_engine_options(values: dict[str, object], where: str, problems: _Coll
         problems.add(where, "engine_options", f"engine {engine} takes no options; they apply to "
                      "engine vllm or llamacpp.")
         return
-    from vramest.engine_memory import parse_engine_options
+    from vramest.inference.engines.startup import parse_engine_options
 
     for name, value in options:
         if name not in accepted:

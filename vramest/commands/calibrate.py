@@ -88,7 +88,7 @@ def default_profile_path(fingerprint: dict[str, object]) -> Path:
 def plot_fit(profile: object, out: str) -> list[Path]:
     """One predicted-vs-measured chart per metric: OUT-memory.png, OUT-decode.png, ..."""
     from vramest.calibration.report import calibration_points
-    from vramest.plots.charts import calibration_figure
+    from vramest.render.plots.charts import calibration_figure
 
     target = Path(out)
     suffix = target.suffix.lower() or ".png"
@@ -102,12 +102,12 @@ def plot_fit(profile: object, out: str) -> list[Path]:
                                     after_label="fitted constants")
         path = target.with_name(f"{target.stem}-{metric}{suffix}")
         if suffix == ".svg":
-            from vramest.html_report import write_atomically
-            from vramest.plots.svg import figure_svg
+            from vramest.render.html import write_atomically
+            from vramest.render.plots.svg import figure_svg
 
             write_atomically(path, figure_svg(figure, standalone=True))
         else:
-            from vramest.plots.matplotlib_render import save_figure
+            from vramest.render.plots.matplotlib_render import save_figure
 
             save_figure(figure, path)
         written.append(path)

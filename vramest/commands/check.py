@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.junit_xml:
         write_atomically(args.junit_xml, junit_xml(report))
     if args.html:
-        from vramest.html_report import render_capacity_html
-        from vramest.html_report import write_atomically as write_text
+        from vramest.render.html import render_capacity_html
+        from vramest.render.html import write_atomically as write_text
 
         write_text(args.html, render_capacity_html(report))
     if args.update_baseline:

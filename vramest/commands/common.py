@@ -92,7 +92,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.estimator import SHAPE_OVERRIDES
+    from vramest.inference.estimate import SHAPE_OVERRIDES
 
     kwargs: dict[str, Any] = {
         "params": args.params, "model": args.model, "family": args.family,
@@ -105,7 +105,7 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
-    from vramest.engines import ENGINES
+    from vramest.inference.engines.speed import ENGINES
 
     g = p.add_argument_group("hardware and speed")
     g.add_argument("--gpu", help="a GPU to fit on (4090, h100, a100-80gb, m2-ultra, ...; "

@@ -11,7 +11,7 @@ from vramest.errors import InputError
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.engines import ENGINES
+    from vramest.inference.engines.speed import ENGINES
 
     p = sub.add_parser("cost", help=help_text, description=help_text)
     add_model_args(p)
@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.cost import api_prices
+    from vramest.advice.cost import api_prices
 
     if args.api and args.api.strip().lower() == "list":
         print(render_api_table(api_prices()))
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.cost import (
+    from vramest.advice.cost import (
         DEFAULT_ELECTRICITY_PRICE,
         PRICE_AGE_NOTE,
         LocalCost,
@@ -70,8 +70,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         parse_amount,
         parse_utilization,
     )
-    from vramest.estimator import estimate
-    from vramest.fit import fewest_gpus
+    from vramest.inference.estimate import estimate
+    from vramest.inference.placement import fewest_gpus
 
     if not args.gpu:
         raise InputError("Give --gpu, the card the model runs on (4090, h100, ...); "

@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.estimator import estimate
-    from vramest.report import render_estimate
+    from vramest.inference.estimate import estimate
+    from vramest.render.text import render_estimate
 
     result = estimate(**estimate_kwargs(args), **hardware_kwargs(args))
     if args.json:

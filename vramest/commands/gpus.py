@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.hardware import load_hardware
+    from vramest.hardware.database import load_hardware
 
     devices = [d for d in load_hardware(args.hardware_file).devices
                if args.kind is None or d.kind == args.kind]

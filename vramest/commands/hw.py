@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.local import detect
+    from vramest.hardware.local import detect
     from vramest.units import format_bytes
 
     found = detect()

@@ -14,8 +14,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramest.model.shapes import shape_from_config
     from vramest.readers.inspect import inspect_path
-    from vramest.shapes import shape_from_config
     from vramest.units import format_bytes, format_count
 
     found = inspect_path(args.path)

@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
     from vramest.units import format_count
 
     rows = []

@@ -10,15 +10,15 @@ from vramest.commands.common import add_model_args, add_run_args
 from vramest.errors import InputError
 
 if TYPE_CHECKING:
-    from vramest.estimator import Estimate
-    from vramest.hardware import Device
-    from vramest.plots.figure import Figure
+    from vramest.hardware.database import Device
+    from vramest.inference.estimate import Estimate
+    from vramest.render.plots.figure import Figure
 
 MAX_PANELS = 4
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.engines import ENGINES
+    from vramest.inference.engines.speed import ENGINES
 
     p = sub.add_parser("plot", help=help_text, description=help_text + ". --dtype takes a "
                        "comma-separated list (one panel each).")
@@ -53,14 +53,14 @@ def split_list(text: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.plots.terminal import figure_text
+    from vramest.render.plots.terminal import figure_text
 
     axis = args.vs or ("batch" if args.throughput else "ctx")
     if args.throughput and axis != "batch":
         raise InputError("--throughput plots against batch only; drop --vs ctx.")
     if args.out:
         from vramest.commands.common import refuse_overwriting
-        from vramest.plots.matplotlib_render import output_format, require_matplotlib
+        from vramest.render.plots.matplotlib_render import output_format, require_matplotlib
 
         refuse_overwriting({"--out": args.out}, {"the --model file": args.model,
                                                  "the --hardware-file": args.hardware_file})
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         require_matplotlib()
     figure = build_figure(args, axis)
     if args.out:
-        from vramest.plots.matplotlib_render import save_figure
+        from vramest.render.plots.matplotlib_render import save_figure
 
         print(f"wrote {save_figure(figure, args.out)}")
     if args.term or not args.out:
@@ -77,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_figure(args: argparse.Namespace, axis: str) -> Figure:
-    from vramest.fit import RESERVE_NOTE, parse_reserve
-    from vramest.plots.charts import memory_figure, throughput_figure
-    from vramest.plots.series import memory_sweeps, speed_sweeps
+    from vramest.inference.placement import RESERVE_NOTE, parse_reserve
+    from vramest.render.plots.charts import memory_figure, throughput_figure
+    from vramest.render.plots.series import memory_sweeps, speed_sweeps
     from vramest.units import parse_positive_int, parse_tokens
 
     bases = estimates_per_dtype(args)
@@ -112,7 +112,7 @@ def build_figure(args: argparse.Namespace, axis: str) -> Figure:
 
 def estimates_per_dtype(args: argparse.Namespace) -> list[Estimate]:
     """One estimate per --dtype in the list, on one resolved model."""
-    from vramest.estimator import SHAPE_OVERRIDES, estimate_for, resolve_model
+    from vramest.inference.estimate import SHAPE_OVERRIDES, estimate_for, resolve_model
 
     dtypes: Sequence[str | None] = split_list(args.dtype) or [None]
     if len(dtypes) > MAX_PANELS:
@@ -127,8 +127,8 @@ def estimates_per_dtype(args: argparse.Namespace) -> list[Estimate]:
 
 
 def find_devices(names: Sequence[str], hardware_file: str | None) -> list[Device]:
-    from vramest.hardware import load_hardware
-    from vramest.planning import local_device
+    from vramest.hardware.database import load_hardware
+    from vramest.inference.deploy import local_device
 
     db = load_hardware(hardware_file)
     return [local_device(db) if name.lower() == "local" else db.find(name) for name in names]

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 from vramest.commands.common import add_model_args, estimate_kwargs
 
 if TYPE_CHECKING:
-    from vramest.recommend import Recommendation
+    from vramest.advice.recommend import Recommendation
 
 PRICE_AGE_NOTE = ("Prices are list/launch prices in USD at the date shown; prices age, so check "
                   "today's.")
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.engines import ENGINES
+    from vramest.inference.engines.speed import ENGINES
 
     p = sub.add_parser("recommend", help=help_text, description=help_text)
     add_model_args(p)
@@ -42,12 +42,12 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.cost import parse_amount
-    from vramest.engines import engine
-    from vramest.estimator import estimate
-    from vramest.fit import parse_reserve
-    from vramest.hardware import load_hardware
-    from vramest.recommend import DEFAULT_KINDS, Need, recommend
+    from vramest.advice.cost import parse_amount
+    from vramest.advice.recommend import DEFAULT_KINDS, Need, recommend
+    from vramest.hardware.database import load_hardware
+    from vramest.inference.engines.speed import engine
+    from vramest.inference.estimate import estimate
+    from vramest.inference.placement import parse_reserve
     from vramest.units import parse_positive_int
 
     users = parse_positive_int(args.users, what="--users")
@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(result: Recommendation, top: int) -> str:
-    from vramest.recommend import EXCLUSION_KINDS, describe_option
-    from vramest.tiers import short_name
+    from vramest.advice.recommend import EXCLUSION_KINDS, describe_option
+    from vramest.advice.tiers import short_name
     from vramest.units import format_bytes, format_count, format_tokens
 
     est, need, tier = result.estimate, result.need, result.tier

@@ -9,7 +9,7 @@ from vramest.commands.common import add_model_args, add_run_args, estimate_kwarg
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.engines import ENGINES
+    from vramest.inference.engines.speed import ENGINES
 
     p = sub.add_parser("report", help=help_text, description=help_text + ": the estimate, its "
                        "breakdown, the fit on each GPU, charts (inline SVG), the assumptions and "
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from vramest.commands.common import refuse_overwriting
     from vramest.commands.plot import split_list
-    from vramest.html_report import build_report, render_html, write_atomically
+    from vramest.render.html import build_report, render_html, write_atomically
 
     refuse_overwriting({"--html": args.html}, {"the --model file": args.model,
                                                "the --hardware-file": args.hardware_file})

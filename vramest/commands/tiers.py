@@ -7,8 +7,8 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vramest.hardware import Device
-    from vramest.tiers import TierReport
+    from vramest.advice.tiers import TierReport
+    from vramest.hardware.database import Device
 
 PRICE_AGE_NOTE = ("Prices are list/launch prices at the date shown, in USD; prices age, so check "
                   "today's before buying.")
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.tiers import DEFAULT_TIER_CTX, load_tiers, tier_table
+    from vramest.advice.tiers import DEFAULT_TIER_CTX, load_tiers, tier_table
 
     reports = tier_table(args.ctx or DEFAULT_TIER_CTX, args.hardware_file)
     guide = load_tiers()
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(reports: tuple[TierReport, ...]) -> str:
-    from vramest.tiers import CLAIM_DTYPE, short_name
+    from vramest.advice.tiers import CLAIM_DTYPE, short_name
     from vramest.units import format_bytes, format_tokens
 
     guide_source = "the LLM size-tier guide, as summarised in issue 9"

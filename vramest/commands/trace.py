@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.trace import PHASES, trace
+    from vramest.tracing.inference import PHASES, trace
     from vramest.units import parse_tokens
 
     ctx = parse_tokens(args.ctx)
@@ -109,7 +109,7 @@ def render_trace(data: dict) -> list[str]:  # type: ignore[type-arg]
 
 
 def _run_train(args: argparse.Namespace, seq: int) -> int:
-    from vramest.trace_train import trace_train
+    from vramest.tracing.training import trace_train
     from vramest.units import format_bytes
 
     result = trace_train(args.model, dtype=args.dtype, seq=seq, micro_batch=args.batch,

@@ -17,8 +17,7 @@ from vramest.training.model import (
     estimate_training,
     make_settings,
 )
-from vramest.training.reference import training_accuracy_report
 
 __all__ = ["METHODS", "OPTIMIZERS", "PRECISIONS", "TARGET_PRESETS", "TRAINING_DEFAULTS",
            "TRAINING_SOURCES", "TrainingConstants", "TrainingEstimate", "TrainingSettings",
-           "estimate_training", "make_settings", "training_accuracy_report"]
+           "estimate_training", "make_settings"]

@@ -52,5 +52,5 @@ TRAINING_SOURCES: dict[str, str] = {
     "flops_utilization": "fms-acceleration A100-80GB tokens/s in training.csv imply 0.49-0.64 "
     "(Mistral-7B full and LoRA, Mixtral LoRA, Llama-2-70B QLoRA; recompute counted)",
     "cuda_context_bytes": "shared/reference/README.md: nvidia-smi includes a 0.5-1.3 GB CUDA "
-    "context; the same 1 GiB default as vramest.constants.runtime_overhead_bytes",
+    "context; the same 1 GiB default as vramest.inference.constants.runtime_overhead_bytes",
 }

@@ -19,18 +19,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramest.errors import InputError, require_text
-from vramest.estimator import ModelInfo, resolve_model
-from vramest.fit import ecc_note, largest_fitting, parse_reserve
-from vramest.hardware import Device, load_hardware
-from vramest.memory import Part, ffn_width, weight_bytes
-from vramest.precisions import (
+from vramest.hardware.database import Device, load_hardware
+from vramest.inference.estimate import ModelInfo, resolve_model
+from vramest.inference.memory import Part, ffn_width, weight_bytes
+from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
+from vramest.model.precisions import (
     BITSANDBYTES_FORMATS,
     EXPERT_ROLES,
     LINEAR_ROLES,
     WeightFormat,
     weight_format,
 )
-from vramest.shapes import ModelShape, TensorSpec
+from vramest.model.shapes import ModelShape, TensorSpec
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
 from vramest.units import (
     format_bytes,
@@ -56,7 +56,7 @@ UPCAST_SCOPES = ("none", "peft", "trl")
 PART_NAMES = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
               "activations", "logits", "temporary")
 
-# LoRA targets: short names (and Hugging Face module names) → tensor roles of vramest.shapes.
+# LoRA targets: short names (and Hugging Face module names) → tensor roles of vramest.model.shapes.
 _TARGET_ROLES: dict[str, frozenset[str]] = {
     "q": frozenset({"attn_q", "attn_q_a", "attn_q_b"}),
     "k": frozenset({"attn_k"}),
@@ -941,7 +941,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         device_name = device.name
         if device.ecc_in_band and gpu_memory is None:
             device_notes = (ecc_note(device),)
-        # the same free share as inference (vramest.fit.DEFAULT_RESERVE, --reserve)
+        # the same free share as inference (vramest.inference.placement.DEFAULT_RESERVE, --reserve)
         usable = usable or kept_free.usable(device)
         precision = "fp32" if s.precision == "fp32" else "bf16"
         peak_flops, flops_source = device.flops(precision)

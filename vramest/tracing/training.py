@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.trace import (
+from vramest.tracing.inference import (
     TRACE_ATTENTION,
     TRACE_DTYPES,
     _build,
@@ -104,7 +104,7 @@ def trace_train_config(config: Mapping[str, Any], *, dtype: str = "bf16", seq: i
         raise InputError(f"QLoRA's upcast is peft or trl, not {upcast!r}.")
     torch, transformers = _import_torch()
     peft = _import_peft() if method != "full" else None
-    from vramest.tracking import ACTIVATIONS, PARAMS, LiveBytesTracker
+    from vramest.tracing.tracking import ACTIVATIONS, PARAMS, LiveBytesTracker
 
     hf_config = _hf_config(transformers, config)
     torch_dtype = getattr(torch, TRACE_DTYPES[dtype])
@@ -366,7 +366,7 @@ def trace_train(model: str, *, dtype: str = "bf16", seq: int = 2048, micro_batch
                 attn: str = "sdpa", grad_checkpointing: bool = False, method: str = "full",
                 lora_rank: int = 16, lora_targets: str = "all-linear") -> TrainTrace:
     """Trace a catalog model's training step and put the analytic estimate beside it."""
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
     from vramest.training import estimate_training
 
     entry = default_catalog().find(model)

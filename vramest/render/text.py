@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vramest.estimator import Estimate
+from vramest.inference.estimate import Estimate
 from vramest.units import format_bytes, format_count, format_tokens
 
 _BAR_WIDTH = 28
@@ -49,7 +49,7 @@ def _rate(x: float | None, unit: str = "tok/s") -> str:
 
 
 def render_fit(result: Estimate) -> list[str]:
-    from vramest.fit import describe
+    from vramest.inference.placement import describe
 
     plan, speed = result.fit, result.throughput
     lines = ["Fit:", f"  {describe(plan)}"]

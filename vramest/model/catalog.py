@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.shapes import ModelShape, shape_from_config
+from vramest.model.shapes import ModelShape, shape_from_config
 
 
 @dataclass(frozen=True, eq=False)  # identity-hashed, so its parsed shape can be cached

@@ -3,7 +3,7 @@ the peak of live tensor bytes per phase (load, prefill, decode), beside the anal
 
 torch's FakeTensorMode gives every tensor a shape, dtype and device but no storage, so a 70B
 model "loads" in a fraction of a second and a few hundred MB of process memory; the
-`LiveBytesTracker` (vramest/tracking.py) counts what every live tensor would hold.
+`LiveBytesTracker` (vramest/tracing/tracking.py) counts what every live tensor would hold.
 
 This module imports torch and transformers only inside the functions that trace, so the
 stored-trace comparison (`trace_accuracy_report`, `analytic_peak`) works without them.
@@ -30,13 +30,13 @@ DEFAULT_DECODE_STEPS = 2
 MATH_FALLBACK = ("the math fallback, which materialises the scores (CUDA's memory-efficient "
                  "kernel would not)")
 if TYPE_CHECKING:
-    from vramest.shapes import ModelShape as ShapeLike
+    from vramest.model.shapes import ModelShape as ShapeLike
 else:
     ShapeLike = Any
 
 INSTALL_HINT = ("trace mode needs torch and transformers: pip install 'vramest[calibrate]' "
                 "(or `make install-dev`).")
-TRACE_DIR = Path(__file__).resolve().parent.parent / "calibration" / "traces"
+TRACE_DIR = Path(__file__).resolve().parents[2] / "calibration" / "traces"
 
 
 class UnsupportedAttention(InputError):
@@ -128,8 +128,8 @@ def analytic_peak(model: str, dtype: str, ctx: int, batch: int, attention: str,
     Weights + KV cache + activations (no runtime overhead: it is not a tensor), with the KV
     cache as transformers holds it at the end of a prefill (`transformers_prefill_kv_bytes`).
     """
-    from vramest.estimator import estimate
-    from vramest.precisions import kv_format
+    from vramest.inference.estimate import estimate
+    from vramest.model.precisions import kv_format
 
     est = estimate(model=model, dtype=dtype, ctx=ctx, batch=batch, attention=attention,
                    prefill_chunk=prefill_chunk)
@@ -149,8 +149,8 @@ def transformers_prefill_kv_bytes(shape: ShapeLike, bytes_per_element: float, ct
     whole last chunk's keys and values stays allocated until the next update. (MLA models: the
     installed transformers caches the compressed latent + rope key, as the estimate assumes.)
     """
-    from vramest.memory import kv_elements_per_token
-    from vramest.shapes import LAYER_FULL, LAYER_SLIDING
+    from vramest.inference.memory import kv_elements_per_token
+    from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 
     kinds = shape.kinds()
     kv_layers = kinds.count(LAYER_FULL) + kinds.count(LAYER_SLIDING)
@@ -172,7 +172,7 @@ def trace(model: str, dtype: str = "bf16", ctx: int = 4096, batch: int = 1, attn
 
     `phases` are run in order up to the last one named (decode needs a prefill first).
     """
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
 
     entry = default_catalog().find(model)
     config, notes = model_config(entry.config, entry.id)
@@ -215,7 +215,7 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
                          "(flash-attention kernels need a GPU).")
     last = max(PHASES.index(p) for p in phases)
     torch, transformers = _import_torch()
-    from vramest.tracking import KV_CACHE, PARAMS, LiveBytesTracker
+    from vramest.tracing.tracking import KV_CACHE, PARAMS, LiveBytesTracker
 
     hf_config = _hf_config(transformers, config)
     torch_dtype = getattr(torch, TRACE_DTYPES[dtype])
@@ -264,7 +264,7 @@ def _import_torch() -> tuple[Any, Any]:
 
 def supported_families(transformers: Any) -> list[str]:
     """Catalog families the installed transformers can build."""
-    from vramest.catalog import default_catalog
+    from vramest.model.catalog import default_catalog
 
     known = set(transformers.models.auto.configuration_auto.CONFIG_MAPPING_NAMES)
     return sorted({e.family for e in default_catalog().entries if e.family in known})
@@ -339,7 +339,7 @@ def _step(model: Any, cache: Any, next_ids: Any, logits: Any) -> tuple[Any, Any]
 
 
 def _phase(name: str, tracker: Any, started: float) -> PhaseResult:
-    from vramest.tracking import ACTIVATIONS, KV_CACHE, PARAMS
+    from vramest.tracing.tracking import ACTIVATIONS, KV_CACHE, PARAMS
 
     peak = tracker.peak
     return PhaseResult(name=name, peak_bytes=peak.bytes, params_bytes=peak.part(PARAMS),
@@ -350,7 +350,7 @@ def _phase(name: str, tracker: Any, started: float) -> PhaseResult:
 
 def _load_phase(tracker: Any, started: float) -> PhaseResult:
     """Parameters are named only once built: the load peak is the parameters + any transient."""
-    from vramest.tracking import PARAMS
+    from vramest.tracing.tracking import PARAMS
 
     peak = tracker.peak
     params = min(tracker.bytes_by_label()[PARAMS], peak.bytes)

@@ -13,9 +13,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from vramest.estimator import Estimate, estimate
-from vramest.fit import FitPlan, fewest_gpus
-from vramest.hardware import Device, HardwareDB, load_hardware
+from vramest.hardware.database import Device, HardwareDB, load_hardware
+from vramest.inference.estimate import Estimate, estimate
+from vramest.inference.placement import FitPlan, fewest_gpus
 from vramest.units import GB, format_bytes, format_tokens
 
 TIER_DTYPES = ("fp16", "int8", "int4")

@@ -4,7 +4,7 @@ purchase request.
 The page holds the estimate, its breakdown, the fit on each GPU, charts drawn as inline SVG,
 the assumptions, the constants and how well the estimator matches published measurements.
 It loads nothing from the network, needs no scripts, and is written atomically. Standard
-library only (the charts come from `vramest.plots.svg`, not matplotlib).
+library only (the charts come from `vramest.render.plots.svg`, not matplotlib).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.estimator import Estimate
-from vramest.plots.charts import MEMORY_LAYERS, calibration_figure, memory_figure, throughput_figure
-from vramest.plots.figure import Figure
-from vramest.plots.series import Agreement, median_abs_error, memory_sweeps, speed_sweeps
-from vramest.plots.svg import figure_svg
+from vramest.inference.estimate import Estimate
+from vramest.render.plots.charts import MEMORY_LAYERS, calibration_figure, memory_figure, throughput_figure
+from vramest.render.plots.figure import Figure
+from vramest.render.plots.series import Agreement, median_abs_error, memory_sweeps, speed_sweeps
+from vramest.render.plots.svg import figure_svg
 from vramest.units import GIB, format_bytes, format_count, format_tokens
 
 PART_LABELS = {name: label for name, label, _, _ in MEMORY_LAYERS}
@@ -70,8 +70,8 @@ def build_report(estimate_kwargs: dict[str, Any], gpus: Sequence[str], *,
                  placement: dict[str, Any], accuracy: bool = True, command: str = "") -> Report:
     """Run the estimate on each GPU named (or on the common GPUs), sweep the charts and score
     the constants. `placement` holds estimate()'s hardware arguments other than `gpu`."""
-    from vramest.estimator import estimate
-    from vramest.fit import parse_reserve
+    from vramest.inference.estimate import estimate
+    from vramest.inference.placement import parse_reserve
     from vramest.units import parse_positive_int, parse_tokens
 
     placements = tuple(estimate(**estimate_kwargs, **placement, gpu=name, max_ctx=True,
@@ -121,7 +121,7 @@ def _version() -> str:
 
 def accuracy_section(est: Estimate) -> AccuracySection | None:
     """The estimator against the published rows, with the constants this estimate used."""
-    from vramest.accuracy import DEFAULT_REFERENCE_DIR, memory_comparisons, speed_comparisons
+    from vramest.validation.accuracy import DEFAULT_REFERENCE_DIR, memory_comparisons, speed_comparisons
 
     if not (DEFAULT_REFERENCE_DIR / "memory.csv").exists():
         return None
@@ -315,7 +315,7 @@ def _charts_section(charts: Sequence[Chart]) -> list[str]:
 
 
 def _constants_section(est: Estimate) -> list[str]:
-    from vramest.constants import DEFAULTS, SOURCES
+    from vramest.inference.constants import DEFAULTS, SOURCES
 
     defaults = DEFAULTS.as_dict()
     rows = [(name, f"{value:g}" if isinstance(value, float) else f"{value:,}",
@@ -391,7 +391,7 @@ def _training_section(deployment: Any) -> list[str]:
 def render_capacity_html(report: Any, *, created: str | None = None) -> str:
     """One page for a `vramest check` run: every deployment's verdict and margins, then each
     deployment's memory breakdown. `report` is a vramest.capacity.CheckReport."""
-    from vramest.estimator import estimate
+    from vramest.inference.estimate import estimate
 
     when = created or datetime.datetime.now().isoformat(timespec="seconds")
     verdict = "all deployments pass" if report.passed else "some deployments FAIL"

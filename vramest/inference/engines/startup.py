@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramest.errors import InputError
-from vramest.estimator import Estimate
-from vramest.fit import per_gpu_memory
-from vramest.hardware import Device
-from vramest.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
-from vramest.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
-from vramest.shapes import LAYER_SLIDING, ModelShape
+from vramest.hardware.database import Device
+from vramest.inference.estimate import Estimate
+from vramest.inference.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
+from vramest.inference.placement import per_gpu_memory
+from vramest.model.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
+from vramest.model.shapes import LAYER_SLIDING, ModelShape
 from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
 
 F32 = 4

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.plots.figure import Figure, Panel, fraction, text_color
+from vramest.render.plots.figure import Figure, Panel, fraction, text_color
 
 FORMATS = ("png", "svg")
 INSTALL_HINT = "Charts need matplotlib: pip install 'vramest[plot]'"

@@ -1,6 +1,6 @@
 """Sweeps turned into figures: what each chart shows, in display units, with its ticks.
 
-Pure functions from the data in `vramest.plots.series` to a `vramest.plots.figure.Figure`;
+Pure functions from the data in `vramest.render.plots.series` to a `vramest.render.plots.figure.Figure`;
 renderers never decide what a chart says.
 """
 
@@ -10,7 +10,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 
-from vramest.plots.figure import (
+from vramest.render.plots.figure import (
     LINE_STYLES,
     OKABE_ITO,
     Area,
@@ -26,7 +26,7 @@ from vramest.plots.figure import (
     padded_max,
     power_ticks,
 )
-from vramest.plots.series import (
+from vramest.render.plots.series import (
     Agreement,
     MemorySweep,
     SpeedSweep,

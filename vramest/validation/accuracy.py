@@ -2,7 +2,7 @@
 
 Each reference row names its source; this module maps the rows the tool can express to an
 estimate and reports predicted vs measured. `make accuracy` prints the table; the tests hold
-the median errors. Run: python -m vramest.accuracy [REFERENCE_DIR]
+the median errors. Run: python -m vramest.validation.accuracy [REFERENCE_DIR]
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from vramest.constants import DEFAULTS, Constants
-from vramest.engines import Engine
-from vramest.estimator import estimate
-from vramest.hardware import Device
-from vramest.throughput import Workload
+from vramest.hardware.database import Device
+from vramest.inference.constants import DEFAULTS, Constants
+from vramest.inference.engines.speed import Engine
+from vramest.inference.estimate import estimate
+from vramest.inference.throughput import Workload
 from vramest.units import GIB, MIB
 
-DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "reference"
+DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference"
 
 # Reference rows name models in prose; these are the catalog models they mean.
 MODEL_NAMES: tuple[tuple[str, str], ...] = (
@@ -232,8 +232,8 @@ def _vllm_total(row: dict[str, str]) -> int | None:
 
 def vllm_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
     """vLLM start-up logs: KV cache size, blocks, tokens and maximum concurrency."""
-    from vramest.engine_memory import VLLMOptions, vllm_startup
-    from vramest.hardware import default_hardware
+    from vramest.hardware.database import default_hardware
+    from vramest.inference.engines.startup import VLLMOptions, vllm_startup
 
     out = []
     for rid, rec in _records(r for r in rows if r["framework"] == "vLLM").items():
@@ -269,7 +269,7 @@ def vllm_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
 def llamacpp_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
     """llama.cpp start-up logs: compute and output buffers (model buffers and KV are scored
     in llamacpp_memory)."""
-    from vramest.engine_memory import LlamaCppOptions, llamacpp_startup
+    from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_startup
 
     out = []
     for rid, rec in _records(r for r in rows if r["framework"] == "llama.cpp").items():
@@ -299,7 +299,7 @@ def llamacpp_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
 def hf_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
     """optimum's GPTQ benchmark on an A100 (device memory, CUDA context included): prefill-only
     runs against the prefill peak, generation runs against generate()'s peak."""
-    from vramest.engine_memory import hf_startup
+    from vramest.inference.engines.startup import hf_startup
 
     out = []
     for row in rows:
@@ -402,9 +402,9 @@ def speed_case(row: dict[str, str]) -> SpeedCase | str:
 @lru_cache(maxsize=1024)
 def speed_workload(case: SpeedCase) -> tuple[Workload, Device]:
     """The work a case asks for (independent of the constants, so fits can re-time it)."""
-    from vramest.hardware import default_hardware
-    from vramest.precisions import kv_format, weight_format
-    from vramest.throughput import workload
+    from vramest.hardware.database import default_hardware
+    from vramest.inference.throughput import workload
+    from vramest.model.precisions import kv_format, weight_format
 
     est = estimate(model=case.model, dtype=case.dtype, ctx=case.depth + case.prompt + case.gen,
                    batch=case.batch, kv_dtype=case.kv_dtype)
@@ -419,8 +419,8 @@ def speed_workload(case: SpeedCase) -> tuple[Workload, Device]:
 def predict_speed(case: SpeedCase, metric: str, constants: Constants = DEFAULTS,
                   engines: dict[str, Engine] | None = None) -> float | None:
     """The prediction in the row's own metric and unit."""
-    from vramest.engines import ENGINES
-    from vramest.throughput import time_workload
+    from vramest.inference.engines.speed import ENGINES
+    from vramest.inference.throughput import time_workload
 
     load, device = speed_workload(case)
     speed = time_workload(load, device, constants, (engines or ENGINES)[case.engine])
@@ -565,8 +565,8 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
     """Reports of the other checked parts; the trace and calibration ones read stored data
     (calibration/traces, calibration/profiles), so none of them needs torch."""
     from vramest.calibration.profile import calibration_accuracy_report
-    from vramest.trace import TRACE_DIR, trace_accuracy_report
-    from vramest.training import training_accuracy_report
+    from vramest.tracing.inference import TRACE_DIR, trace_accuracy_report
+    from vramest.validation.training import training_accuracy_report
 
     return [("Training memory (training.csv)", training_accuracy_report),
             ("Analytic activations vs fake-tensor traces (calibration/traces)",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vramest.engines import engine as engine_by_name
-from vramest.estimator import Estimate
-from vramest.fit import RESERVE_NOTE, FitPlan, ecc_note, fewest_gpus, parse_reserve, plan
-from vramest.hardware import Device, HardwareDB, load_hardware
-from vramest.precisions import kv_format, weight_format
-from vramest.throughput import Throughput, estimate_throughput
+from vramest.hardware.database import Device, HardwareDB, load_hardware
+from vramest.inference.engines.speed import engine as engine_by_name
+from vramest.inference.estimate import Estimate
+from vramest.inference.placement import RESERVE_NOTE, FitPlan, ecc_note, fewest_gpus, parse_reserve, plan
+from vramest.inference.throughput import Throughput, estimate_throughput
+from vramest.model.precisions import kv_format, weight_format
 from vramest.units import parse_positive_int, parse_tokens
 
 
@@ -19,7 +19,7 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
           hardware_file: str | None = None, engine_options: dict[str, object] | None = None,
           compare_gpus: bool = True,
           engine_costs: dict[str, dict[str, float]] | None = None) -> Estimate:
-    from vramest.engine_memory import engine_report
+    from vramest.inference.engines.startup import engine_report
 
     db = load_hardware(hardware_file)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
@@ -74,7 +74,7 @@ def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: in
 
 def local_device(db: HardwareDB) -> Device:
     """This machine's first GPU (memory as detected), or a clear error where there is none."""
-    from vramest.local import detect
+    from vramest.hardware.local import detect
 
     found = detect()
     if not found.gpus:
@@ -83,7 +83,7 @@ def local_device(db: HardwareDB) -> Device:
         raise InputError(f"--gpu local found no GPU on this machine ({found.note}); name a GPU "
                          "instead, e.g. --gpu 4090.")
     first = found.gpus[0]
-    from vramest.hardware import device_from_local
+    from vramest.hardware.database import device_from_local
 
     return device_from_local(first.name, first.total_bytes, None, db)
 
@@ -91,8 +91,8 @@ def local_device(db: HardwareDB) -> Device:
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
-    from vramest.engine_memory import HFStartup, LlamaCppStartup, VLLMStartup
-    from vramest.fit import PerGPU
+    from vramest.inference.engines.startup import HFStartup, LlamaCppStartup, VLLMStartup
+    from vramest.inference.placement import PerGPU
 
     if isinstance(report, LlamaCppStartup):
         per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,

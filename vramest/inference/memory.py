@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vramest.constants import Constants
-from vramest.precisions import KVFormat, TensorContext, WeightFormat
-from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape, TensorSpec
+from vramest.inference.constants import Constants
+from vramest.model.precisions import KVFormat, TensorContext, WeightFormat
+from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape, TensorSpec
 from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")

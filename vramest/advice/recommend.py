@@ -9,13 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vramest.engines import Engine
-from vramest.estimator import Estimate
-from vramest.fit import MULTI_NODE_GPUS, PARALLEL_DEGREES, FitPlan, Reserve, plan, valid_tp_degrees
-from vramest.hardware import Device
-from vramest.precisions import kv_format, weight_format
-from vramest.throughput import Throughput, estimate_throughput
-from vramest.tiers import Tier, short_name, tier_for
+from vramest.advice.tiers import Tier, short_name, tier_for
+from vramest.hardware.database import Device
+from vramest.inference.engines.speed import Engine
+from vramest.inference.estimate import Estimate
+from vramest.inference.placement import (
+    MULTI_NODE_GPUS,
+    PARALLEL_DEGREES,
+    FitPlan,
+    Reserve,
+    plan,
+    valid_tp_degrees,
+)
+from vramest.inference.throughput import Throughput, estimate_throughput
+from vramest.model.precisions import kv_format, weight_format
 from vramest.units import format_bytes
 
 DEFAULT_KINDS = ("gpu", "apple")  # CPU RAM and NPUs without a bandwidth figure only on request
@@ -109,7 +116,7 @@ class Recommendation:
 
 
 def layouts(est: Estimate) -> list[tuple[int, int]]:
-    """(tensor parallel, pipeline stages) in the order vramest.fit.fewest_gpus tries them."""
+    """(tensor parallel, pipeline stages) in the order vramest.inference.placement.fewest_gpus tries them."""
     valid = valid_tp_degrees(est.model.shape)
     tried = [(tp, 1) for tp in PARALLEL_DEGREES] + [(8, n // 8) for n in MULTI_NODE_GPUS]
     return [(tp, pp) for tp, pp in tried if tp in valid and pp <= est.model.shape.num_layers]

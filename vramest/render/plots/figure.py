@@ -1,6 +1,6 @@
 """A chart described as plain data, drawn the same way by every renderer.
 
-The chart functions (`vramest.plots.charts`) build a `Figure`; `matplotlib_render` writes it
+The chart functions (`vramest.render.plots.charts`) build a `Figure`; `matplotlib_render` writes it
 to PNG or SVG, `svg` draws it as inline SVG for the HTML report, `terminal` as text. Values
 are already in display units (GiB, tokens, tokens/s) and ticks are chosen here, so the three
 renderers agree on what the reader sees.

@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vramest.catalog import default_catalog, shape_for_params
-from vramest.constants import DEFAULTS, Constants
 from vramest.errors import InputError, require_text
-from vramest.memory import (
+from vramest.inference.constants import DEFAULTS, Constants
+from vramest.inference.memory import (
     ATTENTION_KINDS,
     EAGER_ONLY_FAMILIES,
     MemoryBreakdown,
@@ -19,7 +18,8 @@ from vramest.memory import (
     overhead_part,
     weights_part,
 )
-from vramest.precisions import (
+from vramest.model.catalog import default_catalog, shape_for_params
+from vramest.model.precisions import (
     KVFormat,
     WeightFormat,
     default_kv_format,
@@ -27,7 +27,7 @@ from vramest.precisions import (
     unquantized_modules,
     weight_format,
 )
-from vramest.shapes import ModelShape, with_overrides
+from vramest.model.shapes import ModelShape, with_overrides
 from vramest.units import (
     MAX_SHAPE_SIZE,
     format_count,
@@ -99,11 +99,11 @@ class Estimate:
     assumptions: tuple[str, ...]
     constants: Constants
     constants_source: str = "defaults"
-    fit: Any = None  # vramest.fit.FitPlan when a GPU was named
-    throughput: Any = None  # vramest.throughput.Throughput when a GPU was named
-    gpu_options: tuple[Any, ...] = ()  # vramest.fit.DeviceOption per common GPU, otherwise
+    fit: Any = None  # vramest.inference.placement.FitPlan when a GPU was named
+    throughput: Any = None  # vramest.inference.throughput.Throughput when a GPU was named
+    gpu_options: tuple[Any, ...] = ()  # vramest.inference.placement.DeviceOption per common GPU, otherwise
     speeds: tuple[Any, ...] = ()  # Throughput per option (None where it does not fit)
-    engine_report: Any = None  # vLLM / llama.cpp start-up figures (vramest.engine_memory)
+    engine_report: Any = None  # vLLM / llama.cpp start-up figures (vramest.inference.engines.startup)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -226,8 +226,8 @@ def _model_from_path(path: str) -> ModelInfo:
     if not os.path.exists(path):
         raise InputError(f"No such file or folder: {path}; --model takes a catalog name, a "
                          "config.json, a model folder or a .gguf file.")
+    from vramest.model.shapes import shape_from_config
     from vramest.readers.inspect import inspect_path
-    from vramest.shapes import shape_from_config
 
     found = inspect_path(path)
     shape = shape_from_config(found.config, os.path.basename(os.path.abspath(path)), origin=path)
@@ -358,7 +358,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     if gpu is None and not compare_gpus and not options and engine not in (
             "llamacpp", "llamacpp-cli", "vllm"):
         return result
-    from vramest.planning import place
+    from vramest.inference.deploy import place
 
     return place(result, gpu=gpu, num_gpus=num_gpus, pp=pp, reserve=reserve, max_ctx=max_ctx,
                  max_batch=max_batch, prompt=prompt, gen=gen, engine=engine,

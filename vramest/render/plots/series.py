@@ -10,14 +10,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vramest.engines import Engine
-from vramest.engines import engine as engine_by_name
 from vramest.errors import InputError
-from vramest.estimator import Estimate, estimate_for
-from vramest.fit import PerGPU, Reserve, per_gpu_memory, plan
-from vramest.hardware import Device
-from vramest.precisions import kv_format, weight_format
-from vramest.throughput import estimate_throughput
+from vramest.hardware.database import Device
+from vramest.inference.engines.speed import Engine
+from vramest.inference.engines.speed import engine as engine_by_name
+from vramest.inference.estimate import Estimate, estimate_for
+from vramest.inference.placement import PerGPU, Reserve, per_gpu_memory, plan
+from vramest.inference.throughput import estimate_throughput
+from vramest.model.precisions import kv_format, weight_format
 
 AXES = ("ctx", "batch")
 DEFAULT_CTX_UPPER = 32 * 1024

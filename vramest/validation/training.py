@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramest.catalog import default_catalog
-from vramest.estimator import ModelInfo
-from vramest.fit import DEFAULT_RESERVE
-from vramest.shapes import shape_from_config
+from vramest.inference.estimate import ModelInfo
+from vramest.inference.placement import DEFAULT_RESERVE
+from vramest.model.catalog import default_catalog
+from vramest.model.shapes import shape_from_config
 from vramest.training.constants import TRAINING_DEFAULTS
 from vramest.training.model import estimate_training
 from vramest.units import GIB, MIB
@@ -279,7 +279,7 @@ def speed_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR,
                       ) -> tuple[list[Comparison], list[tuple[str, str]]]:
     """Predicted vs published training tokens/s per GPU for every expressible [MEASURED] row,
     on the row's GPU at the default flops_utilization; (id, reason) for the rest."""
-    from vramest.hardware import load_hardware
+    from vramest.hardware.database import load_hardware
 
     hardware = load_hardware(None)
     compared, skipped = [], []
@@ -408,7 +408,7 @@ def bounds_checks(reference_dir: Path = DEFAULT_REFERENCE_DIR,
             continue
         info, settings, note = case
         capacity = round(to_bytes(float(row["value"]), row["unit"]))
-        # the card's capacity less the free share every fit keeps (vramest.fit.DEFAULT_RESERVE)
+        # the card's capacity less the free share every fit keeps (placement.DEFAULT_RESERVE)
         usable = round(capacity * (1 - DEFAULT_RESERVE))
         est = estimate_training(info=info, gpu_memory=usable, **{**PUBLISHED_STACK, **settings})
         assert est.fit.fits is not None

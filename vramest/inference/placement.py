@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramest.errors import InputError
-from vramest.estimator import Estimate, estimate_for
-from vramest.hardware import Device
-from vramest.memory import ffn_width, weight_bytes_by_group
-from vramest.precisions import weight_format
-from vramest.shapes import ModelShape
+from vramest.hardware.database import Device
+from vramest.inference.estimate import Estimate, estimate_for
+from vramest.inference.memory import ffn_width, weight_bytes_by_group
+from vramest.model.precisions import weight_format
+from vramest.model.shapes import ModelShape
 from vramest.units import format_bytes, parse_bytes
 
 DEFAULT_RESERVE = 0.05

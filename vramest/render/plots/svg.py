@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from vramest.plots.figure import Figure, Line, Panel, fraction, text_color
+from vramest.render.plots.figure import Figure, Line, Panel, fraction, text_color
 
 PANEL_WIDTH = 470
 PLOT_HEIGHT = 250

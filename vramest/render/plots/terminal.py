@@ -11,7 +11,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vramest.plots.figure import Figure, Line, Panel, Span, fraction, transform
+from vramest.render.plots.figure import Figure, Line, Panel, Span, fraction, transform
 
 DEFAULT_WIDTH = 64
 DEFAULT_HEIGHT = 16

@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vramest.constants import Constants
-from vramest.engines import Engine
-from vramest.hardware import Device
-from vramest.memory import kv_elements_per_token, weight_bytes_by_group
-from vramest.precisions import KVFormat, WeightFormat
-from vramest.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
+from vramest.hardware.database import Device
+from vramest.inference.constants import Constants
+from vramest.inference.engines.speed import Engine
+from vramest.inference.memory import kv_elements_per_token, weight_bytes_by_group
+from vramest.model.precisions import KVFormat, WeightFormat
+from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 
 _EXPERT_ROLES = ("expert_gate", "expert_up", "expert_down")
 

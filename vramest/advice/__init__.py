@@ -1,0 +1,1 @@
+"""Advice layer: size tiers, hardware recommendations, cost."""

@@ -1,0 +1,1 @@
+"""Hardware layer: the GPU database and what this machine has."""

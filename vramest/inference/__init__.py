@@ -1,0 +1,1 @@
+"""Inference layer: one replica's memory, placement on GPUs, speed, engines."""

@@ -1,0 +1,1 @@
+"""Serving engines: start-up memory accounting and speed profiles."""

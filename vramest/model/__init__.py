@@ -1,0 +1,1 @@
+"""Model layer: shapes from configs, the catalog, precisions, model resolution."""

@@ -1,0 +1,1 @@
+"""Rendering: terminal text, the HTML report, charts."""

@@ -1,0 +1,1 @@
+"""Scoring against published measurements (make accuracy)."""
