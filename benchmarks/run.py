@@ -37,7 +37,7 @@ def _rate(function: Callable[..., object], cases: Sequence[tuple[dict[str, objec
 
 
 def in_process_rate(seconds: float = 2.0) -> None:
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
     from vramest.training import estimate_training
 
     _rate(estimate, (

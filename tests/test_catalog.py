@@ -95,7 +95,7 @@ def test_meta_fp8_release_keeps_attention_and_the_end_layers_in_16_bit() -> None
 
 
 def test_double_quantized_bitsandbytes_config_reads_as_bnb_nf4_dq() -> None:
-    from vramest.inference.estimate import resolve_model
+    from vramest.model.resolve import resolve_model
 
     info = resolve_model(model="unsloth/Meta-Llama-3.1-8B-bnb-4bit")
     assert info.native_format == "bnb-nf4-dq"

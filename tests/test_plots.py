@@ -13,7 +13,8 @@ import pytest
 from vramest.cli import main
 from vramest.errors import InputError
 from vramest.hardware.database import load_hardware
-from vramest.inference.estimate import estimate_for, resolve_model
+from vramest.inference.estimate import estimate_for
+from vramest.model.resolve import resolve_model
 from vramest.render.plots.charts import calibration_figure, memory_figure, throughput_figure
 from vramest.render.plots.figure import OKABE_ITO, Figure
 from vramest.render.plots.series import (

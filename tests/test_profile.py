@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from vramest.api import estimate
 from vramest.calibration import store
 from vramest.calibration.profile import (
     PROFILE_FORMAT,
@@ -22,7 +23,6 @@ from vramest.calibration.profile import (
 from vramest.calibration.report import render_report
 from vramest.errors import InputError
 from vramest.inference.constants import DEFAULTS
-from vramest.inference.estimate import estimate
 
 REPO_PROFILES = Path(__file__).resolve().parent.parent / "calibration" / "profiles"
 

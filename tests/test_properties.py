@@ -7,8 +7,8 @@ import contextlib
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from vramest.api import estimate
 from vramest.errors import InputError
-from vramest.inference.estimate import estimate
 
 MODELS = ["meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1", "google/gemma-2-9b",
           "mistralai/Mixtral-8x7B-v0.1", "deepseek-ai/DeepSeek-V2-Lite", "openai/gpt-oss-20b",

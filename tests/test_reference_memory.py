@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vramest.inference.estimate import estimate
+from vramest.api import estimate
 from vramest.units import GIB
 from vramest.validation import accuracy
 

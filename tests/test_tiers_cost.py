@@ -18,11 +18,11 @@ from vramest.advice.cost import (
 )
 from vramest.advice.recommend import DOES_NOT_FIT, NO_PRICE, OVER_BUDGET, TOO_SLOW, Need, recommend
 from vramest.advice.tiers import load_tiers, tier_for, tier_table
+from vramest.api import estimate
 from vramest.cli import main
 from vramest.errors import InputError
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import engine
-from vramest.inference.estimate import estimate
 from vramest.units import GIB
 
 

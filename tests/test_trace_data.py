@@ -44,7 +44,7 @@ def test_activations_alone_follow_the_traces(attention: str) -> None:
     eager attention (softmax in 16 bit, scores kept through the MLP) and chunked sdpa prefill
     (with a cache, transformers' sdpa path repeats the keys and values of the whole context
     to every head)."""
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
 
     errors = []
     for row in ROWS:
@@ -62,7 +62,7 @@ def test_activations_alone_follow_the_traces(attention: str) -> None:
 
 
 def test_kv_cache_matches_what_transformers_holds() -> None:
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
     from vramest.model.precisions import kv_format
 
     for row in ROWS:
@@ -77,7 +77,7 @@ def test_kv_cache_matches_what_transformers_holds() -> None:
 
 
 def test_weights_match_the_traced_parameters() -> None:
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
 
     for row in ROWS:
         weights = estimate(model=row.model, dtype=row.dtype).memory.weights.bytes

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from vramest.cli import main
 from vramest.errors import InputError
-from vramest.inference.estimate import resolve_model
 from vramest.inference.memory import weight_bytes
 from vramest.model.precisions import weight_format
+from vramest.model.resolve import resolve_model
 from vramest.training import estimate_training
 
 GPT2 = resolve_model(model="gpt2")  # 124,439,808 params, tied embeddings

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vramest.api import estimate
 from vramest.errors import InputError
-from vramest.inference.estimate import Estimate, estimate
+from vramest.inference.estimate import Estimate
 
 __all__ = ["CheckReport", "Estimate", "InputError", "check", "estimate"]
 

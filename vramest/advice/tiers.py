@@ -13,8 +13,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from vramest.api import estimate
 from vramest.hardware.database import Device, HardwareDB, load_hardware
-from vramest.inference.estimate import Estimate, estimate
+from vramest.inference.estimate import Estimate
 from vramest.inference.placement import FitPlan, fewest_gpus
 from vramest.units import GB, format_bytes, format_tokens
 

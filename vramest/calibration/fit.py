@@ -110,7 +110,7 @@ def is_training(record: dict[str, Any]) -> bool:
 
 def record_model(record: dict[str, Any]) -> Any:
     """The vramest.inference.estimate.ModelInfo of the small model a measured record was run on."""
-    from vramest.inference.estimate import ModelInfo
+    from vramest.model.resolve import ModelInfo
     from vramest.model.shapes import shape_from_config
 
     point = record["point"]

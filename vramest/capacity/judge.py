@@ -193,7 +193,7 @@ def measure(deployment: Deployment) -> Figures:
     """The memory per GPU and speed of one deployment, from `vramest.estimate()`."""
     if deployment.is_training:
         return measure_training(deployment)
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
 
     kwargs = deployment.estimate_kwargs()
     if deployment.profile is not None:

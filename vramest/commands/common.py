@@ -92,7 +92,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.inference.estimate import SHAPE_OVERRIDES
+    from vramest.model.resolve import SHAPE_OVERRIDES
 
     kwargs: dict[str, Any] = {
         "params": args.params, "model": args.model, "family": args.family,

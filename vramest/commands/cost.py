@@ -70,7 +70,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         parse_amount,
         parse_utilization,
     )
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
     from vramest.inference.placement import fewest_gpus
 
     if not args.gpu:

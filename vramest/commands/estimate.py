@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
     from vramest.render.text import render_estimate
 
     result = estimate(**estimate_kwargs(args), **hardware_kwargs(args))

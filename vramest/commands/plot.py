@@ -112,7 +112,8 @@ def build_figure(args: argparse.Namespace, axis: str) -> Figure:
 
 def estimates_per_dtype(args: argparse.Namespace) -> list[Estimate]:
     """One estimate per --dtype in the list, on one resolved model."""
-    from vramest.inference.estimate import SHAPE_OVERRIDES, estimate_for, resolve_model
+    from vramest.inference.estimate import estimate_for
+    from vramest.model.resolve import SHAPE_OVERRIDES, resolve_model
 
     dtypes: Sequence[str | None] = split_list(args.dtype) or [None]
     if len(dtypes) > MAX_PANELS:

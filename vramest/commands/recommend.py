@@ -44,9 +44,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from vramest.advice.cost import parse_amount
     from vramest.advice.recommend import DEFAULT_KINDS, Need, recommend
+    from vramest.api import estimate
     from vramest.hardware.database import load_hardware
     from vramest.inference.engines.speed import engine
-    from vramest.inference.estimate import estimate
     from vramest.inference.placement import parse_reserve
     from vramest.units import parse_positive_int
 

@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.inference.estimate import SHAPE_OVERRIDES, resolve_model
+    from vramest.model.resolve import SHAPE_OVERRIDES, resolve_model
 
     info = resolve_model(params=args.params, model=args.model, family=args.family,
                          active_params=args.active_params,

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vramest.hardware.database import Device, HardwareDB, load_hardware
+from vramest.errors import InputError
+from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
 from vramest.inference.engines.speed import engine as engine_by_name
+from vramest.inference.engines.startup import HFStartup, LlamaCppStartup, VLLMStartup, engine_report
 from vramest.inference.estimate import Estimate
-from vramest.inference.placement import RESERVE_NOTE, FitPlan, ecc_note, fewest_gpus, parse_reserve, plan
+from vramest.inference.placement import (
+    RESERVE_NOTE,
+    FitPlan,
+    PerGPU,
+    ecc_note,
+    fewest_gpus,
+    parse_reserve,
+    plan,
+)
 from vramest.inference.throughput import Throughput, estimate_throughput
 from vramest.model.precisions import kv_format, weight_format
 from vramest.units import parse_positive_int, parse_tokens
@@ -19,8 +29,6 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
           hardware_file: str | None = None, engine_options: dict[str, object] | None = None,
           compare_gpus: bool = True,
           engine_costs: dict[str, dict[str, float]] | None = None) -> Estimate:
-    from vramest.inference.engines.startup import engine_report
-
     db = load_hardware(hardware_file)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
     stages = parse_positive_int(pp, what="--pp", maximum=4096)
@@ -78,22 +86,15 @@ def local_device(db: HardwareDB) -> Device:
 
     found = detect()
     if not found.gpus:
-        from vramest.errors import InputError
-
         raise InputError(f"--gpu local found no GPU on this machine ({found.note}); name a GPU "
                          "instead, e.g. --gpu 4090.")
     first = found.gpus[0]
-    from vramest.hardware.database import device_from_local
-
     return device_from_local(first.name, first.total_bytes, None, db)
 
 
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
-    from vramest.inference.engines.startup import HFStartup, LlamaCppStartup, VLLMStartup
-    from vramest.inference.placement import PerGPU
-
     if isinstance(report, LlamaCppStartup):
         per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
                          report.compute_buffer_gpu_bytes,

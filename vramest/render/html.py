@@ -70,7 +70,7 @@ def build_report(estimate_kwargs: dict[str, Any], gpus: Sequence[str], *,
                  placement: dict[str, Any], accuracy: bool = True, command: str = "") -> Report:
     """Run the estimate on each GPU named (or on the common GPUs), sweep the charts and score
     the constants. `placement` holds estimate()'s hardware arguments other than `gpu`."""
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
     from vramest.inference.placement import parse_reserve
     from vramest.units import parse_positive_int, parse_tokens
 
@@ -391,7 +391,7 @@ def _training_section(deployment: Any) -> list[str]:
 def render_capacity_html(report: Any, *, created: str | None = None) -> str:
     """One page for a `vramest check` run: every deployment's verdict and margins, then each
     deployment's memory breakdown. `report` is a vramest.capacity.CheckReport."""
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
 
     when = created or datetime.datetime.now().isoformat(timespec="seconds")
     verdict = "all deployments pass" if report.passed else "some deployments FAIL"

@@ -128,7 +128,7 @@ def analytic_peak(model: str, dtype: str, ctx: int, batch: int, attention: str,
     Weights + KV cache + activations (no runtime overhead: it is not a tensor), with the KV
     cache as transformers holds it at the end of a prefill (`transformers_prefill_kv_bytes`).
     """
-    from vramest.inference.estimate import estimate
+    from vramest.api import estimate
     from vramest.model.precisions import kv_format
 
     est = estimate(model=model, dtype=dtype, ctx=ctx, batch=batch, attention=attention,

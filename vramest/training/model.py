@@ -20,7 +20,6 @@ from typing import Any
 
 from vramest.errors import InputError, require_text
 from vramest.hardware.database import Device, load_hardware
-from vramest.inference.estimate import ModelInfo, resolve_model
 from vramest.inference.memory import Part, ffn_width, weight_bytes
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.precisions import (
@@ -30,6 +29,7 @@ from vramest.model.precisions import (
     WeightFormat,
     weight_format,
 )
+from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.model.shapes import ModelShape, TensorSpec
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
 from vramest.units import (

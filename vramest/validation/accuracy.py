@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from vramest.api import estimate
 from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import Engine
-from vramest.inference.estimate import estimate
 from vramest.inference.throughput import Workload
 from vramest.units import GIB, MIB
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vramest.inference.estimate import ModelInfo
 from vramest.inference.placement import DEFAULT_RESERVE
 from vramest.model.catalog import default_catalog
+from vramest.model.resolve import ModelInfo
 from vramest.model.shapes import shape_from_config
 from vramest.training.constants import TRAINING_DEFAULTS
 from vramest.training.model import estimate_training

@@ -1,0 +1,218 @@
+"""Which model is meant: its shape and parameters from its files, the catalog, or a count."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from vramest.errors import InputError
+from vramest.model.catalog import default_catalog, shape_for_params
+from vramest.model.precisions import weight_format
+from vramest.model.shapes import ModelShape, with_overrides
+from vramest.units import format_count, parse_params
+
+_NATIVE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "bf16": "bf16",
+                  "fp16": "fp16", "fp32": "fp32"}
+SHAPE_OVERRIDES = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                   "intermediate_size", "vocab_size")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    source: str  # "catalog", "params", "config", "safetensors", "gguf"
+    origin: str  # where the shape came from: a URL, a path, or how it was derived
+    shape: ModelShape
+    params: int
+    active_params: int
+    published_params: int | None = None
+    borrowed_from: tuple[str, ...] = ()
+    exact_weights_bytes: int | None = None  # bytes of the stored tensors, when files were read
+    stored_format: str | None = None  # the format the files store the weights in
+    native_format: str | None = None  # the model's own precision/quantization (config/catalog)
+    native_unquantized: tuple[str, ...] = ()  # its ignore list: modules left in 16 bit
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "source": self.source,
+            "origin": self.origin,
+            "params": self.params,
+            "active_params": self.active_params,
+            "shape": self.shape.summary(),
+        }
+        if self.published_params:
+            out["published_params"] = self.published_params
+        if self.borrowed_from:
+            out["borrowed_from"] = list(self.borrowed_from)
+        if self.exact_weights_bytes is not None:
+            out["stored_weights_bytes"] = self.exact_weights_bytes
+        return out
+
+
+
+def resolve_model(*, params: str | int | None = None, model: str | None = None,
+                  family: str = "llama", active_params: str | int | None = None,
+                  overrides: dict[str, int | None] | None = None) -> ModelInfo:
+    """Find the model's shape: from its files, the catalog, or a parameter count."""
+    if params is None and model is None:
+        raise InputError("Give --params (such as 7B or 70B) or --model (a catalog name, "
+                         "a config.json, a model folder or a .gguf file).")
+    active = parse_params(active_params, what="--active-params") if active_params else None
+    if model is not None:
+        info = _model_from_name_or_path(model)
+    else:
+        assert params is not None
+        count = parse_params(params)
+        if active is not None and active > count:
+            raise InputError(f"--active-params {format_count(active)} is larger than --params "
+                             f"{format_count(count)}; active parameters are a subset.")
+        borrowed = shape_for_params(count, family, active)
+        shape = borrowed.shape
+        info = ModelInfo(name=shape.name, source="params", origin=borrowed.explanation,
+                         shape=shape, params=shape.param_count(),
+                         active_params=active or shape.active_param_count(),
+                         borrowed_from=borrowed.borrowed_from)
+    if overrides and any(v is not None for v in overrides.values()):
+        shape = with_overrides(info.shape, **overrides)
+        info = ModelInfo(name=shape.name, source=info.source, origin=info.origin, shape=shape,
+                         params=shape.param_count(), active_params=shape.active_param_count(),
+                         borrowed_from=info.borrowed_from)
+    return info
+
+
+def _looks_like_path(text: str) -> bool:
+    return (os.sep in text and os.path.exists(text)) or text.endswith(
+        (".json", ".gguf", ".safetensors")) or os.path.isdir(text) or text.startswith(".")
+
+
+def _model_from_name_or_path(model: str) -> ModelInfo:
+    catalog = default_catalog()
+    entry = catalog.get(model)
+    if entry is not None:
+        shape = entry.shape()
+        return ModelInfo(name=entry.id, source="catalog", origin=entry.source, shape=shape,
+                         params=shape.param_count(), active_params=shape.active_param_count(),
+                         published_params=entry.published_params,
+                         native_format=_native_format(entry.config),
+                         native_unquantized=_ignore_list(entry.config))
+    if _looks_like_path(model):
+        return _model_from_path(model)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+        return _model_from_hub(model, catalog.suggest(model))
+    raise InputError(f"Unknown model {model!r}; {catalog.suggest(model)}")
+
+
+def _model_from_hub(repo_id: str, suggestion: str) -> ModelInfo:
+    """A hub id outside the catalog: its config and safetensors headers, fetched and cached."""
+    from vramest.readers.hub import fetch_hub_model
+
+    try:
+        folder = fetch_hub_model(repo_id)
+    except InputError as exc:
+        raise InputError(f"{exc} ({suggestion})") from None
+    info = _model_from_path(str(folder))
+    return replace(info, name=repo_id, source="hub", origin=f"https://huggingface.co/{repo_id}")
+
+
+def _ignore_list(config: dict[str, Any]) -> tuple[str, ...]:
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return ()
+    patterns: list[Any] = []
+    for key in ("modules_to_not_convert", "ignore", "llm_int8_skip_modules"):
+        value = quant.get(key)
+        if isinstance(value, list):
+            patterns += value
+    return tuple(str(p) for p in patterns if isinstance(p, str))
+
+
+def _model_from_path(path: str) -> ModelInfo:
+    if not os.path.exists(path):
+        raise InputError(f"No such file or folder: {path}; --model takes a catalog name, a "
+                         "config.json, a model folder or a .gguf file.")
+    from vramest.model.shapes import shape_from_config
+    from vramest.readers.inspect import inspect_path
+
+    found = inspect_path(path)
+    shape = shape_from_config(found.config, os.path.basename(os.path.abspath(path)), origin=path)
+    return ModelInfo(
+        name=shape.name, source=found.kind, origin=os.path.abspath(path), shape=shape,
+        params=found.params or shape.param_count(), active_params=shape.active_param_count(),
+        exact_weights_bytes=found.weights_bytes, stored_format=_stored_format(found),
+        native_format=_native_format(found.config),
+        native_unquantized=_ignore_list(found.config),
+    )
+
+
+_STORED_LABELS = {"bf16": "bf16", "f16": "fp16", "f32": "fp32", "f8_e4m3": "fp8",
+                  "f8_e5m2": "fp8", "gptq-int4": "gptq-int4", "awq-int4": "awq-int4",
+                  "bnb-nf4": "nf4", "bnb-fp4": "nf4", "bnb-int8": "int8", "i8": "int8",
+                  "mxfp4": "mxfp4-experts", "compressed-int4": "int4", "compressed-int8": "int8",
+                  "mostly_f16": "gguf-f16", "mostly_bf16": "gguf-bf16", "all_f32": "gguf-f32",
+                  "mostly_mxfp4_moe": "mxfp4_moe"}
+
+
+def _stored_format(found: Any) -> str | None:
+    """The --dtype name of the format the files store most weights in."""
+    quant = found.quantization or {}
+    if found.kind == "gguf":
+        label = str(quant.get("file_type") or "").lower()
+        name = _STORED_LABELS.get(label, label.removeprefix("mostly_"))
+    else:
+        dtypes = found.params_by_dtype or {}
+        if not dtypes:
+            return None
+        label = str(max(dtypes, key=lambda k: dtypes[k])).lower()
+        name = _STORED_LABELS.get(label, label)
+    try:
+        return weight_format(name).name
+    except InputError:
+        return None
+
+
+def _compressed_tensors_format(quant: dict[str, Any]) -> str | None:
+    """compressed-tensors: the weights' num_bits and type of its first config group."""
+    groups = quant.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        return None
+    first = next(iter(groups.values()))
+    weights = first.get("weights") if isinstance(first, dict) else None
+    if not isinstance(weights, dict):
+        return None
+    bits, kind = weights.get("num_bits"), str(weights.get("type", "")).lower()
+    if bits == 8:
+        return "fp8" if kind == "float" else "int8"
+    if bits == 4:
+        return "int4"
+    return None
+
+
+def _native_format(config: dict[str, Any]) -> str | None:
+    quant = config.get("quantization_config")
+    if isinstance(quant, dict):
+        method = str(quant.get("quant_method", "")).lower()
+        if method == "mxfp4":
+            return "mxfp4-experts"
+        if method in ("gptq", "awq") and quant.get("bits", 4) == 4:
+            group = quant.get("group_size", 128)
+            if group == -1 or not isinstance(group, int):  # one scale per output channel
+                group = 1024
+            group = min((32, 64, 128, 256, 512, 1024), key=lambda g: abs(g - group))
+            return f"{method}-int4" if group == 128 else f"{method}-int4-g{group}"
+        if method in ("fp8", "fbgemm_fp8"):
+            return "fp8"
+        if method == "compressed-tensors":
+            return _compressed_tensors_format(quant)
+        if method == "bitsandbytes":
+            if not quant.get("load_in_4bit"):
+                return "int8"
+            return "bnb-nf4-dq" if quant.get("bnb_4bit_use_double_quant") else "nf4"
+    text = config.get("text_config")
+    dtype = config.get("torch_dtype") or config.get("dtype") or (
+        text.get("torch_dtype") if isinstance(text, dict) else None)
+    return _NATIVE_DTYPES.get(str(dtype).lower()) if dtype else None
+
+
