@@ -13,7 +13,7 @@ import pytest
 from vramest.cli import main
 from vramest.errors import InputError
 from vramest.hardware.database import load_hardware
-from vramest.inference.estimate import estimate_for
+from vramest.inference.estimate import estimate_at, estimate_for
 from vramest.model.resolve import resolve_model
 from vramest.render.plots.charts import calibration_figure, memory_figure, throughput_figure
 from vramest.render.plots.figure import OKABE_ITO, Figure
@@ -23,7 +23,6 @@ from vramest.render.plots.series import (
     speed_sweeps,
     stretch_to_show,
     sweep_values,
-    vary,
 )
 from vramest.render.plots.svg import figure_svg
 from vramest.render.plots.terminal import figure_text
@@ -64,7 +63,7 @@ def test_memory_sweep_matches_the_estimate_and_grows(bases: list, devices: list)
         totals = [p.total for p in sweep.points]
         assert totals == sorted(totals)
         point = sweep.points[10]
-        assert point.total == vary(base, ctx=point.x).memory.total
+        assert point.total == estimate_at(base, ctx=point.x).memory.total
     assert len({s.upper for s in sweeps}) == 1, "dtype panels share one x range"
 
 
@@ -72,8 +71,8 @@ def test_crossing_is_the_largest_context_that_fits(bases: list, devices: list) -
     sweep = memory_sweeps(bases[:1], "ctx", devices[:1])[0]
     limit = sweep.limits[0]
     assert 0 < limit.largest_fit < sweep.upper
-    fits = vary(bases[0], ctx=limit.largest_fit).memory.total
-    too_long = vary(bases[0], ctx=limit.largest_fit + 1).memory.total
+    fits = estimate_at(bases[0], ctx=limit.largest_fit).memory.total
+    too_long = estimate_at(bases[0], ctx=limit.largest_fit + 1).memory.total
     assert fits <= limit.usable_bytes < too_long
 
 

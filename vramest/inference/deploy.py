@@ -73,11 +73,10 @@ def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: in
     if not device.bandwidth_bytes_s:
         return None
     s = est.settings
-    chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
     return estimate_throughput(est.model.shape, weight_format(s.dtype), kv_format(s.kv_dtype),
                                device, batch=s.batch, prompt_tokens=prompt, gen_tokens=gen,
                                tp=tp, pp=pp, constants=est.constants, engine=engine,  # type: ignore[arg-type]
-                               prefill_chunk=chunk)
+                               prefill_chunk=s.explicit_chunk)
 
 
 def local_device(db: HardwareDB) -> Device:

@@ -51,6 +51,11 @@ class Settings:
     prefill_chunk: int
     attention: str
 
+    @property
+    def explicit_chunk(self) -> int | None:
+        """The prefill chunk the user asked for, when it is shorter than the context."""
+        return self.prefill_chunk if self.prefill_chunk < self.ctx else None
+
     def to_json(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "kv_dtype": self.kv_dtype, "ctx": self.ctx,
                 "batch": self.batch, "prefill_chunk": self.prefill_chunk,
@@ -154,6 +159,17 @@ def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | 
                        f"{shape.family}: the scores are materialised.")
     return Estimate(model=info, settings=settings, memory=memory, assumptions=assumptions,
                     constants=constants, constants_source=constants_source)
+
+
+def estimate_at(est: Estimate, *, ctx: int | None = None, batch: int | None = None) -> Estimate:
+    """The same model and settings at another context length or batch."""
+    s = est.settings
+    new_ctx = ctx or s.ctx
+    chunk = s.explicit_chunk
+    return estimate_for(est.model, dtype=s.dtype, ctx=new_ctx, batch=batch or s.batch,
+                        kv_dtype=s.kv_dtype, attention=s.attention,
+                        prefill_chunk=min(chunk, new_ctx) if chunk else None,
+                        constants=est.constants, constants_source=est.constants_source)
 
 
 def _exact_weights(info: ModelInfo, fmt: WeightFormat, dtype_given: str | None) -> int | None:

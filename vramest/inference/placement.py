@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device
-from vramest.inference.estimate import Estimate, estimate_for
+from vramest.inference.estimate import Estimate, estimate_at
 from vramest.inference.memory import ffn_width, weight_bytes_by_group
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape
@@ -198,12 +198,7 @@ def plan(est: Estimate, device: Device, num_gpus: int = 1, pp: int = 1,
 
 def _fits(est: Estimate, device: Device, tp: int, pp: int, usable: int, *,
           ctx: int | None = None, batch: int | None = None) -> bool:
-    s = est.settings
-    chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
-    other = estimate_for(est.model, dtype=s.dtype, ctx=ctx or s.ctx, batch=batch or s.batch,
-                         kv_dtype=s.kv_dtype, attention=s.attention,
-                         prefill_chunk=min(chunk, ctx or s.ctx) if chunk else None,
-                         constants=est.constants, constants_source=est.constants_source)
+    other = estimate_at(est, ctx=ctx, batch=batch)
     return per_gpu_memory(other, tp, pp).total <= usable
 
 

@@ -14,7 +14,7 @@ from vramest.errors import InputError
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
-from vramest.inference.estimate import Estimate, estimate_for
+from vramest.inference.estimate import Estimate, estimate_at
 from vramest.inference.placement import PerGPU, Reserve, per_gpu_memory, plan
 from vramest.inference.throughput import estimate_throughput
 from vramest.model.precisions import kv_format, weight_format
@@ -93,17 +93,6 @@ class SpeedSweep:
         return self.points[-1].batch
 
 
-def vary(base: Estimate, *, ctx: int | None = None, batch: int | None = None) -> Estimate:
-    """The same model and settings with another context length or batch."""
-    s = base.settings
-    new_ctx = ctx or s.ctx
-    explicit_chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
-    return estimate_for(base.model, dtype=s.dtype, ctx=new_ctx, batch=batch or s.batch,
-                        kv_dtype=s.kv_dtype, attention=s.attention,
-                        prefill_chunk=min(explicit_chunk, new_ctx) if explicit_chunk else None,
-                        constants=base.constants, constants_source=base.constants_source)
-
-
 def memory_sweeps(bases: Sequence[Estimate], axis: str, devices: Sequence[Device] = (), *,
                   num_gpus: int = 1, reserve: Reserve | None = None, upper: int | None = None,
                   count: int = SWEEP_POINTS, pp: int = 1) -> tuple[MemorySweep, ...]:
@@ -130,7 +119,7 @@ def _memory_sweep(base: Estimate, axis: str, limits: tuple[GpuLimit, ...], num_g
                   upper: int, count: int, pp: int = 1) -> MemorySweep:
     points = []
     for x in sweep_values(upper, count):
-        est = vary(base, ctx=x) if axis == "ctx" else vary(base, batch=x)
+        est = estimate_at(base, ctx=x) if axis == "ctx" else estimate_at(base, batch=x)
         per = per_gpu_memory(est, num_gpus // pp, pp)
         points.append(MemoryPoint(per.weights, per.kv_cache, per.activations, per.overhead, x=x))
     s = base.settings
@@ -206,7 +195,7 @@ def _speed_sweep(base: Estimate, device: Device, num_gpus: int, prompt_tokens: i
                  pp: int = 1) -> SpeedSweep:
     s = base.settings
     prompt = prompt_tokens or s.ctx
-    chunk = s.prefill_chunk if s.prefill_chunk < s.ctx else None
+    chunk = s.explicit_chunk
     fmt, kv = weight_format(s.dtype), kv_format(s.kv_dtype)
     points = []
     for batch in batch_ladder(upper):
