@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vramest.errors import InputError
@@ -122,6 +123,18 @@ def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | 
                  prefill_chunk: str | int | None = None, constants: Constants | None = None,
                  constants_source: str = "defaults") -> Estimate:
     """The memory estimate for an already-resolved model (reused by sweeps and fit planning)."""
+    args = (info, dtype, ctx, batch, kv_dtype, attention, prefill_chunk, constants,
+            constants_source)
+    try:
+        hash(args)
+    except TypeError:  # junk from the API: the uncached path says what is wrong
+        return _estimate_for(*args)
+    return _estimate_for_cached(*args)
+
+
+def _estimate_for(info: ModelInfo, dtype: str | None, ctx: str | int | None, batch: str | int,
+                  kv_dtype: str | None, attention: str, prefill_chunk: str | int | None,
+                  constants: Constants | None, constants_source: str) -> Estimate:
     constants = constants or DEFAULTS
     shape = info.shape
     fmt_name = dtype or info.native_format or info.stored_format or "bf16"
@@ -159,6 +172,9 @@ def estimate_for(info: ModelInfo, *, dtype: str | None = None, ctx: str | int | 
                        f"{shape.family}: the scores are materialised.")
     return Estimate(model=info, settings=settings, memory=memory, assumptions=assumptions,
                     constants=constants, constants_source=constants_source)
+
+
+_estimate_for_cached = lru_cache(maxsize=4096)(_estimate_for)  # searches ask for a point again
 
 
 def estimate_at(est: Estimate, *, ctx: int | None = None, batch: int | None = None) -> Estimate:

@@ -100,16 +100,10 @@ def weights_part(shape: ModelShape, fmt: WeightFormat, exact_bytes: int | None =
 
 def kv_elements_per_token(shape: ModelShape, ctx: int, *, mla_latent: bool = True) -> float:
     """KV elements per sequence at `ctx` tokens, summed over layers (sliding layers capped)."""
-    total = 0
-    for kind in shape.kinds():
-        if kind == LAYER_FULL:
-            tokens = ctx
-        elif kind == LAYER_SLIDING:
-            tokens = min(ctx, shape.sliding_window or ctx)
-        else:
-            continue
-        total += tokens * _kv_width(shape, mla_latent)
-    return total
+    counts = shape.layer_kind_counts
+    tokens = counts.get(LAYER_FULL, 0) * ctx + counts.get(LAYER_SLIDING, 0) * min(
+        ctx, shape.sliding_window or ctx)
+    return tokens * _kv_width(shape, mla_latent)
 
 
 def _kv_width(shape: ModelShape, mla_latent: bool) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device
+from vramest.inference.constants import Constants
 from vramest.inference.estimate import Estimate, estimate_at
 from vramest.inference.memory import ffn_width, weight_bytes_by_group
 from vramest.model.precisions import weight_format
@@ -112,13 +114,19 @@ class PerGPU:
 
 
 def per_gpu_memory(est: Estimate, tp: int = 1, pp: int = 1) -> PerGPU:
-    shape = est.model.shape
+    m = est.memory
+    return _per_gpu(est.model.shape, est.settings.dtype, est.constants, m.weights.bytes,
+                    m.kv_cache.bytes, m.activations.bytes, m.overhead.bytes, tp, pp)
+
+
+@lru_cache(maxsize=4096)  # fit searches ask for the same split of the same parts again
+def _per_gpu(shape: ModelShape, dtype: str, c: Constants, weights_bytes: int, kv_bytes: int,
+             activation_bytes: int, overhead_bytes: int, tp: int, pp: int) -> PerGPU:
     check_parallelism(shape, tp, pp)
-    memory = est.memory
-    groups = weight_bytes_by_group(shape, weight_format(est.settings.dtype))
+    groups = weight_bytes_by_group(shape, weight_format(dtype))
     total_groups = sum(groups.values()) or 1.0
     # exact stored bytes (from files) keep the proportions of the modelled groups
-    scale = memory.weights.bytes / total_groups
+    scale = weights_bytes / total_groups
     blocks = (groups["layers"] + groups["experts"]) * scale
     ends = (groups["embedding"] + groups["lm_head"]) * scale
     if pp > 1:
@@ -130,13 +138,12 @@ def per_gpu_memory(est: Estimate, tp: int = 1, pp: int = 1) -> PerGPU:
         kv_share = 1 / tp
     else:  # fewer KV heads than ranks: each rank keeps one head
         kv_share = 1 / shape.num_kv_heads
-    kv = memory.kv_cache.bytes * kv_share / pp
-    c = est.constants
+    kv = kv_bytes * kv_share / pp
     ffn_term = c.activation_ffn_factor * ffn_width(shape)
     hidden_term = c.activation_hidden_factor * shape.hidden_size
     ffn_share = ffn_term / (ffn_term + hidden_term) if ffn_term + hidden_term else 0.0
-    activations = memory.activations.bytes * (ffn_share / tp + (1 - ffn_share))
-    return PerGPU(round(weights), round(kv), round(activations), memory.overhead.bytes)
+    activations = activation_bytes * (ffn_share / tp + (1 - ffn_share))
+    return PerGPU(round(weights), round(kv), round(activations), overhead_bytes)
 
 
 @dataclass(frozen=True)

@@ -131,17 +131,17 @@ def compute_precision(fmt: WeightFormat, device: Device) -> str:
     return "fp16"
 
 
-def _attention_flops_per_token(shape: ModelShape, position: int) -> float:
-    """QKᵀ and softmax·V for one new token attending to `position` earlier tokens."""
+def _attention_flops_per_token(shape: ModelShape, positions: list[int]) -> float:
+    """QKᵀ and softmax·V for one new token attending to `p` earlier tokens, averaged over the
+    positions `p` given (sliding layers see at most their window)."""
     width = shape.num_heads * (shape.qk_nope_head_dim + shape.qk_rope_head_dim + shape.v_head_dim
                                if shape.is_mla else 2 * shape.head_dim)
-    total = 0.0
-    for kind in shape.kinds():
-        if kind == LAYER_FULL:
-            total += 2 * width * position
-        elif kind == LAYER_SLIDING:
-            total += 2 * width * min(position, shape.sliding_window or position)
-    return total
+    counts = shape.layer_kind_counts
+    full, sliding = counts.get(LAYER_FULL, 0), counts.get(LAYER_SLIDING, 0)
+    seen = sum(positions) * full
+    if sliding:
+        seen += sliding * sum(min(p, shape.sliding_window or p) for p in positions)
+    return 2.0 * width * seen / len(positions)
 
 
 @lru_cache(maxsize=256)
@@ -182,8 +182,7 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
     tokens = batch * prompt_tokens
     forwards = max(1, -(-tokens // prefill_chunk)) if prefill_chunk else 1
     positions = _sample_positions(context_depth, prompt_tokens)
-    attention = batch * prompt_tokens * sum(
-        _attention_flops_per_token(shape, p) for p in positions) / len(positions)
+    attention = batch * prompt_tokens * _attention_flops_per_token(shape, positions)
     prefill = PhaseWork(
         dense_flops=(2 * tokens * (dense_params - head) + 2 * batch * head + attention) / gpus,
         expert_flops=2 * tokens * expert_params * k / gpus,
@@ -204,7 +203,7 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
         touched, expert_bytes = 1.0, 0.0
     head_bytes = groups["lm_head"] if not shape.tie_embeddings else groups["embedding"]
     decode = PhaseWork(
-        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(shape, position)) / gpus,
+        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(shape, [position])) / gpus,
         expert_flops=batch * 2 * expert_params * k / gpus,
         # each touched expert sees its share of the B·k routed rows, at least one
         dense_rows=batch, expert_rows=max(1.0, batch * k / (shape.num_experts * touched))
@@ -261,6 +260,7 @@ def time_workload(load: Workload, device: Device, constants: Constants,
                       decode=decode, notes=tuple(notes))
 
 
+@lru_cache(maxsize=4096)  # searches and tables ask for the same point again and again
 def estimate_throughput(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
                         *, batch: int, prompt_tokens: int, gen_tokens: int, tp: int = 1,
                         pp: int = 1, constants: Constants, engine: Engine,

@@ -132,7 +132,8 @@ class BorrowedShape:
 def shape_for_params(params: int, family: str = "llama", active_params: int | None = None,
                      catalog: Catalog | None = None) -> BorrowedShape:
     """A shape of `params` parameters, interpolated between the family's catalog sizes."""
-    catalog = catalog or default_catalog()
+    if catalog is None:
+        return _shape_for_params_default(params, family, active_params)
     if active_params is not None:
         family = "moe"
     if family not in SCALING_SERIES:
@@ -178,6 +179,12 @@ def shape_for_params(params: int, family: str = "llama", active_params: int | No
     shape = _fit_intermediate(shape, params)
     return BorrowedShape(shape, borrowed,
                          f"shape {how}; intermediate size solved so the total is {_count(params)}")
+
+
+@lru_cache(maxsize=1024)
+def _shape_for_params_default(params: int, family: str, active_params: int | None) -> BorrowedShape:
+    """The same shape for the same count: searches and sweeps ask again and again."""
+    return shape_for_params(params, family, active_params, default_catalog())
 
 
 def _borrow_moe(params: int, active: int | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from vramest.errors import InputError
@@ -60,27 +61,38 @@ def resolve_model(*, params: str | int | None = None, model: str | None = None,
     if params is None and model is None:
         raise InputError("Give --params (such as 7B or 70B) or --model (a catalog name, "
                          "a config.json, a model folder or a .gguf file).")
-    active = parse_params(active_params, what="--active-params") if active_params else None
-    if model is not None:
-        info = _model_from_name_or_path(model)
-    else:
-        assert params is not None
-        count = parse_params(params)
-        if active is not None and active > count:
-            raise InputError(f"--active-params {format_count(active)} is larger than --params "
-                             f"{format_count(count)}; active parameters are a subset.")
-        borrowed = shape_for_params(count, family, active)
-        shape = borrowed.shape
-        info = ModelInfo(name=shape.name, source="params", origin=borrowed.explanation,
-                         shape=shape, params=shape.param_count(),
-                         active_params=active or shape.active_param_count(),
-                         borrowed_from=borrowed.borrowed_from)
+    plain = (str, int, type(None))
+    # files can change between calls; a catalog name or a count always means the same shape
+    cacheable = all(isinstance(v, plain) for v in (params, model, family, active_params)) and (
+        model is None or default_catalog().get(model) is not None)
+    info = (_resolve_cached if cacheable else _resolve)(params, model, family, active_params)
     if overrides and any(v is not None for v in overrides.values()):
         shape = with_overrides(info.shape, **overrides)
         info = ModelInfo(name=shape.name, source=info.source, origin=info.origin, shape=shape,
                          params=shape.param_count(), active_params=shape.active_param_count(),
                          borrowed_from=info.borrowed_from)
     return info
+
+
+def _resolve(params: str | int | None, model: str | None, family: str,
+             active_params: str | int | None) -> ModelInfo:
+    active = parse_params(active_params, what="--active-params") if active_params else None
+    if model is not None:
+        return _model_from_name_or_path(model)
+    assert params is not None
+    count = parse_params(params)
+    if active is not None and active > count:
+        raise InputError(f"--active-params {format_count(active)} is larger than --params "
+                         f"{format_count(count)}; active parameters are a subset.")
+    borrowed = shape_for_params(count, family, active)
+    shape = borrowed.shape
+    return ModelInfo(name=shape.name, source="params", origin=borrowed.explanation,
+                     shape=shape, params=shape.param_count(),
+                     active_params=active or shape.active_param_count(),
+                     borrowed_from=borrowed.borrowed_from)
+
+
+_resolve_cached = lru_cache(maxsize=512)(_resolve)
 
 
 def _looks_like_path(text: str) -> bool:

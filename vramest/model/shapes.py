@@ -6,8 +6,10 @@ metadata (converted to config keys), so the shape of a model is computed one way
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from vramest.errors import InputError
@@ -76,6 +78,20 @@ class ModelShape:
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------
+    # Aggregates are computed once per shape (cached_property writes the instance dict, which a
+    # frozen dataclass allows): estimates and searches ask for them thousands of times.
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
+
+    @cached_property
+    def layer_kind_counts(self) -> dict[str, int]:
+        """How many layers of each kind (full attention, sliding window, no KV)."""
+        return dict(Counter(self.kinds()))
+
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
@@ -126,10 +142,14 @@ class ModelShape:
 
     def layer_groups(self) -> list[tuple[int, int]]:
         """(a representative layer, how many layers share its tensors): dense and MoE blocks."""
+        return list(self._layer_groups)
+
+    @cached_property
+    def _layer_groups(self) -> tuple[tuple[int, int], ...]:
         counts: dict[bool, list[int]] = {}
         for layer in range(self.num_layers):
             counts.setdefault(self.is_moe_layer(layer), []).append(layer)
-        return [(layers[0], len(layers)) for layers in counts.values()]
+        return tuple((layers[0], len(layers)) for layers in counts.values())
 
     def _attention_tensors(self, layer: int) -> Iterator[TensorSpec]:
         h = self.hidden_size
@@ -186,6 +206,10 @@ class ModelShape:
             yield TensorSpec("bias", layer, 1, inter * (2 if self.gated_mlp else 1) + h)
 
     def param_count(self) -> int:
+        return self._param_count
+
+    @cached_property
+    def _param_count(self) -> int:
         total = sum(t.elements for t in self.global_tensors())
         for layer, count in self.layer_groups():
             total += count * sum(t.elements for t in self.layer_tensors(layer))
@@ -193,13 +217,17 @@ class ModelShape:
 
     def active_param_count(self) -> int:
         """Parameters one token uses: a MoE layer counts only its routed experts."""
-        total = 0
-        for t in self.tensors():
-            if t.role in ("expert_gate", "expert_up", "expert_down"):
-                total += t.rows * t.cols * min(self.experts_per_token, t.count)
-            else:
-                total += t.elements
-        return total
+        return self._active_param_count
+
+    @cached_property
+    def _active_param_count(self) -> int:
+        def active(tensors: Iterator[TensorSpec]) -> int:
+            return sum(t.rows * t.cols * min(self.experts_per_token, t.count)
+                       if t.role in ("expert_gate", "expert_up", "expert_down") else t.elements
+                       for t in tensors)
+
+        return active(self.global_tensors()) + sum(
+            count * active(self.layer_tensors(layer)) for layer, count in self.layer_groups())
 
     def scaled(self, name: str, **changes: Any) -> ModelShape:
         return replace(self, name=name, **changes)
