@@ -14,8 +14,8 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
+from vramest.data import read_text
 from vramest.errors import InputError
 
 HOURS_PER_MONTH = 730.0  # 8760 hours a year / 12
@@ -183,8 +183,7 @@ class ApiPrice:
 
 @lru_cache(maxsize=1)
 def api_prices() -> tuple[ApiPrice, ...]:
-    text = resources.files("vramest").joinpath("data/api_prices.json").read_text(
-        encoding="utf-8")
+    text = read_text("api_prices.json")
     return tuple(ApiPrice(provider=p["provider"], model=p["model"],
                           input_per_million=p.get("input_per_million_usd"),
                           output_per_million=float(p["output_per_million_usd"]), currency="USD",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from vramest.api import estimate
+from vramest.data import read_text
 from vramest.hardware.database import Device, HardwareDB, load_hardware
 from vramest.inference.estimate import Estimate
 from vramest.inference.placement import FitPlan, fewest_gpus
@@ -69,7 +69,7 @@ class TierGuide:
 
 @lru_cache(maxsize=1)
 def load_tiers() -> TierGuide:
-    text = resources.files("vramest").joinpath("data/tiers.json").read_text(encoding="utf-8")
+    text = read_text("tiers.json")
     raw = json.loads(text)
     tiers = []
     for t in raw["tiers"]:

@@ -6,10 +6,10 @@ import json
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vramest.data import read_text
 from vramest.errors import InputError
 from vramest.units import GIB
 
@@ -227,7 +227,7 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
 
 @lru_cache(maxsize=1)
 def default_hardware() -> HardwareDB:
-    text = resources.files("vramest").joinpath("data/gpus.json").read_text(encoding="utf-8")
+    text = read_text("gpus.json")
     return parse_devices(json.loads(text), "vramest/data/gpus.json")
 
 

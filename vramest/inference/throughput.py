@@ -131,17 +131,24 @@ def compute_precision(fmt: WeightFormat, device: Device) -> str:
     return "fp16"
 
 
-def _attention_flops_per_token(shape: ModelShape, positions: list[int]) -> float:
+def _attention_flops_per_token(shape: ModelShape, positions: range) -> float:
     """QKᵀ and softmax·V for one new token attending to `p` earlier tokens, averaged over the
     positions `p` given (sliding layers see at most their window)."""
     width = shape.num_heads * (shape.qk_nope_head_dim + shape.qk_rope_head_dim + shape.v_head_dim
                                if shape.is_mla else 2 * shape.head_dim)
     counts = shape.layer_kind_counts
     full, sliding = counts.get(LAYER_FULL, 0), counts.get(LAYER_SLIDING, 0)
-    seen = sum(positions) * full
+    seen = _capped_sum(positions, None) * full
     if sliding:
-        seen += sliding * sum(min(p, shape.sliding_window or p) for p in positions)
+        seen += sliding * _capped_sum(positions, shape.sliding_window)
     return 2.0 * width * seen / len(positions)
+
+
+def _capped_sum(positions: range, cap: int | None) -> int:
+    """sum(min(p, cap) for p in positions), in closed form (the range is arithmetic)."""
+    n, first, step = len(positions), positions.start, positions.step
+    below = n if not cap else max(0, min(n, -(-(cap - first) // step)))  # terms under the cap
+    return below * first + step * below * (below - 1) // 2 + (n - below) * (cap or 0)
 
 
 @lru_cache(maxsize=256)
@@ -203,7 +210,7 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
         touched, expert_bytes = 1.0, 0.0
     head_bytes = groups["lm_head"] if not shape.tie_embeddings else groups["embedding"]
     decode = PhaseWork(
-        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(shape, [position])) / gpus,
+        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(shape, range(position, position + 1))) / gpus,
         expert_flops=batch * 2 * expert_params * k / gpus,
         # each touched expert sees its share of the B·k routed rows, at least one
         dense_rows=batch, expert_rows=max(1.0, batch * k / (shape.num_experts * touched))
@@ -276,10 +283,10 @@ def gemm_efficiency(rows: float, constants: Constants) -> float:
     return rows / (rows + constants.gemm_half_efficiency_rows) if rows > 0 else 1.0
 
 
-def _sample_positions(start: int, count: int) -> list[int]:
+def _sample_positions(start: int, count: int) -> range:
     """Positions to average causal attention over (exact sums get slow for long prompts)."""
     step = max(1, count // 64)
-    return [start + p for p in range(step // 2, count, step)] or [start]
+    return range(start + step // 2, start + count, step) or range(start, start + 1)
 
 
 def allreduce_seconds(work: PhaseWork, device: Device, constants: Constants) -> float:

@@ -7,9 +7,9 @@ import math
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
+from vramest.data import read_text
 from vramest.errors import InputError
 from vramest.model.shapes import ModelShape, shape_from_config
 
@@ -91,7 +91,7 @@ def _cached_index(catalog: Catalog) -> dict[str, CatalogEntry]:
 
 @lru_cache(maxsize=1)
 def default_catalog() -> Catalog:
-    text = resources.files("vramest").joinpath("data/models.json").read_text(encoding="utf-8")
+    text = read_text("models.json")
     return parse_catalog(json.loads(text))
 
 
