@@ -182,6 +182,28 @@ def test_automatic_profile_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert resolve_profile_option(None) is None
 
 
+def test_cli_and_api_choose_the_stored_profile_alike_and_say_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """One behaviour: the API, like the CLI, uses this machine's stored profile unless told
+    "none", and both answers name the profile they used."""
+    from vramest.calibration import profile as profile_module
+    from vramest.cli import main
+
+    monkeypatch.setenv("VRAMEST_PROFILE_DIR", str(tmp_path))
+    path = write_profile(tmp_path)
+    local = {"kind": "cpu", "cpu_model": "Test CPU", "cpu_count": 2, "memory_bytes": 16 * 1024**3}
+    monkeypatch.setattr(profile_module, "local_fingerprint", lambda: local)
+    api = estimate(params="7B", dtype="fp16").to_json()
+    assert main(["--params", "7B", "--dtype", "fp16", "--no-gpus", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert api["profile"] == cli["profile"] == {"path": str(path), "chosen": "stored"}
+    assert api["constants"] == cli["constants"] != estimate(params="7B", dtype="fp16",
+                                                           profile="none").to_json()["constants"]
+    assert any(str(path) in line for line in api["assumptions"])
+    shipped = estimate(params="7B", dtype="fp16", profile="none").to_json()
+    assert shipped["profile"] == {"path": None, "chosen": "none"}
+
+
 def test_store_appends_resumes_and_ignores_a_torn_line(tmp_path: Path) -> None:
     jsonl = store.measurements_path(tmp_path / "cpu.json")
     assert jsonl.name == "cpu.measurements.jsonl"

@@ -28,7 +28,9 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
     runs there (or, with `compare_gpus`, the fewest cards of each common GPU). `profile`, a
     calibration profile (`vramest calibrate`), replaces the constants it fitted; with
-    `gpu="local"` (or its device's name) speed uses the device figures it measured.
+    `gpu="local"` (or its device's name) speed uses the device figures it measured. Unset, the
+    profile stored for this machine is used if there is one (as the CLI does); "none" keeps
+    the shipped constants. The answer says which (`assumptions`, JSON `profile`).
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
@@ -45,10 +47,11 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
                          overrides=shape_overrides)
     calibration = None
     engine_costs: dict[str, dict[str, float]] = {}
-    if profile is not None:
+    path, choice = _choose_profile(profile, constants is not None)
+    if path is not None:
         from vramest.calibration.profile import load_profile
 
-        loaded = load_profile(profile)
+        loaded = load_profile(path)
         precision = dtype or info.native_format or info.stored_format
         constants, constants_source = loaded.apply(constants or DEFAULTS, precision), loaded.source
         calibration = loaded.calibration_json(precision)
@@ -57,8 +60,11 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     result = estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                           attention=attention, prefill_chunk=prefill_chunk,
                           constants=constants, constants_source=constants_source)
+    extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
-        result = replace(result, extras={**result.extras, "calibration": calibration})
+        extras["calibration"] = calibration
+    result = replace(result, extras=extras,
+                     assumptions=(*result.assumptions, _PROFILE_NOTES[choice].format(path=path)))
     options = {k: v for k, v in (engine_options or {}).items() if v is not None}
     if gpu is None and not compare_gpus and not options and engine not in (
             "llamacpp", "llamacpp-cli", "vllm"):
@@ -69,3 +75,28 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
                  compare_gpus=compare_gpus)
 
 
+
+
+_PROFILE_NOTES = {
+    "given": "Constants: the calibration profile {path}, as asked.",
+    "stored": "Constants: the calibration profile stored for this machine, {path} (--profile "
+              "none for the shipped ones).",
+    "none": "Constants: the shipped defaults, as asked.",
+    "none stored": "Constants: the shipped defaults; no calibration profile of this machine is "
+                   "stored (`vramest calibrate` makes one).",
+    "explicit": "Constants: as passed by the caller.",
+}
+
+
+def _choose_profile(profile: str | None, constants_given: bool) -> tuple[str | None, str]:
+    """(the profile to load, how it was chosen): the CLI and the API choose alike."""
+    if profile is not None:
+        if profile.strip().lower() == "none":
+            return None, "none"
+        return profile, "given"
+    if constants_given:  # a caller's own constants are not silently replaced
+        return None, "explicit"
+    from vramest.calibration.profile import find_matching_profile
+
+    found = find_matching_profile()
+    return (None, "none stored") if found is None else (str(found), "stored")

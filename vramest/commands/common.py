@@ -150,13 +150,7 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "max_ctx": args.max_ctx, "max_batch": args.max_batch, "prompt": args.prompt,
             "gen": args.gen, "engine": args.engine, "hardware_file": args.hardware_file,
             "compare_gpus": args.gpu is None and not args.no_gpus,
-            "engine_options": _engine_options(args), "profile": _profile(args.profile)}
-
-
-def _profile(value: str | None) -> str | None:
-    from vramest.calibration.profile import resolve_profile_option
-
-    return resolve_profile_option(value)
+            "engine_options": _engine_options(args), "profile": args.profile}
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
