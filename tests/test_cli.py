@@ -154,3 +154,12 @@ def test_a_bad_flag_value_gets_its_own_sentence(capsys: pytest.CaptureFixture[st
     assert code == 2 and not out
     assert err.startswith(f"vramest: {message}") and err.count("\n") == 1
     assert "invalid" not in err and "Argument" not in err
+
+
+def test_speed_heading_names_the_engine_with_pipeline_stages(capsys: pytest.CaptureFixture[str]) -> None:
+    """The heading once showed the pipeline note where the engine belongs (--pp 2)."""
+    assert main(["--model", "llama-3.1-70b", "--gpu", "h100", "--num-gpus", "4", "--pp", "2",
+                 "--engine", "vllm"]) == 0
+    heading = next(line for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("Speed ("))
+    assert heading.startswith("Speed (roofline, vllm") and "pipeline" not in heading

@@ -82,6 +82,7 @@ class Throughput:
     prefill: Phase
     decode: Phase
     notes: tuple[str, ...]
+    engine: str = ""  # the engine the speed is for, with what it stands for
 
     @property
     def prefill_tokens_per_s(self) -> float | None:
@@ -118,7 +119,7 @@ class Throughput:
             "time_to_first_token_s": self.time_to_first_token_s,
             "request_seconds": self.request_seconds,
             "prefill_bound": self.prefill.bound, "decode_bound": self.decode.bound,
-            "notes": list(self.notes),
+            "notes": list(self.notes), "engine": self.engine,
         }
 
 
@@ -210,7 +211,8 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
         touched, expert_bytes = 1.0, 0.0
     head_bytes = groups["lm_head"] if not shape.tie_embeddings else groups["embedding"]
     decode = PhaseWork(
-        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(shape, range(position, position + 1))) / gpus,
+        dense_flops=batch * (2 * dense_params + _attention_flops_per_token(
+            shape, range(position, position + 1))) / gpus,
         expert_flops=batch * 2 * expert_params * k / gpus,
         # each touched expert sees its share of the B·k routed rows, at least one
         dense_rows=batch, expert_rows=max(1.0, batch * k / (shape.num_experts * touched))
@@ -257,14 +259,15 @@ def time_workload(load: Workload, device: Device, constants: Constants,
     notes = [f"compute peak: {peak_source}" if prefill.compute_s is not None else
              f"{device.name} publishes no {load.precision} compute figure: prefill speed "
              "unknown"]
-    notes.append(f"engine: {engine.name} ({engine.description})")
+    label = f"{engine.name} ({engine.description})"
+    notes.append(f"engine: {label}")
     if load.prefill.pp > 1:
         notes.append(f"pipeline parallel over {load.prefill.pp} stages: a token passes every "
                      "stage in turn")
     return Throughput(gpu=device.name, num_gpus=load.prefill.tp * load.prefill.pp,
                       batch=load.batch, prompt_tokens=load.prompt_tokens,
                       gen_tokens=load.gen_tokens, precision=load.precision, prefill=prefill,
-                      decode=decode, notes=tuple(notes))
+                      decode=decode, notes=tuple(notes), engine=label)
 
 
 @lru_cache(maxsize=4096)  # searches and tables ask for the same point again and again

@@ -64,7 +64,7 @@ def render_fit(result: Estimate) -> list[str]:
     if plan.max_batch is not None:
         lines.append(f"  most concurrent sequences that fit: {plan.max_batch:,}")
     if speed is not None:
-        lines += ["", "Speed (roofline, " + speed.notes[-1].removeprefix("engine: ") + "):",
+        lines += ["", f"Speed (roofline, {speed.engine}):",
                   f"  prefill   {_rate(speed.prefill_tokens_per_s)} for {speed.prompt_tokens:,} "
                   f"prompt tokens × batch {speed.batch} ({speed.prefill.bound}-bound)",
                   f"  decode    {_rate(speed.decode_tokens_per_s)} per sequence, "
@@ -72,7 +72,7 @@ def render_fit(result: Estimate) -> list[str]:
         if speed.time_to_first_token_s is not None:
             lines.append(f"  first token after {speed.time_to_first_token_s:.2f} s; whole request "
                          f"({speed.gen_tokens} tokens) {speed.request_seconds:.1f} s")
-        lines += [f"  {note}" for note in speed.notes[:-1]]
+        lines += [f"  {note}" for note in speed.notes if not note.startswith("engine: ")]
     return lines
 
 
