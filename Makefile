@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HEADLINE ?= --params 70B --dtype int4 --ctx 8192
 
-.PHONY: run test test-browser bench accuracy lint install install-dev clean
+.PHONY: run test test-fast test-browser bench accuracy lint install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
+# the inner loop: everything but the torch-backed traces and calibrations (about a minute)
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
 # The HTML report in a real browser: installs Debian's chromium where no Chromium is found.
 test-browser: install-dev
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
@@ -38,6 +42,7 @@ test-browser: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check vramest tests benchmarks calibration
+	$(BIN)/mypy
 
 bench: install-dev
 	$(BIN)/python benchmarks/run.py

@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from vramest.errors import InputError
@@ -127,7 +128,7 @@ class Backend:
             dtype = getattr(torch, ROOF_DTYPES[name])
             a = torch.randn(size, size, device=device).to(dtype)
             b = torch.randn(size, size, device=device).to(dtype)
-            seconds = self._median_seconds(lambda a=a, b=b: torch.mm(a, b), seconds_each)
+            seconds = self._median_seconds(partial(torch.mm, a, b), seconds_each)
             flops[name] = 2 * size**3 / seconds
             del a, b
         elements = (1 << 28 if self.kind == "cuda" else 1 << 26)  # 1 GiB / 256 MiB of fp32

@@ -59,7 +59,7 @@ def _get(c: Calibrated, name: str) -> float:
 
 def with_values(base: Calibrated, values: dict[str, float]) -> Calibrated:
     plain = {k: v for k, v in values.items() if not k.startswith("hf.")}
-    engine_values = {k[3:]: v for k, v in values.items() if k.startswith("hf.")}
+    engine_values: dict[str, Any] = {k[3:]: v for k, v in values.items() if k.startswith("hf.")}
     return Calibrated(base.constants.with_values(plain) if plain else base.constants,
                       replace(base.engine, **engine_values) if engine_values else base.engine)
 

@@ -65,8 +65,9 @@ def default_grid(float_dtypes: tuple[str, ...], quant_dtypes: tuple[str, ...]) -
 
 
 def quick_grid(float_dtypes: tuple[str, ...], quant_dtypes: tuple[str, ...]) -> list[GridPoint]:
-    rows = [(family, "xs", float_dtypes, _SHAPES_QUICK)
-            for family in ("llama", "qwen2", "mistral", "mixtral", "gpt2", "phi3")]
+    rows: list[tuple[str, str, tuple[str, ...], tuple[tuple[int, int], ...]]] = [
+        (family, "xs", float_dtypes, _SHAPES_QUICK)
+        for family in ("llama", "qwen2", "mistral", "mixtral", "gpt2", "phi3")]
     rows.append(("llama", "s", ("fp32",), ((64, 1),)))
     rows.append(("llama", "xs", quant_dtypes, ((48, 1),)))
     return _expand(rows, _GEN_TOKENS_QUICK)

@@ -91,5 +91,5 @@ def fit(parameters: Sequence[Parameter], loss: Callable[[dict[str, float]], floa
                 simplex = [best] + [[b + 0.5 * (v - b) for b, v in zip(best, x, strict=True)]
                                     for x in simplex[1:]]
                 scores = [scores[0]] + [f(x) for x in simplex[1:]]
-    best = min(range(len(simplex)), key=lambda i: scores[i])
-    return FitResult(values_of(simplex[best]), before, scores[best], evaluations)
+    best_score, best_point = min(zip(scores, simplex, strict=True), key=lambda pair: pair[0])
+    return FitResult(values_of(best_point), before, best_score, evaluations)

@@ -165,7 +165,7 @@ def measure_point(point: GridPoint, loaded: LoadedModel, backend: Backend,
 
     # --- memory: one generate under the tracker ---------------------------------------
     backend.release_memory()
-    cache = DynamicCache(config=model.config)
+    cache: Any = DynamicCache(config=model.config)  # None once measured
     tracker.watch(KV_CACHE, lambda: cache_tensors(cache))
     clock = _PhaseClock(backend, lambda: close_phase("prefill"))
     with torch.inference_mode():

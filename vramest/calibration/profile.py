@@ -204,7 +204,7 @@ def _hardware_entry(devices: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(devices, list) or len(devices) != 1:
         raise InputError(f"{where}: \"devices\" must be a list of the one measured device.")
     parse_devices({"devices": devices}, f"{where}: devices")
-    return devices[0]  # type: ignore[no-any-return]
+    return dict(devices[0])
 
 
 def _check_report_fields(data: dict[str, Any], where: str) -> None:

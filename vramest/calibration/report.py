@@ -136,7 +136,7 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
         {metric: ([], []) for metric in METRICS}
     for case in make_cases(records, device):
         fitted = Calibrated(profile.apply(DEFAULTS, case.dtype),
-                            replace(ENGINES["hf"], **profile.engine_for(case.dtype).get("hf", {})))
+                            replace(ENGINES["hf"], **_hf_costs(profile, case.dtype)))
         before, after = predict(case, device, SHIPPED), predict(case, device, fitted)
         for metric in METRICS:
             if metric != "memory" and case.dtype not in SPEED_DTYPES:
@@ -146,3 +146,8 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
                 points[metric][0].append((case.key, before[metric], measured))
                 points[metric][1].append((case.key, after[metric], measured))
     return points
+
+
+def _hf_costs(profile: Profile, dtype: str) -> dict[str, Any]:
+    """The transformers engine's fixed costs the profile fitted for this precision."""
+    return dict(profile.engine_for(dtype).get("hf", {}))

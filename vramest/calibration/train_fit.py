@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -98,10 +98,11 @@ class TrainFit:
         return replace(self.memory, flops_utilization=self.utilization[group])
 
 
-def _memory_loss(cases: Sequence[TrainCase], base: TrainingConstants):  # type: ignore[no-untyped-def]
+def _memory_loss(cases: Sequence[TrainCase],
+                 base: TrainingConstants) -> Callable[[dict[str, Any]], float]:
     measured = [c.measured["memory"] for c in cases]
 
-    def loss(values: dict[str, float]) -> float:
+    def loss(values: dict[str, Any]) -> float:
         constants = replace(base, **values)
         predicted = [predict_train(c, constants)["memory"] for c in cases]
         return median_abs_log_error(predicted, measured) + 0.5 * mean_abs_log_error(predicted, measured)
@@ -118,7 +119,7 @@ def fit_training(cases: Sequence[TrainCase], base: TrainingConstants = TRAINING_
     if errors and statistics.median(errors) > MEMORY_FIT_THRESHOLD:
         start = [Parameter(n, getattr(base, n), *MEMORY_BOUNDS[n]) for n in MEMORY_CONSTANTS]
         result = fit(start, _memory_loss(cases, base), max_evaluations=max_evaluations)
-        memory, fitted = replace(base, **result.values), True
+        memory, fitted = replace(base, **dict[str, Any](result.values)), True
     unit = replace(memory, flops_utilization=1.0)
     utilization: dict[str, float] = {}
     for group in sorted({precision_group(c.dtype) for c in cases if has_speed(c)}):

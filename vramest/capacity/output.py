@@ -19,7 +19,7 @@ _TRAIN_COLUMN = "train tok/s per GPU (floor)"
 
 
 def _columns(report: CheckReport) -> tuple[str, ...]:
-    columns = _COLUMNS
+    columns: tuple[str, ...] = _COLUMNS
     if any(r.figures.max_concurrency is not None for r in report.results):
         columns = (*columns, _CONCURRENCY_COLUMN)
     if any(r.deployment.is_training for r in report.results):
@@ -42,7 +42,7 @@ def _row(r: DeploymentResult, columns: tuple[str, ...], *,
         ttft += f" (≤ {d.max_time_to_first_token_s:g})"
     if d.is_training:  # a training step has no decode or first token
         decode = ttft = "-"
-    cells = (marks[0] if r.passed else marks[1], r.name, layout,
+    cells: tuple[str, ...] = (marks[0] if r.passed else marks[1], r.name, layout,
              f"{format_bytes(f.per_gpu_bytes)} / {format_bytes(f.usable_bytes)}",
              format_bytes(f.headroom_bytes) + need, decode, ttft)
     if _CONCURRENCY_COLUMN in columns:

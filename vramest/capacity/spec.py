@@ -220,7 +220,7 @@ def _parse_toml(text: str, shown: str) -> object:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ModuleNotFoundError:
             raise _file_error(shown, "is TOML, which needs Python 3.11 or the tomli package on "
                               "Python 3.10 (pip install tomli); or write the spec as JSON.") from None
@@ -232,7 +232,7 @@ def _parse_toml(text: str, shown: str) -> object:
 
 def _parse_yaml(text: str, shown: str) -> object:
     try:
-        import yaml  # type: ignore[import-untyped]
+        import yaml
     except ModuleNotFoundError:
         raise _file_error(shown, "is YAML, which needs PyYAML (pip install pyyaml); or write "
                           "the spec as TOML or JSON.") from None
@@ -645,7 +645,7 @@ def _check_training(values: dict[str, object], invalid: set[str], place: _Place,
 
     num_gpus = values.get("num_gpus", 1)
     try:
-        make_settings(**dict(values["train"]), num_gpus=num_gpus)  # type: ignore[call-overload]
+        make_settings(**dict(values["train"]), num_gpus=num_gpus)  # type: ignore[call-overload, arg-type]
     except InputError as exc:
         problems.add(place.of("train"), "train", _sentence(exc).replace("--", ""))
 

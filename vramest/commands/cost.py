@@ -102,6 +102,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     est = estimate(**kwargs, gpu=args.gpu, num_gpus=args.num_gpus, gen=args.gen,
                    engine=args.engine, hardware_file=args.hardware_file)
     fit, speed = est.fit, est.throughput
+    assert fit is not None and speed is not None  # estimated with a GPU
     device = fit.device
     if not fit.fits:
         fewest = fewest_gpus(est, device)

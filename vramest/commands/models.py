@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
@@ -16,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from vramest.model.catalog import default_catalog
     from vramest.units import format_count
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in default_catalog().entries:
         if args.family and entry.family != args.family.lower():
             continue

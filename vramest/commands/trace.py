@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from vramest.commands.common import positive_int
 
@@ -79,7 +80,7 @@ def _refuse_unused_flags(args: argparse.Namespace) -> None:
             raise InputError(f"{flag} applies to {where} only.")
 
 
-def render_trace(data: dict) -> list[str]:  # type: ignore[type-arg]
+def render_trace(data: dict[str, Any]) -> list[str]:
     from vramest.units import format_bytes
 
     s = data["settings"]

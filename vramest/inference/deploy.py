@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
+from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
 from vramest.inference.engines.startup import HFStartup, LlamaCppStartup, VLLMStartup, engine_report
 from vramest.inference.estimate import Estimate
@@ -36,7 +38,7 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
     prompt_tokens = parse_tokens(prompt, what="--prompt") if prompt is not None else est.settings.ctx
     gen_tokens = parse_positive_int(gen, what="--gen", maximum=10**7)
     engine_ = engine_by_name(engine)
-    fitted = (engine_costs or {}).get(engine_.name)
+    fitted: dict[str, Any] | None = (engine_costs or {}).get(engine_.name)
     if fitted:  # a calibration profile measured this engine's fixed costs
         engine_ = replace(engine_, **fitted)
     assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
@@ -69,13 +71,13 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
 
 
 def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: int,
-           engine: object) -> Throughput | None:
+           engine: Engine) -> Throughput | None:
     if not device.bandwidth_bytes_s:
         return None
     s = est.settings
     return estimate_throughput(est.model.shape, weight_format(s.dtype), kv_format(s.kv_dtype),
                                device, batch=s.batch, prompt_tokens=prompt, gen_tokens=gen,
-                               tp=tp, pp=pp, constants=est.constants, engine=engine,  # type: ignore[arg-type]
+                               tp=tp, pp=pp, constants=est.constants, engine=engine,
                                prefill_chunk=s.explicit_chunk)
 
 

@@ -155,7 +155,7 @@ def shape_for_params(params: int, family: str = "llama", active_params: int | No
         layers = round(_geo(lo.num_layers, hi.num_layers, t))
         hidden = _round_to(_geo(lo.hidden_size, hi.hidden_size, t), 128)
         kv_heads = min((lo.num_kv_heads, hi.num_kv_heads), key=lambda k: abs(k - 8))
-        borrowed = (e_lo.id, e_hi.id)
+        borrowed: tuple[str, ...] = (e_lo.id, e_hi.id)
         how = f"interpolated between {e_lo.id} and {e_hi.id}"
     else:
         p_ref, entry = (below[-1] if below else above[0])

@@ -228,7 +228,8 @@ def _shards_of_index(index: dict[str, Any], shown: str) -> list[str]:
 class _NoCredentialsAcrossHosts(urllib.request.HTTPRedirectHandler):
     """Follow redirects, but never send the Authorization header to a different host."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None:
             old_host = urllib.parse.urlsplit(req.full_url).netloc

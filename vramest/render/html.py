@@ -78,7 +78,7 @@ def build_report(estimate_kwargs: dict[str, Any], gpus: Sequence[str], *,
                                 max_batch=True) for name in gpus)
     main = placements[0] if placements else estimate(**estimate_kwargs, **placement,
                                                      compare_gpus=True)
-    devices = [p.fit.device for p in placements]
+    devices = [p.fit.device for p in placements if p.fit is not None]
     num_gpus = parse_positive_int(placement.get("num_gpus", 1), what="--num-gpus", maximum=4096)
     pp = parse_positive_int(placement.get("pp", 1), what="--pp", maximum=4096)
     reserve = parse_reserve(placement.get("reserve"))
@@ -229,6 +229,7 @@ def headline(report: Report) -> str:
     verdicts = []
     for p in report.placements:
         plan = p.fit
+        assert plan is not None  # placements are estimates made with a GPU
         layout = f"{plan.num_gpus}× {plan.device.name}" if plan.num_gpus > 1 else plan.device.name
         verdicts.append(f"fits on {layout} with {format_bytes(plan.headroom_bytes)} to spare"
                         if plan.fits else f"does not fit on {layout} "
@@ -292,6 +293,7 @@ def _fit_section(report: Report) -> list[str]:
 
 def _placement_row(est: Estimate) -> tuple[str, ...]:
     plan, speed = est.fit, est.throughput
+    assert plan is not None  # a placement row is an estimate made with a GPU
     layout = str(plan.num_gpus) + (f" (TP {plan.tp} × PP {plan.pp})" if plan.pp > 1 else "")
     verdict = '<span class="ok">yes</span>' if plan.fits else '<span class="no">no</span>'
     ttft = speed.time_to_first_token_s if speed is not None else None

@@ -52,6 +52,7 @@ def render_fit(result: Estimate) -> list[str]:
     from vramest.inference.placement import describe
 
     plan, speed = result.fit, result.throughput
+    assert plan is not None, "render_fit needs an estimate made with a GPU"
     lines = ["Fit:", f"  {describe(plan)}"]
     per = plan.per_gpu
     if plan.num_gpus > 1:

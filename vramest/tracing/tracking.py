@@ -130,7 +130,10 @@ class LiveBytesTracker(TorchDispatchMode):
                 self.live_bytes += nbytes - known.nbytes
                 known.nbytes = nbytes
             return key
-        ref = weakref.ref(storage, lambda _ref, key=key: self._release(key))
+        def release(_ref: object, key: int = key) -> None:
+            self._release(key)
+
+        ref = weakref.ref(storage, release)
         self._storages[key] = _Storage(nbytes, name, ref)
         self.live_bytes += nbytes
         return key

@@ -382,7 +382,7 @@ def _bound_case(row: dict[str, str]) -> tuple[ModelInfo, dict[str, Any], str] | 
         if int(row["num_gpus"]) > 1:
             return "LitGPT's multi-GPU strategy at that version (what it shards) is not stated"
         lora = method.startswith(("lora", "qlora"))
-        settings: dict[str, Any] = dict(
+        settings = dict(
             method="qlora" if method.startswith("qlora") else ("lora" if lora else "full"),
             precision="bf16", micro_batch=int(row["micro_batch"] or 1),
             seq=int(row["seq_len"] or 1304), lora_rank=int(row["lora_rank"] or 8),
@@ -462,10 +462,11 @@ def training_accuracy_report(reference_dir: Path | str | None = None) -> list[st
     agree = sum(c.agrees for c in checks)
     lines.append(f"Training fits/OOM bounds (training_bounds.csv): {agree}/{len(checks)} agree; "
                  f"CUDA context {TRAINING_DEFAULTS.cuda_context_bytes / GIB:g} GiB added")
-    for c in checks:
-        lines.append(f"  {c.record_id:<8} {'fits' if c.expected_fit else 'OOM ':<4} → predicted "
-                     f"{'fits' if c.predicted_fit else 'OOM '} ({c.required_bytes / 1e9:.1f} of "
-                     f"{c.capacity_bytes / 1e9:.0f} GB){'' if c.agrees else '  DISAGREES'}; {c.note}")
+    for check in checks:
+        lines.append(f"  {check.record_id:<8} {'fits' if check.expected_fit else 'OOM ':<4} → predicted "
+                     f"{'fits' if check.predicted_fit else 'OOM '} "
+                     f"({check.required_bytes / 1e9:.1f} of {check.capacity_bytes / 1e9:.0f} GB)"
+                     f"{'' if check.agrees else '  DISAGREES'}; {check.note}")
     for rid, reason in bound_skipped:
         lines.append(f"  {rid:<8} not expressed: {reason}")
     lines += _inferred_settings_lines(ref)

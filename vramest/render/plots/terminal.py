@@ -117,14 +117,14 @@ def panel_text(panel: Panel, width: int, height: int) -> list[str]:
             _place(cells, taken, (row + 1, row - 1, row + 2), column + 1 if on_left else column - 1,
                    f" {marker.label} ", "start" if on_left else "end")
     out = [f"  {panel.title}", f"{panel.y_label}"]
-    tick_rows = {}
+    tick_rows: dict[int, str] = {}
     for tick in panel.y_ticks:
         row = grid.row(tick.value)
         if row is not None:
             tick_rows.setdefault(row, tick.label)
-    for r, row in enumerate(cells):
+    for r, cell_row in enumerate(cells):
         label = tick_rows.get(r, "")
-        out.append(f"{label:>{GUTTER - 1}}{'┤' if label else '│'}{''.join(row)}")
+        out.append(f"{label:>{GUTTER - 1}}{'┤' if label else '│'}{''.join(cell_row)}")
     out += _x_axis(grid)
     out.append(f"{'':{GUTTER}}{panel.x_label:^{width}}".rstrip())
     for hatched in (False, True):  # regimes on one strip, "memory full" on another
