@@ -93,6 +93,19 @@ def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, ac
     return round(value)
 
 
+def parse_share(text: str | float, *, what: str, accepted: str) -> float:
+    """'10%' -> 0.1, and '0.1' or 0.1 -> 0.1: a share as a fraction. The caller checks its range;
+    `accepted` ends the sentence for anything that is not a finite number."""
+    raw = "" if isinstance(text, bool) else str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InputError(f"{what} {str(text)[:40]!r} is not understood; {accepted}.")
+    return value
+
+
 def format_bytes(n: int | float) -> str:
     """Binary units, as nvidia-smi and torch report them."""
     n = float(n)

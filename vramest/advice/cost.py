@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from vramest.data import read_text
 from vramest.errors import InputError
+from vramest.units import parse_share
 
 HOURS_PER_MONTH = 730.0  # 8760 hours a year / 12
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600  # 2,628,000
@@ -50,12 +51,7 @@ def parse_utilization(text: str | float | None) -> float:
     """'0.5' or '50%': the share of the month the hardware is generating tokens, in (0, 1]."""
     if text is None:
         return DEFAULT_UTILIZATION
-    raw = str(text).strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise InputError(f"--utilization {text!r} is not a number; give a share such as 0.5 "
-                         "or 50%.") from None
+    value = parse_share(text, what="--utilization", accepted="give a share such as 0.5 or 50%")
     if not 0 < value <= 1:
         raise InputError(f"--utilization {text!r} is out of range; give a share above 0 and at "
                          "most 1 (or 100%).")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vramest.errors import InputError
-from vramest.units import format_bytes
+from vramest.units import format_bytes, parse_share
 
 FORMAT_KEY = "vramest_capacity_baseline"
 FORMAT_VERSION = 1
@@ -87,13 +87,9 @@ def parse_tolerance(value: str | float | int) -> float:
     """'5%', '0.05' or 0.05 as a fraction."""
     if isinstance(value, bool):
         raise InputError("--tolerance must be a percentage such as 5% or a fraction such as 0.05.")
-    text = str(value).strip()
-    try:
-        tolerance = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise InputError(f"--tolerance {value!r} is not understood; give a percentage such as 5% "
-                         "or a fraction such as 0.05.") from None
-    if not (math.isfinite(tolerance) and 0 <= tolerance <= 10):
+    tolerance = parse_share(value, what="--tolerance", accepted="give a percentage such as 5% or "
+                            "a fraction such as 0.05")
+    if not 0 <= tolerance <= 10:
         raise InputError(f"--tolerance {value!r} is out of range; give 0% to 1000%.")
     return tolerance
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.units import format_bytes, parse_bytes, parse_params, parse_positive_int, parse_tokens
+from vramest.units import (
+    format_bytes,
+    parse_bytes,
+    parse_params,
+    parse_positive_int,
+    parse_share,
+    parse_tokens,
+)
 
 MAX_SPEC_BYTES = 4 * 1024**2
 MAX_GPUS = 4096
@@ -401,10 +408,8 @@ def _reserve(key: str, value: object) -> str:
 def parse_headroom(value: object, *, what: str = "headroom") -> Headroom:
     """'10%' or 0.1 (a share of the usable memory), '2GiB' or an integer number of bytes."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            fraction = float(value.strip()[:-1]) / 100
-        except ValueError:
-            fraction = math.nan
+        fraction = parse_share(value, what=what, accepted="give a percentage from 0% to below "
+                               "100%")
         if not 0 <= fraction < 1:
             raise InputError(f"{what} {_show(value)} must be a percentage from 0% to below 100%.")
         return Headroom(fraction=fraction)

@@ -20,7 +20,7 @@ from vramest.inference.estimate import Estimate, estimate_at
 from vramest.inference.memory import ffn_width, weight_bytes_by_group
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape
-from vramest.units import format_bytes, parse_bytes
+from vramest.units import format_bytes, parse_bytes, parse_share
 
 DEFAULT_RESERVE = 0.05
 RESERVE_NOTE = ("5% of each GPU is kept free by default (--reserve): the driver shows 1-3% less "
@@ -50,16 +50,10 @@ def parse_reserve(text: str | float | None) -> Reserve:
     if text is None:
         return Reserve()
     raw = str(text).strip()
-    try:
-        if raw.endswith("%"):
-            fraction = float(raw[:-1]) / 100
-        elif raw.replace(".", "", 1).isdigit():
-            fraction = float(raw)
-        else:
-            return Reserve(0.0, parse_bytes(raw, what="--reserve"))
-    except ValueError:
-        raise InputError(f"--reserve {text!r} is not understood; give a fraction (0.1), a "
-                         "percentage (10%) or a size (2GiB).") from None
+    if not raw.endswith("%") and not raw.replace(".", "", 1).isdigit():
+        return Reserve(0.0, parse_bytes(raw, what="--reserve"))
+    fraction = parse_share(raw, what="--reserve", accepted="give a fraction (0.1), a percentage "
+                           "(10%) or a size (2GiB)")
     if not raw.endswith("%") and fraction >= 1:  # a bare 2 is neither a share nor a size
         raise InputError(f"--reserve {text!r} is ambiguous; give a fraction below 1 (0.1), a "
                          "percentage (10%) or a size with its unit (2GiB).")
