@@ -41,7 +41,7 @@ test-browser: install-dev
 	VRAMEST_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -m browser tests/test_report_browser.py
 
 lint: install-dev
-	$(BIN)/ruff check vramest tests benchmarks calibration
+	$(BIN)/ruff check vramest tests benchmarks scripts
 	$(BIN)/mypy
 
 bench: install-dev

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
+from vramest.validation import REFERENCE_DIR
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from vramest.capacity import (
 from vramest.capacity.spec import DEPLOYMENT_KEYS, parse_headroom
 from vramest.cli import main
 from vramest.errors import InputError
+from vramest.validation import PROFILE_DIR
 
 pytest_plugins = ["pytester"]
 
@@ -289,7 +290,7 @@ def test_profiles_are_validated_and_applied(tmp_path: Path) -> None:
     bad = write(tmp_path, SMALL_OK + 'profile = "profile.json"\n')
     with pytest.raises(SpecError, match="profile"):
         check(bad)
-    good_profile = Path(__file__).resolve().parent.parent / "calibration" / "profiles" / \
+    good_profile = PROFILE_DIR / \
         "cpu-amd-epyc-1-thread.json"
     good = write(tmp_path, SMALL_OK + f'profile = "{good_profile}"\n', "good.toml")
     assert check(good).results

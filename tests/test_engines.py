@@ -1,4 +1,4 @@
-"""Engine start-up figures against the engines' own logs (tests/data/reference/memory.csv)."""
+"""Engine start-up figures against the engines' own logs (vramest/validation/reference/memory.csv)."""
 
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ from vramest.calibration.profile import (
 from vramest.calibration.report import render_report
 from vramest.errors import InputError
 from vramest.inference.constants import DEFAULTS
+from vramest.validation import PROFILE_DIR
 
-REPO_PROFILES = Path(__file__).resolve().parent.parent / "calibration" / "profiles"
+REPO_PROFILES = PROFILE_DIR
 
 
 def profile_data(**changes: Any) -> dict[str, Any]:
@@ -269,7 +270,7 @@ def test_report_plot_draws_before_and_after(tmp_path: Path,
 
     from vramest.cli import main
 
-    profile = Path(__file__).resolve().parent.parent / "calibration" / "profiles" / \
+    profile = PROFILE_DIR / \
         "cpu-amd-epyc-1-thread.json"
     assert main(["calibrate", "--report", str(profile), "--plot", str(tmp_path / "fit.svg")]) == 0
     assert "median" in capsys.readouterr().out
@@ -322,7 +323,7 @@ def test_train_uses_the_fitted_utilisation_only_on_the_profiles_device() -> None
     applied with --gpu local, not to another GPU's datasheet."""
     from vramest.training import estimate_training
 
-    profile = str(Path(__file__).resolve().parent.parent / "calibration" / "profiles" /
+    profile = str(PROFILE_DIR /
                   "cpu-amd-epyc-1-thread.json")
     kw = dict(model="qwen2.5-0.5b", method="full", precision="bf16", seq=256)
     local = estimate_training(gpu="local", profile=profile, **kw)

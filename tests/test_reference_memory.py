@@ -1,4 +1,4 @@
-"""Memory estimates against published figures (tests/data/reference, each row with its source)."""
+"""Memory estimates against published figures (vramest/validation/reference, each row with its source)."""
 
 from __future__ import annotations
 

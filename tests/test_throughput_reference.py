@@ -1,8 +1,8 @@
-"""Speed against published measurements (tests/data/reference/throughput.csv).
+"""Speed against published measurements (vramest/validation/reference/throughput.csv).
 
 Constants are per device class and per engine (vramest/inference/constants.py,
 vramest/inference/engines/speed.py),
-fitted once by calibration/fit_published.py; no constant belongs to a row.
+fitted once by scripts/fit_published.py; no constant belongs to a row.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The analytic estimate against stored fake-tensor traces (calibration/traces/): no torch.
+"""The analytic estimate against stored fake-tensor traces (vramest/validation/traces/): no torch.
 
 The traces are the exact peak of live tensor bytes of transformers' own code at full size
-(regenerate with calibration/make_traces.py); the analytic weights + KV + activations must
+(regenerate with scripts/make_traces.py); the analytic weights + KV + activations must
 stay within the agreed tolerance of them.
 """
 

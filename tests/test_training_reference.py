@@ -1,4 +1,4 @@
-"""The training model against published fine-tuning measurements (tests/data/reference)."""
+"""The training model against published fine-tuning measurements (vramest/validation/reference)."""
 
 from __future__ import annotations
 

@@ -31,10 +31,10 @@ from typing import Any
 
 from vramest.errors import InputError
 from vramest.inference.constants import MAX_CONSTANT, Constants
+from vramest.validation import PROFILE_DIR as REPO_PROFILE_DIR
 
 PROFILE_FORMAT = "vramest-calibration-profile"
 PROFILE_VERSION = 1
-REPO_PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "calibration" / "profiles"
 METRICS = ("memory", "decode", "prefill")
 
 
@@ -331,7 +331,7 @@ def resolve_profile_option(value: str | None) -> str | None:
 def calibration_accuracy_report(reference_dir: str | Path | None = None) -> list[str]:
     """Held-out median |error| before and after calibration, per committed profile.
 
-    Reads the profiles in `reference_dir` if it holds any, else calibration/profiles/."""
+    Reads the profiles in `reference_dir` if it holds any, else vramest/validation/profiles/."""
     folder = Path(reference_dir) if reference_dir is not None else REPO_PROFILE_DIR
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     profiles = []

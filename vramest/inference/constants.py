@@ -34,7 +34,7 @@ class Constants:
     # MLPs whose gate and up come out of one fused projection (MoE experts in transformers'
     # grouped implementation) keep that output live beside act(gate) and the product: 4 × ffn;
     # so does an ungated MLP whose tanh GELU is written as separate ops (GPT-2). Measured on
-    # fake-tensor traces (calibration/traces/, Mixtral-8x7B, DeepSeek-V2-Lite, GPT-2).
+    # fake-tensor traces (vramest/validation/traces/, Mixtral-8x7B, DeepSeek-V2-Lite, GPT-2).
     activation_fused_ffn_factor: float = 4.0
     # Sliding-window layers under sdpa get an explicit boolean mask (chunk × keys, broadcast):
     # a fused kernel's causal flag cannot express a window (Mistral-7B traces).
@@ -45,7 +45,7 @@ class Constants:
     eager_score_bytes_extra: float = 4.0
     # Roofline efficiencies: the share of datasheet bandwidth / dense FLOP/s reached, per
     # device class. GPU and Apple values are fitted to the published rows by
-    # calibration/fit_published.py (median |error| 11.2% prefill, 11.9% decode, 285 rows);
+    # scripts/fit_published.py (median |error| 11.2% prefill, 11.9% decode, 285 rows);
     # the CPU values are typical until a calibration profile measures them.
     memory_efficiency_gpu: float = 0.78
     memory_efficiency_apple: float = 0.90
@@ -97,21 +97,21 @@ SOURCES: dict[str, str] = {
     "runtime_overhead_bytes": "CUDA context + library workspaces; 0.5-1.3 GB per "
     "shared/reference/README.md (nvidia-smi vs torch peak)",
     "activation_ffn_factor": "fake-tensor traces of Llama/Qwen/Mistral shapes "
-    "(calibration/traces/)",
+    "(vramest/validation/traces/)",
     "activation_hidden_factor": "fake-tensor traces of Llama/Qwen/Mistral shapes "
-    "(calibration/traces/)",
+    "(vramest/validation/traces/)",
     "eager_score_bytes_extra": "transformers eager attention: fp32 softmax of the scores",
     "activation_fused_ffn_factor": "fake-tensor traces: fused gate_up MoE experts, GPT-2 MLP "
-    "(calibration/traces/)",
+    "(vramest/validation/traces/)",
     "activation_window_mask_bytes": "fake-tensor traces: sdpa boolean window mask (Mistral-7B)",
-    "memory_efficiency_gpu": "fitted: calibration/fit_published.py on throughput.csv decode rows",
-    "memory_efficiency_apple": "fitted: calibration/fit_published.py (llama.cpp Metal rows, "
+    "memory_efficiency_gpu": "fitted: scripts/fit_published.py on throughput.csv decode rows",
+    "memory_efficiency_apple": "fitted: scripts/fit_published.py (llama.cpp Metal rows, "
     "capped at 0.90)",
     "memory_efficiency_cpu": "typical share of DDR peak bandwidth reached by GEMV (no rows)",
-    "compute_efficiency_gpu": "fitted: calibration/fit_published.py on throughput.csv prefill rows",
+    "compute_efficiency_gpu": "fitted: scripts/fit_published.py on throughput.csv prefill rows",
     "compute_efficiency_apple": "typical (Apple publishes no compute figure to fit against)",
     "compute_efficiency_cpu": "typical GEMM efficiency of CPU BLAS (no rows)",
-    "gemm_half_efficiency_rows": "fitted: calibration/fit_published.py (MoE vs dense prefill "
+    "gemm_half_efficiency_rows": "fitted: scripts/fit_published.py (MoE vs dense prefill "
     "in llama.cpp)",
     "visible_memory_fraction": "vLLM logs: 23.58/24 GiB (RTX 3090), 79.22/80 GiB (H100)",
     "vllm_non_torch_bytes": "vLLM memory-profiling logs (memory.csv): 0.16-0.35 GiB single GPU in "

@@ -13,7 +13,7 @@ from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
 # transformers 5 implements only eager attention for these families (fake-tensor traces:
-# calibration/traces/google__gemma-2-9b.json has eager rows only).
+# vramest/validation/traces/google__gemma-2-9b.json has eager rows only).
 EAGER_ONLY_FAMILIES = frozenset({"gemma2"})
 
 

@@ -329,7 +329,7 @@ def _constants_section(est: Estimate) -> list[str]:
 def _accuracy_section(section: AccuracySection | None) -> list[str]:
     out = ["<h2>Accuracy against published measurements</h2>"]
     if section is None:
-        return [*out, '<p class="muted">The reference rows (tests/data/reference) are not '
+        return [*out, '<p class="muted">The reference rows (vramest/validation/reference) are not '
                 "installed here, so no accuracy figures.</p>"]
     header = ("rows from", "rows", "median |error|", "worst |error|", "")
     memory = [(g.name, str(g.rows), f"{g.median_abs_error:.1%}", f"{g.worst_abs_error:.1%}",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
 from vramest.units import format_bytes
+from vramest.validation import TRACE_DIR
 
 PHASES = ("load", "prefill", "decode")
 TRACE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -36,7 +37,6 @@ else:
 
 INSTALL_HINT = ("trace mode needs torch and transformers: pip install 'vramest[calibrate]' "
                 "(or `make install-dev`).")
-TRACE_DIR = Path(__file__).resolve().parents[2] / "calibration" / "traces"
 
 
 class UnsupportedAttention(InputError):
@@ -424,7 +424,7 @@ def _peak_rss_bytes() -> int:
 # --- stored traces (torch-free) ------------------------------------------------------------
 @dataclass(frozen=True)
 class StoredTrace:
-    """One row of calibration/traces/*.json: settings and the traced prefill peak."""
+    """One row of vramest/validation/traces/*.json: settings and the traced prefill peak."""
 
     model: str
     dtype: str

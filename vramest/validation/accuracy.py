@@ -1,4 +1,4 @@
-"""Score the estimator against published measurements (tests/data/reference/*.csv).
+"""Score the estimator against published measurements (vramest/validation/reference/*.csv).
 
 Each reference row names its source; this module maps the rows the tool can express to an
 estimate and reports predicted vs measured. `make accuracy` prints the table; the tests hold
@@ -22,8 +22,9 @@ from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import Engine
 from vramest.inference.throughput import Workload
 from vramest.units import GIB, MIB
+from vramest.validation import REFERENCE_DIR
 
-DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference"
+DEFAULT_REFERENCE_DIR = REFERENCE_DIR
 
 # Reference rows name models in prose; these are the catalog models they mean.
 MODEL_NAMES: tuple[tuple[str, str], ...] = (
@@ -563,13 +564,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
     """Reports of the other checked parts; the trace and calibration ones read stored data
-    (calibration/traces, calibration/profiles), so none of them needs torch."""
+    (vramest/validation/traces, vramest/validation/profiles), so none of them needs torch."""
     from vramest.calibration.profile import calibration_accuracy_report
     from vramest.tracing.inference import TRACE_DIR, trace_accuracy_report
     from vramest.validation.training import training_accuracy_report
 
     return [("Training memory (training.csv)", training_accuracy_report),
-            ("Analytic activations vs fake-tensor traces (calibration/traces)",
+            ("Analytic activations vs fake-tensor traces (vramest/validation/traces)",
              lambda _reference: trace_accuracy_report(TRACE_DIR)),
             ("Calibration profiles: held-out error before and after the fit",
              calibration_accuracy_report)]

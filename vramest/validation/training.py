@@ -1,4 +1,4 @@
-"""Training estimates against published fine-tuning measurements (tests/data/reference).
+"""Training estimates against published fine-tuning measurements (vramest/validation/reference).
 
 `training_accuracy_report` prints predicted vs published for every `[MEASURED]` peak-memory
 row of training.csv the tool can express, and says why the others cannot be; `bounds_checks`
@@ -20,8 +20,9 @@ from vramest.model.shapes import shape_from_config
 from vramest.training.constants import TRAINING_DEFAULTS
 from vramest.training.model import estimate_training
 from vramest.units import GIB, MIB
+from vramest.validation import REFERENCE_DIR
 
-DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference"
+DEFAULT_REFERENCE_DIR = REFERENCE_DIR
 PEAK_METRICS = ("peak_memory", "memory_per_gpu")
 
 # Reference rows name models in prose; catalog ids where the catalog has them.

@@ -24,7 +24,7 @@ class Engine:
     source: str = ""
 
 
-_FITTED = "fitted by calibration/fit_published.py to tests/data/reference/throughput.csv"
+_FITTED = "fitted by scripts/fit_published.py to vramest/validation/reference/throughput.csv"
 ENGINES: dict[str, Engine] = {
     "generic": Engine(
         "generic", "a serving engine with CUDA graphs (TensorRT-LLM / vLLM class)", 0.00055, 0.0,

@@ -265,7 +265,7 @@ def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
     attention fuses them, plus the FFN and two hidden rows) and the output stage (the logits of
     the ubatch, vocab × ubatch, plus one hidden row). Host: the input embeddings of the ubatch
     and the f32 KQ mask (ctx × ubatch). Checked against the llama.cpp logs in
-    tests/data/reference/memory.csv to the 0.01 MiB.
+    vramest/validation/reference/memory.csv to the 0.01 MiB.
     """
     ffn = shape.moe_intermediate_size * shape.experts_per_token if shape.is_moe else \
         shape.intermediate_size

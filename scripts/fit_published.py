@@ -1,10 +1,10 @@
-"""Derive the default throughput constants from the published rows (tests/data/reference).
+"""Derive the default throughput constants from the published rows (vramest/validation/reference).
 
 Fits the device-class efficiencies, the small-GEMM law and each engine's fixed costs, a few
 constants in all, never one per row; prints the values to copy into vramest/inference/constants.py and
 vramest/inference/engines/speed.py, with leave-one-source-out errors so over-fitting would show.
 
-Run: .venv/bin/python calibration/fit_published.py
+Run: .venv/bin/python scripts/fit_published.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Regenerate calibration/traces/*.json: fake-tensor traces of a fixed grid of catalog models.
+"""Regenerate vramest/validation/traces/*.json: fake-tensor traces of a fixed grid of catalog models.
 
-    .venv/bin/python calibration/make_traces.py [--only SUBSTRING] [--out DIR]
+    .venv/bin/python scripts/make_traces.py [--only SUBSTRING] [--out DIR]
 
 One JSON file per model, each holding the `vramest trace --json` object of every grid point.
 The torch-free tests (tests/test_trace_data.py) and `make accuracy` compare the analytic
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 result.pop(stale, None)
             rows.append(result)
         payload = {
-            "generated_by": "calibration/make_traces.py",
+            "generated_by": "scripts/make_traces.py",
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "python": platform.python_version(),
