@@ -97,7 +97,7 @@ def test_the_api_answers_junk_with_input_errors(kwargs: dict, engine: str, optio
 @settings(max_examples=150)
 @given(st.dictionaries(st.sampled_from(_TRAINING_ARGS), _JUNK, min_size=1, max_size=3))
 def test_the_training_api_answers_junk_with_input_errors(kwargs: dict) -> None:
-    from vramest.training.model import estimate_training
+    from vramest.training.estimate import estimate_training
 
     with contextlib.suppress(InputError):
         estimate_training(model="meta-llama/Llama-3.1-8B", **kwargs)

@@ -10,7 +10,7 @@ from vramest.commands.common import add_model_args
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.training.model import (
+    from vramest.training.settings import (
         ATTENTIONS,
         EXPERT_LAYOUTS,
         METHODS,
@@ -85,7 +85,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.training.model import estimate_training
+    from vramest.training.estimate import estimate_training
     from vramest.training.report import render_training
 
     result = estimate_training(**train_kwargs(args))

@@ -7,14 +7,13 @@
 """
 
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
-from vramest.training.model import (
+from vramest.training.estimate import TrainingEstimate, estimate_training
+from vramest.training.settings import (
     METHODS,
     OPTIMIZERS,
     PRECISIONS,
     TARGET_PRESETS,
-    TrainingEstimate,
     TrainingSettings,
-    estimate_training,
     make_settings,
 )
 

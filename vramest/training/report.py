@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vramest.training.model import PART_NAMES, TrainingEstimate
+from vramest.training.estimate import TrainingEstimate
+from vramest.training.settings import PART_NAMES
 from vramest.units import format_bytes, format_count
 
 

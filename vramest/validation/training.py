@@ -18,7 +18,7 @@ from vramest.model.catalog import default_catalog
 from vramest.model.resolve import ModelInfo
 from vramest.model.shapes import shape_from_config
 from vramest.training.constants import TRAINING_DEFAULTS
-from vramest.training.model import estimate_training
+from vramest.training.estimate import estimate_training
 from vramest.units import GIB, MIB
 from vramest.validation import REFERENCE_DIR
 

@@ -1,0 +1,147 @@
+"""What a training step saves for backward, per layer, with and without checkpointing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramest.inference.memory import ffn_width
+from vramest.model.precisions import (
+    EXPERT_ROLES,
+)
+from vramest.model.shapes import ModelShape
+from vramest.training.constants import TrainingConstants
+from vramest.training.settings import _ATTN_INPUT_ROLES, _DOWN_ROLES, _MLP_INPUT_ROLES, TrainingSettings
+from vramest.training.trainable import _FUSED_GATE_UP, Trainable, merged_expert_bytes
+
+
+def _attention_kv_heads(shape: ModelShape, attention: str) -> int:
+    # transformers' sdpa and eager paths repeat K/V to every head before attending (repeat_kv);
+    # flash-attention reads the grouped heads directly
+    return shape.num_kv_heads if attention == "flash" else shape.num_heads
+
+
+def stream_bytes(s: TrainingSettings) -> int:
+    """Bytes per element of the hidden states between matmuls. PEFT's
+    prepare_model_for_kbit_training makes the embeddings and norms fp32, and bitsandbytes
+    returns each quantized linear's output in its input's dtype, so the residual stream and the
+    MLP's elementwise tensors stay fp32; attention and the adapters still run in 16 bit under
+    autocast (bitsandbytes Linear4bit.forward, LlamaRMSNorm). With TRL's 16-bit embeddings the
+    fp32 norms alone do it: the first MLP output is fp32 and every residual sum after it."""
+    return 4 if s.upcast_unquantized else s.compute_bytes
+
+
+def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
+                           trainable: Trainable) -> float:
+    """Bytes one token leaves saved for backward in one layer, attention scores aside.
+
+    Per tensor, what autograd keeps: an RMSNorm keeps its fp32 upcast input (a LayerNorm its
+    input), a trained linear keeps its input (a frozen one keeps nothing), attention keeps q, k, v
+    and its output, the gated MLP keeps gate, act(gate) and up, and down's input when down is
+    trained. A LoRA adapter keeps what its A matrix multiplies: the linear's own input in pure
+    16-bit or fp32 training; its own copy in mixed precision, where PEFT casts the input to the
+    fp32 adapter and autocast casts it back to 16 bit (peft.tuners.lora.layer.Linear.forward);
+    with dropout, its own dropped copy and a one-byte mask.
+    """
+    p, h = s.compute_bytes, shape.hidden_size
+    roles = {t.role for t in shape.layer_tensors(layer)}
+    own_copies = s.lora_dropout or s.precision == "mixed"
+    # inputs shared by every module reading them: kept once, by a trained linear or an adapter
+    shared_by_adapters = frozenset() if own_copies else trainable.adapted_roles - (
+        EXPERT_ROLES if s.fused_experts else frozenset())
+    learns = trainable.trained_roles | shared_by_adapters
+    norm = 4 * h if not shape.layer_norm_bias else p * h
+    total = 2 * norm
+    if roles & _ATTN_INPUT_ROLES & learns:
+        total += p * h
+    q_width = shape.num_heads * shape.head_dim
+    kv_width = _attention_kv_heads(shape, s.attention) * shape.head_dim
+    total += p * (2 * q_width + 2 * kv_width) + 4 * shape.num_heads  # q, out, k, v, logsumexp
+    if shape.is_moe_layer(layer):
+        width = shape.moe_intermediate_size * shape.experts_per_token + \
+            shape.shared_intermediate_size * shape.shared_experts
+        total += 4 * shape.num_experts  # fp32 router probabilities
+        if roles & EXPERT_ROLES & learns:
+            total += p * h * shape.experts_per_token  # the tokens gathered per expert
+    else:
+        width = shape.intermediate_size
+    if roles & _MLP_INPUT_ROLES & learns:
+        total += p * h
+    total += stream_bytes(s) * width * (3 if shape.gated_mlp else 1)
+    if roles & _DOWN_ROLES & learns:
+        total += p * width
+    if own_copies:
+        per_element = p + (1 if s.lora_dropout else 0)
+        for t in shape.layer_tensors(layer):
+            if t.role not in trainable.adapted_roles or (
+                    s.fused_experts and t.role in EXPERT_ROLES):
+                continue
+            copies = shape.experts_per_token if t.role in EXPERT_ROLES else t.count
+            total += per_element * t.cols * copies
+    if s.fused_experts and roles & EXPERT_ROLES & trainable.adapted_roles:
+        # the folded weights require grad, so the grouped matmuls keep their inputs: the
+        # routed tokens for gate_up (once), the activated ones for down
+        k = shape.experts_per_token
+        total += p * k * (h * bool(roles & _FUSED_GATE_UP & trainable.adapted_roles)
+                          + shape.moe_intermediate_size * ("expert_down" in trainable.adapted_roles))
+    return total
+
+
+def eager_score_bytes(shape: ModelShape, s: TrainingSettings) -> float:
+    """Per token, per key, per layer: eager attention keeps the fp32 softmax and its 16-bit copy
+    (transformers' eager_attention_forward); sdpa and flash recompute them in backward."""
+    return shape.num_heads * (4 + s.compute_bytes) if s.attention == "eager" else 0.0
+
+
+@dataclass(frozen=True)
+class ActivationModel:
+    """Per-token bytes for the seq-dependent parts of a step; `*_per_key` terms grow with seq."""
+
+    all_layers: float  # everything saved for backward, every layer
+    largest_layer: float  # one layer recomputed under checkpointing
+    scores_per_key: float  # eager scores of one layer, per key
+    layers_with_scores: int  # layers whose scores stay saved (0 under selective checkpointing)
+    checkpoints: float  # the layer inputs that checkpointing keeps
+    transient: float  # one layer's backward temporaries
+    transient_per_key: float  # eager: the fp32 gradient of the softmax
+    loss_per_logit: float  # bytes per (token × vocab) at the loss peak
+    merged_experts: float = 0.0  # PEFT's folded expert stacks, all layers (bytes, not per token)
+    merged_experts_layer: float = 0.0  # one layer's, recomputed under checkpointing
+    merged_expert_grad: float = 0.0  # the largest folded stack's gradient, in backward
+    head_cast: float = 0.0  # autocast's 16-bit copy of an fp32 output head, kept for its backward
+
+    def saved_per_token(self, checkpointing: str, seq: int) -> float:
+        if checkpointing == "full":
+            return self.checkpoints
+        return self.all_layers + self.layers_with_scores * self.scores_per_key * seq
+
+    def transient_per_token(self, seq: int) -> float:
+        return self.transient + self.transient_per_key * seq
+
+
+def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
+                     c: TrainingConstants) -> ActivationModel:
+    p = s.compute_bytes
+    fp32_head = s.upcast_unquantized and not s.embeddings_16bit
+    groups = shape.layer_groups()
+    per_layer = {layer: layer_activation_bytes(shape, layer, s, trainable) for layer, _ in groups}
+    merged = {layer: merged_expert_bytes(shape, layer, s, trainable) for layer, _ in groups}
+    # selective checkpointing recomputes only the attention scores (Korthikanti et al. 2022)
+    return ActivationModel(
+        all_layers=sum(n * per_layer[layer] for layer, n in groups)
+        + stream_bytes(s) * shape.hidden_size * 2,  # + final norm input and lm_head input
+        largest_layer=max(per_layer.values()),
+        scores_per_key=eager_score_bytes(shape, s),
+        layers_with_scores=0 if s.checkpointing == "selective" else shape.num_layers,
+        checkpoints=stream_bytes(s) * shape.hidden_size * (shape.num_layers + 2),
+        transient=p * c.backward_ffn_copies * ffn_width(shape),
+        transient_per_key=4 * shape.num_heads if s.attention == "eager" else 0.0,
+        # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
+        loss_per_logit=c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p),
+        merged_experts=sum(n * merged[layer][0] for layer, n in groups),
+        merged_experts_layer=max(both for both, _ in merged.values()),
+        merged_expert_grad=max(largest for _, largest in merged.values()),
+        head_cast=p * shape.vocab_size * shape.hidden_size
+        if fp32_head and s.precision == "mixed" else 0.0,
+    )
+
+

@@ -1,0 +1,229 @@
+"""A training step's memory per GPU, counted from the model's tensors.
+
+The peak is the largest of four moments of a step, each the sum of what is alive then:
+- `loss`: backward through cross-entropy: weights, optimizer states (kept from the last step),
+  the activations saved for backward and the fp32 loss buffers over the logits;
+- `first_layer_backward`: the loss buffers are freed; the last block (recomputed under
+  checkpointing) runs backward with every saved activation still alive and few gradients;
+- `last_layer_backward`: the first block runs backward with nearly all gradients produced;
+- `optimizer_step`: weights, all gradients, optimizer states and the step's temporaries.
+Gradients are set to None after each step (torch's default since 2.0), so they only pile up
+during backward, unless gradient accumulation keeps them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vramest.inference.memory import Part
+from vramest.model.shapes import ModelShape
+from vramest.training.activations import ActivationModel
+from vramest.training.constants import TrainingConstants
+from vramest.training.settings import TrainingSettings
+from vramest.training.trainable import Trainable, base_format, optimizer_state_bytes, optimizer_step_temporary
+from vramest.units import (
+    format_bytes,
+)
+
+
+@dataclass(frozen=True)
+class TrainingPhase:
+    """What is alive at one moment of the step, per GPU."""
+
+    name: str
+    parts: tuple[Part, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(part.bytes for part in self.parts)
+
+    def get(self, name: str) -> int:
+        return next((part.bytes for part in self.parts if part.name == name), 0)
+
+    def to_json(self) -> dict[str, int]:
+        return {**{part.name: part.bytes for part in self.parts}, "total": self.total}
+
+
+@dataclass(frozen=True)
+class StaticMemory:
+    """The parts that do not depend on sequence length or micro-batch (per GPU, host)."""
+
+    frozen: Part
+    trainable: Part
+    gradients: Part
+    optimizer: Part
+    step_temporary: Part
+    gathered_layer: int  # ZeRO-3 / FSDP: a layer's 16-bit weights gathered while it runs
+    gathered_root: int  # FSDP: embeddings, final norm and head, gathered forward to backward
+    first_layer_gradients: int  # the output head's and one block's gradients
+    host_bytes: int
+    paged_bytes: int  # optimizer states that can spill to host (paged optimizers)
+
+
+def _root_bytes_per_element(s: TrainingSettings, weight_b: int) -> int:
+    """The embeddings' and head's storage: the training precision when they are trained, else
+    16 bit, or fp32 when prepare_model_for_kbit_training upcast them."""
+    if s.method not in ("lora", "qlora"):
+        return weight_b
+    if s.precision == "fp32" or (s.upcast_unquantized and not s.embeddings_16bit):
+        return 4
+    return 2
+
+
+def _shard(nbytes: float, shards: int) -> int:
+    return math.ceil(nbytes / shards)
+
+
+def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
+                  c: TrainingConstants) -> StaticMemory:
+    n = s.num_gpus
+    params = trainable.params
+    weight_b = 4 if s.precision == "fp32" else 2
+    grad_b = weight_b
+    master_b = 4 if s.precision == "mixed" else 0  # the fp32 master copy (ZeRO paper sec. 3.1)
+    states = optimizer_state_bytes(trainable.tensors, s, c) + master_b * params
+    step_tmp = optimizer_step_temporary(trainable.tensors, s, c)
+    # ZeRO stage k partitions: 1 optimizer states, 2 + gradients, 3 + parameters
+    # (Rajbhandari et al. 2020, sec. 5); FSDP FULL_SHARD is stage 3.
+    states_shards = n if s.zero_stage >= 1 else 1
+    grad_shards = n if s.zero_stage >= 2 else 1
+    param_shards = n if s.zero_stage >= 3 else 1
+    frozen = _shard(trainable.frozen_bytes, param_shards)
+    train_w = _shard(params * weight_b, param_shards)
+    grads = _shard(params * grad_b, grad_shards)
+    opt = _shard(states, states_shards)
+    tmp = _shard(step_tmp, states_shards)
+    host = 0
+    if s.offload in ("optimizer", "params"):
+        # ZeRO-Offload keeps fp32 master, states, gradients and the step on the CPU
+        # (Ren et al. 2021, sec. 4.1)
+        host += opt + grads
+        opt, grads, tmp = 0, 0, 0
+    if s.offload == "params":
+        host += frozen + train_w
+        frozen, train_w = 0, 0
+    gathered = root = 0
+    if (s.zero_stage == 3 and n > 1) or s.offload == "params":
+        everything = trainable.frozen_bytes + params * weight_b
+        if s.fsdp and n > 1:
+            # FSDP's root unit (embeddings, final norm and head, outside the wrapped blocks) is
+            # not resharded after forward: it stays gathered until backward ends
+            # (torch.distributed.fsdp _runtime_utils._post_forward skips the root)
+            root = round(sum(t.elements for t in shape.global_tensors())
+                         * _root_bytes_per_element(s, weight_b))
+            everything -= root
+        # the running block and the prefetched next one, gathered in their storage format
+        gathered = round(2 * everything / shape.num_layers)
+    block_params = sum(t.elements for t in trainable.tensors if t.layer is not None)
+    blocks = min(s.trainable_layers, shape.num_layers) if s.method == "freeze" else shape.num_layers
+    head = sum(t.elements for t in trainable.tensors
+               if t.role == "lm_head" or (t.role == "embedding" and shape.tie_embeddings))
+    first_grads = min(grads, _shard((block_params / blocks + head) * grad_b, grad_shards))
+    paged = opt if s.optimizer.startswith("paged") else 0
+    fmt = base_format(shape, s)
+    what = {"lora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
+            "qlora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
+            "freeze": f"the last {s.trainable_layers} layers", "full": "every parameter"}[s.method]
+    shard_note = lambda k: f" ÷ {n} GPUs" if k > 1 else ""  # noqa: E731
+    upcast_note = ""
+    if s.upcast_unquantized and s.method in ("lora", "qlora"):
+        upcast_note = ("; then what is not quantized made fp32, embeddings and head cast back"
+                       if s.embeddings_16bit else "; then all that is not quantized made fp32")
+    return StaticMemory(
+        frozen=Part("frozen_weights", frozen,
+                    f"base weights in {fmt.name} ({fmt.description}{upcast_note})"
+                    f"{shard_note(param_shards)}"
+                    f" = {format_bytes(frozen)}" if trainable.frozen_bytes else "none frozen"),
+        trainable=Part("trainable_weights", train_w,
+                       f"{params:,} trainable params ({what}) × {weight_b} B"
+                       f"{shard_note(param_shards)} = {format_bytes(train_w)}"),
+        gradients=Part("gradients", grads, f"{params:,} × {grad_b} B{shard_note(grad_shards)}"
+                       f"{' (on the host)' if s.offload != 'none' else ''} = "
+                       f"{format_bytes(grads)}"),
+        optimizer=Part("optimizer_states", opt,
+                       f"{s.optimizer} states{' + fp32 master 4 B/param' if master_b else ''}"
+                       f"{shard_note(states_shards)}"
+                       f"{' (on the host)' if s.offload != 'none' else ''} = {format_bytes(opt)}"),
+        step_temporary=Part("temporary", tmp, f"optimizer step temporaries = {format_bytes(tmp)}"),
+        gathered_layer=gathered, gathered_root=root, first_layer_gradients=first_grads,
+        host_bytes=host * n, paged_bytes=paged,
+    )
+
+
+def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: ActivationModel,
+           seq: int, micro_batch: int) -> tuple[TrainingPhase, ...]:
+    """The four moments of a step (see the module docstring), per GPU. Under sequence
+    parallelism a GPU holds its share of the tokens; Ulysses attention gives it every key for
+    its share of the heads, so the eager scores are tokens per GPU × all keys."""
+    tokens = s.tokens_per_gpu(seq, micro_batch)
+    saved = round(tokens * act.saved_per_token(s.checkpointing, seq))
+    one_layer = round(tokens * (act.largest_layer + act.scores_per_key * seq)
+                      + act.merged_experts_layer)
+    if s.checkpointing == "full":
+        saved_how = f"checkpointed layer inputs {act.checkpoints:,.0f} B/token"
+        first_saved = saved + one_layer  # the recomputed block sits on top of the checkpoints
+        last_saved = round(tokens * act.checkpoints / (shape.num_layers + 2)) + one_layer
+    else:
+        saved_how = f"{act.all_layers:,.0f} B/token over {shape.num_layers} layers"
+        if s.checkpointing == "selective":
+            saved_how += " (attention scores recomputed)"
+        saved += round(act.merged_experts)
+        first_saved = saved
+        last_saved = one_layer
+    if act.merged_experts:
+        saved_how += (f" + LoRA-folded expert weights {format_bytes(act.merged_experts_layer)} "
+                      "per MoE layer" + (" (recomputed layer)" if s.checkpointing == "full"
+                                         else ""))
+    if act.scores_per_key and act.layers_with_scores:
+        saved_how += f" + eager scores {act.scores_per_key:g} B × {seq} keys per layer"
+    logits = round(tokens * shape.vocab_size * act.loss_per_logit + act.head_cast)
+    transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad) + \
+        static.gathered_layer + static.gathered_root
+    root = (f" + gathered embeddings and head {format_bytes(static.gathered_root)}"
+            if static.gathered_root else "")
+    gathered = (f" + gathered layer weights {format_bytes(static.gathered_layer)}"
+                if static.gathered_layer else "") + root
+    # at the loss FSDP has resharded every block (the last one after its forward); ZeRO-3
+    # fetches per module and is counted with a running and a prefetched block throughout
+    at_loss = static.gathered_root if static.gathered_root else static.gathered_layer
+    at_loss_how = root if static.gathered_root else gathered
+    accumulating = s.grad_accumulation > 1
+    no_grads = static.gradients.bytes if accumulating else 0
+    first_grads = static.gradients.bytes if accumulating else static.first_layer_gradients
+
+    def grads(nbytes: int, when: str) -> Part:
+        return Part("gradients", nbytes, f"{when} = {format_bytes(nbytes)}")
+
+    def acts(nbytes: int, how: str) -> Part:
+        return Part("activations", nbytes, f"{tokens:,} tokens × {how} = {format_bytes(nbytes)}")
+
+    base = (static.frozen, static.trainable)
+    none = (Part("logits", 0, "freed"),)
+    return (
+        TrainingPhase("loss", (*base, grads(no_grads, "kept by gradient accumulation" if accumulating
+                                    else "none yet (freed after the last step)"),
+                       static.optimizer, acts(saved, saved_how),
+                       Part("logits", logits, f"{tokens:,} tokens × vocab {shape.vocab_size:,} × "
+                            f"{act.loss_per_logit:g} B (16-bit logits + fp32 log-softmax, its "
+                            f"gradient in and out)"
+                            + (f" + autocast's 16-bit copy of the fp32 head "
+                               f"{format_bytes(act.head_cast)}" if act.head_cast else "")
+                            + f" = {format_bytes(logits)}"),
+                       Part("temporary", at_loss, f"none{at_loss_how}"))),
+        TrainingPhase("first_layer_backward", (*base, grads(first_grads, "the output head's and one "
+                                                    "block's"), static.optimizer,
+                                       acts(first_saved, saved_how + " + one block in backward"),
+                                       *none, Part("temporary", transient,
+                                                   f"backward buffers of one block{gathered} = "
+                                                   f"{format_bytes(transient)}"))),
+        TrainingPhase("last_layer_backward", (*base, grads(static.gradients.bytes, "nearly all"),
+                                      static.optimizer, acts(last_saved, "one block's saved "
+                                                             "activations"),
+                                      *none, Part("temporary", transient,
+                                                  f"backward buffers of one block{gathered} = "
+                                                  f"{format_bytes(transient)}"))),
+        TrainingPhase("optimizer_step", (*base, static.gradients, static.optimizer,
+                                 Part("activations", 0, "freed"), *none, static.step_temporary)),
+    )
+
+

@@ -1,0 +1,244 @@
+"""What a fine-tuning run is: method, precision, optimizer, LoRA targets, and the
+checks on each."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vramest.errors import InputError, require_text
+from vramest.model.precisions import (
+    LINEAR_ROLES,
+    weight_format,
+)
+from vramest.units import (
+    parse_positive_int,
+    parse_tokens,
+)
+
+METHODS = ("full", "freeze", "lora", "qlora")
+PRECISIONS = ("mixed", "bf16", "fp32")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd", "sgd-momentum",
+              "adafactor")
+CHECKPOINTING = ("none", "full", "selective")
+ATTENTIONS = ("sdpa", "flash", "eager")
+OFFLOADS = ("none", "optimizer", "params")
+# How a model's code holds routed experts: one fused 3-D parameter per projection
+# (transformers >= 5) or an nn.Linear per expert (transformers 4, most other frameworks).
+EXPERT_LAYOUTS = ("fused", "separate")
+# What becomes fp32 of a quantized base: nothing; all that bitsandbytes left 16-bit (PEFT's
+# prepare_model_for_kbit_training); or that, less the embeddings and head (TRL's SFTTrainer, bf16)
+UPCAST_SCOPES = ("none", "peft", "trl")
+PART_NAMES = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
+              "activations", "logits", "temporary")
+
+# LoRA targets: short names (and Hugging Face module names) → tensor roles of vramest.model.shapes.
+_TARGET_ROLES: dict[str, frozenset[str]] = {
+    "q": frozenset({"attn_q", "attn_q_a", "attn_q_b"}),
+    "k": frozenset({"attn_k"}),
+    "v": frozenset({"attn_v"}),
+    "kv": frozenset({"attn_kv_a", "attn_kv_b"}),
+    "qkv": frozenset({"attn_qkv"}),
+    "o": frozenset({"attn_o"}),
+    "gate": frozenset({"ffn_gate", "expert_gate", "shared_gate"}),
+    "up": frozenset({"ffn_up", "expert_up", "shared_up"}),
+    "down": frozenset({"ffn_down", "expert_down", "shared_down"}),
+    "router": frozenset({"router"}),
+}
+_TARGET_ALIASES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "out_proj": "o",
+                   "output_proj": "o", "gate_proj": "gate", "up_proj": "up", "down_proj": "down",
+                   "w1": "gate", "w3": "up", "w2": "down", "c_attn": "qkv", "query_key_value": "qkv"}
+_ATTENTION_TARGETS = ("q", "k", "v", "kv", "qkv", "o")
+_MLP_TARGETS = ("gate", "up", "down")
+TARGET_PRESETS: dict[str, tuple[str, ...]] = {
+    # PEFT's all-linear: every block linear, an MoE router included
+    "all-linear": _ATTENTION_TARGETS + _MLP_TARGETS + ("router",),
+    "attention": _ATTENTION_TARGETS,
+    "qv": ("q", "v", "qkv"),
+    "mlp": _MLP_TARGETS,
+}
+_ATTN_INPUT_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_q_a", "attn_kv_a"})
+_MLP_INPUT_ROLES = frozenset({"ffn_gate", "ffn_up", "expert_gate", "expert_up", "shared_gate",
+                              "shared_up", "router"})
+_DOWN_ROLES = frozenset({"ffn_down", "expert_down", "shared_down"})
+_MATMUL_ROLES = LINEAR_ROLES | {"lm_head", "router"}
+_EMBEDDING_ROLES = frozenset({"embedding", "position_embedding", "lm_head"})
+
+_MAX_SEARCH_SEQ = 1 << 22
+_MAX_SEARCH_BATCH = 1 << 14
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    method: str = "full"
+    precision: str = "mixed"
+    optimizer: str = "adamw"
+    seq: int = 2048
+    micro_batch: int = 1
+    grad_accumulation: int = 1
+    checkpointing: str = "none"
+    attention: str = "sdpa"
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = TARGET_PRESETS["all-linear"]
+    lora_dropout: bool = False
+    base_dtype: str = "bf16"
+    upcast_unquantized: bool = False  # PEFT prepare_model_for_kbit_training: the rest in fp32
+    # TRL's SFTTrainer (bf16) then casts the embeddings and the output head back to 16 bit
+    # and keeps the norms fp32 (trl.trainer.utils.peft_module_casting_to_bf16)
+    embeddings_16bit: bool = False
+    trainable_layers: int = 2
+    zero_stage: int = 0
+    fsdp: bool = False  # stage 3 as PyTorch FSDP runs it (the root unit stays gathered)
+    num_gpus: int = 1
+    offload: str = "none"
+    moe_experts: str = "fused"
+    # DeepSpeed Ulysses / context parallelism: each sequence's tokens split over this many GPUs
+    sequence_parallel: int = 1
+
+    @property
+    def upcast_scope(self) -> str:
+        if not self.upcast_unquantized:
+            return "none"
+        return "trl" if self.embeddings_16bit else "peft"
+
+    @property
+    def fused_experts(self) -> bool:
+        return self.moe_experts == "fused"
+
+    @property
+    def compute_bytes(self) -> int:
+        return 4 if self.precision == "fp32" else 2
+
+    @property
+    def tokens(self) -> int:
+        return self.seq * self.micro_batch
+
+    def tokens_per_gpu(self, seq: int, micro_batch: int) -> int:
+        """The tokens one GPU holds: its share of every sequence under sequence parallelism."""
+        return math.ceil(seq / self.sequence_parallel) * micro_batch
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method, "precision": self.precision, "optimizer": self.optimizer,
+            "seq": self.seq, "micro_batch": self.micro_batch,
+            "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
+            "attention": self.attention, "zero_stage": self.zero_stage,
+            "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
+            "offload": self.offload, "base_dtype": self.base_dtype,
+        }
+        if self.method in ("lora", "qlora"):
+            out.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets),
+                       lora_dropout=self.lora_dropout, upcast_unquantized=self.upcast_unquantized,
+                       upcast_scope=self.upcast_scope)
+        if self.method == "freeze":
+            out["trainable_layers"] = self.trainable_layers
+        out["moe_experts"] = self.moe_experts
+        return out
+
+
+def _choice(value: str, accepted: Iterable[str], flag: str) -> str:
+    key = str(value).strip().lower()
+    accepted = tuple(accepted)
+    if key not in accepted:
+        raise InputError(f"Unknown {flag} {value!r}; accepted: {', '.join(accepted)}.")
+    return key
+
+
+def parse_targets(text: str | Iterable[str]) -> tuple[str, ...]:
+    """'all-linear', 'attention', 'qv', 'mlp', or a list such as 'q,v' or 'q_proj,v_proj'."""
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
+    names: list[str] = []
+    for item in filter(None, items):
+        if item in TARGET_PRESETS:
+            names.extend(TARGET_PRESETS[item])
+            continue
+        name = _TARGET_ALIASES.get(item, item)
+        if name not in _TARGET_ROLES:
+            raise InputError(f"Unknown --lora-targets entry {item!r}; accepted: "
+                             f"{', '.join(TARGET_PRESETS)} or a list of "
+                             f"{', '.join(_TARGET_ROLES)} (or q_proj, v_proj, ...).")
+        names.append(name)
+    if not names:
+        raise InputError("--lora-targets is empty; give all-linear, attention, qv, mlp or a list "
+                         "such as q,v.")
+    return tuple(dict.fromkeys(names))
+
+
+def _checkpointing(value: bool | str | None) -> str:
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "full"
+    return _choice(value, CHECKPOINTING, "--grad-checkpointing")
+
+
+def make_settings(*, method: str = "full", precision: str | None = None,
+                  optimizer: str = "adamw", seq: str | int = 2048, micro_batch: str | int = 1,
+                  grad_accumulation: str | int = 1, grad_checkpointing: bool | str | None = False,
+                  attention: str = "sdpa", lora_rank: str | int = 16,
+                  lora_targets: str | Iterable[str] = "all-linear", lora_dropout: bool = False,
+                  base_dtype: str | None = None, upcast_unquantized: bool | str = False,
+                  trainable_layers: str | int = 2,
+                  zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
+                  offload: str | None = None, moe_experts: str = "fused",
+                  sequence_parallel: str | int = 1) -> TrainingSettings:
+    """Validate and normalise the inputs; every bad value is one InputError sentence."""
+    require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
+                 base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
+    if not isinstance(lora_targets, str) and not (
+            isinstance(lora_targets, (list, tuple)) and all(isinstance(t, str) for t in lora_targets)):
+        raise InputError("lora_targets must be text such as 'all-linear' or 'q,v', or a list of "
+                         f"names, not {type(lora_targets).__name__}.")
+    method = _choice(method, METHODS, "--method")
+    if isinstance(upcast_unquantized, str):
+        upcast = _choice(upcast_unquantized, UPCAST_SCOPES, "--upcast-unquantized")
+    else:
+        upcast = "peft" if upcast_unquantized else "none"
+    precision = _choice(precision or "mixed", PRECISIONS, "--precision")
+    optimizer = _choice(optimizer, OPTIMIZERS, "--optimizer")
+    stage = int(_choice(str(zero), ("0", "1", "2", "3"), "--zero"))
+    if fsdp:
+        if stage not in (0, 3):
+            raise InputError(f"--fsdp shards like ZeRO stage 3; it cannot be combined with --zero "
+                             f"{stage}.")
+        stage = 3
+    offload_kind = _choice(offload or "none", OFFLOADS, "--offload")
+    if offload_kind != "none" and stage == 0:
+        raise InputError("--offload needs sharding: add --zero 1, 2 or 3 (or --fsdp).")
+    if offload_kind == "params" and stage != 3:
+        raise InputError("--offload params needs --zero 3 or --fsdp (only stage 3 partitions the "
+                         "parameters).")
+    gpus = parse_positive_int(num_gpus, what="--num-gpus", maximum=100_000)
+    sp = parse_positive_int(sequence_parallel, what="--sequence-parallel", maximum=100_000)
+    if gpus % sp:
+        raise InputError(f"--sequence-parallel {sp} must divide --num-gpus {gpus}: each group of "
+                         f"{sp} GPUs splits a sequence.")
+    if base_dtype is None:
+        base_dtype = "nf4" if method == "qlora" else ("fp32" if precision == "fp32" else "bf16")
+    fmt = weight_format(base_dtype)
+    if method == "qlora" and not fmt.is_quantized:
+        raise InputError(f"--method qlora trains on a quantized base; --base-dtype {base_dtype} is "
+                         "not quantized (use nf4, bnb-nf4-dq, int8 or gptq-int4, or --method lora).")
+    if upcast != "none" and not fmt.is_quantized:
+        raise InputError(f"--upcast-unquantized prepares a quantized base; this one is "
+                         f"{fmt.name} (use --method qlora or a quantized --base-dtype).")
+    return TrainingSettings(
+        method=method, precision=precision, optimizer=optimizer,
+        seq=parse_tokens(seq, what="--seq"),
+        micro_batch=parse_positive_int(micro_batch, what="--micro-batch"),
+        grad_accumulation=parse_positive_int(grad_accumulation, what="--grad-accumulation"),
+        checkpointing=_checkpointing(grad_checkpointing),
+        attention=_choice(attention, ATTENTIONS, "--attn"),
+        lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
+        lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),
+        base_dtype=fmt.name, upcast_unquantized=upcast != "none" and fmt.is_quantized,
+        embeddings_16bit=upcast == "trl" and fmt.is_quantized,
+        trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
+                                            maximum=10_000),
+        zero_stage=stage, fsdp=bool(fsdp), num_gpus=gpus, sequence_parallel=sp,
+        offload=offload_kind, moe_experts=_choice(moe_experts, EXPERT_LAYOUTS, "--moe-experts"),
+    )
+
+
