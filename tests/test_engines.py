@@ -26,23 +26,23 @@ def test_vllm_weights_within_3_percent(memory_rows: list[dict[str, str]]) -> Non
     assert _median(accuracy.vllm_weights(memory_rows)) < 0.03
 
 
-def test_vllm_kv_cache_and_concurrency_within_10_percent(memory_rows: list[dict[str, str]]) -> None:
+def test_vllm_kv_cache_and_concurrency_within_5_percent(memory_rows: list[dict[str, str]]) -> None:
     """'# GPU blocks', 'GPU KV cache size', 'Maximum concurrency' lines of vLLM V0/V1 logs on an
     RTX 3090, RTX A6000 and H100 (Llama 3/3.1 8B, Mistral 7B, OPT-125m, GPTQ/AWQ 7B, phi-2)."""
     rows = accuracy.vllm_engine_rows(memory_rows)
     kv = [c for c in rows if c.quantity in ("kv_cache_size", "gpu_kv_blocks", "kv_cache_tokens")]
     concurrency = [c for c in rows if c.quantity == "max_concurrency"]
     assert len(kv) >= 8 and concurrency
-    assert _median(kv) < 0.10
-    assert _median(concurrency) < 0.10
+    assert _median(kv + concurrency) < 0.05  # the README states 4.4%, worst 6.5%
+    assert max(abs(c.error) for c in kv + concurrency) < 0.08
 
 
 def test_llamacpp_buffers_match_the_logs(memory_rows: list[dict[str, str]]) -> None:
     """llama.cpp's compute (GPU and host) and output buffers, CUDA and Metal builds."""
     rows = accuracy.llamacpp_engine_rows(memory_rows)
     assert len(rows) >= 30
-    assert _median(rows) < 0.01
-    assert max(abs(c.error) for c in rows) < 0.05
+    assert _median(rows) < 0.005  # the README states 0.1%, worst 2.5%
+    assert max(abs(c.error) for c in rows) < 0.03
 
 
 def test_flash_attention_removes_the_score_matrix() -> None:
@@ -120,8 +120,8 @@ def test_transformers_generate_peak_matches_the_optimum_benchmark(
     peaks of device memory. Generation keeps a second cache's worth reserved."""
     rows = accuracy.hf_engine_rows(memory_rows)
     assert len(rows) == 20
-    assert _median(rows) < 0.05
-    assert max(abs(c.error) for c in rows) < 0.10
+    assert _median(rows) < 0.025  # the README states 2.0%, worst 6.6%
+    assert max(abs(c.error) for c in rows) < 0.07
 
 
 def test_gemma2_runs_eager_in_transformers() -> None:
