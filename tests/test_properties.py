@@ -101,3 +101,16 @@ def test_the_training_api_answers_junk_with_input_errors(kwargs: dict) -> None:
 
     with contextlib.suppress(InputError):
         estimate_training(model="meta-llama/Llama-3.1-8B", **kwargs)
+
+
+def test_the_typed_request_and_the_keyword_form_answer_alike() -> None:
+    """vramest.run(EstimateRequest(...)) is what vramest.estimate(**kwargs) calls."""
+    import vramest
+
+    request = vramest.EstimateRequest(
+        vramest.ModelQuery(model="llama-3.1-70b"), vramest.RunSettings(dtype="fp8", ctx="32k"),
+        vramest.Deployment(gpu="h100", num_gpus=2, engine="vllm"))
+    typed = vramest.run(request).to_json()
+    flat = vramest.estimate(model="llama-3.1-70b", dtype="fp8", ctx="32k", gpu="h100",
+                            num_gpus=2, engine="vllm").to_json()
+    assert typed == flat

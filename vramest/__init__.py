@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from vramest.api import estimate
+from vramest.api import EstimateRequest, ModelQuery, RunSettings, estimate, run
 from vramest.errors import InputError
+from vramest.inference.deploy import Deployment
 from vramest.inference.estimate import Estimate
 
-__all__ = ["CheckReport", "Estimate", "InputError", "check", "estimate"]
+__all__ = ["CheckReport", "Deployment", "Estimate", "EstimateRequest", "InputError", "ModelQuery",
+           "RunSettings", "check", "estimate", "run"]
 
 
 def __getattr__(name: str) -> Any:

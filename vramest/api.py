@@ -3,15 +3,51 @@ The CLI is a thin layer on this."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
-from typing import Any
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from vramest.errors import InputError, require_text
 from vramest.inference.constants import DEFAULTS, Constants
-from vramest.inference.deploy import place
+from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import Estimate, estimate_for
 from vramest.model.resolve import SHAPE_OVERRIDES, resolve_model
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int
+
+
+class ModelQuery(NamedTuple):
+    """Which model: a catalog name, a config or model files, a hub id, or a parameter count."""
+
+    params: str | int | None = None
+    model: str | None = None
+    family: str = "llama"  # the catalog series a bare parameter count borrows its shape from
+    active_params: str | int | None = None
+    overrides: tuple[tuple[str, int | None], ...] = ()  # shape overrides: (name, value)
+
+
+class RunSettings(NamedTuple):
+    """How one replica runs: precision, context, batch, attention, prefill chunk."""
+
+    dtype: str | None = None  # default: the model's own
+    kv_dtype: str | None = None  # default: the compute precision
+    ctx: str | int | None = None
+    batch: str | int = 1
+    attention: str = "sdpa"
+    prefill_chunk: str | int | None = None
+
+
+class EstimateRequest(NamedTuple):
+    """One estimate, as asked: which model, how it runs, where it is deployed, and whose
+    constants (a calibration profile, or the caller's own)."""
+
+    model: ModelQuery
+    run: RunSettings = RunSettings()
+    deployment: Deployment = Deployment()
+    profile: str | None = None
+    constants: Constants | None = None
+    constants_source: str = "defaults"
 
 
 def estimate(*, params: str | int | None = None, model: str | None = None,
@@ -26,55 +62,68 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              compare_gpus: bool = False, engine_options: dict[str, Any] | None = None,
              profile: str | None = None, **shape_overrides: int | None) -> Estimate:
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
-    runs there (or, with `compare_gpus`, the fewest cards of each common GPU). `profile`, a
-    calibration profile (`vramest calibrate`), replaces the constants it fitted; with
-    `gpu="local"` (or its device's name) speed uses the device figures it measured. Unset, the
-    profile stored for this machine is used if there is one (as the CLI does); "none" keeps
-    the shipped constants. The answer says which (`assumptions`, JSON `profile`).
+    runs there (or, with `compare_gpus`, the fewest cards of each common GPU). The keyword form
+    of `run(EstimateRequest(...))`. `profile`, a calibration profile (`vramest calibrate`),
+    replaces the constants it fitted; with `gpu="local"` (or its device's name) speed uses the
+    device figures it measured. Unset, the profile stored for this machine is used if there is
+    one (as the CLI does); "none" keeps the shipped constants. The answer says which
+    (`assumptions`, JSON `profile`).
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
-    require_text(model=model, dtype=dtype, kv_dtype=kv_dtype, family=family, attention=attention,
-                 gpu=gpu, engine=engine, hardware_file=hardware_file, profile=profile)
-    engine = engine or "generic"
-    unknown = set(shape_overrides) - set(SHAPE_OVERRIDES)
+    if engine_options is not None and not isinstance(engine_options, dict):
+        raise InputError("engine_options must be a dict of option names to values.")
+    options = tuple((k, v) for k, v in (engine_options or {}).items() if v is not None)
+    return run(EstimateRequest(
+        ModelQuery(params, model, family, active_params, tuple(shape_overrides.items())),
+        RunSettings(dtype, kv_dtype, ctx, batch, attention, prefill_chunk),
+        Deployment(gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file,
+                   engine or "generic", options, prompt, gen),
+        profile, constants, constants_source))
+
+
+def run(request: EstimateRequest) -> Estimate:
+    """The estimate for a request: resolve the model, add up one replica's memory, and place it
+    on hardware when the deployment asks for it."""
+    query, settings, deployment = request.model, request.run, request.deployment
+    require_text(model=query.model, dtype=settings.dtype, kv_dtype=settings.kv_dtype,
+                 family=query.family, attention=settings.attention, gpu=deployment.gpu,
+                 engine=deployment.engine, hardware_file=deployment.hardware_file,
+                 profile=request.profile)
+    unknown = {name for name, _ in query.overrides} - set(SHAPE_OVERRIDES)
     if unknown:
         raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "
                          f"{', '.join(SHAPE_OVERRIDES)}.")
-    shape_overrides = {name: None if value is None else parse_positive_int(
-        value, what=name, maximum=MAX_SHAPE_SIZE) for name, value in shape_overrides.items()}
-    info = resolve_model(params=params, model=model, family=family, active_params=active_params,
-                         overrides=shape_overrides)
+    overrides = {name: None if value is None else parse_positive_int(
+        value, what=name, maximum=MAX_SHAPE_SIZE) for name, value in query.overrides}
+    info = resolve_model(params=query.params, model=query.model, family=query.family,
+                         active_params=query.active_params, overrides=overrides)
+    constants, constants_source = request.constants, request.constants_source
     calibration = None
     engine_costs: dict[str, dict[str, float]] = {}
-    path, choice = _choose_profile(profile, constants is not None)
+    path, choice = _choose_profile(request.profile, constants is not None)
     if path is not None:
         from vramest.calibration.profile import load_profile
 
         loaded = load_profile(path)
-        precision = dtype or info.native_format or info.stored_format
+        precision = settings.dtype or info.native_format or info.stored_format
         constants, constants_source = loaded.apply(constants or DEFAULTS, precision), loaded.source
         calibration = loaded.calibration_json(precision)
-        gpu, hardware_file = loaded.placement(gpu, hardware_file)
+        gpu, hardware_file = loaded.placement(deployment.gpu, deployment.hardware_file)
+        deployment = deployment._replace(gpu=gpu, hardware_file=hardware_file)
         engine_costs = loaded.engine_for(precision)
-    result = estimate_for(info, dtype=dtype, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
-                          attention=attention, prefill_chunk=prefill_chunk,
-                          constants=constants, constants_source=constants_source)
+    result = estimate_for(info, dtype=settings.dtype, ctx=settings.ctx, batch=settings.batch,
+                          kv_dtype=settings.kv_dtype, attention=settings.attention,
+                          prefill_chunk=settings.prefill_chunk, constants=constants,
+                          constants_source=constants_source)
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration
     result = replace(result, extras=extras,
                      assumptions=(*result.assumptions, _PROFILE_NOTES[choice].format(path=path)))
-    options = {k: v for k, v in (engine_options or {}).items() if v is not None}
-    if gpu is None and not compare_gpus and not options and engine not in (
-            "llamacpp", "llamacpp-cli", "vllm"):
+    if not deployment.needs_hardware:
         return result
-    return place(result, gpu=gpu, num_gpus=num_gpus, pp=pp, reserve=reserve, max_ctx=max_ctx,
-                 max_batch=max_batch, prompt=prompt, gen=gen, engine=engine,
-                 hardware_file=hardware_file, engine_options=options, engine_costs=engine_costs,
-                 compare_gpus=compare_gpus)
-
-
+    return place(result, deployment, engine_costs)
 
 
 _PROFILE_NOTES = {
@@ -96,7 +145,31 @@ def _choose_profile(profile: str | None, constants_given: bool) -> tuple[str | N
         return profile, "given"
     if constants_given:  # a caller's own constants are not silently replaced
         return None, "explicit"
+    found = _stored_profile(_profile_dir())
+    return (None, "none stored") if found is None else (found, "stored")
+
+
+def _profile_dir() -> str:
+    """Where stored profiles live (calibration.profile.user_profile_dir, without pathlib: this
+    runs on every estimate)."""
+    env = os.environ.get("VRAMEST_PROFILE_DIR")
+    if env:
+        return env
+    root = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(root, "vramest", "profiles")
+
+
+def _stored_profile(folder: str) -> str | None:
+    try:
+        changed = os.stat(folder).st_mtime_ns  # a profile written or removed changes the folder
+    except OSError:
+        return None
+    return _matching_profile(folder, changed)
+
+
+@lru_cache(maxsize=8)
+def _matching_profile(folder: str, _changed: int) -> str | None:
     from vramest.calibration.profile import find_matching_profile
 
-    found = find_matching_profile()
-    return (None, "none stored") if found is None else (str(found), "stored")
+    found = find_matching_profile(Path(folder))
+    return None if found is None else str(found)

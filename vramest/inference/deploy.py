@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
@@ -25,12 +25,35 @@ from vramest.model.precisions import kv_format, weight_format
 from vramest.units import parse_positive_int, parse_tokens
 
 
-def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | str = 1,
-          reserve: str | float | None = None, max_ctx: bool = False, max_batch: bool = False,
-          prompt: str | int | None = None, gen: str | int = 128, engine: str = "generic",
-          hardware_file: str | None = None, engine_options: dict[str, object] | None = None,
-          compare_gpus: bool = True,
+class Deployment(NamedTuple):
+    """Where an estimate runs and how it is served, as the caller gave it; place() checks it."""
+
+    gpu: str | None = None  # None: the fewest cards of each common GPU (with compare_gpus)
+    num_gpus: int | str = 1  # all GPUs: tensor parallel = num_gpus / pp
+    pp: int | str = 1
+    reserve: str | float | None = None  # memory kept free per GPU: "10%", 0.1 or "2GiB"
+    max_ctx: bool = False  # search the longest context that fits
+    max_batch: bool = False  # search the most concurrent sequences that fit
+    compare_gpus: bool = False
+    hardware_file: str | None = None
+    engine: str = "generic"
+    engine_options: tuple[tuple[str, object], ...] = ()
+    prompt: str | int | None = None  # the request the speed is for (default: the context)
+    gen: str | int = 128
+
+    @property
+    def needs_hardware(self) -> bool:
+        """Whether the estimate must be placed at all (a GPU, a table, or an engine's view)."""
+        return (self.gpu is not None or self.compare_gpus or bool(self.engine_options)
+                or self.engine in ("llamacpp", "llamacpp-cli", "vllm"))
+
+
+def place(est: Estimate, where: Deployment,
           engine_costs: dict[str, dict[str, float]] | None = None) -> Estimate:
+    """Fit per GPU, speed, and the engine's own start-up figures (or the GPU table)."""
+    (gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file, engine,
+     option_pairs, prompt, gen) = where
+    engine_options = dict(option_pairs)
     db = load_hardware(hardware_file)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
     stages = parse_positive_int(pp, what="--pp", maximum=4096)
@@ -54,12 +77,12 @@ def place(est: Estimate, *, gpu: str | None, num_gpus: int | str = 1, pp: int | 
                 fit_plan.max_ctx > est.model.shape.max_context:
             assumptions.append(f"The longest context that fits ({fit_plan.max_ctx}) is beyond "
                                f"the model's trained {est.model.shape.max_context} tokens.")
-        report = engine_report(est, engine_.name, engine_options or {}, device, fit_plan.tp,
+        report = engine_report(est, engine_.name, engine_options, device, fit_plan.tp,
                                fit_plan.usable_bytes)
         fit_plan = _engine_fit(fit_plan, report)
         return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
                        engine_report=report)
-    report = engine_report(est, engine_.name, engine_options or {}, None, 1, None)
+    report = engine_report(est, engine_.name, engine_options, None, 1, None)
     if not compare_gpus:
         return replace(est, engine_report=report, assumptions=tuple(assumptions))
     options = tuple(fewest_gpus(est, device, reserve_) for device in db.common())
