@@ -34,7 +34,7 @@ FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
                 "kv_cache_bytes": "vLLM KV", "weights_bytes": "vLLM weights",
                 "compute_buffer_gpu_bytes": "llama.cpp buffers",
                 "loading_peak_bytes": "transformers peak", "peak_bytes": "training peak",
-                "tokens_per_s": "tokens/s"}
+                "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s"}
 _UNIT_BYTES = (("GiB", GIB), ("MiB", MIB), ("GB", 10**9))
 # vLLM made its V1 engine the default in 0.8.0 (release notes of v0.8.0,
 # https://github.com/vllm-project/vllm/releases/tag/v0.8.0); earlier releases ran V0.
@@ -62,6 +62,8 @@ class Case:
     num_gpus: int = 1
     ctx: int | None = None
     batch: int = 1
+    prompt: int | None = None  # the request a speed figure is for
+    gen: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     figure: dict[str, Any] | None = None
@@ -158,12 +160,14 @@ def _replay_inference(case: Case) -> Replay:
     options = _engine_options(case)
     est = estimate(model=case.model, dtype=case.dtype, kv_dtype=case.kv_dtype, ctx=case.ctx,
                    batch=case.batch, gpu=case.gpu, num_gpus=case.num_gpus,
-                   engine=case.engine, engine_options=options)
+                   engine=case.engine, engine_options=options, prompt=case.prompt,
+                   gen=case.gen or 128)
     assert est.fit is not None  # a GPU was named
     predicted = measured = None
     if case.figure:
         metric = case.figure["metric"]
-        value = getattr(est.engine_report, metric, None)
+        source = est.throughput if metric.endswith("tokens_per_s") else est.engine_report
+        value = getattr(source, metric, None)
         if value is None:
             return Replay(case, est.fit.fits, est.fit.verdict,
                           reason=f"no {metric} in the {case.engine} estimate")
