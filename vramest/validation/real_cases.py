@@ -161,7 +161,7 @@ def _replay_inference(case: Case) -> Replay:
     est = estimate(model=case.model, dtype=case.dtype, kv_dtype=case.kv_dtype, ctx=case.ctx,
                    batch=case.batch, gpu=case.gpu, num_gpus=case.num_gpus,
                    engine=case.engine, engine_options=options, prompt=case.prompt,
-                   gen=case.gen or 128)
+                   gen=case.gen or 128, profile="none")  # shipped constants: not this machine's
     assert est.fit is not None  # a GPU was named
     predicted = measured = None
     if case.figure:
