@@ -47,6 +47,10 @@ BANDS: dict[str, ErrorBand] = {
         "transformers peak", 0.065, "memory per GPU",
         "p90 of |error| = 6.2% over 23 transformers peak rows (peak allocated and optimum's GPTQ "
         "benchmark; memory.csv), rounded up"),
+    "training": ErrorBand(
+        "training peak", 0.33, "the training step's peak per GPU",
+        "p90 of |error| = 32.1% over 102 measured training peaks (training.csv, "
+        "vramest.validation.training.peak_comparisons), rounded up"),
 }
 ENGINE_BANDS = {"vllm": "vllm", "llamacpp": "llamacpp", "llamacpp-cli": "llamacpp",
                 "hf": "generic", "generic": "generic", "trtllm": "generic"}

@@ -40,9 +40,28 @@ class Fit:
     max_seq: int | None
     max_micro_batch: int | None
 
+    @property
+    def error_band_bytes(self) -> int:
+        from vramest.inference.verdict import BANDS
+
+        return round(BANDS["training"].fraction * self.required_bytes)
+
+    @property
+    def verdict(self) -> str | None:
+        """fits / tight / does-not-fit, with the measured error of training peaks as the band."""
+        from vramest.inference.verdict import verdict
+
+        if self.headroom_bytes is None:
+            return None
+        return verdict(self.headroom_bytes, self.error_band_bytes)
+
     def to_json(self) -> dict[str, Any]:
+        from vramest.inference.verdict import BANDS
+
+        band = BANDS["training"].to_json(self.error_band_bytes) if self.verdict else None
         return {"device": self.device, "usable_bytes": self.usable_bytes,
                 "required_bytes": self.required_bytes, "fits": self.fits,
+                "verdict": self.verdict, "error_band": band,
                 "headroom": self.headroom_bytes, "max_seq": self.max_seq,
                 "max_micro_batch": self.max_micro_batch}
 

@@ -183,7 +183,7 @@ def _replay_training(case: Case) -> Replay:
     predicted = measured = None
     if case.figure:
         predicted, measured = float(est.fit.required_bytes), _measured(case.figure)
-    return Replay(case, est.fit.fits, None, predicted, measured)
+    return Replay(case, est.fit.fits, est.fit.verdict, predicted, measured)
 
 
 def replay_all(cases: Iterable[Case]) -> list[Replay]:
