@@ -11,7 +11,7 @@ from vramest.hardware.database import Device, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.model.shapes import ModelShape
-from vramest.training.activations import ActivationModel, activation_model
+from vramest.training.activations import ActivationModel, activation_model, stream_bytes
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
 from vramest.training.memory import StaticMemory, TrainingPhase, phases, static_memory
 from vramest.training.settings import (
@@ -173,6 +173,10 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     act = activation_model(shape, s, trainable, c)
     m = _Model(shape, s, trainable, static, act)
     moments = phases(shape, s, static, act, s.seq, s.micro_batch)
+    # offloaded checkpointing keeps every block's input in host memory
+    offloaded = (s.tokens_per_gpu(s.seq, s.micro_batch) * s.sequences_per_example
+                 * stream_bytes(s) * shape.hidden_size * shape.num_layers
+                 if s.checkpointing == "offloaded" else 0)
     peak_total = max(phase.total for phase in moments)
 
     device_name, usable, peak_flops, flops_source = None, None, None, "no --gpu given"
@@ -205,7 +209,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     throughput = _throughput(shape, s, trainable, peak_flops, flops_source, token_count, c)
     return TrainingEstimate(
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
-        cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes,
+        cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes + offloaded,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
         assumptions=_assumptions(info, s, trainable, static, c) + device_notes, constants=c,
         devices=options)
