@@ -199,6 +199,7 @@ class SplitScore:
     worked_agree: int
     worked_scored: int
     tight: int
+    wrong_but_tight: int  # boolean verdicts that were wrong but flagged 'tight'
     median_error: dict[str, tuple[float, int]]  # kind -> (median |error|, rows)
     not_expressible: dict[str, int]  # reason -> cases
 
@@ -235,6 +236,7 @@ def score(replays: Iterable[Replay], split: str) -> SplitScore:
         split, sum(bool(r.agrees) for r in failed), len(failed),
         sum(bool(r.agrees) for r in worked), len(worked),
         sum(r.verdict == "tight" for r in scored),
+        sum(r.verdict == "tight" and r.agrees is False for r in scored),
         {kind: (statistics.median(values), len(values)) for kind, values in errors.items()},
         dict(Counter(_reason_class(r.reason) for r in chosen if r.fits is None)))
 
@@ -249,7 +251,8 @@ def report_lines(path: Path = DEFAULT_CASES) -> list[str]:
         lines.append(f"  [{split}] verdict agreement: OOM/refused side {s.failed_agree}/"
                      f"{s.failed_scored} ({s.failed_agreement:.0%}), worked side "
                      f"{s.worked_agree}/{s.worked_scored} ({s.worked_agreement:.0%}); "
-                     f"{s.tight} of them 'tight'")
+                     f"{s.tight} verdicts 'tight', {s.wrong_but_tight} of the wrong ones among "
+                     "them")
         for kind, (median, rows) in sorted(s.median_error.items()):
             lines.append(f"      median |error| {kind:18} {median:7.1%}  ({rows} figures)")
         for reason, count in sorted(s.not_expressible.items(), key=lambda kv: -kv[1]):
