@@ -3,7 +3,7 @@ figure the verdict rests on.
 
 A verdict with 0.3 GiB of headroom and one with 30 GiB are different answers. Each kind of
 estimate has an error band — a high percentile (p90) of |predicted/measured - 1| over the rows of
-the published measurements (tests/data/reference/memory.csv, scored by `make accuracy`) — and the
+the published measurements (vramest/validation/reference/memory.csv, scored by `make accuracy`) — and the
 verdict is "tight" when the headroom is within that band on either side. The bands live here and
 only here; `tests/test_real_cases.py` recomputes them from the reference rows, so a change in the
 estimator or the data that widens the error fails until the band is re-derived.
@@ -32,7 +32,7 @@ class ErrorBand:
 
 
 # p90 of |error| (nearest rank) per kind, measured with `make accuracy` on
-# tests/data/reference/memory.csv at commit 7bce81a (2026-12-03). Device class: the rows span
+# vramest/validation/reference/memory.csv at commit 7bce81a (2026-12-03). Device class: the rows span
 # consumer and data-centre NVIDIA GPUs and Apple Metal; there are too few per class to split.
 BANDS: dict[str, ErrorBand] = {
     "vllm": ErrorBand(

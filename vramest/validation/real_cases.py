@@ -1,5 +1,6 @@
-"""Replay real deployments from public issue threads (tests/data/real_cases.jsonl) through the same
-estimate the CLI makes, and score the fit verdict and the figures users reported.
+"""Replay real deployments from public issue threads (validation/reference/real_cases.jsonl)
+through the same estimate the CLI makes, and score the fit verdict and the figures users
+reported.
 
 Each case is a setup a user ran (model, precision, engine and its version and options, GPUs) and
 what happened: it ran, vLLM refused to start, or it ran out of memory — sometimes with a figure
@@ -24,8 +25,9 @@ from typing import Any
 
 from vramest.errors import InputError
 from vramest.units import GIB, MIB
+from vramest.validation import REFERENCE_DIR
 
-DEFAULT_CASES = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_cases.jsonl"
+DEFAULT_CASES = REFERENCE_DIR / "real_cases.jsonl"
 _MAX_CASES_BYTES = 4 * 1024 * 1024
 SPLITS = ("fit", "heldout")
 OUTCOMES = ("worked", "oom", "refused")
