@@ -30,7 +30,15 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--micro-batch", default="1", help="sequences per GPU per step (default 1)")
     g.add_argument("--grad-accumulation", default="1", help="micro-batches per optimizer step")
     g.add_argument("--grad-checkpointing", nargs="?", const="full", default="none",
-                   choices=("none", "full", "selective"), help="recompute activations in backward")
+                   choices=("none", "full", "selective", "offloaded"),
+                   help="recompute activations in backward (offloaded: Unsloth's, layer inputs "
+                   "kept in host memory)")
+    g.add_argument("--objective", default="sft", choices=("sft", "dpo"),
+                   help="sft, or dpo (TRL: chosen and rejected sequences per example and a "
+                   "reference model, the base itself under LoRA)")
+    g.add_argument("--loss", default="standard", choices=("standard", "fused"),
+                   help="cross-entropy: standard (fp32 log-softmax) or fused (Unsloth's kernel: "
+                   "16-bit logits, gradient in place)")
     g.add_argument("--attn", default="sdpa", choices=ATTENTIONS, help="attention implementation")
     g.add_argument("--lora-rank", default="16", help="LoRA rank (default 16)")
     g.add_argument("--lora-targets", default="all-linear",
@@ -77,6 +85,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         tokens=args.tokens, method=args.method, precision=args.precision,
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
+        objective=args.objective, loss=args.loss,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,

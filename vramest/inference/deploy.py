@@ -21,6 +21,7 @@ from vramest.inference.placement import (
     plan,
 )
 from vramest.inference.throughput import Throughput, estimate_throughput
+from vramest.inference.verdict import BANDS
 from vramest.model.precisions import kv_format, weight_format
 from vramest.units import parse_positive_int, parse_tokens
 
@@ -80,6 +81,8 @@ def place(est: Estimate, where: Deployment,
         report = engine_report(est, engine_.name, engine_options, device, fit_plan.tp,
                                fit_plan.usable_bytes)
         fit_plan = _engine_fit(fit_plan, report)
+        fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report,
+                                                           engine_options or {}))
         return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
                        engine_report=report)
     report = engine_report(est, engine_.name, engine_options, None, 1, None)
@@ -123,7 +126,7 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
                          report.compute_buffer_gpu_bytes,
                          report.cuda_context_bytes if report.gpu_layers else 0)
-        return replace(fit_plan, per_gpu=per_gpu)
+        return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"])
     if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved
         per = fit_plan.per_gpu
         return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache))
@@ -131,5 +134,55 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         one_sequence = round(report.kv_bytes_per_token * report.max_model_len)
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
-        return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes)
+        return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,
+                       band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes)
     return fit_plan
+
+
+def what_to_change(est: Estimate, plan_: FitPlan, report: object,
+                   options: dict[str, object]) -> tuple[str, ...]:
+    """When the verdict is tight or does not fit: the changes that leave the measured error band
+    free, each with its figure (the longest context, the most layers, ...)."""
+    from vramest.inference.placement import longest_context, valid_tp_degrees
+    from vramest.inference.verdict import FITS
+
+    if plan_.verdict == FITS:
+        return ()
+    band = plan_.error_band_bytes
+    out = []
+    kv_16bit = kv_format(est.settings.kv_dtype).bytes_per_element >= 2
+    if isinstance(report, VLLMStartup):
+        room = report.kv_cache_bytes - band
+        tokens = int(room // report.kv_bytes_per_token) if report.kv_bytes_per_token else 0
+        tokens -= tokens % report.block_size
+        if 0 < tokens < report.max_model_len:
+            out.append(f"--max-model-len {tokens} (the longest that starts with the error band "
+                       "to spare)")
+        if kv_16bit:
+            out.append("--kv-dtype fp8 (vLLM --kv-cache-dtype fp8): half the KV cache per token")
+        util = options.get("gpu_memory_utilization", 0.9)
+        if isinstance(util, float) and util < 0.95:
+            out.append("a higher --gpu-memory-utilization (0.95) if nothing else uses the GPU; "
+                       "lower it instead if the process is killed outside vLLM's budget")
+    elif isinstance(report, LlamaCppStartup):
+        from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_fit_layers
+
+        given = {k: v for k, v in options.items() if k in LlamaCppOptions.__dataclass_fields__}
+        layers = llamacpp_fit_layers(est, plan_.device, LlamaCppOptions(**given),  # type: ignore[arg-type]
+                                     plan_.usable_bytes - band)
+        if layers < report.gpu_layers:
+            out.append(f"-ngl {layers}: keep the other layers on the host")
+        if kv_16bit and not options.get("cache_type_k"):
+            out.append("--cache-type-k q8_0 --cache-type-v q8_0 (with --flash-attn): half the "
+                       "KV cache")
+    else:
+        ctx = longest_context(est, plan_.device, plan_.tp, plan_.pp, plan_.usable_bytes - band)
+        if 0 < ctx < est.settings.ctx:
+            out.append(f"--ctx {ctx} (the longest context that fits with the error band to "
+                       "spare)")
+        if kv_16bit:
+            out.append("--kv-dtype fp8: half the KV cache")
+    more = 2 * plan_.tp
+    if more in valid_tp_degrees(est.model.shape, more) and not isinstance(report, LlamaCppStartup):
+        out.append(f"--num-gpus {more * plan_.pp}: one more GPU's share per GPU")
+    return tuple(out)

@@ -109,9 +109,9 @@ def _option_json(option: DeviceOption, speed: Throughput | None) -> dict[str, An
     if option.plan is not None:
         out.update(num_gpus=option.plan.num_gpus, per_gpu_bytes=option.plan.per_gpu.total,
                    usable_bytes=option.plan.usable_bytes,
-                   headroom_bytes=option.plan.headroom_bytes)
+                   headroom_bytes=option.plan.headroom_bytes, verdict=option.plan.verdict)
     else:
-        out["reason"] = option.reason
+        out.update(verdict="does-not-fit", reason=option.reason)
     if speed is not None:
         out["decode_tokens_per_s"] = speed.decode_tokens_per_s
         out["prefill_tokens_per_s"] = speed.prefill_tokens_per_s

@@ -18,6 +18,7 @@ from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.estimate import Estimate, estimate_at
 from vramest.inference.memory import ffn_width, weight_bytes_by_group
+from vramest.inference.verdict import BANDS, DOES_NOT_FIT, FITS, ErrorBand, verdict
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape
 from vramest.units import format_bytes, parse_bytes, parse_share
@@ -149,6 +150,9 @@ class FitPlan:
     usable_bytes: int
     max_ctx: int | None = None
     max_batch: int | None = None
+    band: ErrorBand = BANDS["generic"]
+    band_basis_bytes: int | None = None  # what band.fraction multiplies; default per-GPU total
+    advice: tuple[str, ...] = ()  # what to change when the verdict is not "fits"
 
     @property
     def num_gpus(self) -> int:
@@ -162,13 +166,25 @@ class FitPlan:
     def fits(self) -> bool:
         return self.headroom_bytes >= 0
 
+    @property
+    def error_band_bytes(self) -> int:
+        basis = self.per_gpu.total if self.band_basis_bytes is None else self.band_basis_bytes
+        return round(self.band.fraction * max(basis, 0))
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.headroom_bytes, self.error_band_bytes)
+
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "gpu": self.device.name, "num_gpus": self.num_gpus, "tensor_parallel": self.tp,
-            "pipeline_parallel": self.pp, "fits": self.fits,
+            "pipeline_parallel": self.pp, "fits": self.fits, "verdict": self.verdict,
+            "error_band": self.band.to_json(self.error_band_bytes),
             "per_gpu_bytes": self.per_gpu.total, "per_gpu": self.per_gpu.to_json(),
             "usable_bytes": self.usable_bytes, "headroom_bytes": self.headroom_bytes,
         }
+        if self.advice:
+            out["what_to_change"] = list(self.advice)
         if self.max_ctx is not None:
             out["max_ctx"] = self.max_ctx
         if self.max_batch is not None:
@@ -195,6 +211,14 @@ def plan(est: Estimate, device: Device, num_gpus: int = 1, pp: int = 1,
     max_batch = largest_fitting(lambda b: _fits(est, device, tp, pp, usable, batch=b),
                         _MAX_SEARCH_BATCH) if want_max_batch else None
     return FitPlan(device, tp, pp, per_gpu, usable, max_ctx, max_batch)
+
+
+def longest_context(est: Estimate, device: Device, tp: int, pp: int, usable: int) -> int:
+    """The longest context whose memory per GPU stays within `usable` bytes (0: none)."""
+    if usable <= 0:
+        return 0
+    return largest_fitting(lambda ctx: _fits(est, device, tp, pp, usable, ctx=ctx),
+                           _MAX_SEARCH_TOKENS)
 
 
 def _fits(est: Estimate, device: Device, tp: int, pp: int, usable: int, *,
@@ -245,11 +269,14 @@ def fewest_gpus(est: Estimate, device: Device, reserve: Reserve | None = None) -
 
 
 def describe(plan_: FitPlan) -> str:
-    verdict = "fits" if plan_.fits else "does NOT fit"
+    said = plan_.verdict
+    verdict_text = {FITS: "fits", DOES_NOT_FIT: "does NOT fit"}.get(
+        said, f"TIGHT ({'fits' if plan_.fits else 'does not fit'} by less than the "
+        f"±{format_bytes(plan_.error_band_bytes)} measured error of {plan_.band.kind})")
     layout = f"{plan_.num_gpus}× {plan_.device.name}"
     if plan_.num_gpus > 1:
         layout += f" (TP {plan_.tp}" + (f" × PP {plan_.pp})" if plan_.pp > 1 else ")")
     return (f"{layout}: {format_bytes(plan_.per_gpu.total)} per GPU of "
-            f"{format_bytes(plan_.usable_bytes)} usable — {verdict}, headroom "
+            f"{format_bytes(plan_.usable_bytes)} usable — {verdict_text}, headroom "
             f"{format_bytes(plan_.headroom_bytes)}")
 

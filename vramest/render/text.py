@@ -54,6 +54,10 @@ def render_fit(result: Estimate) -> list[str]:
     plan, speed = result.fit, result.throughput
     assert plan is not None, "render_fit needs an estimate made with a GPU"
     lines = ["Fit:", f"  {describe(plan)}"]
+    if plan.advice:
+        lines.append("  to get out of " + ("'tight'" if plan.verdict == "tight" else
+                                            "'does not fit'") + ":")
+        lines += [f"    - {change}" for change in plan.advice]
     per = plan.per_gpu
     if plan.num_gpus > 1:
         lines.append(f"  per GPU: weights {format_bytes(per.weights)}, KV {format_bytes(per.kv_cache)}, "
@@ -79,7 +83,8 @@ def render_fit(result: Estimate) -> list[str]:
 
 def render_gpu_table(result: Estimate) -> list[str]:
     lines = ["Where it fits (fewest cards of each; --gpu NAME for details):",
-             f"  {'GPU':32} {'cards':>5} {'per GPU':>11} {'headroom':>11} {'decode':>12}"]
+             f"  {'GPU':32} {'cards':>5} {'per GPU':>11} {'headroom':>11} {'verdict':>8} "
+             f"{'decode':>12}"]
     for option, speed in zip(result.gpu_options, result.speeds, strict=True):
         if option.plan is None:
             lines.append(f"  {option.device.name[:32]:32} {'—':>5}  {option.reason}")
@@ -87,5 +92,6 @@ def render_gpu_table(result: Estimate) -> list[str]:
         p = option.plan
         lines.append(f"  {option.device.name[:32]:32} {p.num_gpus:>5} "
                      f"{format_bytes(p.per_gpu.total):>11} {format_bytes(p.headroom_bytes):>11} "
+                     f"{p.verdict.replace('does-not-fit', 'no'):>8} "
                      f"{_rate(speed.decode_tokens_per_s if speed else None):>12}")
     return lines

@@ -10,7 +10,13 @@ from vramest.model.precisions import (
 )
 from vramest.model.shapes import ModelShape
 from vramest.training.constants import TrainingConstants
-from vramest.training.settings import _ATTN_INPUT_ROLES, _DOWN_ROLES, _MLP_INPUT_ROLES, TrainingSettings
+from vramest.training.settings import (
+    _ATTN_INPUT_ROLES,
+    _DOWN_ROLES,
+    _MLP_INPUT_ROLES,
+    RECOMPUTING,
+    TrainingSettings,
+)
 from vramest.training.trainable import _FUSED_GATE_UP, Trainable, merged_expert_bytes
 
 
@@ -110,7 +116,7 @@ class ActivationModel:
     head_cast: float = 0.0  # autocast's 16-bit copy of an fp32 output head, kept for its backward
 
     def saved_per_token(self, checkpointing: str, seq: int) -> float:
-        if checkpointing == "full":
+        if checkpointing in RECOMPUTING:
             return self.checkpoints
         return self.all_layers + self.layers_with_scores * self.scores_per_key * seq
 
@@ -132,11 +138,15 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
         largest_layer=max(per_layer.values()),
         scores_per_key=eager_score_bytes(shape, s),
         layers_with_scores=0 if s.checkpointing == "selective" else shape.num_layers,
-        checkpoints=stream_bytes(s) * shape.hidden_size * (shape.num_layers + 2),
+        # layer inputs and the final norm's and head's inputs; offloaded: only the last two and
+        # the one block input copied back for its recompute stay on the GPU
+        checkpoints=stream_bytes(s) * shape.hidden_size * (
+            3 if s.checkpointing == "offloaded" else shape.num_layers + 2),
         transient=p * c.backward_ffn_copies * ffn_width(shape),
         transient_per_key=4 * shape.num_heads if s.attention == "eager" else 0.0,
         # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
-        loss_per_logit=c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p),
+        loss_per_logit=p if s.loss == "fused" else (
+            c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p)),
         merged_experts=sum(n * merged[layer][0] for layer, n in groups),
         merged_experts_layer=max(both for both, _ in merged.values()),
         merged_expert_grad=max(largest for _, largest in merged.values()),

@@ -11,7 +11,7 @@ from vramest.hardware.database import Device, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.model.shapes import ModelShape
-from vramest.training.activations import ActivationModel, activation_model
+from vramest.training.activations import ActivationModel, activation_model, stream_bytes
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
 from vramest.training.memory import StaticMemory, TrainingPhase, phases, static_memory
 from vramest.training.settings import (
@@ -40,9 +40,28 @@ class Fit:
     max_seq: int | None
     max_micro_batch: int | None
 
+    @property
+    def error_band_bytes(self) -> int:
+        from vramest.inference.verdict import BANDS
+
+        return round(BANDS["training"].fraction * self.required_bytes)
+
+    @property
+    def verdict(self) -> str | None:
+        """fits / tight / does-not-fit, with the measured error of training peaks as the band."""
+        from vramest.inference.verdict import verdict
+
+        if self.headroom_bytes is None:
+            return None
+        return verdict(self.headroom_bytes, self.error_band_bytes)
+
     def to_json(self) -> dict[str, Any]:
+        from vramest.inference.verdict import BANDS
+
+        band = BANDS["training"].to_json(self.error_band_bytes) if self.verdict else None
         return {"device": self.device, "usable_bytes": self.usable_bytes,
                 "required_bytes": self.required_bytes, "fits": self.fits,
+                "verdict": self.verdict, "error_band": band,
                 "headroom": self.headroom_bytes, "max_seq": self.max_seq,
                 "max_micro_batch": self.max_micro_batch}
 
@@ -154,6 +173,10 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     act = activation_model(shape, s, trainable, c)
     m = _Model(shape, s, trainable, static, act)
     moments = phases(shape, s, static, act, s.seq, s.micro_batch)
+    # offloaded checkpointing keeps every block's input in host memory
+    offloaded = (s.tokens_per_gpu(s.seq, s.micro_batch) * s.sequences_per_example
+                 * stream_bytes(s) * shape.hidden_size * shape.num_layers
+                 if s.checkpointing == "offloaded" else 0)
     peak_total = max(phase.total for phase in moments)
 
     device_name, usable, peak_flops, flops_source = None, None, None, "no --gpu given"
@@ -186,7 +209,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     throughput = _throughput(shape, s, trainable, peak_flops, flops_source, token_count, c)
     return TrainingEstimate(
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
-        cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes,
+        cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes + offloaded,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
         assumptions=_assumptions(info, s, trainable, static, c) + device_notes, constants=c,
         devices=options)

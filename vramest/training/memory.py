@@ -19,7 +19,7 @@ from vramest.inference.memory import Part
 from vramest.model.shapes import ModelShape
 from vramest.training.activations import ActivationModel
 from vramest.training.constants import TrainingConstants
-from vramest.training.settings import TrainingSettings
+from vramest.training.settings import RECOMPUTING, TrainingSettings
 from vramest.training.trainable import Trainable, base_format, optimizer_state_bytes, optimizer_step_temporary
 from vramest.units import (
     format_bytes,
@@ -89,6 +89,9 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     grad_shards = n if s.zero_stage >= 2 else 1
     param_shards = n if s.zero_stage >= 3 else 1
     frozen = _shard(trainable.frozen_bytes, param_shards)
+    # DPO's reference model without PEFT: every weight again, frozen, in the training precision
+    reference = _shard(shape.param_count() * weight_b, param_shards) if s.reference_copy else 0
+    frozen += reference
     train_w = _shard(params * weight_b, param_shards)
     grads = _shard(params * grad_b, grad_shards)
     opt = _shard(states, states_shards)
@@ -133,7 +136,9 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
         frozen=Part("frozen_weights", frozen,
                     f"base weights in {fmt.name} ({fmt.description}{upcast_note})"
                     f"{shard_note(param_shards)}"
-                    f" = {format_bytes(frozen)}" if trainable.frozen_bytes else "none frozen"),
+                    + (f" + DPO reference model {format_bytes(reference)}" if reference else "")
+                    + f" = {format_bytes(frozen)}" if trainable.frozen_bytes or reference
+                    else "none frozen"),
         trainable=Part("trainable_weights", train_w,
                        f"{params:,} trainable params ({what}) × {weight_b} B"
                        f"{shard_note(param_shards)} = {format_bytes(train_w)}"),
@@ -155,12 +160,13 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
     """The four moments of a step (see the module docstring), per GPU. Under sequence
     parallelism a GPU holds its share of the tokens; Ulysses attention gives it every key for
     its share of the heads, so the eager scores are tokens per GPU × all keys."""
-    tokens = s.tokens_per_gpu(seq, micro_batch)
+    tokens = s.tokens_per_gpu(seq, micro_batch) * s.sequences_per_example
     saved = round(tokens * act.saved_per_token(s.checkpointing, seq))
     one_layer = round(tokens * (act.largest_layer + act.scores_per_key * seq)
                       + act.merged_experts_layer)
-    if s.checkpointing == "full":
-        saved_how = f"checkpointed layer inputs {act.checkpoints:,.0f} B/token"
+    if s.checkpointing in RECOMPUTING:
+        saved_how = f"checkpointed layer inputs {act.checkpoints:,.0f} B/token" + (
+            " (the others offloaded to the host)" if s.checkpointing == "offloaded" else "")
         first_saved = saved + one_layer  # the recomputed block sits on top of the checkpoints
         last_saved = round(tokens * act.checkpoints / (shape.num_layers + 2)) + one_layer
     else:
@@ -172,7 +178,7 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
         last_saved = one_layer
     if act.merged_experts:
         saved_how += (f" + LoRA-folded expert weights {format_bytes(act.merged_experts_layer)} "
-                      "per MoE layer" + (" (recomputed layer)" if s.checkpointing == "full"
+                      "per MoE layer" + (" (recomputed layer)" if s.checkpointing in RECOMPUTING
                                          else ""))
     if act.scores_per_key and act.layers_with_scores:
         saved_how += f" + eager scores {act.scores_per_key:g} B × {seq} keys per layer"

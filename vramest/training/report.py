@@ -16,12 +16,12 @@ def _time(seconds: float) -> str:
 
 def _device_table(est: TrainingEstimate) -> list[str]:
     s = est.settings
-    rows = [("GPU", "usable", "fits", "headroom", f"longest seq at micro-batch {s.micro_batch}",
+    rows = [("GPU", "usable", "verdict", "headroom", f"longest seq at micro-batch {s.micro_batch}",
              f"largest micro-batch at seq {s.seq}", "tokens/s per GPU", "GPUs with ZeRO-3")]
     for option in est.devices:
         f = option.fit
         rows.append((f.device or "", format_bytes(f.usable_bytes or 0),
-                     "yes" if f.fits else "no", format_bytes(f.headroom_bytes or 0),
+                     f.verdict or "?", format_bytes(f.headroom_bytes or 0),
                      f"{f.max_seq:,}" if f.max_seq else "none",
                      f"{f.max_micro_batch:,}" if f.max_micro_batch else "none",
                      f"{option.tokens_per_s_per_gpu:,.0f}" if option.tokens_per_s_per_gpu
@@ -57,7 +57,9 @@ def render_training(est: TrainingEstimate, explain: bool = False) -> str:
         if est.devices:
             lines += _device_table(est)
     else:
-        verdict = "fits" if fit.fits else "does NOT fit"
+        verdict = {"fits": "fits", "does-not-fit": "does NOT fit"}.get(
+            fit.verdict or "", f"TIGHT ({'fits' if fit.fits else 'does not fit'} by less than "
+            f"the ±{format_bytes(fit.error_band_bytes)} measured error of training peaks)")
         lines.append(f"{verdict} on {fit.device}: needs {format_bytes(fit.required_bytes)} of "
                      f"{format_bytes(fit.usable_bytes or 0)} (headroom "
                      f"{format_bytes(fit.headroom_bytes or 0)})")

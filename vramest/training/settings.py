@@ -22,7 +22,21 @@ METHODS = ("full", "freeze", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")
 OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd", "sgd-momentum",
               "adafactor")
-CHECKPOINTING = ("none", "full", "selective")
+# "offloaded": Unsloth's gradient checkpointing, which moves each checkpointed layer input to
+# host memory in forward and back one at a time in backward (unsloth_zoo
+# gradient_checkpointing.py, Unsloth_Offloaded_Gradient_Checkpointer: hidden_states.to("cpu",
+# non_blocking=True) in forward, .to(device) before the recompute in backward)
+CHECKPOINTING = ("none", "full", "selective", "offloaded")
+RECOMPUTING = ("full", "offloaded")  # modes that keep only layer inputs and recompute each layer
+# "dpo": TRL's DPOTrainer runs chosen and rejected completions as one batch of twice the
+# sequences (trl/trainer/dpo_trainer.py, concatenated_forward) and a reference model: the same
+# weights with the adapter disabled under PEFT (null_ref_context), else a second frozen copy
+# (replicated on every rank unless ZeRO-3 shards it, _prepare_deepspeed).
+OBJECTIVES = ("sft", "dpo")
+# "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
+# and its backward writes the gradient into the logits buffer and returns it
+# (unsloth/kernels/cross_entropy_loss.py, Fast_CrossEntropyLoss): no fp32 copies.
+LOSSES = ("standard", "fused")
 ATTENTIONS = ("sdpa", "flash", "eager")
 OFFLOADS = ("none", "optimizer", "params")
 # How a model's code holds routed experts: one fused 3-D parameter per projection
@@ -96,6 +110,18 @@ class TrainingSettings:
     moe_experts: str = "fused"
     # DeepSpeed Ulysses / context parallelism: each sequence's tokens split over this many GPUs
     sequence_parallel: int = 1
+    objective: str = "sft"
+    loss: str = "standard"
+
+    @property
+    def sequences_per_example(self) -> int:
+        """DPO forwards a chosen and a rejected completion for every example."""
+        return 2 if self.objective == "dpo" else 1
+
+    @property
+    def reference_copy(self) -> bool:
+        """Whether DPO holds a second frozen model (not under PEFT, which disables the adapter)."""
+        return self.objective == "dpo" and self.method not in ("lora", "qlora")
 
     @property
     def upcast_scope(self) -> str:
@@ -126,6 +152,7 @@ class TrainingSettings:
             "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
             "attention": self.attention, "zero_stage": self.zero_stage,
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
+            "objective": self.objective, "loss": self.loss,
             "offload": self.offload, "base_dtype": self.base_dtype,
         }
         if self.method in ("lora", "qlora"):
@@ -183,7 +210,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   trainable_layers: str | int = 2,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
                   offload: str | None = None, moe_experts: str = "fused",
-                  sequence_parallel: str | int = 1) -> TrainingSettings:
+                  sequence_parallel: str | int = 1, objective: str = "sft",
+                  loss: str = "standard") -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
                  base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
@@ -230,6 +258,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         micro_batch=parse_positive_int(micro_batch, what="--micro-batch"),
         grad_accumulation=parse_positive_int(grad_accumulation, what="--grad-accumulation"),
         checkpointing=_checkpointing(grad_checkpointing),
+        objective=_choice(objective, OBJECTIVES, "--objective"),
+        loss=_choice(loss, LOSSES, "--loss"),
         attention=_choice(attention, ATTENTIONS, "--attn"),
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),

@@ -9,7 +9,7 @@ from vramest.model.precisions import (
     EXPERT_ROLES,
 )
 from vramest.model.shapes import ModelShape
-from vramest.training.settings import _MATMUL_ROLES, TrainingSettings
+from vramest.training.settings import _MATMUL_ROLES, RECOMPUTING, TrainingSettings
 from vramest.training.trainable import Trainable, _all_tensors
 
 
@@ -35,7 +35,7 @@ def flops_per_token(shape: ModelShape, s: TrainingSettings, trainable: Trainable
     attention = 2 * 2 * shape.num_layers * shape.num_heads * shape.head_dim * (seq + 1) / 2
     forward = 2 * (matmul + adapters) + attention
     backward = 2 * matmul + 2 * trained_matmul + 4 * adapters + 2 * attention
-    recompute = forward if s.checkpointing == "full" else (
+    recompute = forward if s.checkpointing in RECOMPUTING else (
         attention if s.checkpointing == "selective" and s.attention == "eager" else 0)
     return forward + backward + recompute
 
