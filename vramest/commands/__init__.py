@@ -22,4 +22,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recommend": ("vramest.commands.recommend", "the tier and ranked hardware for a need"),
     "cost": ("vramest.commands.cost", "local cost per million tokens beside an API price"),
     "calibrate": ("vramest.commands.calibrate", "measure models here, fit the constants, write a profile"),
+    "web": ("vramest.commands.web", "a local web page: pick a model, move the sliders, see the fit"),
 }
