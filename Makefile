@@ -34,11 +34,15 @@ test: install-dev
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The HTML report in a real browser: installs Debian's chromium where no Chromium is found.
+# The HTML report and `vramest web` in a real browser: installs Debian's chromium and its
+# WebDriver (chromium-driver, which drives the web page) where either is missing.
 test-browser: install-dev
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
-	VRAMEST_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -m browser tests/test_report_browser.py
+	@{ command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } && \
+		command -v chromedriver >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+			chromium-driver; }
+	VRAMEST_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -m browser tests/test_report_browser.py \
+		tests/test_web_browser.py
 
 lint: install-dev
 	$(BIN)/ruff check vramest tests benchmarks scripts

@@ -65,6 +65,41 @@ def varied_rate(estimate: Callable[..., object], seconds: float) -> None:
     print(f"in-process estimates per second (search, every point new): {rate:10.0f}")
 
 
+def web_latency(runs: int = 40) -> None:
+    """`vramest web`: one change of input, end to end over HTTP (median of repeated calls on a
+    kept-alive connection, as the page makes them): /api/estimate is the CLI's JSON, /api/view
+    the figures the page shows; the chart, drawn after them, is kept across context changes,
+    so each call here, at a new batch, draws it afresh."""
+    import http.client
+    import threading
+
+    from vramest.web.server import WebServer
+
+    server = WebServer("127.0.0.1", 0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    try:
+        for route in ("estimate", "view", "chart"):
+            for query in ("params=70B&dtype=int4&ctx=8192&gpu=h100",
+                          "model=llama-3.1-8b&dtype=int4&ctx=32768"):
+                times = []
+                for i in range(runs + 3):
+                    start = time.perf_counter()
+                    connection.request("GET", f"/api/{route}?{query}&batch={1 + i}")
+                    response = connection.getresponse()
+                    response.read()
+                    if response.status != 200:
+                        raise SystemExit(f"/api/{route}?{query} answered {response.status}")
+                    if i >= 3:  # the first calls import the modules
+                        times.append(time.perf_counter() - start)
+                print(f"vramest web /api/{route:8} median {statistics.median(times) * 1000:6.1f} ms"
+                      f"  ({query}, {runs} calls)")
+    finally:
+        connection.close()
+        server.shutdown()
+        server.server_close()
+
+
 def main() -> int:
     # an installed package has its bytecode compiled; time that, not the compiler
     subprocess.run([sys.executable, "-m", "compileall", "-q", "vramest"], check=True,
@@ -79,6 +114,7 @@ def main() -> int:
     print(f"vramest {' '.join(TRAINING)}  median {train * 1000:7.1f} ms "
           f"({train / baseline:.2f}x python)")
     in_process_rate()
+    web_latency()
     return 0
 
 if __name__ == "__main__":

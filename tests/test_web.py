@@ -98,7 +98,11 @@ def test_view_formats_as_the_terminal(server: WebServer, capsys: pytest.CaptureF
         assert f"{label:<12} {shown[name]:>11}" in text  # the same string the terminal shows
     assert answer["formatted"]["fit"]["describe"] in text
     assert answer["command"] == "vramest --params 70B --dtype int4 --ctx 8192 --gpu h100"
-    assert answer["chart_svg"].startswith("<svg") and "NVIDIA H100" in answer["chart_svg"]
+    status, body = get(server, "/api/chart?" + urlencode(query))
+    svg = json.loads(body)["svg"]
+    assert status == 200 and svg.startswith("<svg") and "NVIDIA H100" in svg
+    other_ctx = {**query, "ctx": "100k"}
+    assert json.loads(get(server, "/api/chart?" + urlencode(other_ctx))[1])["svg"] == svg
 
 
 @pytest.mark.parametrize("query", [

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,6 +48,14 @@ class Query:
 
     argv: tuple[str, ...]
     command: str
+
+    @property
+    def chart_key(self) -> tuple[str, ...]:
+        """The chart's inputs: its x axis is the context, so every input but --ctx (which
+        still counts when a --prefill-chunk may or may not be shorter than it)."""
+        if any(word.startswith("--prefill-chunk=") for word in self.argv):
+            return self.argv
+        return tuple(word for word in self.argv if not word.startswith("--ctx="))
 
 
 @lru_cache(maxsize=1)
@@ -145,18 +155,13 @@ def cli_json(result: Estimate) -> str:
     return json.dumps(result.to_json(), indent=2) + "\n"
 
 
-def view(query: Query, args: argparse.Namespace, result: Estimate, *,
-         chart: bool = True) -> dict[str, Any]:
+def view(query: Query, result: Estimate) -> dict[str, Any]:
     """What the page shows: the CLI's JSON, its figures formatted as the terminal prints them,
-    the CLI's own text (with --explain), the command line and the memory-vs-context chart."""
+    the CLI's own text (with --explain) and the command line."""
     from vramest.render.text import render_estimate
 
-    out: dict[str, Any] = {"estimate": result.to_json(), "command": query.command,
-                           "formatted": formatted(result),
-                           "text": render_estimate(result, explain=True)}
-    if chart:
-        out["chart_svg"] = chart_svg(args, result)
-    return out
+    return {"estimate": result.to_json(), "command": query.command,
+            "formatted": formatted(result), "text": render_estimate(result, explain=True)}
 
 
 def formatted(result: Estimate) -> dict[str, Any]:
@@ -206,6 +211,28 @@ def _gpu_row(option: Any, speed: Any) -> dict[str, Any]:
                headroom=format_bytes(p.headroom_bytes),
                decode=_rate(speed.decode_tokens_per_s if speed else None))
     return row
+
+
+_CHARTS: OrderedDict[tuple[str, ...], str] = OrderedDict()
+_CHARTS_LOCK = threading.Lock()
+MAX_CHARTS = 64
+
+
+def chart(query: Query) -> str:
+    """The chart for a query, kept for the last few inputs: moving the context slider
+    redraws nothing."""
+    with _CHARTS_LOCK:
+        svg = _CHARTS.get(query.chart_key)
+        if svg is not None:
+            _CHARTS.move_to_end(query.chart_key)
+            return svg
+    args, result = run_estimate(query)
+    svg = chart_svg(args, result)
+    with _CHARTS_LOCK:
+        _CHARTS[query.chart_key] = svg
+        while len(_CHARTS) > MAX_CHARTS:
+            _CHARTS.popitem(last=False)
+    return svg
 
 
 def chart_svg(args: argparse.Namespace, result: Estimate) -> str:

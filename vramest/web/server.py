@@ -4,7 +4,8 @@ Routes (nothing else is served; no request path ever names a file on disk):
   GET  /, /app.js, /style.css     the page, from this package's data (read once at start)
   GET  /api/estimate?QUERY        exactly what `vramest estimate QUERY-as-flags --json` prints
   GET  /api/view?QUERY            that JSON with the figures formatted, the CLI's text and
-                                  command line, and the memory-vs-context chart (SVG)
+                                  command line
+  GET  /api/chart?QUERY           the memory-vs-context chart with the GPU lines (SVG)
   GET  /api/models?q=WORDS        the catalog for the picker
   GET  /api/gpus                  the hardware database for the GPU picker
   GET  /api/choices               the precisions, engines and attention kinds accepted
@@ -81,6 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30  # seconds a connection may stall (a slow or truncated upload)
     server_version = "vramest"
+    # Headers and body go out as two writes; with Nagle's algorithm the body would wait for
+    # the client's delayed ACK (40 ms on Linux) on a kept-alive connection.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer(self._get)
@@ -117,8 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, answers.cli_json(result).encode(), "application/json")
         elif parts.path == "/api/view":
             query = answers.parse_query(parts.query, self.server.uploads.resolve)
-            args, result = answers.run_estimate(query)
-            self._json(HTTPStatus.OK, answers.view(query, args, result))
+            _, result = answers.run_estimate(query)
+            self._json(HTTPStatus.OK, answers.view(query, result))
+        elif parts.path == "/api/chart":
+            query = answers.parse_query(parts.query, self.server.uploads.resolve)
+            self._json(HTTPStatus.OK, {"svg": answers.chart(query)})
         elif parts.path == "/api/models":
             self._json(HTTPStatus.OK, answers.models(_only(parts.query, "q")))
         elif parts.path in ("/api/gpus", "/api/choices"):

@@ -106,6 +106,7 @@ async function refresh() {
     else render(answer);
     document.body.dataset.query = q;
     document.body.dataset.state = response.ok ? "ready" : "error";
+    if (response.ok) drawChart(q, mine, controller.signal);
   } catch (err) {
     if (err.name === "AbortError") return;
     showError("The vramest server cannot be reached; is `vramest web` still running?");
@@ -113,6 +114,19 @@ async function refresh() {
     document.body.dataset.state = "error";
   } finally {
     if (mine === sequence) $("results").setAttribute("aria-busy", "false");
+  }
+}
+
+async function drawChart(q, mine, signal) {
+  // after the figures: the chart changes with every input but the context, and is kept
+  try {
+    const response = await fetch(`/api/chart?${q}`, { signal });
+    const answer = await response.json();
+    if (mine !== sequence || !response.ok) return;
+    $("chart").innerHTML = answer.svg;  // SVG drawn by vramest.render.plots.svg
+    document.body.dataset.chart = q;
+  } catch (err) {
+    if (err.name !== "AbortError") throw err;
   }
 }
 
@@ -203,7 +217,6 @@ function render(answer) {
   $("engine-section").hidden = !f.engine;
   if (f.engine) $("engine-lines").textContent = f.engine.join("\n");
 
-  $("chart").innerHTML = answer.chart_svg || "";  // SVG drawn by vramest.render.plots.svg
   fill($("assumptions"), f.assumptions);
   fill($("formulas"), f.parts.map((p) => `${LABELS[p.name]} = ${p.formula}`));
   $("text").textContent = answer.text;
