@@ -3,6 +3,7 @@ CLI refuses with the CLI's sentence, never reads a path a request names, and bou
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import struct
@@ -14,6 +15,8 @@ from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramest.cli import main
 from vramest.units import format_bytes
@@ -295,3 +298,40 @@ def test_upload_size_is_bounded_before_reading(server: WebServer) -> None:
     assert post(server, b"not a manifest")[0] == 400
     manifest = upload_body([("config.json", b"{}", 2)])
     assert post(server, manifest + b"extra")[0] == 400
+
+
+# --- invariants --------------------------------------------------------------------------------
+
+_NAMES = st.sampled_from(["params", "model", "ctx", "batch", "gpu", "dtype", "max-ctx", "fit",
+                          "hardware-file", "profile", "json", "help", "h", "-ngl", "", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, st.text(max_size=30)), max_size=6))
+def test_every_query_is_an_estimate_argv_or_one_sentence(pairs: list[tuple[str, str]]) -> None:
+    """Whatever the query, the CLI's parser sees only estimate flags in --name=value form (or
+    switches), no value can name a file for it to read, and anything else is an InputError."""
+    from vramest.errors import InputError
+    from vramest.web.answers import estimate_parser, parse_query, query_names
+
+    try:
+        query = parse_query(urlencode(pairs))
+    except InputError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    names = query_names()
+    assert query.argv[:2] == ("estimate", "--json")
+    for word in query.argv[2:]:
+        name, eq, value = word.removeprefix("--").partition("=")
+        assert word.startswith("--") and name in names and bool(eq) == names[name]
+        assert name not in ("hardware-file",)
+        if name == "profile":
+            assert value.lower() == "none"
+    with contextlib.suppress(InputError):
+        estimate_parser().parse_args(list(query.argv))
+
+
+def test_web_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(["web", "--port", "99999"], capsys)
+    assert code == 2 and err == ("vramest: --port '99999' is not a port; give a whole number from "
+                                 "0 to 65535 (0: any free one).\n")
