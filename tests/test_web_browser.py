@@ -166,9 +166,10 @@ def cli_answer(query: str) -> tuple[int, dict[str, Any] | None, str]:
     return code, json.loads(out.getvalue()) if code == 0 else None, err.getvalue()
 
 
-def check_figures(driver: Driver, query: str) -> dict[str, Any]:
-    """Every figure on the page equals the CLI's JSON for the page's own inputs."""
-    code, expected, err = cli_answer(query)
+def check_figures(driver: Driver, query: str, cli_query: str | None = None) -> dict[str, Any]:
+    """Every figure on the page equals the CLI's JSON for the page's own inputs (or for
+    `cli_query`, where the page's model is an upload)."""
+    code, expected, err = cli_answer(cli_query or query)
     assert code == 0, err
     page = driver.run("""
         const rows = [...document.querySelectorAll('#parts tbody tr')];
@@ -188,8 +189,9 @@ def check_figures(driver: Driver, query: str) -> dict[str, Any]:
         fit = expected["fit"]
         assert page["headroom"] == format_bytes(fit["headroom_bytes"])
         assert page["verdict"] == ("fits" if fit["fits"] else "does NOT fit")
-    words = [w for name, value in parse_qsl(query) for w in (f"--{name}", value)]
-    assert shlex.split(page["command"]) == ["vramest", *words]
+    if cli_query is None:
+        words = [w for name, value in parse_qsl(query) for w in (f"--{name}", value)]
+        assert shlex.split(page["command"]) == ["vramest", *words]
     return expected
 
 
@@ -266,3 +268,28 @@ def test_phone_width_does_not_scroll_sideways(server: WebServer, driver: Driver)
         assert labelled == [], f"inputs without a label: {labelled}"
     finally:
         driver.call("POST", "/window/rect", {"width": 1280, "height": 1700})
+
+
+def test_dropped_files_are_read_as_the_cli_reads_the_folder(server: WebServer, driver: Driver,
+                                                            tmp_path: Any) -> None:
+    from urllib.parse import urlencode
+
+    from test_web import TINY_CONFIG, safetensors_file
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    safetensors_file(folder / "model.safetensors")
+    driver.call("POST", "/url", {"url": server.url + "?dtype=int8&ctx=2048&gpu=4090"})
+    settle(driver)
+    driver.click('input[name="source"][value="file"]')
+    driver.type("#file", f"{folder / 'config.json'}\n{folder / 'model.safetensors'}", clear=False)
+    deadline = time.monotonic() + 30
+    while not dict(parse_qsl(query := settle(driver))).get("model", "").startswith("upload:"):
+        assert time.monotonic() < deadline, f"the upload was not used: {query}"
+        time.sleep(0.05)
+    assert driver.text("#file-status").startswith("Using model")
+    cli_query = urlencode({**dict(parse_qsl(query)), "model": str(folder)})
+    expected = check_figures(driver, query, cli_query)
+    assert expected["model"]["source"] == "safetensors-folder"
+    assert driver.text("#command") == "vramest --model model --dtype int8 --ctx 2048 --gpu 4090"

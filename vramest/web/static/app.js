@@ -90,6 +90,10 @@ function schedule(delay) {
 }
 
 async function refresh() {
+  if (source() === "file" && !upload) {
+    $("file-status").textContent = "Drop or choose a model's files to see its answer.";
+    return;
+  }
   const q = query();
   history.replaceState(null, "", q ? `?${q}` : location.pathname);
   $("json-link").href = `/api/estimate?${q}`;
