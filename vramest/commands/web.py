@@ -6,10 +6,11 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    p = sub.add_parser("web", help=help_text, description=help_text + ": pick a model or drop "
-                       "its config.json, safetensors or GGUF file, move the sliders, and see "
-                       "the memory, fit, speed and chart update. Standard library only, no "
-                       "network; /api/estimate?params=70B&dtype=int4 answers as --json does.")
+    p = sub.add_parser("web", help=help_text, description="The estimate as a page in your "
+                       "browser: choose a catalog model or drop its config.json, safetensors or "
+                       "GGUF file, move the sliders, and see the memory, fit, speed and chart "
+                       "change. Standard library only, works offline; "
+                       "/api/estimate?params=70B&dtype=int4 answers as --json does.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", default=8000, type=_port,

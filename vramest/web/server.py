@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import signal
 import sys
+import threading
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,10 +50,10 @@ class WebServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, host: str, port: int, *, quiet: bool = False) -> None:
-        super().__init__((host, port), _Handler)
         self.static = load_static()
-        self.uploads = Uploads()
+        self.uploads = Uploads()  # before binding: a failed bind calls server_close
         self.quiet = quiet
+        super().__init__((host, port), _Handler)
         self.allowed_hosts = _allowed_hosts(host, self.server_address[1])
 
     @property
@@ -192,6 +194,10 @@ def _only(query: str, *accepted: str) -> str:
     return pairs[0][1] if pairs else ""
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(host: str, port: int, *, open_browser: bool = False) -> None:
     """Serve until interrupted, printing the address (and opening it with --open)."""
     try:
@@ -200,6 +206,8 @@ def serve(host: str, port: int, *, open_browser: bool = False) -> None:
         raise InputError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}); give another "
                          "--port, or --port 0 for any free one.") from None
     print(f"vramest web: serving {server.url} (Ctrl-C stops it)", flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)  # a plain `kill` also removes the uploads
     if open_browser:
         import webbrowser
 

@@ -55,6 +55,7 @@ function setSource(value) {
 }
 
 function showEngineFields() {
+  $("num-gpus").disabled = !$("gpu").value;  // the table of common GPUs takes no count
   const engine = $("engine").value;
   document.querySelectorAll("[data-engine]").forEach((el) => {
     el.hidden = !engine.startsWith(el.dataset.engine);
@@ -375,7 +376,7 @@ async function start() {
   for (const id of ["model", "params", ...FIELDS.filter((n) => n !== "ctx" && n !== "batch")]) {
     const el = $(id);
     el.addEventListener(el.tagName === "SELECT" || el.type === "checkbox" ? "change" : "input", () => {
-      if (id === "engine") showEngineFields();
+      if (id === "engine" || id === "gpu") showEngineFields();
       schedule(el.tagName === "SELECT" ? 0 : 150);
     });
   }
