@@ -242,6 +242,13 @@ def test_the_page_answers_as_the_cli(server: WebServer, driver: Driver, tmp_path
         with open(os.environ["VRAMEST_WEB_SCREENSHOT"], "wb") as handle:
             handle.write(shot)
 
+    # the command line can be copied (the clipboard, or a selection where it is refused)
+    driver.click("#copy")
+    deadline = time.monotonic() + 10
+    while driver.text("#copy-status") != "copied":
+        assert time.monotonic() < deadline, "the copy button did nothing"
+        time.sleep(0.05)
+
     # bad input: the CLI's own sentence appears on the page
     driver.type("#ctx", "-5")
     query = settle(driver, {"ctx": "-5"})
