@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from vramest.commands.common import (
     add_hardware_args,
@@ -12,6 +13,9 @@ from vramest.commands.common import (
     estimate_kwargs,
     hardware_kwargs,
 )
+
+if TYPE_CHECKING:
+    from vramest.inference.estimate import Estimate
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
@@ -23,13 +27,21 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     p.add_argument("--explain", action="store_true", help="show each part's formula")
 
 
-def run(args: argparse.Namespace) -> int:
+def answer(args: argparse.Namespace) -> Estimate:
+    """The estimate for parsed flags (`vramest web` runs this too)."""
     from vramest.api import estimate
+
+    return estimate(**estimate_kwargs(args), **hardware_kwargs(args))
+
+
+def json_text(result: Estimate) -> str:
+    """What --json prints, without print's newline."""
+    return json.dumps(result.to_json(), indent=2)
+
+
+def run(args: argparse.Namespace) -> int:
     from vramest.render.text import render_estimate
 
-    result = estimate(**estimate_kwargs(args), **hardware_kwargs(args))
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(render_estimate(result, explain=args.explain))
+    result = answer(args)
+    print(json_text(result) if args.json else render_estimate(result, explain=args.explain))
     return 0

@@ -11,7 +11,6 @@ server (`upload:ID`, resolved by `vramest.web.uploads`).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import threading
 from collections import OrderedDict
@@ -143,16 +142,17 @@ def _model_value(value: str, resolve_upload: UploadResolver | None) -> tuple[str
 
 def run_estimate(query: Query) -> tuple[argparse.Namespace, Estimate]:
     """Parse the argv with the CLI's parser and run what `vramest estimate` runs."""
-    from vramest.api import estimate
-    from vramest.commands.common import estimate_kwargs, hardware_kwargs
+    from vramest.commands.estimate import answer
 
     args = estimate_parser().parse_args(list(query.argv))
-    return args, estimate(**estimate_kwargs(args), **hardware_kwargs(args))
+    return args, answer(args)
 
 
 def cli_json(result: Estimate) -> str:
-    """Exactly what `vramest … --json` prints (vramest/commands/estimate.py)."""
-    return json.dumps(result.to_json(), indent=2) + "\n"
+    """Exactly what `vramest … --json` prints, print's newline included."""
+    from vramest.commands.estimate import json_text
+
+    return json_text(result) + "\n"
 
 
 def view(query: Query, result: Estimate) -> dict[str, Any]:
