@@ -267,7 +267,31 @@ def test_uploaded_gguf_header_is_the_cli_on_the_file(server: WebServer, tmp_path
     private = server.uploads.resolve(answer["model"].removeprefix("upload:"))[0]
     same_apart_from_paths(body.decode(), out, private, str(path))
     status, answer = post(server, upload_body([("tiny.gguf", header[:200], len(data))]))
-    assert status == 400 and "tiny.gguf" in answer["error"] and str(tmp_path) not in answer["error"]
+    assert status == 400 and "tiny.gguf's header is longer" in answer["error"]
+    status, answer = post(server, upload_body([("tiny.gguf", b"GGUX" + header[4:], len(data))]))
+    assert status == 400 and "does not start with the GGUF magic" in answer["error"]
+    assert str(tmp_path) not in answer["error"]
+
+
+def test_a_partial_gguf_is_accepted_exactly_when_its_header_was_sent(tmp_path: Path) -> None:
+    from test_readers_gguf import write_llama_gguf
+
+    from vramest.errors import InputError
+    from vramest.readers import gguf
+    from vramest.web.uploads import _check_headers
+
+    path = write_llama_gguf(tmp_path / "tiny.gguf", tokens=3000)
+    data = path.read_bytes()
+    with path.open("rb") as handle:  # where the reader stops reading: the header's end
+        cursor = gguf._Cursor(handle, len(data), "tiny.gguf")
+        gguf._read(cursor, path)
+    end = cursor.position
+    for cut in [*range(0, end, max(1, end // 97)), end - 1, end, end + 1, len(data) - 1]:
+        if cut >= end:
+            _check_headers([("tiny.gguf", data[:cut], len(data))])
+            continue
+        with pytest.raises(InputError, match="header is longer"):
+            _check_headers([("tiny.gguf", data[:cut], len(data))])
 
 
 @pytest.mark.parametrize("files, folder, words", [

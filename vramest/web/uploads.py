@@ -16,6 +16,7 @@ folders this server made are ever read.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -34,6 +35,7 @@ MAX_FILES = 256
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_DECLARED_SIZE = 16 * 1024**4  # a real file's size; the sparse copy never stores it
 MAX_KEPT = 32  # uploads kept at once; the oldest is deleted first
+MAX_KEPT_BYTES = 256 * 1024**2  # bytes stored for them in all (the sparse rest takes none)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,150}")
 _SPARSE_SUFFIXES = (".safetensors", ".gguf")
 _ACCEPTED = "config.json, a safetensors index or header, or a GGUF file's header"
@@ -45,6 +47,7 @@ class Upload:
     path: Path  # what --model gets: the one file, or the folder
     name: str  # what a person would pass as --model
     root: Path  # the upload's own folder
+    stored_bytes: int = 0
 
 
 class Uploads:
@@ -53,7 +56,8 @@ class Uploads:
     def __init__(self) -> None:
         self._root = Path(tempfile.mkdtemp(prefix="vramest-web-"))
         self._kept: OrderedDict[str, Upload] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the table of uploads
+        self._writing = threading.Lock()  # one upload written at a time
 
     def close(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
@@ -79,6 +83,12 @@ class Uploads:
     def add(self, body: bytes) -> Upload:
         """Store one upload's files and check that the readers accept them."""
         manifest, files = _split(body)
+        _check_headers(files)
+        with self._writing:
+            return self._store(body, manifest, files)
+
+    def _store(self, body: bytes, manifest: dict[str, Any],
+               files: list[tuple[str, bytes, int]]) -> Upload:
         token = hashlib.sha256(body).hexdigest()[:16]
         with self._lock:
             if token in self._kept:
@@ -99,15 +109,17 @@ class Uploads:
                     handle.truncate(size)  # sparse: the readers see the real size, no data
         single = len(files) == 1 and folder_name is None
         upload = Upload(token=token, path=target / files[0][0] if single else target,
-                        name=files[0][0] if single else folder_name or "model", root=root)
+                        name=files[0][0] if single else folder_name or "model", root=root,
+                        stored_bytes=len(body))
         try:
-            _check_readable(upload, files)
+            _check_readable(upload)
         except InputError as exc:
             shutil.rmtree(root, ignore_errors=True)
             raise InputError(self._redact_one(str(exc), upload)) from None
         with self._lock:
             self._kept[token] = upload
-            while len(self._kept) > MAX_KEPT:
+            while len(self._kept) > MAX_KEPT or (len(self._kept) > 1 and sum(
+                    u.stored_bytes for u in self._kept.values()) > MAX_KEPT_BYTES):
                 _, old = self._kept.popitem(last=False)
                 shutil.rmtree(old.root, ignore_errors=True)
         return upload
@@ -163,16 +175,65 @@ def _split(body: bytes) -> tuple[dict[str, Any], list[tuple[str, bytes, int]]]:
     return manifest, files
 
 
-def _check_readable(upload: Upload, files: list[tuple[str, bytes, int]]) -> None:
-    """The readers must accept the upload, and a GGUF header must have been sent whole."""
-    from vramest.readers.gguf import read_gguf
+def _check_headers(files: list[tuple[str, bytes, int]]) -> None:
+    """Each partial file must hold its whole header, checked in memory before anything is
+    written: the sparse rest of the file reads as zeros, which no reader should parse."""
+    for name, data, size in files:
+        if len(data) == size:
+            continue
+        if name.endswith(".safetensors"):
+            header = int.from_bytes(data[:8], "little") if len(data) >= 8 else size
+            if len(data) < 8 + header:
+                raise InputError(f"{name} was sent without its whole header ({len(data)} of "
+                                 f"{8 + header} bytes); send the first 8 + N bytes.")
+        elif name.endswith(".gguf"):
+            _check_gguf_header(name, data, size)
+
+
+class _HeaderRanOut(Exception):
+    """The reader asked for bytes past those sent."""
+
+
+class _SentBytes:
+    """A file's first bytes as a read-only handle of its real size. A read that starts past
+    them raises _HeaderRanOut; one that starts inside and runs past is padded with zeros, as
+    the sparse copy would be (the GGUF reader reads ahead and gives back what it did not use)."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data, self.size, self.position = data, size, 0
+
+    def read(self, count: int) -> bytes:
+        if count > 0 and self.position >= len(self.data):
+            raise _HeaderRanOut
+        out = self.data[self.position:self.position + count]
+        pad = max(0, min(count, self.size - self.position) - len(out))
+        self.position += len(out) + pad
+        return out + bytes(pad)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = offset + (self.position if whence == io.SEEK_CUR else 0)
+        return self.position
+
+
+def _check_gguf_header(name: str, data: bytes, size: int) -> None:
+    """The GGUF reader over the bytes sent, as if the file had its real size: its own
+    sentence when the header is wrong, ours when it is longer than what was sent."""
+    from vramest.readers import gguf
+
+    cursor = gguf._Cursor(_SentBytes(data, size), size, name)  # type: ignore[arg-type]
+    try:
+        gguf._read(cursor, Path(name))
+        complete = cursor.position <= len(data)
+    except _HeaderRanOut:
+        complete = False
+    if not complete:
+        raise InputError(f"{name}'s header is longer than the "
+                         f"{MAX_GGUF_HEADER_BYTES // 1024**2} MiB the page sends; run "
+                         "`vramest --model FILE.gguf` on the command line instead.")
+
+
+def _check_readable(upload: Upload) -> None:
+    """The readers must accept the stored upload as the CLI would read it."""
     from vramest.readers.inspect import inspect_path
 
-    for name, data, size in files:
-        if name.endswith(".gguf") and len(data) < size:
-            gguf = read_gguf(upload.path / name if upload.path.is_dir() else upload.path)
-            if gguf.data_offset > len(data) + gguf.alignment:
-                raise InputError(f"{name}'s header is larger than the "
-                                 f"{MAX_GGUF_HEADER_BYTES // 1024**2} MiB the page sends; run "
-                                 "`vramest --model FILE.gguf` on the command line instead.")
     inspect_path(upload.path)
