@@ -154,16 +154,29 @@ def settle(driver: Driver, expected: dict[str, str] | None = None, timeout: floa
         time.sleep(0.05)
 
 
-def cli_answer(query: str) -> tuple[int, dict[str, Any] | None, str]:
-    """`vramest FLAGS --json` for the page's query: exit status, the JSON, stderr."""
+def cli_flags(query: str) -> list[str]:
+    """The page's query as the command line's flags."""
     argv: list[str] = []
     for name, value in parse_qsl(query, keep_blank_values=True):
         argv += [f"--{name}"] if value == "1" and name in ("max-ctx", "flash-attn", "fit") \
             else [f"--{name}", value]
+    return argv
+
+
+def cli_answer(query: str) -> tuple[int, dict[str, Any] | None, str]:
+    """`vramest FLAGS --json` for the page's query: exit status, the JSON, stderr."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([*argv, "--json"])
+        code = main([*cli_flags(query), "--json"])
     return code, json.loads(out.getvalue()) if code == 0 else None, err.getvalue()
+
+
+def cli_text(query: str) -> tuple[int, str]:
+    """`vramest FLAGS` as the terminal shows it."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(cli_flags(query))
+    return code, out.getvalue()
 
 
 def check_figures(driver: Driver, query: str, cli_query: str | None = None) -> dict[str, Any]:
@@ -180,7 +193,15 @@ def check_figures(driver: Driver, query: str, cli_query: str | None = None) -> d
                 headroom: document.getElementById('headroom')?.textContent ?? null,
                 verdict: document.getElementById('verdict')?.textContent ?? null,
                 command: document.getElementById('command').textContent,
+                headline: document.getElementById('headline').textContent,
+                fitLines: document.getElementById('fit-section').hidden ? null :
+                          document.getElementById('fit-lines').textContent,
+                gpus: document.getElementById('gpus-section').hidden ? null :
+                      [...document.querySelectorAll('#gpus-table tbody tr')].map(
+                        r => [...r.cells].map(c => c.textContent)),
                 error: document.getElementById('error').hidden};""")
+    code, text = cli_text(cli_query or query)
+    assert code == 0 and page["headline"] == text.splitlines()[0]
     memory = expected["memory"]
     assert page["parts"] == [[name, format_bytes(memory[name]), memory[name]] for name in LABELS]
     assert page["total"] == [format_bytes(memory["total"]), memory["total"]]
@@ -189,6 +210,14 @@ def check_figures(driver: Driver, query: str, cli_query: str | None = None) -> d
         fit = expected["fit"]
         assert page["headroom"] == format_bytes(fit["headroom_bytes"])
         assert page["verdict"] == ("fits" if fit["fits"] else "does NOT fit")
+        # the fit and speed lines are the terminal's, figure for figure
+        assert page["fitLines"] and page["fitLines"] in text
+    if "gpus" in expected:
+        fitting = [g for g in expected["gpus"] if g["fits"]]
+        assert [row[0] for row in page["gpus"]] == [g["gpu"] for g in expected["gpus"]]
+        assert [row[1:4] for row in page["gpus"] if row[1] != "—"] == [
+            [str(g["num_gpus"]), format_bytes(g["per_gpu_bytes"]), format_bytes(g["headroom_bytes"])]
+            for g in fitting]
     if cli_query is None:
         words = [w for name, value in parse_qsl(query) for w in (f"--{name}", value)]
         assert shlex.split(page["command"]) == ["vramest", *words]
@@ -197,7 +226,9 @@ def check_figures(driver: Driver, query: str, cli_query: str | None = None) -> d
 
 def test_the_page_answers_as_the_cli(server: WebServer, driver: Driver, tmp_path: Any) -> None:
     driver.call("POST", "/url", {"url": server.url + "?model=meta-llama/Llama-3.1-8B&dtype=int4"})
-    check_figures(driver, settle(driver, {"model": "meta-llama/Llama-3.1-8B", "dtype": "int4"}))
+    expected = check_figures(driver, settle(driver, {"model": "meta-llama/Llama-3.1-8B",
+                                                     "dtype": "int4"}))
+    assert len(expected["gpus"]) >= 10  # where it fits: the table of common GPUs
 
     # choose a model from the catalog by typing in the picker
     driver.type("#model", "Qwen/Qwen2.5-14B")
@@ -290,13 +321,14 @@ def test_dropped_files_are_read_as_the_cli_reads_the_folder(server: WebServer, d
     driver.call("POST", "/url", {"url": server.url + "?dtype=int8&ctx=2048&gpu=4090"})
     settle(driver)
     driver.click('input[name="source"][value="file"]')
-    driver.type("#file", f"{folder / 'config.json'}\n{folder / 'model.safetensors'}", clear=False)
+    (folder / "tokenizer.json").write_text("{}")  # not sent: the page keeps to what is read
+    driver.type("#folder", str(folder), clear=False)
     deadline = time.monotonic() + 30
     while not dict(parse_qsl(query := settle(driver))).get("model", "").startswith("upload:"):
         assert time.monotonic() < deadline, f"the upload was not used: {query}"
         time.sleep(0.05)
-    assert driver.text("#file-status").startswith("Using model")
+    assert driver.text("#file-status").startswith("Using tiny")
     cli_query = urlencode({**dict(parse_qsl(query)), "model": str(folder)})
     expected = check_figures(driver, query, cli_query)
     assert expected["model"]["source"] == "safetensors-folder"
-    assert driver.text("#command") == "vramest --model model --dtype int8 --ctx 2048 --gpu 4090"
+    assert driver.text("#command") == "vramest --model tiny --dtype int8 --ctx 2048 --gpu 4090"

@@ -281,15 +281,39 @@ async function readPart(file) {
   throw new Error(`${name} is not read here: give a config.json, a safetensors index and headers, or a .gguf file.`);
 }
 
-async function uploadFiles(fileList) {
-  const files = Array.from(fileList).filter((f) => !f.name.startsWith("."));
-  if (!files.length) return;
+// What vramest reads of a model folder (vramest/readers/folder.py): its config, a GPTQ
+// quantize_config, the safetensors index and shards, or GGUF files; tokenizers and pickles stay.
+const FOLDER_FILE = /^(config\.json|quantize_config\.json|model\.safetensors\.index\.json|.*\.safetensors|.*\.gguf)$/;
+
+// A folder dropped on the page: the files at its top level, as File objects.
+async function folderFiles(entry) {
+  const reader = entry.createReader();
+  const entries = [];
+  for (let batch = await new Promise((ok, fail) => reader.readEntries(ok, fail)); batch.length;
+    batch = await new Promise((ok, fail) => reader.readEntries(ok, fail))) entries.push(...batch);
+  const files = await Promise.all(entries.filter((e) => e.isFile && FOLDER_FILE.test(e.name))
+    .map((e) => new Promise((ok, fail) => e.file(ok, fail))));
+  return { folder: entry.name, files };
+}
+
+async function uploadFiles(fileList, folderName) {
+  let files = Array.from(fileList).filter((f) => !f.name.startsWith("."));
+  // a chosen folder (webkitdirectory) names its files folder/name; keep its top level
+  const folder = folderName || (files[0]?.webkitRelativePath || "").split("/")[0] || null;
+  if (folder) {
+    files = files.filter((f) => !f.webkitRelativePath || f.webkitRelativePath.split("/").length === 2)
+      .filter((f) => FOLDER_FILE.test(f.name));
+  }
+  if (!files.length) {
+    if (folder) showError(`${folder} holds no config.json, safetensors or GGUF file at its top level.`);
+    return;
+  }
   $("file-status").textContent = "Reading the headers…";
   try {
     const parts = await Promise.all(files.map(readPart));
-    const relative = files[0].webkitRelativePath || "";
-    const folder = parts.length > 1 ? (relative.split("/")[0] || "model") : null;
-    const manifest = { folder, files: parts.map((p) => ({ name: p.name, length: p.blob.size, size: p.size })) };
+    // the server takes plain names; the folder's only names the model
+    const plain = folder && folder.replace(/[^A-Za-z0-9_.+-]+/g, "-").replace(/^[^A-Za-z0-9_]+/, "");
+    const manifest = { folder: plain || (parts.length > 1 ? "model" : null), files: parts.map((p) => ({ name: p.name, length: p.blob.size, size: p.size })) };
     const body = new Blob([JSON.stringify(manifest) + "\n", ...parts.map((p) => p.blob)]);
     const response = await fetch("/api/upload", { method: "POST", body });
     const answer = await response.json();
@@ -381,13 +405,19 @@ async function start() {
     });
   }
   $("file").addEventListener("change", () => uploadFiles($("file").files));
+  $("folder").addEventListener("change", () => uploadFiles($("folder").files));
   const drop = $("model-set");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    uploadFiles(e.dataTransfer.files);
+    const entry = e.dataTransfer.items?.[0]?.webkitGetAsEntry?.();
+    if (entry && entry.isDirectory) {
+      folderFiles(entry).then(({ folder, files }) => uploadFiles(files, folder), (err) => showError(err.message));
+    } else {
+      uploadFiles(e.dataTransfer.files);
+    }
   });
   $("inputs").addEventListener("submit", (e) => { e.preventDefault(); schedule(0); });
   $("copy").addEventListener("click", copyCommand);
