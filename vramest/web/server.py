@@ -59,8 +59,8 @@ class WebServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        shown = host if ":" not in str(host) else f"[{host}]"
-        return f"http://{shown}:{port}/"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name if ':' not in name else f'[{name}]'}:{port}/"
 
     def server_close(self) -> None:
         super().server_close()
