@@ -68,8 +68,8 @@ def varied_rate(estimate: Callable[..., object], seconds: float) -> None:
 def web_latency(runs: int = 40) -> None:
     """`vramest web`: one change of input, end to end over HTTP (median of repeated calls on a
     kept-alive connection, as the page makes them): /api/estimate is the CLI's JSON, /api/view
-    the figures the page shows; the chart, drawn after them, is kept across context changes,
-    so each call here, at a new batch, draws it afresh."""
+    the figures the page shows, /api/chart the chart drawn after them. Every call asks a new
+    context and batch, so no answer (and no chart) is reused whole."""
     import http.client
     import threading
 
@@ -78,14 +78,16 @@ def web_latency(runs: int = 40) -> None:
     server = WebServer("127.0.0.1", 0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    fresh = 0
     try:
         for route in ("estimate", "view", "chart"):
-            for query in ("params=70B&dtype=int4&ctx=8192&gpu=h100",
-                          "model=llama-3.1-8b&dtype=int4&ctx=32768"):
+            for query in ("params=70B&dtype=int4&gpu=h100", "model=llama-3.1-8b&dtype=int4"):
                 times = []
                 for i in range(runs + 3):
+                    fresh += 1
                     start = time.perf_counter()
-                    connection.request("GET", f"/api/{route}?{query}&batch={1 + i}")
+                    connection.request("GET", f"/api/{route}?{query}&ctx={8192 + fresh}"
+                                              f"&batch={fresh}")
                     response = connection.getresponse()
                     response.read()
                     if response.status != 200:
