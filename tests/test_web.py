@@ -160,9 +160,17 @@ def test_no_request_reads_a_path_on_the_server(server: WebServer, tmp_path: Path
         connection.close()
 
 
-def test_only_loopback_host_names_are_served(server: WebServer) -> None:
+def test_only_loopback_host_names_and_the_own_page_are_served(server: WebServer) -> None:
+    port = server.server_address[1]
     assert get(server, "/", {"Host": "attacker.example:80"})[0] == 403
-    assert get(server, "/api/gpus", {"Host": f"localhost:{server.server_address[1]}"})[0] == 200
+    assert get(server, "/api/gpus", {"Host": f"localhost:{port}"})[0] == 200
+    assert get(server, "/api/gpus", {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
+    assert get(server, "/api/gpus", {"Origin": "https://attacker.example"})[0] == 403
+    request = Request(server.url + "api/upload", data=upload_body([("config.json", b"{}", 2)]),
+                      method="POST", headers={"Origin": "https://attacker.example"})
+    with pytest.raises(HTTPError) as refused:
+        urlopen(request, timeout=30)
+    assert refused.value.code == 403
 
 
 def test_the_page_is_self_contained(server: WebServer) -> None:

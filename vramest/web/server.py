@@ -96,10 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, route: Any) -> None:
         try:
-            if self.server.allowed_hosts is not None and \
-                    self.headers.get("Host") not in self.server.allowed_hosts:
-                self._json(HTTPStatus.FORBIDDEN, {"error": "This server answers only requests "
-                                                  "addressed to 127.0.0.1 or localhost."})
+            if not self._same_site():
+                self._json(HTTPStatus.FORBIDDEN, {"error": "This server answers only its own "
+                                                  "page, at 127.0.0.1 or localhost."})
                 return
             route()
         except InputError as exc:
@@ -111,6 +110,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
                        {"error": "vramest failed on this input (a bug: the server's log has "
                                  "the details)."})
+
+    def _same_site(self) -> bool:
+        """On loopback: addressed by a loopback name, and not sent by another site's page
+        (browsers name the page's origin on uploads and on scripts' requests)."""
+        hosts = self.server.allowed_hosts
+        if hosts is None:
+            return True
+        origin = self.headers.get("Origin")
+        return self.headers.get("Host") in hosts and (
+            origin is None or origin.removeprefix("http://") in hosts)
 
     def _get(self) -> None:
         parts = urlsplit(self.path)

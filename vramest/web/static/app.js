@@ -226,6 +226,8 @@ function render(answer) {
   fill($("formulas"), f.parts.map((p) => `${LABELS[p.name]} = ${p.formula}`));
   $("text").textContent = answer.text;
   $("command").textContent = answer.command;
+  // what a screen reader announces after each change: the total and the verdict, not the page
+  $("summary").textContent = `Total ${f.total.text}. ` + (f.fit ? `${f.fit.describe}.` : "");
 }
 
 function syncSlider(name, values) {
