@@ -49,10 +49,16 @@ class Device:
     # memory holds check bits (nvidia-smi totals: T4 15360 MiB of 16 GiB, L4 23034 MiB of
     # 24 GiB, A40 and L40S 46068 MiB of 48 GiB). HBM keeps ECC beside the data.
     ecc_in_band: bool = False
+    # Unified memory (Jetson): what a CUDA process can allocate once firmware carve-outs and
+    # the OS have taken theirs; the row's source says how it was found.
+    addressable_override_bytes: int | None = None
 
     @property
     def addressable_bytes(self) -> int:
-        """What programs can allocate from: the nominal memory less in-band ECC."""
+        """What programs can allocate from: the nominal memory less in-band ECC (or, for
+        unified memory, less what the firmware and the OS keep)."""
+        if self.addressable_override_bytes is not None:
+            return self.addressable_override_bytes
         return self.memory_bytes - (round(self.memory_bytes * ECC_IN_BAND_SHARE)
                                     if self.ecc_in_band else 0)
 
@@ -222,7 +228,18 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
         price_source=price.get("source") if isinstance(price, dict) else None,
         notes=str(raw.get("notes", "")),
         ecc_in_band=_flag(raw, "ecc_in_band", where),
+        addressable_override_bytes=_addressable(raw, memory, where),  # type: ignore[arg-type]
     )
+
+
+def _addressable(raw: dict[str, Any], memory: float, where: str) -> int | None:
+    value = _number(raw, "addressable_gib", where)
+    if value is None:
+        return None
+    if value > memory:
+        raise InputError(f"{where}: addressable_gib ({value:g}) cannot exceed memory_gib "
+                         f"({memory:g}).")
+    return int(value * GIB)
 
 
 @lru_cache(maxsize=1)
@@ -253,7 +270,8 @@ def device_from_local(name: str, memory_bytes: int, bandwidth_bytes_s: float | N
     """A detected device: the database entry of that name with the measured memory, if known."""
     try:
         known = db.find(name)
-        return replace(known, memory_bytes=memory_bytes, ecc_in_band=False)  # measured as seen
+        return replace(known, memory_bytes=memory_bytes, ecc_in_band=False,  # measured as seen
+                       addressable_override_bytes=None)
     except InputError:
         return Device(name=name, aliases=(), vendor="", kind="gpu", device_class="unknown",
                       memory_bytes=memory_bytes, bandwidth_bytes_s=bandwidth_bytes_s,

@@ -71,7 +71,7 @@ def place(est: Estimate, where: Deployment,
     if gpu is not None:
         device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
-        if device.ecc_in_band:
+        if device.addressable_bytes < device.memory_bytes:
             assumptions.append(ecc_note(device))
         speed = _speed(est, device, fit_plan.tp, fit_plan.pp, prompt_tokens, gen_tokens, engine_)
         if fit_plan.max_ctx is not None and est.model.shape.max_context and \

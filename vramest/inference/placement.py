@@ -33,6 +33,11 @@ _MAX_SEARCH_BATCH = 1 << 20
 
 
 def ecc_note(device: Device) -> str:
+    """Why a device offers less than its nominal memory (in-band ECC or unified memory)."""
+    if device.addressable_override_bytes is not None:
+        return (f"{device.name} shares its {format_bytes(device.memory_bytes)} with the CPU and "
+                f"the OS: about {format_bytes(device.addressable_bytes)} is addressable by a "
+                "CUDA process (firmware carve-outs and the OS keep the rest).")
     return (f"{device.name} keeps ECC on by default, in band: {format_bytes(device.memory_bytes)} "
             f"nominal, {format_bytes(device.addressable_bytes)} addressable (nvidia-smi's total).")
 

@@ -306,7 +306,11 @@ def allreduce_seconds(work: PhaseWork, device: Device, constants: Constants) -> 
 
 def engine_peak(device: Device, precision: str, engine: Engine) -> float | None:
     peak, _ = device.flops(precision)
-    if peak and engine.fp16_accumulate and precision in ("fp16", "bf16") and \
+    table = dict(device.dense_tflops)
+    # Pascal GeForce has no tensor cores: its rows give 16-bit math at the fp32 rate, with
+    # nothing to double
+    tensor_cores = table.get("fp16") is None or table.get("fp16") != table.get("fp32")
+    if peak and engine.fp16_accumulate and precision in ("fp16", "bf16") and tensor_cores and \
             device.vendor == "nvidia" and device.device_class == "consumer":
         return 2 * peak
     return peak

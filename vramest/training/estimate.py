@@ -190,7 +190,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     if gpu is not None:
         device = load_hardware(hardware_file).find(gpu)
         device_name = device.name
-        if device.ecc_in_band and gpu_memory is None:
+        if device.addressable_bytes < device.memory_bytes and gpu_memory is None:
             device_notes = (ecc_note(device),)
         # the same free share as inference (vramest.inference.placement.DEFAULT_RESERVE, --reserve)
         usable = usable or kept_free.usable(device)
