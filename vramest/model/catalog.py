@@ -78,10 +78,70 @@ class Catalog:
     def suggest(self, name: str) -> str:
         from difflib import get_close_matches
 
-        close = get_close_matches(_key(name), list(_cached_index(self)), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        same_shape = self.closest_same_family(name)
+        index = _cached_index(self)
+        by_entry: dict[CatalogEntry, str] = {}  # the closest spelling of each entry
+        for key in get_close_matches(_key(name), list(index), n=6, cutoff=0.5):
+            by_entry.setdefault(index[key], key)
+        hint = ""
+        if same_shape is not None:
+            entry, size = same_shape
+            hint = (f"the closest catalog model of that family and size is {entry.id} "
+                    f"({_count(size)}; --model {entry.id} uses its shape)")
+            close = [key for e, key in by_entry.items() if e is not entry][:2]
+            hint += f"; also near: {' or '.join(close)}. " if close else ". "
+        elif by_entry:
+            hint = f"did you mean {' or '.join(list(by_entry.values())[:3])}? "
         return (f"{hint}`vramest models` lists the catalog, and --model also takes a "
                 "config.json, a model folder or a .gguf file.")
+
+    def closest_same_family(self, name: str) -> tuple[CatalogEntry, int] | None:
+        """The entry of the name's family (its text before the size, e.g. qwen2.5 in
+        Qwen2.5-13B-Instruct) whose parameter count is nearest the size the name states."""
+        asked = _family_and_size(name)
+        if asked is None:
+            return None
+        family, size = asked
+        best: tuple[float, int, CatalogEntry] | None = None
+        for entry in self.entries:
+            for candidate in (entry.id, *entry.aliases):
+                found = _family_and_size(candidate)
+                if found is None or not _same_family(found[0], family):
+                    continue
+                exact = found[0] == family
+                params = entry.published_params or entry.shape().param_count()
+                score = abs(math.log(params / size)) + (0 if exact else 100.0)
+                if best is None or score < best[0]:
+                    best = (score, params, entry)
+                break
+        return (best[2], best[1]) if best else None
+
+
+# "13b", "1.5B", "560m", "8x7b" (a mixture: experts x size) after the family's name
+_SIZE = re.compile(r"[-_ ](?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z])")
+
+
+def _family_and_size(name: str) -> tuple[str, int] | None:
+    """('qwen2.5', 13e9) for 'Qwen/Qwen2.5-13B-Instruct': the family is the text before the
+    size without punctuation, the size in parameters."""
+    base = name.strip().lower().rsplit("/", 1)[-1]
+    match = _SIZE.search(base)
+    if match is None or match.start() == 0:
+        return None
+    experts, number, unit = match.groups()
+    size = float(number) * (1e9 if unit == "b" else 1e6) * (int(experts) if experts else 1)
+    family = re.sub(r"[^a-z0-9.]", "", base[:match.start()]).rstrip(".")
+    if not family or size <= 0:
+        return None
+    return family, int(size)
+
+
+def _same_family(found: str, asked: str) -> bool:
+    """Exact, or one a version-less prefix of the other (qwen vs qwen2.5, llama vs llama3.1)."""
+    if found == asked:
+        return True
+    shorter, longer = sorted((found, asked), key=len)
+    return longer.startswith(shorter) and not shorter[-1].isdigit() and shorter.isalpha()
 
 
 @lru_cache(maxsize=4)

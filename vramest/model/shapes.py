@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.model.families import apply_family_rules
 
 LAYER_FULL = "full"
 LAYER_SLIDING = "sliding"
@@ -264,7 +265,7 @@ class ModelShape:
 
 
 # --- parsing a Hugging Face config ----------------------------------------------------------
-_MAX_DIM = 10**7
+_MAX_DIM = 1 << 24  # Llama 4 Scout declares 10,485,760 positions
 _MAX_LAYERS = 10_000
 
 
@@ -405,7 +406,7 @@ def _parse(c: _Config, family: str, name: str) -> ModelShape:
     shape = _family_details(shape, c, family)
     shape = _attention_layout(shape, c, family)
     shape = _moe(shape, c, family)
-    return _mla(shape, c)
+    return apply_family_rules(_mla(shape, c), c.data, family)
 
 
 def _family_details(s: ModelShape, c: _Config, family: str) -> ModelShape:

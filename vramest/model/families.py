@@ -1,0 +1,97 @@
+"""Per-family tensor layouts that the standard config keys do not say (issue 18, item 7).
+
+Each rule reads the family's modeling code's layout, named on its line, and adjusts the shape
+parsed from the standard keys. `vramest.model.shapes` calls `apply_family_rules` last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vramest.model.shapes import ModelShape
+
+FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe")
+# Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
+# (transformers Llama4TextConfig: no_rope_layer_interval = 4)
+LLAMA4_NOPE_INTERVAL = 4
+
+
+def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str) -> ModelShape:
+    if family == "qwen":
+        return _qwen_v1(shape, config)
+    if family in ("cohere", "cohere2"):
+        return _cohere(shape, config)
+    if family == "phimoe":
+        return _phimoe(shape, config)
+    if family == "llama4_text":
+        return _llama4(shape, config)
+    if family == "glm4_moe":
+        return _glm4_moe(shape, config)
+    return shape
+
+
+def _qwen_v1(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """Qwen (v1, remote code modeling_qwen.py): one fused c_attn with bias, c_proj without;
+    the MLP's w1 and w2 are each intermediate_size // 2 wide (QWenMLP: ff_dim_in =
+    config.intermediate_size // 2)."""
+    return replace(s, intermediate_size=s.intermediate_size // 2, fused_qkv=True,
+                   attention_bias=True, attention_out_bias=False, mlp_bias=False,
+                   tie_embeddings=bool(config.get("tie_word_embeddings", False)))
+
+
+def _cohere(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """Command-R (transformers modeling_cohere.py): one LayerNorm without bias per layer
+    (attention and MLP run in parallel on it), embeddings tied by default; with use_qk_norm a
+    per-head LayerNorm of heads x head_dim (q) and kv_heads x head_dim (k), counted in
+    extra_params."""
+    qk = 0
+    if config.get("use_qk_norm") is True:
+        qk = s.num_layers * (s.num_heads + s.num_kv_heads) * s.head_dim
+    return replace(s, norms_per_layer=1, layer_norm_bias=False, qk_norm=False,
+                   tie_embeddings=bool(config.get("tie_word_embeddings", True)),
+                   extra_params=s.extra_params + qk,
+                   notes=(*s.notes, "per-head q/k LayerNorms counted as one 16-bit block")
+                   if qk else s.notes)
+
+
+def _phimoe(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """Phi-3.5-MoE (transformers modeling_phimoe.py): LayerNorms with bias, q/k/v/o with
+    bias (attention_bias), an lm_head bias; experts w1/w2/w3 without bias."""
+    return replace(s, layer_norm_bias=True, mlp_bias=False,
+                   lm_head_bias=bool(config.get("lm_head_bias", False)))
+
+
+def _llama4(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """Llama 4 text (transformers modeling_llama4.py): MoE layers every
+    interleave_moe_layer_step-th layer (Llama4TextConfig.moe_layers), each with a shared expert
+    of intermediate_size beside the routed ones; dense layers are intermediate_size_mlp wide.
+    Layers that use RoPE attend within chunks of attention_chunk_size tokens; they are counted
+    as sliding-window layers of that size, an upper bound on what a chunk keeps."""
+    from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
+
+    n = s.num_layers
+    step = int(config.get("interleave_moe_layer_step") or 1)
+    listed = config.get("moe_layers")
+    moe = set(listed) if isinstance(listed, list) and listed else set(range(step - 1, n, step))
+    dense_width = int(config.get("intermediate_size_mlp") or s.intermediate_size)
+    expert_width = int(config.get("intermediate_size") or s.moe_intermediate_size)
+    rope = config.get("no_rope_layers")
+    if not (isinstance(rope, list) and len(rope) == n):
+        rope = [int((i + 1) % LLAMA4_NOPE_INTERVAL != 0) for i in range(n)]
+    chunk = config.get("attention_chunk_size")
+    kinds = tuple(LAYER_SLIDING if chunk and rope[i] else LAYER_FULL for i in range(n))
+    return replace(s, intermediate_size=dense_width, moe_intermediate_size=expert_width,
+                   shared_experts=1, shared_intermediate_size=expert_width,
+                   moe_layers=tuple(i in moe for i in range(n)), layer_kinds=kinds,
+                   sliding_window=int(chunk) if chunk else None,
+                   notes=(*s.notes, f"chunked attention ({chunk} tokens) on 3 of 4 layers "
+                          "counted as a sliding window of that size") if chunk else s.notes)
+
+
+def _glm4_moe(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """GLM-4.5 (transformers modeling_glm4_moe.py): q/k/v with bias, o_proj without; per-head
+    q/k RMSNorms when use_qk_norm."""
+    return replace(s, attention_out_bias=False, qk_norm=config.get("use_qk_norm") is True)
