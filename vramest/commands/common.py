@@ -134,6 +134,10 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--block-size", help="tokens per KV block (default 16)")
     v.add_argument("--enforce-eager", action="store_true", default=None,
                    help="no CUDA graphs (their memory is not reserved)")
+    p.add_argument_group("ollama, sglang (--engine ollama|sglang)").add_argument(
+        "--engine-option", action="append", metavar="KEY=VALUE",
+        help="an engine setting, repeatable: num_ctx=8192, OLLAMA_NUM_PARALLEL=4, "
+             "OLLAMA_KV_CACHE_TYPE=q8_0, version=0.6.2, mem_fraction_static=0.85 ...")
     ll = p.add_argument_group("llama.cpp (--engine llamacpp)")
     ll.add_argument("--n-gpu-layers", "-ngl", help="layers offloaded to the GPU (default all)")
     ll.add_argument("--ubatch", help="physical batch size (default 512)")
@@ -159,6 +163,14 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     def count(value: str | None, flag: str, maximum: int = 10**7) -> int | None:
         return None if value is None else parse_positive_int(value, what=flag, maximum=maximum)
 
+    from vramest.inference.engines import registry
+
+    if args.engine in registry.NAMES:
+        return registry.parse_pairs(args.engine_option)
+    if args.engine_option:
+        from vramest.errors import InputError
+
+        raise InputError(f"--engine-option applies to --engine {' or '.join(registry.NAMES)}.")
     if args.engine == "vllm":
         return {"gpu_memory_utilization": args.gpu_memory_utilization,
                 "max_model_len": None if args.max_model_len is None else

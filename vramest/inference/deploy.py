@@ -45,8 +45,10 @@ class Deployment(NamedTuple):
     @property
     def needs_hardware(self) -> bool:
         """Whether the estimate must be placed at all (a GPU, a table, or an engine's view)."""
+        from vramest.inference.engines.registry import NAMES as STARTUP_ENGINES
+
         return (self.gpu is not None or self.compare_gpus or bool(self.engine_options)
-                or self.engine in ("llamacpp", "llamacpp-cli", "vllm"))
+                or self.engine in ("llamacpp", "llamacpp-cli", "vllm", *STARTUP_ENGINES))
 
 
 def place(est: Estimate, where: Deployment,
@@ -122,6 +124,9 @@ def local_device(db: HardwareDB) -> Device:
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
+    own = getattr(report, "engine_fit", None)  # engines in vramest.inference.engines.registry
+    if own is not None:
+        return own(fit_plan)  # type: ignore[no-any-return]
     if isinstance(report, LlamaCppStartup):
         per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
                          report.compute_buffer_gpu_bytes,

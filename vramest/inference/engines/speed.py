@@ -42,6 +42,10 @@ ENGINES: dict[str, Engine] = {
     "hf": Engine(
         "hf", "transformers generate(): eager PyTorch, one kernel launch per op", 0.0037,
         0.00050, source=_FITTED),
+    # start-up accounting in vramest/inference/engines/ollama.py, sglang.py (registry.py)
+    "ollama": Engine(
+        "ollama", "Ollama: llama.cpp underneath", 0.00040, 0.000027, fp16_accumulate=True,
+        source="assumed equal to llama.cpp server's fitted costs (" + _FITTED + ")"),
 }
 
 

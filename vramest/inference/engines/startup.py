@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device
+from vramest.inference.engines.registry import Startup
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
 from vramest.inference.placement import per_gpu_memory
@@ -376,8 +377,12 @@ def parse_engine_options(engine: str, options: dict[str, object]) -> dict[str, o
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
                   tp: int, usable_bytes: int | None
-                  ) -> VLLMStartup | LlamaCppStartup | HFStartup | None:
+                  ) -> VLLMStartup | LlamaCppStartup | HFStartup | Startup | None:
     """The engine's own start-up figures for --engine vllm / llamacpp, else None."""
+    from vramest.inference.engines import registry
+
+    if engine in registry.NAMES:  # ollama, sglang, ...: their own modules
+        return registry.startup(engine, est, options, device, tp, usable_bytes)
     given = {k: v for k, v in options.items() if v is not None}
     if engine == "vllm" or engine.startswith("llamacpp"):
         given = parse_engine_options(engine, given)

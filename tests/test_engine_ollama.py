@@ -1,0 +1,102 @@
+"""--engine ollama: Ollama's defaults by release (ollama/ollama source at each tag) and the
+decisions real Ollama logs show (tests/data/engines/ollama_logs.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import vramest
+from vramest.cli import main
+from vramest.errors import InputError
+
+CASES = json.loads((Path(__file__).parent / "data/engines/ollama_logs.json").read_text())["cases"]
+
+
+def ollama(model: str, gpu: str | None = "4090", dtype: str = "q4_k_m", **options: object
+           ) -> dict[str, object]:
+    est = vramest.estimate(model=model, dtype=dtype, gpu=gpu, engine="ollama",
+                           engine_options=options)
+    assert est.engine_report is not None
+    return est.engine_report.to_json()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["url"].rsplit("/", 1)[-1])
+def test_the_decisions_real_logs_show(case: dict[str, object]) -> None:
+    report = ollama(str(case["model"]), str(case["gpu"]), str(case["dtype"]),
+                    version=case["version"], **case["settings"])  # type: ignore[arg-type]
+    for key, value in case["observed"].items():  # type: ignore[union-attr]
+        key = {"n_ubatch": "num_batch"}.get(key, key)
+        assert report[key] == value, key
+
+
+@pytest.mark.parametrize(("version", "num_ctx"), [
+    ("0.1.48", 2048), ("0.6.6", 2048), ("0.6.7", 4096), ("0.15.4", 4096)])
+def test_default_context_by_release(version: str, num_ctx: int) -> None:
+    assert ollama("llama-3.1-8b", version=version)["num_ctx"] == num_ctx
+
+
+@pytest.mark.parametrize(("gpu", "num_ctx"), [("3060", 4096), ("4090", 32768), ("a6000", 262144),
+                                             ("t4", 4096)])
+def test_vram_tier_default_from_0_15_5(gpu: str, num_ctx: int) -> None:
+    """server/routes.go: >= 47 GiB 256k, >= 23 GiB 32k, else 4k (a T4 shows 15 GiB)."""
+    assert ollama("qwen3-8b", gpu, version="0.15.5")["num_ctx"] == min(num_ctx, 40960)
+    assert ollama("llama-4-scout", gpu, version="0.20.0")["num_ctx"] == num_ctx
+
+
+def test_parallel_multiplies_the_context_and_the_kv_cache() -> None:
+    one = ollama("llama-3.1-8b", num_ctx=8192)
+    four = ollama("llama-3.1-8b", num_ctx=8192, OLLAMA_NUM_PARALLEL=4)
+    assert four["context_tokens"] == 4 * 8192
+    assert four["kv_cache_bytes"] == 4 * one["kv_cache_bytes"]
+
+
+def test_auto_parallel_falls_back_to_one_when_it_does_not_fit_whole() -> None:
+    # 0.6.x tried 4 parallel contexts first (server/sched.go defaultParallel), then 1
+    assert ollama("llama-3.1-8b", "4090", version="0.5.12")["num_parallel"] == 4
+    assert ollama("qwen2.5-32b", "4090", version="0.5.12", num_ctx=8192)["num_parallel"] == 1
+
+
+def test_quantized_kv_needs_flash_attention() -> None:
+    off = ollama("llama-3.1-8b", version="0.9.0", OLLAMA_KV_CACHE_TYPE="q8_0")
+    on = ollama("llama-3.1-8b", version="0.9.0", OLLAMA_KV_CACHE_TYPE="q8_0",
+                OLLAMA_FLASH_ATTENTION="1")
+    assert off["kv_cache_type"] == "f16" and on["kv_cache_type"] == "q8_0"
+    assert on["kv_cache_bytes"] < 0.6 * off["kv_cache_bytes"]
+    pascal = ollama("llama-3.1-8b", "p40", OLLAMA_KV_CACHE_TYPE="q8_0")
+    assert pascal["flash_attention"] is False and pascal["kv_cache_type"] == "f16"
+
+
+def test_flash_attention_defaults_by_release_and_family() -> None:
+    assert ollama("qwen3-8b", version="0.12.3")["flash_attention"] is False
+    assert ollama("qwen3-8b", version="0.12.4")["flash_attention"] is True
+    assert ollama("llama-3.1-8b", version="0.12.4")["flash_attention"] is False
+    assert ollama("llama-3.1-8b")["flash_attention"] is True  # llama-server: auto
+
+
+def test_a_model_too_big_is_split_with_the_cpu() -> None:
+    report = ollama("llama-3.1-70b", "4090", num_ctx=4096)
+    assert 0 < int(report["layers_offloaded"]) < int(report["layers_total"])  # type: ignore[arg-type]
+    assert report["fully_offloaded"] is False
+    est = vramest.estimate(model="llama-3.1-70b", dtype="q4_k_m", gpu="4090", engine="ollama",
+                           engine_options={"num_ctx": 4096})
+    assert est.fit is not None and est.fit.fits  # the offloaded part fits the card
+
+
+def test_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InputError, match="Unknown ollama option"):
+        ollama("llama-3.1-8b", num_kontext=4)
+    with pytest.raises(InputError, match="version"):
+        ollama("llama-3.1-8b", version="latest")
+    assert main(["--model", "llama-3.1-8b", "--engine", "ollama", "--engine-option", "x"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cli_prints_and_json_names_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "llama-3.1-8b", "--dtype", "q4_k_m", "--gpu", "3060", "--engine",
+                 "ollama", "--engine-option", "OLLAMA_NUM_PARALLEL=2", "--json"]) == 0
+    engine = json.loads(capsys.readouterr().out)["engine"]
+    assert engine["name"] == "ollama" and engine["version"] == "0.32.15"
+    assert engine["num_parallel"] == 2 and engine["context_tokens"] == 2 * engine["num_ctx"]

@@ -1,0 +1,284 @@
+"""Ollama (`--engine ollama`): its defaults by release, then llama.cpp's buffers underneath.
+
+Ollama runs llama.cpp (its own runner up to 0.2x, upstream llama-server from 0.30), so the
+buffers are llama.cpp's (`llamacpp_startup`); what Ollama decides is the context, the number
+of parallel sequences, the KV cache type, flash attention and how many layers go to the GPU.
+Every rule names the file and release tag of ollama/ollama it was read from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from vramest.inference.engines import registry
+from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
+from vramest.units import GIB, MIB, format_bytes
+
+if TYPE_CHECKING:
+    from vramest.hardware.database import Device
+    from vramest.inference.placement import FitPlan
+
+Version = tuple[int, ...]
+Options = Mapping[str, object]
+Buffers = Callable[[int, int], LlamaCppStartup]  # (parallel sequences, GPU layers) -> buffers
+LATEST: Version = (0, 32, 15)  # newest release tag read (commit b7871fc0)
+SRC = "ollama/ollama@v{}:{}"  # a source: release tag and file
+
+# num_ctx when neither the request nor OLLAMA_CONTEXT_LENGTH sets it
+CTX_2048_UNTIL: Version = (0, 6, 7)  # api/types.go DefaultOptions NumCtx 2048; 4096 from v0.6.7
+CTX_BY_VRAM_FROM: Version = (0, 15, 5)  # envconfig ContextLength default 0: the VRAM tier
+# server/routes.go (v0.15.5+): summed TotalMemory - OLLAMA_GPU_OVERHEAD >= 47 GiB -> 262144,
+# >= 23 GiB -> 32768, else 4096
+VRAM_TIERS = ((47 * GIB, 262_144), (23 * GIB, 32_768), (0, 4096))
+CLAMP_TO_TRAINED_FROM: Version = (0, 9, 3)  # llm/server.go: num_ctx > n_ctx_train is cut
+# OLLAMA_NUM_PARALLEL unset: 1 before v0.2.0; then "auto": server/sched.go defaultParallel
+# (4, 2 from v0.6.7) when the model fits whole on one GPU with that many contexts, else 1;
+# 1 again from v0.10.0
+AUTO_PARALLEL = (((0, 2, 0), 4), ((0, 6, 7), 2), ((0, 10, 0), 1))
+KV_TYPES_FROM: Version = (0, 5, 0)  # OLLAMA_KV_CACHE_TYPE (f16, q8_0, q4_0), needs flash attn
+# flash attention: off unless OLLAMA_FLASH_ATTENTION=1; from v0.12.4 on by default for these
+# architectures (fs/ggml/ggml.go GGML.FlashAttention); from v0.30 "auto" wherever supported
+FA_FAMILIES_FROM: Version = (0, 12, 4)
+FA_FAMILIES = ("gpt_oss", "qwen3", "qwen3_moe")
+LLAMA_SERVER_FROM: Version = (0, 30, 0)  # llm/llama_server.go: upstream llama-server
+# server/sched.go (v0.30+): automatic num_batch (= -b and -ub) by context: 512, 1024 above
+# 4096, 2048 above 32768; 256 on CUDA cards of at most 8 GiB without flash attention
+BATCH_BY_CTX = ((32_768, 2048), (4096, 1024), (0, 512))
+# Ollama's own estimator (llm/memory.go, v0.1.33-v0.12.10) reserves this per CUDA/ROCm GPU
+# (discover/gpu.go cudaMinimumMemory) in place of the CUDA context
+MINIMUM_MEMORY = 457 * MIB
+OWN_ESTIMATOR_UNTIL: Version = (0, 12, 11)
+# CUDA flash attention needs compute capability >= 7.0 (ml/device.go): not Pascal or older
+_NO_FLASH = re.compile(r"GTX 10\d0|Tesla P\d|Quadro P\d|TITAN X|Tesla [KM]\d", re.I)
+
+
+@dataclass(frozen=True)
+class OllamaStartup:
+    version: Version
+    num_ctx: int  # per sequence
+    num_parallel: int
+    num_batch: int
+    flash_attention: bool
+    kv_cache_type: str
+    layers_total: int  # blocks + the output layer, as Ollama counts num_gpu
+    offloaded: int  # of layers_total
+    buffers: LlamaCppStartup
+    rules: tuple[str, ...]  # what was decided and the source of each rule
+
+    @property
+    def context_tokens(self) -> int:
+        return self.num_ctx * self.num_parallel
+
+    @property
+    def fully_offloaded(self) -> bool:
+        return self.offloaded >= self.layers_total
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": "ollama", "version": ".".join(map(str, self.version)),
+                "num_ctx": self.num_ctx, "num_parallel": self.num_parallel,
+                "context_tokens": self.context_tokens, "num_batch": self.num_batch,
+                "flash_attention": self.flash_attention, "kv_cache_type": self.kv_cache_type,
+                "layers_total": self.layers_total, "layers_offloaded": self.offloaded,
+                "fully_offloaded": self.fully_offloaded,
+                **{k: v for k, v in self.buffers.to_json().items() if k != "name"},
+                "rules": list(self.rules)}
+
+    def log_lines(self) -> list[str]:
+        version = ".".join(map(str, self.version))
+        return [f"ollama {version}: num_ctx {self.num_ctx} x OLLAMA_NUM_PARALLEL "
+                f"{self.num_parallel} = {self.context_tokens} tokens of context, num_batch "
+                f"{self.num_batch}, flash attention {'on' if self.flash_attention else 'off'}, "
+                f"KV {self.kv_cache_type}",
+                f"offloaded {self.offloaded}/{self.layers_total} layers to GPU"
+                + ("" if self.fully_offloaded else " (the rest run on the CPU)"),
+                *self.buffers.log_lines()[1:], *self.rules]
+
+    def engine_fit(self, plan: FitPlan) -> FitPlan:
+        from vramest.inference.placement import PerGPU
+
+        b = self.buffers
+        per_gpu = PerGPU(b.model_buffer_gpu_bytes, b.kv_cache_gpu_bytes,
+                         b.compute_buffer_gpu_bytes, b.cuda_context_bytes if b.gpu_layers else 0)
+        return replace(plan, per_gpu=per_gpu)
+
+
+def compute(req: registry.StartupRequest) -> OllamaStartup:
+    o, est, device = req.options, req.est, req.device
+    version: Version = o.get("version", LATEST)  # type: ignore[assignment]
+    shape = est.model.shape
+    rules: list[str] = []
+    num_ctx = _num_ctx(o, version, device, req.tp, rules)
+    trained = shape.max_context or 0
+    if version >= CLAMP_TO_TRAINED_FROM and trained and num_ctx > trained:
+        rules.append(f"num_ctx {num_ctx} cut to the model's trained {trained} "
+                     f"({SRC.format('0.9.3', 'llm/server.go')})")
+        num_ctx = trained
+    flash = _flash_attention(o, version, shape.family, device, rules)
+    kv_type = _kv_type(o, version, flash, rules)
+    batch = _num_batch(o, version, num_ctx, flash, device)
+    layers_total = shape.num_layers + 1
+
+    def buffers(parallel: int, gpu_layers: int) -> LlamaCppStartup:
+        ctx = num_ctx * parallel
+        opts = LlamaCppOptions(n_gpu_layers=gpu_layers, n_ctx=ctx, n_ubatch=min(batch, ctx),
+                               flash_attn=flash, cache_type_k=kv_type, cache_type_v=kv_type)
+        startup = llamacpp_startup(est, opts)
+        if version < OWN_ESTIMATOR_UNTIL and device is not None:
+            startup = replace(startup, cuda_context_bytes=MINIMUM_MEMORY)
+        return startup
+
+    budget = None
+    if device is not None and req.usable_bytes is not None:
+        budget = req.usable_bytes - int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
+    parallel = _num_parallel(o, version, budget, layers_total, buffers, rules)
+    requested = o.get("num_gpu")
+    if requested is not None:
+        gpu_layers = int(requested)  # type: ignore[call-overload]
+        rules.append(f"num_gpu {gpu_layers} as given")
+    elif budget is None:
+        gpu_layers = layers_total  # no GPU named: everything offloaded, as on a big card
+    else:
+        gpu_layers = _layers_that_fit(budget, layers_total, lambda n: buffers(parallel, n))
+        who = ("llama-server's own fit (-ngl auto)" if version >= LLAMA_SERVER_FROM
+               else "Ollama's layer estimate (llm/memory.go EstimateGPULayers: 457 MiB minimum "
+               "per GPU, then layers with their KV from the last down, then the output layer)"
+               if version < OWN_ESTIMATOR_UNTIL else "the runner's measured fit")
+        rules.append(f"layers on the GPU: the most that fit in {format_bytes(budget)}, as "
+                     f"{who} decides")
+    gpu_layers = min(gpu_layers, layers_total)
+    if num_ctx * parallel != est.settings.ctx:
+        rules.append(f"the memory table above is for --ctx {est.settings.ctx}; Ollama allocates "
+                     f"{num_ctx * parallel} tokens of KV cache (num_ctx x parallel)")
+    return OllamaStartup(version=version, num_ctx=num_ctx, num_parallel=parallel,
+                         num_batch=min(batch, num_ctx * parallel), flash_attention=flash,
+                         kv_cache_type=kv_type, layers_total=layers_total, offloaded=gpu_layers,
+                         buffers=buffers(parallel, gpu_layers), rules=tuple(rules))
+
+
+def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
+             rules: list[str]) -> int:
+    given = o.get("num_ctx")
+    if isinstance(given, int):
+        return given
+    if version < CTX_2048_UNTIL:
+        rules.append(f"num_ctx 2048 by default ({SRC.format('0.6.6', 'api/types.go')})")
+        return 2048
+    if version < CTX_BY_VRAM_FROM:
+        rules.append(f"num_ctx 4096 by default ({SRC.format('0.6.7', 'envconfig/config.go')})")
+        return 4096
+    if device is None:
+        rules.append("num_ctx: the default follows the GPUs' memory (4k/32k/256k); without "
+                     "--gpu 4096 is assumed")
+        return 4096
+    total = device.addressable_bytes * max(tp, 1)  # what the driver reports as total
+    ctx = next(c for threshold, c in VRAM_TIERS if total >= threshold)
+    rules.append(f"num_ctx {ctx} by default for {format_bytes(total)} of GPU memory "
+                 f"({SRC.format('0.15.5', 'server/routes.go')}: >= 47 GiB 256k, >= 23 GiB 32k, "
+                 "else 4k)")
+    return ctx
+
+
+def _flash_attention(o: Options, version: Version, family: str,
+                     device: Device | None, rules: list[str]) -> bool:
+    supported = device is None or not (device.vendor == "nvidia" and _NO_FLASH.search(device.name))
+    given = o.get("flash_attention")
+    if isinstance(given, bool):
+        if given and not supported:
+            rules.append(f"flash attention requested but {device.name if device else ''} "
+                         "cannot run it (CUDA compute capability below 7.0): off")
+        return given and supported
+    if not supported:
+        return False
+    if version >= LLAMA_SERVER_FROM:
+        rules.append(f"flash attention auto: on where supported "
+                     f"({SRC.format('0.30.0', 'llm/llama_server.go')})")
+        return True
+    if version >= FA_FAMILIES_FROM and family in FA_FAMILIES:
+        rules.append(f"flash attention on by default for {family} "
+                     f"({SRC.format('0.12.4', 'fs/ggml/ggml.go')})")
+        return True
+    return False
+
+
+def _kv_type(o: Options, version: Version, flash: bool, rules: list[str]) -> str:
+    asked = str(o.get("kv_cache_type") or "f16")
+    if asked in ("f16", "fp16"):
+        return "f16"
+    if version < KV_TYPES_FROM:
+        rules.append("OLLAMA_KV_CACHE_TYPE does not exist before 0.5.0: f16")
+        return "f16"
+    if not flash:
+        rules.append(f"OLLAMA_KV_CACHE_TYPE={asked} ignored: a quantized cache needs flash "
+                     f"attention ({SRC.format('0.12.4', 'llm/server.go')})")
+        return "f16"
+    return asked
+
+
+def _num_batch(o: Options, version: Version, num_ctx: int, flash: bool,
+               device: Device | None) -> int:
+    given = o.get("num_batch")
+    if isinstance(given, int):
+        return given
+    if version < LLAMA_SERVER_FROM:
+        return 512  # api/types.go DefaultOptions NumBatch
+    small_cuda = device is not None and device.vendor == "nvidia" and \
+        device.memory_bytes <= 8 * GIB
+    if not flash and device is not None and device.vendor == "nvidia":
+        return 256 if small_cuda and num_ctx > 4096 else 512
+    # the larger batches step down when the prediction leaves too little room; the
+    # prediction is not modelled, so the context's batch is kept
+    return next(b for threshold, b in BATCH_BY_CTX if num_ctx > threshold or threshold == 0)
+
+
+def _num_parallel(o: Options, version: Version, budget: int | None, layers_total: int,
+                  buffers: Buffers, rules: list[str]) -> int:
+    given = o.get("num_parallel")
+    if isinstance(given, int):
+        return given
+    default = 1
+    for since, value in AUTO_PARALLEL:
+        if version >= since:
+            default = value
+    if default == 1:
+        return 1
+    if budget is not None:
+        whole = buffers(default, layers_total)
+        if whole.gpu_total_bytes > budget:
+            rules.append(f"OLLAMA_NUM_PARALLEL auto: {default} contexts do not fit whole on the "
+                         f"GPU, so 1 ({SRC.format('0.9.0', 'server/sched.go')})")
+            return 1
+    rules.append(f"OLLAMA_NUM_PARALLEL auto: {default} parallel contexts "
+                 f"({SRC.format('0.9.0', 'server/sched.go')} defaultParallel)")
+    return default
+
+
+def _layers_that_fit(budget: int, layers_total: int, buffers: Callable[[int], LlamaCppStartup]
+                     ) -> int:
+    """The most layers (the output layer last) whose buffers fit in `budget`."""
+    for layers in range(layers_total, -1, -1):
+        if buffers(layers).gpu_total_bytes <= budget:
+            return layers
+    return 0
+
+
+def _num_gpu(value: object, what: str) -> int:
+    return registry.count_or_zero(value, what)
+
+
+ENGINE = registry.StartupEngine(
+    name="ollama",
+    parsers={"version": registry.version, "num_ctx": registry.tokens,
+             "num_parallel": lambda v, w: registry.whole(v, w, 1024),
+             "kv_cache_type": registry.text, "flash_attention": registry.switch,
+             "num_gpu": _num_gpu, "num_batch": lambda v, w: registry.whole(v, w, 1 << 20),
+             "gpu_overhead": registry.size},
+    compute=compute,
+    spellings={"ollama_context_length": "num_ctx", "ollama_num_parallel": "num_parallel",
+               "ollama_kv_cache_type": "kv_cache_type",
+               "ollama_flash_attention": "flash_attention", "ollama_gpu_overhead": "gpu_overhead",
+               "engine_version": "version"},
+)
+

@@ -1,0 +1,152 @@
+"""Engines with their own start-up accounting beyond vLLM, llama.cpp and transformers.
+
+Each engine module registers a `StartupEngine`: its option names (with the environment
+variables or flags users know them by), a parser per option, and the function that computes
+its start-up figures. `vramest.inference.engines.startup.engine_report` dispatches here first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from vramest.errors import InputError
+from vramest.units import parse_bytes, parse_positive_int, parse_tokens
+
+if TYPE_CHECKING:
+    from vramest.hardware.database import Device
+    from vramest.inference.estimate import Estimate
+    from vramest.inference.placement import FitPlan
+
+
+class Startup(Protocol):
+    def to_json(self) -> dict[str, object]: ...
+
+    def log_lines(self) -> list[str]: ...
+
+    def engine_fit(self, plan: FitPlan) -> FitPlan: ...
+
+
+@dataclass(frozen=True)
+class StartupRequest:
+    est: Estimate
+    options: Mapping[str, object]  # parsed, only those given
+    device: Device | None
+    tp: int
+    usable_bytes: int | None
+
+
+@dataclass(frozen=True)
+class StartupEngine:
+    name: str
+    parsers: Mapping[str, Callable[[object, str], object]]
+    compute: Callable[[StartupRequest], Startup]
+    # what users type for an option (an environment variable, a CLI flag) -> its name here
+    spellings: Mapping[str, str] = field(default_factory=dict)
+
+    def parse(self, options: Mapping[str, object]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for raw_key, value in options.items():
+            if value is None:
+                continue
+            key = self.spellings.get(raw_key.lower().lstrip("-").replace("-", "_"),
+                                     raw_key.lower().lstrip("-").replace("-", "_"))
+            if key not in self.parsers:
+                raise InputError(f"Unknown {self.name} option {raw_key!r}; accepted: "
+                                 f"{', '.join(self.parsers)}.")
+            out[key] = self.parsers[key](value, raw_key)
+        return out
+
+
+NAMES = ("ollama",)  # the modules below, by engine name
+
+
+def _engines() -> dict[str, StartupEngine]:
+    from vramest.inference.engines import ollama
+
+    return {e.name: e for e in (ollama.ENGINE,)}
+
+
+def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,
+            tp: int, usable_bytes: int | None) -> Startup:
+    spec = _engines()[engine]
+    return spec.compute(StartupRequest(est, spec.parse(options), device, tp, usable_bytes))
+
+
+def parse_pairs(pairs: list[str] | None) -> dict[str, object]:
+    """--engine-option KEY=VALUE (repeatable): values stay text; each engine parses its own."""
+    out: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--engine-option {pair!r} is not KEY=VALUE (e.g. num_ctx=8192 or "
+                             "OLLAMA_NUM_PARALLEL=4).")
+        out[key.strip()] = value.strip()
+    return out
+
+
+# --- option parsers (text from the CLI, typed values from the API or a capacity spec) -------
+def whole(value: object, what: str, maximum: int = 1 << 30) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"{what} {value!r} is not a whole number.")
+    return parse_positive_int(value, what=what, maximum=maximum)
+
+
+def tokens(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"{what} {value!r} is not a token count.")
+    return parse_tokens(value, what=what)
+
+
+def count_or_zero(value: object, what: str) -> int:
+    if str(value).strip() == "0":
+        return 0
+    return whole(value, what, maximum=100_000)
+
+
+def switch(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise InputError(f"{what} {value!r} is not true or false (1/0, on/off).")
+
+
+def share(value: object, what: str) -> float:
+    number = math.nan
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if not 0 < number <= 1:
+        raise InputError(f"{what} {value!r} is not a share above 0 and at most 1.")
+    return number
+
+
+def size(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"{what} {value!r} is not a size.")
+    return 0 if str(value).strip() == "0" else parse_bytes(value, what=what)
+
+
+def text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{what} {value!r} is not text.")
+    return value.strip().lower()
+
+
+def version(value: object, what: str) -> tuple[int, ...]:
+    """'0.6.2', 'v0.6.2' or 'ollama==0.6.2' -> (0, 6, 2)."""
+    raw = str(value).strip().lower().split("==")[-1].lstrip("v")
+    try:
+        parts = tuple(int(p) for p in raw.split("-")[0].split("."))
+    except ValueError:
+        parts = ()
+    if not 1 <= len(parts) <= 3:
+        raise InputError(f"{what} {value!r} is not a version such as 0.6.2.")
+    return parts + (0,) * (3 - len(parts))
