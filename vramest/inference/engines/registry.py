@@ -61,13 +61,13 @@ class StartupEngine:
         return out
 
 
-NAMES = ("ollama",)  # the modules below, by engine name
+NAMES = ("ollama", "sglang")  # the modules below, by engine name
 
 
 def _engines() -> dict[str, StartupEngine]:
-    from vramest.inference.engines import ollama
+    from vramest.inference.engines import ollama, sglang
 
-    return {e.name: e for e in (ollama.ENGINE,)}
+    return {e.name: e for e in (ollama.ENGINE, sglang.ENGINE)}
 
 
 def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,

@@ -46,6 +46,9 @@ ENGINES: dict[str, Engine] = {
     "ollama": Engine(
         "ollama", "Ollama: llama.cpp underneath", 0.00040, 0.000027, fp16_accumulate=True,
         source="assumed equal to llama.cpp server's fitted costs (" + _FITTED + ")"),
+    "sglang": Engine(
+        "sglang", "SGLang with CUDA graphs", 0.00055, 0.0,
+        source="assumed equal to TensorRT-LLM's fitted step cost (no SGLang speed rows)"),
 }
 
 
