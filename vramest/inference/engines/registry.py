@@ -61,13 +61,13 @@ class StartupEngine:
         return out
 
 
-NAMES = ("ollama", "sglang")  # the modules below, by engine name
+NAMES = ("ollama", "sglang", "tgi")  # the modules below, by engine name
 
 
 def _engines() -> dict[str, StartupEngine]:
-    from vramest.inference.engines import ollama, sglang
+    from vramest.inference.engines import ollama, sglang, tgi
 
-    return {e.name: e for e in (ollama.ENGINE, sglang.ENGINE)}
+    return {e.name: e for e in (ollama.ENGINE, sglang.ENGINE, tgi.ENGINE)}
 
 
 def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,

@@ -49,6 +49,9 @@ ENGINES: dict[str, Engine] = {
     "sglang": Engine(
         "sglang", "SGLang with CUDA graphs", 0.00055, 0.0,
         source="assumed equal to TensorRT-LLM's fitted step cost (no SGLang speed rows)"),
+    "tgi": Engine(
+        "tgi", "Text Generation Inference with CUDA graphs", 0.00055, 0.0,
+        source="assumed equal to TensorRT-LLM's fitted step cost (no TGI speed rows)"),
 }
 
 

@@ -1,0 +1,55 @@
+"""--engine tgi: the KV blocks TGI's warm-up leaves (huggingface/text-generation-inference at
+each tag), against a real TGI log (tests/data/engines/tgi_logs.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import vramest
+
+CASES = json.loads((Path(__file__).parent / "data/engines/tgi_logs.json").read_text())["cases"]
+
+
+def tgi(model: str, gpu: str, dtype: str = "bf16", num_gpus: int = 1, **options: object
+        ) -> dict[str, object]:
+    est = vramest.estimate(model=model, dtype=dtype, gpu=gpu, num_gpus=num_gpus, engine="tgi",
+                           engine_options=options)
+    assert est.engine_report is not None
+    return est.engine_report.to_json()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["url"].rsplit("/", 1)[-1])
+def test_max_batch_total_tokens_matches_the_log(case: dict[str, object]) -> None:
+    report = tgi(str(case["model"]), str(case["gpu"]), str(case["dtype"]),
+                 version=case["version"], **case["settings"])  # type: ignore[arg-type]
+    observed = case["observed"]["max_batch_total_tokens"]  # type: ignore[index]
+    assert report["max_batch_total_tokens"] == pytest.approx(observed, rel=0.05)
+
+
+def test_warmup_logits_count_against_the_cache() -> None:
+    """The warm-up asks for prefill logprobs: a larger prefill leaves fewer KV tokens."""
+    small = tgi("llama-3.1-8b", "h100", max_batch_prefill_tokens=4096)
+    large = tgi("llama-3.1-8b", "h100", max_batch_prefill_tokens=32768)
+    lost = (int(small["max_batch_total_tokens"]) - int(large["max_batch_total_tokens"])) * \
+        float(large["kv_bytes_per_token"])  # type: ignore[arg-type]
+    logits = (32768 - 4096) * 128256 * (2 + 4)  # bf16 logits + fp32 log-softmax
+    assert lost > logits
+
+
+def test_wiggle_room_by_release() -> None:
+    assert tgi("llama-3.1-8b", "h100", version="2.0.0")["wiggle_room"] == 0.95
+    assert tgi("llama-3.1-8b", "h100", version="3.1.0")["wiggle_room"] == 0.93
+    assert tgi("llama-3.1-8b", "h100")["wiggle_room"] == 0.90
+    assert tgi("llama-3.1-8b", "h100", version="2.4.1")["block_size"] == 16
+    assert tgi("llama-3.1-8b", "h100")["block_size"] == 1
+
+
+def test_a_warmup_that_does_not_fit_refuses() -> None:
+    est = vramest.estimate(model="llama-3.1-70b", dtype="bf16", gpu="h100", engine="tgi")
+    assert est.engine_report is not None and est.engine_report.to_json()["starts"] is False
+    assert any("decrease `--max-batch-prefill-tokens`" in line
+               for line in est.engine_report.log_lines())
+    assert est.fit is not None and not est.fit.fits

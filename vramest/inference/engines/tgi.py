@@ -1,0 +1,153 @@
+"""Text Generation Inference (`--engine tgi`): the KV blocks its warm-up leaves room for.
+
+TGI's warm-up (server/text_generation_server/models/flash_causal_lm.py `warmup`) allocates
+the KV blocks of one max_batch_prefill_tokens prefill, runs it, and measures the free memory
+without emptying the allocator's cache, so the prefill's activation peak stays counted as used.
+The blocks that fit in what is left (less a wiggle room), plus the warm-up batch's own, become
+max_batch_total_tokens. The rule changed across releases (huggingface/text-generation-inference
+at each tag):
+  v2.0-v2.4: blocks = floor(W x (free - (1 - CUDA_MEMORY_FRACTION) x total) / block) + warm-up,
+             W = 0.95 (TGI_WIGGLE_ROOM from v2.3; 0.90 in v2.4)
+  v3.0+:     blocks = floor((free - (1 - CUDA_MEMORY_FRACTION x W) x total) / block) + warm-up,
+             W = 0.95 (v3.0), 0.93 (v3.1-v3.2), 0.90 (v3.3+)
+Blocks hold 16 tokens (paged attention, v2) or 1 (flashinfer, the v3 default). A warm-up that
+runs out of memory refuses to start: "Not enough memory to handle N prefill tokens. You need to
+decrease `--max-batch-prefill-tokens`".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from vramest.errors import InputError
+from vramest.inference.engines import registry
+from vramest.inference.engines.startup import _kv_share
+from vramest.inference.memory import ffn_width, kv_elements_per_token
+from vramest.inference.placement import per_gpu_memory
+from vramest.model.precisions import kv_format, weight_format
+from vramest.units import format_bytes
+
+if TYPE_CHECKING:
+    from vramest.inference.placement import FitPlan
+
+Version = tuple[int, ...]
+LATEST: Version = (3, 3, 7)  # newest release tag read (commit dfb3fbe7)
+SRC = "huggingface/text-generation-inference@v{}:{}"
+WIGGLE = (((2, 0, 0), 0.95), ((2, 4, 0), 0.90), ((3, 0, 0), 0.95), ((3, 1, 0), 0.93),
+          ((3, 3, 0), 0.90))  # models/globals.py TGI_WIGGLE_ROOM (flash_causal_lm.py before)
+WIGGLE_ON_TOTAL_FROM: Version = (3, 0, 0)  # get_free_memory(device, MEMORY_FRACTION * W)
+FLASHINFER_FROM: Version = (3, 0, 0)  # launcher: attention defaults to flashinfer, block 1
+PAGED_BLOCK = 16
+DEFAULT_PREFILL = 4096  # launcher/src/main.rs max_batch_prefill_tokens without a compute figure
+F32 = 4
+
+
+@dataclass(frozen=True)
+class TGIStartup:
+    version: Version
+    total_bytes: int
+    weights_bytes: int
+    warmup_tokens: int  # max_batch_prefill_tokens
+    warmup_activation_bytes: int
+    kv_bytes_per_token: float
+    block_size: int
+    wiggle_room: float
+    max_batch_total_tokens: int
+    kv_cache_bytes: int
+    context_bytes: int
+    starts: bool
+    rules: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": "tgi", "version": ".".join(map(str, self.version)), "starts": self.starts,
+                "total_bytes": self.total_bytes, "weights_bytes": self.weights_bytes,
+                "max_batch_prefill_tokens": self.warmup_tokens,
+                "warmup_activation_bytes": self.warmup_activation_bytes,
+                "kv_bytes_per_token": self.kv_bytes_per_token, "block_size": self.block_size,
+                "wiggle_room": self.wiggle_room,
+                "max_batch_total_tokens": self.max_batch_total_tokens,
+                "kv_cache_bytes": self.kv_cache_bytes, "rules": list(self.rules)}
+
+    def log_lines(self) -> list[str]:
+        if not self.starts:
+            return [f"RuntimeError: Not enough memory to handle {self.warmup_tokens} prefill "
+                    "tokens. You need to decrease `--max-batch-prefill-tokens`", *self.rules]
+        blocks = self.max_batch_total_tokens // self.block_size
+        return [f"Load weights: {format_bytes(self.weights_bytes)}; warm-up prefill of "
+                f"{self.warmup_tokens} tokens peaks at {format_bytes(self.warmup_activation_bytes)}",
+                f"KV-cache blocks: {blocks}, size: {self.block_size}",
+                f"Setting max batch total tokens to {self.max_batch_total_tokens}", *self.rules]
+
+    def engine_fit(self, plan: FitPlan) -> FitPlan:
+        """TGI takes what the warm-up leaves; it starts when the warm-up prefill fits."""
+        from vramest.inference.placement import PerGPU
+
+        warm = round(self.warmup_tokens * self.kv_bytes_per_token)
+        kv = self.kv_cache_bytes if self.starts else warm
+        per_gpu = PerGPU(self.weights_bytes, kv, self.warmup_activation_bytes, self.context_bytes)
+        return replace(plan, per_gpu=per_gpu, usable_bytes=self.total_bytes)
+
+
+def compute(req: registry.StartupRequest) -> TGIStartup:
+    o, est, device, tp = req.options, req.est, req.device, max(req.tp, 1)
+    if device is None:
+        raise InputError("--engine tgi needs --gpu: its KV cache is what its warm-up leaves.")
+    version: Version = o.get("version", LATEST)  # type: ignore[assignment]
+    c, shape = est.constants, est.model.shape
+    rules: list[str] = []
+    total = round(device.addressable_bytes * c.visible_memory_fraction)
+    context = c.vllm_non_torch_bytes + (c.nccl_buffer_bytes if tp > 1 else 0)
+    weights = per_gpu_memory(est, tp).weights
+    prefill = o.get("max_batch_prefill_tokens")
+    if not isinstance(prefill, int):
+        prefill = min(DEFAULT_PREFILL, shape.max_context or DEFAULT_PREFILL)
+        rules.append(f"max_batch_prefill_tokens {prefill} by default (launcher/src/main.rs; "
+                     "from v3 a GPU the launcher knows may raise it by its FLOPs)")
+    kv_dtype = str(o.get("kv_cache_dtype") or est.settings.kv_dtype)
+    per_token = kv_elements_per_token(shape, 1) * kv_format(kv_dtype).bytes_per_element \
+        * _kv_share(shape, tp)
+    compute_bytes = weight_format(est.settings.dtype).compute_bytes
+    # the router's warm-up requests ask for prefill_logprobs (backends/v3/src/client/
+    # grpc_client.rs warmup; router/client/src/client.rs in v2): logits for every prefill
+    # token, in the compute dtype and again in fp32 for the log-softmax
+    logits = prefill * shape.vocab_size * (compute_bytes + F32)
+    activation = round(prefill * (c.activation_ffn_factor * ffn_width(shape) / tp
+                                  + c.vllm_activation_hidden_factor * shape.hidden_size)
+                       * compute_bytes + logits)
+    block = PAGED_BLOCK if version < FLASHINFER_FROM else 1
+    warm_blocks = -(-prefill // block)
+    warm_kv = warm_blocks * block * per_token
+    fraction = float(o.get("cuda_memory_fraction", 1.0))  # type: ignore[arg-type]
+    wiggle = float(o.get("wiggle_room") or next(  # type: ignore[arg-type]
+        w for since, w in reversed(WIGGLE) if version >= since))
+    free = total - context - weights - warm_kv - activation
+    starts = free > 0 and weights + warm_kv + activation + context <= total * fraction
+    if version >= WIGGLE_ON_TOTAL_FROM:
+        usable = free - (1 - fraction * wiggle) * total
+        where = "3.0.0"
+    else:
+        usable = wiggle * (free - (1 - fraction) * total)
+        where = "2.0.0"
+    rules.append(f"KV blocks: what the warm-up leaves free, with wiggle room {wiggle} "
+                 f"({SRC.format(where, 'server/text_generation_server/models/flash_causal_lm.py')}"
+                 " warmup)")
+    blocks = max(0, int(usable // (block * per_token))) + warm_blocks if starts else 0
+    tokens = blocks * block
+    return TGIStartup(version=version, total_bytes=total, weights_bytes=weights,
+                      warmup_tokens=prefill, warmup_activation_bytes=activation,
+                      kv_bytes_per_token=per_token, block_size=block, wiggle_room=wiggle,
+                      max_batch_total_tokens=tokens, kv_cache_bytes=round(tokens * per_token),
+                      context_bytes=context, starts=starts, rules=tuple(rules))
+
+
+ENGINE = registry.StartupEngine(
+    name="tgi",
+    parsers={"version": registry.version,
+             "max_batch_prefill_tokens": lambda v, w: registry.whole(v, w, 1 << 22),
+             "cuda_memory_fraction": registry.share, "wiggle_room": registry.share,
+             "kv_cache_dtype": registry.text},
+    compute=compute,
+    spellings={"tgi_wiggle_room": "wiggle_room", "max_batch_prefill": "max_batch_prefill_tokens",
+               "engine_version": "version"},
+)
