@@ -134,7 +134,7 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--block-size", help="tokens per KV block (default 16)")
     v.add_argument("--enforce-eager", action="store_true", default=None,
                    help="no CUDA graphs (their memory is not reserved)")
-    p.add_argument_group("ollama, sglang, tgi (--engine ollama|sglang|tgi)").add_argument(
+    p.add_argument_group("ollama, sglang, tgi, exllamav2 (--engine ...)").add_argument(
         "--engine-option", action="append", metavar="KEY=VALUE",
         help="an engine setting, repeatable: num_ctx=8192, OLLAMA_NUM_PARALLEL=4, "
              "OLLAMA_KV_CACHE_TYPE=q8_0, version=0.6.2, mem_fraction_static=0.85 ...")

@@ -61,13 +61,13 @@ class StartupEngine:
         return out
 
 
-NAMES = ("ollama", "sglang", "tgi")  # the modules below, by engine name
+NAMES = ("ollama", "sglang", "tgi", "exllamav2")  # the modules below, by engine name
 
 
 def _engines() -> dict[str, StartupEngine]:
-    from vramest.inference.engines import ollama, sglang, tgi
+    from vramest.inference.engines import exllamav2, ollama, sglang, tgi
 
-    return {e.name: e for e in (ollama.ENGINE, sglang.ENGINE, tgi.ENGINE)}
+    return {e.name: e for e in (ollama.ENGINE, sglang.ENGINE, tgi.ENGINE, exllamav2.ENGINE)}
 
 
 def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,

@@ -52,6 +52,9 @@ ENGINES: dict[str, Engine] = {
     "tgi": Engine(
         "tgi", "Text Generation Inference with CUDA graphs", 0.00055, 0.0,
         source="assumed equal to TensorRT-LLM's fitted step cost (no TGI speed rows)"),
+    "exllamav2": Engine(
+        "exllamav2", "ExLlamaV2 dynamic generator", 0.00055, 0.0,
+        source="assumed equal to TensorRT-LLM's fitted step cost (no ExLlamaV2 speed rows)"),
 }
 
 
