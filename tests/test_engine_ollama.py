@@ -80,9 +80,15 @@ def test_a_model_too_big_is_split_with_the_cpu() -> None:
     report = ollama("llama-3.1-70b", "4090", num_ctx=4096)
     assert 0 < int(report["layers_offloaded"]) < int(report["layers_total"])  # type: ignore[arg-type]
     assert report["fully_offloaded"] is False
+    # partial offload runs, but the model does not fit the card: the verdict says so
     est = vramest.estimate(model="llama-3.1-70b", dtype="q4_k_m", gpu="4090", engine="ollama",
                            engine_options={"num_ctx": 4096})
-    assert est.fit is not None and est.fit.fits  # the offloaded part fits the card
+    assert est.fit is not None and not est.fit.fits
+    four = vramest.estimate(model="llama-3.1-70b", dtype="q4_k_m", gpu="4090", num_gpus=4,
+                            engine="ollama", engine_options={"num_ctx": 4096})
+    assert four.fit is not None and four.fit.fits  # layers split over four cards
+    assert four.engine_report is not None
+    assert four.engine_report.to_json()["fully_offloaded"] is True
 
 
 def test_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,7 +63,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 
 # Measured 2026-12-03 on this branch (before the engine-version, llama.cpp-split and catalog
 # fixes of issue #18 were merged); floors, so a fix may only raise them.
-FLOORS = {"fit": (10, 12, 16, 19), "heldout": (8, 10, 14, 15)}
+# The catalog branch made four more held-out refusals expressible (RTX 2080 Ti, A800, Command-R,
+# Ollama's own accounting): three agree; the fourth, vLLM V1 refusing Qwen3-8B on an A800 at
+# 0.4 utilisation (vllm#17431), is the vLLM-version mechanism. Counts rose from 8/10 to 11/14.
+FLOORS = {"fit": (10, 12, 16, 19), "heldout": (11, 14, 14, 15)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

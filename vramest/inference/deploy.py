@@ -126,7 +126,7 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
     own = getattr(report, "engine_fit", None)  # engines in vramest.inference.engines.registry
     if own is not None:
-        return own(fit_plan)  # type: ignore[no-any-return]
+        return own(fit_plan)
     if isinstance(report, LlamaCppStartup):
         per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
                          report.compute_buffer_gpu_bytes,

@@ -136,6 +136,10 @@ def _engine_options(case: Case) -> dict[str, Any]:
             options["engine_version"] = f"vllm=={case.engine_version.split()[0]}"
         elif (version := _vllm_version(case.engine_version)) is not None:
             options["version"] = version
+    from vramest.inference.engines.registry import NAMES as OWN_VERSIONED
+
+    if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options:
+        options["version"] = case.engine_version.split()[0]  # e.g. Ollama "0.3.10"
     return options
 
 

@@ -66,6 +66,8 @@ class OllamaStartup:
     layers_total: int  # blocks + the output layer, as Ollama counts num_gpu
     offloaded: int  # of layers_total
     buffers: LlamaCppStartup
+    full: LlamaCppStartup  # every layer on the GPUs: what "fits" is judged on
+    gpus: int  # llama.cpp splits the layers over them (-sm layer), each with its own buffers
     rules: tuple[str, ...]  # what was decided and the source of each rule
 
     @property
@@ -97,11 +99,13 @@ class OllamaStartup:
                 *self.buffers.log_lines()[1:], *self.rules]
 
     def engine_fit(self, plan: FitPlan) -> FitPlan:
+        """Whether the whole model fits on the GPUs: Ollama still runs one that does not, with
+        layers on the CPU (`layers_offloaded`), but much slower; that counts as not fitting."""
         from vramest.inference.placement import PerGPU
 
-        b = self.buffers
-        per_gpu = PerGPU(b.model_buffer_gpu_bytes, b.kv_cache_gpu_bytes,
-                         b.compute_buffer_gpu_bytes, b.cuda_context_bytes if b.gpu_layers else 0)
+        f, g = self.full, self.gpus
+        per_gpu = PerGPU(-(-f.model_buffer_gpu_bytes // g), -(-f.kv_cache_gpu_bytes // g),
+                         f.compute_buffer_gpu_bytes, f.cuda_context_bytes)
         return replace(plan, per_gpu=per_gpu)
 
 
@@ -130,10 +134,11 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
             startup = replace(startup, cuda_context_bytes=MINIMUM_MEMORY)
         return startup
 
+    gpus = max(req.tp, 1)
     budget = None
     if device is not None and req.usable_bytes is not None:
         budget = req.usable_bytes - int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
-    parallel = _num_parallel(o, version, budget, layers_total, buffers, rules)
+    parallel = _num_parallel(o, version, budget, layers_total, gpus, buffers, rules)
     requested = o.get("num_gpu")
     if requested is not None:
         gpu_layers = int(requested)  # type: ignore[call-overload]
@@ -141,7 +146,8 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     elif budget is None:
         gpu_layers = layers_total  # no GPU named: everything offloaded, as on a big card
     else:
-        gpu_layers = _layers_that_fit(budget, layers_total, lambda n: buffers(parallel, n))
+        gpu_layers = _layers_that_fit(budget, layers_total, gpus,
+                                      lambda n: buffers(parallel, n))
         who = ("llama-server's own fit (-ngl auto)" if version >= LLAMA_SERVER_FROM
                else "Ollama's layer estimate (llm/memory.go EstimateGPULayers: 457 MiB minimum "
                "per GPU, then layers with their KV from the last down, then the output layer)"
@@ -155,7 +161,8 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     return OllamaStartup(version=version, num_ctx=num_ctx, num_parallel=parallel,
                          num_batch=min(batch, num_ctx * parallel), flash_attention=flash,
                          kv_cache_type=kv_type, layers_total=layers_total, offloaded=gpu_layers,
-                         buffers=buffers(parallel, gpu_layers), rules=tuple(rules))
+                         buffers=buffers(parallel, gpu_layers),
+                         full=buffers(parallel, layers_total), gpus=gpus, rules=tuple(rules))
 
 
 def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
@@ -234,7 +241,7 @@ def _num_batch(o: Options, version: Version, num_ctx: int, flash: bool,
 
 
 def _num_parallel(o: Options, version: Version, budget: int | None, layers_total: int,
-                  buffers: Buffers, rules: list[str]) -> int:
+                  gpus: int, buffers: Buffers, rules: list[str]) -> int:
     given = o.get("num_parallel")
     if isinstance(given, int):
         return given
@@ -244,22 +251,29 @@ def _num_parallel(o: Options, version: Version, budget: int | None, layers_total
             default = value
     if default == 1:
         return 1
-    if budget is not None:
-        whole = buffers(default, layers_total)
-        if whole.gpu_total_bytes > budget:
-            rules.append(f"OLLAMA_NUM_PARALLEL auto: {default} contexts do not fit whole on the "
-                         f"GPU, so 1 ({SRC.format('0.9.0', 'server/sched.go')})")
-            return 1
+    if budget is not None and per_gpu_need(buffers(default, layers_total), gpus) > budget:
+        rules.append(f"OLLAMA_NUM_PARALLEL auto: {default} contexts do not fit whole on the "
+                     f"GPU, so 1 ({SRC.format('0.9.0', 'server/sched.go')})")
+        return 1
     rules.append(f"OLLAMA_NUM_PARALLEL auto: {default} parallel contexts "
                  f"({SRC.format('0.9.0', 'server/sched.go')} defaultParallel)")
     return default
 
 
-def _layers_that_fit(budget: int, layers_total: int, buffers: Callable[[int], LlamaCppStartup]
-                     ) -> int:
-    """The most layers (the output layer last) whose buffers fit in `budget`."""
+def per_gpu_need(b: LlamaCppStartup, gpus: int) -> int:
+    """The busiest GPU of a layer split: its share of the layers and their KV, plus the
+    compute buffer and CUDA context every GPU holds."""
+    if not b.gpu_layers:
+        return 0
+    return -(-(b.model_buffer_gpu_bytes + b.kv_cache_gpu_bytes) // gpus) + \
+        b.compute_buffer_gpu_bytes + b.cuda_context_bytes
+
+
+def _layers_that_fit(budget: int, layers_total: int, gpus: int,
+                     buffers: Callable[[int], LlamaCppStartup]) -> int:
+    """The most layers (the output layer last) whose buffers fit in `budget` on each GPU."""
     for layers in range(layers_total, -1, -1):
-        if buffers(layers).gpu_total_bytes <= budget:
+        if per_gpu_need(buffers(layers), gpus) <= budget:
             return layers
     return 0
 
