@@ -113,7 +113,7 @@ def test_view_formats_as_the_terminal(server: WebServer, capsys: pytest.CaptureF
     {"params": "70B", "dtype": "int3"},
     {"params": "70B", "gpu": "h1000"},
     {"params": "70B", "batch": "0"},
-    {"params": "70B", "engine": "ollama"},
+    {"params": "70B", "engine": "mlc-llm"},
     {"params": "70B", "gpu": "h100", "num-gpus": "3"},
     {"dtype": "int4"},
 ])
