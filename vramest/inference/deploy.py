@@ -122,16 +122,18 @@ def local_device(db: HardwareDB) -> Device:
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
-    if isinstance(report, LlamaCppStartup):
-        per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
-                         report.compute_buffer_gpu_bytes,
-                         report.cuda_context_bytes if report.gpu_layers else 0)
+    if isinstance(report, LlamaCppStartup):  # the fullest GPU of the layer split
+        fullest = max(report.devices, key=lambda d: d.total(report.cuda_context_bytes),
+                      default=None)
+        per_gpu = PerGPU(fullest.model_bytes, fullest.kv_bytes, fullest.compute_bytes,
+                         report.cuda_context_bytes) if fullest else PerGPU(0, 0, 0, 0)
         return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"])
     if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved
         per = fit_plan.per_gpu
         return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache))
     if isinstance(report, VLLMStartup):
-        one_sequence = round(report.kv_bytes_per_token * report.max_model_len)
+        one_sequence = report.request_bytes or round(report.kv_bytes_per_token *
+                                                     report.max_model_len)
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,

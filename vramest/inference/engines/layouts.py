@@ -1,0 +1,113 @@
+"""Quantized weights as vLLM's kernels hold them on the GPU, which is not always as stored.
+
+MXFP4 MoE experts (gpt-oss) are padded and repacked per kernel, and the kernel depends on the
+GPU generation and the vLLM release; the vocabulary is padded for the parallel embedding.
+GPTQ/AWQ repacked for Marlin keep their size (4-bit values, one scale per group: the tile
+permutation moves bytes, it adds none), so they need no rule here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vramest.hardware.database import Device
+from vramest.model.shapes import ModelShape
+
+MXFP4_BLOCK = 32  # elements per E8M0 scale (OCP MX spec)
+# vllm/model_executor/layers/vocab_parallel_embedding.py: DEFAULT_VOCAB_PADDING_SIZE = 64
+VOCAB_PADDING = 64
+
+
+@dataclass(frozen=True)
+class Layout:
+    weights_bytes: int  # per GPU, as vLLM's "Model loading took" counts it
+    note: str
+
+
+def compute_capability(device: Device) -> tuple[int, int]:
+    """The SM version of a GPU from its name (the hardware database has no such column)."""
+    name = device.name.lower()
+    if device.vendor.lower() != "nvidia":
+        return (0, 0)
+    if any(k in name for k in ("b100", "b200", "b300", "gb200", "gb300")):
+        return (10, 0)
+    if any(k in name for k in ("rtx 50", "rtx pro 6000 blackwell", "gb10", "dgx spark")):
+        return (12, 0)
+    if any(k in name for k in ("h100", "h200", "h800", "h20", "gh200")):
+        return (9, 0)
+    if any(k in name for k in ("rtx 40", "l40", "l4", "rtx 6000 ada", "rtx 5000 ada")):
+        return (8, 9)
+    if any(k in name for k in ("a100", "a800", "a30", "a10", "a40", "rtx 30", "rtx a")):
+        return (8, 0)
+    return (7, 0)
+
+
+def _up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def mxfp4_backend(cc: tuple[int, int], hopper_kernel: str) -> str:
+    """vllm/model_executor/layers/quantization/mxfp4.py get_mxfp4_backend @007d5005: FlashInfer
+    on sm100 family, triton_kernels on sm90-sm10x (0.11+), Marlin otherwise (Ampere, Ada,
+    sm120, and sm90 in 0.10)."""
+    if cc[0] == 10:
+        return "flashinfer-sm100"
+    if cc[0] == 9:
+        return hopper_kernel
+    return "marlin"
+
+
+def mxfp4_expert_bytes(hidden: int, inter: int, backend: str) -> tuple[float, str]:
+    """Bytes of one expert's gate_up + down (values, scales, biases) under `backend`.
+
+    `inter` is the expert's intermediate size on this rank. Padding from mxfp4.py
+    create_weights @007d5005: Marlin rounds the intermediate to 128 and hidden to 256 (the MoE
+    Marlin kernel needs n % 256 and k % 128); FlashInfer sm100 rounds both to 256; Triton rounds
+    the intermediate to 64, then triton_kernels' Hopper value layout pads the byte-packed
+    (K, N) planes to 64 × 256 (triton-lang/triton python/triton_kernels/.../hopper_value.py
+    _padded_shape @000df03e). Biases are bf16, or fp32 where the kernel casts them.
+    """
+    scale = 1 / MXFP4_BLOCK
+    if backend == "marlin":
+        i, h = _up(inter, 128), _up(hidden, 256)
+        values = 3 * i * h / 2
+        bias = (2 * i + h) * 2
+        how = f"Marlin: intermediate {inter}→{i}, hidden {hidden}→{h}"
+    elif backend == "flashinfer-sm100":
+        i, h = _up(inter, 256), _up(hidden, 256)
+        values = 3 * i * h / 2
+        bias = (2 * i + h) * 4
+        how = f"FlashInfer sm100: intermediate {inter}→{i}, hidden {hidden}→{h}"
+    else:  # triton_kernels on Hopper
+        i, h = _up(inter, 64), hidden
+        w13 = _up(h // 2, 64) * _up(2 * i, 256)
+        w2 = _up(i // 2, 64) * _up(h, 256)
+        values = w13 + w2
+        bias = (2 * i + h) * 4
+        how = "triton_kernels Hopper layout: packed planes padded to 64 × 256"
+    return values + 3 * i * h * scale + bias, how
+
+
+def vllm_weights(shape: ModelShape, fmt_name: str, device: Device, tp: int, base_bytes: int,
+                 expert_bytes: float, hopper_kernel: str) -> Layout:
+    """Per-GPU weights as vLLM holds them: `base_bytes` (the stored layout split by rank) with
+    MXFP4 experts re-laid for their kernel, and the vocabulary padded to 64 rows."""
+    notes = []
+    total = float(base_bytes)
+    if shape.is_moe and "mxfp4" in fmt_name and expert_bytes:
+        backend = mxfp4_backend(compute_capability(device), hopper_kernel)
+        inter = math.ceil(shape.moe_intermediate_size / tp)
+        one, how = mxfp4_expert_bytes(shape.hidden_size, inter, backend)
+        moe_layers = sum(1 for i in range(shape.num_layers) if shape.is_moe_layer(i))
+        laid = one * shape.num_experts * moe_layers
+        total += laid - expert_bytes / tp
+        notes.append(f"MXFP4 experts as vLLM's {backend} kernel holds them ({how}): "
+                     f"{laid / 2**30:.2f} GiB per GPU")
+    padded = _up(shape.vocab_size, VOCAB_PADDING)
+    if padded != shape.vocab_size:
+        tables = 1 if shape.tie_embeddings else 2
+        total += (padded - shape.vocab_size) * shape.hidden_size * 2 * tables / tp
+        notes.append(f"vocabulary padded {shape.vocab_size}→{padded} rows "
+                     "(vocab_parallel_embedding.py)")
+    return Layout(round(total), "; ".join(notes))
