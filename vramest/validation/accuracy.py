@@ -297,8 +297,9 @@ def llamacpp_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
         outputs = 512 if ("perplexity" in text and "llama-perplexity" not in text) or \
             "main " in text else 1
         est = estimate(model=model, dtype="gguf-f16" if quant == "f16" else quant, ctx=ctx)
+        build = first["framework_version"].removeprefix("build ").split(" ")[0]
         report = llamacpp_startup(est, LlamaCppOptions(n_ctx=ctx, n_ubatch=min(ubatch, ctx),
-                                                       n_outputs=outputs))
+                                                       n_outputs=outputs, version=f"b{build}"))
         figures = {"compute_buffer_gpu": report.compute_buffer_gpu_bytes,
                    "compute_buffer_cpu": report.compute_buffer_host_bytes,
                    "output_buffer_host": report.output_buffer_host_bytes}

@@ -21,7 +21,13 @@ from dataclasses import dataclass, replace
 from vramest.errors import InputError
 from vramest.hardware.database import Device
 from vramest.inference.engines.layouts import vllm_weights
-from vramest.inference.engines.versions import VLLMRules, llamacpp_rules, parse_version, vllm_rules
+from vramest.inference.engines.versions import (
+    LlamaCppRules,
+    VLLMRules,
+    llamacpp_rules,
+    parse_version,
+    vllm_rules,
+)
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
 from vramest.inference.placement import per_gpu_memory
@@ -258,7 +264,7 @@ class LlamaCppOptions:
     n_ctx: int | None = None  # total cells over all sequences; default: --ctx × --batch
     n_ubatch: int = 512
     n_outputs: int = 1  # logits kept per batch: 1 for generation, n_batch for perplexity
-    flash_attn: bool = False
+    flash_attn: bool | None = None  # default: the build's (-fa auto from about b6300)
     cache_type_k: str | None = None  # default: --kv-dtype, f16 when that is fp32
     cache_type_v: str | None = None
     version: str | None = None  # "llamacpp==b4000"; None: versions.DEFAULTS["llamacpp"]
@@ -385,11 +391,12 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         head = embed  # a tied output head is the embedding matrix, copied to the GPU
     k_type = kv_format(llamacpp_cache_type(est, options.cache_type_k))
     v_type = kv_format(llamacpp_cache_type(est, options.cache_type_v))
-    per_layer_kv, swa_cells = _llamacpp_kv_layers(shape, n_ctx, n_seq, ubatch, rules.swa_cache,
+    per_layer_kv, swa_cells = _llamacpp_kv_layers(shape, n_ctx, n_seq, ubatch, rules,
                                                   k_type.bytes_per_element,
                                                   v_type.bytes_per_element)
     kv_total = sum(per_layer_kv)
-    compute_gpu, compute_host = _llamacpp_compute(shape, n_ctx, ubatch, options.flash_attn)
+    flash = rules.flash_attn_default if options.flash_attn is None else options.flash_attn
+    compute_gpu, compute_host = _llamacpp_compute(shape, n_ctx, ubatch, flash)
     attention_stage, output_stage = compute_gpu
     # llama.cpp offloads the last gpu_layers layers; -ngl past the layers adds the output head
     first_gpu = layers - gpu_layers
@@ -446,25 +453,28 @@ def _split_layers(count: int, n_dev: int, ratios: tuple[float, ...] | None) -> l
     return owner
 
 
-def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int, swa_cache: bool,
-                        k_bytes: float, v_bytes: float) -> tuple[list[float], int]:
-    """KV bytes of each layer, and the SWA cache's cells per sequence.
+def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
+                        rules: LlamaCppRules, k_bytes: float, v_bytes: float
+                        ) -> tuple[list[float], int]:
+    """KV bytes of each layer, and the SWA cache's cells per stream.
 
     Sliding layers: src/llama-kv-cache-iswa.cpp @02c28f53: size_swa = GGML_PAD(min(size_base,
-    n_swa × (unified ? n_seq_max : 1) + n_ubatch), 256), one stream per sequence when the cache
-    is not unified (the server's default); the full layers keep n_ctx cells in all. Builds
-    before the SWA cache (b5288) keep n_ctx cells in every layer.
+    n_swa × (unified ? n_seq_max : 1) + n_ubatch), 256), where size_base is n_ctx for one
+    unified stream or n_ctx / n_seq per stream otherwise; the full layers keep n_ctx cells in
+    all. Builds before the SWA cache (b5288) keep n_ctx cells in every layer.
     """
     out: list[float] = []
-    n_ctx_seq = max(1, n_ctx // n_seq)
+    streams = 1 if rules.unified_kv else n_seq
+    size_base = max(1, n_ctx // streams)
     swa = 0
-    if swa_cache and shape.sliding_window:
-        swa = -(-min(n_ctx_seq, shape.sliding_window + ubatch) // 256) * 256
+    if rules.swa_cache and shape.sliding_window:
+        per_stream_window = shape.sliding_window * (n_seq if rules.unified_kv else 1)
+        swa = -(-min(size_base, per_stream_window + ubatch) // 256) * 256
     for kind in shape.kinds():
         if kind == "none":
             out.append(0.0)
             continue
-        cells = swa * n_seq if kind == LAYER_SLIDING and swa else n_ctx
+        cells = swa * streams if kind == LAYER_SLIDING and swa else n_ctx
         if shape.is_mla:
             out.append(cells * (shape.kv_lora_rank + shape.qk_rope_head_dim) * k_bytes)
         else:

@@ -103,17 +103,26 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
 class LlamaCppRules:
     since: Release
     swa_cache: bool  # sliding layers get their own window-sized cache (llama_kv_cache_iswa)
+    flash_attn_default: bool  # -fa auto: on where the backend supports it (CUDA, Metal)
+    unified_kv: bool  # one KV stream for all sequences (else one stream per sequence)
     source: str
 
 
 LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
-    LlamaCppRules(Release((0,)), False,
-                  "before the SWA cache every layer keeps n_ctx cells (llama_kv_cache_unified)"),
+    LlamaCppRules(Release((0,)), False, False, True,
+                  "before the SWA cache every layer keeps n_ctx cells (llama_kv_cache_unified); "
+                  "flash attention only with -fa"),
     # The iSWA cache (ggml-org/llama.cpp PR #13194, May 2025, first in build b5288) sizes the
     # sliding layers' cache from n_swa, n_seq_max and n_ubatch (src/llama-kv-cache-iswa.cpp).
-    LlamaCppRules(Release((5288,)), True,
-                  "src/llama-kv-cache-iswa.cpp @2aef9767: size_swa = min(size_base, "
-                  "GGML_PAD(n_swa * n_seq_max + n_ubatch, n_pad))"),
+    LlamaCppRules(Release((5288,)), True, False, True,
+                  "src/llama-kv-cache-iswa.cpp @02c28f53: size_swa = GGML_PAD(min(size_base, "
+                  "n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)"),
+    # About build b6300 (late Aug 2025): -fa defaults to auto (common/arg.cpp; PR #15746 of
+    # 2025-09-02 shows the default) and the server keeps one KV stream per slot unless
+    # --kv-unified (llama_context log "kv_unified = false", ollama/ollama issue #16480).
+    LlamaCppRules(Release((6300,)), True, True, False,
+                  "flash attention auto by default; one KV stream per sequence (build about "
+                  "b6300, Aug 2025)"),
 )
 
 TABLES: dict[str, tuple[VLLMRules, ...] | tuple[LlamaCppRules, ...]] = {

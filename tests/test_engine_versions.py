@@ -1,0 +1,204 @@
+"""Engine rules by release, checked against the start-up logs in tests/data/engines/logs.csv."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import vramest
+from vramest.errors import InputError
+from vramest.hardware.database import default_hardware
+from vramest.inference.engines.startup import (
+    LlamaCppOptions,
+    VLLMOptions,
+    llamacpp_startup,
+    vllm_startup,
+)
+from vramest.inference.engines.versions import DEFAULTS, parse_version, vllm_rules
+
+GIB, MIB = 2**30, 2**20
+LOGS = Path(__file__).parent / "data" / "engines" / "logs.csv"
+
+
+def _log(record: str, metric: str) -> float:
+    with LOGS.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row["record_id"] == record and row["metric"] == metric:
+                assert row["source"].startswith("https://")
+                return float(row["value"])
+    raise KeyError((record, metric))
+
+
+H100_TOTAL = int(79.19 * GIB)  # what torch reports for an 80 GB H100 (vLLM logs: 79.19-79.22)
+
+
+def _gpt_oss(version: str, **options: object):  # type: ignore[no-untyped-def]
+    est = vramest.estimate(model="openai/gpt-oss-120b")
+    opts = VLLMOptions(version=version, total_memory_bytes=H100_TOTAL, **options)  # type: ignore[arg-type]
+    return vllm_startup(est, default_hardware().find("h100"), 1, opts)
+
+
+def _available(report) -> float:  # type: ignore[no-untyped-def]
+    return (report.budget_bytes - report.weights_bytes - report.non_torch_bytes
+            - report.activation_peak_bytes - report.cuda_graph_bytes) / GIB
+
+
+def test_gpt_oss_weights_as_the_mxfp4_kernel_holds_them() -> None:
+    # Marlin pads experts to 2944 x 3072 (0.10.1 on H100); triton_kernels pads the planes
+    marlin = _gpt_oss("0.10.1").weights_bytes / GIB
+    triton = _gpt_oss("0.14.1").weights_bytes / GIB
+    assert marlin == pytest.approx(_log("vllm-23278-gptoss120b-h100", "weights_loaded"), rel=0.005)
+    assert triton == pytest.approx(_log("vllm-33155-gptoss120b-h100", "weights_loaded"), rel=0.01)
+    stored = vramest.estimate(model="openai/gpt-oss-120b").memory.weights.bytes / GIB
+    assert stored < triton < marlin  # the checkpoint's own bytes are 4-5 GiB below both
+
+
+def test_gpt_oss_on_one_h100_is_refused_as_vllm_refused() -> None:
+    old = _gpt_oss("0.10.1")
+    assert _available(old) == pytest.approx(_log("vllm-23278-gptoss120b-h100",
+                                                 "available_kv_cache"), abs=0.6)
+    assert not old.starts
+    tight = _gpt_oss("0.11.0", gpu_memory_utilization=0.95, max_num_batched_tokens=1024)
+    assert _available(tight) == pytest.approx(_log("vllm-27508-gptoss120b-h100",
+                                                   "available_kv_cache"), abs=0.6)
+    assert tight.starts == bool(_log("vllm-27508-gptoss120b-h100", "starts"))
+    assert 0 < tight.largest_model_len < 131072  # a shorter max_model_len would start
+
+
+def test_hybrid_kv_needs_the_window_only_for_sliding_layers() -> None:
+    est = vramest.estimate(model="openai/gpt-oss-120b")
+    h200 = default_hardware().find("h200")
+    hybrid = vllm_startup(est, h200, 1, VLLMOptions(version="0.10.1"))
+    before = vllm_startup(est, h200, 1, VLLMOptions(version="0.9.2"))
+    # 18 full + 18 sliding layers (window 128): a 131,072-token request needs 8192 blocks in
+    # each full layer, cdiv(127 + 8192 batched tokens, 16) + 1 = 521 in each sliding one
+    assert hybrid.max_num_batched_tokens == 8192
+    assert hybrid.request_bytes / before.request_bytes == pytest.approx((8192 + 521) / 16384)
+    # the token count vLLM prints divides the pool by every layer in both
+    assert hybrid.kv_bytes_per_token == before.kv_bytes_per_token
+
+
+def test_tp_non_torch_memory_by_release() -> None:
+    est = vramest.estimate(model="meta-llama/Llama-3.1-8B")
+    a100 = default_hardware().find("a100 sxm4 80gb")
+    old = vllm_startup(est, a100, 2, VLLMOptions(version="0.6.4"))
+    new = vllm_startup(est, a100, 2, VLLMOptions(version="0.8.3"))
+    one = vllm_startup(est, a100, 1, VLLMOptions(version="0.8.3"))
+    assert old.non_torch_bytes > new.non_torch_bytes == one.non_torch_bytes
+    # PR #14447's TP ranks logged 0.20 GiB: the single-GPU constant (0.6) is the nearest rule
+    assert new.non_torch_bytes / GIB - _log("vllm-14447-tp-non-torch", "non_torch_memory") < 0.5
+
+
+def test_cuda_graphs_budgeted_only_from_0_21() -> None:
+    est = vramest.estimate(model="meta-llama/Llama-3.1-8B")
+    h100 = default_hardware().find("h100")
+    assert vllm_startup(est, h100, 1, VLLMOptions(version="0.20.0")).cuda_graph_bytes == 0
+    assert vllm_startup(est, h100, 1, VLLMOptions(version="0.21.0")).cuda_graph_bytes > 0
+    assert vllm_startup(est, h100, 1, VLLMOptions(version="0.21.0", enforce_eager=True)
+                        ).cuda_graph_bytes == 0
+
+
+def test_v0_profiles_the_whole_prompt_v1_chunks() -> None:
+    est = vramest.estimate(model="meta-llama/Llama-3.1-8B")
+    l40s = default_hardware().find("l40s")
+    v0 = vllm_startup(est, l40s, 1, VLLMOptions(version="0.5.4", max_model_len=20000))
+    v1 = vllm_startup(est, l40s, 1, VLLMOptions(version="0.10.1", max_model_len=20000))
+    assert (v0.max_num_batched_tokens, v1.max_num_batched_tokens) == (20000, 2048)
+    long = vllm_startup(est, l40s, 1, VLLMOptions(version="0.6.3", max_model_len=65536))
+    assert long.max_num_batched_tokens == 512  # V0 chunks past 32k tokens
+
+
+def test_llamacpp_swa_cache_cells_from_its_code() -> None:
+    est = vramest.estimate(model="openai/gpt-oss-120b", ctx=131072, batch=2)
+    report = llamacpp_startup(est, LlamaCppOptions(n_ubatch=1024, cache_type_k="f16",
+                                                   cache_type_v="f16", version="b6500"))
+    record = "ollama-16480-gptoss120b-kv"
+    assert report.n_ctx == 262144 and report.swa_cells == _log(record, "swa_cells")
+    expected = _log(record, "kv_full_layers") + _log(record, "kv_swa_layers")
+    assert report.kv_cache_bytes / MIB == pytest.approx(expected, abs=0.01)
+    before = llamacpp_startup(est, LlamaCppOptions(n_ubatch=1024, version="b5000"))
+    assert before.kv_cache_bytes == 2 * _log(record, "kv_full_layers") * MIB  # no SWA cache
+
+
+def test_llamacpp_splits_layers_over_gpus() -> None:
+    est = vramest.estimate(model="Qwen/Qwen2.5-72B", dtype="q3_k_m", ctx=32768,
+                           num_kv_heads=64, intermediate_size=24576)  # Qwen1.5-72B's shape
+    report = llamacpp_startup(est, LlamaCppOptions(n_gpus=2, version="b2600"))
+    record = "xinference-1202-qwen1.5-72b-2gpu"
+    assert report.model_buffer_host_bytes / MIB == pytest.approx(
+        _log(record, "model_buffer_host"), abs=0.01)
+    cuda0, cuda1 = report.devices
+    measured = _log(record, "model_buffer_cuda0") / (
+        _log(record, "model_buffer_cuda0") + _log(record, "model_buffer_cuda1"))
+    assert cuda0.model_bytes / (cuda0.model_bytes + cuda1.model_bytes) == pytest.approx(
+        measured, abs=0.005)
+    assert cuda0.kv_bytes / MIB == _log(record, "kv_cuda0")  # 41 layers x 1024 MiB
+
+
+def test_two_3090ti_hold_qwen25_32b_q8_0_by_layers() -> None:
+    est = vramest.estimate(model="qwen2.5-32b", dtype="q8_0", ctx=8192, gpu="rtx 3090 ti",
+                           num_gpus=2, engine="llamacpp")
+    assert est.fit is not None and est.fit.fits
+    assert sum(d.layers for d in est.engine_report.devices) == 64  # type: ignore[union-attr]
+    assert est.fit.per_gpu.weights < est.memory.weights.bytes * 0.55
+
+
+def test_one_kv_precision_everywhere() -> None:
+    est = vramest.estimate(model="qwen2.5-32b", dtype="q8_0", ctx=16384, kv_dtype="q8_0",
+                           gpu="rtx 3090 ti", num_gpus=2, engine="llamacpp")
+    report = est.engine_report
+    assert report.kv_cache_bytes == est.memory.kv_cache.bytes  # type: ignore[union-attr]
+    assert est.fit.per_gpu.kv_cache == max(d.kv_bytes for d in report.devices)  # type: ignore
+
+
+def test_batch_is_n_parallel_with_n_ctx_the_total() -> None:
+    est = vramest.estimate(model="qwen2.5-7b", dtype="q4_k_m", ctx=4096, batch=4)
+    report = llamacpp_startup(est)
+    assert (report.n_parallel, report.n_ctx) == (4, 16384)
+    assert report.kv_cache_bytes == est.memory.kv_cache.bytes
+
+
+def test_advice_when_a_moe_does_not_fit() -> None:
+    est = vramest.estimate(model="openai/gpt-oss-120b", ctx=8192, gpu="4090", engine="llamacpp")
+    notes = " ".join(est.engine_report.notes)  # type: ignore[union-attr]
+    assert "-ngl" in notes and "--n-cpu-moe" in notes
+
+
+def test_hf_counts_the_whole_prompt_of_sliding_layers() -> None:
+    import json
+
+    trace = json.loads((Path(__file__).parents[1] / "calibration" / "traces" /
+                        "mistralai__Mistral-7B-v0.1.json").read_text())
+    row = next(t for t in trace["traces"] if t["settings"]["ctx"] == 16384 and
+               t["settings"]["batch"] == 1 and t["settings"]["prefill_chunk"] == 16384)
+    est = vramest.estimate(model="mistralai/Mistral-7B-v0.1", ctx=16384, engine="hf",
+                           gpu="h100")
+    report = est.engine_report
+    held = est.memory.kv_cache.bytes + report.window_kv_extra_bytes  # type: ignore[union-attr]
+    assert held == pytest.approx(row["phases"]["prefill"]["kv_cache_bytes"], rel=0.001)
+    assert any("whole last prefill chunk" in a for a in est.assumptions)
+
+
+def test_json_names_the_engine_version() -> None:
+    est = vramest.estimate(model="qwen2.5-7b", gpu="h100", engine="vllm",
+                           engine_options={"version": "vllm==0.6.3"})
+    assert est.to_json()["engine"]["version"] == "vllm==0.6.3"
+    default = vramest.estimate(model="qwen2.5-7b", gpu="h100", engine="vllm")
+    assert default.to_json()["engine"]["version"] == f"vllm=={DEFAULTS['vllm']}"
+
+
+@pytest.mark.parametrize("bad", ["vllm==x", "sglang==0.4", "llamacpp==b12x", 3])
+def test_bad_versions_get_one_sentence(bad: object) -> None:
+    with pytest.raises(InputError):
+        parse_version("vllm", bad)
+
+
+@given(st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)))
+def test_every_release_has_exactly_one_rule_row(parts: tuple[int, int, int]) -> None:
+    version = parse_version("vllm", ".".join(map(str, parts)))
+    rules = vllm_rules(version)
+    assert rules.since <= version.release
