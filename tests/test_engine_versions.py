@@ -202,3 +202,13 @@ def test_every_release_has_exactly_one_rule_row(parts: tuple[int, int, int]) -> 
     version = parse_version("vllm", ".".join(map(str, parts)))
     rules = vllm_rules(version)
     assert rules.since <= version.release
+
+
+def test_kv_tokens_per_gib_at_tp4_with_4_kv_heads() -> None:
+    """Qwen3-235B: 4 KV heads over 4 ranks, one head per rank: the tokens a GiB of KV holds."""
+    est = vramest.estimate(model="Qwen/Qwen3-235B-A22B", dtype="fp8")
+    report = vllm_startup(est, default_hardware().find("h100"), 4,
+                          VLLMOptions(version="0.10.0", total_memory_bytes=H100_TOTAL))
+    record = "vllm-21348-qwen3-235b-fp8-tp4"
+    measured = _log(record, "kv_cache_tokens") / _log(record, "available_kv_cache")
+    assert GIB / report.kv_bytes_per_token == pytest.approx(measured, rel=0.02)

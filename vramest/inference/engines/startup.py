@@ -163,9 +163,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     compute_bytes = fmt.compute_bytes
     per_token = (c.activation_ffn_factor * ffn_width(shape) / tp
                  + c.vllm_activation_hidden_factor * shape.hidden_size) * compute_bytes
-    # the profiling run also samples max_num_seqs sequences over the whole vocabulary
+    # the profiling run also samples max_num_seqs sequences over the whole vocabulary; the
+    # logits are gathered whole before sampling, so TP does not split them
     seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device) else 256)
-    sampler = seqs * shape.vocab_size * rules.sampler_bytes_per_logit / tp
+    sampler = seqs * shape.vocab_size * rules.sampler_bytes_per_logit
     activation = round(tokens * per_token + sampler)
     tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
                 else rules.tp_non_torch_bytes)
@@ -527,9 +528,10 @@ def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) 
         for n in range(1, layers + 1):
             trial = llamacpp_startup(est, replace(options, n_gpu_layers=999, n_cpu_moe=n))
             if trial.gpu_total_bytes <= usable_bytes:
+                layers_re = "|".join(str(i) for i in range(n))
                 advice.append(f"Or keep every layer on the GPU and the experts of the first {n} "
-                              f"layers on the host: --n-cpu-moe {n} (-ot "
-                              f"'blk\\.([0-9]|[1-9][0-9])\\.ffn_.*_exps\\.=CPU' for a range).")
+                              f"layers on the host: --n-cpu-moe {n}, or -ot "
+                              f"'blk\\.({layers_re})\\.ffn_.*_exps\\.=CPU'.")
                 break
     return tuple(advice)
 
@@ -677,6 +679,8 @@ def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: st
 
 
 # --- transformers (--engine hf) ---------------------------------------------------------------
+# The release whose behaviour the hf rules follow: calibration/traces were made with it.
+HF_VERSION = "transformers==5.23.0"
 @dataclass(frozen=True)
 class HFStartup:
     """transformers from_pretrained + generate() as the device sees it."""
@@ -690,7 +694,7 @@ class HFStartup:
     window_kv_extra_bytes: int = 0  # sliding layers hold the whole last prefill chunk
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "hf", "loading_peak_bytes": self.loading_peak_bytes,
+        return {"name": "hf", "version": HF_VERSION, "loading_peak_bytes": self.loading_peak_bytes,
                 "prefill_peak_bytes": self.prefill_peak_bytes,
                 "generate_peak_bytes": self.generate_peak_bytes,
                 "kv_growth_bytes": self.kv_growth_bytes, "attention": self.attention,
