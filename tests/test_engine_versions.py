@@ -191,6 +191,15 @@ def test_json_names_the_engine_version() -> None:
     assert default.to_json()["engine"]["version"] == f"vllm=={DEFAULTS['vllm']}"
 
 
+@pytest.mark.parametrize(("text", "shown"), [("0.6.3.post1", "vllm==0.6.3"),
+                                             ("v0.10.1", "vllm==0.10.1"),
+                                             ("vllm==0.10.1rc1", "vllm==0.10.1"),
+                                             ("0.10.1.dev680+g1234", "vllm==0.10.1")])
+def test_release_spellings(text: str, shown: str) -> None:
+    assert parse_version("vllm", text).text == shown
+    assert parse_version("llamacpp", "llama.cpp==b5300").text == "llamacpp==b5300"
+
+
 @pytest.mark.parametrize("bad", ["vllm==x", "sglang==0.4", "llamacpp==b12x", 3])
 def test_bad_versions_get_one_sentence(bad: object) -> None:
     with pytest.raises(InputError):

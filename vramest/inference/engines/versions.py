@@ -178,10 +178,10 @@ def _release(family: str, number: str) -> Release | None:
     if family == "llamacpp":
         match = re.fullmatch(r"b?(\d{1,6})", number)
         return Release((int(match.group(1)),)) if match else None
-    match = re.fullmatch(r"v?(\d{1,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?([.+-][\w.+-]{0,40})?", number)
+    match = re.fullmatch(r"v?(\d{1,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?([.+-]?[a-z][\w.+-]{0,40})?", number)
     if not match:
         return None
-    return Release(tuple(int(p) for p in match.groups() if p is not None))
+    return Release(tuple(int(p) for p in match.groups()[:3] if p is not None))  # no suffix
 
 
 def vllm_rules(version: EngineVersion) -> VLLMRules:
