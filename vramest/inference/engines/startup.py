@@ -628,47 +628,59 @@ def _refuse(value: object, what: str, accepted: str) -> object:
     raise InputError(f"{what} {value!r} is not understood; give {accepted}.")
 
 
+def engine_family(engine: str) -> str:
+    """The start-up accounting an engine name uses: llamacpp-cli is llama.cpp's."""
+    return "llamacpp" if engine.startswith("llamacpp") else engine
+
+
+def engine_option_names(engine: str) -> tuple[str, ...]:
+    spec = STARTUP_ENGINES.get(engine_family(engine))
+    return spec.options if spec else ()
+
+
 def parse_engine_options(engine: str, options: dict[str, object]) -> dict[str, object]:
     """The given (not None) options of an engine, each checked and typed."""
     given = {k: v for k, v in options.items() if v is not None}
-    known = VLLM_OPTION_NAMES if engine == "vllm" else LLAMACPP_OPTION_NAMES
-    _reject_unknown(given, known, "llamacpp" if engine.startswith("llamacpp") else engine)
+    _reject_unknown(given, engine_option_names(engine), engine_family(engine))
     return {k: _OPTION_PARSERS[k](v, k) for k, v in given.items()}
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
                   tp: int, usable_bytes: int | None
                   ) -> VLLMStartup | LlamaCppStartup | HFStartup | None:
-    """The engine's own start-up figures for --engine vllm / llamacpp, else None."""
+    """The engine's own start-up figures (STARTUP_ENGINES), or None for an engine without."""
     given = {k: v for k, v in options.items() if v is not None}
-    if engine == "vllm" or engine.startswith("llamacpp"):
-        given = parse_engine_options(engine, given)
-    if engine == "vllm":
-        if device is None:
-            raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
-                             "GPU's memory.")
-        return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
-    if engine.startswith("llamacpp"):
-        fit = bool(given.pop("fit", False))
-        given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
-        opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
-        if fit:
-            if device is None or usable_bytes is None:
-                raise InputError("--fit needs --gpu to know how many layers fit.")
-            opts = replace(opts, n_gpu_layers=llamacpp_fit_layers(est, device, opts, usable_bytes))
-        report = llamacpp_startup(est, opts)
-        if usable_bytes is not None and report.gpu_total_bytes > usable_bytes:
-            report = replace(report, notes=report.notes + llamacpp_advice(est, opts, usable_bytes))
-        return report
-    if engine == "hf":
-        if given:
-            raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine "
-                             "vllm or llamacpp only.")
-        return hf_startup(est)
-    if given:
-        raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine vllm or "
-                         "llamacpp only.")
-    return None
+    spec = STARTUP_ENGINES.get(engine_family(engine))
+    if given and not (spec and spec.options):
+        takes = ", ".join(name for name, s in STARTUP_ENGINES.items() if s.options)
+        raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine "
+                         f"{takes} only.")
+    if spec is None:
+        return None
+    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes)
+
+
+def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
+                 usable_bytes: int | None) -> VLLMStartup:
+    if device is None:
+        raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
+                         "GPU's memory.")
+    return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
+
+
+def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
+                     usable_bytes: int | None) -> LlamaCppStartup:
+    fit = bool(given.pop("fit", False))
+    given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
+    opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
+    if fit:
+        if device is None or usable_bytes is None:
+            raise InputError("--fit needs --gpu to know how many layers fit.")
+        opts = replace(opts, n_gpu_layers=llamacpp_fit_layers(est, device, opts, usable_bytes))
+    report = llamacpp_startup(est, opts)
+    if usable_bytes is not None and report.gpu_total_bytes > usable_bytes:
+        report = replace(report, notes=report.notes + llamacpp_advice(est, opts, usable_bytes))
+    return report
 
 
 def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: str) -> None:
@@ -749,3 +761,21 @@ def hf_startup(est: Estimate) -> HFStartup:
                      generate_peak_bytes=prefill + memory.kv_cache.bytes,
                      kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention,
                      unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra)
+
+
+# --- the registry ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartupEngine:
+    """An engine with its own start-up accounting: the options it takes and how its report is
+    built from (estimate, parsed options, device, GPUs, usable bytes per GPU). A new engine
+    adds its options to _OPTION_PARSERS, its rules table to versions.TABLES and a row here."""
+
+    options: tuple[str, ...]
+    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None], object]
+
+
+STARTUP_ENGINES: dict[str, StartupEngine] = {
+    "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
+    "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
+    "hf": StartupEngine((), lambda est, _given, _device, _tp, _usable: hf_startup(est)),
+}
