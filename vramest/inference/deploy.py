@@ -128,9 +128,10 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         per_gpu = PerGPU(fullest.model_bytes, fullest.kv_bytes, fullest.compute_bytes,
                          report.cuda_context_bytes) if fullest else PerGPU(0, 0, 0, 0)
         return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"])
-    if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved
-        per = fit_plan.per_gpu
-        return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache))
+    if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved,
+        per = fit_plan.per_gpu  # and sliding layers their whole last prefill chunk
+        extra = report.window_kv_extra_bytes // max(1, fit_plan.num_gpus)
+        return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache + extra))
     if isinstance(report, VLLMStartup):
         one_sequence = report.request_bytes or round(report.kv_bytes_per_token *
                                                      report.max_model_len)
