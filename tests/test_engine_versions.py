@@ -221,3 +221,19 @@ def test_kv_tokens_per_gib_at_tp4_with_4_kv_heads() -> None:
     record = "vllm-21348-qwen3-235b-fp8-tp4"
     measured = _log(record, "kv_cache_tokens") / _log(record, "available_kv_cache")
     assert GIB / report.kv_bytes_per_token == pytest.approx(measured, rel=0.02)
+
+
+def test_awq_refused_when_tp_splits_a_group() -> None:
+    """An intermediate of 29568 (Qwen2.5-72B) over 2 or 4 ranks cuts 128-weight groups."""
+    h100 = default_hardware().find("h100")
+    assert not _log("vllm-13980-qwen25vl-72b-awq", "starts")
+    for width, tp, starts in ((29568, 4, False), (29568, 2, False), (29696, 4, True)):
+        est = vramest.estimate(model="Qwen/Qwen2.5-72B", dtype="awq-int4",
+                               intermediate_size=width)
+        report = vllm_startup(est, h100, tp, VLLMOptions(max_model_len=4096))
+        assert (report.refusal == "") == starts
+    placed = vramest.estimate(model="Qwen/Qwen2.5-72B", dtype="awq-int4", gpu="h100",
+                              num_gpus=4, engine="vllm",
+                              engine_options={"max_model_len": 4096})
+    assert placed.fit is not None and not placed.fit.fits
+    assert "not a whole number" in placed.to_json()["fit"]["refused"]

@@ -138,7 +138,8 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,
-                       band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes)
+                       band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes,
+                       refused=report.refusal)
     return fit_plan
 
 

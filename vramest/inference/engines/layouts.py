@@ -9,6 +9,7 @@ permutation moves bytes, it adds none), so they need no rule here.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from vramest.hardware.database import Device
@@ -111,3 +112,31 @@ def vllm_weights(shape: ModelShape, fmt_name: str, device: Device, tp: int, base
         notes.append(f"vocabulary padded {shape.vocab_size}→{padded} rows "
                      "(vocab_parallel_embedding.py)")
     return Layout(round(total), "; ".join(notes))
+
+
+def group_size(fmt_name: str) -> int | None:
+    """The quantization group of a GPTQ/AWQ format name (`gptq-int4-g64`; 128 by default)."""
+    if not fmt_name.startswith(("gptq", "awq")):
+        return None
+    found = re.search(r"-g(\d+)", fmt_name)
+    return int(found.group(1)) if found else 128
+
+
+def vllm_refusal(shape: ModelShape, fmt_name: str, tp: int) -> str:
+    """Why vLLM would not load these weights at this TP degree, or "".
+
+    vllm/model_executor/layers/quantization/gptq.py and awq.py create_weights: a row-parallel
+    layer's input slice must hold whole groups ("The input size is not aligned with the
+    quantized weight shape. This can be caused by too large tensor parallel size.")."""
+    group = group_size(fmt_name)
+    if group is None or tp == 1:
+        return ""
+    slices = {"MLP down_proj": (shape.moe_intermediate_size if shape.is_moe
+                                else shape.intermediate_size),
+              "attention o_proj": shape.num_heads * shape.head_dim}
+    for name, width in slices.items():
+        if width and (width // tp) % group:
+            return (f"vLLM refuses these {fmt_name} weights at TP {tp}: the {name} input "
+                    f"slice ({width} / {tp} = {width / tp:g}) is not a whole number of "
+                    f"{group}-weight groups.")
+    return ""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device
-from vramest.inference.engines.layouts import vllm_weights
+from vramest.inference.engines.layouts import vllm_refusal, vllm_weights
 from vramest.inference.engines.versions import (
     LlamaCppRules,
     VLLMRules,
@@ -68,6 +68,7 @@ class VLLMStartup:
     request_bytes: int = 0  # KV one max_model_len request needs (vLLM's start check)
     largest_model_len: int = 0  # the longest max_model_len whose request fits
     notes: tuple[str, ...] = ()
+    refusal: str = ""  # a reason vLLM stops before sizing the KV cache
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -83,6 +84,8 @@ class VLLMStartup:
 
     @property
     def starts(self) -> bool:
+        if self.refusal:
+            return False
         if self.request_bytes:
             return self.kv_cache_bytes >= self.request_bytes
         return self.kv_cache_tokens >= self.max_model_len
@@ -99,7 +102,7 @@ class VLLMStartup:
                 "max_concurrency": round(self.max_concurrency, 2),
                 "max_model_len": self.max_model_len, "request_kv_bytes": self.request_bytes,
                 "max_num_batched_tokens": self.max_num_batched_tokens, "starts": self.starts,
-                "notes": list(self.notes)}
+                "refusal": self.refusal, "notes": list(self.notes)}
 
     def log_lines(self) -> list[str]:
         gib = 1 / GIB
@@ -117,7 +120,9 @@ class VLLMStartup:
             f"{self.max_concurrency:.2f}x",
             *self.notes,
         ]
-        if not self.starts:
+        if self.refusal:
+            lines.append(self.refusal)
+        elif not self.starts:
             lines.append(f"vLLM would refuse to start: one {self.max_model_len}-token request "
                          f"needs {self.request_bytes * gib:.2f} GiB of KV cache, "
                          f"{self.kv_cache_bytes * gib:.2f} GiB is available; the largest "
@@ -193,7 +198,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        kv_bytes_per_token=per_token_gpu, num_gpu_blocks=blocks,
                        block_size=options.block_size, max_model_len=max_model_len,
                        max_num_batched_tokens=tokens, version=version.text,
-                       request_bytes=needed, largest_model_len=largest, notes=tuple(notes))
+                       request_bytes=needed, largest_model_len=largest, notes=tuple(notes),
+                       refusal=vllm_refusal(shape, fmt.name, tp))
 
 
 def _kv_layers(shape: ModelShape) -> int:
