@@ -163,9 +163,25 @@ def test_batch_is_n_parallel_with_n_ctx_the_total() -> None:
 
 
 def test_advice_when_a_moe_does_not_fit() -> None:
-    est = vramest.estimate(model="openai/gpt-oss-120b", ctx=8192, gpu="4090", engine="llamacpp")
+    est = vramest.estimate(model="openai/gpt-oss-120b", ctx=8192, gpu="4090", engine="llamacpp",
+                           engine_options={"version": "b6500"})
     notes = " ".join(est.engine_report.notes)  # type: ignore[union-attr]
     assert "-ngl" in notes and "--n-cpu-moe" in notes
+    assert est.fit is not None and not est.fit.fits
+
+
+def test_recent_llamacpp_fits_itself_experts_first() -> None:
+    """-fit on (default from about b7100): the experts overflow to the host and it starts.
+    The gpt-oss-120b run of llama.cpp issue #15253 (b6132) kept 33 of 36 layers' experts on a
+    12 GB RTX 3080 Ti at 32k tokens with --n-cpu-moe 33."""
+    est = vramest.estimate(model="openai/gpt-oss-120b", ctx=32000, gpu="rtx 3080 ti",
+                           engine="llamacpp", engine_options={"n_ubatch": 1024})
+    report = est.engine_report
+    assert est.fit is not None and est.fit.fits
+    assert report.gpu_layers == 36  # type: ignore[union-attr]
+    assert "experts of the first" in " ".join(report.notes)  # type: ignore[union-attr]
+    cpu_moe = int(report.notes[0].split("first ")[1].split(" ")[0])  # type: ignore[union-attr]
+    assert 30 <= cpu_moe <= 33  # the fewest that fit: at most the 33 that ran
 
 
 def test_hf_counts_the_whole_prompt_of_sliding_layers() -> None:

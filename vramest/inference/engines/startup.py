@@ -679,14 +679,42 @@ def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | N
     fit = bool(given.pop("fit", False))
     given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
     opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
-    if fit:
-        if device is None or usable_bytes is None:
-            raise InputError("--fit needs --gpu to know how many layers fit.")
-        opts = replace(opts, n_gpu_layers=llamacpp_fit_layers(est, device, opts, usable_bytes))
+    rules = llamacpp_rules(parse_version("llamacpp", opts.version))
+    placed = "n_gpu_layers" in given or "n_cpu_moe" in given
+    if fit and (device is None or usable_bytes is None):
+        raise InputError("--fit needs --gpu to know how many layers fit.")
+    notes: tuple[str, ...] = ()
+    if usable_bytes is not None and (fit or (rules.auto_fit and not placed)):
+        fitted = llamacpp_fitted(est, opts, usable_bytes)
+        if fitted != opts:
+            layers = est.model.shape.num_layers
+            kept = (f"the experts of the first {fitted.n_cpu_moe} layers" if fitted.n_cpu_moe
+                    else f"{layers - min(fitted.n_gpu_layers, layers)} layers")
+            how = "--fit" if fit else "-fit on, its default"
+            notes = (f"llama.cpp's fit ({how}) keeps {kept} on the host: it starts, slower "
+                     "than the speed below, which assumes every weight on the GPU.",)
+        opts = fitted
     report = llamacpp_startup(est, opts)
+    report = replace(report, notes=report.notes + notes)
     if usable_bytes is not None and report.gpu_total_bytes > usable_bytes:
         report = replace(report, notes=report.notes + llamacpp_advice(est, opts, usable_bytes))
     return report
+
+
+def llamacpp_fitted(est: Estimate, options: LlamaCppOptions, usable_bytes: int
+                    ) -> LlamaCppOptions:
+    """The placement llama.cpp's fit picks when everything does not fit: a MoE keeps every
+    layer on the GPUs and moves the experts of the first layers to the host (the fewest that
+    fit); a dense model offloads the most layers that fit."""
+    if llamacpp_startup(est, options).gpu_total_bytes <= usable_bytes:
+        return options
+    if est.model.shape.is_moe:
+        for n in range(1, est.model.shape.num_layers + 1):
+            trial = replace(options, n_gpu_layers=999, n_cpu_moe=n)
+            if llamacpp_startup(est, trial).gpu_total_bytes <= usable_bytes:
+                return trial
+    return replace(options, n_gpu_layers=llamacpp_fit_layers(est, None, options, usable_bytes),  # type: ignore[arg-type]
+                   n_cpu_moe=0)
 
 
 def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: str) -> None:

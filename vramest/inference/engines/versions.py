@@ -105,30 +105,38 @@ class LlamaCppRules:
     swa_cache: bool  # sliding layers get their own window-sized cache (llama_kv_cache_iswa)
     flash_attn_default: bool  # -fa auto: on where the backend supports it (CUDA, Metal)
     unified_kv: bool  # one KV stream for all sequences (else one stream per sequence)
+    auto_fit: bool  # -fit on: parameters the user left unset are fitted to free memory
     source: str
 
 
 LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
-    LlamaCppRules(Release((0,)), False, False, True,
+    LlamaCppRules(Release((0,)), False, False, True, False,
                   "before the SWA cache every layer keeps n_ctx cells (llama_kv_cache_unified); "
                   "flash attention only with -fa"),
     # The iSWA cache (ggml-org/llama.cpp PR #13194, May 2025, first in build b5288) sizes the
     # sliding layers' cache from n_swa, n_seq_max and n_ubatch (src/llama-kv-cache-iswa.cpp).
-    LlamaCppRules(Release((5288,)), True, False, True,
+    LlamaCppRules(Release((5288,)), True, False, True, False,
                   "src/llama-kv-cache-iswa.cpp @02c28f53: size_swa = GGML_PAD(min(size_base, "
                   "n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)"),
     # About build b6300 (late Aug 2025): -fa defaults to auto (common/arg.cpp; PR #15746 of
     # 2025-09-02 shows the default) and the server keeps one KV stream per slot unless
     # --kv-unified (llama_context log "kv_unified = false", ollama/ollama issue #16480).
-    LlamaCppRules(Release((6300,)), True, True, False,
+    LlamaCppRules(Release((6300,)), True, True, False, False,
                   "flash attention auto by default; one KV stream per sequence (build about "
                   "b6300, Aug 2025)"),
+    # llama_params_fit (ggml-org/llama.cpp PR #16653, merged late 2025; on by default: builds
+    # b8763 log "fitting params to device memory ... reproduce them with -fit off", issue
+    # #21801): layers the user did not place are fitted to free memory, MoE expert tensors
+    # overflowing to the host first ("filling them front-to-back with overflow", PR #22673 log).
+    LlamaCppRules(Release((7100,)), True, True, False, True,
+                  "-fit on by default: unset -ngl / tensor placement fitted to free memory, "
+                  "experts to the host first (PR #16653; build about b7100)"),
 )
 
 TABLES: dict[str, tuple[VLLMRules, ...] | tuple[LlamaCppRules, ...]] = {
     "vllm": VLLM_TABLE, "llamacpp": LLAMACPP_TABLE}
 # The release an answer is for when none is named: recent ones whose rules are in the tables.
-DEFAULTS: dict[str, str] = {"vllm": "0.21.0", "llamacpp": "b6500"}
+DEFAULTS: dict[str, str] = {"vllm": "0.21.0", "llamacpp": "b8763"}
 _ACCEPTED = "a release such as vllm==0.6.3, 0.10.1 or llamacpp==b4000"
 
 
