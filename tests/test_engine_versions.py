@@ -253,3 +253,16 @@ def test_awq_refused_when_tp_splits_a_group() -> None:
                               engine_options={"max_model_len": 4096})
     assert placed.fit is not None and not placed.fit.fits
     assert "not a whole number" in placed.to_json()["fit"]["refused"]
+
+
+def test_cache_type_flags_are_the_kv_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from vramest.cli import main
+
+    assert main(["--model", "qwen2.5-7b", "--dtype", "q4_k_m", "--engine", "llamacpp",
+                 "-ctk", "q8_0", "-ctv", "q8_0", "--gpu", "4090", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["memory"]["kv_cache"] == data["engine"]["kv_cache_bytes"] == \
+        data["fit"]["per_gpu"]["kv_cache"]
+    assert data["engine"]["version"].startswith("llamacpp==b")

@@ -101,6 +101,11 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "attention": args.attn,
     }
     kwargs.update({k: getattr(args, k) for k in SHAPE_OVERRIDES})
+    # one KV precision everywhere: llama.cpp's -ctk/-ctv, when they agree, are the --kv-dtype
+    k, v = getattr(args, "cache_type_k", None), getattr(args, "cache_type_v", None)
+    if args.kv_dtype is None and k and k == (v or k) and \
+            str(getattr(args, "engine", "")).startswith("llamacpp"):
+        kwargs["kv_dtype"] = k
     return kwargs
 
 
@@ -142,8 +147,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     ll.add_argument("--ubatch", help="physical batch size (default 512)")
     ll.add_argument("--flash-attn", action="store_true", default=None,
                     help="flash attention: no KQ matrix in the compute buffer")
-    ll.add_argument("--cache-type-k", help="K cache type: f16, q8_0, q4_0 ...")
-    ll.add_argument("--cache-type-v", help="V cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--cache-type-k", "-ctk", help="K cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--cache-type-v", "-ctv", help="V cache type: f16, q8_0, q4_0 ...")
     ll.add_argument("--split-mode", "-sm", choices=("layer", "row", "none"),
                     help="how --num-gpus GPUs share the model (default layer: whole layers "
                     "per GPU)")
