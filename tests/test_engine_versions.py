@@ -266,3 +266,19 @@ def test_cache_type_flags_are_the_kv_dtype(capsys: pytest.CaptureFixture[str]) -
     assert data["memory"]["kv_cache"] == data["engine"]["kv_cache_bytes"] == \
         data["fit"]["per_gpu"]["kv_cache"]
     assert data["engine"]["version"].startswith("llamacpp==b")
+
+
+def test_quantization_needs_a_capable_gpu() -> None:
+    db = default_hardware()
+    oss = vramest.estimate(model="openai/gpt-oss-20b")
+    t4 = vllm_startup(oss, db.find("t4"), 1, VLLMOptions(max_model_len=4096))
+    assert not t4.starts and not _log("vllm-22288-gptoss-sm75", "starts")
+    assert "7.5" in t4.refusal
+    assert vllm_startup(oss, db.find("rtx 3090"), 1, VLLMOptions(max_model_len=4096)).refusal == ""
+    fp8 = vramest.estimate(model="meta-llama/Llama-3.1-8B", dtype="fp8")
+    old = vllm_startup(fp8, db.find("rtx 3090"), 1, VLLMOptions(version="0.4.1",
+                                                               max_model_len=4096))
+    assert not old.starts and not _log("vllm-4327-fp8-sm86", "starts")
+    new = vllm_startup(fp8, db.find("rtx 3090"), 1, VLLMOptions(version="0.6.3",
+                                                               max_model_len=4096))
+    assert new.refusal == ""

@@ -27,21 +27,46 @@ class Layout:
 
 
 def compute_capability(device: Device) -> tuple[int, int]:
-    """The SM version of a GPU from its name (the hardware database has no such column)."""
+    """The SM version of an NVIDIA GPU from its name (the hardware database has no such
+    column; NVIDIA's CUDA GPUs table); (0, 0) for other vendors."""
     name = device.name.lower()
     if device.vendor.lower() != "nvidia":
         return (0, 0)
-    if any(k in name for k in ("b100", "b200", "b300", "gb200", "gb300")):
-        return (10, 0)
-    if any(k in name for k in ("rtx 50", "rtx pro 6000 blackwell", "gb10", "dgx spark")):
-        return (12, 0)
-    if any(k in name for k in ("h100", "h200", "h800", "h20", "gh200")):
-        return (9, 0)
-    if any(k in name for k in ("rtx 40", "l40", "l4", "rtx 6000 ada", "rtx 5000 ada")):
-        return (8, 9)
-    if any(k in name for k in ("a100", "a800", "a30", "a10", "a40", "rtx 30", "rtx a")):
-        return (8, 0)
+    table = (
+        (("ada generation", "rtx 40", "l40", "l4"), (8, 9)),
+        (("b100", "b200", "b300", "gb200", "gb300"), (10, 0)),
+        (("rtx 50", "rtx pro 6000 blackwell", "gb10", "dgx spark"), (12, 0)),
+        (("h100", "h200", "h800", "h20", "gh200"), (9, 0)),
+        (("a100", "a800", "a30"), (8, 0)),
+        (("rtx 30", "rtx a", "a10", "a40", "a16", "a2"), (8, 6)),
+        (("t4", "rtx 20", "quadro rtx", "titan rtx"), (7, 5)),
+        (("v100", "titan v"), (7, 0)),
+        (("p100",), (6, 0)),
+        (("p40", "p4", "gtx 10", "quadro p", "titan x"), (6, 1)),
+    )
+    for keys, cc in table:
+        if any(k in name for k in keys):
+            return cc
     return (7, 0)
+
+
+# The oldest GPU each vLLM quantization method loads on: get_min_capability() of its config
+# (vllm/model_executor/layers/quantization/mxfp4.py @007d5005: 80; awq.py: 75; gptq.py: 60;
+# fp8.py: 80, or 90 before FP8 Marlin: see versions.VLLMRules.fp8_min_capability). Logs:
+# "The quantization method mxfp4 is not supported for the current GPU SM75" (vLLM #22288).
+MIN_CAPABILITY = {"mxfp4": (8, 0), "fp8": (8, 0), "awq": (7, 5), "gptq": (6, 0)}
+
+
+def capability_refusal(fmt_name: str, device: Device,
+                       fp8_min: tuple[int, int] = (8, 0)) -> str:
+    cc = compute_capability(device)
+    if cc == (0, 0):  # not an NVIDIA GPU: no CUDA capability to compare
+        return ""
+    for prefix, needed in {**MIN_CAPABILITY, "fp8": fp8_min}.items():
+        if fmt_name.startswith(prefix) and cc < needed:
+            return (f"vLLM refuses {fmt_name} weights on {device.name} (compute capability "
+                    f"{cc[0]}.{cc[1]}; its {prefix} method needs {needed[0]}.{needed[1]}).")
+    return ""
 
 
 def _up(value: int, multiple: int) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device
-from vramest.inference.engines.layouts import vllm_refusal, vllm_weights
+from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
 from vramest.inference.engines.versions import (
     LlamaCppRules,
     VLLMRules,
@@ -199,7 +199,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        block_size=options.block_size, max_model_len=max_model_len,
                        max_num_batched_tokens=tokens, version=version.text,
                        request_bytes=needed, largest_model_len=largest, notes=tuple(notes),
-                       refusal=vllm_refusal(shape, fmt.name, tp))
+                       refusal=capability_refusal(fmt.name, device, rules.fp8_min_capability)
+                       or vllm_refusal(shape, fmt.name, tp))
 
 
 def _kv_layers(shape: ModelShape) -> int:

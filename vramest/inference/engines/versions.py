@@ -47,6 +47,9 @@ class VLLMRules:
     tp_non_torch_bytes: int | None
     mxfp4_hopper: str  # MoE MXFP4 kernel on sm90 without FlashInfer: "marlin" or "triton"
     source: str
+    # the oldest GPU FP8 weights load on: sm90 in 0.4 ("fp8 ... Minimum capability: 90",
+    # vLLM issue #4327), sm80 once FP8 Marlin runs them weight-only (PR #5975, July 2024)
+    fp8_min_capability: tuple[int, int] = (8, 0)
 
 
 _V0_SCHED = ("vllm/engine/arg_utils.py (v0.6.x): V0 enables chunked prefill by default only "
@@ -69,7 +72,10 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
               None, "marlin",
               f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
               f"{_V0_SCHED}; CUDA graphs captured after the KV cache, outside "
-              "gpu_memory_utilization (PR #21489 description)"),
+              "gpu_memory_utilization (PR #21489 description)", (9, 0)),
+    VLLMRules(Release((0, 5, 2)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              "as above; FP8 weights load on sm80+ through FP8 Marlin (PR #5975, July 2024)"),
     VLLMRules(Release((0, 7)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
               _TP_EXTRA_07, "marlin",
               "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
