@@ -83,14 +83,23 @@ def test_hybrid_kv_needs_the_window_only_for_sliding_layers() -> None:
 
 
 def test_tp_non_torch_memory_by_release() -> None:
-    est = vramest.estimate(model="meta-llama/Llama-3.1-8B")
-    a100 = default_hardware().find("a100 sxm4 80gb")
-    old = vllm_startup(est, a100, 2, VLLMOptions(version="0.6.4"))
-    new = vllm_startup(est, a100, 2, VLLMOptions(version="0.8.3"))
-    one = vllm_startup(est, a100, 1, VLLMOptions(version="0.8.3"))
-    assert old.non_torch_bytes > new.non_torch_bytes == one.non_torch_bytes
-    # PR #14447's TP ranks logged 0.20 GiB: the single-GPU constant (0.6) is the nearest rule
-    assert new.non_torch_bytes / GIB - _log("vllm-14447-tp-non-torch", "non_torch_memory") < 0.5
+    """0.7 at TP 2 (two RTX 4090s): 0.25 GiB non-torch per rank, where the dev build of PR
+    #10511 logged 3.58; the whole 0.7.2 start-up of vLLM issue #13061."""
+    est = vramest.estimate(model="Qwen/Qwen2.5-14B")  # R1-Distill-Qwen-14B's shape
+    # the log's budget: 23.08 GiB per GPU = 0.98 × 23.55 GiB
+    report = vllm_startup(est, default_hardware().find("4090"), 2,
+                          VLLMOptions(version="0.7.2", gpu_memory_utilization=0.98,
+                                      total_memory_bytes=int(23.55 * GIB)))
+    record = "vllm-13061-r1-qwen14b-2x4090"
+    assert report.non_torch_bytes / GIB == pytest.approx(_log(record, "non_torch_memory"),
+                                                         abs=0.06)
+    assert report.activation_peak_bytes / GIB == pytest.approx(
+        _log(record, "activation_peak"), abs=0.1)
+    assert report.weights_bytes / GIB == pytest.approx(_log(record, "weights_loaded"), rel=0.02)
+    assert report.kv_cache_bytes / GIB == pytest.approx(_log(record, "kv_cache_size"), rel=0.03)
+    assert report.starts == bool(_log(record, "starts"))
+    old = vllm_startup(est, default_hardware().find("4090"), 2, VLLMOptions(version="0.6.4"))
+    assert old.non_torch_bytes - report.non_torch_bytes > GIB
 
 
 def test_cuda_graphs_budgeted_only_from_0_21() -> None:

@@ -175,7 +175,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     activation = round(tokens * per_token + sampler)
     tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
                 else rules.tp_non_torch_bytes)
-    non_torch = c.vllm_non_torch_bytes + (tp_extra if tp > 1 else 0)
+    one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
+    non_torch = one_gpu + (tp_extra if tp > 1 else 0)
     graphs = c.vllm_cuda_graph_bytes if rules.cuda_graphs_budgeted and \
         not options.enforce_eager else 0
     kv_bytes = budget - layout.weights_bytes - non_torch - activation - graphs

@@ -50,6 +50,8 @@ class VLLMRules:
     # the oldest GPU FP8 weights load on: sm90 in 0.4 ("fp8 ... Minimum capability: 90",
     # vLLM issue #4327), sm80 once FP8 Marlin runs them weight-only (PR #5975, July 2024)
     fp8_min_capability: tuple[int, int] = (8, 0)
+    # non-torch memory of one GPU; None: the calibratable constant vllm_non_torch_bytes
+    non_torch_bytes: int | None = None
 
 
 _V0_SCHED = ("vllm/engine/arg_utils.py (v0.6.x): V0 enables chunked prefill by default only "
@@ -60,6 +62,9 @@ _V1_SCHED = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults: OPENAI_API
 # TP=2 log, 0.20 GiB per rank in https://github.com/vllm-project/vllm/pull/14447 (Apr 2025,
 # RTX 3090s). Before, PR #10511's dev build logged 1.79 → 3.58 GiB going from TP 1 to TP 2.
 _TP_EXTRA_07 = 0
+# V0 0.7 logs: 0.16 GiB (H100, vLLM PR #12126), 0.25 GiB (2 × RTX 4090, TP 2, issue #13061),
+# 0.20 GiB (RTX 3090s, PR #14447): their median.
+_NON_TORCH_07 = round(0.20 * 2**30)
 # Fitted to two gpt-oss-120b logs on one H100 (1024 sequences × 201,088 vocabulary): the
 # profile took 7.44 GiB beyond the weights at max_num_batched_tokens 8192 (0.10.1, vLLM issue
 # #23278: "Available KV cache memory: -2.14 GiB") and 7.55 GiB at 1024 (Oct 2025, issue
@@ -79,7 +84,7 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
     VLLMRules(Release((0, 7)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
               _TP_EXTRA_07, "marlin",
               "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
-              "rank in a 0.7 TP=2 log"),
+              "rank in a 0.7.2 TP=2 log (vLLM issue #13061)", non_torch_bytes=_NON_TORCH_07),
     VLLMRules(Release((0, 8)), "v1", "always", 2048, 2048, 256, _V1_SAMPLER, False, False, True,
               _TP_EXTRA_07, "marlin",
               "V1 default from 0.8.0; V1 serve defaults 2048 tokens and 256 sequences on every GPU "
