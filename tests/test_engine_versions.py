@@ -196,7 +196,7 @@ def test_recent_llamacpp_fits_itself_experts_first() -> None:
 def test_hf_counts_the_whole_prompt_of_sliding_layers() -> None:
     import json
 
-    trace = json.loads((Path(__file__).parents[1] / "calibration" / "traces" /
+    trace = json.loads((Path(__file__).parents[1] / "vramest" / "validation" / "traces" /
                         "mistralai__Mistral-7B-v0.1.json").read_text())
     row = next(t for t in trace["traces"] if t["settings"]["ctx"] == 16384 and
                t["settings"]["batch"] == 1 and t["settings"]["prefill_chunk"] == 16384)

@@ -727,7 +727,7 @@ def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: st
 
 
 # --- transformers (--engine hf) ---------------------------------------------------------------
-# The release whose behaviour the hf rules follow: calibration/traces were made with it.
+# The release whose behaviour the hf rules follow: vramest/validation/traces were made with it.
 HF_VERSION = "transformers==5.23.0"
 @dataclass(frozen=True)
 class HFStartup:
@@ -785,7 +785,7 @@ def hf_startup(est: Estimate) -> HFStartup:
     loading = memory.weights.bytes + experts + on_load + memory.overhead.bytes
     # sliding-window layers: DynamicSlidingWindowLayer keeps a view of the last window - 1
     # tokens, so the whole last prefill chunk's storage stays (transformers 5.23
-    # cache_utils.py; calibration/traces/mistralai__Mistral-7B-v0.1.json: 2.00 GiB at 16k)
+    # cache_utils.py; vramest/validation/traces/mistralai__Mistral-7B-v0.1.json: 2.00 GiB at 16k)
     from vramest.tracing.inference import transformers_prefill_kv_bytes
 
     s = est.settings
