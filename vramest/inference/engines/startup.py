@@ -131,13 +131,17 @@ class VLLMStartup:
 
 
 def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
-                    device: Device) -> int:
+                    device: Device, multimodal: bool = False) -> int:
     """Tokens of the profiling forward: the scheduler's max_num_batched_tokens."""
     if options.max_num_batched_tokens:
         return options.max_num_batched_tokens
+    # V0 keeps multimodal models unchunked (PR #8425, "Disable chunked prefill by default ...
+    # for multimodal models", Sept 2024)
+    if rules.chunked_prefill == "never" or (rules.chunked_prefill == "long-context" and (
+            max_model_len <= 32768 or multimodal)):
+        return max(max_model_len, 2048)  # V0: one whole prompt per forward
     if rules.chunked_prefill == "long-context":
-        # V0: one whole prompt per forward, unless max_model_len > 32768 turns chunking on
-        return rules.batched_tokens if max_model_len > 32768 else max(max_model_len, 2048)
+        return rules.batched_tokens
     return rules.batched_tokens_large_gpu if _large_gpu(device) else rules.batched_tokens
 
 
@@ -156,7 +160,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         raise InputError("--gpu-memory-utilization must be above 0 and at most 1.")
     shape = est.model.shape
     max_model_len = options.max_model_len or shape.max_context or est.settings.ctx
-    tokens = _batched_tokens(options, max_model_len, rules, device)
+    tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
     budget = round(total * options.gpu_memory_utilization)
     per_gpu = per_gpu_memory(est, tp)

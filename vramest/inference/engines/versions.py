@@ -31,8 +31,8 @@ class VLLMRules:
     since: Release
     engine: str  # "v0" (LLMEngine, block manager) or "v1" (EngineCore, KV cache manager)
     # V0 profiles one forward over max(max_model_len, 2048) tokens unless chunked prefill is on
-    # (it is by default only past 32k tokens, then 512 tokens per step); V1 always chunks.
-    chunked_prefill: str  # "long-context" (V0: only max_model_len > 32768) or "always"
+    # (from 0.5.4 by default past 32k tokens, then 512 tokens per step); V1 always chunks.
+    chunked_prefill: str  # "never", "long-context" (only max_model_len > 32768) or "always"
     batched_tokens: int  # V1 `vllm serve` default max_num_batched_tokens (GPUs under 70 GiB)
     batched_tokens_large_gpu: int  # the same on GPUs of 70 GiB and more, except A100
     max_num_seqs_large_gpu: int  # default max_num_seqs on GPUs of 70 GiB+ other than A100
@@ -54,8 +54,8 @@ class VLLMRules:
     non_torch_bytes: int | None = None
 
 
-_V0_SCHED = ("vllm/engine/arg_utils.py (v0.6.x): V0 enables chunked prefill by default only "
-             "when max_model_len > 32768, with max_num_batched_tokens 512")
+_V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
+             "prefill (vllm/engine/arg_utils.py)")
 _V1_SCHED = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults: OPENAI_API_SERVER 2048 "
              "tokens, 8192 on GPUs of 70 GiB+ other than A100 (PR #17885)")
 # From 0.7 a rank at TP > 1 logs no more non-torch memory than one GPU does: 0.25 GiB in a 0.7
@@ -73,14 +73,18 @@ _NON_TORCH_07 = round(0.20 * 2**30)
 _V1_SAMPLER = 34.0
 
 VLLM_TABLE: tuple[VLLMRules, ...] = (
-    VLLMRules(Release((0,)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+    VLLMRules(Release((0,)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
               None, "marlin",
               f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
               f"{_V0_SCHED}; CUDA graphs captured after the KV cache, outside "
               "gpu_memory_utilization (PR #21489 description)", (9, 0)),
-    VLLMRules(Release((0, 5, 2)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+    VLLMRules(Release((0, 5, 2)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
               None, "marlin",
               "as above; FP8 weights load on sm80+ through FP8 Marlin (PR #5975, July 2024)"),
+    VLLMRules(Release((0, 5, 4)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              "chunked prefill on by default past 32k tokens (PR #6666, merged 2024-07-23, after "
+              "0.5.3: the 0.5.3 Llama-3.1 logs profile all 131072 tokens)"),
     VLLMRules(Release((0, 7)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
               _TP_EXTRA_07, "marlin",
               "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
@@ -91,6 +95,9 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
               "until get_batch_defaults (PR #17885, 0.9); one sliding window for every layer drops "
               "blocks outside it (PR #14097); mixed full + sliding layers are all sized as full "
               "attention (vllm/v1/core/kv_cache_utils.py unify_hybrid_kv_cache_specs)"),
+    VLLMRules(Release((0, 9)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, False, True,
+              _TP_EXTRA_07, "marlin",
+              f"{_V1_SCHED}: 8192 tokens and 1024 sequences on GPUs of 70 GiB+ from 0.9"),
     VLLMRules(Release((0, 10)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, True, True,
               _TP_EXTRA_07, "marlin",
               "hybrid KV cache manager: layers grouped by kind, one shared block pool "
