@@ -291,3 +291,14 @@ def test_quantization_needs_a_capable_gpu() -> None:
     new = vllm_startup(fp8, db.find("rtx 3090"), 1, VLLMOptions(version="0.6.3",
                                                                max_model_len=4096))
     assert new.refusal == ""
+
+
+def test_no_length_check_before_0_2_7() -> None:
+    """CodeLlama-13B AWQ on an L4: 16k tokens need more KV than is left, yet 0.2.1 started
+    (it checked nothing until PR #2163); 0.2.7 refuses the same setup."""
+    est = vramest.estimate(model="TheBloke/CodeLlama-13B-AWQ")
+    l4 = default_hardware().find("l4")
+    old = vllm_startup(est, l4, 1, VLLMOptions(version="0.2.1"))
+    assert old.starts == bool(_log("vllm-1472-l4-codellama13b-awq", "starts"))
+    assert old.kv_cache_tokens < old.max_model_len
+    assert not vllm_startup(est, l4, 1, VLLMOptions(version="0.2.7")).starts

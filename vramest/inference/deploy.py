@@ -135,6 +135,8 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     if isinstance(report, VLLMStartup):
         one_sequence = report.request_bytes or round(report.kv_bytes_per_token *
                                                      report.max_model_len)
+        if not report.checks_length:  # releases before 0.2.7 start with any block
+            one_sequence = min(one_sequence, round(report.kv_bytes_per_token * report.block_size))
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,

@@ -69,6 +69,7 @@ class VLLMStartup:
     largest_model_len: int = 0  # the longest max_model_len whose request fits
     notes: tuple[str, ...] = ()
     refusal: str = ""  # a reason vLLM stops before sizing the KV cache
+    checks_length: bool = True  # the release refuses a max_model_len its KV cache cannot hold
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -86,6 +87,8 @@ class VLLMStartup:
     def starts(self) -> bool:
         if self.refusal:
             return False
+        if not self.checks_length:
+            return self.num_gpu_blocks > 0
         if self.request_bytes:
             return self.kv_cache_bytes >= self.request_bytes
         return self.kv_cache_tokens >= self.max_model_len
@@ -204,6 +207,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        block_size=options.block_size, max_model_len=max_model_len,
                        max_num_batched_tokens=tokens, version=version.text,
                        request_bytes=needed, largest_model_len=largest, notes=tuple(notes),
+                       checks_length=rules.checks_length,
                        refusal=capability_refusal(fmt.name, device, rules.fp8_min_capability)
                        or vllm_refusal(shape, fmt.name, tp))
 

@@ -52,6 +52,9 @@ class VLLMRules:
     fp8_min_capability: tuple[int, int] = (8, 0)
     # non-torch memory of one GPU; None: the calibratable constant vllm_non_torch_bytes
     non_torch_bytes: int | None = None
+    # refuses to start when one max_model_len request does not fit (PR #2163, first in 0.2.7;
+    # before, it started and hung on such a request)
+    checks_length: bool = True
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -77,7 +80,12 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
               None, "marlin",
               f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
               f"{_V0_SCHED}; CUDA graphs captured after the KV cache, outside "
-              "gpu_memory_utilization (PR #21489 description)", (9, 0)),
+              "gpu_memory_utilization (PR #21489 description)", (9, 0),
+              checks_length=False),
+    VLLMRules(Release((0, 2, 7)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              "max_model_len that does not fit is refused at start-up (PR #2163, Dec 2023)",
+              (9, 0)),
     VLLMRules(Release((0, 5, 2)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
               None, "marlin",
               "as above; FP8 weights load on sm80+ through FP8 Marlin (PR #5975, July 2024)"),
