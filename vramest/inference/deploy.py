@@ -174,13 +174,18 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_fit_layers
 
         given = {k: v for k, v in options.items() if k in LlamaCppOptions.__dataclass_fields__}
-        layers = llamacpp_fit_layers(est, plan_.device, LlamaCppOptions(**given),  # type: ignore[arg-type]
-                                     plan_.usable_bytes - band)
+        given.setdefault("n_gpus", len(report.devices) or 1)
+        llama_options = LlamaCppOptions(**given)  # type: ignore[arg-type]
+        layers = llamacpp_fit_layers(est, plan_.device, llama_options, plan_.usable_bytes - band)
         if layers < report.gpu_layers:
             out.append(f"-ngl {layers}: keep the other layers on the host")
+        if est.model.shape.is_moe and not report.notes:
+            out.append("--n-cpu-moe N: keep the first N layers' experts on the host")
         if kv_16bit and not options.get("cache_type_k"):
             out.append("--cache-type-k q8_0 --cache-type-v q8_0 (with --flash-attn): half the "
                        "KV cache")
+        gpus = max(1, len(report.devices))
+        out.append(f"--num-gpus {gpus + 1}: llama.cpp splits the layers over one more GPU")
     else:
         ctx = longest_context(est, plan_.device, plan_.tp, plan_.pp, plan_.usable_bytes - band)
         if 0 < ctx < est.settings.ctx:
