@@ -610,8 +610,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "max_num_seqs": lambda v, what: parse_positive_int(_whole(v, what), what=what),
     "block_size": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1024),
     "enforce_eager": _switch,
-    "version": lambda v, what: v if isinstance(v, str) else _refuse(
-        v, what, "a release such as vllm==0.6.3 or llamacpp==b4000"),
+    "version": lambda v, what: _release_text(v, what),
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "n_gpu_layers": _layers,
     "n_ctx": lambda v, what: parse_tokens(_whole(v, what), what=what),
@@ -628,6 +627,16 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "tensor_split": lambda v, what: _ratios(v, what),
     "n_cpu_moe": _layers,
 }
+
+
+def _release_text(value: object, what: str) -> str:
+    """A release either engine's table reads; which engine it must name is checked on use."""
+    for family in ("vllm", "llamacpp"):
+        with contextlib.suppress(InputError):
+            parse_version(family, value)
+            return str(value)
+    raise InputError(f"{what} {value!r} is not understood; give a release such as vllm==0.6.3, "
+                     "0.10.1 or llamacpp==b4000.")
 
 
 def _ratios(value: object, what: str) -> tuple[float, ...]:
