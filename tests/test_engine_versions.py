@@ -302,3 +302,13 @@ def test_no_length_check_before_0_2_7() -> None:
     assert old.starts == bool(_log("vllm-1472-l4-codellama13b-awq", "starts"))
     assert old.kv_cache_tokens < old.max_model_len
     assert not vllm_startup(est, l4, 1, VLLMOptions(version="0.2.7")).starts
+
+
+def test_llamacpp_kv_follows_the_layer_split() -> None:
+    """A 40-layer model (8 KV heads × 128) over two GPUs at 150,272 cells: 21 and 19 layers'
+    KV (the output head counts as a 41st slot of the split)."""
+    est = vramest.estimate(model="qwen3-14b", dtype="q4_k_m", ctx=150272)
+    report = llamacpp_startup(est, LlamaCppOptions(n_gpus=2, version="b6900"))
+    record = "llamacpp-16748-2gpu-kv-split"
+    assert [d.kv_bytes / MIB for d in report.devices] == [_log(record, "kv_cuda0"),
+                                                         _log(record, "kv_cuda1")]
