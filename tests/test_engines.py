@@ -49,8 +49,13 @@ def test_flash_attention_removes_the_score_matrix() -> None:
     from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_startup
 
     est = vramest.estimate(model="llama-3.1-8b", dtype="q4_k_m", ctx=32768)
-    plain = llamacpp_startup(est, LlamaCppOptions())
+    plain = llamacpp_startup(est, LlamaCppOptions(flash_attn=False))
     fused = llamacpp_startup(est, LlamaCppOptions(flash_attn=True))
+    # -fa auto from about b6300: a recent build fuses them by default, an older one does not
+    assert llamacpp_startup(est, LlamaCppOptions()).compute_buffer_gpu_bytes == \
+        fused.compute_buffer_gpu_bytes
+    assert llamacpp_startup(est, LlamaCppOptions(version="b4000")).compute_buffer_gpu_bytes == \
+        plain.compute_buffer_gpu_bytes
     assert fused.compute_buffer_gpu_bytes < plain.compute_buffer_gpu_bytes / 4
 
 

@@ -739,13 +739,9 @@ def _check_gpu(values: dict[str, object], where: str, problems: _Collector) -> N
 def engine_option_names(engine: str) -> tuple[str, ...]:
     """The options an engine's memory accounting takes (vramest.inference.engines.startup); none for the
     engines without it."""
-    from vramest.inference.engines.startup import LLAMACPP_OPTION_NAMES, VLLM_OPTION_NAMES
+    from vramest.inference.engines.startup import engine_option_names as names
 
-    if engine == "vllm":
-        return VLLM_OPTION_NAMES
-    if engine.startswith("llamacpp"):
-        return LLAMACPP_OPTION_NAMES
-    return ()
+    return names(engine)
 
 
 def _check_engine_options(values: dict[str, object], where: str, problems: _Collector) -> None:

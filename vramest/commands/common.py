@@ -101,6 +101,11 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "attention": args.attn,
     }
     kwargs.update({k: getattr(args, k) for k in SHAPE_OVERRIDES})
+    # one KV precision everywhere: llama.cpp's -ctk/-ctv, when they agree, are the --kv-dtype
+    k, v = getattr(args, "cache_type_k", None), getattr(args, "cache_type_v", None)
+    if args.kv_dtype is None and k and k == (v or k) and \
+            str(getattr(args, "engine", "")).startswith("llamacpp"):
+        kwargs["kv_dtype"] = k
     return kwargs
 
 
@@ -120,6 +125,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gen", default="128", help="generated tokens (default 128)")
     g.add_argument("--engine", default="generic", choices=sorted(ENGINES),
                    help="serving engine whose fixed costs the speed uses (default generic)")
+    g.add_argument("--engine-version", help="the engine release the start-up accounting is "
+                   "for: vllm==0.6.3, 0.10.1, llamacpp==b4000 (default: a recent release, named "
+                   "in the output)")
     g.add_argument("--hardware-file", help="JSON file of devices to add or override")
     g.add_argument("--no-gpus", action="store_true", help="memory only, no GPU table")
     g.add_argument("--profile", help="calibration profile (vramest calibrate) whose constants to use; "
@@ -143,8 +151,14 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     ll.add_argument("--ubatch", help="physical batch size (default 512)")
     ll.add_argument("--flash-attn", action="store_true", default=None,
                     help="flash attention: no KQ matrix in the compute buffer")
-    ll.add_argument("--cache-type-k", help="K cache type: f16, q8_0, q4_0 ...")
-    ll.add_argument("--cache-type-v", help="V cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--cache-type-k", "-ctk", help="K cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--cache-type-v", "-ctv", help="V cache type: f16, q8_0, q4_0 ...")
+    ll.add_argument("--split-mode", "-sm", choices=("layer", "row", "none"),
+                    help="how --num-gpus GPUs share the model (default layer: whole layers "
+                    "per GPU)")
+    ll.add_argument("--tensor-split", "-ts", help="share of the layers per GPU, e.g. 3,1")
+    ll.add_argument("--n-cpu-moe", help="keep the expert tensors of the first N layers on the "
+                    "host")
     ll.add_argument("--fit", action="store_true", default=None,
                     help="offload the most layers that fit on --gpu")
 
@@ -179,19 +193,23 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                 parse_tokens(args.max_num_batched_tokens, what="--max-num-batched-tokens"),
                 "max_num_seqs": count(args.max_num_seqs, "--max-num-seqs"),
                 "block_size": count(args.block_size, "--block-size", 1024),
-                "enforce_eager": args.enforce_eager}
+                "enforce_eager": args.enforce_eager, "version": args.engine_version}
     if args.engine.startswith("llamacpp"):
         return {"n_gpu_layers": None if args.n_gpu_layers is None else
                 parse_positive_int(args.n_gpu_layers, what="--n-gpu-layers", maximum=100000)
                 if args.n_gpu_layers != "0" else 0,
                 "n_ubatch": count(args.ubatch, "--ubatch", 1 << 20),
                 "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
-                "cache_type_v": args.cache_type_v, "fit": args.fit}
+                "cache_type_v": args.cache_type_v, "fit": args.fit,
+                "version": args.engine_version, "split_mode": args.split_mode,
+                "tensor_split": args.tensor_split, "n_cpu_moe": None if args.n_cpu_moe is None
+                else parse_positive_int(args.n_cpu_moe, what="--n-cpu-moe", maximum=100000)}
     given = [flag for flag, value in (("--gpu-memory-utilization", args.gpu_memory_utilization),
                                       ("--max-model-len", args.max_model_len),
                                       ("--n-gpu-layers", args.n_gpu_layers),
                                       ("--ubatch", args.ubatch), ("--fit", args.fit),
-                                      ("--enforce-eager", args.enforce_eager))
+                                      ("--enforce-eager", args.enforce_eager),
+                                      ("--engine-version", args.engine_version))
              if value is not None]
     if given:
         from vramest.errors import InputError

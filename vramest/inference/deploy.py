@@ -127,20 +127,26 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     own = getattr(report, "engine_fit", None)  # engines in vramest.inference.engines.registry
     if own is not None:
         return own(fit_plan)
-    if isinstance(report, LlamaCppStartup):
-        per_gpu = PerGPU(report.model_buffer_gpu_bytes, report.kv_cache_gpu_bytes,
-                         report.compute_buffer_gpu_bytes,
-                         report.cuda_context_bytes if report.gpu_layers else 0)
+    if isinstance(report, LlamaCppStartup):  # the fullest GPU of the layer split
+        fullest = max(report.devices, key=lambda d: d.total(report.cuda_context_bytes),
+                      default=None)
+        per_gpu = PerGPU(fullest.model_bytes, fullest.kv_bytes, fullest.compute_bytes,
+                         report.cuda_context_bytes) if fullest else PerGPU(0, 0, 0, 0)
         return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"])
-    if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved
-        per = fit_plan.per_gpu
-        return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache))
+    if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved,
+        per = fit_plan.per_gpu  # and sliding layers their whole last prefill chunk
+        extra = report.window_kv_extra_bytes // max(1, fit_plan.num_gpus)
+        return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache + extra))
     if isinstance(report, VLLMStartup):
-        one_sequence = round(report.kv_bytes_per_token * report.max_model_len)
+        one_sequence = report.request_bytes or round(report.kv_bytes_per_token *
+                                                     report.max_model_len)
+        if not report.checks_length:  # releases before 0.2.7 start with any block
+            one_sequence = min(one_sequence, round(report.kv_bytes_per_token * report.block_size))
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,
-                       band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes)
+                       band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes,
+                       refused=report.refusal)
     return fit_plan
 
 
@@ -173,13 +179,18 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_fit_layers
 
         given = {k: v for k, v in options.items() if k in LlamaCppOptions.__dataclass_fields__}
-        layers = llamacpp_fit_layers(est, plan_.device, LlamaCppOptions(**given),  # type: ignore[arg-type]
-                                     plan_.usable_bytes - band)
+        given.setdefault("n_gpus", len(report.devices) or 1)
+        llama_options = LlamaCppOptions(**given)  # type: ignore[arg-type]
+        layers = llamacpp_fit_layers(est, plan_.device, llama_options, plan_.usable_bytes - band)
         if layers < report.gpu_layers:
             out.append(f"-ngl {layers}: keep the other layers on the host")
+        if est.model.shape.is_moe and not report.notes:
+            out.append("--n-cpu-moe N: keep the first N layers' experts on the host")
         if kv_16bit and not options.get("cache_type_k"):
             out.append("--cache-type-k q8_0 --cache-type-v q8_0 (with --flash-attn): half the "
                        "KV cache")
+        gpus = max(1, len(report.devices))
+        out.append(f"--num-gpus {gpus + 1}: llama.cpp splits the layers over one more GPU")
     else:
         ctx = longest_context(est, plan_.device, plan_.tp, plan_.pp, plan_.usable_bytes - band)
         if 0 < ctx < est.settings.ctx:

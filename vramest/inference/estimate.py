@@ -26,6 +26,7 @@ from vramest.model.precisions import (
     weight_format,
 )
 from vramest.model.resolve import ModelInfo
+from vramest.model.shapes import LAYER_SLIDING
 from vramest.units import format_count, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:  # placement and throughput import Estimate; these names type its fields only
@@ -233,6 +234,12 @@ def _assumptions(info: ModelInfo, fmt: WeightFormat, kv: KVFormat, s: Settings,
                    f"({format_count(info.active_params)} active parameters).")
     out.append(f"Runtime overhead (CUDA context, workspaces) from {constants_source}; a "
                "calibration profile replaces it with a measured value.")
-    out.append("Memory as transformers holds it; --engine vllm or llamacpp shows that engine's "
-               "own start-up accounting.")
+    if LAYER_SLIDING in shape.kinds():
+        out.append("Memory as serving engines hold it, sliding layers keeping their window; "
+                   "transformers keeps the whole last prefill chunk there until the next token "
+                   "(--engine hf counts it); --engine vllm or llamacpp shows that engine's own "
+                   "start-up accounting.")
+    else:
+        out.append("Memory as transformers holds it; --engine vllm or llamacpp shows that "
+                   "engine's own start-up accounting.")
     return tuple(out)

@@ -158,6 +158,7 @@ class FitPlan:
     band: ErrorBand = BANDS["generic"]
     band_basis_bytes: int | None = None  # what band.fraction multiplies; default per-GPU total
     advice: tuple[str, ...] = ()  # what to change when the verdict is not "fits"
+    refused: str = ""  # the engine will not start whatever the memory (e.g. vLLM's TP checks)
 
     @property
     def num_gpus(self) -> int:
@@ -169,7 +170,7 @@ class FitPlan:
 
     @property
     def fits(self) -> bool:
-        return self.headroom_bytes >= 0
+        return self.headroom_bytes >= 0 and not self.refused
 
     @property
     def error_band_bytes(self) -> int:
@@ -178,6 +179,8 @@ class FitPlan:
 
     @property
     def verdict(self) -> str:
+        if self.refused:
+            return DOES_NOT_FIT
         return verdict(self.headroom_bytes, self.error_band_bytes)
 
     def to_json(self) -> dict[str, object]:
@@ -190,6 +193,8 @@ class FitPlan:
         }
         if self.advice:
             out["what_to_change"] = list(self.advice)
+        if self.refused:
+            out["refused"] = self.refused
         if self.max_ctx is not None:
             out["max_ctx"] = self.max_ctx
         if self.max_batch is not None:
@@ -275,7 +280,8 @@ def fewest_gpus(est: Estimate, device: Device, reserve: Reserve | None = None) -
 
 def describe(plan_: FitPlan) -> str:
     said = plan_.verdict
-    verdict_text = {FITS: "fits", DOES_NOT_FIT: "does NOT fit"}.get(
+    verdict_text = "will not start" if plan_.refused else {
+        FITS: "fits", DOES_NOT_FIT: "does NOT fit"}.get(
         said, f"TIGHT ({'fits' if plan_.fits else 'does not fit'} by less than the "
         f"±{format_bytes(plan_.error_band_bytes)} measured error of {plan_.band.kind})")
     layout = f"{plan_.num_gpus}× {plan_.device.name}"

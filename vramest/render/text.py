@@ -53,7 +53,12 @@ def render_fit(result: Estimate) -> list[str]:
 
     plan, speed = result.fit, result.throughput
     assert plan is not None, "render_fit needs an estimate made with a GPU"
-    lines = ["Fit:", f"  {describe(plan)}"]
+    described = describe(plan)
+    devices = getattr(result.engine_report, "devices", ())
+    if len(devices) > 1:  # llama.cpp splits whole layers over the GPUs, not tensors
+        described = described.replace(f"(TP {plan.tp})", "(llama.cpp layer split: " + ", ".join(
+            f"{d.layers}" for d in devices) + " layers)")
+    lines = ["Fit:", f"  {described}"]
     if plan.advice:
         lines.append("  to get out of " + ("'tight'" if plan.verdict == "tight" else
                                             "'does not fit'") + ":")

@@ -231,6 +231,19 @@ def _vllm_total(row: dict[str, str]) -> int | None:
     return None
 
 
+def _vllm_release(row: dict[str, str]) -> str:
+    """The release a log row comes from: its stated version, else the month it was posted."""
+    import re
+
+    text = row["framework_version"]
+    stated = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+    if stated:
+        return stated.group(1)
+    if "Dec 2024" in text or "2024-12" in row["source"]:
+        return "0.6.4"  # vLLM 0.6.4 (Nov 2024) was the release of December 2024
+    return "0.21.0" if "V1" in row["notes"] else "0.6.4"
+
+
 def vllm_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
     """vLLM start-up logs: KV cache size, blocks, tokens and maximum concurrency."""
     from vramest.hardware.database import default_hardware
@@ -249,8 +262,7 @@ def vllm_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
         if None in (model, gpu, dtype) or not util or "Vision" in first["model"]:
             continue
         tp = int(first["tensor_parallel"] or 1)
-        version = "v0" if "V1" not in first["notes"] and "V1" not in first["framework_version"] \
-            else "v1"
+        version = _vllm_release(first)
         options = VLLMOptions(gpu_memory_utilization=float(util),
                               max_model_len=int(first["context_len"]) if first["context_len"]
                               else None, version=version, total_memory_bytes=_vllm_total(first))
@@ -285,8 +297,9 @@ def llamacpp_engine_rows(rows: list[dict[str, str]]) -> list[Comparison]:
         outputs = 512 if ("perplexity" in text and "llama-perplexity" not in text) or \
             "main " in text else 1
         est = estimate(model=model, dtype="gguf-f16" if quant == "f16" else quant, ctx=ctx)
+        build = first["framework_version"].removeprefix("build ").split(" ")[0]
         report = llamacpp_startup(est, LlamaCppOptions(n_ctx=ctx, n_ubatch=min(ubatch, ctx),
-                                                       n_outputs=outputs))
+                                                       n_outputs=outputs, version=f"b{build}"))
         figures = {"compute_buffer_gpu": report.compute_buffer_gpu_bytes,
                    "compute_buffer_cpu": report.compute_buffer_host_bytes,
                    "output_buffer_host": report.output_buffer_host_bytes}

@@ -128,14 +128,21 @@ def _vllm_version(text: str) -> str | None:
 
 
 def _engine_options(case: Case) -> dict[str, Any]:
-    from vramest.inference.engines import startup
+    """The case's options, with the release it ran on as the engine version (its rules)."""
+    from vramest.inference.engines.versions import parse_version
 
     options = dict(case.options)
-    if case.engine == "vllm" and case.engine_version:
-        if "engine_version" in getattr(startup, "VLLM_OPTION_NAMES", ()):
-            options["engine_version"] = f"vllm=={case.engine_version.split()[0]}"
-        elif (version := _vllm_version(case.engine_version)) is not None:
-            options["version"] = version
+    family = "llamacpp" if case.engine.startswith("llamacpp") else case.engine
+    if family in ("vllm", "llamacpp") and case.engine_version and "version" not in options:
+        token = case.engine_version.split()[0]
+        token = re.sub(r"(\d)x$", r"\g<1>0", token).replace(".x", ".0")  # 0.2x → 0.20
+        try:
+            parse_version(family, token)
+        except InputError:
+            if family == "vllm" and (version := _vllm_version(case.engine_version)):
+                options["version"] = version
+        else:
+            options["version"] = token
     from vramest.inference.engines.registry import NAMES as OWN_VERSIONED
 
     if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options:

@@ -85,7 +85,7 @@ class OllamaStartup:
                 "flash_attention": self.flash_attention, "kv_cache_type": self.kv_cache_type,
                 "layers_total": self.layers_total, "layers_offloaded": self.offloaded,
                 "fully_offloaded": self.fully_offloaded,
-                **{k: v for k, v in self.buffers.to_json().items() if k != "name"},
+                **{k: v for k, v in self.buffers.to_json().items() if k not in ("name", "version")},
                 "rules": list(self.rules)}
 
     def log_lines(self) -> list[str]:

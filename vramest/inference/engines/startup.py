@@ -16,16 +16,24 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device
+from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
 from vramest.inference.engines.registry import Startup
+from vramest.inference.engines.versions import (
+    LlamaCppRules,
+    VLLMRules,
+    llamacpp_rules,
+    parse_version,
+    vllm_rules,
+)
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
 from vramest.inference.placement import per_gpu_memory
 from vramest.model.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
-from vramest.model.shapes import LAYER_SLIDING, ModelShape
+from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
 
 F32 = 4
@@ -36,10 +44,10 @@ class VLLMOptions:
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None  # default: the model's max_position_embeddings
     max_num_batched_tokens: int | None = None  # default: per version, see `_batched_tokens`
-    max_num_seqs: int = 256
+    max_num_seqs: int | None = None  # default: per version and GPU, see `_max_num_seqs`
     block_size: int = 16
     enforce_eager: bool = False
-    version: str = "v1"  # "v0" for vLLM ≤ 0.6 logs (no chunked prefill, no CUDA graph term)
+    version: str | None = None  # "vllm==0.6.3", "0.10.1"…; None: versions.DEFAULTS["vllm"]
     total_memory_bytes: int | None = None  # as torch reports it, when known
 
 
@@ -52,11 +60,17 @@ class VLLMStartup:
     non_torch_bytes: int
     cuda_graph_bytes: int
     kv_cache_bytes: int
-    kv_bytes_per_token: float
+    kv_bytes_per_token: float  # every KV layer, as vLLM's "GPU KV cache size" counts tokens
     num_gpu_blocks: int
     block_size: int
     max_model_len: int
     max_num_batched_tokens: int
+    version: str = ""
+    request_bytes: int = 0  # KV one max_model_len request needs (vLLM's start check)
+    largest_model_len: int = 0  # the longest max_model_len whose request fits
+    notes: tuple[str, ...] = ()
+    refusal: str = ""  # a reason vLLM stops before sizing the KV cache
+    checks_length: bool = True  # the release refuses a max_model_len its KV cache cannot hold
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -64,14 +78,25 @@ class VLLMStartup:
 
     @property
     def max_concurrency(self) -> float:
+        if self.request_bytes and self.kv_bytes_per_token:
+            needed = self.request_bytes / self.kv_bytes_per_token  # tokens-equivalent
+            if needed < self.max_model_len:  # sliding layers need less than the whole length
+                return self.kv_cache_tokens / needed
         return self.kv_cache_tokens / self.max_model_len
 
     @property
     def starts(self) -> bool:
+        if self.refusal:
+            return False
+        if not self.checks_length:
+            return self.num_gpu_blocks > 0
+        if self.request_bytes:
+            return self.kv_cache_bytes >= self.request_bytes
         return self.kv_cache_tokens >= self.max_model_len
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "vllm", "total_gpu_memory_bytes": self.total_bytes,
+        return {"name": "vllm", "version": self.version,
+                "total_gpu_memory_bytes": self.total_bytes,
                 "budget_bytes": self.budget_bytes, "weights_bytes": self.weights_bytes,
                 "activation_peak_bytes": self.activation_peak_bytes,
                 "non_torch_bytes": self.non_torch_bytes,
@@ -79,12 +104,14 @@ class VLLMStartup:
                 "kv_cache_bytes": self.kv_cache_bytes, "kv_cache_tokens": self.kv_cache_tokens,
                 "num_gpu_blocks": self.num_gpu_blocks,
                 "max_concurrency": round(self.max_concurrency, 2),
-                "max_model_len": self.max_model_len,
-                "max_num_batched_tokens": self.max_num_batched_tokens, "starts": self.starts}
+                "max_model_len": self.max_model_len, "request_kv_bytes": self.request_bytes,
+                "max_num_batched_tokens": self.max_num_batched_tokens, "starts": self.starts,
+                "refusal": self.refusal, "notes": list(self.notes)}
 
     def log_lines(self) -> list[str]:
         gib = 1 / GIB
         lines = [
+            f"vLLM {self.version.removeprefix('vllm==')} rules (--engine-version to change)",
             f"Model loading took {self.weights_bytes * gib:.4f} GiB",
             f"Memory profiling: total_gpu_memory={self.total_bytes * gib:.2f}GiB; budget "
             f"{self.budget_bytes * gib:.2f}GiB; weights {self.weights_bytes * gib:.2f}GiB; "
@@ -95,53 +122,149 @@ class VLLMStartup:
             f"GPU KV cache size: {self.kv_cache_tokens:,} tokens",
             f"Maximum concurrency for {self.max_model_len:,} tokens per request: "
             f"{self.max_concurrency:.2f}x",
+            *self.notes,
         ]
-        if not self.starts:
-            lines.append(f"vLLM would refuse to start: max_model_len {self.max_model_len} needs "
-                         f"more KV cache than the {self.kv_cache_tokens} tokens available; the "
-                         f"largest max_model_len that starts is {self.kv_cache_tokens}.")
+        if self.refusal:
+            lines.append(self.refusal)
+        elif not self.starts:
+            lines.append(f"vLLM would refuse to start: one {self.max_model_len}-token request "
+                         f"needs {self.request_bytes * gib:.2f} GiB of KV cache, "
+                         f"{self.kv_cache_bytes * gib:.2f} GiB is available; the largest "
+                         f"max_model_len that starts is {self.largest_model_len}.")
         return lines
 
 
-def _batched_tokens(options: VLLMOptions, max_model_len: int) -> int:
+def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
+                    device: Device, multimodal: bool = False) -> int:
+    """Tokens of the profiling forward: the scheduler's max_num_batched_tokens."""
     if options.max_num_batched_tokens:
         return options.max_num_batched_tokens
-    if options.version == "v0":  # no chunked prefill: one whole prompt per forward
-        return max(max_model_len, 2048)
-    return min(8192, max_model_len) if max_model_len > 8192 else max(max_model_len, 2048)
+    # V0 keeps multimodal models unchunked (PR #8425, "Disable chunked prefill by default ...
+    # for multimodal models", Sept 2024)
+    if rules.chunked_prefill == "never" or (rules.chunked_prefill == "long-context" and (
+            max_model_len <= 32768 or multimodal)):
+        return max(max_model_len, 2048)  # V0: one whole prompt per forward
+    if rules.chunked_prefill == "long-context":
+        return rules.batched_tokens
+    return rules.batched_tokens_large_gpu if _large_gpu(device) else rules.batched_tokens
+
+
+def _large_gpu(device: Device) -> bool:
+    """vllm/engine/arg_utils.py get_batch_defaults: larger defaults on 70 GiB+ GPUs but A100."""
+    return device.memory_bytes >= 70 * GIB and "a100" not in device.name.lower()
 
 
 def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                  options: VLLMOptions | None = None) -> VLLMStartup:
     options = options or VLLMOptions()
+    version = parse_version("vllm", options.version)
+    rules = vllm_rules(version)
     c = est.constants
     if not 0 < options.gpu_memory_utilization <= 1:
         raise InputError("--gpu-memory-utilization must be above 0 and at most 1.")
     shape = est.model.shape
     max_model_len = options.max_model_len or shape.max_context or est.settings.ctx
-    tokens = _batched_tokens(options, max_model_len)
+    tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
     budget = round(total * options.gpu_memory_utilization)
     per_gpu = per_gpu_memory(est, tp)
-    compute_bytes = weight_format(est.settings.dtype).compute_bytes
+    fmt = weight_format(est.settings.dtype)
+    groups = weight_bytes_by_group(shape, fmt)
+    scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
+    layout = vllm_weights(shape, fmt.name, device, tp, per_gpu.weights,
+                          groups["experts"] * scale, rules.mxfp4_hopper)
+    compute_bytes = fmt.compute_bytes
     per_token = (c.activation_ffn_factor * ffn_width(shape) / tp
                  + c.vllm_activation_hidden_factor * shape.hidden_size) * compute_bytes
-    # the profiling forward also samples max_num_seqs sequences: their logits in fp32
-    sampler = options.max_num_seqs * shape.vocab_size * (F32 + compute_bytes) / tp
+    # the profiling run also samples max_num_seqs sequences over the whole vocabulary; the
+    # logits are gathered whole before sampling, so TP does not split them
+    seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device) else 256)
+    sampler = seqs * shape.vocab_size * rules.sampler_bytes_per_logit
     activation = round(tokens * per_token + sampler)
-    non_torch = c.vllm_non_torch_bytes + (c.nccl_buffer_bytes if tp > 1 else 0)
-    graphs = 0 if options.enforce_eager or options.version == "v0" else c.vllm_cuda_graph_bytes
-    kv_bytes = budget - per_gpu.weights - non_torch - activation - graphs
+    tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
+                else rules.tp_non_torch_bytes)
+    one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
+    non_torch = one_gpu + (tp_extra if tp > 1 else 0)
+    graphs = c.vllm_cuda_graph_bytes if rules.cuda_graphs_budgeted and \
+        not options.enforce_eager else 0
+    kv_bytes = budget - layout.weights_bytes - non_torch - activation - graphs
     kv_token = kv_elements_per_token(shape, 1) * kv_format(est.settings.kv_dtype).bytes_per_element
     per_token_gpu = kv_token * _kv_share(shape, tp)
     block = per_token_gpu * options.block_size
     blocks = max(0, int(kv_bytes // block)) if block else 0
-    return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=per_gpu.weights,
+    request = _vllm_request_tokens(shape, rules, options.block_size, tokens)
+    layers = _kv_layers(shape)
+
+    def request_bytes(length: int) -> int:
+        return round(request(length) * per_token_gpu / layers) if layers else 0
+
+    needed = request_bytes(max_model_len)
+    largest = _largest_len(request_bytes, max(0, kv_bytes), max_model_len)
+    notes = [n for n in (layout.note, _vllm_window_note(shape, rules)) if n]
+    return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=layout.weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
                        kv_bytes_per_token=per_token_gpu, num_gpu_blocks=blocks,
                        block_size=options.block_size, max_model_len=max_model_len,
-                       max_num_batched_tokens=tokens)
+                       max_num_batched_tokens=tokens, version=version.text,
+                       request_bytes=needed, largest_model_len=largest, notes=tuple(notes),
+                       checks_length=rules.checks_length,
+                       refusal=capability_refusal(fmt.name, device, rules.fp8_min_capability)
+                       or vllm_refusal(shape, fmt.name, tp))
+
+
+def _kv_layers(shape: ModelShape) -> int:
+    counts = shape.layer_kind_counts
+    return counts.get(LAYER_FULL, 0) + counts.get(LAYER_SLIDING, 0)
+
+
+def _vllm_request_tokens(shape: ModelShape, rules: VLLMRules, block_size: int,
+                         batched: int) -> Callable[[int], int]:
+    """Layer-tokens of KV one request of `length` tokens needs before vLLM agrees to start.
+
+    Full attention: cdiv(length, block_size) blocks per layer. A sliding layer, where the
+    release drops blocks outside the window: cdiv(min(window - 1 + max_num_batched_tokens,
+    length), block_size) + 1 blocks (vllm/v1/kv_cache_interface.py SlidingWindowSpec
+    max_memory_usage_bytes; kv_cache_utils.py _max_memory_usage_bytes_from_groups @001cabc1).
+    Mixed full + sliding layers only from the hybrid KV manager on; before it every layer is
+    sized as full attention (unify_hybrid_kv_cache_specs).
+    """
+    counts = shape.layer_kind_counts
+    full, sliding = counts.get(LAYER_FULL, 0), counts.get(LAYER_SLIDING, 0)
+    windowed = sliding and shape.sliding_window and (rules.hybrid_kv or (
+        rules.sliding_kv and not full))
+
+    def need(length: int) -> int:
+        full_blocks = -(-length // block_size)
+        if not windowed:
+            return (full + sliding) * full_blocks * block_size
+        span = min(shape.sliding_window - 1 + batched, length)  # type: ignore[operator]
+        window_blocks = -(-span // block_size) + 1
+        return (full * full_blocks + sliding * window_blocks) * block_size
+
+    return need
+
+
+def _largest_len(request_bytes: Callable[[int], int], available: int, upper: int) -> int:
+    low, high = 0, upper
+    while low < high:
+        mid = (low + high + 1) // 2
+        if request_bytes(mid) <= available:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _vllm_window_note(shape: ModelShape, rules: VLLMRules) -> str:
+    counts = shape.layer_kind_counts
+    if not counts.get(LAYER_SLIDING) or not shape.sliding_window:
+        return ""
+    if rules.hybrid_kv or (rules.sliding_kv and not counts.get(LAYER_FULL)):
+        return (f"Sliding-window layers need only their {shape.sliding_window}-token window "
+                "per request; the token count above is for all layers, as vLLM prints it.")
+    return ("This release sizes sliding-window layers as full attention (no hybrid KV "
+            "manager): every layer needs max_model_len tokens.")
 
 
 def _kv_share(shape: ModelShape, tp: int) -> float:
@@ -156,12 +279,32 @@ def _kv_share(shape: ModelShape, tp: int) -> float:
 @dataclass(frozen=True)
 class LlamaCppOptions:
     n_gpu_layers: int = 999  # llama.cpp's "-ngl 99": everything on the GPU
-    n_ctx: int | None = None  # default: the estimate's context
+    n_ctx: int | None = None  # total cells over all sequences; default: --ctx × --batch
     n_ubatch: int = 512
     n_outputs: int = 1  # logits kept per batch: 1 for generation, n_batch for perplexity
-    flash_attn: bool = False
-    cache_type_k: str | None = None  # default f16
+    flash_attn: bool | None = None  # default: the build's (-fa auto from about b6300)
+    cache_type_k: str | None = None  # default: --kv-dtype, f16 when that is fp32
     cache_type_v: str | None = None
+    version: str | None = None  # "llamacpp==b4000"; None: versions.DEFAULTS["llamacpp"]
+    n_parallel: int | None = None  # sequences (-np); default: --batch
+    n_gpus: int = 1  # GPUs sharing the layers (-sm layer)
+    split_mode: str = "layer"  # "layer" (whole layers per GPU), "row", "none" (one GPU)
+    tensor_split: tuple[float, ...] | None = None  # -ts ratios; default equal
+    n_cpu_moe: int = 0  # expert tensors of the first N layers stay on the host
+
+
+@dataclass(frozen=True)
+class DeviceBuffers:
+    """One GPU's buffers: CUDA0, CUDA1, … in llama.cpp's log."""
+
+    layers: int
+    model_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+
+    def total(self, context: int) -> int:
+        return self.model_bytes + self.kv_bytes + self.compute_bytes + (context if self.layers
+                                                                        else 0)
 
 
 @dataclass(frozen=True)
@@ -175,9 +318,18 @@ class LlamaCppStartup:
     compute_buffer_host_bytes: int
     output_buffer_host_bytes: int
     cuda_context_bytes: int
+    devices: tuple[DeviceBuffers, ...] = ()
+    version: str = ""
+    n_ctx: int = 0
+    n_parallel: int = 1
+    swa_cells: int = 0  # cells of the sliding-window cache per stream (0: none)
+    notes: tuple[str, ...] = ()
 
     @property
     def gpu_total_bytes(self) -> int:
+        """The fullest GPU: what each card must hold."""
+        if self.devices:
+            return max(d.total(self.cuda_context_bytes) for d in self.devices)
         return (self.model_buffer_gpu_bytes + self.kv_cache_gpu_bytes
                 + self.compute_buffer_gpu_bytes + (self.cuda_context_bytes if self.gpu_layers
                                                    else 0))
@@ -188,85 +340,175 @@ class LlamaCppStartup:
                 + self.compute_buffer_host_bytes + self.output_buffer_host_bytes)
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "llamacpp", "gpu_layers": self.gpu_layers,
+        return {"name": "llamacpp", "version": self.version, "gpu_layers": self.gpu_layers,
+                "n_ctx": self.n_ctx, "n_parallel": self.n_parallel, "swa_cells": self.swa_cells,
                 "model_buffer_gpu_bytes": self.model_buffer_gpu_bytes,
                 "model_buffer_host_bytes": self.model_buffer_host_bytes,
                 "kv_cache_bytes": self.kv_cache_bytes, "kv_cache_gpu_bytes": self.kv_cache_gpu_bytes,
                 "compute_buffer_gpu_bytes": self.compute_buffer_gpu_bytes,
                 "compute_buffer_host_bytes": self.compute_buffer_host_bytes,
                 "output_buffer_host_bytes": self.output_buffer_host_bytes,
-                "gpu_total_bytes": self.gpu_total_bytes, "host_total_bytes": self.host_total_bytes}
+                "gpu_total_bytes": self.gpu_total_bytes, "host_total_bytes": self.host_total_bytes,
+                "devices": [{"name": f"CUDA{i}", "layers": d.layers,
+                             "model_buffer_bytes": d.model_bytes, "kv_cache_bytes": d.kv_bytes,
+                             "compute_buffer_bytes": d.compute_bytes}
+                            for i, d in enumerate(self.devices)],
+                "notes": list(self.notes)}
 
     def log_lines(self) -> list[str]:
         mib = 1 / MIB
-        return [
-            f"offloaded {self.gpu_layers} layers to GPU",
-            f"CUDA0 model buffer size = {self.model_buffer_gpu_bytes * mib:.2f} MiB",
+        lines = [f"llama.cpp {self.version.removeprefix('llamacpp==')} rules "
+                 "(--engine-version to change)",
+                 f"n_ctx = {self.n_ctx} (total), n_parallel = {self.n_parallel}"
+                 + (f", SWA cache {self.swa_cells} cells per sequence" if self.swa_cells else ""),
+                 f"offloaded {self.gpu_layers} layers to GPU"]
+        for i, d in enumerate(self.devices or (DeviceBuffers(
+                self.gpu_layers, self.model_buffer_gpu_bytes, self.kv_cache_gpu_bytes,
+                self.compute_buffer_gpu_bytes),)):
+            lines.append(f"CUDA{i} model buffer size = {d.model_bytes * mib:.2f} MiB; KV "
+                         f"{d.kv_bytes * mib:.2f} MiB; compute {d.compute_bytes * mib:.2f} MiB "
+                         f"({d.layers} layers)")
+        lines += [
             f"CPU_Mapped model buffer size = {self.model_buffer_host_bytes * mib:.2f} MiB",
             f"KV self size = {self.kv_cache_bytes * mib:.2f} MiB",
             f"CUDA_Host output buffer size = {self.output_buffer_host_bytes * mib:.2f} MiB",
-            f"CUDA0 compute buffer size = {self.compute_buffer_gpu_bytes * mib:.2f} MiB",
             f"CUDA_Host compute buffer size = {self.compute_buffer_host_bytes * mib:.2f} MiB",
+            *self.notes,
         ]
+        return lines
+
+
+def llamacpp_cache_type(est: Estimate, given: str | None) -> str:
+    """One KV precision for the memory table, the engine block and the fit: the cache type
+    given, else --kv-dtype; llama.cpp never keeps an fp32 cache by default (f16)."""
+    if given:
+        return given
+    kv = kv_format(est.settings.kv_dtype)
+    return "fp16" if kv.bytes_per_element >= 4 else est.settings.kv_dtype
 
 
 def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> LlamaCppStartup:
     options = options or LlamaCppOptions()
+    version = parse_version("llamacpp", options.version)
+    rules = llamacpp_rules(version)
     shape = est.model.shape
     fmt = weight_format(est.settings.dtype)
-    n_ctx = options.n_ctx or est.settings.ctx
+    n_seq = options.n_parallel or est.settings.batch
+    n_ctx = options.n_ctx or est.settings.ctx * n_seq
     ubatch = min(options.n_ubatch, n_ctx)
     layers = shape.num_layers
     gpu_layers = max(0, min(options.n_gpu_layers, layers))
     output_on_gpu = options.n_gpu_layers > layers  # -ngl counts the output as one more layer
     groups = weight_bytes_by_group(shape, fmt)
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)  # exact bytes from files
-    block = (groups["layers"] + groups["experts"]) * scale / layers
+    experts = groups["experts"] * scale / layers
+    block = groups["layers"] * scale / layers + experts
     head = (groups["lm_head"] if not shape.tie_embeddings else 0.0) * scale
     embed = groups["embedding"] * scale
-    gpu = block * gpu_layers + (head if output_on_gpu else 0.0)
-    host = embed + block * (layers - gpu_layers) + (0.0 if output_on_gpu else head)
     if shape.tie_embeddings and output_on_gpu:
-        gpu += embed  # a tied output head is the embedding matrix, copied to the GPU
-    k_type = kv_format(options.cache_type_k or "fp16")
-    v_type = kv_format(options.cache_type_v or "fp16")
-    kv_total = _llamacpp_kv(shape, n_ctx, k_type.bytes_per_element, v_type.bytes_per_element)
-    kv_gpu = kv_total * gpu_layers / layers
-    compute_gpu, compute_host = _llamacpp_compute(shape, n_ctx, ubatch, options.flash_attn)
+        head = embed  # a tied output head is the embedding matrix, copied to the GPU
+    k_type = kv_format(llamacpp_cache_type(est, options.cache_type_k))
+    v_type = kv_format(llamacpp_cache_type(est, options.cache_type_v))
+    per_layer_kv, swa_cells = _llamacpp_kv_layers(shape, n_ctx, n_seq, ubatch, rules,
+                                                  k_type.bytes_per_element,
+                                                  v_type.bytes_per_element)
+    kv_total = sum(per_layer_kv)
+    flash = rules.flash_attn_default if options.flash_attn is None else options.flash_attn
+    compute_gpu, compute_host = _llamacpp_compute(shape, n_ctx, ubatch, flash)
+    attention_stage, output_stage = compute_gpu
+    # llama.cpp offloads the last gpu_layers layers; -ngl past the layers adds the output head
+    first_gpu = layers - gpu_layers
+    n_dev = 1 if options.split_mode == "none" else max(1, options.n_gpus)
+    owner = _split_layers(gpu_layers + (1 if output_on_gpu else 0), n_dev, options.tensor_split)
+    cpu_moe = min(options.n_cpu_moe, layers) if shape.is_moe else 0
+    devices = []
+    for d in range(n_dev):
+        mine = [first_gpu + i for i, o in enumerate(owner[:gpu_layers]) if o == d]
+        model = sum(block - (experts if il < cpu_moe else 0.0) for il in mine)
+        holds_output = output_on_gpu and owner[-1] == d
+        model += head if holds_output else 0.0
+        kv = sum(per_layer_kv[il] for il in mine)
+        compute = max(attention_stage if mine else 0.0, output_stage if holds_output else 0.0)
+        if mine and not holds_output and not output_on_gpu and d == n_dev - 1:
+            compute = max(attention_stage, output_stage)  # logits computed on the last GPU
+        devices.append(DeviceBuffers(len(mine), round(model), round(kv), round(compute)))
+    gpu_model = sum(d.model_bytes for d in devices)
+    total_model = embed + block * layers + (head if not shape.tie_embeddings or output_on_gpu
+                                            else 0.0)
+    host = total_model - gpu_model
     output = shape.vocab_size * options.n_outputs * F32
-    return LlamaCppStartup(gpu_layers=gpu_layers, model_buffer_gpu_bytes=round(gpu),
-                           model_buffer_host_bytes=round(host), kv_cache_bytes=round(kv_total),
-                           kv_cache_gpu_bytes=round(kv_gpu),
-                           compute_buffer_gpu_bytes=round(compute_gpu) if gpu_layers else 0,
-                           compute_buffer_host_bytes=round(compute_host),
-                           output_buffer_host_bytes=round(output),
-                           cuda_context_bytes=est.memory.overhead.bytes)
+    notes = []
+    if n_dev > 1 and options.split_mode == "row":
+        notes.append("-sm row splits each matrix by rows; the buffers are counted as -sm layer.")
+    return LlamaCppStartup(
+        gpu_layers=gpu_layers, model_buffer_gpu_bytes=gpu_model,
+        model_buffer_host_bytes=round(host), kv_cache_bytes=round(kv_total),
+        kv_cache_gpu_bytes=sum(d.kv_bytes for d in devices),
+        compute_buffer_gpu_bytes=max((d.compute_bytes for d in devices), default=0)
+        if gpu_layers else 0,
+        compute_buffer_host_bytes=round(compute_host), output_buffer_host_bytes=round(output),
+        cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
+        version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
+        notes=tuple(notes))
 
 
-def _llamacpp_kv(shape: ModelShape, n_ctx: int, k_bytes: float, v_bytes: float) -> float:
-    """K and V per layer at their own cache types; sliding-window layers keep the window."""
-    total = 0.0
+def _split_layers(count: int, n_dev: int, ratios: tuple[float, ...] | None) -> list[int]:
+    """The GPU of each offloaded layer (the output head last): llama.cpp's -sm layer puts
+    layer i on the first device whose cumulative -ts share exceeds i / count (src/llama-model.cpp
+    load_tensors, splits by std::upper_bound). Default shares: equal (free memory, identical
+    cards)."""
+    shares = list(ratios or (1.0,) * n_dev)[:n_dev]
+    shares += [0.0] * (n_dev - len(shares))
+    total = sum(shares) or 1.0
+    cumulative, running = [], 0.0
+    for share in shares:
+        running += share / total
+        cumulative.append(running)
+    owner = []
+    for i in range(count):
+        where = i / count if count else 0.0
+        owner.append(next((d for d, c in enumerate(cumulative) if where < c), n_dev - 1))
+    return owner
+
+
+def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
+                        rules: LlamaCppRules, k_bytes: float, v_bytes: float
+                        ) -> tuple[list[float], int]:
+    """KV bytes of each layer, and the SWA cache's cells per stream.
+
+    Sliding layers: src/llama-kv-cache-iswa.cpp @02c28f53: size_swa = GGML_PAD(min(size_base,
+    n_swa × (unified ? n_seq_max : 1) + n_ubatch), 256), where size_base is n_ctx for one
+    unified stream or n_ctx / n_seq per stream otherwise; the full layers keep n_ctx cells in
+    all. Builds before the SWA cache (b5288) keep n_ctx cells in every layer.
+    """
+    out: list[float] = []
+    streams = 1 if rules.unified_kv else n_seq
+    size_base = max(1, n_ctx // streams)
+    swa = 0
+    if rules.swa_cache and shape.sliding_window:
+        per_stream_window = shape.sliding_window * (n_seq if rules.unified_kv else 1)
+        swa = -(-min(size_base, per_stream_window + ubatch) // 256) * 256
     for kind in shape.kinds():
         if kind == "none":
+            out.append(0.0)
             continue
-        tokens = min(n_ctx, shape.sliding_window or n_ctx) if kind == LAYER_SLIDING else n_ctx
+        cells = swa * streams if kind == LAYER_SLIDING and swa else n_ctx
         if shape.is_mla:
-            total += tokens * (shape.kv_lora_rank + shape.qk_rope_head_dim) * k_bytes
+            out.append(cells * (shape.kv_lora_rank + shape.qk_rope_head_dim) * k_bytes)
         else:
-            width = shape.num_kv_heads * shape.head_dim
-            total += tokens * width * (k_bytes + v_bytes)
-    return total
+            out.append(cells * shape.num_kv_heads * shape.head_dim * (k_bytes + v_bytes))
+    return out, swa
 
 
 def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
-                      flash_attn: bool) -> tuple[float, float]:
+                      flash_attn: bool) -> tuple[tuple[float, float], float]:
     """Peak of ggml's graph allocator, f32 intermediates.
 
-    GPU: the larger of the attention stage (the KQ scores, heads × ubatch × ctx, unless flash
-    attention fuses them, plus the FFN and two hidden rows) and the output stage (the logits of
-    the ubatch, vocab × ubatch, plus one hidden row). Host: the input embeddings of the ubatch
-    and the f32 KQ mask (ctx × ubatch). Checked against the llama.cpp logs in
-    vramest/validation/reference/memory.csv to the 0.01 MiB.
+    GPU: the attention stage (the KQ scores, heads × ubatch × ctx, unless flash attention
+    fuses them, plus the FFN and two hidden rows) and the output stage (the logits of the
+    ubatch, vocab × ubatch, plus one hidden row); a GPU's buffer is the larger of the stages it
+    runs. Host: the input embeddings of the ubatch and the f32 KQ mask (ctx × ubatch). Checked
+    against the llama.cpp logs in vramest/validation/reference/memory.csv to the 0.01 MiB.
     """
     ffn = shape.moe_intermediate_size * shape.experts_per_token if shape.is_moe else \
         shape.intermediate_size
@@ -274,30 +516,49 @@ def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
     attention_stage = scores + ubatch * ffn + 2 * ubatch * shape.hidden_size
     output_stage = shape.vocab_size * ubatch + ubatch * shape.hidden_size
     host = ubatch * shape.hidden_size + n_ctx * ubatch
-    return max(attention_stage, output_stage) * F32, host * F32
+    return (attention_stage * F32, output_stage * F32), host * F32
 
 
 def llamacpp_fit_layers(est: Estimate, device: Device, options: LlamaCppOptions,
                         usable_bytes: int) -> int:
-    """The most layers that fit on the GPU: weights, their KV and the compute buffer, plus the
-    CUDA context, within `usable_bytes` (llama.cpp fills layers from the last one down)."""
-    from dataclasses import replace
-
-    best = 0
+    """The most layers that fit on the GPUs: weights, their KV and the compute buffer, plus the
+    CUDA context, within `usable_bytes` per GPU (llama.cpp fills layers from the last one down)."""
     for layers in range(est.model.shape.num_layers + 1, -1, -1):
         startup = llamacpp_startup(est, replace(options, n_gpu_layers=layers))
         if startup.gpu_total_bytes <= usable_bytes:
-            best = layers
-            break
-    return best
+            return layers
+    return 0
 
+
+def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) -> tuple[str, ...]:
+    """What to keep on the host when everything on the GPUs does not fit, as llama.cpp's own
+    fit would: the most layers (-ngl) that fit, and for a MoE the fewest layers whose experts
+    stay on the host (--n-cpu-moe) with every layer offloaded."""
+    full = llamacpp_startup(est, replace(options, n_gpu_layers=999))
+    if full.gpu_total_bytes <= usable_bytes:
+        return ()
+    layers = est.model.shape.num_layers
+    advice = [f"Does not fit with every layer on the GPU ({format_bytes(full.gpu_total_bytes)} "
+              f"per GPU of {format_bytes(usable_bytes)}): -ngl "
+              f"{llamacpp_fit_layers(est, None, options, usable_bytes)} fits."]  # type: ignore[arg-type]
+    if est.model.shape.is_moe:
+        for n in range(1, layers + 1):
+            trial = llamacpp_startup(est, replace(options, n_gpu_layers=999, n_cpu_moe=n))
+            if trial.gpu_total_bytes <= usable_bytes:
+                layers_re = "|".join(str(i) for i in range(n))
+                advice.append(f"Or keep every layer on the GPU and the experts of the first {n} "
+                              f"layers on the host: --n-cpu-moe {n}, or -ot "
+                              f"'blk\\.({layers_re})\\.ffn_.*_exps\\.=CPU'.")
+                break
+    return tuple(advice)
 
 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",
                      "total_memory_bytes")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
-                         "cache_type_k", "cache_type_v", "fit")
+                         "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
+                         "n_gpus", "split_mode", "tensor_split", "n_cpu_moe")
 
 
 def _share(value: object, what: str) -> float:
@@ -350,7 +611,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "max_num_seqs": lambda v, what: parse_positive_int(_whole(v, what), what=what),
     "block_size": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1024),
     "enforce_eager": _switch,
-    "version": lambda v, what: v if v in ("v0", "v1") else _refuse(v, what, "v0 or v1"),
+    "version": lambda v, what: _release_text(v, what),
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "n_gpu_layers": _layers,
     "n_ctx": lambda v, what: parse_tokens(_whole(v, what), what=what),
@@ -360,56 +621,125 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "cache_type_k": lambda v, what: v if isinstance(v, str) else _refuse(v, what, _CACHE_TYPES),
     "cache_type_v": lambda v, what: v if isinstance(v, str) else _refuse(v, what, _CACHE_TYPES),
     "fit": _switch,
+    "n_parallel": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=4096),
+    "n_gpus": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=64),
+    "split_mode": lambda v, what: v if v in ("layer", "row", "none") else _refuse(
+        v, what, "layer, row or none"),
+    "tensor_split": lambda v, what: _ratios(v, what),
+    "n_cpu_moe": _layers,
 }
+
+
+def _release_text(value: object, what: str) -> str:
+    """A release either engine's table reads; which engine it must name is checked on use."""
+    for family in ("vllm", "llamacpp"):
+        with contextlib.suppress(InputError):
+            parse_version(family, value)
+            return str(value)
+    raise InputError(f"{what} {value!r} is not understood; give a release such as vllm==0.6.3, "
+                     "0.10.1 or llamacpp==b4000.")
+
+
+def _ratios(value: object, what: str) -> tuple[float, ...]:
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or not 0 < len(parts) <= 64:
+        raise InputError(f"{what} {value!r} is not understood; give shares such as 3,1.")
+    shares = tuple(_number(p, what) for p in parts)
+    if any(s < 0 for s in shares) or not sum(shares):
+        raise InputError(f"{what} {value!r} needs shares of 0 or more, not all 0.")
+    return shares
 
 
 def _refuse(value: object, what: str, accepted: str) -> object:
     raise InputError(f"{what} {value!r} is not understood; give {accepted}.")
 
 
+def engine_family(engine: str) -> str:
+    """The start-up accounting an engine name uses: llamacpp-cli is llama.cpp's."""
+    return "llamacpp" if engine.startswith("llamacpp") else engine
+
+
+def engine_option_names(engine: str) -> tuple[str, ...]:
+    spec = STARTUP_ENGINES.get(engine_family(engine))
+    return spec.options if spec else ()
+
+
 def parse_engine_options(engine: str, options: dict[str, object]) -> dict[str, object]:
     """The given (not None) options of an engine, each checked and typed."""
     given = {k: v for k, v in options.items() if v is not None}
-    known = VLLM_OPTION_NAMES if engine == "vllm" else LLAMACPP_OPTION_NAMES
-    _reject_unknown(given, known, "llamacpp" if engine.startswith("llamacpp") else engine)
+    _reject_unknown(given, engine_option_names(engine), engine_family(engine))
     return {k: _OPTION_PARSERS[k](v, k) for k, v in given.items()}
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
                   tp: int, usable_bytes: int | None
                   ) -> VLLMStartup | LlamaCppStartup | HFStartup | Startup | None:
-    """The engine's own start-up figures for --engine vllm / llamacpp, else None."""
+    """The engine's own start-up figures (STARTUP_ENGINES, or an engine module in
+    vramest.inference.engines.registry), or None for an engine without."""
     from vramest.inference.engines import registry
 
     if engine in registry.NAMES:  # ollama, sglang, ...: their own modules
         return registry.startup(engine, est, options, device, tp, usable_bytes)
     given = {k: v for k, v in options.items() if v is not None}
-    if engine == "vllm" or engine.startswith("llamacpp"):
-        given = parse_engine_options(engine, given)
-    if engine == "vllm":
-        if device is None:
-            raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
-                             "GPU's memory.")
-        return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
-    if engine.startswith("llamacpp"):
-        fit = bool(given.pop("fit", False))
-        opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
-        if fit:
-            if device is None or usable_bytes is None:
-                raise InputError("--fit needs --gpu to know how many layers fit.")
-            from dataclasses import replace
+    spec = STARTUP_ENGINES.get(engine_family(engine))
+    if given and not (spec and spec.options):
+        takes = ", ".join(name for name, s in STARTUP_ENGINES.items() if s.options)
+        raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine "
+                         f"{takes} only.")
+    if spec is None:
+        return None
+    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes)
 
-            opts = replace(opts, n_gpu_layers=llamacpp_fit_layers(est, device, opts, usable_bytes))
-        return llamacpp_startup(est, opts)
-    if engine == "hf":
-        if given:
-            raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine "
-                             "vllm or llamacpp only.")
-        return hf_startup(est)
-    if given:
-        raise InputError(f"Engine options ({', '.join(sorted(given))}) apply to --engine vllm or "
-                         "llamacpp only.")
-    return None
+
+def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
+                 usable_bytes: int | None) -> VLLMStartup:
+    if device is None:
+        raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
+                         "GPU's memory.")
+    return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
+
+
+def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
+                     usable_bytes: int | None) -> LlamaCppStartup:
+    fit = bool(given.pop("fit", False))
+    given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
+    opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
+    rules = llamacpp_rules(parse_version("llamacpp", opts.version))
+    placed = "n_gpu_layers" in given or "n_cpu_moe" in given
+    if fit and (device is None or usable_bytes is None):
+        raise InputError("--fit needs --gpu to know how many layers fit.")
+    notes: tuple[str, ...] = ()
+    if usable_bytes is not None and (fit or (rules.auto_fit and not placed)):
+        fitted = llamacpp_fitted(est, opts, usable_bytes)
+        if fitted != opts:
+            layers = est.model.shape.num_layers
+            kept = (f"the experts of the first {fitted.n_cpu_moe} layers" if fitted.n_cpu_moe
+                    else f"{layers - min(fitted.n_gpu_layers, layers)} layers")
+            how = "--fit" if fit else "-fit on, its default"
+            notes = (f"llama.cpp's fit ({how}) keeps {kept} on the host: it starts, slower "
+                     "than the speed below, which assumes every weight on the GPU.",)
+        opts = fitted
+    report = llamacpp_startup(est, opts)
+    report = replace(report, notes=report.notes + notes)
+    if usable_bytes is not None and report.gpu_total_bytes > usable_bytes:
+        report = replace(report, notes=report.notes + llamacpp_advice(est, opts, usable_bytes))
+    return report
+
+
+def llamacpp_fitted(est: Estimate, options: LlamaCppOptions, usable_bytes: int
+                    ) -> LlamaCppOptions:
+    """The placement llama.cpp's fit picks when everything does not fit: a MoE keeps every
+    layer on the GPUs and moves the experts of the first layers to the host (the fewest that
+    fit); a dense model offloads the most layers that fit."""
+    if llamacpp_startup(est, options).gpu_total_bytes <= usable_bytes:
+        return options
+    if est.model.shape.is_moe:
+        for n in range(1, est.model.shape.num_layers + 1):
+            trial = replace(options, n_gpu_layers=999, n_cpu_moe=n)
+            if llamacpp_startup(est, trial).gpu_total_bytes <= usable_bytes:
+                return trial
+    return replace(options, n_gpu_layers=llamacpp_fit_layers(est, None, options, usable_bytes),  # type: ignore[arg-type]
+                   n_cpu_moe=0)
 
 
 def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: str) -> None:
@@ -420,6 +750,8 @@ def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: st
 
 
 # --- transformers (--engine hf) ---------------------------------------------------------------
+# The release whose behaviour the hf rules follow: vramest/validation/traces were made with it.
+HF_VERSION = "transformers==5.23.0"
 @dataclass(frozen=True)
 class HFStartup:
     """transformers from_pretrained + generate() as the device sees it."""
@@ -430,13 +762,15 @@ class HFStartup:
     kv_growth_bytes: int
     attention: str
     unquantized_experts_bytes: int = 0  # bitsandbytes leaves fused MoE experts in 16 bit
+    window_kv_extra_bytes: int = 0  # sliding layers hold the whole last prefill chunk
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "hf", "loading_peak_bytes": self.loading_peak_bytes,
+        return {"name": "hf", "version": HF_VERSION, "loading_peak_bytes": self.loading_peak_bytes,
                 "prefill_peak_bytes": self.prefill_peak_bytes,
                 "generate_peak_bytes": self.generate_peak_bytes,
                 "kv_growth_bytes": self.kv_growth_bytes, "attention": self.attention,
-                "unquantized_experts_bytes": self.unquantized_experts_bytes}
+                "unquantized_experts_bytes": self.unquantized_experts_bytes,
+                "window_kv_extra_bytes": self.window_kv_extra_bytes}
 
     def log_lines(self) -> list[str]:
         return [f"from_pretrained peak: {format_bytes(self.loading_peak_bytes)}",
@@ -446,7 +780,10 @@ class HFStartup:
                 f"concatenation: {format_bytes(self.kv_growth_bytes)} more stays reserved)"] + (
                     [f"MoE experts stay 16-bit under bitsandbytes (fused 3-D parameters in "
                      f"transformers 5): {format_bytes(self.unquantized_experts_bytes)} more than "
-                     "the quantized weights"] if self.unquantized_experts_bytes else [])
+                     "the quantized weights"] if self.unquantized_experts_bytes else []) + (
+                    [f"Sliding-window layers keep the whole last prefill chunk in transformers' "
+                     f"cache until the next token: {format_bytes(self.window_kv_extra_bytes)} "
+                     "more than the window"] if self.window_kv_extra_bytes else [])
 
 
 def hf_startup(est: Estimate) -> HFStartup:
@@ -469,7 +806,36 @@ def hf_startup(est: Estimate) -> HFStartup:
         experts = round(elements * (2 - fmt.linear_bits / 8))
     memory = est.memory
     loading = memory.weights.bytes + experts + on_load + memory.overhead.bytes
-    return HFStartup(loading_peak_bytes=loading, prefill_peak_bytes=memory.total + experts,
-                     generate_peak_bytes=memory.total + experts + memory.kv_cache.bytes,
+    # sliding-window layers: DynamicSlidingWindowLayer keeps a view of the last window - 1
+    # tokens, so the whole last prefill chunk's storage stays (transformers 5.23
+    # cache_utils.py; vramest/validation/traces/mistralai__Mistral-7B-v0.1.json: 2.00 GiB at 16k)
+    from vramest.tracing.inference import transformers_prefill_kv_bytes
+
+    s = est.settings
+    held = transformers_prefill_kv_bytes(shape, kv_format(s.kv_dtype).bytes_per_element, s.ctx,
+                                         s.prefill_chunk, s.batch)
+    window_extra = max(0, held - memory.kv_cache.bytes)
+    prefill = memory.total + experts + window_extra
+    return HFStartup(loading_peak_bytes=loading, prefill_peak_bytes=prefill,
+                     generate_peak_bytes=prefill + memory.kv_cache.bytes,
                      kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention,
-                     unquantized_experts_bytes=experts)
+                     unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra)
+
+
+# --- the registry ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartupEngine:
+    """An engine with its own start-up accounting: the options it takes and how its report is
+    built from (estimate, parsed options, device, GPUs, usable bytes per GPU). A new engine
+    adds its options to _OPTION_PARSERS, its rules table to versions.TABLES and a row here."""
+
+    options: tuple[str, ...]
+    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None],
+                    VLLMStartup | LlamaCppStartup | HFStartup]
+
+
+STARTUP_ENGINES: dict[str, StartupEngine] = {
+    "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
+    "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
+    "hf": StartupEngine((), lambda est, _given, _device, _tp, _usable: hf_startup(est)),
+}

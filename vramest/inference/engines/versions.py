@@ -1,0 +1,236 @@
+"""Which release of an engine an answer is for, and the accounting rules that release follows.
+
+`--engine-version vllm==0.6.3` (or `engine_options={"version": "0.6.3"}`) picks the row of the
+engine's table whose range holds that release. Every row names where its rule comes from: a
+file of the engine at a commit, a pull request, or a start-up log with its URL. A new engine
+adds its own table to `TABLES` (and its default to `DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vramest.errors import InputError
+
+
+@dataclass(frozen=True, order=True)
+class Release:
+    """A release number: vLLM `0.6.3` → (0, 6, 3); llama.cpp build `b4000` → (4000,)."""
+
+    parts: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return ".".join(map(str, self.parts))
+
+
+@dataclass(frozen=True)
+class VLLMRules:
+    """How one range of vLLM releases sizes its KV cache at start-up."""
+
+    since: Release
+    engine: str  # "v0" (LLMEngine, block manager) or "v1" (EngineCore, KV cache manager)
+    # V0 profiles one forward over max(max_model_len, 2048) tokens unless chunked prefill is on
+    # (from 0.5.4 by default past 32k tokens, then 512 tokens per step); V1 always chunks.
+    chunked_prefill: str  # "never", "long-context" (only max_model_len > 32768) or "always"
+    batched_tokens: int  # V1 `vllm serve` default max_num_batched_tokens (GPUs under 70 GiB)
+    batched_tokens_large_gpu: int  # the same on GPUs of 70 GiB and more, except A100
+    max_num_seqs_large_gpu: int  # default max_num_seqs on GPUs of 70 GiB+ other than A100
+    # Bytes per sampled logit in the profiling run (max_num_seqs × vocab): V0 keeps the fp32
+    # logits and their 16-bit source; V1's dummy sampler run also sorts them for top-k/top-p.
+    sampler_bytes_per_logit: float
+    cuda_graphs_budgeted: bool  # graph memory taken out of the budget before the KV cache
+    hybrid_kv: bool  # full + sliding layers get their own KV groups (window-sized pools)
+    sliding_kv: bool  # a model whose every layer slides needs only the window per request
+    # added per rank at TP > 1 (NCCL, custom all-reduce buffers); None: the calibratable
+    # constant nccl_buffer_bytes
+    tp_non_torch_bytes: int | None
+    mxfp4_hopper: str  # MoE MXFP4 kernel on sm90 without FlashInfer: "marlin" or "triton"
+    source: str
+    # the oldest GPU FP8 weights load on: sm90 in 0.4 ("fp8 ... Minimum capability: 90",
+    # vLLM issue #4327), sm80 once FP8 Marlin runs them weight-only (PR #5975, July 2024)
+    fp8_min_capability: tuple[int, int] = (8, 0)
+    # non-torch memory of one GPU; None: the calibratable constant vllm_non_torch_bytes
+    non_torch_bytes: int | None = None
+    # refuses to start when one max_model_len request does not fit (PR #2163, first in 0.2.7;
+    # before, it started and hung on such a request)
+    checks_length: bool = True
+
+
+_V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
+             "prefill (vllm/engine/arg_utils.py)")
+_V1_SCHED = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults: OPENAI_API_SERVER 2048 "
+             "tokens, 8192 on GPUs of 70 GiB+ other than A100 (PR #17885)")
+# From 0.7 a rank at TP > 1 logs no more non-torch memory than one GPU does: 0.25 GiB in a 0.7
+# TP=2 log, 0.20 GiB per rank in https://github.com/vllm-project/vllm/pull/14447 (Apr 2025,
+# RTX 3090s). Before, PR #10511's dev build logged 1.79 → 3.58 GiB going from TP 1 to TP 2.
+_TP_EXTRA_07 = 0
+# V0 0.7 logs: 0.16 GiB (H100, vLLM PR #12126), 0.25 GiB (2 × RTX 4090, TP 2, issue #13061),
+# 0.20 GiB (RTX 3090s, PR #14447): their median.
+_NON_TORCH_07 = round(0.20 * 2**30)
+# Fitted to two gpt-oss-120b logs on one H100 (1024 sequences × 201,088 vocabulary): the
+# profile took 7.44 GiB beyond the weights at max_num_batched_tokens 8192 (0.10.1, vLLM issue
+# #23278: "Available KV cache memory: -2.14 GiB") and 7.55 GiB at 1024 (Oct 2025, issue
+# #27508: 1.71 GiB at utilization 0.95): not the tokens, the sampled logits. Less the
+# non-torch constant and the MoE intermediates, 32-36 bytes per logit; 34 between them.
+_V1_SAMPLER = 34.0
+
+VLLM_TABLE: tuple[VLLMRules, ...] = (
+    VLLMRules(Release((0,)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
+              f"{_V0_SCHED}; CUDA graphs captured after the KV cache, outside "
+              "gpu_memory_utilization (PR #21489 description)", (9, 0),
+              checks_length=False),
+    VLLMRules(Release((0, 2, 7)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              "max_model_len that does not fit is refused at start-up (PR #2163, Dec 2023)",
+              (9, 0)),
+    VLLMRules(Release((0, 5, 2)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              "as above; FP8 weights load on sm80+ through FP8 Marlin (PR #5975, July 2024)"),
+    VLLMRules(Release((0, 5, 4)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+              None, "marlin",
+              "chunked prefill on by default past 32k tokens (PR #6666, merged 2024-07-23, after "
+              "0.5.3: the 0.5.3 Llama-3.1 logs profile all 131072 tokens)"),
+    VLLMRules(Release((0, 7)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+              _TP_EXTRA_07, "marlin",
+              "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
+              "rank in a 0.7.2 TP=2 log (vLLM issue #13061)", non_torch_bytes=_NON_TORCH_07),
+    VLLMRules(Release((0, 8)), "v1", "always", 2048, 2048, 256, _V1_SAMPLER, False, False, True,
+              _TP_EXTRA_07, "marlin",
+              "V1 default from 0.8.0; V1 serve defaults 2048 tokens and 256 sequences on every GPU "
+              "until get_batch_defaults (PR #17885, 0.9); one sliding window for every layer drops "
+              "blocks outside it (PR #14097); mixed full + sliding layers are all sized as full "
+              "attention (vllm/v1/core/kv_cache_utils.py unify_hybrid_kv_cache_specs)"),
+    VLLMRules(Release((0, 9)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, False, True,
+              _TP_EXTRA_07, "marlin",
+              f"{_V1_SCHED}: 8192 tokens and 1024 sequences on GPUs of 70 GiB+ from 0.9"),
+    VLLMRules(Release((0, 10)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, True, True,
+              _TP_EXTRA_07, "marlin",
+              "hybrid KV cache manager: layers grouped by kind, one shared block pool "
+              "(vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size, "
+              "2025-06); gpt-oss on H100 used Marlin MXFP4 in 0.10.1 (vLLM issue #23278 log)"),
+    VLLMRules(Release((0, 12)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, True, True,
+              _TP_EXTRA_07, "triton",
+              "MXFP4 MoE on sm90 uses triton_kernels when installed (vllm/model_executor/layers/"
+              "quantization/mxfp4.py get_mxfp4_backend @007d5005; 0.14.1 log 'Using Triton "
+              "backend', vLLM issue #33155); Marlin through 0.11 (the Oct 2025 log in issue "
+              "#27508 fits Marlin's 65.97 GiB)"),
+    VLLMRules(Release((0, 21)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, True, True, True,
+              _TP_EXTRA_07, "triton",
+              "CUDA graph memory profiled and taken from the budget by default since v0.21.0 "
+              "(opt-in VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS from PR #30515; 'default since "
+              "v0.21.0' in the gpu_worker.py log quoted in gpustack/runner PR #251)"),
+)
+
+
+@dataclass(frozen=True)
+class LlamaCppRules:
+    since: Release
+    swa_cache: bool  # sliding layers get their own window-sized cache (llama_kv_cache_iswa)
+    flash_attn_default: bool  # -fa auto: on where the backend supports it (CUDA, Metal)
+    unified_kv: bool  # one KV stream for all sequences (else one stream per sequence)
+    auto_fit: bool  # -fit on: parameters the user left unset are fitted to free memory
+    source: str
+
+
+LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
+    LlamaCppRules(Release((0,)), False, False, True, False,
+                  "before the SWA cache every layer keeps n_ctx cells (llama_kv_cache_unified); "
+                  "flash attention only with -fa"),
+    # The iSWA cache (ggml-org/llama.cpp PR #13194, May 2025, first in build b5288) sizes the
+    # sliding layers' cache from n_swa, n_seq_max and n_ubatch (src/llama-kv-cache-iswa.cpp).
+    LlamaCppRules(Release((5288,)), True, False, True, False,
+                  "src/llama-kv-cache-iswa.cpp @02c28f53: size_swa = GGML_PAD(min(size_base, "
+                  "n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)"),
+    # About build b6300 (late Aug 2025): -fa defaults to auto (common/arg.cpp; PR #15746 of
+    # 2025-09-02 shows the default) and the server keeps one KV stream per slot unless
+    # --kv-unified (llama_context log "kv_unified = false", ollama/ollama issue #16480).
+    LlamaCppRules(Release((6300,)), True, True, False, False,
+                  "flash attention auto by default; one KV stream per sequence (build about "
+                  "b6300, Aug 2025)"),
+    # llama_params_fit (ggml-org/llama.cpp PR #16653, merged late 2025; on by default: builds
+    # b8763 log "fitting params to device memory ... reproduce them with -fit off", issue
+    # #21801): layers the user did not place are fitted to free memory, MoE expert tensors
+    # overflowing to the host first ("filling them front-to-back with overflow", PR #22673 log).
+    LlamaCppRules(Release((7100,)), True, True, False, True,
+                  "-fit on by default: unset -ngl / tensor placement fitted to free memory, "
+                  "experts to the host first (PR #16653; build about b7100)"),
+)
+
+TABLES: dict[str, tuple[VLLMRules, ...] | tuple[LlamaCppRules, ...]] = {
+    "vllm": VLLM_TABLE, "llamacpp": LLAMACPP_TABLE}
+# The release an answer is for when none is named: recent ones whose rules are in the tables.
+DEFAULTS: dict[str, str] = {"vllm": "0.21.0", "llamacpp": "b8763"}
+_ACCEPTED = "a release such as vllm==0.6.3, 0.10.1 or llamacpp==b4000"
+
+
+@dataclass(frozen=True)
+class EngineVersion:
+    engine: str
+    release: Release
+    text: str  # as the user wrote it, normalised: "vllm==0.6.3"
+    given: bool  # False when the default was used
+
+    def to_json(self) -> str:
+        return self.text
+
+
+def parse_version(engine: str, value: object | None) -> EngineVersion:
+    """`vllm==0.6.3`, `0.6.3`, `v0.6.3`, `llamacpp==b4000`, `b4000`; None → the default.
+
+    `v0` / `v1` (the older option) stand for the last V0 release (0.7) and the default."""
+    family = "llamacpp" if engine.startswith("llamacpp") else engine
+    if family not in TABLES:
+        raise InputError(f"--engine-version applies to {', '.join(TABLES)}; {engine} has no "
+                         "version table.")
+    given = value is not None
+    if value is None:
+        value = DEFAULTS[family]
+    if not isinstance(value, str):
+        raise InputError(f"Engine version {value!r} is not understood; give {_ACCEPTED}.")
+    text = value.strip().lower()
+    if family == "vllm" and text in ("v0", "v1"):
+        text = "0.7.3" if text == "v0" else DEFAULTS["vllm"]
+    name, sep, number = text.partition("==")
+    if sep:
+        named = "llamacpp" if name.replace(".", "").replace("-", "") == "llamacpp" else name
+        if named != family:
+            raise InputError(f"Engine version {value!r} names {name}, but the engine is "
+                             f"{family}.")
+    else:
+        number = text
+    release = _release(family, number.strip())
+    if release is None:
+        raise InputError(f"Engine version {value!r} is not understood; give {_ACCEPTED}.")
+    shown = f"b{release}" if family == "llamacpp" else str(release)
+    return EngineVersion(family, release, f"{family}=={shown}", given)
+
+
+def _release(family: str, number: str) -> Release | None:
+    if family == "llamacpp":
+        match = re.fullmatch(r"b?(\d{1,6})", number)
+        return Release((int(match.group(1)),)) if match else None
+    match = re.fullmatch(r"v?(\d{1,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?([.+-]?[a-z][\w.+-]{0,40})?", number)
+    if not match:
+        return None
+    return Release(tuple(int(p) for p in match.groups()[:3] if p is not None))  # no suffix
+
+
+def vllm_rules(version: EngineVersion) -> VLLMRules:
+    return _row(VLLM_TABLE, version.release)
+
+
+def llamacpp_rules(version: EngineVersion) -> LlamaCppRules:
+    return _row(LLAMACPP_TABLE, version.release)
+
+
+def _row(table: Sequence[Any], release: Any) -> Any:
+    chosen = table[0]
+    for row in table:
+        if release >= row.since:
+            chosen = row
+    return chosen
