@@ -373,8 +373,8 @@ def _measure_task(me: Rank, options: DistOptions, task: Task, links: list[Any],
 
     if task.kind == "collective":
         link = next(k for k in links if k.name == task.link)
-        seconds = time_operation(task.op, task.nbytes, link, me.rank, me.backend)
-        return {"status": "ok", "seconds": seconds}
+        timing = time_operation(task.op, task.nbytes, link, me.rank, me.backend)
+        return {"status": "ok", "seconds": timing.seconds, "median_seconds": timing.median_seconds}
     import torch.distributed as dist
 
     point = task.point
@@ -432,7 +432,8 @@ def _combine(task: Task, gathered: list[dict[str, Any]]) -> dict[str, Any]:
         return {"status": failed[0]["status"], "reason": failed[0].get("reason", ""),
                 "point": _point_json(task)}
     if task.kind == "collective":
-        return {"status": "ok", "point": _point_json(task), "seconds": gathered[0]["seconds"]}
+        return {"status": "ok", "point": _point_json(task), "seconds": gathered[0]["seconds"],
+                "median_seconds": gathered[0]["median_seconds"]}
     record = dict(gathered[0])
     record["point"] = _point_json(task)
     record["ranks"] = [_rank_figures(r, g) for r, g in enumerate(gathered)]
