@@ -109,7 +109,7 @@ def launch(spec: Launch, worker_args: list[str], out: IO[str] | None = None) -> 
         return 0
     input_errors = [e for e in errors if not e.startswith("rank ")]
     died = _died(log.read_text(encoding="utf-8", errors="replace"))
-    if input_errors and died is None:
+    if input_errors and (died is None or died.exitcode >= 0):  # a rank's own reason, no crash
         raise InputError(input_errors[0])
     print(f"vramest: {_failure_sentence(spec, died, errors, jsonl, log)}", file=sys.stderr)
     return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -57,16 +58,15 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grid", choices=("tiny", "quick", "default"), help=argparse.SUPPRESS)
 
 
-def _count(flag: str, lowest: int = 1):  # type: ignore[no-untyped-def]
+def _count(flag: str, lowest: int = 1) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        from vramest.errors import InputError
-
         try:
             value = int(text)
         except ValueError:
             value = lowest - 1
-        if value < lowest or value > 65535:
-            raise InputError(f"{flag} takes a whole number from {lowest} to 65535, got {text!r}.")
+        if value < lowest or value > 65535:  # argparse shows an ArgumentTypeError's own words
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number from {lowest} to "
+                                             f"65535, got {text!r}.")
         return value
     return parse
 
