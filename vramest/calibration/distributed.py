@@ -149,8 +149,8 @@ def run_worker(device_choice: str, options: DistOptions) -> int:
                              "(--nproc-per-node 2 or more, or --nnodes 2 or more).")
         backend, pg_backend = rank_backend(select_backend(device_choice).kind, local_rank)
         dist.init_process_group(pg_backend, timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S),
-                                **({"device_id": torch.device(backend.torch_device)}
-                                   if backend.kind == "cuda" else {}))
+                                device_id=torch.device(backend.torch_device)
+                                if backend.kind == "cuda" else None)
         dist.barrier()
         if local_rank == 0:
             print(READY, flush=True)

@@ -205,12 +205,12 @@ def merge_profiles(profiles: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, 
         values = [p["constants"][name] for _, p in profiles if name in p.get("constants", {})]
         value = statistics.median(values)
         constants[name] = int(value) if name.endswith("_bytes") else value
-    precision: dict[str, dict[str, float]] = {}
+    precision: dict[str, dict[str, list[float]]] = {}
     for _, p in profiles:
         for group, values in (p.get("precision_constants") or {}).items():
             for name, value in values.items():
-                precision.setdefault(group, {}).setdefault(name, []).append(value)  # type: ignore[arg-type]
-    precision_median = {g: {n: statistics.median(v) for n, v in values.items()}  # type: ignore[arg-type]
+                precision.setdefault(group, {}).setdefault(name, []).append(value)
+    precision_median = {g: {n: statistics.median(v) for n, v in values.items()}
                         for g, values in precision.items()}
     heldout: dict[str, dict[str, float]] = {}
     for metric in sorted(set().union(*((p.get("heldout_error") or {}) for _, p in profiles))):
