@@ -181,11 +181,11 @@ def test_two_process_gloo_run_survives_a_killed_rank_and_resumes(tmp_path: Path)
         assert {"before", "after"} <= set(profile["heldout_error"][metric])
     tp = [r for r in _points(jsonl) if r["point"].get("task") == "tp"]
     assert tp and all(len(r["ranks"]) == 2 for r in tp)
-    # each rank holds its own shards: less than the whole model, more than half of it
-    # (embeddings are replicated)
+    # each rank holds its own half of the sharded weights; the norms are replicated
     whole = next(r for r in _points(jsonl) if r["key"] == tp[0]["key"].split("/", 1)[1])
     whole_params = whole["memory"]["load"]["params_bytes"]
-    assert all(0.5 * whole_params < r["local_params_bytes"] < whole_params for r in tp[0]["ranks"])
+    local = [r["local_params_bytes"] for r in tp[0]["ranks"]]
+    assert sum(local) >= whole_params and all(b < 0.51 * whole_params for b in local)
     assert "TP decode" in resumed.stdout
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vramest.calibration.distributed_fit import OPERATIONS
 from vramest.calibration.grid import GridPoint
 from vramest.errors import InputError
 
@@ -123,7 +124,10 @@ def plan(grid_name: str, dtypes: tuple[str, ...], world: int, link_names: list[s
     tasks = [Task(p.key, "single", p) for p in points]
     tasks += [Task(f"collective/{op}/{link}/x{world}/{n}", "collective", op=op, link=link, nbytes=n)
               for link in link_names for op in ops for n in SIZES[grid_name]]
-    tasks += [Task(f"tp{world}/{p.key}", "tp", p) for p in points if tp_divides(p, world)]
+    tp_points = [p for p in points if tp_divides(p, world)]
+    if grid_name == "tiny":  # the tests: one TP run is enough
+        tp_points = tp_points[:1]
+    tasks += [Task(f"tp{world}/{p.key}", "tp", p) for p in tp_points]
     return tasks
 
 
@@ -193,13 +197,21 @@ def _run(me: Rank, options: DistOptions, where: Where) -> None:
 
     from vramest.calibration.distributed_collectives import make_links, supported
     from vramest.calibration.harness import _quiet
-    from vramest.calibration.store import profile_lock
+    from vramest.calibration.store import (
+        append_record,
+        profile_lock,
+        read_records,
+        write_json_atomic,
+    )
 
     _quiet()
     infos = _all_gather_info(me, options)
     nodes = [i["node"] for i in infos]
     links = make_links(me.rank, nodes)
     dtypes = ("bf16",) if me.backend.kind == "cuda" else ("fp32",)
+    wanted = _OPS_TINY if options.grid_name == "tiny" else OPERATIONS
+    support = {op: supported(op, links[0], me.rank, me.backend) for op in wanted}
+    ops = tuple(op for op in wanted if support[op] == "ok")
 
     # rank 0: the lock, the JSONL, what is done; everyone: the same answer
     lock = contextlib.ExitStack()
@@ -208,7 +220,7 @@ def _run(me: Rank, options: DistOptions, where: Where) -> None:
         try:
             path = options.profile_path or _default_path(me.backend.fingerprint(), me.world)
             lock.enter_context(profile_lock(path))
-            state = _open_jsonl(path, options, me, infos, links)
+            state = _open_jsonl(path, options, me, infos, links, support)
         except InputError as exc:
             state = {"error": str(exc)}
     state = _broadcast(state)
@@ -218,30 +230,20 @@ def _run(me: Rank, options: DistOptions, where: Where) -> None:
     path, jsonl = Path(state["path"]), Path(state["jsonl"])
     if me.rank == 0:
         print(f"{JSONL} {jsonl}", flush=True)
+        for op, why in support.items():
+            if why != "ok":
+                print(f"{op} is left out: {me.pg_backend} cannot run it here ({why})", flush=True)
     where.jsonl = jsonl
     with lock:
         if not state["has_roofs"]:
             roofs = me.backend.measure_roofs(dtypes, options.roof_seconds)  # every rank at once
             if me.rank == 0:
-                from vramest.calibration.store import append_record
-
                 append_record(jsonl, {"kind": "roofs", **roofs.to_json()})
-        ops: tuple[str, ...] = ()
-        if options.grid_name != "tiny":
-            ops = tuple(op for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all",
-                                      "send_recv")
-                        if supported(op, links[0], me.rank, me.backend) == "ok")
-        else:
-            ops = _OPS_TINY
         tasks = plan(options.grid_name, dtypes, me.world, [k.name for k in links], ops)
-        _measure(me, options, tasks, set(state["done"]), links, jsonl, where)
+        stopped = _measure(me, options, tasks, set(state["done"]), links, jsonl, where)
         if me.rank == 0:
-            from vramest.calibration.store import read_records
-
             profile = build_distributed_profile(read_records(jsonl), path, options,
-                                                time.perf_counter() - state["started"])
-            from vramest.calibration.store import write_json_atomic
-
+                                                time.perf_counter() - state["started"], stopped)
             write_json_atomic(path, profile)
             _print_summary(path)
         dist.barrier()
@@ -289,7 +291,7 @@ def topology(me: Rank, infos: list[dict[str, Any]], links: list[Any], stated: st
 
 
 def _open_jsonl(path: Path, options: DistOptions, me: Rank, infos: list[dict[str, Any]],
-                links: list[Any]) -> dict[str, Any]:
+                links: list[Any], support: dict[str, str]) -> dict[str, Any]:
     """Rank 0, under the lock: the JSONL with its headers; the keys already measured."""
     from vramest.calibration.grid import QUANT_DTYPES
     from vramest.calibration.store import append_record, done_keys, measurements_path, read_records
@@ -299,7 +301,8 @@ def _open_jsonl(path: Path, options: DistOptions, me: Rank, infos: list[dict[str
         jsonl.unlink()
     records = read_records(jsonl)
     fingerprint = me.backend.fingerprint()
-    topo = topology(me, infos, links, options.link)
+    topo = {**topology(me, infos, links, options.link),
+            "collectives_left_out": {op: why for op, why in support.items() if why != "ok"}}
     header = next((r for r in records if r.get("kind") == "device"), None)
     if header is None:
         append_record(jsonl, {"kind": "device", "fingerprint": fingerprint, "topology": topo})
@@ -321,7 +324,9 @@ def _open_jsonl(path: Path, options: DistOptions, me: Rank, infos: list[dict[str
 
 
 def _measure(me: Rank, options: DistOptions, tasks: list[Task], done: set[str], links: list[Any],
-             jsonl: Path, where: Where) -> None:
+             jsonl: Path, where: Where) -> str:
+    """Measure the tasks not yet in the JSONL; returns why it stopped ("complete" or "time
+    budget"), the same on every rank."""
     from vramest.calibration.harness import Progress
     from vramest.calibration.store import append_record
 
@@ -338,7 +343,7 @@ def _measure(me: Rank, options: DistOptions, tasks: list[Task], done: set[str], 
             if progress:
                 progress.finish(f"time budget of {options.max_minutes:g} min reached; "
                                 f"{len(tasks) - progress.done} tasks left for a resumed run")
-            return
+            return "time budget"
         if progress:
             progress.show(task.key)
         where.task = task.key
@@ -356,6 +361,7 @@ def _measure(me: Rank, options: DistOptions, tasks: list[Task], done: set[str], 
     me.backend.release_memory()
     if progress:
         progress.finish("measured")
+    return "complete"
 
 
 def _maybe_die(rank: int, key: str) -> None:
@@ -479,7 +485,7 @@ def _rank_figures(rank: int, record: dict[str, Any]) -> dict[str, Any]:
 
 # --- rank 0: the profile --------------------------------------------------------------------------
 def build_distributed_profile(records: list[dict[str, Any]], path: Path, options: DistOptions,
-                              seconds: float) -> dict[str, Any]:
+                              seconds: float, stopped: str = "complete") -> dict[str, Any]:
     """The single-device fit of the TP=1 points (vramest.calibration.harness.build_profile), plus
     topology, the collectives' fits, the per-rank overhead and the TP held-out errors."""
     from vramest.calibration.distributed_fit import (
@@ -497,7 +503,7 @@ def build_distributed_profile(records: list[dict[str, Any]], path: Path, options
     run_options = RunOptions(profile_path=path, cache_dir=options.cache_dir,
                              grid=lambda f, q: [], grid_name=f"distributed-{options.grid_name}",
                              fit_evaluations=options.fit_evaluations)
-    profile = build_profile(single, path, jsonl, run_options, "complete", seconds)
+    profile = build_profile(single, path, jsonl, run_options, stopped, seconds)
     header = next(r for r in records if r.get("kind") == "device")
     kind = header["fingerprint"]["kind"]
     collectives = fit_collectives(records)
