@@ -310,10 +310,11 @@ def test_report_and_accuracy_print_the_training_fit(tmp_path: Path) -> None:
 
 
 def test_committed_profile_has_a_training_fit() -> None:
-    paths = sorted(REPO_PROFILES.glob("*.json"))
-    if not paths:
+    profiles = [load_profile(p) for p in sorted(REPO_PROFILES.glob("*.json"))]
+    profiles = [p for p in profiles if "training" in p.raw]  # a distributed profile has none
+    if not profiles:
         pytest.skip("no committed profile")
-    training = load_profile(paths[0]).raw["training"]
+    training = profiles[0].raw["training"]
     assert training["heldout_error"]["memory"]["after"] <= 0.05
     assert training["heldout_error"]["speed"]["after"] < training["heldout_error"]["speed"]["before"]
 

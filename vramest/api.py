@@ -112,6 +112,10 @@ def run(request: EstimateRequest) -> Estimate:
         gpu, hardware_file = loaded.placement(deployment.gpu, deployment.hardware_file)
         deployment = deployment._replace(gpu=gpu, hardware_file=hardware_file)
         engine_costs = loaded.engine_for(precision)
+        collectives = loaded.collective_constants() if loaded.measured_device(gpu) else {}
+        if collectives:
+            constants = constants.with_values(collectives)
+            calibration = {**calibration, "collectives": collectives}
     result = estimate_for(info, dtype=settings.dtype, ctx=settings.ctx, batch=settings.batch,
                           kv_dtype=settings.kv_dtype, attention=settings.attention,
                           prefill_chunk=settings.prefill_chunk, constants=constants,
@@ -119,8 +123,13 @@ def run(request: EstimateRequest) -> Estimate:
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration
-    result = replace(result, extras=extras,
-                     assumptions=(*result.assumptions, _PROFILE_NOTES[choice].format(path=path)))
+    notes = [_PROFILE_NOTES[choice].format(path=path)]
+    if calibration is not None and calibration.get("collectives"):
+        c = calibration["collectives"]
+        notes.append(f"Tensor-parallel all-reduce: latency {c['allreduce_latency_s'] * 1e6:.1f} us "
+                     f"and bus bandwidth {c['allreduce_bus_bytes_s'] / 1e9:.3g} GB/s, fitted by "
+                     f"`vramest calibrate --nproc-per-node` on this device ({calibration['path']}).")
+    result = replace(result, extras=extras, assumptions=(*result.assumptions, *notes))
     if not deployment.needs_hardware:
         return result
     return place(result, deployment, engine_costs)

@@ -44,10 +44,11 @@ class Roofs:
 @dataclass(frozen=True)
 class Backend:
     kind: str  # "cpu" or "cuda"
+    index: int = 0  # the CUDA device (a distributed rank uses its local rank's)
 
     @property
     def torch_device(self) -> str:
-        return "cuda:0" if self.kind == "cuda" else "cpu"
+        return f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
 
     def synchronize(self) -> None:
         if self.kind == "cuda":
@@ -85,7 +86,7 @@ class Backend:
         """Memory in use on the whole device (NVML), which includes the CUDA context and
         libraries outside torch's allocator; on CPU, this process's resident set."""
         if self.kind == "cuda":
-            return _nvml_used_bytes()
+            return _nvml_used_bytes(self.index)
         return process_rss_bytes()
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
@@ -107,7 +108,7 @@ class Backend:
             "cpu_count": os.cpu_count() or 1, "platform": platform.platform(),
         }
         if self.kind == "cuda":
-            props = torch.cuda.get_device_properties(0)
+            props = torch.cuda.get_device_properties(self.index)
             out.update(name=str(props.name), memory_bytes=int(props.total_memory),
                        runtime=f"CUDA {torch.version.cuda}", driver=_nvml_driver(),
                        compute_capability=f"{props.major}.{props.minor}")
@@ -209,13 +210,13 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _nvml_used_bytes() -> int | None:
+def _nvml_used_bytes(index: int = 0) -> int | None:
     try:
         import pynvml
 
         pynvml.nvmlInit()
         try:
-            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used)
+            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).used)
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # no NVML, no driver: the figure is simply missing
@@ -238,3 +239,42 @@ def _nvml_driver() -> str | None:
 
 def _threads(count: int) -> str:
     return "1 thread" if count == 1 else f"{count} threads"
+
+
+# --- several processes (vramest.calibration.distributed) -------------------------------------
+def rank_backend(kind: str, local_rank: int) -> tuple[Backend, str]:
+    """The device of one distributed rank and its process-group backend: on CUDA the local
+    rank's GPU (made current, so collectives and allocator figures are that GPU's) and NCCL;
+    on a CPU, gloo."""
+    if kind != "cuda":
+        return Backend("cpu"), "gloo"
+    import torch
+
+    if local_rank >= torch.cuda.device_count():
+        raise InputError(f"Local rank {local_rank} has no GPU: torch sees "
+                         f"{torch.cuda.device_count()} here; use --nproc-per-node "
+                         f"{torch.cuda.device_count()} or fewer.")
+    torch.cuda.set_device(local_rank)
+    return Backend("cuda", local_rank), "nccl"
+
+
+def nvml_interconnect(index: int) -> str | None:
+    """How this GPU reaches its peers, from NVML: "nvlink" when any NVLink is up, "pcie" when
+    NVML answers and none is; None where NVML cannot tell (no driver, a CPU)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            for link in range(int(getattr(pynvml, "NVML_NVLINK_MAX_LINKS", 18))):
+                try:
+                    if pynvml.nvmlDeviceGetNvLinkState(handle, link):
+                        return "nvlink"
+                except pynvml.NVMLError:
+                    break  # past the device's last link, or no NVLink at all
+            return "pcie"
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None

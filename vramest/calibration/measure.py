@@ -46,8 +46,11 @@ def quantization_config(dtype: str, compute: str = "bf16") -> Any:
                               bnb_4bit_compute_dtype=getattr(torch, TORCH_DTYPES[compute]))
 
 
-def load_model(point: GridPoint, backend: Backend, cache_dir: Path) -> LoadedModel:
-    """`from_pretrained` from the saved safetensors, under the tracker (the load peak)."""
+def load_model(point: GridPoint, backend: Backend, cache_dir: Path,
+               tensor_parallel: bool = False) -> LoadedModel:
+    """`from_pretrained` from the saved safetensors, under the tracker (the load peak). With
+    `tensor_parallel`, inside a torch.distributed process group: transformers' tensor-parallel
+    plan shards the model over the group's ranks (torch.distributed.tensor.parallel)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -55,7 +58,12 @@ def load_model(point: GridPoint, backend: Backend, cache_dir: Path) -> LoadedMod
 
     folder = saved_model_dir(point.family, point.size, cache_dir)
     kwargs: dict[str, Any] = {"attn_implementation": "sdpa"}
-    if point.dtype in QUANT_DTYPES:
+    if tensor_parallel:
+        from transformers import DistributedConfig
+
+        kwargs.update(distributed_config=DistributedConfig(tp_plan="auto"),
+                      dtype=getattr(torch, TORCH_DTYPES[point.dtype]))
+    elif point.dtype in QUANT_DTYPES:
         kwargs.update(quantization_config=quantization_config(point.dtype), dtype=torch.bfloat16,
                       device_map=backend.torch_device)
     else:

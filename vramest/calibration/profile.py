@@ -119,6 +119,31 @@ class Profile:
         known = base.as_dict()
         return replace(base, **{k: v for k, v in values.items() if k in known})
 
+    def collective_constants(self) -> dict[str, float]:
+        """The all-reduce constants its fitted collectives give (none for a single-device
+        profile): vramest.calibration.distributed_fit.allreduce_constants."""
+        from vramest.calibration.distributed_fit import allreduce_constants
+
+        return allreduce_constants(self.raw.get("collectives") or {})
+
+    def measured_device(self, gpu: str | None) -> bool:
+        """Whether `gpu` (after `placement`) is the device this profile measured: its own
+        entry, or the database GPU its fingerprint names. Collectives measured on one device
+        and link say nothing about another's."""
+        if gpu is None:
+            return False
+        if self.device_name is not None and gpu.strip().lower() == self.device_name.lower():
+            return True
+        if self.device.get("kind") != "cuda":
+            return False
+        from vramest.hardware.database import default_hardware
+
+        db = default_hardware()
+        try:
+            return db.find(gpu) is db.find(str(self.device.get("name")))
+        except InputError:
+            return False
+
     def placement(self, gpu: str | None, hardware_file: str | None) -> tuple[str | None, str | None]:
         """`--gpu local` or the profile's device name means the profile's device, with its
         measured bandwidth and FLOP/s: the profile file is itself the hardware file."""
@@ -180,6 +205,9 @@ def validate_profile(data: Any, path: Path) -> Profile:
     _check_report_fields(data, where)
     if data.get("training") is not None:
         _check_training(data["training"], f"{where}: training")
+    from vramest.calibration.distributed_fit import check_collectives
+
+    check_collectives(data.get("collectives"), f"{where}: collectives")
     return Profile(path=path, device=device, constants=dict(constants), engine=engine,
                    precision_constants=precision, hardware=hardware, heldout_error=heldout,
                    created=str(data.get("created", "")), raw=data)
@@ -355,6 +383,9 @@ def calibration_accuracy_report(reference_dir: str | Path | None = None) -> list
                     "prefill": "prefill tokens/s"}[metric]
             lines.append(f"  held-out median |error| {what:18} before {100 * e['before']:6.1f}%"
                          f"   after {100 * e['after']:6.1f}%   ({e.get('points', '?')} points)")
+        from vramest.calibration.distributed_fit import tp_heldout_lines
+
+        lines.extend(tp_heldout_lines(profile.raw))
         training = profile.raw.get("training") or {}
         for metric, e in training.get("heldout_error", {}).items():
             what = {"memory": "training step memory", "speed": "training tokens/s"}.get(metric, metric)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vramest.calibration.distributed_fit import report_lines
 from vramest.calibration.profile import METRICS, Profile
 from vramest.units import format_bytes
 
@@ -60,6 +61,7 @@ def render_report(profile: Profile) -> list[str]:
         lines.append(f"  {metric:8} before {100 * e['before']:6.1f}%   after {100 * e['after']:6.1f}%"
                      f"   ({e.get('points', '?')} points)")
     lines.extend(training_lines(raw.get("training")))
+    lines.extend(report_lines(raw))
     residuals = raw.get("residuals") or []
     if residuals:
         lines.append("")

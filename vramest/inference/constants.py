@@ -70,6 +70,9 @@ class Constants:
     # Share of the interconnect bandwidth a ring all-reduce reaches, and its fixed latency.
     allreduce_efficiency: float = 0.7
     allreduce_latency_s: float = 10e-6
+    # A ring all-reduce's measured bus bandwidth (NCCL tests' busbw); 0 = from the datasheet:
+    # link / 2 × allreduce_efficiency. `vramest calibrate --nproc-per-node N` fits it.
+    allreduce_bus_bytes_s: float = 0.0
 
     def with_values(self, values: dict[str, Any]) -> Constants:
         known = {f.name: f.type for f in fields(self)}
@@ -122,4 +125,6 @@ SOURCES: dict[str, str] = {
     "nccl_buffer_bytes": "vLLM logs: non-torch memory 1.79 → 3.58 GiB going from TP 1 to TP 2",
     "allreduce_efficiency": "ring all-reduce bus bandwidth vs link bandwidth (NCCL tests)",
     "allreduce_latency_s": "NCCL small-message all-reduce latency within a node",
+    "allreduce_bus_bytes_s": "unset (0): the datasheet link × allreduce_efficiency; a profile of "
+    "`vramest calibrate --nproc-per-node N` sets it from the fitted all-reduce",
 }

@@ -296,12 +296,19 @@ def allreduce_seconds(work: PhaseWork, device: Device, constants: Constants) -> 
     """Two all-reduces per layer (after attention and after the MLP), ring algorithm."""
     if work.tp <= 1:
         return 0.0
+    return 2 * work.layers * (2 * (work.tp - 1) / work.tp * work.allreduce_bytes /
+                              allreduce_bus_bytes_s(device, constants)
+                              + constants.allreduce_latency_s)
+
+
+def allreduce_bus_bytes_s(device: Device, constants: Constants) -> float:
+    """A ring moves 2(n-1)/n of the buffer over each GPU's link at this bus bandwidth: the
+    calibrated one (a profile's fitted all-reduce), else one direction of the bidirectional
+    link figure datasheets quote × the ring's efficiency."""
+    if constants.allreduce_bus_bytes_s > 0:
+        return constants.allreduce_bus_bytes_s
     link = device.interconnect_bytes_s or device.pcie_bytes_s or 32e9
-    # a ring moves 2(n-1)/n of the buffer over each GPU's link, one direction of the
-    # bidirectional figure datasheets quote
-    per_reduce = 2 * (work.tp - 1) / work.tp * work.allreduce_bytes / \
-        (link / 2 * constants.allreduce_efficiency)
-    return 2 * work.layers * (per_reduce + constants.allreduce_latency_s)
+    return link / 2 * constants.allreduce_efficiency
 
 
 def engine_peak(device: Device, precision: str, engine: Engine) -> float | None:
