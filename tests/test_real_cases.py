@@ -66,7 +66,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # The catalog branch made four more held-out refusals expressible (RTX 2080 Ti, A800, Command-R,
 # Ollama's own accounting): three agree; the fourth, vLLM V1 refusing Qwen3-8B on an A800 at
 # 0.4 utilisation (vllm#17431), is the vLLM-version mechanism. Counts rose from 8/10 to 11/14.
-FLOORS = {"fit": (10, 12, 16, 19), "heldout": (11, 14, 14, 15)}
+# Treating llama.cpp's and Ollama's --num-gpus as the layer split it is (no head has to divide)
+# made the three-GPU cases expressible: two disagree (a 3x P40 OOM on llama.cpp b1428 and an
+# Ollama 0.11.3 regression over three mixed GPUs), so the shares fell while no case turned wrong.
+FLOORS = {"fit": (11, 13, 22, 23), "heldout": (11, 15, 14, 15)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

@@ -51,6 +51,11 @@ class Deployment(NamedTuple):
                 or self.engine in ("llamacpp", "llamacpp-cli", "vllm", *STARTUP_ENGINES))
 
 
+# llama.cpp's default split mode (-sm layer) and Ollama's scheduler give each GPU whole layers
+# (llama.cpp src/llama-model.cpp, LLAMA_SPLIT_MODE_LAYER), so --num-gpus there is a layer split
+LAYER_SPLIT_ENGINES = ("llamacpp", "llamacpp-cli", "ollama")
+
+
 def place(est: Estimate, where: Deployment,
           engine_costs: dict[str, dict[str, float]] | None = None) -> Estimate:
     """Fit per GPU, speed, and the engine's own start-up figures (or the GPU table)."""
@@ -70,6 +75,8 @@ def place(est: Estimate, where: Deployment,
     assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
                    f"prompt {prompt_tokens} tokens, then {gen_tokens} generated.",
                    RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else "") + "."]
+    if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
+        stages = n  # whole layers per GPU: no head has to divide among the GPUs
     if gpu is not None:
         device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
@@ -80,7 +87,8 @@ def place(est: Estimate, where: Deployment,
                 fit_plan.max_ctx > est.model.shape.max_context:
             assumptions.append(f"The longest context that fits ({fit_plan.max_ctx}) is beyond "
                                f"the model's trained {est.model.shape.max_context} tokens.")
-        report = engine_report(est, engine_.name, engine_options, device, fit_plan.tp,
+        report = engine_report(est, engine_.name, engine_options, device,
+                               n if engine_.name in LAYER_SPLIT_ENGINES else fit_plan.tp,
                                fit_plan.usable_bytes)
         fit_plan = _engine_fit(fit_plan, report)
         fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report,

@@ -106,14 +106,21 @@ def kv_elements_per_token(shape: ModelShape, ctx: int, *, mla_latent: bool = Tru
     return tokens * _kv_width(shape, mla_latent)
 
 
-def _kv_width(shape: ModelShape, mla_latent: bool) -> int:
-    """Elements one token stores in one layer."""
+def kv_widths(shape: ModelShape, *, mla_latent: bool = True) -> tuple[int, int]:
+    """(K, V) elements one token stores in one attention layer; engines that keep K and V in
+    different types (llama.cpp's -ctk/-ctv, ExLlama's cache modes) weigh them apart."""
     if shape.is_mla:
         if mla_latent:  # compressed latent + decoupled rope key (DeepSeek-V2 paper, sec. 2.1)
-            return shape.kv_lora_rank + shape.qk_rope_head_dim
-        return shape.num_heads * (shape.qk_nope_head_dim + shape.qk_rope_head_dim
-                                  + shape.v_head_dim)
-    return 2 * shape.num_kv_heads * shape.head_dim
+            return shape.kv_lora_rank + shape.qk_rope_head_dim, 0
+        return (shape.num_heads * (shape.qk_nope_head_dim + shape.qk_rope_head_dim),
+                shape.num_heads * shape.v_head_dim)
+    return shape.num_kv_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
+
+
+def _kv_width(shape: ModelShape, mla_latent: bool) -> int:
+    """Elements one token stores in one layer."""
+    k, v = kv_widths(shape, mla_latent=mla_latent)
+    return k + v
 
 
 def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
 from vramest.inference.engines import registry
-from vramest.inference.memory import ffn_width, weight_bytes_by_group
+from vramest.inference.memory import ffn_width, kv_widths, weight_bytes_by_group
 from vramest.model.precisions import weight_format
 from vramest.units import format_bytes
 
@@ -93,7 +93,7 @@ def compute(req: registry.StartupRequest) -> ExLlamaV2Startup:
     k_bytes, v_bytes, scaled = CACHE_MODES[mode]
     seq = int(o.get("max_seq_len") or est.settings.ctx)  # type: ignore[call-overload]
     batch = int(o.get("batch_size") or est.settings.batch)  # type: ignore[call-overload]
-    kv_dim = shape.num_kv_heads * shape.head_dim
+    kv_dim, _ = kv_widths(shape)  # K and V alike: ExLlama has no latent (MLA) cache
     if scaled:
         q_block = 1
         while (kv_dim * q_block) % Q_BLOCK_ELEMENTS:

@@ -30,7 +30,12 @@ from vramest.inference.engines.versions import (
     vllm_rules,
 )
 from vramest.inference.estimate import Estimate
-from vramest.inference.memory import ffn_width, kv_elements_per_token, weight_bytes_by_group
+from vramest.inference.memory import (
+    ffn_width,
+    kv_elements_per_token,
+    kv_widths,
+    weight_bytes_by_group,
+)
 from vramest.inference.placement import per_gpu_memory
 from vramest.model.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
@@ -482,6 +487,7 @@ def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
     all. Builds before the SWA cache (b5288) keep n_ctx cells in every layer.
     """
     out: list[float] = []
+    k_width, v_width = kv_widths(shape)
     streams = 1 if rules.unified_kv else n_seq
     size_base = max(1, n_ctx // streams)
     swa = 0
@@ -493,10 +499,7 @@ def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
             out.append(0.0)
             continue
         cells = swa * streams if kind == LAYER_SLIDING and swa else n_ctx
-        if shape.is_mla:
-            out.append(cells * (shape.kv_lora_rank + shape.qk_rope_head_dim) * k_bytes)
-        else:
-            out.append(cells * shape.num_kv_heads * shape.head_dim * (k_bytes + v_bytes))
+        out.append(cells * (k_width * k_bytes + v_width * v_bytes))
     return out, swa
 
 
