@@ -171,13 +171,16 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "engine_options": _engine_options(args), "profile": args.profile}
 
 
+_OPTION_FLAGS = {"n_ubatch": "--ubatch", "version": "--engine-version"}  # the rest: --key-name
+
+
+def _flag(option: str) -> str:
+    return _OPTION_FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.units import parse_positive_int, parse_tokens
-
-    def count(value: str | None, flag: str, maximum: int = 10**7) -> int | None:
-        return None if value is None else parse_positive_int(value, what=flag, maximum=maximum)
-
     from vramest.inference.engines import registry
+    from vramest.inference.engines.startup import parse_engine_options
 
     if args.engine in registry.NAMES:
         return registry.parse_pairs(args.engine_option)
@@ -185,25 +188,21 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         from vramest.errors import InputError
 
         raise InputError(f"--engine-option applies to --engine {' or '.join(registry.NAMES)}.")
+    raw: dict[str, object] | None = None
     if args.engine == "vllm":
-        return {"gpu_memory_utilization": args.gpu_memory_utilization,
-                "max_model_len": None if args.max_model_len is None else
-                parse_tokens(args.max_model_len, what="--max-model-len"),
-                "max_num_batched_tokens": None if args.max_num_batched_tokens is None else
-                parse_tokens(args.max_num_batched_tokens, what="--max-num-batched-tokens"),
-                "max_num_seqs": count(args.max_num_seqs, "--max-num-seqs"),
-                "block_size": count(args.block_size, "--block-size", 1024),
-                "enforce_eager": args.enforce_eager, "version": args.engine_version}
-    if args.engine.startswith("llamacpp"):
-        return {"n_gpu_layers": None if args.n_gpu_layers is None else
-                parse_positive_int(args.n_gpu_layers, what="--n-gpu-layers", maximum=100000)
-                if args.n_gpu_layers != "0" else 0,
-                "n_ubatch": count(args.ubatch, "--ubatch", 1 << 20),
-                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
-                "cache_type_v": args.cache_type_v, "fit": args.fit,
-                "version": args.engine_version, "split_mode": args.split_mode,
-                "tensor_split": args.tensor_split, "n_cpu_moe": None if args.n_cpu_moe is None
-                else parse_positive_int(args.n_cpu_moe, what="--n-cpu-moe", maximum=100000)}
+        raw = {"gpu_memory_utilization": args.gpu_memory_utilization,
+               "max_model_len": args.max_model_len,
+               "max_num_batched_tokens": args.max_num_batched_tokens,
+               "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
+               "enforce_eager": args.enforce_eager, "version": args.engine_version}
+    elif args.engine.startswith("llamacpp"):
+        raw = {"n_gpu_layers": args.n_gpu_layers, "n_ubatch": args.ubatch,
+               "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
+               "cache_type_v": args.cache_type_v, "fit": args.fit,
+               "version": args.engine_version, "split_mode": args.split_mode,
+               "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe}
+    if raw is not None:  # each option's one parser (the API's and the spec's), named by flag
+        return parse_engine_options(args.engine, raw, shown=_flag)
     given = [flag for flag, value in (("--gpu-memory-utilization", args.gpu_memory_utilization),
                                       ("--max-model-len", args.max_model_len),
                                       ("--n-gpu-layers", args.n_gpu_layers),

@@ -667,11 +667,13 @@ def engine_option_names(engine: str) -> tuple[str, ...]:
     return spec.options if spec else ()
 
 
-def parse_engine_options(engine: str, options: dict[str, object]) -> dict[str, object]:
-    """The given (not None) options of an engine, each checked and typed."""
+def parse_engine_options(engine: str, options: dict[str, object], *,
+                         shown: Callable[[str], str] = str) -> dict[str, object]:
+    """The given (not None) options of an engine, each checked and typed by its one parser;
+    `shown` names an option in errors as the caller's user wrote it (the CLI: its flag)."""
     given = {k: v for k, v in options.items() if v is not None}
     _reject_unknown(given, engine_option_names(engine), engine_family(engine))
-    return {k: _OPTION_PARSERS[k](v, k) for k, v in given.items()}
+    return {k: _OPTION_PARSERS[k](v, shown(k)) for k, v in given.items()}
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
