@@ -8,7 +8,14 @@ from functools import lru_cache
 
 from vramest.inference.constants import Constants
 from vramest.model.precisions import KVFormat, TensorContext, WeightFormat
-from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape, TensorSpec
+from vramest.model.shapes import (
+    ENCODER,
+    ENCODER_DECODER,
+    LAYER_FULL,
+    LAYER_SLIDING,
+    ModelShape,
+    TensorSpec,
+)
 from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
@@ -99,11 +106,22 @@ def weights_part(shape: ModelShape, fmt: WeightFormat, exact_bytes: int | None =
 
 
 def kv_elements_per_token(shape: ModelShape, ctx: int, *, mla_latent: bool = True) -> float:
-    """KV elements per sequence at `ctx` tokens, summed over layers (sliding layers capped)."""
+    """KV elements per sequence at `ctx` tokens, summed over layers (sliding layers capped).
+
+    An encoder-decoder's decoder layers also keep the cross-attention keys and values of the
+    encoder output, computed once per sequence: `encoder_tokens` of them per decoder layer.
+    """
     counts = shape.layer_kind_counts
     tokens = counts.get(LAYER_FULL, 0) * ctx + counts.get(LAYER_SLIDING, 0) * min(
         ctx, shape.sliding_window or ctx)
+    if shape.architecture == ENCODER_DECODER:
+        tokens += shape.decoder_layers * encoder_tokens(shape, ctx)
     return tokens * _kv_width(shape, mla_latent)
+
+
+def encoder_tokens(shape: ModelShape, ctx: int) -> int:
+    """The encoder's input length: fixed for Whisper (1500 frames), else the context."""
+    return shape.encoder_context or ctx
 
 
 def kv_widths(shape: ModelShape, *, mla_latent: bool = True) -> tuple[int, int]:
@@ -134,6 +152,12 @@ def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
             if shape.is_mla and mla_latent else
             f"2 × {shape.num_kv_heads} kv_heads × {shape.head_dim} head_dim")
     layers = f"{full} full layers × {ctx} tokens"
+    if shape.architecture == ENCODER:
+        return Part("kv_cache", 0, "an encoder keeps no KV cache: each input is one forward "
+                    "pass = 0 B")
+    if shape.architecture == ENCODER_DECODER:
+        layers = (f"{full} decoder layers × ({ctx} self-attention tokens + "
+                  f"{encoder_tokens(shape, ctx)} cross-attention encoder tokens)")
     if sliding:
         layers += f" + {sliding} sliding layers × {min(ctx, shape.sliding_window or ctx)} tokens"
     return Part("kv_cache", nbytes,
@@ -195,8 +219,11 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
     an argument.
     """
     act = fmt.compute_bytes
+    if shape.encoder_context:  # Whisper: the encoder's forward runs over its fixed frames
+        chunk = keys = max(chunk, shape.encoder_context)
+    else:
+        keys = ctx
     tokens = batch * chunk
-    keys = ctx
     mlp_elements, mlp_text = _mlp_transient(shape, constants)
     hidden_factor = constants.activation_hidden_factor
     mlp_bytes = tokens * (mlp_elements + hidden_factor * shape.hidden_size) * act
@@ -221,9 +248,11 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
         mask_bytes = chunk * keys * constants.activation_window_mask_bytes
         formula += (f" + window mask {chunk} × {keys} × "
                     f"{constants.activation_window_mask_bytes:g} B")
-    # logits of the last position only (generate keeps one), and their fp32 copy
-    logits_bytes = batch * shape.vocab_size * (act + 4)
-    formula += f" + logits {batch} × vocab {shape.vocab_size} × {act + 4} B"
+    if shape.architecture == ENCODER:  # hidden states or a score out, no vocabulary logits
+        logits_bytes = 0
+    else:  # logits of the last position only (generate keeps one), and their fp32 copy
+        logits_bytes = batch * shape.vocab_size * (act + 4)
+        formula += f" + logits {batch} × vocab {shape.vocab_size} × {act + 4} B"
     nbytes = round(peak + mask_bytes + logits_bytes)
     return Part("activations", nbytes, f"{formula} = {format_bytes(nbytes)}")
 
