@@ -185,6 +185,9 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
     written as separate ops (GPT-2's tanh GELU) keeps as many: the fused factor too.
     """
     ffn_factor, fused = constants.activation_ffn_factor, constants.activation_fused_ffn_factor
+    if shape.architecture == ENCODER:
+        factor = constants.activation_encoder_ffn_factor
+        return factor * shape.intermediate_size, f"{factor:g} × ffn {shape.intermediate_size}"
     candidates: list[tuple[float, str]] = []
     all_moe = shape.is_moe and all(shape.is_moe_layer(i) for i in range(shape.num_layers))
     if not all_moe:
@@ -225,12 +228,24 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
         keys = ctx
     tokens = batch * chunk
     mlp_elements, mlp_text = _mlp_transient(shape, constants)
-    hidden_factor = constants.activation_hidden_factor
+    encoder = shape.architecture == ENCODER
+    hidden_factor = (constants.activation_encoder_hidden_factor if encoder
+                     else constants.activation_hidden_factor)
     mlp_bytes = tokens * (mlp_elements + hidden_factor * shape.hidden_size) * act
     formula = (f"max(MLP: batch {batch} × chunk {chunk} × ({mlp_text} + {hidden_factor:g} × "
                f"hidden {shape.hidden_size}) × {act} B")
     peak = mlp_bytes
-    if attention == "eager":
+    if attention == "eager" and encoder:
+        # BERT-family eager attention: the scores and their scaled copy in the compute dtype,
+        # softmax in place of neither; no causal mask; the input, output, q, k and v per token
+        q_width, kv_width = _attention_widths(shape)
+        attention_bytes = (batch * shape.num_heads * chunk * keys * 2 * act
+                           + tokens * (2 * shape.hidden_size + q_width + 2 * kv_width) * act)
+        formula += (f"; eager attention: scores {batch} × {shape.num_heads} heads × {chunk} × "
+                    f"{keys} keys × 2 × {act} B + {tokens} tokens × (2 × hidden + q {q_width} "
+                    f"+ 2 × kv {kv_width}) × {act} B")
+        peak = max(peak, attention_bytes)
+    elif attention == "eager":
         fp32_tensors = 1 if act >= 4 else 2  # the softmax output, and its fp32 input copy
         score_bytes = act + fp32_tensors * constants.eager_score_bytes_extra
         q_width, kv_width = _attention_widths(shape)

@@ -84,12 +84,7 @@ def _bert(c: _Config, family: str, name: str) -> ModelShape:
         extra.append(TensorSpec("position_embedding", None, 2 * span, h))  # rel_embeddings
         if "layer_norm" in str(c.data.get("norm_rel_ebd", "")):
             extra.append(TensorSpec("norm", None, 1, h, 2))
-        if c.bool("position_biased_input", True):
-            positions_rows = positions
-        else:
-            positions_rows = 0
-    else:
-        positions_rows = positions
+    positions_rows = positions if not deberta or c.bool("position_biased_input", True) else 0
     labels = _num_labels(c)
     if head == "classifier" and family in ("roberta", "xlm-roberta", "camembert"):
         # RobertaClassificationHead: dense h×h + out_proj labels×h, both biased; no pooler

@@ -54,6 +54,8 @@ def meta_shape(config: Mapping[str, Any], name: str, origin: str,
                          f"implement {family!r} either; trust_remote_code stays off)") from None
     values = {k: v for k, v in config.items() if k not in (
         "model_type", "architectures", "auto_map", "quantization_config")}
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its config warnings are not the user's concern
     try:
         hf_config = transformers.AutoConfig.for_model(family, **values)
         with torch.device("meta"):
@@ -61,9 +63,11 @@ def meta_shape(config: Mapping[str, Any], name: str, origin: str,
                 model = transformers.AutoModelForCausalLM.from_config(hf_config)
             except ValueError:
                 model = transformers.AutoModel.from_config(hf_config)
-    except Exception as exc:  # noqa: BLE001 - any failure to build is a refusal, said plainly
+    except Exception as exc:  # any failure to build is a refusal, said plainly
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{refusal} (building it on the meta device failed: {first})") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     base = shape_from_config(config, name, origin, generic_decoder=True)
     layers, global_tensors = _count(torch, model)
     if len(layers) != base.num_layers:

@@ -219,6 +219,11 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
 
     hf_config = _hf_config(transformers, config)
     torch_dtype = getattr(torch, TRACE_DTYPES[dtype])
+    from vramest.model.encoders import ENCODER_FAMILIES
+
+    if str(config.get("model_type", "")) in ENCODER_FAMILIES:
+        return _trace_encoder(torch, transformers, config, hf_config, torch_dtype, ctx=ctx,
+                              batch=batch, attn=attn, last=last, fake=fake)
     chunk = min(prefill_chunk or ctx, ctx)
     started = time.perf_counter()
     device = "cpu"  # a CPU-only torch cannot fake CUDA; see _trace_device
@@ -251,6 +256,49 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
     return TraceRun(phases=tuple(r for r in results if r.name in phases), device=device,
                     attention_kernel=kernel, fake=fake, seconds=time.perf_counter() - started,
                     rss_bytes=_peak_rss_bytes())
+
+
+def _trace_encoder(torch: Any, transformers: Any, config: Mapping[str, Any], hf_config: Any,
+                   torch_dtype: Any, *, ctx: int, batch: int, attn: str, last: int,
+                   fake: bool) -> TraceRun:
+    """An encoder (an embedding or rerank batch): load, then one forward over batch × ctx.
+
+    It keeps no cache and generates nothing, so there is no decode phase."""
+    from vramest.tracing.tracking import PARAMS, LiveBytesTracker
+
+    started = time.perf_counter()
+    archs = config.get("architectures")
+    cls = getattr(transformers, str(archs[0]), None) if isinstance(archs, list) and archs else None
+    results: list[PhaseResult] = []
+    with _fake_mode(torch, fake):
+        tracker = LiveBytesTracker()
+        with tracker, torch.no_grad():
+            phase_start = time.perf_counter()
+            try:
+                if cls is not None:
+                    model = cls._from_config(hf_config, dtype=torch_dtype,
+                                             attn_implementation=attn)
+                else:
+                    model = transformers.AutoModel.from_config(
+                        hf_config, dtype=torch_dtype, attn_implementation=attn)
+            except ValueError as exc:
+                raise UnsupportedAttention(f"transformers {transformers.__version__} cannot "
+                                           f"build {hf_config.model_type!r} with {attn} "
+                                           f"attention: {str(exc).splitlines()[0]}") from exc
+            model = model.eval()
+            tracker.label(_state_tensors(model), PARAMS)
+            results.append(_load_phase(tracker, phase_start))
+            if last >= 1:
+                tracker.reset_peak()
+                phase_start = time.perf_counter()
+                ids = torch.zeros(batch, ctx, dtype=torch.long)
+                out = model(input_ids=ids)
+                del out, ids
+                results.append(_phase("prefill", tracker, phase_start))
+            del model
+    return TraceRun(phases=tuple(results), device="cpu",
+                    attention_kernel=_attention_kernel(tracker.ops_seen, attn, "cpu"), fake=fake,
+                    seconds=time.perf_counter() - started, rss_bytes=_peak_rss_bytes())
 
 
 def _import_torch() -> tuple[Any, Any]:
