@@ -1,0 +1,137 @@
+"""Encoders, encoder-decoders and architectures the estimator does not know.
+
+Parameter counts are checked against transformers' own modules built on the meta device (the
+checkpoint classes the configs name); memory against invariants of each architecture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramest.api import estimate
+from vramest.cli import main
+from vramest.errors import InputError
+from vramest.model.catalog import default_catalog
+from vramest.model.shapes import ENCODER, ENCODER_DECODER, UnknownArchitecture, shape_from_config
+
+CATALOG = default_catalog()
+ENCODER_ENTRIES = [e for e in CATALOG.entries
+                   if e.shape().architecture in (ENCODER, ENCODER_DECODER)]
+
+
+def test_catalog_has_encoders_rerankers_and_encoder_decoders() -> None:
+    kinds = {e.shape().architecture for e in ENCODER_ENTRIES}
+    assert kinds == {ENCODER, ENCODER_DECODER}
+    families = {e.family for e in ENCODER_ENTRIES}
+    assert {"bert", "xlm-roberta", "deberta-v2", "t5", "bart", "whisper"} <= families
+
+
+@pytest.mark.parametrize("entry", ENCODER_ENTRIES, ids=lambda e: e.id)
+def test_count_equals_transformers_modules_on_the_meta_device(entry) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = dict(entry.config)
+    values = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
+    # transformers 5 ties a T5's lm_head *and* both stacks' embeddings by one flag; the
+    # released v1.1 / Flan checkpoints share the embeddings and store a separate lm_head (783M)
+    untied_head = config.get("tie_word_embeddings") is False
+    hf_config.tie_word_embeddings = True
+    archs = config.get("architectures") or ["AutoModel"]  # deberta-v3: the base model
+    with torch.device("meta"):
+        model = (transformers.AutoModel.from_config(hf_config) if archs[0] == "AutoModel"
+                 else getattr(transformers, archs[0])(hf_config))
+    head = config["vocab_size"] * config["d_model"] if untied_head else 0
+    assert entry.shape().param_count() == sum(p.numel() for p in model.parameters()) + head
+
+
+def test_bert_large_is_no_longer_read_as_a_decoder() -> None:
+    # issue 21: the decoder parse gave 465M (gated MLP and an untied head) for 335M
+    shape = CATALOG.find("bert-large-uncased").shape()
+    assert abs(shape.param_count() / 335_174_458 - 1) < 1e-9
+    t5 = CATALOG.find("t5-v1_1-large").shape()
+    assert t5.param_count() == 783_150_080  # the model page's 783M, head untied
+
+
+@settings(max_examples=30, deadline=None)
+@given(ctx=st.integers(8, 512), batch=st.integers(1, 64))
+def test_an_encoder_keeps_no_kv_and_its_activations_grow_with_the_tokens(ctx: int,
+                                                                          batch: int) -> None:
+    one = estimate(model="bge-large-en-v1.5", ctx=ctx, batch=1, dtype="bf16")
+    many = estimate(model="bge-large-en-v1.5", ctx=ctx, batch=batch, dtype="bf16")
+    assert one.memory.kv_cache.bytes == many.memory.kv_cache.bytes == 0
+    # no vocabulary logits: the transient is per token only
+    assert many.memory.activations.bytes == batch * one.memory.activations.bytes
+
+
+@settings(max_examples=20, deadline=None)
+@given(ctx=st.integers(1, 448), batch=st.integers(1, 16))
+def test_whisper_cross_attention_kv_is_fixed_by_its_1500_frames(ctx: int, batch: int) -> None:
+    shape = CATALOG.find("whisper-large-v3").shape()
+    est = estimate(model="whisper-large-v3", ctx=ctx, batch=batch, dtype="fp16")
+    per_token_layer = 2 * shape.hidden_size * 2  # keys and values, fp16
+    cross = shape.decoder_layers * 1500 * per_token_layer
+    self_attention = shape.decoder_layers * ctx * per_token_layer
+    assert est.memory.kv_cache.bytes == batch * (cross + self_attention)
+
+
+def test_encoder_decoder_kv_counts_decoder_layers_only() -> None:
+    shape = CATALOG.find("t5-v1_1-large").shape()
+    assert shape.decoder_layers == 24 and shape.num_layers == 48
+    small = estimate(model="t5-v1_1-large", ctx=512, dtype="bf16").memory.kv_cache.bytes
+    large = estimate(model="t5-v1_1-large", ctx=1024, dtype="bf16").memory.kv_cache.bytes
+    assert large == 2 * small  # self and cross KV both follow ctx when the input is ctx long
+
+
+RECURRENT = {"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2",
+             "hidden_size": 2560, "num_hidden_layers": 64, "vocab_size": 50288}
+UNKNOWN_DECODER = {"architectures": ["CohereForCausalLM"], "model_type": "cohere",
+                   "hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 1000,
+                   "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2,
+                   "pad_token_id": 0}
+
+
+def test_a_recurrent_config_is_refused_in_one_sentence(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(RECURRENT))
+    code = main(["--model", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "mamba2" in err and "recurrent state" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_decoder_is_refused_without_transformers(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from vramest.model import meta_count
+
+    monkeypatch.setattr(meta_count, "transformers_available", lambda: False)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(UNKNOWN_DECODER))
+    with pytest.raises(UnknownArchitecture, match="cohere.*meta device"):
+        estimate(model=str(path))
+    with pytest.raises(InputError):
+        shape_from_config(UNKNOWN_DECODER, "x")
+
+
+def test_an_unknown_decoder_is_counted_on_the_meta_device(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(UNKNOWN_DECODER))
+    est = estimate(model=str(path), ctx=1024)
+    values = {k: v for k, v in UNKNOWN_DECODER.items() if k not in ("model_type", "architectures")}
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model("cohere", **values))
+    assert est.model.params == sum(p.numel() for p in model.parameters())
+    assert any("meta device" in a for a in est.assumptions)
+    # the KV still follows the config's attention keys: 3 layers × 2 × 2 heads × 64 × 1024
+    assert est.memory.kv_cache.bytes == 3 * 2 * 2 * 64 * 1024 * 2
