@@ -115,7 +115,7 @@ def test_an_unknown_decoder_is_refused_without_transformers(
     monkeypatch.setattr(meta_count, "transformers_available", lambda: False)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(UNKNOWN_DECODER))
-    with pytest.raises(UnknownArchitecture, match="cohere.*meta device"):
+    with pytest.raises(UnknownArchitecture, match=r"cohere.*meta device"):
         estimate(model=str(path))
     with pytest.raises(InputError):
         shape_from_config(UNKNOWN_DECODER, "x")
