@@ -33,6 +33,7 @@ MODELS = (
     "deepseek-ai/DeepSeek-V2-Lite",  # MLA + MoE with shared experts
     "BAAI/bge-large-en-v1.5",  # BERT encoder: an embedding batch, no KV, no logits
     "BAAI/bge-reranker-v2-m3",  # XLM-R encoder with a classifier head, 8192 positions
+    "facebook/bart-large",  # encoder-decoder: self- and cross-attention KV
 )
 
 
@@ -60,9 +61,10 @@ def grid() -> tuple[GridPoint, ...]:
 
 
 def is_encoder(model: str) -> bool:
+    """Encoders and encoder-decoders: the trace runs one forward, never in chunks."""
     from vramest.model.catalog import default_catalog
 
-    return default_catalog().find(model).shape().architecture == "encoder"
+    return default_catalog().find(model).shape().architecture != "decoder"
 
 
 def max_context(model: str) -> int | None:

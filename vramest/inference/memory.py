@@ -9,6 +9,7 @@ from functools import lru_cache
 from vramest.inference.constants import Constants
 from vramest.model.precisions import KVFormat, TensorContext, WeightFormat
 from vramest.model.shapes import (
+    DECODER,
     ENCODER,
     ENCODER_DECODER,
     LAYER_FULL,
@@ -185,7 +186,7 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
     written as separate ops (GPT-2's tanh GELU) keeps as many: the fused factor too.
     """
     ffn_factor, fused = constants.activation_ffn_factor, constants.activation_fused_ffn_factor
-    if shape.architecture == ENCODER:
+    if _encoder_block(shape):
         factor = constants.activation_encoder_ffn_factor
         return factor * shape.intermediate_size, f"{factor:g} × ffn {shape.intermediate_size}"
     candidates: list[tuple[float, str]] = []
@@ -203,6 +204,12 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
         if shared:
             candidates.append((ffn_factor * shared, f"{ffn_factor:g} × shared ffn {shared}"))
     return max(candidates)
+
+
+def _encoder_block(shape: ModelShape) -> bool:
+    """BERT/BART/Whisper blocks: an ungated MLP whose GELU is one op (traced, not assumed, for
+    bge/XLM-R encoders and BART's encoder-decoder; calibration/traces/)."""
+    return shape.architecture != DECODER and not shape.gated_mlp and shape.family != "t5"
 
 
 def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int, batch: int,
@@ -229,21 +236,29 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
     tokens = batch * chunk
     mlp_elements, mlp_text = _mlp_transient(shape, constants)
     encoder = shape.architecture == ENCODER
-    hidden_factor = (constants.activation_encoder_hidden_factor if encoder
+    hidden_factor = (constants.activation_encoder_hidden_factor if _encoder_block(shape)
                      else constants.activation_hidden_factor)
+    if shape.architecture == ENCODER_DECODER:
+        hidden_factor += 1  # the encoder's output stays live while the decoder runs
     mlp_bytes = tokens * (mlp_elements + hidden_factor * shape.hidden_size) * act
     formula = (f"max(MLP: batch {batch} × chunk {chunk} × ({mlp_text} + {hidden_factor:g} × "
                f"hidden {shape.hidden_size}) × {act} B")
     peak = mlp_bytes
-    if attention == "eager" and encoder:
-        # BERT-family eager attention: the scores and their scaled copy in the compute dtype,
-        # softmax in place of neither; no causal mask; the input, output, q, k and v per token
+    if attention == "eager" and _encoder_block(shape):
+        # BERT/BART eager attention, all in the compute dtype: the scores and their scaled copy
+        # (an encoder: no mask), or with a decoder's causal mask added, one more copy and the
+        # mask itself (batch × chunk × keys); the input, output, q, k and v per token
+        copies = 2 if encoder else 3
         q_width, kv_width = _attention_widths(shape)
-        attention_bytes = (batch * shape.num_heads * chunk * keys * 2 * act
-                           + tokens * (2 * shape.hidden_size + q_width + 2 * kv_width) * act)
+        mask = 0 if encoder else batch * chunk * keys * act
+        attention_bytes = (batch * shape.num_heads * chunk * keys * copies * act + mask
+                           + tokens * (hidden_factor - 1 + q_width / shape.hidden_size
+                                       + 2 * kv_width / shape.hidden_size)
+                           * shape.hidden_size * act)
         formula += (f"; eager attention: scores {batch} × {shape.num_heads} heads × {chunk} × "
-                    f"{keys} keys × 2 × {act} B + {tokens} tokens × (2 × hidden + q {q_width} "
-                    f"+ 2 × kv {kv_width}) × {act} B")
+                    f"{keys} keys × {copies} × {act} B + mask {mask} B + {tokens} tokens × "
+                    f"({hidden_factor - 1:g} × hidden + q {q_width} + 2 × kv {kv_width}) × "
+                    f"{act} B")
         peak = max(peak, attention_bytes)
     elif attention == "eager":
         fp32_tensors = 1 if act >= 4 else 2  # the softmax output, and its fp32 input copy

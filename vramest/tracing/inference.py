@@ -152,6 +152,8 @@ def transformers_prefill_kv_bytes(shape: ShapeLike, bytes_per_element: float, ct
     from vramest.inference.memory import kv_elements_per_token
     from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 
+    if shape.architecture == "encoder-decoder":  # self + cross KV, no sliding layers
+        return round(kv_elements_per_token(shape, ctx) * bytes_per_element * batch)
     kinds = shape.kinds()
     kv_layers = kinds.count(LAYER_FULL) + kinds.count(LAYER_SLIDING)
     if not kv_layers:
@@ -224,6 +226,9 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
     if str(config.get("model_type", "")) in ENCODER_FAMILIES:
         return _trace_encoder(torch, transformers, config, hf_config, torch_dtype, ctx=ctx,
                               batch=batch, attn=attn, last=last, fake=fake)
+    if str(config.get("model_type", "")) == "bart":
+        return _trace_seq2seq(torch, transformers, hf_config, torch_dtype, ctx=ctx,
+                              batch=batch, attn=attn, last=last, fake=fake)
     chunk = min(prefill_chunk or ctx, ctx)
     started = time.perf_counter()
     device = "cpu"  # a CPU-only torch cannot fake CUDA; see _trace_device
@@ -295,6 +300,49 @@ def _trace_encoder(torch: Any, transformers: Any, config: Mapping[str, Any], hf_
                 out = model(input_ids=ids)
                 del out, ids
                 results.append(_phase("prefill", tracker, phase_start))
+            del model
+    return TraceRun(phases=tuple(results), device="cpu",
+                    attention_kernel=_attention_kernel(tracker.ops_seen, attn, "cpu"), fake=fake,
+                    seconds=time.perf_counter() - started, rss_bytes=_peak_rss_bytes())
+
+
+def _trace_seq2seq(torch: Any, transformers: Any, hf_config: Any, torch_dtype: Any, *,
+                   ctx: int, batch: int, attn: str, last: int, fake: bool) -> TraceRun:
+    """An encoder-decoder: load; then the encoder over `ctx` input tokens and the decoder over
+    `ctx` tokens in one forward (a decoder prompt as long as the input), keeping the self- and
+    cross-attention caches and the last position's logits, as generate() would at that point."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    from vramest.tracing.tracking import KV_CACHE, PARAMS, LiveBytesTracker
+
+    started = time.perf_counter()
+    results: list[PhaseResult] = []
+    with _fake_mode(torch, fake):
+        tracker = LiveBytesTracker()
+        with tracker, torch.no_grad():
+            phase_start = time.perf_counter()
+            model = transformers.AutoModelForSeq2SeqLM.from_config(
+                hf_config, dtype=torch_dtype, attn_implementation=attn).eval()
+            tracker.label(_state_tensors(model), PARAMS)
+            results.append(_load_phase(tracker, phase_start))
+            if last >= 1:
+                cache = EncoderDecoderCache(DynamicCache(config=hf_config),
+                                            DynamicCache(config=hf_config))
+                tracker.watch(KV_CACHE, lambda: [*_cache_tensors(cache.self_attention_cache),
+                                                 *_cache_tensors(cache.cross_attention_cache)])
+                tracker.reset_peak()
+                phase_start = time.perf_counter()
+                ids = torch.zeros(batch, ctx, dtype=torch.long)
+                encoded = model.get_encoder()(input_ids=ids)
+                # the base model, then the head on the last position only: the conditional-
+                # generation class computes logits for every decoder position
+                out = model.model(encoder_outputs=encoded, decoder_input_ids=ids,
+                                  past_key_values=cache, use_cache=True)
+                last_hidden = out.last_hidden_state[:, -1:, :]
+                logits = model.lm_head(last_hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
+                del out, ids, last_hidden
+                results.append(_phase("prefill", tracker, phase_start))
+                del logits, encoded, cache
             del model
     return TraceRun(phases=tuple(results), device="cpu",
                     attention_kernel=_attention_kernel(tracker.ops_seen, attn, "cpu"), fake=fake,
