@@ -88,8 +88,8 @@ def test_encoder_decoder_kv_counts_decoder_layers_only() -> None:
     assert large == 2 * small  # self and cross KV both follow ctx when the input is ctx long
 
 
-RECURRENT = {"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2",
-             "hidden_size": 2560, "num_hidden_layers": 64, "vocab_size": 50288}
+RECURRENT = {"architectures": ["JambaForCausalLM"], "model_type": "jamba",
+             "hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 65536}
 UNKNOWN_DECODER = {"architectures": ["CohereForCausalLM"], "model_type": "cohere",
                    "hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 1000,
@@ -104,7 +104,7 @@ def test_a_recurrent_config_is_refused_in_one_sentence(
     code = main(["--model", str(path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "mamba2" in err and "recurrent state" in err and "Traceback" not in err
+    assert "jamba" in err and "recurrent state" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -135,3 +135,64 @@ def test_an_unknown_decoder_is_counted_on_the_meta_device(tmp_path: Path) -> Non
     assert any("meta device" in a for a in est.assumptions)
     # the KV still follows the config's attention keys: 3 layers × 2 × 2 heads × 64 × 1024
     assert est.memory.kv_cache.bytes == 3 * 2 * 2 * 64 * 1024 * 2
+
+
+# --- recurrent and hybrid models ----------------------------------------------------------
+NEMOTRON_H_SMALL = {"model_type": "nemotron_h", "hybrid_override_pattern": "M-*-M-",
+                    "hidden_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2,
+                    "head_dim": 64, "intermediate_size": 512, "mamba_num_heads": 8,
+                    "mamba_head_dim": 64, "ssm_state_size": 32, "n_groups": 2,
+                    "conv_kernel": 4, "vocab_size": 1000, "num_hidden_layers": 6,
+                    "chunk_size": 64}
+MAMBA2_SMALL = {"model_type": "mamba2", "hidden_size": 256, "num_heads": 8, "head_dim": 64,
+                "expand": 2, "state_size": 32, "n_groups": 2, "num_hidden_layers": 3,
+                "vocab_size": 1000, "conv_kernel": 4, "chunk_size": 64}
+
+
+@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL,
+                                    {"model_type": "nemotron_h",  # class defaults: the 8B
+                                     "hybrid_override_pattern": "M-M-M-M*-" + "M-M-M-M-M*-" * 3
+                                     + "M-M-M-M-M-", "num_hidden_layers": 52}],
+                         ids=["nemotron-h", "mamba2", "nemotron-h-8b"])
+def test_hybrid_count_equals_transformers_modules(config: dict) -> None:  # type: ignore[type-arg]
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    values = {k: v for k, v in config.items() if k != "model_type"}
+    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
+    full = {**hf_config.to_dict(), **config}
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(hf_config)
+    shape = shape_from_config(full, "x")
+    assert shape.param_count() == sum(p.numel() for p in model.parameters())
+
+
+def test_recurrent_state_is_constant_in_the_context() -> None:
+    short = estimate(model="mamba-codestral-7b", ctx=1024, batch=2, dtype="bf16")
+    long = estimate(model="mamba-codestral-7b", ctx=256 * 1024, batch=2, dtype="bf16")
+    assert short.memory.kv_cache.bytes == long.memory.kv_cache.bytes
+    # vLLM's mamba2_state_shape: conv (4 - 1) × (8192 + 2 × 8 × 128), ssm 128 × 64 × 128
+    per_layer = 3 * (8192 + 2 * 8 * 128) + 128 * 64 * 128
+    assert short.memory.kv_cache.bytes == 2 * 64 * per_layer * 2
+
+
+def test_a_hybrid_keeps_kv_only_in_its_attention_layers() -> None:
+    shape = shape_from_config(NEMOTRON_H_SMALL, "x")
+    assert shape.layer_kind_counts["full"] == 1 and shape.state_layers == 2
+    with pytest.raises(InputError, match="E"):
+        shape_from_config({**NEMOTRON_H_SMALL, "hybrid_override_pattern": "M-*E"}, "x")
+
+
+@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL], ids=["nemotron-h", "mamba2"])
+def test_traced_state_equals_what_transformers_holds(config: dict) -> None:  # type: ignore[type-arg]
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from vramest.tracing.inference import trace_config, transformers_prefill_kv_bytes
+
+    shape = shape_from_config(config, "x")
+    ctx, batch, steps = 256, 3, 2
+    run = trace_config(config, dtype="bf16", ctx=ctx, batch=batch, attn="eager",
+                       decode_steps=steps)
+    decode = run.phase("decode")
+    assert decode is not None
+    assert decode.kv_cache_bytes == transformers_prefill_kv_bytes(
+        shape, 2, ctx + steps, ctx + steps, batch)

@@ -120,6 +120,16 @@ def kv_elements_per_token(shape: ModelShape, ctx: int, *, mla_latent: bool = Tru
     return tokens * _kv_width(shape, mla_latent)
 
 
+def state_bytes(shape: ModelShape, kv: KVFormat) -> float:
+    """Recurrent state of one sequence (Mamba conv + SSM state), the same at any length.
+
+    The conv state is kept in the KV precision; the SSM state in its own (fp32 where the
+    config says so, as vLLM's mamba_ssm_cache_dtype does), otherwise the KV precision."""
+    ssm_bytes = shape.ssm_state_bytes or kv.bytes_per_element
+    return shape.state_layers * (shape.conv_state * kv.bytes_per_element
+                                 + shape.ssm_state * ssm_bytes)
+
+
 def encoder_tokens(shape: ModelShape, ctx: int) -> int:
     """The encoder's input length: fixed for Whisper (1500 frames), else the context."""
     return shape.encoder_context or ctx
@@ -145,7 +155,8 @@ def _kv_width(shape: ModelShape, mla_latent: bool) -> int:
 def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
             mla_latent: bool = True) -> Part:
     elements = kv_elements_per_token(shape, ctx, mla_latent=mla_latent)
-    nbytes = round(elements * kv.bytes_per_element * batch)
+    state = state_bytes(shape, kv)
+    nbytes = round((elements * kv.bytes_per_element + state) * batch)
     kinds = shape.kinds()
     full, sliding = kinds.count(LAYER_FULL), kinds.count(LAYER_SLIDING)
     width = _kv_width(shape, mla_latent)
@@ -161,9 +172,14 @@ def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
                   f"{encoder_tokens(shape, ctx)} cross-attention encoder tokens)")
     if sliding:
         layers += f" + {sliding} sliding layers × {min(ctx, shape.sliding_window or ctx)} tokens"
-    return Part("kv_cache", nbytes,
-                f"{what} (= {width}) × [{layers}] × batch {batch} × "
-                f"{kv.bytes_per_element:g} B ({kv.name}) = {format_bytes(nbytes)}")
+    formula = (f"{what} (= {width}) × [{layers}] × batch {batch} × "
+               f"{kv.bytes_per_element:g} B ({kv.name})")
+    if shape.state_layers:
+        ssm_bytes = shape.ssm_state_bytes or kv.bytes_per_element
+        formula += (f" + recurrent state {shape.state_layers} layers × (conv "
+                    f"{shape.conv_state} × {kv.bytes_per_element:g} B + ssm {shape.ssm_state} × "
+                    f"{ssm_bytes:g} B) × batch {batch}, whatever the context")
+    return Part("kv_cache", nbytes, f"{formula} = {format_bytes(nbytes)}")
 
 
 def ffn_width(shape: ModelShape) -> int:

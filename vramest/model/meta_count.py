@@ -73,7 +73,7 @@ def meta_shape(config: Mapping[str, Any], name: str, origin: str,
     if len(layers) != base.num_layers:
         raise InputError(f"{refusal} (the built model has {len(layers)} repeated blocks where "
                          f"the config says {base.num_layers})") from None
-    return replace(base, measured_layers=tuple(layers), measured_global=tuple(global_tensors),
+    return replace(base, explicit_layers=tuple(layers), explicit_global=tuple(global_tensors),
                    notes=(*base.notes, f"parameters counted on the meta device with "
                           f"transformers {transformers.__version__}"))
 

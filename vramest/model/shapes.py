@@ -15,6 +15,7 @@ from typing import Any
 from vramest.errors import InputError
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
+from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
 
 LAYER_FULL = "full"
 LAYER_SLIDING = "sliding"
@@ -88,9 +89,15 @@ class ModelShape:
     key_bias: bool = True  # with attention_bias: Whisper's k_proj has none
     final_norms: int = 1  # norms outside the blocks (T5: encoder's and decoder's final norms)
     extra_tensors: tuple[TensorSpec, ...] = ()  # odd global tensors: pooler, token types, stems
-    # counted on the meta device (vramest/model/meta_count.py): these replace the parsed tensors
-    measured_global: tuple[TensorSpec, ...] = ()
-    measured_layers: tuple[tuple[TensorSpec, ...], ...] = ()  # one per layer, layer=None
+    # every tensor listed (hybrid layouts; counted on the meta device): replace the parsed ones
+    explicit_global: tuple[TensorSpec, ...] = ()
+    explicit_layers: tuple[tuple[TensorSpec, ...], ...] = ()  # one per layer, layer=None
+    # recurrent layers (Mamba, gated DeltaNet): a state per sequence, constant in its length
+    state_layers: int = 0
+    conv_state: int = 0  # elements per layer: the last conv_kernel - 1 inputs of the conv
+    conv_kernel: int = 0
+    ssm_state: int = 0  # elements per layer: the SSM / linear-attention state matrix
+    ssm_state_bytes: float | None = None  # when it is kept in its own precision (fp32)
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------
@@ -145,8 +152,8 @@ class ModelShape:
 
     def global_tensors(self) -> Iterator[TensorSpec]:
         """Tensors outside the repeated blocks: embeddings, final norm, output head."""
-        if self.measured_layers:
-            yield from self.measured_global
+        if self.explicit_layers:
+            yield from self.explicit_global
             return
         h, v = self.hidden_size, self.vocab_size
         yield TensorSpec("embedding", None, v, h)
@@ -162,8 +169,8 @@ class ModelShape:
         yield from self.extra_tensors
 
     def layer_tensors(self, layer: int) -> Iterator[TensorSpec]:
-        if self.measured_layers:
-            yield from (replace(t, layer=layer) for t in self.measured_layers[layer])
+        if self.explicit_layers:
+            yield from (replace(t, layer=layer) for t in self.explicit_layers[layer])
             return
         yield from self._attention_tensors(layer)
         cross = self.has_cross_attention(layer)
@@ -184,7 +191,7 @@ class ModelShape:
         counts: dict[tuple[Any, ...], list[int]] = {}
         for layer in range(self.num_layers):
             key = (self.is_moe_layer(layer), self.has_cross_attention(layer),
-                   self.measured_layers[layer] if self.measured_layers else ())
+                   self.explicit_layers[layer] if self.explicit_layers else ())
             counts.setdefault(key, []).append(layer)
         return tuple((layers[0], len(layers)) for layers in counts.values())
 
@@ -285,6 +292,9 @@ class ModelShape:
             "sliding_window_layers": kinds.count(LAYER_SLIDING),
             "no_kv_layers": kinds.count(LAYER_NO_KV),
         }
+        if self.state_layers:
+            out.update(recurrent_layers=self.state_layers, conv_state=self.conv_state,
+                       ssm_state=self.ssm_state)
         if self.architecture != DECODER:
             out.update(architecture=self.architecture,
                        encoder_layers=kinds.count(LAYER_ENCODER))
@@ -374,12 +384,10 @@ COUNTED_DECODERS = frozenset({
 # What a generic decoder parse would get wrong for these, in words for the refusal.
 _NOT_MODELLED = {
     "mamba": "its recurrent state (conv + SSM state per sequence)",
-    "mamba2": "its recurrent state (conv + SSM state per sequence)",
     "jamba": "the recurrent state of its Mamba layers",
     "falcon_h1": "the recurrent state of its Mamba layers",
     "falcon_mamba": "its recurrent state (conv + SSM state per sequence)",
     "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
-    "nemotron_h": "the recurrent state of its Mamba layers",
     "granitemoehybrid": "the recurrent state of its Mamba layers",
     "qwen3_next": "the recurrent state of its gated DeltaNet layers",
     "rwkv": "its recurrent state (time-mix and channel-mix state per sequence)",
@@ -424,10 +432,11 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
     if not isinstance(config, Mapping):
         raise InputError(f"{origin} is not a JSON object; a config.json holds one.")
     top_family = str(config.get("model_type") or "").lower()
-    if is_encoder_family(top_family):
+    if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
         c = _Config(config, origin)
         try:
-            shape = encoder_shape(c, top_family, name)
+            shape = (recurrent_shape(c, top_family, name) if top_family in RECURRENT_FAMILIES
+                     else encoder_shape(c, top_family, name))
         except InputError:
             raise
         except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
@@ -659,8 +668,8 @@ def with_overrides(shape: ModelShape, **overrides: int | None) -> ModelShape:
     if not given:
         return shape
     changes: dict[str, Any] = dict(given)
-    if shape.measured_layers:  # the counted tensors no longer describe the overridden shape
-        changes.update(measured_layers=(), measured_global=())
+    if shape.explicit_layers:  # the counted tensors no longer describe the overridden shape
+        changes.update(explicit_layers=(), explicit_global=())
     if "num_layers" in given and given["num_layers"] != shape.num_layers:
         kinds = shape.kinds()
         changes["layer_kinds"] = tuple(kinds[i % len(kinds)] for i in range(given["num_layers"]))

@@ -152,18 +152,30 @@ def transformers_prefill_kv_bytes(shape: ShapeLike, bytes_per_element: float, ct
     from vramest.inference.memory import kv_elements_per_token
     from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 
+    state = transformers_state_bytes(shape, bytes_per_element) * batch
     if shape.architecture == "encoder-decoder":  # self + cross KV, no sliding layers
         return round(kv_elements_per_token(shape, ctx) * bytes_per_element * batch)
     kinds = shape.kinds()
     kv_layers = kinds.count(LAYER_FULL) + kinds.count(LAYER_SLIDING)
     if not kv_layers:
-        return 0
+        return state
     width = kv_elements_per_token(shape, 1) / kv_layers
     last_chunk = ctx - chunk * ((ctx - 1) // chunk)
     window = shape.sliding_window or ctx
     sliding_tokens = min(ctx - last_chunk, window - 1) + last_chunk
     elements = width * (kinds.count(LAYER_FULL) * ctx + kinds.count(LAYER_SLIDING) * sliding_tokens)
-    return round(elements * bytes_per_element * batch)
+    return round(elements * bytes_per_element * batch) + state
+
+
+def transformers_state_bytes(shape: ShapeLike, bytes_per_element: float) -> int:
+    """A recurrent model's state per sequence as transformers' LinearAttentionLayer holds it:
+    the conv window is all `conv_kernel` inputs (engines keep kernel - 1), and the SSM state
+    comes out of the reference scan in fp32 (fake-tensor traces of Mamba-2 and Nemotron-H)."""
+    if not shape.state_layers:
+        return 0
+    conv_dim = shape.conv_state // (shape.conv_kernel - 1)
+    return shape.state_layers * (shape.conv_kernel * conv_dim * bytes_per_element
+                                 + shape.ssm_state * 4)
 
 
 # --- tracing (torch) -----------------------------------------------------------------------
@@ -406,6 +418,8 @@ def _cache_tensors(cache: Any) -> Iterator[Any]:
         for value in vars(layer).values():
             if isinstance(value, torch.Tensor):
                 yield value
+            elif isinstance(value, dict):  # recurrent layers: conv and SSM states by index
+                yield from (v for v in value.values() if isinstance(v, torch.Tensor))
 
 
 def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
@@ -416,7 +430,8 @@ def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
     while done < ctx:
         size = min(chunk, ctx - done)
         ids = torch.zeros(batch, size, dtype=torch.long)
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, **_cache_kwarg(model, cache), use_cache=True,
+                    logits_to_keep=1)
         logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         del out, ids
         done += size
@@ -424,11 +439,21 @@ def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
     return logits.argmax(dim=-1, keepdim=True), logits
 
 
+def _cache_kwarg(model: Any, cache: Any) -> dict[str, Any]:
+    """Recurrent models (Mamba-2, Nemotron-H) take the cache as `cache`, the rest as
+    `past_key_values`; a model given the wrong name builds its own, unwatched."""
+    import inspect
+
+    names = inspect.signature(model.forward).parameters
+    return {"past_key_values" if "past_key_values" in names else "cache": cache}
+
+
 def _step(model: Any, cache: Any, next_ids: Any, logits: Any) -> tuple[Any, Any]:
     """One decode step; the previous step's fp32 logits stay live through it, as in generate()."""
     import torch
 
-    out = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=next_ids, **_cache_kwarg(model, cache), use_cache=True,
+                logits_to_keep=1)
     logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
     del out
     return logits.argmax(dim=-1, keepdim=True), logits

@@ -1,0 +1,154 @@
+"""Recurrent and hybrid decoders: Mamba-2 mixers beside attention and MLP layers.
+
+Counted from transformers' modeling code (Mamba2Mixer, NemotronHMamba2Mixer; module names
+beside each tensor). A Mamba-2 layer keeps, per sequence and whatever its length:
+- a conv state: the last `conv_kernel - 1` inputs of its depthwise conv over
+  conv_dim = intermediate + 2 × n_groups × state_size channels (vLLM
+  `MambaStateShapeCalculator.mamba2_state_shape`; llama.cpp `llama_memory_recurrent` r_l);
+- an SSM state: heads × head_dim × state_size (vLLM's temporal state; llama.cpp s_l).
+Nemotron-H keeps the SSM state in fp32 (`mamba_ssm_cache_dtype`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vramest.errors import InputError
+
+if TYPE_CHECKING:
+    from vramest.model.shapes import ModelShape, TensorSpec, _Config
+
+RECURRENT_FAMILIES = frozenset({"mamba2", "nemotron_h"})
+# Nemotron-H's hybrid_override_pattern: one character per layer
+_PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+_LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",
+               "attention": "attention", "mlp": "mlp", "moe": "moe"}
+_FP32 = {"float32": 4.0, "fp32": 4.0}
+
+
+def recurrent_shape(c: _Config, family: str, name: str) -> ModelShape:
+    if family == "mamba2":
+        return _mamba2(c, name)
+    return _nemotron_h(c, name)
+
+
+def _mixer(c: _Config, hidden: int, heads: int, head_dim: int,
+           bias: bool) -> tuple[tuple[TensorSpec, ...], int, int, int]:
+    """A Mamba-2 mixer's tensors, its conv state and SSM state (elements per sequence), and
+    its conv kernel."""
+    from vramest.model.shapes import TensorSpec
+
+    state = c.int("ssm_state_size", "state_size")
+    groups = c.int("n_groups", "mamba_n_groups", default=1)
+    kernel = c.int("conv_kernel", "mamba_d_conv", default=4)
+    inner = heads * head_dim
+    conv_dim = inner + 2 * groups * state
+    tensors = [
+        TensorSpec("ssm_in", None, inner + conv_dim + heads, hidden),  # in_proj: z, xBC, dt
+        TensorSpec("ssm_conv", None, conv_dim, kernel),  # conv1d (depthwise)
+        TensorSpec("ssm_param", None, 1, heads, 3),  # dt_bias, A_log, D
+        TensorSpec("norm", None, 1, inner),  # gated RMSNorm
+        TensorSpec("ssm_out", None, hidden, inner),  # out_proj
+    ]
+    if c.bool("use_conv_bias", True):
+        tensors.append(TensorSpec("bias", None, 1, conv_dim))
+    if bias:
+        tensors.append(TensorSpec("bias", None, 1, inner + conv_dim + heads + hidden))
+    return tuple(tensors), (kernel - 1) * conv_dim, heads * head_dim * state, kernel
+
+
+def _mamba2(c: _Config, name: str) -> ModelShape:
+    from vramest.model.shapes import LAYER_NO_KV, ModelShape, TensorSpec
+
+    hidden = c.int("hidden_size")
+    layers = c.int("num_hidden_layers")
+    heads = c.int("num_heads")
+    head_dim = c.int("head_dim", default=64)
+    if heads * head_dim != int(c.data.get("expand", 2) * hidden):
+        raise InputError(f"{c.origin}: num_heads × head_dim must equal expand × hidden_size in a "
+                         "Mamba-2 config.")
+    mixer, conv, ssm, kernel = _mixer(c, hidden, heads, head_dim, c.bool("use_bias", False))
+    block = (*mixer, TensorSpec("norm", None, 1, hidden))
+    vocab = c.int("vocab_size")
+    tie = c.bool("tie_word_embeddings", True)
+    global_tensors = [TensorSpec("embedding", None, vocab, hidden),
+                      TensorSpec("norm", None, 1, hidden)]  # norm_f
+    if not tie:
+        global_tensors.append(TensorSpec("lm_head", None, vocab, hidden))
+    return ModelShape(
+        name=name, family="mamba2", num_layers=layers, hidden_size=hidden, num_heads=heads,
+        num_kv_heads=heads, head_dim=head_dim, intermediate_size=heads * head_dim,
+        vocab_size=vocab, tie_embeddings=tie, gated_mlp=False,
+        layer_kinds=(LAYER_NO_KV,) * layers, explicit_layers=(block,) * layers,
+        explicit_global=tuple(global_tensors), state_layers=layers, conv_state=conv,
+        ssm_state=ssm, conv_kernel=kernel, native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        notes=("Mamba-2: a recurrent state per sequence instead of a KV cache",),
+    )
+
+
+def _nemotron_layers(c: _Config) -> list[str]:
+    pattern = c.data.get("hybrid_override_pattern")
+    if isinstance(pattern, str) and pattern:
+        unknown = sorted(set(pattern) - set(_PATTERN))
+        if unknown:
+            raise InputError(f"{c.origin}: hybrid_override_pattern has {''.join(unknown)!r}; "
+                             "accepted: M (Mamba-2), * (attention), - (MLP), E (MoE).")
+        return [_PATTERN[ch] for ch in pattern]
+    for key in ("layers_block_type", "layer_types"):
+        kinds = c.data.get(key)
+        if isinstance(kinds, list) and kinds:
+            names = [_LIST_NAMES.get(str(k)) for k in kinds]
+            if None in names:
+                raise InputError(f"{c.origin}: {key} holds a layer type vramest does not know.")
+            return [str(n) for n in names]
+    raise InputError(f"{c.origin} has no hybrid_override_pattern or layers_block_type; a "
+                     "Nemotron-H shape needs one.")
+
+
+def _nemotron_h(c: _Config, name: str) -> ModelShape:
+    from vramest.model.shapes import LAYER_FULL, LAYER_NO_KV, ModelShape, TensorSpec
+
+    layer_types = _nemotron_layers(c)
+    if "moe" in layer_types:
+        raise InputError(f"{c.origin}: Nemotron-H mixture-of-experts layers (E) are not "
+                         "modelled yet; the dense M/*/- layouts are.")
+    hidden = c.int("hidden_size")
+    heads = c.int("num_attention_heads")
+    kv_heads = c.int("num_key_value_heads", default=heads)
+    head_dim = c.int("head_dim", "attention_head_dim", default=hidden // heads)
+    inter = c.int("intermediate_size")
+    m_heads = c.int("mamba_num_heads")
+    m_head_dim = c.int("mamba_head_dim")
+    mixer, conv, ssm, kernel = _mixer(c, hidden, m_heads, m_head_dim, c.bool("use_bias", False))
+    attn_bias = c.bool("attention_bias", False)
+    attention = [TensorSpec("attn_q", None, heads * head_dim, hidden),
+                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_o", None, hidden, heads * head_dim)]
+    if attn_bias:
+        attention.append(TensorSpec("bias", None, 1, (heads + 2 * kv_heads) * head_dim + hidden))
+    mlp = [TensorSpec("ffn_up", None, inter, hidden), TensorSpec("ffn_down", None, hidden, inter)]
+    if c.bool("mlp_bias", False):
+        mlp.append(TensorSpec("bias", None, 1, inter + hidden))
+    norm = TensorSpec("norm", None, 1, hidden)
+    blocks = {"mamba": (*mixer, norm), "attention": (*attention, norm), "mlp": (*mlp, norm)}
+    vocab = c.int("vocab_size")
+    tie = c.bool("tie_word_embeddings", False)
+    global_tensors = [TensorSpec("embedding", None, vocab, hidden),
+                      TensorSpec("norm", None, 1, hidden)]
+    if not tie:
+        global_tensors.append(TensorSpec("lm_head", None, vocab, hidden))
+    ssm_dtype = str(c.data.get("mamba_ssm_cache_dtype", "float32")).lower()
+    return ModelShape(
+        name=name, family="nemotron_h", num_layers=len(layer_types), hidden_size=hidden,
+        num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
+        vocab_size=vocab, tie_embeddings=tie, gated_mlp=False,
+        layer_kinds=tuple(LAYER_FULL if t == "attention" else LAYER_NO_KV for t in layer_types),
+        explicit_layers=tuple(blocks[t] for t in layer_types),
+        explicit_global=tuple(global_tensors), state_layers=layer_types.count("mamba"),
+        conv_state=conv, conv_kernel=kernel, ssm_state=ssm, ssm_state_bytes=_FP32.get(ssm_dtype),
+        max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        notes=(f"hybrid: {layer_types.count('mamba')} Mamba-2 layers keep a recurrent state, "
+               f"{layer_types.count('attention')} attention layers a KV cache",),
+    )
