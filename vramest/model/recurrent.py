@@ -18,7 +18,7 @@ from vramest.errors import InputError
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
 
-RECURRENT_FAMILIES = frozenset({"mamba2", "nemotron_h"})
+RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h"})
 # Nemotron-H's hybrid_override_pattern: one character per layer
 _PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 _LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",
@@ -27,9 +27,52 @@ _FP32 = {"float32": 4.0, "fp32": 4.0}
 
 
 def recurrent_shape(c: _Config, family: str, name: str) -> ModelShape:
+    if family in ("mamba", "falcon_mamba"):
+        return _mamba1(c, family, name)
     if family == "mamba2":
         return _mamba2(c, name)
     return _nemotron_h(c, name)
+
+
+def _mamba1(c: _Config, family: str, name: str) -> ModelShape:
+    """Mamba-1 (MambaMixer; Falcon-Mamba adds weightless RMS norms): per sequence a conv state
+    of (conv_kernel - 1) × intermediate and an SSM state of intermediate × state_size."""
+    from vramest.model.shapes import LAYER_NO_KV, ModelShape, TensorSpec
+
+    hidden = c.int("hidden_size")
+    layers = c.int("num_hidden_layers")
+    inner = c.int("intermediate_size", default=int(c.data.get("expand", 2) * hidden))
+    state = c.int("state_size", default=16)
+    kernel = c.int("conv_kernel", default=4)
+    rank = c.data.get("time_step_rank", "auto")
+    rank = -(-hidden // 16) if rank == "auto" else c.int("time_step_rank")
+    tensors = [TensorSpec("ssm_in", None, 2 * inner, hidden),  # in_proj: x and the gate z
+               TensorSpec("ssm_conv", None, inner, kernel),  # conv1d (depthwise)
+               TensorSpec("ssm_in", None, rank + 2 * state, inner),  # x_proj: dt, B, C
+               TensorSpec("ssm_in", None, inner, rank),  # dt_proj
+               TensorSpec("bias", None, 1, inner),  # dt_proj bias
+               TensorSpec("ssm_param", None, inner, state + 1),  # A_log and D
+               TensorSpec("ssm_out", None, hidden, inner),  # out_proj
+               TensorSpec("norm", None, 1, hidden)]
+    if c.bool("use_conv_bias", True):
+        tensors.append(TensorSpec("bias", None, 1, inner))
+    if c.bool("use_bias", False):
+        tensors.append(TensorSpec("bias", None, 1, 2 * inner + hidden))
+    vocab = c.int("vocab_size")
+    tie = c.bool("tie_word_embeddings", True)
+    global_tensors = [TensorSpec("embedding", None, vocab, hidden),
+                      TensorSpec("norm", None, 1, hidden)]  # norm_f
+    if not tie:
+        global_tensors.append(TensorSpec("lm_head", None, vocab, hidden))
+    return ModelShape(
+        name=name, family=family, num_layers=layers, hidden_size=hidden, num_heads=1,
+        num_kv_heads=1, head_dim=hidden, intermediate_size=inner, vocab_size=vocab,
+        tie_embeddings=tie, gated_mlp=False, layer_kinds=(LAYER_NO_KV,) * layers,
+        explicit_layers=(tuple(tensors),) * layers, explicit_global=tuple(global_tensors),
+        state_layers=layers, conv_state=(kernel - 1) * inner, conv_kernel=kernel,
+        ssm_state=inner * state, native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        notes=("Mamba: a recurrent state per sequence instead of a KV cache",),
+    )
 
 
 def _mixer(c: _Config, hidden: int, heads: int, head_dim: int,

@@ -383,10 +383,8 @@ COUNTED_DECODERS = frozenset({
 }) | frozenset(FAMILIES)  # and those whose layout vramest/model/families.py adjusts
 # What a generic decoder parse would get wrong for these, in words for the refusal.
 _NOT_MODELLED = {
-    "mamba": "its recurrent state (conv + SSM state per sequence)",
     "jamba": "the recurrent state of its Mamba layers",
     "falcon_h1": "the recurrent state of its Mamba layers",
-    "falcon_mamba": "its recurrent state (conv + SSM state per sequence)",
     "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
     "granitemoehybrid": "the recurrent state of its Mamba layers",
     "qwen3_next": "the recurrent state of its gated DeltaNet layers",
