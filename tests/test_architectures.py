@@ -209,3 +209,18 @@ def test_published_state_sizes_and_encoder_growth_are_reproduced() -> None:
         assert abs(row.error) < 0.005, row.record_id
     # a 2020 eager BERT forward: the published growth is 270 MiB; scores dominate it
     assert abs(rows["transformers-4850-bert-base"].error) < 0.10
+
+
+def test_llamacpp_keeps_one_f32_state_per_sequence(capsys: pytest.CaptureFixture[str]) -> None:
+    # llama.cpp PR 9126: Mamba-Codestral-7B takes 263.5 MiB (in F32) per sequence
+    code = main(["--model", "mamba-codestral-7b", "--engine", "llamacpp", "--dtype", "q8_0",
+                 "--ctx", "32k", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["engine"]["kv_cache_bytes"] == round(263.5 * 1024**2)
+
+
+def test_vllm_emulation_refuses_what_it_does_not_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--model", "mamba-codestral-7b", "--engine", "vllm", "--gpu", "h100"])
+    err = capsys.readouterr().err
+    assert code == 2 and "recurrent state" in err and len(err.strip().splitlines()) == 1
