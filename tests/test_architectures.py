@@ -88,8 +88,8 @@ def test_encoder_decoder_kv_counts_decoder_layers_only() -> None:
     assert large == 2 * small  # self and cross KV both follow ctx when the input is ctx long
 
 
-RECURRENT = {"architectures": ["JambaForCausalLM"], "model_type": "jamba",
-             "hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 65536}
+RECURRENT = {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next",
+             "hidden_size": 2048, "num_hidden_layers": 48, "vocab_size": 151936}
 UNKNOWN_DECODER = {"architectures": ["CohereForCausalLM"], "model_type": "cohere",
                    "hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 1000,
@@ -104,7 +104,7 @@ def test_a_recurrent_config_is_refused_in_one_sentence(
     code = main(["--model", str(path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "jamba" in err and "recurrent state" in err and "Traceback" not in err
+    assert "qwen3_next" in err and "recurrent state" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -144,16 +144,20 @@ NEMOTRON_H_SMALL = {"model_type": "nemotron_h", "hybrid_override_pattern": "M-*-
                     "mamba_head_dim": 64, "ssm_state_size": 32, "n_groups": 2,
                     "conv_kernel": 4, "vocab_size": 1000, "num_hidden_layers": 6,
                     "chunk_size": 64}
+JAMBA_SMALL = {"model_type": "jamba", "hidden_size": 256, "num_hidden_layers": 4,
+               "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
+               "num_experts": 4, "attn_layer_period": 2, "attn_layer_offset": 1,
+               "vocab_size": 1000, "use_mamba_kernels": False}
 MAMBA2_SMALL = {"model_type": "mamba2", "hidden_size": 256, "num_heads": 8, "head_dim": 64,
                 "expand": 2, "state_size": 32, "n_groups": 2, "num_hidden_layers": 3,
                 "vocab_size": 1000, "conv_kernel": 4, "chunk_size": 64}
 
 
-@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL,
+@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL,
                                     {"model_type": "nemotron_h",  # class defaults: the 8B
                                      "hybrid_override_pattern": "M-M-M-M*-" + "M-M-M-M-M*-" * 3
                                      + "M-M-M-M-M-", "num_hidden_layers": 52}],
-                         ids=["nemotron-h", "mamba2", "nemotron-h-8b"])
+                         ids=["nemotron-h", "mamba2", "jamba", "nemotron-h-8b"])
 def test_hybrid_count_equals_transformers_modules(config: dict) -> None:  # type: ignore[type-arg]
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -182,7 +186,8 @@ def test_a_hybrid_keeps_kv_only_in_its_attention_layers() -> None:
         shape_from_config({**NEMOTRON_H_SMALL, "hybrid_override_pattern": "M-*E"}, "x")
 
 
-@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL], ids=["nemotron-h", "mamba2"])
+@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL],
+                         ids=["nemotron-h", "mamba2", "jamba"])
 def test_traced_state_equals_what_transformers_holds(config: dict) -> None:  # type: ignore[type-arg]
     pytest.importorskip("torch")
     pytest.importorskip("transformers")

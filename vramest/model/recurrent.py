@@ -18,7 +18,7 @@ from vramest.errors import InputError
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
 
-RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h"})
+RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h", "jamba"})
 # Nemotron-H's hybrid_override_pattern: one character per layer
 _PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 _LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",
@@ -31,7 +31,42 @@ def recurrent_shape(c: _Config, family: str, name: str) -> ModelShape:
         return _mamba1(c, family, name)
     if family == "mamba2":
         return _mamba2(c, name)
+    if family == "jamba":
+        return _jamba(c, name)
     return _nemotron_h(c, name)
+
+
+def _mamba1_mixer(hidden: int, inner: int, state: int, kernel: int, rank: int, *,
+                  conv_bias: bool, proj_bias: bool) -> list[TensorSpec]:
+    """MambaMixer's tensors (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj)."""
+    from vramest.model.shapes import TensorSpec
+
+    tensors = [TensorSpec("ssm_in", None, 2 * inner, hidden),  # in_proj: x and the gate z
+               TensorSpec("ssm_conv", None, inner, kernel),  # conv1d (depthwise)
+               TensorSpec("ssm_in", None, rank + 2 * state, inner),  # x_proj: dt, B, C
+               TensorSpec("ssm_in", None, inner, rank),  # dt_proj
+               TensorSpec("bias", None, 1, inner),  # dt_proj bias
+               TensorSpec("ssm_param", None, inner, state + 1),  # A_log and D
+               TensorSpec("ssm_out", None, hidden, inner)]  # out_proj
+    if conv_bias:
+        tensors.append(TensorSpec("bias", None, 1, inner))
+    if proj_bias:
+        tensors.append(TensorSpec("bias", None, 1, 2 * inner + hidden))
+    return tensors
+
+
+def _rank(c: _Config, key: str, hidden: int) -> int:
+    value = c.data.get(key, "auto")
+    return -(-hidden // 16) if value == "auto" else c.int(key)
+
+
+def _heads_output(c: _Config, hidden: int, vocab: int, tie: bool) -> tuple[TensorSpec, ...]:
+    from vramest.model.shapes import TensorSpec
+
+    out = [TensorSpec("embedding", None, vocab, hidden), TensorSpec("norm", None, 1, hidden)]
+    if not tie:
+        out.append(TensorSpec("lm_head", None, vocab, hidden))
+    return tuple(out)
 
 
 def _mamba1(c: _Config, family: str, name: str) -> ModelShape:
@@ -44,34 +79,79 @@ def _mamba1(c: _Config, family: str, name: str) -> ModelShape:
     inner = c.int("intermediate_size", default=int(c.data.get("expand", 2) * hidden))
     state = c.int("state_size", default=16)
     kernel = c.int("conv_kernel", default=4)
-    rank = c.data.get("time_step_rank", "auto")
-    rank = -(-hidden // 16) if rank == "auto" else c.int("time_step_rank")
-    tensors = [TensorSpec("ssm_in", None, 2 * inner, hidden),  # in_proj: x and the gate z
-               TensorSpec("ssm_conv", None, inner, kernel),  # conv1d (depthwise)
-               TensorSpec("ssm_in", None, rank + 2 * state, inner),  # x_proj: dt, B, C
-               TensorSpec("ssm_in", None, inner, rank),  # dt_proj
-               TensorSpec("bias", None, 1, inner),  # dt_proj bias
-               TensorSpec("ssm_param", None, inner, state + 1),  # A_log and D
-               TensorSpec("ssm_out", None, hidden, inner),  # out_proj
-               TensorSpec("norm", None, 1, hidden)]
-    if c.bool("use_conv_bias", True):
-        tensors.append(TensorSpec("bias", None, 1, inner))
-    if c.bool("use_bias", False):
-        tensors.append(TensorSpec("bias", None, 1, 2 * inner + hidden))
+    tensors = (*_mamba1_mixer(hidden, inner, state, kernel, _rank(c, "time_step_rank", hidden),
+                              conv_bias=c.bool("use_conv_bias", True),
+                              proj_bias=c.bool("use_bias", False)),
+               TensorSpec("norm", None, 1, hidden))
     vocab = c.int("vocab_size")
     tie = c.bool("tie_word_embeddings", True)
-    global_tensors = [TensorSpec("embedding", None, vocab, hidden),
-                      TensorSpec("norm", None, 1, hidden)]  # norm_f
-    if not tie:
-        global_tensors.append(TensorSpec("lm_head", None, vocab, hidden))
     return ModelShape(
         name=name, family=family, num_layers=layers, hidden_size=hidden, num_heads=1,
         num_kv_heads=1, head_dim=hidden, intermediate_size=inner, vocab_size=vocab,
         tie_embeddings=tie, gated_mlp=False, layer_kinds=(LAYER_NO_KV,) * layers,
-        explicit_layers=(tuple(tensors),) * layers, explicit_global=tuple(global_tensors),
+        explicit_layers=(tensors,) * layers, explicit_global=_heads_output(c, hidden, vocab, tie),
         state_layers=layers, conv_state=(kernel - 1) * inner, conv_kernel=kernel,
         ssm_state=inner * state, native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=("Mamba: a recurrent state per sequence instead of a KV cache",),
+    )
+
+
+def _jamba(c: _Config, name: str) -> ModelShape:
+    """Jamba (JambaForCausalLM): Mamba-1 mixers with RMS norms on dt, B and C, one attention
+    layer every `attn_layer_period`, a mixture of experts every `expert_layer_period`."""
+    from vramest.model.shapes import LAYER_FULL, LAYER_NO_KV, ModelShape, TensorSpec
+
+    hidden = c.int("hidden_size")
+    layers = c.int("num_hidden_layers")
+    heads = c.int("num_attention_heads")
+    kv_heads = c.int("num_key_value_heads", default=heads)
+    head_dim = hidden // heads
+    inter = c.int("intermediate_size")
+    experts = c.int("num_experts", default=16)
+    per_token = c.int("num_experts_per_tok", default=2)
+    state = c.int("mamba_d_state", default=16)
+    kernel = c.int("mamba_d_conv", default=4)
+    inner = c.int("mamba_expand", default=2) * hidden
+    rank = _rank(c, "mamba_dt_rank", hidden)
+    attn_period = c.int("attn_layer_period", default=8)
+    attn_offset = c.int("attn_layer_offset", default=4, minimum=0)
+    expert_period = c.int("expert_layer_period", default=2)
+    expert_offset = c.int("expert_layer_offset", default=1, minimum=0)
+    mamba = (*_mamba1_mixer(hidden, inner, state, kernel, rank,
+                            conv_bias=c.bool("mamba_conv_bias", True),
+                            proj_bias=c.bool("mamba_proj_bias", False)),
+             TensorSpec("norm", None, 1, rank), TensorSpec("norm", None, 1, state, 2))
+    attention = (TensorSpec("attn_q", None, heads * head_dim, hidden),
+                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_o", None, hidden, heads * head_dim))
+    dense = (TensorSpec("ffn_gate", None, inter, hidden), TensorSpec("ffn_up", None, inter, hidden),
+             TensorSpec("ffn_down", None, hidden, inter))
+    moe = (TensorSpec("router", None, experts, hidden),
+           TensorSpec("expert_gate", None, inter, hidden, experts),
+           TensorSpec("expert_up", None, inter, hidden, experts),
+           TensorSpec("expert_down", None, hidden, inter, experts))
+    norms = (TensorSpec("norm", None, 1, hidden, 2),)  # input and pre-FFN RMS norms
+    is_attention = [i % attn_period == attn_offset for i in range(layers)]
+    is_moe = tuple(experts > 1 and i % expert_period == expert_offset for i in range(layers))
+    blocks = tuple((*(attention if att else mamba), *(moe if m else dense), *norms)
+                   for att, m in zip(is_attention, is_moe, strict=True))
+    vocab = c.int("vocab_size")
+    tie = c.bool("tie_word_embeddings", False)
+    return ModelShape(
+        name=name, family="jamba", num_layers=layers, hidden_size=hidden, num_heads=heads,
+        num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=inter, vocab_size=vocab,
+        tie_embeddings=tie, gated_mlp=True,
+        layer_kinds=tuple(LAYER_FULL if a else LAYER_NO_KV for a in is_attention),
+        num_experts=experts if any(is_moe) else 0, experts_per_token=per_token,
+        moe_intermediate_size=inter, moe_layers=is_moe if any(is_moe) else (),
+        explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
+        state_layers=layers - sum(is_attention), conv_state=(kernel - 1) * inner,
+        conv_kernel=kernel, ssm_state=inner * state,
+        max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        notes=(f"hybrid: {layers - sum(is_attention)} Mamba layers keep a recurrent state, "
+               f"{sum(is_attention)} attention layers a KV cache",),
     )
 
 
@@ -114,10 +194,7 @@ def _mamba2(c: _Config, name: str) -> ModelShape:
     block = (*mixer, TensorSpec("norm", None, 1, hidden))
     vocab = c.int("vocab_size")
     tie = c.bool("tie_word_embeddings", True)
-    global_tensors = [TensorSpec("embedding", None, vocab, hidden),
-                      TensorSpec("norm", None, 1, hidden)]  # norm_f
-    if not tie:
-        global_tensors.append(TensorSpec("lm_head", None, vocab, hidden))
+    global_tensors = _heads_output(c, hidden, vocab, tie)
     return ModelShape(
         name=name, family="mamba2", num_layers=layers, hidden_size=hidden, num_heads=heads,
         num_kv_heads=heads, head_dim=head_dim, intermediate_size=heads * head_dim,

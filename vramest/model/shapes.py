@@ -383,7 +383,6 @@ COUNTED_DECODERS = frozenset({
 }) | frozenset(FAMILIES)  # and those whose layout vramest/model/families.py adjusts
 # What a generic decoder parse would get wrong for these, in words for the refusal.
 _NOT_MODELLED = {
-    "jamba": "the recurrent state of its Mamba layers",
     "falcon_h1": "the recurrent state of its Mamba layers",
     "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
     "granitemoehybrid": "the recurrent state of its Mamba layers",
