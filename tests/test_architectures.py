@@ -88,8 +88,8 @@ def test_encoder_decoder_kv_counts_decoder_layers_only() -> None:
     assert large == 2 * small  # self and cross KV both follow ctx when the input is ctx long
 
 
-RECURRENT = {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next",
-             "hidden_size": 2048, "num_hidden_layers": 48, "vocab_size": 151936}
+RECURRENT = {"architectures": ["Zamba2ForCausalLM"], "model_type": "zamba2",
+             "hidden_size": 2048, "num_hidden_layers": 38, "vocab_size": 32000}
 UNKNOWN_DECODER = {"architectures": ["CohereForCausalLM"], "model_type": "cohere",
                    "hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 1000,
@@ -104,7 +104,7 @@ def test_a_recurrent_config_is_refused_in_one_sentence(
     code = main(["--model", str(path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "qwen3_next" in err and "recurrent state" in err and "Traceback" not in err
+    assert "zamba2" in err and "recurrent state" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -148,16 +148,26 @@ JAMBA_SMALL = {"model_type": "jamba", "hidden_size": 256, "num_hidden_layers": 4
                "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
                "num_experts": 4, "attn_layer_period": 2, "attn_layer_offset": 1,
                "vocab_size": 1000, "use_mamba_kernels": False}
+QWEN3_NEXT_SMALL = {"model_type": "qwen3_next", "hidden_size": 256, "num_hidden_layers": 4,
+                    "vocab_size": 1000, "intermediate_size": 512, "num_experts": 4,
+                    "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                    "shared_expert_intermediate_size": 64, "num_attention_heads": 4,
+                    "num_key_value_heads": 2, "head_dim": 64, "linear_num_key_heads": 2,
+                    "linear_num_value_heads": 4, "linear_key_head_dim": 32,
+                    "linear_value_head_dim": 32, "mlp_only_layers": [0]}
 MAMBA2_SMALL = {"model_type": "mamba2", "hidden_size": 256, "num_heads": 8, "head_dim": 64,
                 "expand": 2, "state_size": 32, "n_groups": 2, "num_hidden_layers": 3,
                 "vocab_size": 1000, "conv_kernel": 4, "chunk_size": 64}
 
 
 @pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL,
+                                    QWEN3_NEXT_SMALL,
+                                    {"model_type": "qwen3_next"},  # class defaults: the 80B
                                     {"model_type": "nemotron_h",  # class defaults: the 8B
                                      "hybrid_override_pattern": "M-M-M-M*-" + "M-M-M-M-M*-" * 3
                                      + "M-M-M-M-M-", "num_hidden_layers": 52}],
-                         ids=["nemotron-h", "mamba2", "jamba", "nemotron-h-8b"])
+                         ids=["nemotron-h", "mamba2", "jamba", "qwen3-next",
+                              "qwen3-next-80b", "nemotron-h-8b"])
 def test_hybrid_count_equals_transformers_modules(config: dict) -> None:  # type: ignore[type-arg]
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -186,8 +196,9 @@ def test_a_hybrid_keeps_kv_only_in_its_attention_layers() -> None:
         shape_from_config({**NEMOTRON_H_SMALL, "hybrid_override_pattern": "M-*E"}, "x")
 
 
-@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL],
-                         ids=["nemotron-h", "mamba2", "jamba"])
+@pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL,
+                                    QWEN3_NEXT_SMALL],
+                         ids=["nemotron-h", "mamba2", "jamba", "qwen3-next"])
 def test_traced_state_equals_what_transformers_holds(config: dict) -> None:  # type: ignore[type-arg]
     pytest.importorskip("torch")
     pytest.importorskip("transformers")

@@ -18,7 +18,8 @@ from vramest.errors import InputError
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
 
-RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h", "jamba"})
+RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h", "jamba",
+                                "qwen3_next"})
 # Nemotron-H's hybrid_override_pattern: one character per layer
 _PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 _LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",
@@ -33,6 +34,8 @@ def recurrent_shape(c: _Config, family: str, name: str) -> ModelShape:
         return _mamba2(c, name)
     if family == "jamba":
         return _jamba(c, name)
+    if family == "qwen3_next":
+        return _qwen3_next(c, name)
     return _nemotron_h(c, name)
 
 
@@ -152,6 +155,88 @@ def _jamba(c: _Config, name: str) -> ModelShape:
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=(f"hybrid: {layers - sum(is_attention)} Mamba layers keep a recurrent state, "
                f"{sum(is_attention)} attention layers a KV cache",),
+    )
+
+
+def _qwen3_next(c: _Config, name: str) -> ModelShape:
+    """Qwen3-Next (Qwen3NextForCausalLM): gated DeltaNet layers with a recurrent state, and
+    every `full_attention_interval`-th layer gated attention (q_proj twice as wide: queries and
+    their output gate); a routed MoE with a gated shared expert after each.
+
+    DeltaNet state per sequence: a conv window of (kernel - 1) × (2 × key_dim + value_dim) and
+    a value_heads × key_head_dim × value_head_dim matrix (vLLM `gated_delta_net_state_shape`).
+    """
+    from vramest.model.shapes import LAYER_FULL, LAYER_NO_KV, ModelShape, TensorSpec
+
+    hidden = c.int("hidden_size")
+    layers = c.int("num_hidden_layers")
+    heads = c.int("num_attention_heads")
+    kv_heads = c.int("num_key_value_heads", default=heads)
+    head_dim = c.int("head_dim", default=hidden // heads)
+    kinds = c.data.get("layer_types")
+    if not (isinstance(kinds, list) and len(kinds) == layers):
+        interval = c.int("full_attention_interval", default=4)
+        kinds = ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
+                 for i in range(layers)]
+    k_heads, v_heads = c.int("linear_num_key_heads"), c.int("linear_num_value_heads")
+    k_dim, v_dim = c.int("linear_key_head_dim"), c.int("linear_value_head_dim")
+    kernel = c.int("linear_conv_kernel_dim", default=4)
+    key, value = k_heads * k_dim, v_heads * v_dim
+    conv_dim = 2 * key + value
+    delta = (TensorSpec("ssm_in", None, 2 * key + 2 * value, hidden),  # in_proj_qkvz
+             TensorSpec("ssm_in", None, 2 * v_heads, hidden),  # in_proj_ba
+             TensorSpec("ssm_conv", None, conv_dim, kernel),  # conv1d, no bias
+             TensorSpec("ssm_param", None, 1, v_heads, 2),  # dt_bias, A_log
+             TensorSpec("norm", None, 1, v_dim),  # gated RMSNorm over a head
+             TensorSpec("ssm_out", None, hidden, value))
+    attention = [TensorSpec("attn_q", None, 2 * heads * head_dim, hidden),
+                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_o", None, hidden, heads * head_dim),
+                 TensorSpec("norm", None, 1, head_dim, 2)]  # q_norm, k_norm
+    if c.bool("attention_bias", False):
+        attention.append(TensorSpec("bias", None, 1, (2 * heads + 2 * kv_heads) * head_dim
+                                    + hidden))
+    experts = c.int("num_experts", default=0, minimum=0)
+    inter = c.int("intermediate_size")
+    moe_inter = c.int("moe_intermediate_size", default=inter)
+    shared = c.int("shared_expert_intermediate_size", default=0, minimum=0)
+    step = c.int("decoder_sparse_step", default=1)
+    mlp_only = c.data.get("mlp_only_layers") or []
+    is_moe = tuple(experts > 0 and i not in mlp_only and (i + 1) % step == 0
+                   for i in range(layers))
+    dense = (TensorSpec("ffn_gate", None, inter, hidden), TensorSpec("ffn_up", None, inter, hidden),
+             TensorSpec("ffn_down", None, hidden, inter))
+    moe = (TensorSpec("router", None, experts, hidden),
+           TensorSpec("expert_gate", None, moe_inter, hidden, experts),
+           TensorSpec("expert_up", None, moe_inter, hidden, experts),
+           TensorSpec("expert_down", None, hidden, moe_inter, experts),
+           TensorSpec("shared_gate", None, shared, hidden),
+           TensorSpec("shared_up", None, shared, hidden),
+           TensorSpec("shared_down", None, hidden, shared),
+           TensorSpec("router", None, 1, hidden))  # shared_expert_gate
+    norms = (TensorSpec("norm", None, 1, hidden, 2),)
+    blocks = tuple((*(attention if kind == "full_attention" else delta),
+                    *(moe if m else dense), *norms) for kind, m in zip(kinds, is_moe, strict=True))
+    vocab = c.int("vocab_size")
+    tie = c.bool("tie_word_embeddings", False)
+    recurrent = sum(kind != "full_attention" for kind in kinds)
+    return ModelShape(
+        name=name, family="qwen3_next", num_layers=layers, hidden_size=hidden, num_heads=heads,
+        num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=inter, vocab_size=vocab,
+        tie_embeddings=tie, gated_mlp=True, qk_norm=True,
+        layer_kinds=tuple(LAYER_FULL if kind == "full_attention" else LAYER_NO_KV
+                          for kind in kinds),
+        num_experts=experts if any(is_moe) else 0,
+        experts_per_token=c.int("num_experts_per_tok", default=1), moe_intermediate_size=moe_inter,
+        shared_experts=1 if shared and any(is_moe) else 0, shared_intermediate_size=shared,
+        moe_layers=is_moe if any(is_moe) else (), explicit_layers=blocks,
+        explicit_global=_heads_output(c, hidden, vocab, tie), state_layers=recurrent,
+        conv_state=(kernel - 1) * conv_dim, conv_kernel=kernel, ssm_state=v_heads * k_dim * v_dim,
+        max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        notes=(f"hybrid: {recurrent} gated DeltaNet layers keep a recurrent state, "
+               f"{layers - recurrent} gated-attention layers a KV cache",),
     )
 
 

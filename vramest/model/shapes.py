@@ -386,7 +386,6 @@ _NOT_MODELLED = {
     "falcon_h1": "the recurrent state of its Mamba layers",
     "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
     "granitemoehybrid": "the recurrent state of its Mamba layers",
-    "qwen3_next": "the recurrent state of its gated DeltaNet layers",
     "rwkv": "its recurrent state (time-mix and channel-mix state per sequence)",
     "rwkv7": "its recurrent state (time-mix and channel-mix state per sequence)",
     "lfm2": "the state of its short-convolution layers",
