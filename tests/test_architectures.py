@@ -155,18 +155,25 @@ QWEN3_NEXT_SMALL = {"model_type": "qwen3_next", "hidden_size": 256, "num_hidden_
                     "num_key_value_heads": 2, "head_dim": 64, "linear_num_key_heads": 2,
                     "linear_num_value_heads": 4, "linear_key_head_dim": 32,
                     "linear_value_head_dim": 32, "mlp_only_layers": [0]}
+GRANITE_HYBRID_SMALL = {"model_type": "granitemoehybrid", "hidden_size": 256,
+                        "num_hidden_layers": 4, "vocab_size": 1000, "intermediate_size": 128,
+                        "shared_intermediate_size": 512, "num_local_experts": 4,
+                        "num_experts_per_tok": 2, "num_attention_heads": 4,
+                        "num_key_value_heads": 2, "mamba_n_heads": 8, "mamba_d_state": 32,
+                        "mamba_n_groups": 1, "mamba_d_head": 64,
+                        "layer_types": ["mamba", "attention", "mamba", "mamba"]}
 MAMBA2_SMALL = {"model_type": "mamba2", "hidden_size": 256, "num_heads": 8, "head_dim": 64,
                 "expand": 2, "state_size": 32, "n_groups": 2, "num_hidden_layers": 3,
                 "vocab_size": 1000, "conv_kernel": 4, "chunk_size": 64}
 
 
 @pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL,
-                                    QWEN3_NEXT_SMALL,
+                                    QWEN3_NEXT_SMALL, GRANITE_HYBRID_SMALL,
                                     {"model_type": "qwen3_next"},  # class defaults: the 80B
                                     {"model_type": "nemotron_h",  # class defaults: the 8B
                                      "hybrid_override_pattern": "M-M-M-M*-" + "M-M-M-M-M*-" * 3
                                      + "M-M-M-M-M-", "num_hidden_layers": 52}],
-                         ids=["nemotron-h", "mamba2", "jamba", "qwen3-next",
+                         ids=["nemotron-h", "mamba2", "jamba", "qwen3-next", "granite-4-h",
                               "qwen3-next-80b", "nemotron-h-8b"])
 def test_hybrid_count_equals_transformers_modules(config: dict) -> None:  # type: ignore[type-arg]
     torch = pytest.importorskip("torch")
@@ -197,8 +204,8 @@ def test_a_hybrid_keeps_kv_only_in_its_attention_layers() -> None:
 
 
 @pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL,
-                                    QWEN3_NEXT_SMALL],
-                         ids=["nemotron-h", "mamba2", "jamba", "qwen3-next"])
+                                    QWEN3_NEXT_SMALL, GRANITE_HYBRID_SMALL],
+                         ids=["nemotron-h", "mamba2", "jamba", "qwen3-next", "granite-4-h"])
 def test_traced_state_equals_what_transformers_holds(config: dict) -> None:  # type: ignore[type-arg]
     pytest.importorskip("torch")
     pytest.importorskip("transformers")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
 
 RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h", "jamba",
-                                "qwen3_next"})
+                                "qwen3_next", "granitemoehybrid"})
 # Nemotron-H's hybrid_override_pattern: one character per layer
 _PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 _LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",
@@ -36,6 +36,8 @@ def recurrent_shape(c: _Config, family: str, name: str) -> ModelShape:
         return _jamba(c, name)
     if family == "qwen3_next":
         return _qwen3_next(c, name)
+    if family == "granitemoehybrid":
+        return _granite_hybrid(c, name)
     return _nemotron_h(c, name)
 
 
@@ -240,13 +242,73 @@ def _qwen3_next(c: _Config, name: str) -> ModelShape:
     )
 
 
+def _granite_hybrid(c: _Config, name: str) -> ModelShape:
+    """Granite 4.0 hybrid (GraniteMoeHybridForCausalLM): Mamba-2 or attention per layer, then
+    an optional routed MoE beside a shared gated MLP in every layer."""
+    from vramest.model.shapes import LAYER_FULL, LAYER_NO_KV, ModelShape, TensorSpec
+
+    hidden = c.int("hidden_size")
+    layers = c.int("num_hidden_layers")
+    kinds = c.data.get("layer_types") or c.data.get("layers_block_type")
+    if not (isinstance(kinds, list) and len(kinds) == layers):
+        raise InputError(f"{c.origin} needs layer_types with one entry per layer for a Granite "
+                         "hybrid shape.")
+    names = [_LIST_NAMES.get(str(k)) for k in kinds]
+    if None in names or "mlp" in names or "moe" in names:
+        raise InputError(f"{c.origin}: layer_types may hold mamba and attention entries only.")
+    heads = c.int("num_attention_heads")
+    kv_heads = c.int("num_key_value_heads", default=heads)
+    head_dim = hidden // heads
+    m_heads = c.int("mamba_n_heads")
+    inner = int(c.data.get("mamba_expand", 2) * hidden)
+    m_head_dim = inner // m_heads
+    mixer, conv, ssm, kernel = _mixer(c, hidden, m_heads, m_head_dim,
+                                      c.bool("mamba_proj_bias", False))
+    attention = [TensorSpec("attn_q", None, heads * head_dim, hidden),
+                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
+                 TensorSpec("attn_o", None, hidden, heads * head_dim)]
+    if c.bool("attention_bias", False):
+        attention.append(TensorSpec("bias", None, 1, (heads + 2 * kv_heads) * head_dim + hidden))
+    experts = c.int("num_local_experts", default=0, minimum=0)
+    inter = c.int("intermediate_size")
+    shared = c.int("shared_intermediate_size")
+    ffn = [TensorSpec("shared_up", None, 2 * shared, hidden),  # input_linear: gate and up
+           TensorSpec("shared_down", None, hidden, shared),
+           TensorSpec("norm", None, 1, hidden, 2)]
+    if experts:
+        ffn += [TensorSpec("router", None, experts, hidden),
+                TensorSpec("expert_gate", None, inter, hidden, experts),
+                TensorSpec("expert_up", None, inter, hidden, experts),
+                TensorSpec("expert_down", None, hidden, inter, experts)]
+    blocks = tuple((*(attention if n == "attention" else mixer), *ffn) for n in names)
+    vocab = c.int("vocab_size")
+    tie = c.bool("tie_word_embeddings", True)
+    recurrent = names.count("mamba")
+    return ModelShape(
+        name=name, family="granitemoehybrid", num_layers=layers, hidden_size=hidden,
+        num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=shared,
+        vocab_size=vocab, tie_embeddings=tie, gated_mlp=True,
+        layer_kinds=tuple(LAYER_FULL if n == "attention" else LAYER_NO_KV for n in names),
+        num_experts=experts, experts_per_token=c.int("num_experts_per_tok", default=1)
+        if experts else 0, moe_intermediate_size=inter if experts else 0,
+        shared_experts=1 if experts else 0, shared_intermediate_size=shared if experts else 0,
+        explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
+        state_layers=recurrent, conv_state=conv, conv_kernel=kernel, ssm_state=ssm,
+        max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        notes=(f"hybrid: {recurrent} Mamba-2 layers keep a recurrent state, "
+               f"{layers - recurrent} attention layers a KV cache",),
+    )
+
+
 def _mixer(c: _Config, hidden: int, heads: int, head_dim: int,
            bias: bool) -> tuple[tuple[TensorSpec, ...], int, int, int]:
     """A Mamba-2 mixer's tensors, its conv state and SSM state (elements per sequence), and
     its conv kernel."""
     from vramest.model.shapes import TensorSpec
 
-    state = c.int("ssm_state_size", "state_size")
+    state = c.int("ssm_state_size", "state_size", "mamba_d_state")
     groups = c.int("n_groups", "mamba_n_groups", default=1)
     kernel = c.int("conv_kernel", "mamba_d_conv", default=4)
     inner = heads * head_dim
@@ -258,7 +320,7 @@ def _mixer(c: _Config, hidden: int, heads: int, head_dim: int,
         TensorSpec("norm", None, 1, inner),  # gated RMSNorm
         TensorSpec("ssm_out", None, hidden, inner),  # out_proj
     ]
-    if c.bool("use_conv_bias", True):
+    if c.bool("use_conv_bias", True) and c.bool("mamba_conv_bias", True):
         tensors.append(TensorSpec("bias", None, 1, conv_dim))
     if bias:
         tensors.append(TensorSpec("bias", None, 1, inner + conv_dim + heads + hidden))

@@ -385,7 +385,6 @@ COUNTED_DECODERS = frozenset({
 _NOT_MODELLED = {
     "falcon_h1": "the recurrent state of its Mamba layers",
     "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
-    "granitemoehybrid": "the recurrent state of its Mamba layers",
     "rwkv": "its recurrent state (time-mix and channel-mix state per sequence)",
     "rwkv7": "its recurrent state (time-mix and channel-mix state per sequence)",
     "lfm2": "the state of its short-convolution layers",
