@@ -247,3 +247,33 @@ def test_vllm_emulation_refuses_what_it_does_not_model(capsys: pytest.CaptureFix
     code = main(["--model", "mamba-codestral-7b", "--engine", "vllm", "--gpu", "h100"])
     err = capsys.readouterr().err
     assert code == 2 and "recurrent state" in err and len(err.strip().splitlines()) == 1
+
+
+# --- vision-language: image tokens in the context -------------------------------------------
+def test_image_token_rules_of_the_processors() -> None:
+    from vramest.model.vision import image_tokens
+
+    qwen = {"model_type": "qwen2_5_vl", "vision_config": {"patch_size": 14,
+                                                          "spatial_merge_size": 2}}
+    assert image_tokens(qwen, 224, 224).per_image == 64 + 2  # 8 × 8 blocks of 28 px
+    assert image_tokens(qwen, 1280, 720).per_image == 46 * 26 + 2  # 1288 × 728 after rounding
+    big = image_tokens(qwen, 8000, 8000).per_image - 2  # capped at max_pixels = 1280 blocks
+    assert big <= 1280
+    llava = {"model_type": "llava", "vision_config": {"image_size": 336, "patch_size": 14}}
+    assert image_tokens(llava, 640, 480).per_image == 576
+    pixtral = {"model_type": "llava", "vision_config": {"model_type": "pixtral",
+                                                        "image_size": 1024, "patch_size": 16}}
+    assert image_tokens(pixtral, 1024, 1024).per_image == 64 * 64 + 64  # a break per row
+    assert image_tokens(pixtral, 2048, 1024).per_image == 32 * 64 + 32  # fit within 1024
+
+
+def test_images_add_their_tokens_to_the_context(capsys: pytest.CaptureFixture[str]) -> None:
+    plain = estimate(model="gemma-3-4b", ctx=2048, dtype="bf16")
+    code = main(["--model", "gemma-3-4b", "--ctx", "2048", "--dtype", "bf16", "--images", "4",
+                 "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["settings"]["ctx"] == 2048 + 4 * 258
+    assert data["memory"]["kv_cache"] > plain.memory.kv_cache.bytes
+    assert any("Images: 4" in a for a in data["assumptions"])
+    assert main(["--params", "7B", "--images", "2"]) == 2
+    assert main(["--model", "gemma-3-4b", "--images", "1", "--image-size", "big"]) == 2
