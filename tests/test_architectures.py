@@ -90,7 +90,7 @@ def test_encoder_decoder_kv_counts_decoder_layers_only() -> None:
 
 RECURRENT = {"architectures": ["Zamba2ForCausalLM"], "model_type": "zamba2",
              "hidden_size": 2048, "num_hidden_layers": 38, "vocab_size": 32000}
-UNKNOWN_DECODER = {"architectures": ["CohereForCausalLM"], "model_type": "cohere",
+UNKNOWN_DECODER = {"architectures": ["OlmoForCausalLM"], "model_type": "olmo",
                    "hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 1000,
                    "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2,
@@ -115,7 +115,7 @@ def test_an_unknown_decoder_is_refused_without_transformers(
     monkeypatch.setattr(meta_count, "transformers_available", lambda: False)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(UNKNOWN_DECODER))
-    with pytest.raises(UnknownArchitecture, match=r"cohere.*meta device"):
+    with pytest.raises(UnknownArchitecture, match=r"olmo.*meta device"):
         estimate(model=str(path))
     with pytest.raises(InputError):
         shape_from_config(UNKNOWN_DECODER, "x")
@@ -130,7 +130,7 @@ def test_an_unknown_decoder_is_counted_on_the_meta_device(tmp_path: Path) -> Non
     values = {k: v for k, v in UNKNOWN_DECODER.items() if k not in ("model_type", "architectures")}
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(
-            transformers.AutoConfig.for_model("cohere", **values))
+            transformers.AutoConfig.for_model("olmo", **values))
     assert est.model.params == sum(p.numel() for p in model.parameters())
     assert any("meta device" in a for a in est.assumptions)
     # the KV still follows the config's attention keys: 3 layers × 2 × 2 heads × 64 × 1024
@@ -222,10 +222,10 @@ def test_traced_state_equals_what_transformers_holds(config: dict) -> None:  # t
 
 
 def test_published_state_sizes_and_encoder_growth_are_reproduced() -> None:
-    from vramest.validation.accuracy import DEFAULT_REFERENCE_DIR
+    from vramest.validation import REFERENCE_DIR
     from vramest.validation.architectures import architecture_rows
 
-    rows = {r.record_id: r for r in architecture_rows(DEFAULT_REFERENCE_DIR)}
+    rows = {r.record_id: r for r in architecture_rows(REFERENCE_DIR)}
     states = [r for r in rows.values() if r.quantity == "recurrent_state"]
     assert len(states) >= 3
     for row in states:  # llama.cpp's recurrent cache: kernel - 1 conv window + SSM state, f32

@@ -224,7 +224,7 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
 
 def _encoder_block(shape: ModelShape) -> bool:
     """BERT/BART/Whisper blocks: an ungated MLP whose GELU is one op (traced, not assumed, for
-    bge/XLM-R encoders and BART's encoder-decoder; calibration/traces/)."""
+    bge/XLM-R encoders and BART's encoder-decoder; vramest/validation/traces/)."""
     return shape.architecture != DECODER and not shape.gated_mlp and shape.family != "t5"
 
 

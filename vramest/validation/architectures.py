@@ -1,5 +1,5 @@
 """Encoders, encoder-decoders and recurrent models against published figures
-(tests/data/reference/architectures.csv): each row's quantity restated as an estimate.
+(vramest/validation/reference/architectures.csv): each row's quantity restated as an estimate.
 
 - `recurrent_state`: the state one sequence keeps (llama.cpp's recurrent cache logs), read as
   the estimate's KV part at batch 1 in the row's KV precision (a pure recurrent model has no
