@@ -40,8 +40,9 @@ def test_count_equals_transformers_modules_on_the_meta_device(entry) -> None:  #
     hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
     # transformers 5 ties a T5's lm_head *and* both stacks' embeddings by one flag; the
     # released v1.1 / Flan checkpoints share the embeddings and store a separate lm_head (783M)
-    untied_head = config.get("tie_word_embeddings") is False
-    hf_config.tie_word_embeddings = True
+    untied_head = config["model_type"] == "t5" and config.get("tie_word_embeddings") is False
+    if config["model_type"] == "t5":
+        hf_config.tie_word_embeddings = True
     archs = config.get("architectures") or ["AutoModel"]  # deberta-v3: the base model
     with torch.device("meta"):
         model = (transformers.AutoModel.from_config(hf_config) if archs[0] == "AutoModel"
@@ -277,3 +278,11 @@ def test_images_add_their_tokens_to_the_context(capsys: pytest.CaptureFixture[st
     assert any("Images: 4" in a for a in data["assumptions"])
     assert main(["--params", "7B", "--images", "2"]) == 2
     assert main(["--model", "gemma-3-4b", "--images", "1", "--image-size", "big"]) == 2
+
+
+def test_a_decoder_stored_without_its_head_is_an_embedding_model() -> None:
+    est = estimate(model="e5-mistral-7b-instruct", ctx=4096, batch=8, dtype="bf16")
+    assert est.model.params == 7_110_660_096  # the published total: Mistral-7B minus lm_head
+    assert est.memory.kv_cache.bytes == 0
+    qwen = dict(CATALOG.find("Qwen/Qwen3-8B").config, architectures=["Qwen3Model"])
+    assert shape_from_config(qwen, "Qwen3-Embedding-8B").param_count() == 7_568_405_504

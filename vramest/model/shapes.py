@@ -465,8 +465,25 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
         shape = replace(shape, notes=(*shape.notes, f"model_type {family!r} is not modelled "
                                       "tensor by tensor: its KV and activations are read from "
                                       "the standard config keys as a llama-style decoder"))
+    if _base_model_only(config) and family not in ("chatglm", "glm"):  # ChatGLMModel has a head
+        shape = _as_embedding_model(shape)
     _check(shape, origin)
     return shape
+
+
+def _base_model_only(config: Mapping[str, Any]) -> bool:
+    """A decoder checkpoint of the bare model (`Qwen3Model`, `MistralModel`): an embedding
+    model such as E5-Mistral or Qwen3-Embedding, stored without its LM head."""
+    archs = config.get("architectures")
+    return isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) and \
+        archs[0].endswith("Model") and not archs[0].endswith("LMHeadModel")
+
+
+def _as_embedding_model(shape: ModelShape) -> ModelShape:
+    """One forward per input, hidden states out: no LM head, no KV cache, no logits."""
+    return replace(shape, architecture=ENCODER, layer_kinds=(LAYER_ENCODER,) * shape.num_layers,
+                   sliding_window=None, notes=(*shape.notes, "embedding model: the decoder "
+                                               "without its LM head, one forward per input"))
 
 
 def _vision_params(config: Mapping[str, Any]) -> int:
