@@ -31,6 +31,9 @@ MODELS = (
     "google/gemma-2-9b",  # alternating sliding/full layers, tied embeddings, 256k vocabulary
     "openai-community/gpt2",  # learned positions, LayerNorm, Conv1D, 1024-token context
     "deepseek-ai/DeepSeek-V2-Lite",  # MLA + MoE with shared experts
+    "BAAI/bge-large-en-v1.5",  # BERT encoder: an embedding batch, no KV, no logits
+    "BAAI/bge-reranker-v2-m3",  # XLM-R encoder with a classifier head, 8192 positions
+    "facebook/bart-large",  # encoder-decoder: self- and cross-attention KV
 )
 
 
@@ -57,6 +60,13 @@ def grid() -> tuple[GridPoint, ...]:
     return tuple(points)
 
 
+def is_encoder(model: str) -> bool:
+    """Encoders and encoder-decoders: the trace runs one forward, never in chunks."""
+    from vramest.model.catalog import default_catalog
+
+    return default_catalog().find(model).shape().architecture != "decoder"
+
+
 def max_context(model: str) -> int | None:
     from vramest.model.catalog import default_catalog
 
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only.lower() not in model.lower():
             continue
         limit = max_context(model)
+        encoder = is_encoder(model)  # one forward per batch: no chunked prefill to trace
         rows: list[dict] = []  # type: ignore[type-arg]
         done: set[tuple[str, int, int, str, int]] = set()
         unsupported: set[str] = set()
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = min(point.ctx, limit) if limit else point.ctx  # GPT-2: 1024 positions
             chunk = min(point.prefill_chunk or ctx, ctx)
             key = (point.dtype, ctx, point.batch, point.attention, chunk)
-            if key in done or point.attention in unsupported:
+            if key in done or point.attention in unsupported or (encoder and chunk < ctx):
                 continue
             done.add(key)
             try:

@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 from vramest.errors import InputError, require_text
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
-from vramest.inference.estimate import Estimate, estimate_for
+from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
 from vramest.model.resolve import SHAPE_OVERRIDES, resolve_model
-from vramest.units import MAX_SHAPE_SIZE, parse_positive_int
+from vramest.model.vision import ImageRequest, image_tokens, model_config
+from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
 
 
 class ModelQuery(NamedTuple):
@@ -36,6 +37,7 @@ class RunSettings(NamedTuple):
     batch: str | int = 1
     attention: str = "sdpa"
     prefill_chunk: str | int | None = None
+    images: ImageRequest | None = None  # pictures in a vision-language model's context
 
 
 class EstimateRequest(NamedTuple):
@@ -60,14 +62,15 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              max_ctx: bool = False, max_batch: bool = False, prompt: str | int | None = None,
              gen: str | int = 128, engine: str = "generic", hardware_file: str | None = None,
              compare_gpus: bool = False, engine_options: dict[str, Any] | None = None,
-             profile: str | None = None, **shape_overrides: int | None) -> Estimate:
+             profile: str | None = None, images: ImageRequest | None = None,
+             **shape_overrides: int | None) -> Estimate:
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
     runs there (or, with `compare_gpus`, the fewest cards of each common GPU). The keyword form
     of `run(EstimateRequest(...))`. `profile`, a calibration profile (`vramest calibrate`),
     replaces the constants it fitted; with `gpu="local"` (or its device's name) speed uses the
     device figures it measured. Unset, the profile stored for this machine is used if there is
     one (as the CLI does); "none" keeps the shipped constants. The answer says which
-    (`assumptions`, JSON `profile`).
+    (`assumptions`, JSON `profile`). `images` adds each picture's tokens to the context.
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
@@ -76,7 +79,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     options = tuple((k, v) for k, v in (engine_options or {}).items() if v is not None)
     return run(EstimateRequest(
         ModelQuery(params, model, family, active_params, tuple(shape_overrides.items())),
-        RunSettings(dtype, kv_dtype, ctx, batch, attention, prefill_chunk),
+        RunSettings(dtype, kv_dtype, ctx, batch, attention, prefill_chunk, images),
         Deployment(gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file,
                    engine or "generic", options, prompt, gen),
         profile, constants, constants_source))
@@ -116,10 +119,15 @@ def run(request: EstimateRequest) -> Estimate:
         if collectives:
             constants = constants.with_values(collectives)
             calibration = {**calibration, "collectives": collectives}
-    result = estimate_for(info, dtype=settings.dtype, ctx=settings.ctx, batch=settings.batch,
+    ctx, image_note = settings.ctx, ""
+    if settings.images is not None:
+        ctx, image_note = _with_images(query.model, info.shape.max_context, ctx, settings.images)
+    result = estimate_for(info, dtype=settings.dtype, ctx=ctx, batch=settings.batch,
                           kv_dtype=settings.kv_dtype, attention=settings.attention,
                           prefill_chunk=settings.prefill_chunk, constants=constants,
                           constants_source=constants_source)
+    if image_note:
+        result = replace(result, assumptions=(*result.assumptions, image_note))
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration
@@ -133,6 +141,17 @@ def run(request: EstimateRequest) -> Estimate:
     if not deployment.needs_hardware:
         return result
     return place(result, deployment, engine_costs)
+
+
+def _with_images(model: str | None, max_context: int | None, ctx: str | int | None,
+                 images: ImageRequest) -> tuple[int, str]:
+    """The context with the pictures' tokens added to the text's, and the sentence saying so."""
+    counted = image_tokens(model_config(model), images.width, images.height)
+    text = parse_tokens(ctx) if ctx is not None else min(DEFAULT_CTX, max_context or DEFAULT_CTX)
+    added = images.count * counted.per_image
+    return text + added, (f"Images: {images.count} × {images.width}x{images.height} = {added} "
+                          f"tokens added to the {text} text tokens ({counted.rule}); the vision "
+                          "tower's own activations are not counted.")
 
 
 _PROFILE_NOTES = {

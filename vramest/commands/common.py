@@ -86,6 +86,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    "(default: the compute dtype)")
     g.add_argument("--ctx", help="context length in tokens: 8192, 8k, 128K (default 4096)")
     g.add_argument("--batch", default="1", help="concurrent sequences (default 1)")
+    g.add_argument("--images", help="pictures in the context of a vision-language model")
+    g.add_argument("--image-size", help="their size in pixels, WIDTHxHEIGHT (default 1024x1024)")
     g.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the context)")
     g.add_argument("--attn", default="sdpa", choices=("sdpa", "flash", "eager"),
                    help="attention implementation (eager materialises the scores)")
@@ -106,6 +108,10 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.kv_dtype is None and k and k == (v or k) and \
             str(getattr(args, "engine", "")).startswith("llamacpp"):
         kwargs["kv_dtype"] = k
+    if getattr(args, "images", None) or getattr(args, "image_size", None):
+        from vramest.model.vision import parse_images
+
+        kwargs["images"] = parse_images(args.images, args.image_size)
     return kwargs
 
 

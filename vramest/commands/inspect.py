@@ -14,17 +14,26 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vramest.model.shapes import shape_from_config
+    from vramest.model.shapes import UnknownArchitecture, shape_from_config
     from vramest.readers.inspect import inspect_path
     from vramest.units import format_bytes, format_count
 
     found = inspect_path(args.path)
-    shape = shape_from_config(found.config, str(found.path), origin=str(found.path)) \
-        if found.config else None
+    shape, refused = None, ""
+    if found.config:
+        try:
+            shape = shape_from_config(found.config, str(found.path), origin=str(found.path),
+                                      generic_decoder=found.params is not None)
+        except UnknownArchitecture as exc:  # the files' own counts still stand
+            if found.params is None:
+                raise
+            refused = str(exc)
     if args.json:
         out = found.to_json()
         if shape is not None:
             out["resolved_shape"] = shape.summary()
+        if refused:
+            out["shape_refused"] = refused
         print(json.dumps(out, indent=2, default=str))
         return 0
     print(f"{found.path}  ({found.kind})")
@@ -45,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {component:14} {format_count(params):>9}")
     if shape is not None:
         print("  shape: " + ", ".join(f"{k} {v}" for k, v in shape.summary().items()))
+    if refused:
+        print(f"  shape: not read ({refused})")
     if found.quantization:
         print(f"  quantization: {json.dumps(found.quantization, default=str)[:300]}")
     return 0

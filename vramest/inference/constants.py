@@ -36,6 +36,11 @@ class Constants:
     # so does an ungated MLP whose tanh GELU is written as separate ops (GPT-2). Measured on
     # fake-tensor traces (vramest/validation/traces/, Mixtral-8x7B, DeepSeek-V2-Lite, GPT-2).
     activation_fused_ffn_factor: float = 4.0
+    # BERT-family encoder blocks (post-LN, one exact-GELU op): the up projection and its GELU
+    # (2 × ffn) beside 3 hidden-size rows; fake-tensor traces of bge-large-en-v1.5 and
+    # bge-reranker-v2-m3 (vramest/validation/traces/): 2 × 4096 + 3 × 1024 elements per token.
+    activation_encoder_ffn_factor: float = 2.0
+    activation_encoder_hidden_factor: float = 3.0
     # Sliding-window layers under sdpa get an explicit boolean mask (chunk × keys, broadcast):
     # a fused kernel's causal flag cannot express a window (Mistral-7B traces).
     activation_window_mask_bytes: float = 1.0
@@ -106,6 +111,10 @@ SOURCES: dict[str, str] = {
     "eager_score_bytes_extra": "transformers eager attention: fp32 softmax of the scores",
     "activation_fused_ffn_factor": "fake-tensor traces: fused gate_up MoE experts, GPT-2 MLP "
     "(vramest/validation/traces/)",
+    "activation_encoder_ffn_factor": "fake-tensor traces of BERT/XLM-R encoders "
+    "(vramest/validation/traces/BAAI__bge-large-en-v1.5.json)",
+    "activation_encoder_hidden_factor": "fake-tensor traces of BERT/XLM-R encoders "
+    "(vramest/validation/traces/BAAI__bge-large-en-v1.5.json)",
     "activation_window_mask_bytes": "fake-tensor traces: sdpa boolean window mask (Mistral-7B)",
     "memory_efficiency_gpu": "fitted: scripts/fit_published.py on throughput.csv decode rows",
     "memory_efficiency_apple": "fitted: scripts/fit_published.py (llama.cpp Metal rows, "

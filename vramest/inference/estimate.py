@@ -210,6 +210,16 @@ def _assumptions(info: ModelInfo, fmt: WeightFormat, kv: KVFormat, s: Settings,
         out.append(f"Model shape from the catalog entry {info.name} ({info.origin}).")
     else:
         out.append(f"Model shape read from {info.origin}.")
+    out += [f"Model shape: {note}." for note in shape.notes]
+    if shape.architecture == "encoder":
+        out.append("Encoder: one forward over batch × ctx input tokens (an embedding or rerank "
+                   "batch); no KV cache and no vocabulary logits.")
+    elif shape.architecture == "encoder-decoder":
+        out.append("Encoder-decoder: the encoder reads the input once; each decoder layer "
+                   "keeps self-attention KV for the generated tokens (ctx) and cross-attention "
+                   "KV for the encoder's tokens"
+                   + (f" ({shape.encoder_context}, fixed)." if shape.encoder_context else
+                      " (taken as ctx as well)."))
     if exact:
         out.append("Weights are the exact stored tensor bytes of the model files.")
     out.append(f"Weights: {fmt.description}.")

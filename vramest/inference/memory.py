@@ -8,7 +8,15 @@ from functools import lru_cache
 
 from vramest.inference.constants import Constants
 from vramest.model.precisions import KVFormat, TensorContext, WeightFormat
-from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape, TensorSpec
+from vramest.model.shapes import (
+    DECODER,
+    ENCODER,
+    ENCODER_DECODER,
+    LAYER_FULL,
+    LAYER_SLIDING,
+    ModelShape,
+    TensorSpec,
+)
 from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
@@ -99,11 +107,32 @@ def weights_part(shape: ModelShape, fmt: WeightFormat, exact_bytes: int | None =
 
 
 def kv_elements_per_token(shape: ModelShape, ctx: int, *, mla_latent: bool = True) -> float:
-    """KV elements per sequence at `ctx` tokens, summed over layers (sliding layers capped)."""
+    """KV elements per sequence at `ctx` tokens, summed over layers (sliding layers capped).
+
+    An encoder-decoder's decoder layers also keep the cross-attention keys and values of the
+    encoder output, computed once per sequence: `encoder_tokens` of them per decoder layer.
+    """
     counts = shape.layer_kind_counts
     tokens = counts.get(LAYER_FULL, 0) * ctx + counts.get(LAYER_SLIDING, 0) * min(
         ctx, shape.sliding_window or ctx)
+    if shape.architecture == ENCODER_DECODER:
+        tokens += shape.decoder_layers * encoder_tokens(shape, ctx)
     return tokens * _kv_width(shape, mla_latent)
+
+
+def state_bytes(shape: ModelShape, kv: KVFormat) -> float:
+    """Recurrent state of one sequence (Mamba conv + SSM state), the same at any length.
+
+    The conv state is kept in the KV precision; the SSM state in its own (fp32 where the
+    config says so, as vLLM's mamba_ssm_cache_dtype does), otherwise the KV precision."""
+    ssm_bytes = shape.ssm_state_bytes or kv.bytes_per_element
+    return shape.state_layers * (shape.conv_state * kv.bytes_per_element
+                                 + shape.ssm_state * ssm_bytes)
+
+
+def encoder_tokens(shape: ModelShape, ctx: int) -> int:
+    """The encoder's input length: fixed for Whisper (1500 frames), else the context."""
+    return shape.encoder_context or ctx
 
 
 def kv_widths(shape: ModelShape, *, mla_latent: bool = True) -> tuple[int, int]:
@@ -126,7 +155,8 @@ def _kv_width(shape: ModelShape, mla_latent: bool) -> int:
 def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
             mla_latent: bool = True) -> Part:
     elements = kv_elements_per_token(shape, ctx, mla_latent=mla_latent)
-    nbytes = round(elements * kv.bytes_per_element * batch)
+    state = state_bytes(shape, kv)
+    nbytes = round((elements * kv.bytes_per_element + state) * batch)
     kinds = shape.kinds()
     full, sliding = kinds.count(LAYER_FULL), kinds.count(LAYER_SLIDING)
     width = _kv_width(shape, mla_latent)
@@ -134,11 +164,22 @@ def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
             if shape.is_mla and mla_latent else
             f"2 × {shape.num_kv_heads} kv_heads × {shape.head_dim} head_dim")
     layers = f"{full} full layers × {ctx} tokens"
+    if shape.architecture == ENCODER:
+        return Part("kv_cache", 0, "an encoder keeps no KV cache: each input is one forward "
+                    "pass = 0 B")
+    if shape.architecture == ENCODER_DECODER:
+        layers = (f"{full} decoder layers × ({ctx} self-attention tokens + "
+                  f"{encoder_tokens(shape, ctx)} cross-attention encoder tokens)")
     if sliding:
         layers += f" + {sliding} sliding layers × {min(ctx, shape.sliding_window or ctx)} tokens"
-    return Part("kv_cache", nbytes,
-                f"{what} (= {width}) × [{layers}] × batch {batch} × "
-                f"{kv.bytes_per_element:g} B ({kv.name}) = {format_bytes(nbytes)}")
+    formula = (f"{what} (= {width}) × [{layers}] × batch {batch} × "
+               f"{kv.bytes_per_element:g} B ({kv.name})")
+    if shape.state_layers:
+        ssm_bytes = shape.ssm_state_bytes or kv.bytes_per_element
+        formula += (f" + recurrent state {shape.state_layers} layers × (conv "
+                    f"{shape.conv_state} × {kv.bytes_per_element:g} B + ssm {shape.ssm_state} × "
+                    f"{ssm_bytes:g} B) × batch {batch}, whatever the context")
+    return Part("kv_cache", nbytes, f"{formula} = {format_bytes(nbytes)}")
 
 
 def ffn_width(shape: ModelShape) -> int:
@@ -161,6 +202,9 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
     written as separate ops (GPT-2's tanh GELU) keeps as many: the fused factor too.
     """
     ffn_factor, fused = constants.activation_ffn_factor, constants.activation_fused_ffn_factor
+    if _encoder_block(shape):
+        factor = constants.activation_encoder_ffn_factor
+        return factor * shape.intermediate_size, f"{factor:g} × ffn {shape.intermediate_size}"
     candidates: list[tuple[float, str]] = []
     all_moe = shape.is_moe and all(shape.is_moe_layer(i) for i in range(shape.num_layers))
     if not all_moe:
@@ -176,6 +220,12 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
         if shared:
             candidates.append((ffn_factor * shared, f"{ffn_factor:g} × shared ffn {shared}"))
     return max(candidates)
+
+
+def _encoder_block(shape: ModelShape) -> bool:
+    """BERT/BART/Whisper blocks: an ungated MLP whose GELU is one op (traced, not assumed, for
+    bge/XLM-R encoders and BART's encoder-decoder; vramest/validation/traces/)."""
+    return shape.architecture != DECODER and not shape.gated_mlp and shape.family != "t5"
 
 
 def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int, batch: int,
@@ -195,15 +245,38 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
     an argument.
     """
     act = fmt.compute_bytes
+    if shape.encoder_context:  # Whisper: the encoder's forward runs over its fixed frames
+        chunk = keys = max(chunk, shape.encoder_context)
+    else:
+        keys = ctx
     tokens = batch * chunk
-    keys = ctx
     mlp_elements, mlp_text = _mlp_transient(shape, constants)
-    hidden_factor = constants.activation_hidden_factor
+    encoder = shape.architecture == ENCODER
+    hidden_factor = (constants.activation_encoder_hidden_factor if _encoder_block(shape)
+                     else constants.activation_hidden_factor)
+    if shape.architecture == ENCODER_DECODER:
+        hidden_factor += 1  # the encoder's output stays live while the decoder runs
     mlp_bytes = tokens * (mlp_elements + hidden_factor * shape.hidden_size) * act
     formula = (f"max(MLP: batch {batch} × chunk {chunk} × ({mlp_text} + {hidden_factor:g} × "
                f"hidden {shape.hidden_size}) × {act} B")
     peak = mlp_bytes
-    if attention == "eager":
+    if attention == "eager" and _encoder_block(shape):
+        # BERT/BART eager attention, all in the compute dtype: the scores and their scaled copy
+        # (an encoder: no mask), or with a decoder's causal mask added, one more copy and the
+        # mask itself (batch × chunk × keys); the input, output, q, k and v per token
+        copies = 2 if encoder else 3
+        q_width, kv_width = _attention_widths(shape)
+        mask = 0 if encoder else batch * chunk * keys * act
+        attention_bytes = (batch * shape.num_heads * chunk * keys * copies * act + mask
+                           + tokens * (hidden_factor - 1 + q_width / shape.hidden_size
+                                       + 2 * kv_width / shape.hidden_size)
+                           * shape.hidden_size * act)
+        formula += (f"; eager attention: scores {batch} × {shape.num_heads} heads × {chunk} × "
+                    f"{keys} keys × {copies} × {act} B + mask {mask} B + {tokens} tokens × "
+                    f"({hidden_factor - 1:g} × hidden + q {q_width} + 2 × kv {kv_width}) × "
+                    f"{act} B")
+        peak = max(peak, attention_bytes)
+    elif attention == "eager":
         fp32_tensors = 1 if act >= 4 else 2  # the softmax output, and its fp32 input copy
         score_bytes = act + fp32_tensors * constants.eager_score_bytes_extra
         q_width, kv_width = _attention_widths(shape)
@@ -221,9 +294,11 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
         mask_bytes = chunk * keys * constants.activation_window_mask_bytes
         formula += (f" + window mask {chunk} × {keys} × "
                     f"{constants.activation_window_mask_bytes:g} B")
-    # logits of the last position only (generate keeps one), and their fp32 copy
-    logits_bytes = batch * shape.vocab_size * (act + 4)
-    formula += f" + logits {batch} × vocab {shape.vocab_size} × {act + 4} B"
+    if shape.architecture == ENCODER:  # hidden states or a score out, no vocabulary logits
+        logits_bytes = 0
+    else:  # logits of the last position only (generate keeps one), and their fp32 copy
+        logits_bytes = batch * shape.vocab_size * (act + 4)
+        formula += f" + logits {batch} × vocab {shape.vocab_size} × {act + 4} B"
     nbytes = round(peak + mask_bytes + logits_bytes)
     return Part("activations", nbytes, f"{formula} = {format_bytes(nbytes)}")
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
-from vramest.inference.memory import kv_elements_per_token, weight_bytes_by_group
+from vramest.inference.memory import kv_elements_per_token, state_bytes, weight_bytes_by_group
 from vramest.model.precisions import KVFormat, WeightFormat
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 
@@ -183,8 +183,10 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
     layers = shape.num_layers
 
     def kv_bytes(tokens: int) -> float:
-        """KV bytes of one sequence holding `tokens` tokens (sliding layers capped)."""
-        return kv_elements_per_token(shape, tokens) * kv.bytes_per_element
+        """KV bytes of one sequence holding `tokens` tokens (sliding layers capped), and its
+        recurrent state, read and written once per step."""
+        return kv_elements_per_token(shape, tokens) * kv.bytes_per_element + 2 * state_bytes(
+            shape, kv)
 
     # --- prefill ----------------------------------------------------------------------
     tokens = batch * prompt_tokens

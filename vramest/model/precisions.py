@@ -37,11 +37,12 @@ def ggml_bits(type_name: str) -> float:
 LINEAR_ROLES = frozenset({
     "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "attn_q_a", "attn_q_b", "attn_kv_a",
     "attn_kv_b", "ffn_gate", "ffn_up", "ffn_down", "expert_gate", "expert_up", "expert_down",
-    "shared_gate", "shared_up", "shared_down",
+    "shared_gate", "shared_up", "shared_down", "ssm_in", "ssm_out",
 })
 EXPERT_ROLES = frozenset({"expert_gate", "expert_up", "expert_down"})
 # Small or vector tensors every format keeps in high precision.
-VECTOR_ROLES = frozenset({"norm", "bias", "router", "position_embedding"})
+VECTOR_ROLES = frozenset({"norm", "bias", "router", "position_embedding", "ssm_conv",
+                          "ssm_param"})
 
 
 @dataclass(frozen=True)

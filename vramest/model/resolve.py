@@ -145,11 +145,11 @@ def _model_from_path(path: str) -> ModelInfo:
     if not os.path.exists(path):
         raise InputError(f"No such file or folder: {path}; --model takes a catalog name, a "
                          "config.json, a model folder or a .gguf file.")
-    from vramest.model.shapes import shape_from_config
     from vramest.readers.inspect import inspect_path
 
     found = inspect_path(path)
-    shape = shape_from_config(found.config, os.path.basename(os.path.abspath(path)), origin=path)
+    shape = _shape_of_files(found.config, os.path.basename(os.path.abspath(path)), path,
+                            files_counted=found.params is not None)
     return ModelInfo(
         name=shape.name, source=found.kind, origin=os.path.abspath(path), shape=shape,
         params=found.params or shape.param_count(), active_params=shape.active_param_count(),
@@ -157,6 +157,21 @@ def _model_from_path(path: str) -> ModelInfo:
         native_format=_native_format(found.config),
         native_unquantized=_ignore_list(found.config),
     )
+
+
+def _shape_of_files(config: dict[str, Any], name: str, origin: str,
+                    files_counted: bool) -> ModelShape:
+    """The shape of a config; an architecture the parser does not know is counted on the meta
+    device when transformers is installed, and refused otherwise. With the tensors read from
+    the files (exact parameters), a plain decoder is read from its standard keys instead."""
+    from vramest.model.shapes import UnknownArchitecture, shape_from_config
+
+    try:
+        return shape_from_config(config, name, origin=origin, generic_decoder=files_counted)
+    except UnknownArchitecture as refusal:
+        from vramest.model.meta_count import meta_shape
+
+        return meta_shape(config, name, origin, refusal)
 
 
 _STORED_LABELS = {"bf16": "bf16", "f16": "fp16", "f32": "fp32", "f8_e4m3": "fp8",

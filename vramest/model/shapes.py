@@ -13,11 +13,18 @@ from functools import cached_property
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.model.families import apply_family_rules
+from vramest.model.encoders import encoder_shape, is_encoder_family
+from vramest.model.families import FAMILIES, apply_family_rules
+from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
 
 LAYER_FULL = "full"
 LAYER_SLIDING = "sliding"
 LAYER_NO_KV = "none"  # recurrent / linear-attention layers keep no per-token KV
+LAYER_ENCODER = "encoder"  # a bidirectional encoder block: runs once over the input, no KV cache
+
+DECODER = "decoder"
+ENCODER = "encoder"  # BERT-style: embeddings or scores out, no generation
+ENCODER_DECODER = "encoder-decoder"  # T5/BART/Whisper: decoder layers attend to the encoder
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,21 @@ class ModelShape:
     max_context: int | None = None
     native_dtype: str | None = None
     extra_params: int = 0  # parts not modelled per tensor (e.g. a vision tower), stored 16 bit
+    architecture: str = DECODER
+    encoder_layers: int = 0  # encoder-decoder: the first encoder_layers of num_layers
+    encoder_context: int | None = None  # a fixed encoder length (Whisper: 1500 audio frames)
+    key_bias: bool = True  # with attention_bias: Whisper's k_proj has none
+    final_norms: int = 1  # norms outside the blocks (T5: encoder's and decoder's final norms)
+    extra_tensors: tuple[TensorSpec, ...] = ()  # odd global tensors: pooler, token types, stems
+    # every tensor listed (hybrid layouts; counted on the meta device): replace the parsed ones
+    explicit_global: tuple[TensorSpec, ...] = ()
+    explicit_layers: tuple[tuple[TensorSpec, ...], ...] = ()  # one per layer, layer=None
+    # recurrent layers (Mamba, gated DeltaNet): a state per sequence, constant in its length
+    state_layers: int = 0
+    conv_state: int = 0  # elements per layer: the last conv_kernel - 1 inputs of the conv
+    conv_kernel: int = 0
+    ssm_state: int = 0  # elements per layer: the SSM / linear-attention state matrix
+    ssm_state_bytes: float | None = None  # when it is kept in its own precision (fp32)
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------
@@ -108,6 +130,15 @@ class ModelShape:
     def kinds(self) -> tuple[str, ...]:
         return self.layer_kinds or (LAYER_FULL,) * self.num_layers
 
+    @property
+    def decoder_layers(self) -> int:
+        """Layers that run once per generated token (all of them, except an encoder's)."""
+        return self.num_layers - self.layer_kind_counts.get(LAYER_ENCODER, 0)
+
+    def has_cross_attention(self, layer: int) -> bool:
+        """A decoder layer of an encoder-decoder: it also attends to the encoder output."""
+        return self.architecture == ENCODER_DECODER and layer >= self.encoder_layers
+
     def is_moe_layer(self, layer: int) -> bool:
         if not self.is_moe:
             return False
@@ -121,23 +152,33 @@ class ModelShape:
 
     def global_tensors(self) -> Iterator[TensorSpec]:
         """Tensors outside the repeated blocks: embeddings, final norm, output head."""
+        if self.explicit_layers:
+            yield from self.explicit_global
+            return
         h, v = self.hidden_size, self.vocab_size
         yield TensorSpec("embedding", None, v, h)
         if self.position_embeddings:
             yield TensorSpec("position_embedding", None, self.position_embeddings, h)
-        yield TensorSpec("norm", None, 1, h, 2 if self.layer_norm_bias else 1)
-        if not self.tie_embeddings:
+        yield TensorSpec("norm", None, 1, h, self.final_norms * (2 if self.layer_norm_bias else 1))
+        if not self.tie_embeddings and self.architecture != ENCODER:
             yield TensorSpec("lm_head", None, v, h)
         if self.lm_head_bias:
             yield TensorSpec("bias", None, 1, v)
         if self.extra_params:
             yield TensorSpec("extra", None, 1, self.extra_params)
+        yield from self.extra_tensors
 
     def layer_tensors(self, layer: int) -> Iterator[TensorSpec]:
+        if self.explicit_layers:
+            yield from (replace(t, layer=layer) for t in self.explicit_layers[layer])
+            return
         yield from self._attention_tensors(layer)
+        cross = self.has_cross_attention(layer)
+        if cross:  # same projections again, keys and values from the encoder output
+            yield from self._attention_tensors(layer)
         yield from self._mlp_tensors(layer)
-        yield TensorSpec("norm", layer, 1, self.hidden_size,
-                         self.norms_per_layer * (2 if self.layer_norm_bias else 1))
+        yield TensorSpec("norm", layer, 1, self.hidden_size, (self.norms_per_layer + cross)
+                         * (2 if self.layer_norm_bias else 1))
         if self.qk_norm:
             yield TensorSpec("norm", layer, 1, self.head_dim, 2)
 
@@ -147,9 +188,11 @@ class ModelShape:
 
     @cached_property
     def _layer_groups(self) -> tuple[tuple[int, int], ...]:
-        counts: dict[bool, list[int]] = {}
+        counts: dict[tuple[Any, ...], list[int]] = {}
         for layer in range(self.num_layers):
-            counts.setdefault(self.is_moe_layer(layer), []).append(layer)
+            key = (self.is_moe_layer(layer), self.has_cross_attention(layer),
+                   self.explicit_layers[layer] if self.explicit_layers else ())
+            counts.setdefault(key, []).append(layer)
         return tuple((layers[0], len(layers)) for layers in counts.values())
 
     def _attention_tensors(self, layer: int) -> Iterator[TensorSpec]:
@@ -178,7 +221,7 @@ class ModelShape:
             yield TensorSpec("attn_v", layer, kv_out, h)
         yield TensorSpec("attn_o", layer, h, q_out)
         if self.attention_bias:
-            yield TensorSpec("bias", layer, 1, q_out + 2 * kv_out)
+            yield TensorSpec("bias", layer, 1, q_out + (2 if self.key_bias else 1) * kv_out)
         if self.attention_out_bias:
             yield TensorSpec("bias", layer, 1, h)
 
@@ -249,6 +292,12 @@ class ModelShape:
             "sliding_window_layers": kinds.count(LAYER_SLIDING),
             "no_kv_layers": kinds.count(LAYER_NO_KV),
         }
+        if self.state_layers:
+            out.update(recurrent_layers=self.state_layers, conv_state=self.conv_state,
+                       ssm_state=self.ssm_state)
+        if self.architecture != DECODER:
+            out.update(architecture=self.architecture,
+                       encoder_layers=kinds.count(LAYER_ENCODER))
         if self.sliding_window:
             out["sliding_window"] = self.sliding_window
         if self.is_moe:
@@ -325,10 +374,70 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 _FAMILY_DEFAULTS["gemma3"] = _FAMILY_DEFAULTS["gemma3_text"]
 
 
-def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "config") -> ModelShape:
-    """Build a ModelShape from a Hugging Face config.json dict (multimodal: its text_config)."""
+# Decoder families whose every tensor the parser below knows (their modeling code was read).
+COUNTED_DECODERS = frozenset({
+    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
+    "gemma3", "gemma3_text", "phi", "phi3", "deepseek_v2", "deepseek_v3", "gpt_oss", "chatglm",
+    "glm", "gpt2", "gpt_bigcode", "gpt_neox", "gptj", "bloom", "opt", "falcon", "starcoder2",
+    "mllama", "mllama_text_model", "olmo2", "qwen2_vl", "yi",
+}) | frozenset(FAMILIES)  # and those whose layout vramest/model/families.py adjusts
+# What a generic decoder parse would get wrong for these, in words for the refusal.
+_NOT_MODELLED = {
+    "falcon_h1": "the recurrent state of its Mamba layers",
+    "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
+    "rwkv": "its recurrent state (time-mix and channel-mix state per sequence)",
+    "rwkv7": "its recurrent state (time-mix and channel-mix state per sequence)",
+    "lfm2": "the state of its short-convolution layers",
+    "nomic_bert": "its fused SwiGLU encoder blocks",
+    "modernbert": "its alternating local/global encoder blocks",
+}
+
+
+class UnknownArchitecture(InputError):
+    """A config whose tensors the estimator cannot count; `family` is its model_type."""
+
+    def __init__(self, message: str, family: str) -> None:
+        super().__init__(message)
+        self.family = family
+
+
+def _refusal(config: Mapping[str, Any], family: str, origin: str) -> UnknownArchitecture:
+    archs = config.get("architectures")
+    arch = f" ({archs[0]})" if isinstance(archs, list) and archs else ""
+    if family in _NOT_MODELLED:
+        return UnknownArchitecture(
+            f"{origin}: model_type {family!r}{arch} is not modelled yet: vramest has no formula "
+            f"for {_NOT_MODELLED[family]}, so an estimate would be a guess (`vramest models` "
+            "lists the architectures it counts).", family)
+    return UnknownArchitecture(
+        f"{origin}: model_type {family!r}{arch} is not an architecture vramest counts, so its "
+        "layer layout would be a guess; install vramest[calibrate] to count it exactly with "
+        "transformers on the meta device, or give the model folder with its safetensors "
+        "(`vramest models` lists what is counted).", family)
+
+
+def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "config", *,
+                      generic_decoder: bool = False) -> ModelShape:
+    """Build a ModelShape from a Hugging Face config.json dict (multimodal: its text_config).
+
+    A model_type outside the counted families raises `UnknownArchitecture`, unless
+    `generic_decoder` (the caller has the exact tensors from the files, and the family is a
+    plain decoder) lets it be read from the standard keys with a note saying so.
+    """
     if not isinstance(config, Mapping):
         raise InputError(f"{origin} is not a JSON object; a config.json holds one.")
+    top_family = str(config.get("model_type") or "").lower()
+    if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
+        c = _Config(config, origin)
+        try:
+            shape = (recurrent_shape(c, top_family, name) if top_family in RECURRENT_FAMILIES
+                     else encoder_shape(c, top_family, name))
+        except InputError:
+            raise
+        except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
+            raise InputError(f"{origin} could not be read as a model shape ({exc}).") from None
+        _check(shape, origin)
+        return shape
     extra = 0
     text = config.get("text_config")
     if isinstance(text, Mapping) and text:
@@ -337,6 +446,9 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
         extra = _vision_params(config)
         config = merged
     family = str(config.get("model_type") or "unknown").lower()
+    generic = family not in COUNTED_DECODERS
+    if generic and (not generic_decoder or family in _NOT_MODELLED or top_family in _NOT_MODELLED):
+        raise _refusal(config, family, origin)
     if family in _FAMILY_DEFAULTS:
         config = {**_FAMILY_DEFAULTS[family], **config}
     c = _Config(config, origin)
@@ -349,8 +461,29 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
     if extra:
         shape = replace(shape, extra_params=extra,
                         notes=(*shape.notes, "vision tower counted as one 16-bit block"))
+    if generic:
+        shape = replace(shape, notes=(*shape.notes, f"model_type {family!r} is not modelled "
+                                      "tensor by tensor: its KV and activations are read from "
+                                      "the standard config keys as a llama-style decoder"))
+    if _base_model_only(config) and family not in ("chatglm", "glm"):  # ChatGLMModel has a head
+        shape = _as_embedding_model(shape)
     _check(shape, origin)
     return shape
+
+
+def _base_model_only(config: Mapping[str, Any]) -> bool:
+    """A decoder checkpoint of the bare model (`Qwen3Model`, `MistralModel`): an embedding
+    model such as E5-Mistral or Qwen3-Embedding, stored without its LM head."""
+    archs = config.get("architectures")
+    return isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) and \
+        archs[0].endswith("Model") and not archs[0].endswith("LMHeadModel")
+
+
+def _as_embedding_model(shape: ModelShape) -> ModelShape:
+    """One forward per input, hidden states out: no LM head, no KV cache, no logits."""
+    return replace(shape, architecture=ENCODER, layer_kinds=(LAYER_ENCODER,) * shape.num_layers,
+                   sliding_window=None, notes=(*shape.notes, "embedding model: the decoder "
+                                               "without its LM head, one forward per input"))
 
 
 def _vision_params(config: Mapping[str, Any]) -> int:
@@ -547,6 +680,8 @@ def with_overrides(shape: ModelShape, **overrides: int | None) -> ModelShape:
     if not given:
         return shape
     changes: dict[str, Any] = dict(given)
+    if shape.explicit_layers:  # the counted tensors no longer describe the overridden shape
+        changes.update(explicit_layers=(), explicit_global=())
     if "num_layers" in given and given["num_layers"] != shape.num_layers:
         kinds = shape.kinds()
         changes["layer_kinds"] = tuple(kinds[i % len(kinds)] for i in range(given["num_layers"]))

@@ -152,16 +152,30 @@ def transformers_prefill_kv_bytes(shape: ShapeLike, bytes_per_element: float, ct
     from vramest.inference.memory import kv_elements_per_token
     from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 
+    state = transformers_state_bytes(shape, bytes_per_element) * batch
+    if shape.architecture == "encoder-decoder":  # self + cross KV, no sliding layers
+        return round(kv_elements_per_token(shape, ctx) * bytes_per_element * batch)
     kinds = shape.kinds()
     kv_layers = kinds.count(LAYER_FULL) + kinds.count(LAYER_SLIDING)
     if not kv_layers:
-        return 0
+        return state
     width = kv_elements_per_token(shape, 1) / kv_layers
     last_chunk = ctx - chunk * ((ctx - 1) // chunk)
     window = shape.sliding_window or ctx
     sliding_tokens = min(ctx - last_chunk, window - 1) + last_chunk
     elements = width * (kinds.count(LAYER_FULL) * ctx + kinds.count(LAYER_SLIDING) * sliding_tokens)
-    return round(elements * bytes_per_element * batch)
+    return round(elements * bytes_per_element * batch) + state
+
+
+def transformers_state_bytes(shape: ShapeLike, bytes_per_element: float) -> int:
+    """A recurrent model's state per sequence as transformers' LinearAttentionLayer holds it:
+    the conv window is all `conv_kernel` inputs (engines keep kernel - 1), and the SSM state
+    comes out of the reference scan in fp32 (fake-tensor traces of Mamba-2 and Nemotron-H)."""
+    if not shape.state_layers:
+        return 0
+    conv_dim = shape.conv_state // (shape.conv_kernel - 1)
+    return shape.state_layers * (shape.conv_kernel * conv_dim * bytes_per_element
+                                 + shape.ssm_state * 4)
 
 
 # --- tracing (torch) -----------------------------------------------------------------------
@@ -219,6 +233,14 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
 
     hf_config = _hf_config(transformers, config)
     torch_dtype = getattr(torch, TRACE_DTYPES[dtype])
+    from vramest.model.encoders import ENCODER_FAMILIES
+
+    if str(config.get("model_type", "")) in ENCODER_FAMILIES:
+        return _trace_encoder(torch, transformers, config, hf_config, torch_dtype, ctx=ctx,
+                              batch=batch, attn=attn, last=last, fake=fake)
+    if str(config.get("model_type", "")) == "bart":
+        return _trace_seq2seq(torch, transformers, hf_config, torch_dtype, ctx=ctx,
+                              batch=batch, attn=attn, last=last, fake=fake)
     chunk = min(prefill_chunk or ctx, ctx)
     started = time.perf_counter()
     device = "cpu"  # a CPU-only torch cannot fake CUDA; see _trace_device
@@ -251,6 +273,92 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
     return TraceRun(phases=tuple(r for r in results if r.name in phases), device=device,
                     attention_kernel=kernel, fake=fake, seconds=time.perf_counter() - started,
                     rss_bytes=_peak_rss_bytes())
+
+
+def _trace_encoder(torch: Any, transformers: Any, config: Mapping[str, Any], hf_config: Any,
+                   torch_dtype: Any, *, ctx: int, batch: int, attn: str, last: int,
+                   fake: bool) -> TraceRun:
+    """An encoder (an embedding or rerank batch): load, then one forward over batch × ctx.
+
+    It keeps no cache and generates nothing, so there is no decode phase."""
+    from vramest.tracing.tracking import PARAMS, LiveBytesTracker
+
+    started = time.perf_counter()
+    archs = config.get("architectures")
+    cls = getattr(transformers, str(archs[0]), None) if isinstance(archs, list) and archs else None
+    results: list[PhaseResult] = []
+    with _fake_mode(torch, fake):
+        tracker = LiveBytesTracker()
+        with tracker, torch.no_grad():
+            phase_start = time.perf_counter()
+            try:
+                if cls is not None:
+                    model = cls._from_config(hf_config, dtype=torch_dtype,
+                                             attn_implementation=attn)
+                else:
+                    model = transformers.AutoModel.from_config(
+                        hf_config, dtype=torch_dtype, attn_implementation=attn)
+            except ValueError as exc:
+                raise UnsupportedAttention(f"transformers {transformers.__version__} cannot "
+                                           f"build {hf_config.model_type!r} with {attn} "
+                                           f"attention: {str(exc).splitlines()[0]}") from exc
+            model = model.eval()
+            tracker.label(_state_tensors(model), PARAMS)
+            results.append(_load_phase(tracker, phase_start))
+            if last >= 1:
+                tracker.reset_peak()
+                phase_start = time.perf_counter()
+                ids = torch.zeros(batch, ctx, dtype=torch.long)
+                out = model(input_ids=ids)
+                del out, ids
+                results.append(_phase("prefill", tracker, phase_start))
+            del model
+    return TraceRun(phases=tuple(results), device="cpu",
+                    attention_kernel=_attention_kernel(tracker.ops_seen, attn, "cpu"), fake=fake,
+                    seconds=time.perf_counter() - started, rss_bytes=_peak_rss_bytes())
+
+
+def _trace_seq2seq(torch: Any, transformers: Any, hf_config: Any, torch_dtype: Any, *,
+                   ctx: int, batch: int, attn: str, last: int, fake: bool) -> TraceRun:
+    """An encoder-decoder: load; then the encoder over `ctx` input tokens and the decoder over
+    `ctx` tokens in one forward (a decoder prompt as long as the input), keeping the self- and
+    cross-attention caches and the last position's logits, as generate() would at that point."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    from vramest.tracing.tracking import KV_CACHE, PARAMS, LiveBytesTracker
+
+    started = time.perf_counter()
+    results: list[PhaseResult] = []
+    with _fake_mode(torch, fake):
+        tracker = LiveBytesTracker()
+        with tracker, torch.no_grad():
+            phase_start = time.perf_counter()
+            model = transformers.AutoModelForSeq2SeqLM.from_config(
+                hf_config, dtype=torch_dtype, attn_implementation=attn).eval()
+            tracker.label(_state_tensors(model), PARAMS)
+            results.append(_load_phase(tracker, phase_start))
+            if last >= 1:
+                cache = EncoderDecoderCache(DynamicCache(config=hf_config),
+                                            DynamicCache(config=hf_config))
+                tracker.watch(KV_CACHE, lambda: [*_cache_tensors(cache.self_attention_cache),
+                                                 *_cache_tensors(cache.cross_attention_cache)])
+                tracker.reset_peak()
+                phase_start = time.perf_counter()
+                ids = torch.zeros(batch, ctx, dtype=torch.long)
+                encoded = model.get_encoder()(input_ids=ids)
+                # the base model, then the head on the last position only: the conditional-
+                # generation class computes logits for every decoder position
+                out = model.model(encoder_outputs=encoded, decoder_input_ids=ids,
+                                  past_key_values=cache, use_cache=True)
+                last_hidden = out.last_hidden_state[:, -1:, :]
+                logits = model.lm_head(last_hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
+                del out, ids, last_hidden
+                results.append(_phase("prefill", tracker, phase_start))
+                del logits, encoded, cache
+            del model
+    return TraceRun(phases=tuple(results), device="cpu",
+                    attention_kernel=_attention_kernel(tracker.ops_seen, attn, "cpu"), fake=fake,
+                    seconds=time.perf_counter() - started, rss_bytes=_peak_rss_bytes())
 
 
 def _import_torch() -> tuple[Any, Any]:
@@ -310,6 +418,8 @@ def _cache_tensors(cache: Any) -> Iterator[Any]:
         for value in vars(layer).values():
             if isinstance(value, torch.Tensor):
                 yield value
+            elif isinstance(value, dict):  # recurrent layers: conv and SSM states by index
+                yield from (v for v in value.values() if isinstance(v, torch.Tensor))
 
 
 def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
@@ -320,7 +430,8 @@ def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
     while done < ctx:
         size = min(chunk, ctx - done)
         ids = torch.zeros(batch, size, dtype=torch.long)
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, **_cache_kwarg(model, cache), use_cache=True,
+                    logits_to_keep=1)
         logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         del out, ids
         done += size
@@ -328,11 +439,21 @@ def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
     return logits.argmax(dim=-1, keepdim=True), logits
 
 
+def _cache_kwarg(model: Any, cache: Any) -> dict[str, Any]:
+    """Recurrent models (Mamba-2, Nemotron-H) take the cache as `cache`, the rest as
+    `past_key_values`; a model given the wrong name builds its own, unwatched."""
+    import inspect
+
+    names = inspect.signature(model.forward).parameters
+    return {"past_key_values" if "past_key_values" in names else "cache": cache}
+
+
 def _step(model: Any, cache: Any, next_ids: Any, logits: Any) -> tuple[Any, Any]:
     """One decode step; the previous step's fp32 logits stay live through it, as in generate()."""
     import torch
 
-    out = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=next_ids, **_cache_kwarg(model, cache), use_cache=True,
+                logits_to_keep=1)
     logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
     del out
     return logits.argmax(dim=-1, keepdim=True), logits

@@ -580,12 +580,15 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
     (vramest/validation/traces, vramest/validation/profiles), so none of them needs torch."""
     from vramest.calibration.profile import calibration_accuracy_report
     from vramest.tracing.inference import TRACE_DIR, trace_accuracy_report
+    from vramest.validation.architectures import architecture_accuracy_report
     from vramest.validation.real_cases import report_lines as real_cases_report
     from vramest.validation.training import training_accuracy_report
 
     return [("Training memory (training.csv)", training_accuracy_report),
             ("Real deployments from public threads (validation/reference/real_cases.jsonl)",
              lambda _reference: real_cases_report()),
+            ("Encoders and recurrent models vs published figures (architectures.csv)",
+             architecture_accuracy_report),
             ("Analytic activations vs fake-tensor traces (vramest/validation/traces)",
              lambda _reference: trace_accuracy_report(TRACE_DIR)),
             ("Calibration profiles: held-out error before and after the fit",

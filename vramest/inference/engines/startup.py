@@ -168,6 +168,12 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     if not 0 < options.gpu_memory_utilization <= 1:
         raise InputError("--gpu-memory-utilization must be above 0 and at most 1.")
     shape = est.model.shape
+    if shape.state_layers or shape.architecture != "decoder":
+        what = "recurrent state" if shape.state_layers else f"{shape.architecture} models"
+        raise InputError(f"--engine vllm does not yet emulate vLLM's start-up for {what} (its "
+                         "hybrid allocator pads each state to the attention page size); the "
+                         "estimate without --engine holds, and --engine llamacpp models "
+                         "llama.cpp's recurrent cache.")
     max_model_len = options.max_model_len or shape.max_context or est.settings.ctx
     tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
@@ -494,13 +500,30 @@ def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
     if rules.swa_cache and shape.sliding_window:
         per_stream_window = shape.sliding_window * (n_seq if rules.unified_kv else 1)
         swa = -(-min(size_base, per_stream_window + ubatch) // 256) * 256
-    for kind in shape.kinds():
-        if kind == "none":
-            out.append(0.0)
+    state = _llamacpp_recurrent_state(shape, n_seq)
+    for il, kind in enumerate(shape.kinds()):
+        if kind in ("none", "encoder"):
+            out.append(state if _holds_state(shape, il) else 0.0)
             continue
         cells = swa * streams if kind == LAYER_SLIDING and swa else n_ctx
         out.append(cells * (k_width * k_bytes + v_width * v_bytes))
     return out, swa
+
+
+# llama.cpp keeps a recurrent model's conv (r) and SSM (s) states in f32 whatever the KV cache
+# types: src/llama-model.cpp, llama_model::create_memory builds
+# llama_memory_recurrent(..., GGML_TYPE_F32, GGML_TYPE_F32, ..., max(1, n_seq_max), ...).
+LLAMACPP_STATE_BYTES = 4.0
+
+
+def _llamacpp_recurrent_state(shape: ModelShape, n_seq: int) -> float:
+    """One recurrent layer's RS buffer: a state per sequence (one cell each, at least one)."""
+    return max(1, n_seq) * (shape.conv_state + shape.ssm_state) * LLAMACPP_STATE_BYTES
+
+
+def _holds_state(shape: ModelShape, layer: int) -> bool:
+    """A Mamba / DeltaNet layer (hybrids also have attention-only and MLP-only layers)."""
+    return shape.state_layers > 0 and any(t.role == "ssm_in" for t in shape.layer_tensors(layer))
 
 
 def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
@@ -515,7 +538,8 @@ def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
     """
     ffn = shape.moe_intermediate_size * shape.experts_per_token if shape.is_moe else \
         shape.intermediate_size
-    scores = 0 if flash_attn else shape.num_heads * ubatch * n_ctx
+    attends = any(kind in ("full", LAYER_SLIDING) for kind in shape.kinds())
+    scores = 0 if flash_attn or not attends else shape.num_heads * ubatch * n_ctx
     attention_stage = scores + ubatch * ffn + 2 * ubatch * shape.hidden_size
     output_stage = shape.vocab_size * ubatch + ubatch * shape.hidden_size
     host = ubatch * shape.hidden_size + n_ctx * ubatch

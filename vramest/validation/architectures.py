@@ -1,0 +1,75 @@
+"""Encoders, encoder-decoders and recurrent models against published figures
+(vramest/validation/reference/architectures.csv): each row's quantity restated as an estimate.
+
+- `recurrent_state`: the state one sequence keeps (llama.cpp's recurrent cache logs), read as
+  the estimate's KV part at batch 1 in the row's KV precision (a pure recurrent model has no
+  attention KV, so the part is its state alone).
+- `activation_growth`: what a batch of `ctx` tokens adds over one of `ctx_base` tokens, with the
+  weights and runtime overhead cancelling out (transformers' benchmark of a BERT forward).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from vramest.errors import InputError
+
+MIB = 1024**2
+UNITS = {"MiB": MIB, "GiB": 1024**3, "MB": 10**6}
+
+
+@dataclass(frozen=True)
+class ArchitectureRow:
+    record_id: str
+    model: str
+    quantity: str
+    measured_bytes: float
+    estimated_bytes: float
+    source: str
+
+    @property
+    def error(self) -> float:
+        return (self.estimated_bytes - self.measured_bytes) / self.measured_bytes
+
+
+def estimate_row(row: dict[str, str]) -> float:
+    from vramest.api import estimate
+
+    batch = int(row["batch"] or 1)
+    if row["quantity"] == "recurrent_state":
+        est = estimate(model=row["model"], dtype=row["dtype"], kv_dtype=row["kv_dtype"],
+                       ctx=int(row["ctx"]), batch=batch)
+        return est.memory.kv_cache.bytes
+    if row["quantity"] == "activation_growth":
+        def activations(ctx: int) -> int:
+            return estimate(model=row["model"], dtype=row["dtype"], ctx=ctx, batch=batch,
+                            attention=row["attention"]).memory.activations.bytes
+        return activations(int(row["ctx"])) - activations(int(row["ctx_base"]))
+    raise InputError(f"architectures.csv: unknown quantity {row['quantity']!r}.")
+
+
+def architecture_rows(reference_dir: Path) -> list[ArchitectureRow]:
+    path = reference_dir / "architectures.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [ArchitectureRow(record_id=r["record_id"], model=r["model"], quantity=r["quantity"],
+                            measured_bytes=float(r["value"]) * UNITS[r["unit"]],
+                            estimated_bytes=estimate_row(r), source=r["source"])
+            for r in rows]
+
+
+def architecture_accuracy_report(reference_dir: Path) -> list[str]:
+    rows = architecture_rows(reference_dir)
+    if not rows:
+        return [f"no rows in {reference_dir / 'architectures.csv'}"]
+    width = max(len(r.record_id) for r in rows)
+    lines = [f"{'record':{width}}  {'quantity':17} {'estimate':>11} {'published':>11}  "
+             f"{'error':>7}"]
+    for r in rows:
+        lines.append(f"{r.record_id:{width}}  {r.quantity:17} {r.estimated_bytes / MIB:8.2f} MiB "
+                     f"{r.measured_bytes / MIB:8.2f} MiB  {100 * r.error:+6.2f}%")
+    return lines
