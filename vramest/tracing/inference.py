@@ -174,8 +174,8 @@ def transformers_state_bytes(shape: ShapeLike, bytes_per_element: float) -> int:
     if not shape.state_layers:
         return 0
     conv_dim = shape.conv_state // (shape.conv_kernel - 1)
-    return shape.state_layers * (shape.conv_kernel * conv_dim * bytes_per_element
-                                 + shape.ssm_state * 4)
+    return round(shape.state_layers * (shape.conv_kernel * conv_dim * bytes_per_element
+                                       + shape.ssm_state * 4))
 
 
 # --- tracing (torch) -----------------------------------------------------------------------
