@@ -114,3 +114,20 @@ def test_the_typed_request_and_the_keyword_form_answer_alike() -> None:
     flat = vramest.estimate(model="llama-3.1-70b", dtype="fp8", ctx="32k", gpu="h100",
                             num_gpus=2, engine="vllm").to_json()
     assert typed == flat
+
+
+def test_a_remembered_answer_cannot_be_changed_by_its_caller() -> None:
+    """The same request returns the same immutable answer; its JSON is the caller's own copy."""
+    import pytest
+
+    import vramest
+
+    first = vramest.estimate(params="70B", dtype="int4", ctx=8192, gpu="h100")
+    out = first.to_json()
+    out["profile"]["path"] = "/elsewhere"
+    with pytest.raises(TypeError):
+        first.extras["profile"] = {}  # type: ignore[index]
+    again = vramest.estimate(params="70B", dtype="int4", ctx=8192, gpu="h100")
+    assert again.to_json()["profile"]["path"] is None
+    assert again.to_json() == vramest.estimate(params="70B", dtype="int4", ctx=8192,
+                                               gpu="h100").to_json()

@@ -7,12 +7,14 @@ import os
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from vramest.errors import InputError, require_text
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
+from vramest.model.catalog import default_catalog
 from vramest.model.resolve import SHAPE_OVERRIDES, resolve_model
 from vramest.model.vision import ImageRequest, image_tokens, model_config
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
@@ -87,7 +89,35 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
 
 def run(request: EstimateRequest) -> Estimate:
     """The estimate for a request: resolve the model, add up one replica's memory, and place it
-    on hardware when the deployment asks for it."""
+    on hardware when the deployment asks for it. The same request gives the same (immutable)
+    answer, so one that reads no file is answered once and remembered: a search or the web page
+    asks for the same point again and again."""
+    path, choice = _choose_profile(request.profile, request.constants is not None)
+    if path is None and _reads_no_file(request):
+        try:
+            hash(request)
+        except TypeError:  # junk from the API: the uncached path says what is wrong
+            return _run(request, path, choice)
+        return _run_remembered(request, choice)
+    return _run(request, path, choice)
+
+
+def _reads_no_file(request: EstimateRequest) -> bool:
+    """A catalog name or a count, the shipped GPU table, no local device: nothing on disk that
+    could change between two calls (a stored profile is looked up before, by its folder)."""
+    model, gpu = request.model.model, request.deployment.gpu
+    return (request.deployment.hardware_file is None
+            and not (isinstance(gpu, str) and gpu.strip().lower() == "local")
+            and (model is None or (isinstance(model, str)
+                                   and default_catalog().get(model) is not None)))
+
+
+@lru_cache(maxsize=4096)
+def _run_remembered(request: EstimateRequest, choice: str) -> Estimate:
+    return _run(request, None, choice)
+
+
+def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     query, settings, deployment = request.model, request.run, request.deployment
     require_text(model=query.model, dtype=settings.dtype, kv_dtype=settings.kv_dtype,
                  family=query.family, attention=settings.attention, gpu=deployment.gpu,
@@ -104,7 +134,6 @@ def run(request: EstimateRequest) -> Estimate:
     constants, constants_source = request.constants, request.constants_source
     calibration = None
     engine_costs: dict[str, dict[str, float]] = {}
-    path, choice = _choose_profile(request.profile, constants is not None)
     if path is not None:
         from vramest.calibration.profile import load_profile
 
@@ -137,7 +166,8 @@ def run(request: EstimateRequest) -> Estimate:
         notes.append(f"Tensor-parallel all-reduce: latency {c['allreduce_latency_s'] * 1e6:.1f} us "
                      f"and bus bandwidth {c['allreduce_bus_bytes_s'] / 1e9:.3g} GB/s, fitted by "
                      f"`vramest calibrate --nproc-per-node` on this device ({calibration['path']}).")
-    result = replace(result, extras=extras, assumptions=(*result.assumptions, *notes))
+    result = replace(result, extras=MappingProxyType(extras),  # read-only: answers are shared
+                     assumptions=(*result.assumptions, *notes))
     if not deployment.needs_hardware:
         return result
     return place(result, deployment, engine_costs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -77,7 +79,7 @@ class Estimate:
     gpu_options: tuple[DeviceOption, ...] = ()  # the fewest cards of each common GPU, otherwise
     speeds: tuple[Throughput | None, ...] = ()  # per option (None where it does not fit)
     engine_report: EngineReport | None = None  # the engine's own start-up figures
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = field(default_factory=dict)  # read-only once returned
 
     @property
     def total_bytes(self) -> int:
@@ -101,7 +103,7 @@ class Estimate:
         if self.gpu_options:
             out["gpus"] = [_option_json(o, t) for o, t in
                            zip(self.gpu_options, self.speeds, strict=True)]
-        out.update(self.extras)
+        out.update(copy.deepcopy(dict(self.extras)))  # the answer may be shared: copy
         return out
 
 
