@@ -133,3 +133,13 @@ def test_gemma2_runs_eager_in_transformers() -> None:
     est = vramest.estimate(model="gemma-2-9b", ctx=8192)
     assert est.settings.attention == "eager"
     assert any("only eager" in a for a in est.assumptions)
+
+
+def test_the_engines_with_start_up_accounting_are_listed_once_for_the_fast_path() -> None:
+    """deploy.ACCOUNTED_ENGINES lets an answer skip importing the engine modules; it must name
+    exactly the engines that have their own accounting."""
+    from vramest.inference.deploy import ACCOUNTED_ENGINES
+    from vramest.inference.engines import registry
+    from vramest.inference.engines.startup import STARTUP_ENGINES
+
+    assert set(ACCOUNTED_ENGINES) == {*STARTUP_ENGINES, "llamacpp-cli", *registry.NAMES}

@@ -9,8 +9,7 @@ from vramest.errors import InputError
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
-from vramest.inference.engines.startup import HFStartup, LlamaCppStartup, VLLMStartup, engine_report
-from vramest.inference.estimate import Estimate
+from vramest.inference.estimate import EngineReport, Estimate
 from vramest.inference.placement import (
     RESERVE_NOTE,
     FitPlan,
@@ -45,12 +44,13 @@ class Deployment(NamedTuple):
     @property
     def needs_hardware(self) -> bool:
         """Whether the estimate must be placed at all (a GPU, a table, or an engine's view)."""
-        from vramest.inference.engines.registry import NAMES as STARTUP_ENGINES
-
         return (self.gpu is not None or self.compare_gpus or bool(self.engine_options)
-                or self.engine in ("llamacpp", "llamacpp-cli", "vllm", *STARTUP_ENGINES))
+                or (self.engine in ACCOUNTED_ENGINES and self.engine != "hf"))
 
 
+# engines with their own start-up accounting (engines/startup.py and the modules it registers)
+ACCOUNTED_ENGINES = ("vllm", "llamacpp", "llamacpp-cli", "hf", "ollama", "sglang", "tgi",
+                     "exllamav2")
 # llama.cpp's default split mode (-sm layer) and Ollama's scheduler give each GPU whole layers
 # (llama.cpp src/llama-model.cpp, LLAMA_SPLIT_MODE_LAYER), so --num-gpus there is a layer split
 LAYER_SPLIT_ENGINES = ("llamacpp", "llamacpp-cli", "ollama")
@@ -87,7 +87,7 @@ def place(est: Estimate, where: Deployment,
                 fit_plan.max_ctx > est.model.shape.max_context:
             assumptions.append(f"The longest context that fits ({fit_plan.max_ctx}) is beyond "
                                f"the model's trained {est.model.shape.max_context} tokens.")
-        report = engine_report(est, engine_.name, engine_options, device,
+        report = _engine_report(est, engine_.name, engine_options, device,
                                n if engine_.name in LAYER_SPLIT_ENGINES else fit_plan.tp,
                                fit_plan.usable_bytes)
         fit_plan = _engine_fit(fit_plan, report)
@@ -95,7 +95,7 @@ def place(est: Estimate, where: Deployment,
                                                            engine_options or {}))
         return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
                        engine_report=report)
-    report = engine_report(est, engine_.name, engine_options, None, 1, None)
+    report = _engine_report(est, engine_.name, engine_options, None, 1, None)
     if not compare_gpus:
         return replace(est, engine_report=report, assumptions=tuple(assumptions))
     options = tuple(fewest_gpus(est, device, reserve_) for device in db.common())
@@ -129,9 +129,25 @@ def local_device(db: HardwareDB) -> Device:
     return device_from_local(first.name, first.total_bytes, None, db)
 
 
+def _engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
+                   tp: int, usable_bytes: int | None) -> EngineReport | None:
+    """The engine's start-up figures; an engine without its own accounting and no options
+    (generic, trtllm) needs none of the engine modules, so the common answer never imports
+    them."""
+    if not options and engine not in ACCOUNTED_ENGINES:
+        return None
+    from vramest.inference.engines.startup import engine_report
+
+    return engine_report(est, engine, options, device, tp, usable_bytes)
+
+
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
     """Judge the fit the way the engine uses the GPU: llama.cpp holds only its offloaded
     buffers there; vLLM starts when one max_model_len sequence fits in its KV budget."""
+    if report is None:
+        return fit_plan
+    from vramest.inference.engines.startup import HFStartup, LlamaCppStartup, VLLMStartup
+
     own = getattr(report, "engine_fit", None)  # engines in vramest.inference.engines.registry
     if own is not None:
         return own(fit_plan)
@@ -167,6 +183,7 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
 
     if plan_.verdict == FITS:
         return ()
+    from vramest.inference.engines.startup import LlamaCppStartup, VLLMStartup
     band = plan_.error_band_bytes
     out = []
     kv_16bit = kv_format(est.settings.kv_dtype).bytes_per_element >= 2
