@@ -186,7 +186,6 @@ def _flag(option: str) -> str:
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     from vramest.inference.engines import registry
-    from vramest.inference.engines.startup import parse_engine_options
 
     if args.engine in registry.NAMES:
         return registry.parse_pairs(args.engine_option)
@@ -208,6 +207,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "version": args.engine_version, "split_mode": args.split_mode,
                "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe}
     if raw is not None:  # each option's one parser (the API's and the spec's), named by flag
+        from vramest.inference.engines.startup import parse_engine_options
+
         return parse_engine_options(args.engine, raw, shown=_flag)
     given = [flag for flag, value in (("--gpu-memory-utilization", args.gpu_memory_utilization),
                                       ("--max-model-len", args.max_model_len),
