@@ -23,4 +23,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("vramest.commands.cost", "local cost per million tokens beside an API price"),
     "calibrate": ("vramest.commands.calibrate", "measure models here, fit the constants, write a profile"),
     "web": ("vramest.commands.web", "a local web page: pick a model, move the sliders, see the fit"),
+    "serving": ("vramest.commands.serving", "TTFT, TPOT and tokens/s under load (a concurrency or rate)"),
+    "plan": ("vramest.commands.plan", "the cheapest deployments that meet a TTFT and TPOT bound"),
 }

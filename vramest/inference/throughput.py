@@ -127,6 +127,8 @@ def compute_precision(fmt: WeightFormat, device: Device) -> str:
     """The matmul precision a format runs in: weight-only quantization computes in 16 bit."""
     if fmt.name == "fp8" and dict(device.dense_tflops).get("fp8"):
         return "fp8"
+    if fmt.name == "nvfp4" and dict(device.dense_tflops).get("fp4"):
+        return "fp4"
     if fmt.name in ("fp32", "gguf-f32"):
         return "fp32"
     return "fp16"

@@ -313,6 +313,14 @@ _register(WeightFormat(
     "mxfp4", "OCP MXFP4: 4-bit E2M1 values with one 8-bit scale per 32 (4.25 bits/weight); "
     "embeddings and lm_head stay 16 bit", "OCP Microscaling Formats (MX) v1.0", 4.25,
 ), "mx-fp4")
+# NVFP4: 16 FP4 (E2M1) values share one FP8 (E4M3) scale, plus one fp32 scale per tensor
+# (NVIDIA, "Introducing NVFP4 for Efficient and Accurate Low-Precision Inference", 2025).
+_register(WeightFormat(
+    "nvfp4", "NVIDIA NVFP4 (Blackwell FP4 checkpoints): 4-bit E2M1 values with an FP8 scale "
+    "per 16 (4.5 bits/weight); embeddings and lm_head stay 16 bit",
+    "https://developer.nvidia.com/blog/introducing-nvfp4-for-efficient-and-accurate-low-precision-inference/",
+    4 + 8 / 16,
+), "nv-fp4", "modelopt-fp4")
 _register(WeightFormat(
     "mxfp4-experts", "MXFP4 on the MoE experts only, everything else bf16 (gpt-oss releases)",
     "gpt-oss model card / quantization_config", 4.25, quantized_roles=EXPERT_ROLES,

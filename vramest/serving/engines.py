@@ -1,0 +1,101 @@
+"""What each serving engine's scheduler does, and the few constants fitted per engine.
+
+The policy figures are the engines' defaults (each with its source); the speed constants
+(`Engine` in `vramest.inference.engines.speed`: per-step cost, efficiency scales) are fitted
+by `vramest/serving/fit.py` to the silicon measurements in tests/data/serving/ and written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from vramest.errors import InputError
+from vramest.inference.engines.speed import ENGINES, Engine
+
+_FIT = ("fitted by vramest/serving/fit.py to tests/data/serving/aiconfigurator_silicon.csv "
+        "(H100/H200, dense models) and max_throughput.csv")
+
+
+@dataclass(frozen=True)
+class ServingEngine:
+    name: str
+    speed: Engine  # per-step costs and efficiency scales for the roofline
+    max_num_batched_tokens: int  # chunked-prefill token budget per step
+    max_num_seqs: int  # most sequences running at once
+    block_size: int  # KV tokens per block
+    memory_utilization: float  # share of GPU memory the engine takes (weights + KV + rest)
+    mixed: bool  # prefill chunks share steps with decodes (else prefill steps run alone)
+    launch: str  # the command that starts it
+    clump_scale: float  # requests prefilled together ≈ clump_scale × √running (fitted)
+    request_overhead_s: float  # per request before its first token: HTTP, tokenizer (fitted)
+    source: str
+
+
+def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: str) -> Engine:
+    return replace(ENGINES[base], name=name, step_overhead_s=step_s, layer_overhead_s=0.0,
+                   memory_efficiency_scale=mem, compute_efficiency_scale=comp,
+                   source=f"{_FIT}; {note}")
+
+
+# Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
+# clump scale, per-request seconds).
+# Written by `python -m vramest.serving.fit`; see calibration/serving_fit.txt for the
+# leave-one-source-out errors.
+FITTED: dict[str, tuple[float, float, float, float, float]] = {
+    "vllm": (0.00276, 1.0, 1.14286, 0.71042, 0.00641),
+    "sglang": (0.00087, 1.6, 0.61523, 2.2, 0.01214),
+    "trtllm": (0.00166, 1.37143, 1.05834, 1.0372, 0.04799),
+    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0),
+}
+
+SERVING_ENGINES: dict[str, ServingEngine] = {
+    "vllm": ServingEngine(
+        "vllm", _speed("vllm", "vllm", *FITTED["vllm"][:3], "vLLM V1 with CUDA graphs"),
+        # vllm/engine/arg_utils.py (v0.10+): on GPUs with >= 70 GiB, the OpenAI server defaults
+        # to max_num_batched_tokens 8192 and max_num_seqs 1024
+        max_num_batched_tokens=8192, max_num_seqs=1024, block_size=16, memory_utilization=0.9,
+        mixed=True, launch="vllm serve", clump_scale=FITTED["vllm"][3],
+        request_overhead_s=FITTED["vllm"][4],
+        source="vLLM V1 scheduler: decodes first, then prompt chunks up to the token budget"),
+    "sglang": ServingEngine(
+        "sglang", _speed("vllm", "sglang", *FITTED["sglang"][:3], "SGLang with CUDA graphs"),
+        # sglang/srt/server_args.py: chunked_prefill_size 8192 on >= 80 GB GPUs,
+        # mem_fraction_static about 0.88 there, max_running_requests from the KV pool
+        max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1, memory_utilization=0.88,
+        # SGLang runs prefill batches alone and first (decodes wait) unless
+        # --enable-mixed-chunk, so a wave of arrivals is prefilled back to back
+        mixed=False, launch="python -m sglang.launch_server",
+        clump_scale=FITTED["sglang"][3],
+        request_overhead_s=FITTED["sglang"][4],
+        source="SGLang scheduler: a prefill batch runs before the decode batch resumes"),
+    "trtllm": ServingEngine(
+        "trtllm", _speed("trtllm", "trtllm", *FITTED["trtllm"][:3], "TensorRT-LLM PyTorch backend"),
+        # tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192, max_batch_size 2048;
+        # kv_cache_free_gpu_mem_fraction 0.9 of what the weights leave
+        max_num_batched_tokens=8192, max_num_seqs=2048, block_size=32, memory_utilization=0.9,
+        mixed=True, launch="trtllm-serve", clump_scale=FITTED["trtllm"][3],
+        request_overhead_s=FITTED["trtllm"][4],
+        source="TensorRT-LLM in-flight batching with chunked context"),
+    "llamacpp": ServingEngine(
+        "llamacpp", _speed("llamacpp", "llamacpp", *FITTED["llamacpp"][:3], "llama.cpp server"),
+        # tools/server: --batch-size 2048 logical, --parallel slots share --ctx-size
+        max_num_batched_tokens=2048, max_num_seqs=64, block_size=1, memory_utilization=0.95,
+        mixed=True, launch="llama-server", clump_scale=FITTED["llamacpp"][3],
+        request_overhead_s=FITTED["llamacpp"][4],
+        source="llama.cpp server: one batch per step over all slots"),
+}
+
+
+def serving_engine(name: str) -> ServingEngine:
+    try:
+        return SERVING_ENGINES[name.strip().lower()]
+    except KeyError:
+        raise InputError(f"Unknown serving engine {name!r}; accepted: "
+                         f"{', '.join(SERVING_ENGINES)}.") from None
+
+
+def with_options(engine: ServingEngine, *, max_num_batched_tokens: int | None = None,
+                 max_num_seqs: int | None = None) -> ServingEngine:
+    return replace(engine,
+                   max_num_batched_tokens=max_num_batched_tokens or engine.max_num_batched_tokens,
+                   max_num_seqs=max_num_seqs or engine.max_num_seqs)

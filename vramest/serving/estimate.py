@@ -1,0 +1,151 @@
+"""One serving estimate: a model on N GPUs under an engine, at a concurrency or request rate.
+
+Memory under serving is vLLM's start-up accounting (`vllm_startup`): the weights, the
+activation peak of a forward over the engine's token budget (not batch × prompt), the
+non-torch and CUDA-graph memory, and what remains as KV blocks. The largest concurrency
+follows from the KV tokens: each running request holds its prompt and its output so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from vramest.errors import InputError
+from vramest.hardware.database import Device
+from vramest.inference.constants import DEFAULTS, Constants
+from vramest.inference.engines.startup import VLLMOptions, vllm_startup
+from vramest.inference.estimate import estimate_for
+from vramest.model.precisions import kv_format
+from vramest.model.resolve import ModelInfo
+from vramest.serving.engines import ServingEngine
+from vramest.serving.simulate import SteadyState, at_request_rate, steady_state
+from vramest.serving.step import Deployment
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """KV memory of one replica, per GPU, from the engine's start-up accounting."""
+
+    weights_bytes: int
+    activation_bytes: int
+    kv_cache_bytes: int
+    kv_cache_tokens: int  # the replica's KV pool, in tokens
+    block_size: int
+
+    def sequences(self, tokens: int) -> int:
+        """Whole requests of `tokens` tokens the KV blocks hold at once."""
+        blocks = -(-tokens // self.block_size)
+        return self.kv_cache_tokens // (blocks * self.block_size) if blocks else 0
+
+
+@dataclass(frozen=True)
+class ServingEstimate:
+    deployment: Deployment
+    engine: ServingEngine
+    input_len: int
+    output_len: int
+    state: SteadyState
+    capacity: Capacity
+    max_concurrency: int
+    mode: str  # "concurrency", "request-rate" or "max-throughput"
+    request_rate: float | None
+
+    @property
+    def num_gpus(self) -> int:
+        return self.deployment.num_gpus
+
+    @property
+    def tokens_per_s_per_gpu(self) -> float:
+        return self.state.output_tokens_per_s / self.num_gpus
+
+    @property
+    def tokens_per_s_per_user(self) -> float:
+        return 1.0 / self.state.tpot.median
+
+    def to_json(self) -> dict[str, object]:
+        s = self.state
+        return {
+            "engine": self.engine.name, "mode": self.mode,
+            "input_len": self.input_len, "output_len": self.output_len,
+            "request_rate": self.request_rate,
+            "ttft_s": s.ttft.to_json(), "tpot_s": s.tpot.to_json(), "itl_s": s.itl.to_json(),
+            "e2e_s": s.e2e.to_json(),
+            "output_tokens_per_s": s.output_tokens_per_s,
+            "output_tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+            "output_tokens_per_s_per_user": self.tokens_per_s_per_user,
+            "max_concurrency": self.max_concurrency,
+            "concurrency": round(s.concurrency, 2),
+            "running": round(s.running, 2),
+            "num_gpus": self.num_gpus, "tensor_parallel": self.deployment.tp,
+            "pipeline_parallel": self.deployment.pp,
+            "max_num_batched_tokens": self.engine.max_num_batched_tokens,
+            "max_num_seqs": self.engine.max_num_seqs,
+            "decode_step_s": s.decode_step_s, "mixed_step_s": s.mixed_step_s,
+            "prefill_bound": s.prefill_bound,
+            "memory_per_gpu": {
+                "weights_bytes": self.capacity.weights_bytes,
+                "activation_bytes": self.capacity.activation_bytes,
+                "kv_cache_bytes": self.capacity.kv_cache_bytes,
+                "kv_cache_tokens": self.capacity.kv_cache_tokens,
+            },
+        }
+
+
+@lru_cache(maxsize=1024)
+def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, gpus: int,
+             eng: ServingEngine, max_model_len: int, constants: Constants = DEFAULTS) -> Capacity:
+    est = estimate_for(info, dtype=dtype, ctx=max_model_len, kv_dtype=kv_dtype,
+                       constants=constants)
+    # pipeline stages split the layers, so weights and KV divide by all the GPUs alike
+    start = vllm_startup(est, device, gpus, VLLMOptions(
+        gpu_memory_utilization=eng.memory_utilization, max_model_len=max_model_len,
+        max_num_batched_tokens=eng.max_num_batched_tokens, max_num_seqs=eng.max_num_seqs,
+        block_size=max(eng.block_size, 1)))
+    return Capacity(weights_bytes=start.weights_bytes,
+                    activation_bytes=start.activation_peak_bytes,
+                    kv_cache_bytes=start.kv_cache_bytes, kv_cache_tokens=start.kv_cache_tokens,
+                    block_size=max(eng.block_size, 1))
+
+
+def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, tp: int,
+               pp: int, eng: ServingEngine, constants: Constants = DEFAULTS) -> Deployment:
+    from vramest.model.precisions import default_kv_format, weight_format
+
+    fmt = weight_format(dtype)
+    kv = kv_format(kv_dtype) if kv_dtype else default_kv_format(fmt)
+    return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
+                      engine=eng.speed, constants=constants)
+
+
+def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, output_len: int,
+          concurrency: int | None = None, request_rate: float | None = None) -> ServingEstimate:
+    if input_len < 1 or output_len < 1:
+        raise InputError("--input-len and --output-len must be at least 1 token.")
+    full = cap.sequences(input_len + output_len)
+    if cap.kv_cache_bytes <= 0:
+        raise InputError(
+            f"{d.shape.name} in {d.fmt.name} does not fit on {d.num_gpus}× {d.device.name}: the "
+            f"weights ({cap.weights_bytes / 2**30:.1f} GiB per GPU) and the engine's buffers "
+            "leave no room for a KV cache; use more GPUs or a smaller --dtype.")
+    if full < 1:
+        raise InputError(
+            f"The KV cache left on {d.device.name} × {d.num_gpus} does not hold one request of "
+            f"{input_len + output_len} tokens; use more GPUs, a smaller --dtype or --kv-dtype, "
+            "or shorter lengths.")
+    # engines that admit by current use (vLLM, SGLang) hold sequences at their mean length
+    # and preempt on overflow; TensorRT-LLM reserves every request's full length
+    mean_len = input_len + output_len if eng.name == "trtllm" else input_len + output_len // 2
+    holds = max(full, cap.sequences(mean_len))
+    if request_rate is not None:
+        state = at_request_rate(d, eng, input_len=input_len, output_len=output_len,
+                                rate=request_rate, capacity=holds)
+        mode = "request-rate"
+    else:
+        mode = "concurrency" if concurrency is not None else "max-throughput"
+        conc = concurrency if concurrency is not None else min(holds, eng.max_num_seqs)
+        state = steady_state(d, eng, input_len=input_len, output_len=output_len,
+                             concurrency=conc, capacity=holds)
+    return ServingEstimate(deployment=d, engine=eng, input_len=input_len, output_len=output_len,
+                           state=state, capacity=cap, max_concurrency=full, mode=mode,
+                           request_rate=request_rate)

@@ -1,0 +1,136 @@
+"""Serving measurements with their sources, and the model's error on them.
+
+tests/data/serving/aiconfigurator_silicon.csv: TTFT and TPOT of aggregated (non-disaggregated)
+serving of dense models on H100/H200 at a fixed concurrency, from the silicon rows NVIDIA ships in
+the `aiconfigurator-core` 0.12.0 wheel (TRT-LLM, vLLM, SGLang). max_throughput.csv: TensorRT-LLM's
+published offline maximum-throughput runs (all requests queued at once).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+from vramest.hardware.database import default_hardware
+from vramest.model.resolve import resolve_model
+from vramest.serving.engines import SERVING_ENGINES, ServingEngine
+from vramest.serving.estimate import capacity, deployment, serve
+
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "serving"
+MAX_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    engine: str
+    model: str
+    gpu: str
+    dtype: str
+    input_len: int
+    output_len: int
+    tp: int
+    concurrency: int | None  # None: offline maximum throughput
+    ttft_s: float | None
+    tpot_s: float | None
+    tokens_per_s: float | None
+    source: str
+
+    @property
+    def group(self) -> str:
+        """The measurement campaign a row belongs to (left out together)."""
+        if "(measured: " in self.source:
+            return self.source.split("(measured: ")[1].rstrip(")")
+        return f"{self.engine} max throughput {self.model} {self.gpu}"
+
+
+def _read(name: str) -> list[dict[str, str]]:
+    path = DATA / name
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_BYTES} bytes")
+    return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+
+
+@lru_cache(maxsize=1)
+def silicon_rows() -> tuple[Row, ...]:
+    return tuple(Row(
+        id=r["id"], engine=r["engine"], model=r["model"], gpu=r["gpu"], dtype=r["dtype"],
+        input_len=int(r["input_len"]), output_len=int(r["output_len"]),
+        tp=int(r["tensor_parallel"]), concurrency=int(r["concurrency"]),
+        ttft_s=float(r["ttft_ms"]) / 1000, tpot_s=float(r["tpot_ms"]) / 1000, tokens_per_s=None,
+        source=r["source"]) for r in _read("aiconfigurator_silicon.csv"))
+
+
+@lru_cache(maxsize=1)
+def max_throughput_rows() -> tuple[Row, ...]:
+    return tuple(Row(
+        id=r["id"], engine=r["engine"], model=r["model"], gpu=r["gpu"], dtype=r["dtype"],
+        input_len=int(r["input_len"]), output_len=int(r["output_len"]),
+        tp=int(r["tensor_parallel"]), concurrency=None, ttft_s=None, tpot_s=None,
+        tokens_per_s=float(r["output_tokens_per_s"]), source=r["source"])
+        for r in _read("max_throughput.csv"))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    row: Row
+    ttft_s: float | None
+    tpot_s: float | None
+    tokens_per_s: float | None
+
+
+@lru_cache(maxsize=64)
+def _model(name: str):
+    return resolve_model(params=None, model=name, family="llama", active_params=None,
+                         overrides={})
+
+
+def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
+    eng = eng or SERVING_ENGINES[row.engine]
+    info = _model(row.model)
+    device = default_hardware().find(row.gpu)
+    d = deployment(info, row.dtype, None, device, row.tp, 1, eng)
+    cap = capacity(info, d.fmt.name, d.kv.name, device, row.tp, eng,
+                   row.input_len + row.output_len)
+    est = serve(d, eng, cap, input_len=row.input_len, output_len=row.output_len,
+                concurrency=row.concurrency)
+    s = est.state
+    return Prediction(row=row, ttft_s=s.ttft.median, tpot_s=s.tpot.median,
+                      tokens_per_s=s.output_tokens_per_s)
+
+
+def errors(preds: Iterable[Prediction]) -> dict[str, list[float]]:
+    """Signed relative errors (predicted / measured − 1) per metric."""
+    out: dict[str, list[float]] = {"tpot": [], "ttft": [], "max_throughput": []}
+    for p in preds:
+        r = p.row
+        if r.tpot_s and p.tpot_s:
+            out["tpot"].append(p.tpot_s / r.tpot_s - 1)
+        if r.ttft_s and p.ttft_s:
+            out["ttft"].append(p.ttft_s / r.ttft_s - 1)
+        if r.tokens_per_s and p.tokens_per_s:
+            out["max_throughput"].append(p.tokens_per_s / r.tokens_per_s - 1)
+    return out
+
+
+def median_abs(values: list[float]) -> float:
+    return statistics.median(abs(v) for v in values) if values else math.nan
+
+
+def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
+                clump: float, request_s: float) -> ServingEngine:
+    speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
+                    compute_efficiency_scale=comp)
+    return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s)
+
+
+def rows_for(engine: str) -> list[Row]:
+    return [r for r in (*silicon_rows(), *max_throughput_rows()) if r.engine == engine]

@@ -1,0 +1,189 @@
+"""The scheduler in steady state: TTFT, TPOT, ITL and end-to-end latency under load.
+
+Continuous batching with chunked prefill, as vLLM V1, SGLang and TensorRT-LLM run it: every step
+carries one token for each decoding sequence, and the prompt tokens of waiting requests fill
+the rest of the token budget (`max_num_batched_tokens`). At most `max_num_seqs` sequences run,
+and no more than the KV blocks hold; the others wait.
+
+Simulating steps one by one costs thousands of step evaluations per estimate. Instead the
+steady state is solved in aggregate. With fixed lengths, requests whose prompts were scheduled
+in the same step finish in the same step and come back together, so they travel as a clump of
+g = budget // prompt requests (one, for prompts longer than the budget, whose prefill then takes
+several chunks). With C running sequences there are C / g clumps; each clump's prefill occupies
+n_p = ceil(g·I / budget) steps, shared with the other clumps' decodes (SGLang runs it as a
+separate batch, so the decodes wait for it). One request's cycle is n_p prefill steps and O − 1
+decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower mixed steps. When
+the prefills need more steps than a cycle has, prefill is the bottleneck and requests queue for
+it. Two step times (a pure decode step and a mixed step, each a closed form of its composition)
+thus give every figure, in about a millisecond. A request rate is solved the same way at the
+concurrency Little's law gives (L = λ · E2E), arrivals per step forming the clumps.
+
+Spread: which clumps' prefills fall into a request's decode steps varies as a Poisson count,
+giving the TPOT percentiles; the wait for the step in progress when a request arrives is taken
+as exponential, giving the TTFT percentiles. ITL percentiles come from the share of mixed steps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from vramest.serving.engines import ServingEngine
+from vramest.serving.step import Deployment, Step, step_seconds
+
+Z = {"median": 0.0, "p90": 1.2816, "p99": 2.3263}  # standard normal quantiles
+EXP = {"median": math.log(2), "p90": math.log(10), "p99": math.log(100)}  # exponential quantiles
+OFFLINE_REQUESTS = 1000  # requests a benchmark sends (vllm bench serve --num-prompts default)
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    p90: float
+    p99: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"median": self.median, "p90": self.p90, "p99": self.p99}
+
+    def at(self, percentile: float) -> float:
+        """The value at a percentile between 50 and 99 (linear between the three known)."""
+        points = ((50.0, self.median), (90.0, self.p90), (99.0, self.p99))
+        if percentile <= 50:
+            return self.median
+        for (p0, v0), (p1, v1) in itertools.pairwise(points):
+            if percentile <= p1:
+                return v0 + (v1 - v0) * (percentile - p0) / (p1 - p0)
+        return self.p99
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    ttft: Spread
+    tpot: Spread
+    itl: Spread
+    e2e: Spread
+    output_tokens_per_s: float
+    running: float  # sequences running at once
+    concurrency: float  # requests in the system (running + waiting)
+    decode_step_s: float
+    mixed_step_s: float
+    clump: float
+    prefill_bound: bool
+
+
+def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
+                 concurrency: float, capacity: float, arrivals_per_step: float | None = None,
+                 ) -> SteadyState:
+    """Closed loop: `concurrency` requests always in the system (each sends the next as soon as
+    its last one finishes). `capacity` is how many sequences the KV cache holds at once."""
+    budget = eng.max_num_batched_tokens
+    run = max(1.0, min(concurrency, eng.max_num_seqs, capacity))
+    per_step = budget // input_len if input_len <= budget else 1
+    # requests whose prompts share a step: the measured TTFTs grow as √C (fitted scale)
+    together = eng.clump_scale * math.sqrt(run)
+    if arrivals_per_step is not None:  # open loop: the arrivals of one step share its prefill
+        together = arrivals_per_step
+    # prefill-first engines keep prefilling while prompts wait: a clump is not bounded by
+    # one step's budget
+    g = max(1.0, min(run, per_step if eng.mixed else run, together))
+    n_p = max(1.0, g * input_len / budget)
+    clumps = run / g
+    ctx = input_len + output_len / 2
+    decode = step_seconds(d, Step(decodes=run, decode_context=ctx, prefill_tokens=0,
+                                  prefill_context=0))
+    chunk = Step(decodes=run - g if eng.mixed else 0, decode_context=ctx,
+                 prefill_tokens=g * input_len / n_p, prefill_context=input_len / 2,
+                 prefill_seqs=g / n_p)
+    mixed = step_seconds(d, chunk)
+    if not eng.mixed:  # the decodes wait for the prefill batch, then run their own step
+        mixed += step_seconds(d, Step(decodes=run - g, decode_context=ctx, prefill_tokens=0,
+                                      prefill_context=0))
+    gen = max(1, output_len - 1)
+    others = (clumps - 1) * n_p  # mixed steps among one request's decode steps
+    cycle = max(n_p + gen, clumps * n_p)  # steps per request cycle
+    prefill_bound = clumps * n_p > n_p + gen
+    share = min(1.0, others / gen)
+    # the step in progress when a request arrives: its mean residual E[t²] / (2 E[t])
+    mean_t = share * mixed + (1 - share) * decode
+    residual = (share * mixed ** 2 + (1 - share) * decode ** 2) / (2 * mean_t)
+    queue_steps = cycle - (n_p + gen)  # waiting for a prefill slot when prefill is the bottleneck
+    ttft_base = n_p * mixed + queue_steps * mixed + eng.request_overhead_s
+    ttft = Spread(*(ttft_base + residual * EXP[k] for k in Z))
+
+    def tpot_at(z: float) -> float:
+        k = min(gen, max(0.0, others + z * math.sqrt(max(others, 0.0))))
+        return (k * mixed + (gen - k) * decode) / gen
+
+    tpot = Spread(*(tpot_at(Z[k]) for k in Z))
+    itl = Spread(*(mixed if share > 1 - q else decode for q in (0.5, 0.9, 0.99)))
+    mean_ttft = ttft_base + residual
+    e2e_running = mean_ttft + gen * tpot.median
+    # requests beyond what runs at once wait for a slot: X = run / E2E, E2E_all = C / X
+    slot_wait = e2e_running * (concurrency / run - 1) if concurrency > run else 0.0
+    ttft = Spread(ttft.median + slot_wait, ttft.p90 + slot_wait, ttft.p99 + slot_wait)
+    e2e = Spread(*(getattr(ttft, k) + gen * getattr(tpot, k) for k in Z))
+    throughput = run * output_len / e2e_running
+    return SteadyState(ttft=ttft, tpot=tpot, itl=itl, e2e=e2e, output_tokens_per_s=throughput,
+                       running=run, concurrency=max(concurrency, run), decode_step_s=decode,
+                       mixed_step_s=mixed, clump=g, prefill_bound=prefill_bound)
+
+
+def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
+                    rate: float, capacity: float) -> SteadyState:
+    """Open loop, Poisson arrivals at `rate` requests/s: the concurrency L that satisfies
+    L = rate × E2E(L) (Little's law), found by bisection. Past the most the replica serves, the
+    queue grows for as long as requests keep coming: the figures are then those of a benchmark
+    of OFFLINE_REQUESTS requests."""
+    top = max(1.0, min(eng.max_num_seqs, capacity))
+
+    def solve(conc: float) -> SteadyState:
+        probe = steady_state(d, eng, input_len=input_len, output_len=output_len,
+                             concurrency=conc, capacity=capacity)
+        return steady_state(d, eng, input_len=input_len, output_len=output_len,
+                            concurrency=conc, capacity=capacity,
+                            arrivals_per_step=rate * probe.decode_step_s)
+
+    full = solve(top)
+    max_rate = full.output_tokens_per_s / output_len
+    if rate >= max_rate:
+        # the backlog grows by (rate − max_rate) per second; averaged over the run
+        duration = OFFLINE_REQUESTS / rate
+        backlog_wait = 0.5 * duration * (rate / max_rate - 1)
+        t = full.ttft
+        ttft = Spread(t.median + backlog_wait, t.p90 + 1.8 * backlog_wait,
+                      t.p99 + 1.98 * backlog_wait)
+        gen = max(1, output_len - 1)
+        e2e = Spread(*(getattr(ttft, k) + gen * getattr(full.tpot, k) for k in Z))
+        return SteadyState(ttft=ttft, tpot=full.tpot, itl=full.itl, e2e=e2e,
+                           output_tokens_per_s=full.output_tokens_per_s, running=full.running,
+                           concurrency=full.running, decode_step_s=full.decode_step_s,
+                           mixed_step_s=full.mixed_step_s, clump=full.clump,
+                           prefill_bound=full.prefill_bound)
+    lo, hi = 0.0, top
+    state = full
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        state = solve(max(mid, 1e-3))
+        # requests in the system at this concurrency by Little's law
+        if rate * _mean_e2e(state, output_len) > mid:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 0.01 * max(1.0, hi):
+            break
+    conc = (lo + hi) / 2
+    # below one request in flight a step runs that single request: keep the figures of 1
+    return _scaled(state, rate * output_len, max(conc, rate * _mean_e2e(state, output_len)))
+
+
+def _mean_e2e(state: SteadyState, output_len: int) -> float:
+    return state.e2e.median
+
+
+def _scaled(state: SteadyState, tokens_per_s: float, concurrency: float) -> SteadyState:
+    return SteadyState(ttft=state.ttft, tpot=state.tpot, itl=state.itl, e2e=state.e2e,
+                       output_tokens_per_s=tokens_per_s, running=state.running,
+                       concurrency=concurrency, decode_step_s=state.decode_step_s,
+                       mixed_step_s=state.mixed_step_s, clump=state.clump,
+                       prefill_bound=state.prefill_bound)

@@ -1,0 +1,125 @@
+"""The time of one serving step: the decode tokens of the running batch plus a prefill chunk.
+
+A continuous-batching engine runs one forward per step over every token scheduled in it. The
+work of that forward is assembled here from the roofline parts in `vramest.inference`: the
+weights are read once per step (only the experts the step's tokens touch, for a mixture of
+experts), each decoding sequence reads its own KV cache, each token costs the matmul FLOPs and
+its attention over its context; the step is then timed by `time_phase`, which adds the
+engine's per-step costs and the tensor-parallel all-reduces. The step time is thus a closed
+form of the batch composition, so a scheduler can evaluate many steps cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from vramest.hardware.database import Device
+from vramest.inference.constants import Constants
+from vramest.inference.engines.speed import Engine
+from vramest.inference.memory import kv_elements_per_token, weight_bytes_by_group
+from vramest.inference.throughput import (
+    PhaseWork,
+    _attention_flops_per_token,
+    _params,
+    compute_precision,
+    time_phase,
+)
+from vramest.model.precisions import KVFormat, WeightFormat
+from vramest.model.shapes import ModelShape
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One replica: a model in a precision on `tp` × `pp` GPUs of one kind, under an engine."""
+
+    shape: ModelShape
+    fmt: WeightFormat
+    kv: KVFormat
+    device: Device
+    tp: int
+    pp: int
+    engine: Engine
+    constants: Constants
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True)
+class Step:
+    """The composition of one step, averaged where a run of steps is aggregated."""
+
+    decodes: float  # sequences producing one token each
+    decode_context: float  # mean tokens each decoding sequence attends to
+    prefill_tokens: float  # prompt tokens of the chunk(s) scheduled in this step
+    prefill_context: float  # mean position of those prompt tokens
+    prefill_seqs: float = 0.0  # sequences those prompt tokens belong to
+
+
+@lru_cache(maxsize=4096)
+def _kv_bytes(shape: ModelShape, bytes_per_element: float, tokens: int) -> float:
+    return kv_elements_per_token(shape, tokens) * bytes_per_element
+
+
+@lru_cache(maxsize=8192)
+def _attention(shape: ModelShape, position: int) -> float:
+    return _attention_flops_per_token(shape, position)
+
+
+@lru_cache(maxsize=256)
+def _static(shape: ModelShape, fmt: WeightFormat) -> tuple[float, float, float, float, float]:
+    """(dense matmul params, one expert per layer summed, head params, dense bytes, expert bytes)
+    — the bytes are the stored weights a step reads: layers + head, and all experts."""
+    dense, expert = _params(shape)
+    groups = weight_bytes_by_group(shape, fmt)
+    head = groups["lm_head"] if not shape.tie_embeddings else groups["embedding"]
+    return dense, expert, float(shape.vocab_size * shape.hidden_size), \
+        groups["layers"] + head, groups["experts"]
+
+
+def step_work(d: Deployment, s: Step) -> PhaseWork:
+    shape = d.shape
+    dense, expert, head, dense_bytes, expert_bytes = _static(shape, d.fmt)
+    gpus = d.num_gpus
+    tokens = s.decodes + s.prefill_tokens
+    k = shape.experts_per_token if shape.is_moe else 0
+    if shape.is_moe:
+        # experts hit by at least one of the step's tokens, routing assumed uniform
+        touched = 1 - (1 - k / shape.num_experts) ** max(1.0, tokens)
+        expert_read = expert_bytes * touched
+        expert_rows = max(1.0, tokens * k / (shape.num_experts * touched))
+    else:
+        expert_read, expert_rows = 0.0, 0.0
+    logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
+    attention = s.decodes * _attention(shape, round(s.decode_context)) + \
+        s.prefill_tokens * _attention(shape, round(s.prefill_context))
+    kv_read = s.decodes * _kv_bytes(shape, d.kv.bytes_per_element, round(s.decode_context))
+    if s.prefill_tokens:  # a chunk reads the cached prefix of its sequence once
+        kv_read += s.prefill_seqs * _kv_bytes(shape, d.kv.bytes_per_element,
+                                              round(s.prefill_context))
+    return PhaseWork(
+        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head + attention) / gpus,
+        expert_flops=2 * tokens * expert * k / gpus,
+        dense_rows=max(1.0, tokens), expert_rows=expert_rows,
+        bytes_moved=(dense_bytes + expert_read + kv_read) / gpus,
+        forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
+        layers=shape.num_layers, tp=d.tp, pp=d.pp, is_prefill=s.prefill_tokens > 0)
+
+
+def step_seconds(d: Deployment, s: Step) -> float:
+    """Wall time of one step on the replica (pipeline stages run in turn)."""
+    phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
+                       d.engine)
+    return phase.seconds
+
+
+@lru_cache(maxsize=256)
+def _precision(fmt: WeightFormat, device: Device) -> str:
+    return compute_precision(fmt, device)
+
+
+def kv_bytes_per_sequence(d: Deployment, tokens: int) -> float:
+    """KV bytes one sequence of `tokens` tokens holds, summed over the replica's GPUs."""
+    return _kv_bytes(d.shape, d.kv.bytes_per_element, tokens)
