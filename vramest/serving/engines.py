@@ -43,8 +43,8 @@ def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: s
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, float, float, float, float]] = {
     "vllm": (0.00276, 1.0, 1.14286, 0.71042, 0.00641),
-    "sglang": (0.00087, 1.6, 0.61523, 2.2, 0.01214),
-    "trtllm": (0.00166, 1.37143, 1.05834, 1.0372, 0.04799),
+    "sglang": (0.0025, 1.25, 0.7679, 2.64583, 0.01432),
+    "trtllm": (0.0013, 1.0, 0.86389, 0.68656, 0.09673),
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0),
 }
 

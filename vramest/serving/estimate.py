@@ -15,7 +15,7 @@ from vramest.errors import InputError
 from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.startup import VLLMOptions, vllm_startup
-from vramest.inference.estimate import estimate_for
+from vramest.inference.estimate import Estimate, estimate_for
 from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
 from vramest.serving.engines import ServingEngine
@@ -92,11 +92,17 @@ class ServingEstimate:
         }
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=512)
+def _memory_estimate(info: ModelInfo, dtype: str, kv_dtype: str | None, max_model_len: int,
+                     constants: Constants) -> Estimate:
+    return estimate_for(info, dtype=dtype, ctx=max_model_len, kv_dtype=kv_dtype,
+                        constants=constants)
+
+
+@lru_cache(maxsize=8192)
 def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, gpus: int,
              eng: ServingEngine, max_model_len: int, constants: Constants = DEFAULTS) -> Capacity:
-    est = estimate_for(info, dtype=dtype, ctx=max_model_len, kv_dtype=kv_dtype,
-                       constants=constants)
+    est = _memory_estimate(info, dtype, kv_dtype, max_model_len, constants)
     # pipeline stages split the layers, so weights and KV divide by all the GPUs alike
     start = vllm_startup(est, device, gpus, VLLMOptions(
         gpu_memory_utilization=eng.memory_utilization, max_model_len=max_model_len,

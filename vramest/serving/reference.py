@@ -43,6 +43,12 @@ class Row:
     source: str
 
     @property
+    def kv_dtype(self) -> str | None:
+        """TensorRT-LLM runs NVIDIA's FP8 checkpoints (ModelOpt: kv_cache_quant_algo FP8) with
+        an FP8 KV cache; vLLM and SGLang keep the compute precision unless told otherwise."""
+        return "fp8" if self.engine == "trtllm" and self.dtype == "fp8" else None
+
+    @property
     def group(self) -> str:
         """The measurement campaign a row belongs to (left out together)."""
         if "(measured: " in self.source:
@@ -97,7 +103,7 @@ def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
     eng = eng or SERVING_ENGINES[row.engine]
     info = _model(row.model)
     device = default_hardware().find(row.gpu)
-    d = deployment(info, row.dtype, None, device, row.tp, 1, eng)
+    d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng)
     cap = capacity(info, d.fmt.name, d.kv.name, device, row.tp, eng,
                    row.input_len + row.output_len)
     est = serve(d, eng, cap, input_len=row.input_len, output_len=row.output_len,
@@ -134,3 +140,43 @@ def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
 
 def rows_for(engine: str) -> list[Row]:
     return [r for r in (*silicon_rows(), *max_throughput_rows()) if r.engine == engine]
+
+
+FIT_REPORT = Path(__file__).resolve().parents[2] / "calibration" / "serving_fit.txt"
+# AIConfigurator 0.12's own median |error| on the same kinds of rows (729 dense H100/H200 silicon
+# rows; 8 offline maximum-throughput runs), as measured in issue 19 — not recomputed here
+AICONFIGURATOR = {"tpot": 0.10, "ttft": 0.48, "max_throughput": 0.059}
+STATIC_BATCH = {"tpot": 0.41, "ttft": 0.82, "max_throughput": 0.149}  # vramest before, issue 19
+
+
+def serving_accuracy_report(_reference: object = None) -> list[str]:
+    """`make accuracy`'s serving section: median |error| per engine and metric, all rows and
+    held out (from the stored fit report), beside AIConfigurator's."""
+    lines = ["median |error|           rows   TPOT    TTFT    max tok/s"]
+    every: list[Prediction] = []
+    for engine in ("vllm", "sglang", "trtllm"):
+        preds = [predict(r) for r in rows_for(engine)]
+        every += preds
+        e = errors(preds)
+        lines.append(f"  {engine:<22} {len(preds):5} {_pct(e['tpot'])} {_pct(e['ttft'])} "
+                     f"{_pct(e['max_throughput'])}")
+    e = errors(every)
+    lines.append(f"  {'all (fitted on all)':<22} {len(every):5} {_pct(e['tpot'])} "
+                 f"{_pct(e['ttft'])} {_pct(e['max_throughput'])}")
+    lines.append(f"  {'AIConfigurator 0.12':<22} {'':5} {AICONFIGURATOR['tpot']:7.1%} "
+                 f"{AICONFIGURATOR['ttft']:7.1%} {AICONFIGURATOR['max_throughput']:7.1%}"
+                 "   (issue 19's figures)")
+    lines.append(f"  {'vramest static batch':<22} {'':5} {STATIC_BATCH['tpot']:7.1%} "
+                 f"{STATIC_BATCH['ttft']:7.1%} {STATIC_BATCH['max_throughput']:7.1%}"
+                 "   (before this model)")
+    if FIT_REPORT.is_file():
+        held = [line.strip() for line in FIT_REPORT.read_text()[:20000].splitlines()
+                if line.startswith("==") or "leave-one" in line]
+        lines.append("  held out (calibration/serving_fit.txt):")
+        lines += [f"    {line}" for line in held]
+    lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
+    return lines
+
+
+def _pct(values: list[float]) -> str:
+    return f"{median_abs(values):7.1%}" if values else f"{'—':>7}"

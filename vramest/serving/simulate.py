@@ -16,7 +16,7 @@ decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower m
 the prefills need more steps than a cycle has, prefill is the bottleneck and requests queue for
 it. Two step times (a pure decode step and a mixed step, each a closed form of its composition)
 thus give every figure, in about a millisecond. A request rate is solved the same way at the
-concurrency Little's law gives (L = λ · E2E), arrivals per step forming the clumps.
+concurrency Little's law gives (L = λ · E2E).
 
 Spread: which clumps' prefills fall into a request's decode steps varies as a Poisson count,
 giving the TPOT percentiles; the wait for the step in progress when a request arrives is taken
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramest.serving.engines import ServingEngine
 from vramest.serving.step import Deployment, Step, step_seconds
@@ -70,11 +70,11 @@ class SteadyState:
     mixed_step_s: float
     clump: float
     prefill_bound: bool
+    mean_e2e_s: float  # mean request latency, waiting for a slot included
 
 
 def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
-                 concurrency: float, capacity: float, arrivals_per_step: float | None = None,
-                 ) -> SteadyState:
+                 concurrency: float, capacity: float) -> SteadyState:
     """Closed loop: `concurrency` requests always in the system (each sends the next as soon as
     its last one finishes). `capacity` is how many sequences the KV cache holds at once."""
     budget = eng.max_num_batched_tokens
@@ -82,8 +82,6 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     per_step = budget // input_len if input_len <= budget else 1
     # requests whose prompts share a step: the measured TTFTs grow as √C (fitted scale)
     together = eng.clump_scale * math.sqrt(run)
-    if arrivals_per_step is not None:  # open loop: the arrivals of one step share its prefill
-        together = arrivals_per_step
     # prefill-first engines keep prefilling while prompts wait: a clump is not bounded by
     # one step's budget
     g = max(1.0, min(run, per_step if eng.mixed else run, together))
@@ -126,7 +124,8 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     throughput = run * output_len / e2e_running
     return SteadyState(ttft=ttft, tpot=tpot, itl=itl, e2e=e2e, output_tokens_per_s=throughput,
                        running=run, concurrency=max(concurrency, run), decode_step_s=decode,
-                       mixed_step_s=mixed, clump=g, prefill_bound=prefill_bound)
+                       mixed_step_s=mixed, clump=g, prefill_bound=prefill_bound,
+                       mean_e2e_s=e2e_running + slot_wait)
 
 
 def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
@@ -138,11 +137,8 @@ def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output
     top = max(1.0, min(eng.max_num_seqs, capacity))
 
     def solve(conc: float) -> SteadyState:
-        probe = steady_state(d, eng, input_len=input_len, output_len=output_len,
-                             concurrency=conc, capacity=capacity)
         return steady_state(d, eng, input_len=input_len, output_len=output_len,
-                            concurrency=conc, capacity=capacity,
-                            arrivals_per_step=rate * probe.decode_step_s)
+                            concurrency=conc, capacity=capacity)
 
     full = solve(top)
     max_rate = full.output_tokens_per_s / output_len
@@ -155,35 +151,18 @@ def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output
                       t.p99 + 1.98 * backlog_wait)
         gen = max(1, output_len - 1)
         e2e = Spread(*(getattr(ttft, k) + gen * getattr(full.tpot, k) for k in Z))
-        return SteadyState(ttft=ttft, tpot=full.tpot, itl=full.itl, e2e=e2e,
-                           output_tokens_per_s=full.output_tokens_per_s, running=full.running,
-                           concurrency=full.running, decode_step_s=full.decode_step_s,
-                           mixed_step_s=full.mixed_step_s, clump=full.clump,
-                           prefill_bound=full.prefill_bound)
+        return replace(full, ttft=ttft, e2e=e2e, mean_e2e_s=full.mean_e2e_s + backlog_wait,
+                       concurrency=full.running)
     lo, hi = 0.0, top
-    state = full
-    for _ in range(30):
+    for _ in range(40):
         mid = (lo + hi) / 2
-        state = solve(max(mid, 1e-3))
-        # requests in the system at this concurrency by Little's law
-        if rate * _mean_e2e(state, output_len) > mid:
+        if rate * solve(max(mid, 1e-3)).mean_e2e_s > mid:
             lo = mid
         else:
             hi = mid
-        if hi - lo < 0.01 * max(1.0, hi):
+        if hi - lo < 1e-3 * max(1.0, hi):
             break
-    conc = (lo + hi) / 2
-    # below one request in flight a step runs that single request: keep the figures of 1
-    return _scaled(state, rate * output_len, max(conc, rate * _mean_e2e(state, output_len)))
-
-
-def _mean_e2e(state: SteadyState, output_len: int) -> float:
-    return state.e2e.median
-
-
-def _scaled(state: SteadyState, tokens_per_s: float, concurrency: float) -> SteadyState:
-    return SteadyState(ttft=state.ttft, tpot=state.tpot, itl=state.itl, e2e=state.e2e,
-                       output_tokens_per_s=tokens_per_s, running=state.running,
-                       concurrency=concurrency, decode_step_s=state.decode_step_s,
-                       mixed_step_s=state.mixed_step_s, clump=state.clump,
-                       prefill_bound=state.prefill_bound)
+    state = solve(max(hi, 1e-3))
+    # every request is served: the output rate is the arrival rate
+    return replace(state, output_tokens_per_s=rate * output_len,
+                   concurrency=rate * state.mean_e2e_s)

@@ -592,7 +592,14 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
             ("Analytic activations vs fake-tensor traces (vramest/validation/traces)",
              lambda _reference: trace_accuracy_report(TRACE_DIR)),
             ("Calibration profiles: held-out error before and after the fit",
-             calibration_accuracy_report)]
+             calibration_accuracy_report),
+            ("Serving under load (tests/data/serving)", _serving_report)]
+
+
+def _serving_report(reference: Path) -> list[str]:
+    from vramest.serving.reference import serving_accuracy_report
+
+    return serving_accuracy_report(reference)
 
 
 if __name__ == "__main__":
