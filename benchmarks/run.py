@@ -102,6 +102,27 @@ def web_latency(runs: int = 40) -> None:
         server.server_close()
 
 
+def serving_search() -> None:
+    """`vramest plan`'s search: candidates per second (issue 19 asks >= 10,000 in <= 10 s)."""
+    from vramest.hardware.database import default_hardware
+    from vramest.model.resolve import resolve_model
+    from vramest.serving import serving
+    from vramest.serving.plan import DEFAULT_GPUS, Bounds, plan
+
+    info = resolve_model(params=None, model="meta-llama/Llama-3.1-70B", family="llama",
+                         active_params=None, overrides={})
+    devices = [default_hardware().find(g) for g in DEFAULT_GPUS]
+    start = time.perf_counter()
+    result = plan(info, info.shape.name, devices, input_len=1024, output_len=256,
+                  bounds=Bounds(2.0, 0.05))
+    took = time.perf_counter() - start
+    print(f"vramest plan (Llama-3.1-70B, 6 GPU types): {result.candidates_evaluated:,} "
+          f"candidates, {result.simulated:,} simulated in {took:.2f} s")
+    _rate(serving, (({"model": "meta-llama/Llama-3.1-70B", "dtype": "fp8", "gpu": "h200",
+                      "engine": "vllm", "input_len": 1024, "output_len": 1024,
+                      "concurrency": 64}, "serving"),), "serving estimates", 1.0)
+
+
 def main() -> int:
     # an installed package has its bytecode compiled; time that, not the compiler
     subprocess.run([sys.executable, "-m", "compileall", "-q", "vramest"], check=True,
@@ -117,6 +138,7 @@ def main() -> int:
           f"({train / baseline:.2f}x python)")
     in_process_rate()
     web_latency()
+    serving_search()
     return 0
 
 if __name__ == "__main__":

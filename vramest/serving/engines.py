@@ -28,6 +28,7 @@ class ServingEngine:
     launch: str  # the command that starts it
     clump_scale: float  # requests prefilled together ≈ clump_scale × √running (fitted)
     request_overhead_s: float  # per request before its first token: HTTP, tokenizer (fitted)
+    allreduce_latency_s: float  # per tensor-parallel all-reduce of a step (fitted)
     source: str
 
 
@@ -38,14 +39,14 @@ def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: s
 
 
 # Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
-# clump scale, per-request seconds).
+# clump scale, per-request seconds, seconds per all-reduce).
 # Written by `python -m vramest.serving.fit`; see calibration/serving_fit.txt for the
 # leave-one-source-out errors.
-FITTED: dict[str, tuple[float, float, float, float, float]] = {
-    "vllm": (0.00276, 1.0, 1.14286, 0.71042, 0.00641),
-    "sglang": (0.0025, 1.25, 0.7679, 2.64583, 0.01432),
-    "trtllm": (0.0013, 1.0, 0.86389, 0.68656, 0.09673),
-    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0),
+FITTED: dict[str, tuple[float, float, float, float, float, float]] = {
+    "vllm": (0.00276, 1.0, 1.14286, 0.71042, 0.00641, 1e-05),
+    "sglang": (0.0025, 1.25, 0.7679, 2.64583, 0.01432, 1e-05),
+    "trtllm": (0.0013, 1.0, 0.86389, 0.68656, 0.09673, 1e-05),
+    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05),
 }
 
 SERVING_ENGINES: dict[str, ServingEngine] = {
@@ -56,6 +57,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         max_num_batched_tokens=8192, max_num_seqs=1024, block_size=16, memory_utilization=0.9,
         mixed=True, launch="vllm serve", clump_scale=FITTED["vllm"][3],
         request_overhead_s=FITTED["vllm"][4],
+        allreduce_latency_s=FITTED["vllm"][5],
         source="vLLM V1 scheduler: decodes first, then prompt chunks up to the token budget"),
     "sglang": ServingEngine(
         "sglang", _speed("vllm", "sglang", *FITTED["sglang"][:3], "SGLang with CUDA graphs"),
@@ -67,6 +69,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         mixed=False, launch="python -m sglang.launch_server",
         clump_scale=FITTED["sglang"][3],
         request_overhead_s=FITTED["sglang"][4],
+        allreduce_latency_s=FITTED["sglang"][5],
         source="SGLang scheduler: a prefill batch runs before the decode batch resumes"),
     "trtllm": ServingEngine(
         "trtllm", _speed("trtllm", "trtllm", *FITTED["trtllm"][:3], "TensorRT-LLM PyTorch backend"),
@@ -75,6 +78,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         max_num_batched_tokens=8192, max_num_seqs=2048, block_size=32, memory_utilization=0.9,
         mixed=True, launch="trtllm-serve", clump_scale=FITTED["trtllm"][3],
         request_overhead_s=FITTED["trtllm"][4],
+        allreduce_latency_s=FITTED["trtllm"][5],
         source="TensorRT-LLM in-flight batching with chunked context"),
     "llamacpp": ServingEngine(
         "llamacpp", _speed("llamacpp", "llamacpp", *FITTED["llamacpp"][:3], "llama.cpp server"),
@@ -82,6 +86,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         max_num_batched_tokens=2048, max_num_seqs=64, block_size=1, memory_utilization=0.95,
         mixed=True, launch="llama-server", clump_scale=FITTED["llamacpp"][3],
         request_overhead_s=FITTED["llamacpp"][4],
+        allreduce_latency_s=FITTED["llamacpp"][5],
         source="llama.cpp server: one batch per step over all slots"),
 }
 

@@ -8,7 +8,7 @@ follows from the KV tokens: each running request holds its prompt and its output
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from vramest.errors import InputError
@@ -120,6 +120,7 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
 
     fmt = weight_format(dtype)
     kv = kv_format(kv_dtype) if kv_dtype else default_kv_format(fmt)
+    constants = replace(constants, allreduce_latency_s=eng.allreduce_latency_s)
     return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
                       engine=eng.speed, constants=constants)
 

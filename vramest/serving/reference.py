@@ -31,6 +31,7 @@ class Row:
     id: str
     engine: str
     model: str
+    checkpoint: str
     gpu: str
     dtype: str
     input_len: int
@@ -44,9 +45,11 @@ class Row:
 
     @property
     def kv_dtype(self) -> str | None:
-        """TensorRT-LLM runs NVIDIA's FP8 checkpoints (ModelOpt: kv_cache_quant_algo FP8) with
-        an FP8 KV cache; vLLM and SGLang keep the compute precision unless told otherwise."""
-        return "fp8" if self.engine == "trtllm" and self.dtype == "fp8" else None
+        """NVIDIA's FP8 checkpoints (ModelOpt, nvidia/*-FP8) carry kv_cache_quant_algo FP8 and
+        engines run them with an FP8 KV cache; TensorRT-LLM's FP8 runs (AIConfigurator's fp8
+        mode) do too. Otherwise the KV cache keeps the compute precision."""
+        nvidia = self.checkpoint.startswith("nvidia/")
+        return "fp8" if self.dtype == "fp8" and (self.engine == "trtllm" or nvidia) else None
 
     @property
     def group(self) -> str:
@@ -68,7 +71,8 @@ def _read(name: str) -> list[dict[str, str]]:
 @lru_cache(maxsize=1)
 def silicon_rows() -> tuple[Row, ...]:
     return tuple(Row(
-        id=r["id"], engine=r["engine"], model=r["model"], gpu=r["gpu"], dtype=r["dtype"],
+        id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
+        gpu=r["gpu"], dtype=r["dtype"],
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=int(r["concurrency"]),
         ttft_s=float(r["ttft_ms"]) / 1000, tpot_s=float(r["tpot_ms"]) / 1000, tokens_per_s=None,
@@ -76,9 +80,23 @@ def silicon_rows() -> tuple[Row, ...]:
 
 
 @lru_cache(maxsize=1)
+def public_rows() -> tuple[Row, ...]:
+    """Rows from public benchmark posts: never fitted, scored as they come."""
+    return tuple(Row(
+        id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
+        gpu=r["gpu"], dtype=r["dtype"], input_len=int(r["input_len"]),
+        output_len=int(r["output_len"]), tp=int(r["tensor_parallel"]),
+        concurrency=int(r["concurrency"]),
+        ttft_s=float(r["ttft_ms"]) / 1000 if r["ttft_ms"] else None,
+        tpot_s=float(r["tpot_ms"]) / 1000 if r["tpot_ms"] else None, tokens_per_s=None,
+        source=r["source"]) for r in _read("public_posts.csv"))
+
+
+@lru_cache(maxsize=1)
 def max_throughput_rows() -> tuple[Row, ...]:
     return tuple(Row(
-        id=r["id"], engine=r["engine"], model=r["model"], gpu=r["gpu"], dtype=r["dtype"],
+        id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
+        gpu=r["gpu"], dtype=r["dtype"],
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=None, ttft_s=None, tpot_s=None,
         tokens_per_s=float(r["output_tokens_per_s"]), source=r["source"])
@@ -132,10 +150,11 @@ def median_abs(values: list[float]) -> float:
 
 
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
-                clump: float, request_s: float) -> ServingEngine:
+                clump: float, request_s: float, allreduce_s: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
                     compute_efficiency_scale=comp)
-    return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s)
+    return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
+                   allreduce_latency_s=allreduce_s)
 
 
 def rows_for(engine: str) -> list[Row]:
@@ -169,6 +188,13 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
     lines.append(f"  {'vramest static batch':<22} {'':5} {STATIC_BATCH['tpot']:7.1%} "
                  f"{STATIC_BATCH['ttft']:7.1%} {STATIC_BATCH['max_throughput']:7.1%}"
                  "   (before this model)")
+    for row in public_rows():
+        p = predict(row)
+        what = [f"{name} {pred * 1000:.1f} ms vs {meas * 1000:.1f} ms ({pred / meas - 1:+.0%})"
+                for name, pred, meas in (("TPOT", p.tpot_s, row.tpot_s),
+                                         ("TTFT", p.ttft_s, row.ttft_s)) if pred and meas]
+        lines.append(f"  public post, never fitted: {row.id}: {'; '.join(what)}")
+        lines.append(f"    {row.source.split(' ')[0]}")
     if FIT_REPORT.is_file():
         held = [line.strip() for line in FIT_REPORT.read_text()[:20000].splitlines()
                 if line.startswith("==") or "leave-one" in line]
