@@ -128,6 +128,18 @@ def test_plan_contract_and_every_entry_meets_the_bounds(
         assert not any(b[0] > a[0] and b[1] > a[1] for b in points)
 
 
+def test_plan_draws_its_pareto_front(capsys: pytest.CaptureFixture[str],
+                                     tmp_path: pytest.TempPathFactory) -> None:
+    page = tmp_path / "plan.html"  # type: ignore[operator]
+    code, out, _ = run_cli(capsys, "plan", "--model", "llama-3.1-8b", "--input-len", "512",
+                           "--output-len", "128", "--ttft", "1", "--tpot", "0.05", "--gpu",
+                           "h100", "--engine", "vllm", "--html", str(page), "--term")
+    assert code == 0
+    assert "Pareto front" in out and "output tokens/s per GPU" in out
+    text = page.read_text()
+    assert "<svg" in text and "vllm serve meta-llama/Llama-3.1-8B" in text
+
+
 def test_plan_searches_ten_thousand_candidates_within_ten_seconds() -> None:
     from vramest.hardware.database import default_hardware
     from vramest.model.resolve import resolve_model

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from vramest.commands.common import positive_float, positive_int
 from vramest.commands.serving import ENGINE_NAMES
@@ -38,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     p.add_argument("--hardware-file", help="JSON file of devices to add or override")
     p.add_argument("--top", default=10, type=positive_int("--top", 1000),
                    help="Pareto entries to print as text (default 10; --json gives all)")
+    p.add_argument("--plot", metavar="FILE", help="draw the Pareto front to a .png or .svg file "
+                   "(needs the plot extra: matplotlib)")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page: the chart "
+                   "and the table with each launch command")
+    p.add_argument("--term", action="store_true", help="draw the Pareto front as text too")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -73,6 +79,16 @@ def run(args: argparse.Namespace) -> int:
     from vramest.model.resolve import resolve_model
     from vramest.serving.plan import DEFAULT_ENGINES, DEFAULT_GPUS, Bounds, plan
 
+    if args.plot or args.html:
+        from vramest.commands.common import refuse_overwriting
+
+        refuse_overwriting({"--plot": args.plot, "--html": args.html},
+                           {"the --hardware-file": args.hardware_file})
+    if args.plot:
+        from vramest.render.plots.matplotlib_render import output_format, require_matplotlib
+
+        output_format(args.plot)
+        require_matplotlib()
     engines = _list(args.engine) or list(DEFAULT_ENGINES)
     for e in engines:
         if e not in ENGINE_NAMES:
@@ -92,7 +108,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(render(out, args.top))
+    if out["pareto"] and (args.plot or args.html or args.term):
+        _draw(out, args)
     return 0
+
+
+def _draw(out: dict, args: argparse.Namespace) -> None:
+    from vramest.serving.chart import pareto_figure, pareto_html
+
+    figure = pareto_figure(out)
+    notice = print if not args.json else (lambda text: print(text, file=sys.stderr))
+    if args.plot:
+        from vramest.render.plots.matplotlib_render import save_figure
+
+        notice(f"wrote {save_figure(figure, args.plot)}")
+    if args.html:
+        from vramest.render.html import write_atomically
+
+        notice(f"wrote {write_atomically(args.html, pareto_html(out))}")
+    if args.term:
+        from vramest.render.plots.terminal import figure_text
+
+        notice(figure_text(figure))
 
 
 def render(out: dict, top: int) -> str:

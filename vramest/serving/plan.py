@@ -150,14 +150,15 @@ def cost_per_million(est: ServingEstimate, price_per_gpu: float | None) -> float
 
 
 def pareto_front(items: list[Candidate]) -> list[Candidate]:
-    """Those no other beats on both tokens/s per GPU and tokens/s per user (ties: cheaper)."""
+    """Those no other beats on both tokens/s per GPU and tokens/s per user (ties: cheaper;
+    a point within 1% of a faster one's tokens/s per GPU is left out)."""
     ranked = sorted(items, key=lambda c: (-c.estimate.tokens_per_s_per_user,
                                           -c.estimate.tokens_per_s_per_gpu,
                                           c.cost_per_million_tokens or float("inf")))
     front: list[Candidate] = []
     best_gpu = -1.0
     for c in ranked:
-        if c.estimate.tokens_per_s_per_gpu > best_gpu:
+        if c.estimate.tokens_per_s_per_gpu > best_gpu * 1.01:  # 1%: no near-duplicates
             front.append(c)
             best_gpu = c.estimate.tokens_per_s_per_gpu
     return front
