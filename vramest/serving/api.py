@@ -28,6 +28,10 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
     eng = with_options(serving_engine(engine), max_num_batched_tokens=max_num_batched_tokens,
                        max_num_seqs=max_num_seqs)
     name = dtype or info.native_format or info.stored_format or "bf16"
+    if dtype is None and name in ("fp32", "float32"):
+        # serving engines load a float32 checkpoint in 16 bit unless told otherwise (vLLM's
+        # dtype "auto": vllm/config/model.py, _get_and_verify_dtype)
+        name = "bf16"
     tp = num_gpus // pp
     if info.shape.num_kv_heads and not info.shape.is_mla and info.shape.num_heads % tp:
         raise InputError(f"Tensor parallel {tp} does not divide the {info.shape.num_heads} "

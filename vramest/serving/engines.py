@@ -29,24 +29,29 @@ class ServingEngine:
     clump_scale: float  # requests prefilled together ≈ clump_scale × √running (fitted)
     request_overhead_s: float  # per request before its first token: HTTP, tokenizer (fitted)
     allreduce_latency_s: float  # per tensor-parallel all-reduce of a step (fitted)
+    seq_overhead_s: float  # per running sequence per step: scheduler, sampler (fitted)
+    gemm_half_width: float  # per-GPU matmul width at which GEMMs reach half their rate (fitted)
     source: str
 
 
 def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: str) -> Engine:
-    return replace(ENGINES[base], name=name, step_overhead_s=step_s, layer_overhead_s=0.0,
+    return replace(ENGINES[base], name=name, step_overhead_s=step_s,
                    memory_efficiency_scale=mem, compute_efficiency_scale=comp,
                    source=f"{_FIT}; {note}")
 
 
 # Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
-# clump scale, per-request seconds, seconds per all-reduce).
+# clump scale, per-request seconds, seconds per all-reduce, seconds per sequence per step,
+# half-rate matmul width per GPU).
 # Written by `python -m vramest.serving.fit`; see calibration/serving_fit.txt for the
 # leave-one-source-out errors.
-FITTED: dict[str, tuple[float, float, float, float, float, float]] = {
-    "vllm": (0.00276, 1.0, 1.14286, 0.71042, 0.00641, 1e-05),
-    "sglang": (0.0025, 1.25, 0.7679, 2.64583, 0.01432, 1e-05),
-    "trtllm": (0.0013, 1.0, 0.86389, 0.68656, 0.09673, 1e-05),
-    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05),
+FITTED: dict[str, tuple[float, ...]] = {
+    "vllm": (0.00294, 1.03226, 1.5, 0.68835, 0.00973, 1e-05, 1e-05, 512.0),
+    "sglang": (0.0042, 1.25, 0.7679, 2.64583, 0.00702, 1e-06, 1e-07, 256.0),
+    "trtllm": (0.0006, 1.0, 1.15, 0.68656, 0.09673, 2e-05, 1e-05, 512.0),
+    # llama.cpp: no serving rows yet; its single-stream constants (calibration/fit_published.py)
+    # and neutral scheduler constants
+    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
 }
 
 SERVING_ENGINES: dict[str, ServingEngine] = {
@@ -58,6 +63,8 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         mixed=True, launch="vllm serve", clump_scale=FITTED["vllm"][3],
         request_overhead_s=FITTED["vllm"][4],
         allreduce_latency_s=FITTED["vllm"][5],
+        seq_overhead_s=FITTED["vllm"][6],
+        gemm_half_width=FITTED["vllm"][7],
         source="vLLM V1 scheduler: decodes first, then prompt chunks up to the token budget"),
     "sglang": ServingEngine(
         "sglang", _speed("vllm", "sglang", *FITTED["sglang"][:3], "SGLang with CUDA graphs"),
@@ -70,6 +77,8 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         clump_scale=FITTED["sglang"][3],
         request_overhead_s=FITTED["sglang"][4],
         allreduce_latency_s=FITTED["sglang"][5],
+        seq_overhead_s=FITTED["sglang"][6],
+        gemm_half_width=FITTED["sglang"][7],
         source="SGLang scheduler: a prefill batch runs before the decode batch resumes"),
     "trtllm": ServingEngine(
         "trtllm", _speed("trtllm", "trtllm", *FITTED["trtllm"][:3], "TensorRT-LLM PyTorch backend"),
@@ -79,6 +88,8 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         mixed=True, launch="trtllm-serve", clump_scale=FITTED["trtllm"][3],
         request_overhead_s=FITTED["trtllm"][4],
         allreduce_latency_s=FITTED["trtllm"][5],
+        seq_overhead_s=FITTED["trtllm"][6],
+        gemm_half_width=FITTED["trtllm"][7],
         source="TensorRT-LLM in-flight batching with chunked context"),
     "llamacpp": ServingEngine(
         "llamacpp", _speed("llamacpp", "llamacpp", *FITTED["llamacpp"][:3], "llama.cpp server"),
@@ -87,6 +98,8 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         mixed=True, launch="llama-server", clump_scale=FITTED["llamacpp"][3],
         request_overhead_s=FITTED["llamacpp"][4],
         allreduce_latency_s=FITTED["llamacpp"][5],
+        seq_overhead_s=FITTED["llamacpp"][6],
+        gemm_half_width=FITTED["llamacpp"][7],
         source="llama.cpp server: one batch per step over all slots"),
 }
 

@@ -122,7 +122,8 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
     kv = kv_format(kv_dtype) if kv_dtype else default_kv_format(fmt)
     constants = replace(constants, allreduce_latency_s=eng.allreduce_latency_s)
     return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
-                      engine=eng.speed, constants=constants)
+                      engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
+                      gemm_half_width=eng.gemm_half_width)
 
 
 def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, output_len: int,

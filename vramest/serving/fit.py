@@ -2,8 +2,9 @@
 
     python -m vramest.serving.fit > calibration/serving_fit.txt
 
-Six constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
-seconds per request before its first token, seconds per all-reduce),
+Eight constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
+seconds per request before its first token, seconds per all-reduce, seconds per sequence
+per step, the per-GPU matmul width at half rate),
 fitted by coordinate descent on the log errors of TPOT, TTFT and offline throughput in
 tests/data/serving/. Held-out errors leave one measurement campaign (one engine version on one
 GPU for one model, or one published throughput table) out of the fit at a time.
@@ -27,7 +28,8 @@ from vramest.serving.reference import (
 )
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
-STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4))
+STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),
+         (1e-7, 5e-5), (1.0, 2048.0))
 
 
 def _loss(preds: list[Prediction]) -> float:

@@ -150,11 +150,13 @@ def median_abs(values: list[float]) -> float:
 
 
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
-                clump: float, request_s: float, allreduce_s: float) -> ServingEngine:
+                clump: float, request_s: float, allreduce_s: float,
+                seq_s: float, half_width: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
                     compute_efficiency_scale=comp)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
-                   allreduce_latency_s=allreduce_s)
+                   allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
+                   gemm_half_width=half_width)
 
 
 def rows_for(engine: str) -> list[Row]:

@@ -41,6 +41,10 @@ class Deployment:
     pp: int
     engine: Engine
     constants: Constants
+    seq_overhead_s: float = 0.0  # per sequence per step: scheduling, sampling, detokenizing
+    # a matmul's share of its large-GEMM rate falls as tensor parallelism narrows its output
+    # columns on each GPU: hidden/tp / (hidden/tp + this), fitted per engine
+    gemm_half_width: float = 0.0
 
     @property
     def num_gpus(self) -> int:
@@ -99,9 +103,12 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     if s.prefill_tokens:  # a chunk reads the cached prefix of its sequence once
         kv_read += s.prefill_seqs * _kv_bytes(shape, d.kv.bytes_per_element,
                                               round(s.prefill_context))
+    width = shape.hidden_size / d.tp
+    narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
     return PhaseWork(
-        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head + attention) / gpus,
-        expert_flops=2 * tokens * expert * k / gpus,
+        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head + attention) / gpus
+        * narrow,
+        expert_flops=2 * tokens * expert * k / gpus * narrow,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read + kv_read) / gpus,
         forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
@@ -112,7 +119,7 @@ def step_seconds(d: Deployment, s: Step) -> float:
     """Wall time of one step on the replica (pipeline stages run in turn)."""
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
-    return phase.seconds
+    return phase.seconds + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
 
 
 @lru_cache(maxsize=256)
