@@ -229,3 +229,31 @@ def test_serving_imports_no_heavy_library() -> None:
             "'--output-len', '100', '--json']); "
             "assert not {'torch', 'numpy', 'transformers'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(["meta-llama/Llama-3.1-8B", "Qwen/Qwen3-30B-A3B",
+                              "deepseek-ai/DeepSeek-V3", "meta-llama/Llama-3.1-405B"]),
+       gpu=st.sampled_from(["h100", "a100-80gb", "l40s", "b200", "4090", "mi300x"]),
+       engine=st.sampled_from(["vllm", "sglang", "trtllm", "llamacpp"]),
+       gpus=st.sampled_from([(1, 1), (2, 1), (8, 1), (4, 2)]),
+       dtype=st.sampled_from(["fp8", "bf16", "nvfp4", "awq-int4"]),
+       lengths=st.tuples(st.integers(1, 32768), st.integers(1, 8192)),
+       load=st.one_of(st.none(), st.integers(1, 2048).map(lambda c: ("c", c)),
+                      st.floats(0.01, 500).map(lambda r: ("r", r))))
+def test_any_deployment_is_refused_in_a_sentence_or_gives_ordered_finite_figures(
+        model: str, gpu: str, engine: str, gpus: tuple[int, int], dtype: str,
+        lengths: tuple[int, int], load: tuple[str, float] | None) -> None:
+    from vramest.errors import InputError
+
+    kwargs: dict[str, object] = {}
+    if load is not None:
+        kwargs["concurrency" if load[0] == "c" else "request_rate"] = load[1]
+    try:
+        est = serving(model=model, gpu=gpu, engine=engine, num_gpus=gpus[0], pp=gpus[1],
+                      dtype=dtype, input_len=lengths[0], output_len=lengths[1], **kwargs)
+    except InputError as exc:
+        assert str(exc).endswith(".") and "\n" not in str(exc)
+        return
+    _check_serving(est.to_json())
+    assert est.state.output_tokens_per_s > 0 and est.max_concurrency >= 1

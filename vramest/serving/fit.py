@@ -1,6 +1,7 @@
 """Fit the serving constants per engine and report leave-one-source-out errors.
 
     python -m vramest.serving.fit > calibration/serving_fit.txt
+    python -m vramest.serving.fit --engines >> calibration/serving_fit.txt
 
 Eight constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
 seconds per request before its first token, seconds per all-reduce, seconds per sequence
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from typing import TextIO
 
 from vramest.serving.engines import FITTED, SERVING_ENGINES, ServingEngine
 from vramest.serving.reference import (
@@ -69,8 +71,27 @@ def _report(label: str, preds: list[Prediction]) -> str:
     return f"{label}: " + ", ".join(parts)
 
 
+def leave_one_engine_out(out: TextIO) -> None:
+    """Constants fitted on the other engines' rows (with the held-out engine's scheduler
+    policy), scored on the held-out engine: how well the model transfers to a new engine."""
+    names = ("vllm", "sglang", "trtllm")
+    for name in names:
+        eng = SERVING_ENGINES[name]
+        train = [r for other in names if other != name for r in rows_for(other)]
+        start = tuple(statistics.median(FITTED[o][i] for o in names if o != name)
+                      for i in range(len(STEPS)))
+        params = fit(train, eng, start, rounds=3)
+        out.write(_report(f"  {name} held out (fitted on the others)",
+                          _predict_all(rows_for(name), engine_with(eng, *params))) + "\n")
+        out.flush()
+
+
 def main() -> int:
     out = sys.stdout
+    if sys.argv[1:] == ["--engines"]:
+        out.write("== leave-one-engine-out\n")
+        leave_one_engine_out(out)
+        return 0
     for name in ("vllm", "sglang", "trtllm"):
         eng = SERVING_ENGINES[name]
         rows = rows_for(name)
@@ -78,7 +99,7 @@ def main() -> int:
         out.write(f"== {name}: {len(rows)} rows\n")
         out.write(_report("  shipped constants", _predict_all(rows, eng)) + "\n")
         fitted = fit(rows, eng, start, rounds=6)
-        out.write(f"  fitted on all rows: {tuple(round(x, 5) for x in fitted)}\n")
+        out.write(f"  fitted on all rows: ({', '.join(f'{x:.5g}' for x in fitted)})\n")
         out.write(_report("  in-sample", _predict_all(rows, engine_with(eng, *fitted))) + "\n")
         held: list[Prediction] = []
         for group in sorted({r.group for r in rows}):

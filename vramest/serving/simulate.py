@@ -57,6 +57,12 @@ class Spread:
         return self.p99
 
 
+def _spread(median: float, p90: float, p99: float) -> Spread:
+    """Percentiles never decrease (rounding in the formulas could make them)."""
+    p90 = max(median, p90)
+    return Spread(median, p90, max(p90, p99))
+
+
 @dataclass(frozen=True)
 class SteadyState:
     ttft: Spread
@@ -97,6 +103,9 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     if not eng.mixed:  # the decodes wait for the prefill batch, then run their own step
         mixed += step_seconds(d, Step(decodes=run - g, decode_context=ctx, prefill_tokens=0,
                                       prefill_context=0))
+    # where streaming the KV cache bounds a step, the g fewer decodes of a mixed step could
+    # make it shorter; those g decode in the other steps, so a mixed step costs at least one
+    mixed = max(mixed, decode)
     gen = max(1, output_len - 1)
     others = (clumps - 1) * n_p  # mixed steps among one request's decode steps
     cycle = max(n_p + gen, clumps * n_p)  # steps per request cycle
@@ -107,20 +116,20 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     residual = (share * mixed ** 2 + (1 - share) * decode ** 2) / (2 * mean_t)
     queue_steps = cycle - (n_p + gen)  # waiting for a prefill slot when prefill is the bottleneck
     ttft_base = n_p * mixed + queue_steps * mixed + eng.request_overhead_s
-    ttft = Spread(*(ttft_base + residual * EXP[k] for k in Z))
+    ttft = _spread(*(ttft_base + residual * EXP[k] for k in Z))
 
     def tpot_at(z: float) -> float:
         k = min(gen, max(0.0, others + z * math.sqrt(max(others, 0.0))))
         return (k * mixed + (gen - k) * decode) / gen
 
-    tpot = Spread(*(tpot_at(Z[k]) for k in Z))
-    itl = Spread(*(mixed if share > 1 - q else decode for q in (0.5, 0.9, 0.99)))
+    tpot = _spread(*(tpot_at(Z[k]) for k in Z))
+    itl = _spread(*(mixed if share > 1 - q else decode for q in (0.5, 0.9, 0.99)))
     mean_ttft = ttft_base + residual
     e2e_running = mean_ttft + gen * tpot.median
     # requests beyond what runs at once wait for a slot: X = run / E2E, E2E_all = C / X
     slot_wait = e2e_running * (concurrency / run - 1) if concurrency > run else 0.0
-    ttft = Spread(ttft.median + slot_wait, ttft.p90 + slot_wait, ttft.p99 + slot_wait)
-    e2e = Spread(*(getattr(ttft, k) + gen * getattr(tpot, k) for k in Z))
+    ttft = _spread(ttft.median + slot_wait, ttft.p90 + slot_wait, ttft.p99 + slot_wait)
+    e2e = _spread(*(getattr(ttft, k) + gen * getattr(tpot, k) for k in Z))
     throughput = run * output_len / e2e_running
     return SteadyState(ttft=ttft, tpot=tpot, itl=itl, e2e=e2e, output_tokens_per_s=throughput,
                        running=run, concurrency=max(concurrency, run), decode_step_s=decode,
@@ -147,10 +156,10 @@ def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output
         duration = OFFLINE_REQUESTS / rate
         backlog_wait = 0.5 * duration * (rate / max_rate - 1)
         t = full.ttft
-        ttft = Spread(t.median + backlog_wait, t.p90 + 1.8 * backlog_wait,
+        ttft = _spread(t.median + backlog_wait, t.p90 + 1.8 * backlog_wait,
                       t.p99 + 1.98 * backlog_wait)
         gen = max(1, output_len - 1)
-        e2e = Spread(*(getattr(ttft, k) + gen * getattr(full.tpot, k) for k in Z))
+        e2e = _spread(*(getattr(ttft, k) + gen * getattr(full.tpot, k) for k in Z))
         return replace(full, ttft=ttft, e2e=e2e, mean_e2e_s=full.mean_e2e_s + backlog_wait,
                        concurrency=full.running)
     lo, hi = 0.0, top
