@@ -46,9 +46,9 @@ def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: s
 # Written by `python -m vramest.serving.fit`; see calibration/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.00294, 1.03226, 1.5, 0.68835, 0.00973, 1e-05, 1e-05, 512.0),
-    "sglang": (0.0042, 1.25, 0.7679, 2.64583, 0.00702, 1e-06, 1e-07, 256.0),
-    "trtllm": (0.0006, 1.0, 1.15, 0.68656, 0.09673, 2e-05, 1e-05, 512.0),
+    "vllm": (0.00294, 1.03226, 1.5, 0.68835, 0.01531, 1e-05, 1e-07, 512.0),
+    "sglang": (0.00384, 1.25, 0.7679, 2.62516, 0.00047, 1e-06, 1e-07, 31.306),
+    "trtllm": (0.00028, 1.0, 1.15, 0.78464, 0.08464, 2e-05, 1e-05, 512.0),
     # llama.cpp: no serving rows yet; its single-stream constants (calibration/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),

@@ -46,10 +46,9 @@ class Row:
     @property
     def kv_dtype(self) -> str | None:
         """NVIDIA's FP8 checkpoints (ModelOpt, nvidia/*-FP8) carry kv_cache_quant_algo FP8 and
-        engines run them with an FP8 KV cache; TensorRT-LLM's FP8 runs (AIConfigurator's fp8
-        mode) do too. Otherwise the KV cache keeps the compute precision."""
-        nvidia = self.checkpoint.startswith("nvidia/")
-        return "fp8" if self.dtype == "fp8" and (self.engine == "trtllm" or nvidia) else None
+        engines run them with an FP8 KV cache; otherwise the KV cache keeps the compute
+        precision (the engines' default)."""
+        return "fp8" if self.dtype == "fp8" and self.checkpoint.startswith("nvidia/") else None
 
     @property
     def group(self) -> str:
