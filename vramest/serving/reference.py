@@ -69,13 +69,24 @@ def _read(name: str) -> list[dict[str, str]]:
 
 @lru_cache(maxsize=1)
 def silicon_rows() -> tuple[Row, ...]:
+    """H100/H200 rows: the ones the constants are fitted on."""
+    return _silicon("aiconfigurator_silicon.csv")
+
+
+@lru_cache(maxsize=1)
+def b200_rows() -> tuple[Row, ...]:
+    """B200 rows (Llama-3.1-70B, fp8 and nvfp4): a device class the fit never sees."""
+    return _silicon("aiconfigurator_silicon_b200.csv")
+
+
+def _silicon(name: str) -> tuple[Row, ...]:
     return tuple(Row(
         id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
         gpu=r["gpu"], dtype=r["dtype"],
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=int(r["concurrency"]),
         ttft_s=float(r["ttft_ms"]) / 1000, tpot_s=float(r["tpot_ms"]) / 1000, tokens_per_s=None,
-        source=r["source"]) for r in _read("aiconfigurator_silicon.csv"))
+        source=r["source"]) for r in _read(name))
 
 
 @lru_cache(maxsize=1)
@@ -189,6 +200,11 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
     lines.append(f"  {'vramest static batch':<22} {'':5} {STATIC_BATCH['tpot']:7.1%} "
                  f"{STATIC_BATCH['ttft']:7.1%} {STATIC_BATCH['max_throughput']:7.1%}"
                  "   (before this model)")
+    b200 = [predict(r) for r in b200_rows()]
+    for engine in ("vllm", "trtllm"):
+        e = errors(p for p in b200 if p.row.engine == engine)
+        lines.append(f"  {'B200, never fitted: ' + engine:<22} {len(e['tpot']):5} "
+                     f"{_pct(e['tpot'])} {_pct(e['ttft'])}")
     for row in public_rows():
         p = predict(row)
         what = [f"{name} {pred * 1000:.1f} ms vs {meas * 1000:.1f} ms ({pred / meas - 1:+.0%})"
