@@ -80,7 +80,10 @@ def pareto_html(plan: dict[str, object]) -> str:
     from vramest.render.plots.svg import figure_svg
 
     rows = []
-    for e in plan["pareto"]:
+    entries = plan["pareto"]
+    notes = plan["notes"]
+    assert isinstance(entries, list) and isinstance(notes, list)
+    for e in entries:
         s = e["serving"]
         cost = e["cost_per_million_tokens"]
         cells = (e["gpu"], e["num_gpus"], e["tensor_parallel"], e["pipeline_parallel"],
@@ -101,5 +104,5 @@ def pareto_html(plan: dict[str, object]) -> str:
             + figure_svg(pareto_figure(plan))
             + "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join(rows) + "</table><ul>"
-            + "".join(f"<li>{html.escape(n)}</li>" for n in plan["notes"])
+            + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
             + "</ul></body></html>\n")

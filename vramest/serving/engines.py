@@ -2,7 +2,8 @@
 
 The policy figures are the engines' defaults (each with its source); the speed constants
 (`Engine` in `vramest.inference.engines.speed`: per-step cost, efficiency scales) are fitted
-by `vramest/serving/fit.py` to the silicon measurements in tests/data/serving/ and written here.
+by `vramest/serving/fit.py` to the measurements in vramest/validation/reference/serving_*.csv
+and written here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass, replace
 from vramest.errors import InputError
 from vramest.inference.engines.speed import ENGINES, Engine
 
-_FIT = ("fitted by vramest/serving/fit.py to tests/data/serving/aiconfigurator_silicon.csv "
-        "(H100/H200, dense models) and max_throughput.csv")
+_FIT = ("fitted by vramest/serving/fit.py to vramest/validation/reference/serving_"
+        "aiconfigurator_silicon.csv (H100/H200, dense models) and serving_max_throughput.csv")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class ServingEngine:
     source: str
 
 
-def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: str) -> Engine:
+def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine:
+    step_s, mem, comp = fitted[:3]
     return replace(ENGINES[base], name=name, step_overhead_s=step_s,
                    memory_efficiency_scale=mem, compute_efficiency_scale=comp,
                    source=f"{_FIT}; {note}")
@@ -43,12 +45,12 @@ def _speed(base: str, name: str, step_s: float, mem: float, comp: float, note: s
 # Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
 # clump scale, per-request seconds, seconds per all-reduce, seconds per sequence per step,
 # half-rate matmul width per GPU).
-# Written by `python -m vramest.serving.fit`; see calibration/serving_fit.txt for the
+# Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.00294, 1.03226, 1.5, 0.68835, 0.01531, 1e-05, 1e-07, 512.0),
-    "sglang": (0.00384, 1.25, 0.7679, 2.62516, 0.00047, 1e-06, 1e-07, 31.306),
-    "trtllm": (0.00028, 1.0, 1.15, 0.78464, 0.08464, 2e-05, 1e-05, 512.0),
+    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.015069, 1e-05, 1.5791e-06, 537.18),
+    "sglang": (0.00384, 1.25, 0.7679, 2.6252, 0.0023099, 1e-06, 1e-07, 31.306),
+    "trtllm": (0.0005265, 1.0, 1.2267, 0.76022, 0.086847, 1.973e-05, 8.127e-06, 533.4),
     # llama.cpp: no serving rows yet; its single-stream constants (calibration/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
@@ -56,7 +58,7 @@ FITTED: dict[str, tuple[float, ...]] = {
 
 SERVING_ENGINES: dict[str, ServingEngine] = {
     "vllm": ServingEngine(
-        "vllm", _speed("vllm", "vllm", *FITTED["vllm"][:3], "vLLM V1 with CUDA graphs"),
+        "vllm", _speed("vllm", "vllm", FITTED["vllm"], "vLLM V1 with CUDA graphs"),
         # vllm/engine/arg_utils.py (v0.10+): on GPUs with >= 70 GiB, the OpenAI server defaults
         # to max_num_batched_tokens 8192 and max_num_seqs 1024
         max_num_batched_tokens=8192, max_num_seqs=1024, block_size=16, memory_utilization=0.9,
@@ -67,7 +69,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         gemm_half_width=FITTED["vllm"][7],
         source="vLLM V1 scheduler: decodes first, then prompt chunks up to the token budget"),
     "sglang": ServingEngine(
-        "sglang", _speed("vllm", "sglang", *FITTED["sglang"][:3], "SGLang with CUDA graphs"),
+        "sglang", _speed("vllm", "sglang", FITTED["sglang"], "SGLang with CUDA graphs"),
         # sglang/srt/server_args.py: chunked_prefill_size 8192 on >= 80 GB GPUs,
         # mem_fraction_static about 0.88 there, max_running_requests from the KV pool
         max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1, memory_utilization=0.88,
@@ -81,7 +83,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         gemm_half_width=FITTED["sglang"][7],
         source="SGLang scheduler: a prefill batch runs before the decode batch resumes"),
     "trtllm": ServingEngine(
-        "trtllm", _speed("trtllm", "trtllm", *FITTED["trtllm"][:3], "TensorRT-LLM PyTorch backend"),
+        "trtllm", _speed("trtllm", "trtllm", FITTED["trtllm"], "TensorRT-LLM PyTorch backend"),
         # tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192, max_batch_size 2048;
         # kv_cache_free_gpu_mem_fraction 0.9 of what the weights leave
         max_num_batched_tokens=8192, max_num_seqs=2048, block_size=32, memory_utilization=0.9,
@@ -92,7 +94,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         gemm_half_width=FITTED["trtllm"][7],
         source="TensorRT-LLM in-flight batching with chunked context"),
     "llamacpp": ServingEngine(
-        "llamacpp", _speed("llamacpp", "llamacpp", *FITTED["llamacpp"][:3], "llama.cpp server"),
+        "llamacpp", _speed("llamacpp", "llamacpp", FITTED["llamacpp"], "llama.cpp server"),
         # tools/server: --batch-size 2048 logical, --parallel slots share --ctx-size
         max_num_batched_tokens=2048, max_num_seqs=64, block_size=1, memory_utilization=0.95,
         mixed=True, launch="llama-server", clump_scale=FITTED["llamacpp"][3],

@@ -1,14 +1,14 @@
 """Fit the serving constants per engine and report leave-one-source-out errors.
 
-    python -m vramest.serving.fit > calibration/serving_fit.txt
-    python -m vramest.serving.fit --engines >> calibration/serving_fit.txt
+    python -m vramest.serving.fit > vramest/serving/serving_fit.txt
+    python -m vramest.serving.fit --engines >> vramest/serving/serving_fit.txt
 
 Eight constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
-seconds per request before its first token, seconds per all-reduce, seconds per sequence
-per step, the per-GPU matmul width at half rate),
-fitted by coordinate descent on the log errors of TPOT, TTFT and offline throughput in
-tests/data/serving/. Held-out errors leave one measurement campaign (one engine version on one
-GPU for one model, or one published throughput table) out of the fit at a time.
+seconds per request before its first token, seconds per all-reduce, seconds per sequence per
+step, the per-GPU matmul width at half rate), fitted by coordinate descent on the log errors of
+TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv. Held-out errors
+leave one measurement campaign (one engine version on one GPU for one model, or one published
+throughput table) out of the fit at a time.
 """
 
 from __future__ import annotations

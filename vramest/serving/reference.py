@@ -1,9 +1,10 @@
 """Serving measurements with their sources, and the model's error on them.
 
-tests/data/serving/aiconfigurator_silicon.csv: TTFT and TPOT of aggregated (non-disaggregated)
-serving of dense models on H100/H200 at a fixed concurrency, from the silicon rows NVIDIA ships in
-the `aiconfigurator-core` 0.12.0 wheel (TRT-LLM, vLLM, SGLang). max_throughput.csv: TensorRT-LLM's
-published offline maximum-throughput runs (all requests queued at once).
+In vramest/validation/reference/: serving_aiconfigurator_silicon.csv, TTFT and TPOT of
+aggregated serving of dense models on H100/H200 at a fixed concurrency, from the silicon rows
+NVIDIA ships in the `aiconfigurator-core` 0.12.0 wheel (TRT-LLM, vLLM, SGLang), and its B200
+rows (never fitted); serving_max_throughput.csv, TensorRT-LLM's published offline
+maximum-throughput runs; serving_public_posts.csv, rows of public benchmark posts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vramest.model.resolve import resolve_model
 from vramest.serving.engines import SERVING_ENGINES, ServingEngine
 from vramest.serving.estimate import capacity, deployment, serve
 
-DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "serving"
+DATA = Path(__file__).resolve().parents[1] / "validation" / "reference"
 MAX_BYTES = 4 << 20
 
 
@@ -70,13 +71,13 @@ def _read(name: str) -> list[dict[str, str]]:
 @lru_cache(maxsize=1)
 def silicon_rows() -> tuple[Row, ...]:
     """H100/H200 rows: the ones the constants are fitted on."""
-    return _silicon("aiconfigurator_silicon.csv")
+    return _silicon("serving_aiconfigurator_silicon.csv")
 
 
 @lru_cache(maxsize=1)
 def b200_rows() -> tuple[Row, ...]:
     """B200 rows (Llama-3.1-70B, fp8 and nvfp4): a device class the fit never sees."""
-    return _silicon("aiconfigurator_silicon_b200.csv")
+    return _silicon("serving_aiconfigurator_silicon_b200.csv")
 
 
 def _silicon(name: str) -> tuple[Row, ...]:
@@ -99,7 +100,7 @@ def public_rows() -> tuple[Row, ...]:
         concurrency=int(r["concurrency"]),
         ttft_s=float(r["ttft_ms"]) / 1000 if r["ttft_ms"] else None,
         tpot_s=float(r["tpot_ms"]) / 1000 if r["tpot_ms"] else None, tokens_per_s=None,
-        source=r["source"]) for r in _read("public_posts.csv"))
+        source=r["source"]) for r in _read("serving_public_posts.csv"))
 
 
 @lru_cache(maxsize=1)
@@ -110,7 +111,7 @@ def max_throughput_rows() -> tuple[Row, ...]:
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=None, ttft_s=None, tpot_s=None,
         tokens_per_s=float(r["output_tokens_per_s"]), source=r["source"])
-        for r in _read("max_throughput.csv"))
+        for r in _read("serving_max_throughput.csv"))
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def rows_for(engine: str) -> list[Row]:
     return [r for r in (*silicon_rows(), *max_throughput_rows()) if r.engine == engine]
 
 
-FIT_REPORT = Path(__file__).resolve().parents[2] / "calibration" / "serving_fit.txt"
+FIT_REPORT = Path(__file__).resolve().parent / "serving_fit.txt"
 # AIConfigurator 0.12's own median |error| on the same kinds of rows (729 dense H100/H200 silicon
 # rows; 8 offline maximum-throughput runs), as measured in issue 19 — not recomputed here
 AICONFIGURATOR = {"tpot": 0.10, "ttft": 0.48, "max_throughput": 0.059}
@@ -215,7 +216,7 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
     if FIT_REPORT.is_file():
         held = [line.strip() for line in FIT_REPORT.read_text()[:20000].splitlines()
                 if line.startswith("==") or "leave-one" in line]
-        lines.append("  held out (calibration/serving_fit.txt):")
+        lines.append("  held out (vramest/serving/serving_fit.txt):")
         lines += [f"    {line}" for line in held]
     lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
     return lines

@@ -93,22 +93,25 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     g = max(1.0, min(run, per_step if eng.mixed else run, together))
     n_p = max(1.0, g * input_len / budget)
     clumps = run / g
+    gen = max(1, output_len - 1)
+    cycle = max(n_p + gen, clumps * n_p)  # steps per request cycle
+    # the running sequences past their prompt: all but the prefilling ones, and fewer when
+    # prefill is the bottleneck (most then wait for their prompt's turn)
+    active = max(1.0, run * gen / cycle)
     ctx = input_len + output_len / 2
-    decode = step_seconds(d, Step(decodes=run, decode_context=ctx, prefill_tokens=0,
+    decode = step_seconds(d, Step(decodes=active, decode_context=ctx, prefill_tokens=0,
                                   prefill_context=0))
-    chunk = Step(decodes=run - g if eng.mixed else 0, decode_context=ctx,
+    chunk = Step(decodes=max(0.0, active - g) if eng.mixed else 0, decode_context=ctx,
                  prefill_tokens=g * input_len / n_p, prefill_context=input_len / 2,
                  prefill_seqs=g / n_p)
     mixed = step_seconds(d, chunk)
     if not eng.mixed:  # the decodes wait for the prefill batch, then run their own step
-        mixed += step_seconds(d, Step(decodes=run - g, decode_context=ctx, prefill_tokens=0,
-                                      prefill_context=0))
+        mixed += step_seconds(d, Step(decodes=max(1.0, active - g), decode_context=ctx,
+                                      prefill_tokens=0, prefill_context=0))
     # where streaming the KV cache bounds a step, the g fewer decodes of a mixed step could
     # make it shorter; those g decode in the other steps, so a mixed step costs at least one
     mixed = max(mixed, decode)
-    gen = max(1, output_len - 1)
     others = (clumps - 1) * n_p  # mixed steps among one request's decode steps
-    cycle = max(n_p + gen, clumps * n_p)  # steps per request cycle
     prefill_bound = clumps * n_p > n_p + gen
     share = min(1.0, others / gen)
     # the step in progress when a request arrives: its mean residual E[t²] / (2 E[t])

@@ -69,7 +69,7 @@ def _kv_bytes(shape: ModelShape, bytes_per_element: float, tokens: int) -> float
 
 @lru_cache(maxsize=8192)
 def _attention(shape: ModelShape, position: int) -> float:
-    return _attention_flops_per_token(shape, position)
+    return _attention_flops_per_token(shape, range(position, position + 1))
 
 
 @lru_cache(maxsize=256)

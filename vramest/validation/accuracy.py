@@ -593,7 +593,7 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
              lambda _reference: trace_accuracy_report(TRACE_DIR)),
             ("Calibration profiles: held-out error before and after the fit",
              calibration_accuracy_report),
-            ("Serving under load (tests/data/serving)", _serving_report)]
+            ("Serving under load (validation/reference/serving_*.csv)", _serving_report)]
 
 
 def _serving_report(reference: Path) -> list[str]:
