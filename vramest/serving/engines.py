@@ -48,10 +48,10 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.015069, 1e-05, 1.5791e-06, 537.18),
-    "sglang": (0.00384, 1.25, 0.7679, 2.6252, 0.0023099, 1e-06, 1e-07, 31.306),
-    "trtllm": (0.0005265, 1.0, 1.2267, 0.76022, 0.086847, 1.973e-05, 8.127e-06, 533.4),
-    # llama.cpp: no serving rows yet; its single-stream constants (calibration/fit_published.py)
+    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.014951, 1e-05, 1.721e-06, 537.18),
+    "sglang": (0.0036, 1.25, 0.7679, 2.6252, 0.0030088, 1e-06, 1.2282e-06, 31.306),
+    "trtllm": (0.00050208, 1.0, 1.2267, 0.79199, 0.099254, 1.973e-05, 8.3892e-06, 412.95),
+    # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
 }

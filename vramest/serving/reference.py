@@ -215,7 +215,7 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         lines.append(f"    {row.source.split(' ')[0]}")
     if FIT_REPORT.is_file():
         held = [line.strip() for line in FIT_REPORT.read_text()[:20000].splitlines()
-                if line.startswith("==") or "leave-one" in line]
+                if line.startswith("==") or "leave-one" in line or "held out" in line]
         lines.append("  held out (vramest/serving/serving_fit.txt):")
         lines += [f"    {line}" for line in held]
     lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
