@@ -20,6 +20,7 @@ from vramest.serving.reference import (
     errors,
     max_throughput_rows,
     median_abs,
+    moe_rows,
     predict,
     rows_for,
     silicon_rows,
@@ -230,6 +231,24 @@ def test_b200_rows_the_fit_never_saw() -> None:
     preds = [predict(r) for r in b200_rows()]
     assert len(preds) >= 250
     assert median_abs(errors(preds)["tpot"]) <= 0.14
+
+
+@pytest.mark.parametrize(("engine", "limit"), [("vllm", 0.15), ("sglang", 0.40),
+                                               ("trtllm", 0.22)])
+def test_moe_rows_with_one_kernel_constant(engine: str, limit: float) -> None:
+    """Qwen3-235B-A22B, DeepSeek-V3/R1 and gpt-oss-120b: the dense constants plus one MoE
+    kernel efficiency per engine (expert and attention data parallelism not modelled)."""
+    from vramest.errors import InputError
+
+    preds = []
+    for row in moe_rows():
+        if row.engine == engine:
+            try:
+                preds.append(predict(row))
+            except InputError:
+                continue
+    assert len(preds) >= 60
+    assert median_abs(errors(preds)["tpot"]) <= limit
 
 
 def test_serving_imports_no_heavy_library() -> None:

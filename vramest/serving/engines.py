@@ -32,6 +32,7 @@ class ServingEngine:
     allreduce_latency_s: float  # per tensor-parallel all-reduce of a step (fitted)
     seq_overhead_s: float  # per running sequence per step: scheduler, sampler (fitted)
     gemm_half_width: float  # per-GPU matmul width at which GEMMs reach half their rate (fitted)
+    moe_efficiency: float  # share of the dense matmul rate fused MoE kernels reach (fitted)
     source: str
 
 
@@ -56,6 +57,13 @@ FITTED: dict[str, tuple[float, ...]] = {
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
 }
 
+# Fused-MoE kernels (expert FLOPs only): a scan of 1, 0.5, 0.3, 0.2 against the MoE rows in
+# vramest/validation/reference/serving_aiconfigurator_silicon_moe.csv (Qwen3-235B-A22B,
+# DeepSeek-V3/R1, gpt-oss-120b on H100/H200; median |TPOT error| / |TTFT error| at the value
+# kept: vLLM 13% / 26%, SGLang 36% / 36%, TensorRT-LLM 20% / 33%). Expert parallelism and
+# attention data parallelism are not modelled, so rows using them are not in that file.
+MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
+
 SERVING_ENGINES: dict[str, ServingEngine] = {
     "vllm": ServingEngine(
         "vllm", _speed("vllm", "vllm", FITTED["vllm"], "vLLM V1 with CUDA graphs"),
@@ -67,6 +75,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         allreduce_latency_s=FITTED["vllm"][5],
         seq_overhead_s=FITTED["vllm"][6],
         gemm_half_width=FITTED["vllm"][7],
+        moe_efficiency=MOE_EFFICIENCY["vllm"],
         source="vLLM V1 scheduler: decodes first, then prompt chunks up to the token budget"),
     "sglang": ServingEngine(
         "sglang", _speed("vllm", "sglang", FITTED["sglang"], "SGLang with CUDA graphs"),
@@ -81,6 +90,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         allreduce_latency_s=FITTED["sglang"][5],
         seq_overhead_s=FITTED["sglang"][6],
         gemm_half_width=FITTED["sglang"][7],
+        moe_efficiency=MOE_EFFICIENCY["sglang"],
         source="SGLang scheduler: a prefill batch runs before the decode batch resumes"),
     "trtllm": ServingEngine(
         "trtllm", _speed("trtllm", "trtllm", FITTED["trtllm"], "TensorRT-LLM PyTorch backend"),
@@ -92,6 +102,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         allreduce_latency_s=FITTED["trtllm"][5],
         seq_overhead_s=FITTED["trtllm"][6],
         gemm_half_width=FITTED["trtllm"][7],
+        moe_efficiency=MOE_EFFICIENCY["trtllm"],
         source="TensorRT-LLM in-flight batching with chunked context"),
     "llamacpp": ServingEngine(
         "llamacpp", _speed("llamacpp", "llamacpp", FITTED["llamacpp"], "llama.cpp server"),
@@ -102,6 +113,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         allreduce_latency_s=FITTED["llamacpp"][5],
         seq_overhead_s=FITTED["llamacpp"][6],
         gemm_half_width=FITTED["llamacpp"][7],
+        moe_efficiency=MOE_EFFICIENCY["llamacpp"],
         source="llama.cpp server: one batch per step over all slots"),
 }
 

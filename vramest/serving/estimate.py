@@ -123,7 +123,7 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
     constants = replace(constants, allreduce_latency_s=eng.allreduce_latency_s)
     return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
                       engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
-                      gemm_half_width=eng.gemm_half_width)
+                      gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency)
 
 
 def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, output_len: int,

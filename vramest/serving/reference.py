@@ -80,6 +80,13 @@ def b200_rows() -> tuple[Row, ...]:
     return _silicon("serving_aiconfigurator_silicon_b200.csv")
 
 
+@lru_cache(maxsize=1)
+def moe_rows() -> tuple[Row, ...]:
+    """Mixture-of-experts rows (Qwen3-235B-A22B, DeepSeek-V3/R1, gpt-oss-120b; H100/H200, no
+    attention data parallelism): they fit the MoE kernel efficiency only."""
+    return _silicon("serving_aiconfigurator_silicon_moe.csv")
+
+
 def _silicon(name: str) -> tuple[Row, ...]:
     return tuple(Row(
         id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
@@ -142,6 +149,16 @@ def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
                       tokens_per_s=s.output_tokens_per_s)
 
 
+def _predict_or_none(row: Row) -> Prediction | None:
+    """A row whose deployment the model refuses (it does not fit) is left out."""
+    from vramest.errors import InputError
+
+    try:
+        return predict(row)
+    except InputError:
+        return None
+
+
 def errors(preds: Iterable[Prediction]) -> dict[str, list[float]]:
     """Signed relative errors (predicted / measured − 1) per metric."""
     out: dict[str, list[float]] = {"tpot": [], "ttft": [], "max_throughput": []}
@@ -201,6 +218,11 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
     lines.append(f"  {'vramest static batch':<22} {'':5} {STATIC_BATCH['tpot']:7.1%} "
                  f"{STATIC_BATCH['ttft']:7.1%} {STATIC_BATCH['max_throughput']:7.1%}"
                  "   (before this model)")
+    moe = [p for p in (_predict_or_none(r) for r in moe_rows()) if p is not None]
+    for engine in ("vllm", "sglang", "trtllm"):
+        e = errors(p for p in moe if p.row.engine == engine)
+        lines.append(f"  {'MoE (one constant): ' + engine:<22} {len(e['tpot']):5} "
+                     f"{_pct(e['tpot'])} {_pct(e['ttft'])}")
     b200 = [predict(r) for r in b200_rows()]
     for engine in ("vllm", "trtllm"):
         e = errors(p for p in b200 if p.row.engine == engine)

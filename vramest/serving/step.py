@@ -45,6 +45,8 @@ class Deployment:
     # a matmul's share of its large-GEMM rate falls as tensor parallelism narrows its output
     # columns on each GPU: hidden/tp / (hidden/tp + this), fitted per engine
     gemm_half_width: float = 0.0
+    # share of the dense matmul rate the fused MoE kernels reach on expert FLOPs (fitted)
+    moe_efficiency: float = 1.0
 
     @property
     def num_gpus(self) -> int:
@@ -108,7 +110,7 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     return PhaseWork(
         dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head + attention) / gpus
         * narrow,
-        expert_flops=2 * tokens * expert * k / gpus * narrow,
+        expert_flops=2 * tokens * expert * k / gpus * narrow / d.moe_efficiency,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read + kv_read) / gpus,
         forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
