@@ -1,6 +1,7 @@
 """One serving estimate: a model on N GPUs under an engine, at a concurrency or request rate.
 
-Memory under serving is vLLM's start-up accounting (`vllm_startup`): the weights, the
+Memory under serving is the engine's start-up accounting: SGLang's static split and KV token
+pool (`inference.engines.sglang`) for SGLang, vLLM's (`vllm_startup`) for the others: the
 activation peak of a forward over the engine's token budget (not batch × prompt), the
 non-torch and CUDA-graph memory, and what remains as KV blocks. The largest concurrency
 follows from the KV tokens: each running request holds its prompt and its output so far.
@@ -103,6 +104,18 @@ def _memory_estimate(info: ModelInfo, dtype: str, kv_dtype: str | None, max_mode
 def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, gpus: int,
              eng: ServingEngine, max_model_len: int, constants: Constants = DEFAULTS) -> Capacity:
     est = _memory_estimate(info, dtype, kv_dtype, max_model_len, constants)
+    if eng.name == "sglang":  # SGLang's own static split and KV token pool
+        from vramest.inference.engines import registry, sglang
+
+        pool = sglang.compute(registry.StartupRequest(
+            est=est, device=device, tp=gpus, usable_bytes=None,
+            options={"chunked_prefill_size": eng.max_num_batched_tokens,
+                     "max_running_requests": eng.max_num_seqs,
+                     "context_length": max_model_len}))
+        return Capacity(weights_bytes=pool.weights_bytes,
+                        activation_bytes=pool.activation_peak_bytes,
+                        kv_cache_bytes=pool.kv_cache_bytes,
+                        kv_cache_tokens=pool.max_total_num_tokens, block_size=1)
     # pipeline stages split the layers, so weights and KV divide by all the GPUs alike
     start = vllm_startup(est, device, gpus, VLLMOptions(
         gpu_memory_utilization=eng.memory_utilization, max_model_len=max_model_len,
