@@ -218,8 +218,8 @@ def test_reference_rows_keep_their_sources() -> None:
 # vramest/serving/serving_fit.txt for the held-out figures).
 @pytest.mark.parametrize(("engine", "metric", "limit"), [
     ("vllm", "tpot", 0.07), ("vllm", "ttft", 0.20),
-    ("sglang", "tpot", 0.18), ("sglang", "ttft", 0.40),
-    ("trtllm", "tpot", 0.12), ("trtllm", "ttft", 0.36), ("trtllm", "max_throughput", 0.07),
+    ("sglang", "tpot", 0.10), ("sglang", "ttft", 0.42),
+    ("trtllm", "tpot", 0.12), ("trtllm", "ttft", 0.35), ("trtllm", "max_throughput", 0.07),
 ])
 def test_accuracy_on_measured_rows(engine: str, metric: str, limit: float) -> None:
     e = errors(predict(r) for r in rows_for(engine))
@@ -233,7 +233,7 @@ def test_b200_rows_the_fit_never_saw() -> None:
     assert median_abs(errors(preds)["tpot"]) <= 0.14
 
 
-@pytest.mark.parametrize(("engine", "limit"), [("vllm", 0.15), ("sglang", 0.40),
+@pytest.mark.parametrize(("engine", "limit"), [("vllm", 0.15), ("sglang", 0.35),
                                                ("trtllm", 0.22)])
 def test_moe_rows_with_one_kernel_constant(engine: str, limit: float) -> None:
     """Qwen3-235B-A22B, DeepSeek-V3/R1 and gpt-oss-120b: the dense constants plus one MoE

@@ -49,9 +49,9 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.014951, 1e-05, 1.721e-06, 537.18),
-    "sglang": (0.0036, 1.25, 0.7679, 2.6252, 0.0030088, 1e-06, 1.2282e-06, 31.306),
-    "trtllm": (0.00050208, 1.0, 1.2267, 0.79199, 0.099254, 1.973e-05, 8.3892e-06, 412.95),
+    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.015069, 1e-05, 1.721e-06, 537.18),
+    "sglang": (0.00384, 1.192, 0.7679, 2.8741, 0.00018756, 1.0321e-06, 1.6947e-05, 16.839),
+    "trtllm": (0.00049816, 1.0, 1.2267, 0.75487, 0.099254, 1.973e-05, 8.3892e-06, 412.95),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
@@ -60,7 +60,7 @@ FITTED: dict[str, tuple[float, ...]] = {
 # Fused-MoE kernels (expert FLOPs only): a scan of 1, 0.5, 0.3, 0.2 against the MoE rows in
 # vramest/validation/reference/serving_aiconfigurator_silicon_moe.csv (Qwen3-235B-A22B,
 # DeepSeek-V3/R1, gpt-oss-120b on H100/H200; median |TPOT error| / |TTFT error| at the value
-# kept: vLLM 13% / 26%, SGLang 36% / 36%, TensorRT-LLM 20% / 33%). Expert parallelism and
+# kept: vLLM 13% / 26%, SGLang 33% / 39%, TensorRT-LLM 20% / 34%). Expert parallelism and
 # attention data parallelism are not modelled, so rows using them are not in that file.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
