@@ -49,9 +49,9 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.015069, 1e-05, 1.721e-06, 537.18),
-    "sglang": (0.00384, 1.192, 0.7679, 2.8741, 0.00018756, 1.0321e-06, 1.6947e-05, 16.839),
-    "trtllm": (0.00049816, 1.0, 1.2267, 0.75487, 0.099254, 1.973e-05, 8.3892e-06, 412.95),
+    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.013018, 1e-05, 1.3397e-06, 537.18),
+    "sglang": (0.00378, 1.192, 0.84734, 2.8741, 1.1692e-05, 1.0042e-06, 1.778e-05, 12.599),
+    "trtllm": (5.8868e-05, 1.0, 1.1884, 0.75501, 0.10083, 2.6101e-05, 8.5234e-06, 91.366),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
@@ -95,7 +95,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
     "trtllm": ServingEngine(
         "trtllm", _speed("trtllm", "trtllm", FITTED["trtllm"], "TensorRT-LLM PyTorch backend"),
         # tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192, max_batch_size 2048;
-        # kv_cache_free_gpu_mem_fraction 0.9 of what the weights leave
+        # KvCacheConfig.free_gpu_memory_fraction 0.9 of what the weights and buffers leave
         max_num_batched_tokens=8192, max_num_seqs=2048, block_size=32, memory_utilization=0.9,
         mixed=True, launch="trtllm-serve", clump_scale=FITTED["trtllm"][3],
         request_overhead_s=FITTED["trtllm"][4],

@@ -117,13 +117,21 @@ def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, 
                         kv_cache_bytes=pool.kv_cache_bytes,
                         kv_cache_tokens=pool.max_total_num_tokens, block_size=1)
     # pipeline stages split the layers, so weights and KV divide by all the GPUs alike
+    trtllm = eng.name == "trtllm"
     start = vllm_startup(est, device, gpus, VLLMOptions(
-        gpu_memory_utilization=eng.memory_utilization, max_model_len=max_model_len,
-        max_num_batched_tokens=eng.max_num_batched_tokens, max_num_seqs=eng.max_num_seqs,
-        block_size=max(eng.block_size, 1)))
+        gpu_memory_utilization=1.0 if trtllm else eng.memory_utilization,
+        max_model_len=max_model_len, max_num_batched_tokens=eng.max_num_batched_tokens,
+        max_num_seqs=eng.max_num_seqs, block_size=max(eng.block_size, 1)))
+    kv_bytes, kv_tokens = start.kv_cache_bytes, start.kv_cache_tokens
+    if trtllm:
+        # TensorRT-LLM gives the KV cache a share of the memory still free once the weights
+        # and buffers are in (KvCacheConfig.free_gpu_memory_fraction), not of the whole GPU
+        kv_bytes = round(start.kv_cache_bytes * eng.memory_utilization)
+        block = start.kv_bytes_per_token * eng.block_size
+        kv_tokens = int(kv_bytes // block) * eng.block_size if block else 0
     return Capacity(weights_bytes=start.weights_bytes,
                     activation_bytes=start.activation_peak_bytes,
-                    kv_cache_bytes=start.kv_cache_bytes, kv_cache_tokens=start.kv_cache_tokens,
+                    kv_cache_bytes=kv_bytes, kv_cache_tokens=kv_tokens,
                     block_size=max(eng.block_size, 1))
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from dataclasses import replace
 from typing import TextIO
 
+from vramest.errors import InputError
 from vramest.serving.engines import FITTED, SERVING_ENGINES, ServingEngine
 from vramest.serving.reference import (
     Prediction,
@@ -43,14 +45,32 @@ def _loss(preds: list[Prediction]) -> float:
     return 2 * med(e["tpot"]) + med(e["ttft"]) + 2 * med(e["max_throughput"])
 
 
-def _predict_all(rows: list[Row], eng: ServingEngine) -> list[Prediction]:
-    return [predict(r, eng) for r in rows]
+def _predict_all(rows: list[Row], eng: ServingEngine,
+                 own_policy: bool = False) -> list[Prediction]:
+    """Each row under `eng`'s constants, with its own engine's scheduler policy and memory
+    accounting when `own_policy`; rows whose deployment does not fit are left out."""
+    out = []
+    for r in rows:
+        use = eng
+        if own_policy:
+            use = replace(SERVING_ENGINES[r.engine], speed=replace(
+                SERVING_ENGINES[r.engine].speed, step_overhead_s=eng.speed.step_overhead_s,
+                memory_efficiency_scale=eng.speed.memory_efficiency_scale,
+                compute_efficiency_scale=eng.speed.compute_efficiency_scale),
+                clump_scale=eng.clump_scale, request_overhead_s=eng.request_overhead_s,
+                allreduce_latency_s=eng.allreduce_latency_s, seq_overhead_s=eng.seq_overhead_s,
+                gemm_half_width=eng.gemm_half_width)
+        try:
+            out.append(predict(r, use))
+        except InputError:
+            continue
+    return out
 
 
 def fit(rows: list[Row], eng: ServingEngine, start: tuple[float, ...],
-        rounds: int = 4) -> tuple[float, ...]:
+        rounds: int = 4, own_policy: bool = False) -> tuple[float, ...]:
     best = list(start)
-    best_loss = _loss(_predict_all(rows, engine_with(eng, *best)))
+    best_loss = _loss(_predict_all(rows, engine_with(eng, *best), own_policy))
     scale = 0.75
     for _ in range(rounds):
         for i, (lo, hi) in enumerate(STEPS):
@@ -58,7 +78,7 @@ def fit(rows: list[Row], eng: ServingEngine, start: tuple[float, ...],
                 trial = list(best)
                 base = trial[i] if trial[i] > 0 else 0.001
                 trial[i] = min(hi, max(lo, base * factor))
-                loss = _loss(_predict_all(rows, engine_with(eng, *trial)))
+                loss = _loss(_predict_all(rows, engine_with(eng, *trial), own_policy))
                 if loss < best_loss:
                     best, best_loss = trial, loss
         scale /= 2
@@ -72,15 +92,15 @@ def _report(label: str, preds: list[Prediction]) -> str:
 
 
 def leave_one_engine_out(out: TextIO) -> None:
-    """Constants fitted on the other engines' rows (with the held-out engine's scheduler
-    policy), scored on the held-out engine: how well the model transfers to a new engine."""
+    """Constants fitted on the other engines' rows (each under its own scheduler policy and
+    memory accounting), scored on the held-out engine: how the model transfers to a new one."""
     names = ("vllm", "sglang", "trtllm")
     for name in names:
         eng = SERVING_ENGINES[name]
         train = [r for other in names if other != name for r in rows_for(other)]
         start = tuple(statistics.median(FITTED[o][i] for o in names if o != name)
                       for i in range(len(STEPS)))
-        params = fit(train, eng, start, rounds=3)
+        params = fit(train, eng, start, rounds=3, own_policy=True)
         out.write(_report(f"  {name} held out (fitted on the others)",
                           _predict_all(rows_for(name), engine_with(eng, *params))) + "\n")
         out.flush()
