@@ -73,14 +73,15 @@ def test_profile_loads_and_applies_per_precision(tmp_path: Path) -> None:
     ({"version": 99}, "version"),
     ({"constants": {"no_such_constant": 1.0}}, "Unknown constant"),
     ({"constants": {"activation_ffn_factor": -1}}, "from 0 to"),
-    ({"constants": {"activation_ffn_factor": float("nan")}}, "from 0 to"),
+    # NaN is not JSON: the loader refuses it before the validator would
+    ({"constants": {"activation_ffn_factor": float("nan")}}, "not valid JSON"),
     ({"constants": {"runtime_overhead_bytes": 1e300}}, "from 0 to"),
     ({"constants": {"memory_efficiency_cpu": 0}}, "above 0"),
     ({"heldout_error": {"memory": {"before": 0.1}}}, "heldout_error"),
     ({"heldout_error": {m: {"before": "x", "after": 0} for m in ("memory", "decode", "prefill")}},
      "heldout_error"),
     ({"device": "cpu"}, "device"),
-    ({"devices": [{"name": "x", "memory_gib": float("nan")}]}, "memory_gib"),
+    ({"devices": [{"name": "x", "memory_gib": float("nan")}]}, "not valid JSON"),
     ({"devices": [{"memory_gib": 16}]}, "name"),
     ({"roofs": {"bandwidth_bytes_s": "fast", "matmul_flops": {}}}, "roofs"),
     ({"residuals": [{"memory": 0.1}]}, "residuals"),
@@ -106,7 +107,7 @@ def test_missing_or_broken_profile(tmp_path: Path) -> None:
         load_profile(tmp_path / "nope.json")
     broken = tmp_path / "broken.json"
     broken.write_text("{", encoding="utf-8")
-    with pytest.raises(InputError, match="not readable JSON"):
+    with pytest.raises(InputError, match="not valid JSON"):
         load_profile(broken)
 
 

@@ -306,7 +306,9 @@ def heldout_json(outcome: FitOutcome | Any) -> dict[str, Any]:
     """A fit's held-out scheme, errors (rounded) and residuals, as a profile stores them (the
     inference fit and the training fit alike)."""
     return {"heldout_scheme": outcome.heldout_scheme,
-            "heldout_error": {m: {k: round(v, 5) for k, v in e.items()}
+            # null where nothing could be held out (one model measured): JSON has no NaN
+            "heldout_error": {m: {k: round(v, 5) if math.isfinite(v) else None
+                                  for k, v in e.items()}
                               for m, e in outcome.heldout_error.items()},
             "residuals": outcome.residuals}
 

@@ -22,7 +22,6 @@ machines without torch. A profile is a JSON object:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -159,14 +158,10 @@ class Profile:
 
 
 def load_profile(path: str | Path) -> Profile:
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--profile {file} does not exist; `vramest calibrate` writes one.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--profile {file} is not readable JSON ({exc}).") from None
-    return validate_profile(data, file)
+    from vramest.files import read_json
+
+    data = read_json(path, what="--profile", missing="; `vramest calibrate` writes one")
+    return validate_profile(data, Path(path))
 
 
 def validate_profile(data: Any, path: Path) -> Profile:
@@ -200,7 +195,7 @@ def validate_profile(data: Any, path: Path) -> Profile:
     for values in precision.values():
         Constants().with_values({k: v for k, v in values.items() if "." not in k})
     for metric in METRICS:
-        _numbers(heldout[metric], f"{where}: heldout_error.{metric}", ("before", "after"))
+        _heldout_numbers(heldout[metric], f"{where}: heldout_error.{metric}")
     hardware = _hardware_entry(data.get("devices"), where)
     _check_report_fields(data, where)
     if data.get("training") is not None:
@@ -288,8 +283,25 @@ def _check_training(training: Any, where: str) -> None:
     if not isinstance(heldout, dict):
         raise InputError(f"{where}.heldout_error must be an object of metric → errors.")
     for metric, errors in heldout.items():
-        _numbers(errors, f"{where}.heldout_error.{metric}", ("before", "after"))
+        _heldout_numbers(errors, f"{where}.heldout_error.{metric}")
     _check_residuals(training.get("residuals"), f"{where}.residuals", ("memory",))
+
+
+def _heldout_numbers(value: Any, where: str) -> None:
+    """Held-out errors: numbers, or null for both where too little was measured to hold any
+    point out (a short calibration of one model)."""
+    if isinstance(value, dict) and value.get("before") is None and value.get("after") is None \
+            and value.get("points", 0) in (0, None):
+        return
+    _numbers(value, where, ("before", "after"))
+
+
+def format_heldout(errors: dict[str, Any]) -> str:
+    """'before 12.3%   after 4.5%   (20 points)', or what is lacking."""
+    if errors.get("before") is None or errors.get("after") is None:
+        return "not held out: too few models measured (calibrate longer, or without --quick)"
+    return (f"before {100 * errors['before']:6.1f}%   after {100 * errors['after']:6.1f}%"
+            f"   ({errors.get('points', '?')} points)")
 
 
 def _is_number(value: Any) -> bool:
@@ -381,14 +393,12 @@ def calibration_accuracy_report(reference_dir: str | Path | None = None) -> list
             e = profile.heldout_error[metric]
             what = {"memory": "peak tensor memory", "decode": "decode tokens/s",
                     "prefill": "prefill tokens/s"}[metric]
-            lines.append(f"  held-out median |error| {what:18} before {100 * e['before']:6.1f}%"
-                         f"   after {100 * e['after']:6.1f}%   ({e.get('points', '?')} points)")
+            lines.append(f"  held-out median |error| {what:18} {format_heldout(e)}")
         from vramest.calibration.distributed_fit import tp_heldout_lines
 
         lines.extend(tp_heldout_lines(profile.raw))
         training = profile.raw.get("training") or {}
         for metric, e in training.get("heldout_error", {}).items():
             what = {"memory": "training step memory", "speed": "training tokens/s"}.get(metric, metric)
-            lines.append(f"  held-out median |error| {what:18} before {100 * e['before']:6.1f}%"
-                         f"   after {100 * e['after']:6.1f}%   ({e.get('points', '?')} points)")
+            lines.append(f"  held-out median |error| {what:18} {format_heldout(e)}")
     return lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramest.calibration.distributed_fit import report_lines
-from vramest.calibration.profile import METRICS, Profile
+from vramest.calibration.profile import METRICS, Profile, format_heldout
 from vramest.units import format_bytes
 
 
@@ -58,8 +58,7 @@ def render_report(profile: Profile) -> list[str]:
     lines.append(f"held-out median |relative error| ({raw.get('heldout_scheme', '')}):")
     for metric in METRICS:
         e = profile.heldout_error[metric]
-        lines.append(f"  {metric:8} before {100 * e['before']:6.1f}%   after {100 * e['after']:6.1f}%"
-                     f"   ({e.get('points', '?')} points)")
+        lines.append(f"  {metric:8} {format_heldout(e)}")
     lines.extend(training_lines(raw.get("training")))
     lines.extend(report_lines(raw))
     residuals = raw.get("residuals") or []
@@ -100,8 +99,7 @@ def training_lines(training: dict[str, Any] | None) -> list[str]:
 
 
 def heldout_lines(heldout: dict[str, dict[str, float]], indent: str) -> list[str]:
-    return [f"{indent}{metric:8} before {100 * e['before']:6.1f}%   after {100 * e['after']:6.1f}%"
-            f"   ({e.get('points', '?')} points)" for metric, e in heldout.items()]
+    return [f"{indent}{metric:8} {format_heldout(e)}" for metric, e in heldout.items()]
 
 
 def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, float, float]],

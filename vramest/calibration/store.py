@@ -1,6 +1,6 @@
 """Where a calibration keeps its work: measurements appended to a JSONL file the moment each is
-taken (flushed and fsynced), read back to resume; a lock so two runs cannot write the same
-profile at once; profiles written atomically (a temporary file, then `os.replace`).
+taken (fsynced; a torn last line is ended first), read back to resume; a lock beside the
+profile so two runs cannot write it at once; profiles written atomically (`vramest.files`).
 
 Torch-free.
 """
@@ -8,16 +8,24 @@ Torch-free.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.files import (
+    append_line,
+    check_writable,
+    dumps_json,
+    exclusive_lock,
+    parse_json,
+    read_bytes,
+    write_atomic,
+)
+
+MAX_MEASUREMENTS_BYTES = 256 * 1024**2  # a full grid's JSONL is a few MiB
 
 
 def measurements_path(profile_path: Path) -> Path:
@@ -26,31 +34,29 @@ def measurements_path(profile_path: Path) -> Path:
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """One JSON line, on disk before this returns."""
+    """One JSON line, on disk before this returns (a torn last line is ended first, so the
+    new record never joins it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    append_line(path, json.dumps(record, sort_keys=True), what="measurements")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every complete record; a last line cut short by an interruption is ignored."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
+    text = read_bytes(path, what="Measurements", limit=MAX_MEASUREMENTS_BYTES).decode(
+        "utf-8", errors="replace")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn write: the point is measured again
-            if well_formed(record):
-                records.append(record)  # a hand-edited or foreign line is dropped like a torn one
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = parse_json(line, what="a measurement", allow_nonfinite=True)
+        except InputError:
+            continue  # a torn write: the point is measured again
+        if well_formed(record):
+            records.append(record)  # a hand-edited or foreign line is dropped like a torn one
     return records
 
 
@@ -90,43 +96,24 @@ def done_keys(records: list[dict[str, Any]]) -> set[str]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers see the old file or the new one, never half of either."""
+    """Readers see the old file or the new one, never half of either; NaN is written as null
+    (JSON has no NaN, and the profile loader refuses one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a profile is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, dumps_json(data) + "\n", what="profile")
+
+
+def lock_path(profile_path: Path) -> Path:
+    """The lock beside the profile: `cpu.json` → `.cpu.json.lock`."""
+    return profile_path.with_name(f".{profile_path.name}.lock")
 
 
 @contextlib.contextmanager
 def profile_lock(profile_path: Path) -> Iterator[None]:
-    """Hold a lock on the profile's path for the whole run; a second run fails at once. The
-    lock file lives in the temporary directory, named by the profile's absolute path, so no
-    lock file lands beside a profile that is to be committed. (Where there is no fcntl, on
-    Windows, runs are not locked.)"""
-    try:
-        import fcntl
-    except ImportError:
+    """Hold a lock on the profile for the whole run; a second run fails at once. The lock file
+    lives beside the profile, so runs with different $TMPDIRs, or on two hosts sharing the
+    folder, still exclude each other. (Where there is no fcntl, on Windows, nothing is locked.)"""
+    check_writable(profile_path, what="profile", make_folder=True)
+    lock = lock_path(profile_path)
+    with exclusive_lock(lock, busy=f"Another calibration is writing {profile_path} (lock {lock} "
+                        "is held); wait for it or choose another --out."):
         yield
-        return
-    digest = hashlib.sha256(str(profile_path.resolve()).encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"vramest-calibrate-{digest}.lock"
-    with open(lock_path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"Another calibration is writing {profile_path} (lock "
-                             f"{lock_path} is held); wait for it or choose another --out.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -7,14 +7,10 @@ than the tolerance.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from vramest.errors import InputError
 from vramest.units import format_bytes, parse_share
@@ -114,17 +110,11 @@ def baseline_json(figures_by_name: Mapping[str, Mapping[str, float | None]]) -> 
 
 
 def load_baseline(path: str | os.PathLike[str]) -> Baseline:
+    from vramest.files import read_json
+
     shown = str(path)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"Baseline {shown} does not exist; create it with --update-baseline "
-                         "(or leave out --baseline).") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"Baseline {shown} cannot be read ({exc}).") from None
-    except ValueError as exc:
-        raise InputError(f"Baseline {shown} is not valid JSON ({exc}); write it again with "
-                         "--update-baseline.") from None
+    data = read_json(path, what="Baseline", missing="; create it with --update-baseline (or "
+                     "leave out --baseline)")
     deployments = data.get("deployments") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get(FORMAT_KEY) != FORMAT_VERSION or \
             not isinstance(deployments, dict):
@@ -142,24 +132,6 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename it over: never half-written."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise InputError(f"Cannot write {target} ({exc.strerror or exc}).") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(exc, OSError):
-            raise InputError(f"Cannot write {target} ({exc.strerror or exc}).") from None
-        raise
+    from vramest.files import write_atomic
+
+    write_atomic(path, data)

@@ -7,7 +7,6 @@ all; each names the file, the deployment and the key.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -186,22 +185,14 @@ def load_spec(path: str | os.PathLike[str]) -> CapacitySpec:
 
 
 def read_spec_data(file: Path) -> object:
+    from vramest.files import read_text
+
     shown = str(file)
     try:
-        if file.stat().st_size > MAX_SPEC_BYTES:
-            raise _file_error(shown, "is larger than 4 MiB; a capacity spec is a short list.")
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise _file_error(shown, "does not exist.") from None
-    except IsADirectoryError:
-        raise _file_error(shown, "is a folder; give the spec file (capacity.toml).") from None
-    except (OSError, ValueError) as exc:
-        raise _file_error(shown, f"cannot be read ({exc}).") from None
+        text = read_text(file, what="Spec", limit=MAX_SPEC_BYTES)
+    except InputError as exc:
+        raise _file_error(shown, str(exc).removeprefix(f"Spec {shown} ")) from None
     suffix = file.suffix.lower()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _file_error(shown, "is not UTF-8 text.") from None
     if suffix == ".json":
         return _parse_json(text, shown)
     if suffix in (".yaml", ".yml"):
@@ -216,10 +207,12 @@ def _file_error(shown: str, message: str) -> SpecError:
 
 
 def _parse_json(text: str, shown: str) -> object:
+    from vramest.files import parse_json
+
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise _file_error(shown, f"is not valid JSON ({exc}).") from None
+        return parse_json(text, what="it")
+    except InputError as exc:
+        raise _file_error(shown, str(exc).removeprefix("it ")) from None
 
 
 def _parse_toml(text: str, shown: str) -> object:

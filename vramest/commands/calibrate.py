@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
             for path in plot_fit(profile, args.plot):
                 print(f"wrote {path}")
         return 0
+    if args.out:  # before torch is even imported, let alone anything measured
+        from vramest.files import check_writable
+
+        check_writable(args.out, what="--out", make_folder=True)
     if args.merge:
         return merge(args.merge, args.out)
     from vramest.calibration.distributed import under_torchrun

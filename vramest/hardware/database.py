@@ -253,16 +253,10 @@ def load_hardware(extra_file: str | Path | None = None) -> HardwareDB:
     db = default_hardware()
     if extra_file is None:
         return db
-    path = Path(extra_file)
-    try:
-        if path.stat().st_size > 16 * 1024**2:
-            raise InputError(f"--hardware-file {path} is larger than 16 MiB.")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--hardware-file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--hardware-file {path} is not readable JSON ({exc}).") from None
-    return db.merged(parse_devices(data, str(path)))
+    from vramest.files import read_json
+
+    data = read_json(extra_file, what="--hardware-file")
+    return db.merged(parse_devices(data, str(extra_file)))
 
 
 def device_from_local(name: str, memory_bytes: int, bandwidth_bytes_s: float | None,

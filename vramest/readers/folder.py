@@ -12,13 +12,13 @@ read as if the full shard were there.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.files import parse_json, read_bytes
 from vramest.readers.safetensors_header import read_safetensors_header
 from vramest.readers.tensors import TensorInfo, TensorSet
 
@@ -53,19 +53,8 @@ class ModelFolder:
 def read_json_object(path: Path, *, what: str = "JSON file", shown: str | None = None) -> dict:
     """A size-bounded JSON file that must hold an object."""
     shown = shown or str(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_JSON_BYTES + 1)
-    except OSError as error:
-        raise InputError(
-            f"{shown} cannot be read ({error.strerror or error}): expected a readable {what}."
-        ) from None
-    if len(data) > MAX_JSON_BYTES:
-        raise InputError(f"{shown} is larger than 16 MiB: expected a small {what}.")
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InputError(f"{shown} is not valid UTF-8 JSON: expected a {what}.") from None
+    value = parse_json(read_bytes(path, what=f"The {what}", limit=MAX_JSON_BYTES),
+                       what=f"{shown} (expected a {what})")
     if not isinstance(value, dict):
         raise InputError(f"{shown} holds JSON that is not an object: expected a {what}.")
     return value

@@ -10,7 +10,6 @@ library only (the charts come from `vramest.render.plots.svg`, not matplotlib).
 from __future__ import annotations
 
 import datetime
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from vramest.errors import InputError
 from vramest.inference.estimate import Estimate
 from vramest.render.plots.charts import MEMORY_LAYERS, calibration_figure, memory_figure, throughput_figure
 from vramest.render.plots.figure import Figure
@@ -158,19 +156,9 @@ def group_accuracy(comparisons: Iterable[Any], key: Callable[[Any], str]) -> tup
 # --- writing ---------------------------------------------------------------------------------
 def write_atomically(path: str | Path, text: str) -> Path:
     """Write to a temporary file beside `path`, then rename it into place."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise InputError(f"Cannot write {target}: the folder {directory} does not exist.")
-    temporary = directory / f".{target.name}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "x", encoding="utf-8") as out:  # "x": the umask sets its mode
-            out.write(text)
-        os.replace(temporary, target)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"Cannot write {target}: {exc.strerror or exc}.") from None
-    return target
+    from vramest.files import write_atomic
+
+    return write_atomic(path, text)
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ one-line hint where it is missing.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +54,13 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int = DPI) -> Path:
     canvas.suptitle(heading, fontsize=12)
     if figure.footnotes:
         canvas.supxlabel("\n".join(figure.footnotes), fontsize=8, color="#555555")
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.tmp")
+    from vramest.files import check_writable, write_atomic
+
+    check_writable(path)
     metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
-    try:
-        canvas.savefig(temporary, format=fmt, dpi=dpi, metadata=metadata)
-        os.replace(temporary, target)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"Cannot write {target}: {exc.strerror or exc}.") from None
-    return target
+    drawn = io.BytesIO()
+    canvas.savefig(drawn, format=fmt, dpi=dpi, metadata=metadata)
+    return write_atomic(path, drawn.getvalue())
 
 
 def _draw_panel(ax: Any, panel: Panel) -> None:
