@@ -76,8 +76,10 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
-    if engine_options is not None and not isinstance(engine_options, dict):
-        raise InputError("engine_options must be a dict of option names to values.")
+    if engine_options is not None and not (isinstance(engine_options, dict) and all(
+            isinstance(k, str) for k in engine_options)):
+        raise InputError("engine_options must be a dict of option name → value, such as "
+                         "{\"gpu_memory_utilization\": 0.9}, or None.")
     options = tuple((k, v) for k, v in (engine_options or {}).items() if v is not None)
     return run(EstimateRequest(
         ModelQuery(params, model, family, active_params, tuple(shape_overrides.items())),
@@ -122,7 +124,10 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     require_text(model=query.model, dtype=settings.dtype, kv_dtype=settings.kv_dtype,
                  family=query.family, attention=settings.attention, gpu=deployment.gpu,
                  engine=deployment.engine, hardware_file=deployment.hardware_file,
-                 profile=request.profile)
+                 profile=request.profile, constants_source=request.constants_source)
+    if request.constants is not None and not isinstance(request.constants, Constants):
+        raise InputError("constants must be a vramest.inference.constants.Constants (DEFAULTS "
+                         "with values replaced) or None.")
     unknown = {name for name, _ in query.overrides} - set(SHAPE_OVERRIDES)
     if unknown:
         raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "

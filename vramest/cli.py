@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vramest.commands import COMMANDS
-from vramest.errors import InputError
+from vramest.errors import MAX_TEXT_CHARS, InputError, short
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,6 +18,20 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # no prefixes: `--gpu-memory` must not silently mean --gpu-memory-utilization
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # `--flag=--` gives the value "--": argparse would drop it as the options terminator
+        # and hand the command an empty list
+        if arg_strings == ["--"] and action.nargs in (None, argparse.OPTIONAL):
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:  # echo a short prefix
+            raise argparse.ArgumentError(action, f"invalid choice: {short(value)} (choose from "
+                                         f"{', '.join(map(str, action.choices))})")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         prefix, _, own = message.partition(": ")
@@ -47,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "estimate")
     command = args_list[0] if args_list[0] in COMMANDS else None
     try:
+        for arg in args_list:
+            check_argument(arg)
         args = build_parser(only=command).parse_args(args_list)
         if args.version:
             from importlib.metadata import version
@@ -62,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def check_argument(arg: object) -> None:
+    """Every argument is bounded text: nothing a flag takes is longer than a path."""
+    if not isinstance(arg, str):
+        raise InputError(f"Arguments must be text, not {type(arg).__name__}.")
+    if len(arg) > MAX_TEXT_CHARS or "\x00" in arg:
+        raise InputError(f"The argument {short(arg)} is over {MAX_TEXT_CHARS} characters or "
+                         "holds a NUL; no flag takes such a value.")
 
 
 if __name__ == "__main__":

@@ -5,20 +5,24 @@ from __future__ import annotations
 import math
 import re
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 
 GIB = 1024**3
 MIB = 1024**2
 KIB = 1024
 GB = 10**9
 
-# a decimal with an optional exponent: 7, 1.5, .5, 1e9, 2.5E10
+# A decimal with an optional exponent: 7, 1.5, .5, 1e9, 2.5E10. Matched against text already
+# stripped and at most MAX_NUMBER_CHARS long, with one `\s*` between number and unit and none
+# at the ends: two adjacent `\s*` around an optional unit backtracked quadratically ("1", then
+# 130,000 spaces, then "x" took 65 s).
 _NUMBER = r"((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)"
-_COUNT = re.compile(rf"^\s*{_NUMBER}\s*([kmbt]?)\s*$", re.IGNORECASE)
+MAX_NUMBER_CHARS = 64
+_COUNT = re.compile(rf"{_NUMBER}\s*([kmbt]?)", re.IGNORECASE)
 _COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
 # Context lengths: "8k" means 8192 tokens, the way model cards and engines use it.
 _TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
-_BYTES = re.compile(rf"^\s*{_NUMBER}\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_BYTES = re.compile(rf"{_NUMBER}\s*([kmgt]?i?b?)", re.IGNORECASE)
 _BYTE_SCALE = {
     "": 1, "b": 1,
     "k": 10**3, "kb": 10**3, "ki": KIB, "kib": KIB,
@@ -37,7 +41,7 @@ def parse_params(text: str | int | float, *, what: str = "--params") -> int:
     """'7B', '70b', '1.5B', '560M', '1.2T', '7e9' or a plain integer, as a parameter count."""
     value = _parse_scaled(text, _COUNT_SCALE, what, "a count such as 7B, 1.5B, 560M, 1.2T or 7000000000")
     if not 1 <= value <= MAX_PARAMS:
-        raise InputError(f"{what} {text!r} is out of range: give between 1 and 100T parameters.")
+        raise InputError(f"{what} {short(text)} is out of range: give between 1 and 100T parameters.")
     return value
 
 
@@ -45,17 +49,19 @@ def parse_tokens(text: str | int | float, *, what: str = "--ctx") -> int:
     """'8192', '8k', '128K' as a token count (k = 1024)."""
     value = _parse_scaled(text, _TOKEN_SCALE, what, "a token count such as 8192, 8k or 128K")
     if not 1 <= value <= MAX_TOKENS:
-        raise InputError(f"{what} {text!r} is out of range: give between 1 and 100M tokens.")
+        raise InputError(f"{what} {short(text)} is out of range: give between 1 and 100M tokens.")
     return value
 
 
 def parse_positive_int(text: str | int, *, what: str, maximum: int = MAX_BATCH) -> int:
     try:
-        value = int(str(text).strip())
+        value = int(_bounded(text))
     except ValueError:
-        raise InputError(f"{what} {text!r} is not a whole number; give one from 1 to {maximum}.") from None
+        raise InputError(f"{what} {short(text)} is not a whole number; give one from 1 to "
+                         f"{maximum}.") from None
     if not 1 <= value <= maximum:
-        raise InputError(f"{what} {text!r} is out of range; give a whole number from 1 to {maximum}.")
+        raise InputError(f"{what} {short(text)} is out of range; give a whole number from 1 to "
+                         f"{maximum}.")
     return value
 
 
@@ -66,12 +72,13 @@ def parse_bytes(text: str | int | float, *, what: str) -> int:
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = _BYTES.match(str(text))
+        match = _BYTES.fullmatch(_bounded(text))
         if not match or match.group(2).lower() not in _BYTE_SCALE:
-            raise InputError(f"{what} {text!r} is not a size; give one such as 24GiB, 80GB or 512MiB.")
+            raise InputError(f"{what} {short(text)} is not a size; give one such as 24GiB, 80GB "
+                             "or 512MiB.")
         value = float(match.group(1)) * _BYTE_SCALE[match.group(2).lower()]
     if not math.isfinite(value) or value < 0 or value > 1024**6:
-        raise InputError(f"{what} {text!r} is out of range; give a size from 0 to 1 EiB.")
+        raise InputError(f"{what} {short(text)} is out of range; give a size from 0 to 1 EiB.")
     return int(value)
 
 
@@ -84,26 +91,35 @@ def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, ac
         if not math.isfinite(text):
             raise InputError(f"{what} must be {accepted}.")
         return round(text)
-    match = _COUNT.match(str(text))
+    match = _COUNT.fullmatch(_bounded(text))
     if not match or match.group(2).lower() not in scales:
-        raise InputError(f"{what} {text!r} is not understood; give {accepted}.")
+        raise InputError(f"{what} {short(text)} is not understood; give {accepted}.")
     value = float(match.group(1)) * scales[match.group(2).lower()]
     if not math.isfinite(value):
-        raise InputError(f"{what} {text!r} is out of range; give {accepted}.")
+        raise InputError(f"{what} {short(text)} is out of range; give {accepted}.")
     return round(value)
 
 
 def parse_share(text: str | float, *, what: str, accepted: str) -> float:
     """'10%' -> 0.1, and '0.1' or 0.1 -> 0.1: a share as a fraction. The caller checks its range;
     `accepted` ends the sentence for anything that is not a finite number."""
-    raw = "" if isinstance(text, bool) else str(text).strip()
+    raw = "" if isinstance(text, bool) else _bounded(text)
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise InputError(f"{what} {str(text)[:40]!r} is not understood; {accepted}.")
+        raise InputError(f"{what} {short(text)} is not understood; {accepted}.")
     return value
+
+
+def _bounded(text: object) -> str:
+    """The text of a number, stripped; longer than any number is "" (which nothing matches)."""
+    try:
+        stripped = str(text).strip()
+    except ValueError:  # an int (or a list holding one) of more digits than str() converts
+        return ""
+    return stripped if len(stripped) <= MAX_NUMBER_CHARS else ""
 
 
 def format_bytes(n: int | float) -> str:

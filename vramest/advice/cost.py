@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vramest.data import read_text
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.units import parse_share
 
 HOURS_PER_MONTH = 730.0  # 8760 hours a year / 12
@@ -37,12 +37,12 @@ def parse_amount(text: str | float | None, flag: str, *, allow_zero: bool = True
     try:
         value = float(str(text).strip().replace(",", "").replace("_", ""))
     except ValueError:
-        raise InputError(f"{flag} {text!r} is not a number; give one such as 1599 or 0.15.") \
+        raise InputError(f"{flag} {short(text)} is not a number; give one such as 1599 or 0.15.") \
             from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or \
             value > maximum:
         least = "0 or more" if allow_zero else "more than 0"
-        raise InputError(f"{flag} {text!r} is out of range; give a number {least} "
+        raise InputError(f"{flag} {short(text)} is out of range; give a number {least} "
                          f"(at most {maximum:g}).")
     return value
 
@@ -53,7 +53,7 @@ def parse_utilization(text: str | float | None) -> float:
         return DEFAULT_UTILIZATION
     value = parse_share(text, what="--utilization", accepted="give a share such as 0.5 or 50%")
     if not 0 < value <= 1:
-        raise InputError(f"--utilization {text!r} is out of range; give a share above 0 and at "
+        raise InputError(f"--utilization {short(text)} is out of range; give a share above 0 and at "
                          "most 1 (or 100%).")
     return value
 
@@ -213,5 +213,5 @@ def find_api_price(name: str) -> ApiPrice:
     close = list(dict.fromkeys(index[c] for c in get_close_matches(key, list(index), n=3,
                                                                      cutoff=0.4)))
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise InputError(f"Unknown API model {name!r}; {hint}`vramest cost --api list` shows the "
+    raise InputError(f"Unknown API model {short(name)}; {hint}`vramest cost --api list` shows the "
                      "table, or give your own --api-price.")

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.units import format_bytes, parse_share
 
 FORMAT_KEY = "vramest_capacity_baseline"
@@ -86,7 +86,7 @@ def parse_tolerance(value: str | float | int) -> float:
     tolerance = parse_share(value, what="--tolerance", accepted="give a percentage such as 5% or "
                             "a fraction such as 0.05")
     if not 0 <= tolerance <= 10:
-        raise InputError(f"--tolerance {value!r} is out of range; give 0% to 1000%.")
+        raise InputError(f"--tolerance {short(value)} is out of range; give 0% to 1000%.")
     return tolerance
 
 
@@ -123,7 +123,7 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     out: dict[str, dict[str, float]] = {}
     for name, figures in deployments.items():
         if not isinstance(figures, dict):
-            raise InputError(f"Baseline {shown}: deployment {name!r} must be an object of figures.")
+            raise InputError(f"Baseline {shown}: deployment {short(name)} must be an object of figures.")
         out[name] = {k: float(v) for k, v in figures.items() if k in COMPARED_FIGURES
                      and isinstance(v, (int, float)) and not isinstance(v, bool)
                      and math.isfinite(v)}

@@ -25,7 +25,7 @@ from vramest.capacity.spec import (
     load_spec,
     parse_spec,
 )
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.units import format_bytes
 
 
@@ -182,7 +182,7 @@ def measure_all(spec: CapacitySpec) -> tuple[Figures, ...]:
         try:
             figures.append(measure(deployment))
         except InputError as exc:
-            problems.append(SpecProblem(spec.source, f"deployment {deployment.name!r}", None,
+            problems.append(SpecProblem(spec.source, f"deployment {short(deployment.name)}", None,
                                         str(exc)))
     if problems:
         raise SpecError(tuple(problems))
@@ -201,7 +201,7 @@ def measure(deployment: Deployment) -> Figures:
     result = estimate(**kwargs)
     plan, speed = result.fit, result.throughput
     if plan is None:  # estimate() always plans when a GPU is named
-        raise InputError(f"No fit plan for GPU {deployment.gpu!r}.")
+        raise InputError(f"No fit plan for GPU {short(deployment.gpu)}.")
     ttft = speed.time_to_first_token_s if speed is not None else None
     startup = getattr(result, "engine_report", None)
     kv_tokens = getattr(startup, "kv_cache_tokens", None)
@@ -228,7 +228,7 @@ def measure_training(deployment: Deployment) -> Figures:
     est = estimate_training(**deployment.training_kwargs())
     fit, speed = est.fit, est.throughput
     if fit.usable_bytes is None or fit.device is None:  # a named GPU always gives a fit
-        raise InputError(f"No fit for GPU {deployment.gpu!r}.")
+        raise InputError(f"No fit for GPU {short(deployment.gpu)}.")
     headroom = fit.usable_bytes - fit.required_bytes
     return Figures(
         gpu=fit.device, num_gpus=est.settings.num_gpus, tensor_parallel=1, pipeline_parallel=1,

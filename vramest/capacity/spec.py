@@ -15,7 +15,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.units import (
     format_bytes,
     parse_bytes,
@@ -332,7 +332,7 @@ def _family(key: str, value: object) -> str:
 
     text = _text(key, value).lower()
     if text not in FAMILIES:
-        raise InputError(f"unknown family {text!r}; accepted: {', '.join(FAMILIES)}.")
+        raise InputError(f"unknown family {short(text)}; accepted: {', '.join(FAMILIES)}.")
     return text
 
 
@@ -341,7 +341,7 @@ def _attention(key: str, value: object) -> str:
 
     text = _text(key, value).lower()
     if text not in ATTENTION_KINDS:
-        raise InputError(f"unknown attention {text!r}; accepted: {', '.join(ATTENTION_KINDS)}.")
+        raise InputError(f"unknown attention {short(text)}; accepted: {', '.join(ATTENTION_KINDS)}.")
     return text
 
 
@@ -688,7 +688,7 @@ def _resolve_model(name: str, base_dir: Path) -> str | SpecProblem:
     if looks_like_path:
         return SpecProblem("", "", None, f"no such file or folder: {path} (paths are relative to "
                            "the spec's folder); and not a catalog name either.")
-    return SpecProblem("", "", None, f"unknown model {name!r}; {catalog.suggest(name)}")
+    return SpecProblem("", "", None, f"unknown model {short(name)}; {catalog.suggest(name)}")
 
 
 def _resolve_file(values: dict[str, object], key: str, where: str, ctx: _Context,

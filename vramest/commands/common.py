@@ -29,13 +29,15 @@ def positive_float(flag: str, what: str, maximum: float = math.inf) -> Callable[
     limit = "" if maximum == math.inf else f" and at most {maximum:g}"
 
     def parse(text: str) -> float:
+        from vramest.errors import short
+
         try:
             value = float(text)
         except ValueError:
             value = math.nan
         if not (0 < value <= maximum and math.isfinite(value)):
             raise argparse.ArgumentTypeError(
-                f"{flag} {text!r} is not {what}; give a number above 0{limit}.")
+                f"{flag} {short(text)} is not {what}; give a number above 0{limit}.")
         return value
     return parse
 

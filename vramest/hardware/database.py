@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vramest.data import read_text
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.units import GIB
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4")
@@ -120,7 +120,7 @@ class HardwareDB:
     def find(self, name: str) -> Device:
         device = _index(self).get(_norm(name)) or _index(self).get(_short(name))
         if device is None:
-            raise InputError(f"Unknown GPU {name!r}; {self.suggest(name)}")
+            raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
 
     def suggest(self, name: str) -> str:
@@ -176,14 +176,14 @@ def _number(raw: dict[str, Any], key: str, where: str, *, required: bool = False
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e9:
         raise InputError(f"{where}: {key} must be a positive number (at most 1e9), got "
-                         f"{value!r}.")
+                         f"{short(value)}.")
     return float(value)
 
 
 def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
-        raise InputError(f"{where}: {key} must be true or false, got {value!r}.")
+        raise InputError(f"{where}: {key} must be true or false, got {short(value)}.")
     return value
 
 
@@ -199,7 +199,7 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
     tflops = []
     for precision in tflops_raw:
         if precision not in PRECISIONS:
-            raise InputError(f"{where}: unknown precision {precision!r} in dense_tflops; "
+            raise InputError(f"{where}: unknown precision {short(precision)} in dense_tflops; "
                              f"accepted: {', '.join(PRECISIONS)}.")
         number = _number(tflops_raw, precision, where)
         if number is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 
 MAX_CONSTANT = 1e15  # far above any real constant; keeps products finite
 # constants the estimate divides by: a profile may not set them to 0
@@ -91,7 +91,7 @@ class Constants:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0 <= value <= MAX_CONSTANT) or (value == 0 and key in DIVISORS):
                 raise InputError(f"Constant {key} must be a number {lowest} to "
-                                 f"{MAX_CONSTANT:g}, got {value!r}.")
+                                 f"{MAX_CONSTANT:g}, got {short(value)}.")
             cleaned[key] = int(value) if key.endswith("_bytes") else float(value)
         return replace(self, **cleaned)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.memory import (
     ATTENTION_KINDS,
@@ -154,7 +154,7 @@ def _estimate_for(info: ModelInfo, dtype: str | None, ctx: str | int | None, bat
     chunk = parse_tokens(prefill_chunk, what="--prefill-chunk") if prefill_chunk else ctx_tokens
     chunk = min(chunk, ctx_tokens)
     if attention not in ATTENTION_KINDS:
-        raise InputError(f"Unknown --attn {attention!r}; accepted: {', '.join(ATTENTION_KINDS)}.")
+        raise InputError(f"Unknown --attn {short(attention)}; accepted: {', '.join(ATTENTION_KINDS)}.")
     eager_only = shape.family in EAGER_ONLY_FAMILIES and attention != "eager"
     if eager_only:
         attention = "eager"

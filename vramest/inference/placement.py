@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.estimate import Estimate, estimate_at
@@ -61,10 +61,10 @@ def parse_reserve(text: str | float | None) -> Reserve:
     fraction = parse_share(raw, what="--reserve", accepted="give a fraction (0.1), a percentage "
                            "(10%) or a size (2GiB)")
     if not raw.endswith("%") and fraction >= 1:  # a bare 2 is neither a share nor a size
-        raise InputError(f"--reserve {text!r} is ambiguous; give a fraction below 1 (0.1), a "
+        raise InputError(f"--reserve {short(text)} is ambiguous; give a fraction below 1 (0.1), a "
                          "percentage (10%) or a size with its unit (2GiB).")
     if not 0 <= fraction < 1:
-        raise InputError(f"--reserve {text!r} must keep less than 100% of the GPU free.")
+        raise InputError(f"--reserve {short(text)} must keep less than 100% of the GPU free.")
     return Reserve(fraction, 0)
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from vramest.data import read_text
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.model.shapes import ModelShape, shape_from_config
 
 
@@ -72,7 +72,7 @@ class Catalog:
     def find(self, name: str) -> CatalogEntry:
         entry = self.get(name)
         if entry is None:
-            raise InputError(f"Unknown model {name!r}; {self.suggest(name)}")
+            raise InputError(f"Unknown model {short(name)}; {self.suggest(name)}")
         return entry
 
     def suggest(self, name: str) -> str:
@@ -197,11 +197,11 @@ def shape_for_params(params: int, family: str = "llama", active_params: int | No
     if active_params is not None:
         family = "moe"
     if family not in SCALING_SERIES:
-        raise InputError(f"Unknown --family {family!r}; accepted: {', '.join(FAMILIES)}.")
+        raise InputError(f"Unknown --family {short(family)}; accepted: {', '.join(FAMILIES)}.")
     series = [(e.shape().param_count(), e) for e in
               (catalog.get(name) for name in SCALING_SERIES[family]) if e is not None]
     if not series:
-        raise InputError(f"The catalog has no models of family {family!r} to borrow a shape from.")
+        raise InputError(f"The catalog has no models of family {short(family)} to borrow a shape from.")
     series.sort(key=lambda pair: pair[0])
     if family == "moe":
         return _borrow_moe(params, active_params, series)

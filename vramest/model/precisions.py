@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 
 # --- ggml block types: (elements per block, bytes per block) -----------------------------
 # Facts from ggml's type traits (ggml/src/ggml.c, block_* structs in ggml-common.h).
@@ -338,7 +338,7 @@ def weight_format(name: str) -> WeightFormat:
         if group is not None:
             return group
         raise InputError(
-            f"Unknown --dtype {name!r}; accepted: {', '.join(weight_format_names())}"
+            f"Unknown --dtype {short(name)}; accepted: {', '.join(weight_format_names())}"
             f"{_nearest_hint(key, weight_format_names())}."
         )
     return fmt
@@ -387,7 +387,7 @@ def kv_format(name: str) -> KVFormat:
     key = _KV_ALIASES.get(key, key)
     if key not in _KV_FORMATS:
         raise InputError(
-            f"Unknown --kv-dtype {name!r}; accepted: {', '.join(_KV_FORMATS)}"
+            f"Unknown --kv-dtype {short(name)}; accepted: {', '.join(_KV_FORMATS)}"
             f"{_nearest_hint(key, list(_KV_FORMATS))}."
         )
     return _KV_FORMATS[key]

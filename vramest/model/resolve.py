@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.model.catalog import default_catalog, shape_for_params
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape, with_overrides
@@ -114,7 +114,7 @@ def _model_from_name_or_path(model: str) -> ModelInfo:
         return _model_from_path(model)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
         return _model_from_hub(model, catalog.suggest(model))
-    raise InputError(f"Unknown model {model!r}; {catalog.suggest(model)}")
+    raise InputError(f"Unknown model {short(model)}; {catalog.suggest(model)}")
 
 
 def _model_from_hub(repo_id: str, suggestion: str) -> ModelInfo:

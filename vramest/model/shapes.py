@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
 from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
@@ -336,7 +336,7 @@ class _Config:
                 if isinstance(value, float) and value.is_integer():
                     value = int(value)
                 else:
-                    raise InputError(f"{self.origin}: {key} must be a whole number, got {value!r}.")
+                    raise InputError(f"{self.origin}: {key} must be a whole number, got {short(value)}.")
             if not minimum <= value <= _MAX_DIM:
                 raise InputError(
                     f"{self.origin}: {key} = {value} is out of range ({minimum}..{_MAX_DIM})."
@@ -351,7 +351,7 @@ class _Config:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise InputError(f"{self.origin}: {key} must be true or false, got {value!r}.")
+            raise InputError(f"{self.origin}: {key} must be true or false, got {short(value)}.")
         return value
 
     def str(self, key: str, default: str = "") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vramest.errors import InputError, require_text
+from vramest.errors import InputError, require_text, short
 from vramest.hardware.database import Device, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
@@ -184,7 +184,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
     if gpu_memory is not None:
         usable = parse_bytes(gpu_memory, what="--gpu-memory")
         if usable <= 0:
-            raise InputError(f"--gpu-memory {gpu_memory!r} leaves nothing to fit on; give a "
+            raise InputError(f"--gpu-memory {short(gpu_memory)} leaves nothing to fit on; give a "
                              "size such as 24GB or 80GiB.")
         device_name = f"{format_bytes(usable)} GPU"
     if gpu is not None:

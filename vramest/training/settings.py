@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vramest.errors import InputError, require_text
+from vramest.errors import InputError, require_text, short
 from vramest.model.precisions import (
     LINEAR_ROLES,
     weight_format,
@@ -169,7 +169,7 @@ def _choice(value: str, accepted: Iterable[str], flag: str) -> str:
     key = str(value).strip().lower()
     accepted = tuple(accepted)
     if key not in accepted:
-        raise InputError(f"Unknown {flag} {value!r}; accepted: {', '.join(accepted)}.")
+        raise InputError(f"Unknown {flag} {short(value)}; accepted: {', '.join(accepted)}.")
     return key
 
 
@@ -183,7 +183,7 @@ def parse_targets(text: str | Iterable[str]) -> tuple[str, ...]:
             continue
         name = _TARGET_ALIASES.get(item, item)
         if name not in _TARGET_ROLES:
-            raise InputError(f"Unknown --lora-targets entry {item!r}; accepted: "
+            raise InputError(f"Unknown --lora-targets entry {short(item)}; accepted: "
                              f"{', '.join(TARGET_PRESETS)} or a list of "
                              f"{', '.join(_TARGET_ROLES)} (or q_proj, v_proj, ...).")
         names.append(name)

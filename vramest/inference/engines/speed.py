@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 
 
 @dataclass(frozen=True)
@@ -62,4 +62,4 @@ def engine(name: str) -> Engine:
     try:
         return ENGINES[name.lower()]
     except KeyError:
-        raise InputError(f"Unknown engine {name!r}; accepted: {', '.join(ENGINES)}.") from None
+        raise InputError(f"Unknown engine {short(name)}; accepted: {', '.join(ENGINES)}.") from None

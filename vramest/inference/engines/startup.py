@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.hardware.database import Device
 from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
 from vramest.inference.engines.registry import Startup
@@ -591,7 +591,7 @@ LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flas
 def _share(value: object, what: str) -> float:
     number = _number(value, what)
     if not 0 < number <= 1:
-        raise InputError(f"{what} {value!r} is out of range; give a share above 0 and at most 1.")
+        raise InputError(f"{what} {short(value)} is out of range; give a share above 0 and at most 1.")
     return number
 
 
@@ -601,13 +601,13 @@ def _number(value: object, what: str) -> float:
         with contextlib.suppress(ValueError):
             number = float(value)
     if not math.isfinite(number):
-        raise InputError(f"{what} {value!r} is not a number.")
+        raise InputError(f"{what} {short(value)} is not a number.")
     return number
 
 
 def _switch(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise InputError(f"{what} {value!r} is not true or false.")
+        raise InputError(f"{what} {short(value)} is not true or false.")
     return value
 
 
@@ -617,7 +617,7 @@ def _layers(value: object, what: str) -> int:
     except ValueError:
         count = -1
     if not 0 <= count <= 100_000:
-        raise InputError(f"{what} {value!r} is not a layer count; give a whole number from 0 to "
+        raise InputError(f"{what} {short(value)} is not a layer count; give a whole number from 0 to "
                          "100000.")
     return count
 
@@ -625,7 +625,7 @@ def _layers(value: object, what: str) -> int:
 def _whole(value: object, what: str) -> str | int:
     """Text or an int for the unit parsers; anything else is refused here."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InputError(f"{what} {value!r} is not a whole number.")
+        raise InputError(f"{what} {short(value)} is not a whole number.")
     return value
 
 
@@ -678,7 +678,7 @@ def _ratios(value: object, what: str) -> tuple[float, ...]:
 
 
 def _refuse(value: object, what: str, accepted: str) -> object:
-    raise InputError(f"{what} {value!r} is not understood; give {accepted}.")
+    raise InputError(f"{what} {short(value)} is not understood; give {accepted}.")
 
 
 def engine_family(engine: str) -> str:

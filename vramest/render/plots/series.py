@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
@@ -100,7 +100,7 @@ def memory_sweeps(bases: Sequence[Estimate], axis: str, devices: Sequence[Device
     along `axis` for each estimate (one per precision), over one common range: `upper`, or a
     default widened to show the crossings."""
     if axis not in AXES:
-        raise InputError(f"Unknown --vs {axis!r}; accepted: {', '.join(AXES)}.")
+        raise InputError(f"Unknown --vs {short(axis)}; accepted: {', '.join(AXES)}.")
     reserve = reserve or Reserve()
     limits = [tuple(_limit(base, device, axis, num_gpus, reserve, pp) for device in devices)
               for base in bases]
