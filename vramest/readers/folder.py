@@ -3,7 +3,9 @@
 Nothing is executed (no trust_remote_code) and nothing is unpickled: a folder whose weights
 are only PyTorch pickles (.bin, .pt, .pth, .ckpt) is refused. Shards come from
 `model.safetensors.index.json` when present (names must stay inside the folder), else from
-every `*.safetensors` file in the folder.
+every `*.safetensors` file in the folder. No file is read whose real path is outside the
+folder (a symbolic link, or a shard name through a linked sub-folder), except the `blobs`
+folder that a Hugging Face cache snapshot's links point into.
 
 Folders written by `vramest.readers.hub` hold header-only copies of the shards,
 `<shard>.header`, and a `vramest-hub.json` manifest with each shard's real size; those are
@@ -60,6 +62,21 @@ def read_json_object(path: Path, *, what: str = "JSON file", shown: str | None =
     return value
 
 
+def contained(folder: Path, path: Path) -> Path:
+    """`path`, refused when its real location is outside `folder` (through any link). A Hugging
+    Face cache snapshot (`models--org--name/snapshots/REV/`) links its files into the repo's
+    `blobs/`, which is allowed."""
+    root = folder.resolve()
+    real = path.resolve()
+    roots = [root]
+    if root.parent.name == "snapshots":
+        roots.append(root.parent.parent / "blobs")
+    if not any(real == r or r in real.parents for r in roots):
+        raise InputError(f"{folder}: {path.name[:200]} links outside the model folder, which is "
+                         "never followed; copy the file into the folder.")
+    return path
+
+
 def read_model_folder(path: str | os.PathLike[str]) -> ModelFolder:
     """Read a model folder, a config.json file or a single .safetensors file."""
     path = Path(path)
@@ -96,7 +113,7 @@ def _read_path(path: Path) -> ModelFolder:
 def _read_directory(folder: Path) -> ModelFolder:
     config_path = folder / "config.json"
     config = (
-        read_json_object(config_path, what="Hugging Face config.json")
+        read_json_object(contained(folder, config_path), what="Hugging Face config.json")
         if config_path.is_file()
         else None
     )
@@ -128,7 +145,7 @@ def _read_manifest(folder: Path) -> dict[str, int] | None:
     manifest_path = folder / HUB_MANIFEST
     if not manifest_path.is_file():
         return None
-    manifest = read_json_object(manifest_path, what="vramest hub cache manifest")
+    manifest = read_json_object(contained(folder, manifest_path), what="vramest hub cache manifest")
     sizes = manifest.get("shards", {})
     if not isinstance(sizes, dict) or not all(
         isinstance(name, str) and type(size) is int and size >= 0 for name, size in sizes.items()
@@ -157,7 +174,8 @@ def check_shard_name(name: Any, source: str) -> str:
 def _shard_names(folder: Path, manifest: dict[str, int] | None) -> list[str]:
     index_path = folder / INDEX_FILE
     if index_path.is_file():
-        index = read_json_object(index_path, what="safetensors index (with a weight_map object)")
+        index = read_json_object(contained(folder, index_path),
+                                 what="safetensors index (with a weight_map object)")
         weight_map = index.get("weight_map")
         if not isinstance(weight_map, dict):
             raise InputError(
@@ -199,11 +217,11 @@ def _read_shards(folder: Path, shards: list[str], manifest: dict[str, int] | Non
 def _read_shard(folder: Path, shard: str, manifest: dict[str, int] | None) -> TensorSet:
     full = folder / shard
     if full.is_file():
-        return read_safetensors_header(full)
+        return read_safetensors_header(contained(folder, full))
     header_only = folder / (shard + HEADER_SUFFIX)
     if manifest is not None and shard in manifest and header_only.is_file():
         return read_safetensors_header(
-            header_only, file_size=manifest[shard], display_name=str(full)
+            contained(folder, header_only), file_size=manifest[shard], display_name=str(full)
         )
     raise InputError(
         f"{folder} is missing the shard {shard[:200]} that its index lists; "
@@ -218,7 +236,7 @@ def _quantization_of(config: dict[str, Any], folder: Path, *, sibling_files: boo
     if sibling_files:
         legacy = folder / "quantize_config.json"
         if legacy.is_file():
-            settings = read_json_object(legacy, what="GPTQ quantize_config.json")
+            settings = read_json_object(contained(folder, legacy), what="GPTQ quantize_config.json")
             settings.setdefault("quant_method", "gptq")
             return settings
     return None

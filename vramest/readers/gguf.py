@@ -38,6 +38,11 @@ KEPT_HEAD_ITEMS = 8
 # the cap keeps a hostile file from making us loop for minutes.
 MAX_ARRAY_ITEMS = 1 << 24
 MAX_ARRAY_NESTING = 4
+# What the metadata kept in memory may cost in all (arrays past MAX_KEPT_ARRAY_ITEMS are not
+# kept). Real files keep well under 1 MiB (a chat template is the largest value); without a
+# total, a 100 MiB file of 1 MiB strings and 1024-item arrays took 1 GB of memory.
+MAX_KEPT_METADATA_BYTES = 32 * 1024 * 1024
+_PYTHON_OBJECT_BYTES = 48  # a kept value's own overhead, roughly (a str header, an int, a slot)
 _ACCEPTED = "a GGUF file of version 2 or 3 (little-endian), as written by llama.cpp"
 
 # ggml tensor types: id -> (name, elements per block, bytes per block). Facts from ggml's type
@@ -145,6 +150,7 @@ class _Cursor:
         self.size = size
         self.shown = shown
         self.position = 0
+        self.kept = 0  # MAX_KEPT_METADATA_BYTES's tally
 
     @property
     def remaining(self) -> int:
@@ -183,8 +189,16 @@ class _Cursor:
             raise self.fail(f"has a {length}-byte {what}, over the 1 MiB limit for strings")
         return length
 
+    def keep(self, nbytes: int) -> None:
+        self.kept += nbytes + _PYTHON_OBJECT_BYTES
+        if self.kept > MAX_KEPT_METADATA_BYTES:
+            raise self.fail(f"holds more than {MAX_KEPT_METADATA_BYTES // (1024 * 1024)} MiB of "
+                            "metadata outside its long arrays, far more than any model's")
+
     def string(self, what: str) -> str:
-        return self.read(self.string_length(what)).decode("utf-8", errors="replace")
+        data = self.read(self.string_length(what))
+        self.keep(len(data))
+        return data.decode("utf-8", errors="replace")
 
     def skip_strings(self, count: int) -> None:
         """Skip `count` strings, reading the file in large chunks (vocabularies are long)."""
@@ -306,6 +320,7 @@ def _read_value(cursor: _Cursor, value_type: int, depth: int) -> Any:
         return _read_array(cursor, depth)
     fmt = VALUE_TYPES[value_type][1]
     assert fmt is not None
+    cursor.keep(0)
     value = cursor.unpack(fmt)
     return bool(value) if value_type == _BOOL else value
 

@@ -28,6 +28,8 @@ import re
 import shutil
 import struct
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.files import parse_json
 from vramest.readers.folder import (
     HEADER_SUFFIX,
     HUB_MANIFEST,
@@ -50,6 +53,8 @@ from vramest.readers.safetensors_header import (
     parse_safetensors_header,
 )
 
+# A request's whole time, in units of the per-read timeout (10 s by default: 60 s in all).
+REQUEST_TIMEOUTS = 6
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _NAME_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"^(?:{_NAME_PART}/)?{_NAME_PART}$")
@@ -184,7 +189,8 @@ def _download(client: _HubClient) -> tuple[dict[str, bytes], dict[str, int], dic
     index = client.get_small(INDEX_FILE, required=False)
     if index is not None:
         files[INDEX_FILE] = _checked_json_object(index, client.describe(INDEX_FILE))
-        shards = _shards_of_index(json.loads(index), client.describe(INDEX_FILE))
+        shards = _shards_of_index(parse_json(index, what=client.describe(INDEX_FILE)),
+                                  client.describe(INDEX_FILE))
     else:
         shards = ["model.safetensors"]
 
@@ -204,10 +210,7 @@ def _download(client: _HubClient) -> tuple[dict[str, bytes], dict[str, int], dic
 
 
 def _checked_json_object(data: bytes, shown: str) -> bytes:
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InputError(f"{shown} is not valid UTF-8 JSON: expected a JSON object.") from None
+    value = parse_json(data, what=f"{shown} (expected a JSON object)")
     if not isinstance(value, dict):
         raise InputError(f"{shown} holds JSON that is not an object: expected a JSON object.")
     return data
@@ -274,10 +277,45 @@ class _HubClient:
 
     def _request(self, filename: str, byte_range: tuple[int, int] | None, limit: int,
                  required: bool) -> tuple[bytes, dict[str, str], int] | None:
-        """(body up to `limit` bytes, headers, status), or None for a 404 on an optional file."""
+        """(body up to `limit` bytes, headers, status), or None for a 404 on an optional file.
+
+        `timeout` bounds each socket read; a server that drips a byte just inside it would hold
+        a request for ever, so the whole request runs in a worker given REQUEST_TIMEOUTS times
+        `timeout` in all, and the body is read a chunk at a time against the same deadline."""
+        deadline = time.monotonic() + REQUEST_TIMEOUTS * self.timeout
+        outcome: list[Any] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._request_now(filename, byte_range, limit, required, deadline))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=work, name="vramest-hub", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()) + 1)
+        if not outcome:
+            raise self._fail(filename, f"no complete answer within "
+                             f"{REQUEST_TIMEOUTS * self.timeout:g} s")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]  # type: ignore[no-any-return]
+
+    def _request_now(self, filename: str, byte_range: tuple[int, int] | None, limit: int,
+                     required: bool, deadline: float) -> tuple[bytes, dict[str, str], int] | None:
         try:
             with self._open(filename, byte_range) as response:
-                body = response.read(limit + 1)
+                chunks: list[bytes] = []
+                total = 0
+                while total <= limit:
+                    if time.monotonic() > deadline:
+                        raise self._fail(filename, "the server sends too slowly")
+                    chunk = response.read1(min(1 << 16, limit + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                body = b"".join(chunks)
                 return body, {k.lower(): v for k, v in response.headers.items()}, response.status
         except urllib.error.HTTPError as error:
             error.close()
@@ -322,8 +360,8 @@ class _HubClient:
         prefix = body[:LENGTH_PREFIX_BYTES]
         (header_length,) = struct.unpack("<Q", prefix)
         if header_length > MAX_HEADER_BYTES or LENGTH_PREFIX_BYTES + header_length > size:
-            raise InputError(f"{shown} declares a {header_length}-byte header that does not fit "
-                             "its file: expected a safetensors file.")
+            raise InputError(f"{shown} declares a header that does not fit its file: expected a "
+                             "safetensors file.")
         if header_length == 0:
             return prefix, size
         end = LENGTH_PREFIX_BYTES + header_length - 1

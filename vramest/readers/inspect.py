@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
-from vramest.readers.folder import HUB_MANIFEST, read_model_folder
+from vramest.readers.folder import HUB_MANIFEST, contained, read_model_folder
 from vramest.readers.gguf import GGUF_MAGIC, GGUFFile, gguf_to_hf_config, read_gguf
 from vramest.readers.safetensors_header import SAFETENSORS_DTYPE_BITS
 from vramest.readers.tensors import TensorInfo, TensorSet, component_of
@@ -112,7 +112,7 @@ def _inspect(path: Path) -> Inspection:
         )
         ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith("mmproj"))
         if not has_model_files and ggufs:
-            return _inspect_gguf(_single_gguf(path, ggufs))
+            return _inspect_gguf(contained(path, _single_gguf(path, ggufs)))
         folder = read_model_folder(path)
         if folder.tensors is None:
             return _config_only(path, folder.config, folder.quantization_config)
@@ -177,7 +177,8 @@ def _with_split_siblings(gguf: GGUFFile) -> TensorSet:
         if not part.is_file():
             raise InputError(f"{gguf.path} is part of a split GGUF model but {part.name} is "
                              "missing: keep all parts in one folder.")
-        part_tensors = gguf.tensors if part == gguf.path else read_gguf(part).tensors
+        part_tensors = gguf.tensors if part == gguf.path else read_gguf(
+            contained(gguf.path.parent, part)).tensors
         for tensor in part_tensors.tensors:
             if tensor.name in names:
                 raise InputError(f"{part} repeats tensor {tensor.name[:200]!r} from another "

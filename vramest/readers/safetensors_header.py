@@ -51,15 +51,16 @@ def read_safetensors_header(path: str | os.PathLike[str], *, file_size: int | No
             if len(prefix) < LENGTH_PREFIX_BYTES:
                 raise _fail(shown, "is too short to be a safetensors file")
             (header_length,) = struct.unpack("<Q", prefix)
+            # the declared length is never printed: it is 8 bytes of whatever the file holds
             if header_length > MAX_HEADER_BYTES:
                 raise InputError(
-                    f"{shown} declares a {header_length}-byte safetensors header, over the "
+                    f"{shown} declares a safetensors header over the "
                     f"{MAX_HEADER_BYTES // (1024 * 1024)} MiB limit: expected {_ACCEPTED}."
                 )
             if LENGTH_PREFIX_BYTES + header_length > actual_size:
                 raise InputError(
-                    f"{shown} is truncated: its safetensors header needs {header_length} bytes "
-                    f"but the file ends sooner; expected {_ACCEPTED}."
+                    f"{shown} is truncated: its declared safetensors header is longer than the "
+                    f"file; expected {_ACCEPTED}."
                 )
             header_bytes = handle.read(header_length)
     except OSError as error:
