@@ -55,6 +55,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; everything printed passes through `printable`, so names read
+    from files cannot send terminal escape sequences."""
+    from vramest.files import PrintableStream
+
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = PrintableStream(stdout)  # type: ignore[assignment]
+    sys.stderr = PrintableStream(stderr, keep_cr=True)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in
                          ("-h", "--help", "--version")):

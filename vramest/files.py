@@ -17,11 +17,12 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from vramest.errors import InputError
 
@@ -331,3 +332,33 @@ def exclusive_lock(lock_path: PathLike, *, busy: str) -> Iterator[None]:
 
 def _size(limit: int) -> str:
     return f"{limit // 1024**2} MiB" if limit >= 1024**2 else f"{limit} bytes"
+
+
+# --- text that reaches a terminal, XML or Markdown ---------------------------------------------
+
+# C0 and C1 control characters but tab and newline (ESC starts a terminal escape sequence;
+# XML 1.0 forbids most of them outright), lone surrogates, and the XML non-characters.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_UNPRINTABLE_BUT_CR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def printable(text: str, *, keep_cr: bool = False) -> str:
+    """`text` with every control character (but tab and newline, and with `keep_cr` carriage
+    return) shown as "?": a model or GPU name from a file cannot move the cursor, recolour the
+    terminal or make XML ill-formed."""
+    return (_UNPRINTABLE_BUT_CR if keep_cr else _UNPRINTABLE).sub("?", text)
+
+
+class PrintableStream:
+    """A text stream that writes through `printable` (the CLI's stdout and stderr). Carriage
+    returns are kept where `keep_cr` (a progress bar redraws its line with one)."""
+
+    def __init__(self, stream: TextIO, *, keep_cr: bool = False) -> None:
+        self.stream = stream
+        self.keep_cr = keep_cr
+
+    def write(self, text: str) -> int:
+        return self.stream.write(printable(text, keep_cr=self.keep_cr))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, ...
+        return getattr(self.stream, name)

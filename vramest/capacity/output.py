@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vramest.capacity.judge import CheckReport, DeploymentResult
 from vramest.capacity.spec import SpecProblem
+from vramest.files import printable
 from vramest.units import format_bytes
 
 _COLUMNS = ("result", "deployment", "GPUs", "per GPU / usable", "headroom (need)",
@@ -79,17 +80,19 @@ def render_table(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-def _details(report: CheckReport, *, bullet: str, name_format: str = "{}") -> list[str]:
+def _details(report: CheckReport, *, bullet: str, name_format: str = "{}",
+             escape: Callable[[str], str] = str) -> list[str]:
     out: list[str] = []
     for r in report.results:
         notes = list(r.reasons) + list(r.notes)
         if notes:
             out.append("")
-            out.append(f"{name_format.format(r.name)}: {'FAILS' if not r.passed else 'passes'}")
-            out += [f"{bullet}{text}" for text in notes]
+            out.append(f"{name_format.format(escape(r.name))}: "
+                       f"{'FAILS' if not r.passed else 'passes'}")
+            out += [f"{bullet}{escape(text)}" for text in notes]
     if report.baseline is not None:
         out.append("")
-        out.append(f"Compared with baseline {report.baseline} (tolerance "
+        out.append(f"Compared with baseline {escape(str(report.baseline))} (tolerance "
                    f"{report.tolerance * 100:g}%).")
     return out
 
@@ -103,9 +106,19 @@ def render_markdown(report: CheckReport) -> str:
     lines.append("|" + "|".join(" --- " for _ in columns) + "|")
     for r in report.results:
         cells = _row(r, columns, marks=("✅ pass", "❌ fail"))
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += _details(report, bullet="- ", name_format="**{}**")
+        lines.append("| " + " | ".join(_markdown(c) for c in cells) + " |")
+    lines += _details(report, bullet="- ", name_format="**{}**", escape=_markdown)
     return "\n".join(lines) + "\n"
+
+
+# the marks that start emphasis, code, links, images, inline HTML, entities or a table cell
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#!|~&"})
+
+
+def _markdown(text: str) -> str:
+    """One line of text from a spec or a file, shown literally in Markdown: no links, images,
+    HTML, emphasis or table breaks; line breaks become spaces."""
+    return printable(text.replace("\r", " ").replace("\n", " ")).translate(_MARKDOWN_SPECIAL)
 
 
 def render_json(report: CheckReport) -> str:
@@ -146,5 +159,9 @@ def problems_junit_xml(source: str, problems: Sequence[SpecProblem]) -> bytes:
 
 
 def _serialise(root: ET.Element) -> bytes:
+    for element in root.iter():  # XML 1.0 cannot hold control characters: show them as "?"
+        element.attrib.update({k: printable(v) for k, v in element.attrib.items()})
+        if element.text:
+            element.text = printable(element.text)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
