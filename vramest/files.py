@@ -148,8 +148,9 @@ def read_json(path: PathLike, *, what: str, limit: int = SMALL_FILE_BYTES,
 
 
 def dumps_json(data: Any, *, indent: int | None = 1) -> str:
-    """JSON for files and --json output: NaN and Infinity become null, never invalid JSON."""
-    return json.dumps(_finite(data), indent=indent)
+    """JSON for files and --json output: NaN and Infinity become null, never invalid JSON;
+    what JSON has no type for (a path, bytes) is written as its text."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False, default=str)
 
 
 def _finite(value: Any) -> Any:

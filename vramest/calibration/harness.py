@@ -4,11 +4,12 @@ then fit and write the profile. Needs torch (through `device` and `measure`)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -99,13 +100,19 @@ class Progress:
             self.stream.write("\n")
 
 
-def _quiet() -> None:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No library warnings while measuring: the progress bar is the output. A filter by module
+    misses a warning that `stacklevel` attributes to its caller's module (bitsandbytes' to
+    torch or transformers), so every warning is ignored for the run, and the filters are
+    restored after it."""
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _header(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -115,11 +122,10 @@ def _header(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 def run_calibration(backend: Backend, options: RunOptions, progress_stream: TextIO | None = None
                     ) -> dict[str, Any]:
     """Measure what is missing, fit, write the profile; returns the profile."""
-    _quiet()
     path = options.profile_path
     jsonl = measurements_path(path)
     started = time.perf_counter()
-    with profile_lock(path):
+    with profile_lock(path), _quiet():
         if options.fresh and jsonl.exists():
             jsonl.unlink()
         records = read_records(jsonl)

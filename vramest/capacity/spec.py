@@ -15,7 +15,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from vramest.errors import InputError, short
+from vramest.errors import MAX_TEXT_CHARS, InputError, short
 from vramest.units import (
     format_bytes,
     parse_bytes,
@@ -282,7 +282,15 @@ def _text(key: str, value: object) -> str:
         raise InputError(f"must be a non-empty string, got {_kind(value)}.")
     if "\x00" in value:
         raise InputError("must not contain a NUL character.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InputError(f"is {len(value)} characters long; no name or path is over "
+                         f"{MAX_TEXT_CHARS}.")
     return value.strip()
+
+
+def _gpu(key: str, value: object) -> str:
+    """A GPU name; `gpu: 4090` in YAML or TOML is an integer, meant as the name "4090"."""
+    return _text(key, str(value) if _is_int(value) else value)
 
 
 def _token_count(key: str, value: object) -> int:
@@ -450,7 +458,7 @@ _PARSERS: dict[str, Callable[[str, object], object]] = {
     "attention": _attention,
     "engine": _engine,
     "engine_options": _engine_options,
-    "gpu": _text,
+    "gpu": _gpu,
     "num_gpus": _whole(MAX_GPUS),
     "pp": _whole(MAX_GPUS),
     "reserve": _reserve,

@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from vramest.advice.cost import api_prices
 
     if args.api and args.api.strip().lower() == "list":
-        print(render_api_table(api_prices()))
+        if args.json:
+            print(json.dumps({"prices": [p.to_json() for p in api_prices()]}, indent=2))
+        else:
+            print(render_api_table(api_prices()))
         return 0
     report = build(args)
     if args.json:

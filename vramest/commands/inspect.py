@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramest.files import dumps_json
     from vramest.model.shapes import UnknownArchitecture, shape_from_config
     from vramest.readers.inspect import inspect_path
     from vramest.units import format_bytes, format_count
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             out["resolved_shape"] = shape.summary()
         if refused:
             out["shape_refused"] = refused
-        print(json.dumps(out, indent=2, default=str))
+        print(dumps_json(out, indent=2))  # NaN and Infinity become null
         return 0
     print(f"{found.path}  ({found.kind})")
     if found.params is not None:

@@ -28,6 +28,9 @@ PHASES = ("load", "prefill", "decode")
 TRACE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 TRACE_ATTENTION = ("sdpa", "eager")
 DEFAULT_DECODE_STEPS = 2
+# Prefill forwards one trace runs (each a full-model forward on fake tensors): every real
+# chunking fits (2048-token chunks up to a 512k prompt), --prefill-chunk 1 --ctx 1M does not.
+MAX_PREFILL_FORWARDS = 256
 MATH_FALLBACK = ("the math fallback, which materialises the scores (CUDA's memory-efficient "
                  "kernel would not)")
 if TYPE_CHECKING:
@@ -227,6 +230,12 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
     if attn not in TRACE_ATTENTION:
         raise InputError(f"Trace mode runs --attn {' or '.join(TRACE_ATTENTION)}, not {attn!r} "
                          "(flash-attention kernels need a GPU).")
+    chunk = min(prefill_chunk or ctx, ctx)
+    forwards = -(-ctx // chunk)
+    if forwards > MAX_PREFILL_FORWARDS:  # --prefill-chunk 1 --ctx 1M would trace for days
+        raise InputError(f"--prefill-chunk {chunk} splits the {ctx}-token prompt into {forwards} "
+                         f"forwards; a trace runs at most {MAX_PREFILL_FORWARDS}: give a chunk "
+                         f"of at least {-(-ctx // MAX_PREFILL_FORWARDS)} tokens.")
     last = max(PHASES.index(p) for p in phases)
     torch, transformers = _import_torch()
     from vramest.tracing.tracking import KV_CACHE, PARAMS, LiveBytesTracker
@@ -241,7 +250,6 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
     if str(config.get("model_type", "")) == "bart":
         return _trace_seq2seq(torch, transformers, hf_config, torch_dtype, ctx=ctx,
                               batch=batch, attn=attn, last=last, fake=fake)
-    chunk = min(prefill_chunk or ctx, ctx)
     started = time.perf_counter()
     device = "cpu"  # a CPU-only torch cannot fake CUDA; see _trace_device
     results: list[PhaseResult] = []
