@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HEADLINE ?= --params 70B --dtype int4 --ctx 8192
 
-.PHONY: run test test-fast test-browser bench accuracy lint install install-dev clean
+.PHONY: run test test-fast fuzz test-browser bench accuracy lint install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: install-dev
 # the inner loop: everything but the torch-backed traces and calibrations (about a minute)
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The hostile-input suite at length: FUZZ_N inputs per target (the test run uses a few dozen),
+# with each target's counts printed. FUZZ_SEED=N for another sequence.
+FUZZ_N ?= 10000
+FUZZ_SEED ?= 24
+fuzz: install-dev
+	VRAMEST_FUZZ_N=$(FUZZ_N) VRAMEST_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 # The HTML report and `vramest web` in a real browser: installs Debian's chromium and its
 # WebDriver (chromium-driver, which drives the web page) where either is missing.

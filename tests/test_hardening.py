@@ -25,7 +25,6 @@ import pytest
 
 from vramest.cli import main
 from vramest.errors import InputError
-from vramest.files import append_line, read_bytes, write_atomic
 
 DEEP = "[" * 100_000
 
@@ -97,6 +96,8 @@ def test_calibrate_report_of_a_fifo_is_one_sentence(fifo: Path, capsys: pytest.C
 
 def test_the_cap_holds_while_reading(tmp_path: Path) -> None:
     """stat() is not trusted (it says 0 bytes for /dev/zero): cap + 1 bytes are read."""
+    from vramest.files import read_bytes
+
     big = tmp_path / "big.json"
     big.write_bytes(b" " * 1001)
     with pytest.raises(InputError, match="larger than 1000 bytes"):
@@ -125,7 +126,12 @@ def writers() -> dict[str, Callable[[Path], Any]]:
     from vramest.capacity import write_atomically as capacity_write
     from vramest.render.html import write_atomically as html_write
 
-    return {"files": lambda p: write_atomic(p, b"new"),
+    def files_write(path: Path) -> None:
+        from vramest.files import write_atomic
+
+        write_atomic(path, b"new")
+
+    return {"files": files_write,
             "html": lambda p: html_write(p, "<p>new</p>"),
             "capacity": lambda p: capacity_write(p, b"new"),
             "profile": lambda p: write_json_atomic(p, {"new": 1})}
@@ -230,6 +236,8 @@ def test_a_full_disk_is_one_sentence_and_leaves_no_temporary(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
+    from vramest.files import write_atomic
+
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -288,6 +296,8 @@ def test_a_torn_tail_does_not_swallow_the_next_record(tmp_path: Path) -> None:
 
 
 def test_append_line_refuses_a_fifo(fifo: Path) -> None:
+    from vramest.files import append_line
+
     with pytest.raises(InputError, match="FIFO"):
         within(5, lambda: append_line(fifo, "{}"))
 

@@ -198,6 +198,15 @@ def _folder_of(target: Path, what: str) -> Path:
     return folder
 
 
+def make_folder_for(path: PathLike, *, what: str = "output") -> None:
+    """Create the folder `path` is to be written in, if missing; failing is one sentence."""
+    target = check_path_text(path, what)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the folder of {what} {target} ({_reason(exc)}).") from None
+
+
 def check_writable(path: PathLike, *, what: str = "output", make_folder: bool = False) -> Path:
     """Fail now, with one sentence, where writing `path` later would fail: a bad name, a
     missing or read-only folder, or something there that is not a regular file. Creates and
@@ -206,11 +215,7 @@ def check_writable(path: PathLike, *, what: str = "output", make_folder: bool = 
     target = check_path_text(path, what)
     _existing_mode(target, what)
     if make_folder:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"Cannot create the folder of {what} {target} "
-                             f"({_reason(exc)}).") from None
+        make_folder_for(target, what=what)
     folder = _folder_of(target, what)
     try:
         fd, probe = tempfile.mkstemp(prefix=".vramest-", suffix=".probe", dir=folder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from vramest.files import (
     check_writable,
     dumps_json,
     exclusive_lock,
+    make_folder_for,
     parse_json,
     read_bytes,
     write_atomic,
@@ -36,14 +38,18 @@ def measurements_path(profile_path: Path) -> Path:
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """One JSON line, on disk before this returns (a torn last line is ended first, so the
     new record never joins it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(path, what="measurements")
     append_line(path, json.dumps(record, sort_keys=True), what="measurements")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every complete record; a last line cut short by an interruption is ignored."""
-    if not path.exists() and not path.is_symlink():
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
         return []
+    except (OSError, ValueError):
+        pass  # read_bytes says what is wrong with the name
     text = read_bytes(path, what="Measurements", limit=MAX_MEASUREMENTS_BYTES).decode(
         "utf-8", errors="replace")
     records = []
@@ -98,7 +104,7 @@ def done_keys(records: list[dict[str, Any]]) -> set[str]:
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Readers see the old file or the new one, never half of either; NaN is written as null
     (JSON has no NaN, and the profile loader refuses one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(path, what="profile")
     write_atomic(path, dumps_json(data) + "\n", what="profile")
 
 

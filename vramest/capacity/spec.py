@@ -238,7 +238,7 @@ def _parse_yaml(text: str, shown: str) -> object:
                           "the spec as TOML or JSON.") from None
     try:
         return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:  # ValueError: a 5000-digit int
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _file_error(shown, f"is not valid YAML ({first_line}).") from None
 
@@ -572,7 +572,7 @@ def _where(raw: object, index: int) -> str:
     if isinstance(raw, Mapping):
         name = raw.get("name")
         if isinstance(name, str) and name.strip() and "\x00" not in name:
-            return f"deployment {name.strip()!r}"
+            return f"deployment {short(name.strip())}"
     return f"deployment {index}"
 
 

@@ -50,14 +50,26 @@ def refuse_overwriting(outputs: dict[str, str | None], inputs: dict[str, str | N
     from pathlib import Path
 
     from vramest.errors import InputError
+    from vramest.files import check_path_text
 
-    read = {Path(path).resolve(): flag for flag, path in inputs.items()
-            if path and Path(path).is_file()}
+    def real(path: str, flag: str) -> Path:
+        try:
+            return check_path_text(path, flag).resolve()
+        except (OSError, RuntimeError):  # a name too long, a link loop: the reader or writer says
+            return Path(path).absolute()
+
+    def is_file(path: str) -> bool:
+        try:
+            return Path(path).is_file()
+        except (OSError, ValueError):
+            return False
+
+    read = {real(path, flag): flag for flag, path in inputs.items() if path and is_file(path)}
     written: dict[Path, str] = {}
     for flag, path in outputs.items():
         if not path:
             continue
-        target = Path(path).resolve()
+        target = real(path, flag)
         if target in read:
             raise InputError(f"{flag} {path} would overwrite {read[target]}, which this command "
                              "reads; write elsewhere.")
