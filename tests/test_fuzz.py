@@ -152,6 +152,13 @@ def make_specials(root: Path) -> Specials:
         'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + levels + "deployments:\n"
         "  - {name: *i, params: *i, gpu: *i, engine_options: {x: *i}, train: {method: *i}}\n"
         "  - *i\ndefaults: {ctx: *i, dtype: *i}\n", encoding="utf-8")
+    (s / "good-config.json").write_text(json.dumps(
+        {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
+         "vocab_size": 1000}), encoding="utf-8")
+    (s / "good-gpus.json").write_text(json.dumps(
+        {"devices": [{"name": "Fuzz GPU \x1b[31m", "memory_gib": 24,
+                      "memory_bandwidth_gbs": 900}]}), encoding="utf-8")
     (s / "readonly").mkdir()
     devices = []
     if os.geteuid() == 0:  # a device node of our own: zero and null, never /dev itself
@@ -164,7 +171,8 @@ def make_specials(root: Path) -> Specials:
     (model / "sub").symlink_to(outside / "sub", target_is_directory=True)
     names = ("fifo.json", "folder.json", "link.json", "dangling.json", "deep.json",
              "deep-obj.json", "nan.json", "bigint.json", "empty.json", "binary.json", "big.json",
-             "spec.yaml", "spec.toml", "yaml-bomb.yaml", "model", "missing.json")
+             "spec.yaml", "spec.toml", "yaml-bomb.yaml", "model", "missing.json",
+             "good-config.json", "good-gpus.json")
     inputs = (*(str(s / n) for n in names), *devices, "/proc/self/status",
               "/proc/self/no-such", str(root), "x" * 300 + ".json", "a\x00b.json")
     outputs = (*(str(s / n) for n in ("fifo.json", "folder.json", "link.json", "dangling.json",
@@ -271,12 +279,23 @@ def subcommand_flags() -> dict[str, list[tuple[str, bool]]]:
     return flags
 
 
+# A working command line per subcommand, so that most inputs change one or two things in it
+# and reach past the argument parser.
+BASES = {"estimate": ["--params", "7B"], "check": ["spec.toml"], "inspect": ["good-config.json"],
+         "report": ["--params", "1B", "--no-accuracy", "--html", "new.html"],
+         "plot": ["--params", "1B"], "recommend": ["--params", "7B"], "train": ["--params", "1B"],
+         "cost": ["--params", "7B", "--gpu", "4090"], "tiers": [], "gpus": [], "models": [],
+         "hw": [], "trace": ["--model", "llama-3.1-8b"], "calibrate": ["--report", "nan.json"]}
+
+
 def random_argv(rng: random.Random, specials: Specials, command: str,
                 flags: list[tuple[str, bool]]) -> list[str]:
     argv = [command] if command != "estimate" or rng.random() < 0.5 else []
+    if rng.random() < 0.7:
+        argv += BASES.get(command, [])
     if command == "calibrate" and rng.random() < 0.5:
         argv += ["--report", rng.choice(specials.inputs)]
-    for _ in range(rng.randint(0, 6)):
+    for _ in range(rng.randint(0, 6) if rng.random() < 0.3 else rng.randint(1, 2)):
         roll = rng.random()
         if roll < 0.8 and flags:
             flag, takes_value = rng.choice(flags)
