@@ -189,7 +189,7 @@ WORDS = ("", " ", "-", "--", "---", "0", "-1", "1", "7B", "70b", "1.5B", "560M",
          "sdpa", "eager", "flash", "llama", "qwen", "moe", "meta-llama/Llama-3.1-8B",
          "llama-3.1-70b", "org/not-a-model", "list", "gpt-4o", "lora", "qlora", "full", "adamw",
          "ctx", "batch", "１２３", "٣", "1_000", "0x10", "1,000", "7 B", "\x1b[31mred\x1b[0m",
-         "\x07", "a|b", "<b>x</b>", "[x](https://e.invalid)", "\udcff", "é" * 50, "0" * 400 + "1")
+         "\x07", "a|b", "<b>x</b>", "[x](https://e.invalid)", "\udcff", "\ud800", "é" * 50, "0" * 400 + "1")
 
 
 def hostile_text(rng: random.Random, specials: Specials) -> str:
@@ -380,7 +380,7 @@ def test_fuzz_spec_files(specials: Specials) -> None:
             text = '{"deployments": [{"name": "a", "params": ' + "9" * 5000 + "}]}"
         if rng.random() < 0.2:  # a cut or bit-flipped file
             cut = rng.randint(0, len(text))
-            text = text[:cut] + rng.choice(("", "\x00", "[" * 1000, "\udcff"[:0], "'")) + text[cut:]
+            text = text[:cut] + rng.choice(("", "\x00", "[" * 1000, "'")) + text[cut:]
         path.write_text(text, encoding="utf-8", errors="replace")
         tally.run(f"{path.name}: {text[:200]!r}", lambda path=path: vramest.check(path))
         if isinstance(spec, dict):

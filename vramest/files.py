@@ -24,23 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from vramest.errors import InputError
+from vramest.errors import InputError, short
 
 SMALL_FILE_BYTES = 16 * 1024**2  # a profile, hardware file, spec, baseline, config.json
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
-SHOWN_CHARS = 60  # how much of a bad value a message echoes
 
 PathLike = str | os.PathLike[str]
-
-
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """A value for a message: repr() of at most `limit` characters of it, marked when cut."""
-    text = value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) \
-        else type(value).__name__
-    if len(text) <= limit:
-        return repr(text)
-    return repr(text[:limit]) + f"… ({len(text)} characters)"
 
 
 def _kind(mode: int) -> str:
@@ -58,17 +48,25 @@ def _kind(mode: int) -> str:
 
 
 def check_path_text(path: PathLike, what: str) -> Path:
-    """A path's text: no NUL, not over PATH_MAX, no component over 255 bytes."""
-    text = os.fspath(path)
+    """A path's text: no NUL, not over PATH_MAX, no component over 255 bytes, and encodable as
+    a file name (a lone surrogate is not)."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        text = path  # type: ignore[assignment]
     if not isinstance(text, str):
         raise InputError(f"{what} must be a path given as text, not {type(text).__name__}.")
     if not text or "\x00" in text:
-        raise InputError(f"{what} {shown(text)} is not a file path (empty, or holds a NUL).")
+        raise InputError(f"{what} {short(text)} is not a file path (empty, or holds a NUL).")
     if len(text) > MAX_PATH_CHARS:
-        raise InputError(f"{what} {shown(text)} is longer than {MAX_PATH_CHARS} characters.")
+        raise InputError(f"{what} {short(text)} is longer than {MAX_PATH_CHARS} characters.")
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        raise InputError(f"{what} {short(text)} holds characters no file name can.") from None
     for part in Path(text).parts:
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise InputError(f"{what} {shown(text)} has a name over {MAX_NAME_BYTES} bytes, "
+        if len(os.fsencode(part)) > MAX_NAME_BYTES:
+            raise InputError(f"{what} {short(text)} has a name over {MAX_NAME_BYTES} bytes, "
                              "more than file systems allow.")
     return Path(text)
 
@@ -172,9 +170,9 @@ def _umask() -> int:
     return mask
 
 
-def _existing_mode(target: Path, what: str) -> int | None:
-    """The permission bits of the regular file at `target`, None when nothing is there;
-    anything that is not a regular file (a symlink included) is refused."""
+def _existing(target: Path, what: str) -> os.stat_result | None:
+    """The status of the regular file at `target`, None when nothing is there; anything that
+    is not a regular file (a symlink included) is refused."""
     try:
         info = os.lstat(target)
     except FileNotFoundError:
@@ -184,7 +182,7 @@ def _existing_mode(target: Path, what: str) -> int | None:
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"Cannot write {what} {target}: it is {_kind(info.st_mode)}, and only a "
                          "regular file or a new name is written over.")
-    return stat.S_IMODE(info.st_mode)
+    return info
 
 
 def _folder_of(target: Path, what: str) -> Path:
@@ -213,7 +211,7 @@ def check_writable(path: PathLike, *, what: str = "output", make_folder: bool = 
     removes a temporary file beside it (the only reliable test on read-only mounts). With
     `make_folder`, a missing folder is created first."""
     target = check_path_text(path, what)
-    _existing_mode(target, what)
+    _existing(target, what)
     if make_folder:
         make_folder_for(target, what=what)
     folder = _folder_of(target, what)
@@ -232,7 +230,7 @@ def write_atomic(path: PathLike, data: bytes | str, *, what: str = "output") -> 
     name only, with the old file's mode (a new file gets the umask's)."""
     target = check_path_text(path, what)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    mode = _existing_mode(target, what)
+    old = _existing(target, what)
     folder = _folder_of(target, what)
     temp: str | None = None
     try:
@@ -241,9 +239,13 @@ def write_atomic(path: PathLike, data: bytes | str, *, what: str = "output") -> 
             out.write(payload)
             out.flush()
             if hasattr(os, "fchmod"):  # mkstemp made it 0600
-                os.fchmod(out.fileno(), 0o666 & ~_umask() if mode is None else mode)
+                os.fchmod(out.fileno(), 0o666 & ~_umask() if old is None else
+                          stat.S_IMODE(old.st_mode))
+            if old is not None and hasattr(os, "fchown"):  # root replacing a user's file
+                with contextlib.suppress(OSError):
+                    os.fchown(out.fileno(), old.st_uid, old.st_gid)
             os.fsync(out.fileno())
-        _existing_mode(target, what)  # once more: something else may have appeared there
+        _existing(target, what)  # once more: something else may have appeared there
         os.replace(temp, target)
         temp = None
         _fsync_folder(folder)
