@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vramest.files import PrintableStream
 
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout = PrintableStream(stdout)  # type: ignore[assignment]
-    sys.stderr = PrintableStream(stderr, keep_cr=True)  # type: ignore[assignment]
+    sys.stdout = PrintableStream(stdout)
+    sys.stderr = PrintableStream(stderr, keep_cr=True)
     try:
         return _main(argv)
     finally:

@@ -299,7 +299,7 @@ class _HubClient:
                              f"{REQUEST_TIMEOUTS * self.timeout:g} s")
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
-        return outcome[0]  # type: ignore[no-any-return]
+        return outcome[0]
 
     def _request_now(self, filename: str, byte_range: tuple[int, int] | None, limit: int,
                      required: bool, deadline: float) -> tuple[bytes, dict[str, str], int] | None:
