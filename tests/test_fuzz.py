@@ -88,7 +88,7 @@ class Tally:
     def report(self) -> None:
         print(f"\nfuzz {self.target}: {self.inputs} inputs, {self.accepted} accepted, "
               f"{self.refused} refused with one sentence, {len(self.failures)} failures, "
-              f"slowest {self.slowest_s:.2f} s", file=sys.__stdout__)
+              f"slowest {self.slowest_s:.2f} s")
         assert not self.failures, "\n".join(self.failures[:20])
 
 
@@ -230,7 +230,8 @@ def hostile_value(rng: random.Random, specials: Specials, depth: int = 0) -> Any
 @pytest.fixture()
 def specials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Specials]:
     """The special files, the working directory in the temporary folder, no network, and no
-    torch work (tracing and measuring stop with a sentence where they would start)."""
+    torch work and no server (tracing, measuring and serving stop with a sentence where they would
+    start)."""
     made = make_specials(tmp_path)
     monkeypatch.chdir(made.root / "s")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -242,11 +243,15 @@ def specials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Specia
     def no_measuring(*args: Any, **kwargs: Any) -> None:
         raise InputError("the fuzz run does not measure")
 
+    def no_serving(*args: Any, **kwargs: Any) -> None:
+        raise InputError("the fuzz run does not serve")
+
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails: calibrate stops
     monkeypatch.setitem(sys.modules, "transformers", None)
     monkeypatch.setattr("vramest.tracing.inference._import_torch", no_torch)
     monkeypatch.setattr("vramest.tracing.training._import_torch", no_torch)
     monkeypatch.setattr("vramest.calibration.device.select_backend", no_measuring)
+    monkeypatch.setattr("vramest.web.server.serve", no_serving)  # serves until interrupted
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     outside_before = made.snapshot()
     yield made
@@ -285,7 +290,8 @@ BASES = {"estimate": ["--params", "7B"], "check": ["spec.toml"], "inspect": ["go
          "report": ["--params", "1B", "--no-accuracy", "--html", "new.html"],
          "plot": ["--params", "1B"], "recommend": ["--params", "7B"], "train": ["--params", "1B"],
          "cost": ["--params", "7B", "--gpu", "4090"], "tiers": [], "gpus": [], "models": [],
-         "hw": [], "trace": ["--model", "llama-3.1-8b"], "calibrate": ["--report", "nan.json"]}
+         "hw": [], "trace": ["--model", "llama-3.1-8b"], "calibrate": ["--report", "nan.json"],
+         "web": ["--port", "0"]}
 
 
 def random_argv(rng: random.Random, specials: Specials, command: str,
