@@ -55,7 +55,7 @@ def parse_tokens(text: str | int | float, *, what: str = "--ctx") -> int:
 
 def parse_positive_int(text: str | int, *, what: str, maximum: int = MAX_BATCH) -> int:
     try:
-        value = int(_bounded(text))
+        value = int(number_text(text))
     except ValueError:
         raise InputError(f"{what} {short(text)} is not a whole number; give one from 1 to "
                          f"{maximum}.") from None
@@ -72,7 +72,7 @@ def parse_bytes(text: str | int | float, *, what: str) -> int:
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = _BYTES.fullmatch(_bounded(text))
+        match = _BYTES.fullmatch(number_text(text))
         if not match or match.group(2).lower() not in _BYTE_SCALE:
             raise InputError(f"{what} {short(text)} is not a size; give one such as 24GiB, 80GB "
                              "or 512MiB.")
@@ -91,7 +91,7 @@ def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, ac
         if not math.isfinite(text):
             raise InputError(f"{what} must be {accepted}.")
         return round(text)
-    match = _COUNT.fullmatch(_bounded(text))
+    match = _COUNT.fullmatch(number_text(text))
     if not match or match.group(2).lower() not in scales:
         raise InputError(f"{what} {short(text)} is not understood; give {accepted}.")
     value = float(match.group(1)) * scales[match.group(2).lower()]
@@ -103,7 +103,7 @@ def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, ac
 def parse_share(text: str | float, *, what: str, accepted: str) -> float:
     """'10%' -> 0.1, and '0.1' or 0.1 -> 0.1: a share as a fraction. The caller checks its range;
     `accepted` ends the sentence for anything that is not a finite number."""
-    raw = "" if isinstance(text, bool) else _bounded(text)
+    raw = "" if isinstance(text, bool) else number_text(text)
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
@@ -113,8 +113,9 @@ def parse_share(text: str | float, *, what: str, accepted: str) -> float:
     return value
 
 
-def _bounded(text: object) -> str:
-    """The text of a number, stripped; longer than any number is "" (which nothing matches)."""
+def number_text(text: object) -> str:
+    """The text of a number, stripped; longer than any number is "" (which nothing matches),
+    so no parser of people's numbers backtracks over, or echoes, a long value."""
     try:
         stripped = str(text).strip()
     except ValueError:  # an int (or a list holding one) of more digits than str() converts

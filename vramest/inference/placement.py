@@ -21,7 +21,7 @@ from vramest.inference.memory import ffn_width, weight_bytes_by_group
 from vramest.inference.verdict import BANDS, DOES_NOT_FIT, FITS, ErrorBand, verdict
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape
-from vramest.units import format_bytes, parse_bytes, parse_share
+from vramest.units import format_bytes, number_text, parse_bytes, parse_share
 
 DEFAULT_RESERVE = 0.05
 RESERVE_NOTE = ("5% of each GPU is kept free by default (--reserve): the driver shows 1-3% less "
@@ -55,9 +55,9 @@ def parse_reserve(text: str | float | None) -> Reserve:
     """'10%', '0.1' (a fraction) or '2GiB' (bytes kept free per GPU)."""
     if text is None:
         return Reserve()
-    raw = str(text).strip()
+    raw = number_text(text)
     if not raw.endswith("%") and not raw.replace(".", "", 1).isdigit():
-        return Reserve(0.0, parse_bytes(raw, what="--reserve"))
+        return Reserve(0.0, parse_bytes(raw or text, what="--reserve"))
     fraction = parse_share(raw, what="--reserve", accepted="give a fraction (0.1), a percentage "
                            "(10%) or a size (2GiB)")
     if not raw.endswith("%") and fraction >= 1:  # a bare 2 is neither a share nor a size

@@ -166,7 +166,7 @@ class TrainingSettings:
 
 
 def _choice(value: str, accepted: Iterable[str], flag: str) -> str:
-    key = str(value).strip().lower()
+    key = value.strip().lower() if isinstance(value, str) else ""  # a non-text choice matches none
     accepted = tuple(accepted)
     if key not in accepted:
         raise InputError(f"Unknown {flag} {short(value)}; accepted: {', '.join(accepted)}.")

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from vramest.errors import InputError
-from vramest.units import parse_bytes, parse_positive_int, parse_tokens
+from vramest.errors import InputError, short
+from vramest.units import number_text, parse_bytes, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:
     from vramest.hardware.database import Device
@@ -55,7 +55,7 @@ class StartupEngine:
             key = self.spellings.get(raw_key.lower().lstrip("-").replace("-", "_"),
                                      raw_key.lower().lstrip("-").replace("-", "_"))
             if key not in self.parsers:
-                raise InputError(f"Unknown {self.name} option {raw_key!r}; accepted: "
+                raise InputError(f"Unknown {self.name} option {short(raw_key)}; accepted: "
                                  f"{', '.join(self.parsers)}.")
             out[key] = self.parsers[key](value, raw_key)
         return out
@@ -82,7 +82,7 @@ def parse_pairs(pairs: list[str] | None) -> dict[str, object]:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--engine-option {pair!r} is not KEY=VALUE (e.g. num_ctx=8192 or "
+            raise InputError(f"--engine-option {short(pair)} is not KEY=VALUE (e.g. num_ctx=8192 or "
                              "OLLAMA_NUM_PARALLEL=4).")
         out[key.strip()] = value.strip()
     return out
@@ -91,18 +91,18 @@ def parse_pairs(pairs: list[str] | None) -> dict[str, object]:
 # --- option parsers (text from the CLI, typed values from the API or a capacity spec) -------
 def whole(value: object, what: str, maximum: int = 1 << 30) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InputError(f"{what} {value!r} is not a whole number.")
+        raise InputError(f"{what} {short(value)} is not a whole number.")
     return parse_positive_int(value, what=what, maximum=maximum)
 
 
 def tokens(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InputError(f"{what} {value!r} is not a token count.")
+        raise InputError(f"{what} {short(value)} is not a token count.")
     return parse_tokens(value, what=what)
 
 
 def count_or_zero(value: object, what: str) -> int:
-    if str(value).strip() == "0":
+    if number_text(value) == "0":
         return 0
     return whole(value, what, maximum=100_000)
 
@@ -110,12 +110,12 @@ def count_or_zero(value: object, what: str) -> int:
 def switch(value: object, what: str) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = number_text(value).lower()
     if text in ("1", "true", "on", "yes"):
         return True
     if text in ("0", "false", "off", "no"):
         return False
-    raise InputError(f"{what} {value!r} is not true or false (1/0, on/off).")
+    raise InputError(f"{what} {short(value)} is not true or false (1/0, on/off).")
 
 
 def share(value: object, what: str) -> float:
@@ -124,29 +124,29 @@ def share(value: object, what: str) -> float:
         with contextlib.suppress(ValueError):
             number = float(value)
     if not 0 < number <= 1:
-        raise InputError(f"{what} {value!r} is not a share above 0 and at most 1.")
+        raise InputError(f"{what} {short(value)} is not a share above 0 and at most 1.")
     return number
 
 
 def size(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InputError(f"{what} {value!r} is not a size.")
-    return 0 if str(value).strip() == "0" else parse_bytes(value, what=what)
+        raise InputError(f"{what} {short(value)} is not a size.")
+    return 0 if number_text(value) == "0" else parse_bytes(value, what=what)
 
 
 def text(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{what} {value!r} is not text.")
+        raise InputError(f"{what} {short(value)} is not text.")
     return value.strip().lower()
 
 
 def version(value: object, what: str) -> tuple[int, ...]:
     """'0.6.2', 'v0.6.2' or 'ollama==0.6.2' -> (0, 6, 2)."""
-    raw = str(value).strip().lower().split("==")[-1].lstrip("v")
+    raw = number_text(value).lower().split("==")[-1].lstrip("v")
     try:
         parts = tuple(int(p) for p in raw.split("-")[0].split("."))
     except ValueError:
         parts = ()
     if not 1 <= len(parts) <= 3:
-        raise InputError(f"{what} {value!r} is not a version such as 0.6.2.")
+        raise InputError(f"{what} {short(value)} is not a version such as 0.6.2.")
     return parts + (0,) * (3 - len(parts))
