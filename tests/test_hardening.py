@@ -468,21 +468,32 @@ def _gguf_string(text: bytes) -> bytes:
 
 
 def test_inspect_json_has_no_nan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "x.gguf"
+    """Non-finite numbers in a GGUF or a config.json: refused, or printed as null; never as the
+    NaN/Infinity that JSON parsers reject."""
+    gguf = tmp_path / "x.gguf"
     kvs = [_gguf_string(b"general.architecture") + struct.pack("<I", 8) + _gguf_string(b"llama"),
            *(_gguf_string(key) + struct.pack("<II", 4, value) for key, value in (
                (b"llama.embedding_length", 64), (b"llama.block_count", 2),
                (b"llama.attention.head_count", 4), (b"llama.feed_forward_length", 128),
                (b"llama.vocab_size", 100))),
-           _gguf_string(b"x.nan") + struct.pack("<If", 6, float("nan")),
-           _gguf_string(b"x.inf") + struct.pack("<Id", 12, float("inf"))]
-    path.write_bytes(_gguf(kvs))
-    assert main(["inspect", str(path), "--json"]) == 0
+           _gguf_string(b"llama.attention.layer_norm_rms_epsilon") + struct.pack("<If", 6,
+                                                                               float("nan")),
+           _gguf_string(b"llama.rope.freq_base") + struct.pack("<Id", 12, float("inf"))]
+    gguf.write_bytes(_gguf(kvs))
+    config = tmp_path / "config.json"
+    config.write_text('{"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, '
+                      '"num_attention_heads": 4, "vocab_size": 100, "rope_theta": NaN, '
+                      '"rms_norm_eps": Infinity}', encoding="utf-8")
 
     def refuse(name: str) -> None:
         raise ValueError(name)
 
-    json.loads(capsys.readouterr().out, parse_constant=refuse)
+    for path in (gguf, config):
+        code = main(["inspect", str(path), "--json"])
+        captured = capsys.readouterr()
+        assert code in (0, 2), captured.err
+        if code == 0:
+            json.loads(captured.out, parse_constant=refuse)
 
 
 def test_cost_api_list_json_is_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -493,10 +504,8 @@ def test_cost_api_list_json_is_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_trace_chunks_are_bounded_before_tracing() -> None:
     from vramest.tracing.inference import trace_config
 
-    started = time.perf_counter()
-    with pytest.raises(InputError, match="forwards"):
-        trace_config({"model_type": "llama"}, ctx=1024**2, prefill_chunk=1)
-    assert time.perf_counter() - started < 1
+    with pytest.raises(InputError, match="forwards"):  # before torch is even imported
+        within(30, lambda: trace_config({"model_type": "llama"}, ctx=1024**2, prefill_chunk=1))
 
 
 class _Drip(http.server.BaseHTTPRequestHandler):
