@@ -124,6 +124,22 @@ class Specials:
         return out
 
 
+def write_good_files(s: Path) -> None:
+    """Valid inputs the command lines start from (written again before each subcommand's run:
+    an earlier input may have named one as its output)."""
+    (s / "spec.yaml").write_text("deployments:\n  - name: a\n    params: 7B\n    gpu: 4090\n",
+                                 encoding="utf-8")
+    (s / "spec.toml").write_text('[[deployments]]\nname = "a"\nparams = "7B"\ngpu = "h100"\n',
+                                 encoding="utf-8")
+    (s / "good-config.json").write_text(json.dumps(
+        {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
+         "vocab_size": 1000}), encoding="utf-8")
+    (s / "good-gpus.json").write_text(json.dumps(
+        {"devices": [{"name": "Fuzz GPU \x1b[31m", "memory_gib": 24,
+                      "memory_bandwidth_gbs": 900}]}), encoding="utf-8")
+
+
 def make_specials(root: Path) -> Specials:
     outside = root / "outside"
     outside.mkdir()
@@ -142,23 +158,13 @@ def make_specials(root: Path) -> Specials:
     (s / "empty.json").write_bytes(b"")
     (s / "binary.json").write_bytes(bytes(range(256)) * 4)
     (s / "big.json").write_bytes(b" " * (17 * 1024**2))  # over every small-file cap
-    (s / "spec.yaml").write_text("deployments:\n  - name: a\n    params: 7B\n    gpu: 4090\n",
-                                 encoding="utf-8")
-    (s / "spec.toml").write_text('[[deployments]]\nname = "a"\nparams = "7B"\ngpu = "h100"\n',
-                                 encoding="utf-8")
     levels = "".join(f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10)
                      + "]\n" for i in range(8))  # 10^9 leaves when walked, 9 lines when read
     (s / "yaml-bomb.yaml").write_text(
         'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + levels + "deployments:\n"
         "  - {name: *i, params: *i, gpu: *i, engine_options: {x: *i}, train: {method: *i}}\n"
         "  - *i\ndefaults: {ctx: *i, dtype: *i}\n", encoding="utf-8")
-    (s / "good-config.json").write_text(json.dumps(
-        {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
-         "vocab_size": 1000}), encoding="utf-8")
-    (s / "good-gpus.json").write_text(json.dumps(
-        {"devices": [{"name": "Fuzz GPU \x1b[31m", "memory_gib": 24,
-                      "memory_bandwidth_gbs": 900}]}), encoding="utf-8")
+    write_good_files(s)
     (s / "readonly").mkdir()
     devices = []
     if os.geteuid() == 0:  # a device node of our own: zero and null, never /dev itself
@@ -257,7 +263,7 @@ def specials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Specia
     yield made
     after = made.snapshot()
     for name, (mode, inode, size) in outside_before.items():  # specials stay what they were
-        if name.startswith("outside/") or not stat.S_ISREG(mode) or name.endswith(".yaml"):
+        if name.startswith("outside/") or not stat.S_ISREG(mode):
             assert after.get(name) == (mode, inode, size), f"{name} was replaced or changed"
     assert (made.outside / "secret.json").read_text(encoding="utf-8") == '{"secret": 1}'
     assert sorted(p.name for p in made.outside.iterdir()) == ["secret.json", "sub"]
@@ -327,6 +333,7 @@ def test_fuzz_command_line(specials: Specials, capsys: pytest.CaptureFixture[str
     tallies = {name: Tally(f"cli {name}") for name in commands}
     per_command = count(25)
     for command in commands:
+        write_good_files(specials.root / "s")
         tally = tallies[command]
         for _ in range(per_command):
             argv = random_argv(rng, specials, command, flags[command])
