@@ -67,10 +67,12 @@ def launch(spec: Launch, worker_args: list[str], out: IO[str] | None = None) -> 
     finished, else InputError (exit status 2) or a failed run's sentence on stderr (status 1)."""
     spec.check()
     stream = out or sys.stdout
-    log = Path(tempfile.gettempdir()) / f"vramest-torchrun-{os.getpid()}-{int(time.time())}.log"
+    # a new file of our own (mkstemp: O_EXCL), never whatever a predictable name points at
+    fd, name = tempfile.mkstemp(prefix="vramest-torchrun-", suffix=".log")
+    log = Path(name)
     command = [*spec.torchrun_args(), "-m", "vramest", "calibrate", *worker_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w", encoding="utf-8") as log_file:
+    with open(fd, "w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file, text=True,
                                 env=env, start_new_session=True, bufsize=1)
         lines: queue.Queue[str | None] = queue.Queue()
