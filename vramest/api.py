@@ -94,6 +94,7 @@ def run(request: EstimateRequest) -> Estimate:
     on hardware when the deployment asks for it. The same request gives the same (immutable)
     answer, so one that reads no file is answered once and remembered: a search or the web page
     asks for the same point again and again."""
+    _check_types(request)
     path, choice = _choose_profile(request.profile, request.constants is not None)
     if path is None and _reads_no_file(request):
         try:
@@ -102,6 +103,18 @@ def run(request: EstimateRequest) -> Estimate:
             return _run(request, path, choice)
         return _run_remembered(request, choice)
     return _run(request, path, choice)
+
+
+def _check_types(request: EstimateRequest) -> None:
+    """Text is text and constants are Constants: one sentence, not an AttributeError later."""
+    query, settings, deployment = request.model, request.run, request.deployment
+    require_text(model=query.model, dtype=settings.dtype, kv_dtype=settings.kv_dtype,
+                 family=query.family, attention=settings.attention, gpu=deployment.gpu,
+                 engine=deployment.engine, hardware_file=deployment.hardware_file,
+                 profile=request.profile, constants_source=request.constants_source)
+    if request.constants is not None and not isinstance(request.constants, Constants):
+        raise InputError("constants must be a vramest.inference.constants.Constants (DEFAULTS "
+                         "with values replaced) or None.")
 
 
 def _reads_no_file(request: EstimateRequest) -> bool:
@@ -121,13 +134,6 @@ def _run_remembered(request: EstimateRequest, choice: str) -> Estimate:
 
 def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     query, settings, deployment = request.model, request.run, request.deployment
-    require_text(model=query.model, dtype=settings.dtype, kv_dtype=settings.kv_dtype,
-                 family=query.family, attention=settings.attention, gpu=deployment.gpu,
-                 engine=deployment.engine, hardware_file=deployment.hardware_file,
-                 profile=request.profile, constants_source=request.constants_source)
-    if request.constants is not None and not isinstance(request.constants, Constants):
-        raise InputError("constants must be a vramest.inference.constants.Constants (DEFAULTS "
-                         "with values replaced) or None.")
     unknown = {name for name, _ in query.overrides} - set(SHAPE_OVERRIDES)
     if unknown:
         raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "
