@@ -8,17 +8,12 @@ import json
 import sys
 
 from vramest.commands.common import positive_float, positive_int
-from vramest.commands.serving import ENGINE_NAMES
+from vramest.commands.serving import ENGINE_NAMES, add_workload_args
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     p = sub.add_parser("plan", help=help_text, description=help_text)
-    p.add_argument("--model", help="catalog name, config.json, model folder or hub id")
-    p.add_argument("--params", help="parameter count (70B) when no --model is given")
-    p.add_argument("--input-len", required=True, type=positive_int("--input-len", 10**7),
-                   help="prompt tokens per request")
-    p.add_argument("--output-len", required=True, type=positive_int("--output-len", 10**7),
-                   help="generated tokens per request")
+    add_workload_args(p)
     p.add_argument("--ttft", required=True, type=positive_float("--ttft", "a time in seconds"),
                    help="bound on the time to first token, seconds")
     p.add_argument("--tpot", required=True, type=positive_float("--tpot", "a time in seconds"),

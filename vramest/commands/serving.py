@@ -11,14 +11,19 @@ from vramest.commands.common import positive_float, positive_int
 ENGINE_NAMES = ("vllm", "sglang", "trtllm", "llamacpp")
 
 
-def add_serving_args(p: argparse.ArgumentParser) -> None:
-    """Flags of the workload and the engine's scheduler, shared with `vramest plan`."""
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    """The model and the request lengths: the flags `serving` and `plan` share."""
     p.add_argument("--model", help="catalog name, config.json, model folder or hub id")
     p.add_argument("--params", help="parameter count (70B) when no --model is given")
     p.add_argument("--input-len", required=True, type=positive_int("--input-len", 10**7),
                    help="prompt tokens per request")
     p.add_argument("--output-len", required=True, type=positive_int("--output-len", 10**7),
                    help="generated tokens per request")
+
+
+def add_serving_args(p: argparse.ArgumentParser) -> None:
+    """The workload's flags and the engine scheduler's."""
+    add_workload_args(p)
     p.add_argument("--max-num-batched-tokens", type=positive_int("--max-num-batched-tokens"),
                    help="the chunked-prefill token budget per step (default: the engine's)")
     p.add_argument("--max-num-seqs", type=positive_int("--max-num-seqs"),
