@@ -64,18 +64,21 @@ FITTED: dict[str, tuple[float, ...]] = {
 # attention data parallelism are not modelled, so rows using them are not in that file.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
+def _scheduler_costs(name: str) -> dict[str, float]:
+    """The fitted constants past the three speed ones, by field name, and the MoE scale."""
+    clump, request, allreduce, seq, half_width = FITTED[name][3:8]
+    return {"clump_scale": clump, "request_overhead_s": request,
+            "allreduce_latency_s": allreduce, "seq_overhead_s": seq,
+            "gemm_half_width": half_width, "moe_efficiency": MOE_EFFICIENCY[name]}
+
+
 SERVING_ENGINES: dict[str, ServingEngine] = {
     "vllm": ServingEngine(
         "vllm", _speed("vllm", "vllm", FITTED["vllm"], "vLLM V1 with CUDA graphs"),
         # vllm/engine/arg_utils.py (v0.10+): on GPUs with >= 70 GiB, the OpenAI server defaults
         # to max_num_batched_tokens 8192 and max_num_seqs 1024
         max_num_batched_tokens=8192, max_num_seqs=1024, block_size=16, memory_utilization=0.9,
-        mixed=True, launch="vllm serve", clump_scale=FITTED["vllm"][3],
-        request_overhead_s=FITTED["vllm"][4],
-        allreduce_latency_s=FITTED["vllm"][5],
-        seq_overhead_s=FITTED["vllm"][6],
-        gemm_half_width=FITTED["vllm"][7],
-        moe_efficiency=MOE_EFFICIENCY["vllm"],
+        mixed=True, launch="vllm serve", **_scheduler_costs("vllm"),
         source="vLLM V1 scheduler: decodes first, then prompt chunks up to the token budget"),
     "sglang": ServingEngine(
         "sglang", _speed("vllm", "sglang", FITTED["sglang"], "SGLang with CUDA graphs"),
@@ -85,35 +88,20 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         # SGLang runs prefill batches alone and first (decodes wait) unless
         # --enable-mixed-chunk, so a wave of arrivals is prefilled back to back
         mixed=False, launch="python -m sglang.launch_server",
-        clump_scale=FITTED["sglang"][3],
-        request_overhead_s=FITTED["sglang"][4],
-        allreduce_latency_s=FITTED["sglang"][5],
-        seq_overhead_s=FITTED["sglang"][6],
-        gemm_half_width=FITTED["sglang"][7],
-        moe_efficiency=MOE_EFFICIENCY["sglang"],
+        **_scheduler_costs("sglang"),
         source="SGLang scheduler: a prefill batch runs before the decode batch resumes"),
     "trtllm": ServingEngine(
         "trtllm", _speed("trtllm", "trtllm", FITTED["trtllm"], "TensorRT-LLM PyTorch backend"),
         # tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192, max_batch_size 2048;
         # KvCacheConfig.free_gpu_memory_fraction 0.9 of what the weights and buffers leave
         max_num_batched_tokens=8192, max_num_seqs=2048, block_size=32, memory_utilization=0.9,
-        mixed=True, launch="trtllm-serve", clump_scale=FITTED["trtllm"][3],
-        request_overhead_s=FITTED["trtllm"][4],
-        allreduce_latency_s=FITTED["trtllm"][5],
-        seq_overhead_s=FITTED["trtllm"][6],
-        gemm_half_width=FITTED["trtllm"][7],
-        moe_efficiency=MOE_EFFICIENCY["trtllm"],
+        mixed=True, launch="trtllm-serve", **_scheduler_costs("trtllm"),
         source="TensorRT-LLM in-flight batching with chunked context"),
     "llamacpp": ServingEngine(
         "llamacpp", _speed("llamacpp", "llamacpp", FITTED["llamacpp"], "llama.cpp server"),
         # tools/server: --batch-size 2048 logical, --parallel slots share --ctx-size
         max_num_batched_tokens=2048, max_num_seqs=64, block_size=1, memory_utilization=0.95,
-        mixed=True, launch="llama-server", clump_scale=FITTED["llamacpp"][3],
-        request_overhead_s=FITTED["llamacpp"][4],
-        allreduce_latency_s=FITTED["llamacpp"][5],
-        seq_overhead_s=FITTED["llamacpp"][6],
-        gemm_half_width=FITTED["llamacpp"][7],
-        moe_efficiency=MOE_EFFICIENCY["llamacpp"],
+        mixed=True, launch="llama-server", **_scheduler_costs("llamacpp"),
         source="llama.cpp server: one batch per step over all slots"),
 }
 
