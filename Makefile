@@ -57,6 +57,9 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/run.py
+	@# the fitted gloo alpha/beta against a direct all-reduce timing (issue 22), on this CPU
+	VRAMEST_TIMING_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_calibration_distributed.py -k direct_timing
 
 accuracy: install-dev
 	$(BIN)/python -m vramest.validation.accuracy
