@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,11 +14,28 @@ from vramest.commands import COMMANDS
 from vramest.errors import MAX_TEXT_CHARS, InputError, short
 
 
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size reads it, without importing shutil
+    (argparse imports it for every parser it builds, and it pulls in bz2 and lzma)."""
+    with contextlib.suppress(ValueError):
+        return int(os.environ.get("COLUMNS", ""))
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog, **{"width": max(_columns(), 20) - 2, **kwargs})
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad flags as InputError (one line, exit 2) instead of usage dumps."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # no prefixes: `--gpu-memory` must not silently mean --gpu-memory-utilization
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -215,6 +214,8 @@ def check_writable(path: PathLike, *, what: str = "output", make_folder: bool = 
     if make_folder:
         make_folder_for(target, what=what)
     folder = _folder_of(target, what)
+    import tempfile  # only writers pay for it (it pulls in shutil, random, bz2, lzma)
+
     try:
         fd, probe = tempfile.mkstemp(prefix=".vramest-", suffix=".probe", dir=folder)
     except OSError as exc:
@@ -233,6 +234,8 @@ def write_atomic(path: PathLike, data: bytes | str, *, what: str = "output") -> 
     old = _existing(target, what)
     folder = _folder_of(target, what)
     temp: str | None = None
+    import tempfile
+
     try:
         fd, temp = tempfile.mkstemp(prefix=".vramest-", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as out:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -100,7 +99,8 @@ class Device:
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[\s\-_]+", "", name.lower())
+    """Lower case without spaces, '-' or '_' ("RTX-4090 24 GB" → "rtx409024gb")."""
+    return "".join(name.lower().replace("-", "").replace("_", "").split())
 
 
 _VENDOR_WORDS = ("nvidia", "geforce", "amd", "instinct", "apple", "huawei", "tesla", "cpu")
