@@ -123,6 +123,11 @@ def serving_search() -> None:
                       "concurrency": 64}, "serving"),), "serving estimates", 1.0)
 
 
+# what estimating itself needs from the standard library: frozen dataclasses (which import
+# inspect), argparse, json for the shipped tables, typing
+STDLIB_FLOOR = ("dataclasses", "argparse", "json", "typing")
+
+
 def main() -> int:
     # an installed package has its bytecode compiled; time that, not the compiler
     subprocess.run([sys.executable, "-m", "compileall", "-q", "vramest"], check=True,
@@ -133,6 +138,10 @@ def main() -> int:
     print(f"python -c pass          median {baseline * 1000:7.1f} ms  ({runs} runs)")
     print(f"vramest {' '.join(HEADLINE)}  median {cli * 1000:7.1f} ms")
     print(f"cold-start ratio (vramest / python)  {cli / baseline:5.2f}x")
+    # the floor: the standard-library modules the core is written with, imported and nothing run
+    floor = median_seconds([sys.executable, "-c", f"import {', '.join(STDLIB_FLOOR)}"], runs)
+    print(f"floor: python importing {', '.join(STDLIB_FLOOR)}  median {floor * 1000:7.1f} ms "
+          f"({floor / baseline:.2f}x python)")
     train = median_seconds([sys.executable, "-m", "vramest", *TRAINING], runs)
     print(f"vramest {' '.join(TRAINING)}  median {train * 1000:7.1f} ms "
           f"({train / baseline:.2f}x python)")
