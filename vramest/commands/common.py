@@ -129,6 +129,24 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def add_gpu_list_args(p: argparse.ArgumentParser, title: str, gpu_help: str,
+                      prompt_help: str) -> None:
+    """The hardware flags of the commands that draw several GPUs at once (plot, report)."""
+    from vramest.inference.engines.speed import ENGINES
+
+    h = p.add_argument_group(title)
+    h.add_argument("--gpu", help=gpu_help)
+    h.add_argument("--num-gpus", default="1", help="GPUs in total (memory is per GPU; tensor "
+                   "parallel unless --pp)")
+    h.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
+    h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
+    h.add_argument("--prompt", help=prompt_help)
+    h.add_argument("--gen", default="128", help="generated tokens (default 128)")
+    h.add_argument("--engine", default="generic", choices=sorted(ENGINES),
+                   help="serving engine whose fixed costs the speed uses (default generic)")
+    h.add_argument("--hardware-file", help="JSON file of devices to add or override")
+
+
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
     from vramest.inference.engines.speed import ENGINES
 

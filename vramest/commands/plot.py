@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vramest.commands.common import add_model_args, add_run_args
+from vramest.commands.common import add_gpu_list_args, add_model_args, add_run_args
 from vramest.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,8 +18,6 @@ MAX_PANELS = 4
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.inference.engines.speed import ENGINES
-
     p = sub.add_parser("plot", help=help_text, description=help_text + ". --dtype takes a "
                        "comma-separated list (one panel each).")
     add_model_args(p)
@@ -34,19 +32,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--out", help="write the chart to FILE.png or FILE.svg (needs matplotlib)")
     g.add_argument("--term", action="store_true",
                    help="print the chart as text (the default without --out)")
-    h = p.add_argument_group("hardware")
-    h.add_argument("--gpu", help="GPUs whose usable memory to draw, comma-separated "
-                   "(4090,a100-80gb,h100; 'local' for this machine's); --throughput takes one")
-    h.add_argument("--num-gpus", default="1", help="GPUs in total (memory is per GPU; tensor "
-                   "parallel unless --pp)")
-    h.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
-    h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
-    h.add_argument("--prompt", help="prompt tokens for --throughput (default: --ctx)")
-    h.add_argument("--gen", default="128", help="generated tokens (default 128)")
-    h.add_argument("--engine", default="generic", choices=sorted(ENGINES),
-                   help="serving engine whose fixed costs the speed uses")
-    h.add_argument("--hardware-file", help="JSON file of devices to add or override")
-
+    add_gpu_list_args(p, "hardware", "GPUs whose usable memory to draw, comma-separated "
+                      "(4090,a100-80gb,h100; 'local' for this machine's); --throughput takes one",
+                      "prompt tokens for --throughput (default: --ctx)")
 
 def split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]

@@ -5,28 +5,18 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from vramest.commands.common import add_model_args, add_run_args, estimate_kwargs
+from vramest.commands.common import add_gpu_list_args, add_model_args, add_run_args, estimate_kwargs
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
-    from vramest.inference.engines.speed import ENGINES
-
     p = sub.add_parser("report", help=help_text, description=help_text + ": the estimate, its "
                        "breakdown, the fit on each GPU, charts (inline SVG), the assumptions and "
                        "the accuracy of the constants used. No scripts, no network fetches.")
     add_model_args(p)
     add_run_args(p)
-    h = p.add_argument_group("hardware and speed")
-    h.add_argument("--gpu", help="GPUs to fit on, comma-separated (4090,l40s,h100; 'local' for "
-                   "this machine's); without it, the table of common GPUs")
-    h.add_argument("--num-gpus", default="1", help="GPUs in total (tensor parallel unless --pp)")
-    h.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
-    h.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
-    h.add_argument("--prompt", help="prompt tokens for the speed estimate (default: --ctx)")
-    h.add_argument("--gen", default="128", help="generated tokens (default 128)")
-    h.add_argument("--engine", default="generic", choices=sorted(ENGINES),
-                   help="serving engine whose fixed costs the speed uses (default generic)")
-    h.add_argument("--hardware-file", help="JSON file of devices to add or override")
+    add_gpu_list_args(p, "hardware and speed", "GPUs to fit on, comma-separated (4090,l40s,h100; "
+                      "'local' for this machine's); without it, the table of common GPUs",
+                      "prompt tokens for the speed estimate (default: --ctx)")
     o = p.add_argument_group("output")
     o.add_argument("--html", required=True, metavar="FILE", help="the HTML file to write")
     o.add_argument("--no-accuracy", action="store_true",
