@@ -69,7 +69,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # Treating llama.cpp's and Ollama's --num-gpus as the layer split it is (no head has to divide)
 # made the three-GPU cases expressible: two disagree (a 3x P40 OOM on llama.cpp b1428 and an
 # Ollama 0.11.3 regression over three mixed GPUs), so the shares fell while no case turned wrong.
-FLOORS = {"fit": (11, 13, 22, 23), "heldout": (11, 15, 14, 15)}
+# Taking fine-tune and Ollama names as the CLI does (vramest.model.names) made two held-out
+# refusals expressible: Qwen1.5-14B-Chat agrees; deepseek-coder-6.7b on 2x T4 under vLLM 0.4
+# (vllm#5248, 507 blocks, 1,054 estimated) does not, so the share fell from 11/15 to 12/17.
+FLOORS = {"fit": (11, 13, 22, 23), "heldout": (12, 17, 14, 15)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

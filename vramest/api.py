@@ -14,8 +14,7 @@ from vramest.errors import InputError, require_text
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
-from vramest.model.catalog import default_catalog
-from vramest.model.resolve import SHAPE_OVERRIDES, resolve_model
+from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
 from vramest.model.vision import ImageRequest, image_tokens, model_config
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
 
@@ -123,8 +122,7 @@ def _reads_no_file(request: EstimateRequest) -> bool:
     model, gpu = request.model.model, request.deployment.gpu
     return (request.deployment.hardware_file is None
             and not (isinstance(gpu, str) and gpu.strip().lower() == "local")
-            and (model is None or (isinstance(model, str)
-                                   and default_catalog().get(model) is not None)))
+            and (model is None or (isinstance(model, str) and catalog_name(model) is not None)))
 
 
 @lru_cache(maxsize=4096)
@@ -142,6 +140,14 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
         value, what=name, maximum=MAX_SHAPE_SIZE) for name, value in query.overrides}
     info = resolve_model(params=query.params, model=query.model, family=query.family,
                          active_params=query.active_params, overrides=overrides)
+    library_note = ""
+    if settings.dtype is None and str(deployment.engine or "").strip().lower() == "ollama" and \
+            info.stored_format is None and (info.native_format or "bf16") in ("bf16", "fp16"):
+        from vramest.model.names import OLLAMA_LIBRARY_PRECISION as library
+
+        info = replace(info, native_format=library)
+        library_note = (f"Weights: {library}, what Ollama's library ships when the tag names no "
+                        "quantization; --dtype for another.")
     constants, constants_source = request.constants, request.constants_source
     calibration = None
     engine_costs: dict[str, dict[str, float]] = {}
@@ -166,8 +172,9 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
                           kv_dtype=settings.kv_dtype, attention=settings.attention,
                           prefill_chunk=settings.prefill_chunk, constants=constants,
                           constants_source=constants_source)
-    if image_note:
-        result = replace(result, assumptions=(*result.assumptions, image_note))
+    for note in (image_note, library_note):
+        if note:
+            result = replace(result, assumptions=(*result.assumptions, note))
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration

@@ -6,13 +6,16 @@ import os
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError, short
 from vramest.model.catalog import default_catalog, shape_for_params
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape, with_overrides
 from vramest.units import format_count, parse_params
+
+if TYPE_CHECKING:
+    from vramest.model.names import NameMatch
 
 _NATIVE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "bf16": "bf16",
                   "fp16": "fp16", "fp32": "fp32"}
@@ -64,7 +67,7 @@ def resolve_model(*, params: str | int | None = None, model: str | None = None,
     plain = (str, int, type(None))
     # files can change between calls; a catalog name or a count always means the same shape
     cacheable = all(isinstance(v, plain) for v in (params, model, family, active_params)) and (
-        model is None or default_catalog().get(model) is not None)
+        model is None or catalog_name(model) is not None)
     info = (_resolve_cached if cacheable else _resolve)(params, model, family, active_params)
     if overrides and any(v is not None for v in overrides.values()):
         shape = with_overrides(info.shape, **overrides)
@@ -100,16 +103,29 @@ def _looks_like_path(text: str) -> bool:
         (".json", ".gguf", ".safetensors")) or os.path.isdir(text) or text.startswith(".")
 
 
+def catalog_name(model: str) -> NameMatch | None:
+    """The catalog entry `--model` names: its id or an alias, or (when it is not a path) a
+    fine-tune, quantized release or Ollama tag of it (vramest.model.names)."""
+    from vramest.model.names import NameMatch, catalog_match
+
+    entry = default_catalog().get(model)
+    if entry is not None:
+        return NameMatch(entry, None, "")
+    return None if _looks_like_path(model) else catalog_match(model)
+
+
 def _model_from_name_or_path(model: str) -> ModelInfo:
     catalog = default_catalog()
-    entry = catalog.get(model)
-    if entry is not None:
-        shape = entry.shape()
-        return ModelInfo(name=entry.id, source="catalog", origin=entry.source, shape=shape,
+    match = catalog_name(model)
+    if match is not None:
+        entry, shape = match.entry, match.entry.shape()
+        own = match.precision is None
+        return ModelInfo(name=entry.id, source="catalog", origin=entry.source + (
+                             f"; {match.reason}" if match.reason else ""), shape=shape,
                          params=shape.param_count(), active_params=shape.active_param_count(),
                          published_params=entry.published_params,
-                         native_format=_native_format(entry.config),
-                         native_unquantized=_ignore_list(entry.config))
+                         native_format=_native_format(entry.config) if own else match.precision,
+                         native_unquantized=_ignore_list(entry.config) if own else ())
     if _looks_like_path(model):
         return _model_from_path(model)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", model):

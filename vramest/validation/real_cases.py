@@ -154,9 +154,10 @@ def replay(case: Case) -> Replay:
     """The estimate the CLI would make for this setup, and its verdict and figure. Replays are
     offline: a model outside the catalog is a gap to report, not a hub download."""
     from vramest.model.catalog import default_catalog
+    from vramest.model.resolve import catalog_name
 
     catalog = default_catalog()
-    if catalog.get(case.model) is None:
+    if catalog_name(case.model) is None:  # the names the CLI takes offline, no more
         return Replay(case, reason=f"Unknown model {case.model!r} (not in the catalog); "
                       f"{catalog.suggest(case.model)}")
     try:
