@@ -312,3 +312,26 @@ def test_llamacpp_kv_follows_the_layer_split() -> None:
     record = "llamacpp-16748-2gpu-kv-split"
     assert [d.kv_bytes / MIB for d in report.devices] == [_log(record, "kv_cuda0"),
                                                          _log(record, "kv_cuda1")]
+
+
+def test_transformers_4_quantizes_mixtral_experts_and_5_keeps_them_16_bit() -> None:
+    # h2ogpt#1274 (transformers 4.36): Mixtral-8x7B with load_in_4bit "using about 30GB VRAM"
+    # on an A6000, read off nvidia-smi once loaded
+    def loaded(version: str | None) -> int:
+        est = vramest.estimate(model="mistralai/Mixtral-8x7B-Instruct-v0.1", dtype="nf4",
+                               engine="hf", gpu="rtx a6000",
+                               engine_options=None if version is None else {"version": version})
+        report = est.engine_report.to_json()  # type: ignore[union-attr]
+        assert report["version"] == ("transformers==5.23.0" if version is None else
+                                     f"transformers=={version}")
+        return int(report["loading_peak_bytes"])
+
+    old = loaded("4.36")
+    assert abs(old / 30e9 - 1) < 0.15
+    assert loaded(None) > 2 * old  # experts fused into 3-D parameters stay bf16 from 5.0
+
+
+def test_a_transformers_release_for_another_engine_is_refused() -> None:
+    assert parse_version("hf", "transformers==4.46").text == "transformers==4.46"
+    with pytest.raises(InputError, match="names transformers, but the engine is vllm"):
+        parse_version("vllm", "transformers==4.46")

@@ -164,8 +164,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", default="generic", choices=sorted(ENGINES),
                    help="serving engine whose fixed costs the speed uses (default generic)")
     g.add_argument("--engine-version", help="the engine release the start-up accounting is "
-                   "for: vllm==0.6.3, 0.10.1, llamacpp==b4000 (default: a recent release, named "
-                   "in the output)")
+                   "for: vllm==0.6.3, 0.10.1, llamacpp==b4000, transformers==4.46 (default: a "
+                   "recent release, named in the output)")
     g.add_argument("--hardware-file", help="JSON file of devices to add or override")
     g.add_argument("--no-gpus", action="store_true", help="memory only, no GPU table")
     g.add_argument("--profile", help="calibration profile (vramest calibrate) whose constants to use; "
@@ -238,6 +238,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "cache_type_v": args.cache_type_v, "fit": args.fit,
                "version": args.engine_version, "split_mode": args.split_mode,
                "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe}
+    elif args.engine == "hf":
+        raw = {"version": args.engine_version}
     if raw is not None:  # each option's one parser (the API's and the spec's), named by flag
         from vramest.inference.engines.startup import parse_engine_options
 
@@ -253,5 +255,6 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         from vramest.errors import InputError
 
         raise InputError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "
-                         "--engine vllm or --engine llamacpp.")
+                         "--engine vllm or --engine llamacpp"
+                         + (" (or hf)." if given == ["--engine-version"] else "."))
     return {}

@@ -133,8 +133,9 @@ def _engine_options(case: Case) -> dict[str, Any]:
 
     options = dict(case.options)
     family = "llamacpp" if case.engine.startswith("llamacpp") else case.engine
-    if family in ("vllm", "llamacpp") and case.engine_version and "version" not in options:
-        token = case.engine_version.split()[0]
+    if family in ("vllm", "llamacpp", "hf") and case.engine_version and "version" not in options:
+        words = case.engine_version.split()
+        token = words[1] if family == "hf" and len(words) > 1 else words[0]  # "transformers 4.36"
         token = re.sub(r"(\d)x$", r"\g<1>0", token).replace(".x", ".0")  # 0.2x → 0.20
         try:
             parse_version(family, token)

@@ -25,6 +25,7 @@ from vramest.inference.engines.registry import Startup
 from vramest.inference.engines.versions import (
     LlamaCppRules,
     VLLMRules,
+    hf_rules,
     llamacpp_rules,
     parse_version,
     vllm_rules,
@@ -659,12 +660,12 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
 
 def _release_text(value: object, what: str) -> str:
     """A release either engine's table reads; which engine it must name is checked on use."""
-    for family in ("vllm", "llamacpp"):
+    for family in ("vllm", "llamacpp", "hf"):
         with contextlib.suppress(InputError):
             parse_version(family, value)
             return str(value)
     raise InputError(f"{what} {value!r} is not understood; give a release such as vllm==0.6.3, "
-                     "0.10.1 or llamacpp==b4000.")
+                     "0.10.1, llamacpp==b4000 or transformers==4.46.")
 
 
 def _ratios(value: object, what: str) -> tuple[float, ...]:
@@ -779,8 +780,8 @@ def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: st
 
 
 # --- transformers (--engine hf) ---------------------------------------------------------------
-# The release whose behaviour the hf rules follow: vramest/validation/traces were made with it.
-HF_VERSION = "transformers==5.23.0"
+# The default release (versions.DEFAULTS["hf"]) is the one vramest/validation/traces were made
+# with; `--engine-version transformers==4.46` picks the rules of an older one.
 @dataclass(frozen=True)
 class HFStartup:
     """transformers from_pretrained + generate() as the device sees it."""
@@ -792,9 +793,12 @@ class HFStartup:
     attention: str
     unquantized_experts_bytes: int = 0  # bitsandbytes leaves fused MoE experts in 16 bit
     window_kv_extra_bytes: int = 0  # sliding layers hold the whole last prefill chunk
+    version: str = "transformers==5.23.0"
+    rules_source: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "hf", "version": HF_VERSION, "loading_peak_bytes": self.loading_peak_bytes,
+        return {"name": "hf", "version": self.version,
+                "loading_peak_bytes": self.loading_peak_bytes,
                 "prefill_peak_bytes": self.prefill_peak_bytes,
                 "generate_peak_bytes": self.generate_peak_bytes,
                 "kv_growth_bytes": self.kv_growth_bytes, "attention": self.attention,
@@ -802,12 +806,13 @@ class HFStartup:
                 "window_kv_extra_bytes": self.window_kv_extra_bytes}
 
     def log_lines(self) -> list[str]:
-        return [f"from_pretrained peak: {format_bytes(self.loading_peak_bytes)}",
+        return [f"{self.version} rules (--engine-version to change)",
+                f"from_pretrained peak: {format_bytes(self.loading_peak_bytes)}",
                 f"prefill peak ({self.attention} attention): "
                 f"{format_bytes(self.prefill_peak_bytes)}",
                 f"generate() peak: {format_bytes(self.generate_peak_bytes)} (the cache grows by "
                 f"concatenation: {format_bytes(self.kv_growth_bytes)} more stays reserved)"] + (
-                    [f"MoE experts stay 16-bit under bitsandbytes (fused 3-D parameters in "
+                    [f"MoE experts stay 16-bit under bitsandbytes (fused 3-D parameters from "
                      f"transformers 5): {format_bytes(self.unquantized_experts_bytes)} more than "
                      "the quantized weights"] if self.unquantized_experts_bytes else []) + (
                     [f"Sliding-window layers keep the whole last prefill chunk in transformers' "
@@ -815,7 +820,7 @@ class HFStartup:
                      "more than the window"] if self.window_kv_extra_bytes else [])
 
 
-def hf_startup(est: Estimate) -> HFStartup:
+def hf_startup(est: Estimate, version: str | None = None) -> HFStartup:
     """Loading holds the weights plus, for formats quantized on load (bitsandbytes), one 16-bit
     copy of the largest matrix; generate() concatenates each new token onto the cache, so the
     caching allocator keeps about one more cache's worth reserved (optimum's GPTQ benchmark:
@@ -826,10 +831,12 @@ def hf_startup(est: Estimate) -> HFStartup:
                   default=0)
     bitsandbytes = fmt.name in BITSANDBYTES_FORMATS
     on_load = 2 * largest if bitsandbytes else 0
-    # bitsandbytes replaces nn.Linear modules only; transformers 5 holds routed experts as
-    # fused 3-D parameters, which it leaves in 16 bit (checked by loading a Mixtral 4-bit)
+    # bitsandbytes replaces nn.Linear modules only: experts held as fused 3-D parameters
+    # (transformers 5) stay in 16 bit; as their own Linear modules (4.x) they are quantized
+    release = parse_version("hf", version)
+    rules = hf_rules(release)
     experts = 0
-    if bitsandbytes and shape.is_moe:
+    if bitsandbytes and shape.is_moe and rules.fused_experts:
         elements = sum(t.rows * t.cols * t.count for t in shape.tensors()
                        if t.role in EXPERT_ROLES)
         experts = round(elements * (2 - fmt.linear_bits / 8))
@@ -848,7 +855,8 @@ def hf_startup(est: Estimate) -> HFStartup:
     return HFStartup(loading_peak_bytes=loading, prefill_peak_bytes=prefill,
                      generate_peak_bytes=prefill + memory.kv_cache.bytes,
                      kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention,
-                     unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra)
+                     unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra,
+                     version=release.text, rules_source=rules.source)
 
 
 # --- the registry ------------------------------------------------------------------------------
@@ -866,5 +874,6 @@ class StartupEngine:
 STARTUP_ENGINES: dict[str, StartupEngine] = {
     "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
     "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
-    "hf": StartupEngine((), lambda est, _given, _device, _tp, _usable: hf_startup(est)),
+    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable: hf_startup(
+        est, given.get("version"))),  # type: ignore[arg-type]
 }

@@ -161,11 +161,39 @@ LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
                   "experts to the host first (PR #16653; build about b7100)"),
 )
 
-TABLES: dict[str, tuple[VLLMRules, ...] | tuple[LlamaCppRules, ...]] = {
-    "vllm": VLLM_TABLE, "llamacpp": LLAMACPP_TABLE}
+
+
+@dataclass(frozen=True)
+class HFRules:
+    """How one range of transformers releases holds a model on the device (--engine hf)."""
+
+    since: Release
+    # routed experts as fused 3-D parameters, which bitsandbytes (nn.Linear only) leaves in
+    # 16 bit; before, each expert was its own nn.Linear modules and was quantized
+    fused_experts: bool
+    source: str
+
+
+HF_TABLE: tuple[HFRules, ...] = (
+    HFRules(Release((4,)), False,
+            "transformers 4.x: MixtralSparseMoeBlock.experts is an nn.ModuleList of "
+            "MixtralBlockSparseTop2MLP with w1/w2/w3 nn.Linear (models/mixtral/modeling_mixtral"
+            ".py), so load_in_4bit quantizes them: Mixtral-8x7B 4-bit in about 30 GB on an "
+            "A6000 (https://github.com/h2oai/h2ogpt/issues/1274, transformers 4.36)"),
+    HFRules(Release((5,)), True,
+            "transformers 5: MixtralExperts holds gate_up_proj/down_proj as 3-D nn.Parameter "
+            "(@use_experts_implementation, models/mixtral/modeling_mixtral.py); checked by "
+            "loading a Mixtral 4-bit with 5.23"),
+)
+
+TABLES: dict[str, tuple[VLLMRules, ...] | tuple[LlamaCppRules, ...] | tuple[HFRules, ...]] = {
+    "vllm": VLLM_TABLE, "llamacpp": LLAMACPP_TABLE, "hf": HF_TABLE}
 # The release an answer is for when none is named: recent ones whose rules are in the tables.
-DEFAULTS: dict[str, str] = {"vllm": "0.21.0", "llamacpp": "b8763"}
-_ACCEPTED = "a release such as vllm==0.6.3, 0.10.1 or llamacpp==b4000"
+DEFAULTS: dict[str, str] = {"vllm": "0.21.0", "llamacpp": "b8763", "hf": "5.23.0"}
+# what users call an engine in `--engine-version NAME==RELEASE`
+_SPELLINGS = {"llamacpp": "llamacpp", "llama.cpp": "llamacpp", "llama-cpp": "llamacpp",
+              "transformers": "hf", "hf": "hf", "vllm": "vllm"}
+_ACCEPTED = "a release such as vllm==0.6.3, 0.10.1, llamacpp==b4000 or transformers==4.46"
 
 
 @dataclass(frozen=True)
@@ -197,7 +225,7 @@ def parse_version(engine: str, value: object | None) -> EngineVersion:
         text = "0.7.3" if text == "v0" else DEFAULTS["vllm"]
     name, sep, number = text.partition("==")
     if sep:
-        named = "llamacpp" if name.replace(".", "").replace("-", "") == "llamacpp" else name
+        named = _SPELLINGS.get(name.strip(), name)
         if named != family:
             raise InputError(f"Engine version {value!r} names {name}, but the engine is "
                              f"{family}.")
@@ -207,7 +235,8 @@ def parse_version(engine: str, value: object | None) -> EngineVersion:
     if release is None:
         raise InputError(f"Engine version {value!r} is not understood; give {_ACCEPTED}.")
     shown = f"b{release}" if family == "llamacpp" else str(release)
-    return EngineVersion(family, release, f"{family}=={shown}", given)
+    label = "transformers" if family == "hf" else family
+    return EngineVersion(family, release, f"{label}=={shown}", given)
 
 
 def _release(family: str, number: str) -> Release | None:
@@ -226,6 +255,10 @@ def vllm_rules(version: EngineVersion) -> VLLMRules:
 
 def llamacpp_rules(version: EngineVersion) -> LlamaCppRules:
     return _row(LLAMACPP_TABLE, version.release)
+
+
+def hf_rules(version: EngineVersion) -> HFRules:
+    return _row(HF_TABLE, version.release)
 
 
 def _row(table: Sequence[Any], release: Any) -> Any:
