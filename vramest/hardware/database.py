@@ -118,7 +118,8 @@ class HardwareDB:
     devices: tuple[Device, ...]
 
     def find(self, name: str) -> Device:
-        device = _index(self).get(_norm(name)) or _index(self).get(_short(name))
+        device = _index(self).get(_norm(name)) or _index(self).get(_short(name)) or \
+            _words_index(self).get(_words(name))
         if device is None:
             raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
@@ -158,6 +159,26 @@ def _index(db: HardwareDB) -> dict[str, Device]:
             index.setdefault(_norm(name), device)
     for device in db.devices:  # "rtx 4090", "h100 sxm5 80gb" without the vendor words
         index.setdefault(_short(device.name), device)
+    return index
+
+
+# words a name may carry that do not tell two devices apart: nvidia-smi's "NVIDIA H100 80GB
+# HBM3" is the H100 SXM5 (the PCIe card says PCIe), "NVIDIA A100 80GB PCIe" the A100 PCIe 80GB
+_MEMORY_WORDS = frozenset({"hbm2", "hbm2e", "hbm3", "hbm3e", "gddr6", "gddr6x", "gddr7"})
+
+
+def _words(name: str) -> frozenset[str]:
+    """A name as a set of words, in any order, without vendor and memory-type words."""
+    words = name.lower().replace("-", " ").replace("_", " ").split()
+    return frozenset(w for w in words if w not in _VENDOR_WORDS and w not in _MEMORY_WORDS)
+
+
+@lru_cache(maxsize=8)
+def _words_index(db: HardwareDB) -> dict[frozenset[str], Device]:
+    index: dict[frozenset[str], Device] = {}
+    for device in db.devices:
+        for name in (device.name, *device.aliases):
+            index.setdefault(_words(name), device)
     return index
 
 

@@ -1,0 +1,34 @@
+"""GPU names as users paste them, nvidia-smi's among them, find their database row."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramest.errors import InputError
+from vramest.hardware.database import default_hardware, device_from_local
+
+
+# what `nvidia-smi --query-gpu=name` prints on these boards
+@pytest.mark.parametrize(("smi", "row"), [
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"),
+    ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe 80GB"),
+    ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM4 80GB"),
+    ("NVIDIA A100 80GB PCIe", "NVIDIA A100 PCIe 80GB"),
+    ("NVIDIA A100-PCIE-40GB", "NVIDIA A100 PCIe 40GB"),
+    ("Tesla V100-SXM2-32GB", "NVIDIA Tesla V100 SXM2 32GB"),
+    ("Tesla T4", "NVIDIA T4"),
+    ("NVIDIA A10G", "NVIDIA A10G"),
+    ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
+])
+def test_nvidia_smi_names(smi: str, row: str) -> None:
+    db = default_hardware()
+    assert db.find(smi).name == row
+    local = device_from_local(smi, db.find(row).memory_bytes, None, db)
+    assert local.bandwidth_bytes_s == db.find(row).bandwidth_bytes_s  # the speed model has it
+
+
+def test_word_order_does_not_matter_but_every_word_does() -> None:
+    db = default_hardware()
+    assert db.find("80GB A100 PCIe") == db.find("a100 pcie 80gb")
+    with pytest.raises(InputError):  # a laptop 3060 is not the 12 GB desktop card
+        db.find("NVIDIA GeForce RTX 3060 Laptop GPU")
