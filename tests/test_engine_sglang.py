@@ -92,3 +92,18 @@ def test_needs_a_gpu_and_known_options() -> None:
         vramest.estimate(model="llama-3.1-8b", engine="sglang")
     with pytest.raises(InputError, match="mem_fraction_static"):
         sglang("llama-3.1-8b", "h100", mem_fraction_static=1.5)
+
+
+def test_the_fit_counts_the_request_in_the_pool_not_the_full_gpu() -> None:
+    # SGLang fills the GPU whenever it starts; the verdict is whether the pool holds ctx x batch
+    est = vramest.estimate(model="meta-llama/Llama-3.1-8B", engine="sglang", gpu="h100",
+                           ctx=4096)
+    report = est.engine_report.to_json()  # type: ignore[union-attr]
+    need = 4096 * report["kv_bytes_per_token"]
+    assert est.fit.verdict == "fits"  # type: ignore[union-attr]
+    left = est.fit.headroom_bytes - (report["kv_cache_bytes"] - need)  # type: ignore[union-attr]
+    assert 0 <= left < report["kv_bytes_per_token"]  # the pool is whole tokens
+    long = vramest.estimate(model="meta-llama/Llama-3.1-8B", engine="sglang", gpu="rtx 4090",
+                            ctx="128k", batch=4)
+    assert long.engine_report.to_json()["starts"]  # type: ignore[union-attr]
+    assert long.fit.verdict == "does-not-fit"  # type: ignore[union-attr]

@@ -64,6 +64,7 @@ class SGLangStartup:
     activation_peak_bytes: int  # one chunked-prefill forward, vramest's estimate
     cuda_graph_bytes: int
     rules: tuple[str, ...]
+    request_tokens: int = 0  # the estimate's context x batch, what the pool must hold
 
     @property
     def starts(self) -> bool:
@@ -115,11 +116,18 @@ class SGLangStartup:
 
     def engine_fit(self, plan: FitPlan) -> FitPlan:
         """SGLang fills the GPU by design: it starts when its pool holds a token, that is when
-        the weights and the reserved share fit in what it measured as free."""
+        the weights and the reserved share fit in what it measured as free, and it serves the
+        request when the pool holds its context x batch tokens. The fit counts the KV the
+        request needs, so the headroom is the pool's remainder (less any shortfall of the
+        reserved share under load), not the zero a full GPU always shows."""
         from vramest.inference.placement import PerGPU
 
-        kv = self.kv_cache_bytes if self.starts else round(self.kv_bytes_per_token)
-        per_gpu = PerGPU(self.weights_bytes, kv, self.reserved_bytes, self.context_bytes)
+        if not self.starts:
+            kv, reserved = round(self.kv_bytes_per_token), self.reserved_bytes
+        else:
+            kv = round(max(self.request_tokens, 1) * self.kv_bytes_per_token)
+            reserved = self.reserved_bytes + max(0, -self.runtime_headroom_bytes)
+        per_gpu = PerGPU(self.weights_bytes, kv, reserved, self.context_bytes)
         return replace(plan, per_gpu=per_gpu, usable_bytes=self.total_bytes + self.context_bytes)
 
 
@@ -175,7 +183,8 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
                          cuda_graph_max_bs=graph_bs, max_running_requests=max(0, max_reqs),
                          req_to_token_pool_bytes=pool if tokens else 0,
                          activation_peak_bytes=activation, cuda_graph_bytes=graphs,
-                         rules=tuple(rules))
+                         rules=tuple(rules),
+                         request_tokens=est.settings.ctx * est.settings.batch)
 
 
 def _defaults(gpu_mib: float, tp: int, legacy: bool) -> tuple[int, int]:
