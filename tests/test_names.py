@@ -51,6 +51,7 @@ def test_a_quantized_release_is_its_base_in_the_format_its_name_says(name: str, 
     ("qwen2.5:32b-instruct-q8_0", "Qwen/Qwen2.5-32B", "q8_0"),
     ("llama3.3:70b-instruct-fp16", "meta-llama/Llama-3.3-70B-Instruct", "gguf-f16"),
     ("gpt-oss:20b", "openai/gpt-oss-20b", None),  # Ollama ships its MXFP4 as it is
+    ("qwen3:30b-a3b-instruct-2507-q4_K_M", "Qwen/Qwen3-30B-A3B", "q4_k_m"),
 ])
 def test_an_ollama_tag_is_the_library_model(tag: str, base: str, dtype: str | None) -> None:
     assert _weights(model=tag) == _weights(model=base, dtype=dtype)

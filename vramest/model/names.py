@@ -110,21 +110,24 @@ def _quantized(entry: CatalogEntry) -> bool:
     return isinstance(entry.config.get("quantization_config"), dict)
 
 
-def _ollama(name: str) -> tuple[str, str | None] | None:
-    """(the model an Ollama tag names, its precision) for `family:size[-words][-quant]`."""
+def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
+    """(the names an Ollama tag may stand for, most specific first; its precision) for
+    `family:size[-words][-quant]`: `qwen3:30b-a3b` is qwen3-30b-a3b, `llama3.1:8b-instruct-fp16`
+    llama3.1-8b in 16 bit."""
     match = _OLLAMA_TAG.fullmatch(name.strip().lower())
     if match is None:
         return None
     family, tag = match.groups()
     words, precision, _ = _strip_quant(_words(tag))
-    if not words:
+    precision = _OLLAMA_PRECISIONS.get(words[-1], precision) if words else precision
+    core = [w for w in words if w not in (*_TUNE_WORDS, "text") and w not in _OLLAMA_PRECISIONS]
+    if not core:
         return None
-    for word in words[1:]:  # "instruct", "text", "chat": same weights for our purposes
-        if word not in (*_TUNE_WORDS, "text"):
-            precision = _OLLAMA_PRECISIONS.get(word, precision)
     precision = _OLLAMA_PRECISIONS.get(precision or "", precision) or OLLAMA_LIBRARY_PRECISION
-    model = _OLLAMA_RENAMES.get((family, words[0]), f"{family}-{words[0]}")
-    return model, precision
+    renamed = _OLLAMA_RENAMES.get((family, core[0]))
+    names = (renamed,) if renamed else tuple(
+        f"{family}-{'-'.join(core[:n])}" for n in range(len(core), 0, -1))  # a3b-2507 → a3b
+    return names, precision
 
 
 @lru_cache(maxsize=1024)
@@ -136,10 +139,12 @@ def catalog_match(name: str) -> NameMatch | None:
         return NameMatch(entry, None, "")
     tag = _ollama(name)
     if tag is not None:
-        model, precision = tag
-        found = catalog.get(model) or _stems(catalog).get(_stem(model)[0])
+        models, precision_named = tag
+        found = next((e for m in models if (e := catalog.get(m) or _stems(catalog).get(
+            _stem(m)[0])) is not None), None)
         if found is None:
             return None
+        precision: str | None = precision_named
         if _quantized(found):  # gpt-oss ships MXFP4 in Ollama too: its own format
             precision = None
         return NameMatch(found, precision, f"the Ollama tag {name} is {found.id}"
