@@ -11,6 +11,7 @@ from vramest.cli import main
 from vramest.errors import InputError
 from vramest.model.catalog import default_catalog
 from vramest.model.names import catalog_match
+from vramest.model.resolve import _native_format
 
 
 def _weights(**kwargs: object) -> int:
@@ -103,4 +104,7 @@ def test_any_spelling_of_a_catalog_model_keeps_its_shape(entry: object, tune: st
     assert match is not None
     assert match.entry.shape().param_count() == \
         entry.shape().param_count()  # type: ignore[attr-defined]
-    assert match.precision == _QUANTS[quant]
+    # an exact catalog name of a quantized release carries its format in its config
+    own = _native_format(match.entry.config) if "quantization_config" in match.entry.config \
+        else None
+    assert (match.precision or own) == _QUANTS[quant]
