@@ -96,10 +96,16 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", help="weight precision: fp32 fp16 bf16 fp8 int8 int4 nf4 "
                    "bnb-nf4-dq gptq-int4 awq-int4 mxfp4 q8_0 q6_k q5_k_m q4_k_m q4_0 q2_k "
                    "iq4_xs ... (default: the model's own)")
-    g.add_argument("--kv-dtype", help="KV cache precision: fp16 bf16 fp32 fp8 q8_0 q4_0 "
-                   "(default: the compute dtype)")
-    g.add_argument("--ctx", help="context length in tokens: 8192, 8k, 128K (default 4096)")
-    g.add_argument("--batch", default="1", help="concurrent sequences (default 1)")
+    g.add_argument("--quantization", "-q", help="vLLM's spelling of the checkpoint's "
+                   "format (awq, gptq, fp8, bitsandbytes, ...): the weight precision; a --dtype "
+                   "of half/bfloat16/auto beside it is vLLM's activation dtype")
+    # the engines' own spellings are accepted too, so a launch command can be pasted as it is
+    g.add_argument("--kv-dtype", "--kv-cache-dtype", dest="kv_dtype", help="KV cache precision: "
+                   "fp16 bf16 fp32 fp8 q8_0 q4_0 (default: the compute dtype)")
+    g.add_argument("--ctx", help="context length in tokens per sequence: 8192, 8k, 128K "
+                   "(default 4096)")
+    g.add_argument("--batch", "--parallel", "-np", dest="batch", default="1",
+                   help="concurrent sequences (default 1; llama.cpp's -np)")
     g.add_argument("--images", help="pictures in the context of a vision-language model")
     g.add_argument("--image-size", help="their size in pixels, WIDTHxHEIGHT (default 1024x1024)")
     g.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the context)")
@@ -112,11 +118,20 @@ def estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
     kwargs: dict[str, Any] = {
         "params": args.params, "model": args.model, "family": args.family,
-        "active_params": args.active_params, "dtype": args.dtype, "kv_dtype": args.kv_dtype,
+        "active_params": args.active_params, "dtype": weight_dtype(args.dtype,
+                                                                  getattr(args, "quantization",
+                                                                          None)),
+        "kv_dtype": args.kv_dtype,
         "ctx": args.ctx, "batch": args.batch, "prefill_chunk": args.prefill_chunk,
         "attention": args.attn,
     }
     kwargs.update({k: getattr(args, k) for k in SHAPE_OVERRIDES})
+    n_ctx = getattr(args, "n_ctx", None)
+    if n_ctx is not None and args.ctx is None:  # llama.cpp's -c splits over -np sequences
+        from vramest.units import parse_positive_int, parse_tokens
+
+        kwargs["ctx"] = max(1, parse_tokens(n_ctx, what="--ctx-size")
+                            // parse_positive_int(args.batch, what="--batch"))
     # one KV precision everywhere: llama.cpp's -ctk/-ctv, when they agree, are the --kv-dtype
     k, v = getattr(args, "cache_type_k", None), getattr(args, "cache_type_v", None)
     if args.kv_dtype is None and k and k == (v or k) and \
@@ -147,6 +162,34 @@ def add_gpu_list_args(p: argparse.ArgumentParser, title: str, gpu_help: str,
     h.add_argument("--hardware-file", help="JSON file of devices to add or override")
 
 
+# vLLM's --quantization methods -> the weight precision they load (vllm/model_executor/layers/
+# quantization/__init__.py QUANTIZATION_METHODS; the *_marlin kernels read the same checkpoints)
+_VLLM_QUANTIZATION = {"awq": "awq-int4", "awq_marlin": "awq-int4", "gptq": "gptq-int4",
+                      "gptq_marlin": "gptq-int4", "fp8": "fp8", "fbgemm_fp8": "fp8",
+                      "bitsandbytes": "nf4", "mxfp4": "mxfp4-experts", "modelopt_fp4": "nvfp4",
+                      "gguf": None, "compressed-tensors": None}
+# vLLM's --dtype values, which name the activations: the weights are the checkpoint's own
+_ACTIVATION_DTYPES = frozenset({"auto", "half", "float16", "bfloat16", "float", "float32"})
+
+
+def weight_dtype(dtype: str | None, quantization: str | None) -> str | None:
+    """The weight precision a command line asks for: --dtype, or vLLM's --quantization, where a
+    --dtype beside it is the activation dtype; `--dtype auto` is the model's own."""
+    if quantization is not None:
+        key = quantization.strip().lower()
+        if key not in _VLLM_QUANTIZATION:
+            from vramest.errors import InputError, short
+
+            raise InputError(f"Unknown --quantization {short(quantization)}; accepted: "
+                             f"{', '.join(_VLLM_QUANTIZATION)} (or --dtype with any precision).")
+        named = _VLLM_QUANTIZATION[key]
+        if named is not None or dtype is None or dtype.strip().lower() in _ACTIVATION_DTYPES:
+            return named
+    if dtype is not None and dtype.strip().lower() == "auto":
+        return None
+    return dtype
+
+
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
     from vramest.inference.engines.speed import ENGINES
 
@@ -155,7 +198,10 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    "`vramest gpus` lists them), or 'local' for this machine's first GPU; without "
                    "it, a table of common GPUs")
     g.add_argument("--num-gpus", default="1", help="GPUs in total (tensor parallel unless --pp)")
-    g.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
+    g.add_argument("--tensor-parallel-size", "-tp", help="vLLM's spelling: GPUs per pipeline "
+                   "stage (--num-gpus is then this times --pp)")
+    g.add_argument("--pp", "--pipeline-parallel-size", "-pp", dest="pp", default="1",
+                   help="pipeline-parallel stages (default 1)")
     g.add_argument("--reserve", help="memory kept free per GPU: 10%%, 0.1 or 2GiB (default 5%%)")
     g.add_argument("--max-ctx", action="store_true", help="find the longest context that fits")
     g.add_argument("--max-batch", action="store_true", help="find the most sequences that fit")
@@ -186,6 +232,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
              "OLLAMA_KV_CACHE_TYPE=q8_0, version=0.6.2, mem_fraction_static=0.85 ...")
     ll = p.add_argument_group("llama.cpp (--engine llamacpp)")
     ll.add_argument("--n-gpu-layers", "-ngl", help="layers offloaded to the GPU (default all)")
+    ll.add_argument("--ctx-size", "-c", dest="n_ctx", help="llama.cpp's n_ctx: the context of "
+                    "all --batch (-np) sequences together; --ctx is then n_ctx / --batch")
     ll.add_argument("--ubatch", help="physical batch size (default 512)")
     ll.add_argument("--flash-attn", action="store_true", default=None,
                     help="flash attention: no KQ matrix in the compute buffer")
@@ -202,7 +250,20 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
 
 
 def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"gpu": args.gpu, "num_gpus": args.num_gpus, "pp": args.pp, "reserve": args.reserve,
+    num_gpus = args.num_gpus
+    if args.tensor_parallel_size is not None:
+        from vramest.units import parse_positive_int
+
+        tp = parse_positive_int(args.tensor_parallel_size, what="--tensor-parallel-size",
+                                maximum=4096)
+        pp = parse_positive_int(args.pp, what="--pp", maximum=4096)
+        if num_gpus != "1" and parse_positive_int(num_gpus, what="--num-gpus") != tp * pp:
+            from vramest.errors import InputError
+
+            raise InputError(f"--num-gpus {num_gpus} is not --tensor-parallel-size {tp} x --pp "
+                             f"{pp}; give one or make them agree.")
+        num_gpus = str(tp * pp)
+    return {"gpu": args.gpu, "num_gpus": num_gpus, "pp": args.pp, "reserve": args.reserve,
             "max_ctx": args.max_ctx, "max_batch": args.max_batch, "prompt": args.prompt,
             "gen": args.gen, "engine": args.engine, "hardware_file": args.hardware_file,
             "compare_gpus": args.gpu is None and not args.no_gpus,
@@ -233,7 +294,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
                "enforce_eager": args.enforce_eager, "version": args.engine_version}
     elif args.engine.startswith("llamacpp"):
-        raw = {"n_gpu_layers": args.n_gpu_layers, "n_ubatch": args.ubatch,
+        raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
                "cache_type_v": args.cache_type_v, "fit": args.fit,
                "version": args.engine_version, "split_mode": args.split_mode,
@@ -247,6 +308,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     given = [flag for flag, value in (("--gpu-memory-utilization", args.gpu_memory_utilization),
                                       ("--max-model-len", args.max_model_len),
                                       ("--n-gpu-layers", args.n_gpu_layers),
+                                      ("--ctx-size", args.n_ctx),
                                       ("--ubatch", args.ubatch), ("--fit", args.fit),
                                       ("--enforce-eager", args.enforce_eager),
                                       ("--engine-version", args.engine_version))
