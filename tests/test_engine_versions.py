@@ -335,3 +335,15 @@ def test_a_transformers_release_for_another_engine_is_refused() -> None:
     assert parse_version("hf", "transformers==4.46").text == "transformers==4.46"
     with pytest.raises(InputError, match="names transformers, but the engine is vllm"):
         parse_version("vllm", "transformers==4.46")
+
+
+def test_transformers_4_loads_float32_unless_told_and_5_the_checkpoint_dtype() -> None:
+    def weights(**kwargs: object) -> int:
+        est = vramest.estimate(model="meta-llama/Llama-3.1-8B", engine="hf", **kwargs)  # type: ignore[arg-type]
+        return est.memory.weights.bytes
+
+    v4 = {"engine_options": {"version": "transformers==4.46"}}
+    assert weights(**v4) == 2 * weights()  # fp32 in 4.x; the checkpoint's bf16 from 5.0
+    assert weights(dtype="bf16", **v4) == weights()  # torch_dtype given: as asked
+    gptq = vramest.estimate(model="TheBloke/Llama-2-7B-GPTQ", engine="hf", **v4)  # type: ignore[arg-type]
+    assert gptq.settings.dtype.startswith("gptq")  # a quantized checkpoint keeps its format

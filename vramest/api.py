@@ -141,13 +141,15 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     info = resolve_model(params=query.params, model=query.model, family=query.family,
                          active_params=query.active_params, overrides=overrides)
     library_note = ""
-    if settings.dtype is None and str(deployment.engine or "").strip().lower() == "ollama" and \
-            info.stored_format is None and (info.native_format or "bf16") in ("bf16", "fp16"):
-        from vramest.model.names import OLLAMA_LIBRARY_PRECISION as library
+    if settings.dtype is None and info.stored_format is None and \
+            deployment.engine in ("ollama", "hf"):
+        from vramest.inference.engines.loaded_precision import engine_precision
 
-        info = replace(info, native_format=library)
-        library_note = (f"Weights: {library}, what Ollama's library ships when the tag names no "
-                        "quantization; --dtype for another.")
+        by_engine = engine_precision(deployment.engine, dict(deployment.engine_options),
+                                     info.native_format)
+        if by_engine is not None:
+            info = replace(info, native_format=by_engine[0])
+            library_note = by_engine[1]
     constants, constants_source = request.constants, request.constants_source
     calibration = None
     engine_costs: dict[str, dict[str, float]] = {}

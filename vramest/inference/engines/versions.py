@@ -172,6 +172,10 @@ class HFRules:
     # 16 bit; before, each expert was its own nn.Linear modules and was quantized
     fused_experts: bool
     source: str
+    # what from_pretrained loads without torch_dtype: torch's default float32 in 4.x (weights
+    # "loaded in fp32 by default", transformers issue #36567 on 4.46); None: the checkpoint's
+    # own dtype ("auto", the default from 5.0: huggingface/trl PR #5457)
+    default_dtype: str | None = None
 
 
 HF_TABLE: tuple[HFRules, ...] = (
@@ -179,7 +183,7 @@ HF_TABLE: tuple[HFRules, ...] = (
             "transformers 4.x: MixtralSparseMoeBlock.experts is an nn.ModuleList of "
             "MixtralBlockSparseTop2MLP with w1/w2/w3 nn.Linear (models/mixtral/modeling_mixtral"
             ".py), so load_in_4bit quantizes them: Mixtral-8x7B 4-bit in about 30 GB on an "
-            "A6000 (https://github.com/h2oai/h2ogpt/issues/1274, transformers 4.36)"),
+            "A6000 (https://github.com/h2oai/h2ogpt/issues/1274, transformers 4.36)", "fp32"),
     HFRules(Release((5,)), True,
             "transformers 5: MixtralExperts holds gate_up_proj/down_proj as 3-D nn.Parameter "
             "(@use_experts_implementation, models/mixtral/modeling_mixtral.py); checked by "
