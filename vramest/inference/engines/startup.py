@@ -38,6 +38,7 @@ from vramest.inference.memory import (
     weight_bytes_by_group,
 )
 from vramest.inference.placement import per_gpu_memory
+from vramest.inference.serving_extras import draft_kv_bytes_per_token
 from vramest.model.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
@@ -201,6 +202,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         not options.enforce_eager else 0
     kv_bytes = budget - layout.weights_bytes - non_torch - activation - graphs
     kv_token = kv_elements_per_token(shape, 1) * kv_format(est.settings.kv_dtype).bytes_per_element
+    kv_token += draft_kv_bytes_per_token(est)  # a speculative proposer's layers share the pool
     per_token_gpu = kv_token * _kv_share(shape, tp)
     block = per_token_gpu * options.block_size
     blocks = max(0, int(kv_bytes // block)) if block else 0
