@@ -134,6 +134,10 @@ def _reads_no_file(request: EstimateRequest) -> bool:
     """A catalog name or a count, the shipped GPU table, no local device: nothing on disk that
     could change between two calls (a stored profile is looked up before, by its folder)."""
     model, gpu = request.model.model, request.deployment.gpu
+    spec = request.run.speculation
+    if isinstance(spec, Speculation) and spec.draft is not None and \
+            default_catalog().get(spec.draft) is None:
+        return False  # a draft model read from files
     return (request.deployment.hardware_file is None
             and not (isinstance(gpu, str) and gpu.strip().lower() == "local")
             and (model is None or (isinstance(model, str) and catalog_name(model) is not None)))

@@ -166,10 +166,19 @@ def extras_of(est: Estimate) -> ServingExtras:
                     spec["draft_model"]) if spec else None)
 
 
-def draft_kv_bytes_per_token(est: Estimate) -> float:
-    """KV bytes per cached token the proposer adds (every proposer layer), for vLLM's pool."""
+def vllm_extras(est: Estimate, tp: int) -> tuple[int, float]:
+    """For vLLM's start-up accounting on each of `tp` GPUs: the LoRA slot bytes beyond the
+    even split the weights get (A of a column-parallel layer and B of a row-parallel one are
+    whole on every GPU), and the KV bytes per cached token the proposer's layers add."""
+    extras = extras_of(est)
     spec = est.extras.get("speculative")
-    return float(spec["kv_bytes_per_token"]) if spec else 0.0
+    draft_kv = float(spec["kv_bytes_per_token"]) if spec else 0.0
+    if extras.lora is None or tp == 1:
+        return 0, draft_kv
+    shape = est.model.shape
+    dtype_bytes = weight_format(est.settings.dtype).compute_bytes
+    whole = slots_bytes(shape, extras.lora, dtype_bytes)
+    return slots_bytes(shape, extras.lora, dtype_bytes, tp) - round(whole / tp), draft_kv
 
 
 def apply_speed(est: Estimate, speed: Throughput, device: Device, tp: int, pp: int,
