@@ -208,7 +208,9 @@ def apply_speed(est: Estimate, speed: Throughput, device: Device, tp: int, pp: i
         decode = retime(decode, dec.bytes_read, dec.flops)
         notes.append(f"LoRA: each step reads the slots of up to {extras.lora.max_loras} "
                      f"adapters ({dec.bytes_read / 2**20:,.1f} MiB per GPU at this batch) and "
-                     "multiplies every token through A and B.")
+                     "multiplies every token through A and B; this roofline is a lower "
+                     "bound: vLLM measured more (V0: -34% output tokens/s for one rank-8 "
+                     "adapter, PR #11267).")
     spec = extras.speculation
     if spec is not None:
         k, w = spec.k, decode.work
@@ -231,5 +233,6 @@ def apply_speed(est: Estimate, speed: Throughput, device: Device, tp: int, pp: i
                          overhead_s=decode.overhead_s * scale, comm_s=decode.comm_s * scale)
         notes.append(f"Speculative decoding: verify {t_verify * 1e3:.2f} ms + {k} × draft "
                      f"{draft.decode.seconds * 1e3:.2f} ms per step, {spec.tokens_per_step:.2f} "
-                     f"tokens per step at acceptance {spec.alpha:g}.")
+                     f"tokens per step at acceptance {spec.alpha:g} (a chain of drafts, as "
+                     "vLLM runs it; tree drafting verifies more tokens per step).")
     return replace(speed, prefill=prefill, decode=decode, notes=tuple(notes))
