@@ -193,3 +193,28 @@ def test_lora_speed_cost_is_a_lower_bound_of_vllm_measurements() -> None:
     lora = serving(**run, extras=ServingExtras(lora=lora_serving(4, 8))).state.output_tokens_per_s
     assert measured_v0 < v1_bound < lora / base < 1.0
     assert lora / base > 0.95
+
+
+def test_draft_model_must_share_the_vocabulary() -> None:
+    with pytest.raises(InputError, match="tokenizer"):
+        estimate(model="llama-3.1-8b", speculation=speculation("qwen2.5-0.5b", 4, 0.6))
+    est = estimate(model="llama-3.1-8b", gpu="h100", engine="vllm", ctx=8192,
+                   speculation=speculation("llama-3.2-1b", 4, 0.6))
+    base = estimate(model="llama-3.1-8b", gpu="h100", engine="vllm", ctx=8192)
+    # the 1B draft: 16 layers of 8 KV heads of 64 dims, a quarter of the target's KV per token
+    assert est.engine_report.kv_bytes_per_token == 1.25 * base.engine_report.kv_bytes_per_token  # type: ignore[union-attr]
+
+
+def test_serving_command_json_and_text() -> None:
+    args = [sys.executable, "-m", "vramest", "serving", "--model", "llama-3.1-8b", "--gpu",
+            "h100", "--input-len", "512", "--output-len", "128", "--max-loras", "2",
+            "--speculative", "eagle", "--acceptance-rate", "0.7"]
+    text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "LoRA slots: 2 max_loras" in text and "(1 − 0.7^4) / (1 − 0.7) = 2.53" in text
+    import json
+
+    out = json.loads(subprocess.run([*args, "--json"], capture_output=True, text=True,
+                                    timeout=60, check=True).stdout)
+    assert out["lora"]["gpu_bytes"] == 2 * 16 * adapter_elements(
+        estimate(model="llama-3.1-8b").model.shape, 1) * 2
+    assert out["speculative"]["tokens_per_step"] == 2.533
