@@ -218,3 +218,23 @@ def test_serving_command_json_and_text() -> None:
     assert out["lora"]["gpu_bytes"] == 2 * 16 * adapter_elements(
         estimate(model="llama-3.1-8b").model.shape, 1) * 2
     assert out["speculative"]["tokens_per_step"] == 2.533
+
+
+def test_deepseek_v3_mtp_module_matches_its_weight_notes() -> None:
+    """DeepSeek-V3's README_WEIGHTS: one MTP module of 11.5B unique parameters besides the
+    shared embedding and head; the module is one MoE layer like the last plus eh_proj."""
+    published = float(_rows()["deepseek-v3-mtp-params"]["published"])
+    est = estimate(model="deepseek-v3", speculation=speculation("mtp", 1, 0.8))
+    assert abs(est.to_json()["speculative"]["proposer_params"] / published - 1) < 0.02
+    with pytest.raises(InputError, match="num_nextn_predict_layers"):
+        estimate(model="llama-3.1-8b", speculation=speculation("mtp", 1, 0.8))
+
+
+def test_accuracy_report_rows() -> None:
+    from vramest.validation.serving_extras import comparisons
+
+    found = {c.id: c for c in comparisons()}
+    assert abs(found["trtllm-qwen15-7b-lora-r8-size"].error) < 1e-9
+    assert abs(found["sglang-llama31-8b-eagle3-h100"].error) < 0.15
+    assert abs(found["deepseek-v3-mtp-params"].error) < 0.02
+    assert found["vllm-v0-llama2-7b-lora-throughput"].error > 0  # the roofline's known gap

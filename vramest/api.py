@@ -193,7 +193,14 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     for note in (image_note, library_note):
         if note:
             result = replace(result, assumptions=(*result.assumptions, note))
-    result = apply_memory(result, ServingExtras(settings.lora, settings.speculation))
+    speculation = settings.speculation
+    if speculation is not None and speculation.method == "mtp" and query.model is not None:
+        from vramest.inference.speculative import mtp_layers
+
+        entry = default_catalog().get(query.model)  # a catalog model's config says if it has MTP
+        if entry is not None:
+            speculation = replace(speculation, layers=mtp_layers(entry.config, info.name))
+    result = apply_memory(result, ServingExtras(settings.lora, speculation))
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration

@@ -51,6 +51,7 @@ class Proposer:
     fmt: str
     weights_bytes: int  # what it adds to the GPU (shared tables not counted again)
     kv_elements_per_token: float
+    params: int  # its own parameters (shared tables not counted again)
 
 
 @lru_cache(maxsize=64)
@@ -70,14 +71,16 @@ def proposer(target: ModelShape, target_fmt: str, spec: Speculation) -> Proposer
         weights = info.exact_weights_bytes or round(sum(
             weight_bytes_by_group(info.shape, weight_format(fmt)).values()))
         return Proposer(info.shape, weight_format(fmt).name, weights,
-                        kv_elements_per_token(info.shape, 1))
-    shape = head_shape(target, spec.method)
+                        kv_elements_per_token(info.shape, 1), info.params)
+    shape = head_shape(target, spec.method, spec.layers)
     # an MTP module is stored like the target's layers (DeepSeek-V3: FP8); EAGLE heads in 16 bit
     fmt = target_fmt if spec.method == "mtp" else (
         "fp32" if weight_format(target_fmt).compute_bytes == 4 else "bf16")
     groups = weight_bytes_by_group(shape, weight_format(fmt))
     own = sum(groups.values()) - (groups["embedding"] if shares_embedding(spec.method) else 0.0)
-    return Proposer(shape, weight_format(fmt).name, round(own), kv_elements_per_token(shape, 1))
+    shared = shape.vocab_size * shape.hidden_size if shares_embedding(spec.method) else 0
+    return Proposer(shape, weight_format(fmt).name, round(own), kv_elements_per_token(shape, 1),
+                    shape.param_count() - shared)
 
 
 def apply_memory(est: Estimate, extras: ServingExtras) -> Estimate:
@@ -114,9 +117,9 @@ def apply_memory(est: Estimate, extras: ServingExtras) -> Estimate:
                   f"{kv.formula} + the proposer's {per_token:,.0f} B per token × {s.ctx} × "
                   f"{s.batch}")
         notes.append(spec_formula(spec) + ".")
-        json["speculative"] = {**spec.to_json(), "proposer_weights_bytes": prop.weights_bytes,
-                               "proposer_params": prop.shape.param_count() if spec.method ==
-                               "draft" else None,
+        json["speculative"] = {**spec.to_json(), "proposer_layers": spec.layers,
+                               "proposer_weights_bytes": prop.weights_bytes,
+                               "proposer_params": prop.params,
                                "kv_bytes_per_token": per_token, "kv_cache_bytes": draft_kv}
     memory = replace(est.memory, weights=weights, kv_cache=kv)
     return replace(est, memory=memory, assumptions=(*est.assumptions, *notes),
@@ -150,9 +153,12 @@ def _checked(extras: ServingExtras) -> ServingExtras:
     from vramest.inference.speculative import speculation
 
     lora, spec = extras.lora, extras.speculation
+    checked = speculation(spec.draft or spec.method, spec.k, spec.alpha) if spec else None
+    if spec is not None and checked is not None:
+        checked = replace(checked, layers=spec.layers)
     return ServingExtras(
         lora_serving(lora.max_loras, lora.max_lora_rank, lora.max_cpu_loras) if lora else None,
-        speculation(spec.draft or spec.method, spec.k, spec.alpha) if spec else None)
+        checked)
 
 
 def extras_of(est: Estimate) -> ServingExtras:
@@ -163,7 +169,7 @@ def extras_of(est: Estimate) -> ServingExtras:
         LoraServing(lora["max_loras"], lora["max_lora_rank"], lora["max_cpu_loras"])
         if lora else None,
         Speculation(spec["method"], spec["num_speculative_tokens"], spec["acceptance_rate"],
-                    spec["draft_model"]) if spec else None)
+                    spec["draft_model"], spec["proposer_layers"]) if spec else None)
 
 
 def vllm_extras(est: Estimate, tp: int) -> tuple[int, float]:

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 from vramest.errors import InputError, short
 from vramest.model.shapes import LAYER_FULL, ModelShape, TensorSpec
@@ -53,6 +55,7 @@ class Speculation:
     k: int
     alpha: float
     draft: str | None = None
+    layers: int = 1  # MTP: the checkpoint's num_nextn_predict_layers
 
     @property
     def tokens_per_step(self) -> float:
@@ -132,8 +135,19 @@ def _rate(value: object) -> float:
     return number
 
 
+def mtp_layers(config: Mapping[str, Any], name: str) -> int:
+    """The MTP layers a checkpoint ships (config `num_nextn_predict_layers`), or one sentence
+    when it ships none."""
+    layers = config.get("num_nextn_predict_layers") or config.get("mtp_num_hidden_layers") or 0
+    if not isinstance(layers, int) or layers < 1:
+        raise InputError(f"--speculative mtp needs a model whose checkpoint ships "
+                         f"multi-token-prediction layers (num_nextn_predict_layers); {name} "
+                         "has none: use eagle, eagle3 or a draft model's name.")
+    return layers
+
+
 @lru_cache(maxsize=256)
-def head_shape(target: ModelShape, method: str) -> ModelShape:
+def head_shape(target: ModelShape, method: str, layers: int = 1) -> ModelShape:
     """An EAGLE / EAGLE-3 head or an MTP module as a one-layer model: the target's last layer
     kind, the fusion matrix as an extra tensor, and the lm_head it reads as a tied embedding
     (its own draft vocabulary for EAGLE-3)."""
@@ -145,10 +159,11 @@ def head_shape(target: ModelShape, method: str) -> ModelShape:
         extra.append(TensorSpec("attn_q", None, q_out + 2 * target.num_kv_heads * target.head_dim,
                                 h))
     return replace(
-        target, name=f"{target.name} {method} head", num_layers=1,
-        layer_kinds=(LAYER_FULL,) if target.layer_kinds else (),
-        moe_layers=(target.is_moe_layer(last),) if target.moe_layers else (),
-        explicit_layers=(target.explicit_layers[last],) if target.explicit_layers else (),
+        target, name=f"{target.name} {method} head", num_layers=layers,
+        layer_kinds=(LAYER_FULL,) * layers if target.layer_kinds else (),
+        moe_layers=(target.is_moe_layer(last),) * layers if target.moe_layers else (),
+        explicit_layers=(target.explicit_layers[last],) * layers if target.explicit_layers
+        else (),
         explicit_global=(), tie_embeddings=True, position_embeddings=0, extra_params=0,
         vocab_size=EAGLE3_DRAFT_VOCAB if method == "eagle3" else target.vocab_size,
         extra_tensors=tuple(extra), state_layers=0, encoder_layers=0)

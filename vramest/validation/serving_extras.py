@@ -43,6 +43,15 @@ def comparisons(reference: Path = DEFAULT_REFERENCE_DIR) -> list[ExtrasCompariso
     out.append(ExtrasComparison(row["id"], "adapter elements", float(row["published"]),
                                 adapter_elements(qwen, 8), "rank 8 on the 7 linear modules"))
 
+    from vramest.api import estimate
+    from vramest.inference.speculative import speculation
+
+    row = rows["deepseek-v3-mtp-params"]
+    mtp = estimate(model="deepseek-v3", speculation=speculation("mtp", 1, 0.8))
+    out.append(ExtrasComparison(row["id"], "MTP module params", float(row["published"]),
+                                mtp.to_json()["speculative"]["proposer_params"],
+                                "one MoE layer like the last + eh_proj (2·hidden → hidden)"))
+
     run = {"model": "llama-3.1-8b", "gpu": "h100", "engine": "sglang", "input_len": 128,
            "output_len": 512, "concurrency": 1}
     base = serving(**run).tokens_per_s_per_user  # type: ignore[arg-type]
