@@ -15,7 +15,7 @@ from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
 from vramest.inference.lora import LoraServing
-from vramest.inference.serving_extras import ServingExtras, apply_memory
+from vramest.inference.serving_extras import ServingExtras, apply_memory, for_model
 from vramest.inference.speculative import Speculation
 from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
 from vramest.model.vision import ImageRequest, image_tokens, model_config
@@ -136,7 +136,7 @@ def _reads_no_file(request: EstimateRequest) -> bool:
     model, gpu = request.model.model, request.deployment.gpu
     spec = request.run.speculation
     if isinstance(spec, Speculation) and spec.draft is not None and \
-            default_catalog().get(spec.draft) is None:
+            catalog_name(spec.draft) is None:
         return False  # a draft model read from files
     return (request.deployment.hardware_file is None
             and not (isinstance(gpu, str) and gpu.strip().lower() == "local")
@@ -193,14 +193,8 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     for note in (image_note, library_note):
         if note:
             result = replace(result, assumptions=(*result.assumptions, note))
-    speculation = settings.speculation
-    if speculation is not None and speculation.method == "mtp" and query.model is not None:
-        from vramest.inference.speculative import mtp_layers
-
-        entry = default_catalog().get(query.model)  # a catalog model's config says if it has MTP
-        if entry is not None:
-            speculation = replace(speculation, layers=mtp_layers(entry.config, info.name))
-    result = apply_memory(result, ServingExtras(settings.lora, speculation))
+    result = apply_memory(result, for_model(ServingExtras(settings.lora, settings.speculation),
+                                            query.model, info.name))
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     d = est.deployment
     out = {"model": d.shape.name, "dtype": d.fmt.name, "kv_dtype": d.kv.name,
            "gpu": d.device.name, "num_gpus": d.num_gpus, "serving": est.to_json()}
-    if extras:
+    if d.extras:  # as the model's config settled them (MTP layers)
         from vramest.inference.serving_extras import extras_json
 
-        out.update(extras_json(d.shape, d.fmt.name, d.kv.name, extras))
+        out.update(extras_json(d.shape, d.fmt.name, d.kv.name, d.extras))
     if args.json:
         print(json.dumps(out, indent=2))
     else:

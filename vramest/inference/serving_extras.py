@@ -83,6 +83,21 @@ def proposer(target: ModelShape, target_fmt: str, spec: Speculation) -> Proposer
                     shape.param_count() - shared)
 
 
+def for_model(extras: ServingExtras, model: str | None, name: str) -> ServingExtras:
+    """The settings with what the model's own config decides: how many MTP layers it ships
+    (a catalog model; refused when it ships none)."""
+    spec = extras.speculation
+    if spec is None or spec.method != "mtp" or model is None:
+        return extras
+    from vramest.inference.speculative import mtp_layers
+    from vramest.model.resolve import catalog_name
+
+    match = catalog_name(model)
+    if match is None:
+        return extras
+    return replace(extras, speculation=replace(spec, layers=mtp_layers(match.entry.config, name)))
+
+
 def apply_memory(est: Estimate, extras: ServingExtras) -> Estimate:
     """The estimate with the adapters' slots and the proposer's weights in `weights`, the
     proposer's KV in `kv_cache`, a formula line for each, and their JSON."""

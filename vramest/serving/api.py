@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from vramest.errors import InputError
 from vramest.hardware.database import load_hardware
-from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras
+from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, for_model
 from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.serving.engines import serving_engine, with_options
 from vramest.serving.estimate import ServingEstimate, capacity, deployment, serve
@@ -41,6 +41,7 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
                          "attention heads; choose --num-gpus / --pp that does.")
     d = deployment(info, name, kv_dtype, device, tp, pp, eng)
     if extras:  # LoRA slots and speculative decoding: inference/serving_extras.py
+        extras = for_model(extras, model, info.name)
         d = replace(d, extras=extras)
     cap = capacity(info, d.fmt.name, d.kv.name, device, num_gpus, eng, input_len + output_len,
                    extras=extras)
