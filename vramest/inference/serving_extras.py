@@ -247,6 +247,8 @@ def apply_speed(est: Estimate, speed: Throughput, device: Device, tp: int, pp: i
                                     tp=tp, pp=pp, constants=c,
                                     # inside the engine's step: no scheduler cost of its own
                                     engine=replace(engine, step_overhead_s=0.0))
+        # the proposer also reads the prompt, to draft from its end
+        prefill = replace(prefill, overhead_s=prefill.overhead_s + draft.prefill.seconds)
         per_token = (t_verify + k * draft.decode.seconds) / spec.tokens_per_step
         scale = per_token / decode.seconds
         decode = replace(decode, work=verify, compute_s=None if decode.compute_s is None

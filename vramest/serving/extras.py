@@ -30,6 +30,15 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
                        dense_flops=work.dense_flops + cost.flops / d.pp)
     spec = extras.speculation
     draft_s, emitted = 0.0, 1.0
+    if spec is not None:
+        prop = proposer(d.shape, d.fmt.name, spec)
+        # the proposer runs inside the engine's step: its GPU time only, no scheduler cost
+        drafter = replace(base, shape=prop.shape, fmt=weight_format(prop.fmt),
+                          engine=replace(d.engine, step_overhead_s=0.0), seq_overhead_s=0.0)
+        if s.prefill_tokens:  # it also reads the prompt chunk, to draft from its end
+            draft_s += step_seconds(drafter, Step(
+                decodes=0, decode_context=0, prefill_tokens=s.prefill_tokens,
+                prefill_context=s.prefill_context, prefill_seqs=s.prefill_seqs))
     if spec is not None and s.decodes:
         more = step_work(base, Step(decodes=s.decodes * spec.k, decode_context=s.decode_context,
                                     prefill_tokens=0, prefill_context=0))
@@ -37,11 +46,7 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
                        expert_flops=work.expert_flops + more.expert_flops,
                        dense_rows=work.dense_rows + more.dense_rows,
                        allreduce_bytes=work.allreduce_bytes + more.allreduce_bytes)
-        prop = proposer(d.shape, d.fmt.name, spec)
-        # the proposer runs inside the engine's step: its GPU time only, no scheduler cost
-        drafter = replace(base, shape=prop.shape, fmt=weight_format(prop.fmt),
-                          engine=replace(d.engine, step_overhead_s=0.0), seq_overhead_s=0.0)
-        draft_s = spec.k * step_seconds(drafter, Step(
+        draft_s += spec.k * step_seconds(drafter, Step(
             decodes=s.decodes, decode_context=s.decode_context, prefill_tokens=0,
             prefill_context=0))
         emitted = spec.tokens_per_step if not s.prefill_tokens else 1.0
