@@ -14,6 +14,9 @@ in the model's dtype (`lora_dtype` "auto"), whatever rank the adapters really ha
   @01533aa8f9c0), so vLLM's "Model loading took" includes them and the KV cache gets what is
   left. The profiling run activates `max_loras` dummy adapters built on the CPU and copied into
   these slots (`create_dummy_lora`, device "cpu"): no further GPU memory.
+- Not counted, each under 10 MiB: the fp32 shrink buffer of a forward (slices ×
+  max_num_batched_tokens × max_lora_rank × 4 B: 3 × 8192 × 64 × 4 B = 6 MiB) and the Punica
+  wrapper's token-to-slot index tensors.
 - `--max-cpu-loras` (default max_loras; at least max_loras, vllm/config/lora.py @01230b40128e)
   is an LRU cache of adapters in host memory, never on the GPU.
 - The embedding and lm_head are adapted only where a model declares them and the release still
