@@ -16,7 +16,9 @@ in the model's dtype (`lora_dtype` "auto"), whatever rank the adapters really ha
   these slots (`create_dummy_lora`, device "cpu"): no further GPU memory.
 - Not counted, each under 10 MiB: the fp32 shrink buffer of a forward (slices ×
   max_num_batched_tokens × max_lora_rank × 4 B: 3 × 8192 × 64 × 4 B = 6 MiB) and the Punica
-  wrapper's token-to-slot index tensors.
+  wrapper's token-to-slot index tensors. Nor the second set of CUDA graphs captured with
+  LoRA active (`cudagraph_specialize_lora`, default True: "slightly higher memory usage",
+  vllm/config/compilation.py @002284db4c87); the graphs share one memory pool.
 - `--max-cpu-loras` (default max_loras; at least max_loras, vllm/config/lora.py @01230b40128e)
   is an LRU cache of adapters in host memory, never on the GPU.
 - The embedding and lm_head are adapted only where a model declares them and the release still
