@@ -8,9 +8,12 @@ from vramest.api import EstimateRequest, ModelQuery, RunSettings, estimate, run
 from vramest.errors import InputError
 from vramest.inference.deploy import Deployment
 from vramest.inference.estimate import Estimate
+from vramest.inference.lora import LoraServing, lora_serving
+from vramest.inference.speculative import Speculation, speculation
 
-__all__ = ["CheckReport", "Deployment", "Estimate", "EstimateRequest", "InputError", "ModelQuery",
-           "RunSettings", "check", "estimate", "run"]
+__all__ = ["CheckReport", "Deployment", "Estimate", "EstimateRequest", "InputError",
+           "LoraServing", "ModelQuery", "RunSettings", "Speculation", "check", "estimate",
+           "lora_serving", "run", "speculation"]
 
 
 def __getattr__(name: str) -> Any:

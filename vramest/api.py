@@ -14,6 +14,9 @@ from vramest.errors import InputError, require_text
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
+from vramest.inference.lora import LoraServing
+from vramest.inference.serving_extras import ServingExtras, apply_memory, for_model
+from vramest.inference.speculative import Speculation
 from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
 from vramest.model.vision import ImageRequest, image_tokens, model_config
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
@@ -39,6 +42,8 @@ class RunSettings(NamedTuple):
     attention: str = "sdpa"
     prefill_chunk: str | int | None = None
     images: ImageRequest | None = None  # pictures in a vision-language model's context
+    lora: LoraServing | None = None  # vLLM --enable-lora slots (inference/lora.py)
+    speculation: Speculation | None = None  # a draft model or head (inference/speculative.py)
 
 
 class EstimateRequest(NamedTuple):
@@ -64,6 +69,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              gen: str | int = 128, engine: str = "generic", hardware_file: str | None = None,
              compare_gpus: bool = False, engine_options: dict[str, Any] | None = None,
              profile: str | None = None, images: ImageRequest | None = None,
+             lora: LoraServing | None = None, speculation: Speculation | None = None,
              **shape_overrides: int | None) -> Estimate:
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
     runs there (or, with `compare_gpus`, the fewest cards of each common GPU). The keyword form
@@ -72,6 +78,9 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     device figures it measured. Unset, the profile stored for this machine is used if there is
     one (as the CLI does); "none" keeps the shipped constants. The answer says which
     (`assumptions`, JSON `profile`). `images` adds each picture's tokens to the context.
+    `lora` (`vramest.inference.lora.lora_serving(...)`) adds vLLM's adapter slots;
+    `speculation` (`vramest.inference.speculative.speculation(...)`) a proposer's memory and
+    the decode speed at its acceptance rate.
 
     >>> estimate(params="70B", dtype="int4", ctx=8192).memory.total  # doctest: +SKIP
     """
@@ -82,7 +91,8 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
     options = tuple((k, v) for k, v in (engine_options or {}).items() if v is not None)
     return run(EstimateRequest(
         ModelQuery(params, model, family, active_params, tuple(shape_overrides.items())),
-        RunSettings(dtype, kv_dtype, ctx, batch, attention, prefill_chunk, images),
+        RunSettings(dtype, kv_dtype, ctx, batch, attention, prefill_chunk, images, lora,
+                    speculation),
         Deployment(gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file,
                    engine or "generic", options, prompt, gen),
         profile, constants, constants_source))
@@ -111,6 +121,10 @@ def _check_types(request: EstimateRequest) -> None:
                  family=query.family, attention=settings.attention, gpu=deployment.gpu,
                  engine=deployment.engine, hardware_file=deployment.hardware_file,
                  profile=request.profile, constants_source=request.constants_source)
+    for name, value, kind in (("lora", settings.lora, LoraServing),
+                              ("speculation", settings.speculation, Speculation)):
+        if value is not None and not isinstance(value, kind):
+            raise InputError(f"{name} must be a {kind.__module__}.{kind.__name__} or None.")
     if request.constants is not None and not isinstance(request.constants, Constants):
         raise InputError("constants must be a vramest.inference.constants.Constants (DEFAULTS "
                          "with values replaced) or None.")
@@ -120,6 +134,10 @@ def _reads_no_file(request: EstimateRequest) -> bool:
     """A catalog name or a count, the shipped GPU table, no local device: nothing on disk that
     could change between two calls (a stored profile is looked up before, by its folder)."""
     model, gpu = request.model.model, request.deployment.gpu
+    spec = request.run.speculation
+    if isinstance(spec, Speculation) and spec.draft is not None and \
+            catalog_name(spec.draft) is None:
+        return False  # a draft model read from files
     return (request.deployment.hardware_file is None
             and not (isinstance(gpu, str) and gpu.strip().lower() == "local")
             and (model is None or (isinstance(model, str) and catalog_name(model) is not None)))
@@ -177,6 +195,8 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     for note in (image_note, library_note):
         if note:
             result = replace(result, assumptions=(*result.assumptions, note))
+    result = apply_memory(result, for_model(ServingExtras(settings.lora, settings.speculation),
+                                            query.model, info.name))
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration

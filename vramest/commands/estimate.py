@@ -13,6 +13,7 @@ from vramest.commands.common import (
     estimate_kwargs,
     hardware_kwargs,
 )
+from vramest.commands.extras_args import add_extras_args, extras_kwargs
 
 if TYPE_CHECKING:
     from vramest.inference.estimate import Estimate
@@ -23,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     add_model_args(p)
     add_run_args(p)
     add_hardware_args(p)
+    add_extras_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--explain", action="store_true", help="show each part's formula")
 
@@ -31,7 +33,7 @@ def answer(args: argparse.Namespace) -> Estimate:
     """The estimate for parsed flags (`vramest web` runs this too)."""
     from vramest.api import estimate
 
-    return estimate(**estimate_kwargs(args), **hardware_kwargs(args))
+    return estimate(**estimate_kwargs(args), **hardware_kwargs(args), **extras_kwargs(args))
 
 
 def json_text(result: Estimate) -> str:

@@ -52,20 +52,31 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                                                             "a rate of requests per second",
                                                             1e6),
                       help="Poisson arrivals per second (open loop)")
+    from vramest.commands.extras_args import add_extras_args
+
+    add_extras_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramest.commands.extras_args import extras_kwargs
+    from vramest.inference.serving_extras import ServingExtras
     from vramest.serving.api import serving
 
+    extras = ServingExtras(**extras_kwargs(args))
     est = serving(model=args.model, params=args.params, dtype=args.dtype,
                   kv_dtype=args.kv_dtype, gpu=args.gpu, num_gpus=args.num_gpus, pp=args.pp,
                   engine=args.engine, input_len=args.input_len, output_len=args.output_len,
                   concurrency=args.concurrency, request_rate=args.request_rate,
                   max_num_batched_tokens=args.max_num_batched_tokens,
-                  max_num_seqs=args.max_num_seqs, hardware_file=args.hardware_file)
+                  max_num_seqs=args.max_num_seqs, hardware_file=args.hardware_file,
+                  extras=extras)
     d = est.deployment
     out = {"model": d.shape.name, "dtype": d.fmt.name, "kv_dtype": d.kv.name,
            "gpu": d.device.name, "num_gpus": d.num_gpus, "serving": est.to_json()}
+    if d.extras:  # as the model's config settled them (MTP layers)
+        from vramest.inference.serving_extras import extras_json
+
+        out.update(extras_json(d.shape, d.fmt.name, d.kv.name, d.extras))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -113,6 +124,8 @@ def render(out: dict[str, object]) -> str:
         "spreads, not samples. Constants fitted per engine on H100/H200 measurements "
         "(make accuracy shows the errors).",
     ]
+    lines += [str(extra["formula"]) for extra in (out.get("lora"), out.get("speculative"))
+              if isinstance(extra, dict)]
     if s["prefill_bound"]:
         lines.append("Prefill is the bottleneck here: requests queue for prompt processing.")
     return "\n".join(lines)

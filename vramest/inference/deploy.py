@@ -111,10 +111,15 @@ def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: in
     if not device.bandwidth_bytes_s:
         return None
     s = est.settings
-    return estimate_throughput(est.model.shape, weight_format(s.dtype), kv_format(s.kv_dtype),
-                               device, batch=s.batch, prompt_tokens=prompt, gen_tokens=gen,
-                               tp=tp, pp=pp, constants=est.constants, engine=engine,
-                               prefill_chunk=s.explicit_chunk)
+    speed = estimate_throughput(est.model.shape, weight_format(s.dtype), kv_format(s.kv_dtype),
+                                device, batch=s.batch, prompt_tokens=prompt, gen_tokens=gen,
+                                tp=tp, pp=pp, constants=est.constants, engine=engine,
+                                prefill_chunk=s.explicit_chunk)
+    if "lora" in est.extras or "speculative" in est.extras:  # inference/serving_extras.py
+        from vramest.inference.serving_extras import apply_speed
+
+        speed = apply_speed(est, speed, device, tp, pp, engine)
+    return speed
 
 
 def local_device(db: HardwareDB) -> Device:

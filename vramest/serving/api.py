@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 from vramest.errors import InputError
 from vramest.hardware.database import load_hardware
+from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, for_model
 from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.serving.engines import serving_engine, with_options
 from vramest.serving.estimate import ServingEstimate, capacity, deployment, serve
@@ -16,7 +18,8 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
             engine: str = "vllm", input_len: int, output_len: int,
             concurrency: int | None = None, request_rate: float | None = None,
             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-            hardware_file: str | None = None) -> ServingEstimate:
+            hardware_file: str | None = None,
+            extras: ServingExtras = NO_EXTRAS) -> ServingEstimate:
     """Latency and throughput of one deployment under load (see `vramest.serving.simulate`)."""
     if concurrency is not None and request_rate is not None:
         raise InputError("Give --concurrency or --request-rate, not both.")
@@ -37,7 +40,11 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
         raise InputError(f"Tensor parallel {tp} does not divide the {info.shape.num_heads} "
                          "attention heads; choose --num-gpus / --pp that does.")
     d = deployment(info, name, kv_dtype, device, tp, pp, eng)
-    cap = capacity(info, d.fmt.name, d.kv.name, device, num_gpus, eng, input_len + output_len)
+    if extras:  # LoRA slots and speculative decoding: inference/serving_extras.py
+        extras = for_model(extras, model, info.name)
+        d = replace(d, extras=extras)
+    cap = capacity(info, d.fmt.name, d.kv.name, device, num_gpus, eng, input_len + output_len,
+                   extras=extras)
     return serve(d, eng, cap, input_len=input_len, output_len=output_len,
                  concurrency=concurrency, request_rate=request_rate)
 

@@ -17,6 +17,7 @@ from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.startup import VLLMOptions, vllm_startup
 from vramest.inference.estimate import Estimate, estimate_for
+from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, apply_memory
 from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
 from vramest.serving.engines import ServingEngine
@@ -95,15 +96,17 @@ class ServingEstimate:
 
 @lru_cache(maxsize=512)
 def _memory_estimate(info: ModelInfo, dtype: str, kv_dtype: str | None, max_model_len: int,
-                     constants: Constants) -> Estimate:
-    return estimate_for(info, dtype=dtype, ctx=max_model_len, kv_dtype=kv_dtype,
-                        constants=constants)
+                     constants: Constants, extras: ServingExtras = NO_EXTRAS) -> Estimate:
+    est = estimate_for(info, dtype=dtype, ctx=max_model_len, kv_dtype=kv_dtype,
+                       constants=constants)
+    return apply_memory(est, extras)  # LoRA slots and a proposer: less left for KV
 
 
 @lru_cache(maxsize=8192)
 def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, gpus: int,
-             eng: ServingEngine, max_model_len: int, constants: Constants = DEFAULTS) -> Capacity:
-    est = _memory_estimate(info, dtype, kv_dtype, max_model_len, constants)
+             eng: ServingEngine, max_model_len: int, constants: Constants = DEFAULTS,
+             extras: ServingExtras = NO_EXTRAS) -> Capacity:
+    est = _memory_estimate(info, dtype, kv_dtype, max_model_len, constants, extras)
     if eng.name == "sglang":  # SGLang's own static split and KV token pool
         from vramest.inference.engines import registry, sglang
 

@@ -18,6 +18,7 @@ from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
 from vramest.inference.memory import kv_elements_per_token, weight_bytes_by_group
+from vramest.inference.serving_extras import ServingExtras
 from vramest.inference.throughput import (
     PhaseWork,
     _attention_flops_per_token,
@@ -47,6 +48,7 @@ class Deployment:
     gemm_half_width: float = 0.0
     # share of the dense matmul rate the fused MoE kernels reach on expert FLOPs (fitted)
     moe_efficiency: float = 1.0
+    extras: ServingExtras | None = None  # LoRA slots, speculative decoding (serving/extras.py)
 
     @property
     def num_gpus(self) -> int:
@@ -119,6 +121,10 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
 
 def step_seconds(d: Deployment, s: Step) -> float:
     """Wall time of one step on the replica (pipeline stages run in turn)."""
+    if d.extras:
+        from vramest.serving.extras import extras_step_seconds
+
+        return extras_step_seconds(d, s, d.extras)
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
     return phase.seconds + d.seq_overhead_s * (s.decodes + s.prefill_seqs)

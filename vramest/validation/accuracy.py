@@ -593,7 +593,14 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
              lambda _reference: trace_accuracy_report(TRACE_DIR)),
             ("Calibration profiles: held-out error before and after the fit",
              calibration_accuracy_report),
-            ("Serving under load (validation/reference/serving_*.csv)", _serving_report)]
+            ("Serving under load (validation/reference/serving_*.csv)", _serving_report),
+            ("LoRA slots and speculative decoding (serving_extras.csv)", _extras_report)]
+
+
+def _extras_report(reference: Path) -> list[str]:
+    from vramest.validation.serving_extras import report_lines
+
+    return report_lines(reference)
 
 
 def _serving_report(reference: Path) -> list[str]:

@@ -38,6 +38,7 @@ from vramest.inference.memory import (
     weight_bytes_by_group,
 )
 from vramest.inference.placement import per_gpu_memory
+from vramest.inference.serving_extras import vllm_extras
 from vramest.model.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
@@ -199,8 +200,11 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     non_torch = one_gpu + (tp_extra if tp > 1 else 0)
     graphs = c.vllm_cuda_graph_bytes if rules.cuda_graphs_budgeted and \
         not options.enforce_eager else 0
-    kv_bytes = budget - layout.weights_bytes - non_torch - activation - graphs
+    lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
+    weights_bytes = layout.weights_bytes + lora_tp
+    kv_bytes = budget - weights_bytes - non_torch - activation - graphs
     kv_token = kv_elements_per_token(shape, 1) * kv_format(est.settings.kv_dtype).bytes_per_element
+    kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
     per_token_gpu = kv_token * _kv_share(shape, tp)
     block = per_token_gpu * options.block_size
     blocks = max(0, int(kv_bytes // block)) if block else 0
@@ -213,7 +217,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     needed = request_bytes(max_model_len)
     largest = _largest_len(request_bytes, max(0, kv_bytes), max_model_len)
     notes = [n for n in (layout.note, _vllm_window_note(shape, rules)) if n]
-    return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=layout.weights_bytes,
+    return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
                        kv_bytes_per_token=per_token_gpu, num_gpu_blocks=blocks,
