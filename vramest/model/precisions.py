@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from vramest.errors import InputError, short
 
 # --- ggml block types: (elements per block, bytes per block) -----------------------------
-# Facts from ggml's type traits (ggml/src/ggml.c, block_* structs in ggml-common.h).
+# Facts from ggml's block_* structs (ggml/src/ggml-common.h @01243c587feceaa5d6a6c2305535ef2f549c48b8,
+# e.g. block_iq3_s = fp16 d + 13 × QK_K/32 + QK_K/64 bytes = 110 per 256).
 GGML_BLOCKS: dict[str, tuple[int, int]] = {
     "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "F64": (1, 8),
     "I8": (1, 1), "I16": (1, 2), "I32": (1, 4), "I64": (1, 8),
+    "Q1_0": (128, 18), "Q2_0": (64, 18),
     "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
     "Q8_0": (32, 34), "Q8_1": (32, 36),
     "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144), "Q5_K": (256, 176),
@@ -25,6 +27,7 @@ GGML_BLOCKS: dict[str, tuple[int, int]] = {
     "IQ2_XXS": (256, 66), "IQ2_XS": (256, 74), "IQ2_S": (256, 82), "IQ3_XXS": (256, 98),
     "IQ3_S": (256, 110), "IQ1_S": (256, 50), "IQ1_M": (256, 56), "IQ4_NL": (32, 18),
     "IQ4_XS": (256, 136), "TQ1_0": (256, 54), "TQ2_0": (256, 66), "MXFP4": (32, 17),
+    "NVFP4": (64, 36),
 }
 
 
@@ -139,18 +142,29 @@ def unquantized_modules(patterns: list[str]) -> tuple[tuple[frozenset[str], int 
 
 
 # --- llama.cpp file types ------------------------------------------------------------------
-# Per-tensor choices follow llama.cpp's quantizer (src/llama-quant.cpp, llama_tensor_get_type):
-# 1-D tensors stay F32, the output head goes to Q6_K, and some types give attn_v / ffn_down /
-# attn_output / fused qkv more bits in chosen layers.
+# Per-tensor choices follow llama.cpp's quantizer (src/llama-quant.cpp
+# @007dbbf3fd17eefe9b47fee45f48f7ba5e62b714: llama_tensor_get_type_impl, tensor_type_fallback,
+# llama_ftype_get_default_type): 1-D tensors stay F32, the output head goes to Q6_K (Q5_K for
+# the lowest i-quants), and each file type gives attn_v / ffn_down / attn_output / fused qkv
+# more bits in chosen layers. Where a rule depends on an importance matrix it is taken with one:
+# the i-quants below 4 bits cannot be made without, and the published i-quant files are made
+# with one (bartowski/Llama-3.2-1B-Instruct-GGUF, llama.cpp b3821: IQ4_XS holds 96 IQ4_XS +
+# 16 Q5_K matrices, IQ3_M 78 IQ3_S + 34 Q4_K, as a public port of those files lists them).
 
 def _use_more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
-_K_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
-               "IQ4_XS": "IQ4_NL", "IQ2_XXS": "Q4_0", "IQ2_XS": "Q4_0", "IQ2_S": "Q4_0",
-               "IQ3_XXS": "Q4_0", "IQ3_S": "Q4_0", "IQ1_S": "Q4_0", "IQ1_M": "Q4_0"}
-_LOW_BIT_IQ = frozenset({"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "IQ3_XXS"})
+# tensor_type_fallback: a row length the block does not divide takes a 32-wide type instead
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
+             "TQ1_0": "Q4_0", "TQ2_0": "Q4_0", "Q2_0": "Q4_0", "IQ4_XS": "IQ4_NL",
+             "IQ2_XXS": "IQ4_NL", "IQ2_XS": "IQ4_NL", "IQ2_S": "IQ4_NL", "IQ3_XXS": "IQ4_NL",
+             "IQ3_S": "IQ4_NL", "IQ1_S": "IQ4_NL", "IQ1_M": "IQ4_NL"}
+# the file types whose output head is Q5_K, and the 1–2-bit group with its own rules
+_OUTPUT_Q5K = frozenset({"IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"})
+_LOW_BIT_IQ = frozenset({"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"})
+_ATTN_O_MOE8_Q5K = frozenset({"Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL",
+                              "Q4_K_S", "Q4_K_M", "IQ3_S", "IQ3_M", "IQ4_XS"})
 
 
 def _gguf_mix(ftype: str, base: str) -> Callable[[str, TensorContext], str]:
@@ -166,64 +180,119 @@ def _gguf_mix(ftype: str, base: str) -> Callable[[str, TensorContext], str]:
         if ftype == "MXFP4_MOE" and role in EXPERT_ROLES:
             return "MXFP4"
         chosen = _choose(role, ctx)
-        if GGML_BLOCKS[chosen][0] == 256 and ctx.row_length % 256 != 0:
-            chosen = _K_FALLBACK.get(chosen, "Q8_0")
+        if GGML_BLOCKS[chosen][0] > 32 and ctx.row_length % GGML_BLOCKS[chosen][0] != 0:
+            chosen = _FALLBACK.get(chosen, "Q8_0")
         return chosen
 
     def _choose(role: str, ctx: TensorContext) -> str:
         i, n = (ctx.layer or 0), max(ctx.num_layers, 1)
         is_output = role == "lm_head" or (role == "embedding" and not ctx.has_output_tensor)
         if is_output:
-            if base == "Q8_0":
+            if base == "Q8_0" or ctx.row_length % GGML_BLOCKS[base][0] != 0:
                 return "Q8_0"
-            return "Q5_K" if ftype in _LOW_BIT_IQ else "Q6_K"
+            return "Q5_K" if ftype in _OUTPUT_Q5K else "Q6_K"
         if role == "embedding":
-            return "Q2_K" if ftype in ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M") else base
+            if ftype in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
+                return "Q2_K"
+            if ftype in ("IQ2_S", "IQ2_M", "IQ3_S", "IQ3_M", "IQ3_XXS"):
+                return "IQ3_S"
+            return "Q4_K" if ftype in ("TQ1_0", "TQ2_0") else base
+        if ftype in _LOW_BIT_IQ:
+            return _low_bit_iq(role, i, n, ctx)
+        moe8 = ctx.num_experts == 8
         if role == "attn_v":
-            if ftype == "Q2_K":
-                return "Q4_K" if ctx.gqa_ratio >= 4 else "Q3_K"
-            if ftype == "Q3_K_M":
-                return "Q5_K" if i < 2 else "Q4_K"
-            if ftype == "Q3_K_L":
-                return "Q5_K"
-            if ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
-                return "Q6_K"
-            if ftype == "Q4_K_S" and i < 4:
-                return "Q5_K"
-            if ftype in ("IQ4_XS", "IQ4_NL") and ctx.gqa_ratio >= 4:
-                return "Q5_K"
-            return base
+            return "Q8_0" if moe8 else _attn_v(ctx, i, n)
+        if role == "attn_k":
+            if moe8:
+                return "Q8_0"
+            return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ftype, base)
+        if role == "attn_q":
+            return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ftype, base)
         if role in ("ffn_down", "expert_down"):
-            if ftype == "Q2_K":
-                return "Q3_K"
-            if ftype == "Q3_K_M":
-                return "Q5_K" if i < n // 16 else "Q4_K"
-            if ftype == "Q3_K_L":
-                return "Q5_K"
-            if ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
-                return "Q6_K"
-            if ftype in ("Q4_K_S", "IQ4_XS", "IQ4_NL") and i < n // 8:
-                return "Q5_K"
-            return base
-        if role == "attn_o" and ctx.num_experts != 8:
-            return {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(ftype, base)
+            return _ffn_down(ctx, i, n)
+        if role == "attn_o":
+            if moe8:
+                return "Q5_K" if ftype in _ATTN_O_MOE8_Q5K else base
+            return {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K",
+                    "IQ3_M": "Q4_K"}.get(ftype, base)
         if role == "attn_qkv":
-            return {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K",
+            return {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "IQ3_M": "Q4_K", "Q4_K_M": "Q5_K",
                     "Q5_K_M": "Q6_K"}.get(ftype, base)
+        if role in ("ffn_gate", "ffn_up", "expert_gate", "expert_up") and ftype == "IQ3_XS":
+            return "IQ3_XXS" if n // 8 <= i < 7 * n // 8 else base
+        return base
+
+    def _attn_v(ctx: TensorContext, i: int, n: int) -> str:
+        gqa4 = ctx.gqa_ratio >= 4
+        if ftype == "Q2_K":
+            return "Q4_K" if gqa4 else "Q3_K"
+        if ftype in ("Q2_K_S", "IQ3_XS", "IQ3_S") and gqa4:
+            return "Q4_K"
+        if ftype == "IQ3_XXS":
+            return "Q4_K" if gqa4 else "IQ3_XXS"
+        if ftype == "IQ3_M":
+            return "Q4_K"
+        if ftype == "Q3_K_M":
+            return "Q5_K" if i < 2 else "Q4_K"
+        if ftype == "Q3_K_L":
+            return "Q5_K"
+        if ftype in ("IQ4_NL", "IQ4_XS") and gqa4:
+            return "Q5_K"
+        if ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
+            return "Q6_K"
+        if ftype == "Q4_K_S" and i < 4:
+            return "Q5_K"
+        return base
+
+    def _ffn_down(ctx: TensorContext, i: int, n: int) -> str:
+        if ftype == "Q2_K":
+            return "Q3_K"
+        if ftype == "Q2_K_S":
+            return "Q4_K" if i < n // 8 else base
+        if ftype == "Q3_K_M":
+            return "Q5_K" if i < n // 16 else "Q4_K"
+        if ftype == "IQ3_M" and (i < n // 8 or (ctx.num_experts == 8 and _use_more_bits(i, n))):
+            return "Q4_K"
+        if ftype == "Q3_K_L":
+            return "Q5_K"
+        if ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
+            return "Q6_K"
+        if ftype == "Q4_K_S" and i < n // 8:
+            return "Q5_K"  # (IQ4_XS / IQ4_NL do the same only without an importance matrix)
+        return base
+
+    def _low_bit_iq(role: str, i: int, n: int, ctx: TensorContext) -> str:
+        wide = ftype in ("IQ2_S", "IQ2_M")
+        if role == "attn_v":
+            if ctx.gqa_ratio >= 4 or ctx.num_experts >= 4:
+                return "Q4_K"
+            return "IQ3_S" if wide else "Q2_K"
+        if role == "attn_k" and ctx.num_experts == 8:
+            return "Q4_K"
+        if role in ("ffn_down", "expert_down"):
+            return ("IQ3_S" if wide else "Q2_K") if i < n // 8 else base
+        if role == "attn_o":
+            if ctx.num_experts == 8:
+                return "Q5_K"
+            if ftype in ("IQ1_S", "IQ1_M"):
+                return "IQ2_XXS"
+            return "IQ3_S" if wide else base
         return base
 
     return rule
 
 
 _GGUF_FILE_TYPES: dict[str, str] = {
-    # file type → the block type most tensors get
+    # file type → the block type most tensors get (llama_ftype_get_default_type)
     "F32": "F32", "F16": "F16", "BF16": "BF16", "Q8_0": "Q8_0",
     "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_0": "Q5_0", "Q5_1": "Q5_1",
-    "Q2_K": "Q2_K", "Q3_K_S": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_L": "Q3_K",
+    "Q1_0": "Q1_0", "Q2_0": "Q2_0",
+    "Q2_K": "Q2_K", "Q2_K_S": "Q2_K", "Q3_K_S": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_L": "Q3_K",
     "Q4_K_S": "Q4_K", "Q4_K_M": "Q4_K", "Q5_K_S": "Q5_K", "Q5_K_M": "Q5_K", "Q6_K": "Q6_K",
-    "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL", "IQ3_XXS": "IQ3_XXS", "IQ3_S": "IQ3_S",
-    "IQ2_XXS": "IQ2_XXS", "IQ2_XS": "IQ2_XS", "IQ2_S": "IQ2_S", "IQ1_S": "IQ1_S",
-    "IQ1_M": "IQ1_M", "TQ1_0": "TQ1_0", "TQ2_0": "TQ2_0",
+    "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL", "IQ3_XXS": "IQ3_XXS", "IQ3_XS": "IQ3_S",
+    "IQ3_S": "IQ3_S", "IQ3_M": "IQ3_S", "IQ2_XXS": "IQ2_XXS", "IQ2_XS": "IQ2_XS",
+    "IQ2_S": "IQ2_XS", "IQ2_M": "IQ2_S", "IQ1_S": "IQ1_S", "IQ1_M": "IQ1_M",
+    "TQ1_0": "TQ1_0", "TQ2_0": "TQ2_0",
     "MXFP4_MOE": "Q8_0",  # experts in MXFP4, everything else Q8_0 (gpt-oss GGUF releases)
 }
 _LLAMA_QUANT_SOURCE = "llama.cpp src/llama-quant.cpp (llama_tensor_get_type) and ggml block sizes"
@@ -235,7 +304,7 @@ def _gguf_format(ftype: str) -> WeightFormat:
     return WeightFormat(
         # GGUF float files differ from plain fp16/bf16 only in keeping norms in F32
         name=f"gguf-{ftype.lower()}" if float_file else ftype.lower(),
-        description=f"llama.cpp GGUF {ftype}: {base} blocks ({ggml_bits(base):.3g} bits/weight) "
+        description=f"llama.cpp GGUF {ftype}: {base} blocks ({ggml_bits(base):.4g} bits/weight) "
         "with llama.cpp's per-tensor upgrades (output head Q6_K, some attn_v/ffn_down layers)",
         source=_LLAMA_QUANT_SOURCE,
         linear_bits=ggml_bits(base),
@@ -274,8 +343,9 @@ def _register(fmt: WeightFormat, *aliases: str) -> None:
         _FORMATS[key] = fmt
 
 
-_register(WeightFormat("fp32", "32-bit float everywhere", "IEEE 754", 32, 32, 32, 32, 4), "float32")
-_register(WeightFormat("fp16", "16-bit float everywhere", "IEEE 754", 16, 16, 16, 16, 2), "float16", "half")
+_register(WeightFormat("fp32", "32-bit float everywhere", "IEEE 754", 32, 32, 32, 32, 4), "float32", "f32")
+_register(WeightFormat("fp16", "16-bit float everywhere", "IEEE 754", 16, 16, 16, 16, 2),
+          "float16", "half", "f16")
 _register(WeightFormat("bf16", "bfloat16 everywhere", "bfloat16 definition", 16, 16, 16, 16, 2), "bfloat16")
 _register(WeightFormat(
     "fp8", "FP8 (E4M3) linear layers with per-tensor or per-channel scales; embeddings and "
