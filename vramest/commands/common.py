@@ -207,7 +207,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch", action="store_true", help="find the most sequences that fit")
     g.add_argument("--prompt", help="prompt tokens for the speed estimate (default: --ctx)")
     g.add_argument("--gen", default="128", help="generated tokens (default 128)")
-    g.add_argument("--engine", default="generic", choices=sorted(ENGINES),
+    from vramest.inference.engines.registry import ALIASES, REFUSED
+
+    g.add_argument("--engine", default="generic", choices=sorted({*ENGINES, *ALIASES, *REFUSED}),
                    help="serving engine whose fixed costs the speed uses (default generic)")
     g.add_argument("--engine-version", help="the engine release the start-up accounting is "
                    "for: vllm==0.6.3, 0.10.1, llamacpp==b4000, transformers==4.46 (default: a "
@@ -280,31 +282,32 @@ def _flag(option: str) -> str:
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     from vramest.inference.engines import registry
 
-    if args.engine in registry.NAMES:
+    engine = registry.resolve_engine(args.engine)[0]  # an alias takes its engine's options
+    if engine in registry.NAMES:
         return registry.parse_pairs(args.engine_option)
     if args.engine_option:
         from vramest.errors import InputError
 
         raise InputError(f"--engine-option applies to --engine {' or '.join(registry.NAMES)}.")
     raw: dict[str, object] | None = None
-    if args.engine == "vllm":
+    if engine == "vllm":
         raw = {"gpu_memory_utilization": args.gpu_memory_utilization,
                "max_model_len": args.max_model_len,
                "max_num_batched_tokens": args.max_num_batched_tokens,
                "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
                "enforce_eager": args.enforce_eager, "version": args.engine_version}
-    elif args.engine.startswith("llamacpp"):
+    elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
                "cache_type_v": args.cache_type_v, "fit": args.fit,
                "version": args.engine_version, "split_mode": args.split_mode,
                "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe}
-    elif args.engine == "hf":
+    elif engine == "hf":
         raw = {"version": args.engine_version}
     if raw is not None:  # each option's one parser (the API's and the spec's), named by flag
         from vramest.inference.engines.startup import parse_engine_options
 
-        return parse_engine_options(args.engine, raw, shown=_flag)
+        return parse_engine_options(engine, raw, shown=_flag)
     given = [flag for flag, value in (("--gpu-memory-utilization", args.gpu_memory_utilization),
                                       ("--max-model-len", args.max_model_len),
                                       ("--n-gpu-layers", args.n_gpu_layers),

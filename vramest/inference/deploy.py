@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
+from vramest.inference.engines.registry import resolve_engine
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
 from vramest.inference.estimate import EngineReport, Estimate
@@ -44,8 +45,9 @@ class Deployment(NamedTuple):
     @property
     def needs_hardware(self) -> bool:
         """Whether the estimate must be placed at all (a GPU, a table, or an engine's view)."""
+        engine = resolve_engine(self.engine)[0] if isinstance(self.engine, str) else self.engine
         return (self.gpu is not None or self.compare_gpus or bool(self.engine_options)
-                or (self.engine in ACCOUNTED_ENGINES and self.engine != "hf"))
+                or (engine in ACCOUNTED_ENGINES and engine != "hf"))
 
 
 # engines with their own start-up accounting (engines/startup.py and the modules it registers)
@@ -62,6 +64,9 @@ def place(est: Estimate, where: Deployment,
     (gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file, engine,
      option_pairs, prompt, gen) = where
     engine_options = dict(option_pairs)
+    engine, alias = resolve_engine(engine)
+    if alias is not None and alias.version and "version" not in engine_options:
+        engine_options["version"] = alias.version
     db = load_hardware(hardware_file)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
     stages = parse_positive_int(pp, what="--pp", maximum=4096)
@@ -75,6 +80,8 @@ def place(est: Estimate, where: Deployment,
     assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
                    f"prompt {prompt_tokens} tokens, then {gen_tokens} generated.",
                    RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else "") + "."]
+    if alias is not None:
+        assumptions.append(f"Engine: {alias.note}.")
     if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
         stages = n  # whole layers per GPU: no head has to divide among the GPUs
     if gpu is not None:
