@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
-FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe")
+FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -30,6 +30,8 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
         return _llama4(shape, config)
     if family == "glm4_moe":
         return _glm4_moe(shape, config)
+    if family == "glm4":
+        return _glm4(shape, config)
     return shape
 
 
@@ -95,3 +97,11 @@ def _glm4_moe(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
     """GLM-4.5 (transformers modeling_glm4_moe.py): q/k/v with bias, o_proj without; per-head
     q/k RMSNorms when use_qk_norm."""
     return replace(s, attention_out_bias=False, qk_norm=config.get("use_qk_norm") is True)
+
+
+def _glm4(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """GLM-4-0414 (transformers modeling_glm4.py, Glm4DecoderLayer): four RMSNorms per layer
+    (input, post_self_attn, post_attention, post_mlp); q/k/v with bias only when
+    attention_bias, o_proj without; one fused gate_up_proj, counted as the gated MLP it is."""
+    return replace(s, norms_per_layer=4, attention_out_bias=False,
+                   attention_bias=config.get("attention_bias") is True)

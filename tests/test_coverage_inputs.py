@@ -1,0 +1,93 @@
+"""Real user inputs that must be expressible (issue 18, items 6 and 7): hub ids of same-shape
+releases, engines named by their users' names, the GPUs of public reports."""
+
+from __future__ import annotations
+
+import pytest
+
+import vramest
+from vramest.errors import InputError
+from vramest.hardware.database import default_hardware
+from vramest.inference.engines.registry import resolve_engine
+from vramest.model.catalog import default_catalog
+
+CATALOG = default_catalog()
+
+
+@pytest.mark.parametrize(("name", "entry"), [
+    ("Qwen/Qwen1.5-14B-Chat", "Qwen/Qwen1.5-14B"),
+    ("deepseek-ai/deepseek-coder-6.7b-instruct", "deepseek-ai/deepseek-coder-6.7b-base"),
+    ("deepseek-ai/deepseek-coder-33b-instruct", "deepseek-ai/deepseek-coder-33b-base"),
+    ("zai-org/GLM-4-32B-0414", "THUDM/GLM-4-32B-0414"),
+])
+def test_hub_ids_of_same_shape_releases_resolve(name: str, entry: str) -> None:
+    found = CATALOG.get(name)
+    assert found is not None and found.id == entry
+
+
+def test_org_prefix_does_not_borrow_another_orgs_alias() -> None:
+    # an alias is only taken under its own organisation: a fine-tune elsewhere is not it
+    assert CATALOG.get("someone-else/deepseek-coder-6.7b-instruct") is None
+
+
+# ik_llama.cpp PR #333 (GLM-Z1-Rumination-32B-0414, the GLM-4-0414 32B architecture):
+# "model params = 33.142 B"; and an RTX A6000 log of GLM-4-32B-0414 at n_ctx 8192:
+# "CUDA0 KV buffer size = 1952.00 MiB".
+def test_glm4_0414_count_and_kv_match_llama_cpp_logs() -> None:
+    entry = CATALOG.find("THUDM/GLM-4-32B-0414")
+    assert abs(entry.shape().param_count() / 33.142e9 - 1) < 0.001
+    est = vramest.estimate(model="THUDM/GLM-4-32B-0414", ctx=8192, dtype="q4_k_m",
+                           gpu="rtx a6000", engine="llamacpp", profile="none")
+    assert est.engine_report is not None
+    assert est.engine_report.kv_cache_bytes == 1952 * 2**20
+
+
+def test_qwen25_vl_72b_is_the_72b_decoder_and_a_vision_tower() -> None:
+    entry = CATALOG.find("Qwen/Qwen2.5-VL-72B-Instruct")
+    text = CATALOG.find("Qwen/Qwen2.5-72B").shape()
+    shape = entry.shape()
+    assert shape.param_count() == entry.published_params  # the tower is the remainder
+    tower = shape.param_count() - text.param_count()
+    assert 0.5e9 < tower < 0.8e9  # a 32-layer, 1280-wide ViT with its merger: about 0.67B
+
+
+def test_unknown_size_of_a_known_family_suggests_the_nearest_entry() -> None:
+    with pytest.raises(InputError, match=r"Qwen/Qwen1\.5-14B"):
+        CATALOG.find("Qwen/Qwen1.5-13B-Chat")
+    with pytest.raises(InputError, match=r"THUDM/GLM-4-32B-0414"):
+        CATALOG.find("THUDM/GLM-4-30B-0414")
+
+
+@pytest.mark.parametrize(("name", "engine"), [
+    ("exllama", "exllamav2"), ("aphrodite", "vllm"), ("llamafile", "llamacpp"),
+    ("ik_llama.cpp", "llamacpp"), ("vllm", "vllm"), ("Ollama", "ollama"),
+])
+def test_engine_names_users_give(name: str, engine: str) -> None:
+    assert resolve_engine(name)[0] == engine
+
+
+def test_aphrodite_names_the_vllm_release_whose_rules_it_gets() -> None:
+    est = vramest.estimate(model="mistral-7b", gpu="rtx 4090", engine="aphrodite",
+                           profile="none")
+    assert est.engine_report is not None
+    assert est.engine_report.to_json()["version"] == "vllm==0.3.3"
+    assert any("Aphrodite" in a for a in est.assumptions)
+
+
+def test_vllm_metal_is_refused_in_one_sentence() -> None:
+    with pytest.raises(InputError, match="not modelled"):
+        vramest.estimate(model="mistral-7b", gpu="m4", engine="vllm-metal")
+
+
+@pytest.mark.parametrize(("name", "gib", "gbs"), [
+    ("nvidia a2", 16, 200), ("rtx 5090 d", 32, 1792), ("quadro p2000", 5, 140),
+])
+def test_gpus_of_public_reports_are_known(name: str, gib: int, gbs: int) -> None:
+    device = default_hardware().find(name)
+    assert device.memory_bytes == gib * 2**30
+    assert device.bandwidth_bytes_s == gbs * 1e9
+
+
+def test_nvidia_a2_keeps_ecc_in_band_like_the_t4() -> None:
+    a2, t4 = default_hardware().find("a2"), default_hardware().find("t4")
+    assert a2.addressable_bytes == t4.addressable_bytes < a2.memory_bytes
