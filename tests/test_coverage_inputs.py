@@ -91,3 +91,45 @@ def test_gpus_of_public_reports_are_known(name: str, gib: int, gbs: int) -> None
 def test_nvidia_a2_keeps_ecc_in_band_like_the_t4() -> None:
     a2, t4 = default_hardware().find("a2"), default_hardware().find("t4")
     assert a2.addressable_bytes == t4.addressable_bytes < a2.memory_bytes
+
+
+# --- different GPUs in one machine (llama.cpp's layer split) -------------------------------
+def _mixed(gpu: str, **kw: object) -> vramest.Estimate:
+    return vramest.estimate(model="qwen2.5-32b", dtype="q8_0", ctx=8192, gpu=gpu,
+                            engine="llamacpp", profile="none", **kw)  # type: ignore[arg-type]
+
+
+def test_two_of_the_same_gpu_listed_equal_num_gpus_two() -> None:
+    listed, counted = _mixed("rtx 3090,rtx 3090"), _mixed("rtx 3090", num_gpus=2)
+    assert listed.engine_report is not None and counted.engine_report is not None
+    assert listed.engine_report.to_json()["devices"] == counted.engine_report.to_json()["devices"]
+    assert listed.fit is not None and counted.fit is not None
+    assert listed.fit.per_gpu.total == counted.fit.per_gpu.total
+    assert listed.fit.verdict == counted.fit.verdict
+
+
+def test_layers_follow_each_gpus_free_memory_and_the_fullest_is_judged() -> None:
+    est = _mixed("RTX 5090 D + RTX 5070 Ti")
+    assert est.engine_report is not None and est.fit is not None
+    devices = est.engine_report.to_json()["devices"]
+    big, small = devices[0]["layers"], devices[1]["layers"]
+    assert big + small == 64  # every layer of Qwen2.5-32B on one GPU or the other
+    assert 1.8 < big / small < 2.4  # 32 GB against 16 GB of free memory
+    assert "RTX 5070 Ti" in est.fit.device.name  # the smaller card has the least headroom
+    assert est.fit.num_gpus == 2
+
+
+def test_a_pair_that_only_fits_in_total_does_not_fit() -> None:
+    # 2x 24 GB-class memory in total, but -ts 1,1 puts half the layers on the 8 GB card
+    est = _mixed("rtx 3090,rtx 4060", engine_options={"tensor_split": "1,1"})
+    assert est.fit is not None and not est.fit.fits
+    assert "RTX 4060" in est.fit.device.name
+
+
+def test_mixed_gpus_for_an_engine_without_a_layer_split_is_refused() -> None:
+    with pytest.raises(InputError, match=r"llama\.cpp's layer split"):
+        vramest.estimate(model="qwen2.5-32b", gpu="rtx 5090 d,rtx 5070 ti", engine="vllm")
+    with pytest.raises(InputError, match="does not match"):
+        _mixed("rtx 3090,rtx 3060 12gb", num_gpus=3)
+    with pytest.raises(InputError, match="Unknown GPU"):
+        _mixed("rtx 3090,rtx 9999")

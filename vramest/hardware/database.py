@@ -124,6 +124,16 @@ class HardwareDB:
             raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
 
+    def find_list(self, text: str) -> tuple[Device, ...]:
+        """GPUs of one machine named together: "RTX 5090 D,RTX 5070 Ti" or "3090 + 3060"."""
+        names = [part.strip() for part in text.replace("+", ",").split(",")]
+        if any(not name for name in names):
+            raise InputError(f"--gpu {short(text)} has an empty name; give GPUs separated by "
+                             "commas, such as \"RTX 5090 D,RTX 5070 Ti\".")
+        if len(names) > 64:
+            raise InputError("--gpu names more than 64 GPUs; give at most 64.")
+        return tuple(self.find(name) for name in names)
+
     def suggest(self, name: str) -> str:
         from difflib import get_close_matches
 

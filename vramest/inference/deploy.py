@@ -15,6 +15,7 @@ from vramest.inference.placement import (
     RESERVE_NOTE,
     FitPlan,
     PerGPU,
+    Reserve,
     ecc_note,
     fewest_gpus,
     parse_reserve,
@@ -23,7 +24,7 @@ from vramest.inference.placement import (
 from vramest.inference.throughput import Throughput, estimate_throughput
 from vramest.inference.verdict import BANDS
 from vramest.model.precisions import kv_format, weight_format
-from vramest.units import parse_positive_int, parse_tokens
+from vramest.units import format_bytes, parse_positive_int, parse_tokens
 
 
 class Deployment(NamedTuple):
@@ -84,6 +85,10 @@ def place(est: Estimate, where: Deployment,
         assumptions.append(f"Engine: {alias.note}.")
     if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
         stages = n  # whole layers per GPU: no head has to divide among the GPUs
+    if gpu is not None and ("," in gpu or "+" in gpu):
+        mixed = Mixed(db.find_list(gpu), n, reserve_, max_ctx or max_batch)
+        return _place_mixed(est, mixed, engine_, engine_options, assumptions,
+                            (prompt_tokens, gen_tokens))
     if gpu is not None:
         device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
@@ -111,6 +116,73 @@ def place(est: Estimate, where: Deployment,
                    for o in options)
     return replace(est, gpu_options=options, speeds=speeds, assumptions=tuple(assumptions),
                    engine_report=report)
+
+
+# llama.cpp's default -sm layer split gives each GPU a share of the layers in proportion to its
+# free memory (src/llama-model.cpp, load_tensors: "default split, by free memory"); -ts
+# (tensor_split) replaces the shares. Each GPU then holds its layers' weights, KV and compute
+# buffer (CUDA0, CUDA1, ... in the log), so each must fit its own card.
+MIXED_GPU_ENGINES = ("llamacpp", "llamacpp-cli")
+
+
+class Mixed(NamedTuple):
+    """Different GPUs in one machine, as --gpu "A,B" names them."""
+
+    devices: tuple[Device, ...]
+    num_gpus: int  # --num-gpus as given: 1 (unset) or the number of GPUs named
+    reserve: Reserve
+    search: bool  # --max-ctx / --max-batch asked
+
+
+def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str, object],
+                 assumptions: list[str], request: tuple[int, int]) -> Estimate:
+    devices = mixed.devices
+    names = ", ".join(d.name for d in devices)
+    if engine.name not in MIXED_GPU_ENGINES:
+        raise InputError(f"Different GPUs in one --gpu ({names}) are modelled for llama.cpp's "
+                         f"layer split (--engine llamacpp or llamacpp-cli); --engine "
+                         f"{engine.name} needs one kind of GPU (--gpu NAME --num-gpus N).")
+    if mixed.num_gpus not in (1, len(devices)):
+        raise InputError(f"--num-gpus {mixed.num_gpus} does not match the {len(devices)} GPUs "
+                         "named in --gpu; leave --num-gpus out.")
+    if mixed.search:
+        raise InputError("--max-ctx and --max-batch take one kind of GPU; with different GPUs, "
+                         "give --ctx and --batch and read the headroom of each GPU.")
+    usable = [mixed.reserve.usable(d) for d in devices]
+    if min(usable) <= 0:
+        raise InputError("--reserve leaves nothing usable on one of the GPUs.")
+    from vramest.inference.engines.startup import LlamaCppStartup, parse_engine_options
+
+    split = parse_engine_options(engine.name, options)  # typed once: the advice reads them too
+    split.setdefault("tensor_split", tuple(float(u) for u in usable))
+    # no single usable size: llama.cpp's automatic fit is not applied; each GPU is judged below
+    report = _engine_report(est, engine.name, split, devices[0], len(devices), None)
+
+    assert isinstance(report, LlamaCppStartup)
+    held = [PerGPU(d.model_bytes, d.kv_bytes, d.compute_bytes,
+                   report.cuda_context_bytes if d.layers else 0) for d in report.devices]
+    held += [PerGPU(0, 0, 0, 0)] * (len(devices) - len(held))
+    binding = min(range(len(devices)), key=lambda i: usable[i] - held[i].total)
+    judged = replace(devices[binding], name=f"{devices[binding].name} (the GPU with the least "
+                     f"headroom of {' + '.join(d.name for d in devices)})")
+    fit_plan = FitPlan(device=judged, tp=1, pp=len(devices), per_gpu=held[binding],
+                       usable_bytes=usable[binding], band=BANDS["llamacpp"])
+    fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report, split))
+    shares = "/".join(f"{u / sum(usable):.2f}" for u in usable)
+    notes = [f"Different GPUs: llama.cpp splits the layers by each GPU's free memory (-ts "
+             f"{shares} unless --tensor-split is given); each GPU must hold its own share, "
+             "and the fit is judged on the GPU with the least headroom."]
+    layers = [d.layers for d in report.devices] + [0] * len(devices)
+    notes += [f"CUDA{i} {d.name}: {layers[i]} "
+              f"layers, {format_bytes(held[i].total)} of {format_bytes(usable[i])} usable"
+              for i, d in enumerate(devices)]
+    notes += [ecc_note(d) for d in devices if d.addressable_bytes < d.memory_bytes]
+    slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
+    speed = _speed(est, slowest, 1, len(devices), *request, engine)
+    if speed is not None:
+        notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
+    return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
+                   assumptions=tuple([*assumptions, *notes]))
 
 
 def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: int,
