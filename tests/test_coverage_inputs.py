@@ -9,6 +9,7 @@ import vramest
 from vramest.errors import InputError
 from vramest.hardware.database import default_hardware
 from vramest.inference.engines.registry import resolve_engine
+from vramest.inference.memory import kv_elements_per_token
 from vramest.model.catalog import default_catalog
 
 CATALOG = default_catalog()
@@ -133,3 +134,31 @@ def test_mixed_gpus_for_an_engine_without_a_layer_split_is_refused() -> None:
         _mixed("rtx 3090,rtx 3060 12gb", num_gpus=3)
     with pytest.raises(InputError, match="Unknown GPU"):
         _mixed("rtx 3090,rtx 9999")
+
+
+# --- the instruction-tuned releases users name --------------------------------------------
+@pytest.mark.parametrize(("release", "base"), [
+    ("meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf"),
+    ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-70B"),
+    ("meta-llama/Llama-3.2-3B-Instruct", "meta-llama/Llama-3.2-3B"),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mistralai/Mixtral-8x7B-v0.1"),
+    ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B"),
+    ("Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen2.5-72B"),
+])
+def test_instruct_releases_have_their_base_models_tensors(release: str, base: str) -> None:
+    r, b = CATALOG.find(release).shape(), CATALOG.find(base).shape()
+    assert r.param_count() == b.param_count()
+    assert kv_elements_per_token(r, 8192) == kv_elements_per_token(b, 8192)
+
+
+def test_qwen25_instruct_declares_32k_positions() -> None:
+    # vLLM's default max_model_len is the config's: 32768 for the instruct releases
+    assert CATALOG.find("Qwen/Qwen2.5-7B-Instruct").shape().max_context == 32768
+    assert CATALOG.find("Qwen/Qwen2.5-7B").shape().max_context == 131072
+
+
+def test_mistral_v02_attends_over_the_whole_context() -> None:
+    v01 = vramest.estimate(model="mistralai/Mistral-7B-Instruct-v0.1", ctx=32768)
+    v02 = vramest.estimate(model="mistralai/Mistral-7B-Instruct-v0.2", ctx=32768)
+    assert v02.memory.kv_cache.bytes == 8 * v01.memory.kv_cache.bytes  # 4096-token window
