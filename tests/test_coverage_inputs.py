@@ -95,8 +95,8 @@ def test_nvidia_a2_keeps_ecc_in_band_like_the_t4() -> None:
 
 
 # --- different GPUs in one machine (llama.cpp's layer split) -------------------------------
-def _mixed(gpu: str, **kw: object) -> vramest.Estimate:
-    return vramest.estimate(model="qwen2.5-32b", dtype="q8_0", ctx=8192, gpu=gpu,
+def _mixed(gpu: str, ctx: int = 8192, **kw: object) -> vramest.Estimate:
+    return vramest.estimate(model="qwen2.5-32b", dtype="q8_0", ctx=ctx, gpu=gpu,
                             engine="llamacpp", profile="none", **kw)  # type: ignore[arg-type]
 
 
@@ -162,3 +162,14 @@ def test_mistral_v02_attends_over_the_whole_context() -> None:
     v01 = vramest.estimate(model="mistralai/Mistral-7B-Instruct-v0.1", ctx=32768)
     v02 = vramest.estimate(model="mistralai/Mistral-7B-Instruct-v0.2", ctx=32768)
     assert v02.memory.kv_cache.bytes == 8 * v01.memory.kv_cache.bytes  # 4096-token window
+
+
+def test_the_advised_layers_fit_every_gpu_of_a_mixed_pair() -> None:
+    est = _mixed("rtx 3090,rtx 4060", ctx=4096)
+    assert est.fit is not None and not est.fit.fits
+    advice = next(a for a in est.fit.advice if a.startswith("-ngl "))
+    layers = int(advice.split()[1].rstrip(":"))
+    again = _mixed("rtx 3090,rtx 4060", ctx=4096, engine_options={"n_gpu_layers": layers})
+    assert again.fit is not None and again.fit.verdict == "fits"
+    worse = _mixed("rtx 3090,rtx 4060", ctx=4096, engine_options={"n_gpu_layers": layers + 2})
+    assert worse.fit is not None and worse.fit.verdict != "fits"

@@ -167,7 +167,7 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
                      f"headroom of {' + '.join(d.name for d in devices)})")
     fit_plan = FitPlan(device=judged, tp=1, pp=len(devices), per_gpu=held[binding],
                        usable_bytes=usable[binding], band=BANDS["llamacpp"])
-    fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report, split))
+    fit_plan = replace(fit_plan, advice=_mixed_advice(est, fit_plan, split, usable))
     shares = "/".join(f"{u / sum(usable):.2f}" for u in usable)
     notes = [f"Different GPUs: llama.cpp splits the layers by each GPU's free memory (-ts "
              f"{shares} unless --tensor-split is given); each GPU must hold its own share, "
@@ -183,6 +183,36 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
         notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
                    assumptions=tuple([*assumptions, *notes]))
+
+
+def _mixed_advice(est: Estimate, plan_: FitPlan, options: dict[str, object],
+                  usable: list[int]) -> tuple[str, ...]:
+    """What to change when a split over different GPUs is tight or does not fit: the most
+    layers that leave every GPU its error band free, and a smaller KV cache."""
+    from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_startup
+    from vramest.inference.verdict import FITS
+
+    if plan_.verdict == FITS:
+        return ()
+    given = {k: v for k, v in options.items() if k in LlamaCppOptions.__dataclass_fields__}
+    base = LlamaCppOptions(**{**given, "n_gpus": len(usable)})  # type: ignore[arg-type]
+    band = plan_.band.fraction
+
+    def fits(layers: int) -> bool:
+        report = llamacpp_startup(est, replace(base, n_gpu_layers=layers))
+        return all(d.total(report.cuda_context_bytes) * (1 + band) <= u
+                   for d, u in zip(report.devices, usable, strict=False))
+
+    out = []
+    layers = next((n for n in range(est.model.shape.num_layers, -1, -1) if fits(n)), 0)
+    if layers < min(base.n_gpu_layers, est.model.shape.num_layers):
+        out.append(f"-ngl {layers}: keep the other layers on the host (every GPU keeps its "
+                   "error band free)")
+    if kv_format(est.settings.kv_dtype).bytes_per_element >= 2 and not options.get("cache_type_k"):
+        out.append("--cache-type-k q8_0 --cache-type-v q8_0 (with --flash-attn): half the "
+                   "KV cache")
+    out.append("another GPU in --gpu: llama.cpp splits the layers over it too")
+    return tuple(out)
 
 
 def _speed(est: Estimate, device: Device, tp: int, pp: int, prompt: int, gen: int,
