@@ -72,11 +72,11 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # Taking fine-tune and Ollama names as the CLI does (vramest.model.names) made two held-out
 # refusals expressible: Qwen1.5-14B-Chat agrees; deepseek-coder-6.7b on 2x T4 under vLLM 0.4
 # (vllm#5248, 507 blocks, 1,054 estimated) does not, so the share fell from 11/15 to 12/17.
-# The coverage branch made 14 more cases expressible (i-quants, f32, NVIDIA A2, exllama /
-# aphrodite / llamafile / ik_llama.cpp, GLM-4-32B-0414, Qwen2.5-VL-72B, hub ids of same-shape
-# releases). No case scored before changed its verdict; of the four new held-out refusals two
-# disagree, both vLLM V0 KV figures too high (deepseek-coder on 2x T4, vllm#5248: +108% blocks;
-# Aphrodite on an RTX 4090: +68%), so the held-out refusal share fell from 11/15 to 13/19.
+# The coverage branch made 12 more cases expressible (i-quants, f32, NVIDIA A2, exllama /
+# aphrodite / llamafile / ik_llama.cpp, GLM-4-32B-0414, Qwen2.5-VL-72B). No case scored before
+# changed its verdict; of the two new held-out refusals Qwen2.5-VL-72B on 4x A100-40GB agrees
+# and Aphrodite on an RTX 4090 (a vLLM fork counted with vLLM 0.3.3's rules: +68% blocks) does
+# not, so the held-out refusal share went from 12/17 to 13/19.
 FLOORS = {"fit": (13, 15, 27, 28), "heldout": (13, 19, 17, 18)}
 
 
@@ -94,7 +94,7 @@ def test_vllm_kv_error_on_heldout_does_not_grow():
     # assumption, +68% and +26% blocks) are in the report's median but not in this guard
     s = score((r for r in _replays() if r.case.engine == "vllm"), "heldout")
     median, rows = s.median_error["vLLM KV"]
-    assert rows >= 7 and median <= 0.06  # 5.1% measured (5.0% before deepseek-coder 2x T4)
+    assert rows >= 7 and median <= 0.06  # 5.1% measured over vLLM's 7 held-out figures
 
 
 def test_a_measured_refusal_is_replayed_as_one():
