@@ -62,11 +62,8 @@ class Catalog:
     def _index(self) -> dict[str, CatalogEntry]:
         index: dict[str, CatalogEntry] = {}
         for entry in self.entries:
-            org = entry.id.rsplit("/", 1)[0] + "/" if "/" in entry.id else ""
             for name in (entry.id, entry.id.split("/")[-1], *entry.aliases):
                 index.setdefault(_key(name), entry)
-            for alias in entry.aliases:  # the hub id of a same-shape release: Qwen/Qwen1.5-14B-Chat
-                index.setdefault(_key(org + alias), entry)
         return index
 
     def get(self, name: str) -> CatalogEntry | None:
