@@ -150,7 +150,12 @@ def catalog_match(name: str) -> NameMatch | None:
         return NameMatch(found, precision, f"the Ollama tag {name} is {found.id}"
                          + (f" stored as {precision}" if precision else ""))
     stem, precision, changed = _stem(name)
-    found = _stems(catalog).get(stem) if changed else None
+    # the release itself first (Qwen2.5-7B-Instruct-AWQ is Qwen2.5-7B-Instruct, whose config
+    # differs from the base's in its positions), then the model it was tuned from
+    words, _, stripped = _strip_quant(_words(name.split("/")[-1]))
+    unquantized = "-".join(words)
+    found = (catalog.get(unquantized) if stripped and words else None) or (
+        _stems(catalog).get(stem) if changed else None)
     if found is None:
         return None
     if precision is None and _quantized(found):  # the name asks for the unquantized model
