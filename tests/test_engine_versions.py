@@ -347,16 +347,3 @@ def test_transformers_4_loads_float32_unless_told_and_5_the_checkpoint_dtype() -
     assert weights(dtype="bf16", **v4) == weights()  # torch_dtype given: as asked
     gptq = vramest.estimate(model="TheBloke/Llama-2-7B-GPTQ", engine="hf", **v4)  # type: ignore[arg-type]
     assert gptq.settings.dtype.startswith("gptq")  # a quantized checkpoint keeps its format
-
-
-def test_vllm_multiplies_the_context_by_a_linear_rope_factor() -> None:
-    # vllm#5248 (0.4.x): deepseek-coder-6.7b on 2x T4 at TP 2 printed "# GPU blocks: 507" and
-    # refused; its config's linear rope_scaling (factor 4 on 16,384 positions) makes vLLM's
-    # default max_model_len 65,536, which it profiles in one forward
-    est = vramest.estimate(model="deepseek-ai/deepseek-coder-6.7b-instruct", dtype="fp16",
-                           gpu="t4", num_gpus=2, engine="vllm",
-                           engine_options={"version": "0.4.3", "gpu_memory_utilization": 0.9})
-    report = est.engine_report.to_json()  # type: ignore[union-attr]
-    assert report["max_model_len"] == 65536
-    assert abs(report["num_gpu_blocks"] / 507 - 1) < 0.10
-    assert not est.fit.fits  # type: ignore[union-attr]

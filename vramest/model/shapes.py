@@ -81,8 +81,6 @@ class ModelShape:
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
     max_context: int | None = None
-    # the max_model_len vLLM derives when rope_scaling makes it differ from max_context
-    vllm_max_len: int | None = None
     native_dtype: str | None = None
     extra_params: int = 0  # parts not modelled per tensor (e.g. a vision tower), stored 16 bit
     architecture: str = DECODER
@@ -538,33 +536,10 @@ def _parse(c: _Config, family: str, name: str) -> ModelShape:
                           "max_sequence_length", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
     )
-    shape = replace(shape, vllm_max_len=vllm_derived_len(c.data, shape.max_context))
     shape = _family_details(shape, c, family)
     shape = _attention_layout(shape, c, family)
     shape = _moe(shape, c, family)
     return apply_family_rules(_mla(shape, c), c.data, family)
-
-
-def vllm_derived_len(config: Mapping[str, Any], max_context: int | None) -> int | None:
-    """vLLM's default max_model_len when the config's rope_scaling changes it: every type but
-    su/longrope/llama3 multiplies the length by its factor, yarn from its
-    original_max_position_embeddings (vllm/config.py _get_and_verify_max_len, the same from
-    v0.2 to v0.11) — deepseek-coder's linear factor 4 on 16,384 positions gives 65,536."""
-    text = config.get("text_config")
-    rope = config.get("rope_scaling") or (text.get("rope_scaling") if isinstance(text, dict)
-                                          else None)
-    if not isinstance(rope, dict) or not max_context:
-        return None
-    kind = rope.get("rope_type") or rope.get("type")
-    factor = rope.get("factor")
-    if kind in ("su", "longrope", "llama3") or isinstance(factor, bool) or \
-            not isinstance(factor, (int, float)) or not 0 < factor <= 1024:
-        return None
-    base = rope.get("original_max_position_embeddings") if kind == "yarn" else max_context
-    if isinstance(base, bool) or not isinstance(base, int) or base <= 0:
-        return None
-    derived = int(base * factor)
-    return derived if derived != max_context else None
 
 
 def _family_details(s: ModelShape, c: _Config, family: str) -> ModelShape:
