@@ -143,3 +143,16 @@ def test_the_engines_with_start_up_accounting_are_listed_once_for_the_fast_path(
     from vramest.inference.engines.startup import STARTUP_ENGINES
 
     assert set(ACCOUNTED_ENGINES) == {*STARTUP_ENGINES, "llamacpp-cli", *registry.NAMES}
+
+
+def test_transformers_on_several_gpus_is_a_layer_split_run_in_turn() -> None:
+    # device_map="auto" gives each GPU whole layers; a token passes them one after the other,
+    # so a second GPU adds memory, not decode speed (no tensor parallelism in generate())
+    def run(n: int) -> vramest.Estimate:
+        return vramest.estimate(model="meta-llama/Llama-3.1-8B", engine="hf", gpu="rtx 4090",
+                                num_gpus=n)
+
+    one, two = run(1), run(2)
+    assert two.fit.tp == 1 and two.fit.pp == 2  # type: ignore[union-attr]
+    assert two.throughput.decode_tokens_per_s <= 1.05 * one.throughput.decode_tokens_per_s  # type: ignore[union-attr]
+    assert two.fit.per_gpu.total < one.fit.per_gpu.total  # type: ignore[union-attr]

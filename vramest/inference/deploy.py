@@ -55,8 +55,10 @@ class Deployment(NamedTuple):
 ACCOUNTED_ENGINES = ("vllm", "llamacpp", "llamacpp-cli", "hf", "ollama", "sglang", "tgi",
                      "exllamav2")
 # llama.cpp's default split mode (-sm layer) and Ollama's scheduler give each GPU whole layers
-# (llama.cpp src/llama-model.cpp, LLAMA_SPLIT_MODE_LAYER), so --num-gpus there is a layer split
-LAYER_SPLIT_ENGINES = ("llamacpp", "llamacpp-cli", "ollama")
+# (llama.cpp src/llama-model.cpp, LLAMA_SPLIT_MODE_LAYER), so --num-gpus there is a layer split;
+# so does transformers' device_map="auto" (accelerate infer_auto_device_map: whole decoder
+# layers per GPU, "balanced" over several), which runs the GPUs one after the other
+LAYER_SPLIT_ENGINES = ("llamacpp", "llamacpp-cli", "ollama", "hf")
 
 
 def place(est: Estimate, where: Deployment,
