@@ -102,8 +102,9 @@ def test_any_spelling_of_a_catalog_model_keeps_its_shape(entry: object, tune: st
     name = entry.id if keep_org else entry.id.split("/")[-1]  # type: ignore[attr-defined]
     match = catalog_match(name + tune + quant)
     assert match is not None
-    assert match.entry.shape().param_count() == \
-        entry.shape().param_count()  # type: ignore[attr-defined]
+    if match.reason:  # a spelling, not a catalog release of its own (an official AWQ may pad)
+        assert match.entry.shape().param_count() == \
+            entry.shape().param_count()  # type: ignore[attr-defined]
     # an exact catalog name of a quantized release carries its format in its config
     own = _native_format(match.entry.config) if "quantization_config" in match.entry.config \
         else None

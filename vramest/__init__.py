@@ -8,18 +8,22 @@ from vramest.api import EstimateRequest, ModelQuery, RunSettings, estimate, run
 from vramest.errors import InputError
 from vramest.inference.deploy import Deployment
 from vramest.inference.estimate import Estimate
-from vramest.inference.lora import LoraServing, lora_serving
-from vramest.inference.speculative import Speculation, speculation
 
 __all__ = ["CheckReport", "Deployment", "Estimate", "EstimateRequest", "InputError",
            "LoraServing", "ModelQuery", "RunSettings", "Speculation", "check", "estimate",
            "lora_serving", "run", "speculation"]
 
 
-def __getattr__(name: str) -> Any:
-    # capacity checks are loaded on first use, so estimating never pays for their imports
-    if name in ("check", "CheckReport"):
-        from vramest import capacity
+_LAZY = {"check": "vramest.capacity", "CheckReport": "vramest.capacity",
+         "LoraServing": "vramest.inference.lora", "lora_serving": "vramest.inference.lora",
+         "Speculation": "vramest.inference.speculative",
+         "speculation": "vramest.inference.speculative"}
 
-        return getattr(capacity, name)
+
+def __getattr__(name: str) -> Any:
+    # loaded on first use, so the common estimate never pays for their imports
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vramest' has no attribute {name!r}")

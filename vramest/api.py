@@ -8,18 +8,19 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vramest.errors import InputError, require_text
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
-from vramest.inference.lora import LoraServing
-from vramest.inference.serving_extras import ServingExtras, apply_memory, for_model
-from vramest.inference.speculative import Speculation
 from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
 from vramest.model.vision import ImageRequest, image_tokens, model_config
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
+
+if TYPE_CHECKING:  # loaded only when a request carries them: the common estimate never does
+    from vramest.inference.lora import LoraServing
+    from vramest.inference.speculative import Speculation
 
 
 class ModelQuery(NamedTuple):
@@ -121,10 +122,14 @@ def _check_types(request: EstimateRequest) -> None:
                  family=query.family, attention=settings.attention, gpu=deployment.gpu,
                  engine=deployment.engine, hardware_file=deployment.hardware_file,
                  profile=request.profile, constants_source=request.constants_source)
-    for name, value, kind in (("lora", settings.lora, LoraServing),
-                              ("speculation", settings.speculation, Speculation)):
-        if value is not None and not isinstance(value, kind):
-            raise InputError(f"{name} must be a {kind.__module__}.{kind.__name__} or None.")
+    if settings.lora is not None or settings.speculation is not None:
+        from vramest.inference.lora import LoraServing
+        from vramest.inference.speculative import Speculation
+
+        for name, value, kind in (("lora", settings.lora, LoraServing),
+                                  ("speculation", settings.speculation, Speculation)):
+            if value is not None and not isinstance(value, kind):
+                raise InputError(f"{name} must be a {kind.__module__}.{kind.__name__} or None.")
     if request.constants is not None and not isinstance(request.constants, Constants):
         raise InputError("constants must be a vramest.inference.constants.Constants (DEFAULTS "
                          "with values replaced) or None.")
@@ -134,9 +139,8 @@ def _reads_no_file(request: EstimateRequest) -> bool:
     """A catalog name or a count, the shipped GPU table, no local device: nothing on disk that
     could change between two calls (a stored profile is looked up before, by its folder)."""
     model, gpu = request.model.model, request.deployment.gpu
-    spec = request.run.speculation
-    if isinstance(spec, Speculation) and spec.draft is not None and \
-            catalog_name(spec.draft) is None:
+    draft = getattr(request.run.speculation, "draft", None)
+    if isinstance(draft, str) and catalog_name(draft) is None:
         return False  # a draft model read from files
     return (request.deployment.hardware_file is None
             and not (isinstance(gpu, str) and gpu.strip().lower() == "local")
@@ -195,8 +199,12 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     for note in (image_note, library_note):
         if note:
             result = replace(result, assumptions=(*result.assumptions, note))
-    result = apply_memory(result, for_model(ServingExtras(settings.lora, settings.speculation),
-                                            query.model, info.name))
+    if settings.lora is not None or settings.speculation is not None:
+        from vramest.inference.serving_extras import ServingExtras, apply_memory, for_model
+
+        result = apply_memory(result, for_model(ServingExtras(settings.lora,
+                                                              settings.speculation),
+                                                query.model, info.name))
     extras = {**result.extras, "profile": {"path": path, "chosen": choice}}
     if calibration is not None:
         extras["calibration"] = calibration

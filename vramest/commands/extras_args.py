@@ -23,11 +23,14 @@ def add_extras_args(p: argparse.ArgumentParser) -> None:
 
 def extras_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """`lora` and `speculation` for the API from the parsed flags (absent flags: None)."""
-    from vramest.inference.lora import lora_serving
-    from vramest.inference.speculative import speculation
-
     def get(name: str) -> Any:
         return getattr(args, name, None)
+
+    if all(get(n) is None for n in ("max_loras", "max_lora_rank", "max_cpu_loras",
+                                    "speculative", "num_speculative_tokens", "acceptance_rate")):
+        return {"lora": None, "speculation": None}  # without importing either module
+    from vramest.inference.lora import lora_serving
+    from vramest.inference.speculative import speculation
 
     return {"lora": lora_serving(get("max_loras"), get("max_lora_rank"), get("max_cpu_loras")),
             "speculation": speculation(get("speculative"), get("num_speculative_tokens"),

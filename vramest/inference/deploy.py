@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
-from vramest.inference.engines.registry import resolve_engine
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
 from vramest.inference.estimate import EngineReport, Estimate
@@ -46,7 +45,11 @@ class Deployment(NamedTuple):
     @property
     def needs_hardware(self) -> bool:
         """Whether the estimate must be placed at all (a GPU, a table, or an engine's view)."""
-        engine = resolve_engine(self.engine)[0] if isinstance(self.engine, str) else self.engine
+        engine = self.engine
+        if isinstance(engine, str) and engine != "generic":
+            from vramest.inference.engines.registry import resolve_engine
+
+            engine = resolve_engine(engine)[0]
         return (self.gpu is not None or self.compare_gpus or bool(self.engine_options)
                 or (engine in ACCOUNTED_ENGINES and engine != "hf"))
 
@@ -67,7 +70,11 @@ def place(est: Estimate, where: Deployment,
     (gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file, engine,
      option_pairs, prompt, gen) = where
     engine_options = dict(option_pairs)
-    engine, alias = resolve_engine(engine)
+    alias = None
+    if engine != "generic":  # the common answer needs no engine module
+        from vramest.inference.engines.registry import resolve_engine
+
+        engine, alias = resolve_engine(engine)
     if alias is not None and alias.version and "version" not in engine_options:
         engine_options["version"] = alias.version
     db = load_hardware(hardware_file)
