@@ -13,6 +13,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     from vramest.training.settings import (
         ATTENTIONS,
         EXPERT_LAYOUTS,
+        KERNELS,
+        LOSSES,
         METHODS,
         OPTIMIZERS,
         PRECISIONS,
@@ -36,9 +38,13 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--objective", default="sft", choices=("sft", "dpo"),
                    help="sft, or dpo (TRL: chosen and rejected sequences per example and a "
                    "reference model, the base itself under LoRA)")
-    g.add_argument("--loss", default="standard", choices=("standard", "fused"),
-                   help="cross-entropy: standard (fp32 log-softmax) or fused (Unsloth's kernel: "
-                   "16-bit logits, gradient in place)")
+    g.add_argument("--loss", default="standard", choices=LOSSES,
+                   help="cross-entropy: standard (fp32 log-softmax), fused (Unsloth's kernel: "
+                   "16-bit logits, gradient in place), chunked (torchtune's chunked output "
+                   "loss) or cut (Apple's Cut Cross-Entropy, as Unsloth runs it: no logits)")
+    g.add_argument("--kernels", default="torch", choices=KERNELS,
+                   help="layer kernels: torch (PEFT's LoRA layers) or unsloth (Unsloth's fused "
+                   "LoRA autograd: fewer saved activations)")
     g.add_argument("--attn", default="sdpa", choices=ATTENTIONS, help="attention implementation")
     g.add_argument("--lora-rank", default="16", help="LoRA rank (default 16)")
     g.add_argument("--lora-targets", default="all-linear",
@@ -85,7 +91,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         tokens=args.tokens, method=args.method, precision=args.precision,
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
-        objective=args.objective, loss=args.loss,
+        objective=args.objective, loss=args.loss, kernels=args.kernels,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,

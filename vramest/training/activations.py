@@ -36,6 +36,20 @@ def stream_bytes(s: TrainingSettings) -> int:
     return 4 if s.upcast_unquantized else s.compute_bytes
 
 
+def unsloth_layer_bytes(shape: ModelShape, layer: int, s: TrainingSettings) -> float:
+    """Bytes one token leaves saved for backward in one layer under Unsloth's LoRA kernels
+    (settings.KERNELS): each RMSNorm its 16-bit input and an fp32 rstd, LoRA_QKV its input once,
+    attention q, k, v, its output (LoRA_W's input) and logsumexp, LoRA_MLP its input, gate and up
+    (the SwiGLU product is recomputed in backward)."""
+    p, h = s.compute_bytes, shape.hidden_size
+    q_width = shape.num_heads * shape.head_dim
+    kv_width = _attention_kv_heads(shape, s.attention) * shape.head_dim
+    width = shape.intermediate_size if not shape.is_moe_layer(layer) else \
+        shape.moe_intermediate_size * shape.experts_per_token
+    return (2 * (p * h + 4) + p * h + p * (2 * q_width + 2 * kv_width) + 4 * shape.num_heads
+            + p * h + p * 2 * width)
+
+
 def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
                            trainable: Trainable) -> float:
     """Bytes one token leaves saved for backward in one layer, attention scores aside.
@@ -48,6 +62,8 @@ def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
     fp32 adapter and autocast casts it back to 16 bit (peft.tuners.lora.layer.Linear.forward);
     with dropout, its own dropped copy and a one-byte mask.
     """
+    if s.kernels == "unsloth":
+        return unsloth_layer_bytes(shape, layer, s)
     p, h = s.compute_bytes, shape.hidden_size
     roles = {t.role for t in shape.layer_tensors(layer)}
     own_copies = s.lora_dropout or s.precision == "mixed"
@@ -98,6 +114,20 @@ def eager_score_bytes(shape: ModelShape, s: TrainingSettings) -> float:
     return shape.num_heads * (4 + s.compute_bytes) if s.attention == "eager" else 0.0
 
 
+def loss_bytes_per_logit(s: TrainingSettings, c: TrainingConstants, fp32_head: bool) -> float:
+    """Bytes per (token × vocab) alive at the loss peak, by cross-entropy implementation (see
+    settings.LOSSES)."""
+    p = s.compute_bytes
+    if s.loss == "cut":
+        return 0.0
+    if s.loss == "fused":
+        return p
+    if s.loss == "chunked":  # the 16-bit logits and one chunk's 16-bit gradient (compiled loss)
+        return p * (1 + 1 / c.chunked_loss_chunks)
+    # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
+    return c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p)
+
+
 @dataclass(frozen=True)
 class ActivationModel:
     """Per-token bytes for the seq-dependent parts of a step; `*_per_key` terms grow with seq."""
@@ -142,11 +172,10 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
         # the one block input copied back for its recompute stay on the GPU
         checkpoints=stream_bytes(s) * shape.hidden_size * (
             3 if s.checkpointing == "offloaded" else shape.num_layers + 2),
-        transient=p * c.backward_ffn_copies * ffn_width(shape),
+        transient=p * (c.unsloth_backward_ffn_copies if s.kernels == "unsloth"
+                       else c.backward_ffn_copies) * ffn_width(shape),
         transient_per_key=4 * shape.num_heads if s.attention == "eager" else 0.0,
-        # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
-        loss_per_logit=p if s.loss == "fused" else (
-            c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p)),
+        loss_per_logit=loss_bytes_per_logit(s, c, fp32_head),
         merged_experts=sum(n * merged[layer][0] for layer, n in groups),
         merged_experts_layer=max(both for both, _ in merged.values()),
         merged_expert_grad=max(largest for _, largest in merged.values()),

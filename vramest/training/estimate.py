@@ -296,8 +296,11 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
         out.append("Paged optimizer states can spill to host memory, so the fit check leaves "
                    "them out.")
     out.append(f"Activations: {s.attention} attention, gradient checkpointing {s.checkpointing}; "
-               "loss on every position with fp32 log-softmax (no chunked or fused "
-               "cross-entropy, no torch.compile).")
+               + {"standard": "loss on every position with fp32 log-softmax",
+                 "fused": "Unsloth's fused cross-entropy over 16-bit logits",
+                 "chunked": "torchtune's chunked cross-entropy",
+                 "cut": "Cut Cross-Entropy (no logits stored)"}[s.loss]
+               + " (no torch.compile).")
     out.append("Gradients are freed after each optimizer step (set_to_none), so backward and "
                "the optimizer step peak separately; the larger one is the total.")
     if s.num_gpus > 1 and s.zero_stage == 0:
