@@ -17,7 +17,31 @@ from vramest.training.settings import (
     RECOMPUTING,
     TrainingSettings,
 )
-from vramest.training.trainable import _FUSED_GATE_UP, Trainable, merged_expert_bytes
+from vramest.training.trainable import (
+    _FUSED_GATE_UP,
+    Trainable,
+    base_format,
+    merged_expert_bytes,
+)
+
+# bitsandbytes' 4-bit matmul (bitsandbytes@dada530 bitsandbytes/autograd/_functions.py,
+# MatMul4Bit): forward dequantizes the weight into a new 16-bit tensor for F.linear and keeps its
+# input for backward whenever an input gradient is needed (ctx.tensors = (A, B)), though backward
+# only uses the weight, dequantized again into a new buffer.
+_BNB_4BIT = frozenset({"nf4", "bnb-nf4-dq"})
+
+
+def bnb_saved_input_roles(shape: ModelShape, s: TrainingSettings) -> frozenset[str]:
+    """The frozen 4-bit linears that keep their input for backward (a frozen 16-bit nn.Linear
+    keeps nothing): every role bitsandbytes quantized."""
+    return base_format(shape, s).quantized_roles if s.base_dtype in _BNB_4BIT else frozenset()
+
+
+def dequantized_weight_bytes(shape: ModelShape, s: TrainingSettings) -> float:
+    """The largest 4-bit weight dequantized to 16 bit while its matmul runs."""
+    roles = bnb_saved_input_roles(shape, s)
+    return float(max((2 * t.rows * t.cols for layer, _ in shape.layer_groups()
+                      for t in shape.layer_tensors(layer) if t.role in roles), default=0))
 
 
 def _attention_kv_heads(shape: ModelShape, attention: str) -> int:
@@ -50,6 +74,15 @@ def unsloth_layer_bytes(shape: ModelShape, layer: int, s: TrainingSettings) -> f
             + p * h + p * 2 * width)
 
 
+def unsloth_transient(shape: ModelShape, s: TrainingSettings, c: TrainingConstants) -> float:
+    """Per token, the backward temporaries of one layer under Unsloth: LoRA_MLP's gradient of
+    down's input, and the recomputed layer output and its incoming gradient, both held while
+    autograd runs through the layer (unsloth_zoo@b09a943 gradient_checkpointing.py,
+    Unsloth_Offloaded_Gradient_Checkpointer.backward: torch.autograd.backward(output, dY))."""
+    p = s.compute_bytes
+    return p * (c.unsloth_backward_ffn_copies * ffn_width(shape) + 2 * shape.hidden_size)
+
+
 def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
                            trainable: Trainable) -> float:
     """Bytes one token leaves saved for backward in one layer, attention scores aside.
@@ -70,7 +103,7 @@ def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
     # inputs shared by every module reading them: kept once, by a trained linear or an adapter
     shared_by_adapters = frozenset() if own_copies else trainable.adapted_roles - (
         EXPERT_ROLES if s.fused_experts else frozenset())
-    learns = trainable.trained_roles | shared_by_adapters
+    learns = trainable.trained_roles | shared_by_adapters | bnb_saved_input_roles(shape, s)
     norm = 4 * h if not shape.layer_norm_bias else p * h
     total = 2 * norm
     if roles & _ATTN_INPUT_ROLES & learns:
@@ -143,6 +176,7 @@ class ActivationModel:
     merged_experts: float = 0.0  # PEFT's folded expert stacks, all layers (bytes, not per token)
     merged_experts_layer: float = 0.0  # one layer's, recomputed under checkpointing
     merged_expert_grad: float = 0.0  # the largest folded stack's gradient, in backward
+    dequantized_weight: float = 0.0  # a 4-bit weight dequantized for its matmul (bytes)
     head_cast: float = 0.0  # autocast's 16-bit copy of an fp32 output head, kept for its backward
 
     def saved_per_token(self, checkpointing: str, seq: int) -> float:
@@ -172,13 +206,14 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
         # the one block input copied back for its recompute stay on the GPU
         checkpoints=stream_bytes(s) * shape.hidden_size * (
             3 if s.checkpointing == "offloaded" else shape.num_layers + 2),
-        transient=p * (c.unsloth_backward_ffn_copies if s.kernels == "unsloth"
-                       else c.backward_ffn_copies) * ffn_width(shape),
+        transient=unsloth_transient(shape, s, c) if s.kernels == "unsloth"
+        else p * c.backward_ffn_copies * ffn_width(shape),
         transient_per_key=4 * shape.num_heads if s.attention == "eager" else 0.0,
         loss_per_logit=loss_bytes_per_logit(s, c, fp32_head),
         merged_experts=sum(n * merged[layer][0] for layer, n in groups),
         merged_experts_layer=max(both for both, _ in merged.values()),
         merged_expert_grad=max(largest for _, largest in merged.values()),
+        dequantized_weight=dequantized_weight_bytes(shape, s),
         head_cast=p * shape.vocab_size * shape.hidden_size
         if fp32_head and s.precision == "mixed" else 0.0,
     )

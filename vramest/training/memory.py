@@ -188,7 +188,8 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
     if act.scores_per_key and act.layers_with_scores:
         saved_how += f" + eager scores {act.scores_per_key:g} B × {seq} keys per layer"
     logits = round(tokens * shape.vocab_size * act.loss_per_logit + act.head_cast)
-    transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad) + \
+    transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad
+                      + act.dequantized_weight) + \
         static.gathered_layer + static.gathered_root
     root = (f" + gathered embeddings and head {format_bytes(static.gathered_root)}"
             if static.gathered_root else "")

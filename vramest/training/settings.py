@@ -20,8 +20,11 @@ from vramest.units import (
 
 METHODS = ("full", "freeze", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")
-OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd", "sgd-momentum",
-              "adafactor")
+# "adamw-fused": torch.optim.AdamW(fused=True) (torchtune's configs, Trainer optim
+# "adamw_torch_fused"): the same states, updated in place by one kernel (torch/optim/adamw.py
+# _fused_adamw -> torch._fused_adamw_), so no step temporaries.
+OPTIMIZERS = ("adamw", "adamw-fused", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd",
+              "sgd-momentum", "adafactor")
 # "offloaded": Unsloth's gradient checkpointing, which moves each checkpointed layer input to
 # host memory in forward and back one at a time in backward (unsloth_zoo
 # gradient_checkpointing.py, Unsloth_Offloaded_Gradient_Checkpointer: hidden_states.to("cpu",
