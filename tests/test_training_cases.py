@@ -147,3 +147,17 @@ def test_cli_framework_keeps_the_flags_given(capsys: pytest.CaptureFixture[str])
     settings = json.loads(capsys.readouterr().out)["settings"]
     assert code == 0
     assert (settings["lora_rank"], settings["grad_checkpointing"]) == (16, "full")
+
+
+def test_bitsandbytes_qlora_rows_of_the_reference_set():
+    # fms-acceleration's measured QLoRA peaks (torch peak allocated; training.csv, peft-bnb
+    # rows): with the 4-bit linears' saved inputs and dequantized weights counted the median
+    # |error| of the 23 rows is 6.1% (7.0% without them; p90 of all 102 rows 32.1% -> 30.2%)
+    import statistics
+
+    from vramest.validation.training import peak_comparisons
+
+    compared, _ = peak_comparisons()
+    rows = [abs(c.error) for c in compared
+            if "peft-bnb" in c.note and c.metric == "peak_memory"]
+    assert len(rows) >= 20 and statistics.median(rows) <= 0.065
