@@ -77,7 +77,18 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # changed its verdict; of the two new held-out refusals Qwen2.5-VL-72B on 4x A100-40GB agrees
 # and Aphrodite on an RTX 4090 (a vLLM fork counted with vLLM 0.3.3's rules: +68% blocks) does
 # not, so the held-out refusal share went from 12/17 to 13/19.
-FLOORS = {"fit": (13, 15, 27, 28), "heldout": (13, 19, 17, 18)}
+# The fine-tuning cases (issue #18 item 8) moved two shares down. Fit, worked side 27/28 ->
+# 32/36: two published longest-context Unsloth runs sit at the card's limit, where an estimate
+# within 2% still lands inside the 5% reserve; and Unsloth (Old) 70B at 48,447 tokens on an A100,
+# replayed with PEFT's layers as its case states, went 1 GiB past the reserve when bitsandbytes'
+# 4-bit matmuls started keeping their inputs (with Unsloth's own kernels the estimate allows
+# twice that length, a gap not explained yet); all three flagged "tight". Held-out, OOM side
+# 13/19 -> 14/21: the 8 GB HF + FA2 OOM agrees; LLaMA-Factory + Unsloth (May 2024, before Cut
+# Cross-Entropy) QLoRA on Llama-3-8B at a 102,400 cutoff on an A100 80GB (LlamaFactory#3638)
+# does not: the same run filled the card at 65,536 tokens, about three times what Unsloth's
+# kernels and fused loss account for. The other two shares rose (fit OOM 13/15 -> 14/16,
+# held-out worked 17/18 -> 32/33).
+FLOORS = {"fit": (14, 16, 32, 36), "heldout": (14, 21, 32, 33)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

@@ -10,9 +10,12 @@ from vramest.commands.common import add_model_args
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
+    from vramest.training.frameworks import FRAMEWORKS
     from vramest.training.settings import (
         ATTENTIONS,
         EXPERT_LAYOUTS,
+        KERNELS,
+        LOSSES,
         METHODS,
         OPTIMIZERS,
         PRECISIONS,
@@ -22,30 +25,39 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     p = sub.add_parser("train", help=help_text, description=help_text)
     add_model_args(p)
     g = p.add_argument_group("training")
+    g.add_argument("--framework", choices=FRAMEWORKS,
+                   help="fill what is not given with this framework's defaults (LLaMA-Factory: "
+                   "checkpointing on, LoRA rank 8 on all linears; Unsloth: offloaded "
+                   "checkpointing, its LoRA kernels, Cut Cross-Entropy; ...)")
     g.add_argument("--method", default="full", choices=METHODS, help="what is trained")
     g.add_argument("--precision", choices=PRECISIONS,
                    help="mixed (16-bit + fp32 master, default), bf16 (pure) or fp32")
-    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help="default adamw")
     g.add_argument("--seq", default="2048", help="tokens per sequence: 4096, 8k (default 2048)")
     g.add_argument("--micro-batch", default="1", help="sequences per GPU per step (default 1)")
     g.add_argument("--grad-accumulation", default="1", help="micro-batches per optimizer step")
-    g.add_argument("--grad-checkpointing", nargs="?", const="full", default="none",
+    g.add_argument("--grad-checkpointing", nargs="?", const="full",
                    choices=("none", "full", "selective", "offloaded"),
                    help="recompute activations in backward (offloaded: Unsloth's, layer inputs "
                    "kept in host memory)")
     g.add_argument("--objective", default="sft", choices=("sft", "dpo"),
                    help="sft, or dpo (TRL: chosen and rejected sequences per example and a "
                    "reference model, the base itself under LoRA)")
-    g.add_argument("--loss", default="standard", choices=("standard", "fused"),
-                   help="cross-entropy: standard (fp32 log-softmax) or fused (Unsloth's kernel: "
-                   "16-bit logits, gradient in place)")
-    g.add_argument("--attn", default="sdpa", choices=ATTENTIONS, help="attention implementation")
-    g.add_argument("--lora-rank", default="16", help="LoRA rank (default 16)")
-    g.add_argument("--lora-targets", default="all-linear",
-                   help="all-linear, attention, qv, mlp or a list such as q,k,v,o")
-    g.add_argument("--lora-dropout", action="store_true", help="adapters use dropout (> 0)")
+    g.add_argument("--loss", choices=LOSSES,
+                   help="cross-entropy: standard (fp32 log-softmax), fused (Unsloth's kernel: "
+                   "16-bit logits, gradient in place), chunked (torchtune's chunked output "
+                   "loss) or cut (Apple's Cut Cross-Entropy, as Unsloth runs it: no logits)")
+    g.add_argument("--kernels", choices=KERNELS,
+                   help="layer kernels: torch (PEFT's LoRA layers) or unsloth (Unsloth's fused "
+                   "LoRA autograd: fewer saved activations)")
+    g.add_argument("--attn", choices=ATTENTIONS, help="attention implementation (default sdpa)")
+    g.add_argument("--lora-rank", help="LoRA rank (default 16)")
+    g.add_argument("--lora-targets",
+                   help="all-linear (default), attention, qv, mlp or a list such as q,k,v,o")
+    g.add_argument("--lora-dropout", action="store_true", default=None,
+                   help="adapters use dropout (> 0)")
     g.add_argument("--base-dtype", help="frozen base precision (default bf16; qlora: nf4)")
-    g.add_argument("--upcast-unquantized", nargs="?", const="peft", default="none",
+    g.add_argument("--upcast-unquantized", nargs="?", const="peft",
                    choices=UPCAST_SCOPES,
                    help="what a quantized base keeps fp32: peft (prepare_model_for_kbit_training: "
                    "all that is not quantized) or trl (SFTTrainer with bf16: the same but the "
@@ -79,18 +91,21 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     info = resolve_model(params=args.params, model=args.model, family=args.family,
                          active_params=args.active_params,
                          overrides={k: getattr(args, k) for k in SHAPE_OVERRIDES})
-    return dict(
-        info=info, gpu=args.gpu, gpu_memory=args.gpu_memory, hardware_file=args.hardware_file,
-        reserve=args.reserve, profile=args.profile,
-        tokens=args.tokens, method=args.method, precision=args.precision,
+    training = dict(
+        method=args.method, precision=args.precision,
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
-        objective=args.objective, loss=args.loss,
+        objective=args.objective, loss=args.loss, kernels=args.kernels,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,
         zero=args.zero, fsdp=args.fsdp, num_gpus=args.num_gpus, offload=args.offload,
         moe_experts=args.moe_experts, sequence_parallel=args.sequence_parallel)
+    # a flag not given stays out, so make_settings' default or --framework's fills it
+    training = {k: v for k, v in training.items() if v is not None}
+    return dict(info=info, gpu=args.gpu, gpu_memory=args.gpu_memory,
+                hardware_file=args.hardware_file, reserve=args.reserve, profile=args.profile,
+                tokens=args.tokens, framework=args.framework, **training)
 
 
 def run(args: argparse.Namespace) -> int:

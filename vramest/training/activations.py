@@ -17,7 +17,31 @@ from vramest.training.settings import (
     RECOMPUTING,
     TrainingSettings,
 )
-from vramest.training.trainable import _FUSED_GATE_UP, Trainable, merged_expert_bytes
+from vramest.training.trainable import (
+    _FUSED_GATE_UP,
+    Trainable,
+    base_format,
+    merged_expert_bytes,
+)
+
+# bitsandbytes' 4-bit matmul (bitsandbytes@dada530 bitsandbytes/autograd/_functions.py,
+# MatMul4Bit): forward dequantizes the weight into a new 16-bit tensor for F.linear and keeps its
+# input for backward whenever an input gradient is needed (ctx.tensors = (A, B)), though backward
+# only uses the weight, dequantized again into a new buffer.
+_BNB_4BIT = frozenset({"nf4", "bnb-nf4-dq"})
+
+
+def bnb_saved_input_roles(shape: ModelShape, s: TrainingSettings) -> frozenset[str]:
+    """The frozen 4-bit linears that keep their input for backward (a frozen 16-bit nn.Linear
+    keeps nothing): every role bitsandbytes quantized."""
+    return base_format(shape, s).quantized_roles if s.base_dtype in _BNB_4BIT else frozenset()
+
+
+def dequantized_weight_bytes(shape: ModelShape, s: TrainingSettings) -> float:
+    """The largest 4-bit weight dequantized to 16 bit while its matmul runs."""
+    roles = bnb_saved_input_roles(shape, s)
+    return float(max((2 * t.rows * t.cols for layer, _ in shape.layer_groups()
+                      for t in shape.layer_tensors(layer) if t.role in roles), default=0))
 
 
 def _attention_kv_heads(shape: ModelShape, attention: str) -> int:
@@ -36,6 +60,29 @@ def stream_bytes(s: TrainingSettings) -> int:
     return 4 if s.upcast_unquantized else s.compute_bytes
 
 
+def unsloth_layer_bytes(shape: ModelShape, layer: int, s: TrainingSettings) -> float:
+    """Bytes one token leaves saved for backward in one layer under Unsloth's LoRA kernels
+    (settings.KERNELS): each RMSNorm its 16-bit input and an fp32 rstd, LoRA_QKV its input once,
+    attention q, k, v, its output (LoRA_W's input) and logsumexp, LoRA_MLP its input, gate and up
+    (the SwiGLU product is recomputed in backward)."""
+    p, h = s.compute_bytes, shape.hidden_size
+    q_width = shape.num_heads * shape.head_dim
+    kv_width = _attention_kv_heads(shape, s.attention) * shape.head_dim
+    width = shape.intermediate_size if not shape.is_moe_layer(layer) else \
+        shape.moe_intermediate_size * shape.experts_per_token
+    return (2 * (p * h + 4) + p * h + p * (2 * q_width + 2 * kv_width) + 4 * shape.num_heads
+            + p * h + p * 2 * width)
+
+
+def unsloth_transient(shape: ModelShape, s: TrainingSettings, c: TrainingConstants) -> float:
+    """Per token, the backward temporaries of one layer under Unsloth: LoRA_MLP's gradient of
+    down's input, and the recomputed layer output and its incoming gradient, both held while
+    autograd runs through the layer (unsloth_zoo@b09a943 gradient_checkpointing.py,
+    Unsloth_Offloaded_Gradient_Checkpointer.backward: torch.autograd.backward(output, dY))."""
+    p = s.compute_bytes
+    return p * (c.unsloth_backward_ffn_copies * ffn_width(shape) + 2 * shape.hidden_size)
+
+
 def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
                            trainable: Trainable) -> float:
     """Bytes one token leaves saved for backward in one layer, attention scores aside.
@@ -48,13 +95,15 @@ def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
     fp32 adapter and autocast casts it back to 16 bit (peft.tuners.lora.layer.Linear.forward);
     with dropout, its own dropped copy and a one-byte mask.
     """
+    if s.kernels == "unsloth":
+        return unsloth_layer_bytes(shape, layer, s)
     p, h = s.compute_bytes, shape.hidden_size
     roles = {t.role for t in shape.layer_tensors(layer)}
     own_copies = s.lora_dropout or s.precision == "mixed"
     # inputs shared by every module reading them: kept once, by a trained linear or an adapter
     shared_by_adapters = frozenset() if own_copies else trainable.adapted_roles - (
         EXPERT_ROLES if s.fused_experts else frozenset())
-    learns = trainable.trained_roles | shared_by_adapters
+    learns = trainable.trained_roles | shared_by_adapters | bnb_saved_input_roles(shape, s)
     norm = 4 * h if not shape.layer_norm_bias else p * h
     total = 2 * norm
     if roles & _ATTN_INPUT_ROLES & learns:
@@ -98,6 +147,20 @@ def eager_score_bytes(shape: ModelShape, s: TrainingSettings) -> float:
     return shape.num_heads * (4 + s.compute_bytes) if s.attention == "eager" else 0.0
 
 
+def loss_bytes_per_logit(s: TrainingSettings, c: TrainingConstants, fp32_head: bool) -> float:
+    """Bytes per (token × vocab) alive at the loss peak, by cross-entropy implementation (see
+    settings.LOSSES)."""
+    p = s.compute_bytes
+    if s.loss == "cut":
+        return 0.0
+    if s.loss == "fused":
+        return p
+    if s.loss == "chunked":  # the 16-bit logits and one chunk's 16-bit gradient (compiled loss)
+        return p * (1 + 1 / c.chunked_loss_chunks)
+    # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
+    return c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p)
+
+
 @dataclass(frozen=True)
 class ActivationModel:
     """Per-token bytes for the seq-dependent parts of a step; `*_per_key` terms grow with seq."""
@@ -113,6 +176,7 @@ class ActivationModel:
     merged_experts: float = 0.0  # PEFT's folded expert stacks, all layers (bytes, not per token)
     merged_experts_layer: float = 0.0  # one layer's, recomputed under checkpointing
     merged_expert_grad: float = 0.0  # the largest folded stack's gradient, in backward
+    dequantized_weight: float = 0.0  # a 4-bit weight dequantized for its matmul (bytes)
     head_cast: float = 0.0  # autocast's 16-bit copy of an fp32 output head, kept for its backward
 
     def saved_per_token(self, checkpointing: str, seq: int) -> float:
@@ -142,14 +206,14 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
         # the one block input copied back for its recompute stay on the GPU
         checkpoints=stream_bytes(s) * shape.hidden_size * (
             3 if s.checkpointing == "offloaded" else shape.num_layers + 2),
-        transient=p * c.backward_ffn_copies * ffn_width(shape),
+        transient=unsloth_transient(shape, s, c) if s.kernels == "unsloth"
+        else p * c.backward_ffn_copies * ffn_width(shape),
         transient_per_key=4 * shape.num_heads if s.attention == "eager" else 0.0,
-        # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit
-        loss_per_logit=p if s.loss == "fused" else (
-            c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p)),
+        loss_per_logit=loss_bytes_per_logit(s, c, fp32_head),
         merged_experts=sum(n * merged[layer][0] for layer, n in groups),
         merged_experts_layer=max(both for both, _ in merged.values()),
         merged_expert_grad=max(largest for _, largest in merged.values()),
+        dequantized_weight=dequantized_weight_bytes(shape, s),
         head_cast=p * shape.vocab_size * shape.hidden_size
         if fp32_head and s.precision == "mixed" else 0.0,
     )

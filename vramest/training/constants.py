@@ -15,6 +15,8 @@ class TrainingConstants:
     # the fp32 log-softmax saved for backward, its incoming gradient and the gradient it
     # produces; the 16-bit logits themselves are counted on top.
     loss_fp32_buffers: float = 3.0
+    # torchtune's chunked cross-entropy splits the tokens into this many chunks
+    chunked_loss_chunks: int = 8
     # Full-size temporaries of one optimizer step, in units of the (sharded) trainable
     # parameters at the state precision: torch's foreach AdamW allocates sqrt(v) for all
     # parameters at once before the update.
@@ -26,6 +28,9 @@ class TrainingConstants:
     # Gradients of the widest per-token intermediate alive while one layer runs backward
     # (the MLP: grad of the product, of gate and of up), in compute-dtype copies of ffn width.
     backward_ffn_copies: float = 3.0
+    # Unsloth's LoRA_MLP backward writes the SwiGLU derivatives into the saved gate and up in
+    # place: only the gradient of down's input is new
+    unsloth_backward_ffn_copies: float = 1.0
     # Share of the datasheet dense 16-bit FLOP/s reached by a training step, recomputation
     # counted as work done (hardware FLOPs utilisation).
     flops_utilization: float = 0.5
@@ -38,17 +43,22 @@ class TrainingConstants:
 
 TRAINING_DEFAULTS = TrainingConstants()
 # constants the estimate divides by: a profile may not set them to 0
-TRAINING_DIVISORS = frozenset({"flops_utilization", "bnb_block_size"})
+TRAINING_DIVISORS = frozenset({"flops_utilization", "bnb_block_size", "chunked_loss_chunks"})
 
 TRAINING_SOURCES: dict[str, str] = {
     "loss_fp32_buffers": "torch cross_entropy on fp32-upcast logits (transformers ForCausalLMLoss): "
     "log_softmax output + grad_output + grad_input; Mistral-7B LoRA batch 4->8 step in "
     "training.csv (fms-acceleration) grows by 14.8 B per token x vocab = 2 + 3 x 4",
+    "chunked_loss_chunks": "torchtune@1814feb torchtune/modules/loss/ce_chunked_output_loss.py: "
+    "CEWithChunkedOutputLoss(num_output_chunks=8)",
     "adamw_step_temporaries": "torch.optim.adamw _multi_tensor_adamw: exp_avg_sq_sqrt = "
     "_foreach_sqrt(exp_avg_sqs); fms-acceleration Mistral-7B full bf16 peaks at 10.0 B/param",
     "bnb_block_size": "bitsandbytes Optimizer2State.init_state (blockwise absmax, 256 values)",
     "bnb_min_8bit_size": "bitsandbytes Optimizer8bit default min_8bit_size=4096",
     "backward_ffn_copies": "autograd of a gated MLP: grads of down's input, of gate and of up",
+    "unsloth_backward_ffn_copies": "unsloth/kernels/fast_lora.py LoRA_MLP.backward: DW = "
+    "matmul_lora(dY, downW.t(), ...); swiglu_DWf_DW_dfg_kernel(DW, e, g) writes h, df, de into "
+    "DW, e, g",
     "flops_utilization": "fms-acceleration A100-80GB tokens/s in training.csv imply 0.49-0.64 "
     "(Mistral-7B full and LoRA, Mixtral LoRA, Llama-2-70B QLoRA; recompute counted)",
     "cuda_context_bytes": "shared/reference/README.md: nvidia-smi includes a 0.5-1.3 GB CUDA "

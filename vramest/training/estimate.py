@@ -143,15 +143,26 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                       gpu: str | None = None, gpu_memory: str | int | None = None,
                       tokens: str | int | None = None, constants: TrainingConstants | None = None,
                       hardware_file: str | None = None, reserve: str | float | None = None,
-                      profile: str | None = None, **settings: Any) -> TrainingEstimate:
+                      profile: str | None = None, framework: str | None = None,
+                      **settings: Any) -> TrainingEstimate:
     """Memory per GPU, fit and throughput of one training step.
 
     `settings` are make_settings' keywords: method, precision, optimizer, seq, micro_batch,
     grad_accumulation, grad_checkpointing, attention, lora_rank, lora_targets, lora_dropout,
-    base_dtype, trainable_layers, zero, fsdp, num_gpus, offload.
+    base_dtype, trainable_layers, zero, fsdp, num_gpus, offload. `framework` (llamafactory,
+    axolotl, trl, unsloth, torchtune) fills the ones not given with that framework's defaults.
     """
-    require_text(model=model, family=family, gpu=gpu, hardware_file=hardware_file, profile=profile)
+    require_text(model=model, family=family, gpu=gpu, hardware_file=hardware_file, profile=profile,
+                 framework=framework)
     c = constants or TRAINING_DEFAULTS
+    filled: dict[str, Any] = {}
+    if framework is not None:
+        from vramest.training.frameworks import framework_defaults
+
+        filled = {k: v for k, v in framework_defaults(
+            framework, str(settings.get("method", "full")).strip().lower()).items()
+            if k not in settings}
+        settings = {**filled, **settings}
     s = make_settings(**settings)
     kept_free = parse_reserve(reserve)  # checked even when no --gpu uses it
     token_count = None if tokens is None else parse_params(tokens, what="--tokens")
@@ -211,7 +222,8 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
         cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes + offloaded,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
-        assumptions=_assumptions(info, s, trainable, static, c) + device_notes, constants=c,
+        assumptions=(_framework_note(framework, filled)
+                     + _assumptions(info, s, trainable, static, c) + device_notes), constants=c,
         devices=options)
 
 
@@ -264,6 +276,14 @@ def _throughput(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                       f"{c.flops_utilization:g} × {source} ÷ {per_token / 1e9:.1f} GFLOP/token")
 
 
+def _framework_note(framework: str | None, filled: dict[str, Any]) -> tuple[str, ...]:
+    if framework is None:
+        return ()
+    given = ", ".join(f"{k}={v}" for k, v in filled.items()) or "none (all given explicitly)"
+    return (f"Framework {framework.strip().lower()}: its defaults for what was not given: "
+            f"{given}.",)
+
+
 def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, static: StaticMemory,
                  c: TrainingConstants) -> tuple[str, ...]:
     out = [f"Model shape: {info.origin}." if info.source == "params" else
@@ -296,8 +316,11 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
         out.append("Paged optimizer states can spill to host memory, so the fit check leaves "
                    "them out.")
     out.append(f"Activations: {s.attention} attention, gradient checkpointing {s.checkpointing}; "
-               "loss on every position with fp32 log-softmax (no chunked or fused "
-               "cross-entropy, no torch.compile).")
+               + {"standard": "loss on every position with fp32 log-softmax",
+                 "fused": "Unsloth's fused cross-entropy over 16-bit logits",
+                 "chunked": "torchtune's chunked cross-entropy",
+                 "cut": "Cut Cross-Entropy (no logits stored)"}[s.loss]
+               + " (no torch.compile).")
     out.append("Gradients are freed after each optimizer step (set_to_none), so backward and "
                "the optimizer step peak separately; the larger one is the total.")
     if s.num_gpus > 1 and s.zero_stage == 0:

@@ -25,6 +25,11 @@ from vramest.units import (
     format_bytes,
 )
 
+_LOSS_HOW = {"standard": "16-bit logits + fp32 log-softmax, its gradient in and out",
+             "fused": "16-bit logits, the fused kernel's gradient written in place",
+             "chunked": "16-bit logits and one chunk's gradient",
+             "cut": "none stored: Cut Cross-Entropy computes them block by block"}
+
 
 @dataclass(frozen=True)
 class TrainingPhase:
@@ -183,7 +188,8 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
     if act.scores_per_key and act.layers_with_scores:
         saved_how += f" + eager scores {act.scores_per_key:g} B × {seq} keys per layer"
     logits = round(tokens * shape.vocab_size * act.loss_per_logit + act.head_cast)
-    transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad) + \
+    transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad
+                      + act.dequantized_weight) + \
         static.gathered_layer + static.gathered_root
     root = (f" + gathered embeddings and head {format_bytes(static.gathered_root)}"
             if static.gathered_root else "")
@@ -210,8 +216,7 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
                                     else "none yet (freed after the last step)"),
                        static.optimizer, acts(saved, saved_how),
                        Part("logits", logits, f"{tokens:,} tokens × vocab {shape.vocab_size:,} × "
-                            f"{act.loss_per_logit:g} B (16-bit logits + fp32 log-softmax, its "
-                            f"gradient in and out)"
+                            f"{act.loss_per_logit:g} B ({_LOSS_HOW[s.loss]})"
                             + (f" + autocast's 16-bit copy of the fp32 head "
                                f"{format_bytes(act.head_cast)}" if act.head_cast else "")
                             + f" = {format_bytes(logits)}"),

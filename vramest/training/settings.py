@@ -20,8 +20,11 @@ from vramest.units import (
 
 METHODS = ("full", "freeze", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")
-OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd", "sgd-momentum",
-              "adafactor")
+# "adamw-fused": torch.optim.AdamW(fused=True) (torchtune's configs, Trainer optim
+# "adamw_torch_fused"): the same states, updated in place by one kernel (torch/optim/adamw.py
+# _fused_adamw -> torch._fused_adamw_), so no step temporaries.
+OPTIMIZERS = ("adamw", "adamw-fused", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd",
+              "sgd-momentum", "adafactor")
 # "offloaded": Unsloth's gradient checkpointing, which moves each checkpointed layer input to
 # host memory in forward and back one at a time in backward (unsloth_zoo
 # gradient_checkpointing.py, Unsloth_Offloaded_Gradient_Checkpointer: hidden_states.to("cpu",
@@ -36,7 +39,23 @@ OBJECTIVES = ("sft", "dpo")
 # "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
 # and its backward writes the gradient into the logits buffer and returns it
 # (unsloth/kernels/cross_entropy_loss.py, Fast_CrossEntropyLoss): no fp32 copies.
-LOSSES = ("standard", "fused")
+# "chunked": torchtune's CEWithChunkedOutputLoss as its recipes run it, compute_cross_entropy
+# compiled (the class docstring's advice; compile=True in the README's memory table): the head
+# runs per chunk of tokens, the 16-bit logits of every chunk stay alive and the compiled upcast
+# and cross-entropy keep no fp32 copy; backward makes one chunk's gradient at a time
+# (torchtune@1814feb modules/loss/ce_chunked_output_loss.py, num_output_chunks=8;
+# modules/transformer.py chunked_output). Llama-3.2-3B QLoRA at 2 x 4096 tokens peaks at
+# 4.6 GiB (README.md): the NF4 base and 16-bit logits, no fp32 copy of them.
+# "cut": Apple's Cut Cross-Entropy (Unsloth since 2024.12, "Unsloth (+ Apple CCE)"): logits are
+# computed block by block in on-chip memory and never stored; only a logsumexp per token
+# (Wijmans et al. 2024, arXiv 2411.09009, sec. 4; https://unsloth.ai/blog/llama3-3).
+LOSSES = ("standard", "fused", "chunked", "cut")
+# "unsloth": Unsloth's hand-written autograd for LoRA layers (unsloth/kernels/fast_lora.py,
+# fast_rms_layernorm in rms_layernorm.py): LoRA_MLP saves X, e (gate) and g (up) and recomputes
+# the SwiGLU product in backward, writing its derivatives into e and g in place
+# (swiglu_DWf_DW_dfg_kernel); LoRA_QKV and LoRA_W save their input once for base and adapter;
+# the RMSNorm keeps its 16-bit input and one fp32 rstd per row.
+KERNELS = ("torch", "unsloth")
 ATTENTIONS = ("sdpa", "flash", "eager")
 OFFLOADS = ("none", "optimizer", "params")
 # How a model's code holds routed experts: one fused 3-D parameter per projection
@@ -112,6 +131,7 @@ class TrainingSettings:
     sequence_parallel: int = 1
     objective: str = "sft"
     loss: str = "standard"
+    kernels: str = "torch"
 
     @property
     def sequences_per_example(self) -> int:
@@ -152,7 +172,7 @@ class TrainingSettings:
             "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
             "attention": self.attention, "zero_stage": self.zero_stage,
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
-            "objective": self.objective, "loss": self.loss,
+            "objective": self.objective, "loss": self.loss, "kernels": self.kernels,
             "offload": self.offload, "base_dtype": self.base_dtype,
         }
         if self.method in ("lora", "qlora"):
@@ -201,6 +221,15 @@ def _checkpointing(value: bool | str | None) -> str:
     return _choice(value, CHECKPOINTING, "--grad-checkpointing")
 
 
+def _check_kernels(value: str, method: str) -> str:
+    adapters = method in ("lora", "qlora")
+    kernels = _choice(value, KERNELS, "--kernels")
+    if kernels == "unsloth" and not adapters:
+        raise InputError(f"--kernels unsloth models Unsloth's LoRA kernels; --method {method} has "
+                         "no adapters (use --method lora or qlora, or --kernels torch).")
+    return kernels
+
+
 def make_settings(*, method: str = "full", precision: str | None = None,
                   optimizer: str = "adamw", seq: str | int = 2048, micro_batch: str | int = 1,
                   grad_accumulation: str | int = 1, grad_checkpointing: bool | str | None = False,
@@ -211,7 +240,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1, objective: str = "sft",
-                  loss: str = "standard") -> TrainingSettings:
+                  loss: str = "standard", kernels: str = "torch") -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
                  base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
@@ -260,6 +289,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         checkpointing=_checkpointing(grad_checkpointing),
         objective=_choice(objective, OBJECTIVES, "--objective"),
         loss=_choice(loss, LOSSES, "--loss"),
+        kernels=_check_kernels(kernels, method),
         attention=_choice(attention, ATTENTIONS, "--attn"),
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),

@@ -145,7 +145,7 @@ def optimizer_state_bytes(tensors: Iterable[TensorSpec], s: TrainingSettings,
     total = 0.0
     for t in tensors:
         n = t.elements
-        if s.optimizer == "adamw":
+        if s.optimizer in ("adamw", "adamw-fused"):
             total += 2 * sb * n  # first and second moment (Loshchilov & Hutter 2019)
         elif s.optimizer == "paged-adamw":
             total += 2 * 4 * n  # bitsandbytes 32-bit states are fp32 whatever the param dtype
@@ -176,6 +176,6 @@ def optimizer_step_temporary(tensors: tuple[TensorSpec, ...], s: TrainingSetting
         # gradient, the parameter and the update
         largest = max((t.rows * t.cols for t in tensors), default=0)
         return 3 * 4 * largest
-    return 0.0  # SGD without weight decay updates in place; bitsandbytes fuses its update
+    return 0.0  # SGD without weight decay and fused AdamW update in place; bitsandbytes fuses its update
 
 

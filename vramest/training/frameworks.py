@@ -1,0 +1,80 @@
+"""What each fine-tuning framework sets when the user does not: `--framework NAME` fills these
+`make_settings` keywords under the ones given explicitly.
+
+Each default is read from the framework's source at the commit named on its line; a setting a
+framework leaves to the model or to the user (sequence length, batch) is not listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vramest.errors import InputError, short
+
+# keyword -> value, for every method, then per method
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llamafactory": {
+        # model_args.py disable_gradient_checkpointing=False; model_utils/checkpointing.py
+        # prepare_model_for_training enables it (hiyouga/LlamaFactory@137c87f, 2024-07)
+        "grad_checkpointing": True,
+        # finetuning_args.py: lora_rank=8, lora_target="all", lora_dropout=0.0
+        "lora_rank": 8,
+        "lora_targets": "all-linear",
+        "lora_dropout": False,
+        # adapter.py: trainable params cast to fp32 unless pure_bf16 (autocast mixed precision);
+        # no prepare_model_for_kbit_training anywhere, so a 4-bit base keeps 16-bit norms
+        "precision": "mixed",
+        "upcast_unquantized": "none",
+    },
+    "axolotl": {
+        # src/axolotl/utils/models.py load_model (axolotl@5f79b82, 2023-12): after
+        # prepare_model_for_kbit_training, an adapter run (needs_fa2_dtype) casts the norms,
+        # lm_head and embed_tokens back to torch_dtype
+        "upcast_unquantized": "none",
+    },
+    "trl": {
+        # trl/trainer/sft_trainer.py (v0.12.0): a 4-bit model goes through
+        # prepare_model_for_kbit_training, then peft_module_casting_to_bf16 under bf16
+        "upcast_unquantized": "trl",
+    },
+    "unsloth": {
+        # unsloth/models/loader.py from_pretrained(use_gradient_checkpointing="unsloth") and
+        # _utils.py: "unsloth" turns on the offloaded checkpointer (unsloth@b9fe258, 2024-12)
+        "grad_checkpointing": "offloaded",
+        "kernels": "unsloth",
+        # models/llama.py CausalLM_fast_forward: fused_linear_cross_entropy (Cut Cross-Entropy)
+        # when cut_cross_entropy is installed and a batch has more than 1024 tokens
+        "loss": "cut",
+    },
+    "torchtune": {
+        # recipes/configs/llama3_2/*.yaml (pytorch/torchtune@1814feb): dtype bf16,
+        # torch.optim.AdamW fused=True, CEWithChunkedOutputLoss, activation checkpointing on
+        "precision": "bf16",
+        "optimizer": "adamw-fused",
+        "loss": "chunked",
+        "grad_checkpointing": True,
+    },
+}
+_QLORA_BASE = {
+    # quantization.py: bnb_4bit_use_double_quant=model_args.double_quantization (default True)
+    "llamafactory": "bnb-nf4-dq",
+    # models/llama.py from_pretrained: BitsAndBytesConfig(bnb_4bit_use_double_quant=True)
+    "unsloth": "bnb-nf4-dq",
+}
+FRAMEWORKS = tuple(_DEFAULTS)
+
+
+def framework_defaults(name: str, method: str) -> dict[str, Any]:
+    """The make_settings keywords `name` sets by default for a run of `method`."""
+    key = name.strip().lower() if isinstance(name, str) else ""
+    if key not in _DEFAULTS:
+        raise InputError(f"Unknown --framework {short(name)}; accepted: {', '.join(FRAMEWORKS)}.")
+    out = dict(_DEFAULTS[key])
+    if method == "qlora" and key in _QLORA_BASE:
+        out["base_dtype"] = _QLORA_BASE[key]
+    if method not in ("lora", "qlora"):
+        for adapter_only in ("lora_rank", "lora_targets", "lora_dropout", "kernels"):
+            out.pop(adapter_only, None)
+    if method != "qlora":
+        out.pop("upcast_unquantized", None)  # only a quantized base is prepared
+    return out
