@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vramest.errors import InputError
@@ -57,6 +57,19 @@ class VLLMRules:
     # refuses to start when one max_model_len request does not fit (PR #2163, first in 0.2.7;
     # before, it started and hung on such a request)
     checks_length: bool = True
+    # Memory other processes hold on the GPU at start-up (`memory_in_use_bytes`): "outside" —
+    # the budget is util × total whatever they hold (only this process's allocations are
+    # profiled), so vLLM runs out of memory when budget + theirs > total; "counted" — the
+    # profile counts every byte in use on the device as non-torch memory, so theirs comes out
+    # of the KV cache; "refused" — start-up stops when free memory < util × total.
+    others_memory: str = "outside"
+    # PR #2031 measured peak = total - free after the profiling forward while
+    # torch.distributed.all_reduce still held every input (recordStream, vLLM issue #2150):
+    # 2 all-reduces per layer of max_num_batched_tokens x hidden each, until PR #2151
+    allreduce_inputs_held: bool = False
+    # V0 captures CUDA graphs after the KV cache, outside the budget; at TP > 1 the graph
+    # all-reduce adds buffers per peer (see _V0_GRAPH_PEER)
+    graph_peer_bytes: int = 0
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -76,8 +89,21 @@ _NON_TORCH_07 = round(0.20 * 2**30)
 # #27508: 1.71 GiB at utilization 0.95): not the tokens, the sampled logits. Less the
 # non-torch constant and the MoE intermediates, 32-36 bytes per logit; 34 between them.
 _V1_SAMPLER = 34.0
+# V0 CUDA-graph capture at TP > 1: 2464 MiB per GPU on 4 x RTX 4090 (vLLM 0.5.4, nvidia-smi
+# with and without --enforce-eager, vLLM issue #7553); less the one-GPU graph constant
+# (vllm_cuda_graph_bytes, 0.5 GiB), 650 MiB for each of the 3 peers. It puts 8 x A10G (TP 8,
+# 0.2.7) out of memory during capture and leaves 4 x A10G (TP 4) running (vLLM issue #2856).
+_V0_GRAPH_PEER = 650 * 2**20
 
-VLLM_TABLE: tuple[VLLMRules, ...] = (
+def _row(table: Sequence[Any], release: Any) -> Any:
+    chosen = table[0]
+    for row in table:
+        if release >= row.since:
+            chosen = row
+    return chosen
+
+
+_VLLM_ROWS: tuple[VLLMRules, ...] = (
     VLLMRules(Release((0,)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
               None, "marlin",
               f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
@@ -125,6 +151,45 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
               "(opt-in VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS from PR #30515; 'default since "
               "v0.21.0' in the gpu_worker.py log quoted in gpustack/runner PR #251)"),
 )
+
+
+def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
+    """The rows above plus the releases where only the accounting of all-reduce inputs,
+    graph buffers or other processes' memory changed (each row: the previous release's rules
+    with that change and its source)."""
+    out = [replace(r, graph_peer_bytes=_V0_GRAPH_PEER) if r.engine == "v0" else r for r in rows]
+    extra = (
+        ((0, 2, 5), dict(allreduce_inputs_held=True),
+         "peak = total - free after profiling (PR #2031, Dec 2023) while all-reduce inputs "
+         "stay allocated (vLLM issue #2150)"),
+        ((0, 2, 6), dict(allreduce_inputs_held=False),
+         "all-reduce inputs freed again (PR #2151, merged 2023-12-17)"),
+        ((0, 6, 4), dict(others_memory="counted"),
+         "0.6.4 profile: non_torch = used after profiling - torch allocated, every process "
+         "counted ('initial_memory_usage' in the 0.6.4.post1 logs of vLLM issues #10533, "
+         "#11230)"),
+        ((0, 6, 5), dict(others_memory="outside"),
+         "memory profiled against a baseline snapshot of this process (PR #10511, 0.6.5)"),
+        ((0, 8), dict(others_memory="counted"),
+         "V1 gpu_worker.py determine_available_memory @0012cf69: total_allocated_bytes = "
+         "total - free, so other processes' memory is non-torch (vLLM issues #17366, #17431)"),
+        ((0, 9, 1), dict(others_memory="refused"),
+         "V1 gpu_worker.py init_device: 'Free memory on device ... on startup is less than "
+         "desired GPU memory utilization' (vLLM issue #20305 on 0.9.1; 0.9.2 log in "
+         "ovg-project/kvcached issue #29)"),
+    )
+    for since, change, source in extra:
+        release = Release(since)
+        base = _row(out, release)
+        row = replace(base, since=release, **change,
+                      source=source if base.since != release else f"{base.source}; {source}")
+        out = sorted([r for r in out if r.since != release] + [row], key=lambda r: r.since)
+        # the change holds for the later releases too, until a later change of that field
+        out = [replace(r, **change) if r.since > release else r for r in out]
+    return tuple(out)
+
+
+VLLM_TABLE: tuple[VLLMRules, ...] = _with_changes(_VLLM_ROWS)
 
 
 @dataclass(frozen=True)
@@ -263,11 +328,3 @@ def llamacpp_rules(version: EngineVersion) -> LlamaCppRules:
 
 def hf_rules(version: EngineVersion) -> HFRules:
     return _row(HF_TABLE, version.release)
-
-
-def _row(table: Sequence[Any], release: Any) -> Any:
-    chosen = table[0]
-    for row in table:
-        if release >= row.since:
-            chosen = row
-    return chosen
