@@ -510,14 +510,18 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         if mine and not holds_output and not output_on_gpu and d == n_dev - 1:
             compute = max(attention_stage, output_stage)  # logits computed on the last GPU
         devices.append(DeviceBuffers(len(mine), round(model), round(kv), round(compute)))
+    row_split = n_dev > 1 and (options.split_mode == "row" or not rules.layer_split)
+    if row_split and gpu_layers:
+        devices = _row_split(devices, options.tensor_split)
     gpu_model = sum(d.model_bytes for d in devices)
     total_model = embed + block * layers + (head if not shape.tie_embeddings or output_on_gpu
                                             else 0.0)
     host = total_model - gpu_model
     output = shape.vocab_size * options.n_outputs * F32
     notes = []
-    if n_dev > 1 and options.split_mode == "row":
-        notes.append("-sm row splits each matrix by rows; the buffers are counted as -sm layer.")
+    if row_split:
+        notes.append("Row split: each matrix is split by rows over the GPUs; the KV cache and "
+                     "the compute buffer stay on the main GPU (CUDA0).")
     return LlamaCppStartup(
         gpu_layers=gpu_layers, model_buffer_gpu_bytes=gpu_model,
         model_buffer_host_bytes=round(host), kv_cache_bytes=round(kv_total),
@@ -528,6 +532,22 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes))
+
+
+def _row_split(layered: list[DeviceBuffers], ratios: tuple[float, ...] | None
+               ) -> list[DeviceBuffers]:
+    """-sm row (and every multi-GPU build before PR #4606): the offloaded weights split by the
+    -ts shares, the whole KV cache and the compute buffer on the main GPU."""
+    n_dev = len(layered)
+    shares = list(ratios or (1.0,) * n_dev)[:n_dev]
+    shares += [0.0] * (n_dev - len(shares))
+    total_share = sum(shares) or 1.0
+    model = sum(d.model_bytes for d in layered)
+    kv = sum(d.kv_bytes for d in layered)
+    compute = max(d.compute_bytes for d in layered)
+    layers = sum(d.layers for d in layered)
+    return [DeviceBuffers(layers, round(model * share / total_share), kv if i == 0 else 0,
+                          compute if i == 0 else 0) for i, share in enumerate(shares)]
 
 
 def _split_layers(count: int, n_dev: int, ratios: tuple[float, ...] | None) -> list[int]:

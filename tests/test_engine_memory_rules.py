@@ -1,0 +1,105 @@
+"""Start-up rules for memory outside vLLM's own accounting, and llama.cpp's old row split,
+each checked against the outcome or figure a public log reports."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vramest
+from vramest.errors import InputError
+from vramest.inference.engines.startup import parse_engine_options
+
+GIB = 2**30
+
+
+def _vllm(model: str, gpu: str, num_gpus: int = 1, dtype: str | None = None, **options: object):  # type: ignore[no-untyped-def]
+    return vramest.estimate(model=model, dtype=dtype, gpu=gpu, num_gpus=num_gpus, engine="vllm",
+                            engine_options=options, profile="none")
+
+
+def test_held_all_reduce_inputs_explain_pr2031_blocks_at_tp4():
+    """PR #2031 (0.2.5): Llama-2-70B, TP 4 on A100-80GB, '# GPU blocks: 20865'."""
+    est = _vllm("meta-llama/Llama-2-70b-hf", "a100 sxm4 80gb", 4, gpu_memory_utilization=0.9,
+                version="0.2.5")
+    assert est.engine_report.num_gpu_blocks == pytest.approx(20865, rel=0.10)
+    fixed = _vllm("meta-llama/Llama-2-70b-hf", "a100 sxm4 80gb", 4, gpu_memory_utilization=0.9,
+                  version="0.2.6")  # PR #2151 frees them again
+    assert fixed.engine_report.num_gpu_blocks > 1.3 * est.engine_report.num_gpu_blocks
+
+
+@pytest.mark.parametrize(("tp", "starts"), [(4, True), (8, False)])
+def test_v0_graph_capture_at_tp8_runs_out_on_a10g(tp, starts):
+    """vLLM issue #2856 (0.2.7): Llama-2-70B AWQ runs at TP 4 on A10Gs, OOM capturing CUDA
+    graphs at TP 8."""
+    est = _vllm("meta-llama/Llama-2-70b-hf", "a10g", tp, "awq-int4", version="0.2.7")
+    assert est.fit.fits is starts
+    if not starts:
+        assert "CUDA-graph capture" in est.engine_report.refusal
+    eager = _vllm("meta-llama/Llama-2-70b-hf", "a10g", tp, "awq-int4", version="0.2.7",
+                  enforce_eager=True)
+    assert eager.fit.fits  # no graphs, nothing outside the budget
+
+
+def test_a100_with_68_gib_in_use_refuses_a_second_instance_in_064():
+    """vLLM issue #10533 (0.6.4.post1): Qwen2.5-14B GPTQ at utilization 0.2 on an A100-80GB
+    that another vLLM already fills to 68.01 GiB: 'No available memory for the cache blocks'."""
+    alone = _vllm("Qwen/Qwen2.5-14B", "a100 sxm4 80gb", 1, "gptq-int4",
+                  gpu_memory_utilization=0.2, max_model_len=16384, enforce_eager=True,
+                  version="0.6.4")
+    shared = _vllm("Qwen/Qwen2.5-14B", "a100 sxm4 80gb", 1, "gptq-int4",
+                   gpu_memory_utilization=0.2, max_model_len=16384, enforce_eager=True,
+                   version="0.6.4", memory_in_use_bytes=int(68.01 * GIB))
+    assert alone.fit.fits and not shared.fit.fits
+    assert shared.engine_report.kv_cache_bytes == 0
+
+
+@pytest.mark.parametrize(("version", "rule"), [("0.7.3", "out of memory"), ("0.8.5", "counted"),
+                                                ("0.9.2", "refuses")])
+def test_each_release_treats_other_processes_memory_its_own_way(version, rule):
+    """Qwen3-8B at utilization 0.4 on an A800 shared with 50 GiB of other work (the setup of
+    vLLM issue #17431): V0 keeps util x total and does not fit beside it; V1 0.8 counts it
+    as non-torch memory (no KV left); 0.9.1+ refuses before loading."""
+    est = _vllm("Qwen/Qwen3-8B", "a800 80gb", gpu_memory_utilization=0.4, version=version,
+                memory_in_use_bytes=50 * GIB)
+    report = est.engine_report
+    assert not est.fit.fits
+    if rule == "counted":
+        assert report.kv_cache_bytes == 0 and report.non_torch_bytes > 50 * GIB
+    else:
+        assert rule in report.refusal
+    assert any("Other processes hold 50.00 GiB" in note for note in report.notes)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0, 70))
+def test_more_memory_in_use_never_adds_kv(in_use_gib):
+    def kv(gib: float) -> int:
+        return _vllm("Qwen/Qwen3-8B", "a800 80gb", gpu_memory_utilization=0.4, version="0.8.5",
+                     memory_in_use_bytes=int(gib * GIB)).engine_report.kv_cache_bytes
+    assert kv(in_use_gib) <= kv(0)
+
+
+def test_memory_in_use_must_be_a_size():
+    with pytest.raises(InputError, match="not a size"):
+        parse_engine_options("vllm", {"memory_in_use_bytes": "lots"})
+
+
+def test_old_llamacpp_keeps_the_kv_cache_on_the_main_gpu():
+    """llama.cpp issue #3780 (b1428): Llama-2-70B Q6_K, -ngl 83 -c 8192 on 3 x Tesla P40 ran
+    out of memory: the matrices split by rows, the 2.5 GiB KV cache and the compute buffer
+    all on device 0."""
+    est = vramest.estimate(model="meta-llama/Llama-2-70b-hf", dtype="q6_k", ctx=8192,
+                           gpu="tesla p40", num_gpus=3, engine="llamacpp", profile="none",
+                           engine_options={"n_ctx": 8192, "n_gpu_layers": 83,
+                                           "version": "b1428"})
+    devices = est.engine_report.devices
+    assert devices[0].kv_bytes == est.engine_report.kv_cache_bytes == 2560 * 2**20
+    assert devices[1].kv_bytes == devices[2].kv_bytes == 0
+    assert not est.fit.fits
+    layered = vramest.estimate(model="meta-llama/Llama-2-70b-hf", dtype="q6_k", ctx=8192,
+                               gpu="tesla p40", num_gpus=3, engine="llamacpp", profile="none",
+                               engine_options={"n_ctx": 8192, "n_gpu_layers": 83,
+                                               "version": "b2000"})
+    assert max(d.kv_bytes for d in layered.engine_report.devices) < 1000 * 2**20
