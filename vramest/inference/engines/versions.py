@@ -159,24 +159,27 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
     with that change and its source)."""
     out = [replace(r, graph_peer_bytes=_V0_GRAPH_PEER) if r.engine == "v0" else r for r in rows]
     extra = (
-        ((0, 2, 5), dict(allreduce_inputs_held=True),
-         "peak = total - free after profiling (PR #2031, Dec 2023) while all-reduce inputs "
-         "stay allocated (vLLM issue #2150)"),
+        ((0, 2, 5), dict(allreduce_inputs_held=True, others_memory="counted"),
+         "peak = total - free after profiling (PR #2031, Dec 2023): all-reduce inputs still "
+         "held (vLLM issue #2150) and other processes' memory counted with it"),
         ((0, 2, 6), dict(allreduce_inputs_held=False),
          "all-reduce inputs freed again (PR #2151, merged 2023-12-17)"),
+        ((0, 3, 1), dict(others_memory="outside"),
+         "peak = free at start - free after profiling (PR #2863 'Fix memory profiling when "
+         "GPU is used by multiple processes', merged 2024-02-14)"),
         ((0, 6, 4), dict(others_memory="counted"),
-         "0.6.4 profile: non_torch = used after profiling - torch allocated, every process "
-         "counted ('initial_memory_usage' in the 0.6.4.post1 logs of vLLM issues #10533, "
-         "#11230)"),
+         "non-torch memory = used after profiling - torch allocated, every process counted "
+         "(PR #9352, Oct 2024; 'initial_memory_usage' in the 0.6.4.post1 logs of vLLM issues "
+         "#10533, #11230)"),
         ((0, 6, 5), dict(others_memory="outside"),
          "memory profiled against a baseline snapshot of this process (PR #10511, 0.6.5)"),
         ((0, 8), dict(others_memory="counted"),
          "V1 gpu_worker.py determine_available_memory @0012cf69: total_allocated_bytes = "
-         "total - free, so other processes' memory is non-torch (vLLM issues #17366, #17431)"),
+         "total - free, so other processes' memory is non-torch (vLLM issues #17366, #17979)"),
         ((0, 9, 1), dict(others_memory="refused"),
-         "V1 gpu_worker.py init_device: 'Free memory on device ... on startup is less than "
-         "desired GPU memory utilization' (vLLM issue #20305 on 0.9.1; 0.9.2 log in "
-         "ovg-project/kvcached issue #29)"),
+         "V1 profiles against a baseline and checks free memory first (PR #18974, merged "
+         "2025-06): 'Free memory on device ... on startup is less than desired GPU memory "
+         "utilization' (vLLM issue #20305 on 0.9.1)"),
     )
     for since, change, source in extra:
         release = Release(since)
