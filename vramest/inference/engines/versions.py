@@ -153,6 +153,12 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 )
 
 
+_CARRIED = ("others_memory", "allreduce_inputs_held")
+# 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
+# nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
+_NON_TORCH_064 = round(0.35 * 2**30)
+
+
 def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
     """The rows above plus the releases where only the accounting of all-reduce inputs,
     graph buffers or other processes' memory changed (each row: the previous release's rules
@@ -167,11 +173,11 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
         ((0, 3, 1), dict(others_memory="outside"),
          "peak = free at start - free after profiling (PR #2863 'Fix memory profiling when "
          "GPU is used by multiple processes', merged 2024-02-14)"),
-        ((0, 6, 4), dict(others_memory="counted"),
+        ((0, 6, 4), dict(others_memory="counted", non_torch_bytes=_NON_TORCH_064),
          "non-torch memory = used after profiling - torch allocated, every process counted "
          "(PR #9352, Oct 2024; 'initial_memory_usage' in the 0.6.4.post1 logs of vLLM issues "
          "#10533, #11230)"),
-        ((0, 6, 5), dict(others_memory="outside"),
+        ((0, 6, 5), dict(others_memory="outside", non_torch_bytes=None),
          "memory profiled against a baseline snapshot of this process (PR #10511, 0.6.5)"),
         ((0, 8), dict(others_memory="counted"),
          "V1 gpu_worker.py determine_available_memory @0012cf69: total_allocated_bytes = "
@@ -187,8 +193,9 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
         row = replace(base, since=release, **change,
                       source=source if base.since != release else f"{base.source}; {source}")
         out = sorted([r for r in out if r.since != release] + [row], key=lambda r: r.since)
-        # the change holds for the later releases too, until a later change of that field
-        out = [replace(r, **change) if r.since > release else r for r in out]
+        # a change of accounting holds for the later releases too, until a later change of it
+        carried = {k: v for k, v in change.items() if k in _CARRIED}
+        out = [replace(r, **carried) if r.since > release else r for r in out]
     return tuple(out)
 
 
