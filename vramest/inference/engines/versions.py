@@ -104,12 +104,15 @@ def _row(table: Sequence[Any], release: Any) -> Any:
 
 
 _VLLM_ROWS: tuple[VLLMRules, ...] = (
+    # before PR #2031 the profile took torch.cuda.max_memory_allocated(): memory outside torch
+    # (CUDA context, NCCL) was not counted at all (the line PR #2031 replaced)
     VLLMRules(Release((0,)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
-              None, "marlin",
-              f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
+              0, "marlin",
+              f"peak = torch.cuda.max_memory_allocated() until PR #2031 (Dec 2023): no "
+              f"non-torch memory; V0 worker profile_num_available_blocks; "
               f"{_V0_SCHED}; CUDA graphs captured after the KV cache, outside "
               "gpu_memory_utilization (PR #21489 description)", (9, 0),
-              checks_length=False),
+              non_torch_bytes=0, checks_length=False),
     VLLMRules(Release((0, 2, 7)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
               None, "marlin",
               "max_model_len that does not fit is refused at start-up (PR #2163, Dec 2023)",
@@ -165,7 +168,8 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
     with that change and its source)."""
     out = [replace(r, graph_peer_bytes=_V0_GRAPH_PEER) if r.engine == "v0" else r for r in rows]
     extra = (
-        ((0, 2, 5), dict(allreduce_inputs_held=True, others_memory="counted"),
+        ((0, 2, 5), dict(allreduce_inputs_held=True, others_memory="counted",
+                         non_torch_bytes=None, tp_non_torch_bytes=None),
          "peak = total - free after profiling (PR #2031, Dec 2023): all-reduce inputs still "
          "held (vLLM issue #2150) and other processes' memory counted with it"),
         ((0, 2, 6), dict(allreduce_inputs_held=False),
