@@ -103,3 +103,16 @@ def test_old_llamacpp_keeps_the_kv_cache_on_the_main_gpu():
                                engine_options={"n_ctx": 8192, "n_gpu_layers": 83,
                                                "version": "b2000"})
     assert max(d.kv_bytes for d in layered.engine_report.devices) < 1000 * 2**20
+
+
+@pytest.mark.parametrize(("model", "gpu", "tp", "options", "blocks"), [
+    # PR #2031 "Current main: # GPU blocks: 31615" (Llama-2-70B, TP 4, A100-80GB, before it)
+    ("meta-llama/Llama-2-70b-hf", "a100 sxm4 80gb", 4, {}, 31615),
+    # vLLM issue #2136, 0.2.4: "# GPU blocks: 1464" (CodeLlama-13B fp16 on 2 x RTX 4090)
+    ("meta-llama/Llama-2-13b-hf", "rtx 4090", 2,
+     {"gpu_memory_utilization": 0.95, "max_model_len": 16384, "max_num_seqs": 16}, 1464),
+])
+def test_before_pr2031_the_profile_counts_torch_alone(model, gpu, tp, options, blocks):
+    est = _vllm(model, gpu, tp, "fp16", version="0.2.4", **options)
+    assert est.engine_report.non_torch_bytes == 0
+    assert est.engine_report.num_gpu_blocks == pytest.approx(blocks, rel=0.06)

@@ -167,7 +167,7 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
     graph buffers or other processes' memory changed (each row: the previous release's rules
     with that change and its source)."""
     out = [replace(r, graph_peer_bytes=_V0_GRAPH_PEER) if r.engine == "v0" else r for r in rows]
-    extra = (
+    extra: tuple[tuple[tuple[int, ...], dict[str, Any], str], ...] = (
         ((0, 2, 5), dict(allreduce_inputs_held=True, others_memory="counted",
                          non_torch_bytes=None, tp_non_torch_bytes=None),
          "peak = total - free after profiling (PR #2031, Dec 2023): all-reduce inputs still "
