@@ -116,3 +116,15 @@ def test_before_pr2031_the_profile_counts_torch_alone(model, gpu, tp, options, b
     est = _vllm(model, gpu, tp, "fp16", version="0.2.4", **options)
     assert est.engine_report.non_torch_bytes == 0
     assert est.engine_report.num_gpu_blocks == pytest.approx(blocks, rel=0.06)
+
+
+def test_vllm_runs_a_float32_checkpoint_in_16_bit():
+    """vLLM issue #7593: Gemma-2-9b (a float32 checkpoint) on 8 x L4 'Loading model weights took
+    2.3463 GB' per GPU and '# GPU blocks: 22982': bfloat16 weights and KV, not float32."""
+    est = _vllm("google/gemma-2-9b", "l4", 8, version="0.5.4")
+    report = est.engine_report
+    assert report.weights_bytes == pytest.approx(2.3463 * GIB, rel=0.10)
+    assert report.num_gpu_blocks == pytest.approx(22982, rel=0.05)
+    assert any("float32 checkpoint in bf16" in note for note in est.assumptions)
+    # ... and out of memory capturing CUDA graphs at TP 8, as it was
+    assert not est.fit.fits and "CUDA-graph capture" in report.refusal

@@ -146,6 +146,16 @@ class VLLMStartup:
         return lines
 
 
+def engine_dtype(engine: str, native_format: str | None, family: str) -> str | None:
+    """The precision an engine runs a checkpoint in when no --dtype is given, where it is not
+    the checkpoint's own: vLLM's dtype "auto" runs a float32 checkpoint in float16, Gemma in
+    bfloat16 (vllm/config.py _get_and_verify_dtype: "Following the common practice, we use
+    float16 for float32 models"; "For Gemma 2 and 3, we downcast float32 to bfloat16")."""
+    if engine_family(engine) != "vllm" or native_format != "fp32":
+        return None
+    return "bf16" if family.startswith("gemma") else "fp16"
+
+
 def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
                     device: Device, multimodal: bool = False) -> int:
     """Tokens of the profiling forward: the scheduler's max_num_batched_tokens."""
