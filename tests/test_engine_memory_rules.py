@@ -128,3 +128,8 @@ def test_vllm_runs_a_float32_checkpoint_in_16_bit():
     assert any("float32 checkpoint in bf16" in note for note in est.assumptions)
     # ... and out of memory capturing CUDA graphs at TP 8, as it was
     assert not est.fit.fits and "CUDA-graph capture" in report.refusal
+
+
+def test_memory_in_use_beyond_the_gpu_is_refused_in_one_sentence():
+    with pytest.raises(InputError, match="less than the GPU's memory"):
+        _vllm("Qwen/Qwen3-8B", "rtx 4090", memory_in_use_bytes=30 * GIB)

@@ -195,6 +195,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
     budget = round(total * options.gpu_memory_utilization)
+    if options.memory_in_use_bytes >= total:
+        raise InputError(f"--gpu-memory-in-use {format_bytes(options.memory_in_use_bytes)} is all "
+                         f"of the GPU's {format_bytes(total)} or more; give what other processes "
+                         "hold, less than the GPU's memory.")
     per_gpu = per_gpu_memory(est, tp)
     fmt = weight_format(est.settings.dtype)
     groups = weight_bytes_by_group(shape, fmt)
