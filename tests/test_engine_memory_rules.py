@@ -133,3 +133,30 @@ def test_vllm_runs_a_float32_checkpoint_in_16_bit():
 def test_memory_in_use_beyond_the_gpu_is_refused_in_one_sentence():
     with pytest.raises(InputError, match="less than the GPU's memory"):
         _vllm("Qwen/Qwen3-8B", "rtx 4090", memory_in_use_bytes=30 * GIB)
+
+
+@pytest.mark.parametrize(("model", "gpu", "version", "blocks"), [
+    # vLLM issue #5248: deepseek-coder-6.7b on 2 x T4, '# GPU blocks: 507', then refused
+    ("deepseek-ai/deepseek-coder-6.7b-instruct", "t4", "0.4.0", 507),
+    # vLLM issue #4429: deepseek-coder-33b on 2 x L40 (48 GB), refused
+    ("deepseek-ai/deepseek-coder-33b-instruct", "l40", "0.4.1", None),
+])
+def test_linear_rope_scaling_multiplies_the_default_max_model_len(model, gpu, version, blocks):
+    """16384 positions x linear RoPE factor 4: vLLM profiles and checks 65536 tokens."""
+    est = _vllm(model, gpu, 2, "fp16", version=version)
+    report = est.engine_report
+    assert report.max_model_len == 65536 and not est.fit.fits
+    if blocks:
+        assert report.num_gpu_blocks == pytest.approx(blocks, rel=0.10)
+
+
+def test_rope_scaled_context_follows_vllms_rule():
+    from vramest.model.shapes import rope_scaled_context
+
+    assert rope_scaled_context({"rope_scaling": {"type": "linear", "factor": 4.0}}, 16384) == 65536
+    assert rope_scaled_context({"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                 "original_max_position_embeddings": 32768}},
+                               131072) == 131072
+    assert rope_scaled_context({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
+                               131072) is None
+    assert rope_scaled_context({}, 4096) is None

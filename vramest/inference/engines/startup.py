@@ -191,7 +191,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                          "hybrid allocator pads each state to the attention page size); the "
                          "estimate without --engine holds, and --engine llamacpp models "
                          "llama.cpp's recurrent cache.")
-    max_model_len = options.max_model_len or shape.max_context or est.settings.ctx
+    # vLLM's default max_model_len: the config's length, times a RoPE scaling factor
+    max_model_len = (options.max_model_len or shape.scaled_context or shape.max_context
+                     or est.settings.ctx)
     tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
     budget = round(total * options.gpu_memory_utilization)
