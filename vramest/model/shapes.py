@@ -362,7 +362,7 @@ class _Config:
         return value if isinstance(value, str) else default
 
 
-def rope_scaled_context(config: dict[str, Any], max_context: int | None) -> int | None:
+def rope_scaled_context(config: Mapping[str, Any], max_context: int | None) -> int | None:
     """vLLM's derived maximum length under RoPE scaling: max_position_embeddings times the
     factor, from original_max_position_embeddings for yarn; llama3, longrope and su scaling
     leave it (vllm/config.py _get_and_verify_max_len: 'if rope_type not in ("su", "longrope",
