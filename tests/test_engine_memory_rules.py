@@ -160,3 +160,9 @@ def test_rope_scaled_context_follows_vllms_rule():
     assert rope_scaled_context({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
                                131072) is None
     assert rope_scaled_context({}, 4096) is None
+
+
+def test_sglang_takes_the_rope_scaled_context_too():
+    est = vramest.estimate(model="deepseek-ai/deepseek-coder-6.7b-instruct", gpu="a100 sxm4 80gb",
+                           engine="sglang", profile="none")
+    assert est.engine_report.context_len == 65536
