@@ -552,7 +552,7 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
 
 def _row_split(layered: list[DeviceBuffers], ratios: tuple[float, ...] | None
                ) -> list[DeviceBuffers]:
-    """-sm row (and every multi-GPU build before PR #4606): the offloaded weights split by the
+    """-sm row (and every multi-GPU build before PR #4766): the offloaded weights split by the
     -ts shares, the whole KV cache and the compute buffer on the main GPU."""
     n_dev = len(layered)
     shares = list(ratios or (1.0,) * n_dev)[:n_dev]

@@ -221,16 +221,17 @@ class LlamaCppRules:
 
 LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
     LlamaCppRules(Release((0,)), False, False, True, False,
-                  "before ggml-backend multi-GPU (ggml-org/llama.cpp PR #4606) matrices split "
+                  "before ggml-backend multi-GPU (ggml-org/llama.cpp PR #4766) matrices split "
                   "by rows over the GPUs, the KV cache and compute buffer on the main GPU "
                   "(llama_kv_cache_init offloads k/v to the main device; 'main_gpu: for "
                   "intermediate results and KV' in the server help quoted in ollama PR #2190)",
                   layer_split=False),
-    # PR #4606 (merged 2024-01-12; 'the new default split_mode = layer', ollama issue #2191
-    # of 2024-01-25): about build b1840
+    # PR #4766 "llama : ggml-backend integration", merged 2024-01 ("I have made the layer split
+    # mode the default"; "the new default split_mode = layer", ollama issue #2191 of
+    # 2024-01-25): about build b1840
     LlamaCppRules(Release((1840,)), False, False, True, False,
                   "before the SWA cache every layer keeps n_ctx cells (llama_kv_cache_unified); "
-                  "flash attention only with -fa; -sm layer by default (PR #4606)"),
+                  "flash attention only with -fa; -sm layer by default (PR #4766)"),
     # The iSWA cache (ggml-org/llama.cpp PR #13194, May 2025, first in build b5288) sizes the
     # sliding layers' cache from n_swa, n_seq_max and n_ubatch (src/llama-kv-cache-iswa.cpp).
     LlamaCppRules(Release((5288,)), True, False, True, False,
