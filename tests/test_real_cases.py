@@ -88,7 +88,15 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # does not: the same run filled the card at 65,536 tokens, about three times what Unsloth's
 # kernels and fused loss account for. The other two shares rose (fit OOM 13/15 -> 14/16,
 # held-out worked 17/18 -> 32/33).
-FLOORS = {"fit": (14, 16, 32, 36), "heldout": (14, 21, 32, 33)}
+# Issue #18's vLLM side (19 cases added, 101 in all): the held-out refusal share rose from 13/19
+# to 18/21 and the worked share from 17/18 to 23/23 (other processes' memory per vLLM release,
+# V0 graph capture at TP > 1, the 0.2.5 profile's held all-reduce inputs, llama.cpp's old row
+# split, 0.6.4's non-torch memory, RoPE-scaled max_model_len, float32 checkpoints in 16 bit).
+# The fit worked share reads 31/33 after 27/28: of the five worked cases added to that split,
+# vllm-2136-2x4090-codellama13b-025 (0.2.5, 112 blocks logged, 0 estimated) is wrong; every
+# case scored before keeps its verdict or turns right.
+# Both branches merged (127 cases): fit 21/23 and 36/41, held-out 19/23 and 38/38.
+FLOORS = {"fit": (21, 23, 36, 41), "heldout": (19, 23, 38, 38)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
@@ -105,7 +113,7 @@ def test_vllm_kv_error_on_heldout_does_not_grow():
     # assumption, +68% and +26% blocks) are in the report's median but not in this guard
     s = score((r for r in _replays() if r.case.engine == "vllm"), "heldout")
     median, rows = s.median_error["vLLM KV"]
-    assert rows >= 7 and median <= 0.06  # 5.1% measured over vLLM's 7 held-out figures
+    assert rows >= 9 and median <= 0.055  # 5.1% measured over vLLM's 9 held-out figures
 
 
 def test_a_measured_refusal_is_replayed_as_one():

@@ -192,11 +192,19 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     ctx, image_note = settings.ctx, ""
     if settings.images is not None:
         ctx, image_note = _with_images(query.model, info.shape.max_context, ctx, settings.images)
-    result = estimate_for(info, dtype=settings.dtype, ctx=ctx, batch=settings.batch,
+    dtype, dtype_note = settings.dtype, ""
+    if dtype is None:
+        from vramest.inference.engines.startup import engine_dtype
+
+        dtype = engine_dtype(deployment.engine, info.native_format, info.shape.family)
+        if dtype:
+            dtype_note = (f"{deployment.engine} runs this float32 checkpoint in {dtype} (its "
+                          "dtype 'auto'); --dtype changes it.")
+    result = estimate_for(info, dtype=dtype, ctx=ctx, batch=settings.batch,
                           kv_dtype=settings.kv_dtype, attention=settings.attention,
                           prefill_chunk=settings.prefill_chunk, constants=constants,
                           constants_source=constants_source)
-    for note in (image_note, library_note):
+    for note in (image_note, library_note, dtype_note):
         if note:
             result = replace(result, assumptions=(*result.assumptions, note))
     if settings.lora is not None or settings.speculation is not None:

@@ -228,6 +228,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--block-size", help="tokens per KV block (default 16)")
     v.add_argument("--enforce-eager", action="store_true", default=None,
                    help="no CUDA graphs (their memory is not reserved)")
+    v.add_argument("--gpu-memory-in-use", help="memory other processes already hold on each "
+                   "GPU, e.g. 20GiB (each vLLM release treats it differently)")
     p.add_argument_group("ollama, sglang, tgi, exllamav2 (--engine ...)").add_argument(
         "--engine-option", action="append", metavar="KEY=VALUE",
         help="an engine setting, repeatable: num_ctx=8192, OLLAMA_NUM_PARALLEL=4, "
@@ -272,7 +274,8 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "engine_options": _engine_options(args), "profile": args.profile}
 
 
-_OPTION_FLAGS = {"n_ubatch": "--ubatch", "version": "--engine-version"}  # the rest: --key-name
+_OPTION_FLAGS = {"n_ubatch": "--ubatch", "version": "--engine-version",
+                 "memory_in_use_bytes": "--gpu-memory-in-use"}  # the rest: --key-name
 
 
 def _flag(option: str) -> str:
@@ -295,7 +298,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "max_model_len": args.max_model_len,
                "max_num_batched_tokens": args.max_num_batched_tokens,
                "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
-               "enforce_eager": args.enforce_eager, "version": args.engine_version}
+               "enforce_eager": args.enforce_eager, "version": args.engine_version,
+               "memory_in_use_bytes": args.gpu_memory_in_use}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
@@ -314,6 +318,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                                       ("--ctx-size", args.n_ctx),
                                       ("--ubatch", args.ubatch), ("--fit", args.fit),
                                       ("--enforce-eager", args.enforce_eager),
+                                      ("--gpu-memory-in-use", args.gpu_memory_in_use),
                                       ("--engine-version", args.engine_version))
              if value is not None]
     if given:

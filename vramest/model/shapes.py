@@ -81,6 +81,9 @@ class ModelShape:
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
     max_context: int | None = None
+    # the longest length vLLM and SGLang derive: max_context times a RoPE scaling factor (see
+    # `rope_scaled_context`); None when the config scales no RoPE that way
+    scaled_context: int | None = None
     native_dtype: str | None = None
     extra_params: int = 0  # parts not modelled per tensor (e.g. a vision tower), stored 16 bit
     architecture: str = DECODER
@@ -359,6 +362,25 @@ class _Config:
         return value if isinstance(value, str) else default
 
 
+def rope_scaled_context(config: Mapping[str, Any], max_context: int | None) -> int | None:
+    """vLLM's derived maximum length under RoPE scaling: max_position_embeddings times the
+    factor, from original_max_position_embeddings for yarn; llama3, longrope and su scaling
+    leave it (vllm/config.py _get_and_verify_max_len: 'if rope_type not in ("su", "longrope",
+    "llama3") ... derived_max_model_len *= scaling_factor'; SGLang copies the rule)."""
+    rope = config.get("rope_scaling")
+    if not isinstance(rope, dict) or not max_context:
+        return None
+    kind = rope.get("rope_type", rope.get("type"))
+    factor = rope.get("factor")
+    if kind in (None, "default", "su", "longrope", "llama3") or not isinstance(
+            factor, (int, float)) or isinstance(factor, bool) or not 1 < factor <= 1024:
+        return None
+    base = rope.get("original_max_position_embeddings") if kind == "yarn" else max_context
+    if not isinstance(base, int) or isinstance(base, bool) or base <= 0:
+        return None
+    return min(int(base * factor), _MAX_DIM)
+
+
 _NO_GATE_FAMILIES = {"gpt2", "gpt_bigcode", "gpt_neox", "gptj", "bloom", "opt", "falcon", "phi",
                      "starcoder2", "mpt"}
 
@@ -536,6 +558,7 @@ def _parse(c: _Config, family: str, name: str) -> ModelShape:
                           "max_sequence_length", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
     )
+    shape = replace(shape, scaled_context=rope_scaled_context(c.data, shape.max_context))
     shape = _family_details(shape, c, family)
     shape = _attention_layout(shape, c, family)
     shape = _moe(shape, c, family)

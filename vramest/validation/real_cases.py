@@ -34,6 +34,7 @@ OUTCOMES = ("worked", "oom", "refused")
 # which kind of figure each reported metric is, for the median errors
 FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
                 "kv_cache_bytes": "vLLM KV", "weights_bytes": "vLLM weights",
+                "max_total_num_tokens": "SGLang KV",
                 "compute_buffer_gpu_bytes": "llama.cpp buffers",
                 "loading_peak_bytes": "transformers peak", "peak_bytes": "training peak",
                 "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s"}

@@ -163,7 +163,10 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
     max_total = o.get("max_total_tokens")
     if isinstance(max_total, int) and tokens > max_total:
         tokens = max_total
-    context_len = int(o.get("context_length") or shape.max_context or est.settings.ctx)  # type: ignore[call-overload]
+    # sglang/srt/hf_transformers_utils.py get_context_length: the config's length times a
+    # RoPE scaling factor (llama3, longrope and su excepted), as vLLM derives it
+    context_len = int(o.get("context_length") or shape.scaled_context or shape.max_context  # type: ignore[call-overload]
+                      or est.settings.ctx)
     estimated = max(min(int(tokens / context_len * 512), 4096), 2048)
     max_reqs = min(estimated, tokens // 2)
     asked = o.get("max_running_requests")

@@ -56,6 +56,7 @@ class VLLMOptions:
     enforce_eager: bool = False
     version: str | None = None  # "vllm==0.6.3", "0.10.1"…; None: versions.DEFAULTS["vllm"]
     total_memory_bytes: int | None = None  # as torch reports it, when known
+    memory_in_use_bytes: int = 0  # held on each GPU by other processes when vLLM starts
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class VLLMStartup:
     notes: tuple[str, ...] = ()
     refusal: str = ""  # a reason vLLM stops before sizing the KV cache
     checks_length: bool = True  # the release refuses a max_model_len its KV cache cannot hold
+    memory_in_use_bytes: int = 0  # other processes' memory on each GPU at start-up
+    cuda_graph_capture_bytes: int = 0  # graph memory captured after the KV cache, outside it
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -113,6 +116,8 @@ class VLLMStartup:
                 "max_concurrency": round(self.max_concurrency, 2),
                 "max_model_len": self.max_model_len, "request_kv_bytes": self.request_bytes,
                 "max_num_batched_tokens": self.max_num_batched_tokens, "starts": self.starts,
+                "memory_in_use_bytes": self.memory_in_use_bytes,
+                "cuda_graph_capture_bytes": self.cuda_graph_capture_bytes,
                 "refusal": self.refusal, "notes": list(self.notes)}
 
     def log_lines(self) -> list[str]:
@@ -139,6 +144,16 @@ class VLLMStartup:
                          f"{self.kv_cache_bytes * gib:.2f} GiB is available; the largest "
                          f"max_model_len that starts is {self.largest_model_len}.")
         return lines
+
+
+def engine_dtype(engine: str, native_format: str | None, family: str) -> str | None:
+    """The precision an engine runs a checkpoint in when no --dtype is given, where it is not
+    the checkpoint's own: vLLM's dtype "auto" runs a float32 checkpoint in float16, Gemma in
+    bfloat16 (vllm/config.py _get_and_verify_dtype: "Following the common practice, we use
+    float16 for float32 models"; "For Gemma 2 and 3, we downcast float32 to bfloat16")."""
+    if engine_family(engine) != "vllm" or native_format != "fp32":
+        return None
+    return "bf16" if family.startswith("gemma") else "fp16"
 
 
 def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
@@ -176,10 +191,16 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                          "hybrid allocator pads each state to the attention page size); the "
                          "estimate without --engine holds, and --engine llamacpp models "
                          "llama.cpp's recurrent cache.")
-    max_model_len = options.max_model_len or shape.max_context or est.settings.ctx
+    # vLLM's default max_model_len: the config's length, times a RoPE scaling factor
+    max_model_len = (options.max_model_len or shape.scaled_context or shape.max_context
+                     or est.settings.ctx)
     tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
     budget = round(total * options.gpu_memory_utilization)
+    if options.memory_in_use_bytes >= total:
+        raise InputError(f"--gpu-memory-in-use {format_bytes(options.memory_in_use_bytes)} is all "
+                         f"of the GPU's {format_bytes(total)} or more; give what other processes "
+                         "hold, less than the GPU's memory.")
     per_gpu = per_gpu_memory(est, tp)
     fmt = weight_format(est.settings.dtype)
     groups = weight_bytes_by_group(shape, fmt)
@@ -198,6 +219,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                 else rules.tp_non_torch_bytes)
     one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
     non_torch = one_gpu + (tp_extra if tp > 1 else 0)
+    if rules.others_memory == "counted":
+        non_torch += options.memory_in_use_bytes
+    if rules.allreduce_inputs_held and tp > 1:  # 2 all-reduces per layer, inputs kept
+        activation += round(2 * shape.num_layers * tokens * shape.hidden_size * compute_bytes)
     graphs = c.vllm_cuda_graph_bytes if rules.cuda_graphs_budgeted and \
         not options.enforce_eager else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
@@ -216,7 +241,13 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
 
     needed = request_bytes(max_model_len)
     largest = _largest_len(request_bytes, max(0, kv_bytes), max_model_len)
-    notes = [n for n in (layout.note, _vllm_window_note(shape, rules)) if n]
+    notes = [n for n in (layout.note, _vllm_window_note(shape, rules),
+                         _others_note(rules, options.memory_in_use_bytes)) if n]
+    capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
+    refusal = (capability_refusal(fmt.name, device, rules.fp8_min_capability)
+               or vllm_refusal(shape, fmt.name, tp)
+               or _memory_refusal(rules, total, budget, options.memory_in_use_bytes,
+                                  activation, capture))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
@@ -224,9 +255,56 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        block_size=options.block_size, max_model_len=max_model_len,
                        max_num_batched_tokens=tokens, version=version.text,
                        request_bytes=needed, largest_model_len=largest, notes=tuple(notes),
-                       checks_length=rules.checks_length,
-                       refusal=capability_refusal(fmt.name, device, rules.fp8_min_capability)
-                       or vllm_refusal(shape, fmt.name, tp))
+                       checks_length=rules.checks_length, refusal=refusal,
+                       memory_in_use_bytes=options.memory_in_use_bytes,
+                       cuda_graph_capture_bytes=capture)
+
+
+def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int) -> int:
+    """CUDA-graph memory captured after the KV cache took the budget (releases that do not
+    budget graphs): the one-GPU figure, plus the graph all-reduce buffers of each peer (V0)."""
+    if rules.cuda_graphs_budgeted or options.enforce_eager:
+        return 0
+    return one_gpu + (tp - 1) * rules.graph_peer_bytes
+
+
+def _memory_refusal(rules: VLLMRules, total: int, budget: int, in_use: int, activation: int,
+                    capture: int) -> str:
+    """Why vLLM stops for memory outside its budget: other processes' memory (per release) or
+    CUDA graphs captured after the KV cache. After profiling, the activation peak is free
+    again, so graph capture has what the budget leaves plus that."""
+    gib = 1 / GIB
+    if rules.others_memory == "refused" and total - in_use < budget:
+        return (f"vLLM refuses to start: free memory on the GPU ({(total - in_use) * gib:.2f}/"
+                f"{total * gib:.2f} GiB) is less than gpu_memory_utilization asks for "
+                f"({budget * gib:.2f} GiB); lower --gpu-memory-utilization below "
+                f"{(total - in_use) / total:.2f}.")
+    if rules.others_memory == "outside" and budget + in_use > total:
+        return (f"CUDA out of memory: this release takes its whole budget ({budget * gib:.2f} "
+                f"GiB) whatever other processes hold ({in_use * gib:.2f} GiB of "
+                f"{total * gib:.2f} GiB); lower --gpu-memory-utilization below "
+                f"{(total - in_use) / total:.2f}.")
+    room = total - budget - (0 if rules.others_memory == "counted" else in_use) + activation
+    if capture > room:
+        return (f"CUDA out of memory during CUDA-graph capture: the graphs need about "
+                f"{capture * gib:.2f} GiB outside the KV budget, {room * gib:.2f} GiB is left; "
+                "use --enforce-eager or a lower --gpu-memory-utilization.")
+    return ""
+
+
+def _others_note(rules: VLLMRules, in_use: int) -> str:
+    rule = {"counted": "memory other processes hold on the GPU is counted as non-torch memory "
+                       "and comes out of the KV cache",
+            "refused": "vLLM refuses to start when the GPU's free memory is below "
+                       "gpu_memory_utilization x total",
+            "outside": "the budget is gpu_memory_utilization x total whatever other processes "
+                       "hold; it runs out of memory when both do not fit"}[rules.others_memory]
+    if in_use:
+        return f"Other processes hold {in_use / GIB:.2f} GiB per GPU: in this release {rule}."
+    if rules.others_memory == "counted":
+        return (f"In this release {rule}: give it with --gpu-memory-in-use if the GPU is "
+                "shared (assumed empty here).")
+    return ""
 
 
 def _kv_layers(shape: ModelShape) -> int:
@@ -448,14 +526,18 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         if mine and not holds_output and not output_on_gpu and d == n_dev - 1:
             compute = max(attention_stage, output_stage)  # logits computed on the last GPU
         devices.append(DeviceBuffers(len(mine), round(model), round(kv), round(compute)))
+    row_split = n_dev > 1 and (options.split_mode == "row" or not rules.layer_split)
+    if row_split and gpu_layers:
+        devices = _row_split(devices, options.tensor_split)
     gpu_model = sum(d.model_bytes for d in devices)
     total_model = embed + block * layers + (head if not shape.tie_embeddings or output_on_gpu
                                             else 0.0)
     host = total_model - gpu_model
     output = shape.vocab_size * options.n_outputs * F32
     notes = []
-    if n_dev > 1 and options.split_mode == "row":
-        notes.append("-sm row splits each matrix by rows; the buffers are counted as -sm layer.")
+    if row_split:
+        notes.append("Row split: each matrix is split by rows over the GPUs; the KV cache and "
+                     "the compute buffer stay on the main GPU (CUDA0).")
     return LlamaCppStartup(
         gpu_layers=gpu_layers, model_buffer_gpu_bytes=gpu_model,
         model_buffer_host_bytes=round(host), kv_cache_bytes=round(kv_total),
@@ -466,6 +548,22 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes))
+
+
+def _row_split(layered: list[DeviceBuffers], ratios: tuple[float, ...] | None
+               ) -> list[DeviceBuffers]:
+    """-sm row (and every multi-GPU build before PR #4766): the offloaded weights split by the
+    -ts shares, the whole KV cache and the compute buffer on the main GPU."""
+    n_dev = len(layered)
+    shares = list(ratios or (1.0,) * n_dev)[:n_dev]
+    shares += [0.0] * (n_dev - len(shares))
+    total_share = sum(shares) or 1.0
+    model = sum(d.model_bytes for d in layered)
+    kv = sum(d.kv_bytes for d in layered)
+    compute = max(d.compute_bytes for d in layered)
+    layers = sum(d.layers for d in layered)
+    return [DeviceBuffers(layers, round(model * share / total_share), kv if i == 0 else 0,
+                          compute if i == 0 else 0) for i, share in enumerate(shares)]
 
 
 def _split_layers(count: int, n_dev: int, ratios: tuple[float, ...] | None) -> list[int]:
@@ -587,7 +685,7 @@ def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) 
 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",
-                     "total_memory_bytes")
+                     "total_memory_bytes", "memory_in_use_bytes")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe")
@@ -645,6 +743,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "enforce_eager": _switch,
     "version": lambda v, what: _release_text(v, what),
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
+    "memory_in_use_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "n_gpu_layers": _layers,
     "n_ctx": lambda v, what: parse_tokens(_whole(v, what), what=what),
     "n_ubatch": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1 << 20),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vramest.errors import InputError
@@ -57,6 +57,19 @@ class VLLMRules:
     # refuses to start when one max_model_len request does not fit (PR #2163, first in 0.2.7;
     # before, it started and hung on such a request)
     checks_length: bool = True
+    # Memory other processes hold on the GPU at start-up (`memory_in_use_bytes`): "outside" —
+    # the budget is util × total whatever they hold (only this process's allocations are
+    # profiled), so vLLM runs out of memory when budget + theirs > total; "counted" — the
+    # profile counts every byte in use on the device as non-torch memory, so theirs comes out
+    # of the KV cache; "refused" — start-up stops when free memory < util × total.
+    others_memory: str = "outside"
+    # PR #2031 measured peak = total - free after the profiling forward while
+    # torch.distributed.all_reduce still held every input (recordStream, vLLM issue #2150):
+    # 2 all-reduces per layer of max_num_batched_tokens x hidden each, until PR #2151
+    allreduce_inputs_held: bool = False
+    # V0 captures CUDA graphs after the KV cache, outside the budget; at TP > 1 the graph
+    # all-reduce adds buffers per peer (see _V0_GRAPH_PEER)
+    graph_peer_bytes: int = 0
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -76,14 +89,30 @@ _NON_TORCH_07 = round(0.20 * 2**30)
 # #27508: 1.71 GiB at utilization 0.95): not the tokens, the sampled logits. Less the
 # non-torch constant and the MoE intermediates, 32-36 bytes per logit; 34 between them.
 _V1_SAMPLER = 34.0
+# V0 CUDA-graph capture at TP > 1: 2464 MiB per GPU on 4 x RTX 4090 (vLLM 0.5.4, nvidia-smi
+# with and without --enforce-eager, vLLM issue #7553); less the one-GPU graph constant
+# (vllm_cuda_graph_bytes, 0.5 GiB), 650 MiB for each of the 3 peers. It puts 8 x A10G (TP 8,
+# 0.2.7) out of memory during capture and leaves 4 x A10G (TP 4) running (vLLM issue #2856).
+_V0_GRAPH_PEER = 650 * 2**20
 
-VLLM_TABLE: tuple[VLLMRules, ...] = (
+def _row(table: Sequence[Any], release: Any) -> Any:
+    chosen = table[0]
+    for row in table:
+        if release >= row.since:
+            chosen = row
+    return chosen
+
+
+_VLLM_ROWS: tuple[VLLMRules, ...] = (
+    # before PR #2031 the profile took torch.cuda.max_memory_allocated(): memory outside torch
+    # (CUDA context, NCCL) was not counted at all (the line PR #2031 replaced)
     VLLMRules(Release((0,)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
-              None, "marlin",
-              f"V0 worker profile_num_available_blocks (vllm/worker/worker.py, v0.4-v0.6); "
+              0, "marlin",
+              f"peak = torch.cuda.max_memory_allocated() until PR #2031 (Dec 2023): no "
+              f"non-torch memory; V0 worker profile_num_available_blocks; "
               f"{_V0_SCHED}; CUDA graphs captured after the KV cache, outside "
               "gpu_memory_utilization (PR #21489 description)", (9, 0),
-              checks_length=False),
+              non_torch_bytes=0, checks_length=False),
     VLLMRules(Release((0, 2, 7)), "v0", "never", 512, 512, 256, 6.0, False, False, False,
               None, "marlin",
               "max_model_len that does not fit is refused at start-up (PR #2163, Dec 2023)",
@@ -127,6 +156,56 @@ VLLM_TABLE: tuple[VLLMRules, ...] = (
 )
 
 
+_CARRIED = ("others_memory", "allreduce_inputs_held")
+# 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
+# nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
+_NON_TORCH_064 = round(0.35 * 2**30)
+
+
+def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
+    """The rows above plus the releases where only the accounting of all-reduce inputs,
+    graph buffers or other processes' memory changed (each row: the previous release's rules
+    with that change and its source)."""
+    out = [replace(r, graph_peer_bytes=_V0_GRAPH_PEER) if r.engine == "v0" else r for r in rows]
+    extra: tuple[tuple[tuple[int, ...], dict[str, Any], str], ...] = (
+        ((0, 2, 5), dict(allreduce_inputs_held=True, others_memory="counted",
+                         non_torch_bytes=None, tp_non_torch_bytes=None),
+         "peak = total - free after profiling (PR #2031, Dec 2023): all-reduce inputs still "
+         "held (vLLM issue #2150) and other processes' memory counted with it"),
+        ((0, 2, 6), dict(allreduce_inputs_held=False),
+         "all-reduce inputs freed again (PR #2151, merged 2023-12-17)"),
+        ((0, 3, 1), dict(others_memory="outside"),
+         "peak = free at start - free after profiling (PR #2863 'Fix memory profiling when "
+         "GPU is used by multiple processes', merged 2024-02-14)"),
+        ((0, 6, 4), dict(others_memory="counted", non_torch_bytes=_NON_TORCH_064),
+         "non-torch memory = used after profiling - torch allocated, every process counted "
+         "(PR #9352, Oct 2024; 'initial_memory_usage' in the 0.6.4.post1 logs of vLLM issues "
+         "#10533, #11230)"),
+        ((0, 6, 5), dict(others_memory="outside", non_torch_bytes=None),
+         "memory profiled against a baseline snapshot of this process (PR #10511, 0.6.5)"),
+        ((0, 8), dict(others_memory="counted"),
+         "V1 gpu_worker.py determine_available_memory @0012cf69: total_allocated_bytes = "
+         "total - free, so other processes' memory is non-torch (vLLM issues #17366, #17979)"),
+        ((0, 9, 1), dict(others_memory="refused"),
+         "V1 profiles against a baseline and checks free memory first (PR #18974, merged "
+         "2025-06): 'Free memory on device ... on startup is less than desired GPU memory "
+         "utilization' (vLLM issue #20305 on 0.9.1)"),
+    )
+    for since, change, source in extra:
+        release = Release(since)
+        base = _row(out, release)
+        row = replace(base, since=release, **change,
+                      source=source if base.since != release else f"{base.source}; {source}")
+        out = sorted([r for r in out if r.since != release] + [row], key=lambda r: r.since)
+        # a change of accounting holds for the later releases too, until a later change of it
+        carried = {k: v for k, v in change.items() if k in _CARRIED}
+        out = [replace(r, **carried) if r.since > release else r for r in out]
+    return tuple(out)
+
+
+VLLM_TABLE: tuple[VLLMRules, ...] = _with_changes(_VLLM_ROWS)
+
+
 @dataclass(frozen=True)
 class LlamaCppRules:
     since: Release
@@ -135,12 +214,24 @@ class LlamaCppRules:
     unified_kv: bool  # one KV stream for all sequences (else one stream per sequence)
     auto_fit: bool  # -fit on: parameters the user left unset are fitted to free memory
     source: str
+    # several GPUs split whole layers (-sm layer, each GPU its layers' KV); before, every
+    # matrix was split by rows and the KV cache and compute buffer sat on the main GPU
+    layer_split: bool = True
 
 
 LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
     LlamaCppRules(Release((0,)), False, False, True, False,
+                  "before ggml-backend multi-GPU (ggml-org/llama.cpp PR #4766) matrices split "
+                  "by rows over the GPUs, the KV cache and compute buffer on the main GPU "
+                  "(llama_kv_cache_init offloads k/v to the main device; 'main_gpu: for "
+                  "intermediate results and KV' in the server help quoted in ollama PR #2190)",
+                  layer_split=False),
+    # PR #4766 "llama : ggml-backend integration", merged 2024-01 ("I have made the layer split
+    # mode the default"; "the new default split_mode = layer", ollama issue #2191 of
+    # 2024-01-25): about build b1840
+    LlamaCppRules(Release((1840,)), False, False, True, False,
                   "before the SWA cache every layer keeps n_ctx cells (llama_kv_cache_unified); "
-                  "flash attention only with -fa"),
+                  "flash attention only with -fa; -sm layer by default (PR #4766)"),
     # The iSWA cache (ggml-org/llama.cpp PR #13194, May 2025, first in build b5288) sizes the
     # sliding layers' cache from n_swa, n_seq_max and n_ubatch (src/llama-kv-cache-iswa.cpp).
     LlamaCppRules(Release((5288,)), True, False, True, False,
@@ -263,11 +354,3 @@ def llamacpp_rules(version: EngineVersion) -> LlamaCppRules:
 
 def hf_rules(version: EngineVersion) -> HFRules:
     return _row(HF_TABLE, version.release)
-
-
-def _row(table: Sequence[Any], release: Any) -> Any:
-    chosen = table[0]
-    for row in table:
-        if release >= row.since:
-            chosen = row
-    return chosen
