@@ -32,3 +32,26 @@ def test_word_order_does_not_matter_but_every_word_does() -> None:
     assert db.find("80GB A100 PCIe") == db.find("a100 pcie 80gb")
     with pytest.raises(InputError):  # a laptop 3060 is not the 12 GB desktop card
         db.find("NVIDIA GeForce RTX 3060 Laptop GPU")
+
+
+# recommendedMaxWorkingSetSize as llama.cpp logged it (MB as it prints them, MiB in fact)
+@pytest.mark.parametrize(("chip", "logged_mib"), [
+    ("Apple M1 16GB", 10922.67),  # abetlen/llama-cpp-python#687
+    ("Apple M2 Max 32GB", 21845.34),  # ollama/ollama#434
+    ("Apple M2 Max 64GB", 49152.00),  # ggml-org/llama.cpp#1870
+    ("Apple M2 Max 96GB", 73728.00),  # ggml-org/llama.cpp#3213
+])
+def test_a_mac_gives_the_gpu_metal_working_set(chip: str, logged_mib: float) -> None:
+    device = default_hardware().find(chip)
+    assert abs(device.addressable_bytes / 2**20 - logged_mib) < 0.02
+
+
+def test_a_mac_config_is_its_chip_with_that_memory() -> None:
+    db = default_hardware()
+    small = db.find("M2 Max 32GB")
+    assert small.bandwidth_bytes_s == db.find("Apple M2 Max").bandwidth_bytes_s
+    assert small.memory_bytes == 32 * 2**30 and small.name == "Apple M2 Max 32GB"
+    with pytest.raises(InputError):  # more memory than the chip is sold with
+        db.find("M2 Max 128GB")
+    with pytest.raises(InputError):  # only unified-memory chips take a size
+        db.find("RTX 4090 48GB")

@@ -96,7 +96,9 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # vllm-2136-2x4090-codellama13b-025 (0.2.5, 112 blocks logged, 0 estimated) is wrong; every
 # case scored before keeps its verdict or turns right.
 # Both branches merged (127 cases): fit 21/23 and 36/41, held-out 19/23 and 38/38.
-FLOORS = {"fit": (21, 23, 36, 41), "heldout": (19, 23, 38, 38)}
+# Two Mac cases (a 34B Q5_K_M on a 32 GB M2 Max, a 16k-context 6.7B on a 16 GB M1) are OOMs
+# past Metal's working set (two thirds of 32 and 16 GB); both agree.
+FLOORS = {"fit": (22, 24, 36, 41), "heldout": (20, 24, 38, 38)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

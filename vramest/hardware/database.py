@@ -119,10 +119,26 @@ class HardwareDB:
 
     def find(self, name: str) -> Device:
         device = _index(self).get(_norm(name)) or _index(self).get(_short(name)) or \
-            _words_index(self).get(_words(name))
+            _words_index(self).get(_words(name)) or self._unified_config(name)
         if device is None:
             raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
+
+    def _unified_config(self, name: str) -> Device | None:
+        """A unified-memory chip with its memory size ("M2 Max 32GB"): the chip's row (listed
+        at its largest configuration) with that memory and Metal's working set of it."""
+        words = name.lower().replace("-", " ").split()
+        size = words[-1].removesuffix("gb") if words else ""
+        if not size.isdigit() and len(words) > 1 and words[-1] == "gb":
+            words, size = words[:-1], words[-2]
+        if not size.isdigit() or len(words) < 2:
+            return None
+        chip = _words_index(self).get(_words(" ".join(words[:-1])))
+        gib = int(size)
+        if chip is None or chip.vendor.lower() != "apple" or not 0 < gib * GIB <= chip.memory_bytes:
+            return None
+        return replace(chip, name=f"{chip.name} {gib}GB", memory_bytes=gib * GIB,
+                       addressable_override_bytes=metal_working_set(gib * GIB))
 
     def find_list(self, text: str) -> tuple[Device, ...]:
         """GPUs of one machine named together: "RTX 5090 D,RTX 5070 Ti" or "3090 + 3060"."""
@@ -263,9 +279,25 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
     )
 
 
+# Metal's recommendedMaxWorkingSetSize, what one process may keep on the GPU of a Mac unless
+# `sysctl iogpu.wired_limit_mb` raises it: two thirds of the unified memory up to 32 GB, three
+# quarters above, as llama.cpp logs it on macOS 13-15: 10922.67 MB of 16 GB
+# (abetlen/llama-cpp-python#687), 21845.34 MB of 32 GB (ollama/ollama#434), 49152 MiB of 64 GB
+# (ggml-org/llama.cpp#1870), 73728 MB of 96 GB (ggml-org/llama.cpp#3213). macOS 26 reports
+# more on 128 GB (107.52 GiB, antirez/ds4#893); --hardware-file with addressable_gib for that.
+METAL_SMALL_SHARE, METAL_LARGE_SHARE, METAL_SMALL_UP_TO = 2 / 3, 3 / 4, 32 * GIB
+
+
+def metal_working_set(memory_bytes: int) -> int:
+    share = METAL_SMALL_SHARE if memory_bytes <= METAL_SMALL_UP_TO else METAL_LARGE_SHARE
+    return round(memory_bytes * share)
+
+
 def _addressable(raw: dict[str, Any], memory: float, where: str) -> int | None:
     value = _number(raw, "addressable_gib", where)
     if value is None:
+        if str(raw.get("vendor", "")).lower() == "apple":
+            return metal_working_set(int(memory * GIB))
         return None
     if value > memory:
         raise InputError(f"{where}: addressable_gib ({value:g}) cannot exceed memory_gib "
