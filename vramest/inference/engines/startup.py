@@ -418,6 +418,7 @@ class LlamaCppStartup:
     n_parallel: int = 1
     swa_cells: int = 0  # cells of the sliding-window cache per stream (0: none)
     notes: tuple[str, ...] = ()
+    backend: str = "CUDA"  # how the log names a GPU: CUDA0, ROCm0, Metal
 
     @property
     def gpu_total_bytes(self) -> int:
@@ -443,11 +444,14 @@ class LlamaCppStartup:
                 "compute_buffer_host_bytes": self.compute_buffer_host_bytes,
                 "output_buffer_host_bytes": self.output_buffer_host_bytes,
                 "gpu_total_bytes": self.gpu_total_bytes, "host_total_bytes": self.host_total_bytes,
-                "devices": [{"name": f"CUDA{i}", "layers": d.layers,
+                "devices": [{"name": self._device_name(i), "layers": d.layers,
                              "model_buffer_bytes": d.model_bytes, "kv_cache_bytes": d.kv_bytes,
                              "compute_buffer_bytes": d.compute_bytes}
                             for i, d in enumerate(self.devices)],
                 "notes": list(self.notes)}
+
+    def _device_name(self, i: int) -> str:
+        return "Metal" if self.backend == "Metal" else f"{self.backend}{i}"
 
     def log_lines(self) -> list[str]:
         mib = 1 / MIB
@@ -459,7 +463,7 @@ class LlamaCppStartup:
         for i, d in enumerate(self.devices or (DeviceBuffers(
                 self.gpu_layers, self.model_buffer_gpu_bytes, self.kv_cache_gpu_bytes,
                 self.compute_buffer_gpu_bytes),)):
-            lines.append(f"CUDA{i} model buffer size = {d.model_bytes * mib:.2f} MiB; KV "
+            lines.append(f"{self._device_name(i)} model buffer size = {d.model_bytes * mib:.2f} MiB; KV "
                          f"{d.kv_bytes * mib:.2f} MiB; compute {d.compute_bytes * mib:.2f} MiB "
                          f"({d.layers} layers)")
         lines += [
@@ -832,6 +836,12 @@ def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None,
     return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
 
 
+def _backend(device: Device | None) -> str:
+    """The device name llama.cpp's log gives a GPU's buffers: CUDA0, ROCm0 (HIP), Metal."""
+    vendor = (device.vendor if device is not None else "").lower()
+    return {"apple": "Metal", "amd": "ROCm"}.get(vendor, "CUDA")
+
+
 def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
                      usable_bytes: int | None) -> LlamaCppStartup:
     fit = bool(given.pop("fit", False))
@@ -853,7 +863,7 @@ def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | N
                      "than the speed below, which assumes every weight on the GPU.",)
         opts = fitted
     report = llamacpp_startup(est, opts)
-    report = replace(report, notes=report.notes + notes)
+    report = replace(report, notes=report.notes + notes, backend=_backend(device))
     if usable_bytes is not None and report.gpu_total_bytes > usable_bytes:
         report = replace(report, notes=report.notes + llamacpp_advice(est, opts, usable_bytes))
     return report
