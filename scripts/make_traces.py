@@ -34,7 +34,12 @@ MODELS = (
     "BAAI/bge-large-en-v1.5",  # BERT encoder: an embedding batch, no KV, no logits
     "BAAI/bge-reranker-v2-m3",  # XLM-R encoder with a classifier head, 8192 positions
     "facebook/bart-large",  # encoder-decoder: self- and cross-attention KV
+    "google/flan-t5-large",  # encoder-decoder with a relative position bias, untied head
+    "mistralai/Mamba-Codestral-7B-v0.1",  # Mamba-2: recurrent state, chunked scan, no attention
+    "google/gemma-3-4b-it",  # vision-language: SigLIP tower over a picture + its 258 tokens
 )
+# vision-language models: every grid point also carries this many pictures per sequence
+IMAGES = {"google/gemma-3-4b-it": 1}
 
 
 STALE_KEYS = ("memory", "analytic_peak_bytes", "difference", "rss_bytes")
@@ -99,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             ctx = min(point.ctx, limit) if limit else point.ctx  # GPT-2: 1024 positions
             chunk = min(point.prefill_chunk or ctx, ctx)
             key = (point.dtype, ctx, point.batch, point.attention, chunk)
-            if key in done or point.attention in unsupported or (encoder and chunk < ctx):
+            images = IMAGES.get(model, 0)
+            if key in done or point.attention in unsupported or (encoder and chunk < ctx) or \
+                    (images and chunk < ctx):  # pictures enter with the first chunk whole
                 continue
             done.add(key)
             try:
                 result = trace(model, point.dtype, ctx, point.batch, point.attention,
-                               prefill_chunk=chunk).to_json()
+                               prefill_chunk=None if images else chunk,
+                               images=images).to_json()
             except UnsupportedAttention as exc:  # Gemma 2: eager only in transformers 5
                 print(f"{model} {point.attention}: skipped, {exc}", flush=True)
                 unsupported.add(point.attention)

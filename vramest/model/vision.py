@@ -79,6 +79,15 @@ def model_config(model: str | None) -> Mapping[str, Any]:
     return inspect_path(model).config or {}
 
 
+def native_side(config: Mapping[str, Any]) -> int:
+    """The square side (pixels) the vision tower takes a picture at (its `image_size`)."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, Mapping) or not isinstance(vision.get("image_size"), int):
+        raise InputError("This model's config has no vision_config.image_size: it takes no "
+                         "pictures at a fixed size.")
+    return int(vision["image_size"])
+
+
 def image_tokens(config: Mapping[str, Any], width: int, height: int) -> ImageTokens:
     family = str(config.get("model_type", "")).lower()
     vision = config.get("vision_config")
