@@ -210,7 +210,8 @@ def trace(model: str, dtype: str = "bf16", ctx: int = 4096, batch: int = 1, attn
 
     entry = default_catalog().find(model)
     if images:
-        config, notes = dict(entry.config), ()
+        notes: tuple[str, ...] = ()
+        config = dict(entry.config)
         total = ctx + images * _image_tokens(config)
     else:
         config, notes = model_config(entry.config, entry.id)
