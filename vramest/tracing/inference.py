@@ -155,7 +155,14 @@ def analytic_peak(model: str, dtype: str, ctx: int, batch: int, attention: str,
     kv_bytes = transformers_prefill_kv_bytes(est.model.shape, kv_format(est.settings.kv_dtype).
                                              bytes_per_element, est.settings.ctx,
                                              est.settings.prefill_chunk, est.settings.batch)
-    return memory.weights.bytes + kv_bytes + memory.activations.bytes, memory.to_json()
+    if request is None:
+        return memory.weights.bytes + kv_bytes + memory.activations.bytes, memory.to_json()
+    # transformers runs the vision tower before the first layer writes the cache: the tower's
+    # peak meets the weights alone, the text forward's meets the KV it has written
+    text = estimate(model=model, dtype=dtype, ctx=est.settings.ctx, batch=batch,
+                    attention=attention, prefill_chunk=prefill_chunk).memory.activations.bytes
+    return (memory.weights.bytes + max(kv_bytes + text, memory.activations.bytes),
+            memory.to_json())
 
 
 def transformers_prefill_kv_bytes(shape: ShapeLike, bytes_per_element: float, ctx: int,
