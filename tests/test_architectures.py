@@ -288,14 +288,15 @@ def test_a_decoder_stored_without_its_head_is_an_embedding_model() -> None:
     assert shape_from_config(qwen, "Qwen3-Embedding-8B").param_count() == 7_568_405_504
 
 
-def test_traces_of_t5_mamba2_and_a_vlm_agree_within_two_percent() -> None:
+def test_traces_of_t5_mamba_hybrid_and_a_vlm_agree_within_two_percent() -> None:
     """Issue 21's bar: the analytic peak within 2% of every stored fake-tensor trace of
-    Flan-T5 (relative position bias), Mamba-Codestral (the reference Mamba-2 chunked scan)
-    and Gemma 3 with a picture (its SigLIP tower; eager scores of 4096 patches)."""
+    Flan-T5 (relative position bias), Mamba-Codestral (the reference Mamba-2 chunked scan),
+    Jamba (Mamba-1 selective scan beside attention and MoE) and Gemma 3 with a picture (its
+    SigLIP tower; eager scores of 4096 patches)."""
     from vramest.tracing.inference import compare_traces, load_traces
 
     families = ("google/flan-t5-large", "mistralai/Mamba-Codestral-7B-v0.1",
-                "google/gemma-3-4b-it")
+                "ai21labs/Jamba-v0.1", "google/gemma-3-4b-it")
     rows = [r for r in load_traces() if r.model in families]
     assert {r.model for r in rows} == set(families) and any(r.images for r in rows)
     for c in compare_traces(rows):

@@ -37,6 +37,14 @@ SCAN_INNER_TENSORS = 7  # inner (heads × head_dim) each: x, D × x, Y_diag, C·
 # and its contiguous copy; in the compute dtype the in_proj output (inner + conv_dim + heads)
 # and the conv output (conv_dim) per token; per sequence the chunk states + 2 state copies.
 SCAN_STATE_COPIES = 2
+# transformers' reference Mamba-1 selective scan (`slow_forward` / `mamba_selective_scan`, the
+# path without mamba_ssm or mambapy) discretises the whole prompt before its loop: A, B and
+# B·u as inner × state fp32 tensors per token, all live through the loop; beside them 2 fp32
+# and 6 compute-dtype inner-wide tensors (in_proj's x and z, the conv output, dt, the stacked
+# outputs). Fake-tensor trace of Jamba-v0.1 (vramest/validation/traces/): 869 MiB at 512 tokens.
+SELECTIVE_SCAN_STATE_TENSORS = 3
+SELECTIVE_SCAN_FP32_INNER = 2
+SELECTIVE_SCAN_INNER = 6
 # T5's relative position bias under sdpa is a heads × chunk × keys tensor in the compute dtype
 # built once per stack and broadcast over the batch: the decoder's bias, its causal-masked
 # copy, the cross-attention's zero bias, and the mask sdpa receives (fake-tensor traces of
@@ -288,6 +296,18 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
     if shape.ssm_chunk and shape.state_layers:
         scan_bytes, scan_text = _ssm_scan_transient(shape, chunk, batch, act, hidden_factor)
         formula += f"; {scan_text}"
+        peak = max(peak, scan_bytes)
+    elif shape.selective_scan and shape.state_layers:
+        inner = shape.conv_state // (shape.conv_kernel - 1)
+        state = shape.ssm_state // inner
+        scan_bytes = tokens * (4 * (SELECTIVE_SCAN_STATE_TENSORS * inner * state
+                                    + SELECTIVE_SCAN_FP32_INNER * inner)
+                               + act * (SELECTIVE_SCAN_INNER * inner
+                                        + hidden_factor * shape.hidden_size))
+        formula += (f"; Mamba-1 selective scan: {tokens} tokens × (4 B × ("
+                    f"{SELECTIVE_SCAN_STATE_TENSORS} × inner {inner} × state {state} + "
+                    f"{SELECTIVE_SCAN_FP32_INNER} × inner) + {act} B × ({SELECTIVE_SCAN_INNER} "
+                    f"× inner + {hidden_factor:g} × hidden))")
         peak = max(peak, scan_bytes)
     if attention == "sdpa" and shape.family in T5_FAMILIES:
         bias = shape.num_heads * chunk * keys * act

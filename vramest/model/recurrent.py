@@ -96,7 +96,8 @@ def _mamba1(c: _Config, family: str, name: str) -> ModelShape:
         tie_embeddings=tie, gated_mlp=False, layer_kinds=(LAYER_NO_KV,) * layers,
         explicit_layers=(tensors,) * layers, explicit_global=_heads_output(c, hidden, vocab, tie),
         state_layers=layers, conv_state=(kernel - 1) * inner, conv_kernel=kernel,
-        ssm_state=inner * state, native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        ssm_state=inner * state, selective_scan=True,
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=("Mamba: a recurrent state per sequence instead of a KV cache",),
     )
 
@@ -152,7 +153,7 @@ def _jamba(c: _Config, name: str) -> ModelShape:
         moe_intermediate_size=inter, moe_layers=is_moe if any(is_moe) else (),
         explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
         state_layers=layers - sum(is_attention), conv_state=(kernel - 1) * inner,
-        conv_kernel=kernel, ssm_state=inner * state,
+        conv_kernel=kernel, ssm_state=inner * state, selective_scan=True,
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=(f"hybrid: {layers - sum(is_attention)} Mamba layers keep a recurrent state, "

@@ -105,6 +105,7 @@ class ModelShape:
     ssm_heads: int = 0
     ssm_head_dim: int = 0
     ssm_chunk: int = 0
+    selective_scan: bool = False  # Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba)
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------

@@ -31,6 +31,8 @@ DEFAULT_DECODE_STEPS = 2
 # Prefill forwards one trace runs (each a full-model forward on fake tensors): every real
 # chunking fits (2048-token chunks up to a 512k prompt), --prefill-chunk 1 --ctx 1M does not.
 MAX_PREFILL_FORWARDS = 256
+# vision-language models whose pictures a trace can feed (image tokens placed in the prompt)
+TRACE_VISION_FAMILIES = ("gemma3",)
 # encoder-decoders whose encoder reads token ids (Whisper's reads audio features)
 SEQ2SEQ_TEXT = ("bart", "t5", "mt5", "umt5")
 MATH_FALLBACK = ("the math fallback, which materialises the scores (CUDA's memory-efficient "
@@ -217,6 +219,9 @@ def trace(model: str, dtype: str = "bf16", ctx: int = 4096, batch: int = 1, attn
 
     entry = default_catalog().find(model)
     if images:
+        if str(entry.config.get("model_type")) not in TRACE_VISION_FAMILIES:
+            raise InputError(f"Trace mode runs pictures through Gemma 3's vision tower only; "
+                             f"{entry.id} traces its text model (without --images).")
         notes: tuple[str, ...] = ()
         config = dict(entry.config)
         total = ctx + images * _image_tokens(config)
@@ -506,11 +511,8 @@ class _Pictures:
 def _pictures(torch: Any, config: Mapping[str, Any], hf_config: Any, batch: int, images: int,
               torch_dtype: Any) -> _Pictures | None:
     """Gemma 3: `mm_tokens_per_image` image tokens per picture, pixels at the tower's size."""
-    if not images:
+    if not images or str(config.get("model_type")) not in TRACE_VISION_FAMILIES:
         return None
-    if str(config.get("model_type")) != "gemma3":
-        raise InputError("Trace mode runs pictures through Gemma 3's vision tower only; other "
-                         "vision-language models trace their text model (without --images).")
     side = int(hf_config.vision_config.image_size)
     pixels = torch.zeros(batch * images, 3, side, side, dtype=torch_dtype)
     return _Pictures(pixels, int(hf_config.image_token_index),
