@@ -286,3 +286,32 @@ def test_a_decoder_stored_without_its_head_is_an_embedding_model() -> None:
     assert est.memory.kv_cache.bytes == 0
     qwen = dict(CATALOG.find("Qwen/Qwen3-8B").config, architectures=["Qwen3Model"])
     assert shape_from_config(qwen, "Qwen3-Embedding-8B").param_count() == 7_568_405_504
+
+
+def test_traces_of_t5_mamba_hybrid_and_a_vlm_agree_within_two_percent() -> None:
+    """Issue 21's bar: the analytic peak within 2% of every stored fake-tensor trace of
+    Flan-T5 (relative position bias), Mamba-Codestral (the reference Mamba-2 chunked scan),
+    Jamba (Mamba-1 selective scan beside attention and MoE) and Gemma 3 with a picture (its
+    SigLIP tower; eager scores of 4096 patches)."""
+    from vramest.tracing.inference import compare_traces, load_traces
+
+    families = ("google/flan-t5-large", "mistralai/Mamba-Codestral-7B-v0.1",
+                "ai21labs/Jamba-v0.1", "google/gemma-3-4b-it")
+    rows = [r for r in load_traces() if r.model in families]
+    assert {r.model for r in rows} == set(families) and any(r.images for r in rows)
+    for c in compare_traces(rows):
+        assert abs(c.error) < 0.02, f"{c.row.label}: {100 * c.error:+.2f}%"
+
+
+def test_a_fixed_size_vision_tower_is_the_peak_under_eager_attention() -> None:
+    """Gemma 3's SigLIP tower at 896 px under eager attention: 2,752,368,656 bytes live at one
+    picture, twice that at two (fake-tensor trace, vramest/validation/traces)."""
+    from vramest.model.vision import ImageRequest
+
+    for batch, traced in ((1, 2_752_368_656), (2, 5_504_737_312)):
+        est = estimate(model="gemma-3-4b", ctx=1024, batch=batch, dtype="bf16",
+                       attention="eager", images=ImageRequest(1, 896, 896))
+        assert est.memory.activations.bytes == pytest.approx(traced, rel=0.01)
+    sdpa = estimate(model="gemma-3-4b", ctx=1024, dtype="bf16", images=ImageRequest(1, 896, 896))
+    text = estimate(model="gemma-3-4b", ctx=1024 + 258, dtype="bf16")
+    assert sdpa.memory.activations.bytes == text.memory.activations.bytes  # the text's is larger

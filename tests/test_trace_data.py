@@ -13,6 +13,7 @@ import pytest
 
 from vramest.tracing.inference import (
     TRACE_DIR,
+    StoredTrace,
     compare_traces,
     load_traces,
     trace_accuracy_report,
@@ -43,12 +44,14 @@ def test_activations_alone_follow_the_traces(attention: str) -> None:
     and within 12% on every row but two known gaps the formula does not model yet: GPT-2's
     eager attention (softmax in 16 bit, scores kept through the MLP) and chunked sdpa prefill
     (with a cache, transformers' sdpa path repeats the keys and values of the whole context
-    to every head)."""
+    to every head). A vision-language row (Gemma 3 with a picture) is compared on its total
+    peak only: the text embeddings and their copy with the image features merged in stay live
+    beside the MLP (about 2 × hidden per token, -13% of its activations, 0.2% of its peak)."""
     from vramest.api import estimate
 
     errors = []
     for row in ROWS:
-        if row.attention != attention or not row.comparable:
+        if row.attention != attention or not row.comparable or row.images:
             continue
         est = estimate(model=row.model, dtype=row.dtype, ctx=row.ctx, batch=row.batch,
                        attention=row.attention, prefill_chunk=row.prefill_chunk)
@@ -61,16 +64,31 @@ def test_activations_alone_follow_the_traces(attention: str) -> None:
     assert statistics.median(errors) < 0.05
 
 
+def _picture_tokens(row: StoredTrace) -> int:
+    """Tokens a vision-language row's pictures add to its text context."""
+    if not row.images:
+        return 0
+    from vramest.model.catalog import default_catalog
+    from vramest.model.vision import image_tokens, native_side
+
+    config = default_catalog().find(row.model).config
+    side = native_side(config)
+    return row.images * image_tokens(config, side, side).per_image
+
+
 def test_kv_cache_matches_what_transformers_holds() -> None:
     from vramest.api import estimate
     from vramest.model.precisions import kv_format
 
     for row in ROWS:
-        est = estimate(model=row.model, dtype=row.dtype, ctx=row.ctx, batch=row.batch,
+        if row.images and row.kv_cache_bytes < 4096:
+            continue  # the peak sat in the vision tower, before any layer wrote the cache
+        ctx = row.ctx + _picture_tokens(row)
+        est = estimate(model=row.model, dtype=row.dtype, ctx=ctx, batch=row.batch,
                        attention=row.attention, prefill_chunk=row.prefill_chunk)
         kv = transformers_prefill_kv_bytes(est.model.shape,
                                            kv_format(est.settings.kv_dtype).bytes_per_element,
-                                           row.ctx, row.prefill_chunk, row.batch)
+                                           ctx, row.prefill_chunk, row.batch)
         # the peak may sit in a layer before the last, with fewer layers' KV written
         assert kv + 4096 >= row.kv_cache_bytes, row.label  # + small per-layer bookkeeping tensors
         assert kv - row.kv_cache_bytes <= kv * 0.05, row.label

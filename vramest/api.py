@@ -15,7 +15,7 @@ from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
 from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
-from vramest.model.vision import ImageRequest, image_tokens, model_config
+from vramest.model.vision import ImageRequest, fixed_size_tower, image_tokens, model_config
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:  # loaded only when a request carries them: the common estimate never does
@@ -204,6 +204,8 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
                           kv_dtype=settings.kv_dtype, attention=settings.attention,
                           prefill_chunk=settings.prefill_chunk, constants=constants,
                           constants_source=constants_source)
+    if settings.images is not None:
+        result = _with_vision_tower(result, query.model, settings.images)
     for note in (image_note, library_note, dtype_note):
         if note:
             result = replace(result, assumptions=(*result.assumptions, note))
@@ -235,9 +237,27 @@ def _with_images(model: str | None, max_context: int | None, ctx: str | int | No
     counted = image_tokens(model_config(model), images.width, images.height)
     text = parse_tokens(ctx) if ctx is not None else min(DEFAULT_CTX, max_context or DEFAULT_CTX)
     added = images.count * counted.per_image
+    tower = ("the vision tower's own activations are counted (its peak beside the text "
+             "forward's)" if fixed_size_tower(model_config(model)) else
+             "the vision tower's own activations are not counted (its patches follow each "
+             "picture's size)")
     return text + added, (f"Images: {images.count} × {images.width}x{images.height} = {added} "
-                          f"tokens added to the {text} text tokens ({counted.rule}); the vision "
-                          "tower's own activations are not counted.")
+                          f"tokens added to the {text} text tokens ({counted.rule}); {tower}.")
+
+
+def _with_vision_tower(result: Estimate, model: str | None, images: ImageRequest) -> Estimate:
+    """Activations as the larger of the text forward and a fixed-size tower's own forward."""
+    from vramest.inference.memory import with_vision_tower
+    from vramest.model.precisions import weight_format
+
+    tower = fixed_size_tower(model_config(model))
+    if tower is None:
+        return result
+    act = weight_format(result.settings.dtype).compute_bytes
+    part = with_vision_tower(result.memory.activations, tower,
+                             images.count * result.settings.batch, act,
+                             result.settings.attention, result.constants)
+    return replace(result, memory=replace(result.memory, activations=part))
 
 
 _PROFILE_NOTES = {

@@ -40,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     p.add_argument("--prefill-chunk", help="tokens per prefill forward (default: the whole prompt)")
     p.add_argument("--decode-steps", type=positive_int("--decode-steps", maximum=64),
                    help="decode steps after the prefill (default 2)")
+    p.add_argument("--images", type=positive_int("--images", maximum=64),
+                   help="pictures per sequence through the vision tower at its own size, their "
+                   "tokens beside the --ctx text tokens (Gemma 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
              else parse_tokens(args.prefill_chunk, what="--prefill-chunk"))
     phases = PHASES[:PHASES.index(args.phase) + 1]
     result = trace(args.model, args.dtype, ctx, args.batch, args.attn, phases,
-                   prefill_chunk=chunk, decode_steps=args.decode_steps or 2)
+                   prefill_chunk=chunk, decode_steps=args.decode_steps or 2,
+                   images=args.images or 0)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -74,7 +78,8 @@ def _refuse_unused_flags(args: argparse.Namespace) -> None:
              ("--lora-rank", args.lora_rank is not None, lora, "--method lora or qlora"),
              ("--lora-targets", args.lora_targets is not None, lora, "--method lora or qlora"),
              ("--prefill-chunk", args.prefill_chunk is not None, not train, "the inference phases"),
-             ("--decode-steps", args.decode_steps is not None, not train, "the inference phases"))
+             ("--decode-steps", args.decode_steps is not None, not train, "the inference phases"),
+             ("--images", args.images is not None, not train, "the inference phases"))
     for flag, given, applies, where in needs:
         if given and not applies:
             raise InputError(f"{flag} applies to {where} only.")

@@ -13,16 +13,49 @@ from vramest.model.shapes import (
     ENCODER,
     ENCODER_DECODER,
     LAYER_FULL,
+    LAYER_NO_KV,
     LAYER_SLIDING,
     ModelShape,
     TensorSpec,
 )
+from vramest.model.vision import VisionTower
 from vramest.units import format_bytes
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
 # transformers 5 implements only eager attention for these families (fake-tensor traces:
 # vramest/validation/traces/google__gemma-2-9b.json has eager rows only).
 EAGER_ONLY_FAMILIES = frozenset({"gemma2"})
+
+
+# transformers' reference Mamba-2 chunked scan (`mamba2_chunk_scan`, the path taken without
+# the mamba_ssm kernels; the same function in Mamba2, Nemotron-H, Granite 4.0-H, Bamba,
+# Zamba2 and Falcon-H1 at transformers 5.24), live at its peak (the output's contiguous copy),
+# fp32 per padded token; fake-tensor trace of Mamba-Codestral-7B (vramest/validation/traces/):
+SCAN_CHUNK_TENSORS = 3  # heads × chunk each: the decay L, the C·B scores G, and M = G × L
+SCAN_STATE_TENSORS = 3  # heads × state each: B and C repeated to every head, B × decay
+SCAN_INNER_TENSORS = 7  # inner (heads × head_dim) each: x, D × x, Y_diag, C·states, Y_off, sum
+# and its contiguous copy; in the compute dtype the in_proj output (inner + conv_dim + heads)
+# and the conv output (conv_dim) per token; per sequence the chunk states + 2 state copies.
+SCAN_STATE_COPIES = 2
+# transformers' reference Mamba-1 selective scan (`slow_forward` / `mamba_selective_scan`, the
+# path without mamba_ssm or mambapy) discretises the whole prompt before its loop: A, B and
+# B·u as inner × state fp32 tensors per token, all live through the loop; beside them 2 fp32
+# and 6 compute-dtype inner-wide tensors (in_proj's x and z, the conv output, dt, the stacked
+# outputs). Fake-tensor trace of Jamba-v0.1 (vramest/validation/traces/): 869 MiB at 512 tokens.
+SELECTIVE_SCAN_STATE_TENSORS = 3
+SELECTIVE_SCAN_FP32_INNER = 2
+SELECTIVE_SCAN_INNER = 6
+# T5's relative position bias under sdpa is a heads × chunk × keys tensor in the compute dtype
+# built once per stack and broadcast over the batch: the decoder's bias, its causal-masked
+# copy, the cross-attention's zero bias, and the mask sdpa receives (fake-tensor traces of
+# Flan-T5-large at batch 1 and 2: 4 × 32 MiB at 1024 tokens either way).
+T5_BIAS_TENSORS = 4
+# Under eager attention T5 keeps the scores, their softmax and the weighted copy per sequence
+# (in the compute dtype: T5's softmax does not upcast) beside 2 of the shared bias tensors
+# (the same traces at batch 1 and 2, bf16 and fp32).
+T5_EAGER_SCORE_TENSORS = 3
+T5_EAGER_BIAS_TENSORS = 2
+T5_FAMILIES = frozenset({"t5", "mt5", "umt5"})
 
 
 @dataclass(frozen=True)
@@ -260,7 +293,40 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
     formula = (f"max(MLP: batch {batch} × chunk {chunk} × ({mlp_text} + {hidden_factor:g} × "
                f"hidden {shape.hidden_size}) × {act} B")
     peak = mlp_bytes
-    if attention == "eager" and _encoder_block(shape):
+    if shape.ssm_chunk and shape.state_layers:
+        scan_bytes, scan_text = _ssm_scan_transient(shape, chunk, batch, act, hidden_factor)
+        formula += f"; {scan_text}"
+        peak = max(peak, scan_bytes)
+    elif shape.selective_scan and shape.state_layers:
+        inner = shape.conv_state // (shape.conv_kernel - 1)
+        state = shape.ssm_state // inner
+        scan_bytes = tokens * (4 * (SELECTIVE_SCAN_STATE_TENSORS * inner * state
+                                    + SELECTIVE_SCAN_FP32_INNER * inner)
+                               + act * (SELECTIVE_SCAN_INNER * inner
+                                        + hidden_factor * shape.hidden_size))
+        formula += (f"; Mamba-1 selective scan: {tokens} tokens × (4 B × ("
+                    f"{SELECTIVE_SCAN_STATE_TENSORS} × inner {inner} × state {state} + "
+                    f"{SELECTIVE_SCAN_FP32_INNER} × inner) + {act} B × ({SELECTIVE_SCAN_INNER} "
+                    f"× inner + {hidden_factor:g} × hidden))")
+        peak = max(peak, scan_bytes)
+    if attention == "sdpa" and shape.family in T5_FAMILIES:
+        bias = shape.num_heads * chunk * keys * act
+        formula += (f"; T5 position bias {T5_BIAS_TENSORS} × {shape.num_heads} heads × {chunk} "
+                    f"× {keys} keys × {act} B + {tokens} tokens × {hidden_factor:g} × hidden")
+        peak = max(peak + (T5_BIAS_TENSORS - 1) * bias, T5_BIAS_TENSORS * bias
+                   + tokens * hidden_factor * shape.hidden_size * act)
+    has_attention = any(k != LAYER_NO_KV for k in shape.kinds())
+    if not has_attention:
+        pass
+    elif attention == "eager" and shape.family in T5_FAMILIES:
+        scores = shape.num_heads * chunk * keys * act
+        attention_bytes = ((T5_EAGER_SCORE_TENSORS * batch + T5_EAGER_BIAS_TENSORS) * scores
+                           + tokens * hidden_factor * shape.hidden_size * act)
+        formula += (f"; T5 eager attention: ({T5_EAGER_SCORE_TENSORS} × batch {batch} + "
+                    f"{T5_EAGER_BIAS_TENSORS}) × {shape.num_heads} heads × {chunk} × {keys} keys "
+                    f"× {act} B + {tokens} tokens × {hidden_factor:g} × hidden")
+        peak = max(peak, attention_bytes)
+    elif attention == "eager" and _encoder_block(shape):
         # BERT/BART eager attention, all in the compute dtype: the scores and their scaled copy
         # (an encoder: no mask), or with a decoder's causal mask added, one more copy and the
         # mask itself (batch × chunk × keys); the input, output, q, k and v per token
@@ -301,6 +367,66 @@ def activations_part(shape: ModelShape, fmt: WeightFormat, chunk: int, ctx: int,
         formula += f" + logits {batch} × vocab {shape.vocab_size} × {act + 4} B"
     nbytes = round(peak + mask_bytes + logits_bytes)
     return Part("activations", nbytes, f"{formula} = {format_bytes(nbytes)}")
+
+
+def _ssm_scan_transient(shape: ModelShape, chunk: int, batch: int, act: float,
+                        hidden_factor: float) -> tuple[float, str]:
+    """Bytes live at the peak of a Mamba-2 layer's prefill (transformers' reference chunked
+    scan: see SCAN_*), and the formula."""
+    heads, block = shape.ssm_heads, shape.ssm_chunk
+    conv_dim = shape.conv_state // (shape.conv_kernel - 1)
+    inner = heads * shape.ssm_head_dim
+    state = shape.ssm_state // inner
+    chunks = -(-chunk // block)
+    padded = batch * chunks * block
+    fp32 = padded * 4 * (SCAN_CHUNK_TENSORS * heads * block + SCAN_STATE_TENSORS * heads * state
+                         + SCAN_INNER_TENSORS * inner)
+    compute = batch * chunk * act * (inner + 2 * conv_dim + heads
+                                     + hidden_factor * shape.hidden_size)
+    states = batch * (chunks + SCAN_STATE_COPIES) * shape.ssm_state * 4
+    text = (f"Mamba-2 chunked scan: {padded} padded tokens × 4 B × ({SCAN_CHUNK_TENSORS} × "
+            f"{heads} heads × chunk {block} + {SCAN_STATE_TENSORS} × {heads} × state {state} + "
+            f"{SCAN_INNER_TENSORS} × inner {inner}) + {batch * chunk} tokens × {act} B × (inner + "
+            f"2 × conv {conv_dim} + heads + {hidden_factor:g} × hidden) + {chunks} + "
+            f"{SCAN_STATE_COPIES} states × {shape.ssm_state} × 4 B")
+    return fp32 + compute + states, text
+
+
+def with_vision_tower(part: Part, tower: VisionTower, pictures: int, act: float,
+                      attention: str, constants: Constants) -> Part:
+    """The activations part when `pictures` also pass through a fixed-size vision tower first:
+    the larger of the text forward and the tower's own peak.
+
+    The tower is a bidirectional encoder over every picture's patches at once: its MLP moment
+    (the encoder factors, as BERT's blocks) or, under eager attention, the scores of every
+    head (patches × patches per picture) in the compute dtype with the fp32 softmax and its
+    fp32 input copy, beside the input, residual, normed input and q, k, v (6 × hidden) per
+    patch; plus the pixels (3 × side² per picture). Fake-tensor traces of Gemma 3 4B's SigLIP
+    tower at 896 px (4096 patches): 2.75 GB at one picture, 5.50 GB at two, eager bf16.
+    """
+    patches = pictures * tower.patches
+    mlp = patches * (constants.activation_encoder_ffn_factor * tower.ffn
+                     + constants.activation_encoder_hidden_factor * tower.hidden) * act
+    text = (f"vision tower: {pictures} pictures × {tower.patches} patches × "
+            f"({constants.activation_encoder_ffn_factor:g} × ffn {tower.ffn} + "
+            f"{constants.activation_encoder_hidden_factor:g} × hidden {tower.hidden}) × {act} B")
+    peak = mlp
+    if attention == "eager":
+        fp32_tensors = 1 if act >= 4 else 2
+        score_bytes = act + fp32_tensors * constants.eager_score_bytes_extra
+        scores = (pictures * tower.heads * tower.patches ** 2 * score_bytes
+                  + patches * 6 * tower.hidden * act)
+        text += (f"; eager: {pictures} × {tower.heads} heads × {tower.patches}² × "
+                 f"{score_bytes:g} B + {patches} patches × 6 × hidden × {act} B")
+        peak = max(peak, scores)
+    pixels = pictures * 3 * tower.side ** 2 * act
+    tower_bytes = round(peak + pixels)
+    if tower_bytes <= part.bytes:
+        return Part(part.name, part.bytes, f"{part.formula}; ≥ {text} + pixels = "
+                    f"{format_bytes(tower_bytes)}")
+    return Part(part.name, tower_bytes, f"max(text forward {format_bytes(part.bytes)}, {text} "
+                f"+ pixels {pictures} × 3 × {tower.side}² × {act} B) = "
+                f"{format_bytes(tower_bytes)}")
 
 
 def _attention_widths(shape: ModelShape) -> tuple[int, int]:

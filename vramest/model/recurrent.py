@@ -96,7 +96,8 @@ def _mamba1(c: _Config, family: str, name: str) -> ModelShape:
         tie_embeddings=tie, gated_mlp=False, layer_kinds=(LAYER_NO_KV,) * layers,
         explicit_layers=(tensors,) * layers, explicit_global=_heads_output(c, hidden, vocab, tie),
         state_layers=layers, conv_state=(kernel - 1) * inner, conv_kernel=kernel,
-        ssm_state=inner * state, native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        ssm_state=inner * state, selective_scan=True,
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=("Mamba: a recurrent state per sequence instead of a KV cache",),
     )
 
@@ -152,7 +153,7 @@ def _jamba(c: _Config, name: str) -> ModelShape:
         moe_intermediate_size=inter, moe_layers=is_moe if any(is_moe) else (),
         explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
         state_layers=layers - sum(is_attention), conv_state=(kernel - 1) * inner,
-        conv_kernel=kernel, ssm_state=inner * state,
+        conv_kernel=kernel, ssm_state=inner * state, selective_scan=True,
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=(f"hybrid: {layers - sum(is_attention)} Mamba layers keep a recurrent state, "
@@ -295,6 +296,7 @@ def _granite_hybrid(c: _Config, name: str) -> ModelShape:
         shared_experts=1 if experts else 0, shared_intermediate_size=shared if experts else 0,
         explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
         state_layers=recurrent, conv_state=conv, conv_kernel=kernel, ssm_state=ssm,
+        ssm_heads=m_heads, ssm_head_dim=m_head_dim, ssm_chunk=c.int("mamba_chunk_size", default=256),
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=(f"hybrid: {recurrent} Mamba-2 layers keep a recurrent state, "
@@ -348,7 +350,9 @@ def _mamba2(c: _Config, name: str) -> ModelShape:
         vocab_size=vocab, tie_embeddings=tie, gated_mlp=False,
         layer_kinds=(LAYER_NO_KV,) * layers, explicit_layers=(block,) * layers,
         explicit_global=tuple(global_tensors), state_layers=layers, conv_state=conv,
-        ssm_state=ssm, conv_kernel=kernel, native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
+        ssm_state=ssm, conv_kernel=kernel, ssm_heads=heads, ssm_head_dim=head_dim,
+        ssm_chunk=c.int("chunk_size", default=256),  # Mamba2Config's default
+        native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=("Mamba-2: a recurrent state per sequence instead of a KV cache",),
     )
 
@@ -414,6 +418,8 @@ def _nemotron_h(c: _Config, name: str) -> ModelShape:
         explicit_layers=tuple(blocks[t] for t in layer_types),
         explicit_global=tuple(global_tensors), state_layers=layer_types.count("mamba"),
         conv_state=conv, conv_kernel=kernel, ssm_state=ssm, ssm_state_bytes=_FP32.get(ssm_dtype),
+        ssm_heads=m_heads, ssm_head_dim=m_head_dim,  # NemotronHConfig's chunk_size default: 128
+        ssm_chunk=c.int("chunk_size", "mamba_chunk_size", default=128),
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
         notes=(f"hybrid: {layer_types.count('mamba')} Mamba-2 layers keep a recurrent state, "

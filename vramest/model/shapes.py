@@ -101,6 +101,11 @@ class ModelShape:
     conv_kernel: int = 0
     ssm_state: int = 0  # elements per layer: the SSM / linear-attention state matrix
     ssm_state_bytes: float | None = None  # when it is kept in its own precision (fp32)
+    # Mamba-2 mixers: heads (each head_dim × state) and the chunk of the prefill's chunked scan
+    ssm_heads: int = 0
+    ssm_head_dim: int = 0
+    ssm_chunk: int = 0
+    selective_scan: bool = False  # Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba)
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------

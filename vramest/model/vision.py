@@ -79,6 +79,44 @@ def model_config(model: str | None) -> Mapping[str, Any]:
     return inspect_path(model).config or {}
 
 
+@dataclass(frozen=True)
+class VisionTower:
+    """A ViT that takes every picture at one square size (SigLIP in Gemma 3, CLIP in LLaVA):
+    what its forward holds depends on its patches per picture, not on the picture given."""
+
+    patches: int  # per picture: (image_size / patch_size)^2
+    hidden: int
+    ffn: int
+    heads: int
+    side: int  # pixels
+
+
+def fixed_size_tower(config: Mapping[str, Any]) -> VisionTower | None:
+    """The vision tower of a Gemma 3 or LLaVA config; None for towers whose patches follow the
+    picture's size (Qwen-VL, Pixtral), or where the config does not say."""
+    family = str(config.get("model_type", "")).lower()
+    vision = config.get("vision_config")
+    if family not in ("gemma3", "llava") or not isinstance(vision, Mapping):
+        return None
+    try:
+        side, patch = int(vision["image_size"]), int(vision["patch_size"])
+        hidden = int(vision["hidden_size"])
+        return VisionTower(patches=(side // patch) ** 2, hidden=hidden,
+                           ffn=int(vision.get("intermediate_size", 4 * hidden)),
+                           heads=int(vision["num_attention_heads"]), side=side)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def native_side(config: Mapping[str, Any]) -> int:
+    """The square side (pixels) the vision tower takes a picture at (its `image_size`)."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, Mapping) or not isinstance(vision.get("image_size"), int):
+        raise InputError("This model's config has no vision_config.image_size: it takes no "
+                         "pictures at a fixed size.")
+    return int(vision["image_size"])
+
+
 def image_tokens(config: Mapping[str, Any], width: int, height: int) -> ImageTokens:
     family = str(config.get("model_type", "")).lower()
     vision = config.get("vision_config")

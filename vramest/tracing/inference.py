@@ -31,6 +31,10 @@ DEFAULT_DECODE_STEPS = 2
 # Prefill forwards one trace runs (each a full-model forward on fake tensors): every real
 # chunking fits (2048-token chunks up to a 512k prompt), --prefill-chunk 1 --ctx 1M does not.
 MAX_PREFILL_FORWARDS = 256
+# vision-language models whose pictures a trace can feed (image tokens placed in the prompt)
+TRACE_VISION_FAMILIES = ("gemma3",)
+# encoder-decoders whose encoder reads token ids (Whisper's reads audio features)
+SEQ2SEQ_TEXT = ("bart", "t5", "mt5", "umt5")
 MATH_FALLBACK = ("the math fallback, which materialises the scores (CUDA's memory-efficient "
                  "kernel would not)")
 if TYPE_CHECKING:
@@ -95,6 +99,7 @@ class TraceResult:
     memory: dict[str, int]  # the estimate's `memory` object (weights, kv_cache, ...)
     analytic_peak_bytes: int  # weights + KV (as transformers stores it) + activations
     notes: tuple[str, ...] = field(default=())
+    images: int = 0
 
     def to_json(self) -> dict[str, Any]:
         prefill = self.run.phase("prefill")
@@ -102,7 +107,8 @@ class TraceResult:
             "model": self.model,
             "settings": {"dtype": self.dtype, "ctx": self.ctx, "batch": self.batch,
                          "attention": self.attention, "prefill_chunk": self.prefill_chunk,
-                         "decode_steps": self.decode_steps},
+                         "decode_steps": self.decode_steps,
+                         **({"images": self.images} if self.images else {})},
             "device": self.run.device,
             "attention_kernel": self.run.attention_kernel,
             "phases": {p.name: p.to_json() for p in self.run.phases},
@@ -125,22 +131,40 @@ class TraceResult:
 
 # --- torch-free: the analytic side ---------------------------------------------------------
 def analytic_peak(model: str, dtype: str, ctx: int, batch: int, attention: str,
-                  prefill_chunk: int | None = None) -> tuple[int, dict[str, int]]:
+                  prefill_chunk: int | None = None,
+                  images: int = 0) -> tuple[int, dict[str, int]]:
     """The estimate's peak of tensor bytes comparable with a trace, and its `memory` object.
 
     Weights + KV cache + activations (no runtime overhead: it is not a tensor), with the KV
     cache as transformers holds it at the end of a prefill (`transformers_prefill_kv_bytes`).
+    `images` pictures per sequence at the vision tower's own size.
     """
     from vramest.api import estimate
     from vramest.model.precisions import kv_format
 
+    request = None
+    if images:
+        from vramest.model.catalog import default_catalog
+        from vramest.model.vision import ImageRequest, native_side
+
+        side = native_side(default_catalog().find(model).config)
+        request = ImageRequest(images, side, side)
+        if prefill_chunk is not None and prefill_chunk >= ctx:
+            prefill_chunk = None  # the whole prompt, images included
     est = estimate(model=model, dtype=dtype, ctx=ctx, batch=batch, attention=attention,
-                   prefill_chunk=prefill_chunk)
+                   prefill_chunk=prefill_chunk, images=request)
     memory = est.memory
     kv_bytes = transformers_prefill_kv_bytes(est.model.shape, kv_format(est.settings.kv_dtype).
                                              bytes_per_element, est.settings.ctx,
                                              est.settings.prefill_chunk, est.settings.batch)
-    return memory.weights.bytes + kv_bytes + memory.activations.bytes, memory.to_json()
+    if request is None:
+        return memory.weights.bytes + kv_bytes + memory.activations.bytes, memory.to_json()
+    # transformers runs the vision tower before the first layer writes the cache: the tower's
+    # peak meets the weights alone, the text forward's meets the KV it has written
+    text = estimate(model=model, dtype=dtype, ctx=est.settings.ctx, batch=batch,
+                    attention=attention, prefill_chunk=prefill_chunk).memory.activations.bytes
+    return (memory.weights.bytes + max(kv_bytes + text, memory.activations.bytes),
+            memory.to_json())
 
 
 def transformers_prefill_kv_bytes(shape: ShapeLike, bytes_per_element: float, ctx: int,
@@ -184,22 +208,41 @@ def transformers_state_bytes(shape: ShapeLike, bytes_per_element: float) -> int:
 # --- tracing (torch) -----------------------------------------------------------------------
 def trace(model: str, dtype: str = "bf16", ctx: int = 4096, batch: int = 1, attn: str = "sdpa",
           phases: Sequence[str] = PHASES, *, prefill_chunk: int | None = None,
-          decode_steps: int = DEFAULT_DECODE_STEPS) -> TraceResult:
+          decode_steps: int = DEFAULT_DECODE_STEPS, images: int = 0) -> TraceResult:
     """Trace a catalog model at full size on fake tensors, and estimate the same settings.
 
     `phases` are run in order up to the last one named (decode needs a prefill first).
+    `images`: pictures per sequence at the vision tower's own size (a vision-language model:
+    the tower runs over them and their tokens join the `ctx` text tokens).
     """
     from vramest.model.catalog import default_catalog
 
     entry = default_catalog().find(model)
-    config, notes = model_config(entry.config, entry.id)
-    chunk = min(prefill_chunk or ctx, ctx)
-    run = trace_config(config, dtype=dtype, ctx=ctx, batch=batch, attn=attn, phases=phases,
-                       prefill_chunk=chunk, decode_steps=decode_steps)
-    peak, memory = analytic_peak(entry.id, dtype, ctx, batch, attn, chunk)
+    if images:
+        if str(entry.config.get("model_type")) not in TRACE_VISION_FAMILIES:
+            raise InputError(f"Trace mode runs pictures through Gemma 3's vision tower only; "
+                             f"{entry.id} traces its text model (without --images).")
+        notes: tuple[str, ...] = ()
+        config = dict(entry.config)
+        total = ctx + images * _image_tokens(config)
+    else:
+        config, notes = model_config(entry.config, entry.id)
+        total = ctx
+    chunk = min(prefill_chunk or total, total)
+    run = trace_config(config, dtype=dtype, ctx=total, batch=batch, attn=attn, phases=phases,
+                       prefill_chunk=chunk, decode_steps=decode_steps, images=images)
+    peak, memory = analytic_peak(entry.id, dtype, ctx, batch, attn, chunk, images)
     return TraceResult(model=entry.id, dtype=dtype, ctx=ctx, batch=batch, attention=attn,
                        prefill_chunk=chunk, decode_steps=decode_steps, run=run, memory=memory,
-                       analytic_peak_bytes=peak, notes=notes)
+                       analytic_peak_bytes=peak, notes=notes, images=images)
+
+
+def _image_tokens(config: Mapping[str, Any]) -> int:
+    """Tokens one picture at the tower's own size adds (vramest/model/vision.py's rule)."""
+    from vramest.model.vision import image_tokens, native_side
+
+    side = native_side(config)
+    return image_tokens(config, side, side).per_image
 
 
 def model_config(config: Mapping[str, Any], name: str) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -214,7 +257,7 @@ def model_config(config: Mapping[str, Any], name: str) -> tuple[dict[str, Any], 
 def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4096,
                  batch: int = 1, attn: str = "sdpa", phases: Sequence[str] = PHASES,
                  prefill_chunk: int | None = None, decode_steps: int = DEFAULT_DECODE_STEPS,
-                 fake: bool = True) -> TraceRun:
+                 fake: bool = True, images: int = 0) -> TraceRun:
     """Build the model a config.json describes and trace load → prefill → decode.
 
     `fake=False` runs the same code on real CPU tensors (small models only): the calibration
@@ -247,9 +290,10 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
     if str(config.get("model_type", "")) in ENCODER_FAMILIES:
         return _trace_encoder(torch, transformers, config, hf_config, torch_dtype, ctx=ctx,
                               batch=batch, attn=attn, last=last, fake=fake)
-    if str(config.get("model_type", "")) == "bart":
+    if str(config.get("model_type", "")) in SEQ2SEQ_TEXT:
         return _trace_seq2seq(torch, transformers, hf_config, torch_dtype, ctx=ctx,
-                              batch=batch, attn=attn, last=last, fake=fake)
+                              batch=batch, attn=attn, last=last, fake=fake,
+                              untied_head=config.get("tie_word_embeddings") is False)
     started = time.perf_counter()
     device = "cpu"  # a CPU-only torch cannot fake CUDA; see _trace_device
     results: list[PhaseResult] = []
@@ -257,7 +301,7 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
         tracker = LiveBytesTracker()
         with tracker, torch.no_grad():
             phase_start = time.perf_counter()
-            model = _build(transformers, hf_config, torch_dtype, attn)
+            model = _build(transformers, hf_config, torch_dtype, attn, multimodal=images > 0)
             tracker.label(_state_tensors(model), PARAMS)
             results.append(_load_phase(tracker, phase_start))
             if last >= 1:
@@ -267,7 +311,8 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
                 tracker.watch(KV_CACHE, lambda: _cache_tensors(cache))
                 tracker.reset_peak()
                 phase_start = time.perf_counter()
-                next_ids, logits = _prefill(torch, model, cache, batch, ctx, chunk)
+                pictures = _pictures(torch, config, hf_config, batch, images, torch_dtype)
+                next_ids, logits = _prefill(torch, model, cache, batch, ctx, chunk, pictures)
                 results.append(_phase("prefill", tracker, phase_start))
                 if last >= 2:
                     tracker.reset_peak()
@@ -327,10 +372,16 @@ def _trace_encoder(torch: Any, transformers: Any, config: Mapping[str, Any], hf_
 
 
 def _trace_seq2seq(torch: Any, transformers: Any, hf_config: Any, torch_dtype: Any, *,
-                   ctx: int, batch: int, attn: str, last: int, fake: bool) -> TraceRun:
+                   ctx: int, batch: int, attn: str, last: int, fake: bool,
+                   untied_head: bool = False) -> TraceRun:
     """An encoder-decoder: load; then the encoder over `ctx` input tokens and the decoder over
     `ctx` tokens in one forward (a decoder prompt as long as the input), keeping the self- and
-    cross-attention caches and the last position's logits, as generate() would at that point."""
+    cross-attention caches and the last position's logits, as generate() would at that point.
+
+    `untied_head`: the checkpoint stores its own lm_head (T5 v1.1, Flan-T5: their config says
+    tie_word_embeddings false and the safetensors hold lm_head.weight), which transformers 5's
+    T5Config ties to the embedding regardless; the trace gives the head its own tensor again so
+    that it holds what loading the checkpoint's files holds."""
     from transformers import DynamicCache, EncoderDecoderCache
 
     from vramest.tracing.tracking import KV_CACHE, PARAMS, LiveBytesTracker
@@ -343,6 +394,11 @@ def _trace_seq2seq(torch: Any, transformers: Any, hf_config: Any, torch_dtype: A
             phase_start = time.perf_counter()
             model = transformers.AutoModelForSeq2SeqLM.from_config(
                 hf_config, dtype=torch_dtype, attn_implementation=attn).eval()
+            head = model.get_output_embeddings()
+            if untied_head and head is not None and \
+                    head.weight is model.get_input_embeddings().weight:
+                head.weight = torch.nn.Parameter(torch.empty_like(head.weight),
+                                                 requires_grad=False)
             tracker.label(_state_tensors(model), PARAMS)
             results.append(_load_phase(tracker, phase_start))
             if last >= 1:
@@ -354,10 +410,11 @@ def _trace_seq2seq(torch: Any, transformers: Any, hf_config: Any, torch_dtype: A
                 phase_start = time.perf_counter()
                 ids = torch.zeros(batch, ctx, dtype=torch.long)
                 encoded = model.get_encoder()(input_ids=ids)
-                # the base model, then the head on the last position only: the conditional-
+                # the decoder, then the head on the last position only: the conditional-
                 # generation class computes logits for every decoder position
-                out = model.model(encoder_outputs=encoded, decoder_input_ids=ids,
-                                  past_key_values=cache, use_cache=True)
+                out = model.get_decoder()(input_ids=ids,
+                                          encoder_hidden_states=encoded.last_hidden_state,
+                                          past_key_values=cache, use_cache=True)
                 last_hidden = out.last_hidden_state[:, -1:, :]
                 logits = model.lm_head(last_hidden)[:, -1, :].to(copy=True, dtype=torch.float32)
                 del out, ids, last_hidden
@@ -399,10 +456,21 @@ def _hf_config(transformers: Any, config: Mapping[str, Any]) -> Any:
     return transformers.AutoConfig.for_model(model_type, **values)
 
 
-def _build(transformers: Any, hf_config: Any, torch_dtype: Any, attn: str) -> Any:
+def _build(transformers: Any, hf_config: Any, torch_dtype: Any, attn: str, *,
+           multimodal: bool = False) -> Any:
+    auto = (transformers.AutoModelForImageTextToText if multimodal
+            else transformers.AutoModelForCausalLM)
+    # fake tensors hold no data for a truncated-normal init to draw into (SigLIP's towers)
+    no_init: Any = contextlib.nullcontext()
+    if multimodal:
+        from transformers.initialization import no_init_weights
+
+        no_init = no_init_weights()
     try:
-        model = transformers.AutoModelForCausalLM.from_config(
-            hf_config, dtype=torch_dtype, attn_implementation=attn)
+        with no_init:
+            model = auto.from_config(hf_config, dtype=torch_dtype, attn_implementation=attn)
+        if multimodal:
+            model.tie_weights()  # no_init_weights skips the tying as well
     except ValueError as exc:
         if "attention implementation" in str(exc):
             other = next(a for a in TRACE_ATTENTION if a != attn)
@@ -430,21 +498,65 @@ def _cache_tensors(cache: Any) -> Iterator[Any]:
                 yield from (v for v in value.values() if isinstance(v, torch.Tensor))
 
 
+@dataclass(frozen=True)
+class _Pictures:
+    """A vision-language prompt's pictures: their pixels and where their tokens sit."""
+
+    pixel_values: Any
+    token_id: int
+    per_image: int  # image tokens of one picture (the markers around them are text tokens)
+    count: int
+
+
+def _pictures(torch: Any, config: Mapping[str, Any], hf_config: Any, batch: int, images: int,
+              torch_dtype: Any) -> _Pictures | None:
+    """Gemma 3: `mm_tokens_per_image` image tokens per picture, pixels at the tower's size."""
+    if not images or str(config.get("model_type")) not in TRACE_VISION_FAMILIES:
+        return None
+    side = int(hf_config.vision_config.image_size)
+    pixels = torch.zeros(batch * images, 3, side, side, dtype=torch_dtype)
+    return _Pictures(pixels, int(hf_config.image_token_index),
+                     int(hf_config.mm_tokens_per_image), images)
+
+
 def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
-             chunk: int) -> tuple[Any, Any]:
-    """The prompt in chunks, keeping the last position's logits in fp32 as generate() does."""
+             chunk: int, pictures: _Pictures | None = None) -> tuple[Any, Any]:
+    """The prompt in chunks, keeping the last position's logits in fp32 as generate() does.
+    Pictures go in with the first chunk: each one's marker, image tokens and end marker."""
     logits = None
     done = 0
     while done < ctx:
         size = min(chunk, ctx - done)
         ids = torch.zeros(batch, size, dtype=torch.long)
-        out = model(input_ids=ids, **_cache_kwarg(model, cache), use_cache=True,
-                    logits_to_keep=1)
+        extra: dict[str, Any] = {}
+        if pictures is not None and done == 0:
+            span = pictures.per_image + 2
+            for i in range(pictures.count):
+                ids[:, i * span + 1:(i + 1) * span - 1] = pictures.token_id
+            extra["pixel_values"] = pictures.pixel_values
+        with _placeholder_check_off(model, fake=pictures is not None):
+            out = model(input_ids=ids, **_cache_kwarg(model, cache), use_cache=True,
+                        logits_to_keep=1, **extra)
         logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         del out, ids
         done += size
     assert logits is not None
     return logits.argmax(dim=-1, keepdim=True), logits
+
+
+@contextlib.contextmanager
+def _placeholder_check_off(model: Any, *, fake: bool) -> Iterator[None]:
+    """Gemma 3 checks that the image tokens match the image features by counting them, which
+    needs tensor data a fake tensor has not; the trace places exactly that many itself."""
+    import sys
+    from unittest import mock
+
+    module = sys.modules.get(type(getattr(model, "model", model)).__module__)
+    if not fake or module is None or not hasattr(module, "torch_compilable_check"):
+        yield
+        return
+    with mock.patch.object(module, "torch_compilable_check", lambda *args, **kwargs: None):
+        yield
 
 
 def _cache_kwarg(model: Any, cache: Any) -> dict[str, Any]:
@@ -566,11 +678,13 @@ class StoredTrace:
     params_bytes: int
     kv_cache_bytes: int
     activations_bytes: int
+    images: int = 0  # pictures per sequence at the vision tower's size, beside ctx text tokens
 
     @property
     def label(self) -> str:
         chunk = f" chunk {self.prefill_chunk}" if self.prefill_chunk < self.ctx else ""
-        return (f"{self.model} {self.dtype} ctx {self.ctx}{chunk} batch {self.batch} "
+        pictures = f" + {self.images} image" if self.images else ""
+        return (f"{self.model} {self.dtype} ctx {self.ctx}{pictures}{chunk} batch {self.batch} "
                 f"{self.attention}")
 
     @property
@@ -603,14 +717,14 @@ def load_traces(trace_dir: str | Path = TRACE_DIR) -> list[StoredTrace]:
                 attention_kernel=item.get("attention_kernel", ""),
                 prefill_peak_bytes=prefill["peak_bytes"], params_bytes=prefill["params_bytes"],
                 kv_cache_bytes=prefill["kv_cache_bytes"],
-                activations_bytes=prefill["activations_bytes"]))
+                activations_bytes=prefill["activations_bytes"], images=s.get("images", 0)))
     return rows
 
 
 def compare_traces(rows: Iterable[StoredTrace]) -> list[TraceComparison]:
     """The analytic peak beside each comparable stored row (see `StoredTrace.comparable`)."""
     return [TraceComparison(row, analytic_peak(row.model, row.dtype, row.ctx, row.batch,
-                                               row.attention, row.prefill_chunk)[0])
+                                               row.attention, row.prefill_chunk, row.images)[0])
             for row in rows if row.comparable]
 
 

@@ -6,6 +6,8 @@
   attention KV, so the part is its state alone).
 - `activation_growth`: what a batch of `ctx` tokens adds over one of `ctx_base` tokens, with the
   weights and runtime overhead cancelling out (transformers' benchmark of a BERT forward).
+- `weights_per_rank`: the weights one of `tensor_parallel` GPUs holds (vLLM's "Model loading
+  took X GB" under tensor parallelism), read as the estimate's per-GPU weights.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def estimate_row(row: dict[str, str]) -> float:
             return estimate(model=row["model"], dtype=row["dtype"], ctx=ctx, batch=batch,
                             attention=row["attention"]).memory.activations.bytes
         return activations(int(row["ctx"])) - activations(int(row["ctx_base"]))
+    if row["quantity"] == "weights_per_rank":
+        from vramest.inference.placement import per_gpu_memory
+
+        est = estimate(model=row["model"], dtype=row["dtype"], ctx=int(row["ctx"] or 1))
+        return per_gpu_memory(est, int(row.get("tensor_parallel") or 1)).weights
     raise InputError(f"architectures.csv: unknown quantity {row['quantity']!r}.")
 
 
