@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    help="all the GPUs of the replica: tensor parallel = num-gpus / pp")
     p.add_argument("--pp", default=1, type=positive_int("--pp", 4096),
                    help="pipeline-parallel stages (default 1)")
+    p.add_argument("--ep", default=1, type=positive_int("--ep", 4096),
+                   help="expert-parallel groups for a mixture of experts, dividing the "
+                   "tensor-parallel size (default 1: experts split by tensor parallelism)")
     p.add_argument("--engine", default="vllm", choices=ENGINE_NAMES,
                    help="serving engine whose scheduler and costs to use (default vllm)")
     load = p.add_mutually_exclusive_group()
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                   concurrency=args.concurrency, request_rate=args.request_rate,
                   max_num_batched_tokens=args.max_num_batched_tokens,
                   max_num_seqs=args.max_num_seqs, hardware_file=args.hardware_file,
-                  extras=extras)
+                  extras=extras, ep=args.ep)
     d = est.deployment
     out = {"model": d.shape.name, "dtype": d.fmt.name, "kv_dtype": d.kv.name,
            "gpu": d.device.name, "num_gpus": d.num_gpus, "serving": est.to_json()}

@@ -19,7 +19,7 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
             concurrency: int | None = None, request_rate: float | None = None,
             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
             hardware_file: str | None = None,
-            extras: ServingExtras = NO_EXTRAS) -> ServingEstimate:
+            extras: ServingExtras = NO_EXTRAS, ep: int = 1) -> ServingEstimate:
     """Latency and throughput of one deployment under load (see `vramest.serving.simulate`)."""
     if concurrency is not None and request_rate is not None:
         raise InputError("Give --concurrency or --request-rate, not both.")
@@ -39,7 +39,10 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
     if info.shape.num_kv_heads and not info.shape.is_mla and info.shape.num_heads % tp:
         raise InputError(f"Tensor parallel {tp} does not divide the {info.shape.num_heads} "
                          "attention heads; choose --num-gpus / --pp that does.")
-    d = deployment(info, name, kv_dtype, device, tp, pp, eng)
+    if ep < 1 or tp % ep:
+        raise InputError(f"--ep {ep} must divide the tensor-parallel size {tp} (expert "
+                         "parallel groups are formed within it).")
+    d = deployment(info, name, kv_dtype, device, tp, pp, eng, ep=ep)
     if extras:  # LoRA slots and speculative decoding: inference/serving_extras.py
         extras = for_model(extras, model, info.name)
         d = replace(d, extras=extras)

@@ -81,6 +81,7 @@ class ServingEstimate:
             "running": round(s.running, 2),
             "num_gpus": self.num_gpus, "tensor_parallel": self.deployment.tp,
             "pipeline_parallel": self.deployment.pp,
+            "expert_parallel": self.deployment.ep,
             "max_num_batched_tokens": self.engine.max_num_batched_tokens,
             "max_num_seqs": self.engine.max_num_seqs,
             "decode_step_s": s.decode_step_s, "mixed_step_s": s.mixed_step_s,
@@ -139,7 +140,8 @@ def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, 
 
 
 def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, tp: int,
-               pp: int, eng: ServingEngine, constants: Constants = DEFAULTS) -> Deployment:
+               pp: int, eng: ServingEngine, constants: Constants = DEFAULTS,
+               ep: int = 1) -> Deployment:
     from vramest.model.precisions import default_kv_format, weight_format
 
     fmt = weight_format(dtype)
@@ -147,7 +149,8 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
     constants = replace(constants, allreduce_latency_s=eng.allreduce_latency_s)
     return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
                       engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
-                      gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency)
+                      gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency,
+                      ep=ep if info.shape.is_moe else 1)
 
 
 def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, output_len: int,

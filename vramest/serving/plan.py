@@ -51,7 +51,7 @@ class Candidate:
     def to_json(self) -> dict[str, object]:
         d = self.estimate.deployment
         return {"gpu": d.device.name, "num_gpus": d.num_gpus, "tensor_parallel": d.tp,
-                "pipeline_parallel": d.pp, "expert_parallel": 1, "dtype": self.dtype,
+                "pipeline_parallel": d.pp, "expert_parallel": d.ep, "dtype": self.dtype,
                 "kv_dtype": self.kv_dtype, "engine": self.estimate.engine.name,
                 "max_num_seqs": self.estimate.engine.max_num_seqs,
                 "max_num_batched_tokens": self.estimate.engine.max_num_batched_tokens,
@@ -101,6 +101,8 @@ def launch_command(model: str, est: ServingEstimate, dtype: str, kv_dtype: str |
         parts = [f"vllm serve {model}", f"--tensor-parallel-size {d.tp}"]
         if d.pp > 1:
             parts.append(f"--pipeline-parallel-size {d.pp}")
+        if d.ep > 1:  # vLLM's expert parallel spans the tensor-parallel GPUs
+            parts.append("--enable-expert-parallel")
         parts += [f"--max-num-seqs {e.max_num_seqs}",
                   f"--max-num-batched-tokens {e.max_num_batched_tokens}",
                   f"--max-model-len {max_len}"]
@@ -112,6 +114,8 @@ def launch_command(model: str, est: ServingEstimate, dtype: str, kv_dtype: str |
         parts = [f"python -m sglang.launch_server --model-path {model}", f"--tp {d.tp}"]
         if d.pp > 1:
             parts.append(f"--pp-size {d.pp}")
+        if d.ep > 1:
+            parts.append(f"--ep-size {d.ep}")
         parts += [f"--max-running-requests {e.max_num_seqs}",
                   f"--chunked-prefill-size {e.max_num_batched_tokens}",
                   f"--context-length {max_len}"]
@@ -121,6 +125,7 @@ def launch_command(model: str, est: ServingEstimate, dtype: str, kv_dtype: str |
             parts.append("--kv-cache-dtype fp8_e4m3")
     elif e.name == "trtllm":
         parts = [f"trtllm-serve {model}", f"--tp_size {d.tp}", f"--pp_size {d.pp}",
+                 *([f"--ep_size {d.ep}"] if d.ep > 1 else []),
                  f"--max_batch_size {e.max_num_seqs}", f"--max_num_tokens {e.max_num_batched_tokens}",
                  f"--max_seq_len {max_len}"]
         if kv_dtype == "fp8":
@@ -200,31 +205,38 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
                                              max_len)
                                 if not fits:
                                     continue
-                                for seqs in MAX_NUM_SEQS:
-                                    eng = with_options(base, max_num_batched_tokens=budget,
-                                                       max_num_seqs=seqs)
-                                    est = _simulate(info, dtype, kv_name, device, tp, pp, eng,
-                                                    input_len, output_len, seqs)
-                                    simulated += 1
-                                    if est is None:
-                                        break
-                                    if est.state.tpot.at(bounds.percentile) > bounds.tpot_s:
-                                        break  # TPOT only grows with the concurrency
-                                    if est.max_concurrency < seqs:
-                                        break  # more would wait for KV blocks
-                                    if not _meets(est, bounds):
-                                        continue
-                                    d = est.deployment
-                                    feasible.append(Candidate(
-                                        estimate=est, dtype=d.fmt.name, kv_dtype=d.kv.name,
-                                        cost_per_million_tokens=cost_per_million(est, price),
-                                        launch_command=launch_command(model_name, est, dtype,
-                                                                      kv_name)))
+                                # a mixture of experts: experts split by tensor
+                                # parallelism, or one expert group per GPU
+                                for ep in (1, tp) if shape.is_moe and tp > 1 else (1,):
+                                    evaluated += len(MAX_NUM_SEQS) if ep > 1 else 0
+                                    for seqs in MAX_NUM_SEQS:
+                                        eng = with_options(base, max_num_batched_tokens=budget,
+                                                           max_num_seqs=seqs)
+                                        est = _simulate(info, dtype, kv_name, device, tp, pp,
+                                                        eng, input_len, output_len, seqs, ep)
+                                        simulated += 1
+                                        if est is None:
+                                            break
+                                        if est.state.tpot.at(bounds.percentile) > bounds.tpot_s:
+                                            break  # TPOT only grows with the concurrency
+                                        if est.max_concurrency < seqs:
+                                            break  # more would wait for KV blocks
+                                        if not _meets(est, bounds):
+                                            continue
+                                        d = est.deployment
+                                        feasible.append(Candidate(
+                                            estimate=est, dtype=d.fmt.name, kv_dtype=d.kv.name,
+                                            cost_per_million_tokens=cost_per_million(est,
+                                                                                     price),
+                                            launch_command=launch_command(model_name, est,
+                                                                          dtype, kv_name)))
     notes = [f"Bounds apply to the p{bounds.percentile:g} TTFT and TPOT.",
              "Cost per million output tokens: the card price over 3 years, board power at "
              "PUE 1.3 and 0.15 per kWh, busy all month (vramest cost's model); null where no "
              "card price is known (give --gpu-price).",
-             "Expert parallelism and disaggregated prefill/decode pools are not searched."]
+             "Disaggregated prefill/decode pools and attention data parallelism are not "
+             "searched; a mixture of experts is tried with expert parallelism across the "
+             "tensor-parallel GPUs and without."]
     return Plan(candidates_evaluated=evaluated, simulated=simulated, feasible=len(feasible),
                 pareto=tuple(pareto_front(feasible)), bounds=bounds, notes=tuple(notes))
 
@@ -238,8 +250,8 @@ def _fits(info: ModelInfo, dtype: str, kv: str | None, device: Device, n: int,
 
 def _simulate(info: ModelInfo, dtype: str, kv: str | None, device: Device, tp: int, pp: int,
               eng: ServingEngine, input_len: int, output_len: int,
-              concurrency: int) -> ServingEstimate | None:
-    d = deployment(info, dtype, kv, device, tp, pp, eng)
+              concurrency: int, ep: int = 1) -> ServingEstimate | None:
+    d = deployment(info, dtype, kv, device, tp, pp, eng, ep=ep)
     cap = capacity(info, d.fmt.name, d.kv.name, device, tp * pp, eng, input_len + output_len)
     try:
         return serve(d, eng, cap, input_len=input_len, output_len=output_len,
