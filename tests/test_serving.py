@@ -89,6 +89,8 @@ def test_nvfp4_is_four_and_a_half_bits_and_accepted(capsys: pytest.CaptureFixtur
     ("--concurrency", "0"),
     ("--request-rate", "nan"),
     ("--num-gpus", "4", "--ep", "3"),
+    ("--input-len-dist", "uniform:1.5"),
+    ("--output-len-dist", "normal"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(capsys: pytest.CaptureFixture[str],
                                               args: tuple[str, ...]) -> None:
@@ -339,3 +341,33 @@ def test_launch_command_asks_for_expert_parallelism(engine: str, flag: str) -> N
     est = serving(model="Qwen/Qwen3-235B-A22B", dtype="fp8", gpu="h200", num_gpus=4, ep=4,
                   engine=engine, input_len=1024, output_len=256, concurrency=16)
     assert flag in launch_command("Qwen/Qwen3-235B-A22B", est, "fp8", None)
+
+
+@settings(max_examples=30, deadline=None)
+@given(dist=st.sampled_from(["uniform:0.2", "uniform:0.9", "exponential"]),
+       engine=st.sampled_from(["vllm", "sglang", "trtllm"]),
+       lengths=st.tuples(st.integers(64, 8192), st.integers(16, 2048)),
+       concurrency=st.integers(1, 256))
+def test_scattered_lengths_break_clumps_and_widen_ttft(dist: str, engine: str,
+                                                       lengths: tuple[int, int],
+                                                       concurrency: int) -> None:
+    """Requests whose outputs differ in length stop coming back together, so the median TTFT
+    is never above the fixed-length one; a scattered prompt length widens the TTFT tail."""
+    kwargs = dict(model="meta-llama/Llama-3.1-8B", dtype="fp8", gpu="h100", engine=engine,
+                  input_len=lengths[0], output_len=lengths[1], concurrency=concurrency)
+    fixed = serving(**kwargs)
+    spread_out = serving(output_len_dist=dist, **kwargs)
+    spread_in = serving(input_len_dist=dist, **kwargs)
+    assert spread_out.state.ttft.median <= fixed.state.ttft.median * (1 + 1e-9)
+    assert spread_in.state.ttft.p99 >= fixed.state.ttft.p99 * (1 - 1e-9)
+    assert spread_out.to_json()["output_len_dist"] == dist
+
+
+@given(mean=st.floats(1, 1e6), ratio=st.floats(0, 0.99), q=st.floats(0.01, 0.99))
+def test_length_quantiles_grow_and_keep_the_mean_between(mean: float, ratio: float,
+                                                          q: float) -> None:
+    from vramest.serving.lengths import LengthDist
+
+    for dist in (LengthDist("uniform", ratio), LengthDist("exponential")):
+        assert dist.quantile(mean, q) <= dist.quantile(mean, min(0.999, q + 0.005)) + 1e-9
+        assert dist.quantile(mean, 0.01) <= mean <= dist.quantile(mean, 0.99) + 1e-9

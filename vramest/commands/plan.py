@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from vramest.errors import InputError
     from vramest.hardware.database import load_hardware
     from vramest.model.resolve import resolve_model
+    from vramest.serving.lengths import parse_length_dist
     from vramest.serving.plan import DEFAULT_ENGINES, DEFAULT_GPUS, Bounds, plan
 
     if args.plot or args.html:
@@ -96,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
                   output_len=args.output_len,
                   bounds=Bounds(args.ttft, args.tpot, args.percentile), max_gpus=args.max_gpus,
                   engines=engines, dtypes=_list(args.dtype) or None,
-                  prices=_prices(args.gpu_price, devices))
+                  prices=_prices(args.gpu_price, devices),
+                  lengths=(parse_length_dist(args.input_len_dist, "--input-len-dist"),
+                           parse_length_dist(args.output_len_dist, "--output-len-dist")))
     out = {"model": info.shape.name, "input_len": args.input_len,
            "output_len": args.output_len, **result.to_json()}
     if args.json:

@@ -19,6 +19,9 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
                    help="prompt tokens per request")
     p.add_argument("--output-len", required=True, type=positive_int("--output-len", 10**7),
                    help="generated tokens per request")
+    p.add_argument("--input-len-dist", help="how prompt lengths scatter around --input-len: "
+                   "fixed (default), uniform:R (over [1-R, 1+R] × the mean) or exponential")
+    p.add_argument("--output-len-dist", help="the same for output lengths")
 
 
 def add_serving_args(p: argparse.ArgumentParser) -> None:
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                   concurrency=args.concurrency, request_rate=args.request_rate,
                   max_num_batched_tokens=args.max_num_batched_tokens,
                   max_num_seqs=args.max_num_seqs, hardware_file=args.hardware_file,
-                  extras=extras, ep=args.ep)
+                  extras=extras, ep=args.ep, input_len_dist=args.input_len_dist,
+                  output_len_dist=args.output_len_dist)
     d = est.deployment
     out = {"model": d.shape.name, "dtype": d.fmt.name, "kv_dtype": d.kv.name,
            "gpu": d.device.name, "num_gpus": d.num_gpus, "serving": est.to_json()}

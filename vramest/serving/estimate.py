@@ -21,6 +21,7 @@ from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, apply_mem
 from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
 from vramest.serving.engines import ServingEngine
+from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.simulate import SteadyState, at_request_rate, steady_state
 from vramest.serving.step import Deployment
 
@@ -52,6 +53,8 @@ class ServingEstimate:
     max_concurrency: int
     mode: str  # "concurrency", "request-rate" or "max-throughput"
     request_rate: float | None
+    input_dist: LengthDist = FIXED
+    output_dist: LengthDist = FIXED
 
     @property
     def num_gpus(self) -> int:
@@ -70,6 +73,8 @@ class ServingEstimate:
         return {
             "engine": self.engine.name, "mode": self.mode,
             "input_len": self.input_len, "output_len": self.output_len,
+            "input_len_dist": self.input_dist.label(),
+            "output_len_dist": self.output_dist.label(),
             "request_rate": self.request_rate,
             "ttft_s": s.ttft.to_json(), "tpot_s": s.tpot.to_json(), "itl_s": s.itl.to_json(),
             "e2e_s": s.e2e.to_json(),
@@ -154,7 +159,8 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
 
 
 def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, output_len: int,
-          concurrency: int | None = None, request_rate: float | None = None) -> ServingEstimate:
+          concurrency: int | None = None, request_rate: float | None = None,
+          input_dist: LengthDist = FIXED, output_dist: LengthDist = FIXED) -> ServingEstimate:
     if input_len < 1 or output_len < 1:
         raise InputError("--input-len and --output-len must be at least 1 token.")
     full = cap.sequences(input_len + output_len)
@@ -174,13 +180,16 @@ def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, o
     holds = max(full, cap.sequences(mean_len))
     if request_rate is not None:
         state = at_request_rate(d, eng, input_len=input_len, output_len=output_len,
-                                rate=request_rate, capacity=holds)
+                                rate=request_rate, capacity=holds, input_dist=input_dist,
+                                output_dist=output_dist)
         mode = "request-rate"
     else:
         mode = "concurrency" if concurrency is not None else "max-throughput"
         conc = concurrency if concurrency is not None else min(holds, eng.max_num_seqs)
         state = steady_state(d, eng, input_len=input_len, output_len=output_len,
-                             concurrency=conc, capacity=holds)
+                             concurrency=conc, capacity=holds, input_dist=input_dist,
+                             output_dist=output_dist)
     return ServingEstimate(deployment=d, engine=eng, input_len=input_len, output_len=output_len,
                            state=state, capacity=cap, max_concurrency=full, mode=mode,
-                           request_rate=request_rate)
+                           request_rate=request_rate, input_dist=input_dist,
+                           output_dist=output_dist)

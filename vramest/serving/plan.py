@@ -19,6 +19,7 @@ from vramest.model.precisions import weight_format
 from vramest.model.resolve import ModelInfo
 from vramest.serving.engines import ServingEngine, serving_engine, with_options
 from vramest.serving.estimate import ServingEstimate, capacity, deployment, serve
+from vramest.serving.lengths import FIXED, LengthDist
 
 DEFAULT_GPUS = ("h100", "h200", "b200", "a100-80gb", "l40s", "h100-pcie")
 DEFAULT_ENGINES = ("vllm", "sglang", "trtllm")
@@ -173,7 +174,9 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
          output_len: int, bounds: Bounds, max_gpus: int = 8,
          engines: Sequence[str] = DEFAULT_ENGINES, dtypes: Sequence[str] | None = None,
          kv_dtypes: Sequence[str | None] = KV_DTYPES,
-         prices: dict[str, float] | None = None) -> Plan:
+         prices: dict[str, float] | None = None,
+         lengths: tuple[LengthDist, LengthDist] = (FIXED, FIXED)) -> Plan:
+    """`lengths`: how prompt and output lengths scatter around their means."""
     if bounds.ttft_s <= 0 or bounds.tpot_s <= 0:
         raise InputError("--ttft and --tpot must be more than 0 seconds.")
     if not 50 <= bounds.percentile <= 99:
@@ -213,7 +216,8 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
                                         eng = with_options(base, max_num_batched_tokens=budget,
                                                            max_num_seqs=seqs)
                                         est = _simulate(info, dtype, kv_name, device, tp, pp,
-                                                        eng, input_len, output_len, seqs, ep)
+                                                        eng, input_len, output_len, seqs, ep,
+                                                        lengths)
                                         simulated += 1
                                         if est is None:
                                             break
@@ -250,11 +254,13 @@ def _fits(info: ModelInfo, dtype: str, kv: str | None, device: Device, n: int,
 
 def _simulate(info: ModelInfo, dtype: str, kv: str | None, device: Device, tp: int, pp: int,
               eng: ServingEngine, input_len: int, output_len: int,
-              concurrency: int, ep: int = 1) -> ServingEstimate | None:
+              concurrency: int, ep: int = 1,
+              lengths: tuple[LengthDist, LengthDist] = (FIXED, FIXED)
+              ) -> ServingEstimate | None:
     d = deployment(info, dtype, kv, device, tp, pp, eng, ep=ep)
     cap = capacity(info, d.fmt.name, d.kv.name, device, tp * pp, eng, input_len + output_len)
     try:
         return serve(d, eng, cap, input_len=input_len, output_len=output_len,
-                     concurrency=concurrency)
+                     concurrency=concurrency, input_dist=lengths[0], output_dist=lengths[1])
     except InputError:
         return None

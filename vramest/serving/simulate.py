@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, replace
 
 from vramest.serving.engines import ServingEngine
+from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.step import Deployment, Step, step_seconds
 
 Z = {"median": 0.0, "p90": 1.2816, "p99": 2.3263}  # standard normal quantiles
@@ -82,19 +83,25 @@ class SteadyState:
 
 
 def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
-                 concurrency: float, capacity: float) -> SteadyState:
+                 concurrency: float, capacity: float, input_dist: LengthDist = FIXED,
+                 output_dist: LengthDist = FIXED) -> SteadyState:
     """Closed loop: `concurrency` requests always in the system (each sends the next as soon as
-    its last one finishes). `capacity` is how many sequences the KV cache holds at once."""
+    its last one finishes). `capacity` is how many sequences the KV cache holds at once. The
+    lengths are means; the distributions say how single requests scatter around them."""
     budget = eng.max_num_batched_tokens
     run = max(1.0, min(concurrency, eng.max_num_seqs, capacity))
     # requests that come back together and wait for their prefill: the measured TTFTs grow as
     # √C (fitted scale). A clump is not bounded by one step's budget: the engines split the
     # waiting prompts over consecutive steps (vLLM V1 and TensorRT-LLM fill each step's token
     # budget in arrival order; SGLang runs prefill batches back to back while prompts wait)
+    gen = max(1, output_len - 1)
     g = max(1.0, min(run, eng.clump_scale * math.sqrt(run)))
+    # with scattered output lengths a clump's requests finish over about cv × O steps instead
+    # of in one, and come back spread over them; those that come back within one step still
+    # share it (about run / O of them)
+    g = min(g, max(1.0, g / (1 + output_dist.cv * gen), run / (gen + 1)))
     n_p = max(1.0, g * input_len / budget)
     clumps = run / g
-    gen = max(1, output_len - 1)
     cycle = max(n_p + gen, clumps * n_p)  # steps per request cycle
     # the running sequences past their prompt: all but the prefilling ones, and fewer when
     # prefill is the bottleneck (most then wait for their prompt's turn)
@@ -126,7 +133,10 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     # prefill-only; chunked engines carry the running decodes in each
     own = (n_p + 1) / 2 * (mixed if eng.mixed else prefill_s)
     ttft_base = own + queue_steps * mixed + eng.request_overhead_s
-    ttft = _spread(*(ttft_base + residual * EXP[k] for k in Z))
+    # a longer prompt than the mean takes its share longer (quantiles of the prompt length and
+    # of the wait for the step in progress taken together: an upper bound for p90 and p99)
+    ttft = _spread(*(ttft_base + own * (input_dist.quantile(input_len, q) / input_len - 1)
+                     + residual * EXP[k] for k, q in zip(Z, (0.5, 0.9, 0.99), strict=True)))
 
     def tpot_at(z: float) -> float:
         k = min(gen, max(0.0, others + z * math.sqrt(max(others, 0.0))))
@@ -151,7 +161,8 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
 
 
 def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
-                    rate: float, capacity: float) -> SteadyState:
+                    rate: float, capacity: float, input_dist: LengthDist = FIXED,
+                    output_dist: LengthDist = FIXED) -> SteadyState:
     """Open loop, Poisson arrivals at `rate` requests/s: the concurrency L that satisfies
     L = rate × E2E(L) (Little's law), found by bisection. Past the most the replica serves, the
     queue grows for as long as requests keep coming: the figures are then those of a benchmark
@@ -160,7 +171,8 @@ def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output
 
     def solve(conc: float) -> SteadyState:
         return steady_state(d, eng, input_len=input_len, output_len=output_len,
-                            concurrency=conc, capacity=capacity)
+                            concurrency=conc, capacity=capacity, input_dist=input_dist,
+                            output_dist=output_dist)
 
     full = solve(top)
     max_rate = full.output_tokens_per_s / output_len
