@@ -20,6 +20,7 @@ from vramest.inference.estimate import Estimate, estimate_for
 from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, apply_memory
 from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
+from vramest.serving.disagg import Pools
 from vramest.serving.engines import ServingEngine
 from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.simulate import SteadyState, at_request_rate, steady_state
@@ -55,10 +56,11 @@ class ServingEstimate:
     request_rate: float | None
     input_dist: LengthDist = FIXED
     output_dist: LengthDist = FIXED
+    pools: Pools | None = None  # disaggregated: the prefill and decode pools (else None)
 
     @property
     def num_gpus(self) -> int:
-        return self.deployment.num_gpus
+        return self.pools.num_gpus if self.pools else self.deployment.num_gpus
 
     @property
     def tokens_per_s_per_gpu(self) -> float:
@@ -87,6 +89,7 @@ class ServingEstimate:
             "num_gpus": self.num_gpus, "tensor_parallel": self.deployment.tp,
             "pipeline_parallel": self.deployment.pp,
             "expert_parallel": self.deployment.ep,
+            "disaggregated": self.pools.to_json() if self.pools else None,
             "max_num_batched_tokens": self.engine.max_num_batched_tokens,
             "max_num_seqs": self.engine.max_num_seqs,
             "decode_step_s": s.decode_step_s, "mixed_step_s": s.mixed_step_s,

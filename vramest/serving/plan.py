@@ -10,13 +10,14 @@ the throughput-latency trade-off, each with its cost per million tokens from the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramest.advice.cost import DEFAULT_ELECTRICITY_PRICE, DEFAULT_PUE, DEFAULT_YEARS, LocalCost, LocalSetup
 from vramest.errors import InputError
 from vramest.hardware.database import Device
 from vramest.model.precisions import weight_format
 from vramest.model.resolve import ModelInfo
+from vramest.serving.disagg import Pools, disaggregated_state
 from vramest.serving.engines import ServingEngine, serving_engine, with_options
 from vramest.serving.estimate import ServingEstimate, capacity, deployment, serve
 from vramest.serving.lengths import FIXED, LengthDist
@@ -51,7 +52,7 @@ class Candidate:
 
     def to_json(self) -> dict[str, object]:
         d = self.estimate.deployment
-        return {"gpu": d.device.name, "num_gpus": d.num_gpus, "tensor_parallel": d.tp,
+        return {"gpu": d.device.name, "num_gpus": self.estimate.num_gpus, "tensor_parallel": d.tp,
                 "pipeline_parallel": d.pp, "expert_parallel": d.ep, "dtype": self.dtype,
                 "kv_dtype": self.kv_dtype, "engine": self.estimate.engine.name,
                 "max_num_seqs": self.estimate.engine.max_num_seqs,
@@ -175,8 +176,10 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
          engines: Sequence[str] = DEFAULT_ENGINES, dtypes: Sequence[str] | None = None,
          kv_dtypes: Sequence[str | None] = KV_DTYPES,
          prices: dict[str, float] | None = None,
-         lengths: tuple[LengthDist, LengthDist] = (FIXED, FIXED)) -> Plan:
-    """`lengths`: how prompt and output lengths scatter around their means."""
+         lengths: tuple[LengthDist, LengthDist] = (FIXED, FIXED),
+         disaggregated: bool = False) -> Plan:
+    """`lengths`: how prompt and output lengths scatter around their means; `disaggregated`:
+    also search separate prefill and decode pools (`vramest.serving.disagg`)."""
     if bounds.ttft_s <= 0 or bounds.tpot_s <= 0:
         raise InputError("--ttft and --tpot must be more than 0 seconds.")
     if not 50 <= bounds.percentile <= 99:
@@ -234,13 +237,30 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
                                                                                      price),
                                             launch_command=launch_command(model_name, est,
                                                                           dtype, kv_name)))
+    if disaggregated:
+        for device in devices:
+            price = (prices or {}).get(device.name)
+            for dtype in _dtypes(info, device, dtypes):
+                for kv_name in kv_dtypes:
+                    for engine_name in engines:
+                        if engine_name == "llamacpp":
+                            continue
+                        n_eval, n_sim, found = _search_pools(
+                            info, model_name, device, dtype, kv_name,
+                            serving_engine(engine_name), input_len, output_len, bounds,
+                            max_gpus, price)
+                        evaluated += n_eval
+                        simulated += n_sim
+                        feasible += found
     notes = [f"Bounds apply to the p{bounds.percentile:g} TTFT and TPOT.",
              "Cost per million output tokens: the card price over 3 years, board power at "
              "PUE 1.3 and 0.15 per kWh, busy all month (vramest cost's model); null where no "
              "card price is known (give --gpu-price).",
-             "Disaggregated prefill/decode pools and attention data parallelism are not "
-             "searched; a mixture of experts is tried with expert parallelism across the "
-             "tensor-parallel GPUs and without."]
+             "Attention data parallelism is not searched; a mixture of experts is tried with "
+             "expert parallelism across the tensor-parallel GPUs and without; disaggregated "
+             "prefill/decode pools " + ("are searched too (same GPU type, lengths at their "
+                                        "means)." if disaggregated else
+                                        "are searched with --disaggregated.")]
     return Plan(candidates_evaluated=evaluated, simulated=simulated, feasible=len(feasible),
                 pareto=tuple(pareto_front(feasible)), bounds=bounds, notes=tuple(notes))
 
@@ -264,3 +284,77 @@ def _simulate(info: ModelInfo, dtype: str, kv: str | None, device: Device, tp: i
                      concurrency=concurrency, input_dist=lengths[0], output_dist=lengths[1])
     except InputError:
         return None
+
+
+POOL_TP = (1, 2, 4, 8)
+
+
+def _search_pools(info: ModelInfo, model_name: str, device: Device, dtype: str,
+                  kv: str | None, eng: ServingEngine, input_len: int, output_len: int,
+                  bounds: Bounds, max_gpus: int, price: float | None
+                  ) -> tuple[int, int, list[Candidate]]:
+    """Prefill and decode pools of one GPU type, precision and engine: every split of at most
+    `max_gpus` GPUs (a whole GPU count of the search) into replicas of TP 1–8, and every decode
+    batch; those that meet the bounds."""
+    shape = info.shape
+    max_len = input_len + output_len
+    evaluated = simulated = 0
+    found: list[Candidate] = []
+    tps = [t for t in POOL_TP if t <= max_gpus and (shape.is_mla or shape.num_heads % t == 0)
+           and _fits(info, dtype, kv, device, t, eng, max_len)]
+    for tp_p in tps:
+        prefill = deployment(info, dtype, kv, device, tp_p, 1, eng)
+        for tp_d in tps:
+            decode = deployment(info, dtype, kv, device, tp_d, 1, eng)
+            cap = capacity(info, decode.fmt.name, decode.kv.name, device, tp_d, eng, max_len)
+            holds = cap.sequences(input_len + output_len // 2)
+            for total in GPU_COUNTS:
+                if total > max_gpus:
+                    continue
+                for p in range(1, total // tp_p + 1):
+                    left = total - p * tp_p
+                    if left < tp_d or left % tp_d:
+                        continue
+                    pools = Pools(prefill, decode, p, left // tp_d)
+                    for batch in MAX_NUM_SEQS:
+                        evaluated += 1
+                        if batch > holds:
+                            break
+                        simulated += 1
+                        state = disaggregated_state(pools, eng, input_len=input_len,
+                                                    output_len=output_len, decode_batch=batch)
+                        if state.tpot.at(bounds.percentile) > bounds.tpot_s:
+                            break
+                        if state.ttft.at(bounds.percentile) > bounds.ttft_s:
+                            continue
+                        est = ServingEstimate(
+                            deployment=decode, engine=with_options(eng, max_num_seqs=batch),
+                            input_len=input_len, output_len=output_len, state=state,
+                            capacity=cap, max_concurrency=cap.sequences(max_len),
+                            mode="disaggregated", request_rate=None, pools=pools)
+                        found.append(Candidate(
+                            estimate=est, dtype=decode.fmt.name, kv_dtype=decode.kv.name,
+                            cost_per_million_tokens=cost_per_million(est, price),
+                            launch_command=pools_launch_command(model_name, est, dtype, kv)))
+    return evaluated, simulated, found
+
+
+def pools_launch_command(model: str, est: ServingEstimate, dtype: str, kv: str | None) -> str:
+    """One prefill and one decode instance's command (start the replicas each pool counts)."""
+    pools = est.pools
+    assert pools is not None
+    decode = launch_command(model, est, dtype, kv)
+    prefill_est = replace(est, deployment=pools.prefill, pools=None)
+    prefill = launch_command(model, prefill_est, dtype, kv)
+    name = est.engine.name
+    if name == "vllm":  # a KV connector moves the prompt's cache (vLLM's NixlConnector)
+        flag = \
+            " --kv-transfer-config '{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}'"
+        return (f"prefill ×{pools.prefill_replicas}: {prefill}{flag} ; "
+                f"decode ×{pools.decode_replicas}: {decode}{flag}")
+    if name == "sglang":
+        return (f"prefill ×{pools.prefill_replicas}: {prefill} --disaggregation-mode prefill ; "
+                f"decode ×{pools.decode_replicas}: {decode} --disaggregation-mode decode")
+    return (f"trtllm-serve disaggregated -c disagg.yaml  # disagg.yaml lists the "
+            f"context_servers (prefill): {pools.prefill_replicas} × ({prefill}); and the "
+            f"generation_servers (decode): {pools.decode_replicas} × ({decode})")
