@@ -224,6 +224,12 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         e = errors(p for p in moe if p.row.engine == engine)
         lines.append(f"  {'MoE (one constant): ' + engine:<22} {len(e['tpot']):5} "
                      f"{_pct(e['tpot'])} {_pct(e['ttft'])}")
+    ep_rows = [p for p in moe if p.row.ep > 1]
+    as_tp = [p for p in (_predict_or_none(replace(p.row, ep=1)) for p in ep_rows) if p]
+    lines.append(f"  {'MoE expert-parallel rows':<22} {len(ep_rows):5} "
+                 f"{_pct(errors(ep_rows)['tpot'])} {_pct(errors(ep_rows)['ttft'])}"
+                 f"   (taken as TP: {_pct(errors(as_tp)['tpot']).strip()} / "
+                 f"{_pct(errors(as_tp)['ttft']).strip()})")
     b200 = [predict(r) for r in b200_rows()]
     for engine in ("vllm", "trtllm"):
         e = errors(p for p in b200 if p.row.engine == engine)
