@@ -110,9 +110,11 @@ def render(out: dict[str, object]) -> str:
 
     lines = [
         f"{out['model']}  ·  {out['dtype']} (KV {out['kv_dtype']})  ·  {out['num_gpus']}× "
-        f"{out['gpu']} (TP {s['tensor_parallel']}, PP {s['pipeline_parallel']})  ·  "
+        f"{out['gpu']} (TP {s['tensor_parallel']}, PP {s['pipeline_parallel']}"
+        f"{', EP ' + str(s['expert_parallel']) if s.get('expert_parallel', 1) > 1 else ''})  ·  "
         f"{s['engine']}",
-        f"{s['input_len']} prompt + {s['output_len']} output tokens per request, {load}",
+        f"{s['input_len']} prompt + {s['output_len']} output tokens per request"
+        f"{_spread_note(s)}, {load}",
         "",
         "  latency    median        p90        p99",
         row("TTFT", "ttft_s"), row("TPOT", "tpot_s"), row("ITL", "itl_s"),
@@ -136,3 +138,11 @@ def render(out: dict[str, object]) -> str:
     if s["prefill_bound"]:
         lines.append("Prefill is the bottleneck here: requests queue for prompt processing.")
     return "\n".join(lines)
+
+
+def _spread_note(s: dict) -> str:
+    """How the lengths scatter, when they do (means otherwise)."""
+    kinds = [f"{what} {s[key]}" for what, key in (("prompts", "input_len_dist"),
+                                                   ("outputs", "output_len_dist"))
+             if s.get(key, "fixed") != "fixed"]
+    return f" on average ({', '.join(kinds)})" if kinds else ""
