@@ -88,6 +88,9 @@ def test_nvfp4_is_four_and_a_half_bits_and_accepted(capsys: pytest.CaptureFixtur
     ("--gpu", "4090", "--dtype", "bf16"),
     ("--concurrency", "0"),
     ("--request-rate", "nan"),
+    ("--num-gpus", "4", "--ep", "3"),
+    ("--input-len-dist", "uniform:1.5"),
+    ("--output-len-dist", "normal"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(capsys: pytest.CaptureFixture[str],
                                               args: tuple[str, ...]) -> None:
@@ -182,11 +185,13 @@ def test_tpot_grows_with_concurrency_and_throughput_saturates(
                   input_len=lengths[0], output_len=lengths[1])
     a, b = serving(concurrency=lo, **kwargs), serving(concurrency=hi, **kwargs)
     top = serving(**kwargs)
-    assert b.state.tpot.median >= a.state.tpot.median * (1 - 1e-9)
-    assert b.state.e2e.median >= a.state.e2e.median * (1 - 1e-9)
-    # throughput: not above the max-throughput point (2%: prefill-bound edge cases); past
-    # it, requests only wait
-    assert a.state.output_tokens_per_s <= top.state.output_tokens_per_s * 1.02
+    # (1e-4: where prefill is the bottleneck, a larger clump leaves a budget-full step a few
+    # fewer decodes)
+    assert b.state.tpot.median >= a.state.tpot.median * (1 - 1e-4)
+    assert b.state.e2e.median >= a.state.e2e.median * (1 - 1e-4)
+    # throughput: not above the max-throughput point (3%: prefill-bound edge cases, such as
+    # SGLang's prefill waves with one- or two-token outputs); past it, requests only wait
+    assert a.state.output_tokens_per_s <= top.state.output_tokens_per_s * 1.03
     beyond = serving(concurrency=4 * max(top.max_concurrency, 1024), **kwargs)
     assert beyond.state.output_tokens_per_s == pytest.approx(top.state.output_tokens_per_s,
                                                              rel=0.02)
@@ -217,9 +222,9 @@ def test_reference_rows_keep_their_sources() -> None:
 # Median |error| on the measured rows, just above what the fitted model achieves (see
 # vramest/serving/serving_fit.txt for the held-out figures).
 @pytest.mark.parametrize(("engine", "metric", "limit"), [
-    ("vllm", "tpot", 0.06), ("vllm", "ttft", 0.18),
-    ("sglang", "tpot", 0.10), ("sglang", "ttft", 0.37),
-    ("trtllm", "tpot", 0.11), ("trtllm", "ttft", 0.35), ("trtllm", "max_throughput", 0.06),
+    ("vllm", "tpot", 0.06), ("vllm", "ttft", 0.13),
+    ("sglang", "tpot", 0.08), ("sglang", "ttft", 0.21),
+    ("trtllm", "tpot", 0.10), ("trtllm", "ttft", 0.29), ("trtllm", "max_throughput", 0.05),
 ])
 def test_accuracy_on_measured_rows(engine: str, metric: str, limit: float) -> None:
     e = errors(predict(r) for r in rows_for(engine))
@@ -285,3 +290,139 @@ def test_any_deployment_is_refused_in_a_sentence_or_gives_ordered_finite_figures
         return
     _check_serving(est.to_json())
     assert est.state.output_tokens_per_s > 0 and est.max_concurrency >= 1
+
+
+@given(routed=st.floats(0.5, 1e6), ep=st.integers(1, 64))
+def test_expert_parallel_waits_for_the_most_loaded_group(routed: float, ep: int) -> None:
+    """The busiest of `ep` expert groups carries at least the mean and at most everything,
+    and evens out as the routed token-expert pairs grow."""
+    from vramest.serving.step import _ep_imbalance
+
+    load = _ep_imbalance(routed, ep)
+    assert 1.0 <= load <= max(1.0, ep)
+    assert _ep_imbalance(routed * 100, ep) <= load + 1e-12
+
+
+def test_expert_parallel_rows_are_closer_with_their_expert_groups() -> None:
+    """TensorRT-LLM's measured expert-parallel rows (Qwen3-235B-A22B on H100, DeepSeek-R1 and
+    gpt-oss-120b on H200): TPOT is closer when the step waits for the most loaded group than
+    when the experts are taken as split by tensor parallelism (14.4% against 15.6%)."""
+    from dataclasses import replace
+
+    from vramest.errors import InputError
+
+    def tpot_error(as_tp: bool) -> float:
+        preds = []
+        for row in moe_rows():
+            if row.engine == "trtllm" and row.ep > 1:
+                try:
+                    preds.append(predict(replace(row, ep=1) if as_tp else row))
+                except InputError:
+                    continue
+        assert len(preds) >= 150
+        return median_abs(errors(preds)["tpot"])
+
+    assert tpot_error(as_tp=False) < tpot_error(as_tp=True)
+
+
+def test_serving_reports_its_expert_parallel_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "serving", "--model", "Qwen/Qwen3-235B-A22B", "--dtype", "fp8",
+                           "--gpu", "h200", "--num-gpus", "4", "--ep", "4", "--engine", "sglang",
+                           "--input-len", "1024", "--output-len", "256", "--concurrency", "16",
+                           "--json")
+    assert code == 0
+    assert json.loads(out)["serving"]["expert_parallel"] == 4
+
+
+@pytest.mark.parametrize(("engine", "flag"), [("vllm", "--enable-expert-parallel"),
+                                              ("sglang", "--ep-size 4"),
+                                              ("trtllm", "--ep_size 4")])
+def test_launch_command_asks_for_expert_parallelism(engine: str, flag: str) -> None:
+    from vramest.serving.plan import launch_command
+
+    est = serving(model="Qwen/Qwen3-235B-A22B", dtype="fp8", gpu="h200", num_gpus=4, ep=4,
+                  engine=engine, input_len=1024, output_len=256, concurrency=16)
+    assert flag in launch_command("Qwen/Qwen3-235B-A22B", est, "fp8", None)
+
+
+@settings(max_examples=30, deadline=None)
+@given(dist=st.sampled_from(["uniform:0.2", "uniform:0.9", "exponential"]),
+       engine=st.sampled_from(["vllm", "sglang", "trtllm"]),
+       lengths=st.tuples(st.integers(64, 8192), st.integers(16, 2048)),
+       concurrency=st.integers(1, 256))
+def test_scattered_lengths_break_clumps_and_widen_ttft(dist: str, engine: str,
+                                                       lengths: tuple[int, int],
+                                                       concurrency: int) -> None:
+    """Requests whose outputs differ in length stop coming back together, so the median TTFT
+    is not above the fixed-length one (unless prefill is the bottleneck or requests wait for a
+    KV slot: then those queues set TTFT, not the clumps); a scattered prompt length widens the
+    TTFT tail."""
+    kwargs = dict(model="meta-llama/Llama-3.1-8B", dtype="fp8", gpu="h100", engine=engine,
+                  input_len=lengths[0], output_len=lengths[1], concurrency=concurrency)
+    fixed = serving(**kwargs)
+    spread_out = serving(output_len_dist=dist, **kwargs)
+    spread_in = serving(input_len_dist=dist, **kwargs)
+    queued = fixed.state.prefill_bound or spread_out.state.prefill_bound or \
+        fixed.state.running < concurrency
+    if not queued:
+        assert spread_out.state.ttft.median <= fixed.state.ttft.median * (1 + 1e-6)
+    assert spread_in.state.ttft.p99 >= fixed.state.ttft.p99 * (1 - 1e-9)
+    assert spread_out.to_json()["output_len_dist"] == dist
+
+
+@given(mean=st.floats(1, 1e6), ratio=st.floats(0, 0.99), q=st.floats(0.01, 0.99))
+def test_length_quantiles_grow_and_keep_the_mean_between(mean: float, ratio: float,
+                                                          q: float) -> None:
+    from vramest.serving.lengths import LengthDist
+
+    for dist in (LengthDist("uniform", ratio), LengthDist("exponential")):
+        assert dist.quantile(mean, q) <= dist.quantile(mean, min(0.999, q + 0.005)) + 1e-9
+        assert dist.quantile(mean, 0.01) <= mean <= dist.quantile(mean, 0.99) + 1e-9
+
+
+def test_disaggregated_pools_meet_the_bounds_and_count_every_gpu(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "plan", "--model", "llama-3.1-70b", "--input-len", "4096",
+                           "--output-len", "256", "--ttft", "2", "--tpot", "0.04", "--gpu",
+                           "h100", "--engine", "sglang,trtllm", "--disaggregated", "--json")
+    assert code == 0
+    result = json.loads(out)
+    pools = [c for c in result["pareto"] if c["serving"]["disaggregated"]]
+    assert pools, "long prompts with a tight TPOT: a split deployment is on the front"
+    for c in result["pareto"]:
+        s = c["serving"]
+        assert s["ttft_s"]["p90"] <= 2 and s["tpot_s"]["p90"] <= 0.04
+        if s["disaggregated"]:
+            p, d = s["disaggregated"]["prefill"], s["disaggregated"]["decode"]
+            assert c["num_gpus"] == p["replicas"] * p["tensor_parallel"] + \
+                d["replicas"] * d["tensor_parallel"] <= 8
+            assert "prefill" in c["launch_command"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(engine=st.sampled_from(["vllm", "sglang", "trtllm"]), batch=st.integers(1, 256),
+       lengths=st.tuples(st.integers(512, 8192), st.integers(16, 2048)))
+def test_a_decode_pool_never_waits_for_prompts(engine: str, batch: int,
+                                               lengths: tuple[int, int]) -> None:
+    """Decode replicas run decode-only steps: their TPOT is no slower than the same replica
+    serving the same batch with prompts mixed in, and the pools serve no more than the prefill
+    pool sustains."""
+    from vramest.hardware.database import default_hardware
+    from vramest.serving.disagg import MAX_PREFILL_UTILIZATION, Pools, disaggregated_state
+    from vramest.serving.engines import serving_engine
+    from vramest.serving.estimate import deployment
+    from vramest.serving.reference import _model
+    from vramest.serving.simulate import steady_state
+
+    eng = serving_engine(engine)
+    d = deployment(_model("meta-llama/Llama-3.1-8B"), "fp8", None, default_hardware().find("h100"),
+                   1, 1, eng)
+    ilen, olen = lengths
+    split = disaggregated_state(Pools(d, d, 1, 1), eng, input_len=ilen, output_len=olen,
+                                decode_batch=batch)
+    together = steady_state(d, eng, input_len=ilen, output_len=olen, concurrency=batch,
+                            capacity=10**6)
+    # (2%: the mixed replica decodes slightly fewer sequences while some prefill)
+    assert split.decode_step_s <= together.tpot.median * 1.02
+    prefill_rate = eng.max_num_batched_tokens / ilen / split.mixed_step_s
+    assert split.output_tokens_per_s / olen <= MAX_PREFILL_UTILIZATION * prefill_rate * 1.000001

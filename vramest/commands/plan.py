@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    "awq-int4, and nvfp4 on Blackwell)")
     p.add_argument("--gpu-price", help="price of one card, for the cost: a number for every GPU "
                    "or NAME=PRICE,... (default: the shipped price where there is one)")
+    p.add_argument("--disaggregated", action="store_true",
+                   help="also search separate prefill and decode pools of each GPU type")
     p.add_argument("--hardware-file", help="JSON file of devices to add or override")
     p.add_argument("--top", default=10, type=positive_int("--top", 1000),
                    help="Pareto entries to print as text (default 10; --json gives all)")
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from vramest.errors import InputError
     from vramest.hardware.database import load_hardware
     from vramest.model.resolve import resolve_model
+    from vramest.serving.lengths import parse_length_dist
     from vramest.serving.plan import DEFAULT_ENGINES, DEFAULT_GPUS, Bounds, plan
 
     if args.plot or args.html:
@@ -96,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
                   output_len=args.output_len,
                   bounds=Bounds(args.ttft, args.tpot, args.percentile), max_gpus=args.max_gpus,
                   engines=engines, dtypes=_list(args.dtype) or None,
-                  prices=_prices(args.gpu_price, devices))
+                  prices=_prices(args.gpu_price, devices),
+                  lengths=(parse_length_dist(args.input_len_dist, "--input-len-dist"),
+                           parse_length_dist(args.output_len_dist, "--output-len-dist")),
+                  disaggregated=args.disaggregated)
     out = {"model": info.shape.name, "input_len": args.input_len,
            "output_len": args.output_len, **result.to_json()}
     if args.json:
@@ -152,6 +158,11 @@ def render(out: dict, top: int) -> str:
             f"{c['max_num_seqs']:>4} {s['output_tokens_per_s_per_gpu']:>9,.0f} "
             f"{s['output_tokens_per_s_per_user']:>10,.1f} {ttft:>6.2f}s {tpot * 1000:>5.1f}ms "
             f"{'—' if cost is None else f'{cost:.3f}':>7}")
+        pools = s.get("disaggregated")
+        if pools:
+            pre, dec = pools["prefill"], pools["decode"]
+            lines.append(f"    disaggregated: {pre['replicas']} prefill × TP{pre['tensor_parallel']}"
+                         f" + {dec['replicas']} decode × TP{dec['tensor_parallel']}")
     best = max(out["pareto"], key=lambda c: c["serving"]["output_tokens_per_s_per_gpu"])
     lines += ["", "Most tokens per GPU:", f"  {best['launch_command']}", ""]
     lines += [f"- {n}" for n in out["notes"]]

@@ -19,6 +19,9 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
                    help="prompt tokens per request")
     p.add_argument("--output-len", required=True, type=positive_int("--output-len", 10**7),
                    help="generated tokens per request")
+    p.add_argument("--input-len-dist", help="how prompt lengths scatter around --input-len: "
+                   "fixed (default), uniform:R (over [1-R, 1+R] × the mean) or exponential")
+    p.add_argument("--output-len-dist", help="the same for output lengths")
 
 
 def add_serving_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    help="all the GPUs of the replica: tensor parallel = num-gpus / pp")
     p.add_argument("--pp", default=1, type=positive_int("--pp", 4096),
                    help="pipeline-parallel stages (default 1)")
+    p.add_argument("--ep", default=1, type=positive_int("--ep", 4096),
+                   help="expert-parallel groups for a mixture of experts, dividing the "
+                   "tensor-parallel size (default 1: experts split by tensor parallelism)")
     p.add_argument("--engine", default="vllm", choices=ENGINE_NAMES,
                    help="serving engine whose scheduler and costs to use (default vllm)")
     load = p.add_mutually_exclusive_group()
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                   concurrency=args.concurrency, request_rate=args.request_rate,
                   max_num_batched_tokens=args.max_num_batched_tokens,
                   max_num_seqs=args.max_num_seqs, hardware_file=args.hardware_file,
-                  extras=extras)
+                  extras=extras, ep=args.ep, input_len_dist=args.input_len_dist,
+                  output_len_dist=args.output_len_dist)
     d = est.deployment
     out = {"model": d.shape.name, "dtype": d.fmt.name, "kv_dtype": d.kv.name,
            "gpu": d.device.name, "num_gpus": d.num_gpus, "serving": est.to_json()}
@@ -103,9 +110,11 @@ def render(out: dict[str, object]) -> str:
 
     lines = [
         f"{out['model']}  ·  {out['dtype']} (KV {out['kv_dtype']})  ·  {out['num_gpus']}× "
-        f"{out['gpu']} (TP {s['tensor_parallel']}, PP {s['pipeline_parallel']})  ·  "
+        f"{out['gpu']} (TP {s['tensor_parallel']}, PP {s['pipeline_parallel']}"
+        f"{', EP ' + str(s['expert_parallel']) if s.get('expert_parallel', 1) > 1 else ''})  ·  "
         f"{s['engine']}",
-        f"{s['input_len']} prompt + {s['output_len']} output tokens per request, {load}",
+        f"{s['input_len']} prompt + {s['output_len']} output tokens per request"
+        f"{_spread_note(s)}, {load}",
         "",
         "  latency    median        p90        p99",
         row("TTFT", "ttft_s"), row("TPOT", "tpot_s"), row("ITL", "itl_s"),
@@ -129,3 +138,11 @@ def render(out: dict[str, object]) -> str:
     if s["prefill_bound"]:
         lines.append("Prefill is the bottleneck here: requests queue for prompt processing.")
     return "\n".join(lines)
+
+
+def _spread_note(s: dict) -> str:
+    """How the lengths scatter, when they do (means otherwise)."""
+    kinds = [f"{what} {s[key]}" for what, key in (("prompts", "input_len_dist"),
+                                                   ("outputs", "output_len_dist"))
+             if s.get(key, "fixed") != "fixed"]
+    return f" on average ({', '.join(kinds)})" if kinds else ""

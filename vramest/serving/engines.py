@@ -49,9 +49,9 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.00294, 1.0323, 1.5, 0.68297, 0.013018, 1e-05, 1.3397e-06, 537.18),
-    "sglang": (0.00378, 1.192, 0.84734, 2.8741, 7.2885e-07, 1e-06, 1.778e-05, 11.112),
-    "trtllm": (0.0001329, 1.0, 1.1884, 0.71999, 0.086826, 2.6101e-05, 8.4568e-06, 314.38),
+    "vllm": (0.0028022, 1.0656, 1.4531, 0.66163, 0.010787, 1.3989e-05, 1.0835e-07, 554.51),
+    "sglang": (0.001751, 1.1175, 1.02135, 8.0, 0.0015, 1.2e-05, 2.8e-05, 1.7757),
+    "trtllm": (0.00011815, 1.0, 1.1884, 1.1145, 0.05257, 2.6943e-05, 7.9112e-06, 462.54),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
@@ -60,7 +60,8 @@ FITTED: dict[str, tuple[float, ...]] = {
 # Fused-MoE kernels (expert FLOPs only): a scan of 1, 0.5, 0.3, 0.2 against the MoE rows in
 # vramest/validation/reference/serving_aiconfigurator_silicon_moe.csv (Qwen3-235B-A22B,
 # DeepSeek-V3/R1, gpt-oss-120b on H100/H200; median |TPOT error| / |TTFT error| at the value
-# kept: vLLM 13% / 25%, SGLang 34% / 42%, TensorRT-LLM 19% / 36%). Expert parallelism and
+# kept, with the clump model of 2026-12: vLLM 14% / 14%, SGLang 33% / 50%, TensorRT-LLM 19% / 42%;
+# the scan was not redone after it). Expert parallelism and
 # attention data parallelism are not modelled, so rows using them are not in that file.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 

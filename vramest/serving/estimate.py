@@ -20,7 +20,9 @@ from vramest.inference.estimate import Estimate, estimate_for
 from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, apply_memory
 from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
+from vramest.serving.disagg import Pools
 from vramest.serving.engines import ServingEngine
+from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.simulate import SteadyState, at_request_rate, steady_state
 from vramest.serving.step import Deployment
 
@@ -52,10 +54,13 @@ class ServingEstimate:
     max_concurrency: int
     mode: str  # "concurrency", "request-rate" or "max-throughput"
     request_rate: float | None
+    input_dist: LengthDist = FIXED
+    output_dist: LengthDist = FIXED
+    pools: Pools | None = None  # disaggregated: the prefill and decode pools (else None)
 
     @property
     def num_gpus(self) -> int:
-        return self.deployment.num_gpus
+        return self.pools.num_gpus if self.pools else self.deployment.num_gpus
 
     @property
     def tokens_per_s_per_gpu(self) -> float:
@@ -70,6 +75,8 @@ class ServingEstimate:
         return {
             "engine": self.engine.name, "mode": self.mode,
             "input_len": self.input_len, "output_len": self.output_len,
+            "input_len_dist": self.input_dist.label(),
+            "output_len_dist": self.output_dist.label(),
             "request_rate": self.request_rate,
             "ttft_s": s.ttft.to_json(), "tpot_s": s.tpot.to_json(), "itl_s": s.itl.to_json(),
             "e2e_s": s.e2e.to_json(),
@@ -81,6 +88,8 @@ class ServingEstimate:
             "running": round(s.running, 2),
             "num_gpus": self.num_gpus, "tensor_parallel": self.deployment.tp,
             "pipeline_parallel": self.deployment.pp,
+            "expert_parallel": self.deployment.ep,
+            "disaggregated": self.pools.to_json() if self.pools else None,
             "max_num_batched_tokens": self.engine.max_num_batched_tokens,
             "max_num_seqs": self.engine.max_num_seqs,
             "decode_step_s": s.decode_step_s, "mixed_step_s": s.mixed_step_s,
@@ -139,7 +148,8 @@ def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, 
 
 
 def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, tp: int,
-               pp: int, eng: ServingEngine, constants: Constants = DEFAULTS) -> Deployment:
+               pp: int, eng: ServingEngine, constants: Constants = DEFAULTS,
+               ep: int = 1) -> Deployment:
     from vramest.model.precisions import default_kv_format, weight_format
 
     fmt = weight_format(dtype)
@@ -147,11 +157,13 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
     constants = replace(constants, allreduce_latency_s=eng.allreduce_latency_s)
     return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
                       engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
-                      gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency)
+                      gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency,
+                      ep=ep if info.shape.is_moe else 1)
 
 
 def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, output_len: int,
-          concurrency: int | None = None, request_rate: float | None = None) -> ServingEstimate:
+          concurrency: int | None = None, request_rate: float | None = None,
+          input_dist: LengthDist = FIXED, output_dist: LengthDist = FIXED) -> ServingEstimate:
     if input_len < 1 or output_len < 1:
         raise InputError("--input-len and --output-len must be at least 1 token.")
     full = cap.sequences(input_len + output_len)
@@ -171,13 +183,16 @@ def serve(d: Deployment, eng: ServingEngine, cap: Capacity, *, input_len: int, o
     holds = max(full, cap.sequences(mean_len))
     if request_rate is not None:
         state = at_request_rate(d, eng, input_len=input_len, output_len=output_len,
-                                rate=request_rate, capacity=holds)
+                                rate=request_rate, capacity=holds, input_dist=input_dist,
+                                output_dist=output_dist)
         mode = "request-rate"
     else:
         mode = "concurrency" if concurrency is not None else "max-throughput"
         conc = concurrency if concurrency is not None else min(holds, eng.max_num_seqs)
         state = steady_state(d, eng, input_len=input_len, output_len=output_len,
-                             concurrency=conc, capacity=holds)
+                             concurrency=conc, capacity=holds, input_dist=input_dist,
+                             output_dist=output_dist)
     return ServingEstimate(deployment=d, engine=eng, input_len=input_len, output_len=output_len,
                            state=state, capacity=cap, max_concurrency=full, mode=mode,
-                           request_rate=request_rate)
+                           request_rate=request_rate, input_dist=input_dist,
+                           output_dist=output_dist)

@@ -43,6 +43,7 @@ class Row:
     tpot_s: float | None
     tokens_per_s: float | None
     source: str
+    ep: int = 1  # expert parallel groups (AIConfigurator's moe_ep_size)
 
     @property
     def kv_dtype(self) -> str | None:
@@ -94,7 +95,7 @@ def _silicon(name: str) -> tuple[Row, ...]:
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=int(r["concurrency"]),
         ttft_s=float(r["ttft_ms"]) / 1000, tpot_s=float(r["tpot_ms"]) / 1000, tokens_per_s=None,
-        source=r["source"]) for r in _read(name))
+        source=r["source"], ep=int(r.get("moe_ep") or 1)) for r in _read(name))
 
 
 @lru_cache(maxsize=1)
@@ -139,7 +140,7 @@ def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
     eng = eng or SERVING_ENGINES[row.engine]
     info = _model(row.model)
     device = default_hardware().find(row.gpu)
-    d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng)
+    d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng, ep=row.ep)
     cap = capacity(info, d.fmt.name, d.kv.name, device, row.tp, eng,
                    row.input_len + row.output_len)
     est = serve(d, eng, cap, input_len=row.input_len, output_len=row.output_len,
@@ -223,6 +224,12 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         e = errors(p for p in moe if p.row.engine == engine)
         lines.append(f"  {'MoE (one constant): ' + engine:<22} {len(e['tpot']):5} "
                      f"{_pct(e['tpot'])} {_pct(e['ttft'])}")
+    ep_rows = [p for p in moe if p.row.ep > 1]
+    as_tp = [p for p in (_predict_or_none(replace(p.row, ep=1)) for p in ep_rows) if p]
+    lines.append(f"  {'MoE expert-parallel rows':<22} {len(ep_rows):5} "
+                 f"{_pct(errors(ep_rows)['tpot'])} {_pct(errors(ep_rows)['ttft'])}"
+                 f"   (taken as TP: {_pct(errors(as_tp)['tpot']).strip()} / "
+                 f"{_pct(errors(as_tp)['ttft']).strip()})")
     b200 = [predict(r) for r in b200_rows()]
     for engine in ("vllm", "trtllm"):
         e = errors(p for p in b200 if p.row.engine == engine)

@@ -7,11 +7,13 @@ and no more than the KV blocks hold; the others wait.
 
 Simulating steps one by one costs thousands of step evaluations per estimate. Instead the
 steady state is solved in aggregate. With fixed lengths, requests whose prompts were scheduled
-in the same step finish in the same step and come back together, so they travel as a clump of
-g = budget // prompt requests (one, for prompts longer than the budget, whose prefill then takes
-several chunks). With C running sequences there are C / g clumps; each clump's prefill occupies
-n_p = ceil(g·I / budget) steps, shared with the other clumps' decodes (SGLang runs it as a
-separate batch, so the decodes wait for it). One request's cycle is n_p prefill steps and O − 1
+together finish in the same step and come back together, so they travel as a clump of g
+requests; the measured TTFTs put g at about a fitted scale × √C, and nothing bounds a clump by
+one step's budget: its prompts fill n_p = g·I / budget consecutive steps (vLLM and TensorRT-LLM
+carry the other clumps' decodes in them; SGLang runs them as prefill batches back to back while
+the decodes wait). A request's first token comes with the step that finishes its own prompt, so
+the median one of a clump waits for (n_p + 1) / 2 of those steps. With C running sequences there
+are C / g clumps. One request's cycle is n_p prefill steps and O − 1
 decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower mixed steps. When
 the prefills need more steps than a cycle has, prefill is the bottleneck and requests queue for
 it. Two step times (a pure decode step and a mixed step, each a closed form of its composition)
@@ -30,6 +32,7 @@ import math
 from dataclasses import dataclass, replace
 
 from vramest.serving.engines import ServingEngine
+from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.step import Deployment, Step, step_seconds
 
 Z = {"median": 0.0, "p90": 1.2816, "p99": 2.3263}  # standard normal quantiles
@@ -80,20 +83,25 @@ class SteadyState:
 
 
 def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
-                 concurrency: float, capacity: float) -> SteadyState:
+                 concurrency: float, capacity: float, input_dist: LengthDist = FIXED,
+                 output_dist: LengthDist = FIXED) -> SteadyState:
     """Closed loop: `concurrency` requests always in the system (each sends the next as soon as
-    its last one finishes). `capacity` is how many sequences the KV cache holds at once."""
+    its last one finishes). `capacity` is how many sequences the KV cache holds at once. The
+    lengths are means; the distributions say how single requests scatter around them."""
     budget = eng.max_num_batched_tokens
     run = max(1.0, min(concurrency, eng.max_num_seqs, capacity))
-    per_step = budget // input_len if input_len <= budget else 1
-    # requests whose prompts share a step: the measured TTFTs grow as √C (fitted scale)
-    together = eng.clump_scale * math.sqrt(run)
-    # prefill-first engines keep prefilling while prompts wait: a clump is not bounded by
-    # one step's budget
-    g = max(1.0, min(run, per_step if eng.mixed else run, together))
+    # requests that come back together and wait for their prefill: the measured TTFTs grow as
+    # √C (fitted scale). A clump is not bounded by one step's budget: the engines split the
+    # waiting prompts over consecutive steps (vLLM V1 and TensorRT-LLM fill each step's token
+    # budget in arrival order; SGLang runs prefill batches back to back while prompts wait)
+    gen = max(1, output_len - 1)
+    g = max(1.0, min(run, eng.clump_scale * math.sqrt(run)))
+    # with scattered output lengths a clump's requests finish over about cv × O steps instead
+    # of in one, and come back spread over them; those that come back within one step still
+    # share it (about run / O of them)
+    g = min(g, max(1.0, g / (1 + output_dist.cv * gen), run / (gen + 1)))
     n_p = max(1.0, g * input_len / budget)
     clumps = run / g
-    gen = max(1, output_len - 1)
     cycle = max(n_p + gen, clumps * n_p)  # steps per request cycle
     # the running sequences past their prompt: all but the prefilling ones, and fewer when
     # prefill is the bottleneck (most then wait for their prompt's turn)
@@ -104,7 +112,7 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     chunk = Step(decodes=max(0.0, active - g) if eng.mixed else 0, decode_context=ctx,
                  prefill_tokens=g * input_len / n_p, prefill_context=input_len / 2,
                  prefill_seqs=g / n_p)
-    mixed = step_seconds(d, chunk)
+    mixed = prefill_s = step_seconds(d, chunk)
     if not eng.mixed:  # the decodes wait for the prefill batch, then run their own step
         mixed += step_seconds(d, Step(decodes=max(1.0, active - g), decode_context=ctx,
                                       prefill_tokens=0, prefill_context=0))
@@ -118,12 +126,24 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     mean_t = share * mixed + (1 - share) * decode
     residual = (share * mixed ** 2 + (1 - share) * decode ** 2) / (2 * mean_t)
     queue_steps = cycle - (n_p + gen)  # waiting for a prefill slot when prefill is the bottleneck
-    ttft_base = n_p * mixed + queue_steps * mixed + eng.request_overhead_s
-    ttft = _spread(*(ttft_base + residual * EXP[k] for k in Z))
+    # a request's first token comes with the step that finishes its own prompt: the median one
+    # of a clump waits for half the clump's prefill steps. SGLang runs those prefill batches back
+    # to back, decodes waiting (sgl-project/sglang@d51c1c21, python/sglang/srt/managers/
+    # scheduler.py get_next_batch_to_run: "Run prefill first if possible"), so its steps are
+    # prefill-only; chunked engines carry the running decodes in each
+    own = (n_p + 1) / 2 * (mixed if eng.mixed else prefill_s)
+    ttft_base = own + queue_steps * mixed + eng.request_overhead_s
+    # a longer prompt than the mean takes its share longer (quantiles of the prompt length and
+    # of the wait for the step in progress taken together: an upper bound for p90 and p99)
+    ttft = _spread(*(ttft_base + own * (input_dist.quantile(input_len, q) / input_len - 1)
+                     + residual * EXP[k] for k, q in zip(Z, (0.5, 0.9, 0.99), strict=True)))
 
     def tpot_at(z: float) -> float:
         k = min(gen, max(0.0, others + z * math.sqrt(max(others, 0.0))))
-        return (k * mixed + (gen - k) * decode) / gen
+        # SGLang: a request whose prompt was in an early batch of its clump has its first token
+        # but decodes only once the clump's last prefill batch is done
+        stall = 0.0 if eng.mixed else (n_p - 1) / 2 * prefill_s
+        return (k * mixed + (gen - k) * decode + stall) / gen
 
     tpot = _spread(*(tpot_at(Z[k]) for k in Z))
     itl = _spread(*(mixed if share > 1 - q else decode for q in (0.5, 0.9, 0.99)))
@@ -141,7 +161,8 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
 
 
 def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output_len: int,
-                    rate: float, capacity: float) -> SteadyState:
+                    rate: float, capacity: float, input_dist: LengthDist = FIXED,
+                    output_dist: LengthDist = FIXED) -> SteadyState:
     """Open loop, Poisson arrivals at `rate` requests/s: the concurrency L that satisfies
     L = rate × E2E(L) (Little's law), found by bisection. Past the most the replica serves, the
     queue grows for as long as requests keep coming: the figures are then those of a benchmark
@@ -150,7 +171,8 @@ def at_request_rate(d: Deployment, eng: ServingEngine, *, input_len: int, output
 
     def solve(conc: float) -> SteadyState:
         return steady_state(d, eng, input_len=input_len, output_len=output_len,
-                            concurrency=conc, capacity=capacity)
+                            concurrency=conc, capacity=capacity, input_dist=input_dist,
+                            output_dist=output_dist)
 
     full = solve(top)
     max_rate = full.output_tokens_per_s / output_len

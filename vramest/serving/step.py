@@ -11,6 +11,7 @@ form of the batch composition, so a scheduler can evaluate many steps cheaply.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -49,6 +50,12 @@ class Deployment:
     # share of the dense matmul rate the fused MoE kernels reach on expert FLOPs (fitted)
     moe_efficiency: float = 1.0
     extras: ServingExtras | None = None  # LoRA slots, speculative decoding (serving/extras.py)
+    # expert parallel: the experts are split over `ep` groups of the tp GPUs (each expert's
+    # matmuls over the tp // ep GPUs of its group). The weights and FLOPs per GPU are those of
+    # tensor parallelism; what changes is that a step waits for the most loaded group. The
+    # matmuls keep tensor parallelism's width penalty: the measured EP prefills
+    # (serving_aiconfigurator_silicon_moe.csv, TensorRT-LLM Qwen3-235B) are no faster than TP's
+    ep: int = 1
 
     @property
     def num_gpus(self) -> int:
@@ -93,11 +100,14 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     gpus = d.num_gpus
     tokens = s.decodes + s.prefill_tokens
     k = shape.experts_per_token if shape.is_moe else 0
+    busiest = 1.0
     if shape.is_moe:
-        # experts hit by at least one of the step's tokens, routing assumed uniform
-        touched = 1 - (1 - k / shape.num_experts) ** max(1.0, tokens)
+        busiest = _ep_imbalance(tokens * k, d.ep)
+        # experts hit by at least one of the step's tokens, routing assumed uniform; under
+        # expert parallelism the GPUs of the most loaded group set the pace
+        touched = 1 - (1 - k / shape.num_experts) ** max(1.0, tokens * busiest)
         expert_read = expert_bytes * touched
-        expert_rows = max(1.0, tokens * k / (shape.num_experts * touched))
+        expert_rows = max(1.0, tokens * busiest * k / (shape.num_experts * touched))
     else:
         expert_read, expert_rows = 0.0, 0.0
     logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
@@ -112,7 +122,7 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     return PhaseWork(
         dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head + attention) / gpus
         * narrow,
-        expert_flops=2 * tokens * expert * k / gpus * narrow / d.moe_efficiency,
+        expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read + kv_read) / gpus,
         forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
@@ -128,6 +138,18 @@ def step_seconds(d: Deployment, s: Step) -> float:
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
     return phase.seconds + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+
+
+@lru_cache(maxsize=4096)
+def _ep_imbalance(routed: float, ep: int) -> float:
+    """The most loaded of `ep` expert groups over the mean, for `routed` token-expert pairs
+    spread uniformly: the expected maximum of `ep` binomial counts, mean + √(2 ln ep)·σ (the
+    Gaussian extreme-value approximation), at most every pair on one group."""
+    if ep <= 1 or routed <= 0:
+        return 1.0
+    mean = routed / ep
+    sigma = math.sqrt(mean * (1 - 1 / ep))
+    return min(float(ep), (mean + math.sqrt(2 * math.log(ep)) * sigma) / mean)
 
 
 @lru_cache(maxsize=256)
