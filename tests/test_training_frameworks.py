@@ -48,3 +48,22 @@ def test_dpo_doubles_the_sequences_and_keeps_a_reference_only_without_peft():
         else:  # a second copy of every weight in bf16
             params = estimate_training(method=method, **kw).model.params
             assert extra == 2 * params
+
+
+def test_orpo_pairs_without_a_reference_and_kto_references_without_pairs():
+    # TRL: ORPO concatenates chosen and rejected and has no reference model; KTO takes one
+    # completion per example and a reference model, its KL completions run under no_grad
+    kw = dict(model="meta-llama/Llama-3.1-8B", seq=1024, micro_batch=2, attention="flash",
+              grad_checkpointing=True, method="full")
+
+    def loss_phase(objective):
+        return estimate_training(objective=objective, **kw).to_json()["phases"]["loss"]
+
+    sft, dpo, orpo, kto = (loss_phase(o) for o in ("sft", "dpo", "orpo", "kto"))
+    assert orpo["logits"] == dpo["logits"] == 2 * sft["logits"]
+    assert orpo["frozen_weights"] == sft["frozen_weights"] < dpo["frozen_weights"]
+    assert kto["logits"] == sft["logits"]
+    assert kto["frozen_weights"] == dpo["frozen_weights"]
+    lora_kto = estimate_training(objective="kto", **{**kw, "method": "lora"}).to_json()
+    lora_sft = estimate_training(objective="sft", **{**kw, "method": "lora"}).to_json()
+    assert lora_kto["phases"]["loss"] == lora_sft["phases"]["loss"]  # the adapter switched off

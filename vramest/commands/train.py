@@ -40,9 +40,10 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    choices=("none", "full", "selective", "offloaded"),
                    help="recompute activations in backward (offloaded: Unsloth's, layer inputs "
                    "kept in host memory)")
-    g.add_argument("--objective", default="sft", choices=("sft", "dpo"),
-                   help="sft, or dpo (TRL: chosen and rejected sequences per example and a "
-                   "reference model, the base itself under LoRA)")
+    g.add_argument("--objective", default="sft", choices=("sft", "dpo", "orpo", "kto"),
+                   help="sft; dpo (TRL: chosen and rejected sequences per example and a "
+                   "reference model, the base itself under LoRA); orpo (the pair, no reference); "
+                   "kto (one sequence, a reference model)")
     g.add_argument("--loss", choices=LOSSES,
                    help="cross-entropy: standard (fp32 log-softmax), fused (Unsloth's kernel: "
                    "16-bit logits, gradient in place), chunked (torchtune's chunked output "

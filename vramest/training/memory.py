@@ -94,7 +94,8 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     grad_shards = n if s.zero_stage >= 2 else 1
     param_shards = n if s.zero_stage >= 3 else 1
     frozen = _shard(trainable.frozen_bytes, param_shards)
-    # DPO's reference model without PEFT: every weight again, frozen, in the training precision
+    # DPO's or KTO's reference model without PEFT: every weight again, frozen, in the training
+    # precision
     reference = _shard(shape.param_count() * weight_b, param_shards) if s.reference_copy else 0
     frozen += reference
     train_w = _shard(params * weight_b, param_shards)
@@ -141,7 +142,8 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
         frozen=Part("frozen_weights", frozen,
                     f"base weights in {fmt.name} ({fmt.description}{upcast_note})"
                     f"{shard_note(param_shards)}"
-                    + (f" + DPO reference model {format_bytes(reference)}" if reference else "")
+                    + (f" + {s.objective.upper()} reference model {format_bytes(reference)}"
+                       if reference else "")
                     + f" = {format_bytes(frozen)}" if trainable.frozen_bytes or reference
                     else "none frozen"),
         trainable=Part("trainable_weights", train_w,

@@ -35,7 +35,14 @@ RECOMPUTING = ("full", "offloaded")  # modes that keep only layer inputs and rec
 # sequences (trl/trainer/dpo_trainer.py, concatenated_forward) and a reference model: the same
 # weights with the adapter disabled under PEFT (null_ref_context), else a second frozen copy
 # (replicated on every rank unless ZeRO-3 shards it, _prepare_deepspeed).
-OBJECTIVES = ("sft", "dpo")
+# "orpo": ORPOTrainer concatenates chosen and rejected the same way and has no reference model
+# (trl/trainer/orpo_trainer.py: the odds ratio comes from the policy's own log-probabilities).
+# "kto": KTOTrainer takes unpaired completions, one sequence each, and a reference model as DPO
+# does; its KL term's completions go through policy and reference under torch.no_grad
+# (trl/trainer/kto_trainer.py, forward: KL_logits), so they keep no activations for backward.
+OBJECTIVES = ("sft", "dpo", "orpo", "kto")
+_PAIRED = ("dpo", "orpo")  # chosen + rejected per example
+_WITH_REFERENCE = ("dpo", "kto")
 # "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
 # and its backward writes the gradient into the logits buffer and returns it
 # (unsloth/kernels/cross_entropy_loss.py, Fast_CrossEntropyLoss): no fp32 copies.
@@ -135,13 +142,14 @@ class TrainingSettings:
 
     @property
     def sequences_per_example(self) -> int:
-        """DPO forwards a chosen and a rejected completion for every example."""
-        return 2 if self.objective == "dpo" else 1
+        """DPO and ORPO forward a chosen and a rejected completion for every example."""
+        return 2 if self.objective in _PAIRED else 1
 
     @property
     def reference_copy(self) -> bool:
-        """Whether DPO holds a second frozen model (not under PEFT, which disables the adapter)."""
-        return self.objective == "dpo" and self.method not in ("lora", "qlora")
+        """Whether DPO or KTO holds a second frozen model (not under PEFT, which disables the
+        adapter for the reference pass)."""
+        return self.objective in _WITH_REFERENCE and self.method not in ("lora", "qlora")
 
     @property
     def upcast_scope(self) -> str:
