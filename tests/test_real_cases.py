@@ -97,8 +97,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # case scored before keeps its verdict or turns right.
 # Both branches merged (127 cases): fit 21/23 and 36/41, held-out 19/23 and 38/38.
 # Two Mac cases (a 34B Q5_K_M on a 32 GB M2 Max, a 16k-context 6.7B on a 16 GB M1) are OOMs
-# past Metal's working set (two thirds of 32 and 16 GB); both agree.
-FLOORS = {"fit": (22, 24, 36, 41), "heldout": (20, 24, 38, 38)}
+# past Metal's working set (two thirds of 32 and 16 GB); both agree. Counting bitsandbytes'
+# saved 4-bit inputs only before 0.43.2 (the two Jan 2024 axolotl runs say so) turned one fit
+# worked case right.
+FLOORS = {"fit": (22, 24, 37, 41), "heldout": (20, 24, 38, 38)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

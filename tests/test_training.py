@@ -14,6 +14,7 @@ from vramest.inference.memory import weight_bytes
 from vramest.model.precisions import weight_format
 from vramest.model.resolve import resolve_model
 from vramest.training import estimate_training
+from vramest.units import format_bytes
 
 GPT2 = resolve_model(model="gpt2")  # 124,439,808 params, tied embeddings
 LLAMA2_7B = resolve_model(model="llama-2-7b")
@@ -306,3 +307,15 @@ def test_sequence_parallel_splits_each_sequence() -> None:
         estimate_training(seq=8192, sequence_parallel=3, **base)
     with pytest.raises(InputError, match="attention heads"):
         estimate_training(seq=8192, sequence_parallel=3, **{**base, "num_gpus": 3})
+
+
+def test_a_step_that_does_not_fit_says_which_single_change_would():
+    kw = dict(model="meta-llama/Llama-3.1-8B", method="qlora", seq=2048, gpu="rtx 4090")
+    est = estimate_training(**kw)
+    assert est.fit.verdict != "fits"
+    changed = estimate_training(**kw, grad_checkpointing="full")
+    assert changed.fit.verdict == "fits"
+    line = next(a for a in est.fit.advice if a.startswith("--grad-checkpointing full"))
+    assert line.endswith(f"headroom {format_bytes(changed.fit.headroom_bytes)}")
+    assert est.to_json()["fit"]["advice"] == list(est.fit.advice)
+    assert changed.fit.advice == ()  # nothing to change once it fits

@@ -40,12 +40,9 @@ def test_median_error_on_measured_training_speed_rows_within_15_percent(
 # table itself implies (every linear layer, r64; see _T4_BLOG): with PEFT's default q,v the 13B
 # run at 1024 tokens would need 3 GB less than the T4 has, yet it ran out of memory; the report
 # prints both. A new disagreement fails here.
-# BND-011/012 (LLaMA-7B 4-bit, 512 tokens, no checkpointing, "No OOM" on a T4) need 15.5 GB of
-# the 16 GB under those implied settings once bitsandbytes' 4-bit matmuls keep their inputs
-# (MatMul4Bit saves A; without checkpointing every layer's stay): inside the 5% reserve, with
-# adapters the blog does not state. The fms-acceleration QLoRA peaks agree better with the rule
-# (tests/test_training_cases.py).
-OPEN_BOUNDS: set[str] = {"BND-011", "BND-012"}
+# BND-011/012 (LLaMA-7B 4-bit, 512 tokens, no checkpointing, "No OOM" on a T4) agree again
+# since the 4-bit matmuls' saved inputs count only on bitsandbytes before 0.43.2 (--bitsandbytes).
+OPEN_BOUNDS: set[str] = set()
 
 
 def test_every_expressible_bound_agrees(reference_dir: Path) -> None:

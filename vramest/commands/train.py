@@ -40,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    choices=("none", "full", "selective", "offloaded"),
                    help="recompute activations in backward (offloaded: Unsloth's, layer inputs "
                    "kept in host memory)")
+    g.add_argument("--bitsandbytes", metavar="RELEASE",
+                   help="the bitsandbytes release of a QLoRA run (default: a recent one); before "
+                   "0.43.2 each 4-bit linear kept its input for backward")
     g.add_argument("--objective", default="sft", choices=("sft", "dpo", "orpo", "kto"),
                    help="sft; dpo (TRL: chosen and rejected sequences per example and a "
                    "reference model, the base itself under LoRA); orpo (the pair, no reference); "
@@ -97,6 +100,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
         objective=args.objective, loss=args.loss, kernels=args.kernels,
+        bitsandbytes=args.bitsandbytes,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,

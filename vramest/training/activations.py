@@ -24,22 +24,23 @@ from vramest.training.trainable import (
     merged_expert_bytes,
 )
 
-# bitsandbytes' 4-bit matmul (bitsandbytes@dada530 bitsandbytes/autograd/_functions.py,
-# MatMul4Bit): forward dequantizes the weight into a new 16-bit tensor for F.linear and keeps its
-# input for backward whenever an input gradient is needed (ctx.tensors = (A, B)), though backward
-# only uses the weight, dequantized again into a new buffer.
+# bitsandbytes' 4-bit matmul (bitsandbytes/autograd/_functions.py, MatMul4Bit): forward
+# dequantizes the weight into a new 16-bit tensor, and backward again; before 0.43.2
+# (bitsandbytes@dada530) it also kept its input for backward whenever an input gradient was
+# needed (ctx.tensors = (A, B)), which PR #1270 dropped (settings.BNB_FREES_INPUTS_FROM).
 _BNB_4BIT = frozenset({"nf4", "bnb-nf4-dq"})
 
 
 def bnb_saved_input_roles(shape: ModelShape, s: TrainingSettings) -> frozenset[str]:
     """The frozen 4-bit linears that keep their input for backward (a frozen 16-bit nn.Linear
-    keeps nothing): every role bitsandbytes quantized."""
-    return base_format(shape, s).quantized_roles if s.base_dtype in _BNB_4BIT else frozenset()
+    keeps nothing): every role bitsandbytes quantized, on releases before 0.43.2."""
+    return base_format(shape, s).quantized_roles if s.base_dtype in _BNB_4BIT and \
+        s.bnb_keeps_inputs else frozenset()
 
 
 def dequantized_weight_bytes(shape: ModelShape, s: TrainingSettings) -> float:
     """The largest 4-bit weight dequantized to 16 bit while its matmul runs."""
-    roles = bnb_saved_input_roles(shape, s)
+    roles = base_format(shape, s).quantized_roles if s.base_dtype in _BNB_4BIT else frozenset()
     return float(max((2 * t.rows * t.cols for layer, _ in shape.layer_groups()
                       for t in shape.layer_tensors(layer) if t.role in roles), default=0))
 

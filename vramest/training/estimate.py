@@ -3,6 +3,7 @@ fit it on GPUs and time it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +40,7 @@ class Fit:
     headroom_bytes: int | None
     max_seq: int | None
     max_micro_batch: int | None
+    advice: tuple[str, ...] = ()  # one change each, with the headroom it leaves, when not "fits"
 
     @property
     def error_band_bytes(self) -> int:
@@ -63,7 +65,7 @@ class Fit:
                 "required_bytes": self.required_bytes, "fits": self.fits,
                 "verdict": self.verdict, "error_band": band,
                 "headroom": self.headroom_bytes, "max_seq": self.max_seq,
-                "max_micro_batch": self.max_micro_batch}
+                "max_micro_batch": self.max_micro_batch, "advice": list(self.advice)}
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                       tokens: str | int | None = None, constants: TrainingConstants | None = None,
                       hardware_file: str | None = None, reserve: str | float | None = None,
                       profile: str | None = None, framework: str | None = None,
-                      **settings: Any) -> TrainingEstimate:
+                      _advise: bool = True, **settings: Any) -> TrainingEstimate:
     """Memory per GPU, fit and throughput of one training step.
 
     `settings` are make_settings' keywords: method, precision, optimizer, seq, micro_batch,
@@ -217,6 +219,11 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
                             for device in load_hardware(hardware_file).common())
     else:
         fit = _fit(m, c, required, device_name, usable)
+        if _advise and fit.verdict != "fits":
+            fit = replace(fit, advice=_advice(s, settings, fit, lambda **changed: estimate_training(
+                info=info, gpu=gpu, gpu_memory=gpu_memory, constants=constants,
+                hardware_file=hardware_file, reserve=reserve, profile=profile, _advise=False,
+                **{**settings, **changed}).fit))
     throughput = _throughput(shape, s, trainable, peak_flops, flops_source, token_count, c)
     return TrainingEstimate(
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
@@ -225,6 +232,37 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         assumptions=(_framework_note(framework, filled)
                      + _assumptions(info, s, trainable, static, c) + device_notes), constants=c,
         devices=options)
+
+
+def _advice(s: TrainingSettings, given: dict[str, Any], fit: Fit,
+            refit: Callable[..., Fit]) -> tuple[str, ...]:
+    """Single changes that take the step out of "does not fit" or "tight", each with the
+    headroom it leaves (the longest sequence that fits is printed beside them already)."""
+    changes: list[tuple[str, dict[str, Any]]] = []
+    if s.checkpointing in ("none", "selective"):
+        changes.append(("--grad-checkpointing full: recompute each layer in backward (PEFT's "
+                        "prepare_model_for_kbit_training and most recipes turn it on)",
+                        {"grad_checkpointing": "full"}))
+    if s.micro_batch > 1:
+        changes.append(("--micro-batch 1 (more --grad-accumulation keeps the batch)",
+                        {"micro_batch": 1}))
+    if s.optimizer in ("adamw", "adamw-fused") and s.method in ("full", "freeze"):
+        changes.append(("--optimizer adamw-8bit: 2 bytes of state per parameter instead of 8",
+                        {"optimizer": "adamw-8bit"}))
+    if s.method in ("full", "freeze"):
+        changes.append(("--method lora: train adapters, the base frozen", {"method": "lora"}))
+    elif s.method == "lora":
+        changes.append(("--method qlora: the frozen base in 4 bit", {"method": "qlora"}))
+    out = []
+    for text, changed in changes:
+        try:
+            after = refit(**changed)
+        except InputError:
+            continue
+        if after.headroom_bytes is not None and after.headroom_bytes > (fit.headroom_bytes or 0):
+            out.append(f"{text}: headroom {format_bytes(after.headroom_bytes)}"
+                       + ("" if after.verdict == "fits" else f" ({after.verdict})"))
+    return tuple(out)
 
 
 def _fit(m: _Model, c: TrainingConstants, required: int, device_name: str | None,

@@ -65,6 +65,10 @@ def render_training(est: TrainingEstimate, explain: bool = False) -> str:
                      f"{format_bytes(fit.headroom_bytes or 0)})")
         lines.append(f"  longest sequence at micro-batch {s.micro_batch}: {fit.max_seq or 'none'}"
                      f"  ·  largest micro-batch at seq {s.seq}: {fit.max_micro_batch or 'none'}")
+        if fit.advice:
+            lines.append(f"  to get out of '{'tight' if fit.verdict == 'tight' else 'does not fit'}'"
+                         ", one change each:")
+            lines += [f"    - {line}" for line in fit.advice]
     t = est.throughput
     if t.tokens_per_s_per_gpu:
         line = (f"Throughput: {t.tokens_per_s_per_gpu:,.0f} tokens/s per GPU, step "

@@ -41,6 +41,8 @@ RECOMPUTING = ("full", "offloaded")  # modes that keep only layer inputs and rec
 # does; its KL term's completions go through policy and reference under torch.no_grad
 # (trl/trainer/kto_trainer.py, forward: KL_logits), so they keep no activations for backward.
 OBJECTIVES = ("sft", "dpo", "orpo", "kto")
+BITSANDBYTES_DEFAULT = (0, 49, 0)  # a recent release
+BNB_FREES_INPUTS_FROM = (0, 43, 2)
 _PAIRED = ("dpo", "orpo")  # chosen + rejected per example
 _WITH_REFERENCE = ("dpo", "kto")
 # "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
@@ -139,6 +141,14 @@ class TrainingSettings:
     objective: str = "sft"
     loss: str = "standard"
     kernels: str = "torch"
+    # the bitsandbytes release a 4-bit base runs on: before 0.43.2 MatMul4Bit kept its input
+    # for backward (ctx.tensors = (A, B)); PR #1270 (2024-07-16, "fix QLoRA mem bug: delete
+    # useless buffered activation") keeps only the weight (ctx.tensors = (None, B))
+    bitsandbytes: tuple[int, ...] = BITSANDBYTES_DEFAULT
+
+    @property
+    def bnb_keeps_inputs(self) -> bool:
+        return self.bitsandbytes < BNB_FREES_INPUTS_FROM
 
     @property
     def sequences_per_example(self) -> int:
@@ -181,6 +191,7 @@ class TrainingSettings:
             "attention": self.attention, "zero_stage": self.zero_stage,
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
             "objective": self.objective, "loss": self.loss, "kernels": self.kernels,
+            "bitsandbytes": ".".join(map(str, self.bitsandbytes)),
             "offload": self.offload, "base_dtype": self.base_dtype,
         }
         if self.method in ("lora", "qlora"):
@@ -248,7 +259,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1, objective: str = "sft",
-                  loss: str = "standard", kernels: str = "torch") -> TrainingSettings:
+                  loss: str = "standard", kernels: str = "torch",
+                  bitsandbytes: str | None = None) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
                  base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
@@ -298,6 +310,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         objective=_choice(objective, OBJECTIVES, "--objective"),
         loss=_choice(loss, LOSSES, "--loss"),
         kernels=_check_kernels(kernels, method),
+        bitsandbytes=_release(bitsandbytes, "--bitsandbytes"),
         attention=_choice(attention, ATTENTIONS, "--attn"),
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),
@@ -310,3 +323,10 @@ def make_settings(*, method: str = "full", precision: str | None = None,
     )
 
 
+def _release(text: str | None, flag: str) -> tuple[int, ...]:
+    if text is None:
+        return BITSANDBYTES_DEFAULT
+    parts = str(text).strip().lower().removeprefix("v").split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 4 for p in parts):
+        raise InputError(f"{flag} {short(text)} is not a release; give one such as 0.43.1.")
+    return tuple(int(p) for p in parts)
