@@ -1,0 +1,97 @@
+"""vLLM V1's one block pool for models with recurrent state (vramest/inference/engines/
+vllm_hybrid.py): checked against the block size vLLM published for Nemotron-Nano-9B-v2 and the
+allocator's own invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramest.api import estimate
+from vramest.cli import main
+from vramest.errors import InputError
+from vramest.hardware.database import default_hardware
+from vramest.inference.engines.startup import VLLMOptions, vllm_startup
+from vramest.inference.engines.vllm_hybrid import hybrid_kv
+from vramest.model.shapes import shape_from_config
+
+H200 = default_hardware().find("h200")
+
+
+def test_nemotron_nano_block_is_the_672_tokens_vllm_published() -> None:
+    # vLLM issue #24280: "672 tokens for nvidia/NVIDIA-Nemotron-Nano-9B-v2"; 8 KV heads x 128
+    # x K and V x 2 B = 4096 B per token, 27 Mamba-2 states of 2,695,168 B in 16 bits
+    shape = estimate(model="nemotron-nano-9b-v2").model.shape
+    pools = hybrid_kv(shape, 2, 8 * 128 * 2 * 2, 1, 16, 131072, ssm_dtype="float16")
+    assert pools.block_size == 672
+    assert pools.state_bytes == 3 * (10240 + 2 * 8 * 128) * 2 + 128 * 80 * 128 * 2
+    # ~70 MiB of Mamba state per sequence (NVIDIA's sizing, video-search-and-summarization #1649)
+    assert abs(27 * pools.state_bytes / 2**20 - 70) < 1
+    # 4 attention + 27 Mamba layers: groups of 4, the last Mamba group padded by one layer
+    assert (pools.group_size, pools.attention_groups, pools.state_groups) == (4, 1, 7)
+    assert pools.padding_layers == 1
+    # a float32 SSM state (vLLM's Nemotron-H default later) doubles most of the page
+    assert hybrid_kv(shape, 2, 4096, 1, 16, 131072, ssm_dtype="float32").block_size == 1312
+
+
+@settings(max_examples=60, deadline=None)
+@given(attention=st.integers(1, 16), state=st.integers(1, 64),
+       token=st.sampled_from([512, 1024, 2048, 4096, 8192]),
+       conv=st.integers(1, 1 << 16), ssm=st.integers(1, 1 << 21),
+       length=st.integers(1, 1 << 18), memory=st.integers(0, 1 << 36))
+def test_pages_hold_a_state_and_requests_fit_their_blocks(attention: int, state: int,
+                                                          token: int, conv: int, ssm: int,
+                                                          length: int, memory: int) -> None:
+    kinds = ["full"] * attention + ["none"] * state
+    shape = shape_from_config({"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4,
+                               "num_attention_heads": 4, "intermediate_size": 512,
+                               "vocab_size": 1000}, "x")
+    from dataclasses import replace
+    shape = replace(shape, num_layers=len(kinds), layer_kinds=tuple(kinds), state_layers=state,
+                    conv_state=conv, ssm_state=ssm, family="test")
+    pools = hybrid_kv(shape, 2, token, 1, 16, length)
+    assert pools.block_size % 16 == 0 and pools.page_bytes == pools.block_size * token
+    assert pools.state_bytes <= pools.page_bytes < pools.state_bytes + 16 * token
+    assert pools.groups * pools.group_size >= attention + state  # every layer has a slot
+    blocks = pools.num_blocks(memory)
+    assert blocks * pools.page_bytes * pools.group_size <= memory
+    # a request fits exactly when its blocks are in the pool
+    assert (pools.request_bytes(length) <= memory) == (
+        pools.blocks_per_request(length) <= memory // (pools.page_bytes * pools.group_size))
+
+
+def test_jamba_starts_with_one_state_per_request_per_group() -> None:
+    est = estimate(model="jamba", dtype="bf16")
+    start = vllm_startup(est, H200, 1, VLLMOptions(version="0.11.0", max_model_len=65536))
+    # 4 attention + 28 Mamba-1 layers: 8 groups of 4; 8 KV heads x 128 x 2 x 2 B per token;
+    # Mamba-1 state (3 + 16) x 8192 x 2 B = 311,296 B -> 16 x cdiv(311296, 65536) = 80 tokens
+    assert start.block_size == 80 and start.block_groups == 8
+    per_request = -(-65536 // 80) + 7
+    assert start.max_concurrency == pytest.approx(start.num_gpu_blocks / per_request)
+    assert start.kv_cache_tokens == start.num_gpu_blocks // 8 * 80
+    assert start.starts
+    too_long = vllm_startup(est, H200, 1, VLLMOptions(version="0.11.0", max_model_len=262144,
+                                                      gpu_memory_utilization=0.75))
+    assert not too_long.starts and 0 < too_long.largest_model_len < 262144
+
+
+def test_a_pure_mamba_model_counts_each_state_as_the_whole_length(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--model", "mamba-codestral-7b", "--engine", "vllm", "--gpu", "h100",
+                 "--json"])
+    data = json.loads(capsys.readouterr().out)["engine"]
+    assert code == 0 and data["starts"]
+    assert data["kv_cache_tokens"] == data["num_gpu_blocks"] * data["max_model_len"]
+
+
+def test_releases_before_the_shared_pool_are_refused_in_one_sentence(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--model", "jamba", "--engine", "vllm", "--gpu", "h200",
+                 "--engine-version", "vllm==0.9.2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "0.10" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(InputError, match="mamba_ssm_cache_dtype"):
+        hybrid_kv(estimate(model="jamba").model.shape, 2, 4096, 1, 16, 4096, ssm_dtype="fp4")
