@@ -14,7 +14,7 @@ from vramest.api import estimate
 from vramest.cli import main
 from vramest.errors import InputError
 from vramest.hardware.database import default_hardware
-from vramest.inference.engines.startup import VLLMOptions, vllm_startup
+from vramest.inference.engines.startup import VLLMOptions, VLLMStartup, vllm_startup
 from vramest.inference.engines.vllm_hybrid import hybrid_kv
 from vramest.model.shapes import shape_from_config
 
@@ -95,3 +95,35 @@ def test_releases_before_the_shared_pool_are_refused_in_one_sentence(
     assert code == 2 and "0.10" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(InputError, match="mamba_ssm_cache_dtype"):
         hybrid_kv(estimate(model="jamba").model.shape, 2, 4096, 1, 16, 4096, ssm_dtype="fp4")
+
+
+# --- Llama 4: chunked local attention on 3 of every 4 layers ------------------------------
+def _scout(version: str) -> VLLMStartup:
+    est = estimate(model="llama-4-scout", dtype="bf16")
+    return vllm_startup(est, default_hardware().find("h100"), 4,
+                        VLLMOptions(version=version, max_model_len=1_000_000))
+
+
+def test_llama4_chunked_layers_keep_a_chunk_only_where_the_release_groups_them() -> None:
+    shape = estimate(model="llama-4-scout").model.shape
+    assert shape.chunked_attention and shape.sliding_window == 8192
+    assert shape.layer_kind_counts == {"sliding": 36, "full": 12}
+    # 2 KV heads per GPU at TP 4 x 128 x K and V x 2 B = 1 KiB per token and layer
+    grouped, unified, restored = _scout("0.10.0"), _scout("0.11.0"), _scout("0.23.0")
+    chunk_blocks = -(-(8192 + grouped.max_num_batched_tokens) // 16)  # no slack block
+    assert grouped.request_bytes == (12 * 1_000_000 + 36 * chunk_blocks * 16) * 1024
+    # 0.10.1 - 0.22: the hybrid manager is off for chunked attention (PR #21761): all full
+    assert unified.request_bytes == 48 * 1_000_000 * 1024
+    assert not unified.starts and grouped.starts and restored.starts
+    assert "full attention" in " ".join(unified.notes)
+
+
+def test_llamacpp_keeps_the_chunked_layers_in_its_swa_cache(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # llama.cpp runs Llama 4 as LLAMA_SWA_TYPE_CHUNKED with n_swa 8192 in the iSWA cache:
+    # 8192 + n_ubatch 512 cells, padded to 256, for the 36 chunked layers; 65536 for the rest
+    code = main(["--model", "llama-4-scout", "--engine", "llamacpp", "--dtype", "q4_k_m",
+                 "--ctx", "65536", "--gpu", "h100", "--json"])
+    data = json.loads(capsys.readouterr().out)["engine"]
+    assert code == 0 and data["swa_cells"] == 8704
+    assert data["kv_cache_bytes"] == (12 * 65536 + 36 * 8704) * 8 * 128 * 2 * 2

@@ -345,15 +345,17 @@ def _vllm_request_tokens(shape: ModelShape, rules: VLLMRules, block_size: int,
     """
     counts = shape.layer_kind_counts
     full, sliding = counts.get(LAYER_FULL, 0), counts.get(LAYER_SLIDING, 0)
-    windowed = sliding and shape.sliding_window and (rules.hybrid_kv or (
-        rules.sliding_kv and not full))
+    windowed = _windowed_kv(shape, rules)
 
     def need(length: int) -> int:
         full_blocks = -(-length // block_size)
         if not windowed:
             return (full + sliding) * full_blocks * block_size
-        span = min(shape.sliding_window - 1 + batched, length)  # type: ignore[operator]
-        window_blocks = -(-span // block_size) + 1
+        window = shape.sliding_window or length
+        if shape.chunked_attention:  # ChunkedLocalAttentionSpec: the chunk + one step's tokens
+            window_blocks = -(-min(window + batched, length) // block_size)
+        else:  # SlidingWindowSpec: window - 1 keys + one step's tokens, one block of slack
+            window_blocks = -(-min(window - 1 + batched, length) // block_size) + 1
         return (full * full_blocks + sliding * window_blocks) * block_size
 
     return need
@@ -374,11 +376,23 @@ def _vllm_window_note(shape: ModelShape, rules: VLLMRules) -> str:
     counts = shape.layer_kind_counts
     if not counts.get(LAYER_SLIDING) or not shape.sliding_window:
         return ""
-    if rules.hybrid_kv or (rules.sliding_kv and not counts.get(LAYER_FULL)):
-        return (f"Sliding-window layers need only their {shape.sliding_window}-token window "
-                "per request; the token count above is for all layers, as vLLM prints it.")
-    return ("This release sizes sliding-window layers as full attention (no hybrid KV "
-            "manager): every layer needs max_model_len tokens.")
+    what = "Chunked local-attention" if shape.chunked_attention else "Sliding-window"
+    if _windowed_kv(shape, rules):
+        span = "chunk" if shape.chunked_attention else "window"
+        return (f"{what} layers need only their {shape.sliding_window}-token {span} per "
+                "request; the token count above is for all layers, as vLLM prints it.")
+    return (f"This release sizes {what.lower()} layers as full attention (no hybrid KV "
+            "manager for them): every layer needs max_model_len tokens.")
+
+
+def _windowed_kv(shape: ModelShape, rules: VLLMRules) -> bool:
+    """Whether the release keeps only the window (or chunk) of the sliding layers."""
+    counts = shape.layer_kind_counts
+    if not counts.get(LAYER_SLIDING) or not shape.sliding_window:
+        return False
+    if shape.chunked_attention:
+        return rules.chunked_local_kv
+    return rules.hybrid_kv or (rules.sliding_kv and not counts.get(LAYER_FULL))
 
 
 def _kv_share(shape: ModelShape, tp: int) -> float:
