@@ -127,3 +127,55 @@ def test_llamacpp_keeps_the_chunked_layers_in_its_swa_cache(
     data = json.loads(capsys.readouterr().out)["engine"]
     assert code == 0 and data["swa_cells"] == 8704
     assert data["kv_cache_bytes"] == (12 * 65536 + 36 * 8704) * 8 * 128 * 2 * 2
+
+
+def test_a_published_v0_17_hybrid_log_is_reproduced_from_its_pools() -> None:
+    # A vLLM v0.17.0 start-up of a 40-layer hybrid (10 full-attention layers, 2 KV heads x 256,
+    # fp8 KV; 30 gated-DeltaNet layers), prefix caching in align mode, as a blog post quotes it
+    # ("vLLM 로그의 KV cache size 는 용량이 아니다", 2026-08-30): "Setting attention block size
+    # to 2096 tokens", KV 6.08 GiB, "GPU KV cache size: 159,296 tokens", "Maximum concurrency
+    # for 65,536 tokens per request: 8.00x". A Qwen3-Next-style DeltaNet state (16 key heads,
+    # 32 value heads of 128) with the SSM state in float32 fills 131 pages of 16 tokens.
+    config = {"model_type": "qwen3_next", "hidden_size": 2048, "num_hidden_layers": 40,
+              "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+              "intermediate_size": 512, "num_experts": 4, "num_experts_per_tok": 2,
+              "moe_intermediate_size": 64, "shared_expert_intermediate_size": 64,
+              "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+              "linear_key_head_dim": 128, "linear_value_head_dim": 128, "vocab_size": 1000,
+              "full_attention_interval": 4}
+    shape = shape_from_config(config, "x")
+    pools = hybrid_kv(shape, 2, 2 * 2 * 256 * 1, 1, 16, 65536, ssm_dtype="float32",
+                      cache_mode="align")
+    assert pools.block_size == 2096
+    assert (pools.group_size, pools.attention_groups, pools.state_groups) == (10, 1, 3)
+    blocks = pools.num_blocks(round(6.08 * 2**30))
+    assert blocks == 304
+    assert pools.kv_cache_tokens(blocks) == 159_296
+    assert f"{blocks / pools.blocks_per_request(65536):.2f}" == "8.00"
+
+
+# --- catalog entries of the hybrid families ------------------------------------------------
+def test_hybrid_catalog_entries_give_their_published_counts() -> None:
+    from vramest.inference.speculative import head_shape
+    from vramest.model.catalog import default_catalog
+
+    catalog = default_catalog()
+    nano = catalog.find("nemotron-nano-9b-v2")
+    assert abs(nano.shape().param_count() - 8.89e9) <= 0.005e9  # the page's "8.89B"
+    qwen = catalog.find("qwen3-next-80b-a3b")
+    main_model = qwen.shape().param_count()
+    assert main_model == 79_674_391_296
+    # the page's 81.3B counts the checkpoint's multi-token-prediction layer too
+    assert abs(main_model + head_shape(qwen.shape(), "mtp").param_count() - 81.3e9) <= 0.05e9
+    shape = qwen.shape()
+    assert (shape.state_layers, shape.layer_kind_counts["full"]) == (36, 12)
+
+
+def test_qwen3_next_under_vllm_keeps_a_block_of_544_tokens() -> None:
+    # TP 2, bf16: 1 KV head per GPU x 256 x K and V x 2 B = 1024 B per token; half the
+    # DeltaNet state, (3 x 8192 + 32 x 128 x 128) x 2 B / 2 = 548,864 B = 33.5 pages of 16
+    # tokens -> 34 x 16 = 544 tokens; 12 attention + 36 DeltaNet layers: 1 + 3 groups of 12
+    est = estimate(model="qwen3-next-80b-a3b", dtype="bf16")
+    start = vllm_startup(est, H200, 2, VLLMOptions(version="0.11.0", max_model_len=262144))
+    assert start.block_size == 544
+    assert start.block_groups == 4 and start.starts

@@ -59,6 +59,7 @@ class VLLMOptions:
     total_memory_bytes: int | None = None  # as torch reports it, when known
     memory_in_use_bytes: int = 0  # held on each GPU by other processes when vLLM starts
     mamba_ssm_cache_dtype: str = "auto"  # recurrent models: vllm_hybrid.SSM_DTYPE_BYTES
+    mamba_cache_mode: str = "none"  # recurrent models: vllm_hybrid.STATE_BLOCKS
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     pool_notes: tuple[str, ...] = ()
     if shape.state_layers:  # one pool of attention blocks and padded states
         pools = hybrid_kv(shape, compute_bytes, per_token_gpu / max(1, layers), tp,
-                          options.block_size, max_model_len, options.mamba_ssm_cache_dtype)
+                          options.block_size, max_model_len, options.mamba_ssm_cache_dtype,
+                          options.mamba_cache_mode)
         blocks = pools.num_blocks(max(0, kv_bytes))
         request_bytes = pools.request_bytes
         block_size, kv_groups, pool_notes = pools.block_size, pools.groups, pools.notes()

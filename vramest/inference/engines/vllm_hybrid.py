@@ -26,6 +26,10 @@ The rules, from vLLM's source:
   a request of L tokens needs cdiv(L, block) blocks in each attention group and one in each
   state group (MambaSpec.max_memory_usage_bytes is one page), and vLLM starts only if one
   max_model_len request fits (_max_memory_usage_bytes_from_groups).
+- With prefix caching in "align" mode (--mamba-cache-mode align, PR #30877, Jan 2026; the
+  default for hybrids from PR #50991, Aug 2026) a state group holds 2 blocks per request
+  (MambaSpec.max_memory_usage_bytes: page_size_bytes × (2 + num_speculative_blocks)); the
+  block size follows the same rule as without prefix caching. "all" mode is not modelled.
 - A model with state layers only (Mamba, Mamba-2) has one group of every layer and no padding
   (MambaModelConfig); its state "block" spans max_model_len tokens (mamba_block_size defaults to
   max_model_len), which is the token count the log multiplies by.
@@ -43,6 +47,8 @@ KERNEL_BLOCK_ALIGNMENT = 16  # "FlashAttention (FA) requires block size to be mu
 GROUP_SIZE_SLACK = 1.5  # "1.5 is a heuristic to avoid too many padding layers"
 # --mamba-ssm-cache-dtype (vllm/config/cache.py MambaDType): "auto" follows the conv state
 SSM_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# --mamba-cache-mode: the blocks one request's state takes in each state group
+STATE_BLOCKS = {"none": 1, "align": 2}
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class HybridKV:
     group_size: int  # layers per group: the number of shared tensors
     attention_groups: int
     state_groups: int
+    state_blocks: int = 1  # blocks a request's state takes per state group (STATE_BLOCKS)
 
     @property
     def groups(self) -> int:
@@ -79,7 +86,8 @@ class HybridKV:
         return blocks // self.groups * self.block_size
 
     def blocks_per_request(self, length: int) -> int:
-        return self.attention_groups * -(-length // self.block_size) + self.state_groups
+        return (self.attention_groups * -(-length // self.block_size)
+                + self.state_groups * self.state_blocks)
 
     def request_bytes(self, length: int) -> int:
         return self.group_size * self.page_bytes * self.blocks_per_request(length)
@@ -95,7 +103,8 @@ class HybridKV:
                "size and attention page size are exactly equal.",
                f"KV cache groups: {self.attention_groups} attention + {self.state_groups} state, "
                f"{self.group_size} layers each; a request takes cdiv(length, "
-               f"{self.block_size}) blocks per attention group and 1 per state group."]
+               f"{self.block_size}) blocks per attention group and {self.state_blocks} per state "
+               "group."]
         if self.padding_layers:
             out.append(f"Add {self.padding_layers} padding layers (vLLM's grouping).")
         return tuple(out)
@@ -121,18 +130,22 @@ def _groups(counts: list[int]) -> tuple[int, list[int]]:
 
 
 def hybrid_kv(shape: ModelShape, model_dtype_bytes: float, token_bytes: float, tp: int,
-              block_size: int, max_model_len: int, ssm_dtype: str = "auto") -> HybridKV:
+              block_size: int, max_model_len: int, ssm_dtype: str = "auto",
+              cache_mode: str = "none") -> HybridKV:
     """The pools of a model with recurrent layers. `token_bytes`: one attention layer's KV for
     one token on one GPU; `block_size`: --block-size (vLLM raises it, never lowers it)."""
+    if cache_mode not in STATE_BLOCKS:
+        raise InputError(f"mamba_cache_mode {cache_mode!r} is not modelled; accepted: "
+                         f"{', '.join(STATE_BLOCKS)}.")
     counts = shape.layer_kind_counts
     attention = counts.get(LAYER_FULL, 0) + counts.get(LAYER_SLIDING, 0)
     state = vllm_state_bytes(shape, model_dtype_bytes, tp, ssm_dtype)
     if not attention:
         return HybridKV(0, shape.state_layers, state, state, max_model_len,
-                        shape.state_layers, 0, 1)
+                        shape.state_layers, 0, 1, STATE_BLOCKS[cache_mode])
     per_token = math.ceil(token_bytes)
     needed = KERNEL_BLOCK_ALIGNMENT * -(-state // (KERNEL_BLOCK_ALIGNMENT * per_token))
     block = max(block_size, needed)
     size, (attention_groups, state_groups) = _groups([attention, shape.state_layers])
     return HybridKV(attention, shape.state_layers, state, block * per_token, block, size,
-                    attention_groups, state_groups)
+                    attention_groups, state_groups, STATE_BLOCKS[cache_mode])
