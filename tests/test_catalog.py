@@ -16,7 +16,8 @@ COUNTS_DIFFER = {"Qwen/Qwen3-0.6B": "stored tied lm_head", "tiiuae/falcon-7b": "
                  "deepseek-ai/DeepSeek-R1": "MTP layer + scales",
                  # model cards round (and count GLM's stored MTP layer); see the entries' notes
                  "zai-org/GLM-4.5": "card rounds, MTP layer", "zai-org/GLM-4.5-Air": "card rounds",
-                 "moonshotai/Kimi-K2-Instruct": "card rounds 1.026T to 1T"}
+                 "moonshotai/Kimi-K2-Instruct": "card rounds 1.026T to 1T",
+                 "Qwen/Qwen3-Next-80B-A3B-Instruct": "stored MTP layer"}
 
 
 def test_catalog_is_large_and_varied() -> None:

@@ -88,7 +88,7 @@ def _llama4(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
     return replace(s, intermediate_size=dense_width, moe_intermediate_size=expert_width,
                    shared_experts=1, shared_intermediate_size=expert_width,
                    moe_layers=tuple(i in moe for i in range(n)), layer_kinds=kinds,
-                   sliding_window=int(chunk) if chunk else None,
+                   sliding_window=int(chunk) if chunk else None, chunked_attention=bool(chunk),
                    notes=(*s.notes, f"chunked attention ({chunk} tokens) on 3 of 4 layers "
                           "counted as a sliding window of that size") if chunk else s.notes)
 

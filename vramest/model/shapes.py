@@ -106,6 +106,9 @@ class ModelShape:
     ssm_head_dim: int = 0
     ssm_chunk: int = 0
     selective_scan: bool = False  # Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba)
+    # Llama 4: the sliding layers attend within fixed chunks of sliding_window tokens (a query
+    # at p sees p mod chunk + 1 keys), which engines size apart from a sliding window
+    chunked_attention: bool = False
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------

@@ -8,6 +8,10 @@
   weights and runtime overhead cancelling out (transformers' benchmark of a BERT forward).
 - `weights_per_rank`: the weights one of `tensor_parallel` GPUs holds (vLLM's "Model loading
   took X GB" under tensor parallelism), read as the estimate's per-GPU weights.
+- `vllm_attention_block`: the attention block (tokens) vLLM's hybrid allocator picks so that
+  one attention page holds a recurrent state ("Setting attention block size to N tokens"),
+  with the row's `ssm_dtype` as --mamba-ssm-cache-dtype.
+- `vllm_state`: the recurrent state vLLM keeps per request over all state layers, unpadded.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from vramest.errors import InputError
 
 MIB = 1024**2
-UNITS = {"MiB": MIB, "GiB": 1024**3, "MB": 10**6}
+UNITS = {"MiB": MIB, "GiB": 1024**3, "MB": 10**6, "tokens": 1}
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,27 @@ def estimate_row(row: dict[str, str]) -> float:
 
         est = estimate(model=row["model"], dtype=row["dtype"], ctx=int(row["ctx"] or 1))
         return per_gpu_memory(est, int(row.get("tensor_parallel") or 1)).weights
+    if row["quantity"] in ("vllm_attention_block", "vllm_state"):
+        return _vllm_hybrid(row)
     raise InputError(f"architectures.csv: unknown quantity {row['quantity']!r}.")
+
+
+def _vllm_hybrid(row: dict[str, str]) -> float:
+    from vramest.api import estimate
+    from vramest.inference.engines.vllm_hybrid import hybrid_kv
+    from vramest.inference.memory import kv_widths
+    from vramest.model.precisions import kv_format, weight_format
+
+    est = estimate(model=row["model"], dtype=row["dtype"])
+    shape = est.model.shape
+    tp = int(row.get("tensor_parallel") or 1)
+    k, v = kv_widths(shape)
+    token = (k + v) * kv_format(row["kv_dtype"] or row["dtype"]).bytes_per_element / tp
+    pools = hybrid_kv(shape, weight_format(row["dtype"]).compute_bytes, token, tp, 16,
+                      int(row["ctx"] or 1), row.get("ssm_dtype") or "auto")
+    if row["quantity"] == "vllm_attention_block":
+        return pools.block_size
+    return pools.state_bytes * pools.state_layers
 
 
 def architecture_rows(reference_dir: Path) -> list[ArchitectureRow]:
@@ -74,9 +98,13 @@ def architecture_accuracy_report(reference_dir: Path) -> list[str]:
     if not rows:
         return [f"no rows in {reference_dir / 'architectures.csv'}"]
     width = max(len(r.record_id) for r in rows)
-    lines = [f"{'record':{width}}  {'quantity':17} {'estimate':>11} {'published':>11}  "
+    lines = [f"{'record':{width}}  {'quantity':20} {'estimate':>14} {'published':>14}  "
              f"{'error':>7}"]
     for r in rows:
-        lines.append(f"{r.record_id:{width}}  {r.quantity:17} {r.estimated_bytes / MIB:8.2f} MiB "
-                     f"{r.measured_bytes / MIB:8.2f} MiB  {100 * r.error:+6.2f}%")
+        if r.quantity == "vllm_attention_block":
+            est, pub = f"{r.estimated_bytes:7.0f} tokens", f"{r.measured_bytes:7.0f} tokens"
+        else:
+            est, pub = f"{r.estimated_bytes / MIB:10.2f} MiB", f"{r.measured_bytes / MIB:10.2f} MiB"
+        lines.append(f"{r.record_id:{width}}  {r.quantity:20} {est:>14} {pub:>14}  "
+                     f"{100 * r.error:+6.2f}%")
     return lines

@@ -30,6 +30,7 @@ from vramest.inference.engines.versions import (
     parse_version,
     vllm_rules,
 )
+from vramest.inference.engines.vllm_hybrid import hybrid_kv
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
     ffn_width,
@@ -57,6 +58,8 @@ class VLLMOptions:
     version: str | None = None  # "vllm==0.6.3", "0.10.1"…; None: versions.DEFAULTS["vllm"]
     total_memory_bytes: int | None = None  # as torch reports it, when known
     memory_in_use_bytes: int = 0  # held on each GPU by other processes when vLLM starts
+    mamba_ssm_cache_dtype: str = "auto"  # recurrent models: vllm_hybrid.SSM_DTYPE_BYTES
+    mamba_cache_mode: str = "none"  # recurrent models: vllm_hybrid.STATE_BLOCKS
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,19 @@ class VLLMStartup:
     checks_length: bool = True  # the release refuses a max_model_len its KV cache cannot hold
     memory_in_use_bytes: int = 0  # other processes' memory on each GPU at start-up
     cuda_graph_capture_bytes: int = 0  # graph memory captured after the KV cache, outside it
+    # models with recurrent state (vllm_hybrid.py): the pool's KV groups, and the blocks one
+    # max_model_len request takes over all of them
+    block_groups: int = 1
+    blocks_per_request: int = 0
 
     @property
     def kv_cache_tokens(self) -> int:
-        return self.num_gpu_blocks * self.block_size
+        return self.num_gpu_blocks // self.block_groups * self.block_size
 
     @property
     def max_concurrency(self) -> float:
+        if self.blocks_per_request:
+            return self.num_gpu_blocks / self.blocks_per_request
         if self.request_bytes and self.kv_bytes_per_token:
             needed = self.request_bytes / self.kv_bytes_per_token  # tokens-equivalent
             if needed < self.max_model_len:  # sliding layers need less than the whole length
@@ -185,12 +194,13 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     if not 0 < options.gpu_memory_utilization <= 1:
         raise InputError("--gpu-memory-utilization must be above 0 and at most 1.")
     shape = est.model.shape
-    if shape.state_layers or shape.architecture != "decoder":
-        what = "recurrent state" if shape.state_layers else f"{shape.architecture} models"
-        raise InputError(f"--engine vllm does not yet emulate vLLM's start-up for {what} (its "
-                         "hybrid allocator pads each state to the attention page size); the "
-                         "estimate without --engine holds, and --engine llamacpp models "
-                         "llama.cpp's recurrent cache.")
+    if shape.architecture != "decoder":
+        raise InputError(f"--engine vllm does not yet emulate vLLM's start-up for "
+                         f"{shape.architecture} models; the estimate without --engine holds.")
+    if shape.state_layers and not rules.hybrid_kv:
+        raise InputError(f"--engine vllm models recurrent state from vLLM 0.10 on (V1's shared "
+                         f"block pool, PR #20016); {version.text} keeps it in a separate Mamba "
+                         "cache that is not modelled: give --engine-version vllm==0.10 or later.")
     # vLLM's default max_model_len: the config's length, times a RoPE scaling factor
     max_model_len = (options.max_model_len or shape.scaled_context or shape.max_context
                      or est.settings.ctx)
@@ -236,12 +246,23 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     request = _vllm_request_tokens(shape, rules, options.block_size, tokens)
     layers = _kv_layers(shape)
 
-    def request_bytes(length: int) -> int:
+    def attention_request(length: int) -> int:
         return round(request(length) * per_token_gpu / layers) if layers else 0
 
+    request_bytes: Callable[[int], int] = attention_request
+    block_size, kv_groups, per_request = options.block_size, 1, 0
+    pool_notes: tuple[str, ...] = ()
+    if shape.state_layers:  # one pool of attention blocks and padded states
+        pools = hybrid_kv(shape, compute_bytes, per_token_gpu / max(1, layers), tp,
+                          options.block_size, max_model_len, options.mamba_ssm_cache_dtype,
+                          options.mamba_cache_mode)
+        blocks = pools.num_blocks(max(0, kv_bytes))
+        request_bytes = pools.request_bytes
+        block_size, kv_groups, pool_notes = pools.block_size, pools.groups, pools.notes()
+        per_request = pools.blocks_per_request(max_model_len)
     needed = request_bytes(max_model_len)
     largest = _largest_len(request_bytes, max(0, kv_bytes), max_model_len)
-    notes = [n for n in (layout.note, _vllm_window_note(shape, rules),
+    notes = [n for n in (*pool_notes, layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
     refusal = (capability_refusal(fmt.name, device, rules.fp8_min_capability)
@@ -252,12 +273,13 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
                        kv_bytes_per_token=per_token_gpu, num_gpu_blocks=blocks,
-                       block_size=options.block_size, max_model_len=max_model_len,
+                       block_size=block_size, max_model_len=max_model_len,
                        max_num_batched_tokens=tokens, version=version.text,
                        request_bytes=needed, largest_model_len=largest, notes=tuple(notes),
                        checks_length=rules.checks_length, refusal=refusal,
                        memory_in_use_bytes=options.memory_in_use_bytes,
-                       cuda_graph_capture_bytes=capture)
+                       cuda_graph_capture_bytes=capture, block_groups=kv_groups,
+                       blocks_per_request=per_request)
 
 
 def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int) -> int:
@@ -325,15 +347,17 @@ def _vllm_request_tokens(shape: ModelShape, rules: VLLMRules, block_size: int,
     """
     counts = shape.layer_kind_counts
     full, sliding = counts.get(LAYER_FULL, 0), counts.get(LAYER_SLIDING, 0)
-    windowed = sliding and shape.sliding_window and (rules.hybrid_kv or (
-        rules.sliding_kv and not full))
+    windowed = _windowed_kv(shape, rules)
 
     def need(length: int) -> int:
         full_blocks = -(-length // block_size)
         if not windowed:
             return (full + sliding) * full_blocks * block_size
-        span = min(shape.sliding_window - 1 + batched, length)  # type: ignore[operator]
-        window_blocks = -(-span // block_size) + 1
+        window = shape.sliding_window or length
+        if shape.chunked_attention:  # ChunkedLocalAttentionSpec: the chunk + one step's tokens
+            window_blocks = -(-min(window + batched, length) // block_size)
+        else:  # SlidingWindowSpec: window - 1 keys + one step's tokens, one block of slack
+            window_blocks = -(-min(window - 1 + batched, length) // block_size) + 1
         return (full * full_blocks + sliding * window_blocks) * block_size
 
     return need
@@ -354,11 +378,23 @@ def _vllm_window_note(shape: ModelShape, rules: VLLMRules) -> str:
     counts = shape.layer_kind_counts
     if not counts.get(LAYER_SLIDING) or not shape.sliding_window:
         return ""
-    if rules.hybrid_kv or (rules.sliding_kv and not counts.get(LAYER_FULL)):
-        return (f"Sliding-window layers need only their {shape.sliding_window}-token window "
-                "per request; the token count above is for all layers, as vLLM prints it.")
-    return ("This release sizes sliding-window layers as full attention (no hybrid KV "
-            "manager): every layer needs max_model_len tokens.")
+    what = "Chunked local-attention" if shape.chunked_attention else "Sliding-window"
+    if _windowed_kv(shape, rules):
+        span = "chunk" if shape.chunked_attention else "window"
+        return (f"{what} layers need only their {shape.sliding_window}-token {span} per "
+                "request; the token count above is for all layers, as vLLM prints it.")
+    return (f"This release sizes {what.lower()} layers as full attention (no hybrid KV "
+            "manager for them): every layer needs max_model_len tokens.")
+
+
+def _windowed_kv(shape: ModelShape, rules: VLLMRules) -> bool:
+    """Whether the release keeps only the window (or chunk) of the sliding layers."""
+    counts = shape.layer_kind_counts
+    if not counts.get(LAYER_SLIDING) or not shape.sliding_window:
+        return False
+    if shape.chunked_attention:
+        return rules.chunked_local_kv
+    return rules.hybrid_kv or (rules.sliding_kv and not counts.get(LAYER_FULL))
 
 
 def _kv_share(shape: ModelShape, tp: int) -> float:

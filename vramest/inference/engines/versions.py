@@ -70,6 +70,11 @@ class VLLMRules:
     # V0 captures CUDA graphs after the KV cache, outside the budget; at TP > 1 the graph
     # all-reduce adds buffers per peer (see _V0_GRAPH_PEER)
     graph_peer_bytes: int = 0
+    # Llama 4's chunked local layers get their own KV groups (chunk + max_num_batched_tokens
+    # per request); when off, the hybrid manager is disabled for the model and every layer is
+    # sized as full attention (vllm/config VllmConfig.__post_init__,
+    # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE)
+    chunked_local_kv: bool = False
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -156,7 +161,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 )
 
 
-_CARRIED = ("others_memory", "allreduce_inputs_held")
+_CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -190,6 +195,18 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
          "V1 profiles against a baseline and checks free memory first (PR #18974, merged "
          "2025-06): 'Free memory on device ... on startup is less than desired GPU memory "
          "utilization' (vLLM issue #20305 on 0.9.1)"),
+        ((0, 10), dict(chunked_local_kv=True),
+         "Llama 4's chunked local layers in the hybrid KV manager (PR #19351, June 2025): "
+         "ChunkedLocalAttentionSpec, cdiv(min(chunk + max_num_batched_tokens, max_model_len), "
+         "block_size) blocks per request (vllm/v1/kv_cache_interface.py)"),
+        ((0, 10, 1), dict(chunked_local_kv=False),
+         "hybrid KV manager disabled by default with chunked local attention for a latency "
+         "regression (PR #21761, merged 2025-07-28, after 0.10.0): "
+         "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0, every Llama 4 layer "
+         "sized as full attention (unify_hybrid_kv_cache_specs)"),
+        ((0, 23), dict(chunked_local_kv=True),
+         "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 (PR #29627, the "
+         "metadata-build cache, per PR #46553, which names the change between 0.22 and 0.23)"),
     )
     for since, change, source in extra:
         release = Release(since)
