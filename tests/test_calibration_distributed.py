@@ -219,15 +219,16 @@ link = make_links(rank, [0, 0])[0]
 sizes = (16 << 10, 128 << 10, 1 << 20, 4 << 20)
 n = 2 << 20
 data = torch.ones(n // 4)
-for attempt in range(3):
+for attempt in range(5):
     fit = fit_alpha_beta([(m, time_operation("all_reduce", m, link, rank, backend).seconds)
                           for m in sizes])
     runs = []
-    for _ in range(30):  # the direct timing: one all-reduce after a barrier, the slowest rank
-        dist.barrier()
+    for _ in range(20):  # the direct timing at a size the fit never saw, measured as the fit's
+        dist.barrier()   # points are (calls back to back, per call), on the slowest rank
         start = time.perf_counter()
-        dist.all_reduce(data)
-        t = torch.tensor([time.perf_counter() - start], dtype=torch.float64)
+        for _ in range(8):
+            dist.all_reduce(data)
+        t = torch.tensor([(time.perf_counter() - start) / 8], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         runs.append(t.item())
     t = torch.tensor([min(runs)], dtype=torch.float64)  # the fastest of them
@@ -250,7 +251,8 @@ def test_fitted_gloo_alpha_beta_agree_with_a_direct_timing(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr[-2000:]
     pairs = [tuple(map(float, x.split()[1:])) for x in result.stdout.splitlines()
              if x.startswith("RESULT")]
-    # other processes on a shared host only add time, to either timing: three attempts, and
-    # the best agreement must be within 20% (a wrong size, factor or fit misses in all three)
-    assert len(pairs) == 3
+    # other processes on a shared host only add time, to either timing (two processes on this
+    # 2-core host scatter gloo timings by about half): five attempts, and the best agreement
+    # must be within 20% (a wrong size, factor or fit misses in all five)
+    assert len(pairs) == 5
     assert min(abs(p / d - 1) for p, d in pairs) < 0.2, pairs
