@@ -426,3 +426,19 @@ def test_a_decode_pool_never_waits_for_prompts(engine: str, batch: int,
     assert split.decode_step_s <= together.tpot.median * 1.02
     prefill_rate = eng.max_num_batched_tokens / ilen / split.mixed_step_s
     assert split.output_tokens_per_s / olen <= MAX_PREFILL_UTILIZATION * prefill_rate * 1.000001
+
+
+def test_pipeline_stages_take_a_tensor_split_the_heads_allow() -> None:
+    # Qwen2.5-7B's 28 heads do not split 8 ways, but TP 4 x PP 2 over 8 GPUs is a valid vLLM
+    # launch; `plan` searches such candidates too, and used to stop on the 8-way check
+    from vramest.cli import main
+
+    one = serving(model="Qwen/Qwen2.5-7B", dtype="bf16", gpu="h100", num_gpus=4,
+                  engine="vllm", input_len=1000, output_len=200)
+    staged = serving(model="Qwen/Qwen2.5-7B", dtype="bf16", gpu="h100", num_gpus=8, pp=2,
+                     engine="vllm", input_len=1000, output_len=200)
+    w1 = one.to_json()["memory_per_gpu"]["weights_bytes"]
+    w2 = staged.to_json()["memory_per_gpu"]["weights_bytes"]
+    assert abs(w2 / w1 - 0.5) < 0.05  # each stage holds half the layers
+    assert main(["plan", "--model", "Qwen/Qwen2.5-7B", "--input-len", "1000", "--output-len",
+                 "200", "--ttft", "1", "--tpot", "0.05", "--gpu", "h100", "--json"]) == 0

@@ -50,7 +50,7 @@ def serving(*, model: str | None = None, params: str | None = None, dtype: str |
         extras = for_model(extras, model, info.name)
         d = replace(d, extras=extras)
     cap = capacity(info, d.fmt.name, d.kv.name, device, num_gpus, eng, input_len + output_len,
-                   extras=extras)
+                   extras=extras, pp=pp)
     return serve(d, eng, cap, input_len=input_len, output_len=output_len,
                  concurrency=concurrency, request_rate=request_rate,
                  input_dist=parse_length_dist(input_len_dist, "--input-len-dist"),

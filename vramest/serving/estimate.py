@@ -114,13 +114,15 @@ def _memory_estimate(info: ModelInfo, dtype: str, kv_dtype: str | None, max_mode
 @lru_cache(maxsize=8192)
 def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, gpus: int,
              eng: ServingEngine, max_model_len: int, constants: Constants = DEFAULTS,
-             extras: ServingExtras = NO_EXTRAS) -> Capacity:
+             extras: ServingExtras = NO_EXTRAS, pp: int = 1) -> Capacity:
+    """What one GPU of `gpus` holds: tensor parallel over gpus / pp inside each of `pp`
+    pipeline stages."""
     est = _memory_estimate(info, dtype, kv_dtype, max_model_len, constants, extras)
     if eng.name == "sglang":  # SGLang's own static split and KV token pool
         from vramest.inference.engines import registry, sglang
 
         pool = sglang.compute(registry.StartupRequest(
-            est=est, device=device, tp=gpus, usable_bytes=None,
+            est=est, device=device, tp=gpus // pp, usable_bytes=None,
             options={"chunked_prefill_size": eng.max_num_batched_tokens,
                      "max_running_requests": eng.max_num_seqs,
                      "context_length": max_model_len}))
@@ -128,9 +130,8 @@ def capacity(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device, 
                         activation_bytes=pool.activation_peak_bytes,
                         kv_cache_bytes=pool.kv_cache_bytes,
                         kv_cache_tokens=pool.max_total_num_tokens, block_size=1)
-    # pipeline stages split the layers, so weights and KV divide by all the GPUs alike
     trtllm = eng.name == "trtllm"
-    start = vllm_startup(est, device, gpus, VLLMOptions(
+    start = vllm_startup(est, device, gpus // pp, pp=pp, options=VLLMOptions(
         gpu_memory_utilization=1.0 if trtllm else eng.memory_utilization,
         max_model_len=max_model_len, max_num_batched_tokens=eng.max_num_batched_tokens,
         max_num_seqs=eng.max_num_seqs, block_size=max(eng.block_size, 1)))

@@ -206,7 +206,7 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
                             base = serving_engine(engine_name)
                             for budget in BUDGETS:
                                 evaluated += len(MAX_NUM_SEQS)
-                                fits = _fits(info, dtype, kv_name, device, n,
+                                fits = _fits(info, dtype, kv_name, device, tp, pp,
                                              with_options(base, max_num_batched_tokens=budget),
                                              max_len)
                                 if not fits:
@@ -265,10 +265,10 @@ def plan(info: ModelInfo, model_name: str, devices: Sequence[Device], *, input_l
                 pareto=tuple(pareto_front(feasible)), bounds=bounds, notes=tuple(notes))
 
 
-def _fits(info: ModelInfo, dtype: str, kv: str | None, device: Device, n: int,
+def _fits(info: ModelInfo, dtype: str, kv: str | None, device: Device, tp: int, pp: int,
           eng: ServingEngine, max_len: int) -> bool:
-    d = deployment(info, dtype, kv, device, n, 1, eng)
-    cap = capacity(info, d.fmt.name, d.kv.name, device, n, eng, max_len)
+    d = deployment(info, dtype, kv, device, tp, pp, eng)
+    cap = capacity(info, d.fmt.name, d.kv.name, device, tp * pp, eng, max_len, pp=pp)
     return cap.kv_cache_bytes > 0 and cap.sequences(max_len) >= 1
 
 
@@ -278,7 +278,8 @@ def _simulate(info: ModelInfo, dtype: str, kv: str | None, device: Device, tp: i
               lengths: tuple[LengthDist, LengthDist] = (FIXED, FIXED)
               ) -> ServingEstimate | None:
     d = deployment(info, dtype, kv, device, tp, pp, eng, ep=ep)
-    cap = capacity(info, d.fmt.name, d.kv.name, device, tp * pp, eng, input_len + output_len)
+    cap = capacity(info, d.fmt.name, d.kv.name, device, tp * pp, eng, input_len + output_len,
+                   pp=pp)
     try:
         return serve(d, eng, cap, input_len=input_len, output_len=output_len,
                      concurrency=concurrency, input_dist=lengths[0], output_dist=lengths[1])
@@ -301,7 +302,7 @@ def _search_pools(info: ModelInfo, model_name: str, device: Device, dtype: str,
     evaluated = simulated = 0
     found: list[Candidate] = []
     tps = [t for t in POOL_TP if t <= max_gpus and (shape.is_mla or shape.num_heads % t == 0)
-           and _fits(info, dtype, kv, device, t, eng, max_len)]
+           and _fits(info, dtype, kv, device, t, 1, eng, max_len)]
     for tp_p in tps:
         prefill = deployment(info, dtype, kv, device, tp_p, 1, eng)
         for tp_d in tps:

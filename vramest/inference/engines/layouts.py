@@ -116,7 +116,7 @@ def mxfp4_expert_bytes(hidden: int, inter: int, backend: str) -> tuple[float, st
 
 
 def vllm_weights(shape: ModelShape, fmt_name: str, device: Device, tp: int, base_bytes: int,
-                 expert_bytes: float, hopper_kernel: str) -> Layout:
+                 expert_bytes: float, hopper_kernel: str, pp: int = 1) -> Layout:
     """Per-GPU weights as vLLM holds them: `base_bytes` (the stored layout split by rank) with
     MXFP4 experts re-laid for their kernel, and the vocabulary padded to 64 rows."""
     notes = []
@@ -126,7 +126,7 @@ def vllm_weights(shape: ModelShape, fmt_name: str, device: Device, tp: int, base
         inter = math.ceil(shape.moe_intermediate_size / tp)
         one, how = mxfp4_expert_bytes(shape.hidden_size, inter, backend)
         moe_layers = sum(1 for i in range(shape.num_layers) if shape.is_moe_layer(i))
-        laid = one * shape.num_experts * moe_layers
+        laid = one * shape.num_experts * moe_layers / pp  # a stage holds its layers' experts
         total += laid - expert_bytes / tp
         notes.append(f"MXFP4 experts as vLLM's {backend} kernel holds them ({how}): "
                      f"{laid / 2**30:.2f} GiB per GPU")

@@ -186,7 +186,9 @@ def _large_gpu(device: Device) -> bool:
 
 
 def vllm_startup(est: Estimate, device: Device, tp: int = 1,
-                 options: VLLMOptions | None = None) -> VLLMStartup:
+                 options: VLLMOptions | None = None, pp: int = 1) -> VLLMStartup:
+    """One GPU's start-up figures; with `pp` pipeline stages each GPU holds 1/pp of the layers,
+    their weights and their KV cache (--pipeline-parallel-size), the tensor split inside."""
     options = options or VLLMOptions()
     version = parse_version("vllm", options.version)
     rules = vllm_rules(version)
@@ -211,12 +213,12 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         raise InputError(f"--gpu-memory-in-use {format_bytes(options.memory_in_use_bytes)} is all "
                          f"of the GPU's {format_bytes(total)} or more; give what other processes "
                          "hold, less than the GPU's memory.")
-    per_gpu = per_gpu_memory(est, tp)
+    per_gpu = per_gpu_memory(est, tp, pp)
     fmt = weight_format(est.settings.dtype)
     groups = weight_bytes_by_group(shape, fmt)
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
     layout = vllm_weights(shape, fmt.name, device, tp, per_gpu.weights,
-                          groups["experts"] * scale, rules.mxfp4_hopper)
+                          groups["experts"] * scale / pp, rules.mxfp4_hopper, pp)
     compute_bytes = fmt.compute_bytes
     per_token = (c.activation_ffn_factor * ffn_width(shape) / tp
                  + c.vllm_activation_hidden_factor * shape.hidden_size) * compute_bytes
@@ -240,7 +242,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     kv_bytes = budget - weights_bytes - non_torch - activation - graphs
     kv_token = kv_elements_per_token(shape, 1) * kv_format(est.settings.kv_dtype).bytes_per_element
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
-    per_token_gpu = kv_token * _kv_share(shape, tp)
+    per_token_gpu = kv_token * _kv_share(shape, tp) / pp
     block = per_token_gpu * options.block_size
     blocks = max(0, int(kv_bytes // block)) if block else 0
     request = _vllm_request_tokens(shape, rules, options.block_size, tokens)
