@@ -26,6 +26,7 @@ _QUANT_WORDS: tuple[tuple[tuple[str, ...], str | None], ...] = (
     (("int4",), "int4"), (("int8",), "int8"), (("nvfp4",), "nvfp4"), (("mxfp4",), "mxfp4"),
     (("gguf",), None),
 )
+_QUANT_NAMED = dict(_QUANT_WORDS)  # longest suffixes first, as listed
 # Ollama's library ships Q4_K_M when a tag names no quantization
 # (https://llmbestpractices.com/ai-agents/ollama-quantization: "The default Q4_K_M")
 OLLAMA_LIBRARY_PRECISION = "q4_k_m"
@@ -61,9 +62,9 @@ def _strip_quant(words: list[str]) -> tuple[list[str], str | None, bool]:
     precision: str | None = None
     stripped = False
     while words:
-        n = next((len(ws) for ws, _ in _QUANT_WORDS if tuple(words[-len(ws):]) == ws), 0)
+        n = next((len(ws) for ws in _QUANT_NAMED if tuple(words[-len(ws):]) == ws), 0)
         if n:
-            named = dict(_QUANT_WORDS)[tuple(words[-n:])]
+            named = _QUANT_NAMED[tuple(words[-n:])]
         else:  # a ggml type spelled in the name: Q4_K_M, IQ4_XS, Q8_0
             n = next((k for k in (3, 2, 1) if len(words) >= k and
                       "-".join(words[-k:]) in ggml), 0)
