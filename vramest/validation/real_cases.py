@@ -294,7 +294,21 @@ def report_lines(path: Path = DEFAULT_CASES) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    print("\n".join(report_lines(Path(args[0]) if args else DEFAULT_CASES)))
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print("usage: python -m vramest.validation.real_cases [CASES.jsonl] — replays the public "
+              "cases (default: the shipped set) and prints verdict agreement and figure errors.",
+              file=sys.stderr)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    path = Path(args[0]) if args else DEFAULT_CASES
+    if not path.is_file():
+        print(f"vramest: {path} is not a readable file; give a JSON-lines case file.",
+              file=sys.stderr)
+        return 2
+    try:
+        print("\n".join(report_lines(path)))
+    except InputError as error:
+        print(f"vramest: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
