@@ -71,7 +71,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
              compare_gpus: bool = False, engine_options: dict[str, Any] | None = None,
              profile: str | None = None, images: ImageRequest | None = None,
              lora: LoraServing | None = None, speculation: Speculation | None = None,
-             **shape_overrides: int | None) -> Estimate:
+             host_memory: str | None = None, **shape_overrides: int | None) -> Estimate:
     """Estimate the memory a model needs for inference, and with `gpu` whether and how fast it
     runs there (or, with `compare_gpus`, the fewest cards of each common GPU). The keyword form
     of `run(EstimateRequest(...))`. `profile`, a calibration profile (`vramest calibrate`),
@@ -95,7 +95,7 @@ def estimate(*, params: str | int | None = None, model: str | None = None,
         RunSettings(dtype, kv_dtype, ctx, batch, attention, prefill_chunk, images, lora,
                     speculation),
         Deployment(gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file,
-                   engine or "generic", options, prompt, gen),
+                   engine or "generic", options, prompt, gen, host_memory),
         profile, constants, constants_source))
 
 
@@ -121,6 +121,7 @@ def _check_types(request: EstimateRequest) -> None:
     require_text(model=query.model, dtype=settings.dtype, kv_dtype=settings.kv_dtype,
                  family=query.family, attention=settings.attention, gpu=deployment.gpu,
                  engine=deployment.engine, hardware_file=deployment.hardware_file,
+                 host_memory=deployment.host_memory,
                  profile=request.profile, constants_source=request.constants_source)
     if settings.lora is not None or settings.speculation is not None:
         from vramest.inference.lora import LoraServing

@@ -215,6 +215,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    "for: vllm==0.6.3, 0.10.1, llamacpp==b4000, transformers==4.46 (default: a "
                    "recent release, named in the output)")
     g.add_argument("--hardware-file", help="JSON file of devices to add or override")
+    g.add_argument("--host-memory", help="system memory that layers left on the host stream "
+                   "from (llama.cpp -ngl, Ollama's partial offload, --n-cpu-moe): a CPU row of "
+                   "`vramest gpus`, e.g. \"CPU DDR4-3200 2-channel\" (default DDR5-5600 2-channel)")
     g.add_argument("--no-gpus", action="store_true", help="memory only, no GPU table")
     g.add_argument("--profile", help="calibration profile (vramest calibrate) whose constants to use; "
                    "default: a stored profile of this machine, if any; 'none' for the shipped ones")
@@ -270,7 +273,7 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"gpu": args.gpu, "num_gpus": num_gpus, "pp": args.pp, "reserve": args.reserve,
             "max_ctx": args.max_ctx, "max_batch": args.max_batch, "prompt": args.prompt,
             "gen": args.gen, "engine": args.engine, "hardware_file": args.hardware_file,
-            "compare_gpus": args.gpu is None and not args.no_gpus,
+            "host_memory": args.host_memory, "compare_gpus": args.gpu is None and not args.no_gpus,
             "engine_options": _engine_options(args), "profile": args.profile}
 
 

@@ -41,6 +41,7 @@ class Deployment(NamedTuple):
     engine_options: tuple[tuple[str, object], ...] = ()
     prompt: str | int | None = None  # the request the speed is for (default: the context)
     gen: str | int = 128
+    host_memory: str | None = None  # system memory of host layers (default offload.DEFAULT_HOST_MEMORY)
 
     @property
     def needs_hardware(self) -> bool:
@@ -68,7 +69,7 @@ def place(est: Estimate, where: Deployment,
           engine_costs: dict[str, dict[str, float]] | None = None) -> Estimate:
     """Fit per GPU, speed, and the engine's own start-up figures (or the GPU table)."""
     (gpu, num_gpus, pp, reserve, max_ctx, max_batch, compare_gpus, hardware_file, engine,
-     option_pairs, prompt, gen) = where
+     option_pairs, prompt, gen, host_memory) = where
     engine_options = dict(option_pairs)
     alias = None
     if engine != "generic":  # the common answer needs no engine module
@@ -114,6 +115,13 @@ def place(est: Estimate, where: Deployment,
         fit_plan = _engine_fit(fit_plan, report)
         fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report,
                                                            engine_options or {}))
+        held = _host_held(report)
+        if speed is not None and held is not None and device.kind == "gpu":
+            from vramest.inference.offload import host_memory as host_row
+            from vramest.inference.offload import with_host_layers
+
+            speed = with_host_layers(speed, held, est.model.shape, device,
+                                     host_row(db, host_memory), est.constants)
         return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
                        engine_report=report)
     report = _engine_report(est, engine_.name, engine_options, None, 1, None)
@@ -250,6 +258,14 @@ def local_device(db: HardwareDB) -> Device:
                          "instead, e.g. --gpu 4090.")
     first = found.gpus[0]
     return device_from_local(first.name, first.total_bytes, None, db)
+
+
+def _host_held(report: object) -> Any:
+    """llama.cpp's buffers (Ollama's too) when some weights stay in system memory; else None."""
+    buffers = getattr(report, "buffers", report)
+    if getattr(buffers, "host_dense_bytes", 0) or getattr(buffers, "host_expert_bytes", 0):
+        return buffers
+    return None
 
 
 def _engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,

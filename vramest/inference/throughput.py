@@ -208,8 +208,7 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
     # --- decode: one new token for each of B sequences, at the mean position ----------
     position = context_depth + prompt_tokens + gen_tokens // 2
     if shape.is_moe:
-        # experts hit by at least one of B tokens, routing assumed uniform
-        touched = 1 - (1 - k / shape.num_experts) ** batch
+        touched = experts_touched(shape, batch)
         expert_bytes = groups["experts"] * touched
     else:
         touched, expert_bytes = 1.0, 0.0
@@ -228,6 +227,12 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
     return Workload(shape_name=shape.name, batch=batch, prompt_tokens=prompt_tokens,
                     gen_tokens=gen_tokens, precision=compute_precision(fmt, device),
                     prefill=prefill, decode=decode)
+
+
+def experts_touched(shape: ModelShape, batch: int) -> float:
+    """Share of a layer's experts hit by at least one of `batch` tokens, routing assumed
+    uniform."""
+    return 1 - (1 - shape.experts_per_token / shape.num_experts) ** batch
 
 
 def time_phase(work: PhaseWork, device: Device, precision: str, constants: Constants,

@@ -174,10 +174,12 @@ def _replay_inference(case: Case) -> Replay:
     from vramest.api import estimate
 
     options = _engine_options(case)
+    host = options.pop("host_memory", None)  # --host-memory: where host layers stream from
     est = estimate(model=case.model, dtype=case.dtype, kv_dtype=case.kv_dtype, ctx=case.ctx,
                    batch=case.batch, gpu=case.gpu, num_gpus=case.num_gpus,
                    engine=case.engine, engine_options=options, prompt=case.prompt,
-                   gen=case.gen or 128, profile="none")  # shipped constants: not this machine's
+                   gen=case.gen or 128, profile="none",  # shipped constants: not this machine's
+                   host_memory=host)
     assert est.fit is not None  # a GPU was named
     predicted = measured = None
     if case.figure:

@@ -457,6 +457,12 @@ class LlamaCppStartup:
     swa_cells: int = 0  # cells of the sliding-window cache per stream (0: none)
     notes: tuple[str, ...] = ()
     backend: str = "CUDA"  # how the log names a GPU: CUDA0, ROCm0, Metal
+    # of model_buffer_host_bytes, what a decode step reads from host memory: every weight of
+    # the host layers (and the output head when it stays there) in full, the host's expert
+    # tensors (-ncmoe, or whole host layers of an MoE) only for the experts a token routes to
+    host_dense_bytes: int = 0
+    host_expert_bytes: int = 0
+    n_ubatch: int = 512
 
     @property
     def gpu_total_bytes(self) -> int:
@@ -575,6 +581,8 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
     total_model = embed + block * layers + (head if not shape.tie_embeddings or output_on_gpu
                                             else 0.0)
     host = total_model - gpu_model
+    host_expert_layers = max(first_gpu, cpu_moe)  # the first layers, in both cases
+    host_head = 0.0 if output_on_gpu else (embed if shape.tie_embeddings else head)
     output = shape.vocab_size * options.n_outputs * F32
     notes = []
     if row_split:
@@ -589,7 +597,8 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         compute_buffer_host_bytes=round(compute_host), output_buffer_host_bytes=round(output),
         cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
-        notes=tuple(notes))
+        notes=tuple(notes), host_dense_bytes=round(first_gpu * (block - experts) + host_head),
+        host_expert_bytes=round(host_expert_layers * experts), n_ubatch=ubatch)
 
 
 def _row_split(layered: list[DeviceBuffers], ratios: tuple[float, ...] | None
