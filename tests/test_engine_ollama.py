@@ -106,3 +106,24 @@ def test_cli_prints_and_json_names_the_version(capsys: pytest.CaptureFixture[str
     engine = json.loads(capsys.readouterr().out)["engine"]
     assert engine["name"] == "ollama" and engine["version"] == "0.32.15"
     assert engine["num_parallel"] == 2 and engine["context_tokens"] == 2 * engine["num_ctx"]
+
+
+def test_what_to_change_names_ollamas_own_knobs_and_following_it_fits() -> None:
+    """--ctx does not move num_ctx (Ollama picks it by the GPU's memory), so the advice names
+    num_ctx itself; the num_ctx it gives then fits whole, the band to spare."""
+    import re
+
+    from vramest.api import estimate
+
+    def fit(**options: object) -> tuple[str, tuple[str, ...]]:
+        est = estimate(model="Qwen/Qwen3-32B", gpu="4090", engine="ollama", profile="none",
+                       engine_options=options or None)
+        assert est.fit is not None
+        return est.fit.verdict, est.fit.advice
+
+    verdict, advice = fit()
+    assert verdict == "does-not-fit"
+    assert not any(line.startswith("--ctx") for line in advice)
+    advised = next(int(m[1]) for line in advice if (m := re.match(r"num_ctx (\d+) ", line)))
+    assert fit(num_ctx=advised)[0] == "fits"
+    assert fit(num_ctx=advised + 512)[0] != "fits"

@@ -322,6 +322,11 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
 
     if plan_.verdict == FITS:
         return ()
+    own = getattr(report, "what_to_change", None)  # engines with knobs of their own (Ollama)
+    if own is not None:
+        gpus = plan_.tp * plan_.pp
+        return (*own(est, plan_, options),
+                f"--num-gpus {gpus + 1}: the layers split over one more GPU")
     from vramest.inference.engines.startup import LlamaCppStartup, VLLMStartup
     band = plan_.error_band_bytes
     out = []

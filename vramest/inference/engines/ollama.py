@@ -19,7 +19,8 @@ from vramest.units import GIB, MIB, format_bytes
 
 if TYPE_CHECKING:
     from vramest.hardware.database import Device
-    from vramest.inference.placement import FitPlan
+    from vramest.inference.estimate import Estimate
+    from vramest.inference.placement import FitPlan, PerGPU
 
 Version = tuple[int, ...]
 Options = Mapping[str, object]
@@ -101,12 +102,50 @@ class OllamaStartup:
     def engine_fit(self, plan: FitPlan) -> FitPlan:
         """Whether the whole model fits on the GPUs: Ollama still runs one that does not, with
         layers on the CPU (`layers_offloaded`), but much slower; that counts as not fitting."""
-        from vramest.inference.placement import PerGPU
 
-        f, g = self.full, self.gpus
-        per_gpu = PerGPU(-(-f.model_buffer_gpu_bytes // g), -(-f.kv_cache_gpu_bytes // g),
-                         f.compute_buffer_gpu_bytes, f.cuda_context_bytes)
-        return replace(plan, per_gpu=per_gpu)
+        from vramest.inference.verdict import BANDS
+
+        return replace(plan, per_gpu=_per_gpu(self.full, self.gpus), band=BANDS["llamacpp"])
+
+    def what_to_change(self, est: Estimate, plan: FitPlan, options: Options) -> tuple[str, ...]:
+        """Ollama's own knobs, each checked to get the whole model on the GPUs with the error
+        band free: --ctx does not move num_ctx, which Ollama picks itself."""
+        band = plan.band.fraction  # of each trial's own need, as the verdict takes it
+        out = []
+        if not self.fully_offloaded:
+            out.append(f"as it is, Ollama runs it with {self.offloaded} of {self.layers_total} "
+                       "layers on the GPU and the rest on the CPU (see the speed)")
+
+        def fits(changed: Mapping[str, object]) -> bool:
+            trial = registry.startup("ollama", est, {**options, **changed}, plan.device,
+                                     self.gpus, plan.usable_bytes)
+            assert isinstance(trial, OllamaStartup)
+            return per_gpu_need(trial.full, self.gpus) * (1 + band) <= plan.usable_bytes
+
+        step = 256
+        if fits({"num_ctx": step}) and not fits({"num_ctx": self.num_ctx}):
+            low, high = 1, -(-self.num_ctx // step)  # in steps: low fits, high does not
+            while high - low > 1:
+                mid = (low + high) // 2
+                low, high = (mid, high) if fits({"num_ctx": mid * step}) else (low, mid)
+            low *= step
+            out.append(f"num_ctx {low} (--engine-option num_ctx={low}; "
+                       f"OLLAMA_CONTEXT_LENGTH={low} or /set parameter num_ctx {low}): the "
+                       "longest context that fits whole with the error band to spare")
+        if self.kv_cache_type in ("f16", "fp16", "bf16") and self.version >= KV_TYPES_FROM:
+            need_fa = "" if self.flash_attention else " with OLLAMA_FLASH_ATTENTION=1"
+            if fits({"kv_cache_type": "q8_0", "flash_attention": True}):
+                out.append(f"OLLAMA_KV_CACHE_TYPE=q8_0{need_fa}: half the KV cache, and it fits")
+            else:
+                out.append(f"OLLAMA_KV_CACHE_TYPE=q8_0{need_fa}: half the KV cache")
+        return tuple(out)
+
+
+def _per_gpu(b: LlamaCppStartup, gpus: int) -> PerGPU:
+    from vramest.inference.placement import PerGPU
+
+    return PerGPU(-(-b.model_buffer_gpu_bytes // gpus), -(-b.kv_cache_gpu_bytes // gpus),
+                  b.compute_buffer_gpu_bytes, b.cuda_context_bytes)
 
 
 def compute(req: registry.StartupRequest) -> OllamaStartup:
