@@ -110,6 +110,7 @@ class Deployment:
     max_time_to_first_token_s: float | None = None
     profile: str | None = None
     hardware_file: str | None = None
+    host_memory: str | None = None  # system memory of layers left on the host, as --host-memory
     # a fine-tuning job instead of a server: vramest.estimate_training()'s settings
     train: tuple[tuple[str, Scalar], ...] = ()
     min_train_tokens_per_s: float | None = None
@@ -138,7 +139,7 @@ class Deployment:
             "prefill_chunk": self.prefill_chunk, "attention": self.attention, "gpu": self.gpu,
             "num_gpus": self.num_gpus, "pp": self.pp, "reserve": self.reserve,
             "prompt": self.prompt, "gen": self.gen, "engine": self.engine,
-            "hardware_file": self.hardware_file,
+            "hardware_file": self.hardware_file, "host_memory": self.host_memory,
         }
         if self.family is not None:
             kwargs["family"] = self.family
@@ -467,6 +468,7 @@ _PARSERS: dict[str, Callable[[str, object], object]] = {
     "max_time_to_first_token_s": _positive_number,
     "profile": _text,
     "hardware_file": _text,
+    "host_memory": _text,
     "train": _train,
     "min_train_tokens_per_s": _positive_number,
 }
