@@ -75,3 +75,4 @@ def test_host_memory_must_name_system_memory(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "--host-memory takes a system-memory row" in err
+

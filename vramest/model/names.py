@@ -159,10 +159,15 @@ def catalog_match(name: str) -> NameMatch | None:
         _stems(catalog).get(stem) if changed else None)
     if found is None:
         return None
-    if precision is None and _quantized(found):  # the name asks for the unquantized model
-        precision = "bf16"
+    gguf = "gguf" in _words(name)
+    if precision is None and _quantized(found):
+        # the name asks for the unquantized model; a GGUF repository of an MXFP4 release
+        # (gpt-oss) holds llama.cpp's MXFP4_MOE file: experts in MXFP4, as ggml-org's 11.27 GiB
+        # gpt-oss-20b (llama.cpp benches/dgx-spark.md)
+        method = found.config["quantization_config"].get("quant_method")
+        precision = ("mxfp4_moe" if method == "mxfp4" else None) if gguf else "bf16"
     what = (f"{name} is a release of {found.id}" + (f" stored as {precision}" if precision else "")
             + " (a fine-tune or quantization keeps its base's config)")
-    if precision is None and "gguf" in _words(name):
+    if precision is None and gguf:
         what += "; a GGUF repository holds several quantizations: --dtype names yours"
     return NameMatch(found, precision, what)

@@ -9,7 +9,7 @@ per tensor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramest.errors import InputError, short
 
@@ -407,11 +407,38 @@ def weight_format(name: str) -> WeightFormat:
         group = _parse_group_suffix(key)
         if group is not None:
             return group
+        dynamic = _unsloth_dynamic(key)
+        if dynamic is not None:
+            return dynamic
         raise InputError(
             f"Unknown --dtype {short(name)}; accepted: {', '.join(weight_format_names())}"
             f"{_nearest_hint(key, weight_format_names())}."
         )
     return fmt
+
+
+# Unsloth's dynamic GGUFs (UD-IQ1_S, UD-Q4_K_XL, Q4_K_XL): a llama.cpp type with Unsloth's own
+# choice of tensors kept at higher precision (unsloth.ai/blog/deepseekr1-dynamic); _K_XL has no
+# type of its own and starts from _K_M. Counted as llama.cpp's mix of that type, which differs:
+# DeepSeek-R1's UD-IQ1_S/IQ1_M/IQ2_XXS/Q2_K_XL are 131/158/183/212 GB (that blog), counted
+# 134.5/149.7/174.9/243.9 GB.
+_K_XL_BASE = {"q2": "q2_k", "q3": "q3_k_m", "q4": "q4_k_m", "q5": "q5_k_m", "q6": "q6_k",
+              "q8": "q8_0"}
+
+
+def _unsloth_dynamic(key: str) -> WeightFormat | None:
+    words = key.replace("-", "_")
+    dynamic = words.startswith("ud_")
+    words = words.removeprefix("ud_")
+    if words.endswith("_k_xl") and words[:2] in _K_XL_BASE:
+        words, dynamic = _K_XL_BASE[words[:2]], True
+    base = _FORMATS.get(words)
+    if not dynamic or base is None or base.gguf_rule is None:
+        return None
+    return replace(base, name=key, description=f"Unsloth Dynamic {key.upper()}, counted as "
+                   f"{base.name} ({base.description}); Unsloth keeps other tensors at higher "
+                   "precision, within about 15% of this either way: give the .gguf file for its "
+                   "exact size")
 
 
 def _parse_group_suffix(key: str) -> WeightFormat | None:

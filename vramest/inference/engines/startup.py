@@ -906,8 +906,8 @@ def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | N
             kept = (f"the experts of the first {fitted.n_cpu_moe} layers" if fitted.n_cpu_moe
                     else f"{layers - min(fitted.n_gpu_layers, layers)} layers")
             how = "--fit" if fit else "-fit on, its default"
-            notes = (f"llama.cpp's fit ({how}) keeps {kept} on the host: it starts, slower "
-                     "than the speed below, which assumes every weight on the GPU.",)
+            notes = (f"llama.cpp's fit ({how}) keeps {kept} on the host: it starts, and the "
+                     "speed below reads those weights from system memory.",)
         opts = fitted
     report = llamacpp_startup(est, opts)
     report = replace(report, notes=report.notes + notes, backend=_backend(device))
