@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from vramest.inference.placement import FitPlan
 
 SRC = "turboderp-org/exllamav2@da07facd:exllamav2/cache.py"
+READ_AT = "exllamav2@da07facd"  # the release the rules are for: the commit they were read at
 SCALE_BYTES_PER_ELEMENT = 2 / 32  # one fp16 scale per 32 elements (shape_s: head_dim // 32)
 # bytes an element for K and for V (weights_per_byte_k / _v in cache.py)
 CACHE_MODES: dict[str, tuple[float, float, bool]] = {  # (K, V, quantized with scales)
@@ -53,7 +54,7 @@ class ExLlamaV2Startup:
             self.activation_bytes + self.context_bytes
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "exllamav2", "cache_mode": self.cache_mode,
+        return {"name": "exllamav2", "version": READ_AT, "cache_mode": self.cache_mode,
                 "max_seq_len": self.max_seq_len, "batch_size": self.batch_size,
                 "weights_gpu_bytes": self.weights_gpu_bytes,
                 "embedding_host_bytes": self.embedding_host_bytes,
@@ -62,7 +63,8 @@ class ExLlamaV2Startup:
                 "gpu_total_bytes": self.gpu_total_bytes}
 
     def log_lines(self) -> list[str]:
-        return [f"weights on the GPU: {format_bytes(self.weights_gpu_bytes)} (embeddings on "
+        return [f"{READ_AT} rules",
+                f"weights on the GPU: {format_bytes(self.weights_gpu_bytes)} (embeddings on "
                 f"the CPU: {format_bytes(self.embedding_host_bytes)})",
                 f"ExLlamaV2Cache{'' if self.cache_mode == 'fp16' else '_' + self.cache_mode.upper()}"
                 f" {self.batch_size} x {self.max_seq_len} tokens: "

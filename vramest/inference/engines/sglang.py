@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vramest.inference.placement import FitPlan
 
 SRC = "sgl-project/sglang@469c63e5:python/sglang/srt/"
+READ_AT = "sglang@469c63e5"  # the default rules: the commit they were read at
 # server_args.py _handle_gpu_memory_settings: (GPU memory below, MiB) -> (chunked prefill
 # tokens, cuda_graph_max_bs at TP < 4, at TP >= 4)
 BUCKETS = ((20 * 1024, 2048, 8, 8), (35 * 1024, 2048, 24, 80), (60 * 1024, 4096, 32, 160),
@@ -65,6 +66,7 @@ class SGLangStartup:
     cuda_graph_bytes: int
     rules: tuple[str, ...]
     request_tokens: int = 0  # the estimate's context x batch, what the pool must hold
+    version: str = READ_AT  # the release the rules are for: as given, else the commit read
 
     @property
     def starts(self) -> bool:
@@ -78,7 +80,8 @@ class SGLangStartup:
             self.activation_peak_bytes - self.cuda_graph_bytes
 
     def to_json(self) -> dict[str, object]:
-        return {"name": "sglang", "starts": self.starts, "total_bytes": self.total_bytes,
+        return {"name": "sglang", "version": self.version, "starts": self.starts,
+                "total_bytes": self.total_bytes,
                 "mem_fraction_static": self.mem_fraction_static,
                 "weights_bytes": self.weights_bytes, "reserved_bytes": self.reserved_bytes,
                 "kv_cache_bytes": self.kv_cache_bytes,
@@ -94,7 +97,8 @@ class SGLangStartup:
 
     def log_lines(self) -> list[str]:
         half = format_bytes(self.kv_cache_bytes / 2)
-        lines = [f"mem_fraction_static={self.mem_fraction_static}: "
+        lines = [f"{self.version} rules (--engine-option version=0.4.6 for a release)",
+                 f"mem_fraction_static={self.mem_fraction_static}: "
                  f"{format_bytes(self.reserved_bytes)} of {format_bytes(self.total_bytes)} kept "
                  "for activations, CUDA graphs and the request pool",
                  f"Load weight end. mem usage={format_bytes(self.weights_bytes)}"]
@@ -186,7 +190,8 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
                          cuda_graph_max_bs=graph_bs, max_running_requests=max(0, max_reqs),
                          req_to_token_pool_bytes=pool if tokens else 0,
                          activation_peak_bytes=activation, cuda_graph_bytes=graphs,
-                         rules=tuple(rules),
+                         rules=tuple(rules), version=READ_AT if not isinstance(version, tuple)
+                         else "sglang==" + ".".join(map(str, version)),
                          request_tokens=est.settings.ctx * est.settings.batch)
 
 
