@@ -76,3 +76,15 @@ def test_host_memory_must_name_system_memory(capsys: pytest.CaptureFixture[str])
     assert code == 2
     assert err.count("\n") == 1 and "--host-memory takes a system-memory row" in err
 
+
+
+def test_the_fit_says_what_stays_in_system_memory() -> None:
+    est = estimate(model="meta-llama/Llama-3.1-8B", dtype="q4_k_m", gpu="3060", engine="llamacpp",
+                   engine_options={"n_gpu_layers": 20}, profile="none")
+    assert est.fit is not None
+    assert est.fit.on_host == "12 of 32 layers"
+    assert est.fit.to_json()["in_system_memory"] == "12 of 32 layers"
+    whole = estimate(model="meta-llama/Llama-3.1-8B", dtype="q4_k_m", gpu="3060",
+                     engine="llamacpp", profile="none")
+    assert whole.fit is not None and not whole.fit.on_host
+    assert "in_system_memory" not in whole.fit.to_json()

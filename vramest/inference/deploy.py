@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vramest.errors import InputError
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
@@ -24,6 +24,9 @@ from vramest.inference.throughput import Throughput, estimate_throughput
 from vramest.inference.verdict import BANDS
 from vramest.model.precisions import kv_format, weight_format
 from vramest.units import format_bytes, parse_positive_int, parse_tokens
+
+if TYPE_CHECKING:
+    from vramest.inference.engines.startup import LlamaCppStartup
 
 
 class Deployment(NamedTuple):
@@ -295,7 +298,8 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
                       default=None)
         per_gpu = PerGPU(fullest.model_bytes, fullest.kv_bytes, fullest.compute_bytes,
                          report.cuda_context_bytes) if fullest else PerGPU(0, 0, 0, 0)
-        return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"])
+        return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"],
+                       on_host=host_share(report, fit_plan.device))
     if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved,
         per = fit_plan.per_gpu  # and sliding layers their whole last prefill chunk
         extra = report.window_kv_extra_bytes // max(1, fit_plan.num_gpus)
@@ -311,6 +315,17 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
                        band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes,
                        refused=report.refusal)
     return fit_plan
+
+
+def host_share(report: LlamaCppStartup, device: Device) -> str:
+    """What llama.cpp keeps in system memory, in its own terms; "" when nothing (or on a Mac,
+    whose memory is one)."""
+    if device.kind != "gpu" or not (report.host_dense_bytes or report.host_expert_bytes):
+        return ""
+    layers = report.layers_total
+    if report.gpu_layers < layers:
+        return f"{layers - report.gpu_layers} of {layers} layers"
+    return f"the experts of {report.host_expert_layers} of {layers} layers"
 
 
 def what_to_change(est: Estimate, plan_: FitPlan, report: object,

@@ -159,6 +159,7 @@ class FitPlan:
     band_basis_bytes: int | None = None  # what band.fraction multiplies; default per-GPU total
     advice: tuple[str, ...] = ()  # what to change when the verdict is not "fits"
     refused: str = ""  # the engine will not start whatever the memory (e.g. vLLM's TP checks)
+    on_host: str = ""  # what llama.cpp or Ollama keeps in system memory: "37 of 80 layers"
 
     @property
     def num_gpus(self) -> int:
@@ -195,6 +196,8 @@ class FitPlan:
             out["what_to_change"] = list(self.advice)
         if self.refused:
             out["refused"] = self.refused
+        if self.on_host:
+            out["in_system_memory"] = self.on_host
         if self.max_ctx is not None:
             out["max_ctx"] = self.max_ctx
         if self.max_batch is not None:
@@ -287,7 +290,8 @@ def describe(plan_: FitPlan) -> str:
     layout = f"{plan_.num_gpus}× {plan_.device.name}"
     if plan_.num_gpus > 1:
         layout += f" (TP {plan_.tp}" + (f" × PP {plan_.pp})" if plan_.pp > 1 else ")")
+    host = f"; {plan_.on_host} in system memory (see the speed)" if plan_.on_host else ""
     return (f"{layout}: {format_bytes(plan_.per_gpu.total)} per GPU of "
             f"{format_bytes(plan_.usable_bytes)} usable — {verdict_text}, headroom "
-            f"{format_bytes(plan_.headroom_bytes)}")
+            f"{format_bytes(plan_.headroom_bytes)}{host}")
 

@@ -105,7 +105,10 @@ class OllamaStartup:
 
         from vramest.inference.verdict import BANDS
 
-        return replace(plan, per_gpu=_per_gpu(self.full, self.gpus), band=BANDS["llamacpp"])
+        host = "" if self.fully_offloaded or plan.device.kind != "gpu" else \
+            f"{self.layers_total - self.offloaded} of {self.layers_total} layers"  # as Ollama counts
+        return replace(plan, per_gpu=_per_gpu(self.full, self.gpus), band=BANDS["llamacpp"],
+                       on_host=host)
 
     def what_to_change(self, est: Estimate, plan: FitPlan, options: Options) -> tuple[str, ...]:
         """Ollama's own knobs, each checked to get the whole model on the GPUs with the error

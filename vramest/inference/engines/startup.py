@@ -463,6 +463,8 @@ class LlamaCppStartup:
     host_dense_bytes: int = 0
     host_expert_bytes: int = 0
     n_ubatch: int = 512
+    layers_total: int = 0  # the model's repeating layers
+    host_expert_layers: int = 0  # layers whose expert tensors stay in system memory
 
     @property
     def gpu_total_bytes(self) -> int:
@@ -598,7 +600,8 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes), host_dense_bytes=round(first_gpu * (block - experts) + host_head),
-        host_expert_bytes=round(host_expert_layers * experts), n_ubatch=ubatch)
+        host_expert_bytes=round(host_expert_layers * experts), n_ubatch=ubatch,
+        layers_total=layers, host_expert_layers=host_expert_layers if experts else 0)
 
 
 def _row_split(layered: list[DeviceBuffers], ratios: tuple[float, ...] | None
