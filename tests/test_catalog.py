@@ -17,7 +17,11 @@ COUNTS_DIFFER = {"Qwen/Qwen3-0.6B": "stored tied lm_head", "tiiuae/falcon-7b": "
                  # model cards round (and count GLM's stored MTP layer); see the entries' notes
                  "zai-org/GLM-4.5": "card rounds, MTP layer", "zai-org/GLM-4.5-Air": "card rounds",
                  "moonshotai/Kimi-K2-Instruct": "card rounds 1.026T to 1T",
-                 "Qwen/Qwen3-Next-80B-A3B-Instruct": "stored MTP layer"}
+                 "Qwen/Qwen3-Next-80B-A3B-Instruct": "stored MTP layer",
+                 "deepseek-ai/DeepSeek-V3-0324": "MTP layer + scales",
+                 "deepseek-ai/DeepSeek-R1-0528": "MTP layer + scales",
+                 "deepseek-ai/DeepSeek-V3.1": "MTP layer + scales",
+                 "zai-org/GLM-4.6": "stored MTP layer"}
 
 
 def test_catalog_is_large_and_varied() -> None:

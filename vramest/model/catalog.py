@@ -97,7 +97,10 @@ class Catalog:
 
     def closest_same_family(self, name: str) -> tuple[CatalogEntry, int] | None:
         """The entry of the name's family (its text before the size, e.g. qwen2.5 in
-        Qwen2.5-13B-Instruct) whose parameter count is nearest the size the name states."""
+        Qwen2.5-13B-Instruct) whose own name states the size nearest the name's, within a
+        factor of SUGGEST_SIZE_FACTOR; failing that, the same in the family it is a variant of
+        (qwen2.5 for qwen2.5-coder: Qwen2.5-Coder-32B has Qwen2.5-32B's shape), then in a
+        version-less one (qwen for qwen2.5). Returns the entry and its parameter count."""
         asked = _family_and_size(name)
         if asked is None:
             return None
@@ -106,11 +109,18 @@ class Catalog:
         for entry in self.entries:
             for candidate in (entry.id, *entry.aliases):
                 found = _family_and_size(candidate)
-                if found is None or not _same_family(found[0], family):
+                rank = None if found is None else _family_rank(found[0], family)
+                if found is None or rank is None:
                     continue
-                exact = found[0] == family
+                # label against label (Llama-4-Scout-17B-16E is 17B active, 109B in all)
+                distance = abs(math.log(found[1] / size))
+                if distance > math.log(SUGGEST_SIZE_FACTOR) + 1e-9:
+                    continue
                 params = entry.published_params or entry.shape().param_count()
-                score = abs(math.log(params / size)) + (0 if exact else 100.0)
+                # among near sizes, the dated release of a dated name
+                # (Qwen3-30B-A3B-Instruct-2507 for Qwen3-30B-A3B-Thinking-2507)
+                shared = len(_dates(name) & _dates(entry.id))
+                score = distance + 100.0 * rank - 0.01 * shared
                 if best is None or score < best[0]:
                     best = (score, params, entry)
                 break
@@ -136,12 +146,29 @@ def _family_and_size(name: str) -> tuple[str, int] | None:
     return family, int(size)
 
 
-def _same_family(found: str, asked: str) -> bool:
-    """Exact, or one a version-less prefix of the other (qwen vs qwen2.5, llama vs llama3.1)."""
+def _dates(name: str) -> set[str]:
+    """The date-style words of a name: 2507 in Qwen3-30B-A3B-Instruct-2507."""
+    return set(re.findall(r"(?<![0-9.])[0-9]{4}(?![0-9])", name.rsplit("/", 1)[-1]))
+
+
+# A suggested shape is at most this factor larger or smaller than the size the name states:
+# past it the layers and width differ enough that the borrowed shape would mislead (a 7B for a
+# 32B name), and no family suggestion is better than a wrong one.
+SUGGEST_SIZE_FACTOR = 2.0
+
+
+def _family_rank(found: str, asked: str) -> int | None:
+    """0: the same family; 1: the found family is the versioned one the asked is a variant of
+    (qwen2.5 for qwen2.5coder, qwen2.5vl); 2: one a version-less prefix of the other (qwen vs
+    qwen2.5, llama vs llama3.1); None: unrelated."""
     if found == asked:
-        return True
+        return 0
     shorter, longer = sorted((found, asked), key=len)
-    return longer.startswith(shorter) and not shorter[-1].isdigit() and shorter.isalpha()
+    if not longer.startswith(shorter):
+        return None
+    if shorter == found and shorter[-1].isdigit() and longer[len(shorter):].isalpha():
+        return 1
+    return 2 if not shorter[-1].isdigit() and shorter.isalpha() else None
 
 
 @lru_cache(maxsize=4)

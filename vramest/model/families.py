@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
-FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4")
+FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",
+            "olmo2")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -32,6 +33,10 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
         return _glm4_moe(shape, config)
     if family == "glm4":
         return _glm4(shape, config)
+    if family == "granite":
+        return _granite(shape)
+    if family == "olmo2":
+        return _olmo2(shape)
     return shape
 
 
@@ -105,3 +110,23 @@ def _glm4(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
     attention_bias, o_proj without; one fused gate_up_proj, counted as the gated MLP it is."""
     return replace(s, norms_per_layer=4, attention_out_bias=False,
                    attention_bias=config.get("attention_bias") is True)
+
+
+def _granite(s: ModelShape) -> ModelShape:
+    """Granite 3.x (transformers modeling_granite.py, GraniteDecoderLayer): Llama's tensors;
+    embedding_multiplier, residual_multiplier, attention_multiplier and logits_scaling scale
+    activations and hold no weights, so the memory is a Llama's of the same keys."""
+    return replace(s, notes=(*s.notes, "Granite's four multipliers scale activations only"))
+
+
+def _olmo2(s: ModelShape) -> ModelShape:
+    """OLMo 2 (transformers modeling_olmo2.py, Olmo2Attention): q_norm and k_norm are RMSNorms
+    over the whole projections (num_heads x head_dim and num_kv_heads x head_dim), not per
+    head; they are listed once as a global group of one such pair per layer. The block's two
+    norms sit after attention and after the MLP (post-norm), two per layer as elsewhere."""
+    from vramest.model.shapes import TensorSpec
+
+    width = (s.num_heads + s.num_kv_heads) * s.head_dim
+    return replace(s, qk_norm=False,
+                   extra_tensors=(*s.extra_tensors, TensorSpec("norm", None, 1, width,
+                                                               s.num_layers)))

@@ -2,7 +2,9 @@
 catalog model (a fine-tune keeps its base's config), a quantized release named by its suffix
 (`-AWQ`, `-GPTQ-Int4`, `-FP8`, `-bnb-4bit`, `-Q4_K_M-GGUF`), an Ollama library tag
 (`llama3.1:8b`, `qwen2.5:32b-instruct-q8_0`). Only an exact match once those words are taken
-off: never a guess by size, which `Catalog.suggest` offers instead."""
+off: never a guess by size, which `Catalog.suggest` offers instead. A date-style release suffix
+(`-2507`, `-0528`) is never dropped to reach an entry of another release: the dated entry, or
+no match. Architectures the estimator cannot count are refused by name in one sentence."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from vramest.errors import InputError
 from vramest.model.catalog import Catalog, CatalogEntry, default_catalog
 
 # words a fine-tune or a packaging adds to its base's name without changing its config
@@ -40,7 +43,49 @@ _OLLAMA_RENAMES = {
     ("deepseek-r1", "32b"): "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
     ("deepseek-r1", "70b"): "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
     ("deepseek-r1", "671b"): "deepseek-ai/DeepSeek-R1",
+    # https://ollama.com/library/qwen3/tags: the 30b and 235b tags are the MoE releases
+    # (qwen3:30b-a3b, qwen3:235b-a22b)
+    ("qwen3", "30b"): "Qwen/Qwen3-30B-A3B",
+    ("qwen3", "235b"): "Qwen/Qwen3-235B-A22B",
+    # https://ollama.com/library/qwen3-coder/tags: 30b is 30B-A3B, 480b is 480B-A35B
+    ("qwen3-coder", "30b"): "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+    ("qwen3-coder", "480b"): "Qwen/Qwen3-Coder-480B-A35B-Instruct",
 }
+# The size a bare library name (its `latest` tag) pulls, from each library page's tag list:
+# https://ollama.com/library/qwq (32b), /devstral (24b), /mistral-small3.1 (24b),
+# /mistral-small3.2 (24b), /phi4 (14b), /phi4-mini (3.8b), /phi4-reasoning (14b),
+# /qwen3-coder (30b), /qwen2.5-coder (7b)
+_OLLAMA_DEFAULT_SIZE = {"qwq": "32b", "devstral": "24b", "mistral-small3.1": "24b",
+                        "mistral-small3.2": "24b", "phi4": "14b", "phi4-mini": "3.8b",
+                        "phi4-reasoning": "14b", "qwen3-coder": "30b", "qwen2.5-coder": "7b"}
+# An Ollama library name alone stands for a catalog model when the tag's size is that model's
+# to the rounding of a size label (phi4:14b is the 14.7B phi-4)
+_SIZE_LABEL_ROUNDING = 0.1
+# Hub organisations renamed, old repositories redirecting to the new name: Cohere For AI is
+# Cohere Labs since April 2025 (https://huggingface.co/CohereLabs)
+_ORG_RENAMES = {"coherelabs": "CohereForAI"}
+# date-style release suffixes: 2507, 0528, 2411 (YYMM or MMDD)
+_DATE_WORD = re.compile(r"\d{4}")
+# Architectures whose tensors or cache the estimator cannot count, refused by name (the hub is
+# out of reach offline, and their configs are refused too)
+_NOT_COUNTED = (
+    (re.compile(r"nemotron-(super|ultra)|nemotron-51b"),
+     "its DeciLM blocks differ layer by layer (attention skipped or replaced by a linear map, "
+     "FFN widths set per block) and transformers builds them only with trust_remote_code, so "
+     "vramest cannot count its weights or KV cache exactly (--params 49B gives a rough, "
+     "Llama-shaped estimate)"),
+    # Magistral Small 1.0 builds on Mistral Small 3.1 (model card,
+    # https://huggingface.co/mistralai/Magistral-Small-2506); its config's context length could
+    # not be read from a copy, and the card recommends 40k of its 128k
+    (re.compile(r"^magistral(-small|:|$)"),
+     "no copy of its config.json could be checked for its context length; it has Mistral "
+     "Small 3.1's 40-layer text model, so --model mistralai/Devstral-Small-2505 with --ctx "
+     "40960 (the length Mistral recommends) estimates it"),
+    (re.compile(r"gemma-?3n"),
+     "its later layers reuse earlier layers' KV cache, its per-layer embeddings (about 2B "
+     "parameters) are meant to stay off the GPU and its MatFormer blocks nest sub-models, none "
+     "of which vramest models, so an estimate would be a guess"),
+)
 _OLLAMA_TAG = re.compile(r"([a-z0-9][a-z0-9._-]*):([a-z0-9][a-z0-9._-]*)")
 
 
@@ -125,24 +170,80 @@ def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
     if not core:
         return None
     precision = _OLLAMA_PRECISIONS.get(precision or "", precision) or OLLAMA_LIBRARY_PRECISION
-    renamed = _OLLAMA_RENAMES.get((family, core[0]))
+    # a size-only tag may be renamed; a tag naming more (qwen3:30b-a3b-instruct-2507) is looked
+    # up by its words, longest first, a dated release kept by `_dates_kept`
+    renamed = _OLLAMA_RENAMES.get((family, core[0])) if not any(
+        _DATE_WORD.fullmatch(w) for w in core) else None
     names = (renamed,) if renamed else tuple(
-        f"{family}-{'-'.join(core[:n])}" for n in range(len(core), 0, -1))  # a3b-2507 → a3b
+        f"{family}-{'-'.join(core[:n])}" for n in range(len(core), 0, -1))
     return names, precision
+
+
+def _refuse_uncounted(name: str) -> None:
+    base = name.strip().lower().rsplit("/", 1)[-1].replace("_", "-").replace(".", "-")
+    for pattern, why in _NOT_COUNTED:
+        if pattern.search(base):
+            raise InputError(f"{name.strip()} is not in the catalog: {why}.")
+
+
+def _renamed_org(name: str) -> str | None:
+    org, sep, rest = name.strip().partition("/")
+    new = _ORG_RENAMES.get(org.lower()) if sep else None
+    return f"{new}/{rest}" if new else None
+
+
+def _dates_kept(asked: list[str], entry: CatalogEntry) -> bool:
+    """Whether every date-style word of the asked name is in the entry's id: a dated release
+    never stands for its base (Qwen3-30B-A3B-Instruct-2507 has 262144 positions, the base
+    40960)."""
+    own = _words(entry.id.split("/")[-1])
+    return all(w in own for w in asked if _DATE_WORD.fullmatch(w))
+
+
+def _ollama_entry(catalog: Catalog, tag: str, names: tuple[str, ...]) -> CatalogEntry | None:
+    family, _, size_tag = tag.partition(":")
+    asked = _words(size_tag)
+    for name in names:
+        entry = catalog.get(name) or _stems(catalog).get(_stem(name)[0])
+        if entry is not None and _dates_kept(asked, entry):
+            return entry
+    entry = catalog.get(family)  # the library name alone, when the tag's size is its size
+    size = _size_label(asked[0]) if asked else None
+    if entry is None or size is None or not _dates_kept(asked, entry):
+        return None
+    params = entry.published_params or entry.shape().param_count()
+    return entry if abs(params / size - 1) <= _SIZE_LABEL_ROUNDING else None
+
+
+def _size_label(word: str) -> int | None:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([bm])", word)
+    if match is None:
+        return None
+    return int(float(match.group(1)) * (1e9 if match.group(2) == "b" else 1e6))
 
 
 @lru_cache(maxsize=1024)
 def catalog_match(name: str) -> NameMatch | None:
-    """The catalog entry a name means, exactly or through the spellings above; None when none."""
+    """The catalog entry a name means, exactly or through the spellings above; None when none.
+    Raises InputError for an architecture the estimator cannot count."""
     catalog = default_catalog()
     entry = catalog.get(name)
     if entry is not None:
         return NameMatch(entry, None, "")
+    _refuse_uncounted(name)
+    renamed = _renamed_org(name)
+    if renamed is not None:
+        match = catalog_match(renamed)
+        return match and NameMatch(match.entry, match.precision, (
+            f"{name} is {renamed} (the organisation was renamed)"
+            + (f"; {match.reason}" if match.reason else "")))
+    bare = name.strip().lower()
+    if bare in _OLLAMA_DEFAULT_SIZE:
+        name = f"{bare}:{_OLLAMA_DEFAULT_SIZE[bare]}"
     tag = _ollama(name)
     if tag is not None:
         models, precision_named = tag
-        found = next((e for m in models if (e := catalog.get(m) or _stems(catalog).get(
-            _stem(m)[0])) is not None), None)
+        found = _ollama_entry(catalog, name.strip().lower(), models)
         if found is None:
             return None
         precision: str | None = precision_named
