@@ -859,10 +859,11 @@ def parse_engine_options(engine: str, options: dict[str, object], *,
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
-                  tp: int, usable_bytes: int | None
+                  tp: int, usable_bytes: int | None, pp: int = 1
                   ) -> VLLMStartup | LlamaCppStartup | HFStartup | Startup | None:
     """The engine's own start-up figures (STARTUP_ENGINES, or an engine module in
-    vramest.inference.engines.registry), or None for an engine without."""
+    vramest.inference.engines.registry), or None for an engine without. `tp` GPUs split each
+    layer, `pp` pipeline stages split the layers (vLLM's --pipeline-parallel-size)."""
     from vramest.inference.engines import registry
 
     if engine in registry.NAMES:  # ollama, sglang, ...: their own modules
@@ -875,15 +876,15 @@ def engine_report(est: Estimate, engine: str, options: dict[str, object], device
                          f"{takes} only.")
     if spec is None:
         return None
-    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes)
+    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes, pp)
 
 
 def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
-                 usable_bytes: int | None) -> VLLMStartup:
+                 usable_bytes: int | None, pp: int = 1) -> VLLMStartup:
     if device is None:
         raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
                          "GPU's memory.")
-    return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
+    return vllm_startup(est, device, tp, VLLMOptions(**given), pp)  # type: ignore[arg-type]
 
 
 def _backend(device: Device | None) -> str:
@@ -893,7 +894,7 @@ def _backend(device: Device | None) -> str:
 
 
 def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
-                     usable_bytes: int | None) -> LlamaCppStartup:
+                     usable_bytes: int | None, _pp: int = 1) -> LlamaCppStartup:
     fit = bool(given.pop("fit", False))
     given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
     opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
@@ -1030,13 +1031,13 @@ class StartupEngine:
     adds its options to _OPTION_PARSERS, its rules table to versions.TABLES and a row here."""
 
     options: tuple[str, ...]
-    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None],
+    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None, int],
                     VLLMStartup | LlamaCppStartup | HFStartup]
 
 
 STARTUP_ENGINES: dict[str, StartupEngine] = {
     "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
     "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
-    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable: hf_startup(
+    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable, _pp: hf_startup(
         est, given.get("version"))),  # type: ignore[arg-type]
 }
