@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 Version = tuple[int, ...]
 LATEST: Version = (3, 3, 7)  # newest release tag read (commit dfb3fbe7)
 SRC = "huggingface/text-generation-inference@v{}:{}"
-# v0.9.4-v1.4 apply the v2 rule with no wiggle factor (flash_causal_lm.py warmup at v0.9.4
-# and v1.4.0: free - (1 - MEMORY_FRACTION) x total); the automatic size arrived in v0.9.4
+# models/globals.py TGI_WIGGLE_ROOM (flash_causal_lm.py before); v0.9.4-v1.4 apply the v2
+# rule with no wiggle factor (flash_causal_lm.py warmup at v0.9.4 and v1.4.0: free -
+# (1 - MEMORY_FRACTION) x total); the automatic size arrived in v0.9.4
 WIGGLE = (((0, 9, 4), 1.0), ((2, 0, 0), 0.95), ((2, 4, 0), 0.90), ((3, 0, 0), 0.95),
-          ((3, 1, 0), 0.93), ((3, 3, 0), 0.90))  # models/globals.py TGI_WIGGLE_ROOM (flash_causal_lm.py before)
+          ((3, 1, 0), 0.93), ((3, 3, 0), 0.90))
 WIGGLE_ON_TOTAL_FROM: Version = (3, 0, 0)  # get_free_memory(device, MEMORY_FRACTION * W)
 FLASHINFER_FROM: Version = (3, 0, 0)  # launcher: attention defaults to flashinfer, block 1
 PAGED_BLOCK = 16
