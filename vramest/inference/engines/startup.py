@@ -185,6 +185,22 @@ def _large_gpu(device: Device) -> bool:
     return device.memory_bytes >= 70 * GIB and "a100" not in device.name.lower()
 
 
+# vLLM before 0.3.0 passes AWQ's pack factor (8) as awq_gemm's split_k_iters (model_executor/
+# layers/quantization/awq.py apply_weights in the 0.2.7 wheel); the kernel writes that many
+# partial outputs and sums them (csrc/quantization/awq/gemm_kernels.cu awq_gemm
+# @03d9d8e7: torch::empty({split_k_iters, M, OC}) ... return _out_feats.sum(0))
+AWQ_SPLIT_K = 8
+
+
+def awq_split_k_bytes(shape: ModelShape, tp: int, tokens: int, compute_bytes: float) -> int:
+    """The widest AWQ layer's split-k partial outputs in the profiling forward: gate and up
+    as one layer (2 x intermediate / tp, llama.py gate_up_proj); a Mixtral expert whole on its
+    rank (0.2.x mixtral.py splits the experts over the ranks, not their weights)."""
+    widest = (shape.moe_intermediate_size if shape.is_moe
+              else 2 * shape.intermediate_size / tp)
+    return round(AWQ_SPLIT_K * tokens * widest * compute_bytes)
+
+
 def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                  options: VLLMOptions | None = None, pp: int = 1) -> VLLMStartup:
     """One GPU's start-up figures; with `pp` pipeline stages each GPU holds 1/pp of the layers,
@@ -227,6 +243,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device) else 256)
     sampler = seqs * shape.vocab_size * rules.sampler_bytes_per_logit
     activation = round(tokens * per_token + sampler)
+    if rules.awq_split_k and fmt.name == "awq-int4":
+        activation += awq_split_k_bytes(shape, tp, tokens, compute_bytes)
     tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
                 else rules.tp_non_torch_bytes)
     one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
