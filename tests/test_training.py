@@ -127,8 +127,24 @@ def test_zero_stages_shard_states_then_grads_then_params() -> None:
     assert steps[1]["optimizer_states"] == 3 * n and steps[1]["gradients"] == 2 * n
     assert steps[2]["gradients"] == n // 2
     assert steps[3]["trainable_weights"] == n // 2
-    fsdp = estimate_training(info=GPT2, fsdp=True, num_gpus=4)
-    assert phase(fsdp, "optimizer_step") == steps[3]  # FSDP FULL_SHARD shards as stage 3
+    fsdp = phase(estimate_training(info=GPT2, fsdp=True, num_gpus=4), "optimizer_step")
+    for part in ("trainable_weights", "gradients", "optimizer_states", "activations"):
+        assert fsdp[part] == steps[3][part]  # FSDP FULL_SHARD shards as stage 3
+    # DeepSpeed's step makes the partition's 16-bit gradients fp32 first: 2 B more an element
+    assert steps[3]["temporary"] - fsdp["temporary"] == 2 * n // 4
+
+
+def test_zero3_updates_one_sub_group_at_a_time() -> None:
+    """DeepSpeed ZeRO-3 steps sub_group_size (1e9) elements at a time: Yi-34B fully trained
+    over 8 A100 80GB with ZeRO-3 ran (01-ai/Yi#246), where a whole-partition step would not
+    fit (4.3e9 elements a GPU)."""
+    from vramest.training.memory import ZERO3_SUB_GROUP_ELEMENTS
+
+    est = estimate_training(model="01-ai/Yi-34B", method="full", seq=4096, zero=3, num_gpus=8,
+                            attention="flash", grad_checkpointing=True, gpu="a100 sxm4 80gb")
+    # foreach AdamW's sqrt(v) (4 B) and the fp32 gradients (2 B over the 16-bit ones)
+    assert phase(est, "optimizer_step")["temporary"] == 6 * ZERO3_SUB_GROUP_ELEMENTS
+    assert est.fit is not None and est.fit.fits
 
 
 def test_fsdp_keeps_the_root_unit_gathered_at_the_loss() -> None:

@@ -112,9 +112,10 @@ def place(est: Estimate, where: Deployment,
                 fit_plan.max_ctx > est.model.shape.max_context:
             assumptions.append(f"The longest context that fits ({fit_plan.max_ctx}) is beyond "
                                f"the model's trained {est.model.shape.max_context} tokens.")
+        layer_split = engine_.name in LAYER_SPLIT_ENGINES
         report = _engine_report(est, engine_.name, engine_options, device,
-                               n if engine_.name in LAYER_SPLIT_ENGINES else fit_plan.tp,
-                               fit_plan.usable_bytes)
+                               n if layer_split else fit_plan.tp, fit_plan.usable_bytes,
+                               1 if layer_split else fit_plan.pp)
         fit_plan = _engine_fit(fit_plan, report)
         fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report,
                                                            engine_options or {}))
@@ -272,7 +273,7 @@ def _host_held(report: object) -> Any:
 
 
 def _engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
-                   tp: int, usable_bytes: int | None) -> EngineReport | None:
+                   tp: int, usable_bytes: int | None, pp: int = 1) -> EngineReport | None:
     """The engine's start-up figures; an engine without its own accounting and no options
     (generic, trtllm) needs none of the engine modules, so the common answer never imports
     them."""
@@ -280,7 +281,7 @@ def _engine_report(est: Estimate, engine: str, options: dict[str, object], devic
         return None
     from vramest.inference.engines.startup import engine_report
 
-    return engine_report(est, engine, options, device, tp, usable_bytes)
+    return engine_report(est, engine, options, device, tp, usable_bytes, pp)
 
 
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:

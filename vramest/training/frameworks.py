@@ -56,6 +56,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 _QLORA_BASE = {
+    # src/axolotl/utils/models.py load_model (axolotl@5f79b82, 2023-12): a qlora adapter loads
+    # with BitsAndBytesConfig(bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4")
+    "axolotl": "bnb-nf4-dq",
     # quantization.py: bnb_4bit_use_double_quant=model_args.double_quantization (default True)
     "llamafactory": "bnb-nf4-dq",
     # models/llama.py from_pretrained: BitsAndBytesConfig(bnb_4bit_use_double_quant=True)

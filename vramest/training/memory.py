@@ -79,6 +79,22 @@ def _shard(nbytes: float, shards: int) -> int:
     return math.ceil(nbytes / shards)
 
 
+# DeepSpeed ZeRO-3 updates its fp32 partition one sub group at a time, sub_group_size
+# elements each (deepspeedai/DeepSpeed@v0.12.6 deepspeed/runtime/zero/config.py
+# sub_group_size default 1e9; stage3.py step: "update parameters one sub group at a time")
+ZERO3_SUB_GROUP_ELEMENTS = 1_000_000_000
+
+
+def _zero3_step(step_tmp: int, shard_elements: float, grad_b: int) -> int:
+    """DeepSpeed ZeRO-3's optimizer step, one sub group at a time: the sub group's 16-bit
+    gradients made fp32 (stage3.py _prepare_fp32_grad_for_sub_group, 4 - grad_b bytes more an
+    element under mixed precision) and the update's temporaries. ZeRO-1/2 convert the whole
+    partition the same way (stage_1_and_2.py step); that is not counted yet."""
+    share = min(1.0, ZERO3_SUB_GROUP_ELEMENTS / shard_elements) if shard_elements else 1.0
+    fp32_grads = (4 - grad_b) * shard_elements if grad_b else 0
+    return round((step_tmp + fp32_grads) * share)
+
+
 def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                   c: TrainingConstants) -> StaticMemory:
     n = s.num_gpus
@@ -102,6 +118,8 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     grads = _shard(params * grad_b, grad_shards)
     opt = _shard(states, states_shards)
     tmp = _shard(step_tmp, states_shards)
+    if s.zero_stage == 3 and not s.fsdp and s.offload == "none":
+        tmp = _zero3_step(tmp, params / n, weight_b if master_b else 0)
     host = 0
     if s.offload in ("optimizer", "params"):
         # ZeRO-Offload keeps fp32 master, states, gradients and the step on the CPU

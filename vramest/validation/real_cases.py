@@ -34,7 +34,7 @@ OUTCOMES = ("worked", "oom", "refused")
 # which kind of figure each reported metric is, for the median errors
 FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
                 "kv_cache_bytes": "vLLM KV", "weights_bytes": "vLLM weights",
-                "max_total_num_tokens": "SGLang KV",
+                "max_total_num_tokens": "SGLang KV", "max_batch_total_tokens": "TGI KV",
                 "compute_buffer_gpu_bytes": "llama.cpp buffers",
                 "loading_peak_bytes": "transformers peak", "peak_bytes": "training peak",
                 "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s"}
@@ -63,6 +63,7 @@ class Case:
     dtype: str | None = None
     kv_dtype: str | None = None
     num_gpus: int = 1
+    pp: int = 1  # pipeline stages; num_gpus counts every GPU, num_gpus / pp in each stage
     ctx: int | None = None
     batch: int = 1
     prompt: int | None = None  # the request a speed figure is for
@@ -176,7 +177,7 @@ def _replay_inference(case: Case) -> Replay:
     options = _engine_options(case)
     host = options.pop("host_memory", None)  # --host-memory: where host layers stream from
     est = estimate(model=case.model, dtype=case.dtype, kv_dtype=case.kv_dtype, ctx=case.ctx,
-                   batch=case.batch, gpu=case.gpu, num_gpus=case.num_gpus,
+                   batch=case.batch, gpu=case.gpu, num_gpus=case.num_gpus, pp=case.pp,
                    engine=case.engine, engine_options=options, prompt=case.prompt,
                    gen=case.gen or 128, profile="none",  # shipped constants: not this machine's
                    host_memory=host)

@@ -185,6 +185,22 @@ def _large_gpu(device: Device) -> bool:
     return device.memory_bytes >= 70 * GIB and "a100" not in device.name.lower()
 
 
+# vLLM before 0.3.0 passes AWQ's pack factor (8) as awq_gemm's split_k_iters (model_executor/
+# layers/quantization/awq.py apply_weights in the 0.2.7 wheel); the kernel writes that many
+# partial outputs and sums them (csrc/quantization/awq/gemm_kernels.cu awq_gemm
+# @03d9d8e7: torch::empty({split_k_iters, M, OC}) ... return _out_feats.sum(0))
+AWQ_SPLIT_K = 8
+
+
+def awq_split_k_bytes(shape: ModelShape, tp: int, tokens: int, compute_bytes: float) -> int:
+    """The widest AWQ layer's split-k partial outputs in the profiling forward: gate and up
+    as one layer (2 x intermediate / tp, llama.py gate_up_proj); a Mixtral expert whole on its
+    rank (0.2.x mixtral.py splits the experts over the ranks, not their weights)."""
+    widest = (shape.moe_intermediate_size if shape.is_moe
+              else 2 * shape.intermediate_size / tp)
+    return round(AWQ_SPLIT_K * tokens * widest * compute_bytes)
+
+
 def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                  options: VLLMOptions | None = None, pp: int = 1) -> VLLMStartup:
     """One GPU's start-up figures; with `pp` pipeline stages each GPU holds 1/pp of the layers,
@@ -227,6 +243,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device) else 256)
     sampler = seqs * shape.vocab_size * rules.sampler_bytes_per_logit
     activation = round(tokens * per_token + sampler)
+    if rules.awq_split_k and fmt.name == "awq-int4":
+        activation += awq_split_k_bytes(shape, tp, tokens, compute_bytes)
     tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
                 else rules.tp_non_torch_bytes)
     one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
@@ -859,10 +877,11 @@ def parse_engine_options(engine: str, options: dict[str, object], *,
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
-                  tp: int, usable_bytes: int | None
+                  tp: int, usable_bytes: int | None, pp: int = 1
                   ) -> VLLMStartup | LlamaCppStartup | HFStartup | Startup | None:
     """The engine's own start-up figures (STARTUP_ENGINES, or an engine module in
-    vramest.inference.engines.registry), or None for an engine without."""
+    vramest.inference.engines.registry), or None for an engine without. `tp` GPUs split each
+    layer, `pp` pipeline stages split the layers (vLLM's --pipeline-parallel-size)."""
     from vramest.inference.engines import registry
 
     if engine in registry.NAMES:  # ollama, sglang, ...: their own modules
@@ -875,15 +894,15 @@ def engine_report(est: Estimate, engine: str, options: dict[str, object], device
                          f"{takes} only.")
     if spec is None:
         return None
-    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes)
+    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes, pp)
 
 
 def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
-                 usable_bytes: int | None) -> VLLMStartup:
+                 usable_bytes: int | None, pp: int = 1) -> VLLMStartup:
     if device is None:
         raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
                          "GPU's memory.")
-    return vllm_startup(est, device, tp, VLLMOptions(**given))  # type: ignore[arg-type]
+    return vllm_startup(est, device, tp, VLLMOptions(**given), pp)  # type: ignore[arg-type]
 
 
 def _backend(device: Device | None) -> str:
@@ -893,7 +912,7 @@ def _backend(device: Device | None) -> str:
 
 
 def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
-                     usable_bytes: int | None) -> LlamaCppStartup:
+                     usable_bytes: int | None, _pp: int = 1) -> LlamaCppStartup:
     fit = bool(given.pop("fit", False))
     given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
     opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
@@ -1030,13 +1049,13 @@ class StartupEngine:
     adds its options to _OPTION_PARSERS, its rules table to versions.TABLES and a row here."""
 
     options: tuple[str, ...]
-    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None],
+    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None, int],
                     VLLMStartup | LlamaCppStartup | HFStartup]
 
 
 STARTUP_ENGINES: dict[str, StartupEngine] = {
     "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
     "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
-    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable: hf_startup(
+    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable, _pp: hf_startup(
         est, given.get("version"))),  # type: ignore[arg-type]
 }

@@ -34,8 +34,11 @@ if TYPE_CHECKING:
 Version = tuple[int, ...]
 LATEST: Version = (3, 3, 7)  # newest release tag read (commit dfb3fbe7)
 SRC = "huggingface/text-generation-inference@v{}:{}"
-WIGGLE = (((2, 0, 0), 0.95), ((2, 4, 0), 0.90), ((3, 0, 0), 0.95), ((3, 1, 0), 0.93),
-          ((3, 3, 0), 0.90))  # models/globals.py TGI_WIGGLE_ROOM (flash_causal_lm.py before)
+# models/globals.py TGI_WIGGLE_ROOM (flash_causal_lm.py before); v0.9.4-v1.4 apply the v2
+# rule with no wiggle factor (flash_causal_lm.py warmup at v0.9.4 and v1.4.0: free -
+# (1 - MEMORY_FRACTION) x total); the automatic size arrived in v0.9.4
+WIGGLE = (((0, 9, 4), 1.0), ((2, 0, 0), 0.95), ((2, 4, 0), 0.90), ((3, 0, 0), 0.95),
+          ((3, 1, 0), 0.93), ((3, 3, 0), 0.90))
 WIGGLE_ON_TOTAL_FROM: Version = (3, 0, 0)  # get_free_memory(device, MEMORY_FRACTION * W)
 FLASHINFER_FROM: Version = (3, 0, 0)  # launcher: attention defaults to flashinfer, block 1
 PAGED_BLOCK = 16
@@ -94,6 +97,9 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     if device is None:
         raise InputError("--engine tgi needs --gpu: its KV cache is what its warm-up leaves.")
     version: Version = o.get("version", LATEST)  # type: ignore[assignment]
+    if version < WIGGLE[0][0]:
+        raise InputError(f"TGI {'.'.join(map(str, version))} took max_batch_total_tokens as given; "
+                         "its automatic KV sizing is modelled from v0.9.4 on.")
     c, shape = est.constants, est.model.shape
     rules: list[str] = []
     total = round(device.addressable_bytes * c.visible_memory_fraction)
@@ -128,7 +134,7 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
         where = "3.0.0"
     else:
         usable = wiggle * (free - (1 - fraction) * total)
-        where = "2.0.0"
+        where = "2.0.0" if version >= (2, 0, 0) else "1.4.0"
     rules.append(f"KV blocks: what the warm-up leaves free, with wiggle room {wiggle} "
                  f"({SRC.format(where, 'server/text_generation_server/models/flash_causal_lm.py')}"
                  " warmup)")

@@ -75,6 +75,10 @@ class VLLMRules:
     # sized as full attention (vllm/config VllmConfig.__post_init__,
     # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE)
     chunked_local_kv: bool = False
+    # every AWQ layer runs the fused awq_gemm kernel whatever the batch, so the profiling
+    # forward holds its split-k partial outputs (startup.awq_split_k_bytes); from 0.3.0 a
+    # batch of 256 tokens or more dequantizes the weight and uses torch.matmul instead
+    awq_split_k: bool = True
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -161,7 +165,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 )
 
 
-_CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv")
+_CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -179,6 +183,10 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
          "held (vLLM issue #2150) and other processes' memory counted with it"),
         ((0, 2, 6), dict(allreduce_inputs_held=False),
          "all-reduce inputs freed again (PR #2151, merged 2023-12-17)"),
+        ((0, 3), dict(awq_split_k=False),
+         "AWQ from 256 tokens: awq_dequantize + torch.matmul (vllm/model_executor/layers/"
+         "quantization/awq.py apply_weights, FP16_MATMUL_HEURISTIC_CONDITION, in the 0.3.0 "
+         "wheel and not in 0.2.7's)"),
         ((0, 3, 1), dict(others_memory="outside"),
          "peak = free at start - free after profiling (PR #2863 'Fix memory profiling when "
          "GPU is used by multiple processes', merged 2024-02-14)"),
