@@ -127,3 +127,32 @@ def test_what_to_change_names_ollamas_own_knobs_and_following_it_fits() -> None:
     advised = next(int(m[1]) for line in advice if (m := re.match(r"num_ctx (\d+) ", line)))
     assert fit(num_ctx=advised)[0] == "fits"
     assert fit(num_ctx=advised + 512)[0] != "fits"
+
+
+def test_ollama_judges_the_busiest_gpu_with_the_output_layer_on_top() -> None:
+    """Ollama's estimator (before 0.12.11) deals the blocks out in turn and adds the output
+    layer, with a vision model's graph, to one GPU: that GPU needs more than the average."""
+    from vramest.api import estimate
+
+    est = estimate(model="google/gemma-3-27b-it", dtype="f16", gpu="5090", num_gpus=2,
+                   engine="ollama", engine_options={"version": "0.9.2"}, profile="none")
+    assert est.fit is not None and est.engine_report is not None
+    report = est.engine_report.full  # type: ignore[attr-defined]
+    layers = [d.layers for d in report.devices]
+    assert layers == [31, 31]  # 62 blocks dealt out evenly; the output layer on top of one
+    busiest = max(d.total(report.cuda_context_bytes) for d in report.devices)
+    assert est.fit.per_gpu.total == busiest
+    assert any("vision graph" in rule for rule in est.engine_report.rules)  # type: ignore[attr-defined]
+
+
+def test_num_gpu_given_is_judged_as_given() -> None:
+    from vramest.api import estimate
+
+    def verdict(**options: object) -> str:
+        est = estimate(model="meta-llama/Llama-3.1-70B", dtype="q4_k_m", gpu="4090",
+                       engine="ollama", engine_options=options, profile="none")
+        assert est.fit is not None
+        return est.fit.verdict
+
+    assert verdict() == "does-not-fit"  # the whole model on one 4090
+    assert verdict(num_gpu=20) == "fits"  # the 20 layers asked for

@@ -70,6 +70,7 @@ class OllamaStartup:
     full: LlamaCppStartup  # every layer on the GPUs: what "fits" is judged on
     gpus: int  # llama.cpp splits the layers over them (-sm layer), each with its own buffers
     rules: tuple[str, ...]  # what was decided and the source of each rule
+    placed: bool = False  # num_gpu given: the layers asked for are judged, not the whole model
 
     @property
     def context_tokens(self) -> int:
@@ -101,13 +102,15 @@ class OllamaStartup:
 
     def engine_fit(self, plan: FitPlan) -> FitPlan:
         """Whether the whole model fits on the GPUs: Ollama still runs one that does not, with
-        layers on the CPU (`layers_offloaded`), but much slower; that counts as not fitting."""
+        layers on the CPU (`layers_offloaded`), but much slower; that counts as not fitting.
+        With num_gpu given, whether the layers asked for fit."""
 
         from vramest.inference.verdict import BANDS
 
         host = "" if self.fully_offloaded or plan.device.kind != "gpu" else \
             f"{self.layers_total - self.offloaded} of {self.layers_total} layers"  # as Ollama counts
-        return replace(plan, per_gpu=_per_gpu(self.full, self.gpus), band=BANDS["llamacpp"],
+        judged = self.buffers if self.placed else self.full
+        return replace(plan, per_gpu=_per_gpu(judged, self.gpus), band=BANDS["llamacpp"],
                        on_host=host)
 
     def what_to_change(self, est: Estimate, plan: FitPlan, options: Options) -> tuple[str, ...]:
@@ -144,11 +147,55 @@ class OllamaStartup:
         return tuple(out)
 
 
+# Ollama's own engine runs these vision models (from 0.6.0) and reserves, with the output
+# layer, a worst-case graph for one picture: fs/ggml/ggml.go VisionGraphSize (v0.9.2), 4 bytes
+# each of the image, the patch embedding and every head's patch-by-patch attention scores
+VISION_FROM: Version = (0, 6, 0)
+# Gemma 3's SigLIP tower, google/gemma-3-27b-it config.json vision_config (the catalog keeps
+# only the tower's parameter count)
+GEMMA3_VISION = {"image_size": 896, "patch_size": 14, "num_attention_heads": 16,
+                 "hidden_size": 1152}
+QWEN25VL_MAX_PIXELS = 28 * 28 * 1280  # VisionGraphSize's default vision.max_pixels
+
+
+def _vision_graph(est: Estimate, version: Version) -> int:
+    """The vision graph Ollama places with the output layer; 0 for a text model."""
+    shape = est.model.shape
+    if version < VISION_FROM or not shape.extra_params:
+        return 0
+    from vramest.model.catalog import default_catalog
+
+    entry = default_catalog().get(est.model.name)
+    config = dict(entry.config.get("vision_config") or {}) if entry is not None else {}
+    family = shape.family
+    if family.startswith("gemma3"):
+        config = {**GEMMA3_VISION, **config}
+    try:
+        patch = int(config["patch_size"])
+        heads = int(config.get("num_attention_heads") or config["num_heads"])
+        width = int(config["hidden_size"])
+        if family.startswith("qwen2"):
+            patches = QWEN25VL_MAX_PIXELS // (patch * patch)
+            return 4 * (2 * QWEN25VL_MAX_PIXELS * 3 + patches * 3 * patch * patch
+                        + patches * patches * heads + width * patches)
+        if family.startswith(("gemma3", "mistral")):
+            side = int(config["image_size"])
+            patches = (side // patch) ** 2
+            return 4 * (side * side * 3 + width * patch + patches * patches * heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return 0
+    return 0  # llama4: "negligible"; others run in llama.cpp's runner with an mmproj file
+
+
 def _per_gpu(b: LlamaCppStartup, gpus: int) -> PerGPU:
+    """The busiest GPU's buffers, as per_gpu_need counts them."""
     from vramest.inference.placement import PerGPU
 
-    return PerGPU(-(-b.model_buffer_gpu_bytes // gpus), -(-b.kv_cache_gpu_bytes // gpus),
-                  b.compute_buffer_gpu_bytes, b.cuda_context_bytes)
+    busiest = max(b.devices, key=lambda d: d.total(b.cuda_context_bytes), default=None)
+    if busiest is None:
+        return PerGPU(0, 0, 0, 0)
+    return PerGPU(busiest.model_bytes, busiest.kv_bytes, busiest.compute_bytes,
+                  b.cuda_context_bytes)
 
 
 def compute(req: registry.StartupRequest) -> OllamaStartup:
@@ -170,11 +217,23 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     def buffers(parallel: int, gpu_layers: int) -> LlamaCppStartup:
         ctx = num_ctx * parallel
         opts = LlamaCppOptions(n_gpu_layers=gpu_layers, n_ctx=ctx, n_ubatch=min(batch, ctx),
-                               flash_attn=flash, cache_type_k=kv_type, cache_type_v=kv_type)
+                               flash_attn=flash, cache_type_k=kv_type, cache_type_v=kv_type,
+                               n_gpus=gpus, tensor_split=_ollama_split(version, gpu_layers,
+                                                                       layers_total, gpus))
         startup = llamacpp_startup(est, opts)
         if version < OWN_ESTIMATOR_UNTIL and device is not None:
             startup = replace(startup, cuda_context_bytes=MINIMUM_MEMORY)
+        if vision_graph and gpu_layers >= layers_total and startup.devices:
+            *rest, last = startup.devices  # the output layer's GPU
+            startup = replace(startup, devices=(*rest, replace(
+                last, compute_bytes=last.compute_bytes + vision_graph)),
+                compute_buffer_gpu_bytes=startup.compute_buffer_gpu_bytes + vision_graph)
         return startup
+
+    vision_graph = _vision_graph(est, version)
+    if vision_graph:
+        rules.append(f"vision graph {format_bytes(vision_graph)} placed with the output layer "
+                     f"({SRC.format('0.9.2', 'fs/ggml/ggml.go')} VisionGraphSize)")
 
     gpus = max(req.tp, 1)
     budget = None
@@ -204,7 +263,8 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                          num_batch=min(batch, num_ctx * parallel), flash_attention=flash,
                          kv_cache_type=kv_type, layers_total=layers_total, offloaded=gpu_layers,
                          buffers=buffers(parallel, gpu_layers),
-                         full=buffers(parallel, layers_total), gpus=gpus, rules=tuple(rules))
+                         full=buffers(parallel, layers_total), gpus=gpus, rules=tuple(rules),
+                         placed=requested is not None)
 
 
 def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
@@ -302,13 +362,25 @@ def _num_parallel(o: Options, version: Version, budget: int | None, layers_total
     return default
 
 
+def _ollama_split(version: Version, gpu_layers: int, layers_total: int,
+                  gpus: int) -> tuple[float, ...] | None:
+    """Ollama's own estimator (before 0.12.11) deals the repeating layers out to the GPUs in
+    turn, then puts the output layer on top of one of them (llm/memory.go EstimateGPULayers,
+    v0.9.2: `gpusWithSpace[layerCount%j]`, then memoryLastLayer), where llama.cpp's default
+    split would count the output layer as one more share. As -ts ratios for those buffers."""
+    if gpus < 2 or version >= OWN_ESTIMATOR_UNTIL:
+        return None
+    blocks = min(gpu_layers, layers_total - 1)
+    shares = [blocks // gpus + (1 if i < blocks % gpus else 0) for i in range(gpus)]
+    shares[-1] += 1 if gpu_layers >= layers_total else 0
+    return tuple(float(n) for n in shares) if sum(shares) else None
+
+
 def per_gpu_need(b: LlamaCppStartup, gpus: int) -> int:
-    """The busiest GPU of a layer split: its share of the layers and their KV, plus the
-    compute buffer and CUDA context every GPU holds."""
-    if not b.gpu_layers:
-        return 0
-    return -(-(b.model_buffer_gpu_bytes + b.kv_cache_gpu_bytes) // gpus) + \
-        b.compute_buffer_gpu_bytes + b.cuda_context_bytes
+    """The busiest GPU of the layer split: its layers with their KV (the last GPU also the
+    output layer and what goes with it), its compute buffer and the CUDA context."""
+    del gpus  # the split is in b.devices
+    return max((d.total(b.cuda_context_bytes) for d in b.devices if d.layers), default=0)
 
 
 def _layers_that_fit(budget: int, layers_total: int, gpus: int,
