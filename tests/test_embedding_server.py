@@ -13,7 +13,10 @@ from vramest.errors import InputError
 from vramest.hardware.database import default_hardware
 from vramest.inference.engines.startup import VLLMOptions, parse_engine_options, vllm_startup
 from vramest.model.catalog import default_catalog
-from vramest.validation.embedding_servers import embedding_accuracy_report, embedding_rows
+from vramest.validation.serving_architectures import (
+    serving_architecture_report,
+    serving_architecture_rows,
+)
 
 REFERENCE = Path(__file__).resolve().parents[1] / "vramest" / "validation" / "reference"
 H100 = default_hardware().find("h100")
@@ -24,12 +27,12 @@ def startup(model: str, runner: str = "auto"):
                         VLLMOptions(runner=runner, max_model_len=8192, version="0.10.1"))
 
 
-def test_published_embedding_server_figures_within_a_tenth_of_a_percent():
-    rows = embedding_rows(REFERENCE)
+def test_published_server_figures_within_a_tenth_of_a_percent():
+    rows = serving_architecture_rows(REFERENCE)
     assert {r.record_id for r in rows} >= {"qwen3-embedding-1-weights", "gpustack-2793-kv-tokens"}
     for row in rows:
         assert abs(row.error) < 1e-3, (row.record_id, row.estimated, row.measured)
-    assert len(embedding_accuracy_report(REFERENCE)) == len(rows) + 1
+    assert len(serving_architecture_report(REFERENCE)) == len(rows) + 1
 
 
 @pytest.mark.parametrize(("model", "published"), [

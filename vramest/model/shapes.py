@@ -109,6 +109,8 @@ class ModelShape:
     # Llama 4: the sliding layers attend within fixed chunks of sliding_window tokens (a query
     # at p sees p mod chunk + 1 keys), which engines size apart from a sliding window
     chunked_attention: bool = False
+    # DeepSeek sparse attention: the indexer's key width per layer (0: none; sparse_attention.py)
+    indexer_head_dim: int = 0
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------

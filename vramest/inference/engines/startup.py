@@ -35,7 +35,7 @@ from vramest.inference.engines.vllm_pooling import parse_runner, served_model
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
     ffn_width,
-    kv_elements_per_token,
+    kv_bytes_per_token,
     kv_widths,
     weight_bytes_by_group,
 )
@@ -262,7 +262,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     weights_bytes = layout.weights_bytes + lora_tp
     kv_bytes = budget - weights_bytes - non_torch - activation - graphs
-    kv_token = kv_elements_per_token(shape, 1) * kv_format(est.settings.kv_dtype).bytes_per_element
+    kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
     per_token_gpu = kv_token * _kv_share(shape, tp) / pp
     block = per_token_gpu * options.block_size
