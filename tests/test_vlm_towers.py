@@ -112,3 +112,41 @@ def test_images_add_internvl_tokens_to_the_context():
     with_images = estimate(model="internvl3-8b", ctx=1000, images=ImageRequest(2, 1280, 720))
     per_token = base.memory.kv_cache.bytes / 1000
     assert with_images.memory.kv_cache.bytes == pytest.approx(per_token * (1000 + 2 * 2306))
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_internvit_tower_activations_match_a_fake_tensor_trace(attention):
+    """InternVL3-8B's InternViT-300M over 3 tiles, traced on fake tensors: its peak (weights
+    aside, pixels included) equals the estimate's tower term within 2%."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from vramest.inference.constants import Constants
+    from vramest.inference.memory import Part, with_vision_tower
+    from vramest.model.vision import fixed_size_tower
+    from vramest.tracing.tracking import PARAMS, LiveBytesTracker
+
+    config = CATALOG.find("OpenGVLab/InternVL3-8B-hf").config
+    vision = transformers.InternVLVisionConfig(
+        **{k: v for k, v in config["vision_config"].items() if k != "model_type"})
+    vision._attn_implementation = attention
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with FakeTensorMode():
+            model = transformers.InternVLVisionModel(vision).eval()
+            pixels = torch.zeros(3, 3, 448, 448, dtype=torch.bfloat16)
+            tracker = LiveBytesTracker()
+            tracker.label(model.parameters(), PARAMS)
+            tracker.label([pixels], "pixels")
+            with torch.no_grad(), tracker:
+                model(pixel_values=pixels)
+    finally:
+        torch.set_default_dtype(default)
+    traced = tracker.peak.bytes - tracker.peak.part(PARAMS)
+    tower = fixed_size_tower(config)
+    assert tower is not None
+    estimated = with_vision_tower(Part("activations", 0, ""), tower, 3, 2, attention,
+                                  Constants()).bytes
+    assert abs(estimated / traced - 1) < 0.02, (traced, estimated)

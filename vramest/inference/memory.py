@@ -429,15 +429,18 @@ def with_vision_tower(part: Part, tower: VisionTower, pictures: int, act: float,
     tower at 896 px (4096 patches): 2.75 GB at one picture, 5.50 GB at two, eager bf16.
     """
     patches = pictures * tower.patches
+    copies = tower.hidden_copies or constants.activation_encoder_hidden_factor
     mlp = patches * (constants.activation_encoder_ffn_factor * tower.ffn
-                     + constants.activation_encoder_hidden_factor * tower.hidden) * act
+                     + copies * tower.hidden) * act
     text = (f"vision tower: {pictures} pictures × {tower.patches} patches × "
             f"({constants.activation_encoder_ffn_factor:g} × ffn {tower.ffn} + "
-            f"{constants.activation_encoder_hidden_factor:g} × hidden {tower.hidden}) × {act} B")
+            f"{copies:g} × hidden {tower.hidden}) × {act} B")
     peak = mlp
     if attention == "eager":
         fp32_tensors = 1 if act >= 4 else 2
         score_bytes = act + fp32_tensors * constants.eager_score_bytes_extra
+        if tower.softmax_in_compute_dtype:  # the scores and their softmax, both in act
+            score_bytes = 2 * act
         scores = (pictures * tower.heads * tower.patches ** 2 * score_bytes
                   + patches * 6 * tower.hidden * act)
         text += (f"; eager: {pictures} × {tower.heads} heads × {tower.patches}² × "

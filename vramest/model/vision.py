@@ -100,21 +100,35 @@ class VisionTower:
     ffn: int
     heads: int
     side: int  # pixels
+    # hidden-wide tensors live beside the MLP's at its peak; None: the encoder constant (3).
+    # InternViT's layer scales (lambda_1, lambda_2) keep two more: 5, from a fake-tensor trace
+    # of InternVL3-8B's InternViT-300M (transformers 5.24 InternVLVisionModel, 1 and 9 tiles:
+    # 27.2 and 244.6 MiB at the GELU, pixels included)
+    hidden_copies: float | None = None
+    # eager attention's softmax in the compute dtype (InternVL's eager_attention_forward calls
+    # softmax without dtype=float32), not SigLIP's fp32 upcast: 77.3 MiB a tile, traced
+    softmax_in_compute_dtype: bool = False
 
 
 def fixed_size_tower(config: Mapping[str, Any]) -> VisionTower | None:
-    """The vision tower of a Gemma 3 or LLaVA config; None for towers whose patches follow the
-    picture's size (Qwen-VL, Pixtral), or where the config does not say."""
+    """The vision tower of a Gemma 3, LLaVA (CLIP) or InternVL config, which takes every
+    picture (InternVL: every 448 px tile, CLS token included) at one square size; None for
+    towers whose patches follow the picture's size (Qwen-VL, Pixtral), or where the config
+    does not say."""
     family = str(config.get("model_type", "")).lower()
     vision = config.get("vision_config")
-    if family not in ("gemma3", "llava") or not isinstance(vision, Mapping):
+    if family not in ("gemma3", "llava", "internvl") or not isinstance(vision, Mapping) or \
+            str(vision.get("model_type", "")) == "pixtral":
         return None
     try:
-        side, patch = int(vision["image_size"]), int(vision["patch_size"])
+        side, patch = _side(vision["image_size"]), _side(vision["patch_size"])
         hidden = int(vision["hidden_size"])
-        return VisionTower(patches=(side // patch) ** 2, hidden=hidden,
+        intern = family == "internvl"
+        return VisionTower(patches=(side // patch) ** 2 + (1 if intern else 0), hidden=hidden,
                            ffn=int(vision.get("intermediate_size", 4 * hidden)),
-                           heads=int(vision["num_attention_heads"]), side=side)
+                           heads=int(vision["num_attention_heads"]), side=side,
+                           hidden_copies=5.0 if intern else None,
+                           softmax_in_compute_dtype=intern)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
 
@@ -211,6 +225,15 @@ def _internvl(config: Mapping[str, Any], vision: Mapping[str, Any], h: int, ffn:
     shuffled = round(h / (ratio * ratio))
     return tower + 2 * shuffled + shuffled * text_hidden + text_hidden + \
         text_hidden * text_hidden + text_hidden
+
+
+def tower_pictures(config: Mapping[str, Any], images: ImageRequest) -> int:
+    """How many fixed-size inputs the tower runs for the pictures: InternVL's tiles (with the
+    thumbnail), one per picture otherwise."""
+    if str(config.get("model_type", "")).lower() == "internvl":
+        return images.count * internvl_tiles(images.width, images.height,
+                                             int(config.get("max_dynamic_patch", 12)))[2]
+    return images.count
 
 
 def native_side(config: Mapping[str, Any]) -> int:
