@@ -115,9 +115,16 @@ def test_images_add_internvl_tokens_to_the_context():
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_internvit_tower_activations_match_a_fake_tensor_trace(attention):
-    """InternVL3-8B's InternViT-300M over 3 tiles, traced on fake tensors: its peak (weights
-    aside, pixels included) equals the estimate's tower term within 2%."""
+@pytest.mark.parametrize(("model", "classes", "side", "states"), [
+    # InternViT-300M over 3 tiles; LLaVA's CLIP ViT-L/14-336 over 3 pictures, every layer's
+    # hidden states returned as LLaVA asks for them (it reads layer -2)
+    ("OpenGVLab/InternVL3-8B-hf", ("InternVLVisionConfig", "InternVLVisionModel"), 448, False),
+    ("llava-hf/llava-1.5-7b-hf", ("CLIPVisionConfig", "CLIPVisionModel"), 336, True),
+])
+def test_tower_activations_match_a_fake_tensor_trace(attention, model, classes, side, states):
+    """The tower's traced peak (weights aside, pixels included) equals the estimate's tower
+    term within 2%: before the per-tower rules SigLIP's factors gave -14.7% / +124% (InternViT
+    sdpa / eager) and -70% / -30% (CLIP)."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -127,21 +134,21 @@ def test_internvit_tower_activations_match_a_fake_tensor_trace(attention):
     from vramest.model.vision import fixed_size_tower
     from vramest.tracing.tracking import PARAMS, LiveBytesTracker
 
-    config = CATALOG.find("OpenGVLab/InternVL3-8B-hf").config
-    vision = transformers.InternVLVisionConfig(
-        **{k: v for k, v in config["vision_config"].items() if k != "model_type"})
+    config = CATALOG.find(model).config
+    config_cls, model_cls = (getattr(transformers, name) for name in classes)
+    vision = config_cls(**{k: v for k, v in config["vision_config"].items() if k != "model_type"})
     vision._attn_implementation = attention
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
         with FakeTensorMode():
-            model = transformers.InternVLVisionModel(vision).eval()
-            pixels = torch.zeros(3, 3, 448, 448, dtype=torch.bfloat16)
+            tower_model = model_cls(vision).eval()
+            pixels = torch.zeros(3, 3, side, side, dtype=torch.bfloat16)
             tracker = LiveBytesTracker()
-            tracker.label(model.parameters(), PARAMS)
+            tracker.label(tower_model.parameters(), PARAMS)
             tracker.label([pixels], "pixels")
             with torch.no_grad(), tracker:
-                model(pixel_values=pixels)
+                tower_model(pixel_values=pixels, output_hidden_states=states)
     finally:
         torch.set_default_dtype(default)
     traced = tracker.peak.bytes - tracker.peak.part(PARAMS)

@@ -429,12 +429,12 @@ def with_vision_tower(part: Part, tower: VisionTower, pictures: int, act: float,
     tower at 896 px (4096 patches): 2.75 GB at one picture, 5.50 GB at two, eager bf16.
     """
     patches = pictures * tower.patches
-    copies = tower.hidden_copies or constants.activation_encoder_hidden_factor
-    mlp = patches * (constants.activation_encoder_ffn_factor * tower.ffn
-                     + copies * tower.hidden) * act
+    copies = (tower.hidden_copies or constants.activation_encoder_hidden_factor) \
+        + tower.kept_states
+    ffn_copies = tower.ffn_copies or constants.activation_encoder_ffn_factor
+    mlp = patches * (ffn_copies * tower.ffn + copies * tower.hidden) * act
     text = (f"vision tower: {pictures} pictures × {tower.patches} patches × "
-            f"({constants.activation_encoder_ffn_factor:g} × ffn {tower.ffn} + "
-            f"{copies:g} × hidden {tower.hidden}) × {act} B")
+            f"({ffn_copies:g} × ffn {tower.ffn} + {copies:g} × hidden {tower.hidden}) × {act} B")
     peak = mlp
     if attention == "eager":
         fp32_tensors = 1 if act >= 4 else 2
@@ -442,9 +442,10 @@ def with_vision_tower(part: Part, tower: VisionTower, pictures: int, act: float,
         if tower.softmax_in_compute_dtype:  # the scores and their softmax, both in act
             score_bytes = 2 * act
         scores = (pictures * tower.heads * tower.patches ** 2 * score_bytes
-                  + patches * 6 * tower.hidden * act)
+                  + patches * (6 + tower.kept_states) * tower.hidden * act)
         text += (f"; eager: {pictures} × {tower.heads} heads × {tower.patches}² × "
-                 f"{score_bytes:g} B + {patches} patches × 6 × hidden × {act} B")
+                 f"{score_bytes:g} B + {patches} patches × {6 + tower.kept_states} × hidden × "
+                 f"{act} B")
         peak = max(peak, scores)
     pixels = pictures * 3 * tower.side ** 2 * act
     tower_bytes = round(peak + pixels)

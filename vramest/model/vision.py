@@ -105,6 +105,15 @@ class VisionTower:
     # of InternVL3-8B's InternViT-300M (transformers 5.24 InternVLVisionModel, 1 and 9 tiles:
     # 27.2 and 244.6 MiB at the GELU, pixels included)
     hidden_copies: float | None = None
+    # ffn-wide tensors at the MLP's peak; None: the encoder constant (2). CLIP's quick_gelu
+    # (x * sigmoid(1.702 x)) keeps 3, and with CLIP's norms 4 hidden-wide ones: fake-tensor
+    # traces of CLIPVisionModel ViT-L/14-336 in fp16 (transformers 5.24), 16,384 elements a
+    # patch at ffn 4096 and 10,240 at ffn 2048
+    ffn_copies: float | None = None
+    # hidden states the tower returns and the caller keeps (LLaVA reads a layer other than the
+    # last, so every layer's output stays): layers - 2 beyond those the block holds anyway
+    # (the same traces with output_hidden_states: 22 x hidden more at 24 layers, 10 at 12)
+    kept_states: int = 0
     # eager attention's softmax in the compute dtype (InternVL's eager_attention_forward calls
     # softmax without dtype=float32), not SigLIP's fp32 upcast: 77.3 MiB a tile, traced
     softmax_in_compute_dtype: bool = False
@@ -124,11 +133,17 @@ def fixed_size_tower(config: Mapping[str, Any]) -> VisionTower | None:
         side, patch = _side(vision["image_size"]), _side(vision["patch_size"])
         hidden = int(vision["hidden_size"])
         intern = family == "internvl"
-        return VisionTower(patches=(side // patch) ** 2 + (1 if intern else 0), hidden=hidden,
-                           ffn=int(vision.get("intermediate_size", 4 * hidden)),
+        clip = str(vision.get("model_type", "")) == "clip_vision_model"
+        layers = int(vision.get("num_hidden_layers", 0))
+        feature = config.get("vision_feature_layer", -2 if family == "llava" else -1)
+        kept = max(0, layers - 2) if feature != -1 else 0
+        quick = str(vision.get("hidden_act", "quick_gelu" if clip else "")) == "quick_gelu"
+        return VisionTower(patches=(side // patch) ** 2 + (1 if intern or clip else 0),
+                           hidden=hidden, ffn=int(vision.get("intermediate_size", 4 * hidden)),
                            heads=int(vision["num_attention_heads"]), side=side,
-                           hidden_copies=5.0 if intern else None,
-                           softmax_in_compute_dtype=intern)
+                           hidden_copies=5.0 if intern else 4.0 if clip else None,
+                           softmax_in_compute_dtype=intern,
+                           ffn_copies=3.0 if quick else None, kept_states=kept)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
 
