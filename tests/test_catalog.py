@@ -21,7 +21,8 @@ COUNTS_DIFFER = {"Qwen/Qwen3-0.6B": "stored tied lm_head", "tiiuae/falcon-7b": "
                  "deepseek-ai/DeepSeek-V3-0324": "MTP layer + scales",
                  "deepseek-ai/DeepSeek-R1-0528": "MTP layer + scales",
                  "deepseek-ai/DeepSeek-V3.1": "MTP layer + scales",
-                 "zai-org/GLM-4.6": "stored MTP layer"}
+                 "zai-org/GLM-4.6": "stored MTP layer",
+                 "deepseek-ai/DeepSeek-V3.2-Exp": "MTP layer and FP8 scales, as DeepSeek-V3"}
 
 
 def test_catalog_is_large_and_varied() -> None:

@@ -15,7 +15,13 @@ from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
 from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
-from vramest.model.vision import ImageRequest, fixed_size_tower, image_tokens, model_config
+from vramest.model.vision import (
+    ImageRequest,
+    fixed_size_tower,
+    image_tokens,
+    model_config,
+    tower_pictures,
+)
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:  # loaded only when a request carries them: the common estimate never does
@@ -256,7 +262,8 @@ def _with_vision_tower(result: Estimate, model: str | None, images: ImageRequest
         return result
     act = weight_format(result.settings.dtype).compute_bytes
     part = with_vision_tower(result.memory.activations, tower,
-                             images.count * result.settings.batch, act,
+                             tower_pictures(model_config(model), images) * result.settings.batch,
+                             act,
                              result.settings.attention, result.constants)
     return replace(result, memory=replace(result.memory, activations=part))
 

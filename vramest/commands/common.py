@@ -233,6 +233,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    help="no CUDA graphs (their memory is not reserved)")
     v.add_argument("--gpu-memory-in-use", help="memory other processes already hold on each "
                    "GPU, e.g. 20GiB (each vLLM release treats it differently)")
+    v.add_argument("--runner", "--task", dest="runner", help="vLLM's runner: generate, or "
+                   "pooling for an embedding/rerank server (--task embed, classify, score); "
+                   "default auto: pooling for a checkpoint without an LM head")
     p.add_argument_group("ollama, sglang, tgi, exllamav2 (--engine ...)").add_argument(
         "--engine-option", action="append", metavar="KEY=VALUE",
         help="an engine setting, repeatable: num_ctx=8192, OLLAMA_NUM_PARALLEL=4, "
@@ -302,7 +305,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "max_num_batched_tokens": args.max_num_batched_tokens,
                "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
                "enforce_eager": args.enforce_eager, "version": args.engine_version,
-               "memory_in_use_bytes": args.gpu_memory_in_use}
+               "memory_in_use_bytes": args.gpu_memory_in_use, "runner": args.runner}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
@@ -322,6 +325,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                                       ("--ubatch", args.ubatch), ("--fit", args.fit),
                                       ("--enforce-eager", args.enforce_eager),
                                       ("--gpu-memory-in-use", args.gpu_memory_in_use),
+                                      ("--runner", args.runner),
                                       ("--engine-version", args.engine_version))
              if value is not None]
     if given:

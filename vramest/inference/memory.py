@@ -185,11 +185,32 @@ def _kv_width(shape: ModelShape, mla_latent: bool) -> int:
     return k + v
 
 
+def kv_layout_bytes(shape: ModelShape, ctx: int, bytes_per_element: float, *,
+                    mla_latent: bool = True) -> float:
+    """Bytes a sequence of `ctx` tokens keeps beside its KV elements × precision: DeepSeek
+    sparse attention's indexer keys and FP8 latent scales (vramest/model/sparse_attention.py)."""
+    if not mla_latent or not shape.indexer_head_dim:
+        return 0.0
+    from vramest.model.sparse_attention import extra_kv_bytes_per_layer
+
+    counts = shape.layer_kind_counts
+    tokens = counts.get(LAYER_FULL, 0) * ctx + counts.get(LAYER_SLIDING, 0) * min(
+        ctx, shape.sliding_window or ctx)
+    return tokens * extra_kv_bytes_per_layer(shape, bytes_per_element)
+
+
+def kv_bytes_per_token(shape: ModelShape, bytes_per_element: float) -> float:
+    """One token's KV over every layer in a precision, as engines size their pools."""
+    return (kv_elements_per_token(shape, 1) * bytes_per_element
+            + kv_layout_bytes(shape, 1, bytes_per_element))
+
+
 def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
             mla_latent: bool = True) -> Part:
     elements = kv_elements_per_token(shape, ctx, mla_latent=mla_latent)
     state = state_bytes(shape, kv)
-    nbytes = round((elements * kv.bytes_per_element + state) * batch)
+    layout = kv_layout_bytes(shape, ctx, kv.bytes_per_element, mla_latent=mla_latent)
+    nbytes = round((elements * kv.bytes_per_element + layout + state) * batch)
     kinds = shape.kinds()
     full, sliding = kinds.count(LAYER_FULL), kinds.count(LAYER_SLIDING)
     width = _kv_width(shape, mla_latent)
@@ -207,6 +228,9 @@ def kv_part(shape: ModelShape, kv: KVFormat, ctx: int, batch: int, *,
         layers += f" + {sliding} sliding layers × {min(ctx, shape.sliding_window or ctx)} tokens"
     formula = (f"{what} (= {width}) × [{layers}] × batch {batch} × "
                f"{kv.bytes_per_element:g} B ({kv.name})")
+    if layout:
+        formula += (f" + sparse-attention indexer keys and latent scales "
+                    f"{format_bytes(round(layout))} per sequence")
     if shape.state_layers:
         ssm_bytes = shape.ssm_state_bytes or kv.bytes_per_element
         formula += (f" + recurrent state {shape.state_layers} layers × (conv "
@@ -405,19 +429,23 @@ def with_vision_tower(part: Part, tower: VisionTower, pictures: int, act: float,
     tower at 896 px (4096 patches): 2.75 GB at one picture, 5.50 GB at two, eager bf16.
     """
     patches = pictures * tower.patches
-    mlp = patches * (constants.activation_encoder_ffn_factor * tower.ffn
-                     + constants.activation_encoder_hidden_factor * tower.hidden) * act
+    copies = (tower.hidden_copies or constants.activation_encoder_hidden_factor) \
+        + tower.kept_states
+    ffn_copies = tower.ffn_copies or constants.activation_encoder_ffn_factor
+    mlp = patches * (ffn_copies * tower.ffn + copies * tower.hidden) * act
     text = (f"vision tower: {pictures} pictures × {tower.patches} patches × "
-            f"({constants.activation_encoder_ffn_factor:g} × ffn {tower.ffn} + "
-            f"{constants.activation_encoder_hidden_factor:g} × hidden {tower.hidden}) × {act} B")
+            f"({ffn_copies:g} × ffn {tower.ffn} + {copies:g} × hidden {tower.hidden}) × {act} B")
     peak = mlp
     if attention == "eager":
         fp32_tensors = 1 if act >= 4 else 2
         score_bytes = act + fp32_tensors * constants.eager_score_bytes_extra
+        if tower.softmax_in_compute_dtype:  # the scores and their softmax, both in act
+            score_bytes = 2 * act
         scores = (pictures * tower.heads * tower.patches ** 2 * score_bytes
-                  + patches * 6 * tower.hidden * act)
+                  + patches * (6 + tower.kept_states) * tower.hidden * act)
         text += (f"; eager: {pictures} × {tower.heads} heads × {tower.patches}² × "
-                 f"{score_bytes:g} B + {patches} patches × 6 × hidden × {act} B")
+                 f"{score_bytes:g} B + {patches} patches × {6 + tower.kept_states} × hidden × "
+                 f"{act} B")
         peak = max(peak, scores)
     pixels = pictures * 3 * tower.side ** 2 * act
     tower_bytes = round(peak + pixels)

@@ -31,7 +31,8 @@ class CatalogEntry:
 
     def _parse_shape(self) -> ModelShape:
         shape = shape_from_config(self.config, self.id, origin=f"catalog entry {self.id}")
-        if "text_config" in self.config and self.published_params:
+        if "text_config" in self.config and self.published_params and \
+                not _tower_counted(self.config):
             # A multimodal model: the published total minus the text model is its vision tower.
             missing = self.published_params - shape.param_count() + shape.extra_params
             if missing > 0:
@@ -44,6 +45,16 @@ class CatalogEntry:
         text = self.config.get("text_config")
         config = text if isinstance(text, dict) else self.config
         return str(config.get("model_type") or self.config.get("model_type") or "")
+
+
+def _tower_counted(config: dict[str, Any]) -> bool:
+    """Whether the vision tower is counted tensor by tensor (vision.vision_tower_params), so a
+    published total (often rounded) need not stand in for it."""
+    from vramest.model.vision import vision_tower_params
+
+    text = config.get("text_config")
+    hidden = text.get("hidden_size") if isinstance(text, dict) else None
+    return isinstance(hidden, int) and vision_tower_params(config, hidden) is not None
 
 
 @lru_cache(maxsize=256)

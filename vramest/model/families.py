@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
 FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",
-            "olmo2")
+            "olmo2", "deepseek_v32")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -37,7 +37,24 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
         return _granite(shape)
     if family == "olmo2":
         return _olmo2(shape)
+    if family == "deepseek_v32":
+        from vramest.model.sparse_attention import with_indexer
+
+        return with_indexer(shape, config)
+    if family == "gpt_oss":
+        return _gpt_oss(shape)
     return shape
+
+
+def _gpt_oss(s: ModelShape) -> ModelShape:
+    """gpt-oss (transformers modeling_gpt_oss.py): each attention layer's learned sink logits
+    (GptOssAttention.sinks, one per query head) and each router's bias (GptOssTopKRouter.bias,
+    one per expert); both are logits, so they cache nothing."""
+    from vramest.model.shapes import TensorSpec
+
+    return replace(s, extra_tensors=(*s.extra_tensors,
+                                     TensorSpec("norm", None, 1, s.num_heads, s.num_layers),
+                                     TensorSpec("bias", None, 1, s.num_experts, s.num_layers)))
 
 
 def _qwen_v1(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:

@@ -109,6 +109,8 @@ class ModelShape:
     # Llama 4: the sliding layers attend within fixed chunks of sliding_window tokens (a query
     # at p sees p mod chunk + 1 keys), which engines size apart from a sliding window
     chunked_attention: bool = False
+    # DeepSeek sparse attention: the indexer's key width per layer (0: none; sparse_attention.py)
+    indexer_head_dim: int = 0
     notes: tuple[str, ...] = field(default=())
 
     # --- derived ------------------------------------------------------------------------
@@ -520,6 +522,16 @@ def _vision_params(config: Mapping[str, Any]) -> int:
     vision = config.get("vision_config")
     if not isinstance(vision, Mapping):
         return 0
+    text = config.get("text_config")
+    text = text if isinstance(text, Mapping) else {}
+    text_hidden = text.get("hidden_size") or _FAMILY_DEFAULTS.get(
+        str(text.get("model_type", "")), {}).get("hidden_size")
+    if isinstance(text_hidden, int):
+        from vramest.model.vision import vision_tower_params
+
+        exact = vision_tower_params(config, text_hidden)  # the towers counted tensor by tensor
+        if exact is not None:
+            return exact
     c = _Config(vision, "vision_config")
     try:
         hidden = c.int("hidden_size", default=0, minimum=0)

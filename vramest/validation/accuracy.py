@@ -582,6 +582,7 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
     from vramest.tracing.inference import TRACE_DIR, trace_accuracy_report
     from vramest.validation.architectures import architecture_accuracy_report
     from vramest.validation.real_cases import report_lines as real_cases_report
+    from vramest.validation.serving_architectures import serving_architecture_report
     from vramest.validation.training import training_accuracy_report
 
     return [("Training memory (training.csv)", training_accuracy_report),
@@ -589,6 +590,8 @@ def extra_sections() -> list[tuple[str, Callable[[Path], list[str]]]]:
              lambda _reference: real_cases_report()),
             ("Encoders and recurrent models vs published figures (architectures.csv)",
              architecture_accuracy_report),
+            ("Embedding servers and sparse attention vs engine logs "
+             "(serving_architectures.csv)", serving_architecture_report),
             ("Analytic activations vs fake-tensor traces (vramest/validation/traces)",
              lambda _reference: trace_accuracy_report(TRACE_DIR)),
             ("Calibration profiles: held-out error before and after the fit",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from vramest.errors import InputError
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import _kv_share
-from vramest.inference.memory import ffn_width, kv_elements_per_token
+from vramest.inference.memory import ffn_width, kv_bytes_per_token
 from vramest.inference.placement import per_gpu_memory
 from vramest.model.precisions import kv_format, weight_format
 from vramest.units import MIB, format_bytes
@@ -160,8 +160,7 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
     weights = per_gpu_memory(est, tp).weights
     reserved = round(total * (1 - fraction))
     kv_dtype = str(o.get("kv_cache_dtype") or est.settings.kv_dtype)
-    cell = kv_elements_per_token(shape, 1) * kv_format(kv_dtype).bytes_per_element \
-        * _kv_share(shape, tp)
+    cell = kv_bytes_per_token(shape, kv_format(kv_dtype).bytes_per_element) * _kv_share(shape, tp)
     rest = total - weights - reserved
     tokens = max(0, int(rest // cell)) if cell else 0
     max_total = o.get("max_total_tokens")

@@ -31,10 +31,11 @@ from vramest.inference.engines.versions import (
     vllm_rules,
 )
 from vramest.inference.engines.vllm_hybrid import hybrid_kv
+from vramest.inference.engines.vllm_pooling import parse_runner, served_model
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
     ffn_width,
-    kv_elements_per_token,
+    kv_bytes_per_token,
     kv_widths,
     weight_bytes_by_group,
 )
@@ -60,6 +61,7 @@ class VLLMOptions:
     memory_in_use_bytes: int = 0  # held on each GPU by other processes when vLLM starts
     mamba_ssm_cache_dtype: str = "auto"  # recurrent models: vllm_hybrid.SSM_DTYPE_BYTES
     mamba_cache_mode: str = "none"  # recurrent models: vllm_hybrid.STATE_BLOCKS
+    runner: str = "auto"  # --runner / --task: vllm_pooling.RUNNERS
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     c = est.constants
     if not 0 < options.gpu_memory_utilization <= 1:
         raise InputError("--gpu-memory-utilization must be above 0 and at most 1.")
-    shape = est.model.shape
+    served = served_model(est.model.shape, options.runner)
+    shape = served.shape
     if shape.architecture != "decoder":
         raise InputError(f"--engine vllm does not yet emulate vLLM's start-up for "
                          f"{shape.architecture} models; the estimate without --engine holds.")
@@ -231,9 +234,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                          "hold, less than the GPU's memory.")
     per_gpu = per_gpu_memory(est, tp, pp)
     fmt = weight_format(est.settings.dtype)
-    groups = weight_bytes_by_group(shape, fmt)
+    groups = weight_bytes_by_group(est.model.shape, fmt)
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
-    layout = vllm_weights(shape, fmt.name, device, tp, per_gpu.weights,
+    loaded = per_gpu.weights - (groups["lm_head"] * scale / (tp * pp) if served.pooling else 0)
+    layout = vllm_weights(shape, fmt.name, device, tp, round(loaded),
                           groups["experts"] * scale / pp, rules.mxfp4_hopper, pp)
     compute_bytes = fmt.compute_bytes
     per_token = (c.activation_ffn_factor * ffn_width(shape) / tp
@@ -241,7 +245,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     # the profiling run also samples max_num_seqs sequences over the whole vocabulary; the
     # logits are gathered whole before sampling, so TP does not split them
     seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device) else 256)
-    sampler = seqs * shape.vocab_size * rules.sampler_bytes_per_logit
+    sampler = 0 if served.pooling else seqs * shape.vocab_size * rules.sampler_bytes_per_logit
     activation = round(tokens * per_token + sampler)
     if rules.awq_split_k and fmt.name == "awq-int4":
         activation += awq_split_k_bytes(shape, tp, tokens, compute_bytes)
@@ -258,7 +262,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     weights_bytes = layout.weights_bytes + lora_tp
     kv_bytes = budget - weights_bytes - non_torch - activation - graphs
-    kv_token = kv_elements_per_token(shape, 1) * kv_format(est.settings.kv_dtype).bytes_per_element
+    kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
     per_token_gpu = kv_token * _kv_share(shape, tp) / pp
     block = per_token_gpu * options.block_size
@@ -282,7 +286,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         per_request = pools.blocks_per_request(max_model_len)
     needed = request_bytes(max_model_len)
     largest = _largest_len(request_bytes, max(0, kv_bytes), max_model_len)
-    notes = [n for n in (*pool_notes, layout.note, _vllm_window_note(shape, rules),
+    notes = [n for n in (served.note, *pool_notes, layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
     refusal = (capability_refusal(fmt.name, device, rules.fp8_min_capability)
@@ -757,7 +761,7 @@ def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) 
 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",
-                     "total_memory_bytes", "memory_in_use_bytes")
+                     "total_memory_bytes", "memory_in_use_bytes", "runner")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe")
@@ -830,6 +834,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
         v, what, "layer, row or none"),
     "tensor_split": lambda v, what: _ratios(v, what),
     "n_cpu_moe": _layers,
+    "runner": parse_runner,
 }
 
 
