@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from vramest.errors import InputError
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import _kv_share
-from vramest.inference.memory import ffn_width, kv_elements_per_token
+from vramest.inference.memory import ffn_width, kv_bytes_per_token
 from vramest.inference.placement import per_gpu_memory
 from vramest.model.precisions import kv_format, weight_format
 from vramest.units import format_bytes
@@ -111,7 +111,7 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
         rules.append(f"max_batch_prefill_tokens {prefill} by default (launcher/src/main.rs; "
                      "from v3 a GPU the launcher knows may raise it by its FLOPs)")
     kv_dtype = str(o.get("kv_cache_dtype") or est.settings.kv_dtype)
-    per_token = kv_elements_per_token(shape, 1) * kv_format(kv_dtype).bytes_per_element \
+    per_token = kv_bytes_per_token(shape, kv_format(kv_dtype).bytes_per_element) \
         * _kv_share(shape, tp)
     compute_bytes = weight_format(est.settings.dtype).compute_bytes
     # the router's warm-up requests ask for prefill_logprobs (backends/v3/src/client/
