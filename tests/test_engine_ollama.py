@@ -156,3 +156,17 @@ def test_num_gpu_given_is_judged_as_given() -> None:
 
     assert verdict() == "does-not-fit"  # the whole model on one 4090
     assert verdict(num_gpu=20) == "fits"  # the 20 layers asked for
+
+
+def test_ollama_09_keeps_gemma3_27b_fp16s_output_layer_off_two_5090s() -> None:
+    """ollama/ollama#11162 (0.9.2): gemma3:27b-it-fp16 on two RTX 5090s logged
+    layers.model=63 layers.offload=62 layers.split=31,31: the estimator's partial-offload graph,
+    its one-layer buffer and the vision graph leave no room for the output layer."""
+    from vramest.api import estimate
+
+    est = estimate(model="google/gemma-3-27b-it", dtype="f16", gpu="5090", num_gpus=2,
+                   engine="ollama", engine_options={"version": "0.9.2"}, profile="none")
+    report = est.engine_report
+    assert report is not None
+    assert (report.offloaded, report.layers_total) == (62, 63)  # type: ignore[attr-defined]
+    assert [d.layers for d in report.buffers.devices] == [31, 31]  # type: ignore[attr-defined]

@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING
 
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
+from vramest.inference.memory import weight_bytes_by_group
+from vramest.model.precisions import weight_format
+from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 from vramest.units import GIB, MIB, format_bytes
 
 if TYPE_CHECKING:
     from vramest.hardware.database import Device
     from vramest.inference.estimate import Estimate
     from vramest.inference.placement import FitPlan, PerGPU
+    from vramest.model.shapes import ModelShape
 
 Version = tuple[int, ...]
 Options = Mapping[str, object]
@@ -187,6 +191,116 @@ def _vision_graph(est: Estimate, version: Version) -> int:
     return 0  # llama4: "negligible"; others run in llama.cpp's runner with an mmproj file
 
 
+# Ollama's own estimator (before 0.12.11, llm/memory.go EstimateGPULayers at v0.9.2) places
+# the layers against its own graph sizes (fs/ggml/ggml.go GraphSize, per architecture), the
+# larger of the partial- and full-offload graph on every GPU (the partial one alone on several
+# GPUs), and keeps one more layer's weights and KV free on each GPU ("add one layer worth of
+# memory as a buffer"). The architectures below are llama.cpp's GGUF names for our families.
+_ESTIMATOR_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama",
+                   "llama4_text": "llama", "gemma": "gemma", "gemma2": "gemma",
+                   "gemma3_text": "gemma3", "gemma3": "gemma3", "cohere": "command-r",
+                   "qwen2": "qwen2", "phi": "phi2", "gpt_oss": "gptoss"}
+_GEMMA3_GLOBAL_EVERY = 6  # GraphSize: every 6th Gemma 3 layer keeps the whole context
+_GPTOSS_SLIDING_CELLS = 4096  # GraphSize: gpt-oss's even layers keep numParallel x 4096 + batch
+_KV_BYTES = {"f16": 2.0, "fp16": 2.0, "bf16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
+
+
+def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
+                     kv_type: str, gpus: int) -> int | None:
+    """The graph Ollama's estimator reserves on each GPU; None where the estimator's inputs
+    differ from this shape's (MLA, recurrent state: llama.cpp's compute buffer stands)."""
+    if shape.is_mla or any(k not in (LAYER_FULL, LAYER_SLIDING) for k in shape.kinds()):
+        return None
+    arch = _ESTIMATOR_ARCH.get(shape.family, "")
+    emb, heads, heads_kv = shape.hidden_size, shape.num_heads, max(1, shape.num_kv_heads)
+    head, head_k, vocab = emb // heads, shape.head_dim, shape.vocab_size
+    kv_total = sum(_estimator_kv(shape, context, batch, parallel, kv_type))
+    b, c = batch, context
+    partial = full = 0
+    if arch == "llama":
+        full = max(4 * b * (1 + 4 * emb + c * (1 + heads)), 4 * b * (emb + vocab))
+        partial = 4 * b * emb + max(
+            4 * b * (1 + emb + max(c, emb)) + emb * emb * 9 // 16
+            + 4 * c * (b * heads + head * heads_kv),
+            4 * b * (emb + vocab) + emb * vocab * 105 // 128)
+        if shape.is_moe:  # the merged-experts ("mixtral 8x22b") branch
+            gate_bytes = shape.num_experts * shape.moe_intermediate_size * emb * 9 // 16
+            partial = max(3 * gate_bytes + 4 * b * (2 * shape.moe_intermediate_size + heads_kv
+                                                    + emb + c + head * heads_kv),
+                          4 * (c * b * heads + c * head * heads_kv + b * 1024 + head * heads_kv * b))
+    elif arch in ("gemma", "gemma3"):
+        full = max(4 * b * (emb + vocab),
+                   4 * b * (2 + c + c * heads + 2 * emb + 2 * head_k * heads))
+        partial = max(4 * emb * b + emb * vocab * 105 // 128 + 4 * vocab * b,
+                      4 * b * (2 * emb + 1 + 2 * head_k * heads + c + c * heads)
+                      + 4 * head_k * c * 8 + emb * head_k * heads * 9 // 16)
+    elif arch == "command-r":
+        full = max(4 * b * (emb + vocab), 4 * b * (2 + 4 * emb + c * (1 + heads)))
+        partial = max(4 * b * (emb + vocab) + emb * vocab * 105 // 128,
+                      4 * b * (1 + 2 * emb + c * (1 + heads)) + 4 * emb * c + emb * emb * 9 // 16)
+    elif arch == "qwen2":
+        full = max(4 * b * (emb + vocab), 4 * b * (1 + 2 * emb + c + c * heads))
+        partial = max(4 * b * (emb + vocab) + emb * vocab * 105 // 128,
+                      4 * (b * (1 + 2 * emb + c * (1 + heads)) + emb * (1 + c)))
+    elif arch == "phi2":
+        full = max(4 * b * (emb + vocab), 4 * b * (1 + 4 * emb + c + c * heads))
+        partial = max(4 * b * (2 * emb + vocab) + emb * vocab * 105 // 128,
+                      4 * b * (2 + 3 * emb + c + c * heads))
+    elif arch == "gptoss":
+        partial = 2 * heads // heads_kv * round(kv_total) // 6
+    if partial == 0:  # every other architecture: GQA x the KV cache / 6
+        partial = heads // heads_kv * round(kv_total) // 6
+    if full == 0 or gpus > 1:
+        full = partial
+    return int(max(partial, full))
+
+
+def _estimator_kv(shape: ModelShape, context: int, batch: int, parallel: int,
+                  kv_type: str) -> list[float]:
+    """Each layer's KV as GraphSize counts it: context x (K + V width) x KV heads, Gemma 3's
+    sliding layers and gpt-oss's even layers only their window per sequence plus a batch."""
+    arch = _ESTIMATOR_ARCH.get(shape.family, "")
+    per_cell = 2 * shape.head_dim * max(1, shape.num_kv_heads) * _KV_BYTES.get(kv_type, 2.0)
+    cells = []
+    for i in range(shape.num_layers):
+        if arch == "gemma3" and (i + 1) % _GEMMA3_GLOBAL_EVERY and shape.sliding_window:
+            cells.append(parallel * shape.sliding_window + batch)
+        elif arch == "gptoss" and i % 2 == 0:
+            cells.append(parallel * _GPTOSS_SLIDING_CELLS + batch)
+        else:
+            cells.append(context)
+    return [n * per_cell for n in cells]
+
+
+def _layer_buffer(est: Estimate, context: int, batch: int, parallel: int, kv_type: str) -> int:
+    """One layer's weights and KV (the first layer's: blk.0 and kv[0]), which Ollama's
+    estimator keeps free on each GPU."""
+    shape = est.model.shape
+    groups = weight_bytes_by_group(shape, weight_format(est.settings.dtype))
+    scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
+    block = (groups["layers"] + groups["experts"]) * scale / max(1, shape.num_layers)
+    kv = _estimator_kv(shape, context, batch, parallel, kv_type)
+    return round(block + (kv[0] if kv else 0.0))
+
+
+def _vision_with_output(b: LlamaCppStartup, weights: int, graph: int, output_on_gpu: bool,
+                       blocks: int) -> LlamaCppStartup:
+    """The vision tower's weights and its graph go with the output layer (llm/memory.go
+    memoryLastLayer), not spread over the blocks as llama.cpp's buffers count them; with the
+    output layer on the CPU, so are they."""
+    devices = [replace(d, model_bytes=d.model_bytes - round(weights * d.layers / blocks))
+               for d in b.devices]
+    if output_on_gpu:
+        last = devices[-1]
+        devices[-1] = replace(last, model_bytes=last.model_bytes + weights,
+                              compute_bytes=last.compute_bytes + graph)
+    gpu = sum(d.model_bytes for d in devices)
+    return replace(b, devices=tuple(devices), model_buffer_gpu_bytes=gpu,
+                   model_buffer_host_bytes=b.model_buffer_host_bytes
+                   + b.model_buffer_gpu_bytes - gpu,
+                   compute_buffer_gpu_bytes=max(d.compute_bytes for d in devices))
+
+
 def _per_gpu(b: LlamaCppStartup, gpus: int) -> PerGPU:
     """The busiest GPU's buffers, as per_gpu_need counts them."""
     from vramest.inference.placement import PerGPU
@@ -222,15 +336,21 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                                                                        layers_total, gpus))
         startup = llamacpp_startup(est, opts)
         if version < OWN_ESTIMATOR_UNTIL and device is not None:
-            startup = replace(startup, cuda_context_bytes=MINIMUM_MEMORY)
-        if vision_graph and gpu_layers >= layers_total and startup.devices:
-            *rest, last = startup.devices  # the output layer's GPU
-            startup = replace(startup, devices=(*rest, replace(
-                last, compute_bytes=last.compute_bytes + vision_graph)),
-                compute_buffer_gpu_bytes=startup.compute_buffer_gpu_bytes + vision_graph)
+            graph = _estimator_graph(shape, ctx, min(batch, ctx), parallel, kv_type, gpus)
+            reserve = MINIMUM_MEMORY + _layer_buffer(est, ctx, min(batch, ctx), parallel,
+                                                     kv_type)
+            startup = replace(startup, cuda_context_bytes=reserve)
+            if graph is not None and startup.devices:
+                startup = replace(startup, devices=tuple(
+                    replace(d, compute_bytes=graph) for d in startup.devices),
+                    compute_buffer_gpu_bytes=graph)
+        if vision_graph and startup.devices:
+            startup = _vision_with_output(startup, vision_weights, vision_graph,
+                                          gpu_layers >= layers_total, layers_total - 1)
         return startup
 
     vision_graph = _vision_graph(est, version)
+    vision_weights = shape.extra_params * 2  # the tower's tensors, 16 bit in Ollama's files
     if vision_graph:
         rules.append(f"vision graph {format_bytes(vision_graph)} placed with the output layer "
                      f"({SRC.format('0.9.2', 'fs/ggml/ggml.go')} VisionGraphSize)")
