@@ -206,7 +206,7 @@ _KV_BYTES = {"f16": 2.0, "fp16": 2.0, "bf16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 
 
 def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
-                     kv_type: str, gpus: int) -> int | None:
+                     kv_type: str, gpus: int, *, metal: bool = False) -> int | None:
     """The graph Ollama's estimator reserves on each GPU; None where the estimator's inputs
     differ from this shape's (MLA, recurrent state: llama.cpp's compute buffer stands)."""
     if shape.is_mla or any(k not in (LAYER_FULL, LAYER_SLIDING) for k in shape.kinds()):
@@ -250,7 +250,11 @@ def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
         partial = 2 * heads // heads_kv * round(kv_total) // 6
     if partial == 0:  # every other architecture: GQA x the KV cache / 6
         partial = heads // heads_kv * round(kv_total) // 6
-    if full == 0 or gpus > 1:
+    if full == 0:
+        full = partial
+    if metal:  # "on metal there's no partial offload overhead"
+        partial = full
+    elif gpus > 1:  # "multigpu should always use the partial graph size"
         full = partial
     return int(max(partial, full))
 
@@ -336,7 +340,8 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                                                                        layers_total, gpus))
         startup = llamacpp_startup(est, opts)
         if version < OWN_ESTIMATOR_UNTIL and device is not None:
-            graph = _estimator_graph(shape, ctx, min(batch, ctx), parallel, kv_type, gpus)
+            graph = _estimator_graph(shape, ctx, min(batch, ctx), parallel, kv_type, gpus,
+                                     metal=device.kind == "apple")
             reserve = MINIMUM_MEMORY + _layer_buffer(est, ctx, min(batch, ctx), parallel,
                                                      kv_type)
             startup = replace(startup, cuda_context_bytes=reserve)
