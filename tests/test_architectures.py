@@ -89,8 +89,9 @@ def test_encoder_decoder_kv_counts_decoder_layers_only() -> None:
     assert large == 2 * small  # self and cross KV both follow ctx when the input is ctx long
 
 
-RECURRENT = {"architectures": ["Zamba2ForCausalLM"], "model_type": "zamba2",
-             "hidden_size": 2048, "num_hidden_layers": 38, "vocab_size": 32000}
+# Zamba2 is counted now (tests/test_hybrids_families.py); RWKV-7 has no transformers class
+RECURRENT = {"architectures": ["RWKV7ForCausalLM"], "model_type": "rwkv7",
+             "hidden_size": 2048, "num_hidden_layers": 24, "vocab_size": 65536}
 UNKNOWN_DECODER = {"architectures": ["OlmoForCausalLM"], "model_type": "olmo",
                    "hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 1000,
@@ -105,7 +106,7 @@ def test_a_recurrent_config_is_refused_in_one_sentence(
     code = main(["--model", str(path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "zamba2" in err and "recurrent state" in err and "Traceback" not in err
+    assert "rwkv7" in err and "state" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 

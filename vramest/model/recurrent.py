@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
 
 RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h", "jamba",
-                                "qwen3_next", "granitemoehybrid"})
+                                "qwen3_next", "granitemoehybrid", "falcon_h1", "zamba2", "rwkv"})
 # Nemotron-H's hybrid_override_pattern: one character per layer
 _PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 _LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",
@@ -38,6 +38,11 @@ def recurrent_shape(c: _Config, family: str, name: str) -> ModelShape:
         return _qwen3_next(c, name)
     if family == "granitemoehybrid":
         return _granite_hybrid(c, name)
+    if family in ("falcon_h1", "zamba2", "rwkv"):
+        from vramest.model.recurrent_hybrids import falcon_h1_shape, rwkv4_shape, zamba2_shape
+
+        build = {"falcon_h1": falcon_h1_shape, "zamba2": zamba2_shape, "rwkv": rwkv4_shape}
+        return build[family](c, name)
     return _nemotron_h(c, name)
 
 
@@ -65,7 +70,7 @@ def _rank(c: _Config, key: str, hidden: int) -> int:
     return -(-hidden // 16) if value == "auto" else c.int(key)
 
 
-def _heads_output(c: _Config, hidden: int, vocab: int, tie: bool) -> tuple[TensorSpec, ...]:
+def heads_output(c: _Config, hidden: int, vocab: int, tie: bool) -> tuple[TensorSpec, ...]:
     from vramest.model.shapes import TensorSpec
 
     out = [TensorSpec("embedding", None, vocab, hidden), TensorSpec("norm", None, 1, hidden)]
@@ -94,7 +99,7 @@ def _mamba1(c: _Config, family: str, name: str) -> ModelShape:
         name=name, family=family, num_layers=layers, hidden_size=hidden, num_heads=1,
         num_kv_heads=1, head_dim=hidden, intermediate_size=inner, vocab_size=vocab,
         tie_embeddings=tie, gated_mlp=False, layer_kinds=(LAYER_NO_KV,) * layers,
-        explicit_layers=(tensors,) * layers, explicit_global=_heads_output(c, hidden, vocab, tie),
+        explicit_layers=(tensors,) * layers, explicit_global=heads_output(c, hidden, vocab, tie),
         state_layers=layers, conv_state=(kernel - 1) * inner, conv_kernel=kernel,
         ssm_state=inner * state, selective_scan=True,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
@@ -151,7 +156,7 @@ def _jamba(c: _Config, name: str) -> ModelShape:
         layer_kinds=tuple(LAYER_FULL if a else LAYER_NO_KV for a in is_attention),
         num_experts=experts if any(is_moe) else 0, experts_per_token=per_token,
         moe_intermediate_size=inter, moe_layers=is_moe if any(is_moe) else (),
-        explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
+        explicit_layers=blocks, explicit_global=heads_output(c, hidden, vocab, tie),
         state_layers=layers - sum(is_attention), conv_state=(kernel - 1) * inner,
         conv_kernel=kernel, ssm_state=inner * state, selective_scan=True,
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
@@ -234,7 +239,7 @@ def _qwen3_next(c: _Config, name: str) -> ModelShape:
         experts_per_token=c.int("num_experts_per_tok", default=1), moe_intermediate_size=moe_inter,
         shared_experts=1 if shared and any(is_moe) else 0, shared_intermediate_size=shared,
         moe_layers=is_moe if any(is_moe) else (), explicit_layers=blocks,
-        explicit_global=_heads_output(c, hidden, vocab, tie), state_layers=recurrent,
+        explicit_global=heads_output(c, hidden, vocab, tie), state_layers=recurrent,
         conv_state=(kernel - 1) * conv_dim, conv_kernel=kernel, ssm_state=v_heads * k_dim * v_dim,
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
         native_dtype=c.str("torch_dtype") or c.str("dtype") or None,
@@ -263,7 +268,7 @@ def _granite_hybrid(c: _Config, name: str) -> ModelShape:
     m_heads = c.int("mamba_n_heads")
     inner = int(c.data.get("mamba_expand", 2) * hidden)
     m_head_dim = inner // m_heads
-    mixer, conv, ssm, kernel = _mixer(c, hidden, m_heads, m_head_dim,
+    mixer, conv, ssm, kernel = mamba2_mixer(c, hidden, m_heads, m_head_dim,
                                       c.bool("mamba_proj_bias", False))
     attention = [TensorSpec("attn_q", None, heads * head_dim, hidden),
                  TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
@@ -294,7 +299,7 @@ def _granite_hybrid(c: _Config, name: str) -> ModelShape:
         num_experts=experts, experts_per_token=c.int("num_experts_per_tok", default=1)
         if experts else 0, moe_intermediate_size=inter if experts else 0,
         shared_experts=1 if experts else 0, shared_intermediate_size=shared if experts else 0,
-        explicit_layers=blocks, explicit_global=_heads_output(c, hidden, vocab, tie),
+        explicit_layers=blocks, explicit_global=heads_output(c, hidden, vocab, tie),
         state_layers=recurrent, conv_state=conv, conv_kernel=kernel, ssm_state=ssm,
         ssm_heads=m_heads, ssm_head_dim=m_head_dim, ssm_chunk=c.int("mamba_chunk_size", default=256),
         max_context=c.int("max_position_embeddings", default=0, minimum=0) or None,
@@ -304,14 +309,14 @@ def _granite_hybrid(c: _Config, name: str) -> ModelShape:
     )
 
 
-def _mixer(c: _Config, hidden: int, heads: int, head_dim: int,
+def mamba2_mixer(c: _Config, hidden: int, heads: int, head_dim: int,
            bias: bool) -> tuple[tuple[TensorSpec, ...], int, int, int]:
     """A Mamba-2 mixer's tensors, its conv state and SSM state (elements per sequence), and
     its conv kernel."""
     from vramest.model.shapes import TensorSpec
 
     state = c.int("ssm_state_size", "state_size", "mamba_d_state")
-    groups = c.int("n_groups", "mamba_n_groups", default=1)
+    groups = c.int("n_groups", "mamba_n_groups", "mamba_ngroups", default=1)
     kernel = c.int("conv_kernel", "mamba_d_conv", default=4)
     inner = heads * head_dim
     conv_dim = inner + 2 * groups * state
@@ -339,11 +344,11 @@ def _mamba2(c: _Config, name: str) -> ModelShape:
     if heads * head_dim != int(c.data.get("expand", 2) * hidden):
         raise InputError(f"{c.origin}: num_heads × head_dim must equal expand × hidden_size in a "
                          "Mamba-2 config.")
-    mixer, conv, ssm, kernel = _mixer(c, hidden, heads, head_dim, c.bool("use_bias", False))
+    mixer, conv, ssm, kernel = mamba2_mixer(c, hidden, heads, head_dim, c.bool("use_bias", False))
     block = (*mixer, TensorSpec("norm", None, 1, hidden))
     vocab = c.int("vocab_size")
     tie = c.bool("tie_word_embeddings", True)
-    global_tensors = _heads_output(c, hidden, vocab, tie)
+    global_tensors = heads_output(c, hidden, vocab, tie)
     return ModelShape(
         name=name, family="mamba2", num_layers=layers, hidden_size=hidden, num_heads=heads,
         num_kv_heads=heads, head_dim=head_dim, intermediate_size=heads * head_dim,
@@ -390,7 +395,7 @@ def _nemotron_h(c: _Config, name: str) -> ModelShape:
     inter = c.int("intermediate_size")
     m_heads = c.int("mamba_num_heads")
     m_head_dim = c.int("mamba_head_dim")
-    mixer, conv, ssm, kernel = _mixer(c, hidden, m_heads, m_head_dim, c.bool("use_bias", False))
+    mixer, conv, ssm, kernel = mamba2_mixer(c, hidden, m_heads, m_head_dim, c.bool("use_bias", False))
     attn_bias = c.bool("attention_bias", False)
     attention = [TensorSpec("attn_q", None, heads * head_dim, hidden),
                  TensorSpec("attn_k", None, kv_heads * head_dim, hidden),

@@ -415,10 +415,9 @@ COUNTED_DECODERS = frozenset({
 }) | frozenset(FAMILIES)  # and those whose layout vramest/model/families.py adjusts
 # What a generic decoder parse would get wrong for these, in words for the refusal.
 _NOT_MODELLED = {
-    "falcon_h1": "the recurrent state of its Mamba layers",
-    "zamba2": "the recurrent state of its Mamba layers and its shared attention blocks",
-    "rwkv": "its recurrent state (time-mix and channel-mix state per sequence)",
-    "rwkv7": "its recurrent state (time-mix and channel-mix state per sequence)",
+    # RWKV-5/6/7 ship as remote code: transformers has no class to count their layers against
+    **{f"rwkv{v}": f"RWKV-{v}'s layers and per-sequence state, which transformers does not "
+       "implement (RWKV-4, model_type 'rwkv', is counted)" for v in (5, 6, 7)},
     "lfm2": "the state of its short-convolution layers",
     "nomic_bert": "its fused SwiGLU encoder blocks",
     "modernbert": "its alternating local/global encoder blocks",
