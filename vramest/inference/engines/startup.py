@@ -553,7 +553,16 @@ def llamacpp_cache_type(est: Estimate, given: str | None) -> str:
     return "fp16" if kv.bytes_per_element >= 4 else est.settings.kv_dtype
 
 
+# Families llama.cpp has no architecture for (src/llama-arch.cpp @3679b65d LLM_ARCH_NAMES: no
+# zamba2; RWKV only as rwkv6/rwkv7, not the RWKV-4 of transformers' RwkvForCausalLM)
+LLAMACPP_MISSING = {"zamba2": "Zamba2", "rwkv": "RWKV-4"}
+
+
 def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> LlamaCppStartup:
+    if est.model.shape.family in LLAMACPP_MISSING:
+        raise InputError(f"llama.cpp has no {LLAMACPP_MISSING[est.model.shape.family]} "
+                         "architecture, so --engine llamacpp cannot run this model; the estimate "
+                         "without --engine holds.")
     options = options or LlamaCppOptions()
     version = parse_version("llamacpp", options.version)
     rules = llamacpp_rules(version)
@@ -681,11 +690,16 @@ def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
         swa = -(-min(size_base, per_stream_window + ubatch) // 256) * 256
     state = _llamacpp_recurrent_state(shape, n_seq)
     for il, kind in enumerate(shape.kinds()):
+        # Falcon-H1 (and Zamba2's hybrid layers) keep a KV cache and a recurrent state in the
+        # same layer: llama.cpp's hybrid memory filters both caches to every Falcon-H1 layer
+        # ("KV buffer ... 24 layers" beside "RS buffer ... 24 layers" for Falcon-H1-1.5B,
+        # https://github.com/GeniePod/genie-claw/issues/410)
+        layer_state = state if _holds_state(shape, il) else 0.0
         if kind in ("none", "encoder"):
-            out.append(state if _holds_state(shape, il) else 0.0)
+            out.append(layer_state)
             continue
         cells = swa * streams if kind == LAYER_SLIDING and swa else n_ctx
-        out.append(cells * (k_width * k_bytes + v_width * v_bytes))
+        out.append(cells * (k_width * k_bytes + v_width * v_bytes) + layer_state)
     return out, swa
 
 

@@ -49,6 +49,10 @@ GROUP_SIZE_SLACK = 1.5  # "1.5 is a heuristic to avoid too many padding layers"
 SSM_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # --mamba-cache-mode: the blocks one request's state takes in each state group
 STATE_BLOCKS = {"none": 1, "align": 2}
+# Recurrent families vLLM has no model class for (vllm/model_executor/models/registry.py
+# @bf8e7624 lists FalconH1ForCausalLM, Zamba2ForCausalLM and GraniteMoeHybridForCausalLM, no
+# RwkvForCausalLM)
+VLLM_MISSING = {"rwkv": "RWKV-4 (RwkvForCausalLM)"}
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ def hybrid_kv(shape: ModelShape, model_dtype_bytes: float, token_bytes: float, t
               cache_mode: str = "none") -> HybridKV:
     """The pools of a model with recurrent layers. `token_bytes`: one attention layer's KV for
     one token on one GPU; `block_size`: --block-size (vLLM raises it, never lowers it)."""
+    if shape.family in VLLM_MISSING:
+        raise InputError(f"vLLM has no {VLLM_MISSING[shape.family]} model, so --engine vllm cannot "
+                         "serve it; the estimate without --engine holds.")
     if cache_mode not in STATE_BLOCKS:
         raise InputError(f"mamba_cache_mode {cache_mode!r} is not modelled; accepted: "
                          f"{', '.join(STATE_BLOCKS)}.")
