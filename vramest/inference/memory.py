@@ -37,6 +37,12 @@ SCAN_INNER_TENSORS = 7  # inner (heads × head_dim) each: x, D × x, Y_diag, C·
 # and its contiguous copy; in the compute dtype the in_proj output (inner + conv_dim + heads)
 # and the conv output (conv_dim) per token; per sequence the chunk states + 2 state copies.
 SCAN_STATE_COPIES = 2
+# A second moment of the same scan: the chunk-states einsum (B × decay against x), with its
+# operands' contiguous copies live; it is the peak when the state is wide (Falcon-H1's 256):
+# heads × chunk, heads × state and inner fp32 tensors per padded token. Fake-tensor runs of
+# falcon_h1's mamba2_chunk_scan at 4096 tokens: (heads, head_dim, state) = (48, 64, 256),
+# (24, 128, 256), (32, 128, 256) within 0.3%; at state 128 and below the first moment rules.
+SCAN_WIDE_STATE_MOMENT = (1, 5, 6)
 # transformers' reference Mamba-1 selective scan (`slow_forward` / `mamba_selective_scan`, the
 # path without mamba_ssm or mambapy) discretises the whole prompt before its loop: A, B and
 # B·u as inner × state fp32 tensors per token, all live through the loop; beside them 2 fp32
@@ -56,6 +62,11 @@ T5_BIAS_TENSORS = 4
 T5_EAGER_SCORE_TENSORS = 3
 T5_EAGER_BIAS_TENSORS = 2
 T5_FAMILIES = frozenset({"t5", "mt5", "umt5"})
+# RWKV-4's channel mix (transformers RwkvFeedForward): square(relu(key(k))) keeps key's output
+# and the relu beside the token-shifted input and its key and receptance mixes (fake-tensor
+# traces of rwkv-4-169m, vramest/validation/traces/: peak at aten.relu)
+RWKV_FFN_TENSORS = 2
+RWKV_MIX_TENSORS = 3
 
 
 @dataclass(frozen=True)
@@ -262,6 +273,10 @@ def _mlp_transient(shape: ModelShape, constants: Constants) -> tuple[float, str]
     if _encoder_block(shape):
         factor = constants.activation_encoder_ffn_factor
         return factor * shape.intermediate_size, f"{factor:g} × ffn {shape.intermediate_size}"
+    if shape.family == "rwkv":
+        return (RWKV_FFN_TENSORS * shape.intermediate_size + RWKV_MIX_TENSORS * shape.hidden_size,
+                f"RWKV channel mix {RWKV_FFN_TENSORS} × ffn {shape.intermediate_size} + "
+                f"{RWKV_MIX_TENSORS} × hidden")
     candidates: list[tuple[float, str]] = []
     all_moe = shape.is_moe and all(shape.is_moe_layer(i) for i in range(shape.num_layers))
     if not all_moe:
@@ -403,14 +418,16 @@ def _ssm_scan_transient(shape: ModelShape, chunk: int, batch: int, act: float,
     state = shape.ssm_state // inner
     chunks = -(-chunk // block)
     padded = batch * chunks * block
-    fp32 = padded * 4 * (SCAN_CHUNK_TENSORS * heads * block + SCAN_STATE_TENSORS * heads * state
-                         + SCAN_INNER_TENSORS * inner)
+    chunk_t, state_t, inner_t = max(
+        (SCAN_CHUNK_TENSORS, SCAN_STATE_TENSORS, SCAN_INNER_TENSORS), SCAN_WIDE_STATE_MOMENT,
+        key=lambda n: n[0] * heads * block + n[1] * heads * state + n[2] * inner)
+    fp32 = padded * 4 * (chunk_t * heads * block + state_t * heads * state + inner_t * inner)
     compute = batch * chunk * act * (inner + 2 * conv_dim + heads
                                      + hidden_factor * shape.hidden_size)
     states = batch * (chunks + SCAN_STATE_COPIES) * shape.ssm_state * 4
-    text = (f"Mamba-2 chunked scan: {padded} padded tokens × 4 B × ({SCAN_CHUNK_TENSORS} × "
-            f"{heads} heads × chunk {block} + {SCAN_STATE_TENSORS} × {heads} × state {state} + "
-            f"{SCAN_INNER_TENSORS} × inner {inner}) + {batch * chunk} tokens × {act} B × (inner + "
+    text = (f"Mamba-2 chunked scan: {padded} padded tokens × 4 B × ({chunk_t} × "
+            f"{heads} heads × chunk {block} + {state_t} × {heads} × state {state} + "
+            f"{inner_t} × inner {inner}) + {batch * chunk} tokens × {act} B × (inner + "
             f"2 × conv {conv_dim} + heads + {hidden_factor:g} × hidden) + {chunks} + "
             f"{SCAN_STATE_COPIES} states × {shape.ssm_state} × 4 B")
     return fp32 + compute + states, text
