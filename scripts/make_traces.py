@@ -38,7 +38,15 @@ MODELS = (
     "mistralai/Mamba-Codestral-7B-v0.1",  # Mamba-2: recurrent state, chunked scan, no attention
     "google/gemma-3-4b-it",  # vision-language: SigLIP tower over a picture + its 258 tokens
     "ai21labs/Jamba-v0.1",  # hybrid: Mamba-1 + attention + MoE (its own short grid)
+    "tiiuae/Falcon-H1-1.5B-Instruct",  # attention and Mamba-2 in parallel in every layer
+    "Zyphra/Zamba2-2.7B",  # Mamba-2 + 2 shared attention blocks with per-use LoRA
+    "ibm-granite/granite-4.0-h-tiny",  # Mamba-2 or attention per layer, MoE + shared MLP
+    "RWKV/rwkv-4-169m-pile",  # RWKV-4: token shifts + WKV state, no attention
 )
+# the hybrids added for issue 21 (their reference scans are slower on fake tensors): a short
+# grid over context, batch, precision, eager attention and chunked prefill
+HYBRIDS = ("tiiuae/Falcon-H1-1.5B-Instruct", "Zyphra/Zamba2-2.7B",
+           "ibm-granite/granite-4.0-h-tiny")
 # vision-language models: every grid point also carries this many pictures per sequence
 IMAGES = {"google/gemma-3-4b-it": 1}
 
@@ -72,6 +80,14 @@ def grid_for(model: str) -> tuple[GridPoint, ...]:
     if model == "ai21labs/Jamba-v0.1":
         return (GridPoint("bf16", 512, 1, "sdpa"), GridPoint("bf16", 512, 2, "sdpa"),
                 GridPoint("bf16", 1024, 1, "sdpa"))
+    if model == "RWKV/rwkv-4-169m-pile":  # its CPU WKV loop runs once per token per layer,
+        # and transformers builds it with eager attention only
+        return (GridPoint("bf16", 256, 1, "eager"), GridPoint("bf16", 256, 2, "eager"),
+                GridPoint("fp32", 512, 1, "eager"))
+    if model in HYBRIDS:
+        return (GridPoint("bf16", 1024, 1, "sdpa"), GridPoint("bf16", 4096, 1, "sdpa"),
+                GridPoint("bf16", 4096, 4, "sdpa"), GridPoint("bf16", 1024, 2, "eager"),
+                GridPoint("fp32", 4096, 1, "sdpa"), GridPoint("bf16", 4096, 2, "sdpa", 1024))
     return grid()
 
 

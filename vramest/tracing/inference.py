@@ -201,8 +201,10 @@ def transformers_state_bytes(shape: ShapeLike, bytes_per_element: float) -> int:
     if not shape.state_layers:
         return 0
     conv_dim = shape.conv_state // (shape.conv_kernel - 1)
-    return round(shape.state_layers * (shape.conv_kernel * conv_dim * bytes_per_element
-                                       + shape.ssm_state * 4))
+    window = shape.conv_kernel * conv_dim
+    if shape.family == "rwkv":  # RwkvModel's token shifts are the last input alone
+        window = shape.conv_state
+    return round(shape.state_layers * (window * bytes_per_element + shape.ssm_state * 4))
 
 
 # --- tracing (torch) -----------------------------------------------------------------------
@@ -307,7 +309,8 @@ def trace_config(config: Mapping[str, Any], *, dtype: str = "bf16", ctx: int = 4
             if last >= 1:
                 from transformers import DynamicCache
 
-                cache = DynamicCache(config=model.config)
+                cache: Any = (_ReturnedState() if _takes_state(model)
+                              else DynamicCache(config=model.config))
                 tracker.watch(KV_CACHE, lambda: _cache_tensors(cache))
                 tracker.reset_peak()
                 phase_start = time.perf_counter()
@@ -535,8 +538,9 @@ def _prefill(torch: Any, model: Any, cache: Any, batch: int, ctx: int,
                 ids[:, i * span + 1:(i + 1) * span - 1] = pictures.token_id
             extra["pixel_values"] = pictures.pixel_values
         with _placeholder_check_off(model, fake=pictures is not None):
-            out = model(input_ids=ids, **_cache_kwarg(model, cache), use_cache=True,
+            out = model(input_ids=ids, **_cache_kwarg(model, cache, ids), use_cache=True,
                         logits_to_keep=1, **extra)
+        _keep_state(out, cache)
         logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         del out, ids
         done += size
@@ -559,9 +563,39 @@ def _placeholder_check_off(model: Any, *, fake: bool) -> Iterator[None]:
         yield
 
 
-def _cache_kwarg(model: Any, cache: Any) -> dict[str, Any]:
-    """Recurrent models (Mamba-2, Nemotron-H) take the cache as `cache`, the rest as
-    `past_key_values`; a model given the wrong name builds its own, unwatched."""
+class _ReturnedState:
+    """RWKV-4 keeps no Cache object: each forward takes the previous `state` (five tensors) and
+    returns the next in its output, which generate() carries to the following step. Held here
+    between forwards, and read like a cache (`_cache_tensors`)."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[int, Any] = {}
+        self.layers = [self]  # one "layer" whose dict attribute holds every state tensor
+
+
+def _takes_state(model: Any) -> bool:
+    import inspect
+
+    return "state" in inspect.signature(model.forward).parameters
+
+
+def _keep_state(out: Any, cache: Any) -> None:
+    if isinstance(cache, _ReturnedState):
+        cache.tensors = dict(enumerate(getattr(out, "state", None) or ()))
+
+
+def _cache_kwarg(model: Any, cache: Any, ids: Any) -> dict[str, Any]:
+    """Recurrent models (Mamba-2, Nemotron-H) take the cache as `cache`, RWKV-4 its returned
+    `state`, the rest `past_key_values`; a model given the wrong name builds its own, unwatched."""
+    if isinstance(cache, _ReturnedState):
+        if not cache.tensors:  # RwkvModel.forward's initial state, made here to be watched
+            import torch
+
+            shape = (ids.shape[0], model.config.hidden_size, model.config.num_hidden_layers)
+            cache.tensors = {i: torch.zeros(*shape, dtype=model.dtype if i <= 1
+                                            else torch.float32) for i in range(5)}
+            cache.tensors[4] -= 1e30
+        return {"state": list(cache.tensors.values())}
     import inspect
 
     names = inspect.signature(model.forward).parameters
@@ -572,8 +606,9 @@ def _step(model: Any, cache: Any, next_ids: Any, logits: Any) -> tuple[Any, Any]
     """One decode step; the previous step's fp32 logits stay live through it, as in generate()."""
     import torch
 
-    out = model(input_ids=next_ids, **_cache_kwarg(model, cache), use_cache=True,
+    out = model(input_ids=next_ids, **_cache_kwarg(model, cache, next_ids), use_cache=True,
                 logits_to_keep=1)
+    _keep_state(out, cache)
     logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
     del out
     return logits.argmax(dim=-1, keepdim=True), logits
