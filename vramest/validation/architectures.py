@@ -12,6 +12,9 @@
   one attention page holds a recurrent state ("Setting attention block size to N tokens"),
   with the row's `ssm_dtype` as --mamba-ssm-cache-dtype.
 - `vllm_state`: the recurrent state vLLM keeps per request over all state layers, unpadded.
+- `llamacpp_cache`: llama.cpp's KV buffer plus its recurrent-state (RS) buffer at the row's
+  `ctx` cells and `batch` sequences in the `kv_dtype` cache type (a hybrid whose layers keep
+  both, such as Falcon-H1), read as the llama.cpp emulation's KV self size.
 """
 
 from __future__ import annotations
@@ -60,6 +63,13 @@ def estimate_row(row: dict[str, str]) -> float:
         return per_gpu_memory(est, int(row.get("tensor_parallel") or 1)).weights
     if row["quantity"] in ("vllm_attention_block", "vllm_state"):
         return _vllm_hybrid(row)
+    if row["quantity"] == "llamacpp_cache":
+        from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_startup
+
+        est = estimate(model=row["model"], dtype=row["dtype"], kv_dtype=row["kv_dtype"],
+                       ctx=int(row["ctx"]), batch=batch)
+        return llamacpp_startup(est, LlamaCppOptions(n_ctx=int(row["ctx"]),
+                                                     n_parallel=batch)).kv_cache_bytes
     raise InputError(f"architectures.csv: unknown quantity {row['quantity']!r}.")
 
 
