@@ -134,6 +134,9 @@ def zamba2_shape(c: _Config, name: str) -> ModelShape:
     adapters = [TensorSpec("ffn_up", None, rank, hidden),  # gate_up_proj's LoRA pair
                 TensorSpec("ffn_up", None, 2 * inter, rank)]
     if c.bool("use_shared_attention_adapter", False):
+        if kv_heads != heads:  # Zamba2Attention adds a 2 × hidden adapter output to k and v
+            raise InputError(f"{c.origin}: Zamba2's attention adapters need num_key_value_heads "
+                             f"equal to num_attention_heads ({kv_heads} and {heads} given).")
         adapters += [TensorSpec("attn_qkv", None, rank, wide, 3),
                      TensorSpec("attn_qkv", None, wide, rank, 3)]
     out: list[tuple[TensorSpec, ...]] = []
