@@ -101,6 +101,9 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
         raise InputError(f"TGI {'.'.join(map(str, version))} took max_batch_total_tokens as given; "
                          "its automatic KV sizing is modelled from v0.9.4 on.")
     c, shape = est.constants, est.model.shape
+    if shape.state_layers:  # TGI sizes blocks by KV per token; its recurrent state is not modelled
+        raise InputError("--engine tgi does not model a recurrent state (Mamba, hybrid and RWKV "
+                         "layers), only KV blocks; the estimate without --engine holds.")
     rules: list[str] = []
     total = round(device.addressable_bytes * c.visible_memory_fraction)
     context = c.vllm_non_torch_bytes + (c.nccl_buffer_bytes if tp > 1 else 0)
