@@ -229,3 +229,11 @@ def test_zamba2_attention_adapters_with_fewer_kv_heads_are_refused() -> None:
 def test_an_rwkv_state_wider_than_its_hidden_size_is_refused() -> None:
     with pytest.raises(InputError, match="attention_hidden_size"):
         shape_from_config({**SMALL_RWKV, "attention_hidden_size": 256}, "x")
+
+
+@pytest.mark.parametrize("engine", ["sglang", "exllamav2"])
+def test_engines_without_a_state_model_refuse_a_hybrid_in_one_sentence(engine: str) -> None:
+    from vramest.cli import main
+
+    assert main(["--model", "tiiuae/Falcon-H1-7B-Instruct", "--gpu", "h100",
+                 "--engine", engine]) == 2

@@ -88,6 +88,9 @@ def compute(req: registry.StartupRequest) -> ExLlamaV2Startup:
         raise InputError("--engine exllamav2 is estimated on one GPU; its layer split over "
                          "several GPUs (gpu_split) is not modelled.")
     shape, c = est.model.shape, est.constants
+    if shape.state_layers:  # ExLlamaV2 runs attention-only architectures
+        raise InputError("--engine exllamav2 does not run models with recurrent layers (Mamba, "
+                         "hybrid, RWKV): use --engine vllm or llamacpp for this model.")
     mode = str(o.get("cache_mode", "fp16"))
     if mode not in CACHE_MODES:
         raise InputError(f"cache_mode {mode!r} is not an ExLlamaV2 cache; accepted: "

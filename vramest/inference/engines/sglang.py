@@ -141,6 +141,10 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
         raise InputError("--engine sglang needs --gpu: its KV pool is what is left of the GPU's "
                          "memory.")
     c, shape = est.constants, est.model.shape
+    if shape.state_layers:  # SGLang's Mamba/linear-attention state pool is not modelled
+        raise InputError("--engine sglang does not model a recurrent state (Mamba, hybrid and "
+                         "RWKV layers; SGLang keeps them in a pool of its own): use --engine "
+                         "vllm or llamacpp for this model.")
     rules: list[str] = []
     gpu_mib = device.addressable_bytes / MIB  # get_device_memory_capacity: nvidia-smi's total
     version = o.get("version")
