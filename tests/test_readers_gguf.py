@@ -426,3 +426,41 @@ def test_truncated_inside_skipped_arrays(tmp_path: Path, big_vocab_gguf: Path,
     path.write_bytes(full[:cut])
     with pytest.raises(InputError):
         read_gguf(path)
+
+
+def _write_projector(path: Path, *, names: tuple[str, ...] = ("v.blk.0.attn_q.weight",
+                                                             "mm.0.weight")) -> Path:
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_uint32("clip.vision.block_count", 1)
+    for i, name in enumerate(names):
+        writer.add_tensor(name, _random((EMBED, EMBED), i).astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_folder_with_an_mmproj_counts_the_projector_beside_the_model(tmp_path: Path) -> None:
+    """llama-server --mmproj loads the projector on the GPU beside the model: a folder holding
+    both counts both, the projector's tensors as the vision tower."""
+    from vramest.api import estimate
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    write_llama_gguf(alone / "tiny-Q4_K_M.gguf")
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    write_llama_gguf(pair / "tiny-Q4_K_M.gguf")
+    _write_projector(pair / "mmproj-tiny-f16.gguf")
+    projector_bytes = 2 * EMBED * EMBED * 2
+    without = estimate(model=str(alone), profile="none").memory.weights.bytes
+    with_projector = estimate(model=str(pair), profile="none").memory.weights.bytes
+    assert with_projector - without == projector_bytes
+
+
+def test_an_mmproj_with_language_model_tensors_is_refused(tmp_path: Path) -> None:
+    write_llama_gguf(tmp_path / "tiny.gguf")
+    _write_projector(tmp_path / "mmproj-bad.gguf", names=("blk.0.attn_q.weight",))
+    with pytest.raises(InputError, match="holds language-model tensors"):
+        inspect_path(tmp_path)

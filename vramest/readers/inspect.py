@@ -112,7 +112,12 @@ def _inspect(path: Path) -> Inspection:
         )
         ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith("mmproj"))
         if not has_model_files and ggufs:
-            return _inspect_gguf(contained(path, _single_gguf(path, ggufs)))
+            projectors = sorted(path.glob("mmproj*.gguf"))
+            if len(projectors) > 1:
+                raise InputError(f"{path} holds {len(projectors)} mmproj*.gguf projectors; keep "
+                                 "the one llama-server is given (--mmproj) in the folder.")
+            return _inspect_gguf(contained(path, _single_gguf(path, ggufs)),
+                                 contained(path, projectors[0]) if projectors else None)
         folder = read_model_folder(path)
         if folder.tensors is None:
             return _config_only(path, folder.config, folder.quantization_config)
@@ -151,9 +156,18 @@ def _config_only(path: Path, config: dict[str, Any], quantization: dict | None) 
 # --- GGUF -----------------------------------------------------------------------------------
 
 
-def _inspect_gguf(path: Path) -> Inspection:
+def _inspect_gguf(path: Path, projector: Path | None = None) -> Inspection:
+    """A GGUF model; with `projector`, a multimodal projector file (mmproj-*.gguf) beside it,
+    whose vision tower llama-server --mmproj loads on the GPU too: its v.* / mm.* tensors
+    count as the model's vision tower."""
     gguf = read_gguf(path)
     tensors = _with_split_siblings(gguf)
+    if projector is not None:
+        extra = read_gguf(projector).tensors.tensors
+        if any(not t.name.startswith(("v.", "mm.", "a.")) for t in extra):
+            raise InputError(f"{projector} is named like a projector but holds language-model "
+                             "tensors; give the model and its mmproj file in one folder.")
+        tensors = TensorSet(tensors=(*tensors.tensors, *extra), metadata=tensors.metadata)
     config = gguf_to_hf_config(gguf)
     if tensors is not gguf.tensors:
         config["tie_word_embeddings"] = "output.weight" not in tensors.names()
