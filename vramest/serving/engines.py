@@ -33,6 +33,8 @@ class ServingEngine:
     seq_overhead_s: float  # per running sequence per step: scheduler, sampler (fitted)
     gemm_half_width: float  # per-GPU matmul width at which GEMMs reach half their rate (fitted)
     moe_efficiency: float  # share of the dense matmul rate fused MoE kernels reach (fitted)
+    # seconds per layer of a step carrying prompt tokens, run outside the decode CUDA graphs
+    eager_layer_s: float
     source: str
 
 
@@ -45,16 +47,26 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 
 # Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
 # clump scale, per-request seconds, seconds per all-reduce, seconds per sequence per step,
-# half-rate matmul width per GPU).
+# half-rate matmul width per GPU, eager seconds per layer of a step with prompt tokens).
+# The eager cost stays 0 for vLLM: V1 captures mixed prefill/decode batches in piecewise CUDA
+# graphs (its default cudagraph mode). SGLang replays CUDA graphs for DECODE, TARGET_VERIFY and
+# IDLE batches only (python/sglang/srt/model_executor/forward_batch_info.py,
+# ForwardMode.is_cuda_graph; EXTEND and MIXED run eagerly), TensorRT-LLM's PyTorch backend for
+# batches without context requests (tensorrt_llm/_torch/pyexecutor/scheduler.py,
+# ScheduledRequests.can_run_cuda_graph), so their steps with prompt tokens launch every kernel.
+# SGLang's clump scale is used only where it mixes prompts into decode steps
+# (--enable-mixed-chunk); by default a clump stays whole (serving/simulate.py).
 # Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.0028022, 1.0656, 1.4531, 0.66163, 0.010787, 1.3989e-05, 1.0835e-07, 554.51),
-    "sglang": (0.001751, 1.1175, 1.02135, 8.0, 0.0015, 1.2e-05, 2.8e-05, 1.7757),
-    "trtllm": (0.00011815, 1.0, 1.1884, 1.1145, 0.05257, 2.6943e-05, 7.9112e-06, 462.54),
+    "vllm": (0.0028022, 1.0656, 1.4531, 0.66163, 0.010787, 1.3989e-05, 1.0835e-07, 554.51,
+             0.0),
+    "sglang": (0.002054, 1.1725, 1.2767, 2.3742, 0.00031265, 1.2393e-05, 2.7758e-05, 2.3143,
+               0.00020759),
+    "trtllm": (9.543e-05, 1.0, 1.188, 1.115, 0.05257, 2.652e-05, 7.303e-06, 433.6, 0.0001029),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
-    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0),
+    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0),
 }
 
 # Fused-MoE kernels (expert FLOPs only): a scan of 1, 0.5, 0.3, 0.2 against the MoE rows in
@@ -67,10 +79,11 @@ MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
 def _scheduler_costs(name: str) -> dict[str, float]:
     """The fitted constants past the three speed ones, by field name, and the MoE scale."""
-    clump, request, allreduce, seq, half_width = FITTED[name][3:8]
+    clump, request, allreduce, seq, half_width, eager = FITTED[name][3:9]
     return {"clump_scale": clump, "request_overhead_s": request,
             "allreduce_latency_s": allreduce, "seq_overhead_s": seq,
-            "gemm_half_width": half_width, "moe_efficiency": MOE_EFFICIENCY[name]}
+            "gemm_half_width": half_width, "moe_efficiency": MOE_EFFICIENCY[name],
+            "eager_layer_s": eager}
 
 
 SERVING_ENGINES: dict[str, ServingEngine] = {

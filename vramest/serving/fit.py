@@ -3,9 +3,11 @@
     python -m vramest.serving.fit > vramest/serving/serving_fit.txt
     python -m vramest.serving.fit --engines >> vramest/serving/serving_fit.txt
 
-Eight constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
+Nine constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
 seconds per request before its first token, seconds per all-reduce, seconds per sequence per
-step, the per-GPU matmul width at half rate), fitted by coordinate descent on the log errors of
+step, the per-GPU matmul width at half rate, eager seconds per layer of a step with prompt
+tokens; the last stays 0 for vLLM, whose CUDA graphs cover such steps, and the clump scale
+does nothing for SGLang's default policy), fitted by coordinate descent on the log errors of
 TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv. Held-out errors
 leave one measurement campaign (one engine version on one GPU for one model, or one published
 throughput table) out of the fit at a time.
@@ -33,7 +35,16 @@ from vramest.serving.reference import (
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
 STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),
-         (1e-7, 5e-5), (1.0, 2048.0))
+         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3))
+EAGER = 8  # index of the eager per-layer seconds
+GRAPHED_MIXED_STEPS = {"vllm", "llamacpp"}  # no eager cost: fixed at 0, never fitted
+
+
+def _constants(name: str, params: tuple[float, ...]) -> tuple[float, ...]:
+    """`params` with the eager cost an engine's CUDA graphs rule out set to 0."""
+    if name in GRAPHED_MIXED_STEPS:
+        return (*params[:EAGER], 0.0, *params[EAGER + 1:])
+    return params
 
 
 def _loss(preds: list[Prediction]) -> float:
@@ -59,7 +70,8 @@ def _predict_all(rows: list[Row], eng: ServingEngine,
                 compute_efficiency_scale=eng.speed.compute_efficiency_scale),
                 clump_scale=eng.clump_scale, request_overhead_s=eng.request_overhead_s,
                 allreduce_latency_s=eng.allreduce_latency_s, seq_overhead_s=eng.seq_overhead_s,
-                gemm_half_width=eng.gemm_half_width)
+                gemm_half_width=eng.gemm_half_width,
+                eager_layer_s=0.0 if r.engine in GRAPHED_MIXED_STEPS else eng.eager_layer_s)
         try:
             out.append(predict(r, use))
         except InputError:
@@ -69,11 +81,13 @@ def _predict_all(rows: list[Row], eng: ServingEngine,
 
 def fit(rows: list[Row], eng: ServingEngine, start: tuple[float, ...],
         rounds: int = 4, own_policy: bool = False) -> tuple[float, ...]:
-    best = list(start)
+    best = list(_constants(eng.name, start) if not own_policy else start)
     best_loss = _loss(_predict_all(rows, engine_with(eng, *best), own_policy))
     scale = 0.75
     for _ in range(rounds):
         for i, (lo, hi) in enumerate(STEPS):
+            if i == EAGER and eng.name in GRAPHED_MIXED_STEPS and not own_policy:
+                continue
             for factor in (1 - scale, 1 / (1 - scale), 1 - scale / 3, 1 / (1 - scale / 3)):
                 trial = list(best)
                 base = trial[i] if trial[i] > 0 else 0.001
@@ -102,7 +116,8 @@ def leave_one_engine_out(out: TextIO) -> None:
                       for i in range(len(STEPS)))
         params = fit(train, eng, start, rounds=3, own_policy=True)
         out.write(_report(f"  {name} held out (fitted on the others)",
-                          _predict_all(rows_for(name), engine_with(eng, *params))) + "\n")
+                          _predict_all(rows_for(name), engine_with(
+                              eng, *_constants(name, params)))) + "\n")
         out.flush()
 
 

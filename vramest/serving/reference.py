@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vramest.hardware.database import default_hardware
 from vramest.model.resolve import resolve_model
-from vramest.serving.engines import SERVING_ENGINES, ServingEngine
+from vramest.serving.engines import SERVING_ENGINES, ServingEngine, with_options
 from vramest.serving.estimate import capacity, deployment, serve
 
 DATA = Path(__file__).resolve().parents[1] / "validation" / "reference"
@@ -44,13 +44,22 @@ class Row:
     tokens_per_s: float | None
     source: str
     ep: int = 1  # expert parallel groups (AIConfigurator's moe_ep_size)
+    engine_version: str = ""
 
     @property
     def kv_dtype(self) -> str | None:
         """NVIDIA's FP8 checkpoints (ModelOpt, nvidia/*-FP8) carry kv_cache_quant_algo FP8 and
-        engines run them with an FP8 KV cache; otherwise the KV cache keeps the compute
-        precision (the engines' default)."""
-        return "fp8" if self.dtype == "fp8" and self.checkpoint.startswith("nvidia/") else None
+        engines run them with an FP8 KV cache, and so do AIConfigurator's TensorRT-LLM FP8 runs:
+        Llama-3.1-70B on one H200 at 1024 in / 8192 out ran 32 requests at once (TTFT 0.45 s)
+        and queued at 64 (TTFT 80 s). TensorRT-LLM reserves each request's full length
+        (CapacitySchedulerPolicy GUARANTEED_NO_EVICT, its default): 32 × 9216 tokens need 90 GiB
+        of bf16 KV (320 KiB a token), more than the ~60 GiB the GPU has left, and 45 GiB in FP8,
+        which fits while 64 do not. Otherwise the KV cache keeps the compute precision (the
+        engines' default)."""
+        if self.dtype != "fp8":
+            return None
+        nvidia = self.checkpoint.startswith("nvidia/")
+        return "fp8" if nvidia or (self.engine == "trtllm" and _is_aiconfigurator(self)) else None
 
     @property
     def group(self) -> str:
@@ -58,6 +67,43 @@ class Row:
         if "(measured: " in self.source:
             return self.source.split("(measured: ")[1].rstrip(")")
         return f"{self.engine} max throughput {self.model} {self.gpu}"
+
+
+def _is_aiconfigurator(row: Row) -> bool:
+    return "aiconfigurator" in row.source
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """'0.5.6.post2' → (0, 5, 6); unparsable parts end the tuple."""
+    out: list[int] = []
+    for part in text.split(".")[:3]:
+        if not part.isdigit():
+            break
+        out.append(int(part))
+    return tuple(out)
+
+
+# AIConfigurator's config generator deploys an aggregated SGLang worker with
+# --enable-mixed-chunk, --max-prefill-tokens ISL + 1500 and --max-running-requests the batch
+# size (ai-dynamo/aiconfigurator@07a37792333d81714d0071669f8eb9a1bef4b163, 2026-01-19,
+# src/aiconfigurator/generator/rule_plugin/sglang.rule and config/backend_config_mapping.yaml).
+# Its SGLang 0.5.6.post2 and later campaigns behave so (each request's TPOT carries the other
+# requests' prompts; clumps are 0.2–0.4 of the running batch), its 0.5.1.post1 campaign, measured
+# before that generator existed, as SGLang's default (prefill batches run alone, whole clumps).
+GENERATOR_SGLANG_FROM = (0, 5, 6)
+
+
+def deployed(row: Row, eng: ServingEngine) -> ServingEngine:
+    """The engine as it was deployed for a measurement: SGLang campaigns of AIConfigurator run
+    under its generator's flags from GENERATOR_SGLANG_FROM on; every other row under the
+    engine's defaults."""
+    if (eng.name != "sglang" or row.concurrency is None or not _is_aiconfigurator(row)
+            or _version(row.engine_version) < GENERATOR_SGLANG_FROM):
+        return eng
+    # the prompt tokens of a mixed step: up to max-prefill-tokens, within the chunk size
+    budget = min(eng.max_num_batched_tokens, row.input_len + 1500)
+    return replace(with_options(eng, max_num_batched_tokens=budget,
+                                max_num_seqs=row.concurrency), mixed=True)
 
 
 def _read(name: str) -> list[dict[str, str]]:
@@ -95,7 +141,8 @@ def _silicon(name: str) -> tuple[Row, ...]:
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=int(r["concurrency"]),
         ttft_s=float(r["ttft_ms"]) / 1000, tpot_s=float(r["tpot_ms"]) / 1000, tokens_per_s=None,
-        source=r["source"], ep=int(r.get("moe_ep") or 1)) for r in _read(name))
+        source=r["source"], ep=int(r.get("moe_ep") or 1),
+        engine_version=r.get("engine_version") or "") for r in _read(name))
 
 
 @lru_cache(maxsize=1)
@@ -137,7 +184,7 @@ def _model(name: str):
 
 
 def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
-    eng = eng or SERVING_ENGINES[row.engine]
+    eng = deployed(row, eng or SERVING_ENGINES[row.engine])
     info = _model(row.model)
     device = default_hardware().find(row.gpu)
     d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng, ep=row.ep)
@@ -180,12 +227,12 @@ def median_abs(values: list[float]) -> float:
 
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
                 clump: float, request_s: float, allreduce_s: float,
-                seq_s: float, half_width: float) -> ServingEngine:
+                seq_s: float, half_width: float, eager_layer_s: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
                     compute_efficiency_scale=comp)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
                    allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
-                   gemm_half_width=half_width)
+                   gemm_half_width=half_width, eager_layer_s=eager_layer_s)
 
 
 def rows_for(engine: str) -> list[Row]:

@@ -8,13 +8,14 @@ and no more than the KV blocks hold; the others wait.
 Simulating steps one by one costs thousands of step evaluations per estimate. Instead the
 steady state is solved in aggregate. With fixed lengths, requests whose prompts were scheduled
 together finish in the same step and come back together, so they travel as a clump of g
-requests; the measured TTFTs put g at about a fitted scale × √C, and nothing bounds a clump by
-one step's budget: its prompts fill n_p = g·I / budget consecutive steps (vLLM and TensorRT-LLM
-carry the other clumps' decodes in them; SGLang runs them as prefill batches back to back while
-the decodes wait). A request's first token comes with the step that finishes its own prompt, so
-the median one of a clump waits for (n_p + 1) / 2 of those steps. With C running sequences there
-are C / g clumps. One request's cycle is n_p prefill steps and O − 1
-decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower mixed steps. When
+requests; where prompts share steps with decodes the measured TTFTs put g at about a fitted
+scale × √C, and nothing bounds a clump by one step's budget: its prompts fill n_p = g·I / budget
+consecutive steps (vLLM and TensorRT-LLM carry the other clumps' decodes in them). SGLang by
+default runs them as prefill batches back to back while the decodes wait, so no clump ever
+splits and the whole running batch is one. A request's first token comes with the step that
+finishes its own prompt, so the median one of a clump waits for (n_p + 1) / 2 of those steps.
+With C running sequences there are C / g clumps. One request's cycle is n_p prefill steps and
+O − 1 decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower mixed steps. When
 the prefills need more steps than a cycle has, prefill is the bottleneck and requests queue for
 it. Two step times (a pure decode step and a mixed step, each a closed form of its composition)
 thus give every figure, in about a millisecond. A request rate is solved the same way at the
@@ -96,6 +97,11 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     # budget in arrival order; SGLang runs prefill batches back to back while prompts wait)
     gen = max(1, output_len - 1)
     g = max(1.0, min(run, eng.clump_scale * math.sqrt(run)))
+    if not eng.mixed:
+        # prefill first (SGLang's default): a clump's requests get their first tokens batch by
+        # batch but decode only once its last prefill batch is done, so they finish in the same
+        # step and come back together: the clump never splits, the whole running batch is one
+        g = run
     # with scattered output lengths a clump's requests finish over about cv × O steps instead
     # of in one, and come back spread over them; those that come back within one step still
     # share it (about run / O of them)

@@ -56,6 +56,9 @@ class Deployment:
     # matmuls keep tensor parallelism's width penalty: the measured EP prefills
     # (serving_aiconfigurator_silicon_moe.csv, TensorRT-LLM Qwen3-235B) are no faster than TP's
     ep: int = 1
+    # per layer of a step that carries prompt tokens: the engine's CUDA graphs cover decode-only
+    # batches, so such a step runs eagerly and pays its kernel launches (fitted per engine)
+    eager_layer_s: float = 0.0
 
     @property
     def num_gpus(self) -> int:
@@ -137,7 +140,8 @@ def step_seconds(d: Deployment, s: Step) -> float:
         return extras_step_seconds(d, s, d.extras)
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
-    return phase.seconds + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+    eager = d.eager_layer_s * d.shape.num_layers if s.prefill_tokens else 0.0
+    return phase.seconds + eager + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
 
 
 @lru_cache(maxsize=4096)

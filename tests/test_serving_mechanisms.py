@@ -1,0 +1,68 @@
+"""The engine rules behind the serving model's held-out errors: SGLang's prefill-first clumps,
+the deployment AIConfigurator's generator gave its later SGLang campaigns, TensorRT-LLM's FP8 KV
+cache in AIConfigurator's FP8 runs, and the eager cost of steps outside the decode CUDA graphs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramest.serving import serving
+from vramest.serving.engines import SERVING_ENGINES
+from vramest.serving.reference import Row, deployed, predict, rows_for, silicon_rows
+
+
+@settings(max_examples=25, deadline=None)
+@given(concurrency=st.integers(1, 512), lengths=st.tuples(st.integers(64, 8192),
+                                                          st.integers(16, 2048)))
+def test_sglang_prefill_first_keeps_the_running_batch_one_clump(
+        concurrency: int, lengths: tuple[int, int]) -> None:
+    """Decodes wait for every waiting prompt, so requests prefilled together finish together:
+    with fixed lengths the whole running batch travels as one clump. Mixing prompts into
+    decode steps (--enable-mixed-chunk) lets clumps split."""
+    kwargs = dict(model="meta-llama/Llama-3.1-8B", dtype="fp8", gpu="h100", engine="sglang",
+                  input_len=lengths[0], output_len=lengths[1], concurrency=concurrency)
+    state = serving(**kwargs).state
+    assert state.clump == pytest.approx(state.running)
+
+
+def _row(version: str) -> Row:
+    return next(r for r in silicon_rows() if r.engine == "sglang" and r.engine_version == version)
+
+
+def test_generator_flags_apply_to_the_campaigns_it_deployed() -> None:
+    """SGLang 0.5.6.post2 and later AIConfigurator campaigns: --enable-mixed-chunk,
+    --max-prefill-tokens ISL + 1500, --max-running-requests the concurrency; the 0.5.1.post1
+    campaign keeps SGLang's defaults."""
+    eng = SERVING_ENGINES["sglang"]
+    late = _row("0.5.6.post2")
+    d = deployed(late, eng)
+    assert d.mixed and not eng.mixed
+    assert d.max_num_batched_tokens == min(eng.max_num_batched_tokens, late.input_len + 1500)
+    assert d.max_num_seqs == late.concurrency
+    assert deployed(_row("0.5.1.post1"), eng) == eng
+    assert deployed(replace(late, concurrency=None), eng) == eng
+
+
+def test_trtllm_fp8_runs_hold_what_an_fp8_kv_cache_holds() -> None:
+    """Llama-3.1-70B in FP8 on one H200, 1024 in / 8192 out: 32 requests ran at once (TTFT
+    0.45 s), 64 queued (TTFT 80 s). Only an FP8 KV cache holds 32 full-length requests."""
+    rows = {r.concurrency: r for r in rows_for("trtllm")
+            if r.model == "meta-llama/Llama-3.1-70B" and r.gpu == "h200" and r.tp == 1
+            and (r.input_len, r.output_len) == (1024, 8192)}
+    assert rows[32].kv_dtype == "fp8"
+    ran, queued = predict(rows[32]), predict(rows[64])
+    assert ran.ttft_s is not None and queued.ttft_s is not None
+    assert ran.ttft_s < 4 * rows[32].ttft_s  # type: ignore[operator]
+    assert queued.ttft_s > 20.0 and rows[64].ttft_s > 20.0  # type: ignore[operator]
+
+
+def test_eager_cost_only_where_cuda_graphs_miss_prompt_steps() -> None:
+    """vLLM V1 captures mixed steps in piecewise CUDA graphs; SGLang (extend and mixed batches)
+    and TensorRT-LLM (batches with context requests) run them eagerly."""
+    assert SERVING_ENGINES["vllm"].eager_layer_s == 0.0
+    assert SERVING_ENGINES["sglang"].eager_layer_s > 0.0
+    assert SERVING_ENGINES["trtllm"].eager_layer_s > 0.0
