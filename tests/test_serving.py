@@ -223,8 +223,8 @@ def test_reference_rows_keep_their_sources() -> None:
 # vramest/serving/serving_fit.txt for the held-out figures).
 @pytest.mark.parametrize(("engine", "metric", "limit"), [
     ("vllm", "tpot", 0.06), ("vllm", "ttft", 0.13),
-    ("sglang", "tpot", 0.08), ("sglang", "ttft", 0.21),
-    ("trtllm", "tpot", 0.10), ("trtllm", "ttft", 0.29), ("trtllm", "max_throughput", 0.05),
+    ("sglang", "tpot", 0.05), ("sglang", "ttft", 0.14),
+    ("trtllm", "tpot", 0.09), ("trtllm", "ttft", 0.31), ("trtllm", "max_throughput", 0.05),
 ])
 def test_accuracy_on_measured_rows(engine: str, metric: str, limit: float) -> None:
     e = errors(predict(r) for r in rows_for(engine))
@@ -353,10 +353,12 @@ def test_launch_command_asks_for_expert_parallelism(engine: str, flag: str) -> N
 def test_scattered_lengths_break_clumps_and_widen_ttft(dist: str, engine: str,
                                                        lengths: tuple[int, int],
                                                        concurrency: int) -> None:
-    """Requests whose outputs differ in length stop coming back together, so the median TTFT
-    is not above the fixed-length one (unless prefill is the bottleneck or requests wait for a
-    KV slot: then those queues set TTFT, not the clumps); a scattered prompt length widens the
-    TTFT tail."""
+    """Requests whose outputs differ in length stop coming back together, so where prompts
+    share steps with decodes the median TTFT is not above the fixed-length one (unless prefill
+    is the bottleneck or requests wait for a KV slot: then those queues set TTFT, not the
+    clumps). SGLang's prefill-first batch is one clump at fixed lengths, so an arrival never
+    waits for another clump's prompts there; scattering can cost it that. A scattered prompt
+    length widens the TTFT tail."""
     kwargs = dict(model="meta-llama/Llama-3.1-8B", dtype="fp8", gpu="h100", engine=engine,
                   input_len=lengths[0], output_len=lengths[1], concurrency=concurrency)
     fixed = serving(**kwargs)
@@ -364,7 +366,7 @@ def test_scattered_lengths_break_clumps_and_widen_ttft(dist: str, engine: str,
     spread_in = serving(input_len_dist=dist, **kwargs)
     queued = fixed.state.prefill_bound or spread_out.state.prefill_bound or \
         fixed.state.running < concurrency
-    if not queued:
+    if not queued and engine != "sglang":
         assert spread_out.state.ttft.median <= fixed.state.ttft.median * (1 + 1e-6)
     assert spread_in.state.ttft.p99 >= fixed.state.ttft.p99 * (1 - 1e-9)
     assert spread_out.to_json()["output_len_dist"] == dist

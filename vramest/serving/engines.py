@@ -59,11 +59,10 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # Written by `python -m vramest.serving.fit`; see vramest/serving/serving_fit.txt for the
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
-    "vllm": (0.0028022, 1.0656, 1.4531, 0.66163, 0.010787, 1.3989e-05, 1.0835e-07, 554.51,
-             0.0),
-    "sglang": (0.002054, 1.1725, 1.2767, 2.3742, 0.00031265, 1.2393e-05, 2.7758e-05, 2.3143,
-               0.00020759),
-    "trtllm": (9.543e-05, 1.0, 1.188, 1.115, 0.05257, 2.652e-05, 7.303e-06, 433.6, 0.0001029),
+    "vllm": (0.00278, 1.083, 1.453, 0.6616, 0.01062, 1.34e-05, 1.228e-07, 554.5, 0.0),
+    "sglang": (0.002054, 1.173, 1.277, 2.451, 1.949e-05, 1.239e-05, 2.776e-05, 10.38,
+               0.0002076),
+    "trtllm": (0.0001536, 1.0, 1.188, 1.268, 0.05087, 2.694e-05, 8.146e-06, 327.8, 1.225e-05),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0),

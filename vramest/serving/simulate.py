@@ -125,7 +125,9 @@ def steady_state(d: Deployment, eng: ServingEngine, *, input_len: int, output_le
     # where streaming the KV cache bounds a step, the g fewer decodes of a mixed step could
     # make it shorter; those g decode in the other steps, so a mixed step costs at least one
     mixed = max(mixed, decode)
-    others = (clumps - 1) * n_p  # mixed steps among one request's decode steps
+    # mixed steps among one request's decode steps: the other clumps' prompts and, where
+    # decodes run beside prompts, the prompts of its own clump scheduled after its own
+    others = (clumps - 1) * n_p + ((n_p - 1) / 2 if eng.mixed else 0.0)
     prefill_bound = clumps * n_p > n_p + gen
     share = min(1.0, others / gen)
     # the step in progress when a request arrives: its mean residual E[t²] / (2 E[t])
