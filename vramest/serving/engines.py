@@ -72,7 +72,8 @@ FITTED: dict[str, tuple[float, ...]] = {
 # vramest/validation/reference/serving_aiconfigurator_silicon_moe.csv (Qwen3-235B-A22B,
 # DeepSeek-V3/R1, gpt-oss-120b on H100/H200; median |TPOT error| / |TTFT error| at the value
 # kept, with the clump model of 2026-12: vLLM 14% / 14%, SGLang 33% / 50%, TensorRT-LLM 19% / 42%;
-# the scan was not redone after it). Expert parallelism and
+# after SGLang's whole clumps, the eager cost and the refit: 13% / 14%, 31% / 37%, 20% / 42%;
+# the scan was not redone). Expert parallelism and
 # attention data parallelism are not modelled, so rows using them are not in that file.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
