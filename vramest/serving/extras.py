@@ -17,7 +17,14 @@ from vramest.inference.lora import step_cost
 from vramest.inference.serving_extras import ServingExtras, proposer
 from vramest.inference.throughput import time_phase
 from vramest.model.precisions import weight_format
-from vramest.serving.step import Deployment, Step, _precision, step_seconds, step_work
+from vramest.serving.step import (
+    Deployment,
+    Step,
+    _precision,
+    eager_seconds,
+    step_seconds,
+    step_work,
+)
 
 
 def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
@@ -51,5 +58,6 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
             prefill_context=0))
         emitted = spec.tokens_per_step if not s.prefill_tokens else 1.0
     phase = time_phase(work, d.device, _precision(d.fmt, d.device), d.constants, d.engine)
-    seconds = phase.seconds + d.seq_overhead_s * (s.decodes + s.prefill_seqs) + draft_s
+    seconds = phase.seconds + eager_seconds(d, s) + d.seq_overhead_s * (
+        s.decodes + s.prefill_seqs) + draft_s
     return seconds / emitted

@@ -15,7 +15,8 @@ default runs them as prefill batches back to back while the decodes wait, so no 
 splits and the whole running batch is one. A request's first token comes with the step that
 finishes its own prompt, so the median one of a clump waits for (n_p + 1) / 2 of those steps.
 With C running sequences there are C / g clumps. One request's cycle is n_p prefill steps and
-O − 1 decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower mixed steps. When
+O − 1 decode steps, of which the other clumps' prefills make (C/g − 1)·n_p slower mixed steps
+(and, where decodes run beside prompts, the (n_p − 1) / 2 of its own clump after its own). When
 the prefills need more steps than a cycle has, prefill is the bottleneck and requests queue for
 it. Two step times (a pure decode step and a mixed step, each a closed form of its composition)
 thus give every figure, in about a millisecond. A request rate is solved the same way at the

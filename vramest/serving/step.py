@@ -140,8 +140,12 @@ def step_seconds(d: Deployment, s: Step) -> float:
         return extras_step_seconds(d, s, d.extras)
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
-    eager = d.eager_layer_s * d.shape.num_layers if s.prefill_tokens else 0.0
-    return phase.seconds + eager + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+    return phase.seconds + eager_seconds(d, s) + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+
+
+def eager_seconds(d: Deployment, s: Step) -> float:
+    """Kernel launches of a step with prompt tokens where the engine's graphs miss it."""
+    return d.eager_layer_s * d.shape.num_layers if s.prefill_tokens else 0.0
 
 
 @lru_cache(maxsize=4096)
