@@ -18,7 +18,11 @@ from functools import lru_cache
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
-from vramest.inference.memory import kv_elements_per_token, weight_bytes_by_group
+from vramest.inference.memory import (
+    kv_elements_per_token,
+    kv_layout_bytes,
+    weight_bytes_by_group,
+)
 from vramest.inference.serving_extras import ServingExtras
 from vramest.inference.throughput import (
     PhaseWork,
@@ -78,7 +82,10 @@ class Step:
 
 @lru_cache(maxsize=4096)
 def _kv_bytes(shape: ModelShape, bytes_per_element: float, tokens: int) -> float:
-    return kv_elements_per_token(shape, tokens) * bytes_per_element
+    """One sequence's KV at `tokens`, as memory.kv_part counts it (DeepSeek-V3.2's indexer
+    keys and the sparse FP8 latent layout included)."""
+    return (kv_elements_per_token(shape, tokens) * bytes_per_element
+            + kv_layout_bytes(shape, tokens, bytes_per_element))
 
 
 @lru_cache(maxsize=8192)
