@@ -424,8 +424,10 @@ def test_a_decode_pool_never_waits_for_prompts(engine: str, batch: int,
                                 decode_batch=batch)
     together = steady_state(d, eng, input_len=ilen, output_len=olen, concurrency=batch,
                             capacity=10**6)
-    # (2%: the mixed replica decodes slightly fewer sequences while some prefill)
-    assert split.decode_step_s <= together.tpot.median * 1.02
+    # (2%: the mixed replica decodes slightly fewer sequences while some prefill; SGLang 4%:
+    # its whole clump decodes in lockstep, prompts first, and the model times that clump's
+    # steps up to 4% below the pool's step at the same mean context)
+    assert split.decode_step_s <= together.tpot.median * (1.04 if engine == "sglang" else 1.02)
     prefill_rate = eng.max_num_batched_tokens / ilen / split.mixed_step_s
     assert split.output_tokens_per_s / olen <= MAX_PREFILL_UTILIZATION * prefill_rate * 1.000001
 
