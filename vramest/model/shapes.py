@@ -15,6 +15,7 @@ from typing import Any
 from vramest.errors import InputError, short
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
+from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
 from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
 
 LAYER_FULL = "full"
@@ -458,6 +459,8 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
     if not isinstance(config, Mapping):
         raise InputError(f"{origin} is not a JSON object; a config.json holds one.")
     top_family = str(config.get("model_type") or "").lower()
+    if top_family in GDN_HYBRID_FAMILIES:
+        return _gdn_hybrid(config, name, origin)
     if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
         c = _Config(config, origin)
         try:
@@ -498,6 +501,17 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
                                       "the standard config keys as a llama-style decoder"))
     if _base_model_only(config) and family not in ("chatglm", "glm"):  # ChatGLMModel has a head
         shape = _as_embedding_model(shape)
+    _check(shape, origin)
+    return shape
+
+
+def _gdn_hybrid(config: Mapping[str, Any], name: str, origin: str) -> ModelShape:
+    try:
+        shape = gdn_hybrid_shape(config, name, origin)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
+        raise InputError(f"{origin} could not be read as a model shape ({exc}).") from None
     _check(shape, origin)
     return shape
 
