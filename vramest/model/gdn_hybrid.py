@@ -48,11 +48,12 @@ def gdn_hybrid_shape(config: Mapping[str, Any], name: str, origin: str) -> Model
     if tower:
         notes.append(f"vision tower ({tower:,} parameters) counted tensor by tensor, 16 bit")
     ssm_dtype = str(text.get("mamba_ssm_dtype") or "")
-    # the tower as an "extra" tensor (kept in 16 bit, as extra_params are): a shape with
-    # explicit layers lists all of its tensors itself
+    # A shape with explicit layers lists every tensor itself, so the tower is one "extra"
+    # tensor there (16 bit, as extra_params are); extra_params still says the model has a
+    # tower (the engines budget their image encoders by it) and is not counted twice.
     extra = (TensorSpec("extra", None, 1, tower),) if tower else ()
     return replace(shape, family=family.removesuffix("_text") or "qwen3_5",
-                   explicit_global=(*shape.explicit_global, *extra),
+                   explicit_global=(*shape.explicit_global, *extra), extra_params=tower,
                    ssm_state_bytes=_FP32.get(ssm_dtype), notes=tuple(notes))
 
 
