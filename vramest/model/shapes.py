@@ -7,7 +7,7 @@ metadata (converted to config keys), so the shape of a model is computed one way
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
@@ -16,6 +16,7 @@ from vramest.errors import InputError, short
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
 from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
+from vramest.model.hybrid_moe import has_moe_layers, nemotron_moe_shape
 from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
 
 LAYER_FULL = "full"
@@ -460,7 +461,9 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
         raise InputError(f"{origin} is not a JSON object; a config.json holds one.")
     top_family = str(config.get("model_type") or "").lower()
     if top_family in GDN_HYBRID_FAMILIES:
-        return _gdn_hybrid(config, name, origin)
+        return _built(gdn_hybrid_shape, config, name, origin)
+    if has_moe_layers(config):
+        return _built(nemotron_moe_shape, config, name, origin)
     if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
         c = _Config(config, origin)
         try:
@@ -505,9 +508,11 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
     return shape
 
 
-def _gdn_hybrid(config: Mapping[str, Any], name: str, origin: str) -> ModelShape:
+def _built(builder: Callable[[Mapping[str, Any], str, str], ModelShape],
+           config: Mapping[str, Any], name: str, origin: str) -> ModelShape:
+    """A shape from a module of its own (gdn_hybrid, hybrid_moe), checked like the others."""
     try:
-        shape = gdn_hybrid_shape(config, name, origin)
+        shape = builder(config, name, origin)
     except InputError:
         raise
     except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
