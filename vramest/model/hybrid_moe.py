@@ -16,10 +16,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from vramest.errors import InputError
+
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec
 
 MOE_LAYER = "E"  # hybrid_override_pattern's character for a MoE layer
+_MOE_KEYS = ("n_routed_experts", "moe_intermediate_size", "num_experts_per_tok")
 
 
 def has_moe_layers(config: Mapping[str, Any]) -> bool:
@@ -33,6 +36,11 @@ def nemotron_moe_shape(config: Mapping[str, Any], name: str, origin: str) -> Mod
     from vramest.model.shapes import _Config
 
     pattern = str(config["hybrid_override_pattern"])
+    missing = [k for k in _MOE_KEYS if not isinstance(config.get(k), int)]
+    if missing:
+        raise InputError(f"{origin}: hybrid_override_pattern's E (mixture-of-experts) layers "
+                         f"need {', '.join(missing)} in the config; a Nemotron-H config without "
+                         "E layers needs none of them.")
     # Nemotron-H with the MoE layers read as MLP layers, whose blocks are then replaced
     dense = dict(config, hybrid_override_pattern=pattern.replace(MOE_LAYER, "-"))
     shape = recurrent_shape(_Config(dense, origin), "nemotron_h", name)

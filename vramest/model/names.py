@@ -81,6 +81,27 @@ _NOT_COUNTED = (
      "no copy of its config.json could be checked for its context length; it has Mistral "
      "Small 3.1's 40-layer text model, so --model mistralai/Devstral-Small-2505 with --ctx "
      "40960 (the length Mistral recommends) estimates it"),
+    # Gemma 4 (transformers Gemma4TextConfig; google/gemma-4-26B-A4B and nvidia/Gemma-4-31B-IT-NVFP4
+    # configs in ai-dynamo/aiconfigurator@0b077da5 aic-core/.../model_configs): global layers of
+    # global_head_dim 512 with num_global_key_value_heads 2 or 4 and attention_k_eq_v, beside
+    # sliding layers of head_dim 256 with 8 or 16 KV heads; E2B/E4B add per-layer inputs
+    (re.compile(r"gemma-?4"),
+     "its global-attention layers keep 512-wide keys for fewer KV heads (the keys reused as "
+     "values) while its sliding-window layers keep 256-wide keys and values for more heads, and "
+     "its E2B/E4B models add per-layer embeddings; vramest's KV cache has one head width per "
+     "model and no per-layer embeddings, so an estimate would be a guess"),
+    # DeepSeek-V4 (deepseek-ai/DeepSeek-V4-Flash and -Pro configs, same aiconfigurator commit):
+    # compress_ratios 0/4/128 per layer beside sliding_window 128, hc_mult 4, num_hash_layers
+    (re.compile(r"deepseek-v4"),
+     "its attention keeps a KV cache compressed by a different ratio per layer (4x or 128x, "
+     "beside a 128-token window) and its layers are joined by 4-way hyper-connections, neither "
+     "of which vramest models, so an estimate would be a guess"),
+    # Kimi K2.5 / K2.6 (moonshotai/Kimi-K2.5, nvidia/Kimi-K2.6-NVFP4 configs, same commit):
+    # model_type kimi_k25, Kimi K2's text model with a MoonViT tower, INT4 experts
+    (re.compile(r"kimi-k2-[56]"),
+     "its MoonViT vision tower is not counted by vramest and its experts ship as INT4 "
+     "compressed-tensors (group 32), so an estimate would be a guess; its text model is Kimi "
+     "K2's, so --model moonshotai/Kimi-K2-Instruct gives the text model in its FP8 release"),
     (re.compile(r"gemma-?3n"),
      "its later layers reuse earlier layers' KV cache, its per-layer embeddings (about 2B "
      "parameters) are meant to stay off the GPU and its MatFormer blocks nest sub-models, none "

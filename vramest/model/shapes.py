@@ -423,6 +423,14 @@ _NOT_MODELLED = {
     "lfm2": "the state of its short-convolution layers",
     "nomic_bert": "its fused SwiGLU encoder blocks",
     "modernbert": "its alternating local/global encoder blocks",
+    # transformers Gemma4TextConfig: global_head_dim, num_global_key_value_heads,
+    # attention_k_eq_v, hidden_size_per_layer_input, num_kv_shared_layers
+    "gemma4": "its global layers' wider keys shared as values beside its sliding layers' "
+              "heads, per-layer embeddings and KV shared across layers",
+    "gemma4_text": "its global layers' wider keys shared as values beside its sliding layers' "
+                   "heads, per-layer embeddings and KV shared across layers",
+    # transformers DeepseekV4Config: compress_ratios, hc_mult
+    "deepseek_v4": "its per-layer compressed KV cache (compress_ratios) and hyper-connections",
 }
 
 
