@@ -32,6 +32,12 @@ ADDED: dict[str, str | None] = {
     "MiniMaxAI/MiniMax-M2.7": None,
     "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": None,
     "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16": None,
+    "Qwen/Qwen3-VL-2B-Instruct": "Qwen3VLForConditionalGeneration",
+    "Qwen/Qwen3-VL-4B-Instruct": "Qwen3VLForConditionalGeneration",
+    "Qwen/Qwen3-VL-8B-Instruct": "Qwen3VLForConditionalGeneration",
+    "Qwen/Qwen3-VL-32B-Instruct": "Qwen3VLForConditionalGeneration",
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": "Qwen3VLMoeForConditionalGeneration",
+    "Qwen/Qwen3-VL-235B-A22B-Instruct": "Qwen3VLMoeForConditionalGeneration",
 }
 
 
@@ -50,8 +56,8 @@ def _meta_count(config: dict[str, Any], architecture: str | None) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(ADDED))
 def test_the_count_is_what_transformers_builds_on_the_meta_device(model: str) -> None:
-    """Vision tower included: Qwen3.5's ViT is counted tensor by tensor, not borrowed from a
-    published total."""
+    """Vision tower included: Qwen3.5's and Qwen3-VL's ViTs (deepstack mergers too) are counted
+    tensor by tensor, not borrowed from a published total."""
     entry = CATALOG.find(model)
     assert entry.shape().param_count() == _meta_count(entry.config, ADDED[model])
 
@@ -169,6 +175,10 @@ NAMES = [
      "fp8"),
     ("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8",
      "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16", "fp8"),
+    ("Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", None),
+    ("Qwen/Qwen3-VL-8B-Instruct-FP8", "Qwen/Qwen3-VL-8B-Instruct", "fp8"),
+    ("Qwen/Qwen3-VL-235B-A22B-Instruct-FP8", "Qwen/Qwen3-VL-235B-A22B-Instruct", "fp8"),
+    ("Qwen/Qwen3-VL-30B-A3B-Instruct-AWQ", "Qwen/Qwen3-VL-30B-A3B-Instruct", "awq-int4"),
 ]
 
 # Ollama tags seen in threads (Q4_K_M unless the tag names a format):
@@ -185,6 +195,12 @@ OLLAMA = [
     ("qwen3.6:27b", "Qwen/Qwen3.6-27B", "q4_k_m"),
     ("qwen3.6:35b-a3b-q8_0", "Qwen/Qwen3.6-35B-A3B", "q8_0"),
     ("nemotron-3-nano:30b", "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "q4_k_m"),
+    # https://github.com/ollama/ollama/issues/12846, /14141, /12865;
+    # https://github.com/continuedev/continue/issues/9668
+    ("qwen3-vl:30b", "Qwen/Qwen3-VL-30B-A3B-Instruct", "q4_k_m"),
+    ("qwen3-vl:30b-a3b-instruct", "Qwen/Qwen3-VL-30B-A3B-Instruct", "q4_k_m"),
+    ("qwen3-vl:32b-instruct", "Qwen/Qwen3-VL-32B-Instruct", "q4_k_m"),
+    ("qwen3-vl:2b", "Qwen/Qwen3-VL-2B-Instruct", "q4_k_m"),
 ]
 
 
@@ -236,3 +252,29 @@ def test_their_configs_are_refused_too(model_type: str, said: str, tmp_path: Any
     code = main(["--model", str(path), "--gpu", "4090"])
     err = capsys.readouterr().err
     assert code == 2 and said in err and len(err.strip().splitlines()) == 1
+
+
+def test_nemotron_h_e_layers_without_their_expert_keys_are_named(
+        capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "nemotron_h", "hybrid_override_pattern": "M*E",
+                                "hidden_size": 64, "num_hidden_layers": 3,
+                                "num_attention_heads": 4, "num_key_value_heads": 2,
+                                "mamba_num_heads": 4, "mamba_head_dim": 32,
+                                "ssm_state_size": 16, "intermediate_size": 128,
+                                "vocab_size": 100}))
+    code = main(["--model", str(path), "--gpu", "4090"])
+    err = capsys.readouterr().err
+    assert code == 2 and "n_routed_experts" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_qwen3_vl_picture_costs_its_processor_tokens() -> None:
+    """Qwen3-VL's tower is counted, so an image adds its tokens to the context it is sent in."""
+    from vramest.model.vision import parse_images
+
+    plain = vramest.estimate(model="Qwen/Qwen3-VL-8B-Instruct", ctx=4096)
+    shown = vramest.estimate(model="Qwen/Qwen3-VL-8B-Instruct", ctx=4096,
+                             images=parse_images(1, "1024x1024"))
+    assert shown.memory.kv_cache.bytes > plain.memory.kv_cache.bytes

@@ -5,10 +5,8 @@ in_proj_qkvz and in_proj_ba into in_proj_qkv, in_proj_z, in_proj_b and in_proj_a
 elements), with a dense gated MLP in every layer (qwen3_5) or a routed MoE with a gated shared
 expert (qwen3_5_moe), so its tensors and recurrent state are counted by
 `recurrent.recurrent_shape(..., "qwen3_next", ...)`. Each release also holds a ViT
-(Qwen3_5VisionModel), counted here tensor by tensor from transformers' modeling_qwen3_5.py:
-Conv3d patch embedding, learned position table, `depth` blocks (two LayerNorms, fused qkv,
-proj, fc1/fc2, all with biases) and a patch merger (LayerNorm, fc1 over merge² patches, fc2 to
-the text width).
+(Qwen3_5VisionModel: Qwen3-VL's without deepstack mergers), counted tensor by tensor in
+`qwen_vit.vision_params`.
 
 The recurrent state is kept in fp32: the configs set `mamba_ssm_dtype: float32`, which vLLM's
 qwen3_5.py reads for its state caches (quoted in https://github.com/baidu/vLLM-Kunlun/pull/336).
@@ -20,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from vramest.errors import InputError
-
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
@@ -30,6 +26,7 @@ _FP32 = {"float32": 4.0, "fp32": 4.0}
 
 
 def gdn_hybrid_shape(config: Mapping[str, Any], name: str, origin: str) -> ModelShape:
+    from vramest.model.qwen_vit import vision_params
     from vramest.model.recurrent import recurrent_shape
     from vramest.model.shapes import TensorSpec, _Config
 
@@ -55,27 +52,3 @@ def gdn_hybrid_shape(config: Mapping[str, Any], name: str, origin: str) -> Model
     return replace(shape, family=family.removesuffix("_text") or "qwen3_5",
                    explicit_global=(*shape.explicit_global, *extra), extra_params=tower,
                    ssm_state_bytes=_FP32.get(ssm_dtype), notes=tuple(notes))
-
-
-def vision_params(vision: Mapping[str, Any], text_hidden: int) -> int:
-    """Parameters of Qwen3_5VisionModel (biases included)."""
-    try:
-        h = int(vision["hidden_size"])
-        ffn = int(vision["intermediate_size"])
-        depth = int(vision["depth"])
-        patch = int(vision.get("patch_size", 16))
-        temporal = int(vision.get("temporal_patch_size", 2))
-        channels = int(vision.get("in_channels", 3))
-        positions = int(vision.get("num_position_embeddings", 2304))
-        merge = int(vision.get("spatial_merge_size", 2))
-        out = int(vision.get("out_hidden_size", text_hidden))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"the vision_config could not be read ({exc}).") from None
-    if vision.get("deepstack_visual_indexes"):
-        raise InputError("a vision_config with deepstack mergers is not a Qwen3.5 tower; "
-                         "vramest counts Qwen3.5's, whose deepstack_visual_indexes is empty.")
-    patch_embed = h * channels * temporal * patch * patch + h
-    block = 4 * h + (3 * h * h + 3 * h) + (h * h + h) + (ffn * h + ffn) + (h * ffn + h)
-    merged = h * merge * merge
-    merger = 2 * h + (merged * merged + merged) + (out * merged + out)
-    return patch_embed + positions * h + depth * block + merger

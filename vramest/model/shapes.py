@@ -17,6 +17,7 @@ from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
 from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
 from vramest.model.hybrid_moe import has_moe_layers, nemotron_moe_shape
+from vramest.model.qwen_vit import QWEN3_VL_FAMILIES, qwen3_vl_shape
 from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
 
 LAYER_FULL = "full"
@@ -472,6 +473,8 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
         return _built(gdn_hybrid_shape, config, name, origin)
     if has_moe_layers(config):
         return _built(nemotron_moe_shape, config, name, origin)
+    if top_family in QWEN3_VL_FAMILIES:
+        return _built(qwen3_vl_shape, config, name, origin)
     if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
         c = _Config(config, origin)
         try:

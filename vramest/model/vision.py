@@ -172,8 +172,8 @@ def vision_tower_params(config: Mapping[str, Any], text_hidden: int) -> int | No
         return None
     family = str(config.get("model_type", "")).lower()
     kind = str(vision.get("model_type", "")).lower()
-    if family in ("qwen3_5", "qwen3_5_moe"):  # Qwen3.5 / 3.6: counted in gdn_hybrid
-        from vramest.model.gdn_hybrid import vision_params
+    if family in ("qwen3_5", "qwen3_5_moe", "qwen3_vl", "qwen3_vl_moe"):
+        from vramest.model.qwen_vit import vision_params
 
         return vision_params(vision, text_hidden)
     try:
