@@ -32,6 +32,7 @@ ADDED: dict[str, str | None] = {
     "MiniMaxAI/MiniMax-M2.7": None,
     "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": None,
     "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16": None,
+    "zai-org/GLM-4.7-Flash": None,
     "Qwen/Qwen3-VL-2B-Instruct": "Qwen3VLForConditionalGeneration",
     "Qwen/Qwen3-VL-4B-Instruct": "Qwen3VLForConditionalGeneration",
     "Qwen/Qwen3-VL-8B-Instruct": "Qwen3VLForConditionalGeneration",
@@ -148,6 +149,13 @@ def test_qwen35_keeps_its_deltanet_state_in_fp32_and_kv_only_in_attention_layers
     assert shape.ssm_state == 48 * 128 * 128 and shape.conv_state == 3 * (2 * 16 * 128 + 48 * 128)
 
 
+def test_glm47_flash_caches_the_mla_latent() -> None:
+    """47 layers x (512 + 64) values per token: 54,144 bytes in bf16."""
+    shape = CATALOG.find("zai-org/GLM-4.7-Flash").shape()
+    est = vramest.estimate(model="zai-org/GLM-4.7-Flash", ctx=8192, kv_dtype="bf16")
+    assert shape.kv_lora_rank == 512 and est.memory.kv_cache.bytes == 8192 * 47 * 576 * 2
+
+
 def test_glm5_keeps_the_mla_latent_and_the_indexer_key() -> None:
     shape = CATALOG.find("zai-org/GLM-5").shape()
     assert shape.kv_lora_rank == 512 and shape.qk_rope_head_dim == 64
@@ -168,6 +176,9 @@ NAMES = [
     ("unsloth/Qwen3.6-27B-GGUF", "Qwen/Qwen3.6-27B", None),
     ("nvidia/Qwen3.6-35B-A3B-NVFP4", "Qwen/Qwen3.6-35B-A3B", "nvfp4"),
     ("zai-org/GLM-5-FP8", "zai-org/GLM-5", "fp8"),
+    ("zai-org/GLM-4.7-Flash", "zai-org/GLM-4.7-Flash", None),
+    # unsloth's GGUFs of it (https://github.com/ollama/ollama/issues/15855)
+    ("unsloth/GLM-4.7-Flash-GGUF", "zai-org/GLM-4.7-Flash", None),
     ("zai-org/GLM-5.1-FP8", "zai-org/GLM-5.1", "fp8"),
     ("MiniMaxAI/MiniMax-M2.5", "MiniMaxAI/MiniMax-M2.5", None),
     ("nvidia/MiniMax-M2.5-NVFP4", "MiniMaxAI/MiniMax-M2.5", "nvfp4"),

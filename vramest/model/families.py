@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
 FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",
-            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa")
+            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa", "glm4_moe_lite")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -43,6 +43,8 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
         return with_indexer(shape, config)
     if family == "minimax_m2":
         return _minimax_m2(shape)
+    # glm4_moe_lite (GLM-4.7-Flash, transformers modeling_glm4_moe_lite.py): DeepSeek-V3's MLA
+    # and MoE tensors under their config keys, which the standard parse reads as they are
     if family == "gpt_oss":
         return _gpt_oss(shape)
     return shape
