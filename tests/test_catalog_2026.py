@@ -12,6 +12,7 @@ import pytest
 
 import vramest
 from vramest.cli import main
+from vramest.errors import InputError
 from vramest.model.catalog import default_catalog
 from vramest.model.names import catalog_match
 
@@ -213,6 +214,33 @@ OLLAMA = [
     ("qwen3-vl:32b-instruct", "Qwen/Qwen3-VL-32B-Instruct", "q4_k_m"),
     ("qwen3-vl:2b", "Qwen/Qwen3-VL-2B-Instruct", "q4_k_m"),
 ]
+
+
+# `user/repo:QUANT` as llama.cpp's -hf flag and Ollama's hf.co/ pull take it
+REPO_FILES = [
+    ("unsloth/Qwen3.5-35B-A3B-GGUF:Q4_K_M", "Qwen/Qwen3.5-35B-A3B", "q4_k_m"),
+    ("hf.co/unsloth/Qwen3.5-35B-A3B-GGUF:Q4_K_M", "Qwen/Qwen3.5-35B-A3B", "q4_k_m"),
+    ("unsloth/Qwen3.6-27B-GGUF:IQ4_XS", "Qwen/Qwen3.6-27B", "iq4_xs"),
+    ("unsloth/Qwen3.5-35B-A3B-GGUF:BF16", "Qwen/Qwen3.5-35B-A3B", "gguf-bf16"),
+    ("unsloth/GLM-4.7-Flash-GGUF:Q8_0", "zai-org/GLM-4.7-Flash", "q8_0"),
+    ("ggml-org/gpt-oss-20b-GGUF:MXFP4", "openai/gpt-oss-20b", "mxfp4_moe"),
+]
+
+
+@pytest.mark.parametrize(("name", "entry", "precision"), REPO_FILES,
+                         ids=[n for n, _, _ in REPO_FILES])
+def test_a_gguf_repository_and_its_file_type_is_that_release(name: str, entry: str,
+                                                             precision: str) -> None:
+    match = catalog_match(name)
+    assert match is not None and (match.entry.id, match.precision) == (entry, precision)
+
+
+def test_unsloths_own_mixes_are_no_file_type_and_get_a_suggestion() -> None:
+    """UD-Q4_K_XL is unsloth's per-tensor mix, not a llama.cpp file type: no match, and the
+    miss names the model of that family and size."""
+    assert catalog_match("unsloth/Qwen3.5-35B-A3B-GGUF:UD-Q4_K_XL") is None
+    with pytest.raises(InputError, match=r"closest catalog model .* is Qwen/Qwen3\.5-35B-A3B "):
+        CATALOG.find("unsloth/Qwen3.5-35B-A3B-GGUF:UD-Q4_K_XL")
 
 
 @pytest.mark.parametrize(("name", "entry", "precision"), NAMES, ids=[n for n, _, _ in NAMES])

@@ -108,6 +108,12 @@ _NOT_COUNTED = (
      "of which vramest models, so an estimate would be a guess"),
 )
 _OLLAMA_TAG = re.compile(r"([a-z0-9][a-z0-9._-]*):([a-z0-9][a-z0-9._-]*)")
+# `user/repo:QUANT`, as llama.cpp's -hf flag takes a GGUF repository and a quantization
+# (`llama-server -hf unsloth/Qwen3.5-35B-A3B-GGUF:Q4_K_M`, llama.cpp README) and Ollama pulls
+# one (`ollama run hf.co/unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M`,
+# https://github.com/ollama/ollama/issues/11511); unsloth's own mixes (UD-Q4_K_XL) are no
+# llama.cpp file type and stay unmatched
+_HF_REPO_TAG = re.compile(r"(?:hf\.co/)?([\w.-]+/[\w.-]+):([A-Za-z0-9_]+)")
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,9 @@ def catalog_match(name: str) -> NameMatch | None:
         return match and NameMatch(match.entry, match.precision, (
             f"{name} is {renamed} (the organisation was renamed)"
             + (f"; {match.reason}" if match.reason else "")))
+    repo_tag = _HF_REPO_TAG.fullmatch(name.strip())
+    if repo_tag is not None:  # a GGUF repository and one of its files' quantizations
+        return _repo_file(name.strip(), *repo_tag.groups())
     bare = name.strip().lower()
     if bare in _OLLAMA_DEFAULT_SIZE:
         name = f"{bare}:{_OLLAMA_DEFAULT_SIZE[bare]}"
@@ -293,3 +302,18 @@ def catalog_match(name: str) -> NameMatch | None:
     if precision is None and gguf:
         what += "; a GGUF repository holds several quantizations: --dtype names yours"
     return NameMatch(found, precision, what)
+
+
+def _repo_file(name: str, repo: str, quant: str) -> NameMatch | None:
+    """`user/repo:QUANT`: the release the repository holds, in the file type named."""
+    full = _OLLAMA_PRECISIONS.get(quant.lower())  # BF16, F16, F32 files
+    match = catalog_match(repo if full else f"{repo}-{quant}")
+    if match is None:
+        return None
+    precision = full or match.precision
+    own = match.entry.config.get("quantization_config", {}).get("quant_method", "") \
+        if _quantized(match.entry) else ""
+    if own and quant.lower() == own:  # gpt-oss's own MXFP4 file is llama.cpp's MXFP4_MOE
+        precision = (catalog_match(repo) or match).precision
+    return NameMatch(match.entry, precision, f"{name} is the {quant} file of {repo}, a "
+                     f"release of {match.entry.id} stored as {precision}")
