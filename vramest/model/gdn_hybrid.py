@@ -9,7 +9,9 @@ expert (qwen3_5_moe), so its tensors and recurrent state are counted by
 `qwen_vit.vision_params`.
 
 The recurrent state is kept in fp32: the configs set `mamba_ssm_dtype: float32`, which vLLM's
-qwen3_5.py reads for its state caches (quoted in https://github.com/baidu/vLLM-Kunlun/pull/336).
+qwen3_5.py reads for its state caches, conv and temporal alike (quoted in
+https://github.com/baidu/vLLM-Kunlun/pull/336). `ssm_state_bytes` carries it; the vLLM engine
+rules (inference/engines/vllm_hybrid.py) apply it to nemotron_h only so far.
 """
 
 from __future__ import annotations
