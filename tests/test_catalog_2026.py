@@ -269,6 +269,9 @@ def test_an_ollama_tag_is_the_library_model_in_its_format(tag: str, entry: str,
     ("deepseek-ai/DeepSeek-V4-Flash", "hyper-connections"),
     ("deepseek-ai/DeepSeek-V4-Pro", "compressed"),
     ("moonshotai/Kimi-K2.5", "MoonViT"),
+    ("qwen3.5:9b", "config.json"),
+    ("qwen3.5:0.8b", "config.json"),
+    ("Qwen3.5-4B", "config.json"),
 ])
 def test_an_architecture_vramest_cannot_count_is_refused_in_one_sentence(
         name: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -317,3 +320,8 @@ def test_a_qwen3_vl_picture_costs_its_processor_tokens() -> None:
     shown = vramest.estimate(model="Qwen/Qwen3-VL-8B-Instruct", ctx=4096,
                              images=parse_images(1, "1024x1024"))
     assert shown.memory.kv_cache.bytes > plain.memory.kv_cache.bytes
+
+
+def test_a_small_qwen35_hub_id_is_left_to_the_hub() -> None:
+    """Its config counts it exactly when the hub is in reach, so the name is not refused."""
+    assert catalog_match("Qwen/Qwen3.5-9B") is None

@@ -107,6 +107,18 @@ _NOT_COUNTED = (
      "parameters) are meant to stay off the GPU and its MatFormer blocks nest sub-models, none "
      "of which vramest models, so an estimate would be a guess"),
 )
+# Releases whose config no copy could be checked of: refused by a name the hub cannot be
+# asked about (an Ollama tag, a bare name); a hub id goes to the hub when it is in reach.
+# Qwen3.5's small releases are run in the threads (qwen3.5:9b,
+# https://github.com/ollama/ollama/issues/14557; Qwen3.5-0.8B/2B/4B/9B,
+# https://github.com/vllm-project/vllm-ascend/issues/10385)
+_NOT_CHECKED = (
+    (re.compile(r"qwen3-5[-:](0-8b|2b|4b|9b)(?![0-9])"),
+     "no copy of its config.json could be checked, so its widths, DeltaNet heads and vision "
+     "tower would be a guess (the 27B and 35B-A3B are in the catalog); give its config.json "
+     "(--model path/to/config.json) or its hub id when online, and vramest counts it exactly"),
+)
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _OLLAMA_TAG = re.compile(r"([a-z0-9][a-z0-9._-]*):([a-z0-9][a-z0-9._-]*)")
 # `user/repo:QUANT`, as llama.cpp's -hf flag takes a GGUF repository and a quantization
 # (`llama-server -hf unsloth/Qwen3.5-35B-A3B-GGUF:Q4_K_M`, llama.cpp README) and Ollama pulls
@@ -208,7 +220,8 @@ def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
 
 def _refuse_uncounted(name: str) -> None:
     base = name.strip().lower().rsplit("/", 1)[-1].replace("_", "-").replace(".", "-")
-    for pattern, why in _NOT_COUNTED:
+    unchecked = () if _HUB_ID.fullmatch(name.strip()) else _NOT_CHECKED
+    for pattern, why in (*_NOT_COUNTED, *unchecked):
         if pattern.search(base):
             raise InputError(f"{name.strip()} is not in the catalog: {why}.")
 
