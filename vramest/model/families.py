@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
 FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",
-            "olmo2", "deepseek_v32")
+            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa", "glm4_moe_lite")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -37,10 +37,14 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
         return _granite(shape)
     if family == "olmo2":
         return _olmo2(shape)
-    if family == "deepseek_v32":
+    if family in ("deepseek_v32", "glm_moe_dsa"):  # GLM-5: DeepSeek-V3.2's MLA + indexer
         from vramest.model.sparse_attention import with_indexer
 
         return with_indexer(shape, config)
+    if family == "minimax_m2":
+        return _minimax_m2(shape)
+    # glm4_moe_lite (GLM-4.7-Flash, transformers modeling_glm4_moe_lite.py): DeepSeek-V3's MLA
+    # and MoE tensors under their config keys, which the standard parse reads as they are
     if family == "gpt_oss":
         return _gpt_oss(shape)
     return shape
@@ -141,6 +145,20 @@ def _olmo2(s: ModelShape) -> ModelShape:
     over the whole projections (num_heads x head_dim and num_kv_heads x head_dim), not per
     head; they are listed once as a global group of one such pair per layer. The block's two
     norms sit after attention and after the MLP (post-norm), two per layer as elsewhere."""
+    from vramest.model.shapes import TensorSpec
+
+    width = (s.num_heads + s.num_kv_heads) * s.head_dim
+    return replace(s, qk_norm=False,
+                   extra_tensors=(*s.extra_tensors, TensorSpec("norm", None, 1, width,
+                                                               s.num_layers)))
+
+
+def _minimax_m2(s: ModelShape) -> ModelShape:
+    """MiniMax-M2 (transformers modeling_minimax_m2.py): Mixtral's layout (num_local_experts
+    gated experts of intermediate_size, no shared expert) with q_norm and k_norm RMSNorms over
+    the whole projections (num_heads x head_dim and num_kv_heads x head_dim), as OLMo 2's. The
+    router's e_score_correction_bias is a buffer, not a parameter; rotary_dim (partial RoPE)
+    holds no weights."""
     from vramest.model.shapes import TensorSpec
 
     width = (s.num_heads + s.num_kv_heads) * s.head_dim

@@ -81,12 +81,51 @@ _NOT_COUNTED = (
      "no copy of its config.json could be checked for its context length; it has Mistral "
      "Small 3.1's 40-layer text model, so --model mistralai/Devstral-Small-2505 with --ctx "
      "40960 (the length Mistral recommends) estimates it"),
+    # Gemma 4 (transformers Gemma4TextConfig; google/gemma-4-26B-A4B and nvidia/Gemma-4-31B-IT-NVFP4
+    # configs in ai-dynamo/aiconfigurator@0b077da5 aic-core/.../model_configs): global layers of
+    # global_head_dim 512 with num_global_key_value_heads 2 or 4 and attention_k_eq_v, beside
+    # sliding layers of head_dim 256 with 8 or 16 KV heads; E2B/E4B add per-layer inputs
+    (re.compile(r"gemma-?4"),
+     "its global-attention layers keep 512-wide keys for fewer KV heads (the keys reused as "
+     "values) while its sliding-window layers keep 256-wide keys and values for more heads, and "
+     "its E2B/E4B models add per-layer embeddings; vramest's KV cache has one head width per "
+     "model and no per-layer embeddings, so an estimate would be a guess"),
+    # DeepSeek-V4 (deepseek-ai/DeepSeek-V4-Flash and -Pro configs, same aiconfigurator commit):
+    # compress_ratios 0/4/128 per layer beside sliding_window 128, hc_mult 4, num_hash_layers
+    (re.compile(r"deepseek-v4"),
+     "its attention keeps a KV cache compressed by a different ratio per layer (4x or 128x, "
+     "beside a 128-token window) and its layers are joined by 4-way hyper-connections, neither "
+     "of which vramest models, so an estimate would be a guess"),
+    # Kimi K2.5 / K2.6 (moonshotai/Kimi-K2.5, nvidia/Kimi-K2.6-NVFP4 configs, same commit):
+    # model_type kimi_k25, Kimi K2's text model with a MoonViT tower, INT4 experts
+    (re.compile(r"kimi-k2-[56]"),
+     "its MoonViT vision tower is not counted by vramest and its experts ship as INT4 "
+     "compressed-tensors (group 32), so an estimate would be a guess; its text model is Kimi "
+     "K2's, so --model moonshotai/Kimi-K2-Instruct gives the text model in its FP8 release"),
     (re.compile(r"gemma-?3n"),
      "its later layers reuse earlier layers' KV cache, its per-layer embeddings (about 2B "
      "parameters) are meant to stay off the GPU and its MatFormer blocks nest sub-models, none "
      "of which vramest models, so an estimate would be a guess"),
 )
+# Releases whose config no copy could be checked of: refused by a name the hub cannot be
+# asked about (an Ollama tag, a bare name); a hub id goes to the hub when it is in reach.
+# Qwen3.5's small releases are run in the threads (qwen3.5:9b,
+# https://github.com/ollama/ollama/issues/14557; Qwen3.5-0.8B/2B/4B/9B,
+# https://github.com/vllm-project/vllm-ascend/issues/10385)
+_NOT_CHECKED = (
+    (re.compile(r"qwen3-5[-:](0-8b|2b|4b|9b)(?![0-9])"),
+     "no copy of its config.json could be checked, so its widths, DeltaNet heads and vision "
+     "tower would be a guess (the 27B and 35B-A3B are in the catalog); give its config.json "
+     "(--model path/to/config.json) or its hub id when online, and vramest counts it exactly"),
+)
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _OLLAMA_TAG = re.compile(r"([a-z0-9][a-z0-9._-]*):([a-z0-9][a-z0-9._-]*)")
+# `user/repo:QUANT`, as llama.cpp's -hf flag takes a GGUF repository and a quantization
+# (`llama-server -hf unsloth/Qwen3.5-35B-A3B-GGUF:Q4_K_M`, llama.cpp README) and Ollama pulls
+# one (`ollama run hf.co/unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M`,
+# https://github.com/ollama/ollama/issues/11511); unsloth's own mixes (UD-Q4_K_XL) are no
+# llama.cpp file type and stay unmatched
+_HF_REPO_TAG = re.compile(r"(?:hf\.co/)?([\w.-]+/[\w.-]+):([A-Za-z0-9_]+)")
 
 
 @dataclass(frozen=True)
@@ -181,7 +220,8 @@ def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
 
 def _refuse_uncounted(name: str) -> None:
     base = name.strip().lower().rsplit("/", 1)[-1].replace("_", "-").replace(".", "-")
-    for pattern, why in _NOT_COUNTED:
+    unchecked = () if _HUB_ID.fullmatch(name.strip()) else _NOT_CHECKED
+    for pattern, why in (*_NOT_COUNTED, *unchecked):
         if pattern.search(base):
             raise InputError(f"{name.strip()} is not in the catalog: {why}.")
 
@@ -237,6 +277,9 @@ def catalog_match(name: str) -> NameMatch | None:
         return match and NameMatch(match.entry, match.precision, (
             f"{name} is {renamed} (the organisation was renamed)"
             + (f"; {match.reason}" if match.reason else "")))
+    repo_tag = _HF_REPO_TAG.fullmatch(name.strip())
+    if repo_tag is not None:  # a GGUF repository and one of its files' quantizations
+        return _repo_file(name.strip(), *repo_tag.groups())
     bare = name.strip().lower()
     if bare in _OLLAMA_DEFAULT_SIZE:
         name = f"{bare}:{_OLLAMA_DEFAULT_SIZE[bare]}"
@@ -272,3 +315,18 @@ def catalog_match(name: str) -> NameMatch | None:
     if precision is None and gguf:
         what += "; a GGUF repository holds several quantizations: --dtype names yours"
     return NameMatch(found, precision, what)
+
+
+def _repo_file(name: str, repo: str, quant: str) -> NameMatch | None:
+    """`user/repo:QUANT`: the release the repository holds, in the file type named."""
+    full = _OLLAMA_PRECISIONS.get(quant.lower())  # BF16, F16, F32 files
+    match = catalog_match(repo if full else f"{repo}-{quant}")
+    if match is None:
+        return None
+    precision = full or match.precision
+    own = match.entry.config.get("quantization_config", {}).get("quant_method", "") \
+        if _quantized(match.entry) else ""
+    if own and quant.lower() == own:  # gpt-oss's own MXFP4 file is llama.cpp's MXFP4_MOE
+        precision = (catalog_match(repo) or match).precision
+    return NameMatch(match.entry, precision, f"{name} is the {quant} file of {repo}, a "
+                     f"release of {match.entry.id} stored as {precision}")

@@ -7,7 +7,7 @@ metadata (converted to config keys), so the shape of a model is computed one way
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
@@ -15,6 +15,9 @@ from typing import Any
 from vramest.errors import InputError, short
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
+from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
+from vramest.model.hybrid_moe import has_moe_layers, nemotron_moe_shape
+from vramest.model.qwen_vit import QWEN3_VL_FAMILIES, qwen3_vl_shape
 from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
 
 LAYER_FULL = "full"
@@ -421,6 +424,14 @@ _NOT_MODELLED = {
     "lfm2": "the state of its short-convolution layers",
     "nomic_bert": "its fused SwiGLU encoder blocks",
     "modernbert": "its alternating local/global encoder blocks",
+    # transformers Gemma4TextConfig: global_head_dim, num_global_key_value_heads,
+    # attention_k_eq_v, hidden_size_per_layer_input, num_kv_shared_layers
+    "gemma4": "its global layers' wider keys shared as values beside its sliding layers' "
+              "heads, per-layer embeddings and KV shared across layers",
+    "gemma4_text": "its global layers' wider keys shared as values beside its sliding layers' "
+                   "heads, per-layer embeddings and KV shared across layers",
+    # transformers DeepseekV4Config: compress_ratios, hc_mult
+    "deepseek_v4": "its per-layer compressed KV cache (compress_ratios) and hyper-connections",
 }
 
 
@@ -458,6 +469,12 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
     if not isinstance(config, Mapping):
         raise InputError(f"{origin} is not a JSON object; a config.json holds one.")
     top_family = str(config.get("model_type") or "").lower()
+    if top_family in GDN_HYBRID_FAMILIES:
+        return _built(gdn_hybrid_shape, config, name, origin)
+    if has_moe_layers(config):
+        return _built(nemotron_moe_shape, config, name, origin)
+    if top_family in QWEN3_VL_FAMILIES:
+        return _built(qwen3_vl_shape, config, name, origin)
     if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
         c = _Config(config, origin)
         try:
@@ -498,6 +515,19 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
                                       "the standard config keys as a llama-style decoder"))
     if _base_model_only(config) and family not in ("chatglm", "glm"):  # ChatGLMModel has a head
         shape = _as_embedding_model(shape)
+    _check(shape, origin)
+    return shape
+
+
+def _built(builder: Callable[[Mapping[str, Any], str, str], ModelShape],
+           config: Mapping[str, Any], name: str, origin: str) -> ModelShape:
+    """A shape from a module of its own (gdn_hybrid, hybrid_moe), checked like the others."""
+    try:
+        shape = builder(config, name, origin)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
+        raise InputError(f"{origin} could not be read as a model shape ({exc}).") from None
     _check(shape, origin)
     return shape
 

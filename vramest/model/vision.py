@@ -172,6 +172,10 @@ def vision_tower_params(config: Mapping[str, Any], text_hidden: int) -> int | No
         return None
     family = str(config.get("model_type", "")).lower()
     kind = str(vision.get("model_type", "")).lower()
+    if family in ("qwen3_5", "qwen3_5_moe", "qwen3_vl", "qwen3_vl_moe"):
+        from vramest.model.qwen_vit import vision_params
+
+        return vision_params(vision, text_hidden)
     try:
         h = int(vision["hidden_size"])
         ffn = int(vision.get("intermediate_size", 4 * h))
