@@ -325,3 +325,13 @@ def test_a_qwen3_vl_picture_costs_its_processor_tokens() -> None:
 def test_a_small_qwen35_hub_id_is_left_to_the_hub() -> None:
     """Its config counts it exactly when the hub is in reach, so the name is not refused."""
     assert catalog_match("Qwen/Qwen3.5-9B") is None
+
+
+def test_vllm_keeps_qwen35s_ssm_state_in_the_configs_float32_and_conv_in_the_model_dtype() -> None:
+    """vLLM PR #34489: Qwen3.5's SSM state follows the HF config's mamba_ssm_dtype (float32),
+    its conv state the model dtype."""
+    from vramest.inference.engines.vllm_hybrid import vllm_state_bytes
+
+    shape = vramest.estimate(model="Qwen/Qwen3.5-27B", profile="none").model.shape
+    assert vllm_state_bytes(shape, 2, 1) == shape.conv_state * 2 + shape.ssm_state * 4
+    assert vllm_state_bytes(shape, 2, 1, "bfloat16") == (shape.conv_state + shape.ssm_state) * 2

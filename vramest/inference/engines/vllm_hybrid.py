@@ -7,9 +7,9 @@ The rules, from vLLM's source:
   `prod(shape) × dtype size` (vllm/v1/kv_cache_interface.py MambaSpec.page_size_bytes). The
   conv state is kept in the model dtype (mamba_cache_dtype "auto"), the SSM state in the conv
   state's dtype (mamba_ssm_cache_dtype "auto", vllm/model_executor/layers/mamba/mamba_utils.py),
-  except Nemotron-H, whose config's mamba_ssm_cache_dtype (float32 when absent) vLLM follows
-  (vllm/model_executor/models/config.py NemotronHForCausalLMConfig). Under tensor parallelism
-  each rank holds heads / TP of both (MambaStateShapeCalculator divides by tp_world_size).
+  except Nemotron-H and Qwen3.5, whose config's SSM dtype vLLM follows (CONFIG_SSM_DTYPE).
+  Under tensor parallelism each rank holds heads / TP of both (MambaStateShapeCalculator
+  divides by tp_world_size).
 - Attention and state pages must be the same size, so the attention block grows to hold a
   state: block = 16 × cdiv(state page, 16 × attention bytes per token), and the state page is
   padded up to that attention page (vllm/model_executor/models/config.py
@@ -47,6 +47,11 @@ KERNEL_BLOCK_ALIGNMENT = 16  # "FlashAttention (FA) requires block size to be mu
 GROUP_SIZE_SLACK = 1.5  # "1.5 is a heuristic to avoid too many padding layers"
 # --mamba-ssm-cache-dtype (vllm/config/cache.py MambaDType): "auto" follows the conv state
 SSM_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# families whose config's SSM state dtype vLLM follows when --mamba-ssm-cache-dtype is auto:
+# Nemotron-H (models/config.py NemotronHForCausalLMConfig), Qwen3.5 (its mamba_ssm_dtype,
+# float32 in the releases, through Qwen3_5ForConditionalGenerationConfig: vLLM PR #34489,
+# 2026-02; the conv state stays in the model dtype)
+CONFIG_SSM_DTYPE = frozenset({"nemotron_h", "qwen3_5", "qwen3_5_moe"})
 # --mamba-cache-mode: the blocks one request's state takes in each state group
 STATE_BLOCKS = {"none": 1, "align": 2}
 # Recurrent families vLLM has no model class for (vllm/model_executor/models/registry.py
@@ -121,7 +126,7 @@ def vllm_state_bytes(shape: ModelShape, model_dtype_bytes: float, tp: int,
         raise InputError(f"mamba_ssm_cache_dtype {ssm_dtype!r} is not one vLLM takes; accepted: "
                          f"auto, {', '.join(SSM_DTYPE_BYTES)}.")
     ssm_bytes: float = SSM_DTYPE_BYTES.get(ssm_dtype, model_dtype_bytes)
-    if ssm_dtype == "auto" and shape.family == "nemotron_h" and shape.ssm_state_bytes:
+    if ssm_dtype == "auto" and shape.family in CONFIG_SSM_DTYPE and shape.ssm_state_bytes:
         ssm_bytes = shape.ssm_state_bytes
     return math.ceil((shape.conv_state * model_dtype_bytes + shape.ssm_state * ssm_bytes) / tp)
 
