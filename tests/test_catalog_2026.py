@@ -260,27 +260,6 @@ def test_an_ollama_tag_is_the_library_model_in_its_format(tag: str, entry: str,
         model=entry, dtype=precision, ctx=4096).memory.weights.bytes
 
 
-@pytest.mark.parametrize(("name", "said"), [
-    ("google/gemma-4-31B-it", "512-wide keys"),
-    ("google/gemma-4-26B-A4B-it", "512-wide keys"),
-    ("gemma4:31b", "512-wide keys"),
-    ("gemma4:e4b", "per-layer embeddings"),
-    ("unsloth/gemma-4-26B-A4B-it-GGUF", "512-wide keys"),
-    ("deepseek-ai/DeepSeek-V4-Flash", "hyper-connections"),
-    ("deepseek-ai/DeepSeek-V4-Pro", "compressed"),
-    ("moonshotai/Kimi-K2.5", "MoonViT"),
-    ("qwen3.5:9b", "config.json"),
-    ("qwen3.5:0.8b", "config.json"),
-    ("Qwen3.5-4B", "config.json"),
-])
-def test_an_architecture_vramest_cannot_count_is_refused_in_one_sentence(
-        name: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--model", name, "--gpu", "4090"])
-    err = capsys.readouterr().err
-    assert code == 2 and said in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-
-
 @pytest.mark.parametrize(("model_type", "said"), [
     ("gemma4", "per-layer embeddings"), ("deepseek_v4", "hyper-connections")])
 def test_their_configs_are_refused_too(model_type: str, said: str, tmp_path: Any,

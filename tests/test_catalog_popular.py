@@ -198,6 +198,18 @@ def _dates_of(name: str) -> list[str]:
     ("gemma3n:e2b", "KV cache"),
     ("mistralai/Magistral-Small-2506", "Devstral-Small-2505"),
     ("magistral", "Devstral-Small-2505"),
+    # 2026 releases (tests/test_catalog_2026.py)
+    ("google/gemma-4-31B-it", "512-wide keys"),
+    ("google/gemma-4-26B-A4B-it", "512-wide keys"),
+    ("gemma4:31b", "512-wide keys"),
+    ("gemma4:e4b", "per-layer embeddings"),
+    ("unsloth/gemma-4-26B-A4B-it-GGUF", "512-wide keys"),
+    ("deepseek-ai/DeepSeek-V4-Flash", "hyper-connections"),
+    ("deepseek-ai/DeepSeek-V4-Pro", "compressed"),
+    ("moonshotai/Kimi-K2.5", "MoonViT"),
+    ("qwen3.5:9b", "config.json"),
+    ("qwen3.5:0.8b", "config.json"),
+    ("Qwen3.5-4B", "config.json"),
 ])
 def test_an_architecture_vramest_cannot_count_is_refused_in_one_sentence(
         name: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -500,12 +500,7 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
     if family in _FAMILY_DEFAULTS:
         config = {**_FAMILY_DEFAULTS[family], **config}
     c = _Config(config, origin)
-    try:
-        shape = _parse(c, family, name)
-    except InputError:
-        raise
-    except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
-        raise InputError(f"{origin} could not be read as a model shape ({exc}).") from None
+    shape = _read(lambda: _parse(c, family, name), origin)
     if extra:
         shape = replace(shape, extra_params=extra,
                         notes=(*shape.notes, "vision tower counted as one 16-bit block"))
@@ -522,14 +517,19 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
 def _built(builder: Callable[[Mapping[str, Any], str, str], ModelShape],
            config: Mapping[str, Any], name: str, origin: str) -> ModelShape:
     """A shape from a module of its own (gdn_hybrid, hybrid_moe), checked like the others."""
+    shape = _read(lambda: builder(config, name, origin), origin)
+    _check(shape, origin)
+    return shape
+
+
+def _read(build: Callable[[], ModelShape], origin: str) -> ModelShape:
+    """A config's shape, or one sentence saying the config could not be read as one."""
     try:
-        shape = builder(config, name, origin)
+        return build()
     except InputError:
         raise
     except (TypeError, ValueError, KeyError, ZeroDivisionError, IndexError) as exc:
         raise InputError(f"{origin} could not be read as a model shape ({exc}).") from None
-    _check(shape, origin)
-    return shape
 
 
 def _base_model_only(config: Mapping[str, Any]) -> bool:
