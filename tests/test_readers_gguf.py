@@ -464,3 +464,37 @@ def test_an_mmproj_with_language_model_tensors_is_refused(tmp_path: Path) -> Non
     _write_projector(tmp_path / "mmproj-bad.gguf", names=("blk.0.attn_q.weight",))
     with pytest.raises(InputError, match="holds language-model tensors"):
         inspect_path(tmp_path)
+
+
+def test_a_qwen35_gguf_reads_its_deltanet_layers_from_the_ssm_keys(tmp_path: Path) -> None:
+    """llama.cpp's converter writes Qwen3-Next/3.5's DeltaNet geometry as ssm.* keys and the
+    attention interval as full_attention_interval: a file of 8 blocks with interval 4 has 6
+    layers of recurrent state and 2 of KV, not 8 llama-style attention layers."""
+    from vramest.api import estimate
+
+    path = tmp_path / "qwen35-tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "qwen35")
+    writer.add_block_count(8)
+    writer.add_context_length(4096)
+    writer.add_embedding_length(EMBED)
+    writer.add_feed_forward_length(FFN)
+    writer.add_head_count(8)
+    writer.add_head_count_kv(2)
+    writer.add_key_length(64)
+    writer.add_value_length(64)
+    writer.add_uint32("qwen35.ssm.conv_kernel", 4)
+    writer.add_uint32("qwen35.ssm.state_size", 32)
+    writer.add_uint32("qwen35.ssm.group_count", 4)
+    writer.add_uint32("qwen35.ssm.time_step_rank", 8)
+    writer.add_uint32("qwen35.ssm.inner_size", 8 * 32)
+    writer.add_uint32("qwen35.full_attention_interval", 4)
+    writer.add_token_list([f"tok{i}" for i in range(VOCAB)])
+    writer.add_tensor("token_embd.weight", _random((VOCAB, EMBED)).astype(np.float16))
+    writer.add_tensor("blk.0.ffn_up.weight", _random((FFN, EMBED)).astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    shape = estimate(model=str(path), profile="none").model.shape
+    assert shape.state_layers == 6
+    assert shape.num_layers - shape.state_layers == 2

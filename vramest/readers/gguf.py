@@ -387,7 +387,8 @@ def _read_tensor_info(cursor: _Cursor) -> tuple[str, tuple[int, ...], str, int, 
 ARCHITECTURE_TO_MODEL_TYPE: dict[str, str] = {
     "llama": "llama", "mistral": "llama", "mistral3": "mistral", "llama4": "llama4_text",
     "qwen": "qwen", "qwen2": "qwen2", "qwen2moe": "qwen2_moe", "qwen3": "qwen3",
-    "qwen3moe": "qwen3_moe", "qwen3next": "qwen3_next",
+    "qwen3moe": "qwen3_moe", "qwen3next": "qwen3_next", "qwen35": "qwen3_5_text",
+    "qwen35moe": "qwen3_5_moe_text",
     "gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "gemma3n": "gemma3n_text",
     "gpt2": "gpt2", "gptj": "gptj", "gptneox": "gpt_neox", "falcon": "falcon", "bloom": "bloom",
     "mpt": "mpt", "starcoder": "gpt_bigcode", "starcoder2": "starcoder2",
@@ -411,6 +412,7 @@ ARCHITECTURE_TO_MODEL_TYPE: dict[str, str] = {
 # always set, and these get their own key as well.
 _EXPERT_COUNT_ALIASES: dict[str, str] = {
     "qwen2_moe": "num_experts", "qwen3_moe": "num_experts", "qwen3_next": "num_experts",
+    "qwen3_5_moe_text": "num_experts",
     "olmoe": "num_experts", "granitemoe": "num_local_experts", "deepseek_v3": "n_routed_experts",
     "deepseek": "n_routed_experts", "glm4_moe": "n_routed_experts", "dots1": "n_routed_experts",
 }
@@ -516,7 +518,31 @@ def gguf_to_hf_config(gguf: GGUFFile) -> dict[str, Any]:
     put("rms_norm_eps", _number(get("attention.layer_norm_rms_epsilon")))
     put("vocab_size", _vocab_size(gguf, arch))
     config["tie_word_embeddings"] = "output.weight" not in gguf.tensors.names()
+    if model_type in _GATED_DELTANET:
+        _put_gated_deltanet(get, put)
     return config
+
+
+# Gated-DeltaNet hybrids: llama.cpp's converter writes the DeltaNet geometry as SSM keys
+# (convert_hf_to_gguf.py Qwen3NextModel.set_gguf_parameters: ssm.conv_kernel =
+# linear_conv_kernel_dim, ssm.state_size = linear_key_head_dim, ssm.group_count =
+# linear_num_key_heads, ssm.time_step_rank = linear_num_value_heads, ssm.inner_size =
+# linear_value_head_dim x linear_num_value_heads, full_attention_interval)
+_GATED_DELTANET = frozenset({"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"})
+
+
+def _put_gated_deltanet(get: Any, put: Any) -> None:
+    value_heads = _positive(get("ssm.time_step_rank"))
+    inner = _positive(get("ssm.inner_size"))
+    put("linear_conv_kernel_dim", _positive(get("ssm.conv_kernel")))
+    put("linear_key_head_dim", _positive(get("ssm.state_size")))
+    put("linear_num_key_heads", _positive(get("ssm.group_count")))
+    put("linear_num_value_heads", value_heads)
+    if value_heads and inner and inner % value_heads == 0:
+        put("linear_value_head_dim", inner // value_heads)
+    put("full_attention_interval", _positive(get("full_attention_interval")))
+    # llama.cpp keeps the recurrent states in f32 (llama-memory-recurrent.cpp)
+    put("mamba_ssm_dtype", "float32")
 
 
 def _number(value: Any) -> float | None:
