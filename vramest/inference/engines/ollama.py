@@ -70,11 +70,14 @@ class OllamaStartup:
     kv_cache_type: str
     layers_total: int  # blocks + the output layer, as Ollama counts num_gpu
     offloaded: int  # of layers_total
-    buffers: LlamaCppStartup
+    buffers: LlamaCppStartup  # as llama.cpp allocates them for the layers placed
     full: LlamaCppStartup  # every layer on the GPUs: what "fits" is judged on
     gpus: int  # llama.cpp splits the layers over them (-sm layer), each with its own buffers
     rules: tuple[str, ...]  # what was decided and the source of each rule
     placed: bool = False  # num_gpu given: the layers asked for are judged, not the whole model
+    # every layer on the GPUs as Ollama's own estimator sizes it (before 0.12.11): the model
+    # fits whole only if the estimator places every layer and llama.cpp's buffers then fit
+    estimated_full: LlamaCppStartup | None = None
 
     @property
     def context_tokens(self) -> int:
@@ -113,7 +116,9 @@ class OllamaStartup:
 
         host = "" if self.fully_offloaded or plan.device.kind != "gpu" else \
             f"{self.layers_total - self.offloaded} of {self.layers_total} layers"  # as Ollama counts
-        judged = self.buffers if self.placed else self.full
+        judged = self.buffers if self.placed else max(
+            (b for b in (self.full, self.estimated_full) if b is not None),
+            key=lambda b: per_gpu_need(b, self.gpus))
         return replace(plan, per_gpu=_per_gpu(judged, self.gpus), band=BANDS["llamacpp"],
                        on_host=host)
 
@@ -130,7 +135,9 @@ class OllamaStartup:
             trial = registry.startup("ollama", est, {**options, **changed}, plan.device,
                                      self.gpus, plan.usable_bytes)
             assert isinstance(trial, OllamaStartup)
-            return per_gpu_need(trial.full, self.gpus) * (1 + band) <= plan.usable_bytes
+            need = max(per_gpu_need(b, self.gpus) for b in (trial.full, trial.estimated_full)
+                       if b is not None)
+            return need * (1 + band) <= plan.usable_bytes
 
         step = 256
         if fits({"num_ctx": step}) and not fits({"num_ctx": self.num_ctx}):
@@ -205,8 +212,13 @@ _GPTOSS_SLIDING_CELLS = 4096  # GraphSize: gpt-oss's even layers keep numParalle
 _KV_BYTES = {"f16": 2.0, "fp16": 2.0, "bf16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 
 
+GPTOSS_PARTIAL_EQUALS_FULL: Version = (0, 11, 3)  # was 2 x full (v0.11.2 -> v0.11.3 diff)
+GPTOSS_HALF_GRAPH: Version = (0, 11, 5)
+
+
 def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
-                     kv_type: str, gpus: int, *, metal: bool = False) -> int | None:
+                     kv_type: str, gpus: int, *, metal: bool = False,
+                     version: Version = LATEST) -> int | None:
     """The graph Ollama's estimator reserves on each GPU; None where the estimator's inputs
     differ from this shape's (MLA, recurrent state: llama.cpp's compute buffer stands)."""
     if shape.is_mla or any(k not in (LAYER_FULL, LAYER_SLIDING) for k in shape.kinds()):
@@ -246,8 +258,11 @@ def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
         full = max(4 * b * (emb + vocab), 4 * b * (1 + 4 * emb + c + c * heads))
         partial = max(4 * b * (2 * emb + vocab) + emb * vocab * 105 // 128,
                       4 * b * (2 + 3 * emb + c + c * heads))
-    elif arch == "gptoss":
-        partial = 2 * heads // heads_kv * round(kv_total) // 6
+    elif arch == "gptoss":  # GraphSize's gpt-oss rule changed twice
+        full = 4 * heads // heads_kv * round(kv_total) // 6  # v0.11.0-0.11.4
+        partial = 2 * full if version < GPTOSS_PARTIAL_EQUALS_FULL else full
+        if version >= GPTOSS_HALF_GRAPH:  # v0.11.5 on: half that, and no full-offload figure
+            partial, full = 2 * heads // heads_kv * round(kv_total) // 6, 0
     if partial == 0:  # every other architecture: GQA x the KV cache / 6
         partial = heads // heads_kv * round(kv_total) // 6
     if full == 0:
@@ -332,16 +347,18 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     batch = _num_batch(o, version, num_ctx, flash, device)
     layers_total = shape.num_layers + 1
 
-    def buffers(parallel: int, gpu_layers: int) -> LlamaCppStartup:
+    def buffers(parallel: int, gpu_layers: int, estimator: bool = True) -> LlamaCppStartup:
+        """llama.cpp's buffers for this placement; with `estimator`, as Ollama's own estimator
+        (before 0.12.11) sizes them to decide the placement."""
         ctx = num_ctx * parallel
         opts = LlamaCppOptions(n_gpu_layers=gpu_layers, n_ctx=ctx, n_ubatch=min(batch, ctx),
                                flash_attn=flash, cache_type_k=kv_type, cache_type_v=kv_type,
                                n_gpus=gpus, tensor_split=_ollama_split(version, gpu_layers,
                                                                        layers_total, gpus))
         startup = llamacpp_startup(est, opts)
-        if version < OWN_ESTIMATOR_UNTIL and device is not None:
+        if estimator and version < OWN_ESTIMATOR_UNTIL and device is not None:
             graph = _estimator_graph(shape, ctx, min(batch, ctx), parallel, kv_type, gpus,
-                                     metal=device.kind == "apple")
+                                     metal=device.kind == "apple", version=version)
             reserve = MINIMUM_MEMORY + _layer_buffer(est, ctx, min(batch, ctx), parallel,
                                                      kv_type)
             startup = replace(startup, cuda_context_bytes=reserve)
@@ -387,9 +404,10 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     return OllamaStartup(version=version, num_ctx=num_ctx, num_parallel=parallel,
                          num_batch=min(batch, num_ctx * parallel), flash_attention=flash,
                          kv_cache_type=kv_type, layers_total=layers_total, offloaded=gpu_layers,
-                         buffers=buffers(parallel, gpu_layers),
-                         full=buffers(parallel, layers_total), gpus=gpus, rules=tuple(rules),
-                         placed=requested is not None)
+                         buffers=buffers(parallel, gpu_layers, estimator=False),
+                         full=buffers(parallel, layers_total, estimator=False), gpus=gpus,
+                         rules=tuple(rules), placed=requested is not None,
+                         estimated_full=buffers(parallel, layers_total))
 
 
 def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
