@@ -88,3 +88,12 @@ def test_the_fit_says_what_stays_in_system_memory() -> None:
                      engine="llamacpp", profile="none")
     assert whole.fit is not None and not whole.fit.on_host
     assert "in_system_memory" not in whole.fit.to_json()
+
+
+@pytest.mark.parametrize("given", ["", "DDR9 99-channel", "x" * 300])
+def test_an_unknown_host_memory_is_one_sentence(given: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--model", "meta-llama/Llama-3.1-8B", "--gpu", "3060", "--engine", "llamacpp",
+                 "-ngl", "10", "--host-memory", given])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Unknown --host-memory" in err

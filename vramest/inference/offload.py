@@ -31,11 +31,15 @@ OP_OFFLOAD_MIN_BATCH = 32  # ggml-cuda.cu ggml_backend_cuda_device_offload_op
 
 def host_memory(db: HardwareDB, name: str | None) -> Device:
     """The system memory the host layers stream from: a CPU row of the database."""
-    from vramest.errors import InputError
+    from vramest.errors import InputError, short
 
-    device = db.find(name or DEFAULT_HOST_MEMORY)
+    cpus = ", ".join(d.name for d in db.devices if d.kind == "cpu")
+    try:
+        device = db.find(DEFAULT_HOST_MEMORY if name is None else name)
+    except InputError:
+        raise InputError(f"Unknown --host-memory {short(name)}; accepted: a system-memory row of "
+                         f"the database ({cpus}) or one added with --hardware-file.") from None
     if device.kind != "cpu" or not device.bandwidth_bytes_s:
-        cpus = ", ".join(d.name for d in db.devices if d.kind == "cpu")
         raise InputError(f"--host-memory takes a system-memory row of the database ({cpus}), "
                          f"not {device.name}.")
     return device
