@@ -97,3 +97,9 @@ def test_an_unknown_host_memory_is_one_sentence(given: str,
                  "-ngl", "10", "--host-memory", given])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Unknown --host-memory" in err
+
+
+def test_a_bad_host_memory_is_refused_even_when_nothing_stays_on_the_host() -> None:
+    with pytest.raises(Exception, match="Unknown --host-memory"):
+        estimate(model="meta-llama/Llama-3.1-8B", gpu="4090", host_memory="bogus",
+                 profile="none")

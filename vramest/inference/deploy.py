@@ -82,6 +82,10 @@ def place(est: Estimate, where: Deployment,
     if alias is not None and alias.version and "version" not in engine_options:
         engine_options["version"] = alias.version
     db = load_hardware(hardware_file)
+    if host_memory is not None:  # checked when given, whether or not layers stay on the host
+        from vramest.inference.offload import host_memory as host_row
+
+        host_row(db, host_memory)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
     stages = parse_positive_int(pp, what="--pp", maximum=4096)
     reserve_ = parse_reserve(reserve)
