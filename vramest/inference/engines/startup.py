@@ -50,7 +50,7 @@ F32 = 4
 
 @dataclass(frozen=True)
 class VLLMOptions:
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None  # None: the release's default (versions)
     max_model_len: int | None = None  # default: the model's max_position_embeddings
     max_num_batched_tokens: int | None = None  # default: per version, see `_batched_tokens`
     max_num_seqs: int | None = None  # default: per version and GPU, see `_max_num_seqs`
@@ -211,7 +211,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     version = parse_version("vllm", options.version)
     rules = vllm_rules(version)
     c = est.constants
-    if not 0 < options.gpu_memory_utilization <= 1:
+    util = (rules.default_utilization if options.gpu_memory_utilization is None
+            else options.gpu_memory_utilization)
+    if not 0 < util <= 1:
         raise InputError("--gpu-memory-utilization must be above 0 and at most 1.")
     served = served_model(est.model.shape, options.runner)
     shape = served.shape
@@ -227,7 +229,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                      or est.settings.ctx)
     tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
     total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
-    budget = round(total * options.gpu_memory_utilization)
+    budget = round(total * util)
     if options.memory_in_use_bytes >= total:
         raise InputError(f"--gpu-memory-in-use {format_bytes(options.memory_in_use_bytes)} is all "
                          f"of the GPU's {format_bytes(total)} or more; give what other processes "

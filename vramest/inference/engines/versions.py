@@ -75,6 +75,8 @@ class VLLMRules:
     # sized as full attention (vllm/config VllmConfig.__post_init__,
     # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE)
     chunked_local_kv: bool = False
+    # --gpu-memory-utilization when the user gives none (CacheConfig.gpu_memory_utilization)
+    default_utilization: float = 0.9
     # every AWQ layer runs the fused awq_gemm kernel whatever the batch, so the profiling
     # forward holds its split-k partial outputs (startup.awq_split_k_bytes); from 0.3.0 a
     # batch of 256 tokens or more dequantizes the weight and uses torch.matmul instead
@@ -165,7 +167,8 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 )
 
 
-_CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k")
+_CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k",
+            "default_utilization")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -212,6 +215,13 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
          "regression (PR #21761, merged 2025-07-28, after 0.10.0): "
          "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0, every Llama 4 layer "
          "sized as full attention (unify_hybrid_kv_cache_specs)"),
+        # PR #38284 raised the default from 0.9 (vllm/config/cache.py @002f10e0: Field(default=
+        # 0.92)); main had it by 2026-04-24 (eugr/spark-vllm-docker PR #210, quoting
+        # vllm/entrypoints/llm.py @21792520), after v0.19 was cut (0.19.1rc1.dev301 on
+        # 2026-04-15, vLLM issue #39734), so v0.20.0 is the first release with it
+        ((0, 20), dict(default_utilization=0.92),
+         "gpu_memory_utilization defaults to 0.92 (PR #38284; 'Desired GPU memory utilization "
+         "is (0.92, 72.78 GiB)' without the flag in the log of vLLM PR #48601)"),
         ((0, 23), dict(chunked_local_kv=True),
          "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 (PR #29627, the "
          "metadata-build cache, per PR #46553, which names the change between 0.22 and 0.23)"),
