@@ -149,7 +149,9 @@ def _engine_options(case: Case) -> dict[str, Any]:
     from vramest.inference.engines.registry import NAMES as OWN_VERSIONED
 
     if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options:
-        options["version"] = case.engine_version.split()[0]  # e.g. Ollama "0.3.10"
+        token = case.engine_version.split()[0]  # e.g. Ollama "0.3.10"
+        if re.fullmatch(r"v?\d+(\.\d+){0,2}", token):  # a date alone, "(2026-03)": the default
+            options["version"] = token
     return options
 
 
