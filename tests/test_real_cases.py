@@ -115,7 +115,7 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # a llama.cpp b8284 cudaMalloc of 141 GiB for Qwen3.5-397B with every expert on the host (an
 # engine bug report), and Qwen3.5-27B Q4_K_M at 120K tokens on one RTX 3090, whose 23.79 GiB in
 # use the estimate puts at 23.68 GiB but past the card's usable share.
-FLOORS = {"fit": (32, 38, 52, 56), "heldout": (27, 36, 53, 54)}
+FLOORS = {"fit": (32, 38, 52, 56), "heldout": (27, 36, 54, 55)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
@@ -132,7 +132,9 @@ def test_vllm_kv_error_on_heldout_does_not_grow():
     # assumption, +68% and +26% blocks) are in the report's median but not in this guard
     s = score((r for r in _replays() if r.case.engine == "vllm"), "heldout")
     median, rows = s.median_error["vLLM KV"]
-    assert rows >= 9 and median <= 0.055  # 5.1% measured over vLLM's 9 held-out figures
+    # 5.7% measured over vLLM's 12 held-out figures (5.1% over 9 before the 2026 cases and a
+    # Qwen2.5-VL run whose vision-encoder profile is not modelled, +10.4%, were added)
+    assert rows >= 12 and median <= 0.06
 
 
 def test_a_measured_refusal_is_replayed_as_one():
