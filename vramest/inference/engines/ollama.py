@@ -118,8 +118,8 @@ class OllamaStartup:
             f"{self.layers_total - self.offloaded} of {self.layers_total} layers"  # as Ollama counts
         judged = self.buffers if self.placed else max(
             (b for b in (self.full, self.estimated_full) if b is not None),
-            key=lambda b: per_gpu_need(b, self.gpus))
-        return replace(plan, per_gpu=_per_gpu(judged, self.gpus), band=BANDS["llamacpp"],
+            key=per_gpu_need)
+        return replace(plan, per_gpu=_busiest(judged), band=BANDS["llamacpp"],
                        on_host=host)
 
     def what_to_change(self, est: Estimate, plan: FitPlan, options: Options) -> tuple[str, ...]:
@@ -135,7 +135,7 @@ class OllamaStartup:
             trial = registry.startup("ollama", est, {**options, **changed}, plan.device,
                                      self.gpus, plan.usable_bytes)
             assert isinstance(trial, OllamaStartup)
-            need = max(per_gpu_need(b, self.gpus) for b in (trial.full, trial.estimated_full)
+            need = max(per_gpu_need(b) for b in (trial.full, trial.estimated_full)
                        if b is not None)
             return need * (1 + band) <= plan.usable_bytes
 
@@ -320,7 +320,7 @@ def _vision_with_output(b: LlamaCppStartup, weights: int, graph: int, output_on_
                    compute_buffer_gpu_bytes=max(d.compute_bytes for d in devices))
 
 
-def _per_gpu(b: LlamaCppStartup, gpus: int) -> PerGPU:
+def _busiest(b: LlamaCppStartup) -> PerGPU:
     """The busiest GPU's buffers, as per_gpu_need counts them."""
     from vramest.inference.placement import PerGPU
 
@@ -381,7 +381,7 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     budget = None
     if device is not None and req.usable_bytes is not None:
         budget = req.usable_bytes - int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
-    parallel = _num_parallel(o, version, budget, layers_total, gpus, buffers, rules)
+    parallel = _num_parallel(o, version, budget, layers_total, buffers, rules)
     requested = o.get("num_gpu")
     if requested is not None:
         gpu_layers = int(requested)  # type: ignore[call-overload]
@@ -389,7 +389,7 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     elif budget is None:
         gpu_layers = layers_total  # no GPU named: everything offloaded, as on a big card
     else:
-        gpu_layers = _layers_that_fit(budget, layers_total, gpus,
+        gpu_layers = _layers_that_fit(budget, layers_total,
                                       lambda n: buffers(parallel, n))
         who = ("llama-server's own fit (-ngl auto)" if version >= LLAMA_SERVER_FROM
                else "Ollama's layer estimate (llm/memory.go EstimateGPULayers: 457 MiB minimum "
@@ -486,7 +486,7 @@ def _num_batch(o: Options, version: Version, num_ctx: int, flash: bool,
 
 
 def _num_parallel(o: Options, version: Version, budget: int | None, layers_total: int,
-                  gpus: int, buffers: Buffers, rules: list[str]) -> int:
+                  buffers: Buffers, rules: list[str]) -> int:
     given = o.get("num_parallel")
     if isinstance(given, int):
         return given
@@ -496,7 +496,7 @@ def _num_parallel(o: Options, version: Version, budget: int | None, layers_total
             default = value
     if default == 1:
         return 1
-    if budget is not None and per_gpu_need(buffers(default, layers_total), gpus) > budget:
+    if budget is not None and per_gpu_need(buffers(default, layers_total)) > budget:
         rules.append(f"OLLAMA_NUM_PARALLEL auto: {default} contexts do not fit whole on the "
                      f"GPU, so 1 ({SRC.format('0.9.0', 'server/sched.go')})")
         return 1
@@ -519,18 +519,17 @@ def _ollama_split(version: Version, gpu_layers: int, layers_total: int,
     return tuple(float(n) for n in shares) if sum(shares) else None
 
 
-def per_gpu_need(b: LlamaCppStartup, gpus: int) -> int:
+def per_gpu_need(b: LlamaCppStartup) -> int:
     """The busiest GPU of the layer split: its layers with their KV (the last GPU also the
     output layer and what goes with it), its compute buffer and the CUDA context."""
-    del gpus  # the split is in b.devices
     return max((d.total(b.cuda_context_bytes) for d in b.devices if d.layers), default=0)
 
 
-def _layers_that_fit(budget: int, layers_total: int, gpus: int,
+def _layers_that_fit(budget: int, layers_total: int,
                      buffers: Callable[[int], LlamaCppStartup]) -> int:
     """The most layers (the output layer last) whose buffers fit in `budget` on each GPU."""
     for layers in range(layers_total, -1, -1):
-        if per_gpu_need(buffers(layers), gpus) <= budget:
+        if per_gpu_need(buffers(layers)) <= budget:
             return layers
     return 0
 
