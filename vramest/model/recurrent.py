@@ -132,10 +132,7 @@ def _jamba(c: _Config, name: str) -> ModelShape:
                             conv_bias=c.bool("mamba_conv_bias", True),
                             proj_bias=c.bool("mamba_proj_bias", False)),
              TensorSpec("norm", None, 1, rank), TensorSpec("norm", None, 1, state, 2))
-    attention = (TensorSpec("attn_q", None, heads * head_dim, hidden),
-                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
-                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
-                 TensorSpec("attn_o", None, hidden, heads * head_dim))
+    attention = attention_tensors(hidden, heads, kv_heads, head_dim, hidden, bias=False)
     dense = (TensorSpec("ffn_gate", None, inter, hidden), TensorSpec("ffn_up", None, inter, hidden),
              TensorSpec("ffn_down", None, hidden, inter))
     moe = (TensorSpec("router", None, experts, hidden),
@@ -270,12 +267,8 @@ def _granite_hybrid(c: _Config, name: str) -> ModelShape:
     m_head_dim = inner // m_heads
     mixer, conv, ssm, kernel = mamba2_mixer(c, hidden, m_heads, m_head_dim,
                                       c.bool("mamba_proj_bias", False))
-    attention = [TensorSpec("attn_q", None, heads * head_dim, hidden),
-                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
-                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
-                 TensorSpec("attn_o", None, hidden, heads * head_dim)]
-    if c.bool("attention_bias", False):
-        attention.append(TensorSpec("bias", None, 1, (heads + 2 * kv_heads) * head_dim + hidden))
+    attention = attention_tensors(hidden, heads, kv_heads, head_dim, hidden,
+                                  bias=c.bool("attention_bias", False))
     experts = c.int("num_local_experts", default=0, minimum=0)
     inter = c.int("intermediate_size")
     shared = c.int("shared_intermediate_size")
@@ -307,6 +300,20 @@ def _granite_hybrid(c: _Config, name: str) -> ModelShape:
         notes=(f"hybrid: {recurrent} Mamba-2 layers keep a recurrent state, "
                f"{layers - recurrent} attention layers a KV cache",),
     )
+
+
+def attention_tensors(hidden_in: int, heads: int, kv_heads: int, head_dim: int, out: int, *,
+                      bias: bool) -> list[TensorSpec]:
+    """A hybrid's plain attention block: q, k, v and o projections, their biases as one."""
+    from vramest.model.shapes import TensorSpec
+
+    tensors = [TensorSpec("attn_q", None, heads * head_dim, hidden_in),
+               TensorSpec("attn_k", None, kv_heads * head_dim, hidden_in),
+               TensorSpec("attn_v", None, kv_heads * head_dim, hidden_in),
+               TensorSpec("attn_o", None, out, heads * head_dim)]
+    if bias:
+        tensors.append(TensorSpec("bias", None, 1, (heads + 2 * kv_heads) * head_dim + out))
+    return tensors
 
 
 def mamba2_mixer(c: _Config, hidden: int, heads: int, head_dim: int,
@@ -396,13 +403,8 @@ def _nemotron_h(c: _Config, name: str) -> ModelShape:
     m_heads = c.int("mamba_num_heads")
     m_head_dim = c.int("mamba_head_dim")
     mixer, conv, ssm, kernel = mamba2_mixer(c, hidden, m_heads, m_head_dim, c.bool("use_bias", False))
-    attn_bias = c.bool("attention_bias", False)
-    attention = [TensorSpec("attn_q", None, heads * head_dim, hidden),
-                 TensorSpec("attn_k", None, kv_heads * head_dim, hidden),
-                 TensorSpec("attn_v", None, kv_heads * head_dim, hidden),
-                 TensorSpec("attn_o", None, hidden, heads * head_dim)]
-    if attn_bias:
-        attention.append(TensorSpec("bias", None, 1, (heads + 2 * kv_heads) * head_dim + hidden))
+    attention = attention_tensors(hidden, heads, kv_heads, head_dim, hidden,
+                                  bias=c.bool("attention_bias", False))
     mlp = [TensorSpec("ffn_up", None, inter, hidden), TensorSpec("ffn_down", None, hidden, inter)]
     if c.bool("mlp_bias", False):
         mlp.append(TensorSpec("bias", None, 1, inter + hidden))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
-from vramest.model.recurrent import heads_output, mamba2_mixer
+from vramest.model.recurrent import attention_tensors, heads_output, mamba2_mixer
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
@@ -35,19 +35,6 @@ RWKV_WKV_STATES = 3
 RWKV_WKV_BYTES = 4.0
 _ZAMBA2_KINDS = {"mamba": "mamba", "linear_attention": "mamba", "m": "mamba",
                  "hybrid": "hybrid", "g": "hybrid"}
-
-
-def _attention(hidden_in: int, heads: int, kv_heads: int, head_dim: int, out: int,
-               bias: bool) -> list[TensorSpec]:
-    from vramest.model.shapes import TensorSpec
-
-    tensors = [TensorSpec("attn_q", None, heads * head_dim, hidden_in),
-               TensorSpec("attn_k", None, kv_heads * head_dim, hidden_in),
-               TensorSpec("attn_v", None, kv_heads * head_dim, hidden_in),
-               TensorSpec("attn_o", None, out, heads * head_dim)]
-    if bias:
-        tensors.append(TensorSpec("bias", None, 1, (heads + 2 * kv_heads) * head_dim + out))
-    return tensors
 
 
 def falcon_h1_shape(c: _Config, name: str) -> ModelShape:
@@ -73,7 +60,8 @@ def falcon_h1_shape(c: _Config, name: str) -> ModelShape:
         block.append(TensorSpec("bias", None, 1, mixer[0].rows))  # in_proj
     if c.bool("projectors_bias", False):
         block.append(TensorSpec("bias", None, 1, hidden))
-    block += _attention(hidden, heads, kv_heads, head_dim, hidden, c.bool("attention_bias", False))
+    block += attention_tensors(hidden, heads, kv_heads, head_dim, hidden,
+                               bias=c.bool("attention_bias", False))
     block += [TensorSpec("ffn_gate", None, inter, hidden), TensorSpec("ffn_up", None, inter, hidden),
               TensorSpec("ffn_down", None, hidden, inter),
               TensorSpec("norm", None, 1, hidden, 2)]  # input and pre-FFN RMS norms
@@ -125,7 +113,7 @@ def zamba2_shape(c: _Config, name: str) -> ModelShape:
     inner = int(c.data.get("mamba_expand", 2) * hidden)
     mixer, conv, ssm, kernel = mamba2_mixer(c, hidden, m_heads, inner // m_heads, bias)
     mamba = (*mixer, TensorSpec("norm", None, 1, hidden))
-    shared = [*_attention(wide, heads, kv_heads, head_dim, hidden, False),
+    shared = [*attention_tensors(wide, heads, kv_heads, head_dim, hidden, bias=False),
               TensorSpec("ffn_gate", None, inter, hidden), TensorSpec("ffn_up", None, inter, hidden),
               TensorSpec("ffn_down", None, hidden, inter),
               TensorSpec("norm", None, 1, wide), TensorSpec("norm", None, 1, hidden)]
