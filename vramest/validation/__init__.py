@@ -6,9 +6,16 @@ traces of the real model code), `profiles/` (committed calibration profiles)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 REFERENCE_DIR = _HERE / "reference"
 TRACE_DIR = _HERE / "traces"
 PROFILE_DIR = _HERE / "profiles"
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """A reference CSV's rows, keyed by its header."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

@@ -7,7 +7,6 @@ the median errors. Run: python -m vramest.validation.accuracy [REFERENCE_DIR]
 
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from collections import defaultdict
@@ -22,7 +21,7 @@ from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import Engine
 from vramest.inference.throughput import Workload
 from vramest.units import GIB, MIB
-from vramest.validation import REFERENCE_DIR
+from vramest.validation import REFERENCE_DIR, read_rows
 
 DEFAULT_REFERENCE_DIR = REFERENCE_DIR
 
@@ -85,11 +84,6 @@ class Comparison:
     def error(self) -> float:
         """Signed relative error of the prediction."""
         return self.predicted / self.measured - 1
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _records(rows: Iterable[dict[str, str]]) -> dict[str, dict[str, dict[str, str]]]:

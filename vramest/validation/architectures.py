@@ -19,11 +19,11 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from vramest.errors import InputError
+from vramest.validation import read_rows
 
 MIB = 1024**2
 UNITS = {"MiB": MIB, "GiB": 1024**3, "MB": 10**6, "tokens": 1}
@@ -95,8 +95,7 @@ def architecture_rows(reference_dir: Path) -> list[ArchitectureRow]:
     path = reference_dir / "architectures.csv"
     if not path.exists():
         return []
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(path)
     return [ArchitectureRow(record_id=r["record_id"], model=r["model"], quantity=r["quantity"],
                             measured_bytes=float(r["value"]) * UNITS[r["unit"]],
                             estimated_bytes=estimate_row(r), source=r["source"])

@@ -15,12 +15,12 @@ is taken as logged and what is checked is which layers keep what, per token.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
+from vramest.validation import read_rows
 
 if TYPE_CHECKING:
     from vramest.inference.engines.startup import VLLMStartup
@@ -94,8 +94,7 @@ def serving_architecture_rows(reference_dir: Path) -> list[ServingArchitectureRo
     path = reference_dir / "serving_architectures.csv"
     if not path.exists():
         return []
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(path)
     return [ServingArchitectureRow(record_id=r["record_id"], model=r["model"],
                                    quantity=r["quantity"],
                                    measured=float(r["value"]) * UNITS[r["unit"]],

@@ -7,7 +7,6 @@ holds the tool to each fits/OOM limit of training_bounds.csv. Torch-free.
 
 from __future__ import annotations
 
-import csv
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from vramest.model.shapes import shape_from_config
 from vramest.training.constants import TRAINING_DEFAULTS
 from vramest.training.estimate import estimate_training
 from vramest.units import GIB, MIB
-from vramest.validation import REFERENCE_DIR
+from vramest.validation import REFERENCE_DIR, read_rows
 
 DEFAULT_REFERENCE_DIR = REFERENCE_DIR
 PEAK_METRICS = ("peak_memory", "memory_per_gpu")
@@ -97,11 +96,6 @@ def reference_model(text: str) -> ModelInfo | None:
             return ModelInfo(name=entry.id, source="catalog", origin=entry.source, shape=shape,
                              params=shape.param_count(), active_params=shape.active_param_count())
     return None
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def to_bytes(value: float, unit: str) -> float:
