@@ -491,11 +491,13 @@ def _state_tensors(model: Any) -> Iterator[Any]:
 
 
 def _cache_tensors(cache: Any) -> Iterator[Any]:
+    """The cache's per-sequence state; 0-d bookkeeping (transformers 5.25's position counter
+    `cumulative_length_linear`, 8 bytes per recurrent layer) is not KV or state."""
     import torch
 
     for layer in getattr(cache, "layers", ()):
         for value in vars(layer).values():
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, torch.Tensor) and value.dim():
                 yield value
             elif isinstance(value, dict):  # recurrent layers: conv and SSM states by index
                 yield from (v for v in value.values() if isinstance(v, torch.Tensor))
