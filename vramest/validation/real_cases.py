@@ -33,6 +33,7 @@ SPLITS = ("fit", "heldout")
 OUTCOMES = ("worked", "oom", "refused")
 # which kind of figure each reported metric is, for the median errors
 FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
+                "request_token_limit": "vLLM KV",
                 "kv_cache_bytes": "vLLM KV", "weights_bytes": "vLLM weights",
                 "max_total_num_tokens": "SGLang KV", "max_batch_total_tokens": "TGI KV",
                 "compute_buffer_gpu_bytes": "llama.cpp buffers",

@@ -90,10 +90,21 @@ class VLLMStartup:
     # max_model_len request takes over all of them
     block_groups: int = 1
     blocks_per_request: int = 0
+    # V0 with pipeline stages: one scheduler and cache engine per in-flight micro-batch
+    # ("virtual engine"), each with num_gpu_blocks // pp of the blocks (vllm/worker/
+    # cache_engine.py CacheEngine.__init__; worker.py raise_if_cache_size_invalid checks
+    # max_model_len against block_size * (num_gpu_blocks // pipeline_parallel_size))
+    virtual_engines: int = 1
 
     @property
     def kv_cache_tokens(self) -> int:
         return self.num_gpu_blocks // self.block_groups * self.block_size
+
+    @property
+    def request_token_limit(self) -> int:
+        """The longest request one scheduler can hold: vLLM's "maximum number of tokens that
+        can be stored in KV cache" (all of it, but for V0's pipeline virtual engines)."""
+        return self.num_gpu_blocks // self.virtual_engines // self.block_groups * self.block_size
 
     @property
     def max_concurrency(self) -> float:
@@ -112,8 +123,8 @@ class VLLMStartup:
         if not self.checks_length:
             return self.num_gpu_blocks > 0
         if self.request_bytes:
-            return self.kv_cache_bytes >= self.request_bytes
-        return self.kv_cache_tokens >= self.max_model_len
+            return self.kv_cache_bytes // self.virtual_engines >= self.request_bytes
+        return self.request_token_limit >= self.max_model_len
 
     def to_json(self) -> dict[str, object]:
         return {"name": "vllm", "version": self.version,
@@ -124,6 +135,7 @@ class VLLMStartup:
                 "cuda_graph_bytes": self.cuda_graph_bytes,
                 "kv_cache_bytes": self.kv_cache_bytes, "kv_cache_tokens": self.kv_cache_tokens,
                 "num_gpu_blocks": self.num_gpu_blocks,
+                "request_token_limit": self.request_token_limit,
                 "max_concurrency": round(self.max_concurrency, 2),
                 "max_model_len": self.max_model_len, "request_kv_bytes": self.request_bytes,
                 "max_num_batched_tokens": self.max_num_batched_tokens, "starts": self.starts,
@@ -147,12 +159,17 @@ class VLLMStartup:
             f"{self.max_concurrency:.2f}x",
             *self.notes,
         ]
+        if self.virtual_engines > 1:
+            lines.append(f"V0 splits the blocks over {self.virtual_engines} pipeline virtual "
+                         f"engines: one request holds at most {self.request_token_limit:,} "
+                         "tokens.")
         if self.refusal:
             lines.append(self.refusal)
         elif not self.starts:
             lines.append(f"vLLM would refuse to start: one {self.max_model_len}-token request "
                          f"needs {self.request_bytes * gib:.2f} GiB of KV cache, "
-                         f"{self.kv_cache_bytes * gib:.2f} GiB is available; the largest "
+                         f"{self.kv_cache_bytes // self.virtual_engines * gib:.2f} GiB is "
+                         "available to one request; the largest "
                          f"max_model_len that starts is {self.largest_model_len}.")
         return lines
 
@@ -287,7 +304,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         block_size, kv_groups, pool_notes = pools.block_size, pools.groups, pools.notes()
         per_request = pools.blocks_per_request(max_model_len)
     needed = request_bytes(max_model_len)
-    largest = _largest_len(request_bytes, max(0, kv_bytes), max_model_len)
+    engines = pp if rules.engine == "v0" else 1  # V0 splits the blocks over virtual engines
+    largest = _largest_len(request_bytes, max(0, kv_bytes) // engines, max_model_len)
     notes = [n for n in (served.note, *pool_notes, layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
@@ -305,7 +323,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        checks_length=rules.checks_length, refusal=refusal,
                        memory_in_use_bytes=options.memory_in_use_bytes,
                        cuda_graph_capture_bytes=capture, block_groups=kv_groups,
-                       blocks_per_request=per_request)
+                       blocks_per_request=per_request, virtual_engines=engines)
 
 
 def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int) -> int:

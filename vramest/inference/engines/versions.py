@@ -33,7 +33,8 @@ class VLLMRules:
     since: Release
     engine: str  # "v0" (LLMEngine, block manager) or "v1" (EngineCore, KV cache manager)
     # V0 profiles one forward over max(max_model_len, 2048) tokens unless chunked prefill is on
-    # (from 0.5.4 by default past 32k tokens, then 512 tokens per step); V1 always chunks.
+    # (from 0.5.4 by default past 32k tokens, then 512 tokens per step, 2048 from 0.6.5); V1
+    # always chunks.
     chunked_prefill: str  # "never", "long-context" (only max_model_len > 32768) or "always"
     batched_tokens: int  # V1 `vllm serve` default max_num_batched_tokens (GPUs under 70 GiB)
     batched_tokens_large_gpu: int  # the same on GPUs of 70 GiB and more, except A100
@@ -135,7 +136,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
               None, "marlin",
               "chunked prefill on by default past 32k tokens (PR #6666, merged 2024-07-23, after "
               "0.5.3: the 0.5.3 Llama-3.1 logs profile all 131072 tokens)"),
-    VLLMRules(Release((0, 7)), "v0", "long-context", 512, 512, 256, 6.0, False, False, False,
+    VLLMRules(Release((0, 7)), "v0", "long-context", 2048, 2048, 256, 6.0, False, False, False,
               _TP_EXTRA_07, "marlin",
               "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
               "rank in a 0.7.2 TP=2 log (vLLM issue #13061)", non_torch_bytes=_NON_TORCH_07),
@@ -197,8 +198,10 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
          "non-torch memory = used after profiling - torch allocated, every process counted "
          "(PR #9352, Oct 2024; 'initial_memory_usage' in the 0.6.4.post1 logs of vLLM issues "
          "#10533, #11230)"),
-        ((0, 6, 5), dict(others_memory="outside", non_torch_bytes=None),
-         "memory profiled against a baseline snapshot of this process (PR #10511, 0.6.5)"),
+        ((0, 6, 5), dict(others_memory="outside", non_torch_bytes=None, batched_tokens=2048,
+                         batched_tokens_large_gpu=2048),
+         "memory profiled against a baseline snapshot of this process (PR #10511, 0.6.5); "
+         "chunked prefill steps of 2048 tokens instead of 512 (PR #10544, merged 2024-11-21)"),
         ((0, 8), dict(others_memory="counted"),
          "V1 gpu_worker.py determine_available_memory @0012cf69: total_allocated_bytes = "
          "total - free, so other processes' memory is non-torch (vLLM issues #17366, #17979)"),
