@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,calibrate,plot]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,calibrate,plot]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
