@@ -368,3 +368,22 @@ def test_v0_pipeline_stages_split_the_blocks_between_virtual_engines() -> None:
     # without the split the prediction was 2.4x the message's figure; with it within 20%
     assert v0.request_token_limit == pytest.approx(58384, rel=0.2)
     assert v0.largest_model_len <= v0.request_token_limit
+
+
+def test_dgx_spark_start_up_check_counts_what_the_os_holds() -> None:
+    """GB10's unified memory: vLLM reads 121.69 GiB in all ("Free memory on device cuda:0
+    (104.46/121.69 GiB) on startup is less than desired GPU memory utilization (0.87, 105.87
+    GiB)", public setup notes); vLLM's Nemotron-3-Super recipe needs 0.85 where the default
+    0.92 fails at start-up (vllm-project/recipes PR #632)."""
+    est = vramest.estimate(model="nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-BF16", dtype="nvfp4")
+    spark = default_hardware().find("dgx spark")
+    at = {u: vllm_startup(est, spark, 1, VLLMOptions(version="0.21.0", gpu_memory_utilization=u,
+                                                      max_model_len=131072, max_num_seqs=4))
+          for u in (0.87, 0.85, 0.92)}
+    assert at[0.87].budget_bytes / GIB == pytest.approx(105.87, abs=0.01)
+    assert not at[0.92].starts and "free memory" in at[0.92].refusal
+    assert at[0.85].starts
+    # a machine whose OS holds less passes the same check when the user says so
+    quiet = vllm_startup(est, spark, 1, VLLMOptions(version="0.21.0", max_model_len=131072,
+                                                     max_num_seqs=4, memory_in_use_bytes=7 * GIB))
+    assert quiet.starts

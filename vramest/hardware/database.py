@@ -51,6 +51,16 @@ class Device:
     # Unified memory (Jetson): what a CUDA process can allocate once firmware carve-outs and
     # the OS have taken theirs; the row's source says how it was found.
     addressable_override_bytes: int | None = None
+    # Unified memory (DGX Spark): what the OS, its services and caches hold when an engine
+    # starts. CUDA counts it as used, so the free memory an engine checks is below the total.
+    os_in_use_bytes: int = 0
+
+    def reported_total_bytes(self, visible_fraction: float) -> int:
+        """The total a CUDA process reads (torch.cuda.mem_get_info): a discrete card's
+        addressable memory less the driver's share, or a unified chip's measured total."""
+        if self.addressable_override_bytes is not None:
+            return self.addressable_override_bytes
+        return round(self.addressable_bytes * visible_fraction)
 
     @property
     def addressable_bytes(self) -> int:
@@ -93,6 +103,7 @@ class Device:
             "interconnect_gbs": self.interconnect_bytes_s / 1e9 if self.interconnect_bytes_s
             else None,
             "addressable_bytes": self.addressable_bytes, "ecc_in_band": self.ecc_in_band,
+            "os_in_use_bytes": self.os_in_use_bytes,
             "tdp_w": self.tdp_w, "price_usd": self.price_usd, "price_date": self.price_date,
             "source": self.source,
         }
@@ -276,6 +287,7 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
         notes=str(raw.get("notes", "")),
         ecc_in_band=_flag(raw, "ecc_in_band", where),
         addressable_override_bytes=_addressable(raw, memory, where),  # type: ignore[arg-type]
+        os_in_use_bytes=int((_number(raw, "os_in_use_gib", where) or 0) * GIB),
     )
 
 

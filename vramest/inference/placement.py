@@ -48,7 +48,10 @@ class Reserve:
     bytes: int = 0
 
     def usable(self, device: Device) -> int:
-        return int(device.addressable_bytes * (1 - self.fraction)) - self.bytes
+        """What a model may take of one GPU: its addressable memory less the reserve, and on
+        unified memory less what the OS holds at start (Device.os_in_use_bytes)."""
+        return (int(device.addressable_bytes * (1 - self.fraction)) - self.bytes
+                - device.os_in_use_bytes)
 
 
 def parse_reserve(text: str | float | None) -> Reserve:

@@ -245,8 +245,11 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     max_model_len = (options.max_model_len or shape.scaled_context or shape.max_context
                      or est.settings.ctx)
     tokens = _batched_tokens(options, max_model_len, rules, device, shape.extra_params > 0)
-    total = options.total_memory_bytes or round(device.addressable_bytes * c.visible_memory_fraction)
+    total = options.total_memory_bytes or device.reported_total_bytes(c.visible_memory_fraction)
     budget = round(total * util)
+    os_share = bool(device.os_in_use_bytes and not options.memory_in_use_bytes)
+    if os_share:  # unified memory: what the OS holds at start is in use, as others' memory is
+        options = replace(options, memory_in_use_bytes=device.os_in_use_bytes)
     if options.memory_in_use_bytes >= total:
         raise InputError(f"--gpu-memory-in-use {format_bytes(options.memory_in_use_bytes)} is all "
                          f"of the GPU's {format_bytes(total)} or more; give what other processes "
@@ -307,7 +310,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     engines = pp if rules.engine == "v0" else 1  # V0 splits the blocks over virtual engines
     largest = _largest_len(request_bytes, max(0, kv_bytes) // engines, max_model_len)
     notes = [n for n in (served.note, *pool_notes, layout.note, _vllm_window_note(shape, rules),
-                         _others_note(rules, options.memory_in_use_bytes)) if n]
+                         _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
     refusal = (capability_refusal(fmt.name, device, rules.fp8_min_capability)
                or vllm_refusal(shape, fmt.name, tp)
@@ -358,13 +361,18 @@ def _memory_refusal(rules: VLLMRules, total: int, budget: int, in_use: int, acti
     return ""
 
 
-def _others_note(rules: VLLMRules, in_use: int) -> str:
+def _others_note(rules: VLLMRules, in_use: int, os_share: bool = False) -> str:
     rule = {"counted": "memory other processes hold on the GPU is counted as non-torch memory "
                        "and comes out of the KV cache",
             "refused": "vLLM refuses to start when the GPU's free memory is below "
                        "gpu_memory_utilization x total",
             "outside": "the budget is gpu_memory_utilization x total whatever other processes "
                        "hold; it runs out of memory when both do not fit"}[rules.others_memory]
+    if in_use and os_share:
+        return (f"Unified memory: the OS, its services and caches hold about {in_use / GIB:.2f} "
+                f"GiB at start (the median of measured start-ups; it varies by machine): in "
+                f"this release {rule}. Give --gpu-memory-in-use (total - free in vLLM's "
+                "start-up message) for yours.")
     if in_use:
         return f"Other processes hold {in_use / GIB:.2f} GiB per GPU: in this release {rule}."
     if rules.others_memory == "counted":

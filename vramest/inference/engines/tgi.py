@@ -105,7 +105,7 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
         raise InputError("--engine tgi does not model a recurrent state (Mamba, hybrid and RWKV "
                          "layers), only KV blocks; the estimate without --engine holds.")
     rules: list[str] = []
-    total = round(device.addressable_bytes * c.visible_memory_fraction)
+    total = device.reported_total_bytes(c.visible_memory_fraction)
     context = c.vllm_non_torch_bytes + (c.nccl_buffer_bytes if tp > 1 else 0)
     weights = per_gpu_memory(est, tp).weights
     prefill = o.get("max_batch_prefill_tokens")
