@@ -14,6 +14,7 @@ from vramest.inference.memory import weight_bytes
 from vramest.model.precisions import weight_format
 from vramest.model.resolve import resolve_model
 from vramest.training import estimate_training
+from vramest.training.memory import ZERO_BUCKET_ELEMENTS
 from vramest.units import format_bytes
 
 GPT2 = resolve_model(model="gpt2")  # 124,439,808 params, tied embeddings
@@ -241,14 +242,17 @@ def test_more_tokens_never_lower_memory(method: str, optimizer: str, ckpt: str, 
                              **common).total_bytes >= base
 
 
+# From two GPUs: on one, DeepSpeed's ZeRO-1/2 step still converts the whole 16-bit gradient
+# partition to fp32, which a plain optimizer does not. Its 5e8-element gradient bucket is
+# there whatever the model (a LoRA run shards less than that), so stage 1 may cost the bucket.
 @settings(max_examples=40, deadline=None)
-@given(method=_methods, optimizer=_optimizers, gpus=st.integers(1, 64), seq=st.integers(1, 8192))
+@given(method=_methods, optimizer=_optimizers, gpus=st.integers(2, 64), seq=st.integers(1, 8192))
 def test_higher_zero_stage_never_raises_per_gpu_memory(method: str, optimizer: str, gpus: int,
                                                        seq: int) -> None:
     totals = [estimate_training(info=MISTRAL, method=method, optimizer=optimizer, zero=z,
                                 num_gpus=gpus, seq=seq, grad_checkpointing=True).total_bytes
               for z in range(3)]
-    assert totals[0] >= totals[1] >= totals[2]
+    assert totals[0] + ZERO_BUCKET_ELEMENTS * 2 >= totals[1] >= totals[2]
     # stage 3 gathers two blocks while they run: it lowers memory once shards beat that
     stage3 = estimate_training(info=MISTRAL, method=method, optimizer=optimizer, zero=3,
                                num_gpus=gpus, seq=seq, grad_checkpointing=True).total_bytes
@@ -335,3 +339,19 @@ def test_a_step_that_does_not_fit_says_which_single_change_would():
     assert line.endswith(f"headroom {format_bytes(changed.fit.headroom_bytes)}")
     assert est.to_json()["fit"]["advice"] == list(est.fit.advice)
     assert changed.fit.advice == ()  # nothing to change once it fits
+
+
+def test_zero2_overlap_comm_buckets_match_deepspeed_and_a_reported_oom() -> None:
+    """LLaMA-Factory issue #4133: Qwen1.5-7B full SFT, ZeRO-2 with the shipped ds_z2_config
+    (overlap_comm true, 5e8-element buckets), cutoff 512, batch 1, fp16 on 8 x A100 40GB: out of
+    memory. transformers' DeepSpeed guide: overlap_comm at 5e8 "requires a 9GB footprint"."""
+    common = dict(model="Qwen/Qwen1.5-7B", gpu="a100 sxm4 40gb", num_gpus=8, method="full",
+                  seq=512, zero=2, grad_checkpointing=True)
+    overlapped = estimate_training(overlap_comm=True, **common)
+    plain = estimate_training(**common)
+    step = {p.name: p.bytes for p in overlapped.phases[-1].parts}
+    plain_step = {p.name: p.bytes for p in plain.phases[-1].parts}
+    assert step["temporary"] - plain_step["temporary"] == 9 * 10**9 - 10**9
+    assert not overlapped.fit.fits
+    with pytest.raises(InputError, match="ZeRO-1/2"):
+        estimate_training(overlap_comm=True, **{**common, "zero": 3})

@@ -63,6 +63,15 @@ class StaticMemory:
     first_layer_gradients: int  # the output head's and one block's gradients
     host_bytes: int
     paged_bytes: int  # optimizer states that can spill to host (paged optimizers)
+    comm_buckets: int = 0  # ZeRO-1/2 gradient buckets, held from the first backward on
+
+
+def _buckets_how(buckets: int, s: TrainingSettings) -> str:
+    if not buckets:
+        return ""
+    how = "overlap_comm: 4.5 x both 5e8-element buckets" if s.overlap_comm else \
+        "one 5e8-element reduce bucket"
+    return f" + ZeRO gradient buckets {format_bytes(buckets)} ({how})"
 
 
 def _root_bytes_per_element(s: TrainingSettings, weight_b: int) -> int:
@@ -85,14 +94,34 @@ def _shard(nbytes: float, shards: int) -> int:
 ZERO3_SUB_GROUP_ELEMENTS = 1_000_000_000
 
 
-def _zero3_step(step_tmp: int, shard_elements: float, grad_b: int) -> int:
-    """DeepSpeed ZeRO-3's optimizer step, one sub group at a time: the sub group's 16-bit
-    gradients made fp32 (stage3.py _prepare_fp32_grad_for_sub_group, 4 - grad_b bytes more an
-    element under mixed precision) and the update's temporaries. ZeRO-1/2 convert the whole
-    partition the same way (stage_1_and_2.py step); that is not counted yet."""
-    share = min(1.0, ZERO3_SUB_GROUP_ELEMENTS / shard_elements) if shard_elements else 1.0
+def _zero_step(step_tmp: int, shard_elements: float, grad_b: int, sub_group: float) -> int:
+    """DeepSpeed's optimizer step under mixed precision: the 16-bit gradients made fp32, 4 -
+    grad_b bytes more an element, with the update's temporaries. ZeRO-3 goes one sub group at
+    a time (stage3.py _prepare_fp32_grad_for_sub_group); ZeRO-1/2 flatten and convert the whole
+    partition at once (stage_1_and_2.py step: single_grad_partition = flatten(...).to(fp32))."""
+    share = min(1.0, sub_group / shard_elements) if shard_elements else 1.0
     fp32_grads = (4 - grad_b) * shard_elements if grad_b else 0
     return round((step_tmp + fp32_grads) * share)
+
+
+# DeepSpeed ZeRO-1/2's gradient buckets: reduce_bucket_size and allgather_bucket_size default
+# to 5e8 elements (deepspeed/runtime/zero/config.py). With contiguous_gradients (default on)
+# backward copies gradients into a bucket of reduce_bucket_size elements (stage_1_and_2.py
+# backward: ipg_buffer), whatever the model's size; with overlap_comm the buffers are doubled
+# and gradients stay in flight: "uses
+# 4.5x the allgather_bucket_size and reduce_bucket_size values. So if they are set to 5e8,
+# this requires a 9GB footprint (5e8 x 2Bytes x 2 x 4.5)" (transformers docs, DeepSpeed, ZeRO-2).
+ZERO_BUCKET_ELEMENTS = 500_000_000
+ZERO_OVERLAP_FACTOR = 4.5
+
+
+def zero_bucket_bytes(s: TrainingSettings, grad_b: int) -> int:
+    """ZeRO-1/2's communication buffers per GPU (0 for other strategies)."""
+    if s.zero_stage not in (1, 2):
+        return 0
+    if s.overlap_comm:
+        return round(ZERO_OVERLAP_FACTOR * 2 * ZERO_BUCKET_ELEMENTS * grad_b)
+    return ZERO_BUCKET_ELEMENTS * grad_b
 
 
 def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
@@ -119,7 +148,10 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     opt = _shard(states, states_shards)
     tmp = _shard(step_tmp, states_shards)
     if s.zero_stage == 3 and not s.fsdp and s.offload == "none":
-        tmp = _zero3_step(tmp, params / n, weight_b if master_b else 0)
+        tmp = _zero_step(tmp, params / n, weight_b if master_b else 0, ZERO3_SUB_GROUP_ELEMENTS)
+    elif s.zero_stage in (1, 2) and s.offload == "none":
+        tmp = _zero_step(tmp, params / n, weight_b if master_b else 0, params)
+    buckets = zero_bucket_bytes(s, grad_b)
     host = 0
     if s.offload in ("optimizer", "params"):
         # ZeRO-Offload keeps fp32 master, states, gradients and the step on the CPU
@@ -174,7 +206,9 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                        f"{s.optimizer} states{' + fp32 master 4 B/param' if master_b else ''}"
                        f"{shard_note(states_shards)}"
                        f"{' (on the host)' if s.offload != 'none' else ''} = {format_bytes(opt)}"),
-        step_temporary=Part("temporary", tmp, f"optimizer step temporaries = {format_bytes(tmp)}"),
+        step_temporary=Part("temporary", tmp + buckets, f"optimizer step temporaries = "
+                            f"{format_bytes(tmp)}" + _buckets_how(buckets, s)),
+        comm_buckets=buckets,
         gathered_layer=gathered, gathered_root=root, first_layer_gradients=first_grads,
         host_bytes=host * n, paged_bytes=paged,
     )
@@ -210,11 +244,11 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
     logits = round(tokens * shape.vocab_size * act.loss_per_logit + act.head_cast)
     transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad
                       + act.dequantized_weight) + \
-        static.gathered_layer + static.gathered_root
+        static.gathered_layer + static.gathered_root + static.comm_buckets
     root = (f" + gathered embeddings and head {format_bytes(static.gathered_root)}"
             if static.gathered_root else "")
     gathered = (f" + gathered layer weights {format_bytes(static.gathered_layer)}"
-                if static.gathered_layer else "") + root
+                if static.gathered_layer else "") + root + _buckets_how(static.comm_buckets, s)
     # at the loss FSDP has resharded every block (the last one after its forward); ZeRO-3
     # fetches per module and is counted with a running and a prefetched block throughout
     at_loss = static.gathered_root if static.gathered_root else static.gathered_layer

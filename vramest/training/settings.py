@@ -132,6 +132,9 @@ class TrainingSettings:
     embeddings_16bit: bool = False
     trainable_layers: int = 2
     zero_stage: int = 0
+    # DeepSpeed's overlap_comm under ZeRO-1/2 (reduce gradients while backward runs); off by
+    # default for those stages (deepspeed/runtime/zero/config.py)
+    overlap_comm: bool = False
     fsdp: bool = False  # stage 3 as PyTorch FSDP runs it (the root unit stays gathered)
     num_gpus: int = 1
     offload: str = "none"
@@ -189,6 +192,7 @@ class TrainingSettings:
             "seq": self.seq, "micro_batch": self.micro_batch,
             "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
             "attention": self.attention, "zero_stage": self.zero_stage,
+            "overlap_comm": self.overlap_comm,
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
             "objective": self.objective, "loss": self.loss, "kernels": self.kernels,
             "bitsandbytes": ".".join(map(str, self.bitsandbytes)),
@@ -260,7 +264,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1, objective: str = "sft",
                   loss: str = "standard", kernels: str = "torch",
-                  bitsandbytes: str | None = None) -> TrainingSettings:
+                  bitsandbytes: str | None = None, overlap_comm: bool = False) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
                  base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
@@ -281,6 +285,10 @@ def make_settings(*, method: str = "full", precision: str | None = None,
             raise InputError(f"--fsdp shards like ZeRO stage 3; it cannot be combined with --zero "
                              f"{stage}.")
         stage = 3
+    if not isinstance(overlap_comm, bool):
+        raise InputError("overlap_comm must be true or false.")
+    if overlap_comm and stage not in (1, 2):
+        raise InputError("--overlap-comm is DeepSpeed's ZeRO-1/2 setting; add --zero 1 or 2.")
     offload_kind = _choice(offload or "none", OFFLOADS, "--offload")
     if offload_kind != "none" and stage == 0:
         raise InputError("--offload needs sharding: add --zero 1, 2 or 3 (or --fsdp).")
@@ -318,7 +326,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         embeddings_16bit=upcast == "trl" and fmt.is_quantized,
         trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
                                             maximum=10_000),
-        zero_stage=stage, fsdp=bool(fsdp), num_gpus=gpus, sequence_parallel=sp,
+        zero_stage=stage, overlap_comm=overlap_comm, fsdp=bool(fsdp), num_gpus=gpus,
+        sequence_parallel=sp,
         offload=offload_kind, moe_experts=_choice(moe_experts, EXPERT_LAYOUTS, "--moe-experts"),
     )
 
