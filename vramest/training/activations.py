@@ -155,7 +155,11 @@ def loss_bytes_per_logit(s: TrainingSettings, c: TrainingConstants, fp32_head: b
     if s.loss == "cut":
         return 0.0
     if s.loss == "fused":
-        return p
+        # Unsloth returns its 16-bit logits, and under mixed precision the Trainer's model runs
+        # wrapped in accelerate's convert_outputs_to_fp32, which returns an fp32 copy of every
+        # 16-bit output (accelerate/utils/operations.py _convert_to_fp32: tensor.float(); the
+        # OOM traceback of unslothai/unsloth#465 ends there) while the 16-bit logits stay saved
+        return p + (4 if s.precision == "mixed" else 0)
     if s.loss == "chunked":  # the 16-bit logits and one chunk's 16-bit gradient (compiled loss)
         return p * (1 + 1 / c.chunked_loss_chunks)
     # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit

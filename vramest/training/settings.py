@@ -47,7 +47,8 @@ _PAIRED = ("dpo", "orpo")  # chosen + rejected per example
 _WITH_REFERENCE = ("dpo", "kto")
 # "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
 # and its backward writes the gradient into the logits buffer and returns it
-# (unsloth/kernels/cross_entropy_loss.py, Fast_CrossEntropyLoss): no fp32 copies.
+# (unsloth/kernels/cross_entropy_loss.py, Fast_CrossEntropyLoss); the model still returns the
+# 16-bit logits, which accelerate copies to fp32 under mixed precision (activations.py).
 # "chunked": torchtune's CEWithChunkedOutputLoss as its recipes run it, compute_cross_entropy
 # compiled (the class docstring's advice; compile=True in the README's memory table): the head
 # runs per chunk of tokens, the 16-bit logits of every chunk stay alive and the compiled upcast
