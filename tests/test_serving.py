@@ -185,10 +185,10 @@ def test_tpot_grows_with_concurrency_and_throughput_saturates(
                   input_len=lengths[0], output_len=lengths[1])
     a, b = serving(concurrency=lo, **kwargs), serving(concurrency=hi, **kwargs)
     top = serving(**kwargs)
-    # (1e-3: where prefill is the bottleneck, a larger clump leaves a budget-full step a few
-    # fewer decodes)
-    assert b.state.tpot.median >= a.state.tpot.median * (1 - 1e-3)
-    assert b.state.e2e.median >= a.state.e2e.median * (1 - 1e-3)
+    # (2e-3: where prefill is the bottleneck, a larger clump leaves a budget-full step a few
+    # fewer decodes; TRT-LLM, 590 + 3 tokens, concurrency 120 -> 206 on 2 x H100: -0.10%)
+    assert b.state.tpot.median >= a.state.tpot.median * (1 - 2e-3)
+    assert b.state.e2e.median >= a.state.e2e.median * (1 - 2e-3)
     # throughput: not above the max-throughput point (3%: prefill-bound edge cases, such as
     # SGLang's prefill waves with one- or two-token outputs); past it, requests only wait
     assert a.state.output_tokens_per_s <= top.state.output_tokens_per_s * 1.03
