@@ -387,3 +387,43 @@ def test_dgx_spark_start_up_check_counts_what_the_os_holds() -> None:
     quiet = vllm_startup(est, spark, 1, VLLMOptions(version="0.21.0", max_model_len=131072,
                                                      max_num_seqs=4, memory_in_use_bytes=7 * GIB))
     assert quiet.starts
+
+
+def _vulkan(model: str, dtype: str, n_ctx: int, version: str, **extra: object):
+    return vramest.estimate(model=model, dtype=dtype, gpu=extra.pop("gpu", "mi60"),
+                            engine="llamacpp", profile="none",
+                            engine_options={"n_ctx": n_ctx, "version": version,
+                                            "backend": "vulkan", **extra})
+
+
+def test_vulkan_allocates_the_compute_buffer_whole_before_b6646() -> None:
+    """llama.cpp issue #11598 (b4615, RADV on an MI60, 32 GB): Qwen2.5-7B Q8_0 starts at
+    -c 71000 and fails at 72000 with 16 GB free: the compute buffer (KQ scores plus the mask
+    Vulkan copies from the host) crosses the driver's 4 GiB allocation between the two."""
+    ok = _vulkan("Qwen/Qwen2.5-7B", "q8_0", 71000, "b4615")
+    over = _vulkan("Qwen/Qwen2.5-7B", "q8_0", 72000, "b4615")
+    limit = 4 * GIB
+    assert ok.engine_report.compute_buffer_gpu_bytes < limit < \
+        over.engine_report.compute_buffer_gpu_bytes
+    assert ok.fit.fits and not over.fit.fits and "Vulkan" in over.fit.refused
+    # ROCm reads the host's mask in place: the same run fits there at 72000
+    rocm = vramest.estimate(model="Qwen/Qwen2.5-7B", dtype="q8_0", gpu="mi60", engine="llamacpp",
+                            profile="none", engine_options={"n_ctx": 72000, "version": "b4615"})
+    assert rocm.fit.fits
+    assert over.engine_report.compute_buffer_gpu_bytes - \
+        rocm.engine_report.compute_buffer_gpu_bytes == 72000 * 512 * 4
+    # from b6646 the allocator splits the buffer; the largest tensor (3.85 GiB of scores) fits
+    assert _vulkan("Qwen/Qwen2.5-7B", "q8_0", 72000, "b6646", flash_attn=False).fit.fits
+
+
+def test_vulkan_compute_buffer_matches_a_strix_halo_log() -> None:
+    """llama.cpp issue #15009: Qwen3-30B-A3B at 70000 tokens on Strix Halo under Vulkan,
+    "Device memory allocation of size 4757131264 failed"."""
+    est = _vulkan("Qwen/Qwen3-30B-A3B", "q8_0", 70000, "b6050", gpu="strix halo")
+    assert est.engine_report.compute_buffer_gpu_bytes == pytest.approx(4757131264, rel=0.002)
+    assert not est.fit.fits
+    # a driver with a 2 GiB cap (AMD's on Windows) refuses smaller contexts too
+    small = _vulkan("Qwen/Qwen3-30B-A3B", "q8_0", 35000, "b6050", gpu="strix halo")
+    capped = _vulkan("Qwen/Qwen3-30B-A3B", "q8_0", 35000, "b6050", gpu="strix halo",
+                     max_allocation_bytes="2GiB")
+    assert small.fit.fits and not capped.fit.fits

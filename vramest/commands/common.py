@@ -257,6 +257,12 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                     "host")
     ll.add_argument("--fit", action="store_true", default=None,
                     help="offload the most layers that fit on --gpu")
+    ll.add_argument("--backend", choices=("cuda", "rocm", "metal", "vulkan"),
+                    help="llama.cpp's GPU backend (default: the GPU vendor's usual one); vulkan "
+                    "copies the KQ mask to the GPU and caps each allocation")
+    ll.add_argument("--max-allocation", dest="max_allocation_bytes",
+                    help="Vulkan's largest single allocation (default 4GiB; AMD's Windows "
+                    "driver 2GiB)")
 
 
 def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -281,7 +287,8 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 _OPTION_FLAGS = {"n_ubatch": "--ubatch", "version": "--engine-version",
-                 "memory_in_use_bytes": "--gpu-memory-in-use"}  # the rest: --key-name
+                 "memory_in_use_bytes": "--gpu-memory-in-use",
+                 "max_allocation_bytes": "--max-allocation"}  # the rest: --key-name
 
 
 def _flag(option: str) -> str:
@@ -311,7 +318,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,
                "cache_type_v": args.cache_type_v, "fit": args.fit,
                "version": args.engine_version, "split_mode": args.split_mode,
-               "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe}
+               "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe,
+               "backend": args.backend, "max_allocation_bytes": args.max_allocation_bytes}
     elif engine == "hf":
         raw = {"version": args.engine_version}
     if raw is not None:  # each option's one parser (the API's and the spec's), named by flag

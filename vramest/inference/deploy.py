@@ -304,7 +304,7 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         per_gpu = PerGPU(fullest.model_bytes, fullest.kv_bytes, fullest.compute_bytes,
                          report.cuda_context_bytes) if fullest else PerGPU(0, 0, 0, 0)
         return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"],
-                       on_host=host_share(report, fit_plan.device))
+                       on_host=host_share(report, fit_plan.device), refused=report.refusal)
     if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved,
         per = fit_plan.per_gpu  # and sliding layers their whole last prefill chunk
         extra = report.window_kv_extra_bytes // max(1, fit_plan.num_gpus)
@@ -365,9 +365,14 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
             out.append("a higher --gpu-memory-utilization (0.95) if nothing else uses the GPU; "
                        "lower it instead if the process is killed outside vLLM's budget")
     elif isinstance(report, LlamaCppStartup):
-        from vramest.inference.engines.startup import LlamaCppOptions, llamacpp_fit_layers
+        from vramest.inference.engines.startup import (
+            LlamaCppOptions,
+            llamacpp_fit_layers,
+            parse_engine_options,
+        )
 
-        given = {k: v for k, v in options.items() if k in LlamaCppOptions.__dataclass_fields__}
+        typed = parse_engine_options("llamacpp", options)  # "2GiB", "64k": as the report read them
+        given = {k: v for k, v in typed.items() if k in LlamaCppOptions.__dataclass_fields__}
         given.setdefault("n_gpus", len(report.devices) or 1)
         llama_options = LlamaCppOptions(**given)  # type: ignore[arg-type]
         layers = llamacpp_fit_layers(est, plan_.device, llama_options, plan_.usable_bytes - band)

@@ -473,6 +473,15 @@ class LlamaCppOptions:
     split_mode: str = "layer"  # "layer" (whole layers per GPU), "row", "none" (one GPU)
     tensor_split: tuple[float, ...] | None = None  # -ts ratios; default equal
     n_cpu_moe: int = 0  # expert tensors of the first N layers stay on the host
+    backend: str | None = None  # "cuda", "rocm", "metal" or "vulkan"; default: by the GPU
+    max_allocation_bytes: int | None = None  # Vulkan: the driver's; default VULKAN_MAX_ALLOCATION
+
+
+# Vulkan caps each allocation at maxMemoryAllocationSize: 4 GiB on Mesa's RADV (0xFFFFFFFC) and
+# NVIDIA, 2 GiB on AMD's Windows driver ("we cannot allocate buffers larger than 4GB (on some
+# drivers it can be even lower, like 2GB or 1GB)", ggml-org/llama.cpp issue #15009)
+VULKAN_MAX_ALLOCATION = 4 * 1024**3
+LLAMACPP_BACKENDS = ("cuda", "rocm", "metal", "vulkan")
 
 
 @dataclass(frozen=True)
@@ -515,6 +524,7 @@ class LlamaCppStartup:
     n_ubatch: int = 512
     layers_total: int = 0  # the model's repeating layers
     host_expert_layers: int = 0  # layers whose expert tensors stay in system memory
+    refusal: str = ""  # why llama.cpp stops before it runs (a buffer the backend cannot allocate)
 
     @property
     def gpu_total_bytes(self) -> int:
@@ -544,7 +554,7 @@ class LlamaCppStartup:
                              "model_buffer_bytes": d.model_bytes, "kv_cache_bytes": d.kv_bytes,
                              "compute_buffer_bytes": d.compute_bytes}
                             for i, d in enumerate(self.devices)],
-                "notes": list(self.notes)}
+                "refusal": self.refusal, "notes": list(self.notes)}
 
     def _device_name(self, i: int) -> str:
         return "Metal" if self.backend == "Metal" else f"{self.backend}{i}"
@@ -562,13 +572,16 @@ class LlamaCppStartup:
             lines.append(f"{self._device_name(i)} model buffer size = {d.model_bytes * mib:.2f} MiB; KV "
                          f"{d.kv_bytes * mib:.2f} MiB; compute {d.compute_bytes * mib:.2f} MiB "
                          f"({d.layers} layers)")
+        host = "CPU" if self.backend == "Metal" else f"{self.backend}_Host"
         lines += [
             f"CPU_Mapped model buffer size = {self.model_buffer_host_bytes * mib:.2f} MiB",
             f"KV self size = {self.kv_cache_bytes * mib:.2f} MiB",
-            f"CUDA_Host output buffer size = {self.output_buffer_host_bytes * mib:.2f} MiB",
-            f"CUDA_Host compute buffer size = {self.compute_buffer_host_bytes * mib:.2f} MiB",
+            f"{host} output buffer size = {self.output_buffer_host_bytes * mib:.2f} MiB",
+            f"{host} compute buffer size = {self.compute_buffer_host_bytes * mib:.2f} MiB",
             *self.notes,
         ]
+        if self.refusal:
+            lines.append(self.refusal)
         return lines
 
 
@@ -617,7 +630,8 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
                                                   v_type.bytes_per_element)
     kv_total = sum(per_layer_kv)
     flash = rules.flash_attn_default if options.flash_attn is None else options.flash_attn
-    compute_gpu, compute_host = _llamacpp_compute(shape, n_ctx, ubatch, flash)
+    vulkan = options.backend == "vulkan"
+    compute_gpu, compute_host = _llamacpp_compute(shape, n_ctx, ubatch, flash, vulkan)
     attention_stage, output_stage = compute_gpu
     # llama.cpp offloads the last gpu_layers layers; -ngl past the layers adds the output head
     first_gpu = layers - gpu_layers
@@ -649,6 +663,10 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
     if row_split:
         notes.append("Row split: each matrix is split by rows over the GPUs; the KV cache and "
                      "the compute buffer stay on the main GPU (CUDA0).")
+    refusal = ""
+    if vulkan and gpu_layers:
+        refusal = _vulkan_refusal(shape, devices, n_ctx, ubatch, flash, rules.split_compute_buffer,
+                                  options.max_allocation_bytes or VULKAN_MAX_ALLOCATION)
     return LlamaCppStartup(
         gpu_layers=gpu_layers, model_buffer_gpu_bytes=gpu_model,
         model_buffer_host_bytes=round(host), kv_cache_bytes=round(kv_total),
@@ -660,7 +678,29 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes), host_dense_bytes=round(first_gpu * (block - experts) + host_head),
         host_expert_bytes=round(host_expert_layers * experts), n_ubatch=ubatch,
-        layers_total=layers, host_expert_layers=host_expert_layers if experts else 0)
+        layers_total=layers, host_expert_layers=host_expert_layers if experts else 0,
+        refusal=refusal)
+
+
+def _vulkan_refusal(shape: ModelShape, devices: list[DeviceBuffers], n_ctx: int, ubatch: int,
+                    flash: bool, split: bool, limit: int) -> str:
+    """Vulkan allocates each buffer whole, up to the driver's maximum: before PR #15815 the
+    compute buffer was one allocation; after it, the largest tensor (the KQ scores without
+    flash attention) still must fit in one. What fails prints "failed to allocate compute pp
+    buffers" (llama.cpp issues #11332, #15009)."""
+    gib = 1 / GIB
+    scores = 0 if flash else shape.num_heads * ubatch * n_ctx * F32
+    if not split:
+        whole = max((d.compute_bytes for d in devices), default=0)
+        if whole > limit:
+            return (f"Vulkan cannot allocate the {whole * gib:.2f} GiB compute buffer in one "
+                    f"piece (the driver's limit is {limit * gib:.2f} GiB; this build allocates it "
+                    "whole): a smaller -ub, -fa on, a shorter context, or b6646 or later.")
+    elif scores > limit:
+        return (f"Vulkan cannot allocate the {scores * gib:.2f} GiB attention scores (heads x "
+                f"ubatch x context) in one piece (the driver's limit is {limit * gib:.2f} GiB): "
+                "a smaller -ub, -fa on or a shorter context.")
+    return ""
 
 
 def _row_split(layered: list[DeviceBuffers], ratios: tuple[float, ...] | None
@@ -747,8 +787,8 @@ def _holds_state(shape: ModelShape, layer: int) -> bool:
     return shape.state_layers > 0 and any(t.role == "ssm_in" for t in shape.layer_tensors(layer))
 
 
-def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
-                      flash_attn: bool) -> tuple[tuple[float, float], float]:
+def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int, flash_attn: bool,
+                      vulkan: bool = False) -> tuple[tuple[float, float], float]:
     """Peak of ggml's graph allocator, f32 intermediates.
 
     GPU: the attention stage (the KQ scores, heads × ubatch × ctx, unless flash attention
@@ -762,6 +802,8 @@ def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int,
     attends = any(kind in ("full", LAYER_SLIDING) for kind in shape.kinds())
     scores = 0 if flash_attn or not attends else shape.num_heads * ubatch * n_ctx
     attention_stage = scores + ubatch * ffn + 2 * ubatch * shape.hidden_size
+    if vulkan and scores:  # Vulkan cannot read the host's KQ mask in place: the scheduler copies
+        attention_stage += n_ctx * ubatch  # it into the GPU's buffer (issue #15009's log, 0.1%)
     output_stage = shape.vocab_size * ubatch + ubatch * shape.hidden_size
     host = ubatch * shape.hidden_size + n_ctx * ubatch
     return (attention_stage * F32, output_stage * F32), host * F32
@@ -806,7 +848,8 @@ VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched
                      "total_memory_bytes", "memory_in_use_bytes", "runner")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
-                         "n_gpus", "split_mode", "tensor_split", "n_cpu_moe")
+                         "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
+                         "max_allocation_bytes")
 
 
 def _share(value: object, what: str) -> float:
@@ -876,6 +919,9 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
         v, what, "layer, row or none"),
     "tensor_split": lambda v, what: _ratios(v, what),
     "n_cpu_moe": _layers,
+    "backend": lambda v, what: v.lower() if isinstance(v, str) and v.lower() in LLAMACPP_BACKENDS
+    else _refuse(v, what, ", ".join(LLAMACPP_BACKENDS)),
+    "max_allocation_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "runner": parse_runner,
 }
 
@@ -952,8 +998,11 @@ def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None,
     return vllm_startup(est, device, tp, VLLMOptions(**given), pp)  # type: ignore[arg-type]
 
 
-def _backend(device: Device | None) -> str:
-    """The device name llama.cpp's log gives a GPU's buffers: CUDA0, ROCm0 (HIP), Metal."""
+def _backend(device: Device | None, chosen: str | None = None) -> str:
+    """The device name llama.cpp's log gives a GPU's buffers: CUDA0, ROCm0 (HIP), Vulkan0,
+    Metal; the backend given, else the one the GPU's vendor builds usually run."""
+    if chosen:
+        return {"cuda": "CUDA", "rocm": "ROCm", "metal": "Metal", "vulkan": "Vulkan"}[chosen]
     vendor = (device.vendor if device is not None else "").lower()
     return {"apple": "Metal", "amd": "ROCm"}.get(vendor, "CUDA")
 
@@ -979,7 +1028,7 @@ def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | N
                      "speed below reads those weights from system memory.",)
         opts = fitted
     report = llamacpp_startup(est, opts)
-    report = replace(report, notes=report.notes + notes, backend=_backend(device))
+    report = replace(report, notes=report.notes + notes, backend=_backend(device, opts.backend))
     if usable_bytes is not None and report.gpu_total_bytes > usable_bytes:
         report = replace(report, notes=report.notes + llamacpp_advice(est, opts, usable_bytes))
     return report

@@ -255,9 +255,13 @@ class LlamaCppRules:
     # several GPUs split whole layers (-sm layer, each GPU its layers' KV); before, every
     # matrix was split by rows and the KV cache and compute buffer sat on the main GPU
     layer_split: bool = True
+    # ggml's graph allocator spreads the compute buffer over several backend buffers no larger
+    # than the backend's maximum (ggml-org/llama.cpp PR #15815, "allows eg. the Vulkan backend
+    # to process graphs which require >4 GB"); before, the whole buffer was one allocation
+    split_compute_buffer: bool = True
 
 
-LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
+_LLAMACPP_ROWS: tuple[LlamaCppRules, ...] = (
     LlamaCppRules(Release((0,)), False, False, True, False,
                   "before ggml-backend multi-GPU (ggml-org/llama.cpp PR #4766) matrices split "
                   "by rows over the GPUs, the KV cache and compute buffer on the main GPU "
@@ -289,6 +293,17 @@ LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = (
                   "-fit on by default: unset -ngl / tensor placement fitted to free memory, "
                   "experts to the host first (PR #16653; build about b7100)"),
 )
+# PR #15815 (review until 2025-10-02) is in the llama.cpp that Ollama vendored as "Update GGML
+# to b6646" on 2025-10-02 (ollama/ollama PR #12245: its ggml-alloc.c has the vbuffer chunks; the
+# sync of 2025-08-14 has not): b6646 is the first build known to split compute buffers.
+_SPLIT_COMPUTE_SINCE = Release((6646,))
+LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = tuple(sorted(
+    [replace(r, split_compute_buffer=r.since >= _SPLIT_COMPUTE_SINCE) for r in _LLAMACPP_ROWS]
+    + [replace(_row(_LLAMACPP_ROWS, _SPLIT_COMPUTE_SINCE), since=_SPLIT_COMPUTE_SINCE,
+               split_compute_buffer=True,
+               source="compute buffers split over backend buffers no larger than the "
+               "backend's maximum allocation (PR #15815, in b6646)")],
+    key=lambda r: r.since))
 
 
 
