@@ -117,10 +117,11 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # use the estimate puts at 23.68 GiB but past the card's usable share.
 # Then held-out OOM 27/36 -> 31/36 by mechanisms (DGX Spark's OS share of unified memory,
 # DeepSpeed ZeRO-2 buckets, accelerate's fp32 copy of Unsloth's logits, Vulkan's single
-# allocations); fit OOM 33/39 with Strix Halo's Vulkan case (#15009); fit worked 52 -> 51:
+# allocations); fit OOM 34/40 with Strix Halo's Vulkan case (llama.cpp #15009) and the T4 whose
+# OOM is accelerate's fp32 copy of the logits (unsloth #465); fit worked 52 -> 51:
 # Unsloth's pre-CCE 70B run at its longest context (48,447 tokens) now lands 0.2% from the
 # card, inside the tight band, and the boolean falls on the other side of the 5% reserve.
-FLOORS = {"fit": (33, 39, 51, 56), "heldout": (31, 36, 54, 55)}
+FLOORS = {"fit": (34, 40, 51, 56), "heldout": (31, 36, 54, 55)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
