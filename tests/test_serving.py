@@ -367,7 +367,9 @@ def test_scattered_lengths_break_clumps_and_widen_ttft(dist: str, engine: str,
     queued = fixed.state.prefill_bound or spread_out.state.prefill_bound or \
         fixed.state.running < concurrency
     if not queued and engine != "sglang":
-        assert spread_out.state.ttft.median <= fixed.state.ttft.median * (1 + 1e-6)
+        # (1e-3: scattered outputs move a step's mean batch by a fraction of a sequence, and its
+        # time with it: TRT-LLM, 64 + 16 tokens at concurrency 2, +0.02%)
+        assert spread_out.state.ttft.median <= fixed.state.ttft.median * (1 + 1e-3)
     assert spread_in.state.ttft.p99 >= fixed.state.ttft.p99 * (1 - 1e-9)
     assert spread_out.to_json()["output_len_dist"] == dist
 
