@@ -186,6 +186,17 @@ ALIASES: dict[str, EngineAlias] = {
                                 "llama.cpp (same buffers: model, KV, compute)"),
     "ik-llama.cpp": EngineAlias("llamacpp", "ik_llama.cpp is a llama.cpp fork: counted as "
                                 "llama.cpp (same buffers: model, KV, compute)"),
+    # LM Studio, KoboldCpp and Jan load GGUF files with llama.cpp's runtime (LM Studio's
+    # "llama.cpp" engines; KoboldCpp is a llama.cpp fork; Jan's llamacpp extension)
+    "lmstudio": EngineAlias("llamacpp", "LM Studio runs GGUF models on llama.cpp: counted as "
+                            "llama.cpp (same buffers; its MLX engine on a Mac is not modelled)"),
+    "lm-studio": EngineAlias("llamacpp", "LM Studio runs GGUF models on llama.cpp: counted as "
+                             "llama.cpp (same buffers)"),
+    "koboldcpp": EngineAlias("llamacpp", "KoboldCpp is a llama.cpp fork: counted as llama.cpp "
+                             "(same buffers: model, KV, compute)"),
+    "jan": EngineAlias("llamacpp", "Jan runs GGUF models on llama.cpp: counted as llama.cpp"),
+    # TabbyAPI serves ExLlamaV2 models with ExLlamaV2's cache
+    "tabbyapi": EngineAlias("exllamav2", "TabbyAPI serves ExLlamaV2: counted as ExLlamaV2"),
     "llama.cpp": EngineAlias("llamacpp", "llama.cpp server"),
     "llama-server": EngineAlias("llamacpp", "llama.cpp server"),
     "transformers": EngineAlias("hf", "transformers generate()"),
