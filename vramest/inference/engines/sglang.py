@@ -160,7 +160,10 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
                         f"_handle_gpu_memory_settings: {gpu_mib / 1024:.0f} GiB GPU, chunked "
                         f"prefill {chunk}, CUDA graphs up to batch {graph_bs})"))
     context = c.vllm_non_torch_bytes + (c.nccl_buffer_bytes if tp > 1 else 0)
-    total = device.reported_total_bytes(c.visible_memory_fraction) - context
+    # SGLang sizes from the free memory at start (get_available_gpu_memory): on unified memory
+    # what the OS holds is not free
+    total = device.reported_total_bytes(c.visible_memory_fraction) - context \
+        - device.os_in_use_bytes
     weights = per_gpu_memory(est, tp).weights
     reserved = round(total * (1 - fraction))
     kv_dtype = str(o.get("kv_cache_dtype") or est.settings.kv_dtype)

@@ -105,7 +105,9 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
         raise InputError("--engine tgi does not model a recurrent state (Mamba, hybrid and RWKV "
                          "layers), only KV blocks; the estimate without --engine holds.")
     rules: list[str] = []
-    total = device.reported_total_bytes(c.visible_memory_fraction)
+    # TGI's warm-up reads the free memory (torch.cuda.mem_get_info): on unified memory what the
+    # OS holds is not free
+    total = device.reported_total_bytes(c.visible_memory_fraction) - device.os_in_use_bytes
     context = c.vllm_non_torch_bytes + (c.nccl_buffer_bytes if tp > 1 else 0)
     weights = per_gpu_memory(est, tp).weights
     prefill = o.get("max_batch_prefill_tokens")
