@@ -427,3 +427,9 @@ def test_vulkan_compute_buffer_matches_a_strix_halo_log() -> None:
     capped = _vulkan("Qwen/Qwen3-30B-A3B", "q8_0", 35000, "b6050", gpu="strix halo",
                      max_allocation_bytes="2GiB")
     assert small.fit.fits and not capped.fit.fits
+
+
+@pytest.mark.parametrize("bad", ["0", "-1GiB", "lots", True, 1.5])
+def test_a_vulkan_allocation_cap_must_be_a_positive_size(bad: object) -> None:
+    with pytest.raises(InputError):
+        _vulkan("Qwen/Qwen2.5-7B", "q8_0", 4096, "b4615", max_allocation_bytes=bad)

@@ -886,6 +886,13 @@ def _layers(value: object, what: str) -> int:
     return count
 
 
+def _positive_bytes(value: object, what: str) -> int:
+    size = parse_bytes(_whole(value, what), what=what)
+    if size <= 0:
+        raise InputError(f"{what} {short(value)} must be a size above 0, such as 4GiB.")
+    return size
+
+
 def _whole(value: object, what: str) -> str | int:
     """Text or an int for the unit parsers; anything else is refused here."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -921,7 +928,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "n_cpu_moe": _layers,
     "backend": lambda v, what: v.lower() if isinstance(v, str) and v.lower() in LLAMACPP_BACKENDS
     else _refuse(v, what, ", ".join(LLAMACPP_BACKENDS)),
-    "max_allocation_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
+    "max_allocation_bytes": lambda v, what: _positive_bytes(v, what),
     "runner": parse_runner,
 }
 
