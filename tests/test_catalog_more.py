@@ -1,0 +1,132 @@
+"""Models users name that the catalog lacked (issue 18, item 7): Gemma 1, OLMo 2 13B, Falcon 40B
+and DeepSeek-R1-0528-Qwen3-8B as entries; Llama-3.1-Nemotron-70B, Vicuna v1.5, MiniMax-M2/M2.1
+and the OLMo 2 base releases as names of the entry whose shape they have. Each entry's count
+equals transformers' meta-device build of its config and the published total where one exists;
+each name a user types resolves."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import vramest
+from vramest.data import read_text
+from vramest.model.catalog import default_catalog
+from vramest.model.names import catalog_match
+
+CATALOG = default_catalog()
+
+ADDED = ["deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "google/gemma-7b", "google/gemma-2b",
+         "allenai/OLMo-2-1124-13B-Instruct", "tiiuae/falcon-40b"]
+
+
+def _meta_count(config: dict[str, Any]) -> int:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    values = {k: v for k, v in config.items()
+              if k not in ("model_type", "architectures", "quantization_config", "auto_map")}
+    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(hf_config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _raw(model: str) -> dict[str, Any]:
+    return next(m for m in json.loads(read_text("models.json"))["models"] if m["id"] == model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ADDED)
+def test_the_count_is_what_transformers_builds_on_the_meta_device(model: str) -> None:
+    entry = CATALOG.find(model)
+    assert entry.shape().param_count() == _meta_count(entry.config)
+
+
+@pytest.mark.parametrize("model", ADDED)
+def test_every_entry_says_where_it_came_from(model: str) -> None:
+    entry = CATALOG.find(model)
+    assert entry.source.startswith("https://github.com/") and entry.notes
+    said = _raw(model)["params_source"]
+    assert entry.published_params or "no exact published count" in said or \
+        "not stored as published_params" in said
+
+
+@pytest.mark.parametrize(("model", "count"), [
+    ("deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", 8_190_735_360),
+    ("google/gemma-2b", 2_506_172_416),
+    ("allenai/OLMo-2-1124-13B-Instruct", 13_716_198_400),
+])
+def test_the_count_is_the_published_safetensors_total(model: str, count: int) -> None:
+    entry = CATALOG.find(model)
+    assert entry.published_params == count == entry.shape().param_count()
+
+
+def test_falcon_40b_published_total_counts_the_tied_head_twice() -> None:
+    """The checkpoint stores lm_head beside the embedding it is tied to, so its safetensors
+    total (41,835,970,560, kept out of published_params) is one vocab x width matrix more."""
+    entry = CATALOG.find("tiiuae/falcon-40b")
+    shape = entry.shape()
+    assert "41,835,970,560" in _raw("tiiuae/falcon-40b")["params_source"]
+    assert 41_835_970_560 - shape.param_count() == 65024 * 8192
+    assert shape.num_kv_heads == 8 and shape.num_heads == 128
+
+
+def test_gemma_7b_heads_are_wider_than_the_model() -> None:
+    """16 heads of 256: the attention is 4096 wide in a 3072-wide model, so its KV cache is
+    28 layers x 2 x 4096 values per token."""
+    est = vramest.estimate(model="google/gemma-7b", ctx=4096, kv_dtype="bf16")
+    assert est.memory.kv_cache.bytes == 4096 * 28 * 2 * 16 * 256 * 2
+
+
+def test_r1_0528_qwen3_8b_is_qwen3_8b_with_more_positions() -> None:
+    distilled = CATALOG.find("deepseek-ai/DeepSeek-R1-0528-Qwen3-8B").shape()
+    base = CATALOG.find("Qwen/Qwen3-8B").shape()
+    assert distilled.param_count() == base.param_count()
+    assert (distilled.max_context, base.max_context) == (131072, 40960)
+
+
+# name as typed -> the entry whose shape it has (the fine-tune's published total is that entry's)
+NAMES = [
+    ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", "meta-llama/Llama-3.1-70B"),
+    ("llama-3.1-nemotron-70b-instruct", "meta-llama/Llama-3.1-70B"),
+    ("lmsys/vicuna-13b-v1.5", "meta-llama/Llama-2-13b-hf"),
+    ("lmsys/vicuna-7b-v1.5", "meta-llama/Llama-2-7b-hf"),
+    ("vicuna-13b-v1.5", "meta-llama/Llama-2-13b-hf"),
+    ("deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B"),
+    ("google/gemma-7b", "google/gemma-7b"),
+    ("google/gemma-2b-it", "google/gemma-2b"),
+    ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-Instruct"),
+    ("allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-Instruct"),
+    ("allenai/OLMo-2-1124-13B-Instruct", "allenai/OLMo-2-1124-13B-Instruct"),
+    ("tiiuae/falcon-40b", "tiiuae/falcon-40b"),
+    ("MiniMaxAI/MiniMax-M2", "MiniMaxAI/MiniMax-M2.5"),
+    ("MiniMaxAI/MiniMax-M2.1", "MiniMaxAI/MiniMax-M2.5"),
+]
+
+
+@pytest.mark.parametrize(("name", "entry"), NAMES, ids=[n for n, _ in NAMES])
+def test_a_name_users_type_resolves_to_its_shape(name: str, entry: str) -> None:
+    match = catalog_match(name)
+    assert match is not None and (match.entry.id, match.precision) == (entry, None)
+
+
+@pytest.mark.parametrize(("name", "entry", "precision"), [
+    ("lmsys/vicuna-13b-v1.5-AWQ", "meta-llama/Llama-2-13b-hf", "awq-int4"),
+    ("google/gemma-7b-it-GGUF", "google/gemma-7b", None),
+])
+def test_their_quantized_releases_resolve(name: str, entry: str, precision: str | None) -> None:
+    match = catalog_match(name)
+    assert match is not None and (match.entry.id, match.precision) == (entry, precision)
+
+
+def test_a_fine_tune_under_its_base_says_so_in_the_notes() -> None:
+    """An alias carries no source field of its own: the base entry's notes name the fine-tune
+    and where its shape was checked."""
+    for entry, tune in [("meta-llama/Llama-3.1-70B", "Nemotron-70B"),
+                        ("meta-llama/Llama-2-13b-hf", "vicuna-13b-v1.5"),
+                        ("meta-llama/Llama-2-7b-hf", "vicuna-7b-v1.5"),
+                        ("MiniMaxAI/MiniMax-M2.5", "MiniMax-M2 and M2.1")]:
+        notes = CATALOG.find(entry).notes
+        assert tune in notes and "llmfit" in notes
