@@ -1,5 +1,5 @@
-"""Models users name that the catalog lacked (issue 18, item 7): Gemma 1, OLMo 2 13B, Falcon 40B
-and DeepSeek-R1-0528-Qwen3-8B as entries; Llama-3.1-Nemotron-70B, Vicuna v1.5, MiniMax-M2/M2.1
+"""Models users name that the catalog lacked (issue 18, item 7): Gemma 1, OLMo 2 13B, Falcon 40B,
+Command A and DeepSeek-R1-0528-Qwen3-8B as entries; Llama-3.1-Nemotron-70B, Vicuna v1.5, MiniMax-M2/M2.1
 and the OLMo 2 base releases as names of the entry whose shape they have. Each entry's count
 equals transformers' meta-device build of its config and the published total where one exists;
 each name a user types resolves."""
@@ -19,7 +19,8 @@ from vramest.model.names import catalog_match
 CATALOG = default_catalog()
 
 ADDED = ["deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "google/gemma-7b", "google/gemma-2b",
-         "allenai/OLMo-2-1124-13B-Instruct", "tiiuae/falcon-40b"]
+         "allenai/OLMo-2-1124-13B-Instruct", "tiiuae/falcon-40b",
+         "CohereForAI/c4ai-command-a-03-2025"]
 
 
 def _meta_count(config: dict[str, Any]) -> int:
@@ -87,6 +88,16 @@ def test_r1_0528_qwen3_8b_is_qwen3_8b_with_more_positions() -> None:
     assert (distilled.max_context, base.max_context) == (131072, 40960)
 
 
+def test_command_a_keeps_the_whole_context_in_one_layer_of_four() -> None:
+    """sliding_window_pattern 4: three 4096-token sliding layers to each global one, as
+    transformers' Cohere2Config lays them out; the card's '111 billion parameters' is the
+    count rounded."""
+    shape = CATALOG.find("CohereForAI/c4ai-command-a-03-2025").shape()
+    assert shape.kinds().count("full") == 16 and shape.sliding_window == 4096
+    assert shape.kinds()[:4] == ("sliding", "sliding", "sliding", "full")
+    assert round(shape.param_count() / 1e9) == 111
+
+
 # name as typed -> the entry whose shape it has (the fine-tune's published total is that entry's)
 NAMES = [
     ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", "meta-llama/Llama-3.1-70B"),
@@ -102,6 +113,10 @@ NAMES = [
     ("allenai/OLMo-2-1124-13B-Instruct", "allenai/OLMo-2-1124-13B-Instruct"),
     ("tiiuae/falcon-40b", "tiiuae/falcon-40b"),
     ("MiniMaxAI/MiniMax-M2", "MiniMaxAI/MiniMax-M2.5"),
+    ("CohereLabs/c4ai-command-a-03-2025", "CohereForAI/c4ai-command-a-03-2025"),
+    ("CohereForAI/c4ai-command-a-03-2025", "CohereForAI/c4ai-command-a-03-2025"),
+    ("cohere/command-a", "CohereForAI/c4ai-command-a-03-2025"),
+    ("command-a", "CohereForAI/c4ai-command-a-03-2025"),
     ("MiniMaxAI/MiniMax-M2.1", "MiniMaxAI/MiniMax-M2.5"),
 ]
 
