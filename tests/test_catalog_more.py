@@ -136,6 +136,23 @@ def test_their_quantized_releases_resolve(name: str, entry: str, precision: str 
     assert match is not None and (match.entry.id, match.precision) == (entry, precision)
 
 
+# Ollama tags seen in threads (Q4_K_M unless the tag names a format): gemma:7b is Gemma 1
+# (https://github.com/ollama/ollama/issues/4033, April 2024, before Gemma 2);
+# nemotron is Llama-3.1-Nemotron-70B (https://github.com/ollama/ollama/issues/7228)
+OLLAMA = [
+    ("gemma:7b", "google/gemma-7b", "q4_k_m"),
+    ("gemma:2b", "google/gemma-2b", "q4_k_m"),
+    ("nemotron:70b", "meta-llama/Llama-3.1-70B", "q4_k_m"),
+]
+
+
+@pytest.mark.parametrize(("tag", "entry", "precision"), OLLAMA, ids=[t for t, _, _ in OLLAMA])
+def test_an_ollama_tag_is_the_library_model_in_its_format(tag: str, entry: str,
+                                                          precision: str) -> None:
+    match = catalog_match(tag)
+    assert match is not None and (match.entry.id, match.precision) == (entry, precision)
+
+
 def test_a_fine_tune_under_its_base_says_so_in_the_notes() -> None:
     """An alias carries no source field of its own: the base entry's notes name the fine-tune
     and where its shape was checked."""
