@@ -56,10 +56,11 @@ def test_every_entry_says_where_it_came_from(model: str) -> None:
 
 @pytest.mark.parametrize(("model", "count"), [
     ("deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", 8_190_735_360),
-    ("google/gemma-2b", 2_506_172_416),
+    ("google/gemma-2b", 2_506_172_416),  # and KerasHub's gemma_2b_en preset
+    ("google/gemma-7b", 8_537_680_896),  # KerasHub's gemma_7b_en preset
     ("allenai/OLMo-2-1124-13B-Instruct", 13_716_198_400),
 ])
-def test_the_count_is_the_published_safetensors_total(model: str, count: int) -> None:
+def test_the_count_is_the_published_total(model: str, count: int) -> None:
     entry = CATALOG.find(model)
     assert entry.published_params == count == entry.shape().param_count()
 
