@@ -575,16 +575,19 @@ def _parse(c: _Config, family: str, name: str) -> ModelShape:
     hidden = c.int("hidden_size", "n_embd", "n_embed", "d_model", "dim")
     layers = c.int("num_hidden_layers", "n_layer", "num_layers", "n_layers")
     heads = c.int("num_attention_heads", "n_head", "n_heads", "num_heads")
-    if c.data.get("multi_query") is True and family in ("gpt_bigcode", "falcon"):
+    if c.data.get("multi_query") is True and family == "gpt_bigcode":
         kv_heads = 1
+    elif family == "falcon":
+        # FalconAttention: num_kv_heads if new_decoder_architecture or not multi_query, else 1
+        # (transformers models/falcon/modeling_falcon.py); Falcon-180B sets both and has 8
+        multi_query = c.data.get("multi_query", True) is True
+        kv_heads = (c.int("num_kv_heads", "n_head_kv", default=heads)
+                    if c.bool("new_decoder_architecture", False) or not multi_query else 1)
     elif family == "chatglm" or family == "glm":
         kv_heads = (c.int("multi_query_group_num", default=heads)
                     if c.bool("multi_query_attention", False) else heads)
     else:
         kv_heads = c.int("num_key_value_heads", "num_kv_heads", "n_head_kv", default=heads)
-    if family == "falcon" and not c.bool("new_decoder_architecture", False) \
-            and c.data.get("multi_query", True) is True and not c.has("num_kv_heads"):
-        kv_heads = 1
     head_dim = c.int("head_dim", "kv_channels", default=hidden // heads)
     gated = family not in _NO_GATE_FAMILIES
     if family == "gpt_oss":
@@ -652,6 +655,9 @@ def _family_details(s: ModelShape, c: _Config, family: str) -> ModelShape:
                        attention_out_bias=False)
     elif family == "gpt_oss":
         changes.update(attention_bias=True, attention_out_bias=True, mlp_bias=True)
+    elif family == "starcoder2":  # Starcoder2Config.use_bias (default True): q/k/v/o and c_fc/c_proj
+        use_bias = c.bool("use_bias", True)
+        changes.update(attention_bias=use_bias, attention_out_bias=use_bias, mlp_bias=use_bias)
     return replace(s, **changes)
 
 
