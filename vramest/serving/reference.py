@@ -22,6 +22,7 @@ from vramest.hardware.database import default_hardware
 from vramest.model.resolve import resolve_model
 from vramest.serving.engines import SERVING_ENGINES, ServingEngine, with_options
 from vramest.serving.estimate import capacity, deployment, serve
+from vramest.serving.lengths import parse_length_dist
 
 DATA = Path(__file__).resolve().parents[1] / "validation" / "reference"
 MAX_BYTES = 4 << 20
@@ -45,6 +46,7 @@ class Row:
     source: str
     ep: int = 1  # expert parallel groups (AIConfigurator's moe_ep_size)
     engine_version: str = ""
+    length_dist: str = "fixed"  # how the run's input and output lengths spread (lengths.py)
 
     @property
     def kv_dtype(self) -> str | None:
@@ -158,7 +160,8 @@ def _silicon(name: str) -> tuple[Row, ...]:
 
 @lru_cache(maxsize=1)
 def public_rows() -> tuple[Row, ...]:
-    """Rows from public benchmark posts: never fitted, scored as they come."""
+    """Rows from public benchmark posts, each post (or campaign) one group: fitted and left out
+    with their engine's other rows (rows_for)."""
     return tuple(Row(
         id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
         gpu=r["gpu"], dtype=r["dtype"], input_len=int(r["input_len"]),
@@ -166,7 +169,8 @@ def public_rows() -> tuple[Row, ...]:
         concurrency=int(r["concurrency"]),
         ttft_s=float(r["ttft_ms"]) / 1000 if r["ttft_ms"] else None,
         tpot_s=float(r["tpot_ms"]) / 1000 if r["tpot_ms"] else None, tokens_per_s=None,
-        source=r["source"]) for r in _read("serving_public_posts.csv"))
+        source=r["source"], engine_version=r.get("engine_version") or "",
+        length_dist=r.get("length_dist") or "fixed") for r in _read("serving_public_posts.csv"))
 
 
 @lru_cache(maxsize=1)
@@ -201,8 +205,9 @@ def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
     d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng, ep=row.ep)
     cap = capacity(info, d.fmt.name, d.kv.name, device, row.tp, eng,
                    row.input_len + row.output_len)
+    dist = parse_length_dist(row.length_dist, f"{row.id} length_dist")
     est = serve(d, eng, cap, input_len=row.input_len, output_len=row.output_len,
-                concurrency=row.concurrency)
+                concurrency=row.concurrency, input_dist=dist, output_dist=dist)
     s = est.state
     return Prediction(row=row, ttft_s=s.ttft.median, tpot_s=s.tpot.median,
                       tokens_per_s=s.output_tokens_per_s)
@@ -247,7 +252,8 @@ def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
 
 
 def rows_for(engine: str) -> list[Row]:
-    return [r for r in (*silicon_rows(), *max_throughput_rows()) if r.engine == engine]
+    return [r for r in (*silicon_rows(), *max_throughput_rows(), *public_rows())
+            if r.engine == engine]
 
 
 FIT_REPORT = Path(__file__).resolve().parent / "serving_fit.txt"
@@ -298,7 +304,7 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         what = [f"{name} {pred * 1000:.1f} ms vs {meas * 1000:.1f} ms ({pred / meas - 1:+.0%})"
                 for name, pred, meas in (("TPOT", p.tpot_s, row.tpot_s),
                                          ("TTFT", p.ttft_s, row.ttft_s)) if pred and meas]
-        lines.append(f"  public post, never fitted: {row.id}: {'; '.join(what)}")
+        lines.append(f"  public post: {row.id}: {'; '.join(what)}")
         lines.append(f"    {row.source.split(' ')[0]}")
     if FIT_REPORT.is_file():
         held = [line.strip() for line in FIT_REPORT.read_text()[:20000].splitlines()
