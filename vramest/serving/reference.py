@@ -160,8 +160,8 @@ def _silicon(name: str) -> tuple[Row, ...]:
 
 @lru_cache(maxsize=1)
 def public_rows() -> tuple[Row, ...]:
-    """Rows from public benchmark posts, each post (or campaign) one group: fitted and left out
-    with their engine's other rows (rows_for)."""
+    """Rows from public benchmark posts: never fitted, scored as they come. They ran on other
+    device classes than the fitted H100/H200 (A100s so far), which the constants do not cover."""
     return tuple(Row(
         id=r["id"], engine=r["engine"], model=r["model"], checkpoint=r["checkpoint"],
         gpu=r["gpu"], dtype=r["dtype"], input_len=int(r["input_len"]),
@@ -252,8 +252,7 @@ def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
 
 
 def rows_for(engine: str) -> list[Row]:
-    return [r for r in (*silicon_rows(), *max_throughput_rows(), *public_rows())
-            if r.engine == engine]
+    return [r for r in (*silicon_rows(), *max_throughput_rows()) if r.engine == engine]
 
 
 FIT_REPORT = Path(__file__).resolve().parent / "serving_fit.txt"
@@ -304,7 +303,7 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         what = [f"{name} {pred * 1000:.1f} ms vs {meas * 1000:.1f} ms ({pred / meas - 1:+.0%})"
                 for name, pred, meas in (("TPOT", p.tpot_s, row.tpot_s),
                                          ("TTFT", p.ttft_s, row.ttft_s)) if pred and meas]
-        lines.append(f"  public post: {row.id}: {'; '.join(what)}")
+        lines.append(f"  public post, never fitted: {row.id}: {'; '.join(what)}")
         lines.append(f"    {row.source.split(' ')[0]}")
     if FIT_REPORT.is_file():
         held = [line.strip() for line in FIT_REPORT.read_text()[:20000].splitlines()
