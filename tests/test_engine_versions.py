@@ -433,3 +433,14 @@ def test_vulkan_compute_buffer_matches_a_strix_halo_log() -> None:
 def test_a_vulkan_allocation_cap_must_be_a_positive_size(bad: object) -> None:
     with pytest.raises(InputError):
         _vulkan("Qwen/Qwen2.5-7B", "q8_0", 4096, "b4615", max_allocation_bytes=bad)
+
+
+def test_v0_pipeline_verdict_follows_the_one_engine_limit() -> None:
+    """The fit verdict and vLLM's own start check agree under V0's virtual engines."""
+    for length in (50000, 72000):
+        est = vramest.estimate(model="Qwen/Qwen2.5-32B", dtype="bnb-nf4-dq", gpu="rtx 5090",
+                               num_gpus=2, pp=2, engine="vllm", profile="none",
+                               engine_options={"gpu_memory_utilization": 0.85,
+                                               "max_model_len": length, "version": "v0"})
+        # issue #14452 ran at 50000 (and was refused at 60000, 58,384 tokens)
+        assert est.fit.fits == est.engine_report.starts == (length == 50000)

@@ -314,6 +314,7 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
                                                      report.max_model_len)
         if not report.checks_length:  # releases before 0.2.7 start with any block
             one_sequence = min(one_sequence, round(report.kv_bytes_per_token * report.block_size))
+        one_sequence *= report.virtual_engines  # V0 over pipeline stages: each engine its share
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,
