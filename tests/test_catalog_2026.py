@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from meta_build import meta_count
 
 import vramest
 from vramest.cli import main
@@ -43,17 +44,6 @@ ADDED: dict[str, str | None] = {
 }
 
 
-def _meta_count(config: dict[str, Any], architecture: str | None) -> int:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    values = {k: v for k, v in config.items()
-              if k not in ("model_type", "architectures", "quantization_config", "auto_map")}
-    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
-    with torch.device("meta"):
-        model = (getattr(transformers, architecture)(hf_config) if architecture
-                 else transformers.AutoModelForCausalLM.from_config(hf_config))
-    return sum(p.numel() for p in model.parameters())
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(ADDED))
@@ -61,7 +51,7 @@ def test_the_count_is_what_transformers_builds_on_the_meta_device(model: str) ->
     """Vision tower included: Qwen3.5's and Qwen3-VL's ViTs (deepstack mergers too) are counted
     tensor by tensor, not borrowed from a published total."""
     entry = CATALOG.find(model)
-    assert entry.shape().param_count() == _meta_count(entry.config, ADDED[model])
+    assert entry.shape().param_count() == meta_count(entry.config, ADDED[model])
 
 
 @pytest.mark.parametrize("model", sorted(ADDED))

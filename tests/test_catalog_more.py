@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from meta_build import meta_count
 
 import vramest
 from vramest.data import read_text
@@ -23,16 +24,6 @@ ADDED = ["deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "google/gemma-7b", "google/gem
          "CohereForAI/c4ai-command-a-03-2025"]
 
 
-def _meta_count(config: dict[str, Any]) -> int:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    values = {k: v for k, v in config.items()
-              if k not in ("model_type", "architectures", "quantization_config", "auto_map")}
-    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(hf_config)
-    return sum(p.numel() for p in model.parameters())
-
 
 def _raw(model: str) -> dict[str, Any]:
     return next(m for m in json.loads(read_text("models.json"))["models"] if m["id"] == model)
@@ -42,7 +33,7 @@ def _raw(model: str) -> dict[str, Any]:
 @pytest.mark.parametrize("model", ADDED)
 def test_the_count_is_what_transformers_builds_on_the_meta_device(model: str) -> None:
     entry = CATALOG.find(model)
-    assert entry.shape().param_count() == _meta_count(entry.config)
+    assert entry.shape().param_count() == meta_count(entry.config)
 
 
 @pytest.mark.parametrize("model", ADDED)

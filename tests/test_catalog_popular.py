@@ -7,6 +7,7 @@ are refused in one sentence; a miss suggests a model of the size the name states
 from __future__ import annotations
 
 import pytest
+from meta_build import meta_count
 
 import vramest
 from vramest.cli import main
@@ -127,22 +128,11 @@ def test_the_config_gives_the_published_count(model: str) -> None:
         assert computed < entry.published_params and "MTP" in entry.notes + entry.source
 
 
-def _meta_count(config: dict, architecture: str | None = None) -> int:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    values = {k: v for k, v in config.items()
-              if k not in ("model_type", "architectures", "quantization_config")}
-    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
-    with torch.device("meta"):
-        cls = getattr(transformers, architecture) if architecture else None
-        model = cls(hf_config) if cls else transformers.AutoModelForCausalLM.from_config(hf_config)
-    return sum(p.numel() for p in model.parameters())
-
 
 @pytest.mark.parametrize("model", [m for m in ADDED if m not in VISION])
 def test_the_count_is_what_transformers_builds_on_the_meta_device(model: str) -> None:
     entry = CATALOG.find(model)
-    assert entry.shape().param_count() == _meta_count(entry.config)
+    assert entry.shape().param_count() == meta_count(entry.config)
 
 
 @pytest.mark.parametrize("model", sorted(VISION))
@@ -150,7 +140,7 @@ def test_a_vision_entry_adds_its_tower_to_the_text_model_transformers_builds(mod
     entry = CATALOG.find(model)
     text = dict(entry.config["text_config"], tie_word_embeddings=False)
     shape = entry.shape()
-    assert shape.param_count() - shape.extra_params == _meta_count(text)
+    assert shape.param_count() - shape.extra_params == meta_count(text)
     assert 0 < shape.extra_params < 0.1 * shape.param_count()  # a tower, not a second model
 
 
@@ -159,7 +149,7 @@ def test_mistral_small_3_1_published_total_is_the_text_model_plus_pixtral() -> N
     checkpoint's separate lm_head, counts the 24,011,361,280 the repository publishes."""
     entry = CATALOG.find("mistralai/Mistral-Small-3.1-24B-Instruct-2503")
     config = dict(entry.config, tie_word_embeddings=False)
-    assert _meta_count(config, "Mistral3ForConditionalGeneration") == entry.published_params
+    assert meta_count(config, "Mistral3ForConditionalGeneration") == entry.published_params
 
 
 @pytest.mark.parametrize(("dated", "base"), [

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from meta_build import meta_count
 
 from vramest.api import estimate
 from vramest.cli import main
@@ -25,15 +26,6 @@ ENTRIES = [e for e in CATALOG.entries if e.family in FAMILIES]
 MIB = 2**20
 
 
-def _meta_count(config: dict) -> int:  # type: ignore[type-arg]
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    values = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
-    hf_config = transformers.AutoConfig.for_model(config["model_type"], **values)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(hf_config)
-    return sum(p.numel() for p in model.parameters())
-
 
 def test_catalog_carries_every_family() -> None:
     assert {e.family for e in ENTRIES} == set(FAMILIES)
@@ -42,7 +34,7 @@ def test_catalog_carries_every_family() -> None:
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
 def test_catalog_count_equals_transformers_on_the_meta_device(entry) -> None:  # type: ignore[no-untyped-def]
-    assert entry.shape().param_count() == _meta_count(dict(entry.config))
+    assert entry.shape().param_count() == meta_count(dict(entry.config))
 
 
 def test_counts_against_the_published_figures() -> None:
@@ -81,7 +73,7 @@ SMALL_RWKV = {"model_type": "rwkv", "hidden_size": 128, "num_hidden_layers": 3,
 @pytest.mark.parametrize("config", [SMALL_FALCON, SMALL_ZAMBA2, SMALL_RWKV],
                          ids=["falcon-h1-biases-norm", "zamba2-adapters-biases", "rwkv"])
 def test_every_optional_tensor_is_counted(config: dict) -> None:  # type: ignore[type-arg]
-    assert shape_from_config(config, "x").param_count() == _meta_count(config)
+    assert shape_from_config(config, "x").param_count() == meta_count(config)
 
 
 @settings(max_examples=8, deadline=None)
@@ -94,7 +86,7 @@ def test_zamba2_stores_each_shared_block_once(kinds: list[str], blocks: int,
     config = {**SMALL_ZAMBA2, "num_hidden_layers": len(kinds), "layers_block_type": kinds,
               "num_mem_blocks": blocks, "use_shared_attention_adapter": adapters}
     shape = shape_from_config(config, "x")
-    assert shape.param_count() == _meta_count(config)
+    assert shape.param_count() == meta_count(config)
     assert shape.kinds() == tuple(LAYER_FULL if k == "hybrid" else LAYER_NO_KV for k in kinds)
     assert shape.state_layers == len(kinds)
 

@@ -5,9 +5,8 @@ q/k/v/o and both MLP projections."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from meta_build import meta_count
 
 import vramest
 from vramest.model.shapes import shape_from_config
@@ -20,20 +19,12 @@ STARCODER2 = {"model_type": "starcoder2", "hidden_size": 3072, "num_hidden_layer
               "tie_word_embeddings": True}
 
 
-def _meta_count(config: dict[str, Any]) -> int:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    hf = transformers.AutoConfig.for_model(**config)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(hf)
-    return sum(p.numel() for p in model.parameters())
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_starcoder2_biases_follow_use_bias(use_bias: bool) -> None:
     config = {**STARCODER2, "use_bias": use_bias}
-    assert shape_from_config(config, "x").param_count() == _meta_count(config)
+    assert shape_from_config(config, "x").param_count() == meta_count(config)
 
 
 def test_falcon_180b_keeps_its_eight_kv_heads() -> None:
