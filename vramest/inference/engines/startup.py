@@ -689,7 +689,7 @@ def _vulkan_refusal(shape: ModelShape, devices: list[DeviceBuffers], n_ctx: int,
     flash attention) still must fit in one. What fails prints "failed to allocate compute pp
     buffers" (llama.cpp issues #11332, #15009)."""
     gib = 1 / GIB
-    scores = 0 if flash else shape.num_heads * ubatch * n_ctx * F32
+    scores = _kq_scores(shape, n_ctx, ubatch, flash) * F32
     if not split:
         whole = max((d.compute_bytes for d in devices), default=0)
         if whole > limit:
@@ -787,6 +787,13 @@ def _holds_state(shape: ModelShape, layer: int) -> bool:
     return shape.state_layers > 0 and any(t.role == "ssm_in" for t in shape.layer_tensors(layer))
 
 
+def _kq_scores(shape: ModelShape, n_ctx: int, ubatch: int, flash_attn: bool) -> int:
+    """Elements of one layer's KQ scores (heads × ubatch × context), which flash attention
+    never materialises and a model without attention layers has none of."""
+    attends = any(kind in ("full", LAYER_SLIDING) for kind in shape.kinds())
+    return 0 if flash_attn or not attends else shape.num_heads * ubatch * n_ctx
+
+
 def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int, flash_attn: bool,
                       vulkan: bool = False) -> tuple[tuple[float, float], float]:
     """Peak of ggml's graph allocator, f32 intermediates.
@@ -799,8 +806,7 @@ def _llamacpp_compute(shape: ModelShape, n_ctx: int, ubatch: int, flash_attn: bo
     """
     ffn = shape.moe_intermediate_size * shape.experts_per_token if shape.is_moe else \
         shape.intermediate_size
-    attends = any(kind in ("full", LAYER_SLIDING) for kind in shape.kinds())
-    scores = 0 if flash_attn or not attends else shape.num_heads * ubatch * n_ctx
+    scores = _kq_scores(shape, n_ctx, ubatch, flash_attn)
     attention_stage = scores + ubatch * ffn + 2 * ubatch * shape.hidden_size
     if vulkan and scores:  # Vulkan cannot read the host's KQ mask in place: the scheduler copies
         attention_stage += n_ctx * ubatch  # it into the GPU's buffer (issue #15009's log, 0.1%)
