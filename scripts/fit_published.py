@@ -10,9 +10,9 @@ Run: .venv/bin/python scripts/fit_published.py
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
 
 from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.frozen import replace
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import ENGINES, Engine
 from vramest.validation.accuracy import SpeedRow, predict_speed, speed_rows

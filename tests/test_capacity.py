@@ -4,7 +4,6 @@ the pytest fixture and the shipped examples."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.metadata
 import json
 import re
@@ -30,6 +29,7 @@ from vramest.capacity import (
 from vramest.capacity.spec import DEPLOYMENT_KEYS, parse_headroom
 from vramest.cli import main
 from vramest.errors import InputError
+from vramest.frozen import FrozenInstanceError
 from vramest.validation import PROFILE_DIR
 
 pytest_plugins = ["pytester"]
@@ -433,7 +433,7 @@ def test_corrupt_baseline_is_an_input_error(tmp_path: Path) -> None:
 def test_python_api_is_exported_and_frozen(tmp_path: Path) -> None:
     report = vramest.check(write(tmp_path, SMALL_OK))
     assert isinstance(report, CheckReport) and report.passed
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         report.results[0].figures.per_gpu_bytes = 0  # type: ignore[misc]
     assert assert_capacity(one()).passed
     with pytest.raises(AssertionError, match="does not fit"):

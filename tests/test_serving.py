@@ -307,9 +307,8 @@ def test_expert_parallel_rows_are_closer_with_their_expert_groups() -> None:
     """TensorRT-LLM's measured expert-parallel rows (Qwen3-235B-A22B on H100, DeepSeek-R1 and
     gpt-oss-120b on H200): TPOT is closer when the step waits for the most loaded group than
     when the experts are taken as split by tensor parallelism (14.4% against 15.6%)."""
-    from dataclasses import replace
-
     from vramest.errors import InputError
+    from vramest.frozen import replace
 
     def tpot_error(as_tp: bool) -> float:
         preds = []

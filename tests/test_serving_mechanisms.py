@@ -4,12 +4,11 @@ cache in AIConfigurator's FP8 runs, and the eager cost of steps outside the deco
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vramest.frozen import replace
 from vramest.serving import serving
 from vramest.serving.engines import SERVING_ENGINES
 from vramest.serving.reference import Row, deployed, predict, rows_for, silicon_rows

@@ -49,7 +49,7 @@ def test_pages_hold_a_state_and_requests_fit_their_blocks(attention: int, state:
     shape = shape_from_config({"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4,
                                "num_attention_heads": 4, "intermediate_size": 512,
                                "vocab_size": 1000}, "x")
-    from dataclasses import replace
+    from vramest.frozen import replace
     shape = replace(shape, num_layers=len(kinds), layer_kinds=tuple(kinds), state_layers=state,
                     conv_state=conv, ssm_state=ssm, family="test")
     pools = hybrid_kv(shape, 2, token, 1, 16, length)

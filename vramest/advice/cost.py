@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 from vramest.data import read_text
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 from vramest.units import parse_share
 
 HOURS_PER_MONTH = 730.0  # 8760 hours a year / 12
@@ -58,7 +58,7 @@ def parse_utilization(text: str | float | None) -> float:
     return value
 
 
-@dataclass(frozen=True)
+@frozen
 class LocalSetup:
     """What running the model locally costs and produces; money in one currency."""
 
@@ -85,7 +85,7 @@ class LocalSetup:
             raise InputError("The predicted speed is zero, so no cost per token can be given.")
 
 
-@dataclass(frozen=True)
+@frozen
 class LocalCost:
     setup: LocalSetup
 
@@ -160,7 +160,7 @@ def break_even_tokens_per_month(local: LocalCost, api_per_million: float) -> flo
 # --- API list prices -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class ApiPrice:
     provider: str
     model: str

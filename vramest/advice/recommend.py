@@ -6,10 +6,10 @@ Ranking: fewest cards, then the cheapest known price (unknown prices after), the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from vramest.advice.tiers import Tier, short_name, tier_for
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import Engine
 from vramest.inference.estimate import Estimate
@@ -36,7 +36,7 @@ NO_PRICE = "price unknown"
 EXCLUSION_KINDS = (DOES_NOT_FIT, TOO_SLOW, NO_SPEED, OVER_BUDGET, NO_PRICE)
 
 
-@dataclass(frozen=True)
+@frozen
 class Need:
     users: int  # concurrent sequences, each with the full context
     min_decode_tokens_per_s: float | None  # per user
@@ -45,7 +45,7 @@ class Need:
     gen_tokens: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Option:
     plan: FitPlan
     speed: Throughput | None
@@ -80,7 +80,7 @@ class Option:
                 "price_source": self.device.price_source}
 
 
-@dataclass(frozen=True)
+@frozen
 class Exclusion:
     device: Device
     kind: str  # one of EXCLUSION_KINDS
@@ -90,7 +90,7 @@ class Exclusion:
         return {"gpu": self.device.name, "kind": self.kind, "reason": self.reason}
 
 
-@dataclass(frozen=True)
+@frozen
 class Recommendation:
     estimate: Estimate
     tier: Tier

@@ -8,12 +8,12 @@ listed GPUs (fewest cards, then the cheapest where a price is known).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from vramest.api import estimate
 from vramest.data import read_text
+from vramest.frozen import frozen
 from vramest.hardware.database import Device, HardwareDB, load_hardware
 from vramest.inference.estimate import Estimate
 from vramest.inference.placement import FitPlan, fewest_gpus
@@ -26,7 +26,7 @@ CLAIM_DTYPE = "fp16"  # the guide's figures are about 2 bytes per parameter (see
 MEMORY_AGREEMENT = 1.25
 
 
-@dataclass(frozen=True)
+@frozen
 class GuideClaim:
     params: str
     gpu: str | None  # the card the guide names (None: it names none)
@@ -49,7 +49,7 @@ class GuideClaim:
         return amount + ("+" if self.memory_at_least else "")
 
 
-@dataclass(frozen=True)
+@frozen
 class Tier:
     name: str
     guide_range: str
@@ -60,7 +60,7 @@ class Tier:
     claims: tuple[GuideClaim, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class TierGuide:
     source: str
     notes: tuple[str, ...]
@@ -97,7 +97,7 @@ def tier_for(params: int) -> Tier:
 # --- the smallest configuration -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Configuration:
     """A number of one kind of card that holds a model, with its price where known."""
 
@@ -156,7 +156,7 @@ def gpu_devices(db: HardwareDB) -> tuple[Device, ...]:
 # --- the table ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class TierRow:
     model: str
     params: int
@@ -174,7 +174,7 @@ class TierRow:
                 "smallest_hardware": self.smallest.to_json() if self.smallest else None}
 
 
-@dataclass(frozen=True)
+@frozen
 class ClaimCheck:
     claim: GuideClaim
     ctx: int
@@ -211,7 +211,7 @@ class ClaimCheck:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class TierReport:
     tier: Tier
     rows: tuple[TierRow, ...]

@@ -12,17 +12,17 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 ROOF_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-@dataclass(frozen=True)
+@frozen
 class Roofs:
     """This device's own ceilings, measured with torch: what the efficiencies are relative to."""
 
@@ -41,7 +41,7 @@ class Roofs:
                      int(data["threads"]))
 
 
-@dataclass(frozen=True)
+@frozen
 class Backend:
     kind: str  # "cpu" or "cuda"
     index: int = 0  # the CUDA device (a distributed rank uses its local rank's)

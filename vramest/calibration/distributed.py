@@ -18,6 +18,7 @@ the moment it is taken, holds the lock, resumes from what is there, and fits at 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import signal
@@ -25,13 +26,13 @@ import socket
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vramest.calibration.distributed_fit import OPERATIONS
 from vramest.calibration.grid import GridPoint
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 READY = "vramest-ready"  # printed by each node's first rank once the process group is up
 ERROR = "vramest-error:"  # a rank's one-sentence reason for stopping
@@ -57,7 +58,7 @@ def under_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
 
 
-@dataclass(frozen=True)
+@frozen
 class DistOptions:
     profile_path: Path | None  # None: the default path, decided on rank 0
     cache_dir: Path
@@ -71,7 +72,7 @@ class DistOptions:
     roof_seconds: float = 0.6
 
 
-@dataclass(frozen=True)
+@frozen
 class Task:
     key: str
     kind: str  # single / collective / tp
@@ -81,7 +82,7 @@ class Task:
     nbytes: int = 0
 
 
-@dataclass
+@dataclasses.dataclass
 class Where:
     """What a rank is doing, for the sentence if it has to stop."""
 
@@ -89,7 +90,7 @@ class Where:
     jsonl: Path | None = None
 
 
-@dataclass
+@dataclasses.dataclass
 class Rank:
     """This process in the world."""
 
@@ -516,7 +517,7 @@ def build_distributed_profile(records: list[dict[str, Any]], path: Path, options
         calibrated = Calibrated(SHIPPED.constants.with_values(
             {**profile["constants"], **{k: v for k, v in values.items() if "." not in k},
              **collective_constants}), SHIPPED.engine)
-        from dataclasses import replace
+        from vramest.frozen import replace
 
         calibrated = Calibrated(calibrated.constants, replace(
             SHIPPED.engine, step_overhead_s=values["hf.step_overhead_s"],

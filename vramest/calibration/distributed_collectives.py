@@ -13,10 +13,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from vramest.calibration.device import Backend
+from vramest.frozen import frozen
 
 KIB, MIB = 1024, 1024**2
 SIZES = {"tiny": (16 * KIB, 256 * KIB, 1 * MIB),
@@ -27,7 +27,7 @@ MAX_INNER = 64
 REPEATS = 15
 
 
-@dataclass(frozen=True)
+@frozen
 class Link:
     """A group of ranks joined by one class of link, and the pair that times send/recv."""
 
@@ -100,7 +100,7 @@ def _send_recv(nbytes: int, device: str, rank: int, pair: tuple[int, int]) -> Ca
     return run
 
 
-@dataclass(frozen=True)
+@frozen
 class Timing:
     seconds: float  # the fastest repeat: what the fit uses
     median_seconds: float

@@ -11,17 +11,17 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 OPERATIONS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 LINK_CLASSES = ("same_node", "across_nodes")
 TP_METRICS = ("tp_prefill", "tp_decode")
 
 
-@dataclass(frozen=True)
+@frozen
 class LinkFit:
     alpha_s: float
     beta_bytes_per_s: float

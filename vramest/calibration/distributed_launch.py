@@ -20,15 +20,15 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from vramest.calibration.distributed import ERROR, JSONL, READY
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Launch:
     nproc_per_node: int
     nnodes: int = 1
@@ -147,7 +147,7 @@ def _rendezvous_sentence(spec: Launch, log: Path) -> str:
             f"{spec.rdzv_timeout_s:g} s, so the run was stopped (torchrun's log: {log}).")
 
 
-@dataclass(frozen=True)
+@frozen
 class Death:
     rank: int
     exitcode: int

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import ENGINES, Engine
@@ -40,7 +40,7 @@ def speed_parameter_names(kind: str) -> tuple[str, ...]:
             *ENGINE_PARAMETERS)
 
 
-@dataclass(frozen=True)
+@frozen
 class Calibrated:
     """Constants and the hf engine as a profile sets them."""
 
@@ -82,7 +82,7 @@ def roofs_device(name: str, kind: str, memory_bytes: int, roofs: dict[str, Any])
 
 
 # --- predictions -------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class Case:
     """One measured point, with everything constant-free about its prediction precomputed."""
 
@@ -293,7 +293,7 @@ def median_abs(errors: Sequence[float]) -> float:
     return statistics.median(abs(e) for e in errors) if errors else math.nan
 
 
-@dataclass(frozen=True)
+@frozen
 class FitOutcome:
     fitted: Calibrated  # memory constants
     by_precision: dict[str, Calibrated]  # + speed constants, per precision group

@@ -6,14 +6,15 @@ bitsandbytes formats where they run; `--quick` keeps the small sizes and one pro
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
+
+from vramest.frozen import asdict, frozen
 
 FLOAT_DTYPES = ("fp32", "bf16", "fp16")
 QUANT_DTYPES = ("int8", "nf4")
 
 
-@dataclass(frozen=True)
+@frozen
 class GridPoint:
     family: str
     size: str
@@ -93,7 +94,7 @@ def _expand(rows: list[tuple[str, str, tuple[str, ...], tuple[tuple[int, int], .
 TRAIN_METHODS = ("full", "lora", "qlora")
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainPoint:
     """One training step: forward with the loss, backward and AdamW (vramest.tracing.training)."""
 

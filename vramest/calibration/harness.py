@@ -5,12 +5,12 @@ then fit and write the profile. Needs torch (through `device` and `measure`)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -45,6 +45,7 @@ from vramest.calibration.store import (
 )
 from vramest.calibration.train_fit import training_profile_section
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 GridFn = Callable[[tuple[str, ...], tuple[str, ...]], list[GridPoint]]
 TrainGridFn = Callable[[bool], list[TrainPoint]]  # qlora trains here → the training points
@@ -53,7 +54,7 @@ TRAIN_GRIDS: dict[str, TrainGridFn] = {"quick": lambda qlora: training_grid(True
                                        "default": lambda qlora: training_grid(False, qlora)}
 
 
-@dataclass(frozen=True)
+@frozen
 class RunOptions:
     profile_path: Path
     cache_dir: Path
@@ -73,13 +74,13 @@ class RunOptions:
         return chosen(qlora) if chosen is not None else []
 
 
-@dataclass
+@dataclasses.dataclass
 class Progress:
     """A plain-text progress bar on stderr (redrawn in place on a terminal)."""
 
     total: int
-    stream: TextIO = field(default_factory=lambda: sys.stderr)
-    started: float = field(default_factory=time.perf_counter)
+    stream: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
+    started: float = dataclasses.field(default_factory=time.perf_counter)
     done: int = 0
 
     def show(self, label: str) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from vramest.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Parameter:
     name: str
     initial: float
@@ -19,7 +20,7 @@ class Parameter:
     upper: float
 
 
-@dataclass(frozen=True)
+@frozen
 class FitResult:
     values: dict[str, float]
     loss_before: float

@@ -9,10 +9,10 @@ warm-up; the phase boundary is taken from a logits processor, which runs once pe
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ TIMING_BUDGET_S = 1.5
 MAX_REPEATS = 9
 
 
-@dataclass
+@dataclasses.dataclass
 class LoadedModel:
     """A model loaded for a run of points that share it, with its load measurements."""
 

@@ -12,18 +12,18 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 # Keys of a catalog config that describe the released checkpoint, not the architecture.
 _DROPPED_KEYS = ("quantization_config", "architectures", "auto_map", "torch_dtype", "dtype",
                  "_name_or_path", "transformers_version")
 
 
-@dataclass(frozen=True)
+@frozen
 class Architecture:
     """One family: the catalog model whose config it shrinks, and its sizes (name → overrides)."""
 

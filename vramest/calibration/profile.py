@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.inference.constants import MAX_CONSTANT, Constants
 from vramest.validation import PROFILE_DIR as REPO_PROFILE_DIR
 
@@ -47,7 +47,7 @@ def user_profile_dir() -> Path:
     return Path(root) / "vramest" / "profiles"
 
 
-@dataclass(frozen=True)
+@frozen
 class Profile:
     path: Path
     device: dict[str, Any]
@@ -108,7 +108,7 @@ class Profile:
         """vramest.training constants with what the training grid fitted: memory constants
         everywhere; the FLOP utilisation only on the profile's own device, since it is relative
         to that device's measured matmul roof."""
-        from dataclasses import replace
+        from vramest.frozen import replace
 
         training = self.raw.get("training") or {}
         values = dict(training.get("constants") or {}) if training.get("memory_fitted") else {}

@@ -106,8 +106,6 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
                                                             list[tuple[str, float, float]]]]:
     """Per metric, (label, predicted, measured) of every measured point with the shipped
     constants (before) and with the profile's (after), for the predicted-vs-measured chart."""
-    from dataclasses import replace
-
     from vramest.calibration.fit import (
         SHIPPED,
         SPEED_DTYPES,
@@ -117,6 +115,7 @@ def calibration_points(profile: Profile) -> dict[str, tuple[list[tuple[str, floa
         roofs_device,
     )
     from vramest.calibration.store import read_records
+    from vramest.frozen import replace
     from vramest.inference.constants import DEFAULTS
     from vramest.inference.engines.speed import ENGINES
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from vramest.calibration.fit import MALFORMED_RECORD, heldout_json, is_training, record_model
 from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
+from vramest.frozen import frozen, replace
 from vramest.training.constants import TRAINING_DEFAULTS, TrainingConstants
 
 TRAIN_METRICS = ("memory", "speed")
@@ -32,7 +32,7 @@ MEMORY_FIT_THRESHOLD = 0.03  # median |error| of the shipped constants that warr
 SPEED_METHODS = ("full", "lora")
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainCase:
     key: str
     family: str
@@ -85,7 +85,7 @@ def precision_group(dtype: str) -> str:
     return "fp32" if dtype == "fp32" else "bf16"
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainFit:
     memory: TrainingConstants  # memory constants (shipped where no fit was warranted)
     utilization: dict[str, float]  # precision group → flops_utilization
@@ -133,7 +133,7 @@ def _median_abs(errors: Sequence[float]) -> float:
     return statistics.median(abs(e) for e in errors) if errors else math.nan
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainOutcome:
     fitted: TrainFit
     heldout_error: dict[str, dict[str, float]]  # metric → {before, after, points}

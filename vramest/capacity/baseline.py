@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 from vramest.units import format_bytes, parse_share
 
 FORMAT_KEY = "vramest_capacity_baseline"
@@ -38,7 +38,7 @@ _DIRECTION_WORDS = {("per_gpu_bytes", True): "grew", ("per_gpu_bytes", False): "
 Baseline = Mapping[str, Mapping[str, float]]
 
 
-@dataclass(frozen=True)
+@frozen
 class Drift:
     """How one figure moved from the baseline."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ from vramest.capacity.spec import (
     parse_spec,
 )
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 from vramest.units import format_bytes
 
 
-@dataclass(frozen=True)
+@frozen
 class Figures:
     """What a deployment was judged on."""
 
@@ -79,7 +79,7 @@ class Figures:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class DeploymentResult:
     deployment: Deployment
     figures: Figures
@@ -118,7 +118,7 @@ class DeploymentResult:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckReport:
     source: str
     results: tuple[DeploymentResult, ...]

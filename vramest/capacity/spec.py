@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import MAX_TEXT_CHARS, InputError, short
+from vramest.frozen import fields, frozen
 from vramest.units import (
     format_bytes,
     parse_bytes,
@@ -43,7 +43,7 @@ SERVING_KEYS = ("active_params", "dtype", "kv_dtype", "ctx", "batch", "prompt", 
 Scalar = str | int | float | bool
 
 
-@dataclass(frozen=True)
+@frozen
 class SpecProblem:
     """One thing wrong with a spec: where it is and what is accepted."""
 
@@ -65,7 +65,7 @@ class SpecError(InputError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-@dataclass(frozen=True)
+@frozen
 class Headroom:
     """Memory that must stay free on each GPU beyond the estimate: a share of the usable memory
     or a size."""
@@ -82,7 +82,7 @@ class Headroom:
         return f"{self.fraction * 100:g}% of usable"
 
 
-@dataclass(frozen=True)
+@frozen
 class Deployment:
     """One deployment to check, with its values parsed and paths made absolute."""
 
@@ -169,7 +169,7 @@ class Deployment:
         return out
 
 
-@dataclass(frozen=True)
+@frozen
 class CapacitySpec:
     source: str  # the file name shown in messages, or "<spec>" for a mapping
     deployments: tuple[Deployment, ...]
@@ -432,7 +432,7 @@ def _headroom(key: str, value: object) -> Headroom:
     return parse_headroom(value, what=key)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Context:
     base_dir: Path  # relative paths in the spec are relative to its folder
 
@@ -590,7 +590,7 @@ def _merge(defaults: dict[str, object], own: dict[str, object]) -> dict[str, obj
     return merged
 
 
-@dataclass(frozen=True)
+@frozen
 class _Place:
     """Where a deployment's value came from: its own table, or the defaults."""
 

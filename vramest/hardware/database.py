@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from vramest.data import read_text
 from vramest.errors import InputError, short
+from vramest.frozen import frozen, replace
 from vramest.units import GIB
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4")
@@ -25,7 +25,7 @@ COMMON_DEVICES = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA 
 ECC_IN_BAND_SHARE = 1 / 16
 
 
-@dataclass(frozen=True)
+@frozen
 class Device:
     name: str
     aliases: tuple[str, ...]
@@ -124,7 +124,7 @@ def _short(name: str) -> str:
     return key
 
 
-@dataclass(frozen=True, eq=False)  # identity-hashed, so its index can be cached
+@frozen(eq=False)  # identity-hashed, so its index can be cached
 class HardwareDB:
     devices: tuple[Device, ...]
 

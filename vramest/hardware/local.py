@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+
+from vramest.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class LocalGPU:
     index: int
     name: str
@@ -20,7 +21,7 @@ class LocalGPU:
     driver: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LocalHardware:
     gpus: tuple[LocalGPU, ...]
     cpu_cores: int

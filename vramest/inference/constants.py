@@ -6,10 +6,10 @@ whether each came from here or from a profile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from vramest.errors import InputError, short
+from vramest.frozen import fields, frozen, replace
 
 MAX_CONSTANT = 1e15  # far above any real constant; keeps products finite
 # constants the estimate divides by: a profile may not set them to 0
@@ -19,7 +19,7 @@ DIVISORS = frozenset({"memory_efficiency_gpu", "memory_efficiency_apple", "memor
                       "allreduce_efficiency"})
 
 
-@dataclass(frozen=True)
+@frozen
 class Constants:
     # Runtime memory outside the tensors: CUDA context, cuBLAS/cuDNN workspaces, allocator
     # reserve. nvidia-smi-style totals include a CUDA context of roughly 0.5-1.3 GB

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vramest.errors import InputError
+from vramest.frozen import field_names, replace
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
@@ -219,7 +219,7 @@ def _mixed_advice(est: Estimate, plan_: FitPlan, options: dict[str, object],
 
     if plan_.verdict == FITS:
         return ()
-    given = {k: v for k, v in options.items() if k in LlamaCppOptions.__dataclass_fields__}
+    given = {k: v for k, v in options.items() if k in field_names(LlamaCppOptions)}
     base = LlamaCppOptions(**{**given, "n_gpus": len(usable)})  # type: ignore[arg-type]
     band = plan_.band.fraction
 
@@ -373,7 +373,7 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         )
 
         typed = parse_engine_options("llamacpp", options)  # "2GiB", "64k": as the report read them
-        given = {k: v for k, v in typed.items() if k in LlamaCppOptions.__dataclass_fields__}
+        given = {k: v for k, v in typed.items() if k in field_names(LlamaCppOptions)}
         given.setdefault("n_gpus", len(report.devices) or 1)
         llama_options = LlamaCppOptions(**given)  # type: ignore[arg-type]
         layers = llamacpp_fit_layers(est, plan_.device, llama_options, plan_.usable_bytes - band)

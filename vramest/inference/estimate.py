@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vramest.errors import InputError, short
+from vramest.frozen import field, frozen, replace
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.memory import (
     ATTENTION_KINDS,
@@ -46,7 +46,7 @@ class EngineReport(Protocol):
     def log_lines(self) -> list[str]: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     dtype: str
     kv_dtype: str
@@ -66,7 +66,7 @@ class Settings:
                 "attention": self.attention}
 
 
-@dataclass(frozen=True)
+@frozen
 class Estimate:
     model: ModelInfo
     settings: Settings

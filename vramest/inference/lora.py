@@ -32,10 +32,10 @@ beside the model: one adapter adds its file's bytes (llama.cpp issue #19153).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 from vramest.model.shapes import ModelShape
 
 # vllm/config/lora.py @01230b40128e570a58e54e75f7e55c4d5cd9246d: MaxLoRARanks
@@ -52,7 +52,7 @@ _ROW = frozenset({"attn_o", "ffn_down", "shared_down", "expert_down"})
 _REPLICATED = frozenset({"attn_q_a", "attn_kv_a", "router"})
 
 
-@dataclass(frozen=True)
+@frozen
 class LoraServing:
     """vLLM's LoRA settings: --max-loras, --max-lora-rank, --max-cpu-loras."""
 
@@ -132,7 +132,7 @@ def host_bytes(shape: ModelShape, lora: LoraServing, dtype_bytes: float) -> int:
     return round(lora.cpu_loras * adapter_elements(shape, lora.max_lora_rank) * dtype_bytes)
 
 
-@dataclass(frozen=True)
+@frozen
 class LoraStepCost:
     """What the adapters add to one forward: bytes read and FLOPs, per GPU."""
 

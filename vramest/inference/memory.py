@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 
+from vramest.frozen import frozen
 from vramest.inference.constants import Constants
 from vramest.model.precisions import KVFormat, TensorContext, WeightFormat
 from vramest.model.shapes import (
@@ -69,7 +69,7 @@ RWKV_FFN_TENSORS = 2
 RWKV_MIX_TENSORS = 3
 
 
-@dataclass(frozen=True)
+@frozen
 class Part:
     """One part of the total: its bytes and the formula with the numbers filled in."""
 
@@ -78,7 +78,7 @@ class Part:
     formula: str
 
 
-@dataclass(frozen=True)
+@frozen
 class MemoryBreakdown:
     weights: Part
     kv_cache: Part

@@ -11,8 +11,7 @@ ggml-cuda.cu ggml_backend_cuda_device_offload_op: min_batch_size 32).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from vramest.frozen import replace
 from vramest.hardware.database import Device, HardwareDB
 from vramest.inference.constants import Constants
 from vramest.inference.engines.startup import LlamaCppStartup

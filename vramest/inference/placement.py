@@ -10,10 +10,10 @@ and last stages also hold the embeddings and the output head.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.estimate import Estimate, estimate_at
@@ -42,7 +42,7 @@ def ecc_note(device: Device) -> str:
             f"nominal, {format_bytes(device.addressable_bytes)} addressable (nvidia-smi's total).")
 
 
-@dataclass(frozen=True)
+@frozen
 class Reserve:
     fraction: float = DEFAULT_RESERVE
     bytes: int = 0
@@ -100,7 +100,7 @@ def valid_tp_degrees(shape: ModelShape, limit: int = 64) -> list[int]:
     return out
 
 
-@dataclass(frozen=True)
+@frozen
 class PerGPU:
     weights: int
     kv_cache: int
@@ -149,7 +149,7 @@ def _per_gpu(shape: ModelShape, dtype: str, c: Constants, weights_bytes: int, kv
     return PerGPU(round(weights), round(kv), round(activations), overhead_bytes)
 
 
-@dataclass(frozen=True)
+@frozen
 class FitPlan:
     device: Device
     tp: int
@@ -261,7 +261,7 @@ def largest_fitting(fits: Callable[[int], bool], upper: int) -> int:
     return lo
 
 
-@dataclass(frozen=True)
+@frozen
 class DeviceOption:
     """The fewest GPUs of one kind that hold the model, or why none do."""
 

@@ -7,11 +7,11 @@ the speed read them back from there; the formulas live in `lora.py` and `specula
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from vramest.frozen import frozen, replace
 from vramest.inference.lora import LoraServing, host_bytes, slots_bytes, step_cost
 from vramest.inference.lora import formula as lora_formula
 from vramest.inference.memory import Part, kv_elements_per_token, weight_bytes_by_group
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from vramest.inference.throughput import Phase, Throughput
 
 
-@dataclass(frozen=True)
+@frozen
 class ServingExtras:
     lora: LoraServing | None = None
     speculation: Speculation | None = None
@@ -43,7 +43,7 @@ class ServingExtras:
 NO_EXTRAS = ServingExtras()
 
 
-@dataclass(frozen=True)
+@frozen
 class Proposer:
     """The drafting model or head as vramest sees it: a shape, its format, and its memory."""
 

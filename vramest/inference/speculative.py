@@ -32,11 +32,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen, replace
 from vramest.model.shapes import LAYER_FULL, ModelShape, TensorSpec
 
 METHODS = ("draft", "eagle", "eagle3", "mtp")
@@ -46,7 +46,7 @@ MAX_SPECULATIVE_TOKENS = 64
 EAGLE3_DRAFT_VOCAB = 32000
 
 
-@dataclass(frozen=True)
+@frozen
 class Speculation:
     """A proposer and its acceptance: `method` one of METHODS, `draft` the draft model's name
     (method "draft"), `k` drafted tokens per step, `alpha` the per-token acceptance rate."""

@@ -11,9 +11,9 @@ request; the constants only enter `time_phase`, so a fit can re-time the same wo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
@@ -24,7 +24,7 @@ from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 _EXPERT_ROLES = ("expert_gate", "expert_up", "expert_down")
 
 
-@dataclass(frozen=True)
+@frozen
 class PhaseWork:
     """What one phase asks of each GPU, before any efficiency is applied."""
 
@@ -41,7 +41,7 @@ class PhaseWork:
     is_prefill: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class Phase:
     """One phase timed: each roof's time and the fixed costs."""
 
@@ -60,7 +60,7 @@ class Phase:
         return "compute" if (self.compute_s or 0.0) > self.memory_s else "memory"
 
 
-@dataclass(frozen=True)
+@frozen
 class Workload:
     shape_name: str
     batch: int
@@ -71,7 +71,7 @@ class Workload:
     decode: PhaseWork  # one decode step of the whole batch, at the mean position
 
 
-@dataclass(frozen=True)
+@frozen
 class Throughput:
     gpu: str
     num_gpus: int

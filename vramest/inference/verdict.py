@@ -11,13 +11,13 @@ estimator or the data that widens the error fails until the band is re-derived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vramest.frozen import frozen
 
 FITS, TIGHT, DOES_NOT_FIT = "fits", "tight", "does-not-fit"
 VERDICTS = (FITS, TIGHT, DOES_NOT_FIT)
 
 
-@dataclass(frozen=True)
+@frozen
 class ErrorBand:
     """The measured error of one kind of figure, as a share of the quantity it applies to."""
 

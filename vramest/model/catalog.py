@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from vramest.data import read_text
 from vramest.errors import InputError, short
+from vramest.frozen import frozen, replace
 from vramest.model.shapes import ModelShape, shape_from_config
 
 
-@dataclass(frozen=True, eq=False)  # identity-hashed, so its parsed shape can be cached
+@frozen(eq=False)  # identity-hashed, so its parsed shape can be cached
 class CatalogEntry:
     id: str
     aliases: tuple[str, ...]
@@ -66,7 +66,7 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().lower())
 
 
-@dataclass(frozen=True, eq=False)  # identity-hashed, so its index can be cached
+@frozen(eq=False)  # identity-hashed, so its index can be cached
 class Catalog:
     entries: tuple[CatalogEntry, ...]
 
@@ -220,7 +220,7 @@ SCALING_SERIES: dict[str, tuple[str, ...]] = {
 FAMILIES = tuple(SCALING_SERIES)
 
 
-@dataclass(frozen=True)
+@frozen
 class BorrowedShape:
     shape: ModelShape
     borrowed_from: tuple[str, ...]

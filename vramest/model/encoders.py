@@ -16,10 +16,10 @@ given beside each tensor), so a config gives the parameter count of the checkpoi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
+from vramest.frozen import replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, _Config

@@ -7,8 +7,9 @@ parsed from the standard keys. `vramest.model.shapes` calls `apply_family_rules`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from vramest.frozen import replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape

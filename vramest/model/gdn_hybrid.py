@@ -17,8 +17,9 @@ rules (inference/engines/vllm_hybrid.py) apply it to nemotron_h only so far.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from vramest.frozen import replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape

@@ -13,10 +13,10 @@ at the latent width. The other layers, the recurrent state and the KV cache are 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
+from vramest.frozen import replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec

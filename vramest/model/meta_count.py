@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import replace
 from vramest.model.shapes import (
     _NOT_MODELLED,
     ModelShape,

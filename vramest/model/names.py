@@ -9,10 +9,10 @@ no match. Architectures the estimator cannot count are refused by name in one se
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.model.catalog import Catalog, CatalogEntry, default_catalog
 
 # words a fine-tune or a packaging adds to its base's name without changing its config
@@ -128,7 +128,7 @@ _OLLAMA_TAG = re.compile(r"([a-z0-9][a-z0-9._-]*):([a-z0-9][a-z0-9._-]*)")
 _HF_REPO_TAG = re.compile(r"(?:hf\.co/)?([\w.-]+/[\w.-]+):([A-Za-z0-9_]+)")
 
 
-@dataclass(frozen=True)
+@frozen
 class NameMatch:
     entry: CatalogEntry
     precision: str | None  # what the name says the weights are stored in; None: the entry's own

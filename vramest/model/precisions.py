@@ -9,9 +9,9 @@ per tensor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen, replace
 
 # --- ggml block types: (elements per block, bytes per block) -----------------------------
 # Facts from ggml's block_* structs (ggml/src/ggml-common.h @01243c587feceaa5d6a6c2305535ef2f549c48b8,
@@ -48,7 +48,7 @@ VECTOR_ROLES = frozenset({"norm", "bias", "router", "position_embedding", "ssm_c
                           "ssm_param"})
 
 
-@dataclass(frozen=True)
+@frozen
 class TensorContext:
     """What llama.cpp's per-tensor rules look at besides the role."""
 
@@ -60,7 +60,7 @@ class TensorContext:
     has_output_tensor: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class WeightFormat:
     name: str
     description: str
@@ -456,7 +456,7 @@ def weight_format_names() -> list[str]:
 
 
 # --- KV cache --------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class KVFormat:
     name: str
     bytes_per_element: float

@@ -14,10 +14,10 @@ no weights), so it is parsed as those families and the tower added as extra_para
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
+from vramest.frozen import replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape

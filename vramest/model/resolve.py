@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen, replace
 from vramest.model.catalog import default_catalog, shape_for_params
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape, with_overrides
@@ -23,7 +23,7 @@ SHAPE_OVERRIDES = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "he
                    "intermediate_size", "vocab_size")
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelInfo:
     name: str
     source: str  # "catalog", "params", "config", "safetensors", "gguf"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
 from vramest.errors import InputError, short
+from vramest.frozen import field, fields, frozen, replace
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
 from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
@@ -30,7 +30,7 @@ ENCODER = "encoder"  # BERT-style: embeddings or scores out, no generation
 ENCODER_DECODER = "encoder-decoder"  # T5/BART/Whisper: decoder layers attend to the encoder
 
 
-@dataclass(frozen=True)
+@frozen
 class TensorSpec:
     """A group of identical tensors: `count` tensors of `rows` × `cols` elements each.
 
@@ -48,7 +48,7 @@ class TensorSpec:
         return self.rows * self.cols * self.count
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelShape:
     name: str
     family: str
@@ -118,7 +118,7 @@ class ModelShape:
 
     # --- derived ------------------------------------------------------------------------
     # Aggregates are computed once per shape (cached_property writes the instance dict, which a
-    # frozen dataclass allows): estimates and searches ask for them thousands of times.
+    # frozen record allows): estimates and searches ask for them thousands of times.
     def __hash__(self) -> int:
         return self._hash
 

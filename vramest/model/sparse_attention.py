@@ -28,8 +28,9 @@ cached key, so they change memory by 3 KiB of weights and no KV.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from vramest.frozen import replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape

@@ -31,23 +31,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 MAX_IMAGES = 10_000
 MAX_SIDE = 100_000
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageRequest:
     count: int
     width: int
     height: int
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageTokens:
     per_image: int
     rule: str
@@ -90,7 +90,7 @@ def model_config(model: str | None) -> Mapping[str, Any]:
     return inspect_path(model).config or {}
 
 
-@dataclass(frozen=True)
+@frozen
 class VisionTower:
     """A ViT that takes every picture at one square size (SigLIP in Gemma 3, CLIP in LLaVA):
     what its forward holds depends on its patches per picture, not on the picture given."""

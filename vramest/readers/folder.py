@@ -15,12 +15,12 @@ read as if the full shard were there.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vramest.errors import InputError
 from vramest.files import parse_json, read_bytes
+from vramest.frozen import frozen
 from vramest.readers.safetensors_header import read_safetensors_header
 from vramest.readers.tensors import TensorInfo, TensorSet
 
@@ -36,7 +36,7 @@ _ACCEPTED = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelFolder:
     """What a model folder says about the model.
 

@@ -19,11 +19,11 @@ import io
 import math
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.readers.tensors import TensorInfo, TensorSet
 
 GGUF_MAGIC = b"GGUF"
@@ -118,7 +118,7 @@ _MIN_KV_BYTES = 8 + 4 + 1
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8
 
 
-@dataclass(frozen=True)
+@frozen
 class GGUFFile:
     """A GGUF file's header.
 

@@ -33,12 +33,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
 from vramest.files import parse_json
+from vramest.frozen import frozen
 from vramest.readers.folder import (
     HEADER_SUFFIX,
     HUB_MANIFEST,
@@ -241,7 +242,7 @@ class _NoCredentialsAcrossHosts(urllib.request.HTTPRedirectHandler):
         return new
 
 
-@dataclass
+@frozen
 class _HubClient:
     repo_id: str
     endpoint: str
@@ -249,8 +250,9 @@ class _HubClient:
     timeout: float
     token: str | None
 
-    def __post_init__(self) -> None:
-        self.opener = urllib.request.build_opener(_NoCredentialsAcrossHosts())
+    @cached_property
+    def opener(self) -> urllib.request.OpenerDirector:
+        return urllib.request.build_opener(_NoCredentialsAcrossHosts())
 
     def url(self, filename: str) -> str:
         quoted = urllib.parse.quote(filename)

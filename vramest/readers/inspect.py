@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import field, frozen
 from vramest.readers.folder import HUB_MANIFEST, contained, read_model_folder
 from vramest.readers.gguf import GGUF_MAGIC, GGUFFile, gguf_to_hf_config, read_gguf
 from vramest.readers.safetensors_header import SAFETENSORS_DTYPE_BITS
@@ -45,7 +45,7 @@ _ACCEPTED = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Inspection:
     """What a local model path holds.
 
@@ -227,7 +227,7 @@ _AUX_OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class CountedTensor:
     """One tensor as counted: its label, logical parameters, stored bytes and component."""
 

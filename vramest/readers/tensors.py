@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+
+from vramest.frozen import field, frozen
 
 COMPONENTS: tuple[str, ...] = (
     "embeddings", "attention", "mlp", "experts", "router", "norms", "lm_head", "other",
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class TensorInfo:
     """One stored tensor.
 
@@ -36,7 +37,7 @@ class TensorInfo:
         return math.prod(self.shape)
 
 
-@dataclass(frozen=True)
+@frozen
 class TensorSet:
     """All tensors of a checkpoint plus its free-form string metadata."""
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import datetime
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from vramest.frozen import frozen
 from vramest.inference.estimate import Estimate
 from vramest.render.plots.charts import MEMORY_LAYERS, calibration_figure, memory_figure, throughput_figure
 from vramest.render.plots.figure import Figure
@@ -28,7 +28,7 @@ PART_LABELS = {name: label for name, label, _, _ in MEMORY_LAYERS}
 PART_COLORS = {name: color for name, _, color, _ in MEMORY_LAYERS}
 
 
-@dataclass(frozen=True)
+@frozen
 class AccuracyGroup:
     name: str
     rows: int
@@ -37,20 +37,20 @@ class AccuracyGroup:
     note: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class AccuracySection:
     memory: tuple[AccuracyGroup, ...]
     speed: tuple[AccuracyGroup, ...]
     charts: tuple[tuple[str, Figure], ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Chart:
     caption: str
     figure: Figure
 
 
-@dataclass(frozen=True)
+@frozen
 class Report:
     """Everything the page shows, computed; `render_html` only formats it."""
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
 
 from vramest.errors import InputError
+from vramest.frozen import replace
 from vramest.hardware.database import load_hardware
 from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, for_model
 from vramest.model.resolve import ModelInfo, resolve_model

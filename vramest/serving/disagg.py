@@ -14,9 +14,9 @@ decode pool sustain.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
+from vramest.frozen import frozen
 from vramest.serving.engines import ServingEngine
 from vramest.serving.simulate import EXP, SteadyState, Z, _spread
 from vramest.serving.step import Deployment, Step, kv_bytes_per_sequence, step_seconds
@@ -25,7 +25,7 @@ MAX_PREFILL_UTILIZATION = 0.9  # past this the prefill queue's wait grows withou
 _step = lru_cache(maxsize=65536)(step_seconds)  # a search asks for the same steps again
 
 
-@dataclass(frozen=True)
+@frozen
 class Pools:
     """`prefill_replicas` × the prefill deployment, `decode_replicas` × the decode one."""
 

@@ -8,16 +8,15 @@ and written here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.inference.engines.speed import ENGINES, Engine
 
 _FIT = ("fitted by vramest/serving/fit.py to vramest/validation/reference/serving_"
         "aiconfigurator_silicon.csv (H100/H200, dense models) and serving_max_throughput.csv")
 
 
-@dataclass(frozen=True)
+@frozen
 class ServingEngine:
     name: str
     speed: Engine  # per-step costs and efficiency scales for the roofline

@@ -9,10 +9,10 @@ follows from the KV tokens: each running request holds its prompt and its output
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.startup import VLLMOptions, vllm_startup
@@ -27,7 +27,7 @@ from vramest.serving.simulate import SteadyState, at_request_rate, steady_state
 from vramest.serving.step import Deployment
 
 
-@dataclass(frozen=True)
+@frozen
 class Capacity:
     """KV memory of one replica, per GPU, from the engine's start-up accounting."""
 
@@ -43,7 +43,7 @@ class Capacity:
         return self.kv_cache_tokens // (blocks * self.block_size) if blocks else 0
 
 
-@dataclass(frozen=True)
+@frozen
 class ServingEstimate:
     deployment: Deployment
     engine: ServingEngine

@@ -11,8 +11,7 @@ counted as one token each (TPOT slightly high where mixed steps are frequent).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from vramest.frozen import replace
 from vramest.inference.lora import step_cost
 from vramest.inference.serving_extras import ServingExtras, proposer
 from vramest.inference.throughput import time_phase

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-from dataclasses import replace
 from typing import TextIO
 
 from vramest.errors import InputError
+from vramest.frozen import replace
 from vramest.serving.engines import FITTED, SERVING_ENGINES, ServingEngine
 from vramest.serving.reference import (
     Prediction,

@@ -19,14 +19,14 @@ the input quantiles for the spread of TTFT.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 ACCEPTED = "fixed, uniform:R (0 <= R < 1) or exponential"
 
 
-@dataclass(frozen=True)
+@frozen
 class LengthDist:
     kind: str  # "fixed", "uniform" or "exponential"
     ratio: float = 0.0  # uniform: half the width over the mean

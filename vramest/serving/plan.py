@@ -10,10 +10,10 @@ the throughput-latency trade-off, each with its cost per million tokens from the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from vramest.advice.cost import DEFAULT_ELECTRICITY_PRICE, DEFAULT_PUE, DEFAULT_YEARS, LocalCost, LocalSetup
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.model.precisions import weight_format
 from vramest.model.resolve import ModelInfo
@@ -35,14 +35,14 @@ BUDGETS = (2048, 8192)
 PLAN_UTILIZATION = 1.0
 
 
-@dataclass(frozen=True)
+@frozen
 class Bounds:
     ttft_s: float
     tpot_s: float
     percentile: float = 90.0
 
 
-@dataclass(frozen=True)
+@frozen
 class Candidate:
     estimate: ServingEstimate
     dtype: str
@@ -62,7 +62,7 @@ class Candidate:
                 "launch_command": self.launch_command}
 
 
-@dataclass(frozen=True)
+@frozen
 class Plan:
     candidates_evaluated: int
     simulated: int

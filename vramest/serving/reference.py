@@ -14,10 +14,10 @@ import io
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import default_hardware
 from vramest.model.resolve import resolve_model
 from vramest.serving.engines import SERVING_ENGINES, ServingEngine, with_options
@@ -28,7 +28,7 @@ DATA = Path(__file__).resolve().parents[1] / "validation" / "reference"
 MAX_BYTES = 4 << 20
 
 
-@dataclass(frozen=True)
+@frozen
 class Row:
     id: str
     engine: str
@@ -184,7 +184,7 @@ def max_throughput_rows() -> tuple[Row, ...]:
         for r in _read("serving_max_throughput.csv"))
 
 
-@dataclass(frozen=True)
+@frozen
 class Prediction:
     row: Row
     ttft_s: float | None

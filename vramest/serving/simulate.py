@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
 
+from vramest.frozen import frozen, replace
 from vramest.serving.engines import ServingEngine
 from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.step import Deployment, Step, step_seconds
@@ -42,7 +42,7 @@ EXP = {"median": math.log(2), "p90": math.log(10), "p99": math.log(100)}  # expo
 OFFLINE_REQUESTS = 1000  # requests a benchmark sends (vllm bench serve --num-prompts default)
 
 
-@dataclass(frozen=True)
+@frozen
 class Spread:
     median: float
     p90: float
@@ -68,7 +68,7 @@ def _spread(median: float, p90: float, p99: float) -> Spread:
     return Spread(median, p90, max(p90, p99))
 
 
-@dataclass(frozen=True)
+@frozen
 class SteadyState:
     ttft: Spread
     tpot: Spread

@@ -12,9 +12,9 @@ form of the batch composition, so a scheduler can evaluate many steps cheaply.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
@@ -35,7 +35,7 @@ from vramest.model.precisions import KVFormat, WeightFormat
 from vramest.model.shapes import ModelShape
 
 
-@dataclass(frozen=True)
+@frozen
 class Deployment:
     """One replica: a model in a precision on `tp` × `pp` GPUs of one kind, under an engine."""
 
@@ -69,7 +69,7 @@ class Deployment:
         return self.tp * self.pp
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """The composition of one step, averaged where a run of steps is aggregated."""
 

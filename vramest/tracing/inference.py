@@ -16,11 +16,11 @@ import json
 import statistics
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
+from vramest.frozen import field, frozen
 from vramest.units import format_bytes
 from vramest.validation import TRACE_DIR
 
@@ -50,7 +50,7 @@ class UnsupportedAttention(InputError):
     """The installed transformers has no such attention implementation for this model."""
 
 
-@dataclass(frozen=True)
+@frozen
 class PhaseResult:
     """The peak of one phase: total live tensor bytes and what they were."""
 
@@ -69,7 +69,7 @@ class PhaseResult:
                 "seconds": round(self.seconds, 3)}
 
 
-@dataclass(frozen=True)
+@frozen
 class TraceRun:
     """What tracing one model measured, before any comparison with the estimate."""
 
@@ -84,7 +84,7 @@ class TraceRun:
         return next((p for p in self.phases if p.name == name), None)
 
 
-@dataclass(frozen=True)
+@frozen
 class TraceResult:
     """A trace of a catalog model and the analytic estimate for the same settings."""
 
@@ -503,7 +503,7 @@ def _cache_tensors(cache: Any) -> Iterator[Any]:
                 yield from (v for v in value.values() if isinstance(v, torch.Tensor))
 
 
-@dataclass(frozen=True)
+@frozen
 class _Pictures:
     """A vision-language prompt's pictures: their pixels and where their tokens sit."""
 
@@ -700,7 +700,7 @@ def _peak_rss_bytes() -> int:
 
 
 # --- stored traces (torch-free) ------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class StoredTrace:
     """One row of vramest/validation/traces/*.json: settings and the traced prefill peak."""
 
@@ -731,7 +731,7 @@ class StoredTrace:
         return MATH_FALLBACK not in self.attention_kernel
 
 
-@dataclass(frozen=True)
+@frozen
 class TraceComparison:
     row: StoredTrace
     analytic_bytes: int

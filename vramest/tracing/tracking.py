@@ -21,21 +21,23 @@ torch is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from vramest.frozen import field, frozen
+
 PARAMS = "params"
 KV_CACHE = "kv_cache"
 ACTIVATIONS = "activations"  # everything not labelled or watched: the transient tensors
 
 
-@dataclass(frozen=True)
+@frozen
 class Peak:
     """The most bytes live at once, the operator whose outputs made it, and its parts."""
 
@@ -47,7 +49,7 @@ class Peak:
         return self.by_label.get(label, 0)
 
 
-@dataclass
+@dataclasses.dataclass
 class _Storage:
     nbytes: int
     label: str

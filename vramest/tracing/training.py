@@ -21,10 +21,10 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.tracing.inference import (
     TRACE_ATTENTION,
     TRACE_DTYPES,
@@ -46,7 +46,7 @@ QLORA_FAKE = ("QLoRA traces run on real CPU tensors only (bitsandbytes' Params4b
               "fake=False.")
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainStepRun:
     """The peak of live tensor bytes over one step, and its parts at that moment."""
 
@@ -308,7 +308,7 @@ def _optimizer_tensors(torch: Any, optimizer: Any) -> Iterator[Any]:
                 yield value
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainTrace:
     model: str
     dtype: str

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from vramest.frozen import frozen
 from vramest.inference.memory import ffn_width
 from vramest.model.precisions import (
     EXPERT_ROLES,
@@ -166,7 +165,7 @@ def loss_bytes_per_logit(s: TrainingSettings, c: TrainingConstants, fp32_head: b
     return c.loss_fp32_buffers * 4 + (4 if fp32_head and s.precision != "mixed" else p)
 
 
-@dataclass(frozen=True)
+@frozen
 class ActivationModel:
     """Per-token bytes for the seq-dependent parts of a step; `*_per_key` terms grow with seq."""
 

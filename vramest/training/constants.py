@@ -6,10 +6,10 @@ method, precision and optimizer; these are the numbers that are not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from vramest.frozen import fields, frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainingConstants:
     # fp32 buffers per logit alive at the loss peak (start of backward through cross-entropy):
     # the fp32 log-softmax saved for backward, its incoming gradient and the gradient it

@@ -4,10 +4,10 @@ fit it on GPUs and time it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramest.errors import InputError, require_text, short
+from vramest.frozen import field, frozen, replace
 from vramest.hardware.database import Device, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
@@ -31,7 +31,7 @@ from vramest.units import (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Fit:
     device: str | None
     usable_bytes: int | None
@@ -68,7 +68,7 @@ class Fit:
                 "max_micro_batch": self.max_micro_batch, "advice": list(self.advice)}
 
 
-@dataclass(frozen=True)
+@frozen
 class DeviceFit:
     """The fit and speed on one common GPU, for an estimate that named none."""
 
@@ -81,7 +81,7 @@ class DeviceFit:
                 "fewest_gpus_zero3": self.fewest_gpus_zero3}
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainingEstimate:
     model: ModelInfo
     settings: TrainingSettings
@@ -125,7 +125,7 @@ class TrainingEstimate:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class _Model:
     """Everything seq- and batch-independent, so the fit search only redoes the cheap parts."""
 

@@ -13,8 +13,8 @@ during backward, unless gradient accumulation keeps them."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+from vramest.frozen import frozen
 from vramest.inference.memory import Part
 from vramest.model.shapes import ModelShape
 from vramest.training.activations import ActivationModel
@@ -31,7 +31,7 @@ _LOSS_HOW = {"standard": "16-bit logits + fp32 log-softmax, its gradient in and 
              "cut": "none stored: Cut Cross-Entropy computes them block by block"}
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainingPhase:
     """What is alive at one moment of the step, per GPU."""
 
@@ -49,7 +49,7 @@ class TrainingPhase:
         return {**{part.name: part.bytes for part in self.parts}, "total": self.total}
 
 
-@dataclass(frozen=True)
+@frozen
 class StaticMemory:
     """The parts that do not depend on sequence length or micro-batch (per GPU, host)."""
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from vramest.errors import InputError, require_text, short
+from vramest.frozen import frozen
 from vramest.model.precisions import (
     LINEAR_ROLES,
     weight_format,
@@ -113,7 +113,7 @@ _MAX_SEARCH_SEQ = 1 << 22
 _MAX_SEARCH_BATCH = 1 << 14
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainingSettings:
     method: str = "full"
     precision: str = "mixed"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from vramest.frozen import frozen
 from vramest.model.precisions import (
     EXPERT_ROLES,
 )
@@ -40,7 +40,7 @@ def flops_per_token(shape: ModelShape, s: TrainingSettings, trainable: Trainable
     return forward + backward + recompute
 
 
-@dataclass(frozen=True)
+@frozen
 class TrainingSpeed:
     tokens_per_s_per_gpu: float | None
     step_time_s: float | None

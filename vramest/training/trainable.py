@@ -4,9 +4,9 @@ parts, LoRA adapters), their storage, and the optimizer's state."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.inference.memory import weight_bytes
 from vramest.model.precisions import (
     BITSANDBYTES_FORMATS,
@@ -20,7 +20,7 @@ from vramest.training.constants import TrainingConstants
 from vramest.training.settings import _EMBEDDING_ROLES, _TARGET_ROLES, TrainingSettings
 
 
-@dataclass(frozen=True)
+@frozen
 class Trainable:
     """The trainable tensors (as TensorSpecs, LoRA adapters included) and the frozen base."""
 

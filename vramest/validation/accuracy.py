@@ -11,11 +11,11 @@ import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from vramest.api import estimate
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import Engine
@@ -70,7 +70,7 @@ def catalog_model(text: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class Comparison:
     source: str  # a short name for the source group
     record_id: str
@@ -348,7 +348,7 @@ def _first(table: tuple[tuple[str, str], ...], text: str) -> str | None:
     return next((v for k, v in table if k.lower() in text.lower()), None)
 
 
-@dataclass(frozen=True)
+@frozen
 class SpeedCase:
     """A reference row restated as vramest inputs, or the reason it cannot be."""
 
@@ -454,7 +454,7 @@ def predict_speed(case: SpeedCase, metric: str, constants: Constants = DEFAULTS,
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class SpeedRow:
     case: SpeedCase
     metric: str

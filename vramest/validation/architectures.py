@@ -19,17 +19,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.validation import read_rows
 
 MIB = 1024**2
 UNITS = {"MiB": MIB, "GiB": 1024**3, "MB": 10**6, "tokens": 1}
 
 
-@dataclass(frozen=True)
+@frozen
 class ArchitectureRow:
     record_id: str
     model: str

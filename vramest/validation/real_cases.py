@@ -19,11 +19,11 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import field, field_names, frozen
 from vramest.units import GIB, MIB
 from vramest.validation import REFERENCE_DIR
 
@@ -50,7 +50,7 @@ def split_of(case_id: str) -> str:
     return SPLITS[hashlib.sha256(case_id.encode()).digest()[0] % 2]
 
 
-@dataclass(frozen=True)
+@frozen
 class Case:
     id: str
     url: str
@@ -83,7 +83,7 @@ class Case:
 def load_cases(path: Path = DEFAULT_CASES) -> list[Case]:
     if path.stat().st_size > _MAX_CASES_BYTES:
         raise InputError(f"{path} is larger than {_MAX_CASES_BYTES} bytes; not a case file.")
-    known = set(Case.__dataclass_fields__)
+    known = field_names(Case)
     cases = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -97,7 +97,7 @@ def load_cases(path: Path = DEFAULT_CASES) -> list[Case]:
     return cases
 
 
-@dataclass(frozen=True)
+@frozen
 class Replay:
     case: Case
     fits: bool | None = None  # the estimate's boolean verdict; None: not expressible
@@ -216,7 +216,7 @@ def replay_all(cases: Iterable[Case]) -> list[Replay]:
 
 
 # --- scoring ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class SplitScore:
     split: str
     failed_agree: int

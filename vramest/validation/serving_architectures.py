@@ -15,11 +15,11 @@ is taken as logged and what is checked is which layers keep what, per token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.validation import read_rows
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ UNITS = {"GiB": 1024**3, "MiB": 1024**2, "tokens": 1}
 _GPU = "b200"
 
 
-@dataclass(frozen=True)
+@frozen
 class ServingArchitectureRow:
     record_id: str
     model: str

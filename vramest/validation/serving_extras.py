@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
+from vramest.frozen import frozen
 from vramest.validation.accuracy import DEFAULT_REFERENCE_DIR
 
 
-@dataclass(frozen=True)
+@frozen
 class ExtrasComparison:
     id: str
     quantity: str

@@ -8,10 +8,10 @@ holds the tool to each fits/OOM limit of training_bounds.csv. Torch-free.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vramest.frozen import frozen
 from vramest.inference.placement import DEFAULT_RESERVE
 from vramest.model.catalog import default_catalog
 from vramest.model.resolve import ModelInfo
@@ -113,7 +113,7 @@ def _counts_context(unit: str) -> bool:
 
 
 # --- mapping a row to settings ---------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class Case:
     record_id: str
     model: ModelInfo
@@ -235,7 +235,7 @@ def _unexpressed_reason(row: dict[str, str]) -> str:
 
 
 # --- comparisons -----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class Comparison:
     record_id: str
     predicted: float
@@ -296,7 +296,7 @@ def speed_comparisons(reference_dir: Path = DEFAULT_REFERENCE_DIR,
 
 
 # --- fits / OOM bounds -----------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class BoundCheck:
     record_id: str
     expected_fit: bool

@@ -15,12 +15,12 @@ import shlex
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 if TYPE_CHECKING:
     from vramest.inference.estimate import Estimate
@@ -41,7 +41,7 @@ CHART_GPUS = ("NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA H100 SXM5 80GB",
 UploadResolver = Callable[[str], tuple[str, str]]  # token -> (private path, name shown)
 
 
-@dataclass(frozen=True)
+@frozen
 class Query:
     """A validated query: the CLI's argv for it, and the command line a person would type."""
 

@@ -23,11 +23,11 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 
 MAX_UPLOAD_BYTES = 64 * 1024**2
 MAX_GGUF_HEADER_BYTES = 48 * 1024**2
@@ -41,7 +41,7 @@ _SPARSE_SUFFIXES = (".safetensors", ".gguf")
 _ACCEPTED = "config.json, a safetensors index or header, or a GGUF file's header"
 
 
-@dataclass(frozen=True)
+@frozen
 class Upload:
     token: str
     path: Path  # what --model gets: the one file, or the folder

@@ -11,10 +11,10 @@ per device to (de)quantize into. exllamav2/model.py loads the embedding table on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.memory import ffn_width, kv_widths, weight_bytes_by_group
 from vramest.model.precisions import weight_format
@@ -36,7 +36,7 @@ MAX_CHUNK = 2048  # generator/dynamic.py max_chunk_size default
 FP16 = 2
 
 
-@dataclass(frozen=True)
+@frozen
 class ExLlamaV2Startup:
     cache_mode: str
     max_seq_len: int

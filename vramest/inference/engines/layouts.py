@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.model.shapes import ModelShape
 
@@ -20,7 +20,7 @@ MXFP4_BLOCK = 32  # elements per E8M0 scale (OCP MX spec)
 VOCAB_PADDING = 64
 
 
-@dataclass(frozen=True)
+@frozen
 class Layout:
     weights_bytes: int  # per GPU, as vLLM's "Model loading took" counts it
     note: str

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from vramest.frozen import frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
 from vramest.inference.memory import weight_bytes_by_group
@@ -60,7 +60,7 @@ OWN_ESTIMATOR_UNTIL: Version = (0, 12, 11)
 _NO_FLASH = re.compile(r"GTX 10\d0|Tesla P\d|Quadro P\d|TITAN X|Tesla [KM]\d", re.I)
 
 
-@dataclass(frozen=True)
+@frozen
 class OllamaStartup:
     version: Version
     num_ctx: int  # per sequence

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from vramest.errors import InputError, short
+from vramest.frozen import field, frozen
 from vramest.units import number_text, parse_bytes, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class Startup(Protocol):
     def engine_fit(self, plan: FitPlan) -> FitPlan: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class StartupRequest:
     est: Estimate
     options: Mapping[str, object]  # parsed, only those given
@@ -39,7 +39,7 @@ class StartupRequest:
     usable_bytes: int | None
 
 
-@dataclass(frozen=True)
+@frozen
 class StartupEngine:
     name: str
     parsers: Mapping[str, Callable[[object, str], object]]
@@ -153,7 +153,7 @@ def version(value: object, what: str) -> tuple[int, ...]:
 
 
 # --- engines users name that are another engine's accounting ---------------------------------
-@dataclass(frozen=True)
+@frozen
 class EngineAlias:
     """An engine counted with another's start-up accounting, and the assumption that makes."""
 

@@ -13,10 +13,10 @@ model_runner.py (profile_max_num_token, init_memory_pool) and python/sglang/srt/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import _kv_share
 from vramest.inference.memory import ffn_width, kv_bytes_per_token
@@ -47,7 +47,7 @@ LEGACY_FRACTIONS = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
 INT32 = 4
 
 
-@dataclass(frozen=True)
+@frozen
 class SGLangStartup:
     total_bytes: int  # free GPU memory after start-up (SGLang's total_gpu_memory), per GPU
     context_bytes: int  # the CUDA context (and NCCL buffers at TP > 1) taken before that

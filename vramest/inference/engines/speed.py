@@ -5,12 +5,11 @@ Few constants per engine, each with its source; calibration profiles can replace
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Engine:
     name: str
     description: str

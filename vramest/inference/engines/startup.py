@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
 from vramest.inference.engines.registry import Startup
@@ -48,7 +48,7 @@ from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_in
 F32 = 4
 
 
-@dataclass(frozen=True)
+@frozen
 class VLLMOptions:
     gpu_memory_utilization: float | None = None  # None: the release's default (versions)
     max_model_len: int | None = None  # default: the model's max_position_embeddings
@@ -64,7 +64,7 @@ class VLLMOptions:
     runner: str = "auto"  # --runner / --task: vllm_pooling.RUNNERS
 
 
-@dataclass(frozen=True)
+@frozen
 class VLLMStartup:
     total_bytes: int  # per GPU, as the driver reports it
     budget_bytes: int
@@ -458,7 +458,7 @@ def _kv_share(shape: ModelShape, tp: int) -> float:
 
 
 # --- llama.cpp ----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class LlamaCppOptions:
     n_gpu_layers: int = 999  # llama.cpp's "-ngl 99": everything on the GPU
     n_ctx: int | None = None  # total cells over all sequences; default: --ctx × --batch
@@ -484,7 +484,7 @@ VULKAN_MAX_ALLOCATION = 4 * 1024**3
 LLAMACPP_BACKENDS = ("cuda", "rocm", "metal", "vulkan")
 
 
-@dataclass(frozen=True)
+@frozen
 class DeviceBuffers:
     """One GPU's buffers: CUDA0, CUDA1, … in llama.cpp's log."""
 
@@ -498,7 +498,7 @@ class DeviceBuffers:
                                                                         else 0)
 
 
-@dataclass(frozen=True)
+@frozen
 class LlamaCppStartup:
     gpu_layers: int
     model_buffer_gpu_bytes: int
@@ -1073,7 +1073,7 @@ def _reject_unknown(given: dict[str, object], known: tuple[str, ...], engine: st
 # --- transformers (--engine hf) ---------------------------------------------------------------
 # The default release (versions.DEFAULTS["hf"]) is the one vramest/validation/traces were made
 # with; `--engine-version transformers==4.46` picks the rules of an older one.
-@dataclass(frozen=True)
+@frozen
 class HFStartup:
     """transformers from_pretrained + generate() as the device sees it."""
 
@@ -1151,7 +1151,7 @@ def hf_startup(est: Estimate, version: str | None = None) -> HFStartup:
 
 
 # --- the registry ------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@frozen
 class StartupEngine:
     """An engine with its own start-up accounting: the options it takes and how its report is
     built from (estimate, parsed options, device, GPUs, usable bytes per GPU). A new engine

@@ -17,10 +17,10 @@ decrease `--max-batch-prefill-tokens`".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import _kv_share
 from vramest.inference.memory import ffn_width, kv_bytes_per_token
@@ -46,7 +46,7 @@ DEFAULT_PREFILL = 4096  # launcher/src/main.rs max_batch_prefill_tokens without 
 F32 = 4
 
 
-@dataclass(frozen=True)
+@frozen
 class TGIStartup:
     version: Version
     total_bytes: int

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 
 
-@dataclass(frozen=True, order=True)
+@frozen(order=True)
 class Release:
     """A release number: vLLM `0.6.3` → (0, 6, 3); llama.cpp build `b4000` → (4000,)."""
 
@@ -26,7 +26,7 @@ class Release:
         return ".".join(map(str, self.parts))
 
 
-@dataclass(frozen=True)
+@frozen
 class VLLMRules:
     """How one range of vLLM releases sizes its KV cache at start-up."""
 
@@ -244,7 +244,7 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
 VLLM_TABLE: tuple[VLLMRules, ...] = _with_changes(_VLLM_ROWS)
 
 
-@dataclass(frozen=True)
+@frozen
 class LlamaCppRules:
     since: Release
     swa_cache: bool  # sliding layers get their own window-sized cache (llama_kv_cache_iswa)
@@ -307,7 +307,7 @@ LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = tuple(sorted(
 
 
 
-@dataclass(frozen=True)
+@frozen
 class HFRules:
     """How one range of transformers releases holds a model on the device (--engine hf)."""
 
@@ -344,7 +344,7 @@ _SPELLINGS = {"llamacpp": "llamacpp", "llama.cpp": "llamacpp", "llama-cpp": "lla
 _ACCEPTED = "a release such as vllm==0.6.3, 0.10.1, llamacpp==b4000 or transformers==4.46"
 
 
-@dataclass(frozen=True)
+@frozen
 class EngineVersion:
     engine: str
     release: Release

@@ -38,9 +38,9 @@ The rules, from vLLM's source:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from vramest.errors import InputError
+from vramest.frozen import frozen
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 
 KERNEL_BLOCK_ALIGNMENT = 16  # "FlashAttention (FA) requires block size to be multiple of 16"
@@ -60,7 +60,7 @@ STATE_BLOCKS = {"none": 1, "align": 2}
 VLLM_MISSING = {"rwkv": "RWKV-4 (RwkvForCausalLM)"}
 
 
-@dataclass(frozen=True)
+@frozen
 class HybridKV:
     """vLLM's pools for a model with recurrent state, per GPU."""
 

@@ -17,16 +17,15 @@ Rules, read from vLLM's source (vllm-project/vllm):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from vramest.errors import InputError
+from vramest.frozen import frozen, replace
 from vramest.model.encoders import ENCODER_FAMILIES
 from vramest.model.shapes import DECODER, ENCODER, LAYER_FULL, ModelShape
 
 RUNNERS = ("auto", "generate", "pooling")
 
 
-@dataclass(frozen=True)
+@frozen
 class ServedModel:
     shape: ModelShape  # the layers vLLM runs and caches, as a decoder
     pooling: bool

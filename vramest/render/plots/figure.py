@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+
+from vramest.frozen import field, frozen
 
 SCALES = ("linear", "log2", "log10")
 
@@ -31,13 +32,13 @@ OKABE_ITO = {
 LINE_STYLES = ("solid", "dashed", "dotted", "dashdot")
 
 
-@dataclass(frozen=True)
+@frozen
 class Tick:
     value: float
     label: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Area:
     """A filled band between `lower` and `upper` (one layer of a stacked area)."""
 
@@ -49,7 +50,7 @@ class Area:
     symbol: str  # the terminal's fill character
 
 
-@dataclass(frozen=True)
+@frozen
 class Line:
     label: str
     xs: tuple[float, ...]
@@ -61,7 +62,7 @@ class Line:
     point_labels: tuple[str, ...] = ()  # one per point, shown on hover in SVG
 
 
-@dataclass(frozen=True)
+@frozen
 class HLine:
     """A horizontal reference line labelled at its right end (a GPU's usable memory)."""
 
@@ -71,7 +72,7 @@ class HLine:
     style: str = "dashed"
 
 
-@dataclass(frozen=True)
+@frozen
 class VLine:
     x: float
     label: str
@@ -79,7 +80,7 @@ class VLine:
     style: str = "dotted"
 
 
-@dataclass(frozen=True)
+@frozen
 class Span:
     """A shaded range of x (a roofline regime, or where memory has run out)."""
 
@@ -91,7 +92,7 @@ class Span:
     symbol: str = "."
 
 
-@dataclass(frozen=True)
+@frozen
 class Marker:
     """One labelled point (where a total crosses a GPU's memory)."""
 
@@ -101,7 +102,7 @@ class Marker:
     color: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Panel:
     title: str
     x_label: str
@@ -134,7 +135,7 @@ class Panel:
         return tuple(out)
 
 
-@dataclass(frozen=True)
+@frozen
 class Figure:
     title: str
     panels: tuple[Panel, ...]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from vramest.errors import InputError, short
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
@@ -31,14 +31,14 @@ SWEEP_POINTS = 64
 _CROSSING_STRETCH = 4
 
 
-@dataclass(frozen=True)
+@frozen
 class MemoryPoint(PerGPU):
     """Bytes per GPU at one context length or batch `x`."""
 
     x: int = 0
 
 
-@dataclass(frozen=True)
+@frozen
 class GpuLimit:
     """A GPU's usable memory and the largest context or batch that fits in it (0: none)."""
 
@@ -47,7 +47,7 @@ class GpuLimit:
     largest_fit: int
 
 
-@dataclass(frozen=True)
+@frozen
 class MemorySweep:
     model: str
     dtype: str
@@ -65,7 +65,7 @@ class MemorySweep:
         return self.points[-1].x
 
 
-@dataclass(frozen=True)
+@frozen
 class SpeedPoint:
     batch: int
     decode_tokens_per_s: float  # all sequences together
@@ -75,7 +75,7 @@ class SpeedPoint:
     prefill_bound: str
 
 
-@dataclass(frozen=True)
+@frozen
 class SpeedSweep:
     model: str
     dtype: str
@@ -212,7 +212,7 @@ def _speed_sweep(base: Estimate, device: Device, num_gpus: int, prompt_tokens: i
                       engine=runner.name, points=tuple(points), largest_batch=largest)
 
 
-@dataclass(frozen=True)
+@frozen
 class Agreement:
     """One predicted value beside its measurement."""
 

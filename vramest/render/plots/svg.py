@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+from vramest.frozen import frozen
 from vramest.render.plots.figure import Figure, Line, Panel, fraction, text_color
 
 PANEL_WIDTH = 470
@@ -28,7 +28,7 @@ SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 _CHAR_WIDTH = 6.2  # mean width of an 11 px sans-serif character
 
 
-@dataclass(frozen=True)
+@frozen
 class PlotBox:
     """Where a panel's plot area lies in the SVG, and how data maps into it."""
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from vramest.frozen import frozen
 from vramest.render.plots.figure import Figure, Line, Panel, Span, fraction, transform
 
 DEFAULT_WIDTH = 64
@@ -19,7 +19,7 @@ GUTTER = 8  # y tick labels
 RULES = {"solid": "─", "dashed": "╌", "dotted": "┈", "dashdot": "-"}
 
 
-@dataclass(frozen=True)
+@frozen
 class Grid:
     """Maps data to cells of a width × height plot area (row 0 at the top)."""
 

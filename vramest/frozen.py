@@ -1,0 +1,239 @@
+"""Frozen records: the part of `dataclasses` the package uses, at a fraction of its start-up cost.
+
+The headline command's budget is 1.5× a bare interpreter start (issue #20). `dataclasses`
+imports `inspect` (about 12 ms here) and compiles six methods per class with `exec` (about
+1 ms a class; the headline path defines 32), which alone came to 1.4× `python -c pass`. A
+`@frozen` record compiles only its `__init__`; equality, hashing, ordering and `repr` share one
+implementation over the field tuple. Semantics follow `dataclasses` for what is used here:
+field order and defaults (`field(default=..., default_factory=...)`), inheritance, `ClassVar`
+annotations skipped, `__post_init__`, frozen instances, `eq=False` (identity), `order=True`,
+methods a class defines itself kept, `replace`, `fields` and `asdict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_: object) -> Callable[[Any], Any]:
+        return lambda decorated: decorated
+
+T = TypeVar("T")
+
+
+class FrozenInstanceError(AttributeError):
+    """Assigning to a field of a frozen record."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class Field:
+    __slots__ = ("default", "default_factory", "name", "type")
+
+    def __init__(self, default: Any = MISSING, default_factory: Any = MISSING) -> None:
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot give both default and default_factory")
+        self.name = ""
+        self.type: Any = None
+        self.default = default
+        self.default_factory = default_factory
+
+    def __repr__(self) -> str:
+        return f"Field(name={self.name!r}, type={self.type!r}, default={self.default!r})"
+
+
+def field(*, default: Any = MISSING, default_factory: Callable[[], Any] | Any = MISSING) -> Any:
+    """A field's default, or a factory called for each new instance (lists, dicts)."""
+    return Field(default, default_factory)
+
+
+def _is_classvar(annotation: object) -> bool:
+    if isinstance(annotation, str):  # `from __future__ import annotations` keeps them as text
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return getattr(annotation, "__origin__", None) is not None and \
+        repr(annotation).startswith("typing.ClassVar")
+
+
+def _collect(cls: type) -> tuple[Field, ...]:
+    found: dict[str, Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        for inherited in base.__dict__.get("__record_fields__", ()):
+            found[inherited.name] = inherited
+    # the class's own annotations only (inspect.get_annotations would import inspect)
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+        if _is_classvar(annotation):
+            continue
+        value = cls.__dict__.get(name, MISSING)
+        made = value if isinstance(value, Field) else Field(default=value)
+        made.name, made.type = name, annotation
+        if isinstance(value, Field):  # the class attribute is the default, as in dataclasses
+            if made.default is MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, made.default)
+        found[name] = made
+    seen_default = False
+    for f in found.values():
+        has_default = f.default is not MISSING or f.default_factory is not MISSING
+        if seen_default and not has_default:
+            raise TypeError(f"non-default argument {f.name!r} follows default argument")
+        seen_default = seen_default or has_default
+    return tuple(found.values())
+
+
+def _init_source(fields_: tuple[Field, ...], post_init: bool) -> tuple[str, dict[str, Any]]:
+    params, body, names = ["self"], ["    d = self.__dict__"], {"MISSING": MISSING}
+    for f in fields_:
+        if f.default_factory is not MISSING:
+            names[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=MISSING")
+            body.append(f"    d[{f.name!r}] = _factory_{f.name}() if {f.name} is MISSING "
+                        f"else {f.name}")
+            continue
+        if f.default is not MISSING:
+            names[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        else:
+            params.append(f.name)
+        body.append(f"    d[{f.name!r}] = {f.name}")
+    if post_init:
+        body.append("    self.__post_init__()")
+    return f"def __init__({', '.join(params)}):\n" + "\n".join(body) + "\n", names
+
+
+def _repr(self: Any) -> str:
+    shown = ", ".join(f"{f.name}={self.__dict__[f.name]!r}" for f in self.__record_fields__)
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return self.__record_values__(self) == other.__record_values__(other)
+
+
+def _hash(self: Any) -> int:
+    return hash(self.__record_values__(self))
+
+
+def _frozen_setattr(self: Any, name: str, value: Any) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+    def compare(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return op(self.__record_values__(self), other.__record_values__(other))
+    return compare
+
+
+def _values_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    if not names:
+        return lambda obj: ()
+    return attrgetter(*names)
+
+
+def _process(cls: type[T], eq: bool, order: bool) -> type[T]:
+    fields_ = _collect(cls)
+    names = tuple(f.name for f in fields_)
+    own = cls.__dict__
+    source, namespace = _init_source(fields_, hasattr(cls, "__post_init__"))
+    exec(source, namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    methods: dict[str, Any] = {
+        "__record_fields__": fields_,
+        "__record_values__": staticmethod(_values_getter(names)),
+        "__init__": init,
+        "__match_args__": names,
+    }
+    if "__repr__" not in own:
+        methods["__repr__"] = _repr
+    if eq and "__eq__" not in own:
+        methods["__eq__"] = _eq
+    # a class that defines __eq__ gets __hash__ = None from Python itself: not its own choice
+    explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
+    if eq and not explicit_hash:
+        methods["__hash__"] = _hash  # as dataclasses: frozen and compared by value
+    if order:
+        from operator import ge, gt, le, lt
+        for name, op in (("__lt__", lt), ("__le__", le), ("__gt__", gt), ("__ge__", ge)):
+            methods[name] = _compare(op)
+    methods["__setattr__"] = _frozen_setattr
+    methods["__delattr__"] = _frozen_delattr
+    for name, value in methods.items():
+        setattr(cls, name, value)
+    return cls
+
+
+@overload
+def frozen(cls: type[T], /) -> type[T]: ...
+
+
+@overload
+def frozen(*, eq: bool = True, order: bool = False) -> Callable[[type[T]], type[T]]: ...
+
+
+@dataclass_transform(frozen_default=True, eq_default=True, field_specifiers=(field, Field))
+def frozen(cls: type[T] | None = None, /, *, eq: bool = True, order: bool = False) -> Any:
+    """Make `cls` a frozen record, compared and hashed by its fields (`eq=False`: by identity)."""
+    if cls is None:
+        return lambda c: _process(c, eq, order)
+    return _process(cls, eq, order)
+
+
+def is_frozen_record(obj: object) -> bool:
+    return hasattr(obj, "__record_fields__")
+
+
+def fields(obj: Any) -> tuple[Field, ...]:
+    """The fields of a record (instance or class), in order."""
+    try:
+        return obj.__record_fields__
+    except AttributeError:
+        raise TypeError(f"{obj!r} is not a record") from None
+
+
+def field_names(obj: Any) -> frozenset[str]:
+    """The names of a record's fields (instance or class)."""
+    return frozenset(f.name for f in fields(obj))
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of the record `obj` with the named fields changed."""
+    for f in fields(obj):
+        if f.name not in changes:
+            changes[f.name] = obj.__dict__[f.name]
+    return obj.__class__(**changes)
+
+
+def asdict(obj: Any) -> Any:
+    """A record as nested plain dicts, lists and tuples (records inside converted too)."""
+    if is_frozen_record(obj) and not isinstance(obj, type):
+        return {f.name: asdict(obj.__dict__[f.name]) for f in obj.__record_fields__}
+    if isinstance(obj, dict):
+        return {asdict(k): asdict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [asdict(v) for v in obj]
+    if isinstance(obj, tuple):
+        return type(obj)(*(asdict(v) for v in obj)) if hasattr(obj, "_fields") \
+            else tuple(asdict(v) for v in obj)
+    return obj
