@@ -17,7 +17,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,16 +347,18 @@ def _size(limit: int) -> str:
 # --- text that reaches a terminal, XML or Markdown ---------------------------------------------
 
 # C0 and C1 control characters but tab and newline (ESC starts a terminal escape sequence;
-# XML 1.0 forbids most of them outright), lone surrogates, and the XML non-characters.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-_UNPRINTABLE_BUT_CR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# XML 1.0 forbids most of them outright), lone surrogates, and the XML non-characters. A
+# translation table, not a regular expression: compiling that class cost 1.5 ms of every start.
+_UNPRINTABLE = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0),
+                              *range(0xD800, 0xE000), 0xFFFE, 0xFFFF], "?")
+_UNPRINTABLE_BUT_CR = {k: v for k, v in _UNPRINTABLE.items() if k != 0x0D}
 
 
 def printable(text: str, *, keep_cr: bool = False) -> str:
     """`text` with every control character (but tab and newline, and with `keep_cr` carriage
     return) shown as "?": a model or GPU name from a file cannot move the cursor, recolour the
     terminal or make XML ill-formed."""
-    return (_UNPRINTABLE_BUT_CR if keep_cr else _UNPRINTABLE).sub("?", text)
+    return text.translate(_UNPRINTABLE_BUT_CR if keep_cr else _UNPRINTABLE)
 
 
 class PrintableStream:

@@ -63,7 +63,8 @@ def _entry_shape(entry: CatalogEntry) -> ModelShape:
 
 
 def _key(name: str) -> str:
-    return re.sub(r"[\s_]+", "-", name.strip().lower())
+    """Case, spaces and underscores do not matter: "Llama_3 8B" is llama-3-8b."""
+    return "-".join(name.lower().replace("_", " ").split())
 
 
 @frozen(eq=False)  # identity-hashed, so its index can be cached
