@@ -39,6 +39,15 @@ CTX_BY_VRAM_FROM: Version = (0, 15, 5)  # envconfig ContextLength default 0: the
 # >= 23 GiB -> 32768, else 4096
 VRAM_TIERS = ((47 * GIB, 262_144), (23 * GIB, 32_768), (0, 4096))
 CLAMP_TO_TRAINED_FROM: Version = (0, 9, 3)  # llm/server.go: num_ctx > n_ctx_train is cut
+# server/routes.go scheduleRunner (v0.11.0 .. v0.15.4): gpt-oss gets num_ctx of at least 8192;
+# from v0.11.4 only when the GPUs' summed total less OLLAMA_GPU_OVERHEAD is 20 GiB or more
+# (lowVRAMThreshold), and from v0.13.0 Qwen3-VL too; v0.15.5 replaced it by the VRAM tiers
+MIN_CTX = 8192
+MIN_CTX_FROM: Version = (0, 11, 0)
+MIN_CTX_UNTIL: Version = (0, 15, 5)
+MIN_CTX_LOW_VRAM_FROM: Version = (0, 11, 4)
+LOW_VRAM = 20 * GIB
+MIN_CTX_FAMILIES = ((MIN_CTX_FROM, ("gpt_oss",)), ((0, 13, 0), ("qwen3_vl", "qwen3_vl_moe")))
 # OLLAMA_NUM_PARALLEL unset: 1 before v0.2.0; then "auto": server/sched.go defaultParallel
 # (4, 2 from v0.6.7) when the model fits whole on one GPU with that many contexts, else 1;
 # 1 again from v0.10.0
@@ -48,6 +57,10 @@ KV_TYPES_FROM: Version = (0, 5, 0)  # OLLAMA_KV_CACHE_TYPE (f16, q8_0, q4_0), ne
 # architectures (fs/ggml/ggml.go GGML.FlashAttention); from v0.30 "auto" wherever supported
 FA_FAMILIES_FROM: Version = (0, 12, 4)
 FA_FAMILIES = ("gpt_oss", "qwen3", "qwen3_moe")
+# fs/ggml/ggml.go SupportsFlashAttention: architectures Ollama runs without flash attention
+# whatever OLLAMA_FLASH_ATTENTION says ("flash attention enabled but not supported by model",
+# llm/server.go), so with an f16 cache: gpt-oss in v0.11.0-v0.11.4, gemma2 in v0.11.11-v0.2x
+NO_FLASH_MODELS = (("gpt_oss", (0, 11, 0), (0, 11, 5)), ("gemma2", (0, 11, 11), (0, 30, 0)))
 LLAMA_SERVER_FROM: Version = (0, 30, 0)  # llm/llama_server.go: upstream llama-server
 # server/sched.go (v0.30+): automatic num_batch (= -b and -ub) by context: 512, 1024 above
 # 4096, 2048 above 32768; 256 on CUDA cards of at most 8 GiB without flash attention
@@ -337,6 +350,7 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     shape = est.model.shape
     rules: list[str] = []
     num_ctx = _num_ctx(o, version, device, req.tp, rules)
+    num_ctx = _min_ctx(num_ctx, version, shape.family, o, device, req.tp, rules)
     trained = shape.max_context or 0
     if version >= CLAMP_TO_TRAINED_FROM and trained and num_ctx > trained:
         rules.append(f"num_ctx {num_ctx} cut to the model's trained {trained} "
@@ -433,10 +447,37 @@ def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
     return ctx
 
 
+def _min_ctx(num_ctx: int, version: Version, family: str, o: Options, device: Device | None,
+             tp: int, rules: list[str]) -> int:
+    """The context floor Ollama sets for the models it deems to need one (gpt-oss, later
+    Qwen3-VL), whatever num_ctx asked for; not on a small-memory machine from v0.11.4."""
+    if num_ctx >= MIN_CTX or not MIN_CTX_FROM <= version < MIN_CTX_UNTIL:
+        return num_ctx
+    if not any(version >= since and family in names for since, names in MIN_CTX_FAMILIES):
+        return num_ctx
+    if version >= MIN_CTX_LOW_VRAM_FROM:
+        if device is None:
+            return num_ctx
+        overhead = int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
+        if device.addressable_bytes * max(tp, 1) - overhead < LOW_VRAM:
+            rules.append(f"num_ctx {num_ctx} kept: under 20 GiB of GPU memory Ollama does not "
+                         f"raise {family}'s context ({SRC.format('0.11.4', 'server/routes.go')})")
+            return num_ctx
+    rules.append(f"num_ctx {num_ctx} raised to {MIN_CTX} for {family} "
+                 f"({SRC.format('0.11.0', 'server/routes.go')} scheduleRunner)")
+    return MIN_CTX
+
+
 def _flash_attention(o: Options, version: Version, family: str,
                      device: Device | None, rules: list[str]) -> bool:
     supported = device is None or not (device.vendor == "nvidia" and _NO_FLASH.search(device.name))
     given = o.get("flash_attention")
+    if any(family == name and since <= version < until for name, since, until in NO_FLASH_MODELS):
+        if given:
+            rules.append(f"flash attention requested but Ollama does not run {family} with it in "
+                         f"this release ({SRC.format('.'.join(map(str, version)), 'fs/ggml/ggml.go')}"
+                         " SupportsFlashAttention): off")
+        return False
     if isinstance(given, bool):
         if given and not supported:
             rules.append(f"flash attention requested but {device.name if device else ''} "
