@@ -121,7 +121,15 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # OOM is accelerate's fp32 copy of the logits (unsloth #465); fit worked 52 -> 51:
 # Unsloth's pre-CCE 70B run at its longest context (48,447 tokens) now lands 0.2% from the
 # card, inside the tight band, and the boolean falls on the other side of the 5% reserve.
-FLOORS = {"fit": (34, 40, 51, 56), "heldout": (31, 36, 54, 55)}
+# Issue #18, 15 serving-engine cases (206 in all: TGI 6, SGLang 1, Ollama 5, vLLM 3), taken as
+# found. Main's code on them: fit 35/45 and 52/57, held-out 33/40 and 56/57 (two held-out vLLM
+# cases use data parallelism, not modelled, and one TGI model is not in the catalog). Ollama's
+# context floor for gpt-oss and the architectures it runs without flash attention turned
+# ollama#11711 right: fit 36/45. The OOM shares fell only by new cases that disagree: a Gemma 3
+# TGI warm-up whose image takes SDPA's masked path, a GPTQ refusal at 7% memory use (engine
+# bug), a Mistral AWQ warm-up whose cause the thread does not show, an SGLang ROCm DP-attention
+# refusal its own log does not explain, and an Ollama 0.12.6 regression.
+FLOORS = {"fit": (36, 45, 52, 57), "heldout": (33, 40, 56, 57)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
