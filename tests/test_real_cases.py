@@ -129,7 +129,13 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # TGI warm-up whose image takes SDPA's masked path, a GPTQ refusal at 7% memory use (engine
 # bug), a Mistral AWQ warm-up whose cause the thread does not show, an SGLang ROCm DP-attention
 # refusal its own log does not explain, and an Ollama 0.12.6 regression.
-FLOORS = {"fit": (36, 45, 52, 57), "heldout": (33, 40, 56, 57)}
+# Then 4 SGLang cases (210) and vLLM's data parallelism (--data-parallel-size: an engine's
+# ranks split attention and the dense weights, every GPU an eighth of the experts): both
+# DP 8 refusals of Qwen3-Coder-480B on 8 H20 (vLLM recipes PR #12) became expressible and agree
+# (62.00 GiB needed, as logged; the available KV +6.1% and +5.4%). Held-out OOM 35/43; the fit
+# share fell to 36/46 and held-out gained one disagreeing case, both new SGLang cases (a runtime
+# OOM of a 1.5B whose allocation the thread does not show, EAGLE's draft model not modelled).
+FLOORS = {"fit": (36, 46, 52, 57), "heldout": (35, 43, 56, 57)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

@@ -229,6 +229,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--max-num-batched-tokens", help="tokens per profiling forward")
     v.add_argument("--max-num-seqs", help="sequences sampled together (default 256)")
     v.add_argument("--block-size", help="tokens per KV block (default 16)")
+    v.add_argument("--data-parallel-size", "-dp", dest="data_parallel_size",
+                   help="vLLM engines over the --num-gpus GPUs (attention per engine, the "
+                   "experts of a MoE over all GPUs; default 1)")
     v.add_argument("--enforce-eager", action="store_true", default=None,
                    help="no CUDA graphs (their memory is not reserved)")
     v.add_argument("--gpu-memory-in-use", help="memory other processes already hold on each "
@@ -312,7 +315,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "max_num_batched_tokens": args.max_num_batched_tokens,
                "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
                "enforce_eager": args.enforce_eager, "version": args.engine_version,
-               "memory_in_use_bytes": args.gpu_memory_in_use, "runner": args.runner}
+               "memory_in_use_bytes": args.gpu_memory_in_use, "runner": args.runner,
+               "data_parallel_size": args.data_parallel_size}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,

@@ -62,6 +62,11 @@ class VLLMOptions:
     mamba_ssm_cache_dtype: str = "auto"  # recurrent models: vllm_hybrid.SSM_DTYPE_BYTES
     mamba_cache_mode: str = "none"  # recurrent models: vllm_hybrid.STATE_BLOCKS
     runner: str = "auto"  # --runner / --task: vllm_pooling.RUNNERS
+    # --data-parallel-size: the GPUs (tp, counted with --num-gpus) are dp engines of tp / dp
+    # ranks each; attention and dense weights split over an engine's ranks only, the experts
+    # over all dp x tp (docs.vllm.ai/en/v0.10.1.1/serving/data_parallel_deployment.html: "expert
+    # layers form a (DP x TP) sized tensor parallel group", or EP of that size)
+    data_parallel_size: int = 1
 
 
 @frozen
@@ -254,13 +259,21 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         raise InputError(f"--gpu-memory-in-use {format_bytes(options.memory_in_use_bytes)} is all "
                          f"of the GPU's {format_bytes(total)} or more; give what other processes "
                          "hold, less than the GPU's memory.")
-    per_gpu = per_gpu_memory(est, tp, pp)
+    dp = options.data_parallel_size
+    if dp < 1 or tp % dp:
+        raise InputError(f"--data-parallel-size {dp} does not divide the {tp} GPUs of a pipeline "
+                         "stage; give a divisor of --num-gpus / --pp.")
+    experts_tp, tp = tp, tp // dp  # the experts over every GPU, the rest over an engine's
     fmt = weight_format(est.settings.dtype)
     groups = weight_bytes_by_group(est.model.shape, fmt)
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
+    per_gpu = per_gpu_memory(est, tp, pp)
     loaded = per_gpu.weights - (groups["lm_head"] * scale / (tp * pp) if served.pooling else 0)
+    loaded -= groups["experts"] * scale / pp * (1 / tp - 1 / experts_tp)
+    # the vocabulary splits over an engine's ranks; the experts' share is theirs over all
     layout = vllm_weights(shape, fmt.name, device, tp, round(loaded),
-                          groups["experts"] * scale / pp, rules.mxfp4_hopper, pp)
+                          groups["experts"] * scale / pp * tp / experts_tp, rules.mxfp4_hopper,
+                          pp)
     compute_bytes = fmt.compute_bytes
     per_token = (c.activation_ffn_factor * ffn_width(shape) / tp
                  + c.vllm_activation_hidden_factor * shape.hidden_size) * compute_bytes
@@ -274,7 +287,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
                 else rules.tp_non_torch_bytes)
     one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
-    non_torch = one_gpu + (tp_extra if tp > 1 else 0)
+    non_torch = one_gpu + (tp_extra if experts_tp > 1 else 0)
     if rules.others_memory == "counted":
         non_torch += options.memory_in_use_bytes
     if rules.allreduce_inputs_held and tp > 1:  # 2 all-reduces per layer, inputs kept
@@ -851,7 +864,7 @@ def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) 
 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",
-                     "total_memory_bytes", "memory_in_use_bytes", "runner")
+                     "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
@@ -913,6 +926,8 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "max_model_len": lambda v, what: parse_tokens(_whole(v, what), what=what),
     "max_num_batched_tokens": lambda v, what: parse_tokens(_whole(v, what), what=what),
     "max_num_seqs": lambda v, what: parse_positive_int(_whole(v, what), what=what),
+    "data_parallel_size": lambda v, what: parse_positive_int(_whole(v, what), what=what,
+                                                             maximum=1024),
     "block_size": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1024),
     "enforce_eager": _switch,
     "version": lambda v, what: _release_text(v, what),
