@@ -117,7 +117,7 @@ def _first_init(cls: type) -> Callable[..., None]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         source, namespace = _init_source(cls.__record_fields__,  # type: ignore[attr-defined]
                                          hasattr(cls, "__post_init__"))
-        exec(source, namespace)  # noqa: S102 - built from the class's own field names
+        exec(source, namespace)  # the source is built from the class's own field names
         init = namespace["__init__"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         type.__setattr__(cls, "__init__", init)
