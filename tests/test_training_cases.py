@@ -184,3 +184,37 @@ def test_bitsandbytes_qlora_rows_of_the_reference_set():
     rows = [abs(c.error) for c in compared
             if "peft-bnb" in c.note and c.metric == "peak_memory"]
     assert len(rows) >= 20 and statistics.median(rows) <= 0.066
+
+
+def _qwen_qlora(**kw):
+    # QwenLM/Qwen README (03cd81f) profiling table: Q-LoRA on the GPTQ Int4 chat model, batch 1,
+    # r=64 on every block linear, dropout 0.05, flash attention, gradient checkpointing, fp16
+    # under DeepSpeed ds_config_zero2.json on one A100 80GB (overlap_comm, 2e8-element buckets)
+    return estimate_training(model="Qwen/Qwen1.5-14B", gpu="a100 sxm4 80gb", method="qlora",
+                             base_dtype="gptq-int4", seq=256, micro_batch=1, grad_accumulation=8,
+                             grad_checkpointing=True, attention="flash", lora_rank=64,
+                             lora_dropout=True, zero=2, overlap_comm=True, **kw)
+
+
+def test_zero2_buckets_follow_the_configs_reduce_bucket_size():
+    """DeepSpeed allocates each ZeRO-1/2 gradient bucket at reduce_bucket_size elements
+    (stage_1_and_2.py setup_buckets: torch.empty(int(self.reduce_bucket_size)), a second with
+    overlap_comm), so a config's own size sets them. Qwen-14B Q-LoRA at 256 tokens, 18.7 GB in
+    Qwen's table with 2e8-element buckets: DeepSpeed's default 5e8 put the estimate 35% high."""
+    measured = 18.7e9
+    configured = _qwen_qlora(reduce_bucket_size="2e8")
+    default = _qwen_qlora()
+    assert abs(configured.fit.required_bytes / measured - 1) < 0.10
+    assert default.fit.required_bytes / measured - 1 > 0.30
+    # 4.5 x both buffers x 2 bytes per element less
+    assert default.fit.required_bytes - configured.fit.required_bytes == round(4.5 * 2 * 3e8 * 2)
+    assert configured.to_json()["settings"]["reduce_bucket_size"] == 200_000_000
+
+
+def test_reduce_bucket_size_is_checked():
+    with pytest.raises(InputError, match="ZeRO-1/2"):
+        estimate_training(model=LLAMA_8B, method="lora", reduce_bucket_size=2e8)
+    with pytest.raises(InputError, match="count of elements"):
+        estimate_training(model=LLAMA_8B, method="lora", zero=2, reduce_bucket_size="lots")
+    with pytest.raises(InputError, match="count of elements"):
+        estimate_training(model=LLAMA_8B, method="lora", zero=2, reduce_bucket_size="2.5")

@@ -71,6 +71,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--overlap-comm", action="store_true", default=None,
                    help="DeepSpeed overlap_comm under ZeRO-1/2: gradient buckets of 4.5 x 5e8 "
                    "elements each (about 9 GB at 16 bit)")
+    g.add_argument("--reduce-bucket-size", default=None,
+                   help="DeepSpeed ZeRO-1/2 reduce_bucket_size from your ds_config, in elements "
+                   "(default 5e8, DeepSpeed's)")
     g.add_argument("--fsdp", action="store_true", help="FSDP FULL_SHARD (= ZeRO stage 3)")
     g.add_argument("--num-gpus", default="1", help="GPUs the step is sharded over")
     g.add_argument("--sequence-parallel", default="1",
@@ -107,7 +110,8 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,
-        zero=args.zero, overlap_comm=args.overlap_comm, fsdp=args.fsdp,
+        zero=args.zero, overlap_comm=args.overlap_comm,
+        reduce_bucket_size=args.reduce_bucket_size, fsdp=args.fsdp,
         num_gpus=args.num_gpus, offload=args.offload,
         moe_experts=args.moe_experts, sequence_parallel=args.sequence_parallel)
     # a flag not given stays out, so make_settings' default or --framework's fills it

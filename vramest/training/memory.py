@@ -19,7 +19,7 @@ from vramest.inference.memory import Part
 from vramest.model.shapes import ModelShape
 from vramest.training.activations import ActivationModel
 from vramest.training.constants import TrainingConstants
-from vramest.training.settings import RECOMPUTING, TrainingSettings
+from vramest.training.settings import RECOMPUTING, ZERO_BUCKET_ELEMENTS, TrainingSettings  # noqa: F401
 from vramest.training.trainable import Trainable, base_format, optimizer_state_bytes, optimizer_step_temporary
 from vramest.units import (
     format_bytes,
@@ -69,8 +69,9 @@ class StaticMemory:
 def _buckets_how(buckets: int, s: TrainingSettings) -> str:
     if not buckets:
         return ""
-    how = "overlap_comm: 4.5 x both 5e8-element buckets" if s.overlap_comm else \
-        "one 5e8-element reduce bucket"
+    size = f"{s.reduce_bucket_size:.0e}".replace("e+0", "e")
+    how = f"overlap_comm: 4.5 x both {size}-element buckets" if s.overlap_comm else \
+        f"one {size}-element reduce bucket"
     return f" + ZeRO gradient buckets {format_bytes(buckets)} ({how})"
 
 
@@ -111,7 +112,6 @@ def _zero_step(step_tmp: int, shard_elements: float, grad_b: int, sub_group: flo
 # and gradients stay in flight: "uses
 # 4.5x the allgather_bucket_size and reduce_bucket_size values. So if they are set to 5e8,
 # this requires a 9GB footprint (5e8 x 2Bytes x 2 x 4.5)" (transformers docs, DeepSpeed, ZeRO-2).
-ZERO_BUCKET_ELEMENTS = 500_000_000
 ZERO_OVERLAP_FACTOR = 4.5
 
 
@@ -120,8 +120,8 @@ def zero_bucket_bytes(s: TrainingSettings, grad_b: int) -> int:
     if s.zero_stage not in (1, 2):
         return 0
     if s.overlap_comm:
-        return round(ZERO_OVERLAP_FACTOR * 2 * ZERO_BUCKET_ELEMENTS * grad_b)
-    return ZERO_BUCKET_ELEMENTS * grad_b
+        return round(ZERO_OVERLAP_FACTOR * 2 * s.reduce_bucket_size * grad_b)
+    return s.reduce_bucket_size * grad_b
 
 
 def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,

@@ -42,6 +42,9 @@ RECOMPUTING = ("full", "offloaded")  # modes that keep only layer inputs and rec
 # (trl/trainer/kto_trainer.py, forward: KL_logits), so they keep no activations for backward.
 OBJECTIVES = ("sft", "dpo", "orpo", "kto")
 BITSANDBYTES_DEFAULT = (0, 49, 0)  # a recent release
+# DeepSpeed's default reduce_bucket_size and allgather_bucket_size, 5e8 elements
+# (deepspeedai/DeepSpeed@edaa722 deepspeed/runtime/zero/config.py: Field(pp_int(5e8)))
+ZERO_BUCKET_ELEMENTS = 500_000_000
 BNB_FREES_INPUTS_FROM = (0, 43, 2)
 _PAIRED = ("dpo", "orpo")  # chosen + rejected per example
 _WITH_REFERENCE = ("dpo", "kto")
@@ -136,6 +139,10 @@ class TrainingSettings:
     # DeepSpeed's overlap_comm under ZeRO-1/2 (reduce gradients while backward runs); off by
     # default for those stages (deepspeed/runtime/zero/config.py)
     overlap_comm: bool = False
+    # DeepSpeed ZeRO-1/2 reduce_bucket_size, in elements: each gradient bucket backward fills
+    # (deepspeed/runtime/zero/config.py default 5e8; a ds_config may set its own, e.g. QwenLM/Qwen
+    # finetune/ds_config_zero2.json 2e8)
+    reduce_bucket_size: int = ZERO_BUCKET_ELEMENTS
     fsdp: bool = False  # stage 3 as PyTorch FSDP runs it (the root unit stays gathered)
     num_gpus: int = 1
     offload: str = "none"
@@ -193,7 +200,7 @@ class TrainingSettings:
             "seq": self.seq, "micro_batch": self.micro_batch,
             "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
             "attention": self.attention, "zero_stage": self.zero_stage,
-            "overlap_comm": self.overlap_comm,
+            "overlap_comm": self.overlap_comm, "reduce_bucket_size": self.reduce_bucket_size,
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
             "objective": self.objective, "loss": self.loss, "kernels": self.kernels,
             "bitsandbytes": ".".join(map(str, self.bitsandbytes)),
@@ -265,7 +272,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1, objective: str = "sft",
                   loss: str = "standard", kernels: str = "torch",
-                  bitsandbytes: str | None = None, overlap_comm: bool = False) -> TrainingSettings:
+                  bitsandbytes: str | None = None, overlap_comm: bool = False,
+                  reduce_bucket_size: str | int | None = None) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
                  base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
@@ -290,6 +298,11 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         raise InputError("overlap_comm must be true or false.")
     if overlap_comm and stage not in (1, 2):
         raise InputError("--overlap-comm is DeepSpeed's ZeRO-1/2 setting; add --zero 1 or 2.")
+    buckets = ZERO_BUCKET_ELEMENTS
+    if reduce_bucket_size is not None:
+        if stage not in (1, 2):
+            raise InputError("--reduce-bucket-size is DeepSpeed's ZeRO-1/2 setting; add --zero 1 or 2.")
+        buckets = _elements(reduce_bucket_size, "--reduce-bucket-size")
     offload_kind = _choice(offload or "none", OFFLOADS, "--offload")
     if offload_kind != "none" and stage == 0:
         raise InputError("--offload needs sharding: add --zero 1, 2 or 3 (or --fsdp).")
@@ -327,10 +340,24 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         embeddings_16bit=upcast == "trl" and fmt.is_quantized,
         trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
                                             maximum=10_000),
-        zero_stage=stage, overlap_comm=overlap_comm, fsdp=bool(fsdp), num_gpus=gpus,
+        zero_stage=stage, overlap_comm=overlap_comm, reduce_bucket_size=buckets, fsdp=bool(fsdp),
+        num_gpus=gpus,
         sequence_parallel=sp,
         offload=offload_kind, moe_experts=_choice(moe_experts, EXPERT_LAYOUTS, "--moe-experts"),
     )
+
+
+def _elements(value: str | int, flag: str) -> int:
+    """A count as a DeepSpeed config writes it: 200000000, 2e8 or 5e8."""
+    text = str(value).strip().lower()
+    try:
+        number = float(text) if len(text) <= 24 else math.nan
+    except ValueError:
+        number = math.nan
+    if not (1 <= number <= 1e12) or number != int(number):
+        raise InputError(f"{flag} {short(value)} is not a count of elements; give one such as "
+                         "200000000 or 2e8.")
+    return int(number)
 
 
 def _release(text: str | None, flag: str) -> tuple[int, ...]:
