@@ -218,3 +218,22 @@ def test_reduce_bucket_size_is_checked():
         estimate_training(model=LLAMA_8B, method="lora", zero=2, reduce_bucket_size="lots")
     with pytest.raises(InputError, match="count of elements"):
         estimate_training(model=LLAMA_8B, method="lora", zero=2, reduce_bucket_size="2.5")
+
+
+def test_a_models_own_16_bit_loss_under_deepspeed_keeps_no_fp32_logits():
+    """DeepSpeed's fp16 engine runs the module in half precision with no autocast, and Qwen's
+    modeling_qwen.py takes CrossEntropyLoss on the 16-bit lm_logits: Qwen-7B Q-LoRA at 8192
+    tokens peaks at 23.5 GB in Qwen's table, where fp32 loss buffers would add 4 B per logit
+    three times over (151,936 x 8,192 logits)."""
+    common = dict(model="Qwen/Qwen1.5-7B", gpu="a100 sxm4 80gb", method="qlora",
+                  base_dtype="gptq-int4", seq=8192, micro_batch=1, grad_accumulation=8,
+                  grad_checkpointing=True, attention="flash", lora_rank=64, lora_dropout=True,
+                  zero=2, overlap_comm=True, reduce_bucket_size="2e8", optimizer="adamw-fused")
+    half = estimate_training(loss="half", **common)
+    upcast = estimate_training(**common)
+    assert abs(half.fit.required_bytes / 23.5e9 - 1) < 0.06
+    assert upcast.fit.required_bytes / 23.5e9 - 1 > 0.2
+    logits = 8192 * 151_936
+    loss_phase = {p.name: p.bytes for p in half.phases[0].parts}
+    assert loss_phase["logits"] == 2 * 5 * logits  # logits, shifted copy, 3 loss buffers
+    assert "16 bit" in " ".join(half.assumptions)

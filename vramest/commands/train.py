@@ -50,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--loss", choices=LOSSES,
                    help="cross-entropy: standard (fp32 log-softmax), fused (Unsloth's kernel: "
                    "16-bit logits, gradient in place), chunked (torchtune's chunked output "
-                   "loss) or cut (Apple's Cut Cross-Entropy, as Unsloth runs it: no logits)")
+                   "loss), cut (Apple's Cut Cross-Entropy, as Unsloth runs it: no logits) or "
+                   "half (a model's own loss on 16-bit logits under DeepSpeed fp16/bf16, no "
+                   "autocast)")
     g.add_argument("--kernels", choices=KERNELS,
                    help="layer kernels: torch (PEFT's LoRA layers) or unsloth (Unsloth's fused "
                    "LoRA autograd: fewer saved activations)")

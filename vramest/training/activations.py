@@ -159,6 +159,8 @@ def loss_bytes_per_logit(s: TrainingSettings, c: TrainingConstants, fp32_head: b
         # 16-bit output (accelerate/utils/operations.py _convert_to_fp32: tensor.float(); the
         # OOM traceback of unslothai/unsloth#465 ends there) while the 16-bit logits stay saved
         return p + (4 if s.precision == "mixed" else 0)
+    if s.loss == "half":  # the 16-bit logits, their shifted copy and the loss buffers, all 16 bit
+        return p * (2 + c.loss_fp32_buffers)
     if s.loss == "chunked":  # the 16-bit logits and one chunk's 16-bit gradient (compiled loss)
         return p * (1 + 1 / c.chunked_loss_chunks)
     # an upcast (fp32) head gives fp32 logits, unless autocast runs it in 16 bit

@@ -357,7 +357,9 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                + {"standard": "loss on every position with fp32 log-softmax",
                  "fused": "Unsloth's fused cross-entropy over 16-bit logits",
                  "chunked": "torchtune's chunked cross-entropy",
-                 "cut": "Cut Cross-Entropy (no logits stored)"}[s.loss]
+                 "cut": "Cut Cross-Entropy (no logits stored)",
+                 "half": "the model's own cross-entropy in 16 bit (DeepSpeed's fp16/bf16 engine, "
+                 "no autocast)"}[s.loss]
                + " (no torch.compile).")
     out.append("Gradients are freed after each optimizer step (set_to_none), so backward and "
                "the optimizer step peak separately; the larger one is the total.")

@@ -28,7 +28,8 @@ from vramest.units import (
 _LOSS_HOW = {"standard": "16-bit logits + fp32 log-softmax, its gradient in and out",
              "fused": "16-bit logits, the fused kernel's gradient written in place",
              "chunked": "16-bit logits and one chunk's gradient",
-             "cut": "none stored: Cut Cross-Entropy computes them block by block"}
+             "cut": "none stored: Cut Cross-Entropy computes them block by block",
+             "half": "16-bit logits, their shifted copy, log-softmax and its gradients in 16 bit"}
 
 
 @frozen
