@@ -63,12 +63,12 @@ _WITH_REFERENCE = ("dpo", "kto")
 # computed block by block in on-chip memory and never stored; only a logsumexp per token
 # (Wijmans et al. 2024, arXiv 2411.09009, sec. 4; https://unsloth.ai/blog/llama3-3).
 # "half": a model's own cross-entropy taken on its 16-bit logits under DeepSpeed's fp16/bf16
-# engine, which runs the module in 16 bit with no autocast (deepspeedai/DeepSpeed@7122362 (2023-11)
-# deepspeed/runtime/engine.py _configure_distributed_model: self.module.half(), or
-# .bfloat16() under bf16); code that never calls
-# .float() on the logits then keeps every loss buffer in 16 bit. Qwen (v1) modeling_qwen.py:
-# shift_logits = lm_logits[..., :-1, :].contiguous(); CrossEntropyLoss()(shift_logits, ...).
-# transformers' own models upcast (ForCausalLMLoss: logits.float()) and stay "standard".
+# engine, which runs the module in 16 bit with no autocast (deepspeedai/DeepSpeed@7122362,
+# 2023-11, deepspeed/runtime/engine.py _configure_distributed_model: self.module.half(), or
+# .bfloat16() under bf16); code that never calls .float() on the logits then keeps every loss
+# buffer in 16 bit. Qwen (v1) modeling_qwen.py: shift_logits = lm_logits[..., :-1, :]
+# .contiguous(); CrossEntropyLoss()(shift_logits, ...). transformers' own models upcast
+# (ForCausalLMLoss: logits.float()) and stay "standard".
 LOSSES = ("standard", "fused", "chunked", "cut", "half")
 # "unsloth": Unsloth's hand-written autograd for LoRA layers (unsloth/kernels/fast_lora.py,
 # fast_rms_layernorm in rms_layernorm.py): LoRA_MLP saves X, e (gate) and g (up) and recomputes
