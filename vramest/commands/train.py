@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--seq", default="2048", help="tokens per sequence: 4096, 8k (default 2048)")
     g.add_argument("--micro-batch", default="1", help="sequences per GPU per step (default 1)")
     g.add_argument("--grad-accumulation", default="1", help="micro-batches per optimizer step")
+    g.add_argument("--optimizer-in-backward", action="store_true", default=None,
+                   help="step each parameter as soon as its gradient is ready (torchtune's "
+                   "optimizer_in_bwd): gradients never pile up")
     g.add_argument("--grad-checkpointing", nargs="?", const="full",
                    choices=("none", "full", "selective", "offloaded"),
                    help="recompute activations in backward (offloaded: Unsloth's, layer inputs "
@@ -107,6 +110,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         method=args.method, precision=args.precision,
         optimizer=args.optimizer, seq=args.seq, micro_batch=args.micro_batch,
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
+        optimizer_in_backward=args.optimizer_in_backward,
         objective=args.objective, loss=args.loss, kernels=args.kernels,
         bitsandbytes=args.bitsandbytes,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,

@@ -361,8 +361,12 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                  "half": "the model's own cross-entropy in 16 bit (DeepSpeed's fp16/bf16 engine, "
                  "no autocast)"}[s.loss]
                + " (no torch.compile).")
-    out.append("Gradients are freed after each optimizer step (set_to_none), so backward and "
-               "the optimizer step peak separately; the larger one is the total.")
+    if s.optimizer_in_backward:
+        out.append("Optimizer in backward: each parameter is stepped and its gradient freed as "
+                   "soon as it is ready, so at most one tensor's gradient is alive.")
+    else:
+        out.append("Gradients are freed after each optimizer step (set_to_none), so backward "
+                   "and the optimizer step peak separately; the larger one is the total.")
     if s.num_gpus > 1 and s.zero_stage == 0:
         out.append("Data parallel without sharding: every GPU holds a full replica.")
     if static.gathered_root:

@@ -65,6 +65,8 @@ class StaticMemory:
     host_bytes: int
     paged_bytes: int  # optimizer states that can spill to host (paged optimizers)
     comm_buckets: int = 0  # ZeRO-1/2 gradient buckets, held from the first backward on
+    # optimizer in backward: the gradient of the largest trainable tensor, the most alive at once
+    largest_gradient: int = 0
 
 
 def _buckets_how(buckets: int, s: TrainingSettings) -> str:
@@ -179,6 +181,8 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     head = sum(t.elements for t in trainable.tensors
                if t.role == "lm_head" or (t.role == "embedding" and shape.tie_embeddings))
     first_grads = min(grads, _shard((block_params / blocks + head) * grad_b, grad_shards))
+    largest = _shard(max((t.rows * t.cols for t in trainable.tensors), default=0) * grad_b,
+                     grad_shards)
     paged = opt if s.optimizer.startswith("paged") else 0
     fmt = base_format(shape, s)
     what = {"lora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
@@ -211,7 +215,7 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                             f"{format_bytes(tmp)}" + _buckets_how(buckets, s)),
         comm_buckets=buckets,
         gathered_layer=gathered, gathered_root=root, first_layer_gradients=first_grads,
-        host_bytes=host * n, paged_bytes=paged,
+        host_bytes=host * n, paged_bytes=paged, largest_gradient=largest,
     )
 
 
@@ -257,6 +261,13 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
     accumulating = s.grad_accumulation > 1
     no_grads = static.gradients.bytes if accumulating else 0
     first_grads = static.gradients.bytes if accumulating else static.first_layer_gradients
+    all_grads, all_when, step = static.gradients.bytes, "nearly all", static.step_temporary
+    step_grads = static.gradients
+    if s.optimizer_in_backward:  # each stepped and freed as soon as it is ready
+        first_grads = min(first_grads, static.largest_gradient)
+        all_grads, all_when = static.largest_gradient, "one tensor's at a time (optimizer in backward)"
+        step_grads = Part("gradients", 0, "none: each was stepped and freed in backward")
+        step = Part("temporary", 0, "none: the step ran in backward, one tensor at a time")
 
     def grads(nbytes: int, when: str) -> Part:
         return Part("gradients", nbytes, f"{when} = {format_bytes(nbytes)}")
@@ -282,14 +293,14 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
                                        *none, Part("temporary", transient,
                                                    f"backward buffers of one block{gathered} = "
                                                    f"{format_bytes(transient)}"))),
-        TrainingPhase("last_layer_backward", (*base, grads(static.gradients.bytes, "nearly all"),
+        TrainingPhase("last_layer_backward", (*base, grads(all_grads, all_when),
                                       static.optimizer, acts(last_saved, "one block's saved "
                                                              "activations"),
                                       *none, Part("temporary", transient,
                                                   f"backward buffers of one block{gathered} = "
                                                   f"{format_bytes(transient)}"))),
-        TrainingPhase("optimizer_step", (*base, static.gradients, static.optimizer,
-                                 Part("activations", 0, "freed"), *none, static.step_temporary)),
+        TrainingPhase("optimizer_step", (*base, step_grads, static.optimizer,
+                                 Part("activations", 0, "freed"), *none, step)),
     )
 
 

@@ -131,6 +131,11 @@ class TrainingSettings:
     seq: int = 2048
     micro_batch: int = 1
     grad_accumulation: int = 1
+    # torchtune's optimizer_in_bwd: one optimizer per parameter, stepped and zeroed by a
+    # post-accumulate-grad hook as soon as that parameter's gradient is ready
+    # (pytorch/torchtune@1814feb torchtune/training/memory.py register_optim_in_bwd_hooks:
+    # optim_dict[param].step(); optim_dict[param].zero_grad()), so gradients never pile up
+    optimizer_in_backward: bool = False
     checkpointing: str = "none"
     attention: str = "sdpa"
     lora_rank: int = 16
@@ -206,6 +211,7 @@ class TrainingSettings:
             "method": self.method, "precision": self.precision, "optimizer": self.optimizer,
             "seq": self.seq, "micro_batch": self.micro_batch,
             "grad_accumulation": self.grad_accumulation, "grad_checkpointing": self.checkpointing,
+            "optimizer_in_backward": self.optimizer_in_backward,
             "attention": self.attention, "zero_stage": self.zero_stage,
             "overlap_comm": self.overlap_comm, "reduce_bucket_size": self.reduce_bucket_size,
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
@@ -280,7 +286,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   sequence_parallel: str | int = 1, objective: str = "sft",
                   loss: str = "standard", kernels: str = "torch",
                   bitsandbytes: str | None = None, overlap_comm: bool = False,
-                  reduce_bucket_size: str | int | None = None) -> TrainingSettings:
+                  reduce_bucket_size: str | int | None = None,
+                  optimizer_in_backward: bool = False) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
     require_text(method=method, precision=precision, optimizer=optimizer, attention=attention,
                  base_dtype=base_dtype, offload=offload, moe_experts=moe_experts)
@@ -305,6 +312,14 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         raise InputError("overlap_comm must be true or false.")
     if overlap_comm and stage not in (1, 2):
         raise InputError("--overlap-comm is DeepSpeed's ZeRO-1/2 setting; add --zero 1 or 2.")
+    accumulation = parse_positive_int(grad_accumulation, what="--grad-accumulation")
+    if not isinstance(optimizer_in_backward, bool):
+        raise InputError("optimizer_in_backward must be true or false.")
+    if optimizer_in_backward and accumulation > 1:
+        # torchtune's recipes refuse it too (full_finetune_single_device.py: "Gradient
+        # accumulation is not supported with optimizer in bwd")
+        raise InputError("--optimizer-in-backward steps each parameter as its gradient is ready, "
+                         "so it cannot accumulate gradients; use --grad-accumulation 1.")
     buckets = ZERO_BUCKET_ELEMENTS
     if reduce_bucket_size is not None:
         if stage not in (1, 2):
@@ -334,7 +349,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         method=method, precision=precision, optimizer=optimizer,
         seq=parse_tokens(seq, what="--seq"),
         micro_batch=parse_positive_int(micro_batch, what="--micro-batch"),
-        grad_accumulation=parse_positive_int(grad_accumulation, what="--grad-accumulation"),
+        grad_accumulation=accumulation, optimizer_in_backward=optimizer_in_backward,
         checkpointing=_checkpointing(grad_checkpointing),
         objective=_choice(objective, OBJECTIVES, "--objective"),
         loss=_choice(loss, LOSSES, "--loss"),
