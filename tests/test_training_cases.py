@@ -255,3 +255,22 @@ def test_optimizer_in_backward_keeps_one_gradient_at_a_time():
     assert fused.phases[-1].get("gradients") == 0 and fused.phases[-1].get("temporary") == 0
     with pytest.raises(InputError, match="grad-accumulation 1"):
         _torchtune_3b(optimizer_in_backward=True, grad_accumulation=4, **common)
+
+
+def test_cli_passes_deepspeed_buckets_loss_and_optimizer_in_backward(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from vramest.cli import main
+
+    code = main(["train", "--model", LLAMA_8B, "--method", "lora", "--zero", "2",
+                 "--reduce-bucket-size", "2e8", "--loss", "half", "--json"])
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert code == 0
+    assert (settings["reduce_bucket_size"], settings["loss"]) == (200_000_000, "half")
+    code = main(["train", "--model", LLAMA_8B, "--method", "full", "--optimizer-in-backward",
+                 "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["settings"]["optimizer_in_backward"]
+    assert main(["train", "--model", LLAMA_8B, "--optimizer-in-backward",
+                 "--grad-accumulation", "4"]) == 2
+    assert "grad-accumulation 1" in capsys.readouterr().err
