@@ -118,7 +118,8 @@ class OllamaStartup:
                 f"KV {self.kv_cache_type}",
                 f"offloaded {self.offloaded}/{self.layers_total} layers to GPU"
                 + ("" if self.fully_offloaded else " (the rest run on the CPU)"),
-                *self.buffers.log_lines()[1:], *self.rules]
+                *(line for line in self.buffers.log_lines()[1:]  # its own count is above
+                  if not line.startswith("offloaded ")), *self.rules]
 
     def engine_fit(self, plan: FitPlan) -> FitPlan:
         """Whether the whole model fits on the GPUs: Ollama still runs one that does not, with
