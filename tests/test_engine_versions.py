@@ -268,6 +268,21 @@ def test_awq_refused_when_tp_splits_a_group() -> None:
     assert "not a whole number" in placed.to_json()["fit"]["refused"]
 
 
+def test_a_group_refusal_says_what_loads_instead() -> None:
+    """vLLM refused Qwen2.5-VL-72B AWQ at TP 4 (vllm#13980, logged above): the ways out are
+    pipeline stages and Qwen's own AWQ release, whose MLP is padded to 29696 for TP; another
+    doubling of TP (8) cuts the groups as well, so it is not offered."""
+    placed = vramest.estimate(model="Qwen/Qwen2.5-72B", dtype="awq-int4", gpu="h100",
+                              num_gpus=4, engine="vllm", engine_options={"max_model_len": 4096})
+    assert placed.fit is not None
+    advice = " | ".join(placed.fit.advice)
+    assert "--pp 4" in advice and "Qwen/Qwen2.5-72B-Instruct-AWQ" in advice
+    assert "--num-gpus 8" not in advice
+    padded = vramest.estimate(model="Qwen/Qwen2.5-72B-Instruct-AWQ", gpu="h100", num_gpus=4,
+                              engine="vllm", engine_options={"max_model_len": 4096})
+    assert padded.fit is not None and not padded.to_json()["fit"].get("refused")
+
+
 def test_cache_type_flags_are_the_kv_dtype(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 

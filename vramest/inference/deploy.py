@@ -348,11 +348,16 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         gpus = plan_.tp * plan_.pp
         return (*own(est, plan_, options),
                 f"--num-gpus {gpus + 1}: the layers split over one more GPU")
+    from vramest.inference.engines.layouts import group_refusal_ways_out, vllm_refusal
     from vramest.inference.engines.startup import LlamaCppStartup, VLLMStartup
+
     band = plan_.error_band_bytes
-    out = []
+    out: list[str] = []
     kv_16bit = kv_format(est.settings.kv_dtype).bytes_per_element >= 2
     if isinstance(report, VLLMStartup):
+        fmt_name = weight_format(est.settings.dtype).name
+        if vllm_refusal(est.model.shape, fmt_name, plan_.tp):
+            out.extend(group_refusal_ways_out(est.model.shape, fmt_name, plan_.tp, plan_.pp))
         room = report.kv_cache_bytes - band
         tokens = int(room // report.kv_bytes_per_token) if report.kv_bytes_per_token else 0
         tokens -= tokens % report.block_size
@@ -394,6 +399,9 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         if kv_16bit:
             out.append("--kv-dtype fp8: half the KV cache")
     more = 2 * plan_.tp
-    if more in valid_tp_degrees(est.model.shape, more) and not isinstance(report, LlamaCppStartup):
+    refuses_more = isinstance(report, VLLMStartup) and bool(
+        vllm_refusal(est.model.shape, weight_format(est.settings.dtype).name, more))
+    if more in valid_tp_degrees(est.model.shape, more) and not refuses_more and \
+            not isinstance(report, LlamaCppStartup):
         out.append(f"--num-gpus {more * plan_.pp}: one more GPU's share per GPU")
     return tuple(out)

@@ -165,3 +165,29 @@ def vllm_refusal(shape: ModelShape, fmt_name: str, tp: int) -> str:
                     f"slice ({width} / {tp} = {width / tp:g}) is not a whole number of "
                     f"{group}-weight groups.")
     return ""
+
+
+def group_refusal_ways_out(shape: ModelShape, fmt_name: str, tp: int, pp: int) -> tuple[str, ...]:
+    """What loads when `vllm_refusal` says the group layout does not split `tp` ways: pipeline
+    stages instead (they split layers, not the matrices), a smaller TP that aligns, or a
+    release in the catalog whose MLP its makers padded for tensor parallelism."""
+    from vramest.model.catalog import default_catalog
+
+    gpus = tp * pp
+    out = [f"--pp {gpus} (with --num-gpus {gpus}): pipeline stages split the layers, not the "
+           "matrices, so no slice has to hold whole groups"]
+    smaller = [t for t in range(tp - 1, 1, -1) if tp % t == 0 and not vllm_refusal(shape, fmt_name, t)]
+    if smaller:
+        out.append(f"--num-gpus {smaller[0] * pp}: TP {smaller[0]} slices into whole groups")
+    for entry in default_catalog().entries:
+        other = entry.shape()
+        same_model = (other.num_layers, other.hidden_size, other.num_heads, other.num_kv_heads,
+                      other.vocab_size) == (shape.num_layers, shape.hidden_size, shape.num_heads,
+                                            shape.num_kv_heads, shape.vocab_size)
+        # padded by at most 1% (Qwen2.5-72B: 29568 → 29696), not another model of that width
+        padded = shape.intermediate_size < other.intermediate_size <= 1.01 * shape.intermediate_size
+        if same_model and padded and not vllm_refusal(other, fmt_name, tp):
+            out.append(f"--model {entry.id}: its MLP is padded to {other.intermediate_size}, "
+                       f"which TP {tp} slices into whole groups")
+            break
+    return tuple(out)
