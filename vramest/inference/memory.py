@@ -105,12 +105,20 @@ class MemoryBreakdown:
 
 def weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> dict[str, float]:
     """Stored bytes per group of tensors: embedding, lm_head, experts, and the rest of the layers."""
-    return dict(_weight_bytes_by_group(shape, fmt))
+    groups: dict[str, float] = {"embedding": 0.0, "lm_head": 0.0, "experts": 0.0, "layers": 0.0}
+    for role, nbytes in _weight_bytes_by_role(shape, fmt):
+        groups[_GROUP_OF.get(role, "layers")] += nbytes
+    return groups
+
+
+def weight_bytes_by_role(shape: ModelShape, fmt: WeightFormat) -> dict[str, float]:
+    """Stored bytes per tensor role (attn_q, expert_down, …) over the whole model."""
+    return dict(_weight_bytes_by_role(shape, fmt))
 
 
 @lru_cache(maxsize=256)  # shapes and formats are frozen: sweeps and GPU tables reuse the sums
-def _weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[str, float], ...]:
-    groups: dict[str, float] = {"embedding": 0.0, "lm_head": 0.0, "experts": 0.0, "layers": 0.0}
+def _weight_bytes_by_role(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[str, float], ...]:
+    roles: dict[str, float] = {}
 
     def add(tensors: Iterable[TensorSpec], times: int = 1) -> None:
         for t in tensors:
@@ -118,7 +126,7 @@ def _weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[
                 layer=t.layer, num_layers=shape.num_layers, row_length=t.cols,
                 gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
                 has_output_tensor=not shape.tie_embeddings))
-            groups[_GROUP_OF.get(t.role, "layers")] += times * t.elements * bits / 8
+            roles[t.role] = roles.get(t.role, 0.0) + times * t.elements * bits / 8
 
     add(shape.global_tensors())
     by_layer = fmt.gguf_rule is not None or any(layer is not None for _, layer in fmt.unquantized)
@@ -128,7 +136,7 @@ def _weight_bytes_by_group(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[
     else:
         for layer, count in shape.layer_groups():
             add(shape.layer_tensors(layer), count)
-    return tuple(groups.items())
+    return tuple(roles.items())
 
 
 _GROUP_OF = {"embedding": "embedding", "position_embedding": "embedding", "lm_head": "lm_head",

@@ -38,10 +38,17 @@ from vramest.inference.memory import (
     kv_bytes_per_token,
     kv_widths,
     weight_bytes_by_group,
+    weight_bytes_by_role,
 )
 from vramest.inference.placement import per_gpu_memory
 from vramest.inference.serving_extras import vllm_extras
-from vramest.model.precisions import BITSANDBYTES_FORMATS, EXPERT_ROLES, kv_format, weight_format
+from vramest.model.precisions import (
+    BITSANDBYTES_FORMATS,
+    EXPERT_ROLES,
+    WeightFormat,
+    kv_format,
+    weight_format,
+)
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
 
@@ -488,6 +495,9 @@ class LlamaCppOptions:
     n_cpu_moe: int = 0  # expert tensors of the first N layers stay on the host
     backend: str | None = None  # "cuda", "rocm", "metal" or "vulkan"; default: by the GPU
     max_allocation_bytes: int | None = None  # Vulkan: the driver's; default VULKAN_MAX_ALLOCATION
+    # the GGUF stores each layer's gate and up experts as one ffn_gate_up_exps tensor
+    # (convert_hf_to_gguf.py --fuse_gate_up_exps, ggml-org/llama.cpp PR #19139)
+    fused_gate_up_exps: bool = False
 
 
 # Vulkan caps each allocation at maxMemoryAllocationSize: 4 GiB on Mesa's RADV (0xFFFFFFFC) and
@@ -631,6 +641,8 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
     groups = weight_bytes_by_group(shape, fmt)
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)  # exact bytes from files
     experts = groups["experts"] * scale / layers
+    # what -cmoe / -ncmoe move to the host of a layer's experts
+    experts_moved = experts * _cpu_moe_share(shape, fmt, options.fused_gate_up_exps, rules)
     block = groups["layers"] * scale / layers + experts
     head = (groups["lm_head"] if not shape.tie_embeddings else 0.0) * scale
     embed = groups["embedding"] * scale
@@ -654,7 +666,7 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
     devices = []
     for d in range(n_dev):
         mine = [first_gpu + i for i, o in enumerate(owner[:gpu_layers]) if o == d]
-        model = sum(block - (experts if il < cpu_moe else 0.0) for il in mine)
+        model = sum(block - (experts_moved if il < cpu_moe else 0.0) for il in mine)
         holds_output = output_on_gpu and owner[-1] == d
         model += head if holds_output else 0.0
         kv = sum(per_layer_kv[il] for il in mine)
@@ -690,9 +702,23 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes), host_dense_bytes=round(first_gpu * (block - experts) + host_head),
-        host_expert_bytes=round(host_expert_layers * experts), n_ubatch=ubatch,
+        host_expert_bytes=round(first_gpu * experts
+                                + max(0, cpu_moe - first_gpu) * experts_moved), n_ubatch=ubatch,
         layers_total=layers, host_expert_layers=host_expert_layers if experts else 0,
         refusal=refusal)
+
+
+def _cpu_moe_share(shape: ModelShape, fmt: WeightFormat, fused: bool,
+                   rules: LlamaCppRules) -> float:
+    """The share of a layer's expert bytes that -cmoe / -ncmoe keep on the host: all of them,
+    except that builds before b8301 match only ffn_(up|down|gate)_exps, so a GGUF with fused
+    ffn_gate_up_exps keeps its gate and up experts on the GPU (ggml-org/llama.cpp issue #20431:
+    -cmoe on a 3090 still asked for 144817 MiB)."""
+    if not fused or rules.cpu_moe_matches_fused:
+        return 1.0
+    roles = weight_bytes_by_role(shape, fmt)
+    experts = sum(roles.get(r, 0.0) for r in ("expert_gate", "expert_up", "expert_down"))
+    return roles.get("expert_down", 0.0) / experts if experts else 1.0
 
 
 def _vulkan_refusal(shape: ModelShape, devices: list[DeviceBuffers], n_ctx: int, ubatch: int,
@@ -868,7 +894,7 @@ VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
-                         "max_allocation_bytes")
+                         "max_allocation_bytes", "fused_gate_up_exps")
 
 
 def _share(value: object, what: str) -> float:
@@ -950,6 +976,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "backend": lambda v, what: v.lower() if isinstance(v, str) and v.lower() in LLAMACPP_BACKENDS
     else _refuse(v, what, ", ".join(LLAMACPP_BACKENDS)),
     "max_allocation_bytes": lambda v, what: _positive_bytes(v, what),
+    "fused_gate_up_exps": _switch,
     "runner": parse_runner,
 }
 

@@ -259,6 +259,9 @@ class LlamaCppRules:
     # than the backend's maximum (ggml-org/llama.cpp PR #15815, "allows eg. the Vulkan backend
     # to process graphs which require >4 GB"); before, the whole buffer was one allocation
     split_compute_buffer: bool = True
+    # -cmoe / -ncmoe also match a fused ffn_gate_up_exps tensor; before, the pattern
+    # "\\.ffn_(up|down|gate)_(ch|)exps" moved only a fused file's down experts to the host
+    cpu_moe_matches_fused: bool = True
 
 
 _LLAMACPP_ROWS: tuple[LlamaCppRules, ...] = (
@@ -297,12 +300,24 @@ _LLAMACPP_ROWS: tuple[LlamaCppRules, ...] = (
 # to b6646" on 2025-10-02 (ollama/ollama PR #12245: its ggml-alloc.c has the vbuffer chunks; the
 # sync of 2025-08-14 has not): b6646 is the first build known to split compute buffers.
 _SPLIT_COMPUTE_SINCE = Release((6646,))
-LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = tuple(sorted(
+# common/common.h LLM_FFN_EXPS_REGEX became "\\.ffn_(up|down|gate|gate_up)_(ch|)exps" in
+# ggml-org/llama.cpp PR #20416 (2026-03-11, release b8301: "common : fix --n-cpu-moe, --cpu-moe
+# for models with fused gate + up", which "Fixes #20431"); GGUFs with fused experts come from
+# convert_hf_to_gguf.py --fuse_gate_up_exps (PR #19139, 2026-01).
+_FUSED_CPU_MOE_SINCE = Release((8301,))
+_SPLIT_ROWS = sorted(
     [replace(r, split_compute_buffer=r.since >= _SPLIT_COMPUTE_SINCE) for r in _LLAMACPP_ROWS]
     + [replace(_row(_LLAMACPP_ROWS, _SPLIT_COMPUTE_SINCE), since=_SPLIT_COMPUTE_SINCE,
                split_compute_buffer=True,
                source="compute buffers split over backend buffers no larger than the "
                "backend's maximum allocation (PR #15815, in b6646)")],
+    key=lambda r: r.since)
+LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = tuple(sorted(
+    [replace(r, cpu_moe_matches_fused=r.since >= _FUSED_CPU_MOE_SINCE) for r in _SPLIT_ROWS]
+    + [replace(_row(tuple(_SPLIT_ROWS), _FUSED_CPU_MOE_SINCE), since=_FUSED_CPU_MOE_SINCE,
+               cpu_moe_matches_fused=True,
+               source="-cmoe / -ncmoe match fused ffn_gate_up_exps tensors too (common/common.h "
+               "LLM_FFN_EXPS_REGEX, PR #20416, in b8301)")],
     key=lambda r: r.since))
 
 
