@@ -130,6 +130,11 @@ def place(est: Estimate, where: Deployment,
 
             speed = with_host_layers(speed, held, est.model.shape, device,
                                      host_row(db, host_memory), est.constants)
+        if speed is not None and device.kind == "gpu" and _llamacpp_buffers(report) is not None:
+            from vramest.inference.llamacpp_prefill import with_unfused_attention
+
+            speed = with_unfused_attention(speed, _llamacpp_buffers(report), est.model.shape,
+                                           device, est.constants, engine_)
         return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
                        engine_report=report)
     report = _engine_report(est, engine_.name, engine_options, None, 1, None)
@@ -274,6 +279,12 @@ def _host_held(report: object) -> Any:
     if getattr(buffers, "host_dense_bytes", 0) or getattr(buffers, "host_expert_bytes", 0):
         return buffers
     return None
+
+
+def _llamacpp_buffers(report: object) -> Any:
+    """llama.cpp's buffers (Ollama's too), or None for another engine."""
+    buffers = getattr(report, "buffers", report)
+    return buffers if type(buffers).__name__ == "LlamaCppStartup" else None
 
 
 def _engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,

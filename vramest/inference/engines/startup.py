@@ -548,6 +548,7 @@ class LlamaCppStartup:
     layers_total: int = 0  # the model's repeating layers
     host_expert_layers: int = 0  # layers whose expert tensors stay in system memory
     refusal: str = ""  # why llama.cpp stops before it runs (a buffer the backend cannot allocate)
+    flash_attn: bool = False  # fused attention; without it the KQ scores are materialised
 
     @property
     def gpu_total_bytes(self) -> int:
@@ -705,7 +706,7 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         host_expert_bytes=round(first_gpu * experts
                                 + max(0, cpu_moe - first_gpu) * experts_moved), n_ubatch=ubatch,
         layers_total=layers, host_expert_layers=host_expert_layers if experts else 0,
-        refusal=refusal)
+        refusal=refusal, flash_attn=flash)
 
 
 def _cpu_moe_share(shape: ModelShape, fmt: WeightFormat, fused: bool,
