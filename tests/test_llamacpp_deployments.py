@@ -77,3 +77,24 @@ def test_score_bytes_grow_with_the_cells_each_micro_batch_sees() -> None:
     assert one == 22 * 32 * 512 * 512 * SCORE_BYTES_MOVED
     # 4096 tokens in 8 micro-batches see 512, 1024, ... 4096 cells: 36 times one micro-batch
     assert score_bytes(shape, 4096, 512) == 36 * one
+
+
+def _deepseek_v3(version: str):  # type: ignore[no-untyped-def]
+    return vramest.estimate(
+        model="deepseek-ai/DeepSeek-V3", dtype="q2_k", gpu="a100 sxm4 80gb", num_gpus=4,
+        engine="llamacpp", profile="none",
+        engine_options={"n_gpu_layers": 999, "n_ctx": 163840, "version": version})
+
+
+def test_deepseek_kv_cache_by_build() -> None:
+    """abetlen/llama-cpp-python issue #1944 (2025-02): DeepSeek-V3 on 4x A100 80GB at the
+    model's 163840 tokens, "allocating 204800.00 MiB on device 0 ... failed to allocate buffer
+    for kv cache": 16 layers of per-head K (128 x 192) and V (128 x 128) in f16. From PR #12801
+    the latent is cached (K 576, V 512), from PR #19067 K alone."""
+    old = _deepseek_v3("b4700")
+    assert old.engine_report.devices[0].kv_bytes == 204800 * MIB
+    assert not old.fit.fits
+    latent = _deepseek_v3("b6000").engine_report.devices[0].kv_bytes
+    k_only = _deepseek_v3("b8763").engine_report.devices[0].kv_bytes
+    assert latent == 16 * 163840 * (576 + 512) * 2
+    assert k_only == 16 * 163840 * 576 * 2

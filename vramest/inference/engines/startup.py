@@ -789,7 +789,7 @@ def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
     all. Builds before the SWA cache (b5288) keep n_ctx cells in every layer.
     """
     out: list[float] = []
-    k_width, v_width = kv_widths(shape)
+    k_width, v_width = _llamacpp_kv_widths(shape, rules)
     streams = 1 if rules.unified_kv else n_seq
     size_base = max(1, n_ctx // streams)
     swa = 0
@@ -809,6 +809,16 @@ def _llamacpp_kv_layers(shape: ModelShape, n_ctx: int, n_seq: int, ubatch: int,
         cells = swa * streams if kind == LAYER_SLIDING and swa else n_ctx
         out.append(cells * (k_width * k_bytes + v_width * v_bytes) + layer_state)
     return out, swa
+
+
+def _llamacpp_kv_widths(shape: ModelShape, rules: LlamaCppRules) -> tuple[int, int]:
+    """(K, V) elements a token keeps in one layer; an MLA layer by the build's cache layout
+    (versions.py: decompressed per head, the latent as K and V, or K only)."""
+    if not shape.is_mla or rules.mla_cache == "latent-k":
+        return kv_widths(shape)
+    if rules.mla_cache == "heads":
+        return kv_widths(shape, mla_latent=False)
+    return kv_widths(shape)[0], shape.kv_lora_rank  # V: the latent's first kv_lora_rank
 
 
 # llama.cpp keeps a recurrent model's conv (r) and SSM (s) states in f32 whatever the KV cache

@@ -262,6 +262,9 @@ class LlamaCppRules:
     # -cmoe / -ncmoe also match a fused ffn_gate_up_exps tensor; before, the pattern
     # "\\.ffn_(up|down|gate)_(ch|)exps" moved only a fused file's down experts to the host
     cpu_moe_matches_fused: bool = True
+    # what a DeepSeek-style (MLA) layer caches per token: "heads" (K and V decompressed per
+    # head), "latent" (the latent as K plus its first kv_lora_rank as V), "latent-k" (K only)
+    mla_cache: str = "latent-k"
 
 
 _LLAMACPP_ROWS: tuple[LlamaCppRules, ...] = (
@@ -296,6 +299,16 @@ _LLAMACPP_ROWS: tuple[LlamaCppRules, ...] = (
                   "-fit on by default: unset -ngl / tensor placement fitted to free memory, "
                   "experts to the host first (PR #16653; build about b7100)"),
 )
+def _change(rows: Sequence[LlamaCppRules], since: Release, source: str, **after: Any
+            ) -> list[LlamaCppRules]:
+    """`rows` with the fields in `after` taking effect from `since` (earlier rows keep the
+    value the field has on them), and a row at `since` that says why."""
+    changed = [r if r.since < since else replace(r, **after) for r in rows]
+    if not any(r.since == since for r in rows):
+        changed.append(replace(_row(rows, since), since=since, source=source, **after))
+    return sorted(changed, key=lambda r: r.since)
+
+
 # PR #15815 (review until 2025-10-02) is in the llama.cpp that Ollama vendored as "Update GGML
 # to b6646" on 2025-10-02 (ollama/ollama PR #12245: its ggml-alloc.c has the vbuffer chunks; the
 # sync of 2025-08-14 has not): b6646 is the first build known to split compute buffers.
@@ -305,21 +318,31 @@ _SPLIT_COMPUTE_SINCE = Release((6646,))
 # for models with fused gate + up", which "Fixes #20431"); GGUFs with fused experts come from
 # convert_hf_to_gguf.py --fuse_gate_up_exps (PR #19139, 2026-01).
 _FUSED_CPU_MOE_SINCE = Release((8301,))
-_SPLIT_ROWS = sorted(
-    [replace(r, split_compute_buffer=r.since >= _SPLIT_COMPUTE_SINCE) for r in _LLAMACPP_ROWS]
-    + [replace(_row(_LLAMACPP_ROWS, _SPLIT_COMPUTE_SINCE), since=_SPLIT_COMPUTE_SINCE,
-               split_compute_buffer=True,
-               source="compute buffers split over backend buffers no larger than the "
-               "backend's maximum allocation (PR #15815, in b6646)")],
-    key=lambda r: r.since)
-LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = tuple(sorted(
-    [replace(r, cpu_moe_matches_fused=r.since >= _FUSED_CPU_MOE_SINCE) for r in _SPLIT_ROWS]
-    + [replace(_row(tuple(_SPLIT_ROWS), _FUSED_CPU_MOE_SINCE), since=_FUSED_CPU_MOE_SINCE,
-               cpu_moe_matches_fused=True,
-               source="-cmoe / -ncmoe match fused ffn_gate_up_exps tensors too (common/common.h "
-               "LLM_FFN_EXPS_REGEX, PR #20416, in b8301)")],
-    key=lambda r: r.since))
-
+# DeepSeek V2/V3 in llama.cpp (PR #7519, 2024-05) cached K and V per head, decompressed:
+# n_embd_k_gqa = 128 x 192 = 24576, n_embd_v_gqa = 128 x 128 = 16384 a layer for V3 (logged as
+# "layer 38: n_embd_k_gqa = 24576, n_embd_v_gqa = 16384" in PR #11397, 2025-02). PR #12801
+# "DeepSeek V2/V3 MLA implementation" (merged 2025-04-15; Ollama's vendored copy of 2025-04-16,
+# commit 71e90e88, lacks n_embd_head_k_mla, that of 2025-04-25 has it) caches the latent as
+# an MQA head: key_length 576, value_length 512. PR #19067 "kv-cache : support V-less cache"
+# (2026-01-24) drops the V half ("almost x2 less memory for the KV cache"). Build numbers from
+# the merge dates between known builds (b4615 on 2025-02-02, b5288 in May 2025; b7474 on
+# 2025-12-18, b8284 on 2026-03-11): about b5140 and b7840. The latent cache also needs a GGUF
+# converted after PR #12801; an older file keeps the per-head cache on any build.
+_MLA_LATENT_SINCE = Release((5140,))
+_MLA_K_ONLY_SINCE = Release((7840,))
+_rows = [replace(r, split_compute_buffer=False, cpu_moe_matches_fused=False, mla_cache="heads")
+         for r in _LLAMACPP_ROWS]
+_rows = _change(_rows, _SPLIT_COMPUTE_SINCE, "compute buffers split over backend buffers no "
+                "larger than the backend's maximum allocation (PR #15815, in b6646)",
+                split_compute_buffer=True)
+_rows = _change(_rows, _MLA_LATENT_SINCE, "DeepSeek's MLA layers cache the latent, K 576 and V "
+                "512 a token (PR #12801, 2025-04-15, about b5140)", mla_cache="latent")
+_rows = _change(_rows, _MLA_K_ONLY_SINCE, "MLA layers cache K only (V-less cache, PR #19067, "
+                "2026-01-24, about b7840)", mla_cache="latent-k")
+_rows = _change(_rows, _FUSED_CPU_MOE_SINCE, "-cmoe / -ncmoe match fused ffn_gate_up_exps "
+                "tensors too (common/common.h LLM_FFN_EXPS_REGEX, PR #20416, in b8301)",
+                cpu_moe_matches_fused=True)
+LLAMACPP_TABLE: tuple[LlamaCppRules, ...] = tuple(_rows)
 
 
 @frozen
