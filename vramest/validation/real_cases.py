@@ -37,6 +37,7 @@ FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
                 "kv_cache_bytes": "vLLM KV", "weights_bytes": "vLLM weights",
                 "max_total_num_tokens": "SGLang KV", "max_batch_total_tokens": "TGI KV",
                 "compute_buffer_gpu_bytes": "llama.cpp buffers",
+                "model_buffer_gpu_bytes": "llama.cpp buffers",
                 "loading_peak_bytes": "transformers peak", "peak_bytes": "training peak",
                 "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s"}
 _UNIT_BYTES = (("GiB", GIB), ("MiB", MIB), ("GB", 10**9))
@@ -237,6 +238,22 @@ class SplitScore:
         return self.worked_agree / self.worked_scored if self.worked_scored else float("nan")
 
 
+def figure_kind(case: Case) -> str:
+    """The kind of figure a case reports; a KV figure from a llama.cpp log (a buffer size)
+    counts with llama.cpp's buffers, not with vLLM's KV budget."""
+    metric = case.figure["metric"] if case.figure else ""
+    if metric == "kv_cache_bytes" and _llamacpp_family(case.engine):
+        return "llama.cpp buffers"
+    return FIGURE_KINDS.get(metric, "other")
+
+
+def _llamacpp_family(engine: str) -> bool:
+    from vramest.inference.engines.registry import ALIASES
+
+    alias = ALIASES.get(engine)
+    return engine.startswith("llamacpp") or (alias is not None and alias.engine == "llamacpp")
+
+
 def _reason_class(reason: str) -> str:
     """Group the estimator's sentence into the kind of gap it names."""
     lowered = reason.lower()
@@ -256,7 +273,7 @@ def score(replays: Iterable[Replay], split: str) -> SplitScore:
     errors: dict[str, list[float]] = defaultdict(list)
     for r in scored:
         if r.error is not None and r.case.figure:
-            errors[FIGURE_KINDS.get(r.case.figure["metric"], "other")].append(abs(r.error))
+            errors[figure_kind(r.case)].append(abs(r.error))
     return SplitScore(
         split, sum(bool(r.agrees) for r in failed), len(failed),
         sum(bool(r.agrees) for r in worked), len(worked),
