@@ -98,3 +98,33 @@ def test_deepseek_kv_cache_by_build() -> None:
     k_only = _deepseek_v3("b8763").engine_report.devices[0].kv_bytes
     assert latent == 16 * 163840 * (576 + 512) * 2
     assert k_only == 16 * 163840 * 576 * 2
+
+
+# --- ExLlamaV2's EXL2 weights (--dtype exl2-<bits>bpw[-h6|-h8]) ------------------------------
+def test_exl2_weights_and_cache_against_turboderps_measurement() -> None:
+    """turboderp-org/exllamav2 issue #3: CodeLlama-13B at 2.65 bits, "with the context at 2048
+    tokens I'm measuring 7968 MiB all in all, with all the overhead from Torch and CUDA"; at the
+    config's 16k the FP16 cache (no GQA) takes it to 19 GB."""
+    def total(seq: int) -> float:
+        est = vramest.estimate(model="codellama/CodeLlama-13b-hf", dtype="exl2-2.65bpw",
+                               gpu="rtx 4090", engine="exllamav2", profile="none",
+                               engine_options={"max_seq_len": seq})
+        return est.engine_report.gpu_total_bytes / MIB
+    assert total(2048) == pytest.approx(7968, rel=0.15)
+    assert total(16384) == pytest.approx(19e9 / MIB, rel=0.1)
+
+
+def test_exl2_on_a_46_gb_card_needs_a_shorter_cache() -> None:
+    """turboderp-org/exllamav2 issue #677: Llama-3.1-70B at 2.4 bits on an L40S ran out of
+    memory making the config's 131072-token FP16 cache; the weights alone fit."""
+    def fits(seq: int) -> bool:
+        return vramest.estimate(model="meta-llama/Llama-3.1-70B", dtype="exl2-2.4bpw-h6",
+                                gpu="l40s", engine="exllamav2", profile="none",
+                                engine_options={"max_seq_len": seq}).fit.fits
+    assert not fits(131072) and fits(8192)
+
+
+@pytest.mark.parametrize("bad", ["exl2-1.0bpw", "exl2-9bpw", "exl2-4.0bpw-h7", "exl2-4.0bpw-h6-x"])
+def test_exl2_names_out_of_range_are_refused(bad: str) -> None:
+    with pytest.raises(InputError):
+        vramest.estimate(model="meta-llama/Llama-3.1-8B", dtype=bad)

@@ -410,6 +410,9 @@ def weight_format(name: str) -> WeightFormat:
         dynamic = _unsloth_dynamic(key)
         if dynamic is not None:
             return dynamic
+        exl2 = _exl2_format(key)
+        if exl2 is not None:
+            return exl2
         raise InputError(
             f"Unknown --dtype {short(name)}; accepted: {', '.join(weight_format_names())}"
             f"{_nearest_hint(key, weight_format_names())}."
@@ -439,6 +442,33 @@ def _unsloth_dynamic(key: str) -> WeightFormat | None:
                    f"{base.name} ({base.description}); Unsloth keeps other tensors at higher "
                    "precision, within about 15% of this either way: give the .gguf file for its "
                    "exact size")
+
+
+# ExLlamaV2's EXL2 (turboderp-org/exllamav2 @da07facd, exllamav2/conversion/convert_exl2.py:
+# "-b" target bits per weight of the decoder's linear layers, default 4.125, scales included;
+# "-hb" head bits, default 6). The head is quantized apart, "to about 6.3 bits" at -hb 6
+# (turboderp, turboderp-org/exllamav2 issue #3): head bits + 0.3. Embeddings stay fp16.
+EXL2_HEAD_OVERHEAD_BITS = 0.3
+
+
+def _exl2_format(key: str) -> WeightFormat | None:
+    """exl2-4.65bpw, exl2-2.4bpw-h6, exl2_5.0bpw_h8."""
+    words = key.replace("_", "-").split("-")
+    if len(words) not in (2, 3) or words[0] != "exl2" or not words[1].endswith("bpw"):
+        return None
+    head_word = words[2] if len(words) == 3 else "h6"
+    try:
+        bits, head = float(words[1].removesuffix("bpw")), int(head_word.removeprefix("h"))
+    except ValueError:
+        return None
+    if not 2.0 <= bits <= 8.0 or head not in (6, 8):
+        raise InputError(f"--dtype {key}: EXL2 takes 2 to 8 bits a weight and a head of 6 or "
+                         "8 bits (exl2-4.65bpw, exl2-2.4bpw-h6).")
+    return WeightFormat(
+        name=key, description=f"ExLlamaV2 EXL2 at {bits:g} bits a weight (scales included), "
+        f"the output head at {head} bits, embeddings 16 bit",
+        source="exllamav2 convert_exl2.py -b / -hb", linear_bits=bits,
+        lm_head_bits=head + EXL2_HEAD_OVERHEAD_BITS)
 
 
 def _parse_group_suffix(key: str) -> WeightFormat | None:

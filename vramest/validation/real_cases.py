@@ -150,11 +150,19 @@ def _engine_options(case: Case) -> dict[str, Any]:
             options["version"] = token
     from vramest.inference.engines.registry import NAMES as OWN_VERSIONED
 
-    if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options:
+    if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options \
+            and _takes_version(case.engine):
         token = case.engine_version.split()[0]  # e.g. Ollama "0.3.10"
         if re.fullmatch(r"v?\d+(\.\d+){0,2}", token):  # a date alone, "(2026-03)": the default
             options["version"] = token
     return options
+
+
+def _takes_version(engine: str) -> bool:
+    """Whether the engine's accounting has rules by release (ExLlamaV2's has one release)."""
+    from vramest.inference.engines.registry import _engines
+
+    return "version" in _engines()[engine].parsers
 
 
 def replay(case: Case) -> Replay:
