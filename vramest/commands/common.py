@@ -250,6 +250,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     ll.add_argument("--ubatch", help="physical batch size (default 512)")
     ll.add_argument("--flash-attn", action="store_true", default=None,
                     help="flash attention: no KQ matrix in the compute buffer")
+    ll.add_argument("--no-flash-attn", dest="flash_attn", action="store_false",
+                    help="-fa off (llama-bench's default): the KQ scores are materialised")
     ll.add_argument("--cache-type-k", "-ctk", help="K cache type: f16, q8_0, q4_0 ...")
     ll.add_argument("--cache-type-v", "-ctv", help="V cache type: f16, q8_0, q4_0 ...")
     ll.add_argument("--split-mode", "-sm", choices=("layer", "row", "none"),
@@ -258,6 +260,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     ll.add_argument("--tensor-split", "-ts", help="share of the layers per GPU, e.g. 3,1")
     ll.add_argument("--n-cpu-moe", help="keep the expert tensors of the first N layers on the "
                     "host")
+    ll.add_argument("--fused-gate-up-exps", action="store_true", default=None,
+                    help="the GGUF fuses gate and up experts (ffn_gate_up_exps): builds before "
+                    "b8301 keep them on the GPU under --n-cpu-moe")
     ll.add_argument("--fit", action="store_true", default=None,
                     help="offload the most layers that fit on --gpu")
     ll.add_argument("--backend", choices=("cuda", "rocm", "metal", "vulkan"),
@@ -323,7 +328,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "cache_type_v": args.cache_type_v, "fit": args.fit,
                "version": args.engine_version, "split_mode": args.split_mode,
                "tensor_split": args.tensor_split, "n_cpu_moe": args.n_cpu_moe,
-               "backend": args.backend, "max_allocation_bytes": args.max_allocation_bytes}
+               "backend": args.backend, "max_allocation_bytes": args.max_allocation_bytes,
+               "fused_gate_up_exps": args.fused_gate_up_exps}
     elif engine == "hf":
         raw = {"version": args.engine_version}
     if raw is not None:  # each option's one parser (the API's and the spec's), named by flag
