@@ -13,6 +13,15 @@ at each tag):
 Blocks hold 16 tokens (paged attention, v2) or 1 (flashinfer, the v3 default). A warm-up that
 runs out of memory refuses to start: "Not enough memory to handle N prefill tokens. You need to
 decrease `--max-batch-prefill-tokens`".
+
+From v3 the router's warm-up sends an image with its first request (backends/v3/src/client/
+grpc_client.rs warmup, WARMUP_IMAGE_BASE64), split into requests of max_input_tokens each.
+Gemma 3's vision-language model in v3.2.x then builds a dense [batch, 1, S, S] attention mask
+(torch.where on a bool mask: float32) and runs every layer's prefill through
+F.scaled_dot_product_attention with that mask and enable_gqa, which takes PyTorch's math path:
+the scores q·kᵀ and their softmax, [batch, heads per rank, S, S] in the compute dtype
+(custom_modeling/flash_gemma3_modeling.py at v3.2.1: get_attention_mask and
+FlashGemma3Attention.forward). v3.3.0 prefills Gemma 3 through flashinfer (PR #3167).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from vramest.model.precisions import kv_format, weight_format
 from vramest.units import format_bytes
 
 if TYPE_CHECKING:
+    from vramest.inference.estimate import Estimate
     from vramest.inference.placement import FitPlan
 
 Version = tuple[int, ...]
@@ -44,6 +54,9 @@ FLASHINFER_FROM: Version = (3, 0, 0)  # launcher: attention defaults to flashinf
 PAGED_BLOCK = 16
 DEFAULT_PREFILL = 4096  # launcher/src/main.rs max_batch_prefill_tokens without a compute figure
 F32 = 4
+# model_type -> the releases whose VLM warm-up takes the dense-mask attention path
+DENSE_MASK_WARMUP: dict[str, tuple[Version, Version]] = {"gemma3": ((3, 2, 0), (3, 3, 0))}
+SCORE_COPIES = 2  # the math path holds q·kᵀ and its softmax at once
 
 
 @frozen
@@ -126,6 +139,17 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     activation = round(prefill * (c.activation_ffn_factor * ffn_width(shape) / tp
                                   + c.vllm_activation_hidden_factor * shape.hidden_size)
                        * compute_bytes + logits)
+    masked = _dense_mask_warmup(est, version, prefill, o.get("max_input_tokens"), tp,
+                                compute_bytes)
+    if masked:
+        body = round(prefill * (c.activation_ffn_factor * ffn_width(shape) / tp
+                                + c.vllm_activation_hidden_factor * shape.hidden_size)
+                     * compute_bytes)
+        activation = max(activation, body + masked)
+        where = "server/text_generation_server/models/custom_modeling/flash_gemma3_modeling.py"
+        rules.append(f"warm-up with an image: dense mask and masked attention scores "
+                     f"{format_bytes(masked)} ({SRC.format('3.2.1', where)} "
+                     "get_attention_mask, scaled_dot_product_attention with attn_mask)")
     block = PAGED_BLOCK if version < FLASHINFER_FROM else 1
     warm_blocks = -(-prefill // block)
     warm_kv = warm_blocks * block * per_token
@@ -152,13 +176,33 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
                       context_bytes=context, starts=starts, rules=tuple(rules))
 
 
+def _dense_mask_warmup(est: Estimate, version: Version, prefill: int, max_input: object,
+                       tp: int, compute_bytes: float) -> int:
+    """The bytes the warm-up's dense mask and one layer's masked-attention scores hold, for a
+    vision-language model whose TGI release runs that path (0 otherwise)."""
+    from vramest.model.resolve import catalog_name
+
+    match = catalog_name(est.model.name)
+    model_type = str((match.entry.config if match else {}).get("model_type") or "")
+    span = DENSE_MASK_WARMUP.get(model_type)
+    if span is None or not span[0] <= version < span[1]:
+        return 0
+    longest = min(max_input, prefill) if isinstance(max_input, int) else prefill
+    batch = -(-prefill // longest)  # the warm-up's requests, padded to the longest
+    heads = -(-est.model.shape.num_heads // tp)
+    square = batch * longest * longest
+    return round(square * F32 + SCORE_COPIES * square * heads * compute_bytes)
+
+
 ENGINE = registry.StartupEngine(
     name="tgi",
     parsers={"version": registry.version,
              "max_batch_prefill_tokens": lambda v, w: registry.whole(v, w, 1 << 22),
+             "max_input_tokens": registry.tokens,
              "cuda_memory_fraction": registry.share, "wiggle_room": registry.share,
              "kv_cache_dtype": registry.text},
     compute=compute,
     spellings={"tgi_wiggle_room": "wiggle_room", "max_batch_prefill": "max_batch_prefill_tokens",
+               "max_input_length": "max_input_tokens",
                "engine_version": "version"},
 )
