@@ -118,3 +118,15 @@ def test_default_share_of_048_to_053_is_by_the_gpus_memory() -> None:
     total_mib = 80 * 1024  # approximately what get_device_memory_capacity reads
     assert float(r["mem_fraction_static"]) == pytest.approx(  # type: ignore[arg-type]
         (total_mib - 10.5 * 1024) / total_mib, abs=0.005)
+
+
+def test_the_estimates_speculative_flags_reach_sglang() -> None:
+    # --speculative eagle3 --num-speculative-tokens 3 means SGLang's EAGLE3, 3 steps, topk 1
+    est = vramest.estimate(model="llama-3.1-8b", gpu="h100", engine="sglang",
+                           engine_options={"version": "0.4.9"},
+                           speculation=vramest.speculation("eagle3", 3, 0.7))
+    assert est.engine_report is not None
+    spec = est.engine_report.to_json()["speculative"]
+    assert isinstance(spec, dict)
+    assert (spec["algorithm"], spec["num_steps"], spec["eagle_topk"], spec["num_draft_tokens"]) \
+        == ("EAGLE3", 3, 1, 4)

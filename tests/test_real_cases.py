@@ -157,7 +157,13 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # PR #12801 (llama-cpp-python #1944), EXL2 weights (exllamav2 #677 expressible, agrees; #761,
 # QwQ-32B at 3 bits with a Q4 cache of 40960 tokens on a T4, agrees). Held-out OOM 35/43 ->
 # 39/46, fit worked 62/67 -> 73/78, held-out worked 68/71 -> 78/81.
-FLOORS = {"fit": (36, 47, 73, 78), "heldout": (39, 46, 78, 81)}
+# Issue #18, serving mechanisms from the engines' source (sglang_spec.py, sglang.py, tgi.py):
+# SGLang's aiter backend on AMD takes mem_fraction_static x 0.85 above 8192 tokens of context
+# (issue #7691, DeepSeek-R1 bf16 on 8 MI300X, now refused as logged), TGI v3.2's image warm-up
+# on Gemma 3 (issue #3130, now refused), SGLang's speculative draft (GLM-4.5-Air's EAGLE case
+# still says fits: its draft is one NextN layer) and one more SGLang EAGLE case (PR #2150,
+# worked, agrees). Held-out OOM 39/46 -> 40/46, fit OOM 36/47 -> 37/47, fit worked 73/78 -> 74/79.
+FLOORS = {"fit": (37, 47, 74, 79), "heldout": (40, 46, 78, 81)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

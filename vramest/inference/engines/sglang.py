@@ -180,7 +180,8 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
     given = o.get("version")
     version = given if isinstance(given, tuple) else None
     legacy = version is not None and version < LEGACY_UNTIL
-    spec = sglang_spec.spec_options(o, _config(est))
+    spec = sglang_spec.spec_options(sglang_spec.with_flags(o, est.extras.get("speculative")),
+                                    _config(est))
     chunk, graph_bs = _defaults(gpu_mib, tp, legacy, version)
     chunk = int(o.get("chunked_prefill_size", chunk))  # type: ignore[call-overload]
     graph_bs = int(o.get("cuda_graph_max_bs", graph_bs))  # type: ignore[call-overload]

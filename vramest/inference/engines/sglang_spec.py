@@ -141,6 +141,22 @@ def spec_options(options: Mapping[str, object], config: Mapping[str, object]) ->
     return SpecOptions(name, steps, topk, tokens, draft, mtp)
 
 
+def with_flags(options: Mapping[str, object], flags: object) -> Mapping[str, object]:
+    """The engine options, with `--speculative METHOD --num-speculative-tokens K` (the
+    estimate's own flags, vLLM's names) as SGLang spells them when no engine option says
+    otherwise: a chain of K draft steps (topk 1)."""
+    if "speculative_algorithm" in options or not isinstance(flags, Mapping):
+        return options
+    method = str(flags.get("method"))
+    algorithm = {"eagle": "EAGLE", "eagle3": "EAGLE3", "mtp": "NEXTN"}.get(method, "STANDALONE")
+    out = {**options, "speculative_algorithm": algorithm,
+           "speculative_num_steps": int(flags.get("num_speculative_tokens") or 1),
+           "speculative_eagle_topk": 1}
+    if algorithm == "STANDALONE" and flags.get("draft_model"):
+        out["speculative_draft_model_path"] = str(flags["draft_model"])
+    return out
+
+
 def nextn_layers(config: Mapping[str, object]) -> int:
     """The MTP layers a checkpoint ships (DeepSeek / GLM: num_nextn_predict_layers; Qwen3.5:
     mtp_num_hidden_layers, in text_config for the multimodal configs), 0 when none."""
