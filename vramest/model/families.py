@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
 FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",
-            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa", "glm4_moe_lite")
+            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa", "glm4_moe_lite", "phi3small")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -48,7 +48,29 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
     # and MoE tensors under their config keys, which the standard parse reads as they are
     if family == "gpt_oss":
         return _gpt_oss(shape)
+    if family == "phi3small":
+        return _phi3_small(shape, config)
     return shape
+
+
+def _phi3_small(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """Phi-3-small (Phi3SmallForCausalLM; vLLM vllm/model_executor/models/phi3_small.py at
+    00db0119): one fused query_key_value and a dense output, both with bias; an up_proj of
+    2 x intermediate (GeGELU's gate and linear halves, interleaved) and a down_proj, both with
+    bias; LayerNorms with bias; the embeddings tied to the head (PretrainedConfig's default,
+    which the config leaves). The MLP width is the config's ff_intermediate_size, rounded up to
+    a multiple of 256 when gegelu_pad_to_256 (configuration_phi3_small.py's next_mult).
+    Every other layer attends block-sparsely (dense_attention_every_n_layers), but vLLM and
+    the remote code keep every layer's keys and values, so each layer counts as full."""
+    width = config.get("ff_intermediate_size")
+    inter = width if isinstance(width, int) and width > 0 else s.intermediate_size
+    if config.get("gegelu_pad_to_256") is True:
+        inter = -(-inter // 256) * 256
+    return replace(s, intermediate_size=inter, fused_qkv=True, attention_bias=True,
+                   attention_out_bias=True, mlp_bias=True, layer_norm_bias=True,
+                   tie_embeddings=bool(config.get("tie_word_embeddings", True)),
+                   notes=(*s.notes, "block-sparse layers keep the full KV cache, as vLLM "
+                          "allocates it"))
 
 
 def _gpt_oss(s: ModelShape) -> ModelShape:
