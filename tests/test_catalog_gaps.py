@@ -1,5 +1,6 @@
 """Models users name in OOM and "will it fit" threads that the catalog lacked (issue 18, item 7):
-Ministral 8B, Phi-3-small, Falcon3, Yi-1.5, Granite 3.1, Aya Expanse 8B, SmolLM2, Codestral.
+Ministral 8B, Phi-3-small and -mini 128k, Falcon3, Yi-1.5, Granite 3.1, Aya Expanse 8B, Command
+R7B, SmolLM2, Codestral, StarCoder2, OLMo 2 32B, Qwen2-VL, Qwen2.5-VL 3B.
 Each config gives the published total (where one is published) and the count transformers builds
 on the meta device; Phi-3-small, whose remote code transformers cannot build, is checked against
 its published total through its own family rule."""
@@ -20,8 +21,14 @@ ADDED = ["mistralai/Ministral-8B-Instruct-2410", "microsoft/Phi-3-small-8k-instr
          "01-ai/Yi-1.5-6B-Chat", "ibm-granite/granite-3.1-8b-instruct",
          "ibm-granite/granite-3.1-2b-instruct", "CohereForAI/aya-expanse-8b",
          "HuggingFaceTB/SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct",
-         "mistralai/Codestral-22B-v0.1"]
-REMOTE_CODE = {"microsoft/Phi-3-small-8k-instruct"}  # no transformers class to build
+         "mistralai/Codestral-22B-v0.1", "bigcode/starcoder2-15b", "bigcode/starcoder2-7b",
+         "bigcode/starcoder2-3b", "microsoft/Phi-3-small-128k-instruct",
+         "microsoft/Phi-3-mini-128k-instruct", "CohereForAI/c4ai-command-r7b-12-2024",
+         "allenai/OLMo-2-0325-32B-Instruct", "tiiuae/Falcon3-1B-Instruct"]
+REMOTE_CODE = {"microsoft/Phi-3-small-8k-instruct", "microsoft/Phi-3-small-128k-instruct"}
+# Vision-language entries: their tower is the published total minus the text model, so their
+# check is the text model's meta-device count
+VISION = ["Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"]
 
 # name as typed -> (catalog entry, the precision the name says; None: the entry's own)
 NAMES = [
@@ -36,6 +43,13 @@ NAMES = [
     ("CohereLabs/aya-expanse-8b", "CohereForAI/aya-expanse-8b", None),
     ("HuggingFaceTB/SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", None),
     ("mistralai/Codestral-22B-v0.1", "mistralai/Codestral-22B-v0.1", None),
+    ("microsoft/Phi-3-small-128k-instruct", "microsoft/Phi-3-small-128k-instruct", None),
+    ("microsoft/Phi-3-mini-128k-instruct", "microsoft/Phi-3-mini-128k-instruct", None),
+    ("Qwen/Qwen2-VL-7B-Instruct-AWQ", "Qwen/Qwen2-VL-7B-Instruct", "awq-int4"),
+    ("unsloth/Qwen2-VL-7B-Instruct-bnb-4bit", "Qwen/Qwen2-VL-7B-Instruct", "bnb-nf4-dq"),
+    ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct", None),
+    ("CohereLabs/c4ai-command-r7b-12-2024", "CohereForAI/c4ai-command-r7b-12-2024", None),
+    ("bigcode/starcoder2-15b", "bigcode/starcoder2-15b", None),
 ]
 # Ollama library tags (Q4_K_M unless the tag names a format)
 OLLAMA = [
@@ -48,10 +62,17 @@ OLLAMA = [
     ("smollm2:135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "q4_k_m"),
     ("codestral:22b", "mistralai/Codestral-22B-v0.1", "q4_k_m"),
     ("codestral:22b-v0.1-q8_0", "mistralai/Codestral-22B-v0.1", "q8_0"),
+    ("starcoder2:3b", "bigcode/starcoder2-3b", "q4_k_m"),
+    ("starcoder2:15b", "bigcode/starcoder2-15b", "q4_k_m"),
+    ("qwen2.5vl:3b", "Qwen/Qwen2.5-VL-3B-Instruct", "q4_k_m"),
+    ("command-r7b:7b", "CohereForAI/c4ai-command-r7b-12-2024", "q4_k_m"),
+    ("falcon3:1b", "tiiuae/Falcon3-1B-Instruct", "q4_k_m"),
+    ("llama3.2-vision:11b", "meta-llama/Llama-3.2-11B-Vision", "q4_k_m"),
+    ("phi3:mini-128k", "microsoft/Phi-3-mini-128k-instruct", "q4_k_m"),
 ]
 
 
-@pytest.mark.parametrize("model", ADDED)
+@pytest.mark.parametrize("model", ADDED + VISION)
 def test_each_entry_is_sourced_and_gives_its_published_count(model: str) -> None:
     entry = CATALOG.find(model)
     assert entry.source.startswith("https://") and entry.notes
@@ -63,6 +84,37 @@ def test_each_entry_is_sourced_and_gives_its_published_count(model: str) -> None
 def test_the_count_is_what_transformers_builds_on_the_meta_device(model: str) -> None:
     entry = CATALOG.find(model)
     assert entry.shape().param_count() == meta_count(entry.config)
+
+
+@pytest.mark.parametrize("model", VISION)
+def test_a_vision_entry_adds_its_tower_to_the_text_model_transformers_builds(model: str) -> None:
+    shape = CATALOG.find(model).shape()
+    text = dict(CATALOG.find(model).config["text_config"], architectures=["Qwen2ForCausalLM"])
+    assert shape.param_count() - shape.extra_params == meta_count(text)
+    assert 0 < shape.extra_params < 0.25 * shape.param_count()  # a tower, not a second model
+
+
+def test_starcoder2_without_the_key_ties_its_head_as_its_checkpoints_do() -> None:
+    """StarCoder2 3B and 7B configs leave tie_word_embeddings out; Starcoder2Config's default
+    (True) gives their published totals, 3,030,371,328 and 7,173,923,840. The 15B sets false."""
+    for model, tied in (("bigcode/starcoder2-3b", True), ("bigcode/starcoder2-7b", True),
+                        ("bigcode/starcoder2-15b", False)):
+        entry = CATALOG.find(model)
+        assert entry.shape().tie_embeddings is tied
+        if entry.published_params:
+            assert entry.shape().param_count() == entry.published_params
+
+
+def test_cohere2_pattern_alone_gives_transformers_layer_types() -> None:
+    """Command R7B's config gives sliding_window_pattern 4 and no layer_types: transformers'
+    Cohere2Config makes every fourth layer global, so 8 of 32 layers hold the whole context."""
+    transformers = pytest.importorskip("transformers")
+    entry = CATALOG.find("CohereForAI/c4ai-command-r7b-12-2024")
+    values = {k: v for k, v in entry.config.items() if k not in ("model_type", "architectures")}
+    expected = ["sliding" if "sliding" in t else "full"
+                for t in transformers.Cohere2Config(**values).layer_types]
+    assert list(entry.shape().kinds()) == expected
+    assert entry.shape().layer_kind_counts == {"sliding": 24, "full": 8}
 
 
 def test_phi3_small_rule_gives_the_published_total_and_a_full_kv_cache() -> None:
@@ -82,11 +134,15 @@ def test_phi3_small_rule_gives_the_published_total_and_a_full_kv_cache() -> None
     assert est.memory.kv_cache.bytes == 2 * 32 * 8 * 128 * 8192 * 2
 
 
-def test_phi3_small_128k_is_not_guessed_from_the_8k_entry() -> None:
-    """The 128k release's config (LongRoPE factors, vocabulary) was not found whole: it is no
-    release of the 8k entry, so the name suggests rather than silently matches."""
-    match = catalog_match("microsoft/Phi-3-small-128k-instruct")
-    assert match is None or match.entry.shape().max_context == 131072
+def test_the_128k_releases_keep_their_own_context() -> None:
+    """Phi-3-small and -mini 128k hold the 8k / 4k releases' tensors but 131072 positions: the
+    weights must match and the context must not."""
+    for long, short in (("microsoft/Phi-3-small-128k-instruct", "microsoft/Phi-3-small-8k-instruct"),
+                        ("microsoft/Phi-3-mini-128k-instruct", "microsoft/Phi-3-mini-4k-instruct")):
+        match = catalog_match(long)
+        assert match is not None and match.entry.shape().max_context == 131072
+        assert CATALOG.find(short).shape().max_context < 131072
+        assert match.entry.shape().param_count() == CATALOG.find(short).shape().param_count()
 
 
 @pytest.mark.parametrize(("name", "entry", "precision"), NAMES, ids=[n for n, _, _ in NAMES])

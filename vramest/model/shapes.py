@@ -596,8 +596,10 @@ def _parse(c: _Config, family: str, name: str) -> ModelShape:
     inter = c.int("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim", "ffn_inner_dim",
                   default=inter_default)
     vocab = c.int("padded_vocab_size", "vocab_size", "n_vocab")
+    # Starcoder2Config leaves tie_word_embeddings to PretrainedConfig's True: the 3B and 7B
+    # configs omit the key and their checkpoints hold one table (3,030,371,328 and 7,173,923,840)
     tie_default = family in ("gpt2", "gpt_bigcode", "bloom", "opt", "gemma", "gemma2",
-                             "gemma3_text", "gemma3", "falcon")
+                             "gemma3_text", "gemma3", "falcon", "starcoder2")
     tie = c.bool("tie_word_embeddings", tie_default)
     if family in ("chatglm", "glm"):
         tie = False
@@ -672,8 +674,10 @@ def _attention_layout(s: ModelShape, c: _Config, family: str) -> ModelShape:
         kinds = [_layer_kind(str(t)) for t in layer_types]
     elif window and family in ("gemma2",):
         kinds = [LAYER_SLIDING if i % 2 == 0 else LAYER_FULL for i in range(n)]
-    elif window and family in ("gemma3", "gemma3_text"):
-        pattern = c.int("sliding_window_pattern", default=6)
+    elif window and family in ("gemma3", "gemma3_text", "cohere2"):
+        # every pattern-th layer global (transformers Gemma3TextConfig and Cohere2Config build
+        # layer_types so when a config gives only the pattern; Cohere2's defaults to 4)
+        pattern = c.int("sliding_window_pattern", default=4 if family == "cohere2" else 6)
         kinds = [LAYER_FULL if (i + 1) % pattern == 0 else LAYER_SLIDING for i in range(n)]
     elif window and family in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
         if c.bool("use_sliding_window", False):
