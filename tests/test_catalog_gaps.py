@@ -1,6 +1,6 @@
 """Models users name in OOM and "will it fit" threads that the catalog lacked (issue 18, item 7):
 Ministral 8B, Phi-3-small and -mini 128k, Falcon3, Yi-1.5, Granite 3.1, Aya Expanse 8B, Command
-R7B, SmolLM2, Codestral, StarCoder2, OLMo 2 32B, Qwen2-VL, Qwen2.5-VL 3B.
+R7B, SmolLM2, Codestral, StarCoder2, OLMo 2 32B, Qwen3-1.7B, Qwen2-VL, Qwen2.5-VL 3B.
 Each config gives the published total (where one is published) and the count transformers builds
 on the meta device; Phi-3-small, whose remote code transformers cannot build, is checked against
 its published total through its own family rule."""
@@ -24,7 +24,7 @@ ADDED = ["mistralai/Ministral-8B-Instruct-2410", "microsoft/Phi-3-small-8k-instr
          "mistralai/Codestral-22B-v0.1", "bigcode/starcoder2-15b", "bigcode/starcoder2-7b",
          "bigcode/starcoder2-3b", "microsoft/Phi-3-small-128k-instruct",
          "microsoft/Phi-3-mini-128k-instruct", "CohereForAI/c4ai-command-r7b-12-2024",
-         "allenai/OLMo-2-0325-32B-Instruct", "tiiuae/Falcon3-1B-Instruct"]
+         "allenai/OLMo-2-0325-32B-Instruct", "tiiuae/Falcon3-1B-Instruct", "Qwen/Qwen3-1.7B"]
 REMOTE_CODE = {"microsoft/Phi-3-small-8k-instruct", "microsoft/Phi-3-small-128k-instruct"}
 # Vision-language entries: their tower is the published total minus the text model, so their
 # check is the text model's meta-device count
@@ -69,6 +69,7 @@ OLLAMA = [
     ("falcon3:1b", "tiiuae/Falcon3-1B-Instruct", "q4_k_m"),
     ("llama3.2-vision:11b", "meta-llama/Llama-3.2-11B-Vision", "q4_k_m"),
     ("phi3:mini-128k", "microsoft/Phi-3-mini-128k-instruct", "q4_k_m"),
+    ("qwen3:1.7b", "Qwen/Qwen3-1.7B", "q4_k_m"),
 ]
 
 
