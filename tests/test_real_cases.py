@@ -163,7 +163,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # on Gemma 3 (issue #3130, now refused), SGLang's speculative draft (GLM-4.5-Air's EAGLE case
 # still says fits: its draft is one NextN layer) and one more SGLang EAGLE case (PR #2150,
 # worked, agrees). Held-out OOM 39/46 -> 40/46, fit OOM 36/47 -> 37/47, fit worked 73/78 -> 74/79.
-FLOORS = {"fit": (37, 47, 74, 79), "heldout": (40, 46, 78, 81)}
+# Models users name that the catalog lacked (catalog-gaps): Phi-3-small-128k on TGI (#2040, fit,
+# worked, agrees) and Ministral-8B on llama.cpp (llmfit PR #773, held-out, worked, agrees; decode
+# 68.2 vs 70.5 tok/s reported) are now replayed. Fit worked 74/79 -> 75/80, held-out 78/81 -> 79/82.
+FLOORS = {"fit": (37, 47, 75, 80), "heldout": (40, 46, 79, 82)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
