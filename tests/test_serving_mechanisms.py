@@ -1,6 +1,7 @@
 """The engine rules behind the serving model's held-out errors: SGLang's prefill-first clumps,
-the deployment AIConfigurator's generator gave its later SGLang campaigns, TensorRT-LLM's FP8 KV
-cache in AIConfigurator's FP8 runs, and the eager cost of steps outside the decode CUDA graphs."""
+the deployment AIConfigurator's generator gave its later SGLang campaigns and its TensorRT-LLM
+campaigns, TensorRT-LLM's FP8 KV cache in AIConfigurator's FP8 runs, the eager cost of steps
+outside the decode CUDA graphs, and attention kernels timed on their own roofline."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 from vramest.frozen import replace
 from vramest.serving import serving
 from vramest.serving.engines import SERVING_ENGINES
-from vramest.serving.reference import Row, deployed, predict, rows_for, silicon_rows
+from vramest.serving.reference import (
+    Row,
+    deployed,
+    max_throughput_rows,
+    predict,
+    rows_for,
+    silicon_rows,
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -67,3 +75,13 @@ def test_eager_cost_only_where_cuda_graphs_miss_prompt_steps() -> None:
     assert SERVING_ENGINES["vllm"].eager_layer_s == 0.0
     assert SERVING_ENGINES["sglang"].eager_layer_s > 0.0
     assert SERVING_ENGINES["trtllm"].eager_layer_s > 0.0
+
+
+def test_trtllm_017_table_rows() -> None:
+    """The 0.17 throughput table: FP8 engines with an FP8 KV cache, one campaign per model and
+    GPU, each with its page at a commit."""
+    rows = [r for r in max_throughput_rows() if r.engine_version.startswith("0.17")]
+    assert len(rows) == 115
+    assert all(r.kv_dtype == "fp8" and "258c7540c03517def55d9a5aadfa9288af474e1b" in r.source
+               for r in rows)
+    assert len({r.group for r in rows}) == 7

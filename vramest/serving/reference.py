@@ -47,13 +47,16 @@ class Row:
     ep: int = 1  # expert parallel groups (AIConfigurator's moe_ep_size)
     engine_version: str = ""
     length_dist: str = "fixed"  # how the run's input and output lengths spread (lengths.py)
+    kv: str = ""  # the KV precision where the source states it (a `kv_dtype` column)
 
     @property
     def kv_dtype(self) -> str | None:
-        """NVIDIA's FP8 checkpoints (ModelOpt, nvidia/*-FP8) carry kv_cache_quant_algo FP8 and
-        engines run them with an FP8 KV cache; so did the TensorRT-LLM campaigns in
-        FP8_KV_CAMPAIGNS, as their own capacity shows. Otherwise the KV cache keeps the compute
-        precision (the engines' default)."""
+        """The KV precision the source states; else NVIDIA's FP8 checkpoints (ModelOpt,
+        nvidia/*-FP8) carry kv_cache_quant_algo FP8 and engines run them with an FP8 KV cache;
+        so did the TensorRT-LLM campaigns in FP8_KV_CAMPAIGNS, as their own capacity shows.
+        Otherwise the KV cache keeps the compute precision (the engines' default)."""
+        if self.kv:
+            return self.kv
         if self.dtype != "fp8":
             return None
         if self.checkpoint.startswith("nvidia/"):
@@ -180,7 +183,8 @@ def max_throughput_rows() -> tuple[Row, ...]:
         gpu=r["gpu"], dtype=r["dtype"],
         input_len=int(r["input_len"]), output_len=int(r["output_len"]),
         tp=int(r["tensor_parallel"]), concurrency=None, ttft_s=None, tpot_s=None,
-        tokens_per_s=float(r["output_tokens_per_s"]), source=r["source"])
+        tokens_per_s=float(r["output_tokens_per_s"]), source=r["source"],
+        engine_version=r.get("engine_version") or "", kv=r.get("kv_dtype") or "")
         for r in _read("serving_max_throughput.csv"))
 
 
@@ -268,11 +272,14 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
     lines = ["median |error|           rows   TPOT    TTFT    max tok/s"]
     every: list[Prediction] = []
     for engine in ("vllm", "sglang", "trtllm"):
-        preds = [predict(r) for r in rows_for(engine)]
+        rows = rows_for(engine)
+        preds = [p for p in (_predict_or_none(r) for r in rows) if p is not None]
         every += preds
         e = errors(preds)
+        refused = f"   ({len(rows) - len(preds)} refused: do not fit)" if len(preds) < len(rows) \
+            else ""
         lines.append(f"  {engine:<22} {len(preds):5} {_pct(e['tpot'])} {_pct(e['ttft'])} "
-                     f"{_pct(e['max_throughput'])}")
+                     f"{_pct(e['max_throughput'])}{refused}")
     e = errors(every)
     lines.append(f"  {'all (fitted on all)':<22} {len(every):5} {_pct(e['tpot'])} "
                  f"{_pct(e['ttft'])} {_pct(e['max_throughput'])}")
