@@ -20,6 +20,7 @@ from vramest.serving.step import (
     Deployment,
     Step,
     _precision,
+    attention_seconds,
     eager_seconds,
     step_seconds,
     step_work,
@@ -35,7 +36,7 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
         work = replace(work, bytes_moved=work.bytes_moved + cost.bytes_read / d.pp,
                        dense_flops=work.dense_flops + cost.flops / d.pp)
     spec = extras.speculation
-    draft_s, emitted = 0.0, 1.0
+    draft_s, emitted, queries = 0.0, 1.0, 1.0
     if spec is not None:
         prop = proposer(d.shape, d.fmt.name, spec)
         # the proposer runs inside the engine's step: its GPU time only, no scheduler cost
@@ -56,7 +57,8 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
             decodes=s.decodes, decode_context=s.decode_context, prefill_tokens=0,
             prefill_context=0))
         emitted = spec.tokens_per_step if not s.prefill_tokens else 1.0
+        queries = 1.0 + spec.k
     phase = time_phase(work, d.device, _precision(d.fmt, d.device), d.constants, d.engine)
-    seconds = phase.seconds + eager_seconds(d, s) + d.seq_overhead_s * (
-        s.decodes + s.prefill_seqs) + draft_s
+    seconds = phase.seconds + attention_seconds(base, s, queries) + eager_seconds(d, s) + \
+        d.seq_overhead_s * (s.decodes + s.prefill_seqs) + draft_s
     return seconds / emitted

@@ -4,9 +4,11 @@ A continuous-batching engine runs one forward per step over every token schedule
 work of that forward is assembled here from the roofline parts in `vramest.inference`: the
 weights are read once per step (only the experts the step's tokens touch, for a mixture of
 experts), each decoding sequence reads its own KV cache, each token costs the matmul FLOPs and
-its attention over its context; the step is then timed by `time_phase`, which adds the
-engine's per-step costs and the tensor-parallel all-reduces. The step time is thus a closed
-form of the batch composition, so a scheduler can evaluate many steps cheaply.
+its attention over its context. The matmuls are timed by `time_phase`, which adds the
+engine's per-step costs and the tensor-parallel all-reduces; the attention kernels run between
+them, one after another, so their own roofline (the KV read against the attention FLOPs) adds
+to the step rather than hiding under the matmuls' (`attention_seconds`). The step time is thus
+a closed form of the batch composition, so a scheduler can evaluate many steps cheaply.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from vramest.inference.throughput import (
     _attention_flops_per_token,
     _params,
     compute_precision,
+    engine_efficiencies,
+    engine_peak,
     time_phase,
 )
 from vramest.model.precisions import KVFormat, WeightFormat
@@ -105,6 +109,8 @@ def _static(shape: ModelShape, fmt: WeightFormat) -> tuple[float, float, float, 
 
 
 def step_work(d: Deployment, s: Step) -> PhaseWork:
+    """The matmuls of a step: weights (and the experts touched) read once, every token's GEMM
+    FLOPs, the all-reduces. Attention is `attention_seconds`."""
     shape = d.shape
     dense, expert, head, dense_bytes, expert_bytes = _static(shape, d.fmt)
     gpus = d.num_gpus
@@ -121,22 +127,38 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     else:
         expert_read, expert_rows = 0.0, 0.0
     logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
-    attention = s.decodes * _attention(shape, round(s.decode_context)) + \
+    width = shape.hidden_size / d.tp
+    narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
+    return PhaseWork(
+        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow,
+        expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
+        dense_rows=max(1.0, tokens), expert_rows=expert_rows,
+        bytes_moved=(dense_bytes + expert_read) / gpus,
+        forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
+        layers=shape.num_layers, tp=d.tp, pp=d.pp, is_prefill=s.prefill_tokens > 0)
+
+
+def attention_seconds(d: Deployment, s: Step, decode_queries: float = 1.0) -> float:
+    """The attention kernels of a step: each decoding sequence streams its KV cache (and a
+    prompt chunk its cached prefix) and every query position attends over its context. They
+    run between the matmuls, so they are timed on their own roofline, in 16-bit arithmetic
+    (FlashAttention/FlashInfer and TensorRT-LLM's FMHA compute QK^T and PV in fp16/bf16, an
+    FP8 KV cache being dequantized on load). `decode_queries`: positions each decoding
+    sequence verifies (speculative decoding), reading its KV once."""
+    shape = d.shape
+    flops = s.decodes * decode_queries * _attention(shape, round(s.decode_context)) + \
         s.prefill_tokens * _attention(shape, round(s.prefill_context))
     kv_read = s.decodes * _kv_bytes(shape, d.kv.bytes_per_element, round(s.decode_context))
     if s.prefill_tokens:  # a chunk reads the cached prefix of its sequence once
         kv_read += s.prefill_seqs * _kv_bytes(shape, d.kv.bytes_per_element,
                                               round(s.prefill_context))
-    width = shape.hidden_size / d.tp
-    narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
-    return PhaseWork(
-        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head + attention) / gpus
-        * narrow,
-        expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
-        dense_rows=max(1.0, tokens), expert_rows=expert_rows,
-        bytes_moved=(dense_bytes + expert_read + kv_read) / gpus,
-        forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
-        layers=shape.num_layers, tp=d.tp, pp=d.pp, is_prefill=s.prefill_tokens > 0)
+    mem_eff, comp_eff = engine_efficiencies(d.device, d.constants, d.engine)
+    peak = engine_peak(d.device, _attention_precision(d.fmt, d.device), d.engine)
+    gpus = d.num_gpus
+    compute = flops / gpus / (peak * comp_eff) if peak else 0.0
+    bandwidth = (d.device.bandwidth_bytes_s or 0.0) * mem_eff
+    memory = kv_read / gpus / bandwidth if bandwidth else 0.0
+    return max(compute, memory) * d.pp  # pipeline stages run in turn
 
 
 def step_seconds(d: Deployment, s: Step) -> float:
@@ -147,7 +169,8 @@ def step_seconds(d: Deployment, s: Step) -> float:
         return extras_step_seconds(d, s, d.extras)
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
-    return phase.seconds + eager_seconds(d, s) + d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+    return phase.seconds + attention_seconds(d, s) + eager_seconds(d, s) + \
+        d.seq_overhead_s * (s.decodes + s.prefill_seqs)
 
 
 def eager_seconds(d: Deployment, s: Step) -> float:
@@ -170,6 +193,13 @@ def _ep_imbalance(routed: float, ep: int) -> float:
 @lru_cache(maxsize=256)
 def _precision(fmt: WeightFormat, device: Device) -> str:
     return compute_precision(fmt, device)
+
+
+@lru_cache(maxsize=256)
+def _attention_precision(fmt: WeightFormat, device: Device) -> str:
+    """Attention runs in 16 bit where the matmuls run in FP8 or FP4."""
+    precision = compute_precision(fmt, device)
+    return "fp16" if precision in ("fp8", "fp4") else precision
 
 
 def kv_bytes_per_sequence(d: Deployment, tokens: int) -> float:
