@@ -77,6 +77,21 @@ def test_eager_cost_only_where_cuda_graphs_miss_prompt_steps() -> None:
     assert SERVING_ENGINES["trtllm"].eager_layer_s > 0.0
 
 
+def test_aiconfigurator_trtllm_campaigns_schedule_whole_prompts() -> None:
+    """AIConfigurator's TensorRT-LLM worker: max_batch_size the batch, max_num_tokens batch +
+    ISL + 1500, no chunked prefill, so a step takes the whole prompts that fit in ISL + 1500
+    tokens; rows of other sources keep TensorRT-LLM's defaults."""
+    eng = SERVING_ENGINES["trtllm"]
+    rows = [r for r in rows_for("trtllm") if r.concurrency is not None]
+    for isl, whole in ((1024, 2), (2048, 1), (4096, 1), (8192, 1)):
+        row = next(r for r in rows if r.input_len == isl)
+        d = deployed(row, eng)
+        assert d.max_num_batched_tokens == whole * isl
+        assert d.max_num_seqs == row.concurrency
+    offline = next(r for r in rows_for("trtllm") if r.concurrency is None)
+    assert deployed(offline, eng) == eng
+
+
 def _offline(row_id: str) -> float:
     row = next(r for r in max_throughput_rows() if r.id == row_id)
     p = predict(row)

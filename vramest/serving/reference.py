@@ -109,12 +109,31 @@ def _version(text: str) -> tuple[int, ...]:
 GENERATOR_SGLANG_FROM = (0, 5, 6)
 
 
+# AIConfigurator's TensorRT-LLM aggregated worker, from its first release on
+# (ai-dynamo/aiconfigurator@efcae124c, 2025-08-11: src/aiconfigurator/cli/backends/trtllm.py
+# "max_num_tokens = bs + isl + 1500", templates/trtllm/dynamo/extra_engine_args.1.0.0rc3.yaml.j2
+# "max_batch_size: {{ bs }}", "enable_chunked_prefill: ... default(false)"; the rule plugin
+# (generator/rule_plugin/trtllm.rule) kept + 1500 until 2026-03-17). Its TensorRT-LLM campaigns
+# ran so: 1.0.0rc3 and 1.2.0rc6.post1 from its own gap analysis, and the 2026-04-06 dump's rows,
+# measured 2025-10-29. Its template's free_gpu_memory_fraction default (0.80) is not taken: the
+# 2026-04-06 campaign ran 128 requests of 9216 tokens on two H200s without queueing (TTFT
+# 0.66 s), which needs about 0.95 of the free memory for the KV cache.
+AIC_TRTLLM_PROMPT_ROOM = 1500  # tokens of max_num_tokens past the batch and one prompt
+
+
 def deployed(row: Row, eng: ServingEngine) -> ServingEngine:
     """The engine as it was deployed for a measurement: SGLang campaigns of AIConfigurator run
-    under its generator's flags from GENERATOR_SGLANG_FROM on; every other row under the
-    engine's defaults."""
-    if (eng.name != "sglang" or row.concurrency is None or not _is_aiconfigurator(row)
-            or _version(row.engine_version) < GENERATOR_SGLANG_FROM):
+    under its generator's flags from GENERATOR_SGLANG_FROM on, its TensorRT-LLM campaigns under
+    its TensorRT-LLM settings; every other row under the engine's defaults."""
+    if row.concurrency is None or not _is_aiconfigurator(row):
+        return eng
+    if eng.name == "trtllm":
+        # without chunking a step takes whole prompts; the decodes use up to the batch of
+        # max_num_tokens, so ISL + 1500 tokens are left for them
+        whole = max(1, (row.input_len + AIC_TRTLLM_PROMPT_ROOM) // row.input_len)
+        return with_options(eng, max_num_batched_tokens=whole * row.input_len,
+                            max_num_seqs=row.concurrency)
+    if eng.name != "sglang" or _version(row.engine_version) < GENERATOR_SGLANG_FROM:
         return eng
     # the prompt tokens of a mixed step: up to max-prefill-tokens, within the chunk size
     budget = min(eng.max_num_batched_tokens, row.input_len + 1500)
