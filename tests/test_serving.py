@@ -220,11 +220,12 @@ def test_reference_rows_keep_their_sources() -> None:
 
 
 # Median |error| on the measured rows, just above what the fitted model achieves (see
-# vramest/serving/serving_fit.txt for the held-out figures).
+# vramest/serving/serving_fit.txt for the held-out figures). TensorRT-LLM's offline rows include
+# the 0.17 engine-backend table (TP up to 8, 20k-token prompts) since 2026-12.
 @pytest.mark.parametrize(("engine", "metric", "limit"), [
-    ("vllm", "tpot", 0.06), ("vllm", "ttft", 0.13),
-    ("sglang", "tpot", 0.05), ("sglang", "ttft", 0.14),
-    ("trtllm", "tpot", 0.09), ("trtllm", "ttft", 0.31), ("trtllm", "max_throughput", 0.05),
+    ("vllm", "tpot", 0.06), ("vllm", "ttft", 0.12),
+    ("sglang", "tpot", 0.04), ("sglang", "ttft", 0.13),
+    ("trtllm", "tpot", 0.08), ("trtllm", "ttft", 0.26), ("trtllm", "max_throughput", 0.06),
 ])
 def test_accuracy_on_measured_rows(engine: str, metric: str, limit: float) -> None:
     from vramest.errors import InputError
