@@ -118,3 +118,23 @@ def test_trtllm_017_table_rows() -> None:
     assert all(r.kv_dtype == "fp8" and "258c7540c03517def55d9a5aadfa9288af474e1b" in r.source
                for r in rows)
     assert len({r.group for r in rows}) == 7
+
+
+def test_trtllm_bench_sizes_the_engine_for_its_dataset() -> None:
+    """trtllm-bench's tuning (tensorrt_llm/bench/build/tuning.py): max_batch_size the requests
+    the KV cache holds at ISL + OSL, capped at 4096; max_num_tokens that batch times 1 + ISL /
+    OSL, at least 2048. A small token budget leaves Llama-3.1-70B FP8 room for a KV cache on one
+    H100, where TensorRT-LLM 0.17 measured 3,378 tokens/s at 128 in / 128 out."""
+    from vramest.serving.reference import trtllm_bench_settings
+
+    row = next(r for r in max_throughput_rows()
+               if r.id == "trtllm017-perf-Llama-3.1-70B-h100-tp1-128-128")
+    eng = SERVING_ENGINES["trtllm"]
+    gib = 2**30
+    roomy = trtllm_bench_settings(row, eng, 8 * gib, 256 * 2**10, 141 * gib)
+    assert (roomy.max_num_seqs, roomy.max_num_batched_tokens) == (4096, 8192)
+    tight = trtllm_bench_settings(row, eng, 70 * gib, 2 * 256 * 160 * 2**10, 80 * gib)
+    assert tight.max_num_batched_tokens == 2048 and 64 <= tight.max_num_seqs <= 256
+    p = predict(row)  # not refused
+    assert p.tokens_per_s is not None and row.tokens_per_s is not None
+    assert 0.3 < p.tokens_per_s / row.tokens_per_s < 1.5

@@ -59,10 +59,10 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
     "vllm": (0.00278, 1.083, 1.453, 0.6616, 0.010372, 1.34e-05, 7.9839e-07, 554.5, 0.0),
-    "sglang": (0.002054, 1.173, 1.277, 2.1686, 0.00081899, 1.239e-05, 2.9589e-05, 6.2251,
+    "sglang": (0.002054, 1.173, 1.277, 2.1686, 0.00066658, 1.239e-05, 2.9589e-05, 6.2251,
                0.00021499),
-    "trtllm": (7.8072e-05, 0.9375, 1.188, 1.7452, 0.050311, 2.5256e-05, 1.4892e-06, 187.27,
-               1.0704e-05),
+    "trtllm": (7.6738e-05, 0.95238, 1.188, 1.7043, 0.050311, 2.5657e-05, 2.0681e-06, 190.24,
+               9.7308e-06),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
     "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0),
@@ -73,7 +73,7 @@ FITTED: dict[str, tuple[float, ...]] = {
 # DeepSeek-V3/R1, gpt-oss-120b on H100/H200; median |TPOT error| / |TTFT error| at the value
 # kept, with the clump model of 2026-12: vLLM 14% / 14%, SGLang 33% / 50%, TensorRT-LLM 19% / 42%;
 # after SGLang's whole clumps, the eager cost and the refit: 13% / 14%, 31% / 37%, 20% / 42%;
-# after attention on its own roofline and the refit: 13% / 15%, 30% / 38%, 21% / 42%; the
+# after attention on its own roofline and the refit: 13% / 15%, 30% / 38%, 21% / 41%; the
 # scan was not redone). Expert parallelism and
 # attention data parallelism are not modelled, so rows using them are not in that file.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}

@@ -23,6 +23,7 @@ from vramest.model.resolve import resolve_model
 from vramest.serving.engines import SERVING_ENGINES, ServingEngine, with_options
 from vramest.serving.estimate import capacity, deployment, serve
 from vramest.serving.lengths import parse_length_dist
+from vramest.serving.step import kv_bytes_per_sequence
 
 DATA = Path(__file__).resolve().parents[1] / "validation" / "reference"
 MAX_BYTES = 4 << 20
@@ -141,6 +142,39 @@ def deployed(row: Row, eng: ServingEngine) -> ServingEngine:
                                 max_num_seqs=row.concurrency), mixed=True)
 
 
+# trtllm-bench sizes the engine for its dataset when not told (TensorRT-LLM's published
+# throughput tables ran so): NVIDIA/TensorRT-LLM@04cba882084a25665e7f80f5bda71b35b9790b6f
+# tensorrt_llm/bench/build/tuning.py, calc_engine_setting and finetune_setting. The requests the
+# KV cache holds at ISL + OSL (0.95 of the memory the weights leave), capped at 4096, give
+# max_batch_size (rounded up to 32 below 256, 128 below 1024, else 256; at least 64), and times
+# 1 + ISL / OSL, capped at 32768, max_num_tokens (at least 2048; rounded up to 256 below 4096,
+# 512 below 8192, else 1024).
+BENCH_KV_FRACTION = 0.95
+BENCH_MAX_BATCH = 4096
+BENCH_MAX_TOKENS = 32768
+
+
+def _round_up(value: float, step: int) -> int:
+    return step * math.ceil(value / step)
+
+
+def trtllm_bench_settings(row: Row, eng: ServingEngine, weights_bytes: float,
+                          kv_bytes_per_request: float, memory_bytes: float) -> ServingEngine:
+    """`eng` with the max_batch_size and max_num_tokens trtllm-bench picks for `row`'s lengths;
+    `weights_bytes` is the replica's, `memory_bytes` one GPU's."""
+    free = (memory_bytes * row.tp - weights_bytes) * BENCH_KV_FRACTION
+    requests = max(0.0, free / kv_bytes_per_request) if kv_bytes_per_request else 0.0
+    raw_bs = min(requests, BENCH_MAX_BATCH)
+    raw_tokens = min(raw_bs * (1 + row.input_len / row.output_len), BENCH_MAX_TOKENS)
+    step = 32 if raw_bs < 256 else 128 if raw_bs < 1024 else 256
+    bs = max(64, _round_up(raw_bs, step))
+    if raw_tokens < 4096:
+        tokens = max(2048, _round_up(raw_tokens, 256))
+    else:
+        tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
+    return with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs)
+
+
 def _read(name: str) -> list[dict[str, str]]:
     path = DATA / name
     with path.open("rb") as fh:
@@ -228,6 +262,13 @@ def predict(row: Row, eng: ServingEngine | None = None) -> Prediction:
     d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng, ep=row.ep)
     cap = capacity(info, d.fmt.name, d.kv.name, device, row.tp, eng,
                    row.input_len + row.output_len)
+    if row.engine == "trtllm" and row.concurrency is None:  # trtllm-bench's own sizing
+        eng = trtllm_bench_settings(row, eng, cap.weights_bytes * row.tp,
+                                    kv_bytes_per_sequence(d, row.input_len + row.output_len),
+                                    device.memory_bytes)
+        d = deployment(info, row.dtype, row.kv_dtype, device, row.tp, 1, eng, ep=row.ep)
+        cap = capacity(info, d.fmt.name, d.kv.name, device, row.tp, eng,
+                       row.input_len + row.output_len)
     dist = parse_length_dist(row.length_dist, f"{row.id} length_dist")
     est = serve(d, eng, cap, input_len=row.input_len, output_len=row.output_len,
                 concurrency=row.concurrency, input_dist=dist, output_dist=dist)
