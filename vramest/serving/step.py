@@ -152,13 +152,20 @@ def attention_seconds(d: Deployment, s: Step, decode_queries: float = 1.0) -> fl
     if s.prefill_tokens:  # a chunk reads the cached prefix of its sequence once
         kv_read += s.prefill_seqs * _kv_bytes(shape, d.kv.bytes_per_element,
                                               round(s.prefill_context))
-    mem_eff, comp_eff = engine_efficiencies(d.device, d.constants, d.engine)
-    peak = engine_peak(d.device, _attention_precision(d.fmt, d.device), d.engine)
+    flops_s, bytes_s = _attention_rates(d.device, d.constants, d.engine, d.fmt)
     gpus = d.num_gpus
-    compute = flops / gpus / (peak * comp_eff) if peak else 0.0
-    bandwidth = (d.device.bandwidth_bytes_s or 0.0) * mem_eff
-    memory = kv_read / gpus / bandwidth if bandwidth else 0.0
+    compute = flops / gpus / flops_s if flops_s else 0.0
+    memory = kv_read / gpus / bytes_s if bytes_s else 0.0
     return max(compute, memory) * d.pp  # pipeline stages run in turn
+
+
+@lru_cache(maxsize=256)
+def _attention_rates(device: Device, constants: Constants, engine: Engine,
+                     fmt: WeightFormat) -> tuple[float, float]:
+    """(FLOP/s, bytes/s) one GPU's attention kernels reach."""
+    mem_eff, comp_eff = engine_efficiencies(device, constants, engine)
+    peak = engine_peak(device, _attention_precision(fmt, device), engine)
+    return (peak or 0.0) * comp_eff, (device.bandwidth_bytes_s or 0.0) * mem_eff
 
 
 def step_seconds(d: Deployment, s: Step) -> float:
