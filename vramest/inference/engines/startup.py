@@ -332,8 +332,15 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     notes = [n for n in (served.note, *pool_notes, layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
+    loading = online_quant_load_peak(est, rules, layout.weights_bytes)
+    if loading:
+        notes.append(f"FP8 of a 16-bit checkpoint is quantized while loading (--quantization "
+                     f"fp8): {version.text} holds {format_bytes(loading)} of weights per GPU at "
+                     "the peak (name the -FP8 checkpoint if it is pre-quantized).")
     refusal = (capability_refusal(fmt.name, device, rules.fp8_min_capability)
                or vllm_refusal(shape, fmt.name, tp)
+               or _loading_refusal(loading, one_gpu, total, options.memory_in_use_bytes,
+                                   version.text)
                or _memory_refusal(rules, total, budget, options.memory_in_use_bytes,
                                   activation, capture))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
@@ -347,6 +354,37 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        memory_in_use_bytes=options.memory_in_use_bytes,
                        cuda_graph_capture_bytes=capture, block_groups=kv_groups,
                        blocks_per_request=per_request, virtual_engines=engines)
+
+
+# checkpoint precisions vLLM quantizes to FP8 as it loads them with --quantization fp8; a
+# float32 checkpoint is loaded into 16-bit parameters (dtype "auto", see engine_dtype)
+_ONLINE_FP8_SOURCES = ("bf16", "fp16", "fp32")
+
+
+def online_quant_load_peak(est: Estimate, rules: VLLMRules, loaded: int) -> int:
+    """Weight bytes one GPU holds at the peak of loading a 16-bit checkpoint that vLLM
+    quantizes to FP8 on the fly (0: not online quantization, or a release that streams it).
+    Embeddings and lm_head stay 16-bit; the linear and expert layers are what gets quantized.
+    `loaded`: the FP8 weights this GPU ends up with (its share of the parallel layout)."""
+    native = est.model.native_format or "bf16"
+    if (weight_format(est.settings.dtype).name != "fp8" or native not in _ONLINE_FP8_SOURCES
+            or rules.online_quant_peak == "streamed"):
+        return 0
+    shape = est.model.shape
+    quantized = weight_bytes_by_group(shape, weight_format("fp8"))
+    peak = sum(weight_bytes_by_group(shape, weight_format("bf16")).values())
+    if rules.online_quant_peak == "both":
+        peak += quantized["layers"] + quantized["experts"]
+    return round(loaded * peak / (sum(quantized.values()) or 1.0))
+
+
+def _loading_refusal(peak: int, non_torch: int, total: int, in_use: int, version: str) -> str:
+    if not peak or peak + non_torch + in_use <= total:
+        return ""
+    return (f"CUDA out of memory while loading: {version} quantizes the 16-bit checkpoint to FP8 "
+            f"as it loads it and holds {format_bytes(peak)} of weights per GPU at the peak, "
+            f"more than the GPU's {format_bytes(total - in_use - non_torch)} free; use a "
+            "pre-quantized FP8 checkpoint, more GPUs, or vLLM 0.14 or later (PR #31914).")
 
 
 def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int) -> int:

@@ -82,6 +82,12 @@ class VLLMRules:
     # forward holds its split-k partial outputs (startup.awq_split_k_bytes); from 0.3.0 a
     # batch of 256 tokens or more dequantizes the weight and uses torch.matmul instead
     awq_split_k: bool = True
+    # What loading a 16-bit checkpoint with --quantization fp8 (online quantization) holds at
+    # its peak (startup.online_quant_load_peak): "whole" — every weight at its original
+    # precision before any is quantized; "both" — each layer quantized as soon as it is loaded,
+    # but the 16-bit originals kept to the end of the load loop, so both copies; "streamed" —
+    # created on the meta device and materialised a layer at a time (the 8-bit model)
+    online_quant_peak: str = "whole"
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -169,7 +175,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 
 
 _CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k",
-            "default_utilization")
+            "default_utilization", "online_quant_peak")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -218,6 +224,22 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
          "regression (PR #21761, merged 2025-07-28, after 0.10.0): "
          "VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0, every Llama 4 layer "
          "sized as full attention (unify_hybrid_kv_cache_specs)"),
+        # Online FP8 through 0.12: "we load the model at original precision before quantizing
+        # down to 8-bits, so you need enough memory to load the whole model" (docs/features/
+        # quantization/fp8.md, quoted in PR #19967). PR #29196 ("online fp8 quant with
+        # streaming weight post-processing", opened 2025-11-21) quantizes each layer once
+        # loaded but "did not actually reduce peak memory, because the linear|moe weights were
+        # created in bf16 and references to them were held for the entire load_weights loop"
+        # (PR #31914). The release is the one vLLM issue #31273 measured: Qwen2.5-72B online
+        # FP8 on one 139.72 GiB H20 loads on 0.12.0 and runs out of memory loading on 0.13.0.
+        ((0, 13), dict(online_quant_peak="both"),
+         "online FP8: 16-bit weights held with their quantized copies to the end of loading "
+         "(PR #29196, fixed by PR #31914; vLLM issue #31273: OOM loading on 0.13.0, not 0.12.0)"),
+        # PR #31914 (merged 2026-01-07) creates the weights on device meta and materialises
+        # them just in time; main was already 0.14.0rc1.dev on 2025-12-26 (the version line of
+        # vLLM issue #31372), so 0.14.0 is the first release with it
+        ((0, 14), dict(online_quant_peak="streamed"),
+         "online FP8 weights materialised a layer at a time while loading (PR #31914)"),
         # PR #38284 raised the default from 0.9 (vllm/config/cache.py @002f10e0: Field(default=
         # 0.92)); main had it by 2026-04-24 (eugr/spark-vllm-docker PR #210, quoting
         # vllm/entrypoints/llm.py @21792520), after v0.19 was cut (0.19.1rc1.dev301 on
