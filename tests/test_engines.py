@@ -156,3 +156,19 @@ def test_transformers_on_several_gpus_is_a_layer_split_run_in_turn() -> None:
     assert two.fit.tp == 1 and two.fit.pp == 2  # type: ignore[union-attr]
     assert two.throughput.decode_tokens_per_s <= 1.05 * one.throughput.decode_tokens_per_s  # type: ignore[union-attr]
     assert two.fit.per_gpu.total < one.fit.per_gpu.total  # type: ignore[union-attr]
+
+
+def test_vllm_over_different_gpus_gives_every_rank_the_smallest_cards_blocks() -> None:
+    """vLLM applies --gpu-memory-utilization to each rank's own card and unifies the block count
+    to the smallest rank's (v1 kv_cache_utils.unify_kv_cache_configs; vllm#49816: a partly
+    occupied GPU "lowers the vram that can be used on the other card too")."""
+    kw = dict(model="llama-3.1-8b", engine="vllm", engine_options={"max_model_len": 8192})
+    mixed = vramest.estimate(gpu="rtx 4090,rtx 3060 12gb", **kw)
+    small = vramest.estimate(gpu="rtx 3060 12gb", num_gpus=2, **kw)
+    large = vramest.estimate(gpu="rtx 4090", num_gpus=2, **kw)
+    assert mixed.engine_report.num_gpu_blocks == small.engine_report.num_gpu_blocks
+    assert mixed.engine_report.num_gpu_blocks < large.engine_report.num_gpu_blocks
+    assert mixed.fit is not None and mixed.fit.fits == small.fit.fits
+    assert not any(a.startswith("--num-gpus") for a in mixed.fit.advice)
+    same = vramest.estimate(gpu="rtx 4090,rtx 4090", **kw)
+    assert same.engine_report.num_gpu_blocks == large.engine_report.num_gpu_blocks

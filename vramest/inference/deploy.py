@@ -103,6 +103,9 @@ def place(est: Estimate, where: Deployment,
     if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
         stages = n  # whole layers per GPU: no head has to divide among the GPUs
     if gpu is not None and ("," in gpu or "+" in gpu):
+        if engine_.name in MIXED_TP_ENGINES and stages > 1:
+            raise InputError(f"Different GPUs in one --gpu are modelled for {engine_.name}'s "
+                             "tensor parallelism over all of them; leave --pp out.")
         mixed = Mixed(db.find_list(gpu), n, reserve_, max_ctx or max_batch)
         return _place_mixed(est, mixed, engine_, engine_options, assumptions,
                             (prompt_tokens, gen_tokens))
@@ -155,6 +158,14 @@ def place(est: Estimate, where: Deployment,
 MIXED_GPU_ENGINES = ("llamacpp", "llamacpp-cli")
 
 
+# vLLM gives every tensor-parallel rank the same number of KV blocks, the fewest any rank can
+# hold: V1 vllm/v1/core/kv_cache_utils.py unify_kv_cache_configs ("the smallest among all
+# ranks"), V0 the executor's determine_num_available_blocks (min over the workers). Each rank
+# budgets gpu_memory_utilization of its own card, so the smallest card binds ("each worker
+# applies that same fraction to its own GPU", vllm-project/vllm#49816).
+MIXED_TP_ENGINES = ("vllm",)
+
+
 class Mixed(NamedTuple):
     """Different GPUs in one machine, as --gpu "A,B" names them."""
 
@@ -168,10 +179,11 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
                  assumptions: list[str], request: tuple[int, int]) -> Estimate:
     devices = mixed.devices
     names = ", ".join(d.name for d in devices)
-    if engine.name not in MIXED_GPU_ENGINES:
+    if engine.name not in (*MIXED_GPU_ENGINES, *MIXED_TP_ENGINES):
         raise InputError(f"Different GPUs in one --gpu ({names}) are modelled for llama.cpp's "
-                         f"layer split (--engine llamacpp or llamacpp-cli); --engine "
-                         f"{engine.name} needs one kind of GPU (--gpu NAME --num-gpus N).")
+                         f"layer split (--engine llamacpp or llamacpp-cli) and vLLM's tensor "
+                         f"parallelism (--engine vllm); --engine {engine.name} needs one kind "
+                         "of GPU (--gpu NAME --num-gpus N).")
     if mixed.num_gpus not in (1, len(devices)):
         raise InputError(f"--num-gpus {mixed.num_gpus} does not match the {len(devices)} GPUs "
                          "named in --gpu; leave --num-gpus out.")
@@ -181,6 +193,8 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
     usable = [mixed.reserve.usable(d) for d in devices]
     if min(usable) <= 0:
         raise InputError("--reserve leaves nothing usable on one of the GPUs.")
+    if engine.name in MIXED_TP_ENGINES:
+        return _place_mixed_tp(est, mixed, engine, options, assumptions, request)
     from vramest.inference.engines.startup import LlamaCppStartup, parse_engine_options
 
     split = parse_engine_options(engine.name, options)  # typed once: the advice reads them too
@@ -209,6 +223,36 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
     notes += [ecc_note(d) for d in devices if d.addressable_bytes < d.memory_bytes]
     slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
     speed = _speed(est, slowest, 1, len(devices), *request, engine)
+    if speed is not None:
+        notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
+    return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
+                   assumptions=tuple([*assumptions, *notes]))
+
+
+def _place_mixed_tp(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str, object],
+                    assumptions: list[str], request: tuple[int, int]) -> Estimate:
+    """vLLM over different GPUs: tensor parallel over all of them, each rank with its own
+    budget; the rank with the fewest KV blocks sets every rank's, and is the one judged."""
+    devices, tp = mixed.devices, len(mixed.devices)
+    judged: list[tuple[FitPlan, Any]] = []
+    for device in devices:
+        fit_plan = plan(est, device, tp, 1, mixed.reserve, False, False)
+        report = _engine_report(est, engine.name, options, device, fit_plan.tp,
+                                fit_plan.usable_bytes)
+        judged.append((_engine_fit(fit_plan, report), report))
+    binding = min(range(tp), key=lambda i: getattr(judged[i][1], "kv_cache_bytes", 0))
+    fit_plan, report = judged[binding]
+    fit_plan = replace(fit_plan, device=replace(
+        fit_plan.device, name=f"{devices[binding].name} (the rank with the fewest KV blocks of "
+        f"{' + '.join(d.name for d in devices)})"))
+    advice = what_to_change(est, fit_plan, report, options)  # more GPUs: name them in --gpu
+    fit_plan = replace(fit_plan, advice=tuple(a for a in advice if not a.startswith("--num-gpus")))
+    notes = [f"Different GPUs: vLLM runs tensor parallel {tp} over them, each rank budgeting "
+             "its own card, and gives every rank the fewest KV blocks any rank holds."]
+    notes += [f"rank {i} {d.name}: KV cache {format_bytes(getattr(r, 'kv_cache_bytes', 0))}"
+              for i, (d, (_, r)) in enumerate(zip(devices, judged, strict=True))]
+    slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
+    speed = _speed(est, slowest, tp, 1, *request, engine)
     if speed is not None:
         notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
