@@ -4,6 +4,7 @@ fit it on GPUs and time it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from vramest.errors import InputError, require_text, short
@@ -125,7 +126,7 @@ class TrainingEstimate:
         }
 
 
-@frozen
+@frozen(eq=False)  # identity-hashed: its searches' answers are remembered per instance
 class _Model:
     """Everything seq- and batch-independent, so the fit search only redoes the cheap parts."""
 
@@ -136,8 +137,15 @@ class _Model:
     act: ActivationModel
 
     def required(self, seq: int, micro_batch: int, context: int) -> int:
-        moments = phases(self.shape, self.settings, self.static, self.act, seq, micro_batch)
-        return max(phase.total for phase in moments) - self.static.paged_bytes + context
+        return _required(self, seq, micro_batch) + context
+
+
+@lru_cache(maxsize=4096)
+def _required(m: _Model, seq: int, micro_batch: int) -> int:
+    """The step's peak at (seq, micro_batch): the GPU table's searches probe the same points
+    on every card (doubling from 1, then bisecting), so each is computed once."""
+    moments = phases(m.shape, m.settings, m.static, m.act, seq, micro_batch)
+    return max(phase.total for phase in moments) - m.static.paged_bytes
 
 
 def estimate_training(*, model: str | None = None, params: str | int | None = None,
