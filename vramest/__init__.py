@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vramest.api import EstimateRequest, ModelQuery, RunSettings, estimate, run
 from vramest.errors import InputError
-from vramest.inference.deploy import Deployment
-from vramest.inference.estimate import Estimate
+
+if TYPE_CHECKING:
+    from vramest.api import EstimateRequest, ModelQuery, RunSettings, estimate, run
+    from vramest.capacity import CheckReport, check
+    from vramest.inference.deploy import Deployment
+    from vramest.inference.estimate import Estimate
+    from vramest.inference.lora import LoraServing, lora_serving
+    from vramest.inference.speculative import Speculation, speculation
 
 __all__ = ["CheckReport", "Deployment", "Estimate", "EstimateRequest", "InputError",
            "LoraServing", "ModelQuery", "RunSettings", "Speculation", "check", "estimate",
            "lora_serving", "run", "speculation"]
 
 
-_LAZY = {"check": "vramest.capacity", "CheckReport": "vramest.capacity",
+_LAZY = {"estimate": "vramest.api", "run": "vramest.api", "EstimateRequest": "vramest.api",
+         "ModelQuery": "vramest.api", "RunSettings": "vramest.api",
+         "Deployment": "vramest.inference.deploy", "Estimate": "vramest.inference.estimate",
+         "check": "vramest.capacity", "CheckReport": "vramest.capacity",
          "LoraServing": "vramest.inference.lora", "lora_serving": "vramest.inference.lora",
          "Speculation": "vramest.inference.speculative",
          "speculation": "vramest.inference.speculative"}
 
 
 def __getattr__(name: str) -> Any:
-    # loaded on first use, so the common estimate never pays for their imports
+    # loaded on first use: a command imports only the layers it runs (`vramest train` never
+    # needs the inference placement stack), and `import vramest` stays instant
     if name in _LAZY:
         from importlib import import_module
 
