@@ -31,6 +31,7 @@ def test_catalog_has_encoders_rerankers_and_encoder_decoders() -> None:
     assert {"bert", "xlm-roberta", "deberta-v2", "t5", "bart", "whisper"} <= families
 
 
+@pytest.mark.slow  # torch/transformers or seconds: make test runs it, test-fast does not
 @pytest.mark.parametrize("entry", ENCODER_ENTRIES, ids=lambda e: e.id)
 def test_count_equals_transformers_modules_on_the_meta_device(entry) -> None:  # type: ignore[no-untyped-def]
     torch = pytest.importorskip("torch")
@@ -205,6 +206,7 @@ def test_a_hybrid_keeps_kv_only_in_its_attention_layers() -> None:
         shape_from_config({**NEMOTRON_H_SMALL, "hybrid_override_pattern": "M-*E"}, "x")
 
 
+@pytest.mark.slow  # torch/transformers or seconds: make test runs it, test-fast does not
 @pytest.mark.parametrize("config", [NEMOTRON_H_SMALL, MAMBA2_SMALL, JAMBA_SMALL,
                                     QWEN3_NEXT_SMALL, GRANITE_HYBRID_SMALL],
                          ids=["nemotron-h", "mamba2", "jamba", "qwen3-next", "granite-4-h"])

@@ -547,6 +547,7 @@ _junk = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) |
 _deployment = st.dictionaries(st.sampled_from(DEPLOYMENT_KEYS), _junk, max_size=8)
 
 
+@pytest.mark.slow  # torch/transformers or seconds: make test runs it, test-fast does not
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_junk, st.fixed_dictionaries({"deployments": st.lists(_deployment, max_size=3)},
                                               optional={"defaults": _deployment})))

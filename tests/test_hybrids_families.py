@@ -157,6 +157,7 @@ def test_the_wide_state_scan_moment_matches_falcon_h1s_trace() -> None:
     assert est.memory.activations.bytes == pytest.approx(1580.01 * MIB, rel=0.01)
 
 
+@pytest.mark.slow  # torch/transformers or seconds: make test runs it, test-fast does not
 @pytest.mark.parametrize("config", [SMALL_FALCON, SMALL_ZAMBA2, SMALL_RWKV],
                          ids=["falcon-h1", "zamba2", "rwkv"])
 def test_traced_state_is_what_transformers_holds(config: dict) -> None:  # type: ignore[type-arg]
