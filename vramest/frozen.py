@@ -3,8 +3,9 @@
 The headline command's budget is 1.5× a bare interpreter start (issue #20). `dataclasses`
 imports `inspect` (about 12 ms here) and compiles six methods per class with `exec` (about
 1 ms a class; the headline path defines 32), which alone came to 1.4× `python -c pass`. A
-`@frozen` record compiles only its `__init__`; equality, hashing, ordering and `repr` share one
-implementation over the field tuple. Semantics follow `dataclasses` for what is used here:
+`@frozen` record compiles only its `__init__`, on its first call (most records a command
+imports are never made); equality, hashing, ordering and `repr` share one implementation over
+the field tuple. Semantics follow `dataclasses` for what is used here:
 field order and defaults (`field(default=..., default_factory=...)`), inheritance, `ClassVar`
 annotations skipped, `__post_init__`, frozen instances, `eq=False` (identity), `order=True`,
 methods a class defines itself kept, `replace`, `fields` and `asdict`.
