@@ -107,3 +107,18 @@ def test_the_fit_counts_the_request_in_the_pool_not_the_full_gpu() -> None:
                             ctx="128k", batch=4)
     assert long.engine_report.to_json()["starts"]  # type: ignore[union-attr]
     assert long.fit.verdict == "does-not-fit"  # type: ignore[union-attr]
+
+
+def test_sglang_refuses_tensor_parallel_over_unbalanced_gpus() -> None:
+    """SGLang checks every rank's free memory against 0.9 × its own (model_runner.py
+    init_torch_distributed): an A4000 16GB + RTX 3090 24GB refuses, as users of both
+    reported (sglang#1533), where two cards within 10% of each other start."""
+    kw = dict(model="qwen2.5-7b", engine="sglang")
+    unbalanced = vramest.estimate(gpu="rtx a4000,rtx 3090", **kw)
+    assert unbalanced.fit is not None and not unbalanced.fit.fits
+    assert "unbalanced" in unbalanced.fit.refused
+    assert "--engine vllm" in unbalanced.fit.advice[0]
+    close = vramest.estimate(gpu="rtx 3090,rtx 3090 ti", **kw)
+    assert close.fit is not None and close.fit.fits and not close.fit.refused
+    old = vramest.estimate(gpu="rtx a4000,rtx 3090", engine_options={"version": "0.2.13"}, **kw)
+    assert old.fit is not None and not old.fit.refused

@@ -163,7 +163,15 @@ MIXED_GPU_ENGINES = ("llamacpp", "llamacpp-cli")
 # ranks"), V0 the executor's determine_num_available_blocks (min over the workers). Each rank
 # budgets gpu_memory_utilization of its own card, so the smallest card binds ("each worker
 # applies that same fraction to its own GPU", vllm-project/vllm#49816).
-MIXED_TP_ENGINES = ("vllm",)
+# SGLang reads the smallest rank's free memory for every rank (get_available_gpu_memory with
+# distributed=True: an all-reduce MIN) and, from PR #1194 (v0.2.14, 2024-08), refuses when that
+# is below 0.9 × a rank's own ("The memory capacity is unbalanced", model_runner.py
+# init_torch_distributed) unless SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK=0 (earlier
+# SGL_DISABLE_TP_MEMORY_INBALANCE_CHECK=1; sgl-project/sglang#5426). Users report it for a
+# Tesla T10 16G + 3060 12G and an A4000 16GB + 3090 24GB (sglang#1533).
+MIXED_TP_ENGINES = ("vllm", "sglang")
+SGLANG_BALANCE_SHARE = 0.9
+SGLANG_BALANCE_SINCE = (0, 2, 14)
 
 
 class Mixed(NamedTuple):
@@ -242,21 +250,44 @@ def _place_mixed_tp(est: Estimate, mixed: Mixed, engine: Engine, options: dict[s
         judged.append((_engine_fit(fit_plan, report), report))
     binding = min(range(tp), key=lambda i: getattr(judged[i][1], "kv_cache_bytes", 0))
     fit_plan, report = judged[binding]
+    imbalance = _sglang_imbalance(devices, report) if engine.name == "sglang" else ""
+    if imbalance and not fit_plan.refused:
+        fit_plan = replace(fit_plan, refused=imbalance)
     fit_plan = replace(fit_plan, device=replace(
-        fit_plan.device, name=f"{devices[binding].name} (the rank with the fewest KV blocks of "
+        fit_plan.device, name=f"{devices[binding].name} (the binding rank of "
         f"{' + '.join(d.name for d in devices)})"))
     advice = what_to_change(est, fit_plan, report, options)  # more GPUs: name them in --gpu
+    if imbalance:
+        advice = ("GPUs of one kind, or --engine vllm (it holds every rank to the smallest card "
+                  "instead of refusing) or llamacpp (layers split by each card's memory)",)
     fit_plan = replace(fit_plan, advice=tuple(a for a in advice if not a.startswith("--num-gpus")))
-    notes = [f"Different GPUs: vLLM runs tensor parallel {tp} over them, each rank budgeting "
-             "its own card, and gives every rank the fewest KV blocks any rank holds."]
+    notes = [f"Different GPUs: {engine.name} runs tensor parallel {tp} over them and holds every "
+             "rank to what the smallest rank has room for."]
     notes += [f"rank {i} {d.name}: KV cache {format_bytes(getattr(r, 'kv_cache_bytes', 0))}"
               for i, (d, (_, r)) in enumerate(zip(devices, judged, strict=True))]
+    notes += [imbalance] if imbalance else []
     slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
     speed = _speed(est, slowest, tp, 1, *request, engine)
     if speed is not None:
         notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
                    assumptions=tuple([*assumptions, *notes]))
+
+
+def _sglang_imbalance(devices: tuple[Device, ...], report: object) -> str:
+    """SGLang's balance check over tensor-parallel ranks of different GPUs, or ""."""
+    version = str(getattr(report, "version", ""))
+    if version.startswith("sglang=="):
+        release = tuple(int(p) for p in version.removeprefix("sglang==").split(".") if p.isdigit())
+        if release < SGLANG_BALANCE_SINCE:
+            return ""
+    free = [d.reported_total_bytes(1.0) - d.os_in_use_bytes for d in devices]
+    if min(free) >= SGLANG_BALANCE_SHARE * max(free):
+        return ""
+    return (f"SGLang refuses to start: the memory capacity is unbalanced (the smallest GPU has "
+            f"{format_bytes(min(free))} free, under {SGLANG_BALANCE_SHARE:g} × the largest's "
+            f"{format_bytes(max(free))}); SGLANG_ENABLE_TP_MEMORY_INBALANCE_CHECK=0 starts it "
+            "anyway, every rank held to the smallest GPU's memory.")
 
 
 def _mixed_advice(est: Estimate, plan_: FitPlan, options: dict[str, object],
