@@ -459,3 +459,24 @@ def test_v0_pipeline_verdict_follows_the_one_engine_limit() -> None:
                                                "max_model_len": length, "version": "v0"})
         # issue #14452 ran at 50000 (and was refused at 60000, 58,384 tokens)
         assert est.fit.fits == est.engine_report.starts == (length == 50000)
+
+
+def test_a_pinned_kv_cache_ignores_the_utilization_and_must_fit_the_card() -> None:
+    """--kv-cache-memory-bytes: vLLM logs "reserved ... GiB memory for KV Cache as specified by
+    kv_cache_memory_bytes config and skipped memory profiling. This does not respect the
+    gpu_memory_utilization config" (v1 gpu_worker.py, PR #21489)."""
+    def placed(**options: object) -> vramest.Estimate:
+        return vramest.estimate(model="qwen3-8b", gpu="rtx 4090", engine="vllm",
+                                engine_options={"max_model_len": 8192, **options})
+
+    low, high = placed(kv_cache_memory_bytes="4GiB", gpu_memory_utilization=0.5), \
+        placed(kv_cache_memory_bytes="4GiB", gpu_memory_utilization=0.9)
+    assert low.engine_report.num_gpu_blocks == high.engine_report.num_gpu_blocks
+    assert low.engine_report.kv_cache_bytes == 4 * 2**30 and low.fit.fits
+    too_big = placed(kv_cache_memory_bytes="12GiB")  # 15.3 GiB of weights on a 24 GB card
+    assert too_big.fit is not None and not too_big.fit.fits and not too_big.fit.refused
+    assert any(a.startswith("--kv-cache-memory-bytes") for a in too_big.fit.advice)
+    short = placed(kv_cache_memory_bytes="256MiB")  # under one 8192-token request (1.1 GiB)
+    assert short.fit is not None and "pinned cache holds" in short.fit.refused
+    with pytest.raises(InputError, match=r"0\.10\.1"):
+        placed(kv_cache_memory_bytes="4GiB", version="0.9.2")

@@ -234,6 +234,8 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    "experts of a MoE over all GPUs; default 1)")
     v.add_argument("--enforce-eager", action="store_true", default=None,
                    help="no CUDA graphs (their memory is not reserved)")
+    v.add_argument("--kv-cache-memory-bytes", help="the KV cache pinned at this size per GPU, "
+                   "e.g. 6GiB (vLLM 0.10.1+; --gpu-memory-utilization is then ignored)")
     v.add_argument("--gpu-memory-in-use", help="memory other processes already hold on each "
                    "GPU, e.g. 20GiB (each vLLM release treats it differently)")
     v.add_argument("--runner", "--task", dest="runner", help="vLLM's runner: generate, or "
@@ -321,7 +323,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "max_num_seqs": args.max_num_seqs, "block_size": args.block_size,
                "enforce_eager": args.enforce_eager, "version": args.engine_version,
                "memory_in_use_bytes": args.gpu_memory_in_use, "runner": args.runner,
-               "data_parallel_size": args.data_parallel_size}
+               "data_parallel_size": args.data_parallel_size,
+               "kv_cache_memory_bytes": args.kv_cache_memory_bytes}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,

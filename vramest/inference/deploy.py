@@ -401,11 +401,18 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         if not report.checks_length:  # releases before 0.2.7 start with any block
             one_sequence = min(one_sequence, round(report.kv_bytes_per_token * report.block_size))
         one_sequence *= report.virtual_engines  # V0 over pipeline stages: each engine its share
+        refused = report.refusal
+        if report.kv_pinned:  # the whole pinned cache is allocated; one request must fit in it
+            if one_sequence > report.kv_cache_bytes and not refused:
+                refused = (f"vLLM would refuse to start: one {report.max_model_len}-token "
+                           f"request needs {format_bytes(one_sequence)} of KV cache, the pinned "
+                           f"cache holds {format_bytes(report.kv_cache_bytes)}.")
+            one_sequence = report.kv_cache_bytes
         per_gpu = PerGPU(report.weights_bytes, one_sequence, report.activation_peak_bytes,
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,
                        band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes,
-                       refused=report.refusal)
+                       refused=refused)
     return fit_plan
 
 
@@ -453,7 +460,14 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         if kv_16bit:
             out.append("--kv-dtype fp8 (vLLM --kv-cache-dtype fp8): half the KV cache per token")
         util = options.get("gpu_memory_utilization", 0.9)
-        if isinstance(util, float) and util < 0.95:
+        if report.kv_pinned:  # the utilization is ignored; the pinned size is the knob
+            rest = (report.weights_bytes + report.activation_peak_bytes
+                    + report.non_torch_bytes + report.cuda_graph_bytes)
+            room = (plan_.usable_bytes - band - rest) // 2**20
+            if room > 0:
+                out.append(f"--kv-cache-memory-bytes {room}MiB: the largest pinned cache that "
+                           "leaves the error band free on the card")
+        elif isinstance(util, float) and util < 0.95:
             out.append("a higher --gpu-memory-utilization (0.95) if nothing else uses the GPU; "
                        "lower it instead if the process is killed outside vLLM's budget")
     elif isinstance(report, LlamaCppStartup):

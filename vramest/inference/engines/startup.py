@@ -74,6 +74,17 @@ class VLLMOptions:
     # over all dp x tp (docs.vllm.ai/en/v0.10.1.1/serving/data_parallel_deployment.html: "expert
     # layers form a (DP x TP) sized tensor parallel group", or EP of that size)
     data_parallel_size: int = 1
+    # --kv-cache-memory-bytes: the KV cache pinned at this size per GPU; vLLM then skips the
+    # memory profile's budget and ignores gpu_memory_utilization (v1/worker/gpu_worker.py
+    # determine_available_memory: "reserved ... GiB memory for KV Cache as specified by
+    # kv_cache_memory_bytes config and skipped memory profiling. This does not respect the
+    # gpu_memory_utilization config"; PR #21489)
+    kv_cache_memory_bytes: int | None = None
+
+
+# PR #21489 ("Allow users to specify kv cache memory size", in review 2025-07-24); the first
+# release after it is taken as 0.10.1
+KV_CACHE_MEMORY_BYTES_SINCE = (0, 10, 1)
 
 
 @frozen
@@ -107,6 +118,7 @@ class VLLMStartup:
     # cache_engine.py CacheEngine.__init__; worker.py raise_if_cache_size_invalid checks
     # max_model_len against block_size * (num_gpu_blocks // pipeline_parallel_size))
     virtual_engines: int = 1
+    kv_pinned: bool = False  # --kv-cache-memory-bytes: the cache is that size, whatever the budget
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -304,6 +316,14 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     weights_bytes = layout.weights_bytes + lora_tp
     kv_bytes = budget - weights_bytes - non_torch - activation - graphs
+    pinned = options.kv_cache_memory_bytes
+    if pinned is not None:
+        if version.release.parts < KV_CACHE_MEMORY_BYTES_SINCE:
+            raise InputError(f"--kv-cache-memory-bytes is from vLLM 0.10.1 on (PR #21489); "
+                             f"{version.text} sizes the KV cache from --gpu-memory-utilization.")
+        # the whole card less what others hold is the limit; the profile's peak still happens
+        budget = total - options.memory_in_use_bytes
+        kv_bytes = pinned
     kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
     per_token_gpu = kv_token * _kv_share(shape, tp) / pp
@@ -332,6 +352,12 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     notes = [n for n in (served.note, *pool_notes, layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
+    if pinned is not None:
+        notes.append(f"--kv-cache-memory-bytes pins the KV cache at {format_bytes(pinned)} per "
+                     "GPU: vLLM skips the memory profile's budget and ignores "
+                     "--gpu-memory-utilization, so the weights, the pinned cache and the "
+                     "profile's activation peak must fit the whole card (vLLM does not check "
+                     "it at start-up; a cache too large runs out of memory under load).")
     loading = online_quant_load_peak(est, rules, layout.weights_bytes)
     if loading:
         notes.append(f"FP8 of a 16-bit checkpoint is quantized while loading (--quantization "
@@ -353,7 +379,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        checks_length=rules.checks_length, refusal=refusal,
                        memory_in_use_bytes=options.memory_in_use_bytes,
                        cuda_graph_capture_bytes=capture, block_groups=kv_groups,
-                       blocks_per_request=per_request, virtual_engines=engines)
+                       blocks_per_request=per_request, virtual_engines=engines,
+                       kv_pinned=pinned is not None)
 
 
 # checkpoint precisions vLLM quantizes to FP8 as it loads them with --quantization fp8; a
@@ -939,7 +966,8 @@ def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) 
 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",
-                     "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size")
+                     "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size",
+                     "kv_cache_memory_bytes")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
@@ -1008,6 +1036,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "version": lambda v, what: _release_text(v, what),
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "memory_in_use_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
+    "kv_cache_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "n_gpu_layers": _layers,
     "n_ctx": lambda v, what: parse_tokens(_whole(v, what), what=what),
     "n_ubatch": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1 << 20),
