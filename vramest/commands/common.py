@@ -238,6 +238,15 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    "e.g. 6GiB (vLLM 0.10.1+; --gpu-memory-utilization is then ignored)")
     v.add_argument("--gpu-memory-in-use", help="memory other processes already hold on each "
                    "GPU, e.g. 20GiB (each vLLM release treats it differently)")
+    v.add_argument("--limit-mm-per-prompt", help="a vision model's items per prompt, as vLLM "
+                   "takes it: '{\"image\": 10, \"video\": 0}' or image=10,video=0 (0 turns a "
+                   "modality, and with all 0 the start-up encoder profile, off)")
+    v.add_argument("--mm-processor-kwargs", help="the image processor's settings; its "
+                   "max_pixels sizes the largest picture vLLM profiles: '{\"max_pixels\": N}'")
+    v.add_argument("--skip-mm-profiling", action="store_true", default=None,
+                   help="no multimodal encoder profile at start-up (vLLM 0.10.1 and later)")
+    v.add_argument("--entrypoint", choices=("serve", "llm"), help="vllm serve (default) or the "
+                   "offline LLM class, whose batch defaults are larger")
     v.add_argument("--runner", "--task", dest="runner", help="vLLM's runner: generate, or "
                    "pooling for an embedding/rerank server (--task embed, classify, score); "
                    "default auto: pooling for a checkpoint without an LM head")
@@ -298,7 +307,8 @@ def hardware_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 _OPTION_FLAGS = {"n_ubatch": "--ubatch", "version": "--engine-version",
                  "memory_in_use_bytes": "--gpu-memory-in-use",
-                 "max_allocation_bytes": "--max-allocation"}  # the rest: --key-name
+                 "max_allocation_bytes": "--max-allocation",
+                 "mm_max_pixels": "--mm-processor-kwargs"}  # the rest: --key-name
 
 
 def _flag(option: str) -> str:
@@ -324,7 +334,10 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "enforce_eager": args.enforce_eager, "version": args.engine_version,
                "memory_in_use_bytes": args.gpu_memory_in_use, "runner": args.runner,
                "data_parallel_size": args.data_parallel_size,
-               "kv_cache_memory_bytes": args.kv_cache_memory_bytes}
+               "kv_cache_memory_bytes": args.kv_cache_memory_bytes,
+               "limit_mm_per_prompt": args.limit_mm_per_prompt,
+               "mm_max_pixels": args.mm_processor_kwargs,
+               "skip_mm_profiling": args.skip_mm_profiling, "entrypoint": args.entrypoint}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,

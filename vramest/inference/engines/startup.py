@@ -31,6 +31,12 @@ from vramest.inference.engines.versions import (
     vllm_rules,
 )
 from vramest.inference.engines.vllm_hybrid import hybrid_kv
+from vramest.inference.engines.vllm_multimodal import (
+    SKIP_MM_PROFILING_SINCE,
+    encoder_profile,
+    mllama_v0_profile,
+    unmodelled_encoder_note,
+)
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
@@ -80,6 +86,17 @@ class VLLMOptions:
     # kv_cache_memory_bytes config and skipped memory profiling. This does not respect the
     # gpu_memory_utilization config"; PR #21489)
     kv_cache_memory_bytes: int | None = None
+    # multimodal models (vllm_multimodal.py): --limit-mm-per-prompt as (modality, items)
+    # pairs (a modality left out: the release's default; 0 turns it off), and
+    # --skip-mm-profiling
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] | None = None
+    skip_mm_profiling: bool = False
+    # the image processor's max_pixels as the deployment has it (--mm-processor-kwargs
+    # '{"max_pixels": N}', or an older processor config); None: the checkpoint's own
+    mm_max_pixels: int | None = None
+    # who builds the engine: "serve" (the OpenAI server, `vllm serve`) or "llm" (the offline
+    # LLM class), whose batch defaults differ (versions.VLLMRules.batched_tokens_llm)
+    entrypoint: str = "serve"
 
 
 # PR #21489 ("Allow users to specify kv cache memory size", in review 2025-07-24); the first
@@ -220,12 +237,19 @@ def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
         return max(max_model_len, 2048)  # V0: one whole prompt per forward
     if rules.chunked_prefill == "long-context":
         return rules.batched_tokens
-    return rules.batched_tokens_large_gpu if _large_gpu(device) else rules.batched_tokens
+    if options.entrypoint == "llm":
+        return (rules.batched_tokens_llm_large_gpu if _large_gpu(device, rules)
+                else rules.batched_tokens_llm)
+    return rules.batched_tokens_large_gpu if _large_gpu(device, rules) else rules.batched_tokens
 
 
-def _large_gpu(device: Device) -> bool:
-    """vllm/engine/arg_utils.py get_batch_defaults: larger defaults on 70 GiB+ GPUs but A100."""
-    return device.memory_bytes >= 70 * GIB and "a100" not in device.name.lower()
+def _large_gpu(device: Device, rules: VLLMRules | None = None) -> bool:
+    """vllm/engine/arg_utils.py get_batch_defaults: larger defaults on 70 GiB+ GPUs but A100;
+    before it (0.8), on GPUs whose name says H100 or H200 (rules.large_gpu_by_name)."""
+    name = device.name.lower()
+    if rules is not None and rules.large_gpu_by_name:
+        return "h100" in name or "h200" in name
+    return device.memory_bytes >= 70 * GIB and "a100" not in name
 
 
 # vLLM before 0.3.0 passes AWQ's pack factor (8) as awq_gemm's split_k_iters (model_executor/
@@ -298,9 +322,28 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                  + c.vllm_activation_hidden_factor * shape.hidden_size) * compute_bytes
     # the profiling run also samples max_num_seqs sequences over the whole vocabulary; the
     # logits are gathered whole before sampling, so TP does not split them
-    seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device) else 256)
+    seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device, rules)
+                                    else rules.max_num_seqs_small_gpu)
     sampler = 0 if served.pooling else seqs * shape.vocab_size * rules.sampler_bytes_per_logit
     activation = round(tokens * per_token + sampler)
+    if options.skip_mm_profiling and version.release < SKIP_MM_PROFILING_SINCE:
+        raise InputError(f"--skip-mm-profiling is not in vLLM {version.release}; it came in 0.10.1 "
+                         "(use --limit-mm-per-prompt 0 to leave the multimodal profile out).")
+    config = _model_config(est)
+    encoder = None if options.skip_mm_profiling else encoder_profile(
+        config, rules, version.release, text_hidden=shape.hidden_size,
+        max_model_len=max_model_len, batched_tokens=tokens, max_num_seqs=seqs, tp=tp,
+        act_bytes=compute_bytes, limits=options.limit_mm_per_prompt,
+        max_pixels=options.mm_max_pixels)
+    if encoder is None and not options.skip_mm_profiling:
+        encoder = mllama_v0_profile(config, rules, version.release,
+                                    text_hidden=shape.hidden_size, max_num_seqs=seqs, tp=tp,
+                                    act_bytes=compute_bytes,
+                                    limits=options.limit_mm_per_prompt)
+    if encoder is not None:
+        activation = encoder.peak(activation)
+    unmodelled = unmodelled_encoder_note(config, rules, options.skip_mm_profiling,
+                                         options.limit_mm_per_prompt, encoder)
     if rules.awq_split_k and fmt.name == "awq-int4":
         activation += awq_split_k_bytes(shape, tp, tokens, compute_bytes)
     tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
@@ -349,7 +392,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     needed = request_bytes(max_model_len)
     engines = pp if rules.engine == "v0" else 1  # V0 splits the blocks over virtual engines
     largest = _largest_len(request_bytes, max(0, kv_bytes) // engines, max_model_len)
-    notes = [n for n in (served.note, *pool_notes, layout.note, _vllm_window_note(shape, rules),
+    notes = [n for n in (served.note, encoder.note() if encoder else unmodelled, *pool_notes,
+                         layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
     if pinned is not None:
@@ -381,6 +425,22 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        cuda_graph_capture_bytes=capture, block_groups=kv_groups,
                        blocks_per_request=per_request, virtual_engines=engines,
                        kv_pinned=pinned is not None)
+
+
+def _model_config(est: Estimate) -> dict[str, object]:
+    """The catalog config of the model (a multimodal model's vision settings), or its family
+    alone where the catalog has none."""
+    from vramest.model.catalog import default_catalog
+
+    entry = default_catalog().get(est.model.name)
+    config = dict(entry.config) if entry is not None else {}
+    if entry is None and est.model.source != "params":  # a config.json, folder or file read
+        from vramest.model.vision import model_config
+
+        with contextlib.suppress(InputError, OSError):
+            config = dict(model_config(est.model.origin))
+    config.setdefault("model_type", est.model.shape.family)
+    return config
 
 
 # checkpoint precisions vLLM quantizes to FP8 as it loads them with --quantization fp8; a
@@ -967,7 +1027,9 @@ def llamacpp_advice(est: Estimate, options: LlamaCppOptions, usable_bytes: int) 
 VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
                      "max_num_seqs", "block_size", "enforce_eager", "version",
                      "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size",
-                     "kv_cache_memory_bytes")
+                     "kv_cache_memory_bytes",
+                     "limit_mm_per_prompt", "skip_mm_profiling", "mm_max_pixels",
+                     "entrypoint")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
@@ -1024,6 +1086,65 @@ def _whole(value: object, what: str) -> str | int:
 
 _CACHE_TYPES = "a cache type such as f16, q8_0 or q4_0"
 # Each engine option's parser: what a spec, the API or the CLI gives becomes the typed value.
+_MM_MODALITIES = ("image", "video", "audio")
+
+
+def _mm_limits(value: object, what: str) -> tuple[tuple[str, int], ...]:
+    """vLLM's --limit-mm-per-prompt: '{"image": 10, "video": 0}' (JSON), 'image=10,video=0'
+    (its older spelling), a mapping, or one count for every modality."""
+    import json
+
+    items: object = value
+    if isinstance(value, tuple):  # already parsed: (modality, items) pairs
+        try:
+            items = dict(value)
+        except (TypeError, ValueError):
+            items = None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            items = json.loads(text) if text.startswith("{") else (
+                int(text) if text.isdigit() else
+                dict(part.split("=", 1) for part in text.split(",") if part.strip()))
+        except ValueError:
+            items = None
+    if isinstance(items, int) and not isinstance(items, bool):
+        items = dict.fromkeys(_MM_MODALITIES, items)
+    if not isinstance(items, dict) or not items:
+        raise InputError(f"{what} takes items per prompt by modality, such as "
+                         "'{\"image\": 10, \"video\": 0}' or image=10,video=0, or one count; "
+                         f"got {value!r}.")
+    pairs = []
+    for key, count in items.items():
+        name = str(key).strip().lower()
+        if isinstance(count, dict):  # newer releases: {"count": 1, "num_frames": 32, ...}
+            count = count.get("count", -1)
+        try:
+            number = int(str(count).strip())
+        except ValueError:
+            number = -1
+        if name not in _MM_MODALITIES or not 0 <= number <= 1 << 20:
+            raise InputError(f"{what}: {key!r}={count!r} is not a count (0 or more) of image, "
+                             "video or audio items.")
+        pairs.append((name, number))
+    return tuple(sorted(pairs))
+
+
+def _mm_max_pixels(value: object, what: str) -> int:
+    """--mm-processor-kwargs '{"max_pixels": N}' (the processor's largest picture), or N."""
+    import json
+
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value).get("max_pixels")
+        except (ValueError, AttributeError):
+            value = None
+        if value is None:
+            raise InputError(f"{what} is read for its max_pixels only, such as "
+                             "'{\"max_pixels\": 1003520}'.")
+    return parse_positive_int(_whole(value, what), what=what, maximum=1 << 40)
+
+
 _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "gpu_memory_utilization": _share,
     "max_model_len": lambda v, what: parse_tokens(_whole(v, what), what=what),
@@ -1033,6 +1154,11 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
                                                              maximum=1024),
     "block_size": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1024),
     "enforce_eager": _switch,
+    "skip_mm_profiling": _switch,
+    "mm_max_pixels": _mm_max_pixels,
+    "limit_mm_per_prompt": lambda v, what: _mm_limits(v, what),
+    "entrypoint": lambda v, what: str(v).lower() if str(v).lower() in ("serve", "llm") else
+    _refuse(v, what, "serve (vllm serve, the OpenAI server) or llm (the offline LLM class)"),
     "version": lambda v, what: _release_text(v, what),
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "memory_in_use_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),

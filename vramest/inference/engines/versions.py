@@ -88,6 +88,17 @@ class VLLMRules:
     # but the 16-bit originals kept to the end of the load loop, so both copies; "streamed" —
     # created on the meta device and materialised a layer at a time (the 8-bit model)
     online_quant_peak: str = "whole"
+    # the offline LLM class's defaults (UsageContext.LLM_CLASS in vllm/engine/arg_utils.py):
+    # max_num_batched_tokens 8192, 16384 on the large GPUs (get_batch_defaults @v0.11.0;
+    # _set_default_args_v1 @v0.8.2)
+    batched_tokens_llm: int = 8192
+    batched_tokens_llm_large_gpu: int = 16384
+    # max_num_seqs on the other GPUs: 256 from get_batch_defaults (PR #17885); 1024 on every
+    # GPU in 0.8 (_set_default_args_v1 @v0.8.2: "default_max_num_seqs = 1024")
+    max_num_seqs_small_gpu: int = 256
+    # 0.8 chose the large defaults by name: '"h100" in device_name or "h200" in device_name'
+    # (_set_default_args_v1 @v0.8.2); from 0.9 by memory (70 GiB+, not A100)
+    large_gpu_by_name: bool = False
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -146,12 +157,15 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
               _TP_EXTRA_07, "marlin",
               "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
               "rank in a 0.7.2 TP=2 log (vLLM issue #13061)", non_torch_bytes=_NON_TORCH_07),
-    VLLMRules(Release((0, 8)), "v1", "always", 2048, 2048, 256, _V1_SAMPLER, False, False, True,
+    VLLMRules(Release((0, 8)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, False, True,
               _TP_EXTRA_07, "marlin",
-              "V1 default from 0.8.0; V1 serve defaults 2048 tokens and 256 sequences on every GPU "
-              "until get_batch_defaults (PR #17885, 0.9); one sliding window for every layer drops "
-              "blocks outside it (PR #14097); mixed full + sliding layers are all sized as full "
-              "attention (vllm/v1/core/kv_cache_utils.py unify_hybrid_kv_cache_specs)"),
+              "V1 default from 0.8.0; V1 serve defaults 2048 tokens (8192 on H100/H200 by name) "
+              "and 1024 sequences on every GPU (vllm/engine/arg_utils.py _set_default_args_v1 "
+              "@v0.8.2) until get_batch_defaults (PR #17885, 0.9); one sliding window for every "
+              "layer drops blocks outside it (PR #14097); mixed full + sliding layers are all "
+              "sized as full attention (vllm/v1/core/kv_cache_utils.py "
+              "unify_hybrid_kv_cache_specs)", max_num_seqs_small_gpu=1024,
+              large_gpu_by_name=True),
     VLLMRules(Release((0, 9)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, False, True,
               _TP_EXTRA_07, "marlin",
               f"{_V1_SCHED}: 8192 tokens and 1024 sequences on GPUs of 70 GiB+ from 0.9"),
