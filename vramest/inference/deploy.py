@@ -187,11 +187,11 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
                  assumptions: list[str], request: tuple[int, int]) -> Estimate:
     devices = mixed.devices
     names = ", ".join(d.name for d in devices)
-    if engine.name not in (*MIXED_GPU_ENGINES, *MIXED_TP_ENGINES):
+    if engine.name not in (*MIXED_GPU_ENGINES, *MIXED_TP_ENGINES, "ollama"):
         raise InputError(f"Different GPUs in one --gpu ({names}) are modelled for llama.cpp's "
-                         f"layer split (--engine llamacpp or llamacpp-cli) and vLLM's tensor "
-                         f"parallelism (--engine vllm); --engine {engine.name} needs one kind "
-                         "of GPU (--gpu NAME --num-gpus N).")
+                         f"and Ollama's layer split (--engine llamacpp, llamacpp-cli or ollama) "
+                         f"and vLLM's and SGLang's tensor parallelism (--engine vllm or sglang); "
+                         f"--engine {engine.name} needs one kind of GPU (--gpu NAME --num-gpus N).")
     if mixed.num_gpus not in (1, len(devices)):
         raise InputError(f"--num-gpus {mixed.num_gpus} does not match the {len(devices)} GPUs "
                          "named in --gpu; leave --num-gpus out.")
@@ -203,6 +203,8 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
         raise InputError("--reserve leaves nothing usable on one of the GPUs.")
     if engine.name in MIXED_TP_ENGINES:
         return _place_mixed_tp(est, mixed, engine, options, assumptions, request)
+    if engine.name == "ollama":
+        return _place_mixed_ollama(est, mixed, engine, options, assumptions, request)
     from vramest.inference.engines.startup import LlamaCppStartup, parse_engine_options
 
     split = parse_engine_options(engine.name, options)  # typed once: the advice reads them too
@@ -233,6 +235,65 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
     speed = _speed(est, slowest, 1, len(devices), *request, engine)
     if speed is not None:
         notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
+    return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
+                   assumptions=tuple([*assumptions, *notes]))
+
+
+def _place_mixed_ollama(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str, object],
+                        assumptions: list[str], request: tuple[int, int]) -> Estimate:
+    """Ollama over different GPUs: it picks the GPUs and each one's layers itself
+    (engines/ollama_mixed.py) and llama.cpp allocates them; every GPU used is judged on its own
+    card, and the fit is for the whole model on the GPUs, as with one kind of GPU."""
+    from vramest.inference.engines.ollama_mixed import advice as ollama_advice
+    from vramest.inference.engines.ollama_mixed import place as ollama_place
+    from vramest.inference.verdict import FITS
+
+    devices = mixed.devices
+    usable = [mixed.reserve.usable(d) for d in devices]
+    placed = ollama_place(est, options, devices, usable)
+    report = placed.startup
+    used = [i for i, n in zip(placed.order, placed.counts, strict=True) if n]
+    counts = dict(zip(placed.order, placed.counts, strict=True))
+
+    def per_device(b: LlamaCppStartup, ranks: list[int]) -> dict[int, PerGPU]:
+        out = {i: PerGPU(0, 0, 0, 0) for i in range(len(devices))}
+        for i, d in zip(ranks, b.devices, strict=False):
+            out[i] = PerGPU(d.model_bytes, d.kv_bytes, d.compute_bytes,
+                            b.cuda_context_bytes if d.layers else 0)
+        return out
+
+    held = per_device(report.buffers, used)  # the layers Ollama places
+    judged_held = held if report.fully_offloaded or report.placed else \
+        per_device(report.full, list(placed.order))  # every layer, shared by free memory
+    ranks = used if judged_held is held else list(placed.order)
+    binding = min(ranks or [placed.order[0]], key=lambda i: usable[i] - judged_held[i].total)
+    judged = replace(devices[binding], name=f"{devices[binding].name} (the GPU with the least "
+                     f"headroom of {' + '.join(d.name for d in devices)})")
+    host = "" if report.fully_offloaded else \
+        f"{report.layers_total - report.offloaded} of {report.layers_total} layers"
+    fit_plan = FitPlan(device=judged, tp=1, pp=max(1, len(ranks)),
+                       per_gpu=judged_held[binding], usable_bytes=usable[binding],
+                       band=BANDS["llamacpp"], on_host=host)
+    if fit_plan.verdict != FITS:
+        fit_plan = replace(fit_plan, advice=ollama_advice(est, options, devices, usable, placed,
+                                                          fit_plan.band.fraction))
+    notes = [f"Different GPUs: {placed.rule}; the fit is for every layer on the GPUs, judged "
+             "on the GPU with the least headroom."]
+    notes += [f"CUDA{rank} {devices[i].name}: {counts[i]} layers, "
+              f"{format_bytes(held[i].total)} of {format_bytes(usable[i])} usable "
+              f"(headroom {format_bytes(usable[i] - held[i].total)})"
+              for rank, i in enumerate(used)]
+    unused = [devices[i].name for i in placed.order if not counts[i]]
+    if unused:
+        notes.append(f"Not used by Ollama: {', '.join(unused)}.")
+    if not report.fully_offloaded:
+        notes.append(f"Ollama keeps {host} on the CPU.")
+    notes += [ecc_note(d) for d in devices if d.addressable_bytes < d.memory_bytes]
+    slowest = min((devices[i] for i in used or [placed.order[0]]),
+                  key=lambda d: d.bandwidth_bytes_s or 0)
+    speed = _speed(est, slowest, 1, max(1, len(used)), *request, engine)
+    if speed is not None:
+        notes.append(f"Speed as if every GPU used were the slowest of them ({slowest.name}).")
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
                    assumptions=tuple([*assumptions, *notes]))
 

@@ -440,12 +440,19 @@ def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
         rules.append("num_ctx: the default follows the GPUs' memory (4k/32k/256k); without "
                      "--gpu 4096 is assumed")
         return 4096
-    total = device.addressable_bytes * max(tp, 1)  # what the driver reports as total
+    total = _gpus_total(o, device, tp)
     ctx = next(c for threshold, c in VRAM_TIERS if total >= threshold)
     rules.append(f"num_ctx {ctx} by default for {format_bytes(total)} of GPU memory "
                  f"({SRC.format('0.15.5', 'server/routes.go')}: >= 47 GiB 256k, >= 23 GiB 32k, "
                  "else 4k)")
     return ctx
+
+
+def _gpus_total(o: Options, device: Device, tp: int) -> int:
+    """The GPUs' summed total memory as the driver reports it; different GPUs in one machine
+    (ollama_mixed.py) pass their sum."""
+    given = o.get("gpus_total_bytes")
+    return given if isinstance(given, int) else device.addressable_bytes * max(tp, 1)
 
 
 def _min_ctx(num_ctx: int, version: Version, family: str, o: Options, device: Device | None,
@@ -460,7 +467,7 @@ def _min_ctx(num_ctx: int, version: Version, family: str, o: Options, device: De
         if device is None:
             return num_ctx
         overhead = int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
-        if device.addressable_bytes * max(tp, 1) - overhead < LOW_VRAM:
+        if _gpus_total(o, device, tp) - overhead < LOW_VRAM:
             rules.append(f"num_ctx {num_ctx} kept: under 20 GiB of GPU memory Ollama does not "
                          f"raise {family}'s context ({SRC.format('0.11.4', 'server/routes.go')})")
             return num_ctx
