@@ -122,7 +122,7 @@ def test_a_pair_that_only_fits_in_total_does_not_fit() -> None:
 
 
 def test_mixed_gpus_for_an_engine_without_a_layer_split_is_refused() -> None:
-    with pytest.raises(InputError, match=r"llama\.cpp's layer split"):
+    with pytest.raises(InputError, match=r"llama\.cpp's and Ollama's layer split"):
         vramest.estimate(model="qwen2.5-32b", gpu="rtx 5090 d,rtx 5070 ti", engine="tgi")
     with pytest.raises(InputError, match="does not match"):
         _mixed("rtx 3090,rtx 3060 12gb", num_gpus=3)

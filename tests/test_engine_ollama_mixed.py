@@ -47,6 +47,13 @@ def test_no_gpu_is_given_more_than_its_free_memory(free: list[int], blocks: int,
                 assert sizes.reserve + sizes.graph + held <= budget
 
 
+@given(budgets, st.integers(1, 120), size_st, st.integers(0, 130))
+def test_num_gpu_caps_the_layers_placed(free: list[int], blocks: int, sizes: Sizes,
+                                        limit: int) -> None:
+    assert sum(estimator_counts(free, blocks, sizes, limit)) <= limit
+    assert sum(layout_counts(free, blocks, sizes, limit)) <= limit
+
+
 @given(st.lists(st.integers(20 * GIB, 80 * GIB), min_size=2, max_size=4), size_st)
 def test_the_newer_layout_uses_one_gpu_when_the_largest_holds_every_layer(
         free: list[int], sizes: Sizes) -> None:

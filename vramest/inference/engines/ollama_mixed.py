@@ -45,7 +45,8 @@ class Sizes:
     reserve: int
 
 
-def estimator_counts(budgets: Sequence[int], blocks: int, sizes: Sizes) -> Counts:
+def estimator_counts(budgets: Sequence[int], blocks: int, sizes: Sizes,
+                     limit: int | None = None) -> Counts:
     """llm/memory.go EstimateGPULayers (v0.11.3): GPUs in the order given (most free memory
     first); a GPU takes part only with room for the graph, the reserve and two layers; block i
     (from the last down) goes to the (i mod j)-th of the j GPUs still with space, one without
@@ -55,6 +56,8 @@ def estimator_counts(budgets: Sequence[int], blocks: int, sizes: Sizes) -> Count
     counts = [0 for _ in budgets]
     room = [i for i, free in enumerate(budgets) if free >= sizes.graph + sizes.reserve + b]
     for i in range(blocks - 1, -1, -1):
+        if limit is not None and sum(counts) >= limit:  # num_gpu: the rest stay on the CPU
+            break
         for j in range(len(room), 0, -1):
             g = room[i % j]
             if budgets[g] > alloc[g] + sizes.graph + b:
@@ -63,6 +66,8 @@ def estimator_counts(budgets: Sequence[int], blocks: int, sizes: Sizes) -> Count
                 break
             del room[i % j]
     placed = sum(counts)
+    if limit is not None and placed >= limit:
+        return tuple(counts)
     for j in range(len(room) if sizes.output else 0, 0, -1):
         g = room[placed % j]
         if budgets[g] > alloc[g] + sizes.graph + sizes.output:
@@ -105,12 +110,15 @@ def _best_fit(layers: Sequence[int], free: Sequence[float]) -> Counts:
     return tuple(counts)
 
 
-def layout_counts(budgets: Sequence[int], blocks: int, sizes: Sizes) -> Counts:
+def layout_counts(budgets: Sequence[int], blocks: int, sizes: Sizes,
+                  limit: int | None = None) -> Counts:
     """llm/server.go assignLayers (v0.12.11): the fewest GPUs (most free memory first) that hold
     every layer, each GPU's free memory less its reserve and graph; failing that, all of them,
     and without the output layer if that places more blocks."""
     free = [max(0, u - sizes.reserve - sizes.graph) for u in budgets]
     layers = [sizes.block] * blocks + [sizes.output]
+    if limit is not None:  # num_gpu: greedyFit stops after that many, from the last layer
+        layers = layers[len(layers) - min(limit, len(layers)):]
     best: Counts = (0,) * len(budgets)
     for _ in range(2):
         for used in range(1, len(free) + 1):
@@ -173,12 +181,11 @@ def _place(est: Estimate, options: Mapping[str, object], devices: Sequence[Devic
                     f"({SRC.format('0.11.3', 'server/sched.go')} pickBestFullFitByLibrary)")
             return _built(est, options, devices, order, counts + (0,) * (len(order) - 1), rule)
     sizes = _sizes(est, whole, version, multi=True)
-    counts = _counts(version, budgets, blocks, sizes)
-    if isinstance(requested, int):  # the estimate caps at num_gpu; -ngl is num_gpu itself
-        counts = _cap(counts, requested)
-        if sum(counts):
-            return _built(est, options, devices, order, counts, _ngl_rule(version, requested),
-                          gpu_layers=requested)
+    limit = requested if isinstance(requested, int) else None
+    counts = _counts(version, budgets, blocks, sizes, limit)
+    if limit is not None and sum(counts) > 0:  # the estimate stops at num_gpu; -ngl is num_gpu
+        return _built(est, options, devices, order, counts, _ngl_rule(version, limit),
+                      gpu_layers=limit)
     if version < LAYOUT_FROM:
         rule = ("Ollama's estimator deals the layers to the GPUs in turn from the last layer, "
                 "each GPU less 457 MiB, one layer and the graph "
@@ -198,19 +205,11 @@ def _ngl_rule(version: Version, requested: int) -> str:
             f"ratio of Ollama's own layer estimate (--tensor-split) ({SRC.format(tag, path)})")
 
 
-def _counts(version: Version, budgets: Sequence[int], blocks: int, sizes: Sizes) -> Counts:
+def _counts(version: Version, budgets: Sequence[int], blocks: int, sizes: Sizes,
+            limit: int | None = None) -> Counts:
     if version < LAYOUT_FROM:
-        return estimator_counts(budgets, blocks, sizes)
-    return layout_counts(budgets, blocks, sizes)
-
-
-def _cap(counts: Counts, requested: int) -> Counts:
-    """num_gpu given: the estimator stops once that many layers are placed (from the last)."""
-    left, out = requested, []
-    for n in reversed(counts):
-        out.append(min(n, max(0, left)))
-        left -= out[-1]
-    return tuple(reversed(out))
+        return estimator_counts(budgets, blocks, sizes, limit)
+    return layout_counts(budgets, blocks, sizes, limit)
 
 
 def _sizes(est: Estimate, s: ollama.OllamaStartup, version: Version, *, multi: bool) -> Sizes:
