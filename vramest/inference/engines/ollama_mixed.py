@@ -183,7 +183,7 @@ def _place(est: Estimate, options: Mapping[str, object], devices: Sequence[Devic
     sizes = _sizes(est, whole, version, multi=True)
     limit = requested if isinstance(requested, int) else None
     counts = _counts(version, budgets, blocks, sizes, limit)
-    if limit is not None and sum(counts) > 0:  # the estimate stops at num_gpu; -ngl is num_gpu
+    if limit is not None:  # the estimate stops at num_gpu; -ngl is num_gpu itself
         return _built(est, options, devices, order, counts, _ngl_rule(version, limit),
                       gpu_layers=limit)
     if version < LAYOUT_FROM:
