@@ -4,6 +4,8 @@ the figures vLLM logged."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramest.api import estimate
 from vramest.errors import InputError
@@ -143,9 +145,11 @@ def test_a_config_file_gets_the_same_profile_as_the_catalog_entry(tmp_path):
 
 
 def test_an_unmodelled_vision_encoder_is_said_so():
-    notes = " ".join(_vllm("google/gemma-3-27b-it", "h100", version="0.11.0").notes)
+    # Llama 3.2 Vision on V1: its tiles reach cross-attention, not modelled on V1
+    model = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    notes = " ".join(_vllm(model, "h100", version="0.11.0").notes)
     assert "vision encoder at start-up, which is not modelled" in notes
-    off = _vllm("google/gemma-3-27b-it", "h100", version="0.11.0", limit_mm_per_prompt=0)
+    off = _vllm(model, "h100", version="0.11.0", limit_mm_per_prompt=0)
     assert "not modelled" not in " ".join(off.notes)
 
 
@@ -158,3 +162,81 @@ def test_qwen3_vl_profile_follows_the_release():
     assert "1 video item(s) of 153,600 tokens" in _profile_note(v12)
     assert "1 image item(s) of 16,384 tokens" in _profile_note(v13)
     assert v13.kv_cache_bytes > v12.kv_cache_bytes + 4 * 2**30
+
+
+# Towers that take vLLM's largest dummy picture at one size (vllm_multimodal._fixed_item)
+_FIXED = ["google/gemma-3-27b-it", "google/gemma-3-4b-it", "llava-hf/llava-1.5-7b-hf",
+          "OpenGVLab/InternVL3-8B-hf", "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+          "mistral-community/pixtral-12b", "meta-llama/Llama-4-Scout-17B-16E-Instruct"]
+
+
+def test_mistral_small_31_profile_as_logged():
+    # vLLM issue #16292 (vLLM 0.8.3, Mistral-Small-3.1-24B-Instruct-2503, --limit_mm_per_prompt
+    # 'image=10' --max-model-len 65536): "Encoder cache will be initialized with a budget of
+    # 8192 tokens, and profiled with 3 image items of the maximum feature size." The 1540 px
+    # picture is 55 x 55 merged patches, cdiv(8192, 3025) = 3 (an 8192-token budget: a GPU
+    # of H100 class, assumed)
+    r = _vllm("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "h100", version="0.8.3",
+              max_model_len=65536, limit_mm_per_prompt="image=10")
+    assert "budget 8,192 tokens, profiled with 3 image item(s) of 3,025 tokens" in \
+        _profile_note(r)
+
+
+@pytest.mark.parametrize("model", _FIXED)
+@pytest.mark.parametrize("version", ["0.8.2", "0.10.1", "0.11.0", "0.12.0", "0.14.0"])
+def test_limit_zero_removes_the_encoder_profile(model, version):
+    if model.startswith("meta-llama/Llama-4") and version == "0.8.2":
+        pytest.skip("Llama 4 came in vLLM 0.8.3")
+    gpus = 8 if "Llama-4" in model else 1
+    on = _vllm(model, "h100", gpus, version=version, max_model_len=32768)
+    off = _vllm(model, "h100", gpus, version=version, max_model_len=32768,
+                limit_mm_per_prompt=0)
+    assert _profile_note(on) and not _profile_note(off)
+    assert not any("not modelled" in n for n in on.notes)
+    assert off.kv_cache_bytes > on.kv_cache_bytes
+
+
+@settings(max_examples=25, deadline=None)
+@given(model=st.sampled_from(_FIXED[:5]),
+       version=st.sampled_from(["0.8.2", "0.9.2", "0.10.0", "0.10.1", "0.11.0", "0.13.0"]),
+       fewer=st.integers(1, 40), extra=st.integers(0, 60),
+       length=st.sampled_from([4096, 32768, 131072]))
+def test_more_images_per_prompt_never_give_more_kv(model, version, fewer, extra, length):
+    base = dict(version=version, max_model_len=length)
+    few = _vllm(model, "h100", **base, limit_mm_per_prompt=fewer)
+    many = _vllm(model, "h100", **base, limit_mm_per_prompt=fewer + extra)
+    assert many.kv_cache_bytes <= few.kv_cache_bytes
+
+
+def test_gemma3_fills_the_budget_with_256_token_pictures():
+    # gemma3_mm.py @v0.11.0: 256 soft tokens a picture with pan-and-scan off, so an H100's
+    # 8192-token budget holds 32 of them, each 4096 SigLIP patches (896 / 14 squared)
+    r = _vllm("google/gemma-3-27b-it", "h100", version="0.11.0", max_model_len=32768)
+    assert "profiled with 32 image item(s) of 256 tokens (4,096 patches each)" in \
+        _profile_note(r)
+    # one picture per prompt and 8 sequences: 8 pictures
+    r = _vllm("google/gemma-3-27b-it", "h100", version="0.11.0", max_model_len=32768,
+              limit_mm_per_prompt=1, max_num_seqs=8)
+    assert "profiled with 8 image item(s)" in _profile_note(r)
+
+
+def test_0_11_pads_every_cached_picture_to_the_budget():
+    # gpu_model_runner.py @v0.11.0 copies each 256-row output into a zeroed (8192, 5376)
+    # tensor: 32 x 8192 x 5376 x 2 B = 2.62 GiB more than 0.10.1 or 0.13.0 keep
+    base = dict(max_model_len=32768)
+    v10 = _vllm("google/gemma-3-27b-it", "h100", version="0.10.1", **base)
+    v11 = _vllm("google/gemma-3-27b-it", "h100", version="0.11.0", **base)
+    v13 = _vllm("google/gemma-3-27b-it", "h100", version="0.13.0", **base)
+    padded = 32 * (8192 - 256) * 5376 * 2
+    assert v10.kv_cache_bytes - v11.kv_cache_bytes == pytest.approx(padded, rel=0.01)
+    assert v13.kv_cache_bytes == pytest.approx(v10.kv_cache_bytes, rel=0.001)
+
+
+def test_internvl_and_llama4_profile_their_tiles():
+    # InternVL: 12 tiles + the thumbnail, 256 tokens each (internvl.py @v0.11.0); 8192 // 3328
+    r = _vllm("OpenGVLab/InternVL3-8B-hf", "h100", version="0.11.0")
+    assert "profiled with 2 image item(s) of 3,328 tokens (13,325 patches each)" in \
+        _profile_note(r)
+    # Llama 4: 16 tiles + the global one, 144 tokens each (mllama4.py @v0.11.0)
+    r = _vllm("meta-llama/Llama-4-Scout-17B-16E-Instruct", "h100", 8, version="0.11.0")
+    assert "profiled with 3 image item(s) of 2,448 tokens" in _profile_note(r)

@@ -347,3 +347,21 @@ def _internvl_tokens(config: Mapping[str, Any], vision: Mapping[str, Any], width
     extra = " + a thumbnail" if tiles > cols * rows else ""
     return ImageTokens(tiles * per_tile + 2, f"InternVL: {cols}x{rows} tiles of {tile} px{extra}, "
                        f"{per_tile} tokens each + 2 markers")
+
+
+def pixtral_tower(config: Mapping[str, Any]) -> VisionTower | None:
+    """Pixtral's ViT (Pixtral-12B, Mistral Small 3.x) at its largest picture, the image_size
+    square (vision_config.image_size: 1024 px for Pixtral-12B, 1540 for Mistral Small 3.1):
+    (image_size / patch_size)^2 patches; a SwiGLU MLP (gate, up and their product: 3 x ffn);
+    None for other towers."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, Mapping) or str(vision.get("model_type", "")) != "pixtral":
+        return None
+    try:
+        side, patch = _side(vision["image_size"]), _side(vision["patch_size"])
+        hidden = int(vision["hidden_size"])
+        return VisionTower(patches=(side // patch) ** 2, hidden=hidden,
+                           ffn=int(vision.get("intermediate_size", 4 * hidden)),
+                           heads=int(vision["num_attention_heads"]), side=side, ffn_copies=3.0)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None

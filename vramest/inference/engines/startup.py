@@ -334,7 +334,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         config, rules, version.release, text_hidden=shape.hidden_size,
         max_model_len=max_model_len, batched_tokens=tokens, max_num_seqs=seqs, tp=tp,
         act_bytes=compute_bytes, limits=options.limit_mm_per_prompt,
-        max_pixels=options.mm_max_pixels)
+        max_pixels=options.mm_max_pixels, constants=c)
     if encoder is None and not options.skip_mm_profiling:
         encoder = mllama_v0_profile(config, rules, version.release,
                                     text_hidden=shape.hidden_size, max_num_seqs=seqs, tp=tp,

@@ -21,9 +21,11 @@ follow v0.14.0's rules here, unverified.
 initialized"), and so does `--skip-mm-profiling` from v0.10.1 (profile_run,
 multimodal_config.skip_mm_profiling; not in v0.10.0).
 
-Modelled towers: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (V1), and Llama 3.2 Vision's encoder-decoder
-profile on V0 (`mllama_v0_profile`). Other vision towers (Gemma 3's SigLIP, LLaVA's CLIP,
-InternViT, Pixtral) get no encoder profile yet: their KV cache is the text profile's.
+Modelled towers: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (V1); towers that take the largest picture at
+one size (`_fixed_item`): Gemma 3's SigLIP, LLaVA-1.5's CLIP, InternVL's InternViT (13 tiles),
+Pixtral / Mistral 3's Pixtral-ViT, Llama 4's 17 tiles (V1); and Llama 3.2 Vision's
+encoder-decoder profile on V0 (`mllama_v0_profile`). LLaVA-NeXT (anyres) and Llama 3.2 Vision on
+V1 get no encoder profile yet: their KV cache is the text profile's.
 
 The torch peak vLLM measures is therefore max(the encoder's own peak, the cache + the text
 profile's peak).
@@ -35,8 +37,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from vramest.frozen import frozen
+from vramest.frozen import frozen, replace
+from vramest.inference.constants import Constants
 from vramest.inference.engines.versions import Release, VLLMRules
+from vramest.inference.memory import Part, with_vision_tower
+from vramest.model.vision import (
+    VisionTower,
+    fixed_size_tower,
+    image_tokens,
+    pixtral_tower,
+)
 
 # Qwen2-VL / Qwen2.5-VL vision towers, the same at every size (config.json vision_config of
 # Qwen/Qwen2-VL-7B-Instruct: embed_dim 1280, depth 32, mlp_ratio 4, num_heads 16; of
@@ -185,20 +195,46 @@ def _qwen2_video_tokens(image_tokens: int, temporal: int, release: Release, leng
     return _grid_t(frames, temporal) * image_tokens
 
 
+def _items(release: Release, budget: int, tokens: int, max_num_seqs: int, limit: int,
+           max_model_len: int) -> int:
+    """How many copies of the largest item the profile runs through the encoder."""
+    if release >= SKIP_MM_PROFILING_SINCE:
+        per_prompt = max(1, min(limit, max_model_len // tokens))
+        return max(1, min(budget // tokens, max_num_seqs * per_prompt))
+    if release >= _FLOOR_ITEMS_SINCE:
+        return max(1, min(budget // tokens, max_num_seqs * limit))
+    return min(-(-budget // tokens), max_num_seqs * limit)
+
+
+def _cache_rows(release: Release, budget: int, tokens: int, merged: int) -> int:
+    """Rows the encoder cache keeps per dummy item at this release (_CACHE_ROWS)."""
+    kept = next(rule for since, rule in reversed(_CACHE_ROWS) if release >= since)
+    return max({"budget": budget, "item": tokens, "output": merged}[kept], merged)
+
+
 def encoder_profile(config: Mapping[str, Any], rules: VLLMRules, release: Release, *,
                     text_hidden: int, max_model_len: int, batched_tokens: int,
                     max_num_seqs: int, tp: int, act_bytes: float,
                     limits: Limits | None = None,
-                    max_pixels: int | None = None) -> EncoderProfile | None:
-    """The encoder profile of a Qwen-VL model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) on a V1
-    release, or None where vLLM runs none (V0, every limit 0) or the tower is not modelled."""
+                    max_pixels: int | None = None,
+                    constants: Constants | None = None) -> EncoderProfile | None:
+    """The encoder profile of a vision-language model on a V1 release (Qwen-VL's towers here,
+    fixed-size towers in `_fixed_profile`), or None where vLLM runs none (V0, every limit 0)
+    or the tower is not modelled."""
     image_on = _limit(release, limits, "image") > 0
     video_on = _limit(release, limits, "video") > 0
     if rules.engine != "v1" or not (image_on or video_on):
         return None
     tower = _tower(config)
     if tower is None:
-        return None
+        fixed = _fixed_item(config) if image_on else None
+        if fixed is None:
+            return None
+        budget = max(batched_tokens, fixed.tokens)
+        items = _items(release, budget, fixed.tokens, max_num_seqs,
+                       _limit(release, limits, "image"), max_model_len)
+        return _fixed_profile(fixed, release, items, budget, text_hidden, tp, act_bytes,
+                              constants or Constants())
     patch, merge = int(tower["patch_size"]), int(tower["spatial_merge_size"])
     temporal = int(tower["temporal_patch_size"])
     qwen3 = "deepstack_visual_indexes" in tower or str(config.get("model_type")).startswith(
@@ -228,14 +264,8 @@ def encoder_profile(config: Mapping[str, Any], rules: VLLMRules, release: Releas
     budget = max(batched_tokens, tokens)
     if not tokens:  # images off and no video for this tower and release
         return None
-    limit = _limit(release, limits, modality)
-    if release >= SKIP_MM_PROFILING_SINCE:
-        per_prompt = max(1, min(limit, max_model_len // tokens))
-        items = max(1, min(budget // tokens, max_num_seqs * per_prompt))
-    elif release >= _FLOOR_ITEMS_SINCE:
-        items = max(1, min(budget // tokens, max_num_seqs * limit))
-    else:
-        items = min(-(-budget // tokens), max_num_seqs * limit)
+    items = _items(release, budget, tokens, max_num_seqs, _limit(release, limits, modality),
+                   max_model_len)
     hidden, ffn = int(tower["hidden_size"]), int(tower["intermediate_size"])
     ffn_copies = _GATED_FFN_COPIES if tower.get("gated") else _FFN_COPIES
     out = int(tower.get("out_hidden_size", text_hidden))
@@ -247,10 +277,119 @@ def encoder_profile(config: Mapping[str, Any], rules: VLLMRules, release: Releas
     per_patch = (ffn_copies * ffn / tp + _HIDDEN_COPIES * hidden) * act_bytes + \
         pixels * _PIXEL_BYTES
     tower_peak = items * (patches * per_patch + merged * width * act_bytes)
-    kept = next(rule for since, rule in reversed(_CACHE_ROWS) if release >= since)
-    rows = max({"budget": budget, "item": tokens, "output": merged}[kept], merged)
-    cache = items * rows * width * act_bytes
+    cache = items * _cache_rows(release, budget, tokens, merged) * width * act_bytes
     return EncoderProfile(modality, tokens, items, budget, patches, round(tower_peak),
+                          round(cache))
+
+
+# Gemma 3's SigLIP, the same in google/gemma-3-{4b,12b,27b}-it (config.json vision_config:
+# siglip_vision_model, image_size 896, patch_size 14, hidden_size 1152, intermediate_size 4304,
+# 27 layers, 16 heads), for catalog entries that keep only the text settings
+_GEMMA3_SIGLIP = {"model_type": "siglip_vision_model", "image_size": 896, "patch_size": 14,
+                  "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+                  "num_attention_heads": 16}
+# Gemma 3's largest item: (num_crops + 1) x image_seq_length (gemma3_mm.py get_num_image_tokens
+# @v0.8.2, v0.11.0), num_crops 0 with pan-and-scan off, the processor's default
+# (preprocessor_config.json do_pan_and_scan unset; gemma3_mm.py get_num_crops returns 0)
+_GEMMA3_TOKENS = 256
+# InternVL: the dummy picture is the tile grid with the most features, max_dynamic_patch tiles
+# (12 in InternVL2.5/3 config.json) plus the thumbnail (internvl.py resolve_min_max_num
+# "max_dynamic_patch += 1" with use_thumbnail, get_image_size_with_most_features @v0.8.2,
+# v0.11.0)
+_INTERNVL_TILES = 12
+# Llama 4's image processor: max_patches 16 tiles (preprocessor_config.json of
+# meta-llama/Llama-4-Scout-17B-16E-Instruct; mllama4.py get_max_num_tiles reads it)
+_LLAMA4_MAX_TILES = 16
+# its vision_config pixel_shuffle_ratio (config.json of Llama-4-Scout and -Maverick)
+_LLAMA4_SHUFFLE = 0.5
+
+
+@frozen
+class _FixedItem:
+    """vLLM's largest dummy item for a tower that takes pictures at one size."""
+
+    tokens: int  # embeddings vLLM counts for it (the encoder's output rows)
+    pictures: int  # tower inputs: InternVL's tiles, else 1
+    tower: VisionTower
+
+
+def _fixed_item(config: Mapping[str, Any]) -> _FixedItem | None:
+    """Gemma 3, LLaVA-1.5 (CLIP), InternVL 2.5/3 and Pixtral / Mistral 3 at vLLM's dummy
+    picture; None for other models."""
+    family = str(config.get("model_type", "")).lower()
+    if family == "gemma3":
+        if not isinstance(config.get("vision_config"), Mapping):
+            config = {**config, "vision_config": _GEMMA3_SIGLIP}
+        tower = fixed_size_tower(config)
+        tokens = int(config.get("mm_tokens_per_image", _GEMMA3_TOKENS))
+        return _FixedItem(tokens, 1, tower) if tower else None
+    pixtral = pixtral_tower(config)
+    if pixtral is not None and family in ("mistral3", "llava", "pixtral"):
+        vision = config["vision_config"]
+        cell = int(vision["patch_size"]) * int(config.get("spatial_merge_size", 1))
+        # ncols x nrows (PixtralHFEncoderInfo.get_num_image_tokens @v0.8.2, v0.11.0); the
+        # [IMG_BREAK] tokens are text, not encoder output
+        return _FixedItem((int(vision["image_size"]) // cell) ** 2, 1, pixtral)
+    if family == "llama4":
+        return _llama4_item(config)
+    tower = fixed_size_tower(config)
+    if tower is None:
+        return None
+    if family == "llava":
+        # vLLM builds the CLIP only up to the feature layer (llava.py _get_num_hidden_layers,
+        # num_hidden_layers_override), so no earlier states are kept, and its quick_gelu is
+        # one fused op (QuickGELU): the encoder's 2 x ffn
+        tower = replace(tower, kept_states=0, ffn_copies=None)
+        return _FixedItem(image_tokens(config, tower.side, tower.side).per_image, 1, tower)
+    if family == "internvl":
+        ratio = float(config.get("downsample_ratio", 0.5))
+        per_tile = round((tower.patches - 1) * ratio * ratio)  # the CLS token is dropped
+        tiles = int(config.get("max_dynamic_patch", _INTERNVL_TILES))
+        tiles += 1 if config.get("use_thumbnail", True) and tiles > 1 else 0
+        return _FixedItem(tiles * per_tile, tiles, tower)
+    return None
+
+
+def _llama4_item(config: Mapping[str, Any]) -> _FixedItem | None:
+    """Llama 4's dummy picture: max_patches tiles of image_size (a 16:1 picture) and the global
+    tile, each (image_size / patch_size)^2 patches plus the class token, pixel-shuffled to
+    patches x pixel_shuffle_ratio^2 tokens (mllama4.py get_patch_per_chunk,
+    get_image_size_with_most_features @v0.11.0: 17 x 144 = 2448 tokens, 3 in a budget of
+    8192)."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, Mapping):
+        return None
+    try:
+        side, patch = int(vision["image_size"]), int(vision["patch_size"])
+        hidden = int(vision["hidden_size"])
+        shuffle = float(vision.get("pixel_shuffle_ratio", _LLAMA4_SHUFFLE))
+        per_tile = round((side // patch) ** 2 * shuffle * shuffle)
+        tower = VisionTower(patches=(side // patch) ** 2 + 1, hidden=hidden,
+                            ffn=int(vision["intermediate_size"]),
+                            heads=int(vision["num_attention_heads"]), side=side)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    tiles = _LLAMA4_MAX_TILES + 1
+    return _FixedItem(tiles * per_tile, tiles, tower)
+
+
+def _fixed_profile(item: _FixedItem, release: Release, items: int, budget: int,
+                   text_hidden: int, tp: int, act_bytes: float,
+                   constants: Constants) -> EncoderProfile:
+    """The encoder's forward over every dummy item at once, and the outputs it caches."""
+    # vLLM's ViT blocks split fc1/fc2 over TP (ColumnParallelLinear / RowParallelLinear in
+    # siglip.py, clip.py, intern_vit.py, pixtral.py) and attend through fused kernels, no
+    # score matrix (MultiHeadAttention or xformers @v0.8.2, v0.11.0; MMEncoderAttention
+    # @v0.14.0): the tower's MLP moment, as memory.with_vision_tower counts it
+    split = replace(item.tower, ffn=-(-item.tower.ffn // tp))
+    pictures = items * item.pictures
+    tower = with_vision_tower(Part("vision encoder", 0, ""), split, pictures, act_bytes,
+                              "flash", constants).bytes
+    output = items * item.tokens * text_hidden * act_bytes  # projected to the text width
+    cache = items * _cache_rows(release, budget, item.tokens, item.tokens) * text_hidden * \
+        act_bytes
+    return EncoderProfile("image", item.tokens, items, budget,
+                          item.pictures * item.tower.patches, round(tower + output),
                           round(cache))
 
 
