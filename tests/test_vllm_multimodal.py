@@ -240,3 +240,24 @@ def test_internvl_and_llama4_profile_their_tiles():
     # Llama 4: 16 tiles + the global one, 144 tokens each (mllama4.py @v0.11.0)
     r = _vllm("meta-llama/Llama-4-Scout-17B-16E-Instruct", "h100", 8, version="0.11.0")
     assert "profiled with 3 image item(s) of 2,448 tokens" in _profile_note(r)
+
+
+def test_llava_next_profiles_its_largest_pinpoint():
+    # llava-hf/llava-v1.6-mistral-7b-hf config.json: image_grid_pinpoints [[336, 672],
+    # [672, 336], [672, 672], [1008, 336], [336, 1008]] of a 336 px CLIP. 672 x 672 is the
+    # largest: 48 x 48 unpadded + 48 newlines + 576 base = 2928 tokens (llava_next.py
+    # _get_num_unpadded_features @v0.11.0), 4 tiles + the base picture through the tower
+    from vramest.inference.engines.versions import parse_version, vllm_rules
+    from vramest.inference.engines.vllm_multimodal import encoder_profile
+    from vramest.model.catalog import default_catalog
+
+    llava = dict(default_catalog().get("llava-hf/llava-1.5-7b-hf").config)
+    config = {**llava, "model_type": "llava_next", "image_grid_pinpoints": [
+        [336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]}
+    version = parse_version("vllm", "0.11.0")
+    profile = encoder_profile(config, vllm_rules(version), version.release, text_hidden=4096,
+                              max_model_len=32768, batched_tokens=8192, max_num_seqs=1024,
+                              tp=1, act_bytes=2)
+    assert profile is not None
+    assert (profile.tokens_per_item, profile.items, profile.patches_per_item) == \
+        (2928, 2, 5 * 577)

@@ -23,9 +23,9 @@ multimodal_config.skip_mm_profiling; not in v0.10.0).
 
 Modelled towers: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (V1); towers that take the largest picture at
 one size (`_fixed_item`): Gemma 3's SigLIP, LLaVA-1.5's CLIP, InternVL's InternViT (13 tiles),
-Pixtral / Mistral 3's Pixtral-ViT, Llama 4's 17 tiles (V1); and Llama 3.2 Vision's
-encoder-decoder profile on V0 (`mllama_v0_profile`). LLaVA-NeXT (anyres) and Llama 3.2 Vision on
-V1 get no encoder profile yet: their KV cache is the text profile's.
+Pixtral / Mistral 3's Pixtral-ViT, Llama 4's 17 tiles, LLaVA-NeXT's anyres tiles (V1); and
+Llama 3.2 Vision's encoder-decoder profile on V0 (`mllama_v0_profile`). Llama 3.2 Vision on V1
+and other towers get no encoder profile yet: their KV cache is the text profile's.
 
 The torch peak vLLM measures is therefore max(the encoder's own peak, the cache + the text
 profile's peak).
@@ -332,6 +332,8 @@ def _fixed_item(config: Mapping[str, Any]) -> _FixedItem | None:
         return _FixedItem((int(vision["image_size"]) // cell) ** 2, 1, pixtral)
     if family == "llama4":
         return _llama4_item(config)
+    if family == "llava_next":
+        return _llava_next_item(config)
     tower = fixed_size_tower(config)
     if tower is None:
         return None
@@ -348,6 +350,29 @@ def _fixed_item(config: Mapping[str, Any]) -> _FixedItem | None:
         tiles += 1 if config.get("use_thumbnail", True) and tiles > 1 else 0
         return _FixedItem(tiles * per_tile, tiles, tower)
     return None
+
+
+def _llava_next_item(config: Mapping[str, Any]) -> _FixedItem | None:
+    """LLaVA-NeXT's dummy picture: the image_grid_pinpoints entry (height, width) with the most
+    features (llava_next.py get_image_size_with_most_features @v0.8.2, v0.11.0): its tiles of
+    the CLIP side, unpadded (a pinpoint needs no padding), a newline feature per row, and the
+    base picture's features; the tower runs the base picture and every tile."""
+    tower = fixed_size_tower({**config, "model_type": "llava"})
+    pinpoints = config.get("image_grid_pinpoints")
+    if tower is None or not isinstance(pinpoints, (list, tuple)) or not pinpoints:
+        return None
+    base = image_tokens({**config, "model_type": "llava"}, tower.side, tower.side).per_image
+    grid = math.isqrt(base)  # patches along a side
+    best: tuple[int, int] = (0, 0)
+    try:
+        for height, width in pinpoints:
+            rows, cols = int(height) // tower.side, int(width) // tower.side
+            tokens = grid * rows * grid * cols + grid * rows + base
+            best = max(best, (tokens, rows * cols))
+    except (TypeError, ValueError):
+        return None
+    # the same CLIP as LLaVA-1.5's (vLLM builds it to the feature layer; QuickGELU fused)
+    return _FixedItem(best[0], 1 + best[1], replace(tower, kept_states=0, ffn_copies=None))
 
 
 def _llama4_item(config: Mapping[str, Any]) -> _FixedItem | None:
