@@ -140,10 +140,11 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
     width = shape.hidden_size / d.tp
     narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
-    if _precision(d.fmt, d.device) == "fp8":
-        narrow /= d.fp8_gemm_share
+    # the dense GEMMs' FP8 rate; the fused MoE kernels keep their own share (moe_efficiency,
+    # scanned against the MoE rows)
+    fp8 = 1 / d.fp8_gemm_share if _precision(d.fmt, d.device) == "fp8" else 1.0
     return PhaseWork(
-        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow,
+        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow * fp8,
         expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read) / gpus,
