@@ -66,8 +66,8 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
     "vllm": (0.00278, 1.083, 1.453, 0.6616, 0.010372, 1.34e-05, 7.9839e-07, 554.5, 0.0, 1.0),
-    "sglang": (0.0020866, 1.173, 1.277, 1.7768, 0.028013, 1.2005e-05, 2.7967e-05, 3.53,
-               0.0001858, 0.86062),
+    "sglang": (0.0020866, 1.173, 1.277, 1.7768, 0.037351, 1.2392e-05, 2.8187e-05, 1.2972,
+               0.00018287, 0.86062),
     "trtllm": (1.2225e-05, 0.95238, 1.584, 1.4913, 0.071873, 3.1069e-05, 2.1127e-06, 289.89,
                2.2915e-05, 0.765),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
