@@ -224,8 +224,8 @@ def test_reference_rows_keep_their_sources() -> None:
 # the 0.17 engine-backend table (TP up to 8, 20k-token prompts) since 2026-12.
 @pytest.mark.parametrize(("engine", "metric", "limit"), [
     ("vllm", "tpot", 0.06), ("vllm", "ttft", 0.12),
-    ("sglang", "tpot", 0.04), ("sglang", "ttft", 0.13),
-    ("trtllm", "tpot", 0.08), ("trtllm", "ttft", 0.25), ("trtllm", "max_throughput", 0.06),
+    ("sglang", "tpot", 0.04), ("sglang", "ttft", 0.12),
+    ("trtllm", "tpot", 0.09), ("trtllm", "ttft", 0.23), ("trtllm", "max_throughput", 0.05),
 ])
 def test_accuracy_on_measured_rows(engine: str, metric: str, limit: float) -> None:
     e = errors(predict(r) for r in rows_for(engine))
@@ -304,10 +304,15 @@ def test_expert_parallel_waits_for_the_most_loaded_group(routed: float, ep: int)
     assert _ep_imbalance(routed * 100, ep) <= load + 1e-12
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "since the FP8 GEMM share (dense FP8 matmuls at 1.53x bf16, not 2x), the 161 rows' median "
+    "|TPOT error| is 17.8% with expert groups against 15.1% taken as TP (signed +2.5% against "
+    "-5.8%); before it 15.0% against 16.8%. Open: the EP evidence was a small margin"))
 def test_expert_parallel_rows_are_closer_with_their_expert_groups() -> None:
     """TensorRT-LLM's measured expert-parallel rows (Qwen3-235B-A22B on H100, DeepSeek-R1 and
     gpt-oss-120b on H200): TPOT is closer when the step waits for the most loaded group than
-    when the experts are taken as split by tensor parallelism (14.4% against 15.6%)."""
+    when the experts are taken as split by tensor parallelism (15.0% against 16.8% before the
+    FP8 GEMM share; see the xfail reason)."""
     from vramest.errors import InputError
     from vramest.frozen import replace
 

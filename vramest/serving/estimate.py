@@ -159,7 +159,7 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
     return Deployment(shape=info.shape, fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
                       engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
                       gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency,
-                      eager_layer_s=eng.eager_layer_s,
+                      eager_layer_s=eng.eager_layer_s, fp8_gemm_share=eng.fp8_gemm_share,
                       ep=ep if info.shape.is_moe else 1)
 
 

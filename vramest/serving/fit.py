@@ -3,11 +3,12 @@
     python -m vramest.serving.fit > vramest/serving/serving_fit.txt
     python -m vramest.serving.fit --engines >> vramest/serving/serving_fit.txt
 
-Nine constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
+Ten constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
 seconds per request before its first token, seconds per all-reduce, seconds per sequence per
 step, the per-GPU matmul width at half rate, eager seconds per layer of a step with prompt
-tokens; the last stays 0 for vLLM, whose CUDA graphs cover such steps, and the clump scale
-does nothing for SGLang's default policy), fitted by coordinate descent on the log errors of
+tokens, and the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach; the eager cost stays
+0 for vLLM, whose CUDA graphs cover such steps, and the clump scale does nothing for SGLang's
+default policy), fitted by coordinate descent on the log errors of
 TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv. Held-out errors
 leave one measurement campaign (one engine version on one GPU for one model, or one published
 throughput table) out of the fit at a time.
@@ -35,7 +36,7 @@ from vramest.serving.reference import (
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
 STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),
-         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3))
+         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0))
 EAGER = 8  # index of the eager per-layer seconds
 GRAPHED_MIXED_STEPS = {"vllm", "llamacpp"}  # no eager cost: fixed at 0, never fitted
 
@@ -71,7 +72,8 @@ def _predict_all(rows: list[Row], eng: ServingEngine,
                 clump_scale=eng.clump_scale, request_overhead_s=eng.request_overhead_s,
                 allreduce_latency_s=eng.allreduce_latency_s, seq_overhead_s=eng.seq_overhead_s,
                 gemm_half_width=eng.gemm_half_width,
-                eager_layer_s=0.0 if r.engine in GRAPHED_MIXED_STEPS else eng.eager_layer_s)
+                eager_layer_s=0.0 if r.engine in GRAPHED_MIXED_STEPS else eng.eager_layer_s,
+                fp8_gemm_share=eng.fp8_gemm_share)
         try:
             out.append(predict(r, use))
         except InputError:

@@ -307,12 +307,14 @@ def median_abs(values: list[float]) -> float:
 
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
                 clump: float, request_s: float, allreduce_s: float,
-                seq_s: float, half_width: float, eager_layer_s: float) -> ServingEngine:
+                seq_s: float, half_width: float, eager_layer_s: float,
+                fp8_share: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
                     compute_efficiency_scale=comp)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
                    allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
-                   gemm_half_width=half_width, eager_layer_s=eager_layer_s)
+                   gemm_half_width=half_width, eager_layer_s=eager_layer_s,
+                   fp8_gemm_share=fp8_share)
 
 
 def rows_for(engine: str) -> list[Row]:
@@ -378,8 +380,8 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         lines.append("  held out (vramest/serving/serving_fit.txt):")
         lines += [f"    {line}" for line in held]
     lines.append("  fitted constants per engine (vramest/serving/engines.py FITTED, one device class "
-                 "H100/H200) + 1 MoE efficiency: vLLM 8 (no eager cost: its CUDA graphs cover "
-                 "mixed steps), SGLang 9, TensorRT-LLM 9")
+                 "H100/H200) + 1 MoE efficiency: vLLM 9 (no eager cost: its CUDA graphs cover "
+                 "mixed steps), SGLang 10, TensorRT-LLM 10 (with the FP8 GEMM share)")
     lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
     return lines
 

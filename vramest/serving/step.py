@@ -38,6 +38,15 @@ from vramest.inference.throughput import (
 from vramest.model.precisions import KVFormat, WeightFormat
 from vramest.model.shapes import ModelShape
 
+# An FP8 GEMM runs 1.53x as fast as the same bf16 GEMM on Hopper, not the 2x of their peaks:
+# the median over 210 large GEMMs (M 2048-8192; N, K of Llama-3.1-8B/70B and Qwen3-32B layers)
+# of AIConfigurator 0.12's per-op tables, aiconfigurator_core/systems/data/{h100_sxm,h200_sxm}/
+# gemm/{sglang/0.5.6.post2, sglang/0.5.14, trtllm/1.3.0rc20, vllm/0.24.0}/gemm_perf.parquet
+# (per engine 1.40-1.64; block-scaled fp8 runs as fast as per-tensor there): FP8 matmuls
+# reach this share of the 16-bit GEMMs' share of peak. Each serving engine fits its own share
+# starting here (serving/engines.py FITTED), bounded by 1 (the peaks' ratio).
+FP8_GEMM_SHARE = 1.53 / 2
+
 
 @frozen
 class Deployment:
@@ -67,6 +76,8 @@ class Deployment:
     # per layer of a step that carries prompt tokens: the engine's CUDA graphs cover decode-only
     # batches, so such a step runs eagerly and pays its kernel launches (fitted per engine)
     eager_layer_s: float = 0.0
+    # share of the 16-bit GEMMs' share of peak that FP8 GEMMs reach (FP8_GEMM_SHARE; fitted)
+    fp8_gemm_share: float = 1.0
 
     @property
     def num_gpus(self) -> int:
@@ -129,8 +140,11 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
     width = shape.hidden_size / d.tp
     narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
+    # the dense GEMMs' FP8 rate; the fused MoE kernels keep their own share (moe_efficiency,
+    # scanned against the MoE rows)
+    fp8 = 1 / d.fp8_gemm_share if _precision(d.fmt, d.device) == "fp8" else 1.0
     return PhaseWork(
-        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow,
+        dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow * fp8,
         expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read) / gpus,
