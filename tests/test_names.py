@@ -109,3 +109,18 @@ def test_any_spelling_of_a_catalog_model_keeps_its_shape(entry: object, tune: st
     own = _native_format(match.entry.config) if "quantization_config" in match.entry.config \
         else None
     assert (match.precision or own) == _QUANTS[quant]
+
+
+def test_gemma_3_qat_releases_are_q4_0_with_a_16_bit_embedding_table() -> None:
+    """Google's QAT GGUFs keep every matrix in Q4_0 and the token embeddings in F16: the 27B
+    file is 17.2 GB where the same weights with llama.cpp's Q6_K table take 15.6 GB
+    (huggingface.co/stduhpf/google-gemma-3-27b-it-qat-q4_0-gguf-small); Ollama's
+    gemma3:*-it-qat tags are that file, and the "-unquantized" repositories hold 16-bit weights."""
+    assert catalog_match("gemma3:27b-it-qat").precision == "q4_0-qat"
+    assert catalog_match("google/gemma-3-27b-it-qat-q4_0-gguf").precision == "q4_0-qat"
+    unquantized = catalog_match("google/gemma-3-27b-it-qat-q4_0-unquantized")
+    assert unquantized.entry.id == "google/gemma-3-27b-it" and unquantized.precision is None
+    assert catalog_match("gemma3:27b").precision == "q4_k_m"
+    qat = vramest.estimate(model="google/gemma-3-27b-it", dtype="q4_0-qat").memory.weights.bytes
+    plain = vramest.estimate(model="google/gemma-3-27b-it", dtype="q4_0").memory.weights.bytes
+    assert 1.45e9 < qat - plain < 1.75e9  # 17.2 - 15.6 GB, to the files' 0.1 GB rounding

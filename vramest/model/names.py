@@ -16,7 +16,10 @@ from vramest.frozen import frozen
 from vramest.model.catalog import Catalog, CatalogEntry, default_catalog
 
 # words a fine-tune or a packaging adds to its base's name without changing its config
-_TUNE_WORDS = frozenset({"instruct", "chat", "it", "hf", "base"})
+_TUNE_WORDS = frozenset({"instruct", "chat", "it", "hf", "base", "qat", "unquantized"})
+# Google's quantization-aware-trained Gemma 3 releases keep the base's config; their GGUF (and
+# Ollama's *-it-qat tags built from it) is Q4_0 with F16 embeddings (precisions "q4_0-qat")
+_QAT_WORD, _QAT_PRECISION = "qat", "q4_0-qat"
 # quantization suffixes of public releases -> the --dtype they store (AutoAWQ and GPTQ are
 # 4-bit with group 128 unless named otherwise; unsloth's "bnb-4bit" are NF4 double-quantized,
 # as unsloth/Meta-Llama-3.1-8B-bnb-4bit's quantization_config in the catalog shows)
@@ -208,6 +211,8 @@ def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
     core = [w for w in words if w not in (*_TUNE_WORDS, "text") and w not in _OLLAMA_PRECISIONS]
     if not core:
         return None
+    if precision is None and _QAT_WORD in words:
+        precision = _QAT_PRECISION  # gemma3:27b-it-qat is Google's QAT Q4_0 file
     precision = _OLLAMA_PRECISIONS.get(precision or "", precision) or OLLAMA_LIBRARY_PRECISION
     # a size-only tag may be renamed; a tag naming more (qwen3:30b-a3b-instruct-2507) is looked
     # up by its words, longest first, a dated release kept by `_dates_kept`
@@ -294,6 +299,10 @@ def catalog_match(name: str) -> NameMatch | None:
             precision = None
         return NameMatch(found, precision, f"the Ollama tag {name} is {found.id}"
                          + (f" stored as {precision}" if precision else ""))
+    org, _, base = name.strip().rpartition("/")
+    if _words(base)[-1:] == ["unquantized"]:  # gemma-3-27b-it-qat-q4_0-unquantized: 16-bit
+        kept, _, _ = _strip_quant(_words(base)[:-1])  # weights, whatever quantization they name
+        name = f"{org}/{'-'.join(kept)}" if org else "-".join(kept)
     stem, precision, changed = _stem(name)
     # the release itself first (Qwen2.5-7B-Instruct-AWQ is Qwen2.5-7B-Instruct, whose config
     # differs from the base's in its positions), then the model it was tuned from
@@ -304,6 +313,8 @@ def catalog_match(name: str) -> NameMatch | None:
     if found is None:
         return None
     gguf = "gguf" in _words(name)
+    if precision == "q4_0" and _QAT_WORD in _words(name):
+        precision = _QAT_PRECISION  # google/gemma-3-27b-it-qat-q4_0-gguf
     if precision is None and _quantized(found):
         # the name asks for the unquantized model; a GGUF repository of an MXFP4 release
         # (gpt-oss) holds llama.cpp's MXFP4_MOE file: experts in MXFP4, as ggml-org's 11.27 GiB

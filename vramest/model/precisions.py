@@ -400,6 +400,26 @@ for _ftype in _GGUF_FILE_TYPES:
     _register(_fmt, *([] if _fmt.name.startswith("gguf-") else [_fmt.name.replace("_", "-")]))
 
 
+def _qat_q4_0_rule(role: str, ctx: TensorContext) -> str:
+    if role in VECTOR_ROLES or role == "router":
+        return "F32"
+    return "F16" if role in ("embedding", "lm_head") else "Q4_0"
+
+
+# Google's quantization-aware-trained Gemma 3 GGUFs (google/gemma-3-*-it-qat-q4_0-gguf, and
+# Ollama's gemma3:*-it-qat tags built from them): every matrix Q4_0, none of llama.cpp's
+# per-tensor upgrades, and the token embeddings (Gemma's tied output head) kept in F16, which
+# makes the 27B file 17.2 GB against 15.6 GB with a Q6_K table (huggingface.co/stduhpf/
+# google-gemma-3-27b-it-qat-q4_0-gguf-small: "The official QAT weights released by google use
+# fp16 (instead of Q6_K) for the embeddings table"; "Google decided to use only Q4_0")
+_register(WeightFormat(
+    "q4_0-qat", "Google's QAT Q4_0 GGUF: every matrix Q4_0 (4.5 bits/weight), the token "
+    "embeddings F16", "google/gemma-3-27b-it-qat-q4_0-gguf as its requantizers describe it",
+    ggml_bits("Q4_0"), embedding_bits=16.0, lm_head_bits=16.0, vector_bits=32.0,
+    gguf_rule=_qat_q4_0_rule,
+), "qat-q4_0", "qat")
+
+
 def weight_format(name: str) -> WeightFormat:
     key = name.strip().lower()
     fmt = _FORMATS.get(key) or _FORMATS.get(key.replace("-", "_"))
