@@ -163,3 +163,9 @@ def test_speed_heading_names_the_engine_with_pipeline_stages(capsys: pytest.Capt
     heading = next(line for line in capsys.readouterr().out.splitlines()
                    if line.startswith("Speed ("))
     assert heading.startswith("Speed (roofline, vllm") and "pipeline" not in heading
+
+
+def test_an_unquoted_gpu_name_is_answered_with_how_to_quote_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "qwen3-8b", "--gpu", "nvidia", "rtx", "3090", "--ctx", "4k"]) == 2
+    err = capsys.readouterr().err
+    assert '--gpu "nvidia rtx 3090"' in err and err.count("\n") == 1

@@ -96,6 +96,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         for arg in args_list:
             check_argument(arg)
+        if command not in _WITH_POSITIONALS:
+            _check_unquoted_gpu(args_list)
         args = build_parser(only=command).parse_args(args_list)
         if args.version:
             from importlib.metadata import version
@@ -111,6 +113,20 @@ def _main(argv: Sequence[str] | None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+_WITH_POSITIONALS = ("check", "inspect")  # commands that take a file after their flags
+
+
+def _check_unquoted_gpu(args: list[str]) -> None:
+    """`--gpu rtx 4090` unquoted leaves "4090" over as a stray argument: say how to write it."""
+    for i, arg in enumerate(args[:-2]):
+        if arg == "--gpu" and not args[i + 1].startswith("-") and not args[i + 2].startswith("-"):
+            words = args[i + 1:i + 6]
+            name = " ".join(words[:next((k for k, w in enumerate(words) if w.startswith("-")),
+                                        len(words))])[:80]
+            raise InputError(f"--gpu takes one name: put a name with spaces in quotes, "
+                             f"--gpu \"{name}\" (or write it without spaces).")
 
 
 def check_argument(arg: object) -> None:
