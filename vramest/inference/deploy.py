@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vramest.errors import InputError
@@ -231,12 +232,9 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
               f"layers, {format_bytes(held[i].total)} of {format_bytes(usable[i])} usable"
               for i, d in enumerate(devices)]
     notes += [ecc_note(d) for d in devices if d.addressable_bytes < d.memory_bytes]
-    slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
-    speed = _speed(est, slowest, 1, len(devices), *request, engine)
-    if speed is not None:
-        notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
+    speed, speed_notes = _slowest_speed(est, devices, 1, len(devices), request, engine)
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
-                   assumptions=tuple([*assumptions, *notes]))
+                   assumptions=tuple([*assumptions, *notes, *speed_notes]))
 
 
 def _place_mixed_ollama(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str, object],
@@ -289,13 +287,10 @@ def _place_mixed_ollama(est: Estimate, mixed: Mixed, engine: Engine, options: di
     if not report.fully_offloaded:
         notes.append(f"Ollama keeps {host} on the CPU.")
     notes += [ecc_note(d) for d in devices if d.addressable_bytes < d.memory_bytes]
-    slowest = min((devices[i] for i in used or [placed.order[0]]),
-                  key=lambda d: d.bandwidth_bytes_s or 0)
-    speed = _speed(est, slowest, 1, max(1, len(used)), *request, engine)
-    if speed is not None:
-        notes.append(f"Speed as if every GPU used were the slowest of them ({slowest.name}).")
+    speed, speed_notes = _slowest_speed(est, [devices[i] for i in used or [placed.order[0]]],
+                                        1, max(1, len(used)), request, engine)
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
-                   assumptions=tuple([*assumptions, *notes]))
+                   assumptions=tuple([*assumptions, *notes, *speed_notes]))
 
 
 def _place_mixed_tp(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str, object],
@@ -327,12 +322,18 @@ def _place_mixed_tp(est: Estimate, mixed: Mixed, engine: Engine, options: dict[s
     notes += [f"rank {i} {d.name}: KV cache {format_bytes(getattr(r, 'kv_cache_bytes', 0))}"
               for i, (d, (_, r)) in enumerate(zip(devices, judged, strict=True))]
     notes += [imbalance] if imbalance else []
-    slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
-    speed = _speed(est, slowest, tp, 1, *request, engine)
-    if speed is not None:
-        notes.append(f"Speed as if every GPU were the slowest named ({slowest.name}).")
+    speed, speed_notes = _slowest_speed(est, devices, tp, 1, request, engine)
     return replace(est, fit=fit_plan, throughput=speed, engine_report=report,
-                   assumptions=tuple([*assumptions, *notes]))
+                   assumptions=tuple([*assumptions, *notes, *speed_notes]))
+
+
+def _slowest_speed(est: Estimate, devices: Sequence[Device], tp: int, pp: int,
+                   request: tuple[int, int], engine: Engine) -> tuple[Throughput | None, list[str]]:
+    """The speed over different GPUs, as if every GPU used were the slowest of them."""
+    slowest = min(devices, key=lambda d: d.bandwidth_bytes_s or 0)
+    speed = _speed(est, slowest, tp, pp, *request, engine)
+    note = f"Speed as if every GPU used were the slowest of them ({slowest.name})."
+    return speed, [note] if speed is not None else []
 
 
 def _sglang_imbalance(devices: tuple[Device, ...], report: object) -> str:
