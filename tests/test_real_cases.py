@@ -168,8 +168,8 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # 68.2 vs 70.5 tok/s reported) are now replayed. Fit worked 74/79 -> 75/80, held-out 78/81 -> 79/82.
 # Current releases (cases-recent): vLLM online FP8 on one 141 GB H20 (#31273: 0.12.0 loads, fit,
 # agrees; 0.13.0 runs out of memory loading, fit, now agrees through the loading-peak rule) and
-# Qwen3-VL-235B on 8 A100 80GB with vLLM 0.11.0 (Qwen3-VL #1684, both OOM, both still "fits": the
-# vision encoder's profile of the largest video item is not modelled). The OOM ratios fall only
+# Qwen3-VL-235B on 8 A100 80GB with vLLM 0.11.0 (Qwen3-VL #1684, both OOM, both still "fits":
+# with the encoder profile modelled since, vLLM's own accounting still leaves room). The OOM ratios fall only
 # because of these two honest misses: fit 37/47 -> 38/49, held-out 40/46 -> 40/47; fit worked
 # 75/80 -> 76/81. Two 0.29 cases (#57475, Qwen3.8-27B) are counted as not expressible.
 # Ollama over different GPUs (engines/ollama_mixed.py): the two #11744 cases now name their real
