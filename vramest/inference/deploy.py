@@ -295,8 +295,8 @@ def _place_mixed_ollama(est: Estimate, mixed: Mixed, engine: Engine, options: di
 
 def _place_mixed_tp(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str, object],
                     assumptions: list[str], request: tuple[int, int]) -> Estimate:
-    """vLLM over different GPUs: tensor parallel over all of them, each rank with its own
-    budget; the rank with the fewest KV blocks sets every rank's, and is the one judged."""
+    """vLLM or SGLang over different GPUs: tensor parallel over all of them, each rank with its
+    own budget; the rank with the smallest KV cache sets every rank's, and is the one judged."""
     devices, tp = mixed.devices, len(mixed.devices)
     judged: list[tuple[FitPlan, Any]] = []
     for device in devices:
@@ -338,11 +338,12 @@ def _slowest_speed(est: Estimate, devices: Sequence[Device], tp: int, pp: int,
 
 def _sglang_imbalance(devices: tuple[Device, ...], report: object) -> str:
     """SGLang's balance check over tensor-parallel ranks of different GPUs, or ""."""
-    version = str(getattr(report, "version", ""))
-    if version.startswith("sglang=="):
-        release = tuple(int(p) for p in version.removeprefix("sglang==").split(".") if p.isdigit())
-        if release < SGLANG_BALANCE_SINCE:
-            return ""
+    from vramest.inference.engines.registry import version as release_of
+
+    version = str(getattr(report, "version", ""))  # "sglang==0.4.6", or the commit read
+    if version.startswith("sglang==") and \
+            release_of(version, "--engine-version") < SGLANG_BALANCE_SINCE:
+        return ""
     free = [d.reported_total_bytes(1.0) - d.os_in_use_bytes for d in devices]
     if min(free) >= SGLANG_BALANCE_SHARE * max(free):
         return ""
@@ -420,8 +421,10 @@ def _host_held(report: object) -> Any:
 
 def _llamacpp_buffers(report: object) -> Any:
     """llama.cpp's buffers (Ollama's too), or None for another engine."""
+    from vramest.inference.engines.startup import LlamaCppStartup
+
     buffers = getattr(report, "buffers", report)
-    return buffers if type(buffers).__name__ == "LlamaCppStartup" else None
+    return buffers if isinstance(buffers, LlamaCppStartup) else None
 
 
 def _engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
@@ -523,8 +526,7 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
             out.append("--kv-dtype fp8 (vLLM --kv-cache-dtype fp8): half the KV cache per token")
         util = options.get("gpu_memory_utilization", 0.9)
         if report.kv_pinned:  # the utilization is ignored; the pinned size is the knob
-            rest = (report.weights_bytes + report.activation_peak_bytes
-                    + report.non_torch_bytes + report.cuda_graph_bytes)
+            rest = plan_.per_gpu.total - plan_.per_gpu.kv_cache  # _engine_fit's parts
             room = (plan_.usable_bytes - band - rest) // 2**20
             if room > 0:
                 out.append(f"--kv-cache-memory-bytes {room}MiB: the largest pinned cache that "

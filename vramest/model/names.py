@@ -16,7 +16,7 @@ from vramest.frozen import frozen
 from vramest.model.catalog import Catalog, CatalogEntry, default_catalog
 
 # words a fine-tune or a packaging adds to its base's name without changing its config
-_TUNE_WORDS = frozenset({"instruct", "chat", "it", "hf", "base", "qat", "unquantized"})
+_TUNE_WORDS = frozenset({"instruct", "chat", "it", "hf", "base", "qat"})
 # Google's quantization-aware-trained Gemma 3 releases keep the base's config; their GGUF (and
 # Ollama's *-it-qat tags built from it) is Q4_0 with F16 embeddings (precisions "q4_0-qat")
 _QAT_WORD, _QAT_PRECISION = "qat", "q4_0-qat"
