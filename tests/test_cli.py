@@ -107,6 +107,19 @@ def test_estimate_path_imports_no_heavy_library() -> None:
     assert result.stderr == "[]"
 
 
+def test_headline_imports_no_typing_and_no_dataclasses() -> None:
+    """Issue #20's start-up budget: `typing` (and typing.NamedTuple compiling each field's
+    annotation again) and `dataclasses` (which imports `inspect`) were a fifth of the headline
+    command's instructions; the modules it runs take their names from vramest.frozen."""
+    code = ("import sys, io, contextlib; from vramest.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--params', '70B', '--dtype', 'int4', '--ctx', '8192'])\n"
+            "sys.stderr.write(repr(sorted({'typing', 'dataclasses', 'inspect'} & set(sys.modules))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stderr == "[]"
+
+
 def test_python_dash_m_works() -> None:
     result = subprocess.run([sys.executable, "-m", "vramest", "--params", "7B", "--json"],
                             capture_output=True, text=True, check=True)

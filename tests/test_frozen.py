@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given
@@ -113,3 +113,50 @@ def test_a_class_keeps_the_methods_it_defines():
     assert repr(Named("x")) == "<x>" and hash(Named("x")) == 42
     with pytest.raises(TypeError, match="not a record"):
         fields(object())
+
+
+_TUPLE_SOURCE = """
+class Req(NamedTuple):
+    \"\"\"A request.\"\"\"
+
+    a: int
+    b: str | None = None
+    c: tuple[int, ...] = ()
+
+    def twice(self) -> int:
+        return 2 * self.a
+
+    @property
+    def doubled(self) -> int:
+        return self.twice()
+"""
+
+
+def _tuple_pair() -> tuple[Any, Any]:
+    """The same class body under vramest.frozen's NamedTuple and typing's (the oracle)."""
+    import typing
+
+    from vramest import frozen as light
+
+    made = []
+    for named_tuple in (light.NamedTuple, typing.NamedTuple):
+        namespace: dict[str, Any] = {"NamedTuple": named_tuple, "__name__": __name__}
+        exec("from __future__ import annotations\n" + _TUPLE_SOURCE, namespace)
+        made.append(namespace["Req"])
+    return made[0], made[1]
+
+
+@given(st.integers(), st.one_of(st.none(), st.text(max_size=5)), st.tuples(st.integers()))
+def test_the_light_named_tuple_behaves_as_typing_s(a: int, b: str | None,
+                                                   c: tuple[int, ...]) -> None:
+    ours, std = _tuple_pair()
+    x, y = ours(a, b, c), std(a, b, c)
+    assert tuple(x) == tuple(y) and x == y and hash(x) == hash(y) and repr(x) == repr(y)
+    assert ours._fields == std._fields and ours._field_defaults == std._field_defaults
+    assert ours(a) == std(a) and ours(a=a, c=c) == std(a=a, c=c)
+    assert x._replace(b="z") == y._replace(b="z") and x._asdict() == y._asdict()
+    assert x.twice() == y.twice() == x.doubled and ours.__doc__ == std.__doc__ == "A request."
+    # typing turns each annotation into a compiled ForwardRef: the cost the light one avoids
+    assert ours.__module__ == std.__module__ and list(ours.__annotations__) == list(std.__annotations__)
+    with pytest.raises(AttributeError):
+        x.a = 1  # type: ignore[misc]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.api import EstimateRequest, ModelQuery, RunSettings, estimate, run
     from vramest.capacity import CheckReport, check
     from vramest.inference.deploy import Deployment

@@ -7,10 +7,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vramest.errors import InputError, require_text
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, NamedTuple, replace
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
@@ -25,6 +24,8 @@ from vramest.model.vision import (
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:  # loaded only when a request carries them: the common estimate never does
+    from typing import Any
+
     from vramest.inference.lora import LoraServing
     from vramest.inference.speculative import Speculation
 

@@ -8,10 +8,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from vramest.commands import COMMANDS
 from vramest.errors import MAX_TEXT_CHARS, InputError, short
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _columns() -> int:

@@ -20,9 +20,12 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
 
 from vramest.errors import InputError, short
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 SMALL_FILE_BYTES = 16 * 1024**2  # a profile, hardware file, spec, baseline, config.json
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems

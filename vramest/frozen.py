@@ -13,17 +13,44 @@ methods a class defines itself kept, `replace`, `fields` and `asdict`.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+# `typing` costs a tenth of a bare interpreter's start, and typing.NamedTuple compiles every
+# field's annotation once more; the modules on the estimate path import these names from here
+# instead: the real ones for the type checker (which reads any TYPE_CHECKING as true), light
+# stand-ins at run time. PEP 781 proposes TYPE_CHECKING as a built-in for this reason.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple, TypeVar, overload
+
     from typing_extensions import dataclass_transform
+
+    T = TypeVar("T")
 else:
     def dataclass_transform(**_: object) -> Callable[[Any], Any]:
         return lambda decorated: decorated
 
-T = TypeVar("T")
+    class _NamedTupleMeta(type):
+        """`class X(NamedTuple)` as typing reads it: fields from the annotations in order,
+        defaults from the class attributes, the class's own methods and docstring kept."""
+
+        def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> type:
+            if not bases:
+                return super().__new__(mcs, name, bases, ns)
+            names = tuple(ns.get("__annotations__", {}))
+            defaults = [ns[n] for n in names if n in ns]
+            made = namedtuple(name, names, defaults=defaults, module=ns["__module__"])
+            made.__annotations__ = ns.get("__annotations__", {})
+            for key, value in ns.items():
+                if key not in names and key not in _TUPLE_OWN:
+                    setattr(made, key, value)
+            return made
+
+    _TUPLE_OWN = frozenset({"__annotations__", "__module__", "__qualname__", "__slots__",
+                            "__dict__", "__weakref__"})
+    NamedTuple = _NamedTupleMeta("NamedTuple", (), {})
 
 
 class FrozenInstanceError(AttributeError):
@@ -170,14 +197,10 @@ def _process(cls: type[T], eq: bool, order: bool) -> type[T]:
     fields_ = _collect(cls)
     names = tuple(f.name for f in fields_)
     own = cls.__dict__
-    source, namespace = _init_source(fields_, hasattr(cls, "__post_init__"))
-    exec(source, namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
     methods: dict[str, Any] = {
         "__record_fields__": fields_,
         "__record_values__": staticmethod(_values_getter(names)),
-        "__init__": init,
+        "__init__": _first_init(cls),
         "__match_args__": names,
     }
     if "__repr__" not in own:
@@ -199,12 +222,12 @@ def _process(cls: type[T], eq: bool, order: bool) -> type[T]:
     return cls
 
 
-@overload
-def frozen(cls: type[T], /) -> type[T]: ...
+if TYPE_CHECKING:
+    @overload
+    def frozen(cls: type[T], /) -> type[T]: ...
 
-
-@overload
-def frozen(*, eq: bool = True, order: bool = False) -> Callable[[type[T]], type[T]]: ...
+    @overload
+    def frozen(*, eq: bool = True, order: bool = False) -> Callable[[type[T]], type[T]]: ...
 
 
 @dataclass_transform(frozen_default=True, eq_default=True, field_specifiers=(field, Field))

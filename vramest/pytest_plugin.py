@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from vramest.frozen import TYPE_CHECKING
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.capacity import CapacitySpec, CheckReport
 
 CapacityCheck = Callable[..., "CheckReport"]

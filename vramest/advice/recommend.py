@@ -6,10 +6,8 @@ Ranking: fewest cards, then the cheapest known price (unknown prices after), the
 
 from __future__ import annotations
 
-from typing import Any
-
 from vramest.advice.tiers import Tier, short_name, tier_for
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import Engine
 from vramest.inference.estimate import Estimate
@@ -24,6 +22,9 @@ from vramest.inference.placement import (
 from vramest.inference.throughput import Throughput, estimate_throughput
 from vramest.model.precisions import kv_format, weight_format
 from vramest.units import format_bytes
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_KINDS = ("gpu", "apple")  # CPU RAM and NPUs without a bandwidth figure only on request
 

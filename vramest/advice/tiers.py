@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
 
 from vramest.api import estimate
 from vramest.data import read_text
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.hardware.database import Device, HardwareDB, load_hardware
 from vramest.inference.estimate import Estimate
 from vramest.inference.placement import FitPlan, fewest_gpus
 from vramest.units import GB, format_bytes, format_tokens
+
+if TYPE_CHECKING:
+    from typing import Any
 
 TIER_DTYPES = ("fp16", "int8", "int4")
 DEFAULT_TIER_CTX = 8192  # a realistic chat/RAG context: 8k tokens

@@ -13,10 +13,12 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 ROOF_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}

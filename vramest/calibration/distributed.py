@@ -27,12 +27,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from vramest.calibration.distributed_fit import OPERATIONS
 from vramest.calibration.grid import GridPoint
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 READY = "vramest-ready"  # printed by each node's first rank once the process group is up
 ERROR = "vramest-error:"  # a rank's one-sentence reason for stopping

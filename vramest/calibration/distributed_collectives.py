@@ -13,10 +13,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
 
 from vramest.calibration.device import Backend
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 KIB, MIB = 1024, 1024**2
 SIZES = {"tiny": (16 * KIB, 256 * KIB, 1 * MIB),

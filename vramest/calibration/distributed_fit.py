@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 OPERATIONS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 LINK_CLASSES = ("same_node", "across_nodes")

@@ -21,11 +21,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO
 
 from vramest.calibration.distributed import ERROR, JSONL, READY
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import IO
 
 
 @frozen

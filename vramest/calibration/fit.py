@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.engines.speed import ENGINES, Engine
+
+if TYPE_CHECKING:
+    from typing import Any
 
 METRICS = ("memory", "decode", "prefill")
 SPEED_DTYPES = ("fp32", "bf16", "fp16")  # bitsandbytes points count in memory only

@@ -6,9 +6,10 @@ bitsandbytes formats where they run; `--quick` keeps the small sizes and one pro
 
 from __future__ import annotations
 
-from typing import Any
+from vramest.frozen import TYPE_CHECKING, asdict, frozen
 
-from vramest.frozen import asdict, frozen
+if TYPE_CHECKING:
+    from typing import Any
 
 FLOAT_DTYPES = ("fp32", "bf16", "fp16")
 QUANT_DTYPES = ("int8", "nf4")

@@ -12,7 +12,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
 
 from vramest.calibration import measure
 from vramest.calibration.device import Backend
@@ -45,7 +44,10 @@ from vramest.calibration.store import (
 )
 from vramest.calibration.train_fit import training_profile_section
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 GridFn = Callable[[tuple[str, ...], tuple[str, ...]], list[GridPoint]]
 TrainGridFn = Callable[[bool], list[TrainPoint]]  # qlora trains here → the training points

@@ -14,11 +14,14 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from vramest.calibration.device import Backend, peak_rss_bytes, process_rss_bytes
 from vramest.calibration.grid import QUANT_DTYPES, GridPoint, TrainPoint
 from vramest.calibration.models import model_config, saved_model_dir
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 TIMED_REPEATS = 3  # at least; more while the point's timing budget lasts

@@ -13,10 +13,12 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # Keys of a catalog config that describe the released checkpoint, not the architecture.
 _DROPPED_KEYS = ("quantization_config", "architectures", "auto_map", "torch_dtype", "dtype",

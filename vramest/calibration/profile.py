@@ -25,12 +25,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.inference.constants import MAX_CONSTANT, Constants
 from vramest.validation import PROFILE_DIR as REPO_PROFILE_DIR
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PROFILE_FORMAT = "vramest-calibration-profile"
 PROFILE_VERSION = 1

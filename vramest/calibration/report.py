@@ -3,11 +3,13 @@ held-out errors. Torch-free (reads a profile)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from vramest.calibration.distributed_fit import report_lines
 from vramest.calibration.profile import METRICS, Profile, format_heldout
+from vramest.frozen import TYPE_CHECKING
 from vramest.units import format_bytes
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _value(name: str, value: float) -> str:

@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
 from vramest.files import (
@@ -26,6 +25,10 @@ from vramest.files import (
     read_bytes,
     write_atomic,
 )
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MEASUREMENTS_BYTES = 256 * 1024**2  # a full grid's JSONL is a few MiB
 

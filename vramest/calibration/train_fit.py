@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from vramest.calibration.fit import MALFORMED_RECORD, heldout_json, is_training, record_model
 from vramest.calibration.least_squares import Parameter, fit, mean_abs_log_error, median_abs_log_error
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.training.constants import TRAINING_DEFAULTS, TrainingConstants
+
+if TYPE_CHECKING:
+    from typing import Any
 
 TRAIN_METRICS = ("memory", "speed")
 MEMORY_CONSTANTS = ("loss_fp32_buffers", "backward_ffn_copies")

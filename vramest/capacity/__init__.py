@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from vramest.capacity.baseline import (
     DEFAULT_TOLERANCE,
@@ -31,6 +30,10 @@ from vramest.capacity.spec import (
     load_spec,
     parse_spec,
 )
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_TOLERANCE", "CapacitySpec", "CheckReport", "Deployment", "DeploymentResult", "Drift",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from vramest.capacity.baseline import (
     DEFAULT_TOLERANCE,
@@ -25,8 +24,11 @@ from vramest.capacity.spec import (
     parse_spec,
 )
 from vramest.errors import InputError, short
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.units import format_bytes
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @frozen

@@ -12,10 +12,9 @@ import os
 from collections.abc import Callable, Mapping
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import MAX_TEXT_CHARS, InputError, short
-from vramest.frozen import fields, frozen
+from vramest.frozen import TYPE_CHECKING, fields, frozen
 from vramest.units import (
     format_bytes,
     parse_bytes,
@@ -24,6 +23,9 @@ from vramest.units import (
     parse_share,
     parse_tokens,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_SPEC_BYTES = 4 * 1024**2
 MAX_GPUS = 4096

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Any
+
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 SHAPE_FLAGS = (("--layers", "num_layers"), ("--hidden", "hidden_size"), ("--heads", "num_heads"),
                ("--kv-heads", "num_kv_heads"), ("--head-dim", "head_dim"),

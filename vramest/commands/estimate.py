@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
 
 from vramest.commands.common import (
     add_hardware_args,
@@ -14,6 +13,7 @@ from vramest.commands.common import (
     hardware_kwargs,
 )
 from vramest.commands.extras_args import add_extras_args, extras_kwargs
+from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vramest.inference.estimate import Estimate

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:

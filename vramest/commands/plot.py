@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from vramest.commands.common import add_gpu_list_args, add_model_args, add_run_args
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vramest.hardware.database import Device

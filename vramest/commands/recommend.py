@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
 
 from vramest.commands.common import add_model_args, estimate_kwargs
+from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vramest.advice.recommend import Recommendation

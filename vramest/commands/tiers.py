@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+
+from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vramest.advice.tiers import TierReport

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from vramest.data import read_text
 from vramest.errors import InputError, short
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.units import GIB
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4")
 KINDS = ("gpu", "apple", "cpu", "npu")

@@ -6,10 +6,11 @@ whether each came from here or from a profile.
 
 from __future__ import annotations
 
-from typing import Any
-
 from vramest.errors import InputError, short
-from vramest.frozen import fields, frozen, replace
+from vramest.frozen import TYPE_CHECKING, fields, frozen, replace
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CONSTANT = 1e15  # far above any real constant; keeps products finite
 # constants the estimate divides by: a profile may not set them to 0

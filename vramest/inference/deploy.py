@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vramest.errors import InputError
-from vramest.frozen import field_names, replace
+from vramest.frozen import TYPE_CHECKING, NamedTuple, field_names, replace
 from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
-from vramest.inference.estimate import EngineReport, Estimate
+from vramest.inference.estimate import Estimate
 from vramest.inference.placement import (
     RESERVE_NOTE,
     FitPlan,
@@ -27,7 +26,10 @@ from vramest.model.precisions import kv_format, weight_format
 from vramest.units import format_bytes, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.inference.engines.startup import LlamaCppStartup
+    from vramest.inference.estimate import EngineReport
 
 
 class Deployment(NamedTuple):

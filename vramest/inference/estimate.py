@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
 
 from vramest.errors import InputError, short
-from vramest.frozen import field, frozen, replace
+from vramest.frozen import TYPE_CHECKING, field, frozen, replace
 from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.memory import (
     ATTENTION_KINDS,
@@ -31,18 +30,19 @@ from vramest.model.shapes import LAYER_SLIDING
 from vramest.units import format_count, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:  # placement and throughput import Estimate; these names type its fields only
+    from typing import Any, Protocol
+
     from vramest.inference.placement import DeviceOption, FitPlan
     from vramest.inference.throughput import Throughput
 
+    class EngineReport(Protocol):
+        """What an engine's start-up accounting gives (vLLM, llama.cpp, transformers, …)."""
+
+        def to_json(self) -> dict[str, object]: ...
+
+        def log_lines(self) -> list[str]: ...
+
 DEFAULT_CTX = 4096
-
-
-class EngineReport(Protocol):
-    """What an engine's start-up accounting gives (vLLM, llama.cpp, transformers, …)."""
-
-    def to_json(self) -> dict[str, object]: ...
-
-    def log_lines(self) -> list[str]: ...
 
 
 @frozen

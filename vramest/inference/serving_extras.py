@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.lora import LoraServing, host_bytes, slots_bytes, step_cost
 from vramest.inference.lora import formula as lora_formula
 from vramest.inference.memory import Part, kv_elements_per_token, weight_bytes_by_group
@@ -25,6 +24,8 @@ from vramest.model.precisions import kv_format, weight_format
 from vramest.model.shapes import ModelShape
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.hardware.database import Device
     from vramest.inference.engines.speed import Engine
     from vramest.inference.estimate import Estimate

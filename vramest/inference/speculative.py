@@ -33,11 +33,13 @@ import contextlib
 import math
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
 from vramest.errors import InputError, short
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.model.shapes import LAYER_FULL, ModelShape, TensorSpec
+
+if TYPE_CHECKING:
+    from typing import Any
 
 METHODS = ("draft", "eagle", "eagle3", "mtp")
 MAX_SPECULATIVE_TOKENS = 64

@@ -6,12 +6,14 @@ import json
 import math
 import re
 from functools import lru_cache
-from typing import Any
 
 from vramest.data import read_text
 from vramest.errors import InputError, short
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.model.shapes import ModelShape, shape_from_config
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @frozen(eq=False)  # identity-hashed, so its parsed shape can be cached

@@ -16,10 +16,8 @@ given beside each tensor), so a config gives the parameter count of the checkpoi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vramest.errors import InputError
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, _Config

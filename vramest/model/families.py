@@ -7,11 +7,12 @@ parsed from the standard keys. `vramest.model.shapes` calls `apply_family_rules`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.shapes import ModelShape
 
 FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",

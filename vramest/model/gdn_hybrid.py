@@ -17,11 +17,12 @@ rules (inference/engines/vllm_hybrid.py) apply it to nemotron_h only so far.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.shapes import ModelShape
 
 GDN_HYBRID_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text"})

@@ -13,12 +13,13 @@ at the latent width. The other layers, the recurrent state and the KV cache are 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.shapes import ModelShape, TensorSpec
 
 MOE_LAYER = "E"  # hybrid_override_pattern's character for a MoE layer

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 from vramest.model.shapes import (
     _NOT_MODELLED,
     ModelShape,
@@ -23,6 +22,9 @@ from vramest.model.shapes import (
     UnknownArchitecture,
     shape_from_config,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _ROLE_PATTERNS = (  # parameter-name fragment -> tensor role (first match wins)
     (r"q_proj|query|\.wq\b", "attn_q"), (r"k_proj|\.key\b|\.wk\b", "attn_k"),

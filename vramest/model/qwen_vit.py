@@ -14,12 +14,13 @@ no weights), so it is parsed as those families and the tower added as extra_para
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.shapes import ModelShape
 
 QWEN3_VL_FAMILIES = {"qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe"}

@@ -11,9 +11,8 @@ Nemotron-H keeps the SSM state in fp32 (`mamba_ssm_cache_dtype`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config

@@ -21,9 +21,8 @@ Counted from transformers 5.24's modeling code (the module names beside each ten
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 from vramest.model.recurrent import attention_tensors, heads_output, mamba2_mixer
 
 if TYPE_CHECKING:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError, short
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.model.catalog import default_catalog, shape_for_params
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import ModelShape, with_overrides
 from vramest.units import format_count, parse_params
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.names import NameMatch
 
 _NATIVE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "bf16": "bf16",

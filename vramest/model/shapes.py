@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
-from typing import Any
 
 from vramest.errors import InputError, short
-from vramest.frozen import field, fields, frozen, replace
+from vramest.frozen import TYPE_CHECKING, field, fields, frozen, replace
 from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
 from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
 from vramest.model.hybrid_moe import has_moe_layers, nemotron_moe_shape
 from vramest.model.qwen_vit import QWEN3_VL_FAMILIES, qwen3_vl_shape
 from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
+
+if TYPE_CHECKING:
+    from typing import Any
 
 LAYER_FULL = "full"
 LAYER_SLIDING = "sliding"

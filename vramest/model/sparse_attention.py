@@ -28,11 +28,12 @@ cached key, so they change memory by 3 KiB of weights and no KV.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.shapes import ModelShape
 
 QUANT_BLOCK = 128  # values per FP8 scale (Indexer.quant_block_size; act_quant's block_size)

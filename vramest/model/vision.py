@@ -31,10 +31,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_IMAGES = 10_000
 MAX_SIDE = 100_000

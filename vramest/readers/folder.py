@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from vramest.errors import InputError
 from vramest.files import parse_json, read_bytes
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.readers.safetensors_header import read_safetensors_header
 from vramest.readers.tensors import TensorInfo, TensorSet
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_SHARDS = 100_000

@@ -20,11 +20,13 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.readers.tensors import TensorInfo, TensorSet
+
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)

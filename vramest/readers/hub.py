@@ -35,11 +35,10 @@ import urllib.parse
 import urllib.request
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
 from vramest.files import parse_json
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.readers.folder import (
     HEADER_SUFFIX,
     HUB_MANIFEST,
@@ -53,6 +52,9 @@ from vramest.readers.safetensors_header import (
     MAX_HEADER_BYTES,
     parse_safetensors_header,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # A request's whole time, in units of the per-read timeout (10 s by default: 60 s in all).
 REQUEST_TIMEOUTS = 6

@@ -26,14 +26,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import field, frozen
+from vramest.frozen import TYPE_CHECKING, field, frozen
 from vramest.readers.folder import HUB_MANIFEST, contained, read_model_folder
 from vramest.readers.gguf import GGUF_MAGIC, GGUFFile, gguf_to_hf_config, read_gguf
 from vramest.readers.safetensors_header import SAFETENSORS_DTYPE_BITS
 from vramest.readers.tensors import TensorInfo, TensorSet, component_of
+
+if TYPE_CHECKING:
+    from typing import Any
 
 KINDS = ("safetensors-folder", "config-only", "safetensors-file", "gguf")
 _SPLIT_GGUF = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")

@@ -13,10 +13,13 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 from vramest.readers.tensors import TensorInfo, TensorSet
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 LENGTH_PREFIX_BYTES = 8

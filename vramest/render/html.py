@@ -14,15 +14,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
 
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.inference.estimate import Estimate
 from vramest.render.plots.charts import MEMORY_LAYERS, calibration_figure, memory_figure, throughput_figure
 from vramest.render.plots.figure import Figure
 from vramest.render.plots.series import Agreement, median_abs_error, memory_sweeps, speed_sweeps
 from vramest.render.plots.svg import figure_svg
 from vramest.units import GIB, format_bytes, format_count, format_tokens
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PART_LABELS = {name: label for name, label, _, _ in MEMORY_LAYERS}
 PART_COLORS = {name: color for name, _, color, _ in MEMORY_LAYERS}

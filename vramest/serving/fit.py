@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-from typing import TextIO
 
 from vramest.errors import InputError
-from vramest.frozen import replace
+from vramest.frozen import TYPE_CHECKING, replace
 from vramest.serving.engines import FITTED, SERVING_ENGINES, ServingEngine
 from vramest.serving.reference import (
     Prediction,
@@ -33,6 +32,9 @@ from vramest.serving.reference import (
     predict,
     rows_for,
 )
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
 STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),

@@ -17,10 +17,9 @@ import statistics
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from vramest.errors import InputError
-from vramest.frozen import field, frozen
+from vramest.frozen import TYPE_CHECKING, field, frozen
 from vramest.units import format_bytes
 from vramest.validation import TRACE_DIR
 
@@ -38,9 +37,9 @@ SEQ2SEQ_TEXT = ("bart", "t5", "mt5", "umt5")
 MATH_FALLBACK = ("the math fallback, which materialises the scores (CUDA's memory-efficient "
                  "kernel would not)")
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.model.shapes import ModelShape as ShapeLike
-else:
-    ShapeLike = Any
 
 INSTALL_HINT = ("trace mode needs torch and transformers: pip install 'vramest[calibrate]' "
                 "(or `make install-dev`).")

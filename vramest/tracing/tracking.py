@@ -24,13 +24,15 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from vramest.frozen import field, frozen
+from vramest.frozen import TYPE_CHECKING, field, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PARAMS = "params"
 KV_CACHE = "kv_cache"

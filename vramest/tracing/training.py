@@ -21,10 +21,9 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.tracing.inference import (
     TRACE_ATTENTION,
     TRACE_DTYPES,
@@ -36,6 +35,9 @@ from vramest.tracing.inference import (
     _peak_rss_bytes,
     _state_tensors,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 GRADIENTS = "gradients"
 OPTIMIZER_STATES = "optimizer_states"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 from vramest.errors import InputError, require_text, short
-from vramest.frozen import field, frozen, replace
+from vramest.frozen import TYPE_CHECKING, field, frozen, replace
 from vramest.hardware.database import Device, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
@@ -30,6 +29,9 @@ from vramest.units import (
     parse_bytes,
     parse_params,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @frozen

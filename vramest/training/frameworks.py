@@ -7,9 +7,11 @@ framework leaves to the model or to the user (sequence length, batch) is not lis
 
 from __future__ import annotations
 
-from typing import Any
-
 from vramest.errors import InputError, short
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # keyword -> value, for every method, then per method
 _DEFAULTS: dict[str, dict[str, Any]] = {

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
 from vramest.errors import InputError, require_text, short
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.model.precisions import (
     LINEAR_ROLES,
     weight_format,
@@ -17,6 +16,9 @@ from vramest.units import (
     parse_positive_int,
     parse_tokens,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 METHODS = ("full", "freeze", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.model.precisions import (
     EXPERT_ROLES,
 )
 from vramest.model.shapes import ModelShape
 from vramest.training.settings import _MATMUL_ROLES, RECOMPUTING, TrainingSettings
 from vramest.training.trainable import Trainable, _all_tensors
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def flops_per_token(shape: ModelShape, s: TrainingSettings, trainable: Trainable,

@@ -20,12 +20,14 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import field, field_names, frozen
+from vramest.frozen import TYPE_CHECKING, field, field_names, frozen
 from vramest.units import GIB, MIB
 from vramest.validation import REFERENCE_DIR
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CASES = REFERENCE_DIR / "real_cases.jsonl"
 _MAX_CASES_BYTES = 4 * 1024 * 1024

@@ -16,10 +16,9 @@ is taken as logged and what is checked is which layers keep what, per token.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.validation import read_rows
 
 if TYPE_CHECKING:

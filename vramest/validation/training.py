@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
 
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.inference.placement import DEFAULT_RESERVE
 from vramest.model.catalog import default_catalog
 from vramest.model.resolve import ModelInfo
@@ -20,6 +19,9 @@ from vramest.training.constants import TRAINING_DEFAULTS
 from vramest.training.estimate import estimate_training
 from vramest.units import GIB, MIB
 from vramest.validation import REFERENCE_DIR, read_rows
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_REFERENCE_DIR = REFERENCE_DIR
 PEAK_METRICS = ("peak_memory", "memory_per_gpu")

@@ -16,13 +16,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from vramest.inference.estimate import Estimate
 
 MAX_FIELDS = 64

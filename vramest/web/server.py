@@ -24,12 +24,15 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 from vramest.web import answers
 from vramest.web.uploads import MAX_UPLOAD_BYTES, Uploads
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
            "/app.js": ("app.js", "text/javascript; charset=utf-8"),

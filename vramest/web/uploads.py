@@ -24,10 +24,12 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_UPLOAD_BYTES = 64 * 1024**2
 MAX_GGUF_HEADER_BYTES = 48 * 1024**2

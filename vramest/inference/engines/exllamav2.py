@@ -11,10 +11,8 @@ per device to (de)quantize into. exllamav2/model.py loads the embedding table on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vramest.errors import InputError
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.memory import ffn_width, kv_widths, weight_bytes_by_group
 from vramest.model.precisions import weight_format

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
 from vramest.inference.memory import weight_bytes_by_group

@@ -16,9 +16,8 @@ hands llama.cpp the counts as `--tensor-split`; the buffers on each GPU are llam
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import ollama
 from vramest.inference.engines.ollama import SRC, Version
 from vramest.inference.engines.registry import StartupRequest

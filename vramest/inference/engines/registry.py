@@ -10,24 +10,24 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
 
 from vramest.errors import InputError, short
-from vramest.frozen import field, frozen
+from vramest.frozen import TYPE_CHECKING, field, frozen
 from vramest.units import number_text, parse_bytes, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from vramest.hardware.database import Device
     from vramest.inference.estimate import Estimate
     from vramest.inference.placement import FitPlan
 
+    class Startup(Protocol):  # what an engine's start-up accounting gives; for the type checker
+        def to_json(self) -> dict[str, object]: ...
 
-class Startup(Protocol):
-    def to_json(self) -> dict[str, object]: ...
+        def log_lines(self) -> list[str]: ...
 
-    def log_lines(self) -> list[str]: ...
-
-    def engine_fit(self, plan: FitPlan) -> FitPlan: ...
+        def engine_fit(self, plan: FitPlan) -> FitPlan: ...
 
 
 @frozen

@@ -16,10 +16,8 @@ weights and KV pool, outside the static share until 0.5.13 and inside it from 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vramest.errors import InputError
-from vramest.frozen import field, frozen, replace
+from vramest.frozen import TYPE_CHECKING, field, frozen, replace
 from vramest.inference.engines import registry, sglang_spec
 from vramest.inference.engines.startup import _kv_share
 from vramest.inference.memory import ffn_width, kv_bytes_per_token

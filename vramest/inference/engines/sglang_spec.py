@@ -27,10 +27,9 @@ profiled (sgl-project/sglang issue #36452, PR #32468: "Load weight end. type=Qwe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from vramest.errors import InputError, short
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.inference.engines import registry
 
 if TYPE_CHECKING:

@@ -18,10 +18,9 @@ import math
 from collections.abc import Callable
 
 from vramest.errors import InputError, short
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
-from vramest.inference.engines.registry import Startup
 from vramest.inference.engines.versions import (
     LlamaCppRules,
     VLLMRules,
@@ -57,6 +56,9 @@ from vramest.model.precisions import (
 )
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 from vramest.units import GIB, MIB, format_bytes, parse_bytes, parse_positive_int, parse_tokens
+
+if TYPE_CHECKING:
+    from vramest.inference.engines.registry import Startup
 
 F32 = 4
 

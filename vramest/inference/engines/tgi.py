@@ -26,10 +26,8 @@ FlashGemma3Attention.forward). v3.3.0 prefills Gemma 3 through flashinfer (PR #3
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vramest.errors import InputError
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import _kv_share
 from vramest.inference.memory import ffn_width, kv_bytes_per_token

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from vramest.errors import InputError
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @frozen(order=True)

@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.constants import Constants
 from vramest.inference.engines.versions import Release, VLLMRules
 from vramest.inference.memory import Part, with_vision_tower
@@ -47,6 +46,9 @@ from vramest.model.vision import (
     image_tokens,
     pixtral_tower,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # Qwen2-VL / Qwen2.5-VL vision towers, the same at every size (config.json vision_config of
 # Qwen/Qwen2-VL-7B-Instruct: embed_dim 1280, depth 32, mlp_ratio 4, num_heads 16; of

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 from vramest.errors import InputError
+from vramest.frozen import TYPE_CHECKING
 from vramest.render.plots.figure import Figure, Panel, fraction, text_color
+
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMATS = ("png", "svg")
 INSTALL_HINT = "Charts need matplotlib: pip install 'vramest[plot]'"
