@@ -183,8 +183,8 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # 41/52 -> 45/62 (new: 4 of 10 agree), fit worked 77/83 -> 83/89 (6 of 6); held-out 41/48 -> 48/61
 # (7 of 13), held-out worked 79/82 -> 83/86 (4 of 4); every new Ollama case agrees. The new
 # misses, by mechanism: TGI 0.9.4-1.1 GPTQ warm-ups on T4/L4 (#755, #1168, #940) and TGI 2.3's
-# CUDA-graph warm-up for 405B FP8 (#2572); V0 with a 16-bit vision tower and embeddings in an int4
-# Gemma 3 checkpoint (#16199: 17.61 GiB of weights logged, 15.80 estimated; 3,584 KV tokens, 9,712
+# CUDA-graph warm-up for 405B FP8 (#2572); an int4 Gemma 3 checkpoint on V0 (#16199: 17.61 GiB of
+# weights logged, 15.80 estimated, likely the parts it keeps in 16 bit; 3,584 KV tokens, 9,712
 # estimated); vLLM 0.8.5 CUDA graphs for Qwen3-30B-A3B at TP 4 on A10s (#17469, works eager);
 # early AWQ profiles with a long max_model_len on a 12 GB RTX 3060 (#1479, #1234); a garbage-
 # collection-dependent peak (PR #9352, 69 vs 70 sequences); an SGLang runtime image OOM (#6082);
