@@ -177,7 +177,19 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # in the ratio of the estimate, the 4090s 130 MiB over: "tight"); 0.11.2's run that worked is
 # now a miss (split 4,4,0 -> 13,12 on the 4090s, 1.8 GiB over), the mechanism as read does not
 # explain why 0.11.2 ran: fit OOM 40/52 -> 41/52, fit worked 78/83 -> 77/83.
-FLOORS = {"fit": (41, 52, 77, 83), "heldout": (41, 48, 79, 82)}
+# Issue #18, 35 serving-engine cases taken as found (branch cases-serving; 307 in all): vLLM 21
+# (0.2.0-0.8.5, V0 and V1), TGI 8 (0.9.3-2.3.0), Ollama 4 (0.1.32-0.2.1), SGLang 2. No case scored
+# before changed its verdict; the OOM shares fall only by new cases that disagree. Fit OOM/refused
+# 41/52 -> 45/62 (new: 4 of 10 agree), fit worked 77/83 -> 83/89 (6 of 6); held-out 41/48 -> 48/61
+# (7 of 13), held-out worked 79/82 -> 83/86 (4 of 4); every new Ollama case agrees. The new
+# misses, by mechanism: TGI 0.9.4-1.1 GPTQ warm-ups on T4/L4 (#755, #1168, #940) and TGI 2.3's
+# CUDA-graph warm-up for 405B FP8 (#2572); an int4 Gemma 3 checkpoint on V0 (#16199: 17.61 GiB of
+# weights logged, 15.80 estimated, likely the parts it keeps in 16 bit; 3,584 KV tokens, 9,712
+# estimated); vLLM 0.8.5 CUDA graphs for Qwen3-30B-A3B at TP 4 on A10s (#17469, works eager);
+# early AWQ profiles with a long max_model_len on a 12 GB RTX 3060 (#1479, #1234); a garbage-
+# collection-dependent peak (PR #9352, 69 vs 70 sequences); an SGLang runtime image OOM (#6082);
+# Mistral Small 3.1 AWQ on a 24 GB card (#16128). Two TGI cases before v0.9.4 are not expressible.
+FLOORS = {"fit": (45, 62, 83, 89), "heldout": (48, 61, 83, 86)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
