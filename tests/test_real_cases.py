@@ -177,7 +177,17 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # in the ratio of the estimate, the 4090s 130 MiB over: "tight"); 0.11.2's run that worked is
 # now a miss (split 4,4,0 -> 13,12 on the 4090s, 1.8 GiB over), the mechanism as read does not
 # explain why 0.11.2 ran: fit OOM 40/52 -> 41/52, fit worked 78/83 -> 77/83.
-FLOORS = {"fit": (41, 52, 77, 83), "heldout": (41, 48, 79, 82)}
+# Issue #18, 36 local and fine-tuning cases (cases-local, 308 in all): llama.cpp (llama-bench and
+# main logs of XiongjieDai/GPU-Benchmarks-on-LLM-Inference, ramalama, an Apertus ROCm OOM kept as
+# not expressible), KoboldCpp, ExLlamaV2 (#47 and its README), FSDP-QLoRA (Answer.AI's benchmark
+# notes), PEFT's DeepSpeed/FSDP guides and LLaMA-Factory/Unsloth threads, taken as found. No case
+# scored before changed its verdict. Every share falls, only by new cases that disagree: fit OOM
+# 41/52 -> 42/55 (LLaMA-Factory full fine-tunes under ZeRO-2 on 8 V100 and ZeRO-3 on 8 RTX 3090,
+# both "tight"), fit worked 77/83 -> 84/93 (llama.cpp F16 8B at 4096 tokens on an RTX 4080 and
+# Q4_K_M 8B on an 8 GB M1: buffers exact, but the 1 GiB runtime overhead and the 5% reserve put
+# them over), held-out OOM 41/48 -> 47/56 (EXL2 70B at 4096 tokens on an A10G, "tight"; Unsloth
+# Gemma-3-27B at 17,500 tokens on an H200), held-out worked 79/82 -> 92/96 (the M1 8 GB main run).
+FLOORS = {"fit": (42, 55, 84, 93), "heldout": (47, 56, 92, 96)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
