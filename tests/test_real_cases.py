@@ -189,7 +189,18 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # early AWQ profiles with a long max_model_len on a 12 GB RTX 3060 (#1479, #1234); a garbage-
 # collection-dependent peak (PR #9352, 69 vs 70 sequences); an SGLang runtime image OOM (#6082);
 # Mistral Small 3.1 AWQ on a 24 GB card (#16128). Two TGI cases before v0.9.4 are not expressible.
-FLOORS = {"fit": (45, 62, 83, 89), "heldout": (48, 61, 83, 86)}
+# Issue #18, 36 local and fine-tuning cases (cases-local, 308 in all): llama.cpp (llama-bench and
+# main logs of XiongjieDai/GPU-Benchmarks-on-LLM-Inference, ramalama, an Apertus ROCm OOM kept as
+# not expressible), KoboldCpp, ExLlamaV2 (#47 and its README), FSDP-QLoRA (Answer.AI's benchmark
+# notes), PEFT's DeepSpeed/FSDP guides and LLaMA-Factory/Unsloth threads, taken as found. No case
+# scored before changed its verdict. Every share falls, only by new cases that disagree: fit OOM
+# 41/52 -> 42/55 (LLaMA-Factory full fine-tunes under ZeRO-2 on 8 V100 and ZeRO-3 on 8 RTX 3090,
+# both "tight"), fit worked 77/83 -> 84/93 (llama.cpp F16 8B at 4096 tokens on an RTX 4080 and
+# Q4_K_M 8B on an 8 GB M1: buffers exact, but the 1 GiB runtime overhead and the 5% reserve put
+# them over), held-out OOM 41/48 -> 47/56 (EXL2 70B at 4096 tokens on an A10G, "tight"; Unsloth
+# Gemma-3-27B at 17,500 tokens on an H200), held-out worked 79/82 -> 92/96 (the M1 8 GB main run).
+# Both branches together (343 cases): fit 46/65 and 90/99, held-out 54/69 and 96/100.
+FLOORS = {"fit": (46, 65, 90, 99), "heldout": (54, 69, 96, 100)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
