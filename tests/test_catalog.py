@@ -108,3 +108,20 @@ def test_double_quantized_bitsandbytes_config_reads_as_bnb_nf4_dq() -> None:
 
     info = resolve_model(model="unsloth/Meta-Llama-3.1-8B-bnb-4bit")
     assert info.native_format == "bnb-nf4-dq"
+
+
+def test_a_shipped_entry_decoded_alone_is_the_catalog_s_entry() -> None:
+    """shipped_entry finds an entry by its "id" key and decodes that object alone: every
+    object in models.json opens with "id", and each one so decoded equals the full parse."""
+    import json
+
+    from vramest.data import read_text
+    from vramest.model.catalog import default_catalog, shipped_entry
+
+    assert all(next(iter(raw)) == "id" for raw in json.loads(read_text("models.json"))["models"])
+    for entry in default_catalog().entries:
+        alone = shipped_entry(entry.id)
+        assert alone is not None and (alone.id, alone.aliases, alone.config, alone.notes) == (
+            entry.id, entry.aliases, entry.config, entry.notes)
+        assert alone.shape() == entry.shape()
+    assert shipped_entry("no/such-model") is None

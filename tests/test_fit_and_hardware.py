@@ -181,3 +181,24 @@ def test_hardware_file_ecc_flag_must_be_boolean(tmp_path: Path, capsys) -> None:
     code = main(["--params", "7B", "--gpu", "Lab card", "--hardware-file", str(path)])
     assert code == 2
     assert "ecc_in_band must be true or false" in capsys.readouterr().err
+
+
+def test_a_shipped_device_decoded_alone_is_the_database_s_row() -> None:
+    """shipped_device finds a row by its "name" key and decodes that object alone: every
+    object in gpus.json opens with "name", each one so decoded equals the full parse, and the
+    GPU table's names are exact names."""
+    import json
+
+    from vramest.data import read_text
+    from vramest.hardware.database import (
+        COMMON_DEVICES,
+        common_devices,
+        default_hardware,
+        shipped_device,
+    )
+
+    assert all(next(iter(raw)) == "name" for raw in json.loads(read_text("gpus.json"))["devices"])
+    for device in default_hardware().devices:
+        assert shipped_device(device.name) == device
+    assert [d.name for d in common_devices()] == list(COMMON_DEVICES)
+    assert common_devices() == default_hardware().common()

@@ -18,7 +18,7 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4")
 KINDS = ("gpu", "apple", "cpu", "npu")
 # GPUs shown when no --gpu is given: the cards people most often rent or buy for inference.
 COMMON_DEVICES = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 5090",
-                  "NVIDIA L4", "NVIDIA A10", "NVIDIA L40S", "NVIDIA RTX 6000 Ada",
+                  "NVIDIA L4", "NVIDIA A10", "NVIDIA L40S", "NVIDIA RTX 6000 Ada Generation",
                   "NVIDIA A100 SXM4 40GB", "NVIDIA A100 SXM4 80GB", "NVIDIA H100 SXM5 80GB",
                   "NVIDIA H200 SXM 141GB", "NVIDIA B200", "AMD Instinct MI300X",
                   "Apple M4 Max")
@@ -319,10 +319,38 @@ def _addressable(raw: dict[str, Any], memory: float, where: str) -> int | None:
     return int(value * GIB)
 
 
+SHIPPED = "vramest/data/gpus.json"
+
+
 @lru_cache(maxsize=1)
 def default_hardware() -> HardwareDB:
-    text = read_text("gpus.json")
-    return parse_devices(json.loads(text), "vramest/data/gpus.json")
+    return parse_devices(json.loads(_shipped_text()), SHIPPED)
+
+
+@lru_cache(maxsize=1)
+def _shipped_text() -> str:
+    return read_text("gpus.json")
+
+
+@lru_cache(maxsize=64)
+def shipped_device(name: str) -> Device:
+    """One shipped device by its exact name, decoded alone: the GPU table shows 14 of the
+    database's rows, and decoding all of them cost a tenth of the headline command. Each
+    device's object opens with its "name" key (a test holds gpus.json to that)."""
+    text = _shipped_text()
+    at = text.find(f'"name": {json.dumps(name)}')
+    if at >= 0:
+        raw, _ = json.JSONDecoder().raw_decode(text, text.rfind("{", 0, at))
+        if raw.get("name") == name:
+            return _parse_device(raw, SHIPPED, 0)
+    return default_hardware().find(name)
+
+
+def common_devices(extra_file: str | Path | None = None) -> list[Device]:
+    """The GPU table's devices: COMMON_DEVICES, as a --hardware-file may override them."""
+    if extra_file is None:
+        return [shipped_device(name) for name in COMMON_DEVICES]
+    return load_hardware(extra_file).common()
 
 
 def load_hardware(extra_file: str | Path | None = None) -> HardwareDB:

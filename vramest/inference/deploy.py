@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, NamedTuple, field_names, replace
-from vramest.hardware.database import Device, HardwareDB, device_from_local, load_hardware
+from vramest.hardware.database import (
+    Device,
+    HardwareDB,
+    common_devices,
+    device_from_local,
+    load_hardware,
+)
 from vramest.inference.engines.speed import Engine
 from vramest.inference.engines.speed import engine as engine_by_name
 from vramest.inference.estimate import Estimate
@@ -84,11 +90,10 @@ def place(est: Estimate, where: Deployment,
         engine, alias = resolve_engine(engine)
     if alias is not None and alias.version and "version" not in engine_options:
         engine_options["version"] = alias.version
-    db = load_hardware(hardware_file)
     if host_memory is not None:  # checked when given, whether or not layers stay on the host
         from vramest.inference.offload import host_memory as host_row
 
-        host_row(db, host_memory)
+        host_row(load_hardware(hardware_file), host_memory)
     n = parse_positive_int(num_gpus, what="--num-gpus", maximum=4096)
     stages = parse_positive_int(pp, what="--pp", maximum=4096)
     reserve_ = parse_reserve(reserve)
@@ -109,10 +114,12 @@ def place(est: Estimate, where: Deployment,
         if engine_.name in MIXED_TP_ENGINES and stages > 1:
             raise InputError(f"Different GPUs in one --gpu are modelled for {engine_.name}'s "
                              "tensor parallelism over all of them; leave --pp out.")
-        mixed = Mixed(db.find_list(gpu), n, reserve_, max_ctx or max_batch)
+        mixed = Mixed(load_hardware(hardware_file).find_list(gpu), n, reserve_,
+                      max_ctx or max_batch)
         return _place_mixed(est, mixed, engine_, engine_options, assumptions,
                             (prompt_tokens, gen_tokens))
     if gpu is not None:
+        db = load_hardware(hardware_file)
         device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
         if device.addressable_bytes < device.memory_bytes:
@@ -146,7 +153,7 @@ def place(est: Estimate, where: Deployment,
     report = _engine_report(est, engine_.name, engine_options, None, 1, None)
     if not compare_gpus:
         return replace(est, engine_report=report, assumptions=tuple(assumptions))
-    options = tuple(fewest_gpus(est, device, reserve_) for device in db.common())
+    options = tuple(fewest_gpus(est, device, reserve_) for device in common_devices(hardware_file))
     speeds = tuple(_speed(est, o.device, o.plan.tp, o.plan.pp, prompt_tokens, gen_tokens,
                           engine_) if o.plan is not None and o.device.bandwidth_bytes_s else None
                    for o in options)

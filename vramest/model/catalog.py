@@ -13,6 +13,7 @@ from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.model.shapes import ModelShape, shape_from_config
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -192,20 +193,38 @@ def _cached_index(catalog: Catalog) -> dict[str, CatalogEntry]:
 
 @lru_cache(maxsize=1)
 def default_catalog() -> Catalog:
-    text = read_text("models.json")
-    return parse_catalog(json.loads(text))
+    return parse_catalog(json.loads(_shipped_text()))
+
+
+@lru_cache(maxsize=1)
+def _shipped_text() -> str:
+    return read_text("models.json")
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
-    entries = []
-    for raw in data.get("models", []):
-        entries.append(CatalogEntry(
-            id=raw["id"], aliases=tuple(raw.get("aliases", ())), source=raw.get("source", ""),
-            config=raw["config"], published_params=raw.get("published_params"),
-            notes=raw.get("notes", ""), published_file_bytes=raw.get("published_file_bytes"),
-            file_bytes_source=raw.get("file_bytes_source", ""),
-        ))
-    return Catalog(tuple(entries))
+    return Catalog(tuple(_entry(raw) for raw in data.get("models", [])))
+
+
+def _entry(raw: dict[str, Any]) -> CatalogEntry:
+    return CatalogEntry(
+        id=raw["id"], aliases=tuple(raw.get("aliases", ())), source=raw.get("source", ""),
+        config=raw["config"], published_params=raw.get("published_params"),
+        notes=raw.get("notes", ""), published_file_bytes=raw.get("published_file_bytes"),
+        file_bytes_source=raw.get("file_bytes_source", ""),
+    )
+
+
+@lru_cache(maxsize=64)
+def shipped_entry(model_id: str) -> CatalogEntry | None:
+    """One shipped entry by its exact id, decoded alone: a parameter count borrows from five
+    entries, and decoding the whole catalog for them cost a tenth of the headline command.
+    Each entry's object opens with its "id" key (a test holds models.json to that)."""
+    text = _shipped_text()
+    at = text.find(f'"id": {json.dumps(model_id)}')
+    if at < 0:
+        return default_catalog().get(model_id)
+    raw, _ = json.JSONDecoder().raw_decode(text, text.rfind("{", 0, at))
+    return _entry(raw) if raw.get("id") == model_id else default_catalog().get(model_id)
 
 
 # --- shapes from a parameter count -------------------------------------------------------
@@ -235,12 +254,17 @@ def shape_for_params(params: int, family: str = "llama", active_params: int | No
     """A shape of `params` parameters, interpolated between the family's catalog sizes."""
     if catalog is None:
         return _shape_for_params_default(params, family, active_params)
+    return _borrow(params, family, active_params, catalog.get)
+
+
+def _borrow(params: int, family: str, active_params: int | None,
+            lookup: Callable[[str], CatalogEntry | None]) -> BorrowedShape:
     if active_params is not None:
         family = "moe"
     if family not in SCALING_SERIES:
         raise InputError(f"Unknown --family {short(family)}; accepted: {', '.join(FAMILIES)}.")
     series = [(e.shape().param_count(), e) for e in
-              (catalog.get(name) for name in SCALING_SERIES[family]) if e is not None]
+              (lookup(name) for name in SCALING_SERIES[family]) if e is not None]
     if not series:
         raise InputError(f"The catalog has no models of family {short(family)} to borrow a shape from.")
     series.sort(key=lambda pair: pair[0])
@@ -285,7 +309,7 @@ def shape_for_params(params: int, family: str = "llama", active_params: int | No
 @lru_cache(maxsize=1024)
 def _shape_for_params_default(params: int, family: str, active_params: int | None) -> BorrowedShape:
     """The same shape for the same count: searches and sweeps ask again and again."""
-    return shape_for_params(params, family, active_params, default_catalog())
+    return _borrow(params, family, active_params, shipped_entry)
 
 
 def _borrow_moe(params: int, active: int | None,

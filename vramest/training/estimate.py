@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from vramest.errors import InputError, require_text, short
 from vramest.frozen import TYPE_CHECKING, field, frozen, replace
-from vramest.hardware.database import Device, load_hardware
+from vramest.hardware.database import Device, common_devices, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.model.shapes import ModelShape
@@ -226,7 +226,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         if gpu is None:  # no device named: the common GPUs, as the inference estimate shows
             options = tuple(_device_fit(m, c, required, device, kept_free.usable(device),
                                         token_count)
-                            for device in load_hardware(hardware_file).common())
+                            for device in common_devices(hardware_file))
     else:
         fit = _fit(m, c, required, device_name, usable)
         if _advise and fit.verdict != "fits":
