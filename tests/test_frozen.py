@@ -160,3 +160,28 @@ def test_the_light_named_tuple_behaves_as_typing_s(a: int, b: str | None,
     assert ours.__module__ == std.__module__ and list(ours.__annotations__) == list(std.__annotations__)
     with pytest.raises(AttributeError):
         x.a = 1  # type: ignore[misc]
+
+
+_CALLS = [((1,), {}), ((), {"a": 1}), ((1, "y"), {}), ((1,), {"c": (2,)}), ((), {"a": 1, "b": "z"}),
+          ((), {}), ((1, "y", (), 4), {}), ((1,), {"a": 2}), ((1,), {"d": 3}), ((), {"b": "y"})]
+
+
+@pytest.mark.parametrize("compile_after", [1, 10**9])
+def test_generic_and_compiled_init_both_answer_as_dataclasses(
+        monkeypatch: pytest.MonkeyPatch, compile_after: int) -> None:
+    """A record's first instances are filled field by field, later ones by its compiled
+    __init__: both make what dataclasses make, and refuse what it refuses."""
+    from vramest import frozen as records
+
+    monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
+    for args, kwargs in _CALLS:
+        ours, std = _pair()
+        try:
+            expected: object = repr(std(*args, **kwargs))
+        except TypeError:
+            expected = TypeError
+        try:
+            got: object = repr(ours(*args, **kwargs))
+        except TypeError:
+            got = TypeError
+        assert got == expected, (args, kwargs)

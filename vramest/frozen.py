@@ -3,10 +3,10 @@
 The headline command's budget is 1.5× a bare interpreter start (issue #20). `dataclasses`
 imports `inspect` (about 12 ms here) and compiles six methods per class with `exec` (about
 1 ms a class; the headline path defines 32), which alone came to 1.4× `python -c pass`. A
-`@frozen` record compiles only its `__init__`, on its first call (most records a command
-imports are never made); equality, hashing, ordering and `repr` share one implementation over
-the field tuple. Semantics follow `dataclasses` for what is used here:
-field order and defaults (`field(default=..., default_factory=...)`), inheritance, `ClassVar`
+`@frozen` record compiles only its `__init__`, once it has made COMPILE_AFTER instances (most
+records a command imports are made a few times or never); equality, hashing, ordering and
+`repr` share one implementation over the field tuple. Semantics follow `dataclasses` for what
+is used here: field order and defaults (`field(default=..., default_factory=...)`), inheritance, `ClassVar`
 annotations skipped, `__post_init__`, frozen instances, `eq=False` (identity), `order=True`,
 methods a class defines itself kept, `replace`, `fields` and `asdict`.
 """
@@ -139,18 +139,58 @@ def _init_source(fields_: tuple[Field, ...], post_init: bool) -> tuple[str, dict
     return f"def __init__({', '.join(params)}):\n" + "\n".join(body) + "\n", names
 
 
+# Instances a class makes through the generic __init__ before it compiles its own: a compile
+# costs about 0.1 ms (34 of them were a tenth of the headline command), while a search makes
+# the same records thousands of times, where the compiled one is about twice as fast.
+COMPILE_AFTER = 16
+
+
 def _first_init(cls: type) -> Callable[..., None]:
-    """An `__init__` that compiles the class's own on its first call and puts it in its place:
-    most records a command imports are never made, and each compile costs about 0.1 ms."""
+    """The `__init__` a record starts with: it fills the fields generically, and on its
+    COMPILE_AFTER-th call compiles the class's own and puts it in its place."""
+    made = 0
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        source, namespace = _init_source(cls.__record_fields__,  # type: ignore[attr-defined]
-                                         hasattr(cls, "__post_init__"))
+        nonlocal made
+        made += 1
+        fields_ = cls.__record_fields__  # type: ignore[attr-defined]
+        if made < COMPILE_AFTER:
+            _fill(self, fields_, args, kwargs)
+            if hasattr(cls, "__post_init__"):
+                self.__post_init__()
+            return
+        source, namespace = _init_source(fields_, hasattr(cls, "__post_init__"))
         exec(source, namespace)  # the source is built from the class's own field names
         init = namespace["__init__"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         type.__setattr__(cls, "__init__", init)
         init(self, *args, **kwargs)
     return __init__
+
+
+def _fill(obj: Any, fields_: tuple[Field, ...], args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> None:
+    """What the compiled __init__ does, field by field, with the same TypeErrors."""
+    if len(args) > len(fields_):
+        raise TypeError(f"__init__() takes {len(fields_) + 1} positional arguments but "
+                        f"{len(args) + 1} were given")
+    d = obj.__dict__
+    for f, value in zip(fields_, args, strict=False):  # fewer args: the rest by name
+        if f.name in kwargs:
+            raise TypeError(f"__init__() got multiple values for argument {f.name!r}")
+        d[f.name] = value
+    for f in fields_[len(args):]:
+        value = kwargs.pop(f.name, MISSING)
+        if value is MISSING:
+            if f.default_factory is not MISSING:
+                value = f.default_factory()
+            elif f.default is not MISSING:
+                value = f.default
+            else:
+                raise TypeError(f"__init__() missing 1 required positional argument: {f.name!r}")
+        d[f.name] = value
+    if kwargs:
+        raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r}")
 
 
 def _repr(self: Any) -> str:
