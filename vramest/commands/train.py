@@ -90,7 +90,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
     g.add_argument("--moe-experts", choices=EXPERT_LAYOUTS, default="fused",
                    help="how the model code holds MoE experts: fused 3-D parameters "
-                   "(transformers 5, default) or an nn.Linear each (transformers 4, others)")
+                   "(transformers 5, default), an nn.Linear each (transformers 4, others) or "
+                   "fused parameters indexed expert by expert (transformers 4.55 gpt-oss)")
     h = p.add_argument_group("hardware")
     h.add_argument("--gpu", help="device name (A100, H100, RTX 4090; `vramest gpus` lists them)")
     h.add_argument("--gpu-memory", help="usable GPU memory instead of a device: 24GB, 80GiB")

@@ -82,7 +82,12 @@ ATTENTIONS = ("sdpa", "flash", "eager")
 OFFLOADS = ("none", "optimizer", "params")
 # How a model's code holds routed experts: one fused 3-D parameter per projection
 # (transformers >= 5) or an nn.Linear per expert (transformers 4, most other frameworks).
-EXPERT_LAYOUTS = ("fused", "separate")
+# "indexed": fused 3-D parameters that the model's own training branch runs one expert at a
+# time, indexing each expert's slice with a one-element index tensor (transformers v4.55.0
+# models/gpt_oss/modeling_gpt_oss.py GptOssExperts.forward, `if self.training:` loop:
+# `current_state @ self.gate_up_proj[expert_idx]`); transformers 5 runs the same stacks through
+# grouped_mm by default (modeling_utils.get_correct_experts_implementation), as "fused".
+EXPERT_LAYOUTS = ("fused", "separate", "indexed")
 # What becomes fp32 of a quantized base: nothing; all that bitsandbytes left 16-bit (PEFT's
 # prepare_model_for_kbit_training); or that, less the embeddings and head (TRL's SFTTrainer, bf16)
 UPCAST_SCOPES = ("none", "peft", "trl")
@@ -194,7 +199,7 @@ class TrainingSettings:
 
     @property
     def fused_experts(self) -> bool:
-        return self.moe_experts == "fused"
+        return self.moe_experts in ("fused", "indexed")
 
     @property
     def compute_bytes(self) -> int:
