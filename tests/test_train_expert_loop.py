@@ -91,3 +91,35 @@ def test_gpt_oss_fsdp2_peaks_approach_the_logged_reserved_memory(model, gpus, gp
     fused = estimate_training(model=model, gpu=gpu, num_gpus=gpus,
                               **{**_AXOLOTL, "moe_experts": "fused"}, **extra)
     assert fused.fit.required_bytes < est.fit.required_bytes
+
+
+# --- Unsloth's LoRA matmul temporary, by release --------------------------------------------
+_UNSLOTH = dict(model="meta-llama/Llama-3.1-8B", method="qlora", base_dtype="bnb-nf4-dq",
+                lora_rank=32, grad_checkpointing="offloaded", loss="cut", kernels="unsloth",
+                attention="flash", gpu_memory="80GiB")
+
+
+def _per_token(release: str) -> float:
+    def peak(seq: int) -> int:
+        return estimate_training(seq=seq, unsloth=release, **_UNSLOTH).fit.required_bytes
+    return (peak(40_724) - peak(21_848)) / (40_724 - 21_848)
+
+
+def test_unsloth_2024_slope_matches_its_published_context_table() -> None:
+    # unsloth.ai/docs/basics/unsloth-benchmarks (Unsloth 2024.12 + CCE, Llama 3.1 8B QLoRA r32):
+    # every row adds 18,876 tokens per 4 GB of VRAM (12 GB 21,848 ... 16 GB 40,724 ... 80 GB
+    # 342,733): 212 KB per token if GB is 1e9 bytes, 228 KB if GiB
+    old = _per_token("2024.12")
+    assert 0.95 * 4e9 / 18_876 <= old <= 4 * 1024**3 / 18_876
+    # from 2025.3 the adapter's product is added in place: one ffn-wide 16-bit tensor less
+    assert old - _per_token("2025.10") == pytest.approx(2 * 14336, rel=0.01)
+
+
+def test_unsloth_release_is_checked_and_reported() -> None:
+    from vramest.errors import InputError
+
+    with pytest.raises(InputError, match="--unsloth"):
+        make_settings(method="lora", kernels="unsloth", unsloth="late-2024")
+    s = make_settings(method="lora", kernels="unsloth", unsloth="2024.12")
+    assert s.to_json()["unsloth"] == "2024.12" and s.unsloth_lora_temporary
+    assert not make_settings(method="lora", kernels="torch", unsloth="2024.12").unsloth_lora_temporary

@@ -77,11 +77,14 @@ def unsloth_layer_bytes(shape: ModelShape, layer: int, s: TrainingSettings) -> f
 
 def unsloth_transient(shape: ModelShape, s: TrainingSettings, c: TrainingConstants) -> float:
     """Per token, the backward temporaries of one layer under Unsloth: LoRA_MLP's gradient of
-    down's input, and the recomputed layer output and its incoming gradient, both held while
-    autograd runs through the layer (unsloth_zoo@b09a943 gradient_checkpointing.py,
-    Unsloth_Offloaded_Gradient_Checkpointer.backward: torch.autograd.backward(output, dY))."""
+    down's input (and, before 2025.3, the adapter's product summed into it through a temporary
+    of the same size: settings.UNSLOTH_IN_PLACE_LORA_FROM), and the recomputed layer output and
+    its incoming gradient, both held while autograd runs through the layer (unsloth_zoo@b09a943
+    gradient_checkpointing.py, Unsloth_Offloaded_Gradient_Checkpointer.backward:
+    torch.autograd.backward(output, dY))."""
     p = s.compute_bytes
-    return p * (c.unsloth_backward_ffn_copies * ffn_width(shape) + 2 * shape.hidden_size)
+    copies = c.unsloth_backward_ffn_copies + (1 if s.unsloth_lora_temporary else 0)
+    return p * (copies * ffn_width(shape) + 2 * shape.hidden_size)
 
 
 def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
