@@ -132,10 +132,10 @@ def zero_bucket_bytes(s: TrainingSettings, grad_b: int) -> int:
 def fsdp_gradient_buffers(s: TrainingSettings, layer_grad_bytes: float) -> int:
     """FSDP's unsharded gradients in backward, per GPU: the running block's, less the share kept
     as its sharded gradient (none when gradients are offloaded), and the block before it, whose
-    reduce-scatter input stays referenced until this block's own reduce (torch v2.7.0
-    torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py post_backward:
-    comm_ctx.reduce_scatter_state keeps reduce_scatter_input; FSDP1 _runtime_utils.
-    _post_backward_hook: record_stream on padded_unsharded_grad)."""
+    reduce-scatter input stays referenced until this block's own reduce (torch 2.13.0
+    torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py post_backward: comm_ctx.
+    reduce_scatter_states holds reduce_scatter_input, reduce_scatter_max_input_buffers = 1;
+    FSDP1 _runtime_utils._post_backward_hook: record_stream on padded_unsharded_grad)."""
     if not s.fsdp or s.num_gpus < 2:
         return 0
     kept = 0.0 if s.offload != "none" else 1 / s.num_gpus
