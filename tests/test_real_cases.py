@@ -200,7 +200,21 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # them over), held-out OOM 41/48 -> 47/56 (EXL2 70B at 4096 tokens on an A10G, "tight"; Unsloth
 # Gemma-3-27B at 17,500 tokens on an H200), held-out worked 79/82 -> 92/96 (the M1 8 GB main run).
 # Both branches together (343 cases): fit 46/65 and 90/99, held-out 54/69 and 96/100.
-FLOORS = {"fit": (46, 65, 90, 99), "heldout": (54, 69, 96, 100)}
+# Issue #18 item 8 (training mechanisms from the frameworks' source), on the 343 cases: Unsloth's
+# LoRA matmuls before 2025.3 add the adapter's product through a temporary of the base output's
+# size (kernels/utils.py matmul_lora `out += (X @ A) @ (s * B)`; in place since unsloth@4f16602),
+# --unsloth RELEASE. The Llama 3.1 8B + CCE context table moved from -7..-19% to -2..-7% of its
+# card sizes (the table is exactly linear, 18,876 tokens per 4 GB: a fitted line of Unsloth's
+# own memory counter, whose slope the estimate now matches within 2-8%); with the gpt-oss rules
+# below the training-peak medians fell, fit 6.9% -> 6.6%, held-out 13.2% -> 9.3%. Three
+# "longest context that fills the card" rows now sit 2-3.5% under their card, inside the 5%
+# reserve every fit keeps, so their boolean turns "does not fit" (all three 'tight'): fit worked
+# 90/99 -> 88/99 (Llama 3.1 8B at 21,848 and 40,724 tokens on 12 and 16 GB), held-out worked
+# 96/100 -> 95/100 (Llama 3.3 70B at 89,389 tokens on 80 GB). No OOM case changed its verdict.
+# gpt-oss's indexing expert loop (transformers 4.55, --moe-experts indexed) and FSDP's unsharded
+# gradients moved axolotl's logged FSDP2 peaks from -42/-23/-69% to -24/-9/-17% and changed no
+# verdict.
+FLOORS = {"fit": (46, 65, 88, 99), "heldout": (54, 69, 95, 100)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

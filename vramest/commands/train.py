@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--bitsandbytes", metavar="RELEASE",
                    help="the bitsandbytes release of a QLoRA run (default: a recent one); before "
                    "0.43.2 each 4-bit linear kept its input for backward")
+    g.add_argument("--unsloth", metavar="RELEASE",
+                   help="the Unsloth release of --kernels unsloth, year.month (default: a recent "
+                   "one); before 2025.3 its LoRA matmuls added the adapter through a temporary")
     g.add_argument("--objective", default="sft", choices=("sft", "dpo", "orpo", "kto"),
                    help="sft; dpo (TRL: chosen and rejected sequences per example and a "
                    "reference model, the base itself under LoRA); orpo (the pair, no reference); "
@@ -90,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--offload", choices=("none", "optimizer", "params"), default="none")
     g.add_argument("--moe-experts", choices=EXPERT_LAYOUTS, default="fused",
                    help="how the model code holds MoE experts: fused 3-D parameters "
-                   "(transformers 5, default) or an nn.Linear each (transformers 4, others)")
+                   "(transformers 5, default), an nn.Linear each (transformers 4, others) or "
+                   "fused parameters indexed expert by expert (transformers 4.55 gpt-oss)")
     h = p.add_argument_group("hardware")
     h.add_argument("--gpu", help="device name (A100, H100, RTX 4090; `vramest gpus` lists them)")
     h.add_argument("--gpu-memory", help="usable GPU memory instead of a device: 24GB, 80GiB")
@@ -115,7 +119,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
         optimizer_in_backward=args.optimizer_in_backward,
         objective=args.objective, loss=args.loss, kernels=args.kernels,
-        bitsandbytes=args.bitsandbytes,
+        bitsandbytes=args.bitsandbytes, unsloth=args.unsloth,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,

@@ -20,6 +20,7 @@ from vramest.training.trainable import (
     _FUSED_GATE_UP,
     Trainable,
     base_format,
+    expert_bytes_per_element,
     merged_expert_bytes,
 )
 
@@ -76,11 +77,14 @@ def unsloth_layer_bytes(shape: ModelShape, layer: int, s: TrainingSettings) -> f
 
 def unsloth_transient(shape: ModelShape, s: TrainingSettings, c: TrainingConstants) -> float:
     """Per token, the backward temporaries of one layer under Unsloth: LoRA_MLP's gradient of
-    down's input, and the recomputed layer output and its incoming gradient, both held while
-    autograd runs through the layer (unsloth_zoo@b09a943 gradient_checkpointing.py,
-    Unsloth_Offloaded_Gradient_Checkpointer.backward: torch.autograd.backward(output, dY))."""
+    down's input (and, before 2025.3, the adapter's product summed into it through a temporary
+    of the same size: settings.UNSLOTH_IN_PLACE_LORA_FROM), and the recomputed layer output and
+    its incoming gradient, both held while autograd runs through the layer (unsloth_zoo@b09a943
+    gradient_checkpointing.py, Unsloth_Offloaded_Gradient_Checkpointer.backward:
+    torch.autograd.backward(output, dY))."""
     p = s.compute_bytes
-    return p * (c.unsloth_backward_ffn_copies * ffn_width(shape) + 2 * shape.hidden_size)
+    copies = c.unsloth_backward_ffn_copies + (1 if s.unsloth_lora_temporary else 0)
+    return p * (copies * ffn_width(shape) + 2 * shape.hidden_size)
 
 
 def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
@@ -141,6 +145,35 @@ def layer_activation_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
     return total
 
 
+def indexed_expert_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
+                         trainable: Trainable) -> tuple[float, float]:
+    """(saved, backward transient) of one MoE layer whose code indexes each expert's slice of
+    the fused stacks in a Python loop (settings.EXPERT_LAYOUTS "indexed").
+
+    `stack[expert_idx]` with a one-element index tensor is advanced indexing: a copy of that
+    expert's weights, which the matmul keeps for the input's gradient, so the layer keeps a copy
+    of every expert it ran. Backward of each index (IndexBackward0) writes that expert's gradient
+    into a zero-filled tensor of the whole stack, summed into the stack's gradient out of place:
+    the whole-stack gradients, plus one zero-filled stack and its sum. Measured with
+    vramest.tracing.tracking on 32 experts, top-4 (tests/test_train_expert_loop.py)."""
+    if s.moe_experts != "indexed" or not shape.is_moe_layer(layer):
+        return 0.0, 0.0
+    per_element = expert_bytes_per_element(shape, s)
+    stacks = {t.role: t.rows * t.cols * t.count * per_element
+              for t in shape.layer_tensors(layer) if t.role in EXPERT_ROLES}
+    saved = float(sum(stacks.values()))
+    if not EXPERT_ROLES & trainable.trained_roles:
+        return saved, 0.0
+    gate_up = sum(size for role, size in stacks.items() if role in _FUSED_GATE_UP)
+    largest = max([gate_up, *stacks.values()])
+    # the whole-stack gradients are counted with the block's own: unsharded, or by FSDP's
+    # unsharded gradients (memory.fsdp_gradient_buffers); under ZeRO-2/3 only 1/n of them
+    if s.zero_stage < 2 or (s.fsdp and s.num_gpus > 1):
+        return saved, 2 * largest
+    kept = 0.0 if s.offload != "none" else 1 / s.num_gpus
+    return saved, 2 * largest + saved * (1 - kept)
+
+
 def eager_score_bytes(shape: ModelShape, s: TrainingSettings) -> float:
     """Per token, per key, per layer: eager attention keeps the fp32 softmax and its 16-bit copy
     (transformers' eager_attention_forward); sdpa and flash recompute them in backward."""
@@ -184,6 +217,11 @@ class ActivationModel:
     merged_expert_grad: float = 0.0  # the largest folded stack's gradient, in backward
     dequantized_weight: float = 0.0  # a 4-bit weight dequantized for its matmul (bytes)
     head_cast: float = 0.0  # autocast's 16-bit copy of an fp32 output head, kept for its backward
+    # an "indexed" expert loop: every expert's weight copy, all layers and one layer, and the
+    # largest backward transient of the whole-stack gradients (indexed_expert_bytes)
+    expert_copies: float = 0.0
+    expert_copies_layer: float = 0.0
+    expert_loop_grad: float = 0.0
 
     def saved_per_token(self, checkpointing: str, seq: int) -> float:
         if checkpointing in RECOMPUTING:
@@ -201,6 +239,7 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
     groups = shape.layer_groups()
     per_layer = {layer: layer_activation_bytes(shape, layer, s, trainable) for layer, _ in groups}
     merged = {layer: merged_expert_bytes(shape, layer, s, trainable) for layer, _ in groups}
+    indexed = {layer: indexed_expert_bytes(shape, layer, s, trainable) for layer, _ in groups}
     # selective checkpointing recomputes only the attention scores (Korthikanti et al. 2022)
     return ActivationModel(
         all_layers=sum(n * per_layer[layer] for layer, n in groups)
@@ -222,6 +261,9 @@ def activation_model(shape: ModelShape, s: TrainingSettings, trainable: Trainabl
         dequantized_weight=dequantized_weight_bytes(shape, s),
         head_cast=p * shape.vocab_size * shape.hidden_size
         if fp32_head and s.precision == "mixed" else 0.0,
+        expert_copies=sum(n * indexed[layer][0] for layer, n in groups),
+        expert_copies_layer=max(saved for saved, _ in indexed.values()),
+        expert_loop_grad=max(grad for _, grad in indexed.values()),
     )
 
 

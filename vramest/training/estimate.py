@@ -360,6 +360,10 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                        + (" (fp32 after prepare_model_for_kbit_training)"
                           if s.upcast_unquantized else "")
                        + "; --moe-experts separate for code that quantizes each expert.")
+    if info.shape.is_moe and s.moe_experts == "indexed":
+        out.append("MoE experts indexed one at a time (transformers 4.55's gpt-oss training "
+                   "loop): each expert's weights are copied and kept for backward, and each "
+                   "expert's backward fills a zero tensor of the whole stack.")
     if s.optimizer.startswith("paged"):
         out.append("Paged optimizer states can spill to host memory, so the fit check leaves "
                    "them out.")
@@ -382,7 +386,10 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
     if static.gathered_root:
         out.append("FSDP: a running and a prefetched block are gathered in their storage format, "
                    "and the root unit (embeddings, final norm, head) stays gathered from the "
-                   "forward to the end of backward.")
+                   "forward to the end of backward"
+                   + ("; in backward the running block's gradients are unsharded and the "
+                      "previous block's wait in its reduce-scatter" if static.fsdp_grad_buffers
+                      else "") + ".")
     elif static.gathered_layer:
         out.append("Stage 3 / FSDP: a running and a prefetched layer are gathered in 16 bit.")
     if s.sequence_parallel > 1:
@@ -395,5 +402,5 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
     if s.offload != "none":
         out.append(f"Offload {s.offload}: host memory is the total over {s.num_gpus} GPU(s).")
     out.append(f"Fit adds a CUDA context of {format_bytes(c.cuda_context_bytes)}; "
-               "communication buffers and allocator fragmentation are not modelled.")
+               "other communication buffers and allocator fragmentation are not modelled.")
     return tuple(out)

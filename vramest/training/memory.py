@@ -67,6 +67,8 @@ class StaticMemory:
     comm_buckets: int = 0  # ZeRO-1/2 gradient buckets, held from the first backward on
     # optimizer in backward: the gradient of the largest trainable tensor, the most alive at once
     largest_gradient: int = 0
+    # FSDP: the running block's unsharded gradients and the previous block's, still in flight
+    fsdp_grad_buffers: int = 0
 
 
 def _buckets_how(buckets: int, s: TrainingSettings) -> str:
@@ -127,6 +129,19 @@ def zero_bucket_bytes(s: TrainingSettings, grad_b: int) -> int:
     return s.reduce_bucket_size * grad_b
 
 
+def fsdp_gradient_buffers(s: TrainingSettings, layer_grad_bytes: float) -> int:
+    """FSDP's unsharded gradients in backward, per GPU: the running block's, less the share kept
+    as its sharded gradient (none when gradients are offloaded), and the block before it, whose
+    reduce-scatter input stays referenced until this block's own reduce (torch 2.13.0
+    torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py post_backward: comm_ctx.
+    reduce_scatter_states holds reduce_scatter_input, reduce_scatter_max_input_buffers = 1;
+    FSDP1 _runtime_utils._post_backward_hook: record_stream on padded_unsharded_grad)."""
+    if not s.fsdp or s.num_gpus < 2:
+        return 0
+    kept = 0.0 if s.offload != "none" else 1 / s.num_gpus
+    return round(layer_grad_bytes * (2 - kept))
+
+
 def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                   c: TrainingConstants) -> StaticMemory:
     n = s.num_gpus
@@ -183,6 +198,7 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     first_grads = min(grads, _shard((block_params / blocks + head) * grad_b, grad_shards))
     largest = _shard(max((t.rows * t.cols for t in trainable.tensors), default=0) * grad_b,
                      grad_shards)
+    fsdp_grads = fsdp_gradient_buffers(s, block_params / blocks * grad_b)
     paged = opt if s.optimizer.startswith("paged") else 0
     fmt = base_format(shape, s)
     what = {"lora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
@@ -216,6 +232,7 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
         comm_buckets=buckets,
         gathered_layer=gathered, gathered_root=root, first_layer_gradients=first_grads,
         host_bytes=host * n, paged_bytes=paged, largest_gradient=largest,
+        fsdp_grad_buffers=fsdp_grads,
     )
 
 
@@ -227,7 +244,7 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
     tokens = s.tokens_per_gpu(seq, micro_batch) * s.sequences_per_example
     saved = round(tokens * act.saved_per_token(s.checkpointing, seq))
     one_layer = round(tokens * (act.largest_layer + act.scores_per_key * seq)
-                      + act.merged_experts_layer)
+                      + act.merged_experts_layer + act.expert_copies_layer)
     if s.checkpointing in RECOMPUTING:
         saved_how = f"checkpointed layer inputs {act.checkpoints:,.0f} B/token" + (
             " (the others offloaded to the host)" if s.checkpointing == "offloaded" else "")
@@ -237,23 +254,31 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
         saved_how = f"{act.all_layers:,.0f} B/token over {shape.num_layers} layers"
         if s.checkpointing == "selective":
             saved_how += " (attention scores recomputed)"
-        saved += round(act.merged_experts)
+        saved += round(act.merged_experts + act.expert_copies)
         first_saved = saved
         last_saved = one_layer
     if act.merged_experts:
         saved_how += (f" + LoRA-folded expert weights {format_bytes(act.merged_experts_layer)} "
                       "per MoE layer" + (" (recomputed layer)" if s.checkpointing in RECOMPUTING
                                          else ""))
+    if act.expert_copies:
+        saved_how += (f" + each expert's indexed weight copy {format_bytes(act.expert_copies_layer)}"
+                      " per MoE layer" + (" (recomputed layer)" if s.checkpointing in RECOMPUTING
+                                          else ""))
     if act.scores_per_key and act.layers_with_scores:
         saved_how += f" + eager scores {act.scores_per_key:g} B × {seq} keys per layer"
     logits = round(tokens * shape.vocab_size * act.loss_per_logit + act.head_cast)
     transient = round(tokens * act.transient_per_token(seq) + act.merged_expert_grad
-                      + act.dequantized_weight) + \
-        static.gathered_layer + static.gathered_root + static.comm_buckets
+                      + act.dequantized_weight + act.expert_loop_grad) + \
+        static.gathered_layer + static.gathered_root + static.comm_buckets + static.fsdp_grad_buffers
     root = (f" + gathered embeddings and head {format_bytes(static.gathered_root)}"
             if static.gathered_root else "")
     gathered = (f" + gathered layer weights {format_bytes(static.gathered_layer)}"
                 if static.gathered_layer else "") + root + _buckets_how(static.comm_buckets, s)
+    loop_how = (f" + indexed experts' gradient temporaries {format_bytes(act.expert_loop_grad)}"
+                if act.expert_loop_grad else "") + \
+        (f" + FSDP unsharded gradients of this block and the previous "
+         f"{format_bytes(static.fsdp_grad_buffers)}" if static.fsdp_grad_buffers else "")
     # at the loss FSDP has resharded every block (the last one after its forward); ZeRO-3
     # fetches per module and is counted with a running and a prefetched block throughout
     at_loss = static.gathered_root if static.gathered_root else static.gathered_layer
@@ -291,13 +316,13 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
                                                     "block's"), static.optimizer,
                                        acts(first_saved, saved_how + " + one block in backward"),
                                        *none, Part("temporary", transient,
-                                                   f"backward buffers of one block{gathered} = "
+                                                   f"backward buffers of one block{loop_how}{gathered} = "
                                                    f"{format_bytes(transient)}"))),
         TrainingPhase("last_layer_backward", (*base, grads(all_grads, all_when),
                                       static.optimizer, acts(last_saved, "one block's saved "
                                                              "activations"),
                                       *none, Part("temporary", transient,
-                                                  f"backward buffers of one block{gathered} = "
+                                                  f"backward buffers of one block{loop_how}{gathered} = "
                                                   f"{format_bytes(transient)}"))),
         TrainingPhase("optimizer_step", (*base, step_grads, static.optimizer,
                                  Part("activations", 0, "freed"), *none, step)),

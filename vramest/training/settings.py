@@ -48,6 +48,13 @@ BITSANDBYTES_DEFAULT = (0, 49, 0)  # a recent release
 # (deepspeedai/DeepSpeed@edaa722 deepspeed/runtime/zero/config.py: Field(pp_int(5e8)))
 ZERO_BUCKET_ELEMENTS = 500_000_000
 BNB_FREES_INPUTS_FROM = (0, 43, 2)
+# Unsloth's matmul_lora added the LoRA product out of place, a temporary the size of the base
+# matmul's output (`out += (X @ A.to(dtype)) @ (s * B.to(dtype))` in unsloth@74f7968
+# kernels/fast_lora.py, 2024-03, and unsloth@d9ed4be kernels/utils.py, 2024-12), until
+# unsloth@4f16602 (2025-03-01) made it `out.addmm_(XA, B.to(dtype), alpha = s)`, in place.
+# Releases are year.month.
+UNSLOTH_IN_PLACE_LORA_FROM = (2025, 3)
+UNSLOTH_DEFAULT = (2025, 10)  # a recent release
 _PAIRED = ("dpo", "orpo")  # chosen + rejected per example
 _WITH_REFERENCE = ("dpo", "kto")
 # "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
@@ -82,7 +89,12 @@ ATTENTIONS = ("sdpa", "flash", "eager")
 OFFLOADS = ("none", "optimizer", "params")
 # How a model's code holds routed experts: one fused 3-D parameter per projection
 # (transformers >= 5) or an nn.Linear per expert (transformers 4, most other frameworks).
-EXPERT_LAYOUTS = ("fused", "separate")
+# "indexed": fused 3-D parameters that the model's own training branch runs one expert at a
+# time, indexing each expert's slice with a one-element index tensor (transformers v4.55.0
+# models/gpt_oss/modeling_gpt_oss.py GptOssExperts.forward, `if self.training:` loop:
+# `current_state @ self.gate_up_proj[expert_idx]`); transformers 5 runs the same stacks through
+# grouped_mm by default (modeling_utils.get_correct_experts_implementation), as "fused".
+EXPERT_LAYOUTS = ("fused", "separate", "indexed")
 # What becomes fp32 of a quantized base: nothing; all that bitsandbytes left 16-bit (PEFT's
 # prepare_model_for_kbit_training); or that, less the embeddings and head (TRL's SFTTrainer, bf16)
 UPCAST_SCOPES = ("none", "peft", "trl")
@@ -170,10 +182,16 @@ class TrainingSettings:
     # for backward (ctx.tensors = (A, B)); PR #1270 (2024-07-16, "fix QLoRA mem bug: delete
     # useless buffered activation") keeps only the weight (ctx.tensors = (None, B))
     bitsandbytes: tuple[int, ...] = BITSANDBYTES_DEFAULT
+    unsloth: tuple[int, ...] = UNSLOTH_DEFAULT  # the Unsloth release of --kernels unsloth
 
     @property
     def bnb_keeps_inputs(self) -> bool:
         return self.bitsandbytes < BNB_FREES_INPUTS_FROM
+
+    @property
+    def unsloth_lora_temporary(self) -> bool:
+        """Whether Unsloth's LoRA matmuls add the adapter's product through a temporary."""
+        return self.kernels == "unsloth" and self.unsloth < UNSLOTH_IN_PLACE_LORA_FROM
 
     @property
     def sequences_per_example(self) -> int:
@@ -194,7 +212,7 @@ class TrainingSettings:
 
     @property
     def fused_experts(self) -> bool:
-        return self.moe_experts == "fused"
+        return self.moe_experts in ("fused", "indexed")
 
     @property
     def compute_bytes(self) -> int:
@@ -219,6 +237,7 @@ class TrainingSettings:
             "num_gpus": self.num_gpus, "sequence_parallel": self.sequence_parallel,
             "objective": self.objective, "loss": self.loss, "kernels": self.kernels,
             "bitsandbytes": ".".join(map(str, self.bitsandbytes)),
+            "unsloth": ".".join(map(str, self.unsloth)),
             "offload": self.offload, "base_dtype": self.base_dtype,
         }
         if self.method in ("lora", "qlora"):
@@ -286,7 +305,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1, objective: str = "sft",
-                  loss: str = "standard", kernels: str = "torch",
+                  loss: str = "standard", kernels: str = "torch", unsloth: str | None = None,
                   bitsandbytes: str | None = None, overlap_comm: bool = False,
                   reduce_bucket_size: str | int | None = None,
                   optimizer_in_backward: bool = False) -> TrainingSettings:
@@ -357,6 +376,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         loss=_choice(loss, LOSSES, "--loss"),
         kernels=_check_kernels(kernels, method),
         bitsandbytes=_release(bitsandbytes, "--bitsandbytes"),
+        unsloth=_release(unsloth, "--unsloth", UNSLOTH_DEFAULT, "2024.12"),
         attention=_choice(attention, ATTENTIONS, "--attn"),
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),
@@ -384,10 +404,11 @@ def _elements(value: str | int, flag: str) -> int:
     return int(number)
 
 
-def _release(text: str | None, flag: str) -> tuple[int, ...]:
+def _release(text: str | None, flag: str, default: tuple[int, ...] = BITSANDBYTES_DEFAULT,
+             example: str = "0.43.1") -> tuple[int, ...]:
     if text is None:
-        return BITSANDBYTES_DEFAULT
+        return default
     parts = str(text).strip().lower().removeprefix("v").split(".")
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 4 for p in parts):
-        raise InputError(f"{flag} {short(text)} is not a release; give one such as 0.43.1.")
+        raise InputError(f"{flag} {short(text)} is not a release; give one such as {example}.")
     return tuple(int(p) for p in parts)
