@@ -585,7 +585,7 @@ def test_a_spec_gpu_may_be_an_integer(gpu: object) -> None:
 
 
 def test_stdout_filter_keeps_text_and_newlines() -> None:
-    from vramest.files import PrintableStream
+    from vramest.printable import PrintableStream
 
     buffer = io.StringIO()
     stream = PrintableStream(buffer)

@@ -80,7 +80,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; everything printed passes through `printable`, so names read
     from files cannot send terminal escape sequences."""
-    from vramest.files import PrintableStream
+    from vramest.printable import PrintableStream
 
     # A command's objects mostly live until it exits: the default threshold (700) ran ten
     # collections in the headline command, 3% of its instructions (mypy's main raises it too).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vramest.capacity.judge import CheckReport, DeploymentResult
 from vramest.capacity.spec import SpecProblem
-from vramest.files import printable
+from vramest.printable import printable
 from vramest.units import format_bytes
 
 _COLUMNS = ("result", "deployment", "GPUs", "per GPU / usable", "headroom (need)",
