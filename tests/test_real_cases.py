@@ -391,4 +391,44 @@ def test_vllm_default_utilization_follows_the_release():
     assert budget(version="0.19.1") == round(0.9 * total)
     assert budget(version="0.21.0", gpu_memory_utilization=0.85) == round(0.85 * total)
     r = next(r for r in _replays() if r.case.id == "vllm-pr48601-4xh100-qwen36-27b-fp8")
-    assert r.error is not None and abs(r.error) < 0.12  # 63.25 GiB logged; -14% at 0.9
+    assert r.error is not None and abs(r.error) < 0.12  # 63.25 GiB logged (model runner v2)
+
+
+def test_vllm_model_runner_v2_leaves_the_sampler_warm_up_outside_the_budget():
+    """VLLM_USE_V2_MODEL_RUNNER=1, Qwen3.6-27B-FP8 at TP 4 on H100s (vLLM PR #48601): the KV
+    cache took 63.25 GiB of the 72.78 GiB budget with the CUDA graphs (2.04 GiB) and the
+    sampler outside it, then the top-k/top-p warm-up ran out of memory."""
+    from vramest.api import estimate
+    from vramest.units import GIB
+
+    def report(runner: str):
+        est = estimate(model="Qwen/Qwen3.6-27B", dtype="fp8", gpu="h100", num_gpus=4,
+                       engine="vllm", profile="none",
+                       engine_options={"model_runner": runner,
+                                       "total_memory_bytes": round(79.11 * GIB)})
+        assert est.engine_report is not None
+        return est.engine_report
+
+    v1, v2 = report("v1"), report("v2")
+    assert v1.starts and not v2.starts and "warm-up" in v2.refusal
+    assert abs(v2.kv_cache_bytes / (63.25 * GIB) - 1) < 0.05  # logged 63.25 GiB
+    assert v2.cuda_graph_bytes == 0 and v2.cuda_graph_capture_bytes > 0
+    # the same deployment with few sequences leaves the warm-up room: not a blanket refusal
+    small = estimate(model="Qwen/Qwen3.6-27B", dtype="fp8", gpu="h100", num_gpus=4,
+                     engine="vllm", profile="none",
+                     engine_options={"model_runner": "v2", "max_num_seqs": 64}).engine_report
+    assert small is not None and small.starts
+    r = next(r for r in _replays() if r.case.id == "vllm-pr48601-4xh100-qwen36-27b-fp8")
+    assert r.agrees and r.error is not None and abs(r.error) < 0.05
+
+
+def test_vllm_model_runner_v2_is_refused_for_v0_releases():
+    from vramest.api import estimate
+    from vramest.errors import InputError
+
+    with pytest.raises(InputError, match="V1-engine runner"):
+        estimate(model="meta-llama/Llama-3.1-8B", gpu="h100", engine="vllm",
+                 engine_options={"model_runner": "v2", "version": "0.6.3"})
+    with pytest.raises(InputError, match="not a vLLM model runner"):
+        estimate(model="meta-llama/Llama-3.1-8B", gpu="h100", engine="vllm",
+                 engine_options={"model_runner": "v3"})

@@ -37,6 +37,7 @@ from vramest.inference.engines.vllm_multimodal import (
     unmodelled_encoder_note,
 )
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
+from vramest.inference.engines.vllm_runner import parse_model_runner, warmup_refusal
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
     ffn_width,
@@ -99,6 +100,9 @@ class VLLMOptions:
     # who builds the engine: "serve" (the OpenAI server, `vllm serve`) or "llm" (the offline
     # LLM class), whose batch defaults differ (versions.VLLMRules.batched_tokens_llm)
     entrypoint: str = "serve"
+    # the model runner: "v1" (GPUModelRunner) or "v2" (VLLM_USE_V2_MODEL_RUNNER=1), whose
+    # profile leaves the sampler and the CUDA graphs out of the budget (vllm_runner.py)
+    model_runner: str = "v1"
 
 
 # PR #21489 ("Allow users to specify kv cache memory size", in review 2025-07-24); the first
@@ -327,7 +331,13 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     seqs = options.max_num_seqs or (rules.max_num_seqs_large_gpu if _large_gpu(device, rules)
                                     else rules.max_num_seqs_small_gpu)
     sampler = 0 if served.pooling else seqs * shape.vocab_size * rules.sampler_bytes_per_logit
-    activation = round(tokens * per_token + sampler)
+    runner_v2 = options.model_runner == "v2"
+    if runner_v2 and rules.engine != "v1":
+        raise InputError(f"The model runner v2 is a V1-engine runner; {version.text} runs V0. "
+                         "Give --engine-version vllm==0.8 or later, or leave the runner out.")
+    # MRV2 profiles no sampling: its buffers come at the warm-up, after the KV cache
+    warmup = round(sampler) if runner_v2 else 0
+    activation = round(tokens * per_token + (0 if runner_v2 else sampler))
     if options.skip_mm_profiling and version.release < SKIP_MM_PROFILING_SINCE:
         raise InputError(f"--skip-mm-profiling is not in vLLM {version.release}; it came in 0.10.1 "
                          "(use --limit-mm-per-prompt 0 to leave the multimodal profile out).")
@@ -357,7 +367,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     if rules.allreduce_inputs_held and tp > 1:  # 2 all-reduces per layer, inputs kept
         activation += round(2 * shape.num_layers * tokens * shape.hidden_size * compute_bytes)
     graphs = c.vllm_cuda_graph_bytes if rules.cuda_graphs_budgeted and \
-        not options.enforce_eager else 0
+        not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     weights_bytes = layout.weights_bytes + lora_tp
     kv_bytes = budget - weights_bytes - non_torch - activation - graphs
@@ -398,6 +408,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                          layout.note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
+    if runner_v2:
+        notes.append(f"Model runner v2: the sampler's warm-up ({format_bytes(warmup)}) and the "
+                     f"CUDA graphs ({format_bytes(capture)}) come after the KV cache, outside "
+                     "--gpu-memory-utilization (vLLM PRs #48601, #57926).")
     if pinned is not None:
         notes.append(f"--kv-cache-memory-bytes pins the KV cache at {format_bytes(pinned)} per "
                      "GPU: vLLM skips the memory profile's budget and ignores "
@@ -414,7 +428,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                or _loading_refusal(loading, one_gpu, total, options.memory_in_use_bytes,
                                    version.text)
                or _memory_refusal(rules, total, budget, options.memory_in_use_bytes,
-                                  activation, capture))
+                                  activation, capture, warmup))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
@@ -478,17 +492,19 @@ def _loading_refusal(peak: int, non_torch: int, total: int, in_use: int, version
 
 def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int) -> int:
     """CUDA-graph memory captured after the KV cache took the budget (releases that do not
-    budget graphs): the one-GPU figure, plus the graph all-reduce buffers of each peer (V0)."""
-    if rules.cuda_graphs_budgeted or options.enforce_eager:
+    budget graphs, and MRV2): the one-GPU figure, plus the graph all-reduce buffers of each
+    peer (V0)."""
+    if options.enforce_eager or (rules.cuda_graphs_budgeted and options.model_runner != "v2"):
         return 0
     return one_gpu + (tp - 1) * rules.graph_peer_bytes
 
 
 def _memory_refusal(rules: VLLMRules, total: int, budget: int, in_use: int, activation: int,
-                    capture: int) -> str:
-    """Why vLLM stops for memory outside its budget: other processes' memory (per release) or
-    CUDA graphs captured after the KV cache. After profiling, the activation peak is free
-    again, so graph capture has what the budget leaves plus that."""
+                    capture: int, warmup: int = 0) -> str:
+    """Why vLLM stops for memory outside its budget: other processes' memory (per release),
+    CUDA graphs captured after the KV cache, or (MRV2) the sampler's warm-up after them. After
+    profiling, the activation peak is free again, so graph capture has what the budget leaves
+    plus that."""
     gib = 1 / GIB
     if rules.others_memory == "refused" and total - in_use < budget:
         return (f"vLLM refuses to start: free memory on the GPU ({(total - in_use) * gib:.2f}/"
@@ -501,6 +517,8 @@ def _memory_refusal(rules: VLLMRules, total: int, budget: int, in_use: int, acti
                 f"{total * gib:.2f} GiB); lower --gpu-memory-utilization below "
                 f"{(total - in_use) / total:.2f}.")
     room = total - budget - (0 if rules.others_memory == "counted" else in_use) + activation
+    if warmup:
+        return warmup_refusal(room, capture, warmup)
     if capture > room:
         return (f"CUDA out of memory during CUDA-graph capture: the graphs need about "
                 f"{capture * gib:.2f} GiB outside the KV budget, {room * gib:.2f} GiB is left; "
@@ -1031,7 +1049,7 @@ VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched
                      "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size",
                      "kv_cache_memory_bytes",
                      "limit_mm_per_prompt", "skip_mm_profiling", "mm_max_pixels",
-                     "entrypoint")
+                     "entrypoint", "model_runner")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
@@ -1162,6 +1180,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "entrypoint": lambda v, what: str(v).lower() if str(v).lower() in ("serve", "llm") else
     _refuse(v, what, "serve (vllm serve, the OpenAI server) or llm (the offline LLM class)"),
     "version": lambda v, what: _release_text(v, what),
+    "model_runner": parse_model_runner,
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "memory_in_use_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "kv_cache_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
