@@ -521,6 +521,13 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
     band = plan_.error_band_bytes
     out: list[str] = []
     kv_16bit = kv_format(est.settings.kv_dtype).bytes_per_element >= 2
+    if isinstance(report, VLLMStartup) and "sampler warm-up" in report.refusal:
+        # MRV2 (engines/vllm_runner.py): a longer KV cache or a higher utilization only
+        # shrinks what the warm-up has left
+        return ("--model-runner v1 (VLLM_USE_V2_MODEL_RUNNER=0): the default runner profiles "
+                "the sampler inside the budget",
+                "a lower --max-num-seqs (the warm-up samples that many sequences over the whole "
+                "vocabulary) or a lower --gpu-memory-utilization")
     if isinstance(report, VLLMStartup):
         fmt_name = weight_format(est.settings.dtype).name
         if vllm_refusal(est.model.shape, fmt_name, plan_.tp):
