@@ -218,6 +218,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # outside the budget, vLLM PRs #48601 and #57926): the PR #48601 case, whose command sets
 # VLLM_USE_V2_MODEL_RUNNER=1, now runs out of memory as logged and its KV figure went from
 # -11.6% to +1.9%; one more fit OOM case agrees, no other case changed.
+# vLLM's pipeline stages each as get_pp_indices lays them out (engines/vllm_pipeline.py), the
+# fullest binding the KV cache: DeepSeek-V3 at TP 8 x PP 4 on RTX 4090s (DeepSeek-V3#205) has
+# 16.50 GiB per GPU on the first stage (16.97 logged by its driver) and 21.65 on the last,
+# which has no room left: OOM as reported. One more fit OOM case agrees, no other case changed.
 FLOORS = {"fit": (46, 65, 88, 99), "heldout": (54, 69, 95, 100)}
 
 
@@ -440,3 +444,42 @@ def test_vllm_model_runner_v2_is_refused_for_v0_releases():
     with pytest.raises(InputError, match="not a vLLM model runner"):
         estimate(model="meta-llama/Llama-3.1-8B", gpu="h100", engine="vllm",
                  engine_options={"model_runner": "v3"})
+
+
+def test_vllm_pipeline_stages_split_layers_as_get_pp_indices_does():
+    from vramest.inference.engines.versions import Release
+    from vramest.inference.engines.vllm_pipeline import stage_layer_counts
+
+    old, new = Release((0, 6, 6)), Release((0, 8, 0))
+    # before PR #13839 the last stage took the remainder (sglang PR #6666 quotes its copy:
+    # DeepSeek-R1, 61 layers at PP 8, "[7, 7, 7, 7, 7, 7, 7, 12]")
+    assert stage_layer_counts(61, 8, old) == (7, 7, 7, 7, 7, 7, 7, 12)
+    # from 0.8 the stages before the last take it (vLLM PR #46217: "[15,15,16,15]" and
+    # "[23,24,24,23]" for 61 and 94 layers at PP 4)
+    assert stage_layer_counts(61, 4, new) == (15, 15, 16, 15)
+    assert stage_layer_counts(94, 4, new) == (23, 24, 24, 23)
+    assert stage_layer_counts(80, 4, old) == stage_layer_counts(80, 4, new) == (20,) * 4
+
+
+def test_vllm_fullest_pipeline_stage_binds_the_kv_cache():
+    """DeepSeek-V3 FP8 over 4 nodes of 8 RTX 4090 (TP 8 x PP 4, vLLM 0.6.6, DeepSeek-V3#205):
+    the driver's node (stage 0: the embedding, 3 dense and 12 MoE layers) logged 16.97 GiB of
+    weights per GPU; the last stage holds 16 MoE layers and lm_head, and ran out of memory."""
+    r = next(r for r in _replays() if r.case.id == "vllm-dsv3-205-32x4090-pp4")
+    assert r.agrees and r.error is not None and abs(r.error) < 0.05
+    from vramest.api import estimate
+
+    report = estimate(model="deepseek-ai/DeepSeek-V3", gpu="rtx 4090", num_gpus=32, pp=4,
+                      engine="vllm", profile="none",
+                      engine_options={"version": "0.6.6", "max_model_len": 128,
+                                      "gpu_memory_utilization": 0.98,
+                                      "enforce_eager": True}).engine_report
+    assert report is not None and not report.starts
+    first, *_, last = report.stage_weights_bytes
+    assert report.weights_bytes == max(report.stage_weights_bytes) == last
+    assert last - first > 4 * 2**30  # 4 more MoE layers, lm_head, no dense layers
+    # a model whose stages hold the same layers and one vocabulary table each splits evenly
+    even = estimate(model="meta-llama/Llama-3.1-70B", gpu="h100", num_gpus=8, pp=2,
+                    engine="vllm", profile="none").engine_report
+    assert even is not None
+    assert len(set(even.stage_weights_bytes)) == 1

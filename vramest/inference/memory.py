@@ -116,17 +116,38 @@ def weight_bytes_by_role(shape: ModelShape, fmt: WeightFormat) -> dict[str, floa
     return dict(_weight_bytes_by_role(shape, fmt))
 
 
+def _stored_bytes(shape: ModelShape, fmt: WeightFormat, t: TensorSpec) -> float:
+    """One tensor's stored bytes in this format (its precision may depend on its layer)."""
+    bits = fmt.bits(t.role, TensorContext(
+        layer=t.layer, num_layers=shape.num_layers, row_length=t.cols,
+        gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
+        has_output_tensor=not shape.tie_embeddings))
+    return t.elements * bits / 8
+
+
+@lru_cache(maxsize=64)
+def layer_weight_bytes(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[float, float], ...]:
+    """Each decoder layer's stored bytes as (experts, the rest): what a pipeline stage holding
+    that layer loads (DeepSeek's first dense layers differ from its MoE layers)."""
+    out = []
+    for layer in range(shape.num_layers):
+        experts = rest = 0.0
+        for t in shape.layer_tensors(layer):
+            if _GROUP_OF.get(t.role) == "experts":
+                experts += _stored_bytes(shape, fmt, t)
+            else:
+                rest += _stored_bytes(shape, fmt, t)
+        out.append((experts, rest))
+    return tuple(out)
+
+
 @lru_cache(maxsize=256)  # shapes and formats are frozen: sweeps and GPU tables reuse the sums
 def _weight_bytes_by_role(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[str, float], ...]:
     roles: dict[str, float] = {}
 
     def add(tensors: Iterable[TensorSpec], times: int = 1) -> None:
         for t in tensors:
-            bits = fmt.bits(t.role, TensorContext(
-                layer=t.layer, num_layers=shape.num_layers, row_length=t.cols,
-                gqa_ratio=shape.gqa_ratio, num_experts=shape.num_experts,
-                has_output_tensor=not shape.tie_embeddings))
-            roles[t.role] = roles.get(t.role, 0.0) + times * t.elements * bits / 8
+            roles[t.role] = roles.get(t.role, 0.0) + times * _stored_bytes(shape, fmt, t)
 
     add(shape.global_tensors())
     by_layer = fmt.gguf_rule is not None or any(layer is not None for _, layer in fmt.unquantized)

@@ -43,6 +43,8 @@ FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
                 "loading_peak_bytes": "transformers peak", "peak_bytes": "training peak",
                 "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s"}
 _UNIT_BYTES = (("GiB", GIB), ("MiB", MIB), ("GB", 10**9))
+# figures read from a report property that says what the engine's log line shows
+_LOGGED = {"weights_bytes": "logged_weights_bytes"}
 # vLLM made its V1 engine the default in 0.8.0 (release notes of v0.8.0,
 # https://github.com/vllm-project/vllm/releases/tag/v0.8.0); earlier releases ran V0.
 _VLLM_V1_SINCE = (0, 8)
@@ -200,7 +202,9 @@ def _replay_inference(case: Case) -> Replay:
     if case.figure:
         metric = case.figure["metric"]
         source = est.throughput if metric.endswith("tokens_per_s") else est.engine_report
-        value = getattr(source, metric, None)
+        # a quoted log line is the driver's: with pipeline stages, the first stage's weights
+        value = getattr(source, _LOGGED.get(metric, metric), None)
+        value = getattr(source, metric, None) if value is None else value
         if value is None:
             return Replay(case, est.fit.fits, est.fit.verdict,
                           reason=f"no {metric} in the {case.engine} estimate")

@@ -36,6 +36,7 @@ from vramest.inference.engines.vllm_multimodal import (
     mllama_v0_profile,
     unmodelled_encoder_note,
 )
+from vramest.inference.engines.vllm_pipeline import binding_stage, stages
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
 from vramest.inference.engines.vllm_runner import parse_model_runner, warmup_refusal
 from vramest.inference.estimate import Estimate
@@ -142,6 +143,15 @@ class VLLMStartup:
     # max_model_len against block_size * (num_gpu_blocks // pipeline_parallel_size))
     virtual_engines: int = 1
     kv_pinned: bool = False  # --kv-cache-memory-bytes: the cache is that size, whatever the budget
+    # with pipeline stages: each stage's weights per GPU, first to last (weights_bytes is the
+    # binding stage's; a multi-node log's driver line is the first stage's)
+    stage_weights_bytes: tuple[int, ...] = ()
+
+    @property
+    def logged_weights_bytes(self) -> int:
+        """The "Model loading took" line of the driver (rank 0, in the first pipeline stage),
+        the one a log shows first and a multi-node log shows alone."""
+        return self.stage_weights_bytes[0] if self.stage_weights_bytes else self.weights_bytes
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -188,13 +198,14 @@ class VLLMStartup:
                 "max_num_batched_tokens": self.max_num_batched_tokens, "starts": self.starts,
                 "memory_in_use_bytes": self.memory_in_use_bytes,
                 "cuda_graph_capture_bytes": self.cuda_graph_capture_bytes,
+                "stage_weights_bytes": list(self.stage_weights_bytes),
                 "refusal": self.refusal, "notes": list(self.notes)}
 
     def log_lines(self) -> list[str]:
         gib = 1 / GIB
         lines = [
             f"vLLM {self.version.removeprefix('vllm==')} rules (--engine-version to change)",
-            f"Model loading took {self.weights_bytes * gib:.4f} GiB",
+            f"Model loading took {self.logged_weights_bytes * gib:.4f} GiB",
             f"Memory profiling: total_gpu_memory={self.total_bytes * gib:.2f}GiB; budget "
             f"{self.budget_bytes * gib:.2f}GiB; weights {self.weights_bytes * gib:.2f}GiB; "
             f"non_torch {self.non_torch_bytes * gib:.2f}GiB; activation peak "
@@ -370,6 +381,19 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     weights_bytes = layout.weights_bytes + lora_tp
+    kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
+    kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
+    per_token_gpu = kv_token * _kv_share(shape, tp) / pp
+    stage_note, stage_weights = "", (weights_bytes,) * pp
+    if pp > 1 and not shape.state_layers:  # each stage its own layers; the fullest binds
+        binding = binding_stage(
+            stages(shape, fmt, pp, tp, experts_tp, version.release, scale), budget=budget,
+            weights=weights_bytes, activation=activation,
+            sampler=0 if runner_v2 else round(sampler), fixed=non_torch + graphs,
+            kv_token_gpu=kv_token * _kv_share(shape, tp), block_size=options.block_size)
+        weights_bytes, activation = binding.weights_bytes, binding.activation_bytes
+        per_token_gpu, stage_weights = binding.kv_bytes_per_token, binding.stage_weights_bytes
+        stage_note = binding.note(shape.num_layers)
     kv_bytes = budget - weights_bytes - non_torch - activation - graphs
     pinned = options.kv_cache_memory_bytes
     if pinned is not None:
@@ -379,9 +403,6 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         # the whole card less what others hold is the limit; the profile's peak still happens
         budget = total - options.memory_in_use_bytes
         kv_bytes = pinned
-    kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
-    kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
-    per_token_gpu = kv_token * _kv_share(shape, tp) / pp
     block = per_token_gpu * options.block_size
     blocks = max(0, int(kv_bytes // block)) if block else 0
     request = _vllm_request_tokens(shape, rules, options.block_size, tokens)
@@ -405,7 +426,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     engines = pp if rules.engine == "v0" else 1  # V0 splits the blocks over virtual engines
     largest = _largest_len(request_bytes, max(0, kv_bytes) // engines, max_model_len)
     notes = [n for n in (served.note, encoder.note() if encoder else unmodelled, *pool_notes,
-                         layout.note, _vllm_window_note(shape, rules),
+                         layout.note, stage_note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
     if runner_v2:
@@ -440,7 +461,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        memory_in_use_bytes=options.memory_in_use_bytes,
                        cuda_graph_capture_bytes=capture, block_groups=kv_groups,
                        blocks_per_request=per_request, virtual_engines=engines,
-                       kv_pinned=pinned is not None)
+                       kv_pinned=pinned is not None,
+                       stage_weights_bytes=stage_weights if pp > 1 else ())
 
 
 def _model_config(est: Estimate) -> dict[str, object]:
