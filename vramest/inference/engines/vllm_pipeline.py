@@ -55,15 +55,19 @@ class Stage:
 
 
 def stages(shape: ModelShape, fmt: WeightFormat, pp: int, tp: int, experts_tp: int,
-           release: Release, scale: float = 1.0) -> tuple[Stage, ...]:
+           release: Release, scale: float = 1.0, pooling: bool = False) -> tuple[Stage, ...]:
     """The pipeline stages of one replica: each one's weights against the even split, its KV
     layers and whether it samples. `scale` carries exact stored bytes over the modelled ones;
-    `experts_tp` is the GPUs the experts split over (tp x data-parallel engines)."""
+    `experts_tp` is the GPUs the experts split over (tp x data-parallel engines); a pooling
+    model loads no lm_head (the even split it is measured against leaves it out too)."""
     counts = stage_layer_counts(shape.num_layers, pp, release)
     per_layer = layer_weight_bytes(shape, fmt)
     groups = weight_bytes_by_group(shape, fmt)
+    head = 0.0 if pooling else groups["lm_head"]
+    # the even split: startup.vllm_startup's per-GPU weights before the stages are told apart
     even = ((groups["layers"] / tp + groups["experts"] / experts_tp) / pp
-            + max(groups["embedding"], groups["lm_head"]) / tp)
+            + max(groups["embedding"], groups["lm_head"]) / tp
+            - (groups["lm_head"] - head) / (tp * pp))
     kinds = shape.kinds()
     kv_layers = [k in (LAYER_FULL, LAYER_SLIDING) for k in kinds]
     total_kv = sum(kv_layers) or 1
@@ -77,7 +81,7 @@ def stages(shape: ModelShape, fmt: WeightFormat, pp: int, tp: int, experts_tp: i
         if i == 0 or (last and shape.tie_embeddings):
             held += groups["embedding"] / tp
         if last:
-            held += groups["lm_head"] / tp
+            held += head / tp
         out.append(Stage(i, n, (held - even) * scale, sum(kv_layers[j] for j in mine) / total_kv,
                          last))
     return tuple(out)
