@@ -387,8 +387,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     stage_note, stage_weights = "", (weights_bytes,) * pp
     if pp > 1 and not shape.state_layers:  # each stage its own layers; the fullest binds
         binding = binding_stage(
-            stages(shape, fmt, pp, tp, experts_tp, version.release, scale, served.pooling),
-            budget=budget,
+            stages(est.model.shape, fmt, pp, tp, experts_tp, version.release, scale=scale,
+                   pooling=served.pooling, kinds=shape.kinds()), budget=budget,
             weights=weights_bytes, activation=activation,
             sampler=0 if runner_v2 else round(sampler), fixed=non_torch + graphs,
             kv_token_gpu=kv_token * _kv_share(shape, tp), block_size=options.block_size)

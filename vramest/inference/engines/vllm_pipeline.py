@@ -55,21 +55,22 @@ class Stage:
 
 
 def stages(shape: ModelShape, fmt: WeightFormat, pp: int, tp: int, experts_tp: int,
-           release: Release, scale: float = 1.0, pooling: bool = False) -> tuple[Stage, ...]:
+           release: Release, *, scale: float = 1.0, pooling: bool = False,
+           kinds: tuple[str, ...] = ()) -> tuple[Stage, ...]:
     """The pipeline stages of one replica: each one's weights against the even split, its KV
-    layers and whether it samples. `scale` carries exact stored bytes over the modelled ones;
-    `experts_tp` is the GPUs the experts split over (tp x data-parallel engines); a pooling
-    model loads no lm_head (the even split it is measured against leaves it out too)."""
+    layers and whether it samples. `shape` is the checkpoint's; `scale` carries exact stored
+    bytes over the modelled ones; `experts_tp` is the GPUs the experts split over (tp x
+    data-parallel engines); a pooling model loads no lm_head (vllm_pooling.py); `kinds`: the
+    served layers' kinds, when they differ from the checkpoint's."""
     counts = stage_layer_counts(shape.num_layers, pp, release)
     per_layer = layer_weight_bytes(shape, fmt)
     groups = weight_bytes_by_group(shape, fmt)
     head = 0.0 if pooling else groups["lm_head"]
-    # the even split: startup.vllm_startup's per-GPU weights before the stages are told apart
+    # the even split, as startup.vllm_startup has it before the stages are told apart
     even = ((groups["layers"] / tp + groups["experts"] / experts_tp) / pp
             + max(groups["embedding"], groups["lm_head"]) / tp
             - (groups["lm_head"] - head) / (tp * pp))
-    kinds = shape.kinds()
-    kv_layers = [k in (LAYER_FULL, LAYER_SLIDING) for k in kinds]
+    kv_layers = [k in (LAYER_FULL, LAYER_SLIDING) for k in (kinds or shape.kinds())]
     total_kv = sum(kv_layers) or 1
     out = []
     start = 0
@@ -78,7 +79,7 @@ def stages(shape: ModelShape, fmt: WeightFormat, pp: int, tp: int, experts_tp: i
         start += n
         held = sum(per_layer[j][1] / tp + per_layer[j][0] / experts_tp for j in mine)
         last = i == pp - 1
-        if i == 0 or (last and shape.tie_embeddings):
+        if i == 0 or (last and shape.tie_embeddings and not pooling):
             held += groups["embedding"] / tp
         if last:
             held += head / tp
