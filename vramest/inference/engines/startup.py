@@ -38,7 +38,11 @@ from vramest.inference.engines.vllm_multimodal import (
 )
 from vramest.inference.engines.vllm_pipeline import binding_stage, stages
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
-from vramest.inference.engines.vllm_runner import parse_model_runner, warmup_refusal
+from vramest.inference.engines.vllm_runner import (
+    mrv2_profiled_logits,
+    parse_model_runner,
+    warmup_refusal,
+)
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
     ffn_width,
@@ -346,9 +350,12 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     if runner_v2 and rules.engine != "v1":
         raise InputError(f"The model runner v2 is a V1-engine runner; {version.text} runs V0. "
                          "Give --engine-version vllm==0.8 or later, or leave the runner out.")
-    # MRV2 profiles no sampling: its buffers come at the warm-up, after the KV cache
+    # MRV2's profile computes the logits (compute dtype) but samples nothing: the sampler's
+    # buffers come at the warm-up, after the KV cache (vllm_runner.py)
     warmup = round(sampler) if runner_v2 else 0
-    activation = round(tokens * per_token + (0 if runner_v2 else sampler))
+    profiled = mrv2_profiled_logits(seqs, shape.vocab_size, compute_bytes) if runner_v2 \
+        else sampler
+    activation = round(tokens * per_token + (0 if served.pooling else profiled))
     if options.skip_mm_profiling and version.release < SKIP_MM_PROFILING_SINCE:
         raise InputError(f"--skip-mm-profiling is not in vLLM {version.release}; it came in 0.10.1 "
                          "(use --limit-mm-per-prompt 0 to leave the multimodal profile out).")
@@ -390,7 +397,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
             stages(est.model.shape, fmt, pp, tp, experts_tp, version.release, scale=scale,
                    pooling=served.pooling, kinds=shape.kinds()), budget=budget,
             weights=weights_bytes, activation=activation,
-            sampler=0 if runner_v2 else round(sampler), fixed=non_torch + graphs,
+            sampler=0 if served.pooling else round(profiled), fixed=non_torch + graphs,
             kv_token_gpu=kv_token * _kv_share(shape, tp), block_size=options.block_size)
         weights_bytes, activation = binding.weights_bytes, binding.activation_bytes
         per_token_gpu, stage_weights = binding.kv_bytes_per_token, binding.stage_weights_bytes

@@ -36,6 +36,12 @@ def parse_model_runner(value: object, what: str) -> str:
     return text
 
 
+def mrv2_profiled_logits(seqs: int, vocab: int, compute_bytes: float) -> int:
+    """What MRV2's profile holds of the sampling step: the logits of max_num_seqs sequences in
+    the compute dtype; "the fp32 logits upcast ... never enters the profiled peak" (PR #57926)."""
+    return round(seqs * vocab * compute_bytes)
+
+
 def warmup_refusal(room: int, capture: int, sampler: int) -> str:
     """Why MRV2 runs out of memory after sizing its KV cache: `room` is what the device has
     once the cache holds the budget (the profile's activations given back), `capture` the CUDA
