@@ -222,6 +222,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # fullest binding the KV cache: DeepSeek-V3 at TP 8 x PP 4 on RTX 4090s (DeepSeek-V3#205) has
 # 16.50 GiB per GPU on the first stage (16.97 logged by its driver) and 21.65 on the last,
 # which has no room left: OOM as reported. One more fit OOM case agrees, no other case changed.
+# vLLM V1 where its custom all-reduce is off (more than two GPUs without NVLink to every peer,
+# startup.graph_peer_bytes): NCCL inside the captured graphs at V0's measured cost per peer.
+# Qwen3-30B-A3B at TP 4 on four A10s (vllm#17469, 0.8.5) now runs out of memory with graphs and
+# starts eager, as reported: held-out OOM 54/69 -> 55/69, no other case changed.
 FLOORS = {"fit": (46, 65, 88, 99), "heldout": (54, 69, 95, 100)}
 
 
@@ -483,3 +487,33 @@ def test_vllm_fullest_pipeline_stage_binds_the_kv_cache():
                     engine="vllm", profile="none").engine_report
     assert even is not None
     assert len(set(even.stage_weights_bytes)) == 1
+
+
+def test_vllm_v1_graphs_carry_nccl_where_the_custom_all_reduce_is_off():
+    """vLLM 0.8.5, Qwen3-30B-A3B at TP 4 on four A10s (PCIe): out of memory with CUDA graphs,
+    starts with --enforce-eager (vLLM issue #17469). Above two GPUs without NVLink between every
+    pair vLLM turns its custom all-reduce off and NCCL runs inside the captured graphs."""
+    from vramest.api import estimate
+    from vramest.hardware.database import default_hardware
+    from vramest.inference.engines.startup import graph_peer_bytes
+    from vramest.inference.engines.versions import (
+        V1_NCCL_GRAPH_PEER,
+        parse_version,
+        vllm_rules,
+    )
+
+    r = next(r for r in _replays() if r.case.id == "vllm-17469-4xa10-qwen3-30b-a3b-graphs")
+    assert r.agrees
+
+    def report(**extra):
+        return estimate(model="Qwen/Qwen3-30B-A3B", gpu="a10", num_gpus=4, engine="vllm",
+                        profile="none", engine_options={"version": "0.8.5", "max_model_len": 1024,
+                                                        "max_num_seqs": 1, **extra}).engine_report
+
+    assert not report().starts and report(enforce_eager=True).starts
+    rules = vllm_rules(parse_version("vllm", "0.8.5"))
+    db = default_hardware()
+    a10, h100 = db.find("a10"), db.find("h100")
+    assert graph_peer_bytes(rules, 4, a10) == 3 * V1_NCCL_GRAPH_PEER  # NCCL, per peer
+    assert graph_peer_bytes(rules, 2, a10) == 0  # two PCIe GPUs keep the custom kernel
+    assert graph_peer_bytes(rules, 8, h100) == 0  # NVLink to every peer

@@ -22,6 +22,7 @@ from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
 from vramest.inference.engines.versions import (
+    V1_NCCL_GRAPH_PEER,
     LlamaCppRules,
     VLLMRules,
     hf_rules,
@@ -384,8 +385,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         non_torch += options.memory_in_use_bytes
     if rules.allreduce_inputs_held and tp > 1:  # 2 all-reduces per layer, inputs kept
         activation += round(2 * shape.num_layers * tokens * shape.hidden_size * compute_bytes)
-    graphs = c.vllm_cuda_graph_bytes if rules.cuda_graphs_budgeted and \
-        not options.enforce_eager and not runner_v2 else 0
+    # from 0.21 the profiler captures graphs before sizing the KV cache: their NCCL too
+    graphs = c.vllm_cuda_graph_bytes + graph_peer_bytes(rules, tp, device) \
+        if rules.cuda_graphs_budgeted and not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     weights_bytes = layout.weights_bytes + lora_tp
     kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
@@ -436,7 +438,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     notes = [n for n in (served.note, encoder.note() if encoder else unmodelled, *pool_notes,
                          layout.note, stage_note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
-    capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp)
+    capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp, device)
     if runner_v2:
         notes.append(f"Model runner v2: the sampler's warm-up ({format_bytes(warmup)}) and the "
                      f"CUDA graphs ({format_bytes(capture)}) come after the KV cache, outside "
@@ -520,13 +522,36 @@ def _loading_refusal(peak: int, non_torch: int, total: int, in_use: int, version
             "pre-quantized FP8 checkpoint, more GPUs, or vLLM 0.14 or later (PR #31914).")
 
 
-def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int) -> int:
+def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, tp: int,
+                         device: Device) -> int:
     """CUDA-graph memory captured after the KV cache took the budget (releases that do not
     budget graphs, and MRV2): the one-GPU figure, plus the graph all-reduce buffers of each
-    peer (V0)."""
+    peer."""
     if options.enforce_eager or (rules.cuda_graphs_budgeted and options.model_runner != "v2"):
         return 0
-    return one_gpu + (tp - 1) * rules.graph_peer_bytes
+    return one_gpu + graph_peer_bytes(rules, tp, device)
+
+
+# vllm/distributed/device_communicators/custom_all_reduce.py (CustomAllreduce.__init__): the
+# custom kernel runs on 2, 4, 6 or 8 ranks, and on more than two only when NVLink connects every
+# pair ("Custom allreduce is disabled because it's not supported on more than two PCIe-only
+# GPUs"; a consumer card's NVLink bridge joins two); otherwise the all-reduce in each captured
+# graph is NCCL's
+CUSTOM_ALLREDUCE_WORLD_SIZES = (2, 4, 6, 8)
+
+
+def graph_peer_bytes(rules: VLLMRules, tp: int, device: Device) -> int:
+    """What the graphs' all-reduces add per GPU: V0's measured NCCL buffers per peer at any TP
+    (versions._V0_GRAPH_PEER); in V1 the same per peer where the custom all-reduce is off and
+    NCCL runs inside the graphs (assumed to cost what V0's NCCL graphs did)."""
+    if tp < 2:
+        return 0
+    if rules.engine == "v0":
+        return (tp - 1) * rules.graph_peer_bytes
+    link = device.interconnect_name or ""
+    full_mesh = "NVLink" in link and "bridge" not in link
+    custom = tp in CUSTOM_ALLREDUCE_WORLD_SIZES and (tp == 2 or full_mesh)
+    return 0 if custom else (tp - 1) * V1_NCCL_GRAPH_PEER
 
 
 def _memory_refusal(rules: VLLMRules, total: int, budget: int, in_use: int, activation: int,

@@ -125,6 +125,10 @@ _V1_SAMPLER = 34.0
 # (vllm_cuda_graph_bytes, 0.5 GiB), 650 MiB for each of the 3 peers. It puts 8 x A10G (TP 8,
 # 0.2.7) out of memory during capture and leaves 4 x A10G (TP 4) running (vLLM issue #2856).
 _V0_GRAPH_PEER = 650 * 2**20
+# V1 where its custom all-reduce is off (startup.graph_peer_bytes): NCCL inside the piecewise
+# graphs, taken at V0's measured cost per peer. 4 x A10 (PCIe) at TP 4 on 0.8.5 runs out of
+# memory with CUDA graphs and starts with --enforce-eager (vLLM issue #17469).
+V1_NCCL_GRAPH_PEER = _V0_GRAPH_PEER
 
 def _row(table: Sequence[Any], release: Any) -> Any:
     chosen = table[0]
