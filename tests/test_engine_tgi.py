@@ -53,3 +53,22 @@ def test_a_warmup_that_does_not_fit_refuses() -> None:
     assert any("decrease `--max-batch-prefill-tokens`" in line
                for line in est.engine_report.log_lines())
     assert est.fit is not None and not est.fit.fits
+
+
+def test_tgi_awq_warm_up_holds_the_split_k_outputs_until_marlin():
+    """TGI's WQLinear calls llm-awq's gemm_forward_cuda with split_k_iters 8 (v1.1.0-v2.1.x):
+    the warm-up prefill holds 8 partial outputs of the merged gate_up; v2.2.0 repacks AWQ for
+    GPTQ-Marlin on the GPUs that run it."""
+    from vramest.api import estimate
+    from vramest.inference.engines.tgi import AWQ_WQLINEAR
+
+    def warmup(version: str) -> int:
+        report = estimate(model="mistralai/Mistral-7B-v0.1", dtype="awq-int4", gpu="rtx a6000",
+                          engine="tgi", profile="none",
+                          engine_options={"version": version,
+                                          "max_batch_prefill_tokens": 17000}).engine_report
+        return report.warmup_activation_bytes
+
+    assert AWQ_WQLINEAR == ((1, 1, 0), (2, 2, 0))
+    # Mistral-7B: gate_up is 2 x 14336 wide; 8 partial outputs of 17,000 rows in fp16
+    assert warmup("1.3.0") - warmup("2.2.0") == 8 * 17000 * 2 * 14336 * 2

@@ -29,7 +29,7 @@ from __future__ import annotations
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
-from vramest.inference.engines.startup import _kv_share
+from vramest.inference.engines.startup import _kv_share, awq_split_k_bytes
 from vramest.inference.memory import ffn_width, kv_bytes_per_token
 from vramest.inference.placement import per_gpu_memory
 from vramest.model.precisions import kv_format, weight_format
@@ -55,6 +55,12 @@ F32 = 4
 # model_type -> the releases whose VLM warm-up takes the dense-mask attention path
 DENSE_MASK_WARMUP: dict[str, tuple[Version, Version]] = {"gemma3": ((3, 2, 0), (3, 3, 0))}
 SCORE_COPIES = 2  # the math path holds q·kᵀ and its softmax at once
+# AWQ layers through WQLinear, whose forward calls awq_inference_engine.gemm_forward_cuda(x,
+# qweight, scales, qzeros, 8): llm-awq's kernel writes 8 split-k partial outputs and sums them
+# (server/text_generation_server/utils/awq/quantize/qmodule.py at v1.1.0-v2.0.0, layers/awq/
+# quantize/qmodule.py at v2.1.0); from v2.2.0 AWQ is repacked for the GPTQ-Marlin kernels where
+# they run (layers/gptq/__init__.py can_use_gptq_marlin). Dense models: the merged gate_up.
+AWQ_WQLINEAR: tuple[Version, Version] = ((1, 1, 0), (2, 2, 0))
 
 
 @frozen
@@ -137,6 +143,13 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     activation = round(prefill * (c.activation_ffn_factor * ffn_width(shape) / tp
                                   + c.vllm_activation_hidden_factor * shape.hidden_size)
                        * compute_bytes + logits)
+    if (weight_format(est.settings.dtype).name == "awq-int4" and not shape.is_moe
+            and AWQ_WQLINEAR[0] <= version < AWQ_WQLINEAR[1]):
+        split_k = awq_split_k_bytes(shape, tp, prefill, compute_bytes)
+        activation += split_k
+        rules.append(f"AWQ's split-k outputs in the warm-up: {format_bytes(split_k)} "
+                     f"({SRC.format('1.3.0', 'server/text_generation_server/utils/awq/quantize/qmodule.py')}"
+                     " WQLinear.forward)")
     masked = _dense_mask_warmup(est, version, prefill, o.get("max_input_tokens"), tp,
                                 compute_bytes)
     if masked:
