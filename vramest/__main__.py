@@ -1,5 +1,3 @@
-import sys
+from vramest.cli import run_as_program
 
-from vramest.cli import main
-
-sys.exit(main())
+run_as_program()

@@ -147,5 +147,15 @@ def check_argument(arg: object) -> None:
                          "holds a NUL; no flag takes such a value.")
 
 
+def run_as_program() -> None:
+    """The `vramest` program: main(), then exit. Python's shutdown runs a full collection that
+    visits every object the command made (7% of the headline command's instructions), only to
+    free memory the operating system takes back anyway: gc.freeze() leaves them out of it.
+    Atexit handlers and stream flushing still run."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_as_program()
