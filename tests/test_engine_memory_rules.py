@@ -97,7 +97,9 @@ def test_old_llamacpp_keeps_the_kv_cache_on_the_main_gpu():
     devices = est.engine_report.devices
     assert devices[0].kv_bytes == est.engine_report.kv_cache_bytes == 2560 * 2**20
     assert devices[1].kv_bytes == devices[2].kv_bytes == 0
-    assert not est.fit.fits
+    # device 0 holds 0.6 GiB less than the driver reports once the measured runtime hold is
+    # charged (engines/llamacpp_device.py): inside the band, not a confident "fits"
+    assert est.fit.verdict != "fits"
     layered = vramest.estimate(model="meta-llama/Llama-2-70b-hf", dtype="q6_k", ctx=8192,
                                gpu="tesla p40", num_gpus=3, engine="llamacpp", profile="none",
                                engine_options={"n_ctx": 8192, "n_gpu_layers": 83,

@@ -105,7 +105,9 @@ def place(est: Estimate, where: Deployment,
         engine_ = replace(engine_, **fitted)
     assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
                    f"prompt {prompt_tokens} tokens, then {gen_tokens} generated.",
-                   RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else "") + "."]
+                   (LLAMACPP_LIMIT_NOTE if engine_.name in MIXED_GPU_ENGINES and reserve is None
+                    else RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else ""))
+                   + "."]
     if alias is not None:
         assumptions.append(f"Engine: {alias.note}.")
     if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
@@ -122,6 +124,8 @@ def place(est: Estimate, where: Deployment,
         db = load_hardware(hardware_file)
         device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
+        if engine_.name in MIXED_GPU_ENGINES:  # llama.cpp fills what the driver reports
+            fit_plan = replace(fit_plan, usable_bytes=llamacpp_usable(device, est, reserve_))
         if device.addressable_bytes < device.memory_bytes:
             assumptions.append(ecc_note(device))
         speed = _speed(est, device, fit_plan.tp, fit_plan.pp, prompt_tokens, gen_tokens, engine_)
@@ -166,6 +170,10 @@ def place(est: Estimate, where: Deployment,
 # (tensor_split) replaces the shares. Each GPU then holds its layers' weights, KV and compute
 # buffer (CUDA0, CUDA1, ... in the log), so each must fit its own card.
 MIXED_GPU_ENGINES = ("llamacpp", "llamacpp-cli")
+LLAMACPP_LIMIT_NOTE = (
+    "llama.cpp fills what the driver reports (Metal: recommendedMaxWorkingSetSize); beyond its "
+    "buffers each GPU holds the CUDA context, cuBLAS and ggml's pool (456 MiB measured, "
+    "llama.cpp PR #15860), and a desktop on the same GPU takes more: give it as --reserve")
 
 
 # vLLM gives every tensor-parallel rank the same number of KV blocks, the fewest any rank can
@@ -218,6 +226,7 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
     from vramest.inference.engines.startup import LlamaCppStartup, parse_engine_options
 
     split = parse_engine_options(engine.name, options)  # typed once: the advice reads them too
+    usable = [llamacpp_usable(d, est, mixed.reserve) for d in devices]
     split.setdefault("tensor_split", tuple(float(u) for u in usable))
     # no single usable size: llama.cpp's automatic fit is not applied; each GPU is judged below
     report = _engine_report(est, engine.name, split, devices[0], len(devices), None)
@@ -230,7 +239,8 @@ def _place_mixed(est: Estimate, mixed: Mixed, engine: Engine, options: dict[str,
     judged = replace(devices[binding], name=f"{devices[binding].name} (the GPU with the least "
                      f"headroom of {' + '.join(d.name for d in devices)})")
     fit_plan = FitPlan(device=judged, tp=1, pp=len(devices), per_gpu=held[binding],
-                       usable_bytes=usable[binding], band=BANDS["llamacpp"])
+                       usable_bytes=usable[binding], band=BANDS["llamacpp"],
+                       band_extra_bytes=_runtime_spread(report))
     fit_plan = replace(fit_plan, advice=_mixed_advice(est, fit_plan, split, usable))
     shares = "/".join(f"{u / sum(usable):.2f}" for u in usable)
     notes = [f"Different GPUs: llama.cpp splits the layers by each GPU's free memory (-ts "
@@ -464,6 +474,7 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         per_gpu = PerGPU(fullest.model_bytes, fullest.kv_bytes, fullest.compute_bytes,
                          report.cuda_context_bytes) if fullest else PerGPU(0, 0, 0, 0)
         return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"],
+                       band_extra_bytes=_runtime_spread(report) if fullest else 0,
                        on_host=host_share(report, fit_plan.device), refused=report.refusal)
     if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved,
         per = fit_plan.per_gpu  # and sliding layers their whole last prefill chunk
@@ -488,6 +499,22 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
                        band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes,
                        refused=refused)
     return fit_plan
+
+
+def llamacpp_usable(device: Device, est: Estimate, reserve: Reserve) -> int:
+    """What llama.cpp may fill on one GPU (engines/llamacpp_device.py): the driver's total or
+    Metal's working set; what it holds beyond its buffers is charged in the per-GPU figure, so
+    the default 5% reserve is not taken again. A --reserve the user gives is kept free."""
+    from vramest.inference.engines.llamacpp_device import device_limit
+
+    limit = device_limit(device, est.constants.visible_memory_fraction)
+    return int(limit * (1 - reserve.fraction)) - reserve.bytes if reserve.given else limit
+
+
+def _runtime_spread(report: LlamaCppStartup) -> int:
+    from vramest.inference.engines.llamacpp_device import runtime_spread_bytes
+
+    return runtime_spread_bytes(report.backend)
 
 
 def host_share(report: LlamaCppStartup, device: Device) -> str:

@@ -46,6 +46,7 @@ def ecc_note(device: Device) -> str:
 class Reserve:
     fraction: float = DEFAULT_RESERVE
     bytes: int = 0
+    given: bool = False  # the user's --reserve, not the default (llama.cpp replaces the default)
 
     def usable(self, device: Device) -> int:
         """What a model may take of one GPU: its addressable memory less the reserve, and on
@@ -60,7 +61,7 @@ def parse_reserve(text: str | float | None) -> Reserve:
         return Reserve()
     raw = number_text(text)
     if not raw.endswith("%") and not raw.replace(".", "", 1).isdigit():
-        return Reserve(0.0, parse_bytes(raw or text, what="--reserve"))
+        return Reserve(0.0, parse_bytes(raw or text, what="--reserve"), given=True)
     fraction = parse_share(raw, what="--reserve", accepted="give a fraction (0.1), a percentage "
                            "(10%) or a size (2GiB)")
     if not raw.endswith("%") and fraction >= 1:  # a bare 2 is neither a share nor a size
@@ -68,7 +69,7 @@ def parse_reserve(text: str | float | None) -> Reserve:
                          "percentage (10%) or a size with its unit (2GiB).")
     if not 0 <= fraction < 1:
         raise InputError(f"--reserve {short(text)} must keep less than 100% of the GPU free.")
-    return Reserve(fraction, 0)
+    return Reserve(fraction, 0, given=True)
 
 
 def check_parallelism(shape: ModelShape, tp: int, pp: int) -> None:
@@ -160,6 +161,7 @@ class FitPlan:
     max_batch: int | None = None
     band: ErrorBand = BANDS["generic"]
     band_basis_bytes: int | None = None  # what band.fraction multiplies; default per-GPU total
+    band_extra_bytes: int = 0  # a fixed uncertainty beside the fraction (llama.cpp's runtime)
     advice: tuple[str, ...] = ()  # what to change when the verdict is not "fits"
     refused: str = ""  # the engine will not start whatever the memory (e.g. vLLM's TP checks)
     on_host: str = ""  # what llama.cpp or Ollama keeps in system memory: "37 of 80 layers"
@@ -179,7 +181,7 @@ class FitPlan:
     @property
     def error_band_bytes(self) -> int:
         basis = self.per_gpu.total if self.band_basis_bytes is None else self.band_basis_bytes
-        return round(self.band.fraction * max(basis, 0))
+        return round(self.band.fraction * max(basis, 0)) + self.band_extra_bytes
 
     @property
     def verdict(self) -> str:

@@ -900,13 +900,24 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         compute_buffer_gpu_bytes=max((d.compute_bytes for d in devices), default=0)
         if gpu_layers else 0,
         compute_buffer_host_bytes=round(compute_host), output_buffer_host_bytes=round(output),
-        cuda_context_bytes=est.memory.overhead.bytes, devices=tuple(devices) if gpu_layers else (),
+        cuda_context_bytes=_runtime_bytes(est, options.backend),
+        devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes), host_dense_bytes=round(first_gpu * (block - experts) + host_head),
         host_expert_bytes=round(first_gpu * experts
                                 + max(0, cpu_moe - first_gpu) * experts_moved), n_ubatch=ubatch,
         layers_total=layers, host_expert_layers=host_expert_layers if experts else 0,
         refusal=refusal, flash_attn=flash)
+
+
+def _runtime_bytes(est: Estimate, backend: str | None) -> int:
+    """What the backend holds on a GPU beyond the logged buffers (engines/llamacpp_device.py);
+    without a backend (Ollama's callers, which set their own), the estimate's overhead."""
+    if backend is None:
+        return est.memory.overhead.bytes
+    from vramest.inference.engines.llamacpp_device import runtime_bytes
+
+    return runtime_bytes(_backend(None, backend))
 
 
 def _cpu_moe_share(shape: ModelShape, fmt: WeightFormat, fused: bool,
@@ -1347,13 +1358,17 @@ def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | N
     fit = bool(given.pop("fit", False))
     given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
     opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
+    opts = replace(opts, backend=_backend(device, opts.backend).lower())  # what it holds beyond
     rules = llamacpp_rules(parse_version("llamacpp", opts.version))
     placed = "n_gpu_layers" in given or "n_cpu_moe" in given
     if fit and (device is None or usable_bytes is None):
         raise InputError("--fit needs --gpu to know how many layers fit.")
     notes: tuple[str, ...] = ()
     if usable_bytes is not None and (fit or (rules.auto_fit and not placed)):
-        fitted = llamacpp_fitted(est, opts, usable_bytes)
+        from vramest.inference.engines.llamacpp_device import LLAMACPP_FIT_MARGIN
+
+        # llama_params_fit keeps its margin free of what it reads as free (PR #16653)
+        fitted = llamacpp_fitted(est, opts, usable_bytes - LLAMACPP_FIT_MARGIN)
         if fitted != opts:
             layers = est.model.shape.num_layers
             kept = (f"the experts of the first {fitted.n_cpu_moe} layers" if fitted.n_cpu_moe

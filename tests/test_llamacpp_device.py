@@ -1,0 +1,68 @@
+"""llama.cpp's fit judged as the device sees it: the buffers, plus what the backend holds beyond
+them, against the total the driver reports (Metal: its working set), checked against logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramest import estimate
+from vramest.inference.engines.llamacpp_device import RUNTIME_BYTES, runtime_bytes
+from vramest.units import GIB, MIB
+
+# XiongjieDai/GPU-Benchmarks-on-LLM-Inference, LLaMA 3/Gaming GPUs/4080_v3.ipynb (build 2824):
+# llama-bench F16 8B on an RTX 4080, -fa off; pp 4096 and tg 4096 ran, pp 8192 failed
+# allocating its 560 MiB compute buffer.
+RTX4080 = {"model": "meta-llama/Meta-Llama-3-8B", "dtype": "f16", "gpu": "rtx 4080",
+           "engine": "llamacpp"}
+# the same set, Mac/M1_8GB.ipynb (build 2797): recommendedMaxWorkingSetSize = 5726.63 MB; main
+# at n_ctx 512 and pp 4096 ran, pp 8192 did not
+M1 = {"model": "meta-llama/Meta-Llama-3-8B", "dtype": "q4_k_m", "gpu": "apple m1 8gb",
+      "engine": "llamacpp"}
+
+
+def _fit(setup: dict[str, str], ctx: int, **options: object):
+    opts = {"n_gpu_layers": 99, "flash_attn": False, "version": "b2824", **options}
+    est = estimate(**setup, ctx=ctx, engine_options=opts, profile="none")
+    assert est.fit is not None
+    return est.fit
+
+
+@pytest.mark.parametrize(("ctx", "ran"), [(4096, True), (4608, True), (8192, False)])
+def test_rtx4080_f16_runs_where_the_log_ran(ctx, ran):
+    assert _fit(RTX4080, ctx).fits is ran
+
+
+@pytest.mark.parametrize(("ctx", "ran"), [(512, True), (4096, True), (8192, False)])
+def test_metal_counts_the_buffers_against_the_working_set(ctx, ran):
+    fit = _fit(M1, ctx, version="b2797")
+    assert fit.fits is ran
+    assert fit.per_gpu.overhead == 0  # no CUDA context on Metal
+    assert fit.usable_bytes == pytest.approx(5726.63e6, rel=1e-4)  # the logged working set
+
+
+def test_runtime_hold_matches_the_unaccounted_memory_llama_cpp_prints():
+    # ggml-org/llama.cpp PR #15860: "CUDA0 (RTX 4090): 24080 = 9436 + (14193 = 13169 + 38 +
+    # 985) + 451" (total = free + self + unaccounted), on 3 GPUs 451, 456, 456 MiB
+    for self_mib, unaccounted_mib, free_mib in ((14193, 451, 9436), (13756, 456, 9868)):
+        used = (24080 - free_mib) * MIB
+        assert self_mib * MIB + runtime_bytes("CUDA") == pytest.approx(used, abs=6 * MIB)
+        assert abs(RUNTIME_BYTES - unaccounted_mib * MIB) <= 5 * MIB
+    assert runtime_bytes("Metal") == 0
+
+
+def test_the_band_says_the_runtime_is_uncertain():
+    fit = _fit(RTX4080, 4096)
+    assert fit.verdict == "tight"  # 0.5 GiB of headroom: within the runtime's spread
+    band = fit.to_json()["error_band"]
+    assert band["bytes"] >= RUNTIME_BYTES  # type: ignore[index,operator]
+    far = _fit({**RTX4080, "dtype": "q4_k_m"}, 4096)
+    assert far.verdict == "fits"
+
+
+def test_a_reserve_the_user_gives_is_kept_free():
+    plain = _fit(RTX4080, 4096)
+    est = estimate(**RTX4080, ctx=4096, reserve="2GiB", profile="none",
+                   engine_options={"n_gpu_layers": 99, "flash_attn": False, "version": "b2824"})
+    assert est.fit is not None
+    assert plain.usable_bytes - est.fit.usable_bytes == 2 * GIB
+    assert not est.fit.fits
