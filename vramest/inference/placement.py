@@ -193,7 +193,8 @@ class FitPlan:
         out: dict[str, object] = {
             "gpu": self.device.name, "num_gpus": self.num_gpus, "tensor_parallel": self.tp,
             "pipeline_parallel": self.pp, "fits": self.fits, "verdict": self.verdict,
-            "error_band": self.band.to_json(self.error_band_bytes),
+            "error_band": self.band.to_json(self.error_band_bytes) | (
+                {"runtime_spread_bytes": self.band_extra_bytes} if self.band_extra_bytes else {}),
             "per_gpu_bytes": self.per_gpu.total, "per_gpu": self.per_gpu.to_json(),
             "usable_bytes": self.usable_bytes, "headroom_bytes": self.headroom_bytes,
         }
@@ -291,7 +292,8 @@ def describe(plan_: FitPlan) -> str:
     verdict_text = "will not start" if plan_.refused else {
         FITS: "fits", DOES_NOT_FIT: "does NOT fit"}.get(
         said, f"TIGHT ({'fits' if plan_.fits else 'does not fit'} by less than the "
-        f"±{format_bytes(plan_.error_band_bytes)} measured error of {plan_.band.kind})")
+        f"±{format_bytes(plan_.error_band_bytes)} measured error of {plan_.band.kind}"
+        + (" and the spread of what the runtime holds" if plan_.band_extra_bytes else "") + ")")
     layout = f"{plan_.num_gpus}× {plan_.device.name}"
     if plan_.num_gpus > 1:
         layout += f" (TP {plan_.tp}" + (f" × PP {plan_.pp})" if plan_.pp > 1 else ")")
