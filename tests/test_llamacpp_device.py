@@ -66,3 +66,34 @@ def test_a_reserve_the_user_gives_is_kept_free():
     assert est.fit is not None
     assert plain.usable_bytes - est.fit.usable_bytes == 2 * GIB
     assert not est.fit.fits
+
+
+# llama.cpp issue #8766 (build 3488, ROCm, 3x RX 7900 XTX): Qwen2-72B Q4_K_M at -c 32000 started
+# and ran out of memory "when the real context is larger than 10k": the buffers are sized for the
+# whole context at start; what grew was the F16 attention scores in ggml's pool (PR #10015 moved
+# them to F32 in the compute buffer).
+QWEN2_72B_3X7900 = {"model": "Qwen/Qwen2-72B", "dtype": "q4_k_m", "gpu": "rx 7900 xtx",
+                    "num_gpus": 3, "engine": "llamacpp", "ctx": 32000, "profile": "none"}
+
+
+def test_rocm_run_outgrows_the_pool_before_pr_10015():
+    est = estimate(**QWEN2_72B_3X7900, engine_options={"n_gpu_layers": 99, "version": "b3488"})
+    assert est.fit is not None and not est.fit.fits
+    later = estimate(**QWEN2_72B_3X7900, engine_options={"n_gpu_layers": 99, "version": "b4000",
+                                                         "flash_attn": False})
+    assert later.fit is not None
+    buffers = est.fit.per_gpu.total - est.fit.per_gpu.overhead
+    assert buffers == later.fit.per_gpu.total - later.fit.per_gpu.overhead
+    # the scores: 32000 cells x 512 tokens x 64 heads in F16, beyond what a later build holds
+    scores = 32000 * 512 * 64 * 2
+    assert est.fit.per_gpu.overhead - later.fit.per_gpu.overhead >= scores - 512 * MIB
+
+
+@pytest.mark.parametrize("gpu", ["tesla p40", "apple m2 max 64gb"])
+def test_no_f16_pool_where_llama_cpp_never_takes_that_path(gpu):
+    # Pascal stays on MMQ and the slow-F16 paths; Metal has no cuBLAS
+    est = estimate(model="meta-llama/Llama-2-13b-hf", dtype="q4_k_m", gpu=gpu, ctx=8192,
+                   engine="llamacpp", profile="none",
+                   engine_options={"n_gpu_layers": 99, "version": "b2824"})
+    assert est.fit is not None
+    assert est.fit.per_gpu.overhead in (0, RUNTIME_BYTES)

@@ -24,7 +24,11 @@ vramest emulates that fit).
 
 from __future__ import annotations
 
+import re
+
+from vramest.frozen import frozen
 from vramest.hardware.database import Device
+from vramest.inference.engines.versions import Release
 from vramest.units import MIB
 
 # The "unaccounted" column of llama_memory_breakdown_print at exit (CUDA context + cuBLAS +
@@ -55,3 +59,65 @@ def device_limit(device: Device, visible_fraction: float) -> int:
     """What llama.cpp may fill on one device: the total the driver reports (Metal's working set
     on a Mac, a unified chip's measured total), less what the OS holds there at start."""
     return device.reported_total_bytes(visible_fraction) - device.os_in_use_bytes
+
+
+# --- ggml's CUDA pool in builds that multiplied through cuBLAS in F16 ---------------------------
+# RUNTIME_BYTES was measured on a build whose matrix products run in MMQ kernels and whose
+# attention scores come out in F32. Older builds kept more in the pool (ggml_cuda_pool_alloc in
+# ggml-cuda.cu), on GPUs with fast F16 (llama.cpp's fp16_performance_good: Volta or later, RDNA):
+# - the attention scores of a prompt batch in F16: ggml_cuda_mul_mat_batched_cublas allocates
+#   "dst_f16" of n_kv x n_tokens x n_head elements when the KQ product keeps the default
+#   precision; batched cuBLAS for attention came with ggml-org/llama.cpp PR #3749 (merged
+#   2023-10-24, before issue #3780's build 1430 of 2023-10-27), and PR #10015 ("switch KQ
+#   multiplication to use F32 precision by default", 2024-10-23) ended it. Without flash attention
+#   only, and for an F16 K cache (the batched path takes F16).
+BATCHED_KQ_F16 = (Release((1420,)), Release((3970,)))
+# - a quantized weight matrix dequantised to F16 for cuBLAS when more than 32 rows multiply it
+#   (MMQ_MAX_BATCH_SIZE): PR #3412 ("perform cublas mat mul of quantized types as f16",
+#   2023-09-30, "This increases VRAM") until PR #8075 ("use MMQ instead of cuBLAS by default",
+#   2024-06-23) for GPUs with int8 tensor cores; V100 and RDNA3 keep cuBLAS after it.
+F16_DEQUANT = (Release((1300,)), Release((3215,)))
+# Until PR #6122 (2024-03, "greatly reduce output buffer memory usage") the output head
+# multiplied every token of the batch, so its matrix was dequantised too.
+HEAD_EVERY_TOKEN_UNTIL = Release((2536,))
+MMQ_MAX_BATCH_SIZE = 32
+F16_BYTES = 2
+# GPUs without fast F16 (compute capability below 7.0 on NVIDIA's list; AMD's GCN): llama.cpp
+# keeps them on MMQ and off the batched F16 path
+_SLOW_F16 = re.compile(r"gtx 10\d\d|gtx titan|titan xp?\b|tesla [kmp]\d|quadro [kmp]\d|"
+                       r"\bmi(25|50|60)\b|vega|radeon vii", re.IGNORECASE)
+# V100 (7.0, no int8 tensor cores) and RDNA3: cuBLAS after PR #8075 too
+_CUBLAS_AFTER_MMQ = re.compile(r"v100|rx 7\d{3}|radeon pro w7\d{3}|8060s|strix halo",
+                               re.IGNORECASE)
+
+
+@frozen
+class PoolShape:
+    """What decides the pool's size: the largest weight matrix multiplied by a prompt batch."""
+
+    n_kv: int  # cells the scores of one batch span
+    n_tokens: int  # the prompt batch (n_ubatch)
+    n_head: int
+    layer_matrix_elements: int  # the largest quantized matrix of a layer
+    head_matrix_elements: int  # the output head, 0 when it stays on the host
+    quantized: bool
+    flash_attn: bool
+    k_cache_f16: bool
+
+
+def pool_bytes(pool: PoolShape, device: Device | None, backend: str, build: Release) -> int:
+    """The peak ggml's pool reaches beyond what a recent build holds (RUNTIME_BYTES): the larger
+    of the F16 scores and the dequantised matrix (the VMM pool maps its peak; the older pool
+    caches both, so this is a floor there)."""
+    if device is None or backend not in ("CUDA", "ROCm") or _SLOW_F16.search(device.name):
+        return 0
+    scores = 0
+    if not pool.flash_attn and pool.k_cache_f16 and pool.n_tokens > 1 and \
+            BATCHED_KQ_F16[0] <= build < BATCHED_KQ_F16[1]:
+        scores = pool.n_kv * pool.n_tokens * pool.n_head * F16_BYTES
+    dequant = 0
+    until = Release((10**9,)) if _CUBLAS_AFTER_MMQ.search(device.name) else F16_DEQUANT[1]
+    if pool.quantized and pool.n_tokens > MMQ_MAX_BATCH_SIZE and F16_DEQUANT[0] <= build < until:
+        head = pool.head_matrix_elements if build < HEAD_EVERY_TOKEN_UNTIL else 0
+        dequant = max(pool.layer_matrix_elements, head) * F16_BYTES
+    return max(scores, dequant)

@@ -24,6 +24,7 @@ from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, 
 from vramest.inference.engines.versions import (
     V1_NCCL_GRAPH_PEER,
     LlamaCppRules,
+    Release,
     VLLMRules,
     hf_rules,
     llamacpp_rules,
@@ -698,6 +699,9 @@ class LlamaCppOptions:
     # the GGUF stores each layer's gate and up experts as one ffn_gate_up_exps tensor
     # (convert_hf_to_gguf.py --fuse_gate_up_exps, ggml-org/llama.cpp PR #19139)
     fused_gate_up_exps: bool = False
+    # not an option users give: what ggml's pool holds in older builds on this GPU
+    # (engines/llamacpp_device.py pool_bytes), set by the report from the device
+    pool_bytes: int = 0
 
 
 # Vulkan caps each allocation at maxMemoryAllocationSize: 4 GiB on Mesa's RADV (0xFFFFFFFC) and
@@ -900,7 +904,7 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
         compute_buffer_gpu_bytes=max((d.compute_bytes for d in devices), default=0)
         if gpu_layers else 0,
         compute_buffer_host_bytes=round(compute_host), output_buffer_host_bytes=round(output),
-        cuda_context_bytes=_runtime_bytes(est, options.backend),
+        cuda_context_bytes=_runtime_bytes(est, options.backend) + options.pool_bytes,
         devices=tuple(devices) if gpu_layers else (),
         version=version.text, n_ctx=n_ctx, n_parallel=n_seq, swa_cells=swa_cells,
         notes=tuple(notes), host_dense_bytes=round(first_gpu * (block - experts) + host_head),
@@ -908,6 +912,28 @@ def llamacpp_startup(est: Estimate, options: LlamaCppOptions | None = None) -> L
                                 + max(0, cpu_moe - first_gpu) * experts_moved), n_ubatch=ubatch,
         layers_total=layers, host_expert_layers=host_expert_layers if experts else 0,
         refusal=refusal, flash_attn=flash)
+
+
+def _pool_bytes(est: Estimate, opts: LlamaCppOptions, rules: LlamaCppRules,
+                device: Device | None, build: Release) -> int:
+    """What ggml's CUDA pool holds in builds that multiplied through cuBLAS in F16."""
+    from vramest.inference.engines.llamacpp_device import PoolShape, pool_bytes
+
+    shape = est.model.shape
+    n_ctx = opts.n_ctx or est.settings.ctx * (opts.n_parallel or est.settings.batch)
+    widest = max(shape.intermediate_size, shape.moe_intermediate_size or 0,
+                 shape.num_heads * shape.head_dim)
+    k_type = kv_format(llamacpp_cache_type(est, opts.cache_type_k))
+    pool = PoolShape(
+        n_kv=n_ctx, n_tokens=min(opts.n_ubatch, n_ctx), n_head=shape.num_heads,
+        layer_matrix_elements=widest * shape.hidden_size,
+        head_matrix_elements=shape.vocab_size * shape.hidden_size
+        if opts.n_gpu_layers > shape.num_layers else 0,
+        quantized=weight_format(est.settings.dtype).is_quantized,
+        flash_attn=rules.flash_attn_default if opts.flash_attn is None else opts.flash_attn,
+        k_cache_f16=k_type.bytes_per_element == 2 and "bf" not in k_type.name)
+    return pool_bytes(pool, device, _backend(device, opts.backend), build) if opts.n_gpu_layers \
+        else 0
 
 
 def _runtime_bytes(est: Estimate, backend: str | None) -> int:
@@ -1359,7 +1385,9 @@ def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | N
     given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
     opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
     opts = replace(opts, backend=_backend(device, opts.backend).lower())  # what it holds beyond
-    rules = llamacpp_rules(parse_version("llamacpp", opts.version))
+    version = parse_version("llamacpp", opts.version)
+    rules = llamacpp_rules(version)
+    opts = replace(opts, pool_bytes=_pool_bytes(est, opts, rules, device, version.release))
     placed = "n_gpu_layers" in given or "n_cpu_moe" in given
     if fit and (device is None or usable_bytes is None):
         raise InputError("--fit needs --gpu to know how many layers fit.")
