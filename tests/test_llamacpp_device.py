@@ -4,6 +4,8 @@ them, against the total the driver reports (Metal: its working set), checked aga
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vramest import estimate
 from vramest.inference.engines.llamacpp_device import RUNTIME_BYTES, runtime_bytes
@@ -97,3 +99,20 @@ def test_no_f16_pool_where_llama_cpp_never_takes_that_path(gpu):
                    engine_options={"n_gpu_layers": 99, "version": "b2824"})
     assert est.fit is not None
     assert est.fit.per_gpu.overhead in (0, RUNTIME_BYTES)
+
+
+@given(st.integers(1, 1 << 20), st.integers(1, 4096), st.integers(2000, 9000),
+       st.booleans(), st.booleans())
+def test_pool_grows_with_the_context_and_ends_with_pr_10015(n_kv, n_tokens, build, fa, quant):
+    from vramest.hardware.database import default_hardware
+    from vramest.inference.engines.llamacpp_device import PoolShape, pool_bytes
+    from vramest.inference.engines.versions import Release
+
+    gpu = default_hardware().find("rtx 3090")
+    shape = PoolShape(n_kv, n_tokens, 32, 14336 * 4096, 0, quant, fa, True)
+    more = PoolShape(n_kv * 2, n_tokens, 32, 14336 * 4096, 0, quant, fa, True)
+    here = pool_bytes(shape, gpu, "CUDA", Release((build,)))
+    assert 0 <= here <= pool_bytes(more, gpu, "CUDA", Release((build,)))
+    if build >= 3970:  # F32 scores (PR #10015) and MMQ (PR #8075) on an RTX 3090: nothing extra
+        assert here == 0
+    assert pool_bytes(shape, gpu, "Vulkan", Release((build,))) == 0
