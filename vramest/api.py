@@ -14,13 +14,6 @@ from vramest.inference.constants import DEFAULTS, Constants
 from vramest.inference.deploy import Deployment, place
 from vramest.inference.estimate import DEFAULT_CTX, Estimate, estimate_for
 from vramest.model.resolve import SHAPE_OVERRIDES, catalog_name, resolve_model
-from vramest.model.vision import (
-    ImageRequest,
-    fixed_size_tower,
-    image_tokens,
-    model_config,
-    tower_pictures,
-)
 from vramest.units import MAX_SHAPE_SIZE, parse_positive_int, parse_tokens
 
 if TYPE_CHECKING:  # loaded only when a request carries them: the common estimate never does
@@ -28,6 +21,7 @@ if TYPE_CHECKING:  # loaded only when a request carries them: the common estimat
 
     from vramest.inference.lora import LoraServing
     from vramest.inference.speculative import Speculation
+    from vramest.model.vision import ImageRequest
 
 
 class ModelQuery(NamedTuple):
@@ -242,6 +236,8 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
 def _with_images(model: str | None, max_context: int | None, ctx: str | int | None,
                  images: ImageRequest) -> tuple[int, str]:
     """The context with the pictures' tokens added to the text's, and the sentence saying so."""
+    from vramest.model.vision import fixed_size_tower, image_tokens, model_config
+
     counted = image_tokens(model_config(model), images.width, images.height)
     text = parse_tokens(ctx) if ctx is not None else min(DEFAULT_CTX, max_context or DEFAULT_CTX)
     added = images.count * counted.per_image
@@ -257,6 +253,7 @@ def _with_vision_tower(result: Estimate, model: str | None, images: ImageRequest
     """Activations as the larger of the text forward and a fixed-size tower's own forward."""
     from vramest.inference.memory import with_vision_tower
     from vramest.model.precisions import weight_format
+    from vramest.model.vision import fixed_size_tower, model_config, tower_pictures
 
     tower = fixed_size_tower(model_config(model))
     if tower is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from vramest.frozen import frozen
+from vramest.frozen import TYPE_CHECKING, frozen
 from vramest.inference.constants import Constants
 from vramest.model.precisions import KVFormat, TensorContext, WeightFormat
 from vramest.model.shapes import (
@@ -18,8 +18,10 @@ from vramest.model.shapes import (
     ModelShape,
     TensorSpec,
 )
-from vramest.model.vision import VisionTower
 from vramest.units import format_bytes
+
+if TYPE_CHECKING:
+    from vramest.model.vision import VisionTower
 
 ATTENTION_KINDS = ("sdpa", "flash", "eager")
 # transformers 5 implements only eager attention for these families (fake-tensor traces:
