@@ -239,7 +239,17 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # to accept or refuse: fit 48 -> 47/65 (kaiwu RTX 5080 under Windows, "tight"), held-out
 # 55 -> 53/69 (3x P40 b1428 row split, and KoboldCpp 1.50.1 on 2x 3060 under Windows replayed
 # at today's llama.cpp rules, both "tight"). A desktop on the card is not modelled (--reserve).
-FLOORS = {"fit": (47, 65, 91, 99), "heldout": (53, 69, 97, 100)}
+# Issue #18, 41 cases from 2025-2026 sources (cases-recent2, 384 in all): vLLM 0.7.1-0.11.0 logs
+# (dennislee22/vLLM-benchmarking, llm-d-benchmark's H100 table, vllm#22173, #15815), axolotl
+# example READMEs, Unsloth notebook outputs and unsloth#2700, a llama.cpp b5489 Jetson log. No
+# case scored before changed its verdict. On main after llamacpp-fit: fit 47/65 -> 50/70 and
+# 91/99 -> 112/120; held-out 53/69 -> 54/71 and 97/100 -> 108/113 (the new cases: 3 of 5, 21 of
+# 21, 1 of 2, 11 of 13). The OOM shares fall only by new cases that disagree: unsloth#2700's
+# Qwen3 14B/1.7B/0.6B QLoRA OOMs on a V100 16GB (not explained by memory in the thread); held-out
+# worked also has two new misses, vLLM 0.11.0 gpt-oss-120b and Qwen3-32B (16k) on one H100, both
+# started with 3.3-4.5 GiB of KV (the estimate's non-torch 0.6 GiB vs 0.13 measured at TP 1,
+# 0.10.1's MXFP4 weights for 0.11.0).
+FLOORS = {"fit": (50, 70, 112, 120), "heldout": (54, 71, 108, 113)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
