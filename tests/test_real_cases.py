@@ -239,7 +239,13 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # to accept or refuse: fit 48 -> 47/65 (kaiwu RTX 5080 under Windows, "tight"), held-out
 # 55 -> 53/69 (3x P40 b1428 row split, and KoboldCpp 1.50.1 on 2x 3060 under Windows replayed
 # at today's llama.cpp rules, both "tight"). A desktop on the card is not modelled (--reserve).
-FLOORS = {"fit": (47, 65, 91, 99), "heldout": (53, 69, 97, 100)}
+# Issue #18 item 8, the fit's rule and two DeepSpeed OOMs (branch train-fit): the training fit
+# keeps its 5% (see vramest/training/estimate.py: the logs' driver-visible total less their
+# non-PyTorch memory leaves about what 95% less the 1 GiB context does, and the card-edge Unsloth
+# rows are over the card, not inside the reserve). torch's single-tensor AdamW before 2.0
+# (--torch 1.13: two partition-sized temporaries) turns LLaMA-Factory #1221's ZeRO-2 OOM right:
+# fit OOM 47/65 -> 48/65 after the rules above. No other verdict or figure changed.
+FLOORS = {"fit": (48, 65, 91, 99), "heldout": (53, 69, 97, 100)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

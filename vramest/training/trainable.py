@@ -169,7 +169,9 @@ def optimizer_step_temporary(tensors: tuple[TensorSpec, ...], s: TrainingSetting
                              c: TrainingConstants) -> float:
     """Bytes the optimizer step allocates on top of its states (unsharded)."""
     if s.optimizer == "adamw":
-        return c.adamw_step_temporaries * _state_bytes_per_element(s) * \
+        copies = c.adamw_single_tensor_temporaries if s.adamw_single_tensor else \
+            c.adamw_step_temporaries
+        return copies * _state_bytes_per_element(s) * \
             sum(t.elements for t in tensors)
     if s.optimizer == "adafactor":
         # transformers' Adafactor loops over tensors; for one it holds fp32 copies of the
