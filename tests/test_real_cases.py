@@ -243,9 +243,12 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # keeps its 5% (see vramest/training/estimate.py: the logs' driver-visible total less their
 # non-PyTorch memory leaves about what 95% less the 1 GiB context does, and the card-edge Unsloth
 # rows are over the card, not inside the reserve). torch's single-tensor AdamW before 2.0
-# (--torch 1.13: two partition-sized temporaries) turns LLaMA-Factory #1221's ZeRO-2 OOM right:
-# fit OOM 47/65 -> 48/65 after the rules above. No other verdict or figure changed.
-FLOORS = {"fit": (48, 65, 91, 99), "heldout": (53, 69, 97, 100)}
+# (--torch 1.13: two partition-sized temporaries) turns LLaMA-Factory #1221's ZeRO-2 OOM right,
+# and ZeRO-3's step keeping its flat 16-bit gradient buffer beside the sub group's new fp32
+# gradients (stage3.py grad_partitions_flat_buffer; 4 B, not 2, over the 16-bit ones) turns
+# #5977's (Llama-3-8B on 8 RTX 3090): fit OOM 47/65 -> 49/65 after the rules above. No
+# other verdict or figure changed; training-peak medians stay 6.6% (fit) and 9.3% (held-out).
+FLOORS = {"fit": (49, 65, 91, 99), "heldout": (53, 69, 97, 100)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

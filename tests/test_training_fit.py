@@ -85,3 +85,24 @@ def test_a_bad_torch_release_is_one_sentence() -> None:
     with pytest.raises(InputError, match="--torch"):
         _lf1221(torch="one.thirteen")
     assert main(["train", "--params", "7B", "--torch", "x.y"]) == 2
+
+
+def test_single_tensor_adamw_step_matches_the_logged_need() -> None:
+    """What the failing step needed, 28.28 GiB allocated + the 3.14 GiB asked (the sqrt's
+    quotient, the sqrt itself among the allocated), against the estimate's step: within 3%
+    (the estimate keeps the 5e8-element reduce bucket, 0.93 GiB, that DeepSpeed had dropped)."""
+    needed = (28.28 + 3.14) * GiB
+    assert abs(_step(_lf1221(torch="1.13"))["total"] / needed - 1) < 0.03
+
+
+def test_zero3_keeps_its_16bit_gradients_through_the_step() -> None:
+    """LlamaFactory#5977: Llama-3-8B fully trained with ZeRO-3 over 8 RTX 3090 (fp16, 1024
+    tokens, DeepSpeed 0.15.3) ran out of memory. The step holds the 16-bit gradient buffer,
+    the sub group's fp32 gradients (1e9 elements, 4 B) and foreach AdamW's sqrt: about 22.4
+    GiB allocated, more than the 23.69 GiB a 3090 shows less the 1.33-1.52 GiB logged outside
+    PyTorch."""
+    est = estimate_training(model="meta-llama/Meta-Llama-3-8B", gpu="rtx 3090", num_gpus=8,
+                            framework="llamafactory", method="full", seq=1024, micro_batch=1,
+                            zero=3)
+    assert _step(est)["total"] > (23.69 - 1.33) * GiB
+    assert est.fit.fits is False
