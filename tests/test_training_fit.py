@@ -106,3 +106,12 @@ def test_zero3_keeps_its_16bit_gradients_through_the_step() -> None:
                             zero=3)
     assert _step(est)["total"] > (23.69 - 1.33) * GiB
     assert est.fit.fits is False
+
+
+def test_single_tensor_adamw_without_zero_holds_the_largest_tensor_twice() -> None:
+    """Without DeepSpeed's flat partition the single-tensor loop frees each tensor's
+    temporaries before the next: two copies of the largest tensor, fewer than foreach's one
+    copy of every parameter."""
+    old = estimate_training(params="1B", method="full", precision="bf16", torch="1.13")
+    new = estimate_training(params="1B", method="full", precision="bf16")
+    assert 0 < _step(old)["temporary"] < _step(new)["temporary"]

@@ -382,6 +382,10 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                  "half": "the model's own cross-entropy in 16 bit (DeepSpeed's fp16/bf16 engine, "
                  "no autocast)"}[s.loss]
                + " (no torch.compile).")
+    if s.optimizer == "adamw" and s.adamw_single_tensor:
+        out.append(f"torch {'.'.join(map(str, s.torch))}: AdamW steps one tensor at a time, its "
+                   "sqrt(v) and the quotient alive together: two temporaries the size of the "
+                   "largest tensor stepped (under DeepSpeed ZeRO, its flat partition).")
     if s.optimizer_in_backward:
         out.append("Optimizer in backward: each parameter is stepped and its gradient freed as "
                    "soon as it is ready, so at most one tensor's gradient is alive.")
