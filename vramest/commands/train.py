@@ -52,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--unsloth", metavar="RELEASE",
                    help="the Unsloth release of --kernels unsloth, year.month (default: a recent "
                    "one); before 2025.3 its LoRA matmuls added the adapter through a temporary")
+    g.add_argument("--torch", metavar="RELEASE",
+                   help="the PyTorch release (default: a recent one); before 2.0 AdamW stepped "
+                   "one tensor at a time, two full-size temporaries under DeepSpeed's flat "
+                   "partition")
     g.add_argument("--objective", default="sft", choices=("sft", "dpo", "orpo", "kto"),
                    help="sft; dpo (TRL: chosen and rejected sequences per example and a "
                    "reference model, the base itself under LoRA); orpo (the pair, no reference); "
@@ -119,7 +123,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         grad_accumulation=args.grad_accumulation, grad_checkpointing=args.grad_checkpointing,
         optimizer_in_backward=args.optimizer_in_backward,
         objective=args.objective, loss=args.loss, kernels=args.kernels,
-        bitsandbytes=args.bitsandbytes, unsloth=args.unsloth,
+        bitsandbytes=args.bitsandbytes, unsloth=args.unsloth, torch=args.torch,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
         upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,

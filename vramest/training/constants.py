@@ -21,6 +21,10 @@ class TrainingConstants:
     # parameters at the state precision: torch's foreach AdamW allocates sqrt(v) for all
     # parameters at once before the update.
     adamw_step_temporaries: float = 1.0
+    # torch's single-tensor AdamW (the default before torch 2.0): `(exp_avg_sq.sqrt() /
+    # bias_correction2_sqrt)` holds the square root and the quotient at once, each the size of
+    # the tensor stepped (under DeepSpeed ZeRO, the whole flat partition).
+    adamw_single_tensor_temporaries: float = 2.0
     # bitsandbytes 8-bit optimizers: one fp32 absmax per block of this many state values, and
     # tensors smaller than min_8bit_size keep 32-bit states.
     bnb_block_size: int = 256
@@ -53,6 +57,10 @@ TRAINING_SOURCES: dict[str, str] = {
     "CEWithChunkedOutputLoss(num_output_chunks=8)",
     "adamw_step_temporaries": "torch.optim.adamw _multi_tensor_adamw: exp_avg_sq_sqrt = "
     "_foreach_sqrt(exp_avg_sqs); fms-acceleration Mistral-7B full bf16 peaks at 10.0 B/param",
+    "adamw_single_tensor_temporaries": "torch 2.13.0 torch/optim/adam.py _single_tensor_adam: "
+    "denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps), the same line as torch "
+    "1.13's AdamW; LLaMA-Factory #1221 (ZeRO-2, 8 x V100): 'Tried to allocate 3.14 GiB' at that "
+    "line = 6.74e9 params / 8 x 4 B",
     "bnb_block_size": "bitsandbytes Optimizer2State.init_state (blockwise absmax, 256 values)",
     "bnb_min_8bit_size": "bitsandbytes Optimizer8bit default min_8bit_size=4096",
     "backward_ffn_copies": "autograd of a gated MLP: grads of down's input, of gate and of up",

@@ -215,7 +215,14 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         device_name = device.name
         if device.addressable_bytes < device.memory_bytes and gpu_memory is None:
             device_notes = (ecc_note(device),)
-        # the same free share as inference (vramest.inference.placement.DEFAULT_RESERVE, --reserve)
+        # the same free share as inference (vramest.inference.placement.DEFAULT_RESERVE,
+        # --reserve). Against the logs it stands for what a training process cannot use beyond
+        # the context counted in `required`: the driver shows 0.985-0.992 of the card (31.75 of
+        # 32 GiB, LlamaFactory#1221; 39.39 of 40, #2908; 79.35 of 80, #1158) and 1.33-1.52 GiB
+        # sat outside PyTorch's allocator (#2908 one GPU, #1221 eight), 0.3-0.5 GiB more than
+        # cuda_context_bytes; what the allocator reserved but had not allocated was 0-0.09 GiB
+        # at those failures (it frees its cache and retries before raising). Both rules leave
+        # PyTorch within 3% of each other on 24-40 GiB cards (tests/test_training_fit.py).
         usable = usable or kept_free.usable(device)
         precision = "fp32" if s.precision == "fp32" else "bf16"
         peak_flops, flops_source = device.flops(precision)
@@ -375,6 +382,10 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                  "half": "the model's own cross-entropy in 16 bit (DeepSpeed's fp16/bf16 engine, "
                  "no autocast)"}[s.loss]
                + " (no torch.compile).")
+    if s.optimizer == "adamw" and s.adamw_single_tensor:
+        out.append(f"torch {'.'.join(map(str, s.torch))}: AdamW steps one tensor at a time, its "
+                   "sqrt(v) and the quotient alive together: two temporaries the size of the "
+                   "largest tensor stepped (under DeepSpeed ZeRO, its flat partition).")
     if s.optimizer_in_backward:
         out.append("Optimizer in backward: each parameter is stepped and its gradient freed as "
                    "soon as it is ready, so at most one tensor's gradient is alive.")

@@ -100,14 +100,25 @@ def _shard(nbytes: float, shards: int) -> int:
 ZERO3_SUB_GROUP_ELEMENTS = 1_000_000_000
 
 
-def _zero_step(step_tmp: int, shard_elements: float, grad_b: int, sub_group: float) -> int:
-    """DeepSpeed's optimizer step under mixed precision: the 16-bit gradients made fp32, 4 -
-    grad_b bytes more an element, with the update's temporaries. ZeRO-3 goes one sub group at
-    a time (stage3.py _prepare_fp32_grad_for_sub_group); ZeRO-1/2 flatten and convert the whole
-    partition at once (stage_1_and_2.py step: single_grad_partition = flatten(...).to(fp32))."""
+def _zero_step(step_tmp: int, shard_elements: float, grad_b: int, sub_group: float,
+               keeps_16bit_grads: bool) -> int:
+    """DeepSpeed's optimizer step under mixed precision: the partition's gradients as a new
+    fp32 tensor (stage_1_and_2.py step, single_grad_partition = flatten(...).to(fp32); stage3.py
+    _prepare_fp32_grad_for_sub_group) with the update's temporaries beside it. ZeRO-1/2 drop
+    their 16-bit gradients once converted (averaged_gradients[i] = None; the buffer's own
+    reference went at the end of backward, _release_ipg_buffers), so the fp32 copy is 4 -
+    grad_b bytes over the 16-bit gradients counted: LlamaFactory#1221 logged 28.28 GiB allocated
+    = 16-bit weights + fp32 master, states, gradients and one sqrt, no 16-bit gradients.
+    ZeRO-3 keeps its flat 16-bit gradient buffer (grad_partitions_flat_buffer, allocated once
+    in __init__), so its fp32 copy is 4 bytes new, one sub group at a time.
+    DeepSpeed v0.11.1 (e9503fe, 2023-10) and v0.15.3 (a24cdd6, 2024-10) read."""
     share = min(1.0, sub_group / shard_elements) if shard_elements else 1.0
-    fp32_grads = (4 - grad_b) * shard_elements if grad_b else 0
+    fp32_grads = ((FP32_BYTES if keeps_16bit_grads else FP32_BYTES - grad_b) * shard_elements
+                  if grad_b else 0)
     return round((step_tmp + fp32_grads) * share)
+
+
+FP32_BYTES = 4
 
 
 # DeepSpeed ZeRO-1/2's gradient buckets: reduce_bucket_size and allgather_bucket_size default
@@ -166,9 +177,11 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     opt = _shard(states, states_shards)
     tmp = _shard(step_tmp, states_shards)
     if s.zero_stage == 3 and not s.fsdp and s.offload == "none":
-        tmp = _zero_step(tmp, params / n, weight_b if master_b else 0, ZERO3_SUB_GROUP_ELEMENTS)
+        tmp = _zero_step(tmp, params / n, weight_b if master_b else 0, ZERO3_SUB_GROUP_ELEMENTS,
+                         keeps_16bit_grads=True)
     elif s.zero_stage in (1, 2) and s.offload == "none":
-        tmp = _zero_step(tmp, params / n, weight_b if master_b else 0, params)
+        tmp = _zero_step(tmp, params / n, weight_b if master_b else 0, params,
+                         keeps_16bit_grads=False)
     buckets = zero_bucket_bytes(s, grad_b)
     host = 0
     if s.offload in ("optimizer", "params"):

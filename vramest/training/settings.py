@@ -55,6 +55,13 @@ BNB_FREES_INPUTS_FROM = (0, 43, 2)
 # Releases are year.month.
 UNSLOTH_IN_PLACE_LORA_FROM = (2025, 3)
 UNSLOTH_DEFAULT = (2025, 10)  # a recent release
+# torch's AdamW with foreach left unset ran one tensor at a time before 2.0 (torch 1.13
+# torch/optim/adamw.py adamw(): "if foreach is None: ... foreach = False"); 2.0 made the
+# foreach path the default on CUDA (_default_to_fused_or_foreach). LLaMA-Factory #1221's
+# traceback (2023-10) is the single-tensor body: `denom = (exp_avg_sq.sqrt() /
+# bias_correction2_sqrt).add_(eps)`.
+TORCH_FOREACH_ADAMW_FROM = (2, 0)
+TORCH_DEFAULT = (2, 13)  # a recent release (the one read: torch 2.13.0 torch/optim/adam.py)
 _PAIRED = ("dpo", "orpo")  # chosen + rejected per example
 _WITH_REFERENCE = ("dpo", "kto")
 # "fused": Unsloth's cross-entropy kernel keeps the 16-bit logits and an fp32 logsumexp per row,
@@ -183,10 +190,16 @@ class TrainingSettings:
     # useless buffered activation") keeps only the weight (ctx.tensors = (None, B))
     bitsandbytes: tuple[int, ...] = BITSANDBYTES_DEFAULT
     unsloth: tuple[int, ...] = UNSLOTH_DEFAULT  # the Unsloth release of --kernels unsloth
+    torch: tuple[int, ...] = TORCH_DEFAULT  # the PyTorch release (its optimizers' default path)
 
     @property
     def bnb_keeps_inputs(self) -> bool:
         return self.bitsandbytes < BNB_FREES_INPUTS_FROM
+
+    @property
+    def adamw_single_tensor(self) -> bool:
+        """Whether torch's AdamW (foreach unset) steps one tensor at a time."""
+        return self.torch < TORCH_FOREACH_ADAMW_FROM
 
     @property
     def unsloth_lora_temporary(self) -> bool:
@@ -238,6 +251,7 @@ class TrainingSettings:
             "objective": self.objective, "loss": self.loss, "kernels": self.kernels,
             "bitsandbytes": ".".join(map(str, self.bitsandbytes)),
             "unsloth": ".".join(map(str, self.unsloth)),
+            "torch": ".".join(map(str, self.torch)),
             "offload": self.offload, "base_dtype": self.base_dtype,
         }
         if self.method in ("lora", "qlora"):
@@ -306,7 +320,8 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   offload: str | None = None, moe_experts: str = "fused",
                   sequence_parallel: str | int = 1, objective: str = "sft",
                   loss: str = "standard", kernels: str = "torch", unsloth: str | None = None,
-                  bitsandbytes: str | None = None, overlap_comm: bool = False,
+                  bitsandbytes: str | None = None, torch: str | None = None,
+                  overlap_comm: bool = False,
                   reduce_bucket_size: str | int | None = None,
                   optimizer_in_backward: bool = False) -> TrainingSettings:
     """Validate and normalise the inputs; every bad value is one InputError sentence."""
@@ -377,6 +392,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         kernels=_check_kernels(kernels, method),
         bitsandbytes=_release(bitsandbytes, "--bitsandbytes"),
         unsloth=_release(unsloth, "--unsloth", UNSLOTH_DEFAULT, "2024.12"),
+        torch=_release(torch, "--torch", TORCH_DEFAULT, "2.1"),
         attention=_choice(attention, ATTENTIONS, "--attn"),
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),

@@ -168,6 +168,13 @@ def optimizer_state_bytes(tensors: Iterable[TensorSpec], s: TrainingSettings,
 def optimizer_step_temporary(tensors: tuple[TensorSpec, ...], s: TrainingSettings,
                              c: TrainingConstants) -> float:
     """Bytes the optimizer step allocates on top of its states (unsharded)."""
+    if s.optimizer == "adamw" and s.adamw_single_tensor:
+        # one tensor at a time, its temporaries freed before the next; DeepSpeed ZeRO hands the
+        # optimizer one flat partition per group (stage_1_and_2.py single_partition_of_fp32_groups)
+        flat = s.zero_stage >= 1 and not s.fsdp
+        elements = (sum(t.elements for t in tensors) if flat
+                    else max((t.elements for t in tensors), default=0))
+        return c.adamw_single_tensor_temporaries * _state_bytes_per_element(s) * elements
     if s.optimizer == "adamw":
         return c.adamw_step_temporaries * _state_bytes_per_element(s) * \
             sum(t.elements for t in tensors)
