@@ -37,6 +37,7 @@ from vramest.inference.engines.vllm_multimodal import (
     encoder_profile,
     mllama_v0_profile,
     unmodelled_encoder_note,
+    v0_encoder_profile,
 )
 from vramest.inference.engines.vllm_pipeline import binding_stage, stages
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
@@ -256,8 +257,8 @@ def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
     # V0 keeps multimodal models unchunked (PR #8425, "Disable chunked prefill by default ...
     # for multimodal models", Sept 2024)
     if rules.chunked_prefill == "never" or (rules.chunked_prefill == "long-context" and (
-            max_model_len <= 32768 or multimodal)):
-        return max(max_model_len, 2048)  # V0: one whole prompt per forward
+            max_model_len <= 32768 or multimodal)):  # V0: one whole prompt per forward
+        return max(max_model_len, 2048, rules.mm_batched_tokens if multimodal else 0)
     if rules.chunked_prefill == "long-context":
         return rules.batched_tokens
     if options.entrypoint == "llm":
@@ -372,6 +373,14 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                                     text_hidden=shape.hidden_size, max_num_seqs=seqs, tp=tp,
                                     act_bytes=compute_bytes,
                                     limits=options.limit_mm_per_prompt)
+    if encoder is None and not options.skip_mm_profiling:
+        encoder = v0_encoder_profile(config, rules, version.release,
+                                     text_hidden=shape.hidden_size, batched_tokens=tokens,
+                                     max_num_seqs=seqs, tp=tp, act_bytes=compute_bytes,
+                                     limits=options.limit_mm_per_prompt, constants=c)
+        if encoder is not None and not served.pooling:  # V0 samples only those sequences
+            sampler = encoder.v0_sequences * shape.vocab_size * rules.sampler_bytes_per_logit
+            activation = round(tokens * per_token + sampler)
     if encoder is not None:
         activation = encoder.peak(activation)
     unmodelled = unmodelled_encoder_note(config, rules, options.skip_mm_profiling,
