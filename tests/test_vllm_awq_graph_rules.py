@@ -36,3 +36,28 @@ def test_v0_text_models_keep_their_batch():
     """The 5120-token floor is for multimodal models only (PR #8028)."""
     est = _vllm("meta-llama/Llama-3.1-8B", "a10", 1, version="0.7.3", max_model_len=4096)
     assert est.engine_report.max_num_batched_tokens == 4096
+
+
+@pytest.mark.parametrize(("model", "length", "fits"), [
+    ("huggyllama/llama-7b", 2048, True),  # tulu-7B-AWQ: "its 2k seq length taking up 11.2GB"
+    ("meta-llama/Llama-2-7b-hf", 16384, False),  # leo-hessianai-7B-AWQ: "This fails OOM"
+    ("codellama/CodeLlama-7b-hf", 16384, False),  # CodeLlama-7B-AWQ, vLLM #1479 on a 3060
+])
+def test_early_awq_profile_on_a_12gb_3060(model, length, fits):
+    """vLLM issues #1234 (0.2.0) and #1479 (0.2.1): 7B AWQ checkpoints on an RTX 3060 12 GB at
+    the config's max_model_len. The profile runs max(max_model_len, 2048) tokens through
+    awq_gemm, whose split-k partials (8 per output) for QKV stay reserved by the caching
+    allocator while the gate/up partials take their own segment."""
+    est = _vllm(model, "rtx 3060 12gb", 1, "awq-int4", version="0.2.1",
+                max_model_len=length)
+    assert est.fit.fits is fits
+    if not fits:
+        assert "profiling forward" in est.engine_report.refusal
+
+
+def test_dequantized_awq_from_030_leaves_the_long_profile_alone():
+    """From 0.3.0 a batch of 256 tokens or more dequantizes the AWQ weight and runs
+    torch.matmul (awq.py FP16_MATMUL_HEURISTIC_CONDITION): no split-k partials to hold."""
+    est = _vllm("codellama/CodeLlama-7b-hf", "rtx 3060 12gb", 1, "awq-int4", version="0.3.0",
+                max_model_len=16384)
+    assert "profiling forward" not in est.engine_report.refusal
