@@ -61,3 +61,32 @@ def test_dequantized_awq_from_030_leaves_the_long_profile_alone():
     est = _vllm("codellama/CodeLlama-7b-hf", "rtx 3060 12gb", 1, "awq-int4", version="0.3.0",
                 max_model_len=16384)
     assert "profiling forward" not in est.engine_report.refusal
+
+
+def test_gemma3_weights_include_both_rope_caches():
+    """vLLM issue #16378 (0.8.x, V0): Gemma 3 27B bf16 at TP 4, "Model loading took 13.1664 GB"
+    on each rank. The tensors alone are 0.39 GiB short; the global layers' linear-x8 cache
+    (131072 x 8 positions x 128 x 2 bytes) and the sliding layers' own (131072 positions) are
+    0.28 GiB of it, whole on every rank."""
+    est = _vllm("google/gemma-3-27b-it", "a100 sxm4 80gb", 4, version="0.8.3")
+    assert est.engine_report.weights_bytes / GIB == pytest.approx(13.1664, rel=0.01)
+    # vLLM leaves Gemma 3's max_model_len unscaled by that factor
+    assert est.engine_report.max_model_len == 131072
+
+
+def test_rope_cache_rows_follow_the_scaling_kind():
+    from vramest.inference.engines.versions import Release
+    from vramest.inference.engines.vllm_rope import rope_cache_bytes
+    from vramest.model.catalog import default_catalog
+    from vramest.model.shapes import shape_from_config
+
+    config = dict(default_catalog().get("meta-llama/Llama-3.1-8B").config)
+    shape = shape_from_config(config, "llama")
+    plain = rope_cache_bytes(config, shape, Release((0, 8)), 2)
+    assert plain == 131072 * 128 * 2
+    linear = {**config, "rope_scaling": {"rope_type": "linear", "factor": 4.0}}
+    assert rope_cache_bytes(linear, shape, Release((0, 8)), 2) == 4 * plain
+    llama3 = {**config, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
+    assert rope_cache_bytes(llama3, shape, Release((0, 8)), 2) == plain
+    # before get_rope's shared instances (0.2.3) every layer built its own
+    assert rope_cache_bytes(config, shape, Release((0, 2, 1)), 2) == 32 * plain
