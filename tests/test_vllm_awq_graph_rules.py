@@ -90,3 +90,16 @@ def test_rope_cache_rows_follow_the_scaling_kind():
     assert rope_cache_bytes(llama3, shape, Release((0, 8)), 2) == plain
     # before get_rope's shared instances (0.2.3) every layer built its own
     assert rope_cache_bytes(config, shape, Release((0, 2, 1)), 2) == 32 * plain
+
+
+def test_gemma3_int4_awq_checkpoint_weights_are_the_group_32_layout():
+    """vLLM issue #16199 (0.8.3, V0): gaunernst/gemma-3-27b-it-int4-awq, "Model loading took
+    17.6110 GiB"; the group-32 layout (Google's Q4_0 blocks) with the 16-bit vision tower,
+    embeddings and RoPE caches, not the default group 128 (16.08 GiB), and with it the KV
+    cache holds fewer than the 4096 tokens asked, as logged (3,584): refused."""
+    est = _vllm("google/gemma-3-27b-it", "a10", 1, "awq-int4-g32", version="0.7.3",
+                gpu_memory_utilization=0.98, max_model_len=4096, total_memory_bytes="21.99GiB")
+    report = est.engine_report
+    assert report.weights_bytes / GIB == pytest.approx(17.611, rel=0.01)
+    assert report.kv_cache_tokens == pytest.approx(3584, rel=0.15)
+    assert not est.fit.fits
