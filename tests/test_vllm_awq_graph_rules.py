@@ -64,11 +64,11 @@ def test_dequantized_awq_from_030_leaves_the_long_profile_alone():
 
 
 def test_gemma3_weights_include_both_rope_caches():
-    """vLLM issue #16378 (0.8.x, V0): Gemma 3 27B bf16 at TP 4, "Model loading took 13.1664 GB"
-    on each rank. The tensors alone are 0.39 GiB short; the global layers' linear-x8 cache
-    (131072 x 8 positions x 128 x 2 bytes) and the sliding layers' own (131072 positions) are
-    0.28 GiB of it, whole on every rank."""
-    est = _vllm("google/gemma-3-27b-it", "a100 sxm4 80gb", 4, version="0.8.3")
+    """vLLM issue #16378 (0.8.x run as V0): Gemma 3 27B bf16 at TP 4, "Model loading took
+    13.1664 GB" on each rank. The tensors alone are 0.39 GiB short; the global layers'
+    linear-x8 cache (131072 x 8 positions x 128 x 2 bytes) and the sliding layers' own (131072
+    positions) are 0.28 GiB of it, whole on every rank."""
+    est = _vllm("google/gemma-3-27b-it", "a100 sxm4 80gb", 4, version="v0")
     assert est.engine_report.weights_bytes / GIB == pytest.approx(13.1664, rel=0.01)
     # vLLM leaves Gemma 3's max_model_len unscaled by that factor
     assert est.engine_report.max_model_len == 131072
@@ -90,6 +90,13 @@ def test_rope_cache_rows_follow_the_scaling_kind():
     assert rope_cache_bytes(llama3, shape, Release((0, 8)), 2) == plain
     # before get_rope's shared instances (0.2.3) every layer built its own
     assert rope_cache_bytes(config, shape, Release((0, 2, 1)), 2) == 32 * plain
+
+
+def test_v1_weights_leave_the_rope_cache_out():
+    """vLLM 0.9.0.1 (V1): Qwen3-Embedding-0.6B "Model loading took 1.1098 GiB", its tensors
+    alone (QwenLM/Qwen3-Embedding issue #1)."""
+    est = _vllm("Qwen/Qwen3-Embedding-0.6B", "h100", 1, version="0.9.0")
+    assert est.engine_report.weights_bytes / GIB == pytest.approx(1.1098, abs=0.0001)
 
 
 def test_gemma3_int4_awq_checkpoint_weights_are_the_group_32_layout():

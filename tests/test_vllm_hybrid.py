@@ -98,15 +98,10 @@ def test_releases_before_the_shared_pool_are_refused_in_one_sentence(
 
 
 # --- Llama 4: chunked local attention on 3 of every 4 layers ------------------------------
-# 800k tokens: the grouped layout fits beside the 2.5 GiB RoPE cache of Scout's 10M positions
-# (vllm_rope.py), the all-full one does not
-_SCOUT_LEN = 800_000
-
-
 def _scout(version: str) -> VLLMStartup:
     est = estimate(model="llama-4-scout", dtype="bf16")
     return vllm_startup(est, default_hardware().find("h100"), 4,
-                        VLLMOptions(version=version, max_model_len=_SCOUT_LEN))
+                        VLLMOptions(version=version, max_model_len=1_000_000))
 
 
 def test_llama4_chunked_layers_keep_a_chunk_only_where_the_release_groups_them() -> None:
@@ -116,9 +111,9 @@ def test_llama4_chunked_layers_keep_a_chunk_only_where_the_release_groups_them()
     # 2 KV heads per GPU at TP 4 x 128 x K and V x 2 B = 1 KiB per token and layer
     grouped, unified, restored = _scout("0.10.0"), _scout("0.11.0"), _scout("0.23.0")
     chunk_blocks = -(-(8192 + grouped.max_num_batched_tokens) // 16)  # no slack block
-    assert grouped.request_bytes == (12 * _SCOUT_LEN + 36 * chunk_blocks * 16) * 1024
+    assert grouped.request_bytes == (12 * 1_000_000 + 36 * chunk_blocks * 16) * 1024
     # 0.10.1 - 0.22: the hybrid manager is off for chunked attention (PR #21761): all full
-    assert unified.request_bytes == 48 * _SCOUT_LEN * 1024
+    assert unified.request_bytes == 48 * 1_000_000 * 1024
     assert not unified.starts and grouped.starts and restored.starts
     assert "full attention" in " ".join(unified.notes)
 

@@ -418,8 +418,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     graphs = c.vllm_cuda_graph_bytes + graph_peer_bytes(rules, tp, device) \
         if rules.cuda_graphs_budgeted and not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
-    # the RoPE cos/sin caches are built with the model (vllm_rope.py), whole on every rank
-    rope = rope_cache_bytes(config, shape, version.release, compute_bytes)
+    # V0 builds the RoPE cos/sin caches with the model (vllm_rope.py), whole on every rank
+    rope = rope_cache_bytes(config, shape, version.release, compute_bytes) \
+        if rules.engine == "v0" else 0
     weights_bytes = layout.weights_bytes + lora_tp + rope
     kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks

@@ -16,8 +16,12 @@ Rules, read from vllm/model_executor/layers/rotary_embedding.py at v0.8.3:
   Gemma3Attention @v0.8.3): two caches. vLLM does not scale Gemma 3's max_model_len by that
   factor (config.py _get_and_verify_max_len: 'if rope_scaling is not None and "gemma3" not in
   hf_config.model_type').
-Measured: Gemma 3 27B bf16 at TP 4 on vLLM 0.8.x logged "Model loading took 13.1664 GB"
-(vLLM issue #16378), 0.39 GiB above the tensors alone; its two caches are 0.28 GiB of it.
+Measured on V0: Gemma 3 27B bf16 at TP 4 on vLLM 0.8.x logged "Model loading took 13.1664 GB"
+(vLLM issue #16378), 0.39 GiB above the tensors alone, its two caches 0.28 GiB of it; the
+0.6.4 start-up logs of vLLM issue #10517 leave 1% less KV cache than the tensors alone would.
+V1 is left out: vLLM 0.9.0.1 (V1) logged "Model loading took 1.1098 GiB" for Qwen3-Embedding-
+0.6B (QwenLM/Qwen3-Embedding issue #1), its tensors alone to the last digit, without its
+8 MiB cache; where V1 keeps the cache is not established here.
 """
 
 from __future__ import annotations
