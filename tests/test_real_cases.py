@@ -249,7 +249,16 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # worked also has two new misses, vLLM 0.11.0 gpt-oss-120b and Qwen3-32B (16k) on one H100, both
 # started with 3.3-4.5 GiB of KV (the estimate's non-torch 0.6 GiB vs 0.13 measured at TP 1,
 # 0.10.1's MXFP4 weights for 0.11.0).
-FLOORS = {"fit": (50, 70, 112, 120), "heldout": (54, 71, 108, 113)}
+# vllm-awq (on main's 384 cases): vLLM before 0.3 runs every AWQ layer through awq_gemm's
+# split-k partials, and the caching allocator keeps the QKV partials' segment while the gate/up
+# partials take their own (startup.awq_profile_resident_bytes): 7B AWQ at 16384 tokens on a
+# 12 GB RTX 3060 runs out of memory in the profiling forward (vllm#1234, #1479), 2048 tokens
+# still fits: held-out OOM 54/71 -> 56/71. The vllm#16199 cases name the checkpoint's group
+# size (32; its logged 17.61 GiB of weights is that layout) and V0's multimodal profile runs 20
+# one-picture sequences: the 4096-token launch is refused as logged (KV +171% -> +11%): fit OOM
+# 50/70 -> 51/70. The RoPE caches V0 loads with the weights (vllm_rope.py) changed no verdict;
+# vLLM KV median fit 3.6% -> 3.5%, held-out 5.4% unchanged. No worked case changed.
+FLOORS = {"fit": (51, 70, 112, 120), "heldout": (56, 71, 108, 113)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
