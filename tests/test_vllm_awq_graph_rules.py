@@ -110,3 +110,14 @@ def test_gemma3_int4_awq_checkpoint_weights_are_the_group_32_layout():
     assert report.weights_bytes / GIB == pytest.approx(17.611, rel=0.01)
     assert report.kv_cache_tokens == pytest.approx(3584, rel=0.15)
     assert not est.fit.fits
+
+
+@pytest.mark.parametrize(("version", "tokens"), [("0.5.4", 2048), ("0.6.2", 4096),
+                                                  ("0.6.3", 5120)])
+def test_v0_multimodal_batch_floor_by_release(version, tokens):
+    """config.py _MULTIMODAL_MODEL_MAX_NUM_BATCHED_TOKENS: none before PR #8028 (0.6.0), 4096 in
+    the 0.6.0-0.6.2 wheels, 5120 from 0.6.3; LLaVA-1.5 at 2048 tokens, one 576-token picture a
+    sequence."""
+    est = _vllm("llava-hf/llava-1.5-7b-hf", "a100 sxm4 80gb", 1, version=version,
+                max_model_len=2048)
+    assert est.engine_report.max_num_batched_tokens == tokens

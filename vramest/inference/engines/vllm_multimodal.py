@@ -482,7 +482,8 @@ def mllama_v0_profile(config: Mapping[str, Any], rules: VLLMRules, release: Rele
 # limit_mm_per_prompt items of the largest size (1 per modality by default in V0); the model's
 # forward runs the vision tower on every sequence's pictures at once (gemma3_mm.py
 # _process_image_input @v0.8.3), then the language model over all the tokens, and samples
-# that many sequences. Read at v0.8.3, applied from 0.6.0 with the batch floor of PR #8028.
+# that many sequences. Read at v0.8.3; the same rule in the 0.6.0 wheel (model_runner.py
+# profile_run), with PR #8028's batch floor (4096 there, 5120 from 0.6.3).
 _V0_MM_PROFILE_SINCE = Release((0, 6))
 
 
