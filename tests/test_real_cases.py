@@ -258,6 +258,15 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # gradients (stage3.py grad_partitions_flat_buffer; 4 B, not 2, over the 16-bit ones) turns
 # #5977's (Llama-3-8B on 8 RTX 3090): fit OOM 47/65 -> 49/65 after the rules above. No
 # other verdict or figure changed; training-peak medians stay 6.6% (fit) and 9.3% (held-out).
+# vllm-awq (on main's 384 cases): vLLM before 0.3 runs every AWQ layer through awq_gemm's
+# split-k partials, and the caching allocator keeps the QKV partials' segment while the gate/up
+# partials take their own (startup.awq_profile_resident_bytes): 7B AWQ at 16384 tokens on a
+# 12 GB RTX 3060 runs out of memory in the profiling forward (vllm#1234, #1479), 2048 tokens
+# still fits: held-out OOM 54/71 -> 56/71. The vllm#16199 cases name the checkpoint's group
+# size (32; its logged 17.61 GiB of weights is that layout) and V0's multimodal profile runs 20
+# one-picture sequences: the 4096-token launch is refused as logged (KV +171% -> +11%): fit OOM
+# 50/70 -> 51/70. The RoPE caches V0 loads with the weights (vllm_rope.py) changed no verdict;
+# vLLM KV median fit 3.6% -> 3.5%, held-out 5.4% unchanged. No worked case changed.
 FLOORS = {"fit": (0, 0, 0, 0), "heldout": (0, 0, 0, 0)}
 
 

@@ -381,9 +381,13 @@ def rope_scaled_context(config: Mapping[str, Any], max_context: int | None) -> i
     """vLLM's derived maximum length under RoPE scaling: max_position_embeddings times the
     factor, from original_max_position_embeddings for yarn; llama3, longrope and su scaling
     leave it (vllm/config.py _get_and_verify_max_len: 'if rope_type not in ("su", "longrope",
-    "llama3") ... derived_max_model_len *= scaling_factor'; SGLang copies the rule)."""
+    "llama3") ... derived_max_model_len *= scaling_factor'; SGLang copies the rule). Gemma 3
+    is left at max_position_embeddings ('if rope_scaling is not None and "gemma3" not in
+    hf_config.model_type', vllm/config.py @v0.8.3): its linear factor is for the global layers'
+    RoPE only."""
     rope = config.get("rope_scaling")
-    if not isinstance(rope, dict) or not max_context:
+    if not isinstance(rope, dict) or not max_context or "gemma3" in str(
+            config.get("model_type", "")):
         return None
     kind = rope.get("rope_type", rope.get("type"))
     factor = rope.get("factor")

@@ -37,9 +37,11 @@ from vramest.inference.engines.vllm_multimodal import (
     encoder_profile,
     mllama_v0_profile,
     unmodelled_encoder_note,
+    v0_encoder_profile,
 )
 from vramest.inference.engines.vllm_pipeline import binding_stage, stages
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
+from vramest.inference.engines.vllm_rope import rope_cache_bytes
 from vramest.inference.engines.vllm_runner import (
     mrv2_profiled_logits,
     parse_model_runner,
@@ -256,8 +258,8 @@ def _batched_tokens(options: VLLMOptions, max_model_len: int, rules: VLLMRules,
     # V0 keeps multimodal models unchunked (PR #8425, "Disable chunked prefill by default ...
     # for multimodal models", Sept 2024)
     if rules.chunked_prefill == "never" or (rules.chunked_prefill == "long-context" and (
-            max_model_len <= 32768 or multimodal)):
-        return max(max_model_len, 2048)  # V0: one whole prompt per forward
+            max_model_len <= 32768 or multimodal)):  # V0: one whole prompt per forward
+        return max(max_model_len, 2048, rules.mm_batched_tokens if multimodal else 0)
     if rules.chunked_prefill == "long-context":
         return rules.batched_tokens
     if options.entrypoint == "llm":
@@ -289,6 +291,24 @@ def awq_split_k_bytes(shape: ModelShape, tp: int, tokens: int, compute_bytes: fl
     widest = (shape.moe_intermediate_size if shape.is_moe
               else 2 * shape.intermediate_size / tp)
     return round(AWQ_SPLIT_K * tokens * widest * compute_bytes)
+
+
+def awq_profile_resident_bytes(shape: ModelShape, tp: int, tokens: int,
+                               compute_bytes: float, weights: int) -> int:
+    """What the GPU holds at the MLP of the first layer of the profiling forward on releases
+    whose every AWQ layer runs awq_gemm with split-k partials (dense models): torch's caching
+    allocator hands the freed QKV partials' segment to the next smaller tensors (the attention
+    output, the residual, the normed input: "the smallest cached block that will fit", split),
+    so the segment stays in use and cannot be released; the gate/up partials, larger, then need
+    a segment of their own (c10/cuda/CUDACachingAllocator.cpp @001074d2, its header: a failed
+    cudaMalloc frees only cached blocks "that are not split"). vLLM's own peak
+    (max_memory_allocated) counts the live tensors, not the pinned segment, so its KV budget
+    allows for it no more than before PR #2031 it allowed for the CUDA context. Before layer 0
+    the embedding output and the first norm's output hold segments of their own."""
+    qkv = (shape.num_heads + 2 * shape.num_kv_heads) * shape.head_dim / tp
+    gate_up = 2 * shape.intermediate_size / tp
+    partials = AWQ_SPLIT_K * tokens * (qkv + gate_up) * compute_bytes
+    return round(weights + partials + 2 * tokens * shape.hidden_size * compute_bytes)
 
 
 def vllm_startup(est: Estimate, device: Device, tp: int = 1,
@@ -372,6 +392,14 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                                     text_hidden=shape.hidden_size, max_num_seqs=seqs, tp=tp,
                                     act_bytes=compute_bytes,
                                     limits=options.limit_mm_per_prompt)
+    if encoder is None and not options.skip_mm_profiling:
+        encoder = v0_encoder_profile(config, rules, version.release,
+                                     text_hidden=shape.hidden_size, batched_tokens=tokens,
+                                     max_num_seqs=seqs, tp=tp, act_bytes=compute_bytes,
+                                     limits=options.limit_mm_per_prompt, constants=c)
+        if encoder is not None and not served.pooling:  # V0 samples only those sequences
+            sampler = encoder.v0_sequences * shape.vocab_size * rules.sampler_bytes_per_logit
+            activation = round(tokens * per_token + sampler)
     if encoder is not None:
         activation = encoder.peak(activation)
     unmodelled = unmodelled_encoder_note(config, rules, options.skip_mm_profiling,
@@ -390,7 +418,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     graphs = c.vllm_cuda_graph_bytes + graph_peer_bytes(rules, tp, device) \
         if rules.cuda_graphs_budgeted and not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
-    weights_bytes = layout.weights_bytes + lora_tp
+    # V0 builds the RoPE cos/sin caches with the model (vllm_rope.py), whole on every rank
+    rope = rope_cache_bytes(config, shape, version.release, compute_bytes) \
+        if rules.engine == "v0" else 0
+    weights_bytes = layout.weights_bytes + lora_tp + rope
     kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
     per_token_gpu = kv_token * _kv_share(shape, tp) / pp
@@ -460,7 +491,10 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                or _loading_refusal(loading, one_gpu, total, options.memory_in_use_bytes,
                                    version.text)
                or _memory_refusal(rules, total, budget, options.memory_in_use_bytes,
-                                  activation, capture, warmup))
+                                  activation, capture, warmup)
+               or _awq_profile_refusal(rules, fmt.name, shape, tp, tokens, compute_bytes,
+                                       weights_bytes, c.vllm_non_torch_bytes, total,
+                                       options.memory_in_use_bytes))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
@@ -553,6 +587,26 @@ def graph_peer_bytes(rules: VLLMRules, tp: int, device: Device) -> int:
     full_mesh = "NVLink" in link and "bridge" not in link
     custom = tp in CUSTOM_ALLREDUCE_WORLD_SIZES and (tp == 2 or full_mesh)
     return 0 if custom else (tp - 1) * V1_NCCL_GRAPH_PEER
+
+
+def _awq_profile_refusal(rules: VLLMRules, fmt_name: str, shape: ModelShape, tp: int,
+                         tokens: int, compute_bytes: float, weights: int, context: int,
+                         total: int, in_use: int) -> str:
+    """The profiling forward itself out of memory: awq_gemm's split-k partials (releases
+    before 0.3) with the QKV partials' segment kept by the caching allocator
+    (awq_profile_resident_bytes), beside the CUDA context, on a GPU too small for them."""
+    if not rules.awq_split_k or fmt_name != "awq-int4" or shape.is_moe:
+        return ""
+    resident = awq_profile_resident_bytes(shape, tp, tokens, compute_bytes, weights)
+    room = total - in_use - context
+    if resident <= room:
+        return ""
+    gib = 1 / GIB
+    return (f"CUDA out of memory in the profiling forward: {tokens:,} tokens through awq_gemm "
+            f"hold {resident * gib:.2f} GiB with the weights (its split-k partial outputs, "
+            f"8 per output, for QKV and gate/up), {room * gib:.2f} GiB is left beside the CUDA "
+            "context; give a smaller --max-model-len or --max-num-batched-tokens (vLLM 0.3+ "
+            "dequantizes AWQ weights for large batches instead).")
 
 
 def _memory_refusal(rules: VLLMRules, total: int, budget: int, in_use: int, activation: int,

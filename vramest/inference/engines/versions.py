@@ -84,6 +84,11 @@ class VLLMRules:
     # forward holds its split-k partial outputs (startup.awq_split_k_bytes); from 0.3.0 a
     # batch of 256 tokens or more dequantizes the weight and uses torch.matmul instead
     awq_split_k: bool = True
+    # V0's max_num_batched_tokens floor for a multimodal model when the user gives none
+    # (config.py SchedulerConfig.__post_init__, _MULTIMODAL_MODEL_MAX_NUM_BATCHED_TOKENS: 4096
+    # in the 0.6.0 and 0.6.2 wheels (PR #8028 of 2024-08-30), 5120 in 0.6.3's, 0.6.4's, 0.7.0's
+    # and 0.8.3's); 0 before
+    mm_batched_tokens: int = 0
     # What loading a 16-bit checkpoint with --quantization fp8 (online quantization) holds at
     # its peak (startup.online_quant_load_peak): "whole" — every weight at its original
     # precision before any is quantized; "both" — each layer quantized as soon as it is loaded,
@@ -195,7 +200,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 
 
 _CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k",
-            "default_utilization", "online_quant_peak")
+            "default_utilization", "online_quant_peak", "mm_batched_tokens")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -217,6 +222,11 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
          "AWQ from 256 tokens: awq_dequantize + torch.matmul (vllm/model_executor/layers/"
          "quantization/awq.py apply_weights, FP16_MATMUL_HEURISTIC_CONDITION, in the 0.3.0 "
          "wheel and not in 0.2.7's)"),
+        ((0, 6), dict(mm_batched_tokens=4096),
+         "V0 multimodal models batch at least 4096 tokens (PR #8028, 'Increase default "
+         "max_num_batched_tokens for multimodal models', merged 2024-08-30)"),
+        ((0, 6, 3), dict(mm_batched_tokens=5120),
+         "V0 multimodal models batch at least 5120 tokens (config.py in the 0.6.3 wheel)"),
         ((0, 3, 1), dict(others_memory="outside"),
          "peak = free at start - free after profiling (PR #2863 'Fix memory profiling when "
          "GPU is used by multiple processes', merged 2024-02-14)"),

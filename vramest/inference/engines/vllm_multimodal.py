@@ -120,6 +120,7 @@ class EncoderProfile:
     patches_per_item: int
     tower_peak_bytes: int  # one GPU, the encoder's forward over every item
     cache_bytes: int  # one GPU, the outputs kept through the text profile
+    v0_sequences: int = 0  # V0's decoder-only profile: the sequences it runs and samples
 
     def peak(self, text_peak: int) -> int:
         """vLLM's measured peak: the encoder's own, or its cache beside the text profile."""
@@ -127,6 +128,13 @@ class EncoderProfile:
 
     def note(self) -> str:
         gib = 1 / 2**30
+        if self.v0_sequences:
+            return (f"Multimodal profile (V0): {self.v0_sequences} dummy sequences of "
+                    f"max_num_batched_tokens / {self.v0_sequences} tokens, {self.items} "
+                    f"{self.tokens_per_item:,}-token picture(s) ({self.patches_per_item:,} "
+                    f"patches each) through the vision tower at once: peak "
+                    f"{self.tower_peak_bytes * gib:.2f} GiB (--limit-mm-per-prompt image=0 "
+                    "leaves it out).")
         if not self.budget_tokens:  # V0's encoder-decoder profile (Llama 3.2 Vision)
             return (f"Multimodal profile (V0): each of the {self.items} dummy sequences brings a "
                     f"{self.tokens_per_item:,}-token picture ({self.patches_per_item:,} "
@@ -466,6 +474,41 @@ def mllama_v0_profile(config: Mapping[str, Any], rules: VLLMRules, release: Rele
     states = images * tiles * per_tile * text_hidden * act_bytes
     return EncoderProfile("image", tiles * per_tile, images, 0, length,
                           round(images * per_image * act_bytes), round(states))
+
+
+# V0's profile of a decoder-only vision-language model (worker/model_runner.py _dummy_run
+# @v0.8.3): "max_num_seqs = min(max_num_seqs, max_num_batched_tokens // max_mm_tokens)" (at
+# least 1), each dummy sequence max_num_batched_tokens // that many tokens long and carrying
+# limit_mm_per_prompt items of the largest size (1 per modality by default in V0); the model's
+# forward runs the vision tower on every sequence's pictures at once (gemma3_mm.py
+# _process_image_input @v0.8.3), then the language model over all the tokens, and samples
+# that many sequences. Read at v0.8.3; the same rule in the 0.6.0 wheel (model_runner.py
+# profile_run), with PR #8028's batch floor (4096 there, 5120 from 0.6.3).
+_V0_MM_PROFILE_SINCE = Release((0, 6))
+
+
+def v0_encoder_profile(config: Mapping[str, Any], rules: VLLMRules, release: Release, *,
+                       text_hidden: int, batched_tokens: int, max_num_seqs: int, tp: int,
+                       act_bytes: float, limits: Limits | None = None,
+                       constants: Constants | None = None) -> EncoderProfile | None:
+    """V0's multimodal profile for the fixed-size towers (Gemma 3's SigLIP, LLaVA's CLIP,
+    Pixtral, InternVL...): `items` is the number of dummy pictures, one per profiled sequence
+    at the default limit; None on V1, for Llama 3.2 Vision (`mllama_v0_profile`) and for
+    towers not modelled."""
+    family = str(config.get("model_type", "")).lower()
+    per_prompt = dict(limits or ()).get("image", 1)  # V0's default limit is 1
+    if rules.engine != "v0" or release < _V0_MM_PROFILE_SINCE or family == "mllama" or \
+            per_prompt <= 0:
+        return None
+    item = _fixed_item(config)
+    if item is None:
+        return None
+    seqs = max(1, min(max_num_seqs, batched_tokens // (item.tokens * per_prompt)))
+    # the embeddings are merged into the text input, which the text profile counts; what the
+    # tower leaves beside the text forward is its output rows, kept as "cache" here
+    profile = _fixed_profile(item, release, seqs * per_prompt, 0, text_hidden, tp, act_bytes,
+                             constants or Constants())
+    return replace(profile, v0_sequences=seqs)
 
 
 # multimodal families whose catalog config may leave its vision_config out (Gemma 3's SigLIP,
