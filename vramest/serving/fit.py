@@ -2,12 +2,13 @@
 
     python -m vramest.serving.fit > vramest/serving/serving_fit.txt
     python -m vramest.serving.fit --engines >> vramest/serving/serving_fit.txt
+    python -m vramest.serving.fit trtllm  # one engine's section only
 
-Ten constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
+Eleven constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
 seconds per request before its first token, seconds per all-reduce, seconds per sequence per
 step, the per-GPU matmul width at half rate, eager seconds per layer of a step with prompt
-tokens, and the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach; the eager cost stays
-0 for vLLM, whose CUDA graphs cover such steps, and the clump scale does nothing for SGLang's
+tokens, the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, and the server's serial
+seconds per streamed token (fitted for TensorRT-LLM only); the eager cost stays 0 for vLLM, whose CUDA graphs cover such steps, and the clump scale does nothing for SGLang's
 default policy), fitted by coordinate descent on the log errors of
 TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv. Held-out errors
 leave one measurement campaign (one engine version on one GPU for one model, or one published
@@ -38,16 +39,24 @@ if TYPE_CHECKING:
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
 STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),
-         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0))
+         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0), (0.0, 5e-4))
 EAGER = 8  # index of the eager per-layer seconds
 GRAPHED_MIXED_STEPS = {"vllm", "llamacpp"}  # no eager cost: fixed at 0, never fitted
+FRONTEND = 10  # index of the server's seconds per streamed token
+# engines whose rows do not show a serial server cost per token: fixed at 0, never fitted
+NO_FRONTEND = {"vllm", "sglang", "llamacpp"}
+
+
+def _fixed(name: str) -> set[int]:
+    """Indices of the constants held at 0 for an engine."""
+    return ({EAGER} if name in GRAPHED_MIXED_STEPS else set()) | \
+        ({FRONTEND} if name in NO_FRONTEND else set())
 
 
 def _constants(name: str, params: tuple[float, ...]) -> tuple[float, ...]:
-    """`params` with the eager cost an engine's CUDA graphs rule out set to 0."""
-    if name in GRAPHED_MIXED_STEPS:
-        return (*params[:EAGER], 0.0, *params[EAGER + 1:])
-    return params
+    """`params` with the costs an engine rules out (the eager cost its CUDA graphs cover, a
+    server cost its rows do not show) set to 0."""
+    return tuple(0.0 if i in _fixed(name) else p for i, p in enumerate(params))
 
 
 def _loss(preds: list[Prediction]) -> float:
@@ -75,7 +84,8 @@ def _predict_all(rows: list[Row], eng: ServingEngine,
                 allreduce_latency_s=eng.allreduce_latency_s, seq_overhead_s=eng.seq_overhead_s,
                 gemm_half_width=eng.gemm_half_width,
                 eager_layer_s=0.0 if r.engine in GRAPHED_MIXED_STEPS else eng.eager_layer_s,
-                fp8_gemm_share=eng.fp8_gemm_share)
+                fp8_gemm_share=eng.fp8_gemm_share,
+                frontend_token_s=0.0 if r.engine in NO_FRONTEND else eng.frontend_token_s)
         try:
             out.append(predict(r, use))
         except InputError:
@@ -90,7 +100,7 @@ def fit(rows: list[Row], eng: ServingEngine, start: tuple[float, ...],
     scale = 0.75
     for _ in range(rounds):
         for i, (lo, hi) in enumerate(STEPS):
-            if i == EAGER and eng.name in GRAPHED_MIXED_STEPS and not own_policy:
+            if i in _fixed(eng.name) and not own_policy:
                 continue
             for factor in (1 - scale, 1 / (1 - scale), 1 - scale / 3, 1 / (1 - scale / 3)):
                 trial = list(best)
@@ -131,7 +141,7 @@ def main() -> int:
         out.write("== leave-one-engine-out\n")
         leave_one_engine_out(out)
         return 0
-    for name in ("vllm", "sglang", "trtllm"):
+    for name in sys.argv[1:] or ("vllm", "sglang", "trtllm"):
         eng = SERVING_ENGINES[name]
         rows = rows_for(name)
         start = FITTED[name]

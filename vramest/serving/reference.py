@@ -172,7 +172,10 @@ def trtllm_bench_settings(row: Row, eng: ServingEngine, weights_bytes: float,
         tokens = max(2048, _round_up(raw_tokens, 256))
     else:
         tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
-    return with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs)
+    # trtllm-bench drives the executor in its own process with token ids in and out: no server
+    # detokenizes or streams the tokens (tensorrt_llm/bench/benchmark/throughput.py)
+    return replace(with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs),
+                   frontend_token_s=0.0)
 
 
 def _read(name: str) -> list[dict[str, str]]:
@@ -308,13 +311,13 @@ def median_abs(values: list[float]) -> float:
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
                 clump: float, request_s: float, allreduce_s: float,
                 seq_s: float, half_width: float, eager_layer_s: float,
-                fp8_share: float) -> ServingEngine:
+                fp8_share: float, frontend_s: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
                     compute_efficiency_scale=comp)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
                    allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
                    gemm_half_width=half_width, eager_layer_s=eager_layer_s,
-                   fp8_gemm_share=fp8_share)
+                   fp8_gemm_share=fp8_share, frontend_token_s=frontend_s)
 
 
 def rows_for(engine: str) -> list[Row]:

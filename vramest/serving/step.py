@@ -78,6 +78,10 @@ class Deployment:
     eager_layer_s: float = 0.0
     # share of the 16-bit GEMMs' share of peak that FP8 GEMMs reach (FP8_GEMM_SHARE; fitted)
     fp8_gemm_share: float = 1.0
+    # the server's own serial seconds per token it streams (serving/engines.py
+    # ServingEngine.frontend_token_s): overlapped with the GPU, so a step takes the longer of
+    # the two (`step_seconds`)
+    frontend_token_s: float = 0.0
 
     @property
     def num_gpus(self) -> int:
@@ -190,8 +194,17 @@ def step_seconds(d: Deployment, s: Step) -> float:
         return extras_step_seconds(d, s, d.extras)
     phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
                        d.engine)
-    return phase.seconds + attention_seconds(d, s) + eager_seconds(d, s) + \
+    gpu = phase.seconds + attention_seconds(d, s) + eager_seconds(d, s) + \
         d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+    return max(gpu, frontend_seconds(d, s))
+
+
+def frontend_seconds(d: Deployment, s: Step, tokens_per_seq: float = 1.0) -> float:
+    """The server's serial work for the tokens a step emits (one per decoding sequence and per
+    prompt finished in it; `tokens_per_seq` per decode under speculative decoding). It runs
+    beside the GPU (the engine prepares and post-processes one step while the GPU runs the
+    next), so it bounds the step from below rather than adding to it."""
+    return d.frontend_token_s * (s.decodes * tokens_per_seq + s.prefill_seqs)
 
 
 def eager_seconds(d: Deployment, s: Step) -> float:
