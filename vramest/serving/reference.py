@@ -173,9 +173,11 @@ def trtllm_bench_settings(row: Row, eng: ServingEngine, weights_bytes: float,
     else:
         tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
     # trtllm-bench drives the executor in its own process with token ids in and out: no server
-    # detokenizes or streams the tokens (tensorrt_llm/bench/benchmark/throughput.py)
+    # detokenizes or streams the tokens (tensorrt_llm/bench/benchmark/throughput.py); and 0.17
+    # runs a built TensorRT engine, whose steps with prompt tokens enqueue the compiled network
+    # as one, not the PyTorch backend's op-by-op eager launches (ServingEngine.eager_layer_s)
     return replace(with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs),
-                   frontend_token_s=0.0)
+                   frontend_token_s=0.0, eager_layer_s=0.0)
 
 
 def _read(name: str) -> list[dict[str, str]]:
