@@ -42,20 +42,35 @@ class ServingEngine:
     # steps; 0 where no serving rows show it (vLLM, SGLang, llama.cpp)
     frontend_token_s: float
     source: str
+    # all-reduces by the engine's own kernels, timed from their measured table
+    # (serving/allreduce.py) where it covers the GPUs; else the ring with the fitted latency
+    custom_allreduce: bool = False
 
 
 def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine:
     step_s, mem, comp = fitted[:3]
-    return replace(ENGINES[base], name=name, step_overhead_s=step_s,
-                   memory_efficiency_scale=mem, compute_efficiency_scale=comp,
-                   source=f"{_FIT}; {note}")
+    engine = replace(ENGINES[base], name=name, step_overhead_s=step_s,
+                     memory_efficiency_scale=mem, compute_efficiency_scale=comp,
+                     source=f"{_FIT}; {note}")
+    if name in LAYER_COST_FITTED:
+        engine = replace(engine, layer_overhead_s=fitted[LAYER])
+    return engine
 
 
 # Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
 # clump scale, per-request seconds, seconds per all-reduce, seconds per sequence per step,
 # half-rate matmul width per GPU, eager seconds per layer of a step with prompt tokens, the
 # share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, from FP8_GEMM_SHARE; the server's
-# serial seconds per streamed token, overlapped with the GPU: ServingEngine.frontend_token_s).
+# serial seconds per streamed token, overlapped with the GPU: ServingEngine.frontend_token_s;
+# seconds per layer of every step, for the engines in LAYER_COST_FITTED).
+# TensorRT-LLM's decode steps cost a fixed time per layer beyond the weights they stream, at
+# every TP: the 1.0.0rc3 campaigns (H100, c8) fall as a / TP + b with b ≈ 2.0 ms for
+# Llama-3.1-8B (32 layers) and 4.3 ms for Qwen3-32B (64 layers), about 65 µs a layer, the
+# 2026-04-06 one (H200, Llama-3.1-70B, c4) with b ≈ 2.9 ms for 80 layers, once the all-reduces
+# (serving/allreduce.py, a few µs each) are taken out: each of the layer's dozen kernels (norms,
+# RoPE, activation quantization, the GEMMs, XQA, the all-reduce) takes a few µs however little
+# it reads, which the roofline of the weights does not see. The ring's latency (sixth) is not
+# fitted for it: its all-reduces come from the measured table.
 # The eager cost stays 0 for vLLM: V1 captures mixed prefill/decode batches in piecewise CUDA
 # graphs (its default cudagraph mode). SGLang replays CUDA graphs for DECODE, TARGET_VERIFY and
 # IDLE batches only (python/sglang/srt/model_executor/forward_batch_info.py,
@@ -72,15 +87,18 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
     "vllm": (0.00278, 1.083, 1.453, 0.6616, 0.010372, 1.34e-05, 7.9839e-07, 554.5, 0.0, 1.0,
-             0.0),
+             0.0, 0.0),
     "sglang": (0.0020866, 1.173, 1.277, 1.7768, 0.037351, 1.2392e-05, 2.8187e-05, 1.2972,
-               0.00018287, 0.86062, 0.0),
-    "trtllm": (6.9116e-05, 0.92262, 1.584, 1.4913, 0.062889, 3e-05, 1.7371e-07, 386.52,
-               7.3252e-05, 0.765, 6.6667e-05),
+               0.00018287, 0.86062, 0.0, 0.0),
+    "trtllm": (8.8966e-06, 1.1, 1.5593, 1.4028, 0.053427, 2.9531e-05, 9.5385e-07, 486.52,
+               5.7274e-05, 0.765, 4.375e-05, 6e-05),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
-    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0, 1.0, 0.0),
+    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0, 1.0, 0.0, 0.0),
 }
+
+LAYER = 11  # index of the seconds per layer of every step
+LAYER_COST_FITTED = {"trtllm"}  # the others keep their base engine's (vllm/sglang: none)
 
 # Fused-MoE kernels (expert FLOPs only): a scan of 1, 0.5, 0.3, 0.2 against the MoE rows in
 # vramest/validation/reference/serving_aiconfigurator_silicon_moe.csv (Qwen3-235B-A22B,
@@ -125,7 +143,7 @@ SERVING_ENGINES: dict[str, ServingEngine] = {
         # tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192, max_batch_size 2048;
         # KvCacheConfig.free_gpu_memory_fraction 0.9 of what the weights and buffers leave
         max_num_batched_tokens=8192, max_num_seqs=2048, block_size=32, memory_utilization=0.9,
-        mixed=True, launch="trtllm-serve", **_scheduler_costs("trtllm"),
+        mixed=True, launch="trtllm-serve", custom_allreduce=True, **_scheduler_costs("trtllm"),
         source="TensorRT-LLM in-flight batching with chunked context"),
     "llamacpp": ServingEngine(
         "llamacpp", _speed("llamacpp", "llamacpp", FITTED["llamacpp"], "llama.cpp server"),

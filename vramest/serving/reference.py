@@ -313,9 +313,9 @@ def median_abs(values: list[float]) -> float:
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
                 clump: float, request_s: float, allreduce_s: float,
                 seq_s: float, half_width: float, eager_layer_s: float,
-                fp8_share: float, frontend_s: float) -> ServingEngine:
+                fp8_share: float, frontend_s: float, layer_s: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
-                    compute_efficiency_scale=comp)
+                    compute_efficiency_scale=comp, layer_overhead_s=layer_s)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
                    allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
                    gemm_half_width=half_width, eager_layer_s=eager_layer_s,

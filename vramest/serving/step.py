@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from vramest.frozen import frozen
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
@@ -27,6 +27,7 @@ from vramest.inference.memory import (
 )
 from vramest.inference.serving_extras import ServingExtras
 from vramest.inference.throughput import (
+    Phase,
     PhaseWork,
     _attention_flops_per_token,
     _params,
@@ -37,6 +38,7 @@ from vramest.inference.throughput import (
 )
 from vramest.model.precisions import KVFormat, WeightFormat
 from vramest.model.shapes import ModelShape
+from vramest.serving.allreduce import covers, trtllm_allreduce_s
 
 # An FP8 GEMM runs 1.53x as fast as the same bf16 GEMM on Hopper, not the 2x of their peaks:
 # the median over 210 large GEMMs (M 2048-8192; N, K of Llama-3.1-8B/70B and Qwen3-32B layers)
@@ -82,6 +84,9 @@ class Deployment:
     # ServingEngine.frontend_token_s): overlapped with the GPU, so a step takes the longer of
     # the two (`step_seconds`)
     frontend_token_s: float = 0.0
+    # the engine's own all-reduce kernels, timed from their measured table where it covers the
+    # GPUs (serving/allreduce.py); else the ring formula with the fitted latency
+    custom_allreduce: bool = False
 
     @property
     def num_gpus(self) -> int:
@@ -142,18 +147,24 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     else:
         expert_read, expert_rows = 0.0, 0.0
     logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
-    width = shape.hidden_size / d.tp
-    narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
+    narrow = _narrow(d, d.tp)
     # the dense GEMMs' FP8 rate; the fused MoE kernels keep their own share (moe_efficiency,
     # scanned against the MoE rows)
     fp8 = 1 / d.fp8_gemm_share if _precision(d.fmt, d.device) == "fp8" else 1.0
     return PhaseWork(
         dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow * fp8,
-        expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
+        expert_flops=2 * tokens * busiest * expert * k / gpus * _narrow(d, d.tp // d.ep)
+        / d.moe_efficiency,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read) / gpus,
         forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
         layers=shape.num_layers, tp=d.tp, pp=d.pp, is_prefill=s.prefill_tokens > 0)
+
+
+def _narrow(d: Deployment, split: int) -> float:
+    """1 / the share of the GEMM rate a matmul split over `split` GPUs reaches."""
+    width = d.shape.hidden_size / max(1, split)
+    return (width + d.gemm_half_width) / width
 
 
 def attention_seconds(d: Deployment, s: Step, decode_queries: float = 1.0) -> float:
@@ -192,11 +203,22 @@ def step_seconds(d: Deployment, s: Step) -> float:
         from vramest.serving.extras import extras_step_seconds
 
         return extras_step_seconds(d, s, d.extras)
-    phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
-                       d.engine)
-    gpu = phase.seconds + attention_seconds(d, s) + eager_seconds(d, s) + \
+    gpu = phase_seconds(d, step_work(d, s)) + attention_seconds(d, s) + eager_seconds(d, s) + \
         d.seq_overhead_s * (s.decodes + s.prefill_seqs)
     return max(gpu, frontend_seconds(d, s))
+
+
+def phase_seconds(d: Deployment, work: PhaseWork) -> float:
+    """The matmuls, weight reads, per-step costs and all-reduces of a step's work."""
+    if d.custom_allreduce and covers(d.device, d.tp):
+        phase = _phase(d, replace(work, tp=1))  # all-reduces from the measured table instead
+        elements = work.allreduce_bytes / d.fmt.compute_bytes
+        return phase.seconds + 2 * work.layers * trtllm_allreduce_s(d.tp, elements)
+    return _phase(d, work).seconds
+
+
+def _phase(d: Deployment, work: PhaseWork) -> Phase:
+    return time_phase(work, d.device, _precision(d.fmt, d.device), d.constants, d.engine)
 
 
 def frontend_seconds(d: Deployment, s: Step, tokens_per_seq: float = 1.0) -> float:
