@@ -150,6 +150,7 @@ def deployed(row: Row, eng: ServingEngine) -> ServingEngine:
 # 1 + ISL / OSL, capped at 32768, max_num_tokens (at least 2048; rounded up to 256 below 4096,
 # 512 below 8192, else 1024).
 BENCH_KV_FRACTION = 0.95
+TENSORRT_ENGINE = "TensorRT engine backend"  # engine_version of the 0.17 table's rows
 BENCH_MAX_BATCH = 4096
 BENCH_MAX_TOKENS = 32768
 
@@ -173,11 +174,14 @@ def trtllm_bench_settings(row: Row, eng: ServingEngine, weights_bytes: float,
     else:
         tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
     # trtllm-bench drives the executor in its own process with token ids in and out: no server
-    # detokenizes or streams the tokens (tensorrt_llm/bench/benchmark/throughput.py); and 0.17
-    # runs a built TensorRT engine, whose steps with prompt tokens enqueue the compiled network
-    # as one, not the PyTorch backend's op-by-op eager launches (ServingEngine.eager_layer_s)
-    return replace(with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs),
-                   frontend_token_s=0.0, eager_layer_s=0.0)
+    # detokenizes or streams the tokens (tensorrt_llm/bench/benchmark/throughput.py)
+    bench = replace(with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs),
+                    frontend_token_s=0.0)
+    if TENSORRT_ENGINE in row.engine_version:
+        # a built TensorRT engine enqueues its whole network for a step with prompt tokens, not
+        # the PyTorch backend's op-by-op eager launches (ServingEngine.eager_layer_s)
+        bench = replace(bench, eager_layer_s=0.0)
+    return bench
 
 
 def _read(name: str) -> list[dict[str, str]]:
