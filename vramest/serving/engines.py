@@ -36,11 +36,6 @@ class ServingEngine:
     eager_layer_s: float
     # share of the 16-bit GEMMs' share of peak FP8 GEMMs reach (serving/step.py FP8_GEMM_SHARE)
     fp8_gemm_share: float
-    # the server process's serial seconds per token it streams back (fitted): TensorRT-LLM's
-    # OpenAI server detokenizes and builds every response in its own Python process
-    # (tensorrt_llm/llmapi/llm_args.py num_postprocess_workers, default 0), beside the GPU
-    # steps; 0 where no serving rows show it (vLLM, SGLang, llama.cpp)
-    frontend_token_s: float
     source: str
     # all-reduces by the engine's own kernels, timed from their measured table
     # (serving/allreduce.py) where it covers the GPUs; else the ring with the fitted latency
@@ -60,9 +55,8 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # Fitted constants: (per-step seconds, memory efficiency scale, compute efficiency scale,
 # clump scale, per-request seconds, seconds per all-reduce, seconds per sequence per step,
 # half-rate matmul width per GPU, eager seconds per layer of a step with prompt tokens, the
-# share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, from FP8_GEMM_SHARE; the server's
-# serial seconds per streamed token, overlapped with the GPU: ServingEngine.frontend_token_s;
-# seconds per layer of every step, for the engines in LAYER_COST_FITTED).
+# share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, from FP8_GEMM_SHARE; seconds per
+# layer of every step, for the engines in LAYER_COST_FITTED).
 # TensorRT-LLM's decode steps cost a fixed time per layer beyond the weights they stream, at
 # every TP: the 1.0.0rc3 campaigns (H100, c8) fall as a / TP + b with b ≈ 2.0 ms for
 # Llama-3.1-8B (32 layers) and 4.3 ms for Qwen3-32B (64 layers), about 65 µs a layer, the
@@ -87,17 +81,17 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # leave-one-source-out errors.
 FITTED: dict[str, tuple[float, ...]] = {
     "vllm": (0.00278, 1.083, 1.453, 0.6616, 0.010372, 1.34e-05, 7.9839e-07, 554.5, 0.0, 1.0,
-             0.0, 0.0),
+             0.0),
     "sglang": (0.0020866, 1.173, 1.277, 1.7768, 0.037351, 1.2392e-05, 2.8187e-05, 1.2972,
-               0.00018287, 0.86062, 0.0, 0.0),
+               0.00018287, 0.86062, 0.0),
     "trtllm": (3.6047e-06, 1.1, 1.5593, 1.4028, 0.05989, 2.9531e-05, 1.4689e-06, 486.52,
-               4.8661e-05, 0.765, 5.8333e-05, 5.8125e-05),
+               4.8661e-05, 0.765, 5.8125e-05),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
-    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0, 1.0, 0.0, 0.0),
+    "llamacpp": (0.0004, 1.0, 1.0, 0.55, 0.0, 1e-05, 2e-06, 1.0, 0.0, 1.0, 0.0),
 }
 
-LAYER = 11  # index of the seconds per layer of every step
+LAYER = 10  # index of the seconds per layer of every step
 LAYER_COST_FITTED = {"trtllm"}  # the others keep their base engine's (vllm/sglang: none)
 
 # Fused-MoE kernels (expert FLOPs only): a scan of 1, 0.5, 0.3, 0.2 against the MoE rows in
@@ -112,12 +106,11 @@ MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
 def _scheduler_costs(name: str) -> dict[str, float]:
     """The fitted constants past the three speed ones, by field name, and the MoE scale."""
-    clump, request, allreduce, seq, half_width, eager, fp8_share, frontend = FITTED[name][3:11]
+    clump, request, allreduce, seq, half_width, eager, fp8_share = FITTED[name][3:10]
     return {"clump_scale": clump, "request_overhead_s": request,
             "allreduce_latency_s": allreduce, "seq_overhead_s": seq,
             "gemm_half_width": half_width, "moe_efficiency": MOE_EFFICIENCY[name],
-            "eager_layer_s": eager, "fp8_gemm_share": fp8_share,
-            "frontend_token_s": frontend}
+            "eager_layer_s": eager, "fp8_gemm_share": fp8_share}
 
 
 SERVING_ENGINES: dict[str, ServingEngine] = {

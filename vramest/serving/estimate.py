@@ -161,7 +161,6 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
                       engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
                       gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency,
                       eager_layer_s=eng.eager_layer_s, fp8_gemm_share=eng.fp8_gemm_share,
-                      frontend_token_s=eng.frontend_token_s,
                       custom_allreduce=eng.custom_allreduce,
                       ep=ep if info.shape.is_moe else 1)
 

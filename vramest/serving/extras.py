@@ -20,7 +20,6 @@ from vramest.serving.step import (
     Step,
     attention_seconds,
     eager_seconds,
-    frontend_seconds,
     phase_seconds,
     step_seconds,
     step_work,
@@ -41,8 +40,7 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
         prop = proposer(d.shape, d.fmt.name, spec)
         # the proposer runs inside the engine's step: its GPU time only, no scheduler cost
         drafter = replace(base, shape=prop.shape, fmt=weight_format(prop.fmt),
-                          engine=replace(d.engine, step_overhead_s=0.0), seq_overhead_s=0.0,
-                          frontend_token_s=0.0)
+                          engine=replace(d.engine, step_overhead_s=0.0), seq_overhead_s=0.0)
         if s.prefill_tokens:  # it also reads the prompt chunk, to draft from its end
             draft_s += step_seconds(drafter, Step(
                 decodes=0, decode_context=0, prefill_tokens=s.prefill_tokens,
@@ -61,4 +59,4 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
         queries = 1.0 + spec.k
     seconds = phase_seconds(d, work) + attention_seconds(base, s, queries) + eager_seconds(d, s) + \
         d.seq_overhead_s * (s.decodes + s.prefill_seqs) + draft_s
-    return max(seconds, frontend_seconds(d, s, emitted)) / emitted
+    return seconds / emitted

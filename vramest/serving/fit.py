@@ -4,16 +4,15 @@
     python -m vramest.serving.fit --engines >> vramest/serving/serving_fit.txt
     python -m vramest.serving.fit trtllm  # one engine's section only
 
-Twelve constants per engine (per-step seconds, memory and compute efficiency scales, clump
+Eleven constants per engine (per-step seconds, memory and compute efficiency scales, clump
 scale, seconds per request before its first token, seconds per all-reduce, seconds per sequence
 per step, the per-GPU matmul width at half rate, eager seconds per layer of a step with prompt
-tokens, the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, the server's serial
-seconds per streamed token, and seconds per layer of every step; which an engine holds at 0 or
-takes from elsewhere: `_fixed`, and the all-reduce for engines timing it from a measured table),
-fitted by coordinate descent on the log errors of TPOT, TTFT and offline throughput in
-vramest/validation/reference/serving_*.csv. Held-out errors leave one measurement campaign (one
-engine version on one GPU for one model, or one published throughput table) out of the fit at a
-time.
+tokens, the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, and seconds per layer of
+every step; `_fixed` says which an engine holds at 0, and an engine timing its all-reduces from
+a measured table does not fit their latency), fitted by coordinate descent on the log errors
+of TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv.
+Held-out errors leave one measurement campaign (one engine version on one GPU for one model, or
+one published throughput table) out of the fit at a time.
 """
 
 from __future__ import annotations
@@ -46,20 +45,15 @@ if TYPE_CHECKING:
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
 STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),
-         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0), (0.0, 5e-4),
-         (0.0, 2e-4))
+         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0), (0.0, 2e-4))
 EAGER = 8  # index of the eager per-layer seconds
 GRAPHED_MIXED_STEPS = {"vllm", "llamacpp"}  # no eager cost: fixed at 0, never fitted
 ALLREDUCE = 5  # index of the seconds per all-reduce (the ring's latency)
-FRONTEND = 10  # index of the server's seconds per streamed token
-# engines whose rows do not show a serial server cost per token: fixed at 0, never fitted
-NO_FRONTEND = {"vllm", "sglang", "llamacpp"}
 
 
 def _fixed(name: str) -> set[int]:
     """Indices of the constants held at 0 for an engine."""
     return ({EAGER} if name in GRAPHED_MIXED_STEPS else set()) | \
-        ({FRONTEND} if name in NO_FRONTEND else set()) | \
         (set() if name in LAYER_COST_FITTED else {LAYER})
 
 
@@ -94,8 +88,7 @@ def _predict_all(rows: list[Row], eng: ServingEngine,
                 allreduce_latency_s=eng.allreduce_latency_s, seq_overhead_s=eng.seq_overhead_s,
                 gemm_half_width=eng.gemm_half_width,
                 eager_layer_s=0.0 if r.engine in GRAPHED_MIXED_STEPS else eng.eager_layer_s,
-                fp8_gemm_share=eng.fp8_gemm_share,
-                frontend_token_s=0.0 if r.engine in NO_FRONTEND else eng.frontend_token_s)
+                fp8_gemm_share=eng.fp8_gemm_share)
             if r.engine in LAYER_COST_FITTED:
                 use = replace(use, speed=replace(use.speed,
                                                  layer_overhead_s=eng.speed.layer_overhead_s))

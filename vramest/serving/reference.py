@@ -173,10 +173,7 @@ def trtllm_bench_settings(row: Row, eng: ServingEngine, weights_bytes: float,
         tokens = max(2048, _round_up(raw_tokens, 256))
     else:
         tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
-    # trtllm-bench drives the executor in its own process with token ids in and out: no server
-    # detokenizes or streams the tokens (tensorrt_llm/bench/benchmark/throughput.py)
-    bench = replace(with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs),
-                    frontend_token_s=0.0)
+    bench = with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs)
     if TENSORRT_ENGINE in row.engine_version:
         # a built TensorRT engine enqueues its whole network for a step with prompt tokens, not
         # the PyTorch backend's op-by-op eager launches (ServingEngine.eager_layer_s)
@@ -317,13 +314,13 @@ def median_abs(values: list[float]) -> float:
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
                 clump: float, request_s: float, allreduce_s: float,
                 seq_s: float, half_width: float, eager_layer_s: float,
-                fp8_share: float, frontend_s: float, layer_s: float) -> ServingEngine:
+                fp8_share: float, layer_s: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
                     compute_efficiency_scale=comp, layer_overhead_s=layer_s)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
                    allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
                    gemm_half_width=half_width, eager_layer_s=eager_layer_s,
-                   fp8_gemm_share=fp8_share, frontend_token_s=frontend_s)
+                   fp8_gemm_share=fp8_share)
 
 
 def rows_for(engine: str) -> list[Row]:

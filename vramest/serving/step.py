@@ -80,10 +80,6 @@ class Deployment:
     eager_layer_s: float = 0.0
     # share of the 16-bit GEMMs' share of peak that FP8 GEMMs reach (FP8_GEMM_SHARE; fitted)
     fp8_gemm_share: float = 1.0
-    # the server's own serial seconds per token it streams (serving/engines.py
-    # ServingEngine.frontend_token_s): overlapped with the GPU, so a step takes the longer of
-    # the two (`step_seconds`)
-    frontend_token_s: float = 0.0
     # the engine's own all-reduce kernels, timed from their measured table where it covers the
     # GPUs (serving/allreduce.py); else the ring formula with the fitted latency
     custom_allreduce: bool = False
@@ -203,9 +199,8 @@ def step_seconds(d: Deployment, s: Step) -> float:
         from vramest.serving.extras import extras_step_seconds
 
         return extras_step_seconds(d, s, d.extras)
-    gpu = phase_seconds(d, step_work(d, s)) + attention_seconds(d, s) + eager_seconds(d, s) + \
+    return phase_seconds(d, step_work(d, s)) + attention_seconds(d, s) + eager_seconds(d, s) + \
         d.seq_overhead_s * (s.decodes + s.prefill_seqs)
-    return max(gpu, frontend_seconds(d, s))
 
 
 def phase_seconds(d: Deployment, work: PhaseWork) -> float:
@@ -219,14 +214,6 @@ def phase_seconds(d: Deployment, work: PhaseWork) -> float:
 
 def _phase(d: Deployment, work: PhaseWork) -> Phase:
     return time_phase(work, d.device, _precision(d.fmt, d.device), d.constants, d.engine)
-
-
-def frontend_seconds(d: Deployment, s: Step, tokens_per_seq: float = 1.0) -> float:
-    """The server's serial work for the tokens a step emits (one per decoding sequence and per
-    prompt finished in it; `tokens_per_seq` per decode under speculative decoding). It runs
-    beside the GPU (the engine prepares and post-processes one step while the GPU runs the
-    next), so it bounds the step from below rather than adding to it."""
-    return d.frontend_token_s * (s.decodes * tokens_per_seq + s.prefill_seqs)
 
 
 def eager_seconds(d: Deployment, s: Step) -> float:
