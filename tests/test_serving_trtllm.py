@@ -1,6 +1,6 @@
-"""TensorRT-LLM's serving mechanisms behind its held-out errors: the server's per-token work beside
-the GPU steps, its own all-reduce kernels, a fixed cost per layer of every step, and the whole
-context it attends over unless told a window. Each checked against the measured rows."""
+"""TensorRT-LLM's serving mechanisms behind its held-out errors: its own all-reduce kernels, a
+fixed cost per layer of every step, eager steps only in the PyTorch backend, and the whole context
+it attends over unless told a window. Each checked against the measured rows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vramest.frozen import replace
 from vramest.hardware.database import default_hardware
 from vramest.serving.allreduce import SIZES, TRTLLM_NVLINK4_US, covers, trtllm_allreduce_s
 from vramest.serving.engines import SERVING_ENGINES
@@ -21,33 +20,16 @@ def _silicon(model: str, tp: int, concurrency: int, isl: int, osl: int) -> Row:
                 and r.concurrency == concurrency and r.input_len == isl and r.output_len == osl)
 
 
-def _tpot_error(row: Row, **changes: float) -> float:
-    eng = replace(SERVING_ENGINES["trtllm"], **changes) if changes else None
-    p = predict(row, eng)
-    assert p.tpot_s is not None and row.tpot_s is not None
-    return p.tpot_s / row.tpot_s - 1
-
-
-def test_the_server_bounds_a_fast_replica() -> None:
-    """Llama-3.1-8B on eight H100s (TensorRT-LLM 1.0.0rc3, 128 requests, 1024 in / 128 out)
-    measured 22.1 ms a token, barely faster than on two (21.1 ms): the server's own per-token
-    work, not the GPUs, sets the pace. Without it the model gives half the measured time."""
-    row = _silicon("meta-llama/Llama-3.1-8B", 8, 128, 1024, 128)
-    assert row.tpot_s == pytest.approx(0.0221, rel=0.01)
-    assert abs(_tpot_error(row)) < 0.15
-    assert _tpot_error(row, frontend_token_s=0.0) < -0.35
-
-
-def test_trtllm_bench_has_no_server_and_its_017_engines_no_eager_steps() -> None:
-    """trtllm-bench feeds token ids to the executor in its own process; the 0.17 table's
-    runs used built TensorRT engines, the 1.0 table's the PyTorch backend."""
+def test_only_the_017_tensorrt_engines_skip_the_eager_steps() -> None:
+    """The 0.17 table's runs used built TensorRT engines (a step with prompt tokens enqueues the
+    compiled network); the 1.0 table's used the PyTorch backend, which launches such steps op by
+    op, as the serving rows' deployments do."""
     from vramest.serving.reference import trtllm_bench_settings
 
     eng = SERVING_ENGINES["trtllm"]
-    assert eng.frontend_token_s > 0 and eng.eager_layer_s > 0
+    assert eng.eager_layer_s > 0
     for row in max_throughput_rows():
         bench = trtllm_bench_settings(row, eng, 16e9, 1e6, 80e9)
-        assert bench.frontend_token_s == 0.0
         assert (bench.eager_layer_s == 0.0) == row.engine_version.startswith("0.17")
 
 
@@ -58,7 +40,7 @@ def test_trtllm_attends_over_the_whole_context_of_a_sliding_window_model() -> No
     row = next(r for r in max_throughput_rows()
                if r.id == "trtllm017-perf-Mistral-7B-h100-tp1-20000-2000")
     p = predict(row)
-    assert row.tokens_per_s == 1373 and p.tokens_per_s is not None
+    assert row.tokens_per_s == pytest.approx(1373, abs=1) and p.tokens_per_s is not None
     assert p.tokens_per_s == pytest.approx(1373, rel=0.1)
 
 

@@ -84,7 +84,7 @@ FITTED: dict[str, tuple[float, ...]] = {
              0.0),
     "sglang": (0.0020866, 1.173, 1.277, 1.7768, 0.037351, 1.2392e-05, 2.8187e-05, 1.2972,
                0.00018287, 0.86062, 0.0),
-    "trtllm": (3.6047e-06, 1.1, 1.5593, 1.4028, 0.05989, 2.9531e-05, 1.4689e-06, 486.52,
+    "trtllm": (4.73e-06, 1.1, 1.5593, 1.4028, 0.05989, 2.9531e-05, 1.4805e-06, 486.52,
                4.8661e-05, 0.765, 5.8125e-05),
     # llama.cpp: no serving rows yet; its single-stream constants (scripts/fit_published.py)
     # and neutral scheduler constants
@@ -100,8 +100,10 @@ LAYER_COST_FITTED = {"trtllm"}  # the others keep their base engine's (vllm/sgla
 # kept, with the clump model of 2026-12: vLLM 14% / 14%, SGLang 33% / 50%, TensorRT-LLM 19% / 42%;
 # after SGLang's whole clumps, the eager cost and the refit: 13% / 14%, 31% / 37%, 20% / 42%;
 # after attention on its own roofline and the refit: 13% / 15%, 30% / 38%, 21% / 41%; the
-# scan was not redone). Expert parallelism and
-# attention data parallelism are not modelled, so rows using them are not in that file.
+# scan was not redone; TensorRT-LLM rescanned after its per-layer cost and measured
+# all-reduces: 1 → 19% / 37%, 0.5 → 19% / 39%, 0.3 → 18% / 42%, 0.2 → 18% / 42%).
+# Attention data parallelism is not modelled, so rows using it are not in that file; expert
+# parallelism is (serving/step.py Deployment.ep), and its rows are.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
 def _scheduler_costs(name: str) -> dict[str, float]:

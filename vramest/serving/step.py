@@ -71,9 +71,13 @@ class Deployment:
     extras: ServingExtras | None = None  # LoRA slots, speculative decoding (serving/extras.py)
     # expert parallel: the experts are split over `ep` groups of the tp GPUs (each expert's
     # matmuls over the tp // ep GPUs of its group). The weights and FLOPs per GPU are those of
-    # tensor parallelism; what changes is that a step waits for the most loaded group. The
-    # matmuls keep tensor parallelism's width penalty: the measured EP prefills
-    # (serving_aiconfigurator_silicon_moe.csv, TensorRT-LLM Qwen3-235B) are no faster than TP's
+    # tensor parallelism; what changes is that a step waits for the most loaded group
+    # (`_ep_imbalance`: more tokens, and more experts touched, than the mean), and that an
+    # expert's matmuls keep its group's width (hidden / (tp // ep) per GPU), not tensor
+    # parallelism's narrower slices (`_narrow`). The collectives stay tensor parallelism's:
+    # without attention data parallelism TensorRT-LLM's fused MoE reduces its output with the
+    # all-reduce (tensorrt_llm/_torch/modules/fused_moe/, enable_alltoall needs
+    # enable_attention_dp), so no all-to-all dispatch or combine is added
     ep: int = 1
     # per layer of a step that carries prompt tokens: the engine's CUDA graphs cover decode-only
     # batches, so such a step runs eagerly and pays its kernel launches (fitted per engine)
