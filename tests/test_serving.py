@@ -233,10 +233,12 @@ def test_accuracy_on_measured_rows(engine: str, metric: str, limit: float) -> No
 
 
 def test_b200_rows_the_fit_never_saw() -> None:
-    """A device class outside the fit: TPOT stays within 14% (TTFT is about 50% off there)."""
+    """A device class outside the fit: TPOT stays within 8% (TTFT is about 45% off there);
+    TensorRT-LLM's 4.6% (10.0% before its per-layer cost and its all-reduce kernels' times
+    scaled to B200's NVLink 5)."""
     preds = [predict(r) for r in b200_rows()]
     assert len(preds) >= 250
-    assert median_abs(errors(preds)["tpot"]) <= 0.14
+    assert median_abs(errors(preds)["tpot"]) <= 0.08
 
 
 @pytest.mark.parametrize(("engine", "limit"), [("vllm", 0.15), ("sglang", 0.35),

@@ -57,13 +57,17 @@ def test_decode_steps_fall_as_a_over_tp_plus_a_fixed_part() -> None:
 
 
 def test_allreduce_table_is_the_measured_one() -> None:
-    """The table's points come back exactly; only NVLink-4 GPUs and 2, 4 or 8 of them."""
+    """The table's points come back exactly; NVIDIA GPUs on SXM-class NVLink, 2, 4 or 8 of
+    them; a link twice as fast halves a large message's time."""
     for tp, row in TRTLLM_NVLINK4_US.items():
         for size, us in zip(SIZES, row, strict=True):
             assert trtllm_allreduce_s(tp, size) == pytest.approx(us * 1e-6)
     hw = default_hardware()
     assert covers(hw.find("h100"), 8) and covers(hw.find("h200"), 2)
-    assert not covers(hw.find("a100"), 8) and not covers(hw.find("h100"), 16)
+    assert covers(hw.find("b200"), 4) and not covers(hw.find("h100"), 16)
+    assert not covers(hw.find("rtx a6000"), 2) and not covers(hw.find("rtx 4090"), 2)
+    assert trtllm_allreduce_s(8, 2 ** 26, 1800e9) == pytest.approx(
+        trtllm_allreduce_s(8, 2 ** 25))
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""TensorRT-LLM's custom all-reduce on NVLink-4 (Hopper SXM) GPUs, from measured op times.
+"""TensorRT-LLM's custom all-reduce over NVLink, from its measured op times on Hopper SXM GPUs.
 
 TensorRT-LLM does not run its tensor-parallel all-reduces through NCCL's ring: its own kernels
 (one-shot for small messages: every GPU reads every peer's buffer over NVLink; two-shot above:
@@ -30,16 +30,26 @@ TRTLLM_NVLINK4_US: dict[int, tuple[float, ...]] = {
     8: (3.5, 3.6, 3.8, 4.6, 6.2, 10.2, 17.6, 26.0, 35.5, 51.9, 79.4, 122.3, 197.2, 322.5, 575.5),
 }
 NVLINK4_BYTES_S = 900e9  # the measured GPUs' NVLink (H100/H200 SXM, H20, GH200 list 900 GB/s)
+# NVLink of the SXM class (V100's 300 GB/s and up): every GPU reaches the others directly, as the
+# kernels need; two-card bridges (RTX A6000's 112.5 GB/s) keep the ring formula
+NVLINK_SXM_BYTES_S = 300e9
 
 
 def covers(device: Device, tp: int) -> bool:
-    """Whether the table measured this kind of link and this many GPUs."""
-    return tp in TRTLLM_NVLINK4_US and device.interconnect_bytes_s == NVLINK4_BYTES_S
+    """Whether the table applies to this many GPUs of this kind."""
+    return tp in TRTLLM_NVLINK4_US and device.vendor == "nvidia" and \
+        (device.interconnect_bytes_s or 0.0) >= NVLINK_SXM_BYTES_S
+
+
+def trtllm_allreduce_s(tp: int, elements: float, link_bytes_s: float = NVLINK4_BYTES_S) -> float:
+    """Seconds of one all-reduce of `elements` bf16 values over `tp` GPUs. On another NVLink
+    generation a message costs what one link / 900 GB/s times its size costs on the measured
+    one: the bandwidth-bound sizes scale with the link, the few-µs small messages do not."""
+    return _measured(tp, elements * NVLINK4_BYTES_S / link_bytes_s)
 
 
 @lru_cache(maxsize=8192)
-def trtllm_allreduce_s(tp: int, elements: float) -> float:
-    """Seconds of one all-reduce of `elements` bf16 values over `tp` NVLink-4 GPUs."""
+def _measured(tp: int, elements: float) -> float:
     row = TRTLLM_NVLINK4_US[tp]
     if elements <= SIZES[0]:
         return row[0] * 1e-6

@@ -212,7 +212,8 @@ def phase_seconds(d: Deployment, work: PhaseWork) -> float:
     if d.custom_allreduce and covers(d.device, d.tp):
         phase = _phase(d, replace(work, tp=1))  # all-reduces from the measured table instead
         elements = work.allreduce_bytes / d.fmt.compute_bytes
-        return phase.seconds + 2 * work.layers * trtllm_allreduce_s(d.tp, elements)
+        link = d.device.interconnect_bytes_s or 0.0
+        return phase.seconds + 2 * work.layers * trtllm_allreduce_s(d.tp, elements, link)
     return _phase(d, work).seconds
 
 
