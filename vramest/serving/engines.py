@@ -8,6 +8,8 @@ and written here.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from vramest.errors import InputError
 from vramest.frozen import frozen, replace
 from vramest.inference.engines.speed import ENGINES, Engine
@@ -106,7 +108,18 @@ LAYER_COST_FITTED = {"trtllm"}  # the others keep their base engine's (vllm/sgla
 # parallelism is (serving/step.py Deployment.ep), and its rows are.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
-def _scheduler_costs(name: str) -> dict[str, float]:
+class _Costs(TypedDict):
+    clump_scale: float
+    request_overhead_s: float
+    allreduce_latency_s: float
+    seq_overhead_s: float
+    gemm_half_width: float
+    moe_efficiency: float
+    eager_layer_s: float
+    fp8_gemm_share: float
+
+
+def _scheduler_costs(name: str) -> _Costs:
     """The fitted constants past the three speed ones, by field name, and the MoE scale."""
     clump, request, allreduce, seq, half_width, eager, fp8_share = FITTED[name][3:10]
     return {"clump_scale": clump, "request_overhead_s": request,
