@@ -387,7 +387,8 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         lines += [f"    {line}" for line in held]
     lines.append("  fitted constants per engine (vramest/serving/engines.py FITTED, one device class "
                  "H100/H200) + 1 MoE efficiency: vLLM 9 (no eager cost: its CUDA graphs cover "
-                 "mixed steps), SGLang 10, TensorRT-LLM 10 (with the FP8 GEMM share)")
+                 "mixed steps), SGLang 10, TensorRT-LLM 10 (with the FP8 GEMM share and a cost "
+                 "per layer; its all-reduces from a measured table, not fitted)")
     lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
     return lines
 
