@@ -8,10 +8,8 @@ and written here.
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from vramest.errors import InputError
-from vramest.frozen import frozen, replace
+from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines.speed import ENGINES, Engine
 
 _FIT = ("fitted by vramest/serving/fit.py to vramest/validation/reference/serving_"
@@ -108,15 +106,18 @@ LAYER_COST_FITTED = {"trtllm"}  # the others keep their base engine's (vllm/sgla
 # parallelism is (serving/step.py Deployment.ep), and its rows are.
 MOE_EFFICIENCY = {"vllm": 0.5, "sglang": 0.5, "trtllm": 0.3, "llamacpp": 1.0}
 
-class _Costs(TypedDict):
-    clump_scale: float
-    request_overhead_s: float
-    allreduce_latency_s: float
-    seq_overhead_s: float
-    gemm_half_width: float
-    moe_efficiency: float
-    eager_layer_s: float
-    fp8_gemm_share: float
+if TYPE_CHECKING:  # the fields `_scheduler_costs` fills, for the type checker only
+    from typing import TypedDict
+
+    class _Costs(TypedDict):
+        clump_scale: float
+        request_overhead_s: float
+        allreduce_latency_s: float
+        seq_overhead_s: float
+        gemm_half_width: float
+        moe_efficiency: float
+        eager_layer_s: float
+        fp8_gemm_share: float
 
 
 def _scheduler_costs(name: str) -> _Costs:
