@@ -64,7 +64,8 @@ def _speed(base: str, name: str, fitted: tuple[float, ...], note: str) -> Engine
 # (serving/allreduce.py, a few µs each) are taken out: each of the layer's dozen kernels (norms,
 # RoPE, activation quantization, the GEMMs, XQA, the all-reduce) takes a few µs however little
 # it reads, which the roofline of the weights does not see. The ring's latency (sixth) is not
-# fitted for it: its all-reduces come from the measured table.
+# fitted for it: its all-reduces come from the measured table; the value kept (its last fit,
+# when the ring stood in for the per-layer cost) serves only GPUs the table does not cover.
 # The eager cost stays 0 for vLLM: V1 captures mixed prefill/decode batches in piecewise CUDA
 # graphs (its default cudagraph mode). SGLang replays CUDA graphs for DECODE, TARGET_VERIFY and
 # IDLE batches only (python/sglang/srt/model_executor/forward_batch_info.py,

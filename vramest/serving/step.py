@@ -5,7 +5,8 @@ work of that forward is assembled here from the roofline parts in `vramest.infer
 weights are read once per step (only the experts the step's tokens touch, for a mixture of
 experts), each decoding sequence reads its own KV cache, each token costs the matmul FLOPs and
 its attention over its context. The matmuls are timed by `time_phase`, which adds the
-engine's per-step costs and the tensor-parallel all-reduces; the attention kernels run between
+engine's per-step and per-layer costs and the tensor-parallel all-reduces (TensorRT-LLM's from
+its kernels' measured times, `serving/allreduce.py`); the attention kernels run between
 them, one after another, so their own roofline (the KV read against the attention FLOPs) adds
 to the step rather than hiding under the matmuls' (`attention_seconds`). The step time is thus
 a closed form of the batch composition, so a scheduler can evaluate many steps cheaply.
