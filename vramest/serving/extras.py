@@ -14,14 +14,13 @@ from __future__ import annotations
 from vramest.frozen import replace
 from vramest.inference.lora import step_cost
 from vramest.inference.serving_extras import ServingExtras, proposer
-from vramest.inference.throughput import time_phase
 from vramest.model.precisions import weight_format
 from vramest.serving.step import (
     Deployment,
     Step,
-    _precision,
     attention_seconds,
     eager_seconds,
+    phase_seconds,
     step_seconds,
     step_work,
 )
@@ -58,7 +57,6 @@ def extras_step_seconds(d: Deployment, s: Step, extras: ServingExtras) -> float:
             prefill_context=0))
         emitted = spec.tokens_per_step if not s.prefill_tokens else 1.0
         queries = 1.0 + spec.k
-    phase = time_phase(work, d.device, _precision(d.fmt, d.device), d.constants, d.engine)
-    seconds = phase.seconds + attention_seconds(base, s, queries) + eager_seconds(d, s) + \
+    seconds = phase_seconds(d, work) + attention_seconds(base, s, queries) + eager_seconds(d, s) + \
         d.seq_overhead_s * (s.decodes + s.prefill_seqs) + draft_s
     return seconds / emitted

@@ -2,16 +2,17 @@
 
     python -m vramest.serving.fit > vramest/serving/serving_fit.txt
     python -m vramest.serving.fit --engines >> vramest/serving/serving_fit.txt
+    python -m vramest.serving.fit trtllm  # one engine's section only
 
-Ten constants per engine (per-step seconds, memory and compute efficiency scales, clump scale,
-seconds per request before its first token, seconds per all-reduce, seconds per sequence per
-step, the per-GPU matmul width at half rate, eager seconds per layer of a step with prompt
-tokens, and the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach; the eager cost stays
-0 for vLLM, whose CUDA graphs cover such steps, and the clump scale does nothing for SGLang's
-default policy), fitted by coordinate descent on the log errors of
-TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv. Held-out errors
-leave one measurement campaign (one engine version on one GPU for one model, or one published
-throughput table) out of the fit at a time.
+Eleven constants per engine (per-step seconds, memory and compute efficiency scales, clump
+scale, seconds per request before its first token, seconds per all-reduce, seconds per sequence
+per step, the per-GPU matmul width at half rate, eager seconds per layer of a step with prompt
+tokens, the share of the 16-bit GEMMs' share of peak FP8 GEMMs reach, and seconds per layer of
+every step; `_fixed` says which an engine holds at 0, and an engine timing its all-reduces from
+a measured table does not fit their latency), fitted by coordinate descent on the log errors
+of TPOT, TTFT and offline throughput in vramest/validation/reference/serving_*.csv.
+Held-out errors leave one measurement campaign (one engine version on one GPU for one model, or
+one published throughput table) out of the fit at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ import sys
 
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, replace
-from vramest.serving.engines import FITTED, SERVING_ENGINES, ServingEngine
+from vramest.serving.engines import (
+    FITTED,
+    LAYER,
+    LAYER_COST_FITTED,
+    SERVING_ENGINES,
+    ServingEngine,
+)
 from vramest.serving.reference import (
     Prediction,
     Row,
@@ -38,16 +45,22 @@ if TYPE_CHECKING:
 
 # efficiency scales stay where the efficiency itself stays below 1 (0.78 × 1.25, 0.48 × 2.05)
 STEPS = ((0.0, 0.02), (0.3, 1.25), (0.3, 2.05), (0.2, 8.0), (0.0, 0.5), (1e-6, 1e-4),
-         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0))
+         (1e-7, 5e-5), (1.0, 2048.0), (0.0, 1e-3), (0.5, 1.0), (0.0, 2e-4))
 EAGER = 8  # index of the eager per-layer seconds
 GRAPHED_MIXED_STEPS = {"vllm", "llamacpp"}  # no eager cost: fixed at 0, never fitted
+ALLREDUCE = 5  # index of the seconds per all-reduce (the ring's latency)
+
+
+def _fixed(name: str) -> set[int]:
+    """Indices of the constants held at 0 for an engine."""
+    return ({EAGER} if name in GRAPHED_MIXED_STEPS else set()) | \
+        (set() if name in LAYER_COST_FITTED else {LAYER})
 
 
 def _constants(name: str, params: tuple[float, ...]) -> tuple[float, ...]:
-    """`params` with the eager cost an engine's CUDA graphs rule out set to 0."""
-    if name in GRAPHED_MIXED_STEPS:
-        return (*params[:EAGER], 0.0, *params[EAGER + 1:])
-    return params
+    """`params` with the costs an engine rules out (the eager cost its CUDA graphs cover, a
+    server cost its rows do not show) set to 0."""
+    return tuple(0.0 if i in _fixed(name) else p for i, p in enumerate(params))
 
 
 def _loss(preds: list[Prediction]) -> float:
@@ -76,6 +89,9 @@ def _predict_all(rows: list[Row], eng: ServingEngine,
                 gemm_half_width=eng.gemm_half_width,
                 eager_layer_s=0.0 if r.engine in GRAPHED_MIXED_STEPS else eng.eager_layer_s,
                 fp8_gemm_share=eng.fp8_gemm_share)
+            if r.engine in LAYER_COST_FITTED:
+                use = replace(use, speed=replace(use.speed,
+                                                 layer_overhead_s=eng.speed.layer_overhead_s))
         try:
             out.append(predict(r, use))
         except InputError:
@@ -90,7 +106,9 @@ def fit(rows: list[Row], eng: ServingEngine, start: tuple[float, ...],
     scale = 0.75
     for _ in range(rounds):
         for i, (lo, hi) in enumerate(STEPS):
-            if i == EAGER and eng.name in GRAPHED_MIXED_STEPS and not own_policy:
+            if i in _fixed(eng.name) and not own_policy:
+                continue
+            if i == ALLREDUCE and eng.custom_allreduce:  # timed from the measured table
                 continue
             for factor in (1 - scale, 1 / (1 - scale), 1 - scale / 3, 1 / (1 - scale / 3)):
                 trial = list(best)
@@ -131,7 +149,7 @@ def main() -> int:
         out.write("== leave-one-engine-out\n")
         leave_one_engine_out(out)
         return 0
-    for name in ("vllm", "sglang", "trtllm"):
+    for name in sys.argv[1:] or ("vllm", "sglang", "trtllm"):
         eng = SERVING_ENGINES[name]
         rows = rows_for(name)
         start = FITTED[name]

@@ -150,6 +150,7 @@ def deployed(row: Row, eng: ServingEngine) -> ServingEngine:
 # 1 + ISL / OSL, capped at 32768, max_num_tokens (at least 2048; rounded up to 256 below 4096,
 # 512 below 8192, else 1024).
 BENCH_KV_FRACTION = 0.95
+TENSORRT_ENGINE = "TensorRT engine backend"  # engine_version of the 0.17 table's rows
 BENCH_MAX_BATCH = 4096
 BENCH_MAX_TOKENS = 32768
 
@@ -172,7 +173,12 @@ def trtllm_bench_settings(row: Row, eng: ServingEngine, weights_bytes: float,
         tokens = max(2048, _round_up(raw_tokens, 256))
     else:
         tokens = _round_up(raw_tokens, 512 if raw_tokens < 8192 else 1024)
-    return with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs)
+    bench = with_options(eng, max_num_batched_tokens=tokens, max_num_seqs=bs)
+    if TENSORRT_ENGINE in row.engine_version:
+        # a built TensorRT engine enqueues its whole network for a step with prompt tokens, not
+        # the PyTorch backend's op-by-op eager launches (ServingEngine.eager_layer_s)
+        bench = replace(bench, eager_layer_s=0.0)
+    return bench
 
 
 def _read(name: str) -> list[dict[str, str]]:
@@ -308,9 +314,9 @@ def median_abs(values: list[float]) -> float:
 def engine_with(eng: ServingEngine, step_s: float, mem: float, comp: float,
                 clump: float, request_s: float, allreduce_s: float,
                 seq_s: float, half_width: float, eager_layer_s: float,
-                fp8_share: float) -> ServingEngine:
+                fp8_share: float, layer_s: float) -> ServingEngine:
     speed = replace(eng.speed, step_overhead_s=step_s, memory_efficiency_scale=mem,
-                    compute_efficiency_scale=comp)
+                    compute_efficiency_scale=comp, layer_overhead_s=layer_s)
     return replace(eng, speed=speed, clump_scale=clump, request_overhead_s=request_s,
                    allreduce_latency_s=allreduce_s, seq_overhead_s=seq_s,
                    gemm_half_width=half_width, eager_layer_s=eager_layer_s,
@@ -381,7 +387,8 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
         lines += [f"    {line}" for line in held]
     lines.append("  fitted constants per engine (vramest/serving/engines.py FITTED, one device class "
                  "H100/H200) + 1 MoE efficiency: vLLM 9 (no eager cost: its CUDA graphs cover "
-                 "mixed steps), SGLang 10, TensorRT-LLM 10 (with the FP8 GEMM share)")
+                 "mixed steps), SGLang 10, TensorRT-LLM 10 (with the FP8 GEMM share and a cost "
+                 "per layer; its all-reduces from a measured table, not fitted)")
     lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
     return lines
 

@@ -5,7 +5,8 @@ work of that forward is assembled here from the roofline parts in `vramest.infer
 weights are read once per step (only the experts the step's tokens touch, for a mixture of
 experts), each decoding sequence reads its own KV cache, each token costs the matmul FLOPs and
 its attention over its context. The matmuls are timed by `time_phase`, which adds the
-engine's per-step costs and the tensor-parallel all-reduces; the attention kernels run between
+engine's per-step and per-layer costs and the tensor-parallel all-reduces (TensorRT-LLM's from
+its kernels' measured times, `serving/allreduce.py`); the attention kernels run between
 them, one after another, so their own roofline (the KV read against the attention FLOPs) adds
 to the step rather than hiding under the matmuls' (`attention_seconds`). The step time is thus
 a closed form of the batch composition, so a scheduler can evaluate many steps cheaply.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from vramest.frozen import frozen
+from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.constants import Constants
 from vramest.inference.engines.speed import Engine
@@ -27,6 +28,7 @@ from vramest.inference.memory import (
 )
 from vramest.inference.serving_extras import ServingExtras
 from vramest.inference.throughput import (
+    Phase,
     PhaseWork,
     _attention_flops_per_token,
     _params,
@@ -37,6 +39,7 @@ from vramest.inference.throughput import (
 )
 from vramest.model.precisions import KVFormat, WeightFormat
 from vramest.model.shapes import ModelShape
+from vramest.serving.allreduce import covers, trtllm_allreduce_s
 
 # An FP8 GEMM runs 1.53x as fast as the same bf16 GEMM on Hopper, not the 2x of their peaks:
 # the median over 210 large GEMMs (M 2048-8192; N, K of Llama-3.1-8B/70B and Qwen3-32B layers)
@@ -69,15 +72,22 @@ class Deployment:
     extras: ServingExtras | None = None  # LoRA slots, speculative decoding (serving/extras.py)
     # expert parallel: the experts are split over `ep` groups of the tp GPUs (each expert's
     # matmuls over the tp // ep GPUs of its group). The weights and FLOPs per GPU are those of
-    # tensor parallelism; what changes is that a step waits for the most loaded group. The
-    # matmuls keep tensor parallelism's width penalty: the measured EP prefills
-    # (serving_aiconfigurator_silicon_moe.csv, TensorRT-LLM Qwen3-235B) are no faster than TP's
+    # tensor parallelism; what changes is that a step waits for the most loaded group
+    # (`_ep_imbalance`: more tokens, and more experts touched, than the mean), and that an
+    # expert's matmuls keep its group's width (hidden / (tp // ep) per GPU), not tensor
+    # parallelism's narrower slices (`_narrow`). The collectives stay tensor parallelism's:
+    # without attention data parallelism TensorRT-LLM's fused MoE reduces its output with the
+    # all-reduce (tensorrt_llm/_torch/modules/fused_moe/, enable_alltoall needs
+    # enable_attention_dp), so no all-to-all dispatch or combine is added
     ep: int = 1
     # per layer of a step that carries prompt tokens: the engine's CUDA graphs cover decode-only
     # batches, so such a step runs eagerly and pays its kernel launches (fitted per engine)
     eager_layer_s: float = 0.0
     # share of the 16-bit GEMMs' share of peak that FP8 GEMMs reach (FP8_GEMM_SHARE; fitted)
     fp8_gemm_share: float = 1.0
+    # the engine's own all-reduce kernels, timed from their measured table where it covers the
+    # GPUs (serving/allreduce.py); else the ring formula with the fitted latency
+    custom_allreduce: bool = False
 
     @property
     def num_gpus(self) -> int:
@@ -138,18 +148,24 @@ def step_work(d: Deployment, s: Step) -> PhaseWork:
     else:
         expert_read, expert_rows = 0.0, 0.0
     logits_rows = s.decodes + s.prefill_seqs  # only a sequence's last position is sampled
-    width = shape.hidden_size / d.tp
-    narrow = (width + d.gemm_half_width) / width  # 1 / the share of the GEMM rate reached
+    narrow = _narrow(d, d.tp)
     # the dense GEMMs' FP8 rate; the fused MoE kernels keep their own share (moe_efficiency,
     # scanned against the MoE rows)
     fp8 = 1 / d.fp8_gemm_share if _precision(d.fmt, d.device) == "fp8" else 1.0
     return PhaseWork(
         dense_flops=(2 * tokens * (dense - head) + 2 * logits_rows * head) / gpus * narrow * fp8,
-        expert_flops=2 * tokens * busiest * expert * k / gpus * narrow / d.moe_efficiency,
+        expert_flops=2 * tokens * busiest * expert * k / gpus * _narrow(d, d.tp // d.ep)
+        / d.moe_efficiency,
         dense_rows=max(1.0, tokens), expert_rows=expert_rows,
         bytes_moved=(dense_bytes + expert_read) / gpus,
         forwards=1, allreduce_bytes=tokens * shape.hidden_size * d.fmt.compute_bytes,
         layers=shape.num_layers, tp=d.tp, pp=d.pp, is_prefill=s.prefill_tokens > 0)
+
+
+def _narrow(d: Deployment, split: int) -> float:
+    """1 / the share of the GEMM rate a matmul split over `split` GPUs reaches."""
+    width = d.shape.hidden_size / max(1, split)
+    return (width + d.gemm_half_width) / width
 
 
 def attention_seconds(d: Deployment, s: Step, decode_queries: float = 1.0) -> float:
@@ -188,10 +204,22 @@ def step_seconds(d: Deployment, s: Step) -> float:
         from vramest.serving.extras import extras_step_seconds
 
         return extras_step_seconds(d, s, d.extras)
-    phase = time_phase(step_work(d, s), d.device, _precision(d.fmt, d.device), d.constants,
-                       d.engine)
-    return phase.seconds + attention_seconds(d, s) + eager_seconds(d, s) + \
+    return phase_seconds(d, step_work(d, s)) + attention_seconds(d, s) + eager_seconds(d, s) + \
         d.seq_overhead_s * (s.decodes + s.prefill_seqs)
+
+
+def phase_seconds(d: Deployment, work: PhaseWork) -> float:
+    """The matmuls, weight reads, per-step costs and all-reduces of a step's work."""
+    if d.custom_allreduce and covers(d.device, d.tp):
+        phase = _phase(d, replace(work, tp=1))  # all-reduces from the measured table instead
+        elements = work.allreduce_bytes / d.fmt.compute_bytes
+        link = d.device.interconnect_bytes_s or 0.0
+        return phase.seconds + 2 * work.layers * trtllm_allreduce_s(d.tp, elements, link)
+    return _phase(d, work).seconds
+
+
+def _phase(d: Deployment, work: PhaseWork) -> Phase:
+    return time_phase(work, d.device, _precision(d.fmt, d.device), d.constants, d.engine)
 
 
 def eager_seconds(d: Deployment, s: Step) -> float:
