@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -94,30 +95,31 @@ def test_models_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"llama", "mixtral", "qwen2", "gemma2", "deepseek_v3", "gpt_oss"} <= families
 
 
+def _loaded_after(commands: list[list[str]], modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has loaded after running the CLI `commands`."""
+    code = ("import sys, io, contextlib; from vramest.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            + "".join(f"    main({argv!r})\n" for argv in commands)
+            + f"sys.stderr.write(repr(sorted(set({modules!r}) & set(sys.modules))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    return ast.literal_eval(result.stderr)
+
+
 def test_estimate_path_imports_no_heavy_library() -> None:
     """Principle 1: the estimate paths (serving and training) never import torch,
     transformers or numpy."""
-    code = ("import sys; from vramest.cli import main; "
-            "main(['--params', '70B', '--dtype', 'int4', '--json']); "
-            "main(['train', '--model', 'llama-3.1-8b', '--method', 'qlora', '--json']); "
-            "heavy = [m for m in ('torch', 'transformers', 'numpy', 'safetensors') "
-            "if m in sys.modules]; sys.stderr.write(repr(heavy))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stderr == "[]"
+    assert _loaded_after([["--params", "70B", "--dtype", "int4", "--json"],
+                          ["train", "--model", "llama-3.1-8b", "--method", "qlora", "--json"]],
+                         ("torch", "transformers", "numpy", "safetensors")) == []
 
 
 def test_headline_imports_no_typing_and_no_dataclasses() -> None:
     """Issue #20's start-up budget: `typing` (and typing.NamedTuple compiling each field's
     annotation again) and `dataclasses` (which imports `inspect`) were a fifth of the headline
     command's instructions; the modules it runs take their names from vramest.frozen."""
-    code = ("import sys, io, contextlib; from vramest.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    main(['--params', '70B', '--dtype', 'int4', '--ctx', '8192'])\n"
-            "sys.stderr.write(repr(sorted({'typing', 'dataclasses', 'inspect'} & set(sys.modules))))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stderr == "[]"
+    assert _loaded_after([["--params", "70B", "--dtype", "int4", "--ctx", "8192"]],
+                         ("typing", "dataclasses", "inspect")) == []
 
 
 def test_python_dash_m_works() -> None:
