@@ -6,6 +6,8 @@ module beside it (vramest/files.py) is ten times its size.
 
 from __future__ import annotations
 
+from itertools import chain
+
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,9 +16,10 @@ if TYPE_CHECKING:
 # C0 and C1 control characters but tab and newline (ESC starts a terminal escape sequence;
 # XML 1.0 forbids most of them outright), lone surrogates, and the XML non-characters. A
 # translation table, not a regular expression: compiling that class cost 1.5 ms of every start.
-_UNPRINTABLE = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0),
-                              *range(0xD800, 0xE000), 0xFFFE, 0xFFFF], "?")
-_UNPRINTABLE_BUT_CR = {k: v for k, v in _UNPRINTABLE.items() if k != 0x0D}
+_UNPRINTABLE = dict.fromkeys(chain(range(0x00, 0x09), range(0x0B, 0x20), range(0x7F, 0xA0),
+                                   range(0xD800, 0xE000), (0xFFFE, 0xFFFF)), "?")
+_UNPRINTABLE_BUT_CR = dict(_UNPRINTABLE)
+del _UNPRINTABLE_BUT_CR[0x0D]
 
 
 def printable(text: str, *, keep_cr: bool = False) -> str:

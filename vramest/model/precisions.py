@@ -9,6 +9,7 @@ per tensor.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 from vramest.errors import InputError, short
 from vramest.frozen import frozen, replace
@@ -298,6 +299,7 @@ _GGUF_FILE_TYPES: dict[str, str] = {
 _LLAMA_QUANT_SOURCE = "llama.cpp src/llama-quant.cpp (llama_tensor_get_type) and ggml block sizes"
 
 
+@cache  # one object per file type: its gguf_rule compares by identity
 def _gguf_format(ftype: str) -> WeightFormat:
     base = _GGUF_FILE_TYPES[ftype]
     float_file = base in ("F32", "F16", "BF16")
@@ -395,9 +397,22 @@ _register(WeightFormat(
     "mxfp4-experts", "MXFP4 on the MoE experts only, everything else bf16 (gpt-oss releases)",
     "gpt-oss model card / quantization_config", 4.25, quantized_roles=EXPERT_ROLES,
 ))
-for _ftype in _GGUF_FILE_TYPES:
-    _fmt = _gguf_format(_ftype)
-    _register(_fmt, *([] if _fmt.name.startswith("gguf-") else [_fmt.name.replace("_", "-")]))
+# GGUF file types by every name --dtype takes for them; each format is made on first use (the
+# 35 of them were half of this module's import, and a command asks for one at most).
+_GGUF_NAMES: dict[str, str] = {}
+for _ftype, _base in _GGUF_FILE_TYPES.items():
+    if _base in ("F32", "F16", "BF16"):
+        _GGUF_NAMES[f"gguf-{_ftype.lower()}"] = _ftype
+    else:
+        _GGUF_NAMES[_ftype.lower()] = _GGUF_NAMES[_ftype.lower().replace("_", "-")] = _ftype
+
+
+def _known(key: str) -> WeightFormat | None:
+    """A registered format or a GGUF file type, by one of its names."""
+    fmt = _FORMATS.get(key)
+    if fmt is None and key in _GGUF_NAMES:
+        fmt = _gguf_format(_GGUF_NAMES[key])
+    return fmt
 
 
 def _qat_q4_0_rule(role: str, ctx: TensorContext) -> str:
@@ -422,7 +437,7 @@ _register(WeightFormat(
 
 def weight_format(name: str) -> WeightFormat:
     key = name.strip().lower()
-    fmt = _FORMATS.get(key) or _FORMATS.get(key.replace("-", "_"))
+    fmt = _known(key) or _known(key.replace("-", "_"))
     if fmt is None:
         group = _parse_group_suffix(key)
         if group is not None:
@@ -455,7 +470,7 @@ def _unsloth_dynamic(key: str) -> WeightFormat | None:
     words = words.removeprefix("ud_")
     if words.endswith("_k_xl") and words[:2] in _K_XL_BASE:
         words, dynamic = _K_XL_BASE[words[:2]], True
-    base = _FORMATS.get(words)
+    base = _known(words)
     if not dynamic or base is None or base.gguf_rule is None:
         return None
     return replace(base, name=key, description=f"Unsloth Dynamic {key.upper()}, counted as "
@@ -502,7 +517,8 @@ def _parse_group_suffix(key: str) -> WeightFormat | None:
 
 
 def weight_format_names() -> list[str]:
-    return sorted({fmt.name for fmt in _FORMATS.values()})
+    gguf = {name for name in _GGUF_NAMES if "-" not in name or name.startswith("gguf-")}
+    return sorted({fmt.name for fmt in _FORMATS.values()} | gguf)
 
 
 # --- KV cache --------------------------------------------------------------------------------
