@@ -18,11 +18,11 @@ GB = 10**9
 # 130,000 spaces, then "x" took 65 s).
 _NUMBER = r"((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)"
 MAX_NUMBER_CHARS = 64
-_COUNT = re.compile(rf"{_NUMBER}\s*([kmbt]?)", re.IGNORECASE)
+_COUNT = rf"(?i){_NUMBER}\s*([kmbt]?)"  # patterns compile on first use (re caches them)
 _COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
 # Context lengths: "8k" means 8192 tokens, the way model cards and engines use it.
 _TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
-_BYTES = re.compile(rf"{_NUMBER}\s*([kmgt]?i?b?)", re.IGNORECASE)
+_BYTES = rf"(?i){_NUMBER}\s*([kmgt]?i?b?)"
 _BYTE_SCALE = {
     "": 1, "b": 1,
     "k": 10**3, "kb": 10**3, "ki": KIB, "kib": KIB,
@@ -72,7 +72,7 @@ def parse_bytes(text: str | int | float, *, what: str) -> int:
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = _BYTES.fullmatch(number_text(text))
+        match = re.fullmatch(_BYTES, number_text(text))
         if not match or match.group(2).lower() not in _BYTE_SCALE:
             raise InputError(f"{what} {short(text)} is not a size; give one such as 24GiB, 80GB "
                              "or 512MiB.")
@@ -91,7 +91,7 @@ def _parse_scaled(text: str | int | float, scales: dict[str, int], what: str, ac
         if not math.isfinite(text):
             raise InputError(f"{what} must be {accepted}.")
         return round(text)
-    match = _COUNT.fullmatch(number_text(text))
+    match = re.fullmatch(_COUNT, number_text(text))
     if not match or match.group(2).lower() not in scales:
         raise InputError(f"{what} {short(text)} is not understood; give {accepted}.")
     value = float(match.group(1)) * scales[match.group(2).lower()]

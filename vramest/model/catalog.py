@@ -143,14 +143,14 @@ class Catalog:
 
 
 # "13b", "1.5B", "560m", "8x7b" (a mixture: experts x size) after the family's name
-_SIZE = re.compile(r"[-_ ](?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z])")
+_SIZE = r"[-_ ](?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z])"  # compiled on first use
 
 
 def _family_and_size(name: str) -> tuple[str, int] | None:
     """('qwen2.5', 13e9) for 'Qwen/Qwen2.5-13B-Instruct': the family is the text before the
     size without punctuation, the size in parameters."""
     base = name.strip().lower().rsplit("/", 1)[-1]
-    match = _SIZE.search(base)
+    match = re.search(_SIZE, base)
     if match is None or match.start() == 0:
         return None
     experts, number, unit = match.groups()
