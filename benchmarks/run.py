@@ -123,9 +123,10 @@ def serving_search() -> None:
                       "concurrency": 64}, "serving"),), "serving estimates", 1.0)
 
 
-# what estimating itself needs from the standard library: argparse, json for the shipped
-# tables, typing, re (records are vramest.frozen's, not dataclasses, which imports inspect)
-STDLIB_FLOOR = ("argparse", "json", "typing", "re")
+# what estimating itself needs from the standard library: argparse (with the gettext and locale
+# it loads), json for the shipped tables, re (records are vramest.frozen's, not dataclasses,
+# which imports inspect; typing is for the type checker only)
+STDLIB_FLOOR = ("argparse", "gettext", "locale", "json", "re")
 
 
 def main() -> int:
