@@ -268,7 +268,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # 50/70 -> 51/70. The RoPE caches V0 loads with the weights (vllm_rope.py) changed no verdict;
 # vLLM KV median fit 3.6% -> 3.5%, held-out 5.4% unchanged. No worked case changed.
 # All of the above on one tree (384 cases, after train-fit, vllm-awq and trt-serve merged):
-FLOORS = {"fit": (53, 70, 112, 120), "heldout": (56, 71, 108, 113)}
+# vllm-v1: V1 non-torch memory from the start-up snapshot (0.13 GiB from 0.9.1, +0.41 per rank
+# with the custom all-reduce) and V1's sampler run after the forward (the larger of the two
+# peaks, 38.3 B per logit): Qwen3-32B at 16k on one H100 now starts (held-out 108 -> 109/113).
+FLOORS = {"fit": (53, 70, 112, 120), "heldout": (56, 71, 109, 113)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
@@ -353,8 +356,9 @@ def test_gpu_table_rows_carry_a_verdict():
 def test_vllm_tight_advice_names_a_max_model_len_that_starts():
     from vramest.api import estimate
 
-    # at 0.9 of the card, as vllm-10517 ran (the default is 0.92 from vLLM 0.20)
-    options = {"gpu_memory_utilization": 0.9}
+    # at 0.9 of the card on vLLM 0.6.4, as vllm-10517 ran (the default is 0.92 from vLLM 0.20;
+    # a V1 release from 0.9.1 counts 0.13 GiB of non-torch memory and starts this one roomily)
+    options = {"gpu_memory_utilization": 0.9, "version": "0.6.4"}
     est = estimate(model="meta-llama/Llama-3.1-8B", gpu="rtx 3090", engine="vllm",
                    engine_options={"max_model_len": 32768, **options})
     plan = est.fit

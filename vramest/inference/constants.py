@@ -128,7 +128,8 @@ SOURCES: dict[str, str] = {
     "in llama.cpp)",
     "visible_memory_fraction": "vLLM logs: 23.58/24 GiB (RTX 3090), 79.22/80 GiB (H100)",
     "vllm_non_torch_bytes": "vLLM memory-profiling logs (memory.csv): 0.16-0.35 GiB single GPU in "
-    "V0, 1.79 GiB in a Dec 2024 dev build; 0.6 GiB between them",
+    "V0, 1.79 GiB in a Dec 2024 dev build; 0.6 GiB between them. vLLM V1 0.8.0-0.9.0 counts the "
+    "CUDA context too: 0.53 GiB (opt-125m, A100, PR #18858); from 0.9.1 versions.py sets 0.13",
     "vllm_cuda_graph_bytes": "vLLM V1 CUDA-graph capture, typically 0.3-1 GiB (no logged row)",
     "vllm_activation_hidden_factor": "vLLM logs vllm-10517-a/b: the activation peak grows "
     "102 KB per batched token for Llama-3.1-8B = (3 × 14336 + 2 × 4096) × 2 B",

@@ -378,6 +378,11 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     profiled = mrv2_profiled_logits(seqs, shape.vocab_size, compute_bytes) if runner_v2 \
         else sampler
     activation = round(tokens * per_token + (0 if served.pooling else profiled))
+    if rules.engine == "v1" and not runner_v2 and not served.pooling:
+        # V1's profile_run samples after the forward has returned: its intermediates are free
+        # again and only the hidden states stay (gpu_model_runner.py profile_run @v0.11.0)
+        activation = max(round(tokens * per_token),
+                         round(tokens * shape.hidden_size * compute_bytes + profiled))
     if options.skip_mm_profiling and version.release < SKIP_MM_PROFILING_SINCE:
         raise InputError(f"--skip-mm-profiling is not in vLLM {version.release}; it came in 0.10.1 "
                          "(use --limit-mm-per-prompt 0 to leave the multimodal profile out).")
@@ -406,8 +411,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                                          options.limit_mm_per_prompt, encoder)
     if rules.awq_split_k and fmt.name == "awq-int4":
         activation += awq_split_k_bytes(shape, tp, tokens, compute_bytes)
-    tp_extra = (c.nccl_buffer_bytes if rules.tp_non_torch_bytes is None
-                else rules.tp_non_torch_bytes)
+    tp_extra = tp_non_torch_bytes(rules, c.nccl_buffer_bytes, experts_tp, device)
     one_gpu = c.vllm_non_torch_bytes if rules.non_torch_bytes is None else rules.non_torch_bytes
     non_torch = one_gpu + (tp_extra if experts_tp > 1 else 0)
     if rules.others_memory == "counted":
@@ -575,6 +579,26 @@ def _graph_capture_bytes(one_gpu: int, rules: VLLMRules, options: VLLMOptions, t
 CUSTOM_ALLREDUCE_WORLD_SIZES = (2, 4, 6, 8)
 
 
+def custom_allreduce(tp: int, device: Device) -> bool:
+    """Whether vLLM's custom all-reduce runs: its world sizes, two GPUs or a full NVLink mesh."""
+    link = device.interconnect_name or ""
+    full_mesh = "NVLink" in link and "bridge" not in link
+    return tp in CUSTOM_ALLREDUCE_WORLD_SIZES and (tp == 2 or full_mesh)
+
+
+def tp_non_torch_bytes(rules: VLLMRules, nccl_buffer_bytes: int, tp: int, device: Device) -> int:
+    """Non-torch memory a rank adds at TP > 1. V1 from the start-up snapshot (0.9.1) adds it
+    only with the custom all-reduce (versions._TP_NON_TORCH_V1_CUSTOM_AR); without, a rank
+    logs no more than one GPU does."""
+    if tp < 2:
+        return 0
+    if rules.tp_non_torch_bytes is None:
+        return nccl_buffer_bytes
+    if rules.engine == "v1" and not custom_allreduce(tp, device):
+        return 0
+    return rules.tp_non_torch_bytes
+
+
 def graph_peer_bytes(rules: VLLMRules, tp: int, device: Device) -> int:
     """What the graphs' all-reduces add per GPU: V0's measured NCCL buffers per peer at any TP
     (versions._V0_GRAPH_PEER); in V1 the same per peer where the custom all-reduce is off and
@@ -583,10 +607,7 @@ def graph_peer_bytes(rules: VLLMRules, tp: int, device: Device) -> int:
         return 0
     if rules.engine == "v0":
         return (tp - 1) * rules.graph_peer_bytes
-    link = device.interconnect_name or ""
-    full_mesh = "NVLink" in link and "bridge" not in link
-    custom = tp in CUSTOM_ALLREDUCE_WORLD_SIZES and (tp == 2 or full_mesh)
-    return 0 if custom else (tp - 1) * V1_NCCL_GRAPH_PEER
+    return 0 if custom_allreduce(tp, device) else (tp - 1) * V1_NCCL_GRAPH_PEER
 
 
 def _awq_profile_refusal(rules: VLLMRules, fmt_name: str, shape: ModelShape, tp: int,

@@ -119,12 +119,13 @@ _TP_EXTRA_07 = 0
 # V0 0.7 logs: 0.16 GiB (H100, vLLM PR #12126), 0.25 GiB (2 × RTX 4090, TP 2, issue #13061),
 # 0.20 GiB (RTX 3090s, PR #14447): their median.
 _NON_TORCH_07 = round(0.20 * 2**30)
-# Fitted to two gpt-oss-120b logs on one H100 (1024 sequences × 201,088 vocabulary): the
-# profile took 7.44 GiB beyond the weights at max_num_batched_tokens 8192 (0.10.1, vLLM issue
-# #23278: "Available KV cache memory: -2.14 GiB") and 7.55 GiB at 1024 (Oct 2025, issue
-# #27508: 1.71 GiB at utilization 0.95): not the tokens, the sampled logits. Less the
-# non-torch constant and the MoE intermediates, 32-36 bytes per logit; 34 between them.
-_V1_SAMPLER = 34.0
+# V1's profiling run samples max_num_seqs x vocabulary logits after the forward (startup.py
+# takes the larger of the two). llm-d-benchmark's measured 0.11.0 table (H100, 1024 sequences)
+# logs activation peaks of 7.38 GiB (gpt-oss-20b and -120b, vocabulary 201,088), 5.56 GiB
+# (Qwen3-0.6B) and 5.64 GiB (Qwen3-32B, 151,936), 4.76 GiB (Llama-3.1-8B, 128,256): less the
+# 8192 tokens' hidden states, 38.2-38.4 bytes per logit in each. (gpt-oss-120b's logs in vLLM
+# issues #23278 and #27508, 7.44 and 7.55 GiB beyond the weights, agree.)
+_V1_SAMPLER = 38.3
 # V0 CUDA-graph capture at TP > 1: 2464 MiB per GPU on 4 x RTX 4090 (vLLM 0.5.4, nvidia-smi
 # with and without --enforce-eager, vLLM issue #7553); less the one-GPU graph constant
 # (vllm_cuda_graph_bytes, 0.5 GiB), 650 MiB for each of the 3 peers. It puts 8 x A10G (TP 8,
@@ -293,7 +294,33 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
     return tuple(out)
 
 
-VLLM_TABLE: tuple[VLLMRules, ...] = _with_changes(_VLLM_ROWS)
+# From 0.9.1 V1 counts as non-torch only what grew since the worker's start-up snapshot, taken
+# once the CUDA context exists (PR #18974: init free memory - free after profiling - torch
+# allocated; PR #19312: vllm/utils MemorySnapshot, "non-torch forward increase memory"), so the
+# context is outside the budget. Before, total - free - torch allocated counted the context
+# too: 0.53 GiB for opt-125m on an A100 (566099456 bytes, PR #18858's print on 0.9.0 main).
+_NON_TORCH_SNAPSHOT_SINCE = Release((0, 9, 1))
+# 0.11.0 on one H100 (llm-d-benchmark's measured table, docs/memory_planning): 0.13 GiB for five
+# models, 0.14 GiB for Qwen3-32B and Mistral-Small-3.2-24B.
+_NON_TORCH_V1_SNAPSHOT = round(0.13 * 2**30)
+# The same table at TP 2 on H100s (NVLink; the custom all-reduce on): 0.55 GiB (Llama-3.3-70B
+# FP8) and 0.54 GiB (Qwen3-32B) per rank, 0.41 over one GPU. Where the custom all-reduce is off
+# (PCIe, more than two GPUs) a rank at TP 4 logs 0.09 GiB, no more than one H100 at TP 1 (OPT-2.7B
+# on 24 GB GPUs, vLLM issue #29070), so nothing is added (startup.tp_non_torch_bytes).
+_TP_NON_TORCH_V1_CUSTOM_AR = round(0.41 * 2**30)
+
+
+def _snapshot_non_torch(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
+    return tuple(
+        replace(r, non_torch_bytes=_NON_TORCH_V1_SNAPSHOT,
+                tp_non_torch_bytes=_TP_NON_TORCH_V1_CUSTOM_AR,
+                source=f"{r.source}; non-torch memory counted from the worker's start-up "
+                "snapshot (PR #18974): 0.13 GiB per GPU, 0.41 GiB more per rank at TP > 1 with "
+                "the custom all-reduce (llm-d-benchmark, 0.11.0 on H100s)")
+        if r.since >= _NON_TORCH_SNAPSHOT_SINCE else r for r in rows)
+
+
+VLLM_TABLE: tuple[VLLMRules, ...] = _snapshot_non_torch(_with_changes(_VLLM_ROWS))
 
 
 @frozen
