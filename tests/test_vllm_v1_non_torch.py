@@ -59,3 +59,23 @@ def test_the_snapshot_release_drops_the_cuda_context(version, low, high):
     est = estimate(model="facebook/opt-125m", gpu="a100 sxm4 80gb", engine="vllm",
                    engine_options={"version": version}, profile="none")
     assert low <= est.engine_report.non_torch_bytes / GIB <= high
+
+
+@pytest.mark.parametrize(("model", "kernel", "logged"), [
+    ("openai/gpt-oss-120b", "triton", 64.38), ("openai/gpt-oss-20b", "triton", 13.47),
+    ("openai/gpt-oss-120b", "marlin", 65.9651)])
+def test_hopper_mxfp4_weights_follow_the_installed_kernel(model, kernel, logged):
+    # llm-d-benchmark's vllm/vllm-openai:v0.11.0 image (triton_kernels installed) and vLLM issue
+    # #23278's pip install of 0.10.1 ("leveraging the Marlin kernel"), both on one H100
+    est = estimate(model=model, gpu="h100", engine="vllm", profile="none",
+                   engine_options={"version": "0.11.0", "mxfp4_kernel": kernel,
+                                   "max_model_len": 16000})
+    assert est.engine_report.weights_bytes / GIB == pytest.approx(logged, rel=0.01)
+
+
+def test_an_unknown_mxfp4_kernel_is_refused():
+    from vramest.errors import InputError
+
+    with pytest.raises(InputError, match="marlin"):
+        estimate(model="openai/gpt-oss-20b", gpu="h100", engine="vllm", profile="none",
+                 engine_options={"mxfp4_kernel": "cutlass"})

@@ -251,6 +251,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    help="no multimodal encoder profile at start-up (vLLM 0.10.1 and later)")
     v.add_argument("--entrypoint", choices=("serve", "llm"), help="vllm serve (default) or the "
                    "offline LLM class, whose batch defaults are larger")
+    v.add_argument("--mxfp4-kernel", choices=("auto", "marlin", "triton"), help="vLLM's MXFP4 "
+                   "MoE kernel on Hopper: triton where triton_kernels is installed (the "
+                   "vllm/vllm-openai images), marlin for a pip install; auto: the release's rule")
     v.add_argument("--model-runner", choices=("v1", "v2"), help="vLLM's model runner: v2 is "
                    "VLLM_USE_V2_MODEL_RUNNER=1 (its sampler warm-up and CUDA graphs fall outside "
                    "--gpu-memory-utilization)")
@@ -345,7 +348,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "limit_mm_per_prompt": args.limit_mm_per_prompt,
                "mm_max_pixels": args.mm_processor_kwargs,
                "skip_mm_profiling": args.skip_mm_profiling, "entrypoint": args.entrypoint,
-               "model_runner": args.model_runner}
+               "model_runner": args.model_runner, "mxfp4_kernel": args.mxfp4_kernel}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,

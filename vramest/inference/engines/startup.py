@@ -112,11 +112,16 @@ class VLLMOptions:
     # the model runner: "v1" (GPUModelRunner) or "v2" (VLLM_USE_V2_MODEL_RUNNER=1), whose
     # profile leaves the sampler and the CUDA graphs out of the budget (vllm_runner.py)
     model_runner: str = "v1"
+    # the MoE MXFP4 kernel on Hopper: "auto" (the release's rule, versions.VLLMRules.mxfp4_hopper),
+    # "marlin" or "triton". vLLM picks triton_kernels when that package is installed and Marlin
+    # otherwise; the vllm/vllm-openai images ship it and a pip install does not
+    mxfp4_kernel: str = "auto"
 
 
 # PR #21489 ("Allow users to specify kv cache memory size", in review 2025-07-24); the first
 # release after it is taken as 0.10.1
 KV_CACHE_MEMORY_BYTES_SINCE = (0, 10, 1)
+MXFP4_KERNELS = ("auto", "marlin", "triton")
 
 
 @frozen
@@ -358,7 +363,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     loaded -= groups["experts"] * scale / pp * (1 / tp - 1 / experts_tp)
     # the vocabulary splits over an engine's ranks; the experts' share is theirs over all
     layout = vllm_weights(shape, fmt.name, device, tp, round(loaded),
-                          groups["experts"] * scale / pp * tp / experts_tp, rules.mxfp4_hopper,
+                          groups["experts"] * scale / pp * tp / experts_tp,
+                          rules.mxfp4_hopper if options.mxfp4_kernel == "auto"
+                          else options.mxfp4_kernel,
                           pp)
     compute_bytes = fmt.compute_bytes
     per_token = (c.activation_ffn_factor * ffn_width(shape) / tp
@@ -1216,7 +1223,7 @@ VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched
                      "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size",
                      "kv_cache_memory_bytes",
                      "limit_mm_per_prompt", "skip_mm_profiling", "mm_max_pixels",
-                     "entrypoint", "model_runner")
+                     "entrypoint", "model_runner", "mxfp4_kernel")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
@@ -1348,6 +1355,9 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     _refuse(v, what, "serve (vllm serve, the OpenAI server) or llm (the offline LLM class)"),
     "version": lambda v, what: _release_text(v, what),
     "model_runner": parse_model_runner,
+    "mxfp4_kernel": lambda v, what: str(v).lower() if str(v).lower() in MXFP4_KERNELS else
+    _refuse(v, what, "auto (the release's rule), marlin (pip install) or triton "
+            "(triton_kernels installed, as in the vllm/vllm-openai images)"),
     "total_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "memory_in_use_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
     "kv_cache_memory_bytes": lambda v, what: parse_bytes(_whole(v, what), what=what),
