@@ -268,9 +268,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # 50/70 -> 51/70. The RoPE caches V0 loads with the weights (vllm_rope.py) changed no verdict;
 # vLLM KV median fit 3.6% -> 3.5%, held-out 5.4% unchanged. No worked case changed.
 # All of the above on one tree (384 cases, after train-fit, vllm-awq and trt-serve merged): fit
-# 53/70 and 112/120, held-out 56/71 and 108/113. Then vllm-v1: V1 non-torch memory from the start-up snapshot (0.13 GiB from 0.9.1, +0.41 per rank
-# with the custom all-reduce) and V1's sampler run after the forward (the larger of the two
-# peaks, 38.3 B per logit): Qwen3-32B at 16k on one H100 now starts (held-out 108 -> 109/113).
+# 53/70 and 112/120, held-out 56/71 and 108/113. Then vllm-v1: V1 non-torch memory from the
+# start-up snapshot (0.13 GiB from 0.9.1, +0.41 per rank with the custom all-reduce) and V1's
+# sampler run after the forward (the larger of the two peaks, 38.3 B per logit): Qwen3-32B at
+# 16k on one H100 now starts (held-out 108 -> 109/113).
 # --mxfp4-kernel triton for llm-d's vllm/vllm-openai image (triton_kernels installed: 64.38 GiB
 # logged, Triton's layout 64.12, Marlin's 65.97) and its gpt-oss-120b row at the 0.95 its
 # figures add up to: that run starts too (109 -> 110/113).

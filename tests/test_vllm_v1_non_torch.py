@@ -7,7 +7,9 @@ logs a TP 4 rank on 24 GB PCIe GPUs; PR #18858 printed the pre-snapshot accounti
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,14 @@ from vramest.api import estimate
 from vramest.validation.real_cases import _engine_options, load_cases
 
 GIB = 2**30
+LOGS = Path(__file__).parent / "data" / "engines" / "logs.csv"
+
+
+def _logged(record: str) -> float:
+    with LOGS.open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["record_id"] == record)
+    assert row["metric"] == "non_torch_memory" and row["source"].startswith("https://")
+    return float(row["value"])
 _ROW = re.compile(r"\|\s*[^|]+\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|")
 
 
@@ -49,16 +59,20 @@ def test_tp4_rank_without_custom_allreduce_adds_nothing():
     est = estimate(model="facebook/opt-125m", gpu="rtx 4090", num_gpus=4, engine="vllm",
                    engine_options={"version": "0.11.0", "gpu_memory_utilization": 0.8},
                    profile="none")
-    assert abs(est.engine_report.non_torch_bytes / GIB - 0.09) <= 0.05
+    logged = _logged("vllm-29070-opt27b-tp4")
+    assert abs(est.engine_report.non_torch_bytes / GIB - logged) <= 0.05
 
 
-@pytest.mark.parametrize(("version", "low", "high"), [("0.9.0", 0.5, 0.7), ("0.9.1", 0.1, 0.15),
-                                                       ("0.11.0", 0.1, 0.15)])
-def test_the_snapshot_release_drops_the_cuda_context(version, low, high):
-    # before 0.9.1 the CUDA context counted: 0.53 GiB for opt-125m on an A100 (PR #18858)
-    est = estimate(model="facebook/opt-125m", gpu="a100 sxm4 80gb", engine="vllm",
-                   engine_options={"version": version}, profile="none")
-    assert low <= est.engine_report.non_torch_bytes / GIB <= high
+def test_the_snapshot_release_drops_the_cuda_context():
+    # before 0.9.1 the CUDA context counted: 0.53 GiB for opt-125m on an A100 (PR #18858); from
+    # 0.9.1 only what grew since the worker's snapshot (0.13 GiB on an H100 at 0.11.0)
+    def non_torch(version: str) -> float:
+        est = estimate(model="facebook/opt-125m", gpu="a100 sxm4 80gb", engine="vllm",
+                       engine_options={"version": version}, profile="none")
+        return est.engine_report.non_torch_bytes / GIB
+
+    assert abs(non_torch("0.9.0") - _logged("vllm-18858-opt125m-a100")) <= 0.1
+    assert non_torch("0.9.1") == non_torch("0.11.0") < 0.15
 
 
 @pytest.mark.parametrize(("model", "kernel", "logged"), [
