@@ -202,3 +202,25 @@ def test_a_shipped_device_decoded_alone_is_the_database_s_row() -> None:
         assert shipped_device(device.name) == device
     assert [d.name for d in common_devices()] == list(COMMON_DEVICES)
     assert common_devices() == default_hardware().common()
+
+
+@pytest.mark.parametrize(("gpu", "logged_gib"), [
+    ("h100", 79.11), ("h100", 79.18), ("h100", 79.22),  # vLLM PR #48601, llm-d, vLLM logs
+    ("h200", 139.72),  # vLLM issue #31273
+    ("v100-32gb", 31.75),  # LlamaFactory issue #1221
+    ("a100-40gb", 39.39),  # vLLM issue #2363: the common share holds where no total is logged
+])
+def test_the_total_cuda_reports_is_the_logged_one(gpu: str, logged_gib: float) -> None:
+    from vramest.inference.constants import DEFAULTS
+    from vramest.units import GIB
+
+    device = load_hardware().find(gpu)
+    reported = device.reported_total_bytes(DEFAULTS.visible_memory_fraction) / GIB
+    assert abs(reported - logged_gib) <= 0.08
+
+
+def test_a_cuda_total_above_the_memory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gpus.json"
+    path.write_text('{"devices": [{"name": "Mine", "memory_gib": 24, "cuda_total_gib": 25}]}')
+    with pytest.raises(InputError, match="cuda_total_gib"):
+        load_hardware(path)

@@ -56,12 +56,19 @@ class Device:
     # Unified memory (DGX Spark): what the OS, its services and caches hold when an engine
     # starts. CUDA counts it as used, so the free memory an engine checks is below the total.
     os_in_use_bytes: int = 0
+    # What CUDA reports as the total (torch.cuda.mem_get_info) where logs of this card give it:
+    # HBM data-centre cards show more than the common share of their nominal size (H200 139.72
+    # of 141 GiB, not 0.985 x 141 = 138.9); the row's cuda_total_source says where.
+    cuda_total_bytes: int | None = None
 
     def reported_total_bytes(self, visible_fraction: float) -> int:
-        """The total a CUDA process reads (torch.cuda.mem_get_info): a discrete card's
-        addressable memory less the driver's share, or a unified chip's measured total."""
+        """The total a CUDA process reads (torch.cuda.mem_get_info): the card's logged total,
+        else its addressable memory less the driver's common share, or a unified chip's
+        measured total."""
         if self.addressable_override_bytes is not None:
             return self.addressable_override_bytes
+        if self.cuda_total_bytes is not None:
+            return self.cuda_total_bytes
         return round(self.addressable_bytes * visible_fraction)
 
     @property
@@ -290,7 +297,18 @@ def _parse_device(raw: Any, origin: str, i: int) -> Device:
         ecc_in_band=_flag(raw, "ecc_in_band", where),
         addressable_override_bytes=_addressable(raw, memory, where),  # type: ignore[arg-type]
         os_in_use_bytes=int((_number(raw, "os_in_use_gib", where) or 0) * GIB),
+        cuda_total_bytes=_cuda_total(raw, memory, where),  # type: ignore[arg-type]
     )
+
+
+def _cuda_total(raw: dict[str, Any], memory: float, where: str) -> int | None:
+    value = _number(raw, "cuda_total_gib", where)
+    if value is None:
+        return None
+    if value > memory:
+        raise InputError(f"{where}: cuda_total_gib ({value:g}) cannot exceed memory_gib "
+                         f"({memory:g}).")
+    return round(value * GIB)
 
 
 # Metal's recommendedMaxWorkingSetSize, what one process may keep on the GPU of a Mac unless
@@ -370,7 +388,7 @@ def device_from_local(name: str, memory_bytes: int, bandwidth_bytes_s: float | N
     try:
         known = db.find(name)
         return replace(known, memory_bytes=memory_bytes, ecc_in_band=False,  # measured as seen
-                       addressable_override_bytes=None)
+                       addressable_override_bytes=None, cuda_total_bytes=None)
     except InputError:
         return Device(name=name, aliases=(), vendor="", kind="gpu", device_class="unknown",
                       memory_bytes=memory_bytes, bandwidth_bytes_s=bandwidth_bytes_s,
