@@ -22,6 +22,7 @@ from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
 from vramest.serving.disagg import Pools
+from vramest.serving.devices import eager_layer_on_device, on_device
 from vramest.serving.engines import ServingEngine
 from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.simulate import SteadyState, at_request_rate, steady_state
@@ -158,9 +159,11 @@ def deployment(info: ModelInfo, dtype: str, kv_dtype: str | None, device: Device
     kv = kv_format(kv_dtype) if kv_dtype else default_kv_format(fmt)
     constants = replace(constants, allreduce_latency_s=eng.allreduce_latency_s)
     return Deployment(shape=_engine_window(info.shape, eng), fmt=fmt, kv=kv, device=device, tp=tp, pp=pp,
-                      engine=eng.speed, constants=constants, seq_overhead_s=eng.seq_overhead_s,
+                      engine=on_device(eng.speed, device), constants=constants,
+                      seq_overhead_s=eng.seq_overhead_s,
                       gemm_half_width=eng.gemm_half_width, moe_efficiency=eng.moe_efficiency,
-                      eager_layer_s=eng.eager_layer_s, fp8_gemm_share=eng.fp8_gemm_share,
+                      eager_layer_s=eager_layer_on_device(eng.eager_layer_s, device),
+                      fp8_gemm_share=eng.fp8_gemm_share,
                       custom_allreduce=eng.custom_allreduce,
                       ep=ep if info.shape.is_moe else 1)
 

@@ -39,7 +39,7 @@ from vramest.inference.throughput import (
 )
 from vramest.model.precisions import KVFormat, WeightFormat
 from vramest.model.shapes import ModelShape
-from vramest.serving.allreduce import covers, trtllm_allreduce_s
+from vramest.serving.allreduce import covers, device_allreduce_s
 
 # An FP8 GEMM runs 1.53x as fast as the same bf16 GEMM on Hopper, not the 2x of their peaks:
 # the median over 210 large GEMMs (M 2048-8192; N, K of Llama-3.1-8B/70B and Qwen3-32B layers)
@@ -213,8 +213,7 @@ def phase_seconds(d: Deployment, work: PhaseWork) -> float:
     if d.custom_allreduce and covers(d.device, d.tp):
         phase = _phase(d, replace(work, tp=1))  # all-reduces from the measured table instead
         elements = work.allreduce_bytes / d.fmt.compute_bytes
-        link = d.device.interconnect_bytes_s or 0.0
-        return phase.seconds + 2 * work.layers * trtllm_allreduce_s(d.tp, elements, link)
+        return phase.seconds + 2 * work.layers * device_allreduce_s(d.device, d.tp, elements)
     return _phase(d, work).seconds
 
 
