@@ -33,6 +33,8 @@ same chip, so what is left there is the engines' prefill paths, not the chip's G
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vramest.frozen import frozen, replace
 from vramest.hardware.database import Device
 from vramest.inference.engines.speed import Engine
@@ -68,6 +70,7 @@ def kernel_ratios(device: Device) -> KernelRatios | None:
     return RATIOS.get(device.name)
 
 
+@lru_cache(maxsize=256)
 def on_device(speed: Engine, device: Device) -> Engine:
     """The engine's Hopper-fitted speed constants carried to `device`'s kernels."""
     r = kernel_ratios(device)

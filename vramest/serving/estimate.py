@@ -21,8 +21,8 @@ from vramest.inference.serving_extras import NO_EXTRAS, ServingExtras, apply_mem
 from vramest.model.precisions import kv_format
 from vramest.model.resolve import ModelInfo
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING, ModelShape
-from vramest.serving.disagg import Pools
 from vramest.serving.devices import eager_layer_on_device, on_device
+from vramest.serving.disagg import Pools
 from vramest.serving.engines import ServingEngine
 from vramest.serving.lengths import FIXED, LengthDist
 from vramest.serving.simulate import SteadyState, at_request_rate, steady_state

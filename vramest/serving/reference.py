@@ -389,6 +389,10 @@ def serving_accuracy_report(_reference: object = None) -> list[str]:
                  "H100/H200) + 1 MoE efficiency: vLLM 9 (no eager cost: its CUDA graphs cover "
                  "mixed steps), SGLang 10, TensorRT-LLM 10 (with the FP8 GEMM share and a cost "
                  "per layer; its all-reduces from a measured table, not fitted)")
+    lines.append("  off that class (A100 SXM4 80GB, B200): the same constants, carried by the chips' "
+                 "measured GEMV bandwidth share and small-kernel time over Hopper's and TRT-LLM's "
+                 "all-reduce table of each NVLink generation (vramest/serving/devices.py, "
+                 "allreduce.py; AIConfigurator 0.12's tables), not refitted")
     lines.append("  targets on held-out rows: TPOT 8%, TTFT under load 30%, max throughput 5%")
     return lines
 
