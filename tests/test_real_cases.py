@@ -275,7 +275,12 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # --mxfp4-kernel triton for llm-d's vllm/vllm-openai image (triton_kernels installed: 64.38 GiB
 # logged, Triton's layout 64.12, Marlin's 65.97) and its gpt-oss-120b row at the 0.95 its
 # figures add up to: that run starts too (109 -> 110/113).
-FLOORS = {"fit": (53, 70, 112, 120), "heldout": (56, 71, 110, 113)}
+# llama-forks: a KoboldCpp release runs the rules of the llama.cpp build it merged
+# (engines/llamacpp_forks.py): 1.50.1 is b1547, before PR #4766's layer split, so the 43
+# offloaded layers of Yi-34B Q6_K are split by rows and CUDA0 holds the KV and compute buffer
+# too (koboldcpp#544 runs out of memory, as logged): held-out OOM 56/71 -> 57/71. No other
+# verdict changed; llama.cpp buffer medians unchanged (fit 0.7%, held-out 0.0%).
+FLOORS = {"fit": (53, 70, 112, 120), "heldout": (57, 71, 110, 113)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

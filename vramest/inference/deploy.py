@@ -90,6 +90,13 @@ def place(est: Estimate, where: Deployment,
         engine, alias = resolve_engine(engine)
     if alias is not None and alias.version and "version" not in engine_options:
         engine_options["version"] = alias.version
+    fork_note = None
+    if alias is not None and alias.fork and isinstance(engine_options.get("version"), str):
+        from vramest.inference.engines.llamacpp_forks import fork_build
+
+        if (mapped := fork_build(alias.fork, str(engine_options["version"]))) is not None:
+            engine_options["version"] = f"b{mapped.build}"
+            fork_note = mapped.note
     if host_memory is not None:  # checked when given, whether or not layers stay on the host
         from vramest.inference.offload import host_memory as host_row
 
@@ -109,7 +116,7 @@ def place(est: Estimate, where: Deployment,
                     else RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else ""))
                    + "."]
     if alias is not None:
-        assumptions.append(f"Engine: {alias.note}.")
+        assumptions.append(f"Engine: {alias.note}" + (f"; {fork_note}" if fork_note else "") + ".")
     if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
         stages = n  # whole layers per GPU: no head has to divide among the GPUs
     if gpu is not None and ("," in gpu or "+" in gpu):

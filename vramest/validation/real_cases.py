@@ -152,7 +152,14 @@ def _engine_options(case: Case) -> dict[str, Any]:
                 options["version"] = version
         else:
             options["version"] = token
+    from vramest.inference.engines.registry import ALIASES
     from vramest.inference.engines.registry import NAMES as OWN_VERSIONED
+
+    alias = ALIASES.get(case.engine)
+    if alias is not None and alias.fork and case.engine_version and "version" not in options:
+        token = case.engine_version.split()[0]  # KoboldCpp "1.50.1": its llama.cpp build
+        if re.fullmatch(r"v?\d+(\.\d+){0,2}|b\d+", token):
+            options["version"] = token
 
     if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options \
             and _takes_version(case.engine):

@@ -160,6 +160,8 @@ class EngineAlias:
     engine: str
     note: str
     version: str | None = None  # the release of `engine` whose rules apply, unless one is given
+    # a fork whose own releases map to llama.cpp builds (engines/llamacpp_forks.py)
+    fork: str | None = None
 
 
 ALIASES: dict[str, EngineAlias] = {
@@ -193,7 +195,7 @@ ALIASES: dict[str, EngineAlias] = {
     "lm-studio": EngineAlias("llamacpp", "LM Studio runs GGUF models on llama.cpp: counted as "
                              "llama.cpp (same buffers)"),
     "koboldcpp": EngineAlias("llamacpp", "KoboldCpp is a llama.cpp fork: counted as llama.cpp "
-                             "(same buffers: model, KV, compute)"),
+                             "(same buffers: model, KV, compute)", fork="koboldcpp"),
     "jan": EngineAlias("llamacpp", "Jan runs GGUF models on llama.cpp: counted as llama.cpp"),
     # TabbyAPI serves ExLlamaV2 models with ExLlamaV2's cache
     "tabbyapi": EngineAlias("exllamav2", "TabbyAPI serves ExLlamaV2: counted as ExLlamaV2"),
