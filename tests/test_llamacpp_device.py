@@ -116,3 +116,15 @@ def test_pool_grows_with_the_context_and_ends_with_pr_10015(n_kv, n_tokens, buil
     if build >= 3970:  # F32 scores (PR #10015) and MMQ (PR #8075) on an RTX 3090: nothing extra
         assert here == 0
     assert pool_bytes(shape, gpu, "Vulkan", Release((build,))) == 0
+
+
+@pytest.mark.parametrize(("build", "held"), [("b1430", True), ("b1727", True), ("b1728", False)])
+def test_pascal_held_the_f16_scores_until_pr_4682(build, held):
+    # ggml-cuda.cu @2f9ec7e (b1430, issue #3780's 3x P40 build) sent every F16 x F32 multi-batch
+    # product to batched cuBLAS whatever the GPU; PR #4682 (b1728) gated it on fast F16
+    est = estimate(model="meta-llama/Llama-2-13b-hf", dtype="q4_k_m", gpu="tesla p40", ctx=8192,
+                   engine="llamacpp", profile="none",
+                   engine_options={"n_gpu_layers": 99, "version": build})
+    assert est.fit is not None
+    scores = 8192 * 512 * 40 * 2  # n_kv x n_ubatch x n_head in F16
+    assert est.fit.per_gpu.overhead - RUNTIME_BYTES == (scores if held else 0)

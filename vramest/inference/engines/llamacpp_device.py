@@ -83,7 +83,12 @@ HEAD_EVERY_TOKEN_UNTIL = Release((2536,))
 MMQ_MAX_BATCH_SIZE = 32
 F16_BYTES = 2
 # GPUs without fast F16 (compute capability below 7.0 on NVIDIA's list; AMD's GCN): llama.cpp
-# keeps them on MMQ and off the batched F16 path
+# keeps them on MMQ (min_compute_capability >= MIN_CC_DP4A, 610) and, from PR #4682 ("CUDA: fix
+# tensor core logic for Pascal and HIP", a20f3c74 of 2023-12-29, build b1728 by rev-list count),
+# off the batched F16 path. Before it, ggml_cuda_mul_mat sent every F16 x F32 multi-batch
+# product there whatever the GPU ("KQ + KQV multi-batch", ggml-cuda.cu @2f9ec7e = b1430, the
+# build of issue #3780's 3x P40 log): a P40 held the F16 scores in the pool too.
+SLOW_F16_BATCHED_KQ_UNTIL = Release((1728,))
 _SLOW_F16 = re.compile(r"gtx 10\d\d|gtx titan|titan xp?\b|tesla [kmp]\d|quadro [kmp]\d|"
                        r"\bmi(25|50|60)\b|vega|radeon vii", re.IGNORECASE)
 # V100 (7.0, no int8 tensor cores) and RDNA3: cuBLAS after PR #8075 too
@@ -109,12 +114,17 @@ def pool_bytes(pool: PoolShape, device: Device | None, backend: str, build: Rele
     """The peak ggml's pool reaches beyond what a recent build holds (RUNTIME_BYTES): the larger
     of the F16 scores and the dequantised matrix (the VMM pool maps its peak; the older pool
     caches both, so this is a floor there)."""
-    if device is None or backend not in ("CUDA", "ROCm") or _SLOW_F16.search(device.name):
+    if device is None or backend not in ("CUDA", "ROCm"):
         return 0
+    slow_f16 = _SLOW_F16.search(device.name) is not None
+    batched_until = min(BATCHED_KQ_F16[1], SLOW_F16_BATCHED_KQ_UNTIL) if slow_f16 \
+        else BATCHED_KQ_F16[1]
     scores = 0
     if not pool.flash_attn and pool.k_cache_f16 and pool.n_tokens > 1 and \
-            BATCHED_KQ_F16[0] <= build < BATCHED_KQ_F16[1]:
+            BATCHED_KQ_F16[0] <= build < batched_until:
         scores = pool.n_kv * pool.n_tokens * pool.n_head * F16_BYTES
+    if slow_f16:  # MMQ: no matrix dequantised for cuBLAS
+        return scores
     dequant = 0
     until = Release((10**9,)) if _CUBLAS_AFTER_MMQ.search(device.name) else F16_DEQUANT[1]
     if pool.quantized and pool.n_tokens > MMQ_MAX_BATCH_SIZE and F16_DEQUANT[0] <= build < until:
