@@ -36,6 +36,7 @@ def test_llama_cpp_builds_and_newer_releases_pass_through() -> None:
     assert fork_build("koboldcpp", "b1428") is None
     assert fork_build("koboldcpp", "llamacpp==b1428") is None
     assert fork_build("koboldcpp", "1.99") is None  # past the table: today's rules
+    assert fork_build("koboldcpp", "1.76.2").build == 3906  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("bad", ["latest", "1.2.3.4", "1.0"])
@@ -56,3 +57,12 @@ def test_table_is_sorted() -> None:
     for table in TABLES.values():
         assert [r[0] for r in table] == sorted(r[0] for r in table)
         assert [r[1] for r in table] == sorted(r[1] for r in table)
+
+
+def test_llamafile_release_is_its_vendored_origin() -> None:
+    # Mozilla-Ocho/llamafile tag 0.8.13's llama.cpp/README.llamafile: ORIGIN 8b3befc0
+    # (2024-08-16), llama.cpp build b3599; 0.9.3 still vendors it
+    assert fork_build("llamafile", "0.8.13").build == 3599  # type: ignore[union-attr]
+    assert fork_build("llamafile", "0.9.3").build == 3599  # type: ignore[union-attr]
+    assert fork_build("llamafile", "0.6").build == 1768  # type: ignore[union-attr]
+    assert fork_build("llamafile", "0.10") is None  # past the snapshot: today's rules

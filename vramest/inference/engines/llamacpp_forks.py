@@ -101,8 +101,28 @@ _KOBOLDCPP: tuple[tuple[tuple[int, ...], int, str], ...] = (
     ((1, 75), 3798, "41f47787"),  # v1.75 2024-09-21
     ((1, 76), 3906, "7eee341b"),  # v1.76 2024-10-11
 )
-TABLES: dict[str, tuple[tuple[tuple[int, ...], int, str], ...]] = {"koboldcpp": _KOBOLDCPP}
-NAMES: dict[str, str] = {"koboldcpp": "KoboldCpp"}
+# llamafile (Mozilla-Ocho/llamafile) vendors llama.cpp in llama.cpp/; each release tag's
+# llama.cpp/README.llamafile names the upstream commit under ORIGIN (0.2 and 0.3: "initially
+# imported from" e9c1cecb; 0.4: PR #4406's head e1241d9b, merged as 799a1cb1). Builds by
+# rev-list count as above; 0.8.13 through 0.9.3 (2025-05-14) keep 8b3befc0.
+_LLAMAFILE: tuple[tuple[tuple[int, ...], int, str], ...] = (
+    ((0, 1), 1496, "e9c1cecb"),  # 0.1 2023-11-20
+    ((0, 4), 1629, "799a1cb1"),  # 0.4 2023-12-14 (Mixtral, PR #4406)
+    ((0, 5), 1768, "b3a7c20b"),  # 0.5 2024-01-05
+    ((0, 6, 1), 1805, "4f56458d"),  # 0.6.1 2024-01-19
+    ((0, 6, 2), 1988, "6db2b41a"),  # 0.6.2 2024-01-27
+    ((0, 7), 2491, "fa046eaf"),  # 0.7 2024-03-30
+    ((0, 8), 2701, "b8109bc0"),  # 0.8 2024-04-24
+    ((0, 8, 1), 2737, "46e12c46"),  # 0.8.1 2024-04-26
+    ((0, 8, 2), 2806, "c780e753"),  # 0.8.2 2024-05-09
+    ((0, 8, 5), 2977, "152da28a"),  # 0.8.5 2024-05-25
+    ((0, 8, 13), 3599, "8b3befc0"),  # 0.8.13 2024-08-18, through 0.9.3
+)
+TABLES: dict[str, tuple[tuple[tuple[int, ...], int, str], ...]] = {
+    "koboldcpp": _KOBOLDCPP, "llamafile": _LLAMAFILE}
+# the newest release each snapshot shows; a later one is given today's llama.cpp rules
+LAST_KNOWN: dict[str, tuple[int, ...]] = {"koboldcpp": (1, 76), "llamafile": (0, 9, 3)}
+NAMES: dict[str, str] = {"koboldcpp": "KoboldCpp", "llamafile": "llamafile"}
 
 
 def _release(text: str) -> tuple[int, ...] | None:
@@ -128,10 +148,11 @@ def fork_build(fork: str, version: str) -> ForkBuild | None:
     if release < table[0][0]:
         raise InputError(f"{NAMES[fork]} {short(version)} is older than the releases mapped to "
                          f"llama.cpp builds ({'.'.join(map(str, table[0][0]))} onward).")
-    if release > table[-1][0] and release[:2] != table[-1][0][:2]:
+    last = LAST_KNOWN[fork]
+    if release > last and release[:len(last)] != last:
         return None
     row = max((r for r in table if r[0] <= release), key=lambda r: r[0])
     shown = ".".join(map(str, release))
     return ForkBuild(fork, release, row[1], row[2],
                      f"{NAMES[fork]} {shown} taken as llama.cpp b{row[1]} (the llama.cpp "
-                     f"commit {row[2]} it merged)")
+                     f"commit {row[2]} it carries)")

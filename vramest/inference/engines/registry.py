@@ -183,7 +183,7 @@ ALIASES: dict[str, EngineAlias] = {
                                     "0.3.3"),
     # llamafile and ik_llama.cpp run llama.cpp's loader, KV cache and graph allocator
     "llamafile": EngineAlias("llamacpp", "llamafile bundles llama.cpp: counted as llama.cpp's "
-                             "server (same buffers: model, KV, compute)"),
+                             "server (same buffers: model, KV, compute)", fork="llamafile"),
     "ik_llama.cpp": EngineAlias("llamacpp", "ik_llama.cpp is a llama.cpp fork: counted as "
                                 "llama.cpp (same buffers: model, KV, compute)"),
     "ik-llama.cpp": EngineAlias("llamacpp", "ik_llama.cpp is a llama.cpp fork: counted as "
