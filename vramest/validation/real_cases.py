@@ -224,7 +224,7 @@ def _replay_inference(case: Case) -> Replay:
             # for the concatenated KV cache (HFStartup.kv_growth_bytes, "stays reserved")
             predicted -= est.memory.overhead.bytes
             if metric == "generate_peak_bytes":
-                predicted -= est.engine_report.kv_growth_bytes
+                predicted -= getattr(est.engine_report, "kv_growth_bytes", 0)
     return Replay(case, est.fit.fits, est.fit.verdict, predicted, measured)
 
 
