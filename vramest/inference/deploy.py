@@ -143,7 +143,7 @@ def place(est: Estimate, where: Deployment,
         layer_split = engine_.name in LAYER_SPLIT_ENGINES
         report = _engine_report(est, engine_.name, engine_options, device,
                                n if layer_split else fit_plan.tp, fit_plan.usable_bytes,
-                               1 if layer_split else fit_plan.pp)
+                               1 if layer_split else fit_plan.pp, prompt_tokens)
         fit_plan = _engine_fit(fit_plan, report)
         fit_plan = replace(fit_plan, advice=what_to_change(est, fit_plan, report,
                                                            engine_options or {}))
@@ -161,7 +161,7 @@ def place(est: Estimate, where: Deployment,
                                            device, est.constants, engine_)
         return replace(est, fit=fit_plan, throughput=speed, assumptions=tuple(assumptions),
                        engine_report=report)
-    report = _engine_report(est, engine_.name, engine_options, None, 1, None)
+    report = _engine_report(est, engine_.name, engine_options, None, 1, None, 1, prompt_tokens)
     if not compare_gpus:
         return replace(est, engine_report=report, assumptions=tuple(assumptions))
     options = tuple(fewest_gpus(est, device, reserve_) for device in common_devices(hardware_file))
@@ -454,7 +454,8 @@ def _llamacpp_buffers(report: object) -> Any:
 
 
 def _engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
-                   tp: int, usable_bytes: int | None, pp: int = 1) -> EngineReport | None:
+                   tp: int, usable_bytes: int | None, pp: int = 1,
+                   prompt: int | None = None) -> EngineReport | None:
     """The engine's start-up figures; an engine without its own accounting and no options
     (generic, trtllm) needs none of the engine modules, so the common answer never imports
     them."""
@@ -462,7 +463,7 @@ def _engine_report(est: Estimate, engine: str, options: dict[str, object], devic
         return None
     from vramest.inference.engines.startup import engine_report
 
-    return engine_report(est, engine, options, device, tp, usable_bytes, pp)
+    return engine_report(est, engine, options, device, tp, usable_bytes, pp, prompt)
 
 
 def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:

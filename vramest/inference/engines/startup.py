@@ -1427,11 +1427,12 @@ def parse_engine_options(engine: str, options: dict[str, object], *,
 
 
 def engine_report(est: Estimate, engine: str, options: dict[str, object], device: Device | None,
-                  tp: int, usable_bytes: int | None, pp: int = 1
+                  tp: int, usable_bytes: int | None, pp: int = 1, prompt: int | None = None
                   ) -> VLLMStartup | LlamaCppStartup | HFStartup | Startup | None:
     """The engine's own start-up figures (STARTUP_ENGINES, or an engine module in
     vramest.inference.engines.registry), or None for an engine without. `tp` GPUs split each
-    layer, `pp` pipeline stages split the layers (vLLM's --pipeline-parallel-size)."""
+    layer, `pp` pipeline stages split the layers (vLLM's --pipeline-parallel-size); `prompt`
+    is the request's prompt where it is shorter than the context (transformers' prefill)."""
     from vramest.inference.engines import registry
 
     if engine in registry.NAMES:  # ollama, sglang, ...: their own modules
@@ -1444,7 +1445,10 @@ def engine_report(est: Estimate, engine: str, options: dict[str, object], device
                          f"{takes} only.")
     if spec is None:
         return None
-    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes, pp)
+    parsed = parse_engine_options(engine, given)
+    if prompt is not None and engine_family(engine) == "hf":
+        parsed["prompt"] = prompt
+    return spec.build(est, parsed, device, tp, usable_bytes, pp)
 
 
 def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
@@ -1534,6 +1538,8 @@ class HFStartup:
     attention: str
     unquantized_experts_bytes: int = 0  # bitsandbytes leaves fused MoE experts in 16 bit
     window_kv_extra_bytes: int = 0  # sliding layers hold the whole last prefill chunk
+    # before 4.45: every prompt position's logits and their fp32 copy, beyond the layers' peak
+    prompt_logits_bytes: int = 0
     version: str = "transformers==5.23.0"
     rules_source: str = ""
 
@@ -1544,7 +1550,8 @@ class HFStartup:
                 "generate_peak_bytes": self.generate_peak_bytes,
                 "kv_growth_bytes": self.kv_growth_bytes, "attention": self.attention,
                 "unquantized_experts_bytes": self.unquantized_experts_bytes,
-                "window_kv_extra_bytes": self.window_kv_extra_bytes}
+                "window_kv_extra_bytes": self.window_kv_extra_bytes,
+                "prompt_logits_bytes": self.prompt_logits_bytes}
 
     def log_lines(self) -> list[str]:
         return [f"{self.version} rules (--engine-version to change)",
@@ -1558,10 +1565,14 @@ class HFStartup:
                      "the quantized weights"] if self.unquantized_experts_bytes else []) + (
                     [f"Sliding-window layers keep the whole last prefill chunk in transformers' "
                      f"cache until the next token: {format_bytes(self.window_kv_extra_bytes)} "
-                     "more than the window"] if self.window_kv_extra_bytes else [])
+                     "more than the window"] if self.window_kv_extra_bytes else []) + (
+                    [f"The prefill computes every prompt position's logits and their fp32 copy "
+                     f"(before 4.45's num_logits_to_keep): "
+                     f"{format_bytes(self.prompt_logits_bytes)} beyond the layers' peak"]
+                    if self.prompt_logits_bytes else [])
 
 
-def hf_startup(est: Estimate, version: str | None = None) -> HFStartup:
+def hf_startup(est: Estimate, version: str | None = None, prompt: int | None = None) -> HFStartup:
     """Loading holds the weights plus, for formats quantized on load (bitsandbytes), one 16-bit
     copy of the largest matrix; generate() concatenates each new token onto the cache, so the
     caching allocator keeps about one more cache's worth reserved (optimum's GPTQ benchmark:
@@ -1593,10 +1604,20 @@ def hf_startup(est: Estimate, version: str | None = None) -> HFStartup:
                                          s.prefill_chunk, s.batch)
     window_extra = max(0, held - memory.kv_cache.bytes)
     prefill = memory.total + experts + window_extra
+    prompt_logits = 0
+    if rules.prompt_logits and shape.architecture == "decoder":
+        # after the last layer: every prompt position's logits and their fp32 copy, in place of
+        # the layers' own peak when larger (the estimate counts the last position's only)
+        act = fmt.compute_bytes
+        tokens = min(prompt or s.ctx, s.ctx, s.prefill_chunk) * s.batch
+        prompt_logits = max(0, round(tokens * shape.vocab_size * (act + 4))
+                            - memory.activations.bytes)
+        prefill += prompt_logits
     return HFStartup(loading_peak_bytes=loading, prefill_peak_bytes=prefill,
                      generate_peak_bytes=prefill + memory.kv_cache.bytes,
                      kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention,
                      unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra,
+                     prompt_logits_bytes=prompt_logits,
                      version=release.text, rules_source=rules.source)
 
 
@@ -1616,5 +1637,5 @@ STARTUP_ENGINES: dict[str, StartupEngine] = {
     "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
     "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
     "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable, _pp: hf_startup(
-        est, given.get("version"))),  # type: ignore[arg-type]
+        est, given.get("version"), given.get("prompt"))),  # type: ignore[arg-type]
 }

@@ -437,14 +437,26 @@ class HFRules:
     # "loaded in fp32 by default", transformers issue #36567 on 4.46); None: the checkpoint's
     # own dtype ("auto", the default from 5.0: huggingface/trl PR #5457)
     default_dtype: str | None = None
+    # the prefill forward computes the logits of every prompt position and upcasts them
+    # ("logits = self.lm_head(hidden_states); logits = logits.float()" in modeling_llama.py and
+    # modeling_qwen2.py of the 4.31.0 and 4.44.2 wheels): compute dtype + fp32 per position
+    prompt_logits: bool = False
 
 
+_HF4_EXPERTS = ("transformers 4.x: MixtralSparseMoeBlock.experts is an nn.ModuleList of "
+                "MixtralBlockSparseTop2MLP with w1/w2/w3 nn.Linear (models/mixtral/"
+                "modeling_mixtral.py), so load_in_4bit quantizes them: Mixtral-8x7B 4-bit in about "
+                "30 GB on an A6000 (https://github.com/h2oai/h2ogpt/issues/1274, transformers 4.36)")
 HF_TABLE: tuple[HFRules, ...] = (
     HFRules(Release((4,)), False,
-            "transformers 4.x: MixtralSparseMoeBlock.experts is an nn.ModuleList of "
-            "MixtralBlockSparseTop2MLP with w1/w2/w3 nn.Linear (models/mixtral/modeling_mixtral"
-            ".py), so load_in_4bit quantizes them: Mixtral-8x7B 4-bit in about 30 GB on an "
-            "A6000 (https://github.com/h2oai/h2ogpt/issues/1274, transformers 4.36)", "fp32"),
+            _HF4_EXPERTS + "; before 4.45 the prefill computes every prompt position's logits "
+            "and their fp32 copy (Qwen2-7B at 30,720 tokens on 4.38.2: 42.62 GiB, Qwen's speed "
+            "benchmark)", "fp32", prompt_logits=True),
+    HFRules(Release((4, 45)), False,
+            _HF4_EXPERTS + "; from 4.45.0 generate() passes num_logits_to_keep=1 (transformers "
+            "PR #31292; generation/utils.py _supports_num_logits_to_keep in the 4.45.2 wheel: "
+            "Llama, Mistral, Qwen2, Gemma, Phi-3, Mixtral), so the prefill keeps the last "
+            "position's logits", "fp32"),
     HFRules(Release((5,)), True,
             "transformers 5: MixtralExperts holds gate_up_proj/down_proj as 3-D nn.Parameter "
             "(@use_experts_implementation, models/mixtral/modeling_mixtral.py); checked by "
