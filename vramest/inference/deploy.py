@@ -484,10 +484,19 @@ def _engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         return replace(fit_plan, per_gpu=per_gpu, band=BANDS["llamacpp"],
                        band_extra_bytes=_runtime_spread(report) if fullest else 0,
                        on_host=host_share(report, fit_plan.device), refused=report.refusal)
-    if isinstance(report, HFStartup):  # generate() keeps a second cache's worth reserved,
-        per = fit_plan.per_gpu  # and sliding layers their whole last prefill chunk
-        extra = report.window_kv_extra_bytes // max(1, fit_plan.num_gpus)
-        return replace(fit_plan, per_gpu=replace(per, kv_cache=2 * per.kv_cache + extra))
+    if isinstance(report, HFStartup):
+        # generate() grows each layer's cache with torch.cat: while one layer's keys (or values)
+        # are copied both copies are allocated. The second cache's worth the caching allocator
+        # keeps reserved meanwhile (the device figure) is unsplit cached blocks, which it frees
+        # and retries before it raises out-of-memory (CUDACachingAllocator: release_cached_blocks
+        # on a failed cudaMalloc), so the verdict counts the copy, not the reserve. Sliding
+        # layers hold their whole last prefill chunk; before 4.45 the prefill holds every prompt
+        # position's logits.
+        per = fit_plan.per_gpu
+        gpus = max(1, fit_plan.num_gpus)
+        return replace(fit_plan, per_gpu=replace(
+            per, kv_cache=per.kv_cache + (report.cache_copy_bytes + report.window_kv_extra_bytes)
+            // gpus, activations=per.activations + report.prompt_logits_bytes // gpus))
     if isinstance(report, VLLMStartup):
         one_sequence = report.request_bytes or round(report.kv_bytes_per_token *
                                                      report.max_model_len)

@@ -1540,6 +1540,8 @@ class HFStartup:
     window_kv_extra_bytes: int = 0  # sliding layers hold the whole last prefill chunk
     # before 4.45: every prompt position's logits and their fp32 copy, beyond the layers' peak
     prompt_logits_bytes: int = 0
+    # one layer's keys (or values), copied by the torch.cat that grows the cache each step
+    cache_copy_bytes: int = 0
     version: str = "transformers==5.23.0"
     rules_source: str = ""
 
@@ -1618,6 +1620,7 @@ def hf_startup(est: Estimate, version: str | None = None, prompt: int | None = N
                      kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention,
                      unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra,
                      prompt_logits_bytes=prompt_logits,
+                     cache_copy_bytes=memory.kv_cache.bytes // max(1, 2 * _kv_layers(shape)),
                      version=release.text, rules_source=rules.source)
 
 
