@@ -1445,14 +1445,13 @@ def engine_report(est: Estimate, engine: str, options: dict[str, object], device
                          f"{takes} only.")
     if spec is None:
         return None
-    parsed = parse_engine_options(engine, given)
-    if prompt is not None and engine_family(engine) == "hf":
-        parsed["prompt"] = prompt
-    return spec.build(est, parsed, device, tp, usable_bytes, pp)
+    return spec.build(est, parse_engine_options(engine, given), device, tp, usable_bytes, pp,
+                      prompt)
 
 
 def _vllm_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
-                 usable_bytes: int | None, pp: int = 1) -> VLLMStartup:
+                 usable_bytes: int | None, pp: int = 1, _prompt: int | None = None
+                 ) -> VLLMStartup:
     if device is None:
         raise InputError("--engine vllm needs --gpu: its KV cache is what is left of the "
                          "GPU's memory.")
@@ -1469,7 +1468,8 @@ def _backend(device: Device | None, chosen: str | None = None) -> str:
 
 
 def _llamacpp_report(est: Estimate, given: dict[str, object], device: Device | None, tp: int,
-                     usable_bytes: int | None, _pp: int = 1) -> LlamaCppStartup:
+                     usable_bytes: int | None, _pp: int = 1, _prompt: int | None = None
+                     ) -> LlamaCppStartup:
     fit = bool(given.pop("fit", False))
     given.setdefault("n_gpus", tp)  # --num-gpus: llama.cpp splits layers, not tensors
     opts = LlamaCppOptions(**given)  # type: ignore[arg-type]
@@ -1628,17 +1628,18 @@ def hf_startup(est: Estimate, version: str | None = None, prompt: int | None = N
 @frozen
 class StartupEngine:
     """An engine with its own start-up accounting: the options it takes and how its report is
-    built from (estimate, parsed options, device, GPUs, usable bytes per GPU). A new engine
-    adds its options to _OPTION_PARSERS, its rules table to versions.TABLES and a row here."""
+    built from (estimate, parsed options, device, GPUs, usable bytes per GPU, pipeline stages,
+    the request's prompt). A new engine adds its options to _OPTION_PARSERS, its rules table to
+    versions.TABLES and a row here."""
 
     options: tuple[str, ...]
-    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None, int],
-                    VLLMStartup | LlamaCppStartup | HFStartup]
+    build: Callable[[Estimate, dict[str, object], Device | None, int, int | None, int,
+                     int | None], VLLMStartup | LlamaCppStartup | HFStartup]
 
 
 STARTUP_ENGINES: dict[str, StartupEngine] = {
     "vllm": StartupEngine(VLLM_OPTION_NAMES, _vllm_report),
     "llamacpp": StartupEngine(LLAMACPP_OPTION_NAMES, _llamacpp_report),
-    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable, _pp: hf_startup(
-        est, given.get("version"), given.get("prompt"))),  # type: ignore[arg-type]
+    "hf": StartupEngine(("version",), lambda est, given, _device, _tp, _usable, _pp, prompt:
+                        hf_startup(est, given.get("version"), prompt)),  # type: ignore[arg-type]
 }
