@@ -525,7 +525,7 @@ def llamacpp_usable(device: Device, est: Estimate, reserve: Reserve) -> int:
     from vramest.inference.engines.llamacpp_device import device_limit
 
     limit = device_limit(device, est.constants.visible_memory_fraction)
-    return int(limit * (1 - reserve.fraction)) - reserve.bytes if reserve.given else limit
+    return reserve.left_of(limit) if reserve.given else limit
 
 
 def _runtime_spread(report: LlamaCppStartup) -> int:

@@ -51,8 +51,11 @@ class Reserve:
     def usable(self, device: Device) -> int:
         """What a model may take of one GPU: its addressable memory less the reserve, and on
         unified memory less what the OS holds at start (Device.os_in_use_bytes)."""
-        return (int(device.addressable_bytes * (1 - self.fraction)) - self.bytes
-                - device.os_in_use_bytes)
+        return self.left_of(device.addressable_bytes) - device.os_in_use_bytes
+
+    def left_of(self, total: int) -> int:
+        """`total` less what this reserve keeps free of it."""
+        return int(total * (1 - self.fraction)) - self.bytes
 
 
 def parse_reserve(text: str | float | None) -> Reserve:
