@@ -170,8 +170,7 @@ def indexed_expert_bytes(shape: ModelShape, layer: int, s: TrainingSettings,
     # unsharded gradients (memory.fsdp_gradient_buffers); under ZeRO-2/3 only 1/n of them
     if s.zero_stage < 2 or (s.fsdp and s.num_gpus > 1):
         return saved, 2 * largest
-    kept = 0.0 if s.offload != "none" else 1 / s.num_gpus
-    return saved, 2 * largest + saved * (1 - kept)
+    return saved, 2 * largest + saved * (1 - s.kept_grad_share)
 
 
 def eager_score_bytes(shape: ModelShape, s: TrainingSettings) -> float:

@@ -149,8 +149,7 @@ def fsdp_gradient_buffers(s: TrainingSettings, layer_grad_bytes: float) -> int:
     FSDP1 _runtime_utils._post_backward_hook: record_stream on padded_unsharded_grad)."""
     if not s.fsdp or s.num_gpus < 2:
         return 0
-    kept = 0.0 if s.offload != "none" else 1 / s.num_gpus
-    return round(layer_grad_bytes * (2 - kept))
+    return round(layer_grad_bytes * (2 - s.kept_grad_share))
 
 
 def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,

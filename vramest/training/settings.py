@@ -197,6 +197,11 @@ class TrainingSettings:
         return self.bitsandbytes < BNB_FREES_INPUTS_FROM
 
     @property
+    def kept_grad_share(self) -> float:
+        """The share of a reduce-scattered gradient each GPU keeps: 1/n, none when offloaded."""
+        return 0.0 if self.offload != "none" else 1 / self.num_gpus
+
+    @property
     def adamw_single_tensor(self) -> bool:
         """Whether torch's AdamW (foreach unset) steps one tensor at a time."""
         return self.torch < TORCH_FOREACH_ADAMW_FROM
