@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,42 @@ def test_python_dash_m_works() -> None:
     result = subprocess.run([sys.executable, "-m", "vramest", "--params", "7B", "--json"],
                             capture_output=True, text=True, check=True)
     assert json.loads(result.stdout)["memory"]["total"] > 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"],
+    ["--params", "7B", "--no-such-flag"],
+    ["--params", "7B", "--dtype", "int3"],
+    ["train", "--help"],
+])
+def test_the_program_prints_what_main_prints(argv: list[str]) -> None:
+    """`python -m vramest` loads argparse with English strings and no gettext lookup (issue
+    #20's start-up); what it prints and its exit status must be main()'s, and the English
+    stand-in must not stay behind for anything imported later."""
+    code = ("import io, sys, contextlib; from vramest.cli import main\n"
+            "out, err = io.StringIO(), io.StringIO()\n"
+            "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+            "    try:\n"
+            f"        rc = main({argv!r})\n"
+            "    except SystemExit as e:\n"
+            "        rc = e.code\n"
+            "sys.stdout.write(out.getvalue()); sys.stderr.write(err.getvalue()); sys.exit(rc)")
+    env = {**os.environ, "COLUMNS": "100"}
+    in_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env=env)
+    program = subprocess.run([sys.executable, "-m", "vramest", *argv], capture_output=True,
+                             text=True, env=env)
+    assert (program.returncode, program.stdout, program.stderr) == (
+        in_process.returncode, in_process.stdout, in_process.stderr)
+    assert program.returncode in (0, 2) and "Traceback" not in program.stderr
+
+
+def test_the_english_stand_in_leaves_gettext_alone() -> None:
+    code = ("from vramest.cli import _argparse_in_english\n"
+            "import sys; _argparse_in_english()\n"
+            "assert 'gettext' not in sys.modules\n"
+            "import gettext; assert hasattr(gettext, 'translation')")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("argv", [

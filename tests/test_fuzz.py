@@ -278,8 +278,8 @@ def subcommand_flags() -> dict[str, list[tuple[str, bool]]]:
     """Each subcommand's flags, and whether each takes a value."""
     import argparse
 
-    from vramest.cli import build_parser
     from vramest.commands import COMMANDS
+    from vramest.commands.parser import build_parser
 
     flags: dict[str, list[tuple[str, bool]]] = {}
     for name in COMMANDS:

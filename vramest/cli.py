@@ -2,79 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import gc
 import importlib
-import os
 import sys
-from collections.abc import Sequence
 
 from vramest.commands import COMMANDS
 from vramest.errors import MAX_TEXT_CHARS, InputError, short
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any
-
-
-def _columns() -> int:
-    """The terminal's width as shutil.get_terminal_size reads it, without importing shutil
-    (argparse imports it for every parser it builds, and it pulls in bz2 and lzma)."""
-    with contextlib.suppress(ValueError):
-        return int(os.environ.get("COLUMNS", ""))
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class _Formatter(argparse.HelpFormatter):
-    def __init__(self, prog: str, **kwargs: Any) -> None:
-        super().__init__(prog, **{"width": max(_columns(), 20) - 2, **kwargs})
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad flags as InputError (one line, exit 2) instead of usage dumps."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # no prefixes: `--gpu-memory` must not silently mean --gpu-memory-utilization
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
-
-    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
-        # `--flag=--` gives the value "--": argparse would drop it as the options terminator
-        # and hand the command an empty list
-        if arg_strings == ["--"] and action.nargs in (None, argparse.OPTIONAL):
-            value = self._get_value(action, "--")
-            self._check_value(action, value)
-            return value
-        return super()._get_values(action, arg_strings)
-
-    def _check_value(self, action: argparse.Action, value: Any) -> None:
-        if action.choices is not None and value not in action.choices:  # echo a short prefix
-            raise argparse.ArgumentError(action, f"invalid choice: {short(value)} (choose from "
-                                         f"{', '.join(map(str, action.choices))})")
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        prefix, _, own = message.partition(": ")
-        flags = prefix.removeprefix("argument ").split("/")
-        if prefix.startswith("argument ") and own.startswith(tuple(flags)):
-            raise InputError(own)  # a flag's own parser already said what is wrong and accepted
-        raise InputError(f"{message[0].upper()}{message[1:]}; see `vramest --help`.")
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; `only` builds just that subcommand, so others' modules are not imported."""
-    parser = _Parser(prog="vramest", description="How much GPU memory an LLM needs, and how "
-                     "fast it runs.", epilog="Commands: " + "; ".join(
-                         f"{name}: {help_text}" for name, (_, help_text) in COMMANDS.items()))
-    parser.add_argument("--version", action="store_true", help="print the version")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for name, (module, help_text) in COMMANDS.items():
-        if only is None or name == only:
-            importlib.import_module(module).add_parser(sub, help_text)
-    return parser
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +44,8 @@ def _main(argv: Sequence[str] | None) -> int:
             check_argument(arg)
         if command not in _WITH_POSITIONALS:
             _check_unquoted_gpu(args_list)
+        from vramest.commands.parser import build_parser
+
         args = build_parser(only=command).parse_args(args_list)
         if args.version:
             from importlib.metadata import version
@@ -152,9 +91,28 @@ def run_as_program() -> None:
     visits every object the command made (7% of the headline command's instructions), only to
     free memory the operating system takes back anyway: gc.freeze() leaves them out of it.
     Atexit handlers and stream flushing still run."""
+    _argparse_in_english()
     code = main()
     gc.freeze()
     sys.exit(code)
+
+
+def _argparse_in_english() -> None:
+    """Load argparse with its own English strings, as the program prints everything else in
+    English. argparse asks gettext for each string it shows, and gettext's lookup imports
+    locale and searches the locale folders every time: 9M of the headline command's 180M
+    instructions (callgrind). Only where neither module is loaded yet, so an embedder's
+    argparse is never touched; `main()` alone leaves argparse as it finds it."""
+    if "argparse" in sys.modules or "gettext" in sys.modules:
+        return
+    english = type(sys)("gettext")
+    english.gettext = lambda message: message  # type: ignore[attr-defined]
+    english.ngettext = lambda one, many, n: one if n == 1 else many  # type: ignore[attr-defined]
+    sys.modules["gettext"] = english
+    try:
+        import argparse  # noqa: F401  (bound to the English gettext above)
+    finally:
+        del sys.modules["gettext"]
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ class Query:
 @lru_cache(maxsize=1)
 def estimate_parser() -> argparse.ArgumentParser:
     """The CLI's parser with only the estimate command, built once (parsing does not change it)."""
-    from vramest.cli import build_parser
+    from vramest.commands.parser import build_parser
 
     return build_parser(only="estimate")
 
