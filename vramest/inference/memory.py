@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import lru_cache
 
 from vramest.frozen import TYPE_CHECKING, frozen
@@ -146,19 +145,11 @@ def layer_weight_bytes(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[floa
 @lru_cache(maxsize=256)  # shapes and formats are frozen: sweeps and GPU tables reuse the sums
 def _weight_bytes_by_role(shape: ModelShape, fmt: WeightFormat) -> tuple[tuple[str, float], ...]:
     roles: dict[str, float] = {}
-
-    def add(tensors: Iterable[TensorSpec], times: int = 1) -> None:
-        for t in tensors:
-            roles[t.role] = roles.get(t.role, 0.0) + times * _stored_bytes(shape, fmt, t)
-
-    add(shape.global_tensors())
     by_layer = fmt.gguf_rule is not None or any(layer is not None for _, layer in fmt.unquantized)
-    if by_layer:  # llama.cpp and ignore lists pick precisions by layer index
-        for layer in range(shape.num_layers):
-            add(shape.layer_tensors(layer))
-    else:
-        for layer, count in shape.layer_groups():
-            add(shape.layer_tensors(layer), count)
+    # llama.cpp and ignore lists pick precisions by layer index
+    counted = ((t, 1) for t in shape.tensors()) if by_layer else shape.counted_tensors()
+    for t, times in counted:
+        roles[t.role] = roles.get(t.role, 0.0) + times * _stored_bytes(shape, fmt, t)
     return tuple(roles.items())
 
 

@@ -159,13 +159,13 @@ def _params(shape: ModelShape) -> tuple[float, float]:
     """(matmul weights outside the experts incl. the output head, weights of one expert per
     MoE layer summed over layers)."""
     dense = expert = 0.0
-    for t in shape.tensors():
+    for t, times in shape.counted_tensors():
         if t.role in ("embedding", "position_embedding", "norm", "bias", "extra"):
             continue
         if t.role in _EXPERT_ROLES:
-            expert += t.rows * t.cols
+            expert += times * t.rows * t.cols
         else:
-            dense += t.elements
+            dense += times * t.elements
     if shape.tie_embeddings:
         dense += shape.vocab_size * shape.hidden_size
     return dense, expert

@@ -334,7 +334,7 @@ def _borrow_moe(params: int, active: int | None,
 
 
 def _expert_params(shape: ModelShape) -> int:
-    return sum(t.elements for t in shape.tensors()
+    return sum(times * t.elements for t, times in shape.counted_tensors()
                if t.role in ("expert_gate", "expert_up", "expert_down"))
 
 

@@ -168,6 +168,15 @@ class ModelShape:
         for layer in range(self.num_layers):
             yield from self.layer_tensors(layer)
 
+    def counted_tensors(self) -> Iterator[tuple[TensorSpec, int]]:
+        """Every weight tensor once per layer group, with how many layers repeat it: the sums
+        over `tensors()` without a loop over the layers."""
+        for t in self.global_tensors():
+            yield t, 1
+        for layer, count in self.layer_groups():
+            for t in self.layer_tensors(layer):
+                yield t, count
+
     def global_tensors(self) -> Iterator[TensorSpec]:
         """Tensors outside the repeated blocks: embeddings, final norm, output head."""
         if self.explicit_layers:
@@ -206,6 +215,9 @@ class ModelShape:
 
     @cached_property
     def _layer_groups(self) -> tuple[tuple[int, int], ...]:
+        if not self.moe_layers and not self.explicit_layers and \
+                self.architecture != ENCODER_DECODER:  # every layer alike: one group, no loop
+            return ((0, self.num_layers),) if self.num_layers > 0 else ()
         counts: dict[tuple[Any, ...], list[int]] = {}
         for layer in range(self.num_layers):
             key = (self.is_moe_layer(layer), self.has_cross_attention(layer),
@@ -272,10 +284,7 @@ class ModelShape:
 
     @cached_property
     def _param_count(self) -> int:
-        total = sum(t.elements for t in self.global_tensors())
-        for layer, count in self.layer_groups():
-            total += count * sum(t.elements for t in self.layer_tensors(layer))
-        return total
+        return sum(count * t.elements for t, count in self.counted_tensors())
 
     def active_param_count(self) -> int:
         """Parameters one token uses: a MoE layer counts only its routed experts."""
@@ -283,13 +292,9 @@ class ModelShape:
 
     @cached_property
     def _active_param_count(self) -> int:
-        def active(tensors: Iterator[TensorSpec]) -> int:
-            return sum(t.rows * t.cols * min(self.experts_per_token, t.count)
-                       if t.role in ("expert_gate", "expert_up", "expert_down") else t.elements
-                       for t in tensors)
-
-        return active(self.global_tensors()) + sum(
-            count * active(self.layer_tensors(layer)) for layer, count in self.layer_groups())
+        return sum(count * (t.rows * t.cols * min(self.experts_per_token, t.count)
+                            if t.role in ("expert_gate", "expert_up", "expert_down")
+                            else t.elements) for t, count in self.counted_tensors())
 
     def scaled(self, name: str, **changes: Any) -> ModelShape:
         return replace(self, name=name, **changes)
