@@ -125,3 +125,12 @@ def test_a_shipped_entry_decoded_alone_is_the_catalog_s_entry() -> None:
             entry.id, entry.aliases, entry.config, entry.notes)
         assert alone.shape() == entry.shape()
     assert shipped_entry("no/such-model") is None
+
+
+@pytest.mark.parametrize("value", ['say "hi"', "back\\slash", "Qwen/Qwen2.5-7B\n", "模型", "", "id"])
+def test_a_shipped_object_lookup_of_an_odd_value_finds_nothing_and_raises_nothing(
+        value: str) -> None:
+    from vramest.data import shipped_object
+
+    assert shipped_object("models.json", "id", value) is None
+    assert shipped_object("gpus.json", "name", value) is None

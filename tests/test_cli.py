@@ -123,6 +123,14 @@ def test_headline_imports_no_typing_and_no_dataclasses() -> None:
                          ("typing", "dataclasses", "inspect")) == []
 
 
+def test_headline_decodes_its_rows_without_the_json_package() -> None:
+    """The catalog entries and GPU rows the headline reads go through json's C scanner alone
+    (vramest.data.shipped_object); --json output still loads the package."""
+    argv = ["--params", "70B", "--dtype", "int4", "--ctx", "8192"]
+    assert _loaded_after([argv], ("json", "json.decoder")) == []
+    assert _loaded_after([[*argv, "--json"]], ("json",)) == ["json"]
+
+
 def test_python_dash_m_works() -> None:
     result = subprocess.run([sys.executable, "-m", "vramest", "--params", "7B", "--json"],
                             capture_output=True, text=True, check=True)

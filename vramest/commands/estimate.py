@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from vramest.commands.common import (
     add_hardware_args,
@@ -38,6 +37,8 @@ def answer(args: argparse.Namespace) -> Estimate:
 
 def json_text(result: Estimate) -> str:
     """What --json prints, without print's newline."""
+    import json  # only here: the text answer never needs the json package
+
     return json.dumps(result.to_json(), indent=2)
 
 

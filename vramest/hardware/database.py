@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
-from vramest.data import read_text
+from vramest.data import shipped_object, shipped_text
 from vramest.errors import InputError, short
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.units import GIB
@@ -342,12 +341,9 @@ SHIPPED = "vramest/data/gpus.json"
 
 @lru_cache(maxsize=1)
 def default_hardware() -> HardwareDB:
-    return parse_devices(json.loads(_shipped_text()), SHIPPED)
+    import json
 
-
-@lru_cache(maxsize=1)
-def _shipped_text() -> str:
-    return read_text("gpus.json")
+    return parse_devices(json.loads(shipped_text("gpus.json")), SHIPPED)
 
 
 @lru_cache(maxsize=64)
@@ -355,12 +351,9 @@ def shipped_device(name: str) -> Device:
     """One shipped device by its exact name, decoded alone: the GPU table shows 14 of the
     database's rows, and decoding all of them cost a tenth of the headline command. Each
     device's object opens with its "name" key (a test holds gpus.json to that)."""
-    text = _shipped_text()
-    at = text.find(f'"name": {json.dumps(name)}')
-    if at >= 0:
-        raw, _ = json.JSONDecoder().raw_decode(text, text.rfind("{", 0, at))
-        if raw.get("name") == name:
-            return _parse_device(raw, SHIPPED, 0)
+    raw = shipped_object("gpus.json", "name", name)
+    if raw is not None:
+        return _parse_device(raw, SHIPPED, 0)
     return default_hardware().find(name)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from functools import lru_cache
 
-from vramest.data import read_text
+from vramest.data import shipped_object, shipped_text
 from vramest.errors import InputError, short
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.model.shapes import ModelShape, shape_from_config
@@ -193,12 +192,9 @@ def _cached_index(catalog: Catalog) -> dict[str, CatalogEntry]:
 
 @lru_cache(maxsize=1)
 def default_catalog() -> Catalog:
-    return parse_catalog(json.loads(_shipped_text()))
+    import json
 
-
-@lru_cache(maxsize=1)
-def _shipped_text() -> str:
-    return read_text("models.json")
+    return parse_catalog(json.loads(shipped_text("models.json")))
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
@@ -219,12 +215,8 @@ def shipped_entry(model_id: str) -> CatalogEntry | None:
     """One shipped entry by its exact id, decoded alone: a parameter count borrows from five
     entries, and decoding the whole catalog for them cost a tenth of the headline command.
     Each entry's object opens with its "id" key (a test holds models.json to that)."""
-    text = _shipped_text()
-    at = text.find(f'"id": {json.dumps(model_id)}')
-    if at < 0:
-        return default_catalog().get(model_id)
-    raw, _ = json.JSONDecoder().raw_decode(text, text.rfind("{", 0, at))
-    return _entry(raw) if raw.get("id") == model_id else default_catalog().get(model_id)
+    raw = shipped_object("models.json", "id", model_id)
+    return _entry(raw) if raw is not None else default_catalog().get(model_id)
 
 
 # --- shapes from a parameter count -------------------------------------------------------
