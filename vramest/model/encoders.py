@@ -18,19 +18,14 @@ from __future__ import annotations
 
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, replace
+from vramest.model.kinds import BERT_LIKE
 
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, _Config
 
-BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "deberta-v2"})
-ENCODER_DECODER_FAMILIES = frozenset({"t5", "mt5", "umt5", "bart", "whisper"})
 ENCODER_FAMILIES = BERT_LIKE
 # RoBERTa-style position ids start after the padding index: max_position_embeddings already
 # holds the 2 extra rows in their configs (514 for 512 tokens).
-
-
-def is_encoder_family(family: str) -> bool:
-    return family in ENCODER_FAMILIES or family in ENCODER_DECODER_FAMILIES
 
 
 def encoder_shape(c: _Config, family: str, name: str) -> ModelShape:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from vramest.model.shapes import ModelShape
 
-GDN_HYBRID_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text"})
 _FP32 = {"float32": 4.0, "fp32": 4.0}
 
 

@@ -16,20 +16,14 @@ from collections.abc import Mapping
 
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, replace
+from vramest.model.kinds import MOE_LAYER
 
 if TYPE_CHECKING:
     from typing import Any
 
     from vramest.model.shapes import ModelShape, TensorSpec
 
-MOE_LAYER = "E"  # hybrid_override_pattern's character for a MoE layer
 _MOE_KEYS = ("n_routed_experts", "moe_intermediate_size", "num_experts_per_tok")
-
-
-def has_moe_layers(config: Mapping[str, Any]) -> bool:
-    pattern = config.get("hybrid_override_pattern")
-    return str(config.get("model_type", "")).lower() == "nemotron_h" and \
-        isinstance(pattern, str) and MOE_LAYER in pattern
 
 
 def nemotron_moe_shape(config: Mapping[str, Any], name: str, origin: str) -> ModelShape:

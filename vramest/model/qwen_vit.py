@@ -17,13 +17,13 @@ from collections.abc import Mapping
 
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, replace
+from vramest.model.kinds import QWEN3_VL_FAMILIES
 
 if TYPE_CHECKING:
     from typing import Any
 
     from vramest.model.shapes import ModelShape
 
-QWEN3_VL_FAMILIES = {"qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe"}
 
 
 def vision_params(vision: Mapping[str, Any], text_hidden: int) -> int:

@@ -17,8 +17,6 @@ from vramest.frozen import TYPE_CHECKING
 if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape, TensorSpec, _Config
 
-RECURRENT_FAMILIES = frozenset({"mamba", "falcon_mamba", "mamba2", "nemotron_h", "jamba",
-                                "qwen3_next", "granitemoehybrid", "falcon_h1", "zamba2", "rwkv"})
 # Nemotron-H's hybrid_override_pattern: one character per layer
 _PATTERN = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 _LIST_NAMES = {"linear_attention": "mamba", "mamba": "mamba", "full_attention": "attention",

@@ -12,12 +12,14 @@ from functools import cached_property
 
 from vramest.errors import InputError, short
 from vramest.frozen import TYPE_CHECKING, field, fields, frozen, replace
-from vramest.model.encoders import encoder_shape, is_encoder_family
 from vramest.model.families import FAMILIES, apply_family_rules
-from vramest.model.gdn_hybrid import GDN_HYBRID_FAMILIES, gdn_hybrid_shape
-from vramest.model.hybrid_moe import has_moe_layers, nemotron_moe_shape
-from vramest.model.qwen_vit import QWEN3_VL_FAMILIES, qwen3_vl_shape
-from vramest.model.recurrent import RECURRENT_FAMILIES, recurrent_shape
+from vramest.model.kinds import (
+    GDN_HYBRID_FAMILIES,
+    QWEN3_VL_FAMILIES,
+    RECURRENT_FAMILIES,
+    has_moe_layers,
+    is_encoder_family,
+)
 
 if TYPE_CHECKING:
     from typing import Any
@@ -481,12 +483,21 @@ def shape_from_config(config: Mapping[str, Any], name: str, origin: str = "confi
         raise InputError(f"{origin} is not a JSON object; a config.json holds one.")
     top_family = str(config.get("model_type") or "").lower()
     if top_family in GDN_HYBRID_FAMILIES:
+        from vramest.model.gdn_hybrid import gdn_hybrid_shape
+
         return _built(gdn_hybrid_shape, config, name, origin)
     if has_moe_layers(config):
+        from vramest.model.hybrid_moe import nemotron_moe_shape
+
         return _built(nemotron_moe_shape, config, name, origin)
     if top_family in QWEN3_VL_FAMILIES:
+        from vramest.model.qwen_vit import qwen3_vl_shape
+
         return _built(qwen3_vl_shape, config, name, origin)
     if is_encoder_family(top_family) or top_family in RECURRENT_FAMILIES:
+        from vramest.model.encoders import encoder_shape
+        from vramest.model.recurrent import recurrent_shape
+
         c = _Config(config, origin)
         try:
             shape = (recurrent_shape(c, top_family, name) if top_family in RECURRENT_FAMILIES
