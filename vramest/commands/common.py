@@ -330,7 +330,15 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
     engine = registry.resolve_engine(args.engine)[0]  # an alias takes its engine's options
     if engine in registry.NAMES:
-        return registry.parse_pairs(args.engine_option)
+        pairs = registry.parse_pairs(args.engine_option)
+        if args.engine_version is not None:  # one flag for every engine's release
+            given = pairs.setdefault("version", args.engine_version)
+            if given != args.engine_version:
+                from vramest.errors import InputError, short
+
+                raise InputError(f"--engine-version {short(args.engine_version)} and "
+                                 f"--engine-option version={short(given)} disagree; give one.")
+        return pairs
     if args.engine_option:
         from vramest.errors import InputError
 
@@ -378,5 +386,6 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
         raise InputError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "
                          "--engine vllm or --engine llamacpp"
-                         + (" (or hf)." if given == ["--engine-version"] else "."))
+                         + (" (or hf, sglang, tgi, ollama)." if given == ["--engine-version"]
+                            else "."))
     return {}
