@@ -72,3 +72,18 @@ def test_tgi_awq_warm_up_holds_the_split_k_outputs_until_marlin():
     assert AWQ_WQLINEAR == ((1, 1, 0), (2, 2, 0))
     # Mistral-7B: gate_up is 2 x 14336 wide; 8 partial outputs of 17,000 rows in fp16
     assert warmup("1.3.0") - warmup("2.2.0") == 8 * 17000 * 2 * 14336 * 2
+
+
+def test_before_1_1_1_a_gptq_kernel_error_reads_as_not_enough_memory() -> None:
+    """TGI issue #1085 (1.1.0, TheBloke/Llama-2-7b-Chat-GPTQ, one L4): the image starts the model
+    under Docker on an L4, and the same image and model on a Kubernetes L4 refuse with "Not
+    enough memory to handle 4096 prefill tokens", raised from Triton's GPTQ kernel. The warm-up
+    fits; 1.1.0 turns any warm-up error into that message, v1.1.1 only an out-of-memory one."""
+    def report(version: str) -> dict[str, object]:
+        return tgi("meta-llama/Llama-2-7b-hf", "l4", "gptq-int4", version=version,
+                   max_batch_prefill_tokens=4096)
+
+    old, new = report("1.1.0"), report("1.1.1")
+    assert old["starts"] is True and new["starts"] is True
+    assert any("reports any error" in str(r) for r in old["rules"])  # type: ignore[attr-defined]
+    assert not any("reports any error" in str(r) for r in new["rules"])  # type: ignore[attr-defined]

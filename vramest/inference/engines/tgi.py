@@ -12,7 +12,8 @@ at each tag):
              W = 0.95 (v3.0), 0.93 (v3.1-v3.2), 0.90 (v3.3+)
 Blocks hold 16 tokens (paged attention, v2) or 1 (flashinfer, the v3 default). A warm-up that
 runs out of memory refuses to start: "Not enough memory to handle N prefill tokens. You need to
-decrease `--max-batch-prefill-tokens`".
+decrease `--max-batch-prefill-tokens`" (before v1.1.1 any warm-up error read so, a GPTQ kernel's
+among them: the report says so where the memory fits).
 
 From v3 the router's warm-up sends an image with its first request (backends/v3/src/client/
 grpc_client.rs warmup, WARMUP_IMAGE_BASE64), split into requests of max_input_tokens each.
@@ -61,6 +62,10 @@ SCORE_COPIES = 2  # the math path holds q·kᵀ and its softmax at once
 # quantize/qmodule.py at v2.1.0); from v2.2.0 AWQ is repacked for the GPTQ-Marlin kernels where
 # they run (layers/gptq/__init__.py can_use_gptq_marlin). Dense models: the merged gate_up.
 AWQ_WQLINEAR: tuple[Version, Version] = ((1, 1, 0), (2, 2, 0))
+# flash_causal_lm.py warmup turned any exception into "Not enough memory to handle N prefill
+# tokens" (`except Exception`) until commit 96a982ad "fix: better warmup error" (v1.1.1) caught
+# torch.cuda.OutOfMemoryError alone
+ANY_ERROR_READS_AS_OOM_UNTIL: Version = (1, 1, 1)
 
 
 @frozen
@@ -179,6 +184,12 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
                  f"({SRC.format(where, 'server/text_generation_server/models/flash_causal_lm.py')}"
                  " warmup)")
     blocks = max(0, int(usable // (block * per_token))) + warm_blocks if starts else 0
+    if starts and version < ANY_ERROR_READS_AS_OOM_UNTIL:
+        source = SRC.format("1.1.0", "server/text_generation_server/models/flash_causal_lm.py")
+        rules.append("before v1.1.1 the warm-up reports any error as \"Not enough memory to "
+                     f"handle N prefill tokens\" ({source} warmup, except "
+                     "Exception): a GPTQ kernel failure (exllama, Triton's compile) reads as "
+                     "that refusal with memory to spare")
     tokens = blocks * block
     return TGIStartup(version=version, total_bytes=total, weights_bytes=weights,
                       warmup_tokens=prefill, warmup_activation_bytes=activation,
