@@ -592,3 +592,19 @@ def test_stdout_filter_keeps_text_and_newlines() -> None:
     print("7B  ·  int4\tok\n\x1b[31mred", file=stream)  # type: ignore[arg-type]
     assert buffer.getvalue() == "7B  ·  int4\tok\n?[31mred\n"
     assert stream.isatty() is False and sys.stdout is not stream
+
+
+def test_printable_shows_every_control_character_and_keeps_the_rest() -> None:
+    """Over every code point: C0/C1 controls (but tab, newline and, where asked, carriage
+    return), lone surrogates and U+FFFE/U+FFFF become "?"; everything else is kept as is."""
+    from vramest.printable import printable
+
+    def unprintable(code: int, keep: tuple[int, ...]) -> bool:
+        return code not in keep and (code < 0x20 or 0x7F <= code < 0xA0
+                                     or 0xD800 <= code < 0xE000 or code in (0xFFFE, 0xFFFF))
+
+    text = "".join(map(chr, range(0x110000)))
+    for keep_cr, keep in ((False, (9, 10)), (True, (9, 10, 13))):
+        shown = printable(text, keep_cr=keep_cr)
+        assert shown == "".join("?" if unprintable(ord(c), keep) else c for c in text)
+        assert printable(text, keep_cr=keep_cr) == shown  # the same once remembered

@@ -6,20 +6,34 @@ module beside it (vramest/files.py) is ten times its size.
 
 from __future__ import annotations
 
-from itertools import chain
-
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-# C0 and C1 control characters but tab and newline (ESC starts a terminal escape sequence;
-# XML 1.0 forbids most of them outright), lone surrogates, and the XML non-characters. A
-# translation table, not a regular expression: compiling that class cost 1.5 ms of every start.
-_UNPRINTABLE = dict.fromkeys(chain(range(0x00, 0x09), range(0x0B, 0x20), range(0x7F, 0xA0),
-                                   range(0xD800, 0xE000), (0xFFFE, 0xFFFF)), "?")
-_UNPRINTABLE_BUT_CR = dict(_UNPRINTABLE)
-del _UNPRINTABLE_BUT_CR[0x0D]
+class _Controls(dict[int, "int | str"]):
+    """str.translate's table, filled as characters are met: C0 and C1 control characters but
+    tab and newline (ESC starts a terminal escape sequence; XML 1.0 forbids most of them
+    outright), lone surrogates and the XML non-characters become "?", the rest stay. Not a
+    regular expression (compiling that class cost 1.5 ms of every start) nor a prebuilt table
+    (its 2,200 rows cost 1.1M instructions of every start)."""
+
+    def __init__(self, keep: frozenset[int]) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def __missing__(self, code: int) -> int | str:
+        shown: int | str = "?" if code not in self.keep and (
+            code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000
+            or code in (0xFFFE, 0xFFFF)) else code
+        if len(self) < _MAX_REMEMBERED:  # bounded: a long-lived process may print any text
+            self[code] = shown
+        return shown
+
+
+_MAX_REMEMBERED = 4096
+_UNPRINTABLE = _Controls(frozenset({0x09, 0x0A}))
+_UNPRINTABLE_BUT_CR = _Controls(frozenset({0x09, 0x0A, 0x0D}))
 
 
 def printable(text: str, *, keep_cr: bool = False) -> str:
