@@ -69,3 +69,38 @@ def test_orpo_pairs_without_a_reference_and_kto_references_without_pairs():
     lora_kto = estimate_training(objective="kto", **{**kw, "method": "lora"}).to_json()
     lora_sft = estimate_training(objective="sft", **{**kw, "method": "lora"}).to_json()
     assert lora_kto["phases"]["loss"] == lora_sft["phases"]["loss"]  # the adapter switched off
+
+
+GiB = 1024**3
+_QWEN3_NOTEBOOK = dict(model="Qwen/Qwen3-14B", framework="unsloth", unsloth="2025.6.1",
+                       method="qlora", seq=2048, micro_batch=2, grad_accumulation=4,
+                       lora_rank=32, lora_targets="all-linear", optimizer="adamw-8bit")
+
+
+def test_unsloth_keeps_the_logits_below_compute_capability_7_5():
+    # unslothai/unsloth#2700: the Qwen3 (14B) notebook's setup (max_seq_length 2048, batch 2,
+    # r 32, adamw_8bit) trained on Colab's T4 and ran out of memory on a V100 16GB (Unsloth
+    # 2025.6.1, 'CUDA: 7.0'). unsloth_zoo imports Cut Cross-Entropy only from compute
+    # capability 7.5 ("Fix V100"), so on the V100 the 16-bit logits and accelerate's fp32 copy
+    # of them are alive at the loss, and the step fills the card.
+    t4 = estimate_training(gpu="t4", **_QWEN3_NOTEBOOK)
+    v100 = estimate_training(gpu="tesla v100 pcie 16gb", **_QWEN3_NOTEBOOK)
+    assert (t4.settings.loss, v100.settings.loss) == ("cut", "fused")
+    assert v100.peak.name == "loss"
+    assert v100.peak.get("logits") == 2 * 2048 * 151_936 * (2 + 4)
+    assert t4.fit.fits  # trained
+    assert v100.fit.headroom_bytes is not None and v100.fit.headroom_bytes < 0.5 * GiB  # OOM
+    assert any("capability 7.5" in note for note in v100.assumptions)
+
+
+def test_unsloth_fallback_leaves_explicit_choices_and_new_gpus_alone():
+    explicit = estimate_training(gpu="tesla v100 pcie 16gb", loss="cut", **_QWEN3_NOTEBOOK)
+    assert explicit.settings.loss == "cut"  # what the user names is what is estimated
+    assert estimate_training(gpu="a100 sxm4 80gb", **_QWEN3_NOTEBOOK).settings.loss == "cut"
+    # the same import also needs torch 2.4
+    old_torch = estimate_training(gpu="a100 sxm4 80gb", torch="2.3", **_QWEN3_NOTEBOOK)
+    assert old_torch.settings.loss == "fused"
+    # other frameworks' defaults do not depend on the GPU
+    trl = estimate_training(gpu="tesla v100 pcie 16gb", framework="trl", method="qlora",
+                            model="Qwen/Qwen3-0.6B")
+    assert trl.settings.loss == "standard"

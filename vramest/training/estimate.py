@@ -185,6 +185,16 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         gpu, hardware_file = loaded.placement(gpu, hardware_file)
         on_device = gpu is not None and gpu == loaded.device_name
         c = loaded.training_constants(c, s.precision, on_device)
+    device = load_hardware(hardware_file).find(gpu) if gpu is not None else None
+    if framework is not None and "loss" in filled and device is not None:
+        from vramest.inference.engines.layouts import compute_capability
+        from vramest.training.frameworks import framework_loss_on
+
+        loss = framework_loss_on(framework, s.loss, compute_capability(device), s.torch)
+        if loss != s.loss:  # the default's own condition fails on this GPU or torch release
+            s, settings = replace(s, loss=loss), {**settings, "loss": loss}
+            filled = {**filled, "loss": f"{loss} (its Cut Cross-Entropy needs compute "
+                      "capability 7.5 and torch 2.4)"}
     info = info or resolve_model(params=params, model=model, family=family)
     shape = info.shape
     if shape.num_heads % s.sequence_parallel:
@@ -210,8 +220,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
             raise InputError(f"--gpu-memory {short(gpu_memory)} leaves nothing to fit on; give a "
                              "size such as 24GB or 80GiB.")
         device_name = f"{format_bytes(usable)} GPU"
-    if gpu is not None:
-        device = load_hardware(hardware_file).find(gpu)
+    if device is not None:
         device_name = device.name
         if device.addressable_bytes < device.memory_bytes and gpu_memory is None:
             device_notes = (ecc_note(device),)

@@ -45,7 +45,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "grad_checkpointing": "offloaded",
         "kernels": "unsloth",
         # models/llama.py CausalLM_fast_forward: fused_linear_cross_entropy (Cut Cross-Entropy)
-        # when cut_cross_entropy is installed and a batch has more than 1024 tokens
+        # when cut_cross_entropy is installed and a batch has more than 1024 tokens; off on older
+        # GPUs and torch releases (UNSLOTH_CCE_MIN_CAPABILITY, framework_loss_on)
         "loss": "cut",
     },
     "torchtune": {
@@ -67,6 +68,14 @@ _QLORA_BASE = {
     "unsloth": "bnb-nf4-dq",
 }
 FRAMEWORKS = tuple(_DEFAULTS)
+# Unsloth runs Cut Cross-Entropy only where unsloth_zoo imports it: torch >= 2.4 (and Triton >= 3)
+# on compute capability 7.5 and up (unslothai/unsloth-zoo@a90bf5aa, 2024-11-28, "Fix V100",
+# unsloth_zoo/loss_utils.py: HAS_CUT_CROSS_ENTROPY needs `not ((major <= 7) and (minor < 5))`;
+# the same at 2025.6.1, unsloth-zoo@b1d2d28c). Without it models/llama.py CausalLM_fast_forward
+# computes the 16-bit logits and runs its Triton fast_cross_entropy_loss (unsloth@16af0ceb,
+# 2025.6.1), the "fused" loss.
+UNSLOTH_CCE_MIN_CAPABILITY = (7, 5)
+UNSLOTH_CCE_MIN_TORCH = (2, 4)
 
 
 def framework_defaults(name: str, method: str) -> dict[str, Any]:
@@ -83,3 +92,15 @@ def framework_defaults(name: str, method: str) -> dict[str, Any]:
     if method != "qlora":
         out.pop("upcast_unquantized", None)  # only a quantized base is prepared
     return out
+
+
+def framework_loss_on(name: str, loss: str, capability: tuple[int, int],
+                      torch: tuple[int, ...]) -> str:
+    """The loss a framework's default comes to on a GPU of this compute capability ((0, 0): not
+    NVIDIA, none to compare) under this torch release: Unsloth's Cut Cross-Entropy falls back to
+    its fused cross-entropy over materialised logits below capability 7.5 (V100, P100) or
+    torch 2.4."""
+    if name.strip().lower() != "unsloth" or loss != "cut":
+        return loss
+    old_gpu = capability != (0, 0) and capability < UNSLOTH_CCE_MIN_CAPABILITY
+    return "fused" if old_gpu or torch < UNSLOTH_CCE_MIN_TORCH else loss
