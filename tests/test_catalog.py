@@ -134,3 +134,15 @@ def test_a_shipped_object_lookup_of_an_odd_value_finds_nothing_and_raises_nothin
 
     assert shipped_object("models.json", "id", value) is None
     assert shipped_object("gpus.json", "name", value) is None
+
+
+def test_each_scaling_series_ascends_so_a_bisection_finds_the_neighbours() -> None:
+    """shape_for_params bisects SCALING_SERIES instead of parsing every entry: each series
+    (but the MoE one, which is searched whole) must list its sizes in ascending order."""
+    from vramest.model.catalog import SCALING_SERIES, default_catalog
+
+    for family, names in SCALING_SERIES.items():
+        if family == "moe":
+            continue
+        counts = [default_catalog().get(name).shape().param_count() for name in names]
+        assert counts == sorted(counts) and len(set(counts)) == len(counts), family
