@@ -16,9 +16,11 @@ weights and KV pool, outside the static share until 0.5.13 and inside it from 0.
 
 from __future__ import annotations
 
+import re
+
 from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING, field, frozen, replace
-from vramest.inference.engines import registry, sglang_spec
+from vramest.inference.engines import registry, sglang_multimodal, sglang_spec
 from vramest.inference.engines.startup import _kv_share
 from vramest.inference.memory import ffn_width, kv_bytes_per_token
 from vramest.inference.placement import per_gpu_memory
@@ -88,6 +90,7 @@ class SGLangStartup:
     draft_kv_bytes_per_token: float = 0.0  # speculative decoding: the draft's pool, per token
     draft_reserve_bytes: int = 0  # what the draft takes from the reserved share (< v0.5.14)
     draft_transient_bytes: int = 0  # its placeholder embedding / head while its pool is made
+    gpu0_extra_bytes: int = 0  # other processes' contexts and pictures on GPU 0 (multimodal)
     speculative: dict[str, object] = field(default_factory=dict)
     version: str = READ_AT  # the release the rules are for: as given, else the commit read
 
@@ -102,7 +105,7 @@ class SGLangStartup:
         # before v0.5.14 the draft's placeholder tables are freed before the graphs are captured
         later = self.activation_peak_bytes + self.cuda_graph_bytes
         return self.reserved_bytes - self.req_to_token_pool_bytes - self.draft_reserve_bytes \
-            - max(later, self.draft_transient_bytes)
+            - max(later, self.draft_transient_bytes) - self.gpu0_extra_bytes
 
     def to_json(self) -> dict[str, object]:
         return {"name": "sglang", "version": self.version, "starts": self.starts,
@@ -119,6 +122,7 @@ class SGLangStartup:
                 "activation_peak_bytes": self.activation_peak_bytes,
                 "cuda_graph_bytes": self.cuda_graph_bytes,
                 "runtime_headroom_bytes": self.runtime_headroom_bytes,
+                "gpu0_extra_bytes": self.gpu0_extra_bytes,
                 **({"speculative": dict(self.speculative)} if self.speculative else {}),
                 "rules": list(self.rules)}
 
@@ -140,7 +144,9 @@ class SGLangStartup:
                          "--mem-fraction-static.")
         if self.starts and self.runtime_headroom_bytes < 0:
             lines.append(f"the reserved share is {format_bytes(-self.runtime_headroom_bytes)} "
-                         "short of a prefill chunk + CUDA graphs + request pool: expect an "
+                         "short of a prefill chunk + CUDA graphs + request pool"
+                         + (" + the pictures' processes on GPU 0" if self.gpu0_extra_bytes
+                            else "") + ": expect an "
                          "out-of-memory error under load (lower --mem-fraction-static or "
                          "--chunked-prefill-size)")
         return lines + list(self.rules)
@@ -149,8 +155,9 @@ class SGLangStartup:
         """SGLang fills the GPU by design: it starts when its pool holds a token, that is when
         the weights and the reserved share fit in what it measured as free, and it serves the
         request when the pool holds its context x batch tokens. The fit counts the KV the
-        request needs, so the headroom is the pool's remainder (less any shortfall of the
-        reserved share under load), not the zero a full GPU always shows."""
+        request needs, so the headroom is the pool's remainder, not the zero a full GPU always
+        shows. Where the reserved share falls short under load the pool cannot give way (its
+        buffers are allocated whole at start), so the whole pool and the shortfall count."""
         from vramest.inference.placement import PerGPU
 
         if not self.starts:
@@ -158,7 +165,10 @@ class SGLangStartup:
         else:
             kv = round(max(self.request_tokens, 1) * (self.kv_bytes_per_token
                                                       + self.draft_kv_bytes_per_token))
-            reserved = self.reserved_bytes + max(0, -self.runtime_headroom_bytes)
+            short = max(0, -self.runtime_headroom_bytes)
+            if short:  # the pool's buffers are allocated whole at start (init_memory_pool):
+                kv = max(kv, self.kv_cache_bytes)  # what the share lacks cannot come from it
+            reserved = self.reserved_bytes + short
         per_gpu = PerGPU(self.weights_bytes, kv, reserved, self.context_bytes)
         return replace(plan, per_gpu=per_gpu, usable_bytes=self.total_bytes + self.context_bytes)
 
@@ -202,6 +212,13 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
     # RoPE scaling factor (llama3, longrope and su excepted), as vLLM derives it
     context_len = int(o.get("context_length") or shape.scaled_context or shape.max_context  # type: ignore[call-overload]
                       or est.settings.ctx)
+    vision = sglang_multimodal.vision_rules(
+        _config(est), version, fraction, isinstance(o.get("mem_fraction_static"), float), tp,
+        est.settings.batch, c.vllm_non_torch_bytes,
+        fast_processor=not o.get("disable_fast_image_processor"))
+    if vision is not None:
+        fraction = vision.share
+        rules.extend(vision.notes)
     if _aiter(device.vendor, shape, tp, spec, version) and context_len > AITER_CONTEXT_ABOVE:
         fraction = round(fraction * AITER_FACTOR, 4)
         rules.append(f"mem_fraction_static x {AITER_FACTOR} = {fraction}: the aiter attention "
@@ -239,7 +256,10 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
         max_reqs = min(spec_reqs, tokens // 2)
     pool = (max_reqs + 1) * (context_len + 4) * INT32
     compute_bytes = weight_format(est.settings.dtype).compute_bytes
-    activation = round(chunk * (c.activation_ffn_factor * ffn_width(shape) / tp
+    prefill = chunk
+    if vision is not None and vision.unchunked:  # the request's prompt in one forward
+        prefill, chunk = max(est.settings.ctx * est.settings.batch, 1), -1
+    activation = round(prefill * (c.activation_ffn_factor * ffn_width(shape) / tp
                                 + c.vllm_activation_hidden_factor * shape.hidden_size)
                        * compute_bytes)
     # the draft's own graphs (EAGLEWorker.init_cuda_graphs: the draft and draft-extend
@@ -279,7 +299,7 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
                          cuda_graph_max_bs=graph_bs, max_running_requests=max(0, max_reqs),
                          req_to_token_pool_bytes=pool if tokens else 0,
                          activation_peak_bytes=activation, cuda_graph_bytes=graphs,
-                         rules=tuple(rules), version="sglang==" + ".".join(map(str, version))
+                         rules=tuple(rules), version="sglang==" + version_text(version)
                          if version is not None else READ_AT,
                          request_tokens=est.settings.ctx * est.settings.batch,
                          # before v0.5.14 the draft's pool is in draft_reserve_bytes already
@@ -288,7 +308,8 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
                          draft_reserve_bytes=draft_reserve,
                          draft_transient_bytes=draft.placeholder_bytes
                          if draft is not None and not draft.budgeted else 0,
-                         speculative=draft_json)
+                         speculative=draft_json,
+                         gpu0_extra_bytes=vision.gpu0_bytes if vision is not None else 0)
 
 
 def _config(est: Estimate) -> dict[str, object]:
@@ -345,18 +366,36 @@ def _bucket_fraction(gpu_mib: float, tp: int, extra_mib: float = 0.0) -> float:
     return round((gpu_mib - reserved) / gpu_mib, 3)
 
 
+# a post release: "0.4.6.post1", whose rules differ from "0.4.6.post3"
+_POST = re.compile(r"(.*\d)\.?post(\d+)")
+
+
+def version(value: object, what: str) -> tuple[int, ...]:
+    """registry.version with a post release as a fourth number: '0.4.6.post1' -> (0, 4, 6, 1)."""
+    post = _POST.fullmatch(value.strip().lower()) if isinstance(value, str) else None
+    if post is None:
+        return registry.version(value, what)
+    return (*registry.version(post[1], what), int(post[2]))
+
+
+def version_text(parts: tuple[int, ...]) -> str:
+    """(0, 4, 6, 1) -> '0.4.6.post1'."""
+    return ".".join(map(str, parts[:3])) + (f".post{parts[3]}" if len(parts) > 3 else "")
+
+
 def _legacy_fraction(tp: int) -> float:
     return next(f for at_least, f in LEGACY_FRACTIONS if tp >= at_least)
 
 
 ENGINE = registry.StartupEngine(
     name="sglang",
-    parsers={"version": registry.version, "mem_fraction_static": registry.share,
+    parsers={"version": version, "mem_fraction_static": registry.share,
              "chunked_prefill_size": lambda v, w: registry.whole(v, w, 1 << 20),
              "cuda_graph_max_bs": lambda v, w: registry.whole(v, w, 4096),
              "context_length": registry.tokens, "max_total_tokens": registry.tokens,
              "max_running_requests": lambda v, w: registry.whole(v, w, 1 << 20),
              "kv_cache_dtype": registry.text, "disable_cuda_graph": registry.switch,
+             "disable_fast_image_processor": registry.switch,
              **sglang_spec.PARSERS},
     compute=compute,
     spellings={"mem_frac": "mem_fraction_static", "context_len": "context_length",
