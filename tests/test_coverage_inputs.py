@@ -8,7 +8,7 @@ import pytest
 import vramest
 from vramest.errors import InputError
 from vramest.hardware.database import default_hardware
-from vramest.inference.engines.registry import resolve_engine
+from vramest.inference.engines.aliases import resolve_engine
 from vramest.model.catalog import default_catalog
 from vramest.model.names import catalog_match
 

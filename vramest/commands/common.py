@@ -211,7 +211,7 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch", action="store_true", help="find the most sequences that fit")
     g.add_argument("--prompt", help="prompt tokens for the speed estimate (default: --ctx)")
     g.add_argument("--gen", default="128", help="generated tokens (default 128)")
-    from vramest.inference.engines.registry import ALIASES, REFUSED
+    from vramest.inference.engines.aliases import ALIASES, REFUSED
 
     g.add_argument("--engine", default="generic", choices=sorted({*ENGINES, *ALIASES, *REFUSED}),
                    help="serving engine whose fixed costs the speed uses (default generic)")
@@ -326,11 +326,13 @@ def _flag(option: str) -> str:
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    from vramest.inference.engines import registry
+    from vramest.inference.engines.aliases import OWN_ACCOUNTING, resolve_engine
 
-    engine = registry.resolve_engine(args.engine)[0]  # an alias takes its engine's options
-    if engine in registry.NAMES:
-        pairs = registry.parse_pairs(args.engine_option)
+    engine = resolve_engine(args.engine)[0]  # an alias takes its engine's options
+    if engine in OWN_ACCOUNTING:
+        from vramest.inference.engines.registry import parse_pairs
+
+        pairs = parse_pairs(args.engine_option)
         if args.engine_version is not None:  # one flag for every engine's release
             given = pairs.setdefault("version", args.engine_version)
             if given != args.engine_version:
@@ -342,7 +344,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.engine_option:
         from vramest.errors import InputError
 
-        raise InputError(f"--engine-option applies to --engine {' or '.join(registry.NAMES)}.")
+        raise InputError(f"--engine-option applies to --engine {' or '.join(OWN_ACCOUNTING)}.")
     raw: dict[str, object] | None = None
     if engine == "vllm":
         raw = {"gpu_memory_utilization": args.gpu_memory_utilization,

@@ -60,7 +60,7 @@ class Deployment(NamedTuple):
         """Whether the estimate must be placed at all (a GPU, a table, or an engine's view)."""
         engine = self.engine
         if isinstance(engine, str) and engine != "generic":
-            from vramest.inference.engines.registry import resolve_engine
+            from vramest.inference.engines.aliases import resolve_engine
 
             engine = resolve_engine(engine)[0]
         return (self.gpu is not None or self.compare_gpus or bool(self.engine_options)
@@ -85,7 +85,7 @@ def place(est: Estimate, where: Deployment,
     engine_options = dict(option_pairs)
     alias = None
     if engine != "generic":  # the common answer needs no engine module
-        from vramest.inference.engines.registry import resolve_engine
+        from vramest.inference.engines.aliases import resolve_engine
 
         engine, alias = resolve_engine(engine)
     if alias is not None and alias.version and "version" not in engine_options:

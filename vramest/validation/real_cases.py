@@ -153,8 +153,8 @@ def _engine_options(case: Case) -> dict[str, Any]:
                 options["version"] = version
         else:
             options["version"] = token
-    from vramest.inference.engines.registry import ALIASES
-    from vramest.inference.engines.registry import NAMES as OWN_VERSIONED
+    from vramest.inference.engines.aliases import ALIASES
+    from vramest.inference.engines.aliases import OWN_ACCOUNTING as OWN_VERSIONED
 
     alias = ALIASES.get(case.engine)
     if alias is not None and alias.fork and case.engine_version and "version" not in options:
@@ -278,7 +278,7 @@ def figure_kind(case: Case) -> str:
 
 
 def _llamacpp_family(engine: str) -> bool:
-    from vramest.inference.engines.registry import ALIASES
+    from vramest.inference.engines.aliases import ALIASES
 
     alias = ALIASES.get(engine)
     return engine.startswith("llamacpp") or (alias is not None and alias.engine == "llamacpp")
