@@ -185,3 +185,29 @@ def test_generic_and_compiled_init_both_answer_as_dataclasses(
         except TypeError:
             got = TypeError
         assert got == expected, (args, kwargs)
+
+
+@pytest.mark.parametrize("compile_after", [1, 10**9])
+def test_generic_and_compiled_new_both_answer_as_typing_s(monkeypatch: pytest.MonkeyPatch,
+                                                          compile_after: int) -> None:
+    """A light NamedTuple's first instances come from a generic __new__, later ones from its
+    compiled one: both make what typing.NamedTuple makes, and refuse what it refuses."""
+    from vramest import frozen as records
+
+    monkeypatch.setattr(records, "COMPILE_AFTER", compile_after)
+    ours, std = _tuple_pair()
+    for args, kwargs in _CALLS:
+        try:
+            expected: object = std(*args, **kwargs)
+        except TypeError:
+            with pytest.raises(TypeError):
+                ours(*args, **kwargs)
+            continue
+        made = ours(*args, **kwargs)
+        assert made == expected and repr(made) == repr(expected) and type(made) is ours
+    assert ours._make([1, "y", ()]) == std._make([1, "y", ()])
+    with pytest.raises(TypeError):
+        ours._make([1])
+    with pytest.raises(ValueError):
+        ours(1)._replace(d=2)
+    assert ours(1).a == 1 and ours.a.__doc__ == std.a.__doc__

@@ -8,14 +8,14 @@ records a command imports are made a few times or never); equality, hashing, ord
 `repr` share one implementation over the field tuple. Semantics follow `dataclasses` for what
 is used here: field order and defaults (`field(default=..., default_factory=...)`), inheritance, `ClassVar`
 annotations skipped, `__post_init__`, frozen instances, `eq=False` (identity), `order=True`,
-methods a class defines itself kept, `replace`, `fields` and `asdict`.
+methods a class defines itself kept, `replace`, `fields` and `asdict`. The light `NamedTuple`
+does the same for `collections.namedtuple`'s `__new__`.
 """
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Callable
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 # `typing` costs a tenth of a bare interpreter's start, and typing.NamedTuple compiles every
 # field's annotation once more; the modules on the estimate path import these names from here
@@ -40,8 +40,8 @@ else:
             if not bases:
                 return super().__new__(mcs, name, bases, ns)
             names = tuple(ns.get("__annotations__", {}))
-            defaults = [ns[n] for n in names if n in ns]
-            made = namedtuple(name, names, defaults=defaults, module=ns["__module__"])
+            made = _tuple_type(name, names, {n: ns[n] for n in names if n in ns},
+                               ns["__module__"])
             made.__annotations__ = ns.get("__annotations__", {})
             for key, value in ns.items():
                 if key not in names and key not in _TUPLE_OWN:
@@ -51,6 +51,73 @@ else:
     _TUPLE_OWN = frozenset({"__annotations__", "__module__", "__qualname__", "__slots__",
                             "__dict__", "__weakref__"})
     NamedTuple = _NamedTupleMeta("NamedTuple", (), {})
+
+    def _tuple_type(name: str, names: tuple[str, ...], defaults: dict[str, Any],
+                    module: str) -> type:
+        """What collections.namedtuple makes, but its __new__ is compiled (as namedtuple does
+        for every class, a third of a millisecond each) only once COMPILE_AFTER instances
+        have been made through a generic one, as @frozen records do with __init__."""
+        shown = ", ".join(f"{n}=%r" for n in names)
+        ns: dict[str, Any] = {
+            "__slots__": (), "__doc__": f"{name}({', '.join(names)})", "__module__": module,
+            "_fields": names, "_field_defaults": defaults, "__match_args__": names,
+            "__new__": _first_new(names, defaults),
+            "_make": classmethod(_make), "_replace": _replace, "_asdict": _asdict,
+            "__getnewargs__": lambda self: tuple(self),
+            "__repr__": lambda self: f"{self.__class__.__name__}({shown % tuple(self)})"}
+        for i, n in enumerate(names):
+            ns[n] = _field_getter(i, f"Alias for field number {i}")
+        return type(name, (tuple,), ns)
+
+    try:  # the C descriptor namedtuple's fields use; a property where it is missing
+        from _collections import _tuplegetter as _field_getter
+    except ImportError:  # pragma: no cover
+        def _field_getter(index: int, doc: str) -> Any:
+            return property(itemgetter(index), doc=doc)
+
+    def _first_new(names: tuple[str, ...], defaults: dict[str, Any]) -> Any:
+        made = 0
+
+        def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+            nonlocal made
+            made += 1
+            if made >= COMPILE_AFTER:
+                params = ", ".join(f"{n}=_d[{n!r}]" if n in defaults else n for n in names)
+                compiled = eval(f"lambda _cls, {params}: _new(_cls, ({', '.join(names)},))",
+                                {"_d": defaults, "_new": tuple.__new__})
+                type.__setattr__(cls, "__new__", staticmethod(compiled))
+                return compiled(cls, *args, **kwargs)
+            if len(args) > len(names):
+                raise TypeError(f"__new__() takes {len(names) + 1} positional arguments but "
+                                f"{len(args) + 1} were given")
+            values = list(args)
+            for n in names[len(args):]:
+                if n in kwargs:
+                    values.append(kwargs.pop(n))
+                elif n in defaults:
+                    values.append(defaults[n])
+                else:
+                    raise TypeError(f"__new__() missing 1 required positional argument: {n!r}")
+            for n in kwargs:
+                why = "multiple values for" if n in names else "an unexpected keyword"
+                raise TypeError(f"__new__() got {why} argument {n!r}")
+            return tuple.__new__(cls, values)
+        return staticmethod(__new__)
+
+    def _make(cls: type, iterable: Any) -> Any:
+        made = tuple.__new__(cls, iterable)
+        if len(made) != len(cls._fields):  # type: ignore[attr-defined]
+            raise TypeError(f"Expected {len(cls._fields)} arguments, got {len(made)}")  # type: ignore[attr-defined]
+        return made
+
+    def _replace(self: Any, /, **changes: Any) -> Any:
+        made = self._make(map(changes.pop, self._fields, self))
+        if changes:
+            raise ValueError(f"Got unexpected field names: {list(changes)!r}")
+        return made
+
+    def _asdict(self: Any) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
 
 
 class FrozenInstanceError(AttributeError):
