@@ -55,3 +55,19 @@ def test_parsers_never_crash_on_junk(junk: object) -> None:
             parse(junk)  # type: ignore[arg-type]
     with contextlib.suppress(InputError):
         parse_bytes(junk, what="x")  # type: ignore[arg-type]
+
+
+@settings(max_examples=3000)
+@given(st.text(alphabet=st.sampled_from([*"0123456789.eE+- kKmMbBtTx_", "\u212a", "\u0663",
+                                         "\u2003", "\u00a0", "\u0130"]), max_size=8))
+def test_a_count_is_read_as_its_pattern_reads_it(text: str) -> None:
+    """_count_parts reads a count without compiling a regular expression: what it accepts,
+    and how it splits number and unit, is what `(?i)NUMBER\\s*([kmbt]?)` fullmatches (the
+    pattern it replaced), Unicode digits, spaces and the Kelvin sign included."""
+    import re
+
+    from vramest.units import _NUMBER, _count_parts
+
+    text = text.strip()
+    match = re.fullmatch(rf"(?i){_NUMBER}\s*([kmbt]?)", text)
+    assert _count_parts(text) == (match.groups() if match else None)
