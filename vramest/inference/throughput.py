@@ -177,6 +177,15 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
     """The work of B sequences: a prompt of P tokens (after `context_depth` cached tokens), then
     G generated tokens. Prefill runs in forwards of `prefill_chunk` tokens (all at once by
     default); each forward reads the weights again."""
+    return _workload(shape, fmt, kv, compute_precision(fmt, device), batch=batch,
+                     prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, tp=tp, pp=pp,
+                     prefill_chunk=prefill_chunk, context_depth=context_depth)
+
+
+@lru_cache(maxsize=1024)  # the device enters only through its precision: a GPU table's cards
+def _workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, precision: str, *,  # share it
+              batch: int, prompt_tokens: int, gen_tokens: int, tp: int, pp: int,
+              prefill_chunk: int | None, context_depth: int) -> Workload:
     gpus = tp * pp
     groups = weight_bytes_by_group(shape, fmt)
     dense_params, expert_params = _params(shape)
@@ -225,8 +234,7 @@ def workload(shape: ModelShape, fmt: WeightFormat, kv: KVFormat, device: Device,
         forwards=1, allreduce_bytes=batch * shape.hidden_size * fmt.compute_bytes,
         layers=layers, tp=tp, pp=pp)
     return Workload(shape_name=shape.name, batch=batch, prompt_tokens=prompt_tokens,
-                    gen_tokens=gen_tokens, precision=compute_precision(fmt, device),
-                    prefill=prefill, decode=decode)
+                    gen_tokens=gen_tokens, precision=precision, prefill=prefill, decode=decode)
 
 
 def experts_touched(shape: ModelShape, batch: int) -> float:
