@@ -189,3 +189,35 @@ def test_the_gpt_oss_graph_ollama_reserves_halved_in_0_11_3() -> None:
     before, after = graph((0, 11, 2)), graph((0, 11, 3))
     assert before is not None and after is not None
     assert before == 2 * after
+
+
+@pytest.mark.parametrize(("num_ctx", "logged_gib"), [(2048, 11.0), (8192, 11.4)])
+def test_the_estimator_counts_gemma3s_vision_tower_16_bit(num_ctx: int, logged_gib: float) -> None:
+    """ollama/ollama#11819 and #12000 (0.11.x, gemma3:12b Q4_K_M, one RTX 3060, parallel 1)
+    logged memory.required.full="11.0 GiB" at --ctx-size 2048 and "11.4 GiB" at 8192, with
+    projector.weights="795.9 MiB": the tower is F16 in Ollama's file, whatever the text
+    layers' quantization, and stands beside the blocks, not inside them."""
+    from vramest.api import estimate
+    from vramest.inference.engines.ollama import per_gpu_need
+
+    est = estimate(model="google/gemma-3-12b-it", dtype="q4_k_m", gpu="3060", engine="ollama",
+                   engine_options={"version": "0.11.4", "num_ctx": num_ctx, "num_parallel": 1},
+                   profile="none")
+    report = est.engine_report
+    assert report is not None and report.estimated_full is not None  # type: ignore[attr-defined]
+    need = per_gpu_need(report.estimated_full) / 2**30  # type: ignore[attr-defined]
+    assert abs(need - logged_gib) < 0.05  # the log prints one decimal
+
+
+def test_gemma3_12b_qat_is_split_with_the_cpu_on_a_3060() -> None:
+    """ollama/ollama#10341 (0.6.6, gemma3:12b-it-qat, RTX 3060 12 GB, num_ctx 2048): "ollama
+    only runs part of the gemma3:12b-it-qat in vram": the F16 token table counts as the output
+    layer, 1.1 GiB more than Q4_K_M's Q6_K one, and the estimate leaves the output layer out."""
+    from vramest.api import estimate
+
+    est = estimate(model="google/gemma-3-12b-it", dtype="q4_0-qat", gpu="3060", engine="ollama",
+                   engine_options={"version": "0.6.6", "num_ctx": 2048}, profile="none")
+    report = est.engine_report
+    assert est.fit is not None and report is not None
+    assert report.offloaded < report.layers_total  # type: ignore[attr-defined]
+    assert est.fit.verdict == "does-not-fit"

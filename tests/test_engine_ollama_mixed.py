@@ -31,6 +31,22 @@ def test_gemma3_fp16s_output_layer_stays_off_two_5090s_named_one_by_one() -> Non
     assert [d.layers for d in report.buffers.devices] == [31, 31]  # type: ignore[union-attr]
 
 
+
+def test_the_last_layer_weighs_the_output_the_tower_and_its_graph_once() -> None:
+    """ollama/ollama#11819 (0.11.x, gemma3:12b Q4_K_M, num_ctx 2048) logged
+    memory.weights.nonrepeating="787.5 MiB" projector.weights="795.9 MiB"
+    projector.graph="1.0 GiB": llm/memory.go memoryLastLayer is their sum, the tower once."""
+    from vramest.inference.engines import ollama
+    from vramest.inference.engines.ollama_mixed import _sizes
+    from vramest.inference.engines.registry import StartupRequest
+
+    est = vramest.estimate(model="google/gemma-3-12b-it", dtype="q4_k_m", profile="none")
+    version = (0, 11, 4)
+    s = ollama.compute(StartupRequest(est, {"version": version, "num_ctx": 2048,
+                                            "num_parallel": 1}, None, 1, None))
+    logged = (787.5 + 795.9 + 1.0 * 1024) * MIB
+    assert _sizes(est, s, version, multi=True).output == pytest.approx(logged, rel=0.02)
+
 budgets = st.lists(st.integers(1 * GIB, 80 * GIB), min_size=1, max_size=4)
 size_st = st.builds(Sizes, block=st.integers(50 * MIB, 2 * GIB), output=st.integers(1 * MIB, 3 * GIB),
                     graph=st.integers(0, 4 * GIB), reserve=st.integers(457 * MIB, 3 * GIB))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
-from vramest.inference.memory import weight_bytes_by_group
+from vramest.inference.memory import weight_bytes_by_group, weight_bytes_by_role
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 from vramest.units import GIB, MIB, format_bytes
@@ -306,30 +306,41 @@ def _estimator_kv(shape: ModelShape, context: int, batch: int, parallel: int,
 
 def _layer_buffer(est: Estimate, context: int, batch: int, parallel: int, kv_type: str) -> int:
     """One layer's weights and KV (the first layer's: blk.0 and kv[0]), which Ollama's
-    estimator keeps free on each GPU."""
+    estimator keeps free on each GPU; the vision tower's tensors (v.blk.N) are not blk.0's."""
     shape = est.model.shape
     groups = weight_bytes_by_group(shape, weight_format(est.settings.dtype))
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
-    block = (groups["layers"] + groups["experts"]) * scale / max(1, shape.num_layers)
+    blocks = groups["layers"] + groups["experts"] - _tower_bytes(est) / scale
+    block = blocks * scale / max(1, shape.num_layers)
     kv = _estimator_kv(shape, context, batch, parallel, kv_type)
     return round(block + (kv[0] if kv else 0.0))
 
 
+def _tower_bytes(est: Estimate) -> float:
+    """The vision tower's bytes as llama.cpp's buffers spread them over the blocks: in the
+    file's own format (a Q4_0 file: Q4_0), where Ollama's files keep the tower 16 bit."""
+    shape = est.model.shape
+    fmt = weight_format(est.settings.dtype)
+    roles = weight_bytes_by_role(shape, fmt)
+    scale = est.memory.weights.bytes / (sum(roles.values()) or 1.0)
+    return roles.get("extra", 0.0) * scale
+
+
 def _vision_with_output(b: LlamaCppStartup, weights: int, graph: int, output_on_gpu: bool,
-                       blocks: int) -> LlamaCppStartup:
-    """The vision tower's weights and its graph go with the output layer (llm/memory.go
-    memoryLastLayer), not spread over the blocks as llama.cpp's buffers count them; with the
-    output layer on the CPU, so are they."""
-    devices = [replace(d, model_bytes=d.model_bytes - round(weights * d.layers / blocks))
+                        blocks: int, spread: float) -> LlamaCppStartup:
+    """The vision tower's weights (`weights`, 16 bit) and its graph go with the output layer
+    (llm/memory.go memoryLastLayer), not spread over the blocks as llama.cpp's buffers count
+    them (`spread`, in the file's format); with the output layer on the CPU, so are they."""
+    devices = [replace(d, model_bytes=d.model_bytes - round(spread * d.layers / blocks))
                for d in b.devices]
     if output_on_gpu:
         last = devices[-1]
         devices[-1] = replace(last, model_bytes=last.model_bytes + weights,
                               compute_bytes=last.compute_bytes + graph)
     gpu = sum(d.model_bytes for d in devices)
+    total = b.model_buffer_host_bytes + b.model_buffer_gpu_bytes + weights - spread
     return replace(b, devices=tuple(devices), model_buffer_gpu_bytes=gpu,
-                   model_buffer_host_bytes=b.model_buffer_host_bytes
-                   + b.model_buffer_gpu_bytes - gpu,
+                   model_buffer_host_bytes=round(total - gpu),
                    compute_buffer_gpu_bytes=max(d.compute_bytes for d in devices))
 
 
@@ -382,7 +393,8 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                     compute_buffer_gpu_bytes=graph)
         if vision_graph and startup.devices:
             startup = _vision_with_output(startup, vision_weights, vision_graph,
-                                          gpu_layers >= layers_total, layers_total - 1)
+                                          gpu_layers >= layers_total, layers_total - 1,
+                                          _tower_bytes(est))
         return startup
 
     vision_graph = _vision_graph(est, version)

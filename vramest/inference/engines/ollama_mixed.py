@@ -222,7 +222,9 @@ def _sizes(est: Estimate, s: ollama.OllamaStartup, version: Version, *, multi: b
     if s.full.devices:
         blocks_only = _buffers(est, s, s.layers_total - 1, None, 1)
         output = s.full.devices[0].model_bytes - sum(d.model_bytes for d in blocks_only.devices)
-    output += _vision(est, version)[0] + _vision(est, version)[1]  # memoryLastLayer
+    # memoryLastLayer: the output layer, the vision tower (in the difference above, placed
+    # with the output layer by _buffers) and its graph
+    output += _vision(est, version)[1]
     llama_graph = one.compute_bytes if one is not None else 0
     if version >= LAYOUT_FROM:
         return Sizes(block, output, llama_graph, ollama.MINIMUM_MEMORY)
@@ -251,7 +253,7 @@ def _buffers(est: Estimate, s: ollama.OllamaStartup, gpu_layers: int,
     weights, graph = _vision(est, s.version)
     if graph and b.devices:
         b = ollama._vision_with_output(b, weights, graph, gpu_layers >= s.layers_total,
-                                       s.layers_total - 1)
+                                       s.layers_total - 1, ollama._tower_bytes(est))
     return b
 
 
