@@ -221,3 +221,17 @@ def test_gemma3_12b_qat_is_split_with_the_cpu_on_a_3060() -> None:
     assert est.fit is not None and report is not None
     assert report.offloaded < report.layers_total  # type: ignore[attr-defined]
     assert est.fit.verdict == "does-not-fit"
+
+
+def test_the_gpt_oss_graph_counts_every_layer_at_the_whole_context() -> None:
+    """ollama/ollama#11982 (0.11.5, gpt-oss:120b, KvSize 75000) logged
+    memory.graph.full="13.7 GiB" beside memory.required.kv="2.7 GiB": GraphSize sums its
+    kvTotal before the even layers are cut to their window, so the graph is 2 x GQA / 6 of
+    all 36 layers at 75000 tokens, not of the windowed 2.7 GiB."""
+    from vramest.api import estimate
+    from vramest.inference.engines.ollama import _estimator_graph, _estimator_kv
+
+    shape = estimate(model="openai/gpt-oss-120b", profile="none").model.shape
+    graph = _estimator_graph(shape, 75000, 512, 1, "f16", 3, version=(0, 11, 5))
+    assert graph is not None and abs(graph / 2**30 - 13.7) < 0.05
+    assert abs(sum(_estimator_kv(shape, 75000, 512, 1, "f16")) / 2**30 - 2.7) < 0.05

@@ -47,6 +47,26 @@ def test_the_last_layer_weighs_the_output_the_tower_and_its_graph_once() -> None
     logged = (787.5 + 795.9 + 1.0 * 1024) * MIB
     assert _sizes(est, s, version, multi=True).output == pytest.approx(logged, rel=0.02)
 
+
+@pytest.mark.parametrize(("version", "verdict", "layers"), [
+    ("0.11.2", "fits", [11, 10, 4]), ("0.11.3", "does-not-fit", [13, 12])])
+def test_gpt_oss_120b_num_gpu_25_over_two_4090s_and_a_4070(version: str, verdict: str,
+                                                           layers: list[int]) -> None:
+    """ollama/ollama#11744 (gpt-oss:120b, 2x RTX 4090 + RTX 4070, num_ctx 32678, num_gpu 25,
+    num_batch 256): "0.11.3 RC - running out of memory", "the same config and same settings on
+    0.11.2 runs flawlessly". In 0.11.2 the estimate's partial graph (2 x 12 GiB) leaves no GPU
+    room for a layer, so the runner splits the 25 layers over all three cards by free memory;
+    0.11.3 halved the graph, the estimate then fits five layers on each 4090 and none on the
+    4070, and the 25 layers go to the two 4090s in that ratio."""
+    est = vramest.estimate(model="openai/gpt-oss-120b", gpu="rtx 4090,rtx 4090,rtx 4070",
+                           engine="ollama", engine_options={"version": version, "num_ctx": 32678,
+                                                            "num_gpu": 25, "num_batch": 256},
+                           profile="none")
+    report = est.engine_report
+    assert est.fit is not None and report is not None
+    assert [d.layers for d in report.buffers.devices] == layers  # type: ignore[attr-defined]
+    assert est.fit.verdict == verdict
+
 budgets = st.lists(st.integers(1 * GIB, 80 * GIB), min_size=1, max_size=4)
 size_st = st.builds(Sizes, block=st.integers(50 * MIB, 2 * GIB), output=st.integers(1 * MIB, 3 * GIB),
                     graph=st.integers(0, 4 * GIB), reserve=st.integers(457 * MIB, 3 * GIB))

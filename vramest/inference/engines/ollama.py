@@ -272,10 +272,14 @@ def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
         partial = max(4 * b * (2 * emb + vocab) + emb * vocab * 105 // 128,
                       4 * b * (2 + 3 * emb + c + c * heads))
     elif arch == "gptoss":  # GraphSize's gpt-oss rule changed twice
-        full = 4 * heads // heads_kv * round(kv_total) // 6  # v0.11.0-0.11.4
+        # its kvTotal is summed before the even layers are cut to their window: every layer at
+        # the whole context (v0.11.2 fs/ggml/ggml.go GraphSize)
+        unwindowed = shape.num_layers * int(c * 2 * shape.head_dim * heads_kv
+                                            * _KV_BYTES.get(kv_type, 2.0))
+        full = 4 * heads // heads_kv * unwindowed // 6  # v0.11.0-0.11.4
         partial = 2 * full if version < GPTOSS_PARTIAL_EQUALS_FULL else full
         if version >= GPTOSS_HALF_GRAPH:  # v0.11.5 on: half that, and no full-offload figure
-            partial, full = 2 * heads // heads_kv * round(kv_total) // 6, 0
+            partial, full = 2 * heads // heads_kv * unwindowed // 6, 0
     if partial == 0:  # every other architecture: GQA x the KV cache / 6
         partial = heads // heads_kv * round(kv_total) // 6
     if full == 0:

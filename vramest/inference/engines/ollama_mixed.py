@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from vramest.inference.estimate import Estimate
 
 LAYOUT_FROM: Version = ollama.OWN_ESTIMATOR_UNTIL  # llm/server.go createLayout (v0.12.11)
+# llm/server.go NewLlamaServer (v0.11.2): an estimate that places no layer starts the runner
+# "on the CPU", with no --tensor-split and no CUDA_VISIBLE_DEVICES; where the CUDA backend sits
+# in lib/ollama itself (Dockerfile "COPY --from=cuda-12 dist/lib/ollama /lib/ollama", v0.9.3
+# to v0.11.10; lib/ollama/cuda_v12 before and after) that runner still loads it, sees every GPU
+# and puts num_gpu layers on them
+CPU_RUNNER_SEES_GPUS: tuple[Version, Version] = ((0, 9, 3), (0, 11, 11))
 SINGLE_GPU_SHARE = 0.8  # server/sched.go bestSingleGPUFit (v0.30.0): predicted <= 80% of free
 Counts = tuple[int, ...]  # layers per GPU (the output layer counted on the GPU that holds it)
 
@@ -182,6 +188,15 @@ def _place(est: Estimate, options: Mapping[str, object], devices: Sequence[Devic
     sizes = _sizes(est, whole, version, multi=True)
     limit = requested if isinstance(requested, int) else None
     counts = _counts(version, budgets, blocks, sizes, limit)
+    seen_from, seen_until = CPU_RUNNER_SEES_GPUS
+    if limit and seen_from <= version < seen_until and not any(counts):
+        rule = (f"Ollama's estimate places no layer on any GPU, so it starts the runner as on "
+                f"the CPU ({SRC.format('0.11.2', 'llm/server.go')} NewLlamaServer), without "
+                f"--tensor-split but with num_gpu {limit} as --n-gpu-layers: the runner splits "
+                f"them over every GPU by free memory ({SRC.format('0.11.2', 'ml/backend/ggml/ggml.go')}"
+                " New)")
+        return _built(est, options, devices, order, (1,) * len(order), rule, gpu_layers=limit,
+                      shares=tuple(float(b) for b in budgets))
     if limit is not None:  # the estimate stops at num_gpu; -ngl is num_gpu itself
         return _built(est, options, devices, order, counts, _ngl_rule(version, limit),
                       gpu_layers=limit)
@@ -259,15 +274,17 @@ def _buffers(est: Estimate, s: ollama.OllamaStartup, gpu_layers: int,
 
 def _built(est: Estimate, options: Mapping[str, object], devices: Sequence[Device],
            order: tuple[int, ...], counts: Counts, rule: str,
-           gpu_layers: int | None = None) -> MixedPlacement:
+           gpu_layers: int | None = None,
+           shares: tuple[float, ...] | None = None) -> MixedPlacement:
     """llama.cpp's buffers for Ollama's counts: the GPUs that got layers, CUDA0 first, with
-    --tensor-split the counts (llama.cpp then puts the output layer on the last of them) and
-    --n-gpu-layers their sum, or num_gpu where given."""
+    --tensor-split the counts (llama.cpp then puts the output layer on the last of them), or
+    `shares` where the runner splits by those, and --n-gpu-layers their sum, or num_gpu where
+    given."""
     used = [i for i, n in enumerate(counts) if n]
     layers = sum(counts) if gpu_layers is None else gpu_layers
     s = ollama.compute(StartupRequest(est, {**options, "num_gpu": layers},
                                       devices[order[0]], 1, None))
-    split = tuple(float(counts[i]) for i in used)
+    split = tuple(float(counts[i]) if shares is None else shares[i] for i in used)
     gpus = max(1, len(used))
     buffers = _buffers(est, s, layers, split if gpus > 1 else None, gpus)
     placed = tuple(d.layers for d in buffers.devices)
