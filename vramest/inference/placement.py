@@ -280,8 +280,9 @@ def fewest_gpus(est: Estimate, device: Device, reserve: Reserve | None = None) -
     shape = est.model.shape
     tried: list[tuple[int, int]] = [(tp, 1) for tp in PARALLEL_DEGREES]
     tried += [(8, n // 8) for n in MULTI_NODE_GPUS]
+    valid = valid_tp_degrees(shape)
     for tp, pp in tried:
-        if tp not in valid_tp_degrees(shape) or pp > shape.num_layers:
+        if tp not in valid or pp > shape.num_layers:
             continue
         option = plan(est, device, tp * pp, pp, reserve)
         if option.fits:
