@@ -217,13 +217,18 @@ def _first_init(cls: type) -> Callable[..., None]:
     """The `__init__` a record starts with: it fills the fields generically, and on its
     COMPILE_AFTER-th call compiles the class's own and puts it in its place."""
     made = 0
+    by_name: _ByName | None = None
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal made
+        nonlocal made, by_name
         made += 1
         fields_ = cls.__record_fields__  # type: ignore[attr-defined]
         if made < COMPILE_AFTER:
-            _fill(self, fields_, args, kwargs)
+            if args:
+                _fill(self, fields_, args, kwargs)
+            else:
+                by_name = by_name or _ByName(fields_)
+                by_name.fill(self, kwargs)
             if hasattr(cls, "__post_init__"):
                 self.__post_init__()
             return
@@ -234,6 +239,31 @@ def _first_init(cls: type) -> Callable[..., None]:
         type.__setattr__(cls, "__init__", init)
         init(self, *args, **kwargs)
     return __init__
+
+
+class _ByName:
+    """A record's fields as a generic fill by keyword needs them: a call by keyword (nearly all
+    of them) is a few dict and set operations instead of a loop over the fields."""
+
+    def __init__(self, fields_: tuple[Field, ...]) -> None:
+        self.order = {f.name: f.default for f in fields_}  # MISSING where none or a factory
+        self.names = frozenset(self.order)
+        self.required = frozenset(f.name for f in fields_ if f.default is MISSING
+                                  and f.default_factory is MISSING)
+        self.factories = tuple((f.name, f.default_factory) for f in fields_
+                               if f.default_factory is not MISSING)
+        self.fields = fields_
+
+    def fill(self, obj: Any, kwargs: dict[str, Any]) -> None:
+        if not self.required <= kwargs.keys() or not kwargs.keys() <= self.names:
+            _fill(obj, self.fields, (), kwargs)  # raises the TypeError the compiled one would
+            return
+        d = obj.__dict__
+        d.update(self.order)  # the fields in their order, then the values given
+        d.update(kwargs)
+        for name, factory in self.factories:
+            if name not in kwargs:
+                d[name] = factory()
 
 
 def _fill(obj: Any, fields_: tuple[Field, ...], args: tuple[Any, ...],
