@@ -29,6 +29,22 @@ def test_held_all_reduce_inputs_explain_pr2031_blocks_at_tp4():
     assert fixed.engine_report.num_gpu_blocks > 1.3 * est.engine_report.num_gpu_blocks
 
 
+def test_held_all_reduce_inputs_beyond_the_room_are_reclaimed_in_025():
+    """vLLM issue #2136 (0.2.5): CodeLlama-13B fp16 at TP 2 on two RTX 4090s, max_model_len
+    16384, max_num_seqs 16, utilization 0.95: it starts with '# GPU blocks: 112'. Holding all 80
+    all-reduce inputs of the 16384-token profile (12.5 GiB) would leave no block; the caching
+    allocator frees them when cudaMalloc fails, so the cache gets what the last reclaim left."""
+    est = _vllm("meta-llama/Llama-2-13b-hf", "rtx 4090", 2, "fp16", version="0.2.5",
+                gpu_memory_utilization=0.95, max_model_len=16384, max_num_seqs=16)
+    report = est.engine_report
+    logged = 112 * report.block_size * report.kv_bytes_per_token
+    assert report.kv_spread_bytes > 0
+    assert abs(report.kv_cache_bytes - logged) <= report.kv_spread_bytes
+    assert est.fit.fits  # it started
+    assert any("reclaims them" in note for note in report.notes)
+    assert any("vllm==0.2.6" in line for line in est.fit.advice)
+
+
 @pytest.mark.parametrize(("tp", "starts"), [(4, True), (8, False)])
 def test_v0_graph_capture_at_tp8_runs_out_on_a10g(tp, starts):
     """vLLM issue #2856 (0.2.7): Llama-2-70B AWQ runs at TP 4 on A10Gs, OOM capturing CUDA

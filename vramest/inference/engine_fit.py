@@ -130,7 +130,7 @@ def engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
                          report.non_torch_bytes + report.cuda_graph_bytes)
         return replace(fit_plan, per_gpu=per_gpu, usable_bytes=report.budget_bytes,
                        band=BANDS["vllm"], band_basis_bytes=report.kv_cache_bytes,
-                       refused=refused)
+                       band_extra_bytes=report.kv_spread_bytes, refused=refused)
     return fit_plan
 
 
@@ -188,6 +188,11 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
                 "the sampler inside the budget",
                 "a lower --max-num-seqs (the warm-up samples that many sequences over the whole "
                 "vocabulary) or a lower --gpu-memory-utilization")
+    if isinstance(report, VLLMStartup) and "shared memory" in report.refusal:
+        # vLLM 0.2.0-0.2.1: a length limit whatever the memory (startup.shared_memory_max_len)
+        return (f"--max-model-len {report.max_len_limit} or less: {report.version} keeps one "
+                "fp32 logit per position in the GPU's shared memory",
+                "--engine-version vllm==0.2.2 or later (PagedAttention V2 has no such limit)")
     if isinstance(report, VLLMStartup):
         fmt_name = weight_format(est.settings.dtype).name
         if vllm_refusal(est.model.shape, fmt_name, plan_.tp):
@@ -210,6 +215,9 @@ def what_to_change(est: Estimate, plan_: FitPlan, report: object,
         elif isinstance(util, float) and util < 0.95:
             out.append("a higher --gpu-memory-utilization (0.95) if nothing else uses the GPU; "
                        "lower it instead if the process is killed outside vLLM's budget")
+        if report.kv_spread_bytes:  # 0.2.5's held all-reduce inputs (held_allreduce_inputs)
+            out.append("--engine-version vllm==0.2.6 or later: the profile's all-reduce inputs "
+                       "are freed again (vLLM PR #2151)")
     elif isinstance(report, LlamaCppStartup):
         from vramest.inference.engines.startup import (
             LlamaCppOptions,

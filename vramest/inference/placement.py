@@ -164,7 +164,8 @@ class FitPlan:
     max_batch: int | None = None
     band: ErrorBand = BANDS["generic"]
     band_basis_bytes: int | None = None  # what band.fraction multiplies; default per-GPU total
-    band_extra_bytes: int = 0  # a fixed uncertainty beside the fraction (llama.cpp's runtime)
+    band_extra_bytes: int = 0  # a fixed uncertainty beside the fraction (llama.cpp's runtime,
+    # vLLM 0.2.5's reclaimed all-reduce inputs)
     advice: tuple[str, ...] = ()  # what to change when the verdict is not "fits"
     refused: str = ""  # the engine will not start whatever the memory (e.g. vLLM's TP checks)
     on_host: str = ""  # what llama.cpp or Ollama keeps in system memory: "37 of 80 layers"

@@ -20,7 +20,12 @@ from collections.abc import Callable
 from vramest.errors import InputError, short
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.hardware.database import Device
-from vramest.inference.engines.layouts import capability_refusal, vllm_refusal, vllm_weights
+from vramest.inference.engines.layouts import (
+    capability_refusal,
+    compute_capability,
+    vllm_refusal,
+    vllm_weights,
+)
 from vramest.inference.engines.versions import (
     V1_NCCL_GRAPH_PEER,
     LlamaCppRules,
@@ -159,6 +164,11 @@ class VLLMStartup:
     # with pipeline stages: each stage's weights per GPU, first to last (weights_bytes is the
     # binding stage's; a multi-node log's driver line is the first stage's)
     stage_weights_bytes: tuple[int, ...] = ()
+    # the longest max_model_len the release accepts on this GPU (shared_memory_max_len); 0: any
+    max_len_limit: int = 0
+    # how far the KV cache may lie either side of kv_cache_bytes for a reason the estimate
+    # cannot place (held_allreduce_inputs); widens the verdict's error band
+    kv_spread_bytes: int = 0
 
     @property
     def logged_weights_bytes(self) -> int:
@@ -423,8 +433,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     non_torch = one_gpu + (tp_extra if experts_tp > 1 else 0)
     if rules.others_memory == "counted":
         non_torch += options.memory_in_use_bytes
-    if rules.allreduce_inputs_held and tp > 1:  # 2 all-reduces per layer, inputs kept
-        activation += round(2 * shape.num_layers * tokens * shape.hidden_size * compute_bytes)
+    # 2 all-reduces per layer, inputs kept until the caching allocator reclaims them
+    held_inputs = round(2 * shape.num_layers * tokens * shape.hidden_size * compute_bytes) \
+        if rules.allreduce_inputs_held and tp > 1 else 0
     # from 0.21 the profiler captures graphs before sizing the KV cache: their NCCL too
     graphs = c.vllm_cuda_graph_bytes + graph_peer_bytes(rules, tp, device) \
         if rules.cuda_graphs_budgeted and not options.enforce_eager and not runner_v2 else 0
@@ -433,6 +444,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     rope = rope_cache_bytes(config, shape, version.release, compute_bytes) \
         if rules.engine == "v0" else 0
     weights_bytes = layout.weights_bytes + lora_tp + rope
+    held, kv_spread, held_note = held_allreduce_inputs(
+        held_inputs, total - weights_bytes - non_torch - activation - graphs)
+    activation += held
     kv_token = kv_bytes_per_token(shape, kv_format(est.settings.kv_dtype).bytes_per_element)
     kv_token += draft_kv  # the proposer's layers keep their KV in the same blocks
     per_token_gpu = kv_token * _kv_share(shape, tp) / pp
@@ -479,7 +493,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     engines = pp if rules.engine == "v0" else 1  # V0 splits the blocks over virtual engines
     largest = _largest_len(request_bytes, max(0, kv_bytes) // engines, max_model_len)
     notes = [n for n in (served.note, encoder.note() if encoder else unmodelled, *pool_notes,
-                         layout.note, stage_note, _vllm_window_note(shape, rules),
+                         layout.note, stage_note, held_note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
     capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp, device)
     if runner_v2:
@@ -505,7 +519,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                                   activation, capture, warmup)
                or _awq_profile_refusal(rules, fmt.name, shape, tp, tokens, compute_bytes,
                                        weights_bytes, c.vllm_non_torch_bytes, total,
-                                       options.memory_in_use_bytes))
+                                       options.memory_in_use_bytes)
+               or shared_memory_refusal(rules, device, max_model_len, options.block_size,
+                                        shape.sliding_window))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
@@ -517,7 +533,8 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                        memory_in_use_bytes=options.memory_in_use_bytes,
                        cuda_graph_capture_bytes=capture, block_groups=kv_groups,
                        blocks_per_request=per_request, virtual_engines=engines,
-                       kv_pinned=pinned is not None,
+                       kv_pinned=pinned is not None, kv_spread_bytes=kv_spread,
+                       max_len_limit=shared_memory_max_len(rules, device, options.block_size),
                        stage_weights_bytes=stage_weights if pp > 1 else ())
 
 
@@ -615,6 +632,62 @@ def graph_peer_bytes(rules: VLLMRules, tp: int, device: Device) -> int:
     if rules.engine == "v0":
         return (tp - 1) * rules.graph_peer_bytes
     return 0 if custom_allreduce(tp, device) else (tp - 1) * V1_NCCL_GRAPH_PEER
+
+
+# cudaDevAttrMaxSharedMemoryPerBlockOptin by compute capability, what vLLM 0.2.0-0.2.1 read
+# (vllm/utils.py get_max_shared_memory_bytes): "Maximum amount of shared memory per thread
+# block" in the CUDA C++ Programming Guide's table of technical specifications per compute
+# capability (48, 96, 64, 163, 99, 99 and 227 KB); 101376 on sm89 in vLLM issue #1267's log
+SHARED_MEMORY_PER_BLOCK = {(6, 0): 49152, (6, 1): 49152, (7, 0): 98304, (7, 5): 65536,
+                           (8, 0): 166912, (8, 6): 101376, (8, 9): 101376, (9, 0): 232448}
+
+
+def shared_memory_max_len(rules: VLLMRules, device: Device, block_size: int) -> int:
+    """The longest max_model_len vLLM 0.2.0-0.2.1 accept on this GPU; 0 where no limit holds.
+    vllm/worker/worker.py _check_if_can_support_max_seq_len refuses, after sizing the KV cache,
+    when '(max_seq_len + block_size - 1) / block_size * block_size' (a float) times 4 bytes (one
+    fp32 logit per position) exceeds the GPU's shared memory per block."""
+    available = SHARED_MEMORY_PER_BLOCK.get(compute_capability(device)) \
+        if rules.max_len_shared_memory else None
+    return 0 if available is None else available // 4 - block_size + 1
+
+
+def shared_memory_refusal(rules: VLLMRules, device: Device, max_model_len: int,
+                          block_size: int, sliding_window: int | None = None) -> str:
+    """vLLM's words for that refusal; a sliding window shorter than max_model_len is what the
+    release checks instead."""
+    limit = shared_memory_max_len(rules, device, block_size)
+    length = min(max_model_len, sliding_window) if sliding_window else max_model_len
+    if not limit or length <= limit:
+        return ""
+    padded = (length + block_size - 1) / block_size * block_size
+    return (f"vLLM cannot currently support max_model_len={length} with block_size="
+            f"{block_size} on GPU with compute capability {compute_capability(device)} "
+            f"(required shared memory {(padded + 512) * 4} > available shared memory "
+            f"{SHARED_MEMORY_PER_BLOCK[compute_capability(device)]}): this release keeps one "
+            f"fp32 logit per position in shared memory (a RoPE scaling factor multiplies the "
+            "config's length).")
+
+
+def held_allreduce_inputs(full: int, room: int) -> tuple[int, int, str]:
+    """What 0.2.5's profile holds of the all-reduce inputs at TP > 1 (vLLM issue #2150: they are
+    recorded on NCCL's stream and not reused), as (held, spread, note). Held inputs are cached,
+    not allocated: when cudaMalloc fails the caching allocator synchronizes their events and
+    frees them before it retries (c10/cuda/CUDACachingAllocator.cpp release_cached_blocks:
+    synchronize_and_free_events, then release_blocks), so they never exceed the `room` the GPU
+    has beside the weights, non-torch memory and the forward's own peak. Within the room all
+    stay reserved when vLLM reads total - free (PR #2031's 20865 blocks at TP 4); beyond it,
+    what is left is what accumulated since the last reclaim, anywhere from nothing to the room
+    (vLLM issue #2136: 112 blocks, where holding them all leaves none): half the room, with
+    half the room of spread either side."""
+    if full <= 0 or full <= room or room <= 0:
+        return full, 0, ""
+    half = room // 2
+    return half, half, (f"vLLM 0.2.5 at TP > 1 keeps the profile's all-reduce inputs cached "
+                        f"({format_bytes(full)} in all, vLLM issue #2150), more than the GPU has "
+                        f"room for ({format_bytes(room)}): the allocator reclaims them when "
+                        "cudaMalloc fails, so the KV cache gets what the last reclaim left, "
+                        f"within {format_bytes(half)} either side of this figure.")
 
 
 def _awq_profile_refusal(rules: VLLMRules, fmt_name: str, shape: ModelShape, tp: int,

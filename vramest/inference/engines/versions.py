@@ -106,6 +106,11 @@ class VLLMRules:
     # 0.8 chose the large defaults by name: '"h100" in device_name or "h200" in device_name'
     # (_set_default_args_v1 @v0.8.2); from 0.9 by memory (70 GiB+, not A100)
     large_gpu_by_name: bool = False
+    # the decode kernel keeps one fp32 logit per context position in shared memory, so start-up
+    # refuses a max_model_len whose logits exceed the GPU's shared memory per block
+    # (startup.shared_memory_refusal; vllm/worker/worker.py _check_if_can_support_max_seq_len in
+    # the 0.2.0 and 0.2.1 wheels, absent from 0.1.7's and, with PagedAttention V2, from 0.2.2's)
+    max_len_shared_memory: bool = False
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -201,7 +206,8 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 
 
 _CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k",
-            "default_utilization", "online_quant_peak", "mm_batched_tokens")
+            "default_utilization", "online_quant_peak", "mm_batched_tokens",
+            "max_len_shared_memory")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -213,6 +219,14 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
     with that change and its source)."""
     out = [replace(r, graph_peer_bytes=_V0_GRAPH_PEER) if r.engine == "v0" else r for r in rows]
     extra: tuple[tuple[tuple[int, ...], dict[str, Any], str], ...] = (
+        ((0, 2, 0), dict(max_len_shared_memory=True),
+         "max_model_len checked against shared memory per block at start-up (vllm/worker/"
+         "worker.py _check_if_can_support_max_seq_len in the 0.2.0 and 0.2.1 wheels; vLLM issue "
+         "#1267: 'cannot currently support max_model_len=65536 ... available shared memory "
+         "101376')"),
+        ((0, 2, 2), dict(max_len_shared_memory=False),
+         "no shared-memory check of max_model_len (absent from the 0.2.2 wheel: PagedAttention "
+         "V2 splits long contexts into partitions)"),
         ((0, 2, 5), dict(allreduce_inputs_held=True, others_memory="counted",
                          non_torch_bytes=None, tp_non_torch_bytes=None),
          "peak = total - free after profiling (PR #2031, Dec 2023): all-reduce inputs still "
