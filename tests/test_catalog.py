@@ -146,3 +146,20 @@ def test_each_scaling_series_ascends_so_a_bisection_finds_the_neighbours() -> No
             continue
         counts = [default_catalog().get(name).shape().param_count() for name in names]
         assert counts == sorted(counts) and len(set(counts)) == len(counts), family
+
+
+def test_a_shipped_object_longer_than_the_first_window_is_read_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """shipped_object decodes a window of bytes around the object and widens it while the
+    object runs past; a cut never falls inside a multi-byte character."""
+    import json
+
+    import vramest.data as data
+
+    big = {"id": "big", "notes": "é" * 9000 + "×" * 5000, "n": [1.5, None, True]}
+    text = json.dumps({"models": [{"id": "small"}, big, {"id": "after"}]},
+                      ensure_ascii=False, indent=1)
+    monkeypatch.setattr(data, "shipped_bytes", lambda name: text.encode("utf-8"))
+    assert data.shipped_object("x.json", "id", "big") == big
+    assert data.shipped_object("x.json", "id", "after") == {"id": "after"}
+    assert data.shipped_object("x.json", "id", "missing") is None
