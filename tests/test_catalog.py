@@ -163,3 +163,19 @@ def test_a_shipped_object_longer_than_the_first_window_is_read_whole(
     assert data.shipped_object("x.json", "id", "big") == big
     assert data.shipped_object("x.json", "id", "after") == {"id": "after"}
     assert data.shipped_object("x.json", "id", "missing") is None
+
+
+@pytest.mark.parametrize("params", [5e8, 1.2e9, 1235814400, 1235814401, 7e9, 70553706496,
+                                    7.1e10, 3e11, 5e11, 2e12])
+def test_a_misleading_published_count_never_moves_the_split(monkeypatch: pytest.MonkeyPatch,
+                                                            params: float) -> None:
+    """The split is found on the published counts and confirmed on the parsed ones: with the
+    published counts scrambled the borrowed shape is the same."""
+    import vramest.model.catalog as catalog
+    from vramest.frozen import replace
+
+    honest = catalog._borrow(int(params), "llama", None, catalog.shipped_entry)
+    scrambled = {name: replace(catalog.shipped_entry(name), published_params=p)
+                 for name, p in zip(catalog.SCALING_SERIES["llama"],
+                                    (9e11, 1, None, 5e9, 2e9), strict=True)}
+    assert catalog._borrow(int(params), "llama", None, scrambled.get) == honest

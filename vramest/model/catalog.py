@@ -263,9 +263,17 @@ def _borrow(params: int, family: str, active_params: int | None,
         return _borrow_moe(params, active_params,
                            sorted(((e.shape().param_count(), e) for e in entries),
                                   key=lambda pair: pair[0]))
-    # The series ascend (a test holds them to it), so a bisection parses two or three of the
-    # entries' configs instead of all of them: each parse is 0.7M instructions of a start.
-    split = bisect_right(entries, params, key=lambda e: e.shape().param_count())
+    # The series ascend (a test holds them to it), so the split is found by bisection on the
+    # published counts, which parses no config, and confirmed on the two neighbours' own
+    # counts, which the shape is made from anyway (each parse is 0.7M instructions of a start);
+    # where a published count misleads, the bisection runs on the parsed counts.
+    def count(entry: CatalogEntry) -> int:
+        return entry.shape().param_count()
+
+    split = bisect_right(entries, params, key=lambda e: e.published_params or 0)
+    if not ((split == 0 or count(entries[split - 1]) <= params)
+            and (split == len(entries) or count(entries[split]) > params)):
+        split = bisect_right(entries, params, key=count)
     below = [(e.shape().param_count(), e) for e in entries[:split][-1:]]
     above = [(e.shape().param_count(), e) for e in entries[split:][:1]]
     if below and above:
