@@ -152,9 +152,12 @@ def field(*, default: Any = MISSING, default_factory: Callable[[], Any] | Any = 
     return Field(default, default_factory)
 
 
+_CLASSVAR = ("ClassVar", "typing.ClassVar")
+
+
 def _is_classvar(annotation: object) -> bool:
     if isinstance(annotation, str):  # `from __future__ import annotations` keeps them as text
-        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+        return annotation.startswith(_CLASSVAR)
     return getattr(annotation, "__origin__", None) is not None and \
         repr(annotation).startswith("typing.ClassVar")
 
@@ -165,17 +168,24 @@ def _collect(cls: type) -> tuple[Field, ...]:
         for inherited in base.__dict__.get("__record_fields__", ()):
             found[inherited.name] = inherited
     # the class's own annotations only (inspect.get_annotations would import inspect)
-    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
-        if _is_classvar(annotation):
+    own = cls.__dict__
+    for name, annotation in own.get("__annotations__", {}).items():
+        if annotation.__class__ is str:  # `from __future__ import annotations`: the common case
+            if annotation.startswith(_CLASSVAR):
+                continue
+        elif _is_classvar(annotation):
             continue
-        value = cls.__dict__.get(name, MISSING)
-        made = value if isinstance(value, Field) else Field(default=value)
-        made.name, made.type = name, annotation
-        if isinstance(value, Field):  # the class attribute is the default, as in dataclasses
+        value = own.get(name, MISSING)
+        if value.__class__ is Field:  # the class attribute is the default, as in dataclasses
+            made = value
             if made.default is MISSING:
                 delattr(cls, name)
             else:
                 setattr(cls, name, made.default)
+        else:
+            made = Field(value)
+        made.name = name
+        made.type = annotation
         found[name] = made
     seen_default = False
     for f in found.values():
