@@ -273,8 +273,8 @@ def _borrow(params: int, family: str, active_params: int | None,
     if not ((split == 0 or count(entries[split - 1]) <= params)
             and (split == len(entries) or count(entries[split]) > params)):
         split = _first_above(entries, params, key=count)
-    below = [(e.shape().param_count(), e) for e in entries[:split][-1:]]
-    above = [(e.shape().param_count(), e) for e in entries[split:][:1]]
+    below = [(count(e), e) for e in entries[:split][-1:]]
+    above = [(count(e), e) for e in entries[split:][:1]]
     if below and above:
         (p_lo, e_lo), (p_hi, e_hi) = below[-1], above[0]
         t = (math.log(params) - math.log(p_lo)) / (math.log(p_hi) - math.log(p_lo))
