@@ -68,7 +68,13 @@ class Constants:
     # vLLM's non-torch memory (cuBLAS/NCCL workspaces outside the torch allocator) and its
     # CUDA-graph pool; tensor parallelism adds NCCL buffers on every rank.
     vllm_non_torch_bytes: int = int(0.6 * 1024**3)
+    # SGLang's CUDA graphs (sglang.py); vLLM's are counted per captured graph below
     vllm_cuda_graph_bytes: int = int(0.5 * 1024**3)
+    # vLLM's CUDA graphs per GPU: captured graphs x (fixed + per layer x decoder layers on the
+    # GPU) (engines/vllm_graphs.py), fitted to 8 logged figures of
+    # validation/reference/vllm_cuda_graphs.csv (the llm-d-planner v0.19.0 H100 logs)
+    vllm_graph_fixed_bytes: int = round(3.5 * 2**20)
+    vllm_graph_layer_bytes: int = round(0.17 * 2**20)
     # vLLM's profiling forward keeps the MLP intermediates but only two hidden-size rows per
     # token (fused residual + RMSNorm run in place).
     vllm_activation_hidden_factor: float = 2.0
@@ -130,7 +136,14 @@ SOURCES: dict[str, str] = {
     "vllm_non_torch_bytes": "vLLM memory-profiling logs (memory.csv): 0.16-0.35 GiB single GPU in "
     "V0, 1.79 GiB in a Dec 2024 dev build; 0.6 GiB between them. vLLM V1 0.8.0-0.9.0 counts the "
     "CUDA context too: 0.53 GiB (opt-125m, A100, PR #18858); from 0.9.1 versions.py sets 0.13",
-    "vllm_cuda_graph_bytes": "vLLM V1 CUDA-graph capture, typically 0.3-1 GiB (no logged row)",
+    "vllm_cuda_graph_bytes": "SGLang CUDA-graph capture, typically 0.3-1 GiB (no logged row); "
+    "vLLM's graphs use vllm_graph_fixed_bytes and vllm_graph_layer_bytes",
+    "vllm_graph_fixed_bytes": "least squares over the 'fit' rows of validation/reference/"
+    "vllm_cuda_graphs.csv (vLLM 0.19.0 'CUDA graph pool memory' of 8 H100 runs, "
+    "github.com/llm-d-incubation/llm-d-planner @d3121e05 accuracy/results/v0.19.0/logs): "
+    "3.5 MiB per captured graph",
+    "vllm_graph_layer_bytes": "the same fit: 0.17 MiB per captured graph and decoder layer (vLLM's "
+    "own estimate in those logs: 6 MiB per graph for 32 layers, 20 MiB for 80)",
     "vllm_activation_hidden_factor": "vLLM logs vllm-10517-a/b: the activation peak grows "
     "102 KB per batched token for Llama-3.1-8B = (3 × 14336 + 2 × 4096) × 2 B",
     "nccl_buffer_bytes": "vLLM logs: non-torch memory 1.79 → 3.58 GiB going from TP 1 to TP 2",

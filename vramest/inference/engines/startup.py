@@ -36,6 +36,7 @@ from vramest.inference.engines.versions import (
     parse_version,
     vllm_rules,
 )
+from vramest.inference.engines.vllm_graphs import captured_graphs, one_gpu_graph_bytes
 from vramest.inference.engines.vllm_hybrid import hybrid_kv
 from vramest.inference.engines.vllm_multimodal import (
     SKIP_MM_PROFILING_SINCE,
@@ -436,8 +437,12 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     # 2 all-reduces per layer, inputs kept until the caching allocator reclaims them
     held_inputs = round(2 * shape.num_layers * tokens * shape.hidden_size * compute_bytes) \
         if rules.allreduce_inputs_held and tp > 1 else 0
-    # from 0.21 the profiler captures graphs before sizing the KV cache: their NCCL too
-    graphs = c.vllm_cuda_graph_bytes + graph_peer_bytes(rules, tp, device) \
+    # the graphs of the release's capture sizes over this GPU's layers (vllm_graphs.py); from
+    # 0.21 the profiler captures them before sizing the KV cache: their NCCL too
+    one_gpu_graphs = one_gpu_graph_bytes(
+        c, captured_graphs(rules.engine, version.release.parts, seqs, tokens, pp,
+                           served.pooling), shape.num_layers / pp)
+    graphs = one_gpu_graphs + graph_peer_bytes(rules, tp, device) \
         if rules.cuda_graphs_budgeted and not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV
     # V0 builds the RoPE cos/sin caches with the model (vllm_rope.py), whole on every rank
@@ -495,7 +500,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     notes = [n for n in (served.note, encoder.note() if encoder else unmodelled, *pool_notes,
                          layout.note, stage_note, held_note, _vllm_window_note(shape, rules),
                          _others_note(rules, options.memory_in_use_bytes, os_share)) if n]
-    capture = _graph_capture_bytes(c.vllm_cuda_graph_bytes, rules, options, tp, device)
+    capture = _graph_capture_bytes(one_gpu_graphs, rules, options, tp, device)
     if runner_v2:
         notes.append(f"Model runner v2: the sampler's warm-up ({format_bytes(warmup)}) and the "
                      f"CUDA graphs ({format_bytes(capture)}) come after the KV cache, outside "

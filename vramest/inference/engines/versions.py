@@ -132,10 +132,11 @@ _NON_TORCH_07 = round(0.20 * 2**30)
 # issues #23278 and #27508, 7.44 and 7.55 GiB beyond the weights, agree.)
 _V1_SAMPLER = 38.3
 # V0 CUDA-graph capture at TP > 1: 2464 MiB per GPU on 4 x RTX 4090 (vLLM 0.5.4, nvidia-smi
-# with and without --enforce-eager, vLLM issue #7553); less the one-GPU graph constant
-# (vllm_cuda_graph_bytes, 0.5 GiB), 650 MiB for each of the 3 peers. It puts 8 x A10G (TP 8,
-# 0.2.7) out of memory during capture and leaves 4 x A10G (TP 4) running (vLLM issue #2856).
-_V0_GRAPH_PEER = 650 * 2**20
+# with and without --enforce-eager, vLLM issue #7553); less the one GPU's graphs (vllm_graphs.py:
+# 35 graphs of Yi-1.5-34B's 60 layers, 480 MiB), 660 MiB for each of the 3 peers. It puts
+# 8 x A10G (TP 8, 0.2.7) out of memory during capture and leaves 4 x A10G (TP 4) running (vLLM
+# issue #2856).
+_V0_GRAPH_PEER = 660 * 2**20
 # V1 where its custom all-reduce is off (startup.graph_peer_bytes): NCCL inside the piecewise
 # graphs, taken at V0's measured cost per peer. 4 x A10 (PCIe) at TP 4 on 0.8.5 runs out of
 # memory with CUDA graphs and starts with --enforce-eager (vLLM issue #17469).
