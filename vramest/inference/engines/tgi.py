@@ -10,7 +10,15 @@ at each tag):
              W = 0.95 (TGI_WIGGLE_ROOM from v2.3; 0.90 in v2.4)
   v3.0+:     blocks = floor((free - (1 - CUDA_MEMORY_FRACTION x W) x total) / block) + warm-up,
              W = 0.95 (v3.0), 0.93 (v3.1-v3.2), 0.90 (v3.3+)
-Blocks hold 16 tokens (paged attention, v2) or 1 (flashinfer, the v3 default). A warm-up that
+Blocks hold as many tokens as the attention kernel's pages (models/globals.py BLOCK_SIZE from
+v2.3.0: flashinfer 1, flashdecoding 256, paged 16; 16 before). The launcher picks the kernel
+(launcher/src/main.rs resolve_attention): flashinfer by default from v2.3.0; a model whose head
+size flashinfer lacks (not 64, 128 or 256) or whose family it cannot serve (Falcon, DeepSeek-V2,
+and Gemma 2 in v2.3.x) falls back to flashdecoding, or from v2.3.1 to paged on a GPU older than
+compute capability 8.0. The warm-up's blocks are those of its requests at their full length:
+each asks for max_total_tokens - its input new tokens (router warm-up), so holds max_total_tokens
+- 1 slots (flash_causal_lm.py from_pb); Mistral-like models capped them at the sliding window in
+v1.1-v2.0 (flash_mistral.py). A warm-up that
 runs out of memory refuses to start: "Not enough memory to handle N prefill tokens. You need to
 decrease `--max-batch-prefill-tokens`" (before v1.1.1 any warm-up error read so, a GPTQ kernel's
 among them: the report says so where the memory fits).
@@ -49,9 +57,36 @@ SRC = "huggingface/text-generation-inference@v{}:{}"
 WIGGLE = (((0, 9, 4), 1.0), ((2, 0, 0), 0.95), ((2, 4, 0), 0.90), ((3, 0, 0), 0.95),
           ((3, 1, 0), 0.93), ((3, 3, 0), 0.90))
 WIGGLE_ON_TOTAL_FROM: Version = (3, 0, 0)  # get_free_memory(device, MEMORY_FRACTION * W)
-FLASHINFER_FROM: Version = (3, 0, 0)  # launcher: attention defaults to flashinfer, block 1
-PAGED_BLOCK = 16
+# models/globals.py BLOCK_SIZE by ATTENTION (v2.3.0 on; 16 before, FLASH_DECODING unset)
+BLOCK_SIZES = {"flashinfer": 1, "flashdecoding": 256, "paged": 16}
+PAGED_BLOCK = BLOCK_SIZES["paged"]
+# launcher/src/main.rs resolve_attention at v2.3.0 (commit e415b690): ATTENTION defaults to
+# flashinfer; head sizes flashinfer serves; families forced to the fallback, by the first release
+# that no longer forces them (Gemma 2 left the list in v2.4.0)
+FLASHINFER_FROM: Version = (2, 3, 0)
+FLASHINFER_HEAD_DIMS = (64, 128, 256)
+FORCED_FALLBACK: dict[str, Version] = {"falcon": (99,), "deepseek_v2": (99,), "gemma2": (2, 4, 0)}
+PAGED_FALLBACK_FROM: Version = (2, 3, 1)  # fallback "paged" below compute capability 8.0
+NO_CAPABILITY_PAGED_FROM: Version = (3, 1, 0)  # compute_capability.is_none() -> paged
+TEXT_CONFIG_HEAD_DIM_FROM: Version = (3, 3, 0)  # Config::get_head_dim reads text_config
 DEFAULT_PREFILL = 4096  # launcher/src/main.rs max_batch_prefill_tokens without a compute figure
+# launcher/src/main.rs defaults before v2.0.0: max_input_length 1024, max_total_tokens 2048;
+# v2.x: min(max_position_embeddings, 4096) - 1 and min(max_position_embeddings, 4096), and
+# max_batch_prefill_tokens max_input_tokens + 50; v3 leaves both unset unless given
+V1_MAX_INPUT, V1_MAX_TOTAL, V2_MAX_DEFAULT, V2_PREFILL_EDGE = 1024, 2048, 4096, 50
+V2_DEFAULTS_FROM: Version = (2, 0, 0)
+# v2.4.1 (PR #2673): the launcher leaves max_input_tokens and max_total_tokens unset unless
+# given (max_batch_prefill_tokens min(4096, max_position_embeddings)), and the router's warm-up
+# takes them as Option<u32> (backends/v3/src/client/grpc_client.rs warmup at v2.4.1)
+OPTIONAL_LIMITS_FROM: Version = (2, 4, 1)
+# flash_causal_lm.py warmup v2.1.0-v2.4.0: batch_num_blocks = batch.num_blocks if batch is not
+# None else 0, read from the batch generate_token returns, None when every request stopped
+# after its first token; v2.4.1 reads it before the prefill, v2.0 counted the cache manager's
+ADDED_BACK_AFTER_PREFILL: tuple[Version, Version] = ((2, 1, 0), (2, 4, 1))
+# flash_mistral.py (v1.1.0-v2.0.x) needed_blocks = min(needed_blocks, SLIDING_WINDOW_BLOCKS) for
+# the models on FlashMistralBatch; v2.1.0 moved batching to flash_causal_lm.py without the cap
+WINDOW_CAPPED: tuple[Version, Version] = ((1, 1, 0), (2, 1, 0))
+WINDOW_CAPPED_FAMILIES = ("mistral", "mixtral", "qwen2", "starcoder2")
 F32 = 4
 # model_type -> the releases whose VLM warm-up takes the dense-mask attention path
 DENSE_MASK_WARMUP: dict[str, tuple[Version, Version]] = {"gemma3": ((3, 2, 0), (3, 3, 0))}
@@ -135,6 +170,10 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     prefill = o.get("max_batch_prefill_tokens")
     if not isinstance(prefill, int):
         prefill = min(DEFAULT_PREFILL, shape.max_context or DEFAULT_PREFILL)
+        if V2_DEFAULTS_FROM <= version < OPTIONAL_LIMITS_FROM:
+            max_input = o.get("max_input_tokens")
+            prefill = (max_input if isinstance(max_input, int)
+                       else _v2_max_position(est) - 1) + V2_PREFILL_EDGE
         rules.append(f"max_batch_prefill_tokens {prefill} by default (launcher/src/main.rs; "
                      "from v3 a GPU the launcher knows may raise it by its FLOPs)")
     kv_dtype = str(o.get("kv_cache_dtype") or est.settings.kv_dtype)
@@ -166,8 +205,14 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
         rules.append(f"warm-up with an image: dense mask and masked attention scores "
                      f"{format_bytes(masked)} ({SRC.format('3.2.1', where)} "
                      "get_attention_mask, scaled_dot_product_attention with attn_mask)")
-    block = PAGED_BLOCK if version < FLASHINFER_FROM else 1
-    warm_blocks = -(-prefill // block)
+    attention, why = _attention(est, version, device, o.get("attention"))
+    block = BLOCK_SIZES[attention]
+    rules.append(f"attention {attention}, KV blocks of {block} token{'s' * (block > 1)}: {why}")
+    warm_blocks, added_back, how = _warmup_blocks(est, version, prefill, block,
+                                                  o.get("max_input_tokens"),
+                                                  o.get("max_total_tokens"))
+    if how:
+        rules.append(how)
     warm_kv = warm_blocks * block * per_token
     fraction = float(o.get("cuda_memory_fraction", 1.0))  # type: ignore[arg-type]
     wiggle = float(o.get("wiggle_room") or next(  # type: ignore[arg-type]
@@ -183,7 +228,7 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     rules.append(f"KV blocks: what the warm-up leaves free, with wiggle room {wiggle} "
                  f"({SRC.format(where, 'server/text_generation_server/models/flash_causal_lm.py')}"
                  " warmup)")
-    blocks = max(0, int(usable // (block * per_token))) + warm_blocks if starts else 0
+    blocks = max(0, int(usable // (block * per_token))) + added_back if starts else 0
     if starts and version < ANY_ERROR_READS_AS_OOM_UNTIL:
         source = SRC.format("1.1.0", "server/text_generation_server/models/flash_causal_lm.py")
         rules.append("before v1.1.1 the warm-up reports any error as \"Not enough memory to "
@@ -196,6 +241,112 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
                       kv_bytes_per_token=per_token, block_size=block, wiggle_room=wiggle,
                       max_batch_total_tokens=tokens, kv_cache_bytes=round(tokens * per_token),
                       context_bytes=context, starts=starts, rules=tuple(rules))
+
+
+def _config(est: Estimate) -> dict[str, object]:
+    from vramest.model.resolve import catalog_name
+
+    match = catalog_name(est.model.name)
+    return dict(match.entry.config) if match else {}
+
+
+def _v2_max_position(est: Estimate) -> int:
+    """launcher/src/main.rs (v2.x): max_position_embeddings, capped at 4096 by default."""
+    ctx = est.model.shape.max_context
+    return min(ctx, V2_MAX_DEFAULT) if ctx else V2_MAX_DEFAULT
+
+
+def _launcher_head_dim(est: Estimate, version: Version) -> int | None:
+    """The head size the launcher reads from config.json (RawConfig -> Config): head_dim, else
+    hidden_size (or n_embd) / num_attention_heads; from v3.3.0 text_config.head_dim, and 256 for
+    Gemma 3's vision-language config (Config::get_head_dim)."""
+    cfg = _config(est)
+    if not cfg:
+        return est.model.shape.head_dim
+    head = cfg.get("head_dim")
+    hidden, heads = cfg.get("hidden_size") or cfg.get("n_embd"), cfg.get("num_attention_heads")
+    if not isinstance(head, int) and isinstance(hidden, int) and isinstance(heads, int) \
+            and heads and hidden % heads == 0:
+        head = hidden // heads
+    if not isinstance(head, int) and version >= TEXT_CONFIG_HEAD_DIM_FROM:
+        text = cfg.get("text_config")
+        head = text.get("head_dim") if isinstance(text, dict) else None
+        if not isinstance(head, int) and cfg.get("model_type") == "gemma3":
+            head = 256
+    return head if isinstance(head, int) else None
+
+
+def _attention(est: Estimate, version: Version, device: object,
+               given: object) -> tuple[str, str]:
+    """The attention kernel TGI's launcher sets (ATTENTION), and why."""
+    from vramest.inference.engines.layouts import compute_capability
+
+    where = SRC.format("2.3.1", "launcher/src/main.rs") + " resolve_attention"
+    if isinstance(given, str) and given in BLOCK_SIZES:
+        return given, "ATTENTION as given"
+    if version < FLASHINFER_FROM:
+        return "paged", SRC.format("2.2.0", "server/text_generation_server/models/globals.py")
+    model_type = str(_config(est).get("model_type") or est.model.shape.family)
+    head = _launcher_head_dim(est, version)
+    cc = compute_capability(device)  # type: ignore[arg-type]
+    unknown = cc == (0, 0)  # not CUDA: gpu::get_cuda_capability() is None
+    fallback = "flashdecoding"
+    if (version >= PAGED_FALLBACK_FROM and (0, 0) < cc < (8, 0)) \
+            or (unknown and version >= NO_CAPABILITY_PAGED_FROM):
+        fallback = "paged"
+    if head not in FLASHINFER_HEAD_DIMS:
+        return fallback, f"head size {head} is not one flashinfer serves ({where})"
+    if version < FORCED_FALLBACK.get(model_type, (0,)):
+        return fallback, f"model {model_type} is forced off flashinfer ({where})"
+    return "flashinfer", f"the default from v2.3.0 ({where})"
+
+
+def _warmup_blocks(est: Estimate, version: Version, prefill: int, block: int,
+                   max_input: object, max_total: object) -> tuple[int, int, str]:
+    """The KV blocks of the router's warm-up batch (requests of max_input_tokens filling
+    max_batch_prefill_tokens, each asking for max_total_tokens - its input new tokens), those
+    the warm-up adds back to what it leaves free, and the rule that says so."""
+    shape = est.model.shape
+    if version >= OPTIONAL_LIMITS_FROM:
+        limit = max_input if isinstance(max_input, int) else None
+        total = max_total if isinstance(max_total, int) else None
+    elif version >= V2_DEFAULTS_FROM:
+        limit = max_input if isinstance(max_input, int) else _v2_max_position(est) - 1
+        total = max_total if isinstance(max_total, int) else _v2_max_position(est)
+    else:
+        limit = max_input if isinstance(max_input, int) else V1_MAX_INPUT
+        total = max_total if isinstance(max_total, int) else V1_MAX_TOTAL
+    cap = None
+    if (WINDOW_CAPPED[0] <= version < WINDOW_CAPPED[1] and shape.sliding_window
+            and shape.family in WINDOW_CAPPED_FAMILIES):
+        cap = -(-shape.sliding_window // block)
+    blocks, sent, slots, all_stop = 0, 0, 0, True
+    while sent < prefill:
+        truncate = prefill - sent if limit is None else min(limit, prefill - sent)
+        # a v3 request without max_total_tokens asks for one new token
+        tokens = truncate if total is None else max(total - 1, truncate)
+        all_stop = all_stop and total is not None and total - truncate == 1
+        need = -(-tokens // block)
+        blocks += min(need, cap) if cap else need
+        slots += tokens
+        sent += truncate if version >= OPTIONAL_LIMITS_FROM or limit is None else limit
+    added_back = blocks
+    notes = []
+    if all_stop and ADDED_BACK_AFTER_PREFILL[0] <= version < ADDED_BACK_AFTER_PREFILL[1]:
+        added_back = 0
+        notes.append("every warm-up request stops after its first token, so its blocks stay "
+                     "allocated but are not added back (" + SRC.format(
+                         "2.4.0", "server/text_generation_server/models/flash_causal_lm.py")
+                     + " warmup: batch_num_blocks from the batch generate_token returns)")
+    if slots == prefill:
+        return blocks, added_back, "; ".join(notes)
+    where = SRC.format("3.0.0", "backends/v3/src/client/grpc_client.rs") \
+        if version >= OPTIONAL_LIMITS_FROM else SRC.format("2.0.0", "router/client/src/client.rs")
+    capped = f", capped at the {shape.sliding_window}-token window" if cap else ""
+    notes.insert(0, f"warm-up KV blocks: its requests at max_total_tokens {total}{capped}, "
+                    f"{blocks * block} tokens ({where} warmup; "
+                    "server/text_generation_server/models/flash_causal_lm.py from_pb)")
+    return blocks, added_back, "; ".join(notes)
 
 
 def _dense_mask_warmup(est: Estimate, version: Version, prefill: int, max_input: object,
@@ -221,8 +372,9 @@ ENGINE = registry.StartupEngine(
     parsers={"version": registry.version,
              "max_batch_prefill_tokens": lambda v, w: registry.whole(v, w, 1 << 22),
              "max_input_tokens": registry.tokens,
+             "max_total_tokens": registry.tokens,
              "cuda_memory_fraction": registry.share, "wiggle_room": registry.share,
-             "kv_cache_dtype": registry.text},
+             "kv_cache_dtype": registry.text, "attention": registry.text},
     compute=compute,
     spellings={"tgi_wiggle_room": "wiggle_room", "max_batch_prefill": "max_batch_prefill_tokens",
                "max_input_length": "max_input_tokens",
