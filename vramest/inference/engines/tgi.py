@@ -18,10 +18,10 @@ and Gemma 2 in v2.3.x) falls back to flashdecoding, or from v2.3.1 to paged on a
 compute capability 8.0. The warm-up's blocks are those of its requests at their full length:
 each asks for max_total_tokens - its input new tokens (router warm-up), so holds max_total_tokens
 - 1 slots (flash_causal_lm.py from_pb); Mistral-like models capped them at the sliding window in
-v1.1-v2.0 (flash_mistral.py). A warm-up that
-runs out of memory refuses to start: "Not enough memory to handle N prefill tokens. You need to
-decrease `--max-batch-prefill-tokens`" (before v1.1.1 any warm-up error read so, a GPTQ kernel's
-among them: the report says so where the memory fits).
+v1.1-v2.0 (flash_mistral.py). A warm-up that runs out of memory refuses to start: "Not enough
+memory to handle N prefill tokens. You need to decrease `--max-batch-prefill-tokens`" (before
+v1.1.1 any warm-up error read so, a GPTQ kernel's among them: the report says so where the
+memory fits).
 
 From v3 the router's warm-up sends an image with its first request (backends/v3/src/client/
 grpc_client.rs warmup, WARMUP_IMAGE_BASE64), split into requests of max_input_tokens each.
@@ -79,10 +79,6 @@ V2_DEFAULTS_FROM: Version = (2, 0, 0)
 # given (max_batch_prefill_tokens min(4096, max_position_embeddings)), and the router's warm-up
 # takes them as Option<u32> (backends/v3/src/client/grpc_client.rs warmup at v2.4.1)
 OPTIONAL_LIMITS_FROM: Version = (2, 4, 1)
-# flash_causal_lm.py warmup v2.1.0-v2.4.0: batch_num_blocks = batch.num_blocks if batch is not
-# None else 0, read from the batch generate_token returns, None when every request stopped
-# after its first token; v2.4.1 reads it before the prefill, v2.0 counted the cache manager's
-ADDED_BACK_AFTER_PREFILL: tuple[Version, Version] = ((2, 1, 0), (2, 4, 1))
 # flash_mistral.py (v1.1.0-v2.0.x) needed_blocks = min(needed_blocks, SLIDING_WINDOW_BLOCKS) for
 # the models on FlashMistralBatch; v2.1.0 moved batching to flash_causal_lm.py without the cap
 WINDOW_CAPPED: tuple[Version, Version] = ((1, 1, 0), (2, 1, 0))
@@ -208,9 +204,8 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     attention, why = _attention(est, version, device, o.get("attention"))
     block = BLOCK_SIZES[attention]
     rules.append(f"attention {attention}, KV blocks of {block} token{'s' * (block > 1)}: {why}")
-    warm_blocks, added_back, how = _warmup_blocks(est, version, prefill, block,
-                                                  o.get("max_input_tokens"),
-                                                  o.get("max_total_tokens"))
+    warm_blocks, how = _warmup_blocks(est, version, prefill, block, o.get("max_input_tokens"),
+                                      o.get("max_total_tokens"))
     if how:
         rules.append(how)
     warm_kv = warm_blocks * block * per_token
@@ -228,7 +223,7 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
     rules.append(f"KV blocks: what the warm-up leaves free, with wiggle room {wiggle} "
                  f"({SRC.format(where, 'server/text_generation_server/models/flash_causal_lm.py')}"
                  " warmup)")
-    blocks = max(0, int(usable // (block * per_token))) + added_back if starts else 0
+    blocks = max(0, int(usable // (block * per_token))) + warm_blocks if starts else 0
     if starts and version < ANY_ERROR_READS_AS_OOM_UNTIL:
         source = SRC.format("1.1.0", "server/text_generation_server/models/flash_causal_lm.py")
         rules.append("before v1.1.1 the warm-up reports any error as \"Not enough memory to "
@@ -302,10 +297,10 @@ def _attention(est: Estimate, version: Version, device: object,
 
 
 def _warmup_blocks(est: Estimate, version: Version, prefill: int, block: int,
-                   max_input: object, max_total: object) -> tuple[int, int, str]:
+                   max_input: object, max_total: object) -> tuple[int, str]:
     """The KV blocks of the router's warm-up batch (requests of max_input_tokens filling
-    max_batch_prefill_tokens, each asking for max_total_tokens - its input new tokens), those
-    the warm-up adds back to what it leaves free, and the rule that says so."""
+    max_batch_prefill_tokens, each asking for max_total_tokens - its input new tokens), and the
+    rule that says so."""
     shape = est.model.shape
     if version >= OPTIONAL_LIMITS_FROM:
         limit = max_input if isinstance(max_input, int) else None
@@ -320,33 +315,23 @@ def _warmup_blocks(est: Estimate, version: Version, prefill: int, block: int,
     if (WINDOW_CAPPED[0] <= version < WINDOW_CAPPED[1] and shape.sliding_window
             and shape.family in WINDOW_CAPPED_FAMILIES):
         cap = -(-shape.sliding_window // block)
-    blocks, sent, slots, all_stop = 0, 0, 0, True
+    blocks, sent, slots = 0, 0, 0
     while sent < prefill:
         truncate = prefill - sent if limit is None else min(limit, prefill - sent)
         # a v3 request without max_total_tokens asks for one new token
         tokens = truncate if total is None else max(total - 1, truncate)
-        all_stop = all_stop and total is not None and total - truncate == 1
         need = -(-tokens // block)
         blocks += min(need, cap) if cap else need
         slots += tokens
         sent += truncate if version >= OPTIONAL_LIMITS_FROM or limit is None else limit
-    added_back = blocks
-    notes = []
-    if all_stop and ADDED_BACK_AFTER_PREFILL[0] <= version < ADDED_BACK_AFTER_PREFILL[1]:
-        added_back = 0
-        notes.append("every warm-up request stops after its first token, so its blocks stay "
-                     "allocated but are not added back (" + SRC.format(
-                         "2.4.0", "server/text_generation_server/models/flash_causal_lm.py")
-                     + " warmup: batch_num_blocks from the batch generate_token returns)")
     if slots == prefill:
-        return blocks, added_back, "; ".join(notes)
+        return blocks, ""
     where = SRC.format("3.0.0", "backends/v3/src/client/grpc_client.rs") \
         if version >= OPTIONAL_LIMITS_FROM else SRC.format("2.0.0", "router/client/src/client.rs")
     capped = f", capped at the {shape.sliding_window}-token window" if cap else ""
-    notes.insert(0, f"warm-up KV blocks: its requests at max_total_tokens {total}{capped}, "
+    return blocks, (f"warm-up KV blocks: its requests at max_total_tokens {total}{capped}, "
                     f"{blocks * block} tokens ({where} warmup; "
                     "server/text_generation_server/models/flash_causal_lm.py from_pb)")
-    return blocks, added_back, "; ".join(notes)
 
 
 def _dense_mask_warmup(est: Estimate, version: Version, prefill: int, max_input: object,
