@@ -63,3 +63,13 @@ def test_warmup_blocks_of_issue_1831_are_window_capped_requests_at_max_total_tok
     observed = case["observed"]["max_batch_total_tokens"]
     assert abs(int(r["max_batch_total_tokens"]) / observed - 1) < 0.05  # type: ignore[call-overload]
 
+
+
+def test_v2_default_prefill_is_max_input_tokens_plus_50() -> None:
+    """TGI issue #2007 (2.0.4, Meta-Llama-3-70B-Instruct on 8 H100, no length flags): "the
+    default `max_batch_prefill_tokens=4145`": max_input_tokens min(8192, 4096) - 1 plus 50
+    (launcher/src/main.rs at v2.0.0); v2.4.1 dropped to min(4096, max_position_embeddings)."""
+    r = tgi("meta-llama/Meta-Llama-3-70B", "h100", 8, version="2.0.4")
+    assert r["max_batch_prefill_tokens"] == 4145
+    assert tgi("meta-llama/Meta-Llama-3-70B", "h100", 8, version="2.4.1"
+               )["max_batch_prefill_tokens"] == 4096
