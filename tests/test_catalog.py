@@ -179,3 +179,19 @@ def test_a_misleading_published_count_never_moves_the_split(monkeypatch: pytest.
                  for name, p in zip(catalog.SCALING_SERIES["llama"],
                                     (9e11, 1, None, 5e9, 2e9), strict=True)}
     assert catalog._borrow(int(params), "llama", None, scrambled.get) == honest
+
+
+def test_a_scaling_series_parameter_count_is_linear_in_the_mlp_width() -> None:
+    """_fit_intermediate reads the narrowest fitting width off a line through the counts at
+    widths 0 and 1: every series' shapes must count their MLP linearly."""
+    from vramest.frozen import replace
+    from vramest.model.catalog import SCALING_SERIES, default_catalog
+
+    for family, names in SCALING_SERIES.items():
+        if family == "moe":
+            continue
+        for name in names:
+            shape = default_catalog().get(name).shape()
+            at = {w: replace(shape, intermediate_size=w).param_count() for w in (0, 1, 64, 5000)}
+            assert at[64] == at[0] + 64 * (at[1] - at[0]), name
+            assert at[5000] == at[0] + 5000 * (at[1] - at[0]), name

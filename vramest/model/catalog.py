@@ -356,10 +356,13 @@ def _expert_params(shape: ModelShape) -> int:
 
 
 def _fit_intermediate(shape: ModelShape, params: int) -> ModelShape:
-    while shape.num_layers > 1 and replace(shape, intermediate_size=64).param_count() > params:
+    # the count is linear in the MLP width: the narrowest width that fits is read off the line
+    while True:
+        without = replace(shape, intermediate_size=0).param_count()
+        per_unit = replace(shape, intermediate_size=1).param_count() - without
+        if shape.num_layers <= 1 or without + 64 * per_unit <= params:
+            break
         shape = replace(shape, num_layers=shape.num_layers - 1)
-    without = replace(shape, intermediate_size=0).param_count()
-    per_unit = replace(shape, intermediate_size=1).param_count() - without
     step = 256 if params > 10**9 else 64
     inter = max(step, _round_to((params - without) / max(per_unit, 1), step))
     return replace(shape, intermediate_size=inter)
