@@ -16,13 +16,22 @@ TRAINING = ["train", "--model", "llama-3.1-8b", "--method", "qlora", "--seq", "4
             "--grad-checkpointing"]  # no --gpu: the table of common GPUs is computed too
 
 
+def _seconds(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
 def median_seconds(cmd: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_seconds(cmd) for _ in range(runs))
+
+
+def paired_ratio(cmd: list[str], baseline: list[str], runs: int) -> tuple[float, float, float]:
+    """Median of cmd / baseline over runs taken in turn (issue #20's measure: a shared machine's
+    load moves both of a pair alike), and each command's median seconds."""
+    pairs = [(_seconds(baseline), _seconds(cmd)) for _ in range(runs)]
+    return (statistics.median(b / a for a, b in pairs), statistics.median(b for _, b in pairs),
+            statistics.median(a for a, _ in pairs))
 
 
 def _rate(function: Callable[..., object], cases: Sequence[tuple[dict[str, object], str]],
@@ -135,11 +144,11 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", "vramest"], check=True,
                    stdout=subprocess.DEVNULL)
     runs = 15
-    baseline = median_seconds([sys.executable, "-c", "pass"], runs)
-    cli = median_seconds([sys.executable, "-m", "vramest", *HEADLINE], runs)
-    print(f"python -c pass          median {baseline * 1000:7.1f} ms  ({runs} runs)")
+    ratio, cli, baseline = paired_ratio([sys.executable, "-m", "vramest", *HEADLINE],
+                                        [sys.executable, "-c", "pass"], 4 * runs)
+    print(f"python -c pass          median {baseline * 1000:7.1f} ms  ({4 * runs} paired runs)")
     print(f"vramest {' '.join(HEADLINE)}  median {cli * 1000:7.1f} ms")
-    print(f"cold-start ratio (vramest / python)  {cli / baseline:5.2f}x")
+    print(f"cold-start ratio (vramest / python, median of pairs)  {ratio:5.2f}x")
     # the floor: the standard-library modules the core is written with, imported and nothing run
     floor = median_seconds([sys.executable, "-c", f"import {', '.join(STDLIB_FLOOR)}"], runs)
     print(f"floor: python importing {', '.join(STDLIB_FLOOR)}  median {floor * 1000:7.1f} ms "
