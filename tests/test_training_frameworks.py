@@ -104,3 +104,41 @@ def test_unsloth_fallback_leaves_explicit_choices_and_new_gpus_alone():
     trl = estimate_training(gpu="tesla v100 pcie 16gb", framework="trl", method="qlora",
                             model="Qwen/Qwen3-0.6B")
     assert trl.settings.loss == "standard"
+
+
+def test_unsloth_loads_its_dynamic_4bit_checkpoint_at_its_published_size():
+    # unslothai/notebooks@80f99e1e nb/Qwen3_(14B).ipynb (Unsloth 2025.4.5, Tesla T4):
+    # model_name "unsloth/Qwen3-14B", load_in_4bit downloads three shards, 4.97G + 4.59G +
+    # 1.56G (the Hub's decimal GB), the Dynamic 4-bit checkpoint the loader maps the name to;
+    # plain NF4 of Qwen3-14B (every linear layer 4-bit, embeddings and head 16-bit) is 9.93 GB.
+    t4 = estimate_training(gpu="t4", **{**_QWEN3_NOTEBOOK, "unsloth": "2025.4.5"})
+    plain = estimate_training(gpu="t4", base_checkpoint="plain",
+                              **{**_QWEN3_NOTEBOOK, "unsloth": "2025.4.5"})
+    assert t4.settings.base_checkpoint == "unsloth-dynamic"
+    published = (4.97 + 4.59 + 1.56) * 1e9
+    assert abs(t4.peak.get("frozen_weights") - published) <= 0.015e9  # the bars' rounding
+    assert abs(plain.peak.get("frozen_weights") - 9.93e9) < 0.01e9
+    # the same notebook logged "Peak reserved memory = 14.066 GB" (GiB: max_memory_reserved /
+    # 1024**3) after 30 steps; the dynamic checkpoint's 1.1 GiB bring the estimate nearer
+    logged = 14.066 * GiB
+    assert abs(t4.peak.total - logged) < abs(plain.peak.total - logged)
+    assert t4.peak.total < logged and t4.fit.fits
+    # a '-bnb-4bit' name is loaded as given (loader_utils.__get_model_name), and other frameworks
+    # quantize the original checkpoint with BitsAndBytesConfig: plain NF4
+    trl = estimate_training(gpu="t4", model="Qwen/Qwen3-14B", framework="trl", method="qlora")
+    assert trl.settings.base_checkpoint == "plain"
+
+
+def test_dynamic_checkpoint_needs_an_nf4_base_and_is_plain_where_its_size_is_unknown():
+    import pytest
+
+    from vramest.errors import InputError
+
+    with pytest.raises(InputError, match="base-checkpoint"):
+        estimate_training(model="Qwen/Qwen3-14B", method="qlora", base_dtype="int8",
+                          base_checkpoint="unsloth-dynamic")
+    unknown = estimate_training(model="Qwen/Qwen3-0.6B", framework="unsloth", method="qlora")
+    plain = estimate_training(model="Qwen/Qwen3-0.6B", framework="unsloth", method="qlora",
+                              base_checkpoint="plain")
+    assert unknown.peak.get("frozen_weights") == plain.peak.get("frozen_weights")
+    assert any("not in vramest's table" in note for note in unknown.assumptions)

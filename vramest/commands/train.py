@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     from vramest.training.frameworks import FRAMEWORKS
     from vramest.training.settings import (
         ATTENTIONS,
+        BASE_CHECKPOINTS,
         EXPERT_LAYOUTS,
         KERNELS,
         LOSSES,
@@ -76,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--lora-dropout", action="store_true", default=None,
                    help="adapters use dropout (> 0)")
     g.add_argument("--base-dtype", help="frozen base precision (default bf16; qlora: nf4)")
+    g.add_argument("--base-checkpoint", choices=BASE_CHECKPOINTS,
+                   help="the 4-bit checkpoint loaded: plain NF4 or unsloth-dynamic (Unsloth's "
+                   "'-unsloth-bnb-4bit', some modules 16-bit; --framework unsloth's default)")
     g.add_argument("--upcast-unquantized", nargs="?", const="peft",
                    choices=UPCAST_SCOPES,
                    help="what a quantized base keeps fp32: peft (prepare_model_for_kbit_training: "
@@ -126,7 +130,8 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         bitsandbytes=args.bitsandbytes, unsloth=args.unsloth, torch=args.torch,
         attention=args.attn, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
         lora_dropout=args.lora_dropout, base_dtype=args.base_dtype,
-        upcast_unquantized=args.upcast_unquantized, trainable_layers=args.trainable_layers,
+        upcast_unquantized=args.upcast_unquantized, base_checkpoint=args.base_checkpoint,
+        trainable_layers=args.trainable_layers,
         zero=args.zero, overlap_comm=args.overlap_comm,
         reduce_bucket_size=args.reduce_bucket_size, fsdp=args.fsdp,
         num_gpus=args.num_gpus, offload=args.offload,

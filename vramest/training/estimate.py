@@ -14,6 +14,7 @@ from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.model.shapes import ModelShape
 from vramest.training.activations import ActivationModel, activation_model, stream_bytes
 from vramest.training.constants import TRAINING_DEFAULTS, TRAINING_SOURCES, TrainingConstants
+from vramest.training.frameworks import UNSLOTH_DYNAMIC_CHECKPOINT_BYTES
 from vramest.training.memory import StaticMemory, TrainingPhase, phases, static_memory
 from vramest.training.settings import (
     _MAX_SEARCH_BATCH,
@@ -365,6 +366,13 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                        + (", and TRL's SFTTrainer cast the embeddings and head back to 16 bit"
                           if s.embeddings_16bit else "")
                        + ": the residual stream runs in fp32.")
+        if s.base_checkpoint == "unsloth-dynamic":
+            out.append("Unsloth loads its Dynamic 4-bit checkpoint (unsloth/<model>-unsloth-bnb-4bit)"
+                       " for this model name: "
+                       + ("some modules stay 16-bit, counted from its published size"
+                          if info.shape.name in UNSLOTH_DYNAMIC_CHECKPOINT_BYTES else
+                          "its size is not in vramest's table, so it is counted as plain NF4")
+                       + "; --base-checkpoint plain for a '-bnb-4bit' name.")
         if info.shape.is_moe and s.fused_experts and {"gate", "up", "down"} & set(s.lora_targets):
             out.append("MoE experts are fused 3-D parameters (transformers 5): PEFT adapts "
                        "them as parameters (gate_up at rank 2r) and each forward folds W + BA "

@@ -67,6 +67,20 @@ _QLORA_BASE = {
     # models/llama.py from_pretrained: BitsAndBytesConfig(bnb_4bit_use_double_quant=True)
     "unsloth": "bnb-nf4-dq",
 }
+# The checkpoint Unsloth's loader picks for a 4-bit base: from_pretrained(load_in_4bit=True) maps
+# the model name through loader_utils.get_model_name -> mapper.FLOAT_TO_INT_MAPPER to
+# "unsloth/<model>-unsloth-bnb-4bit", the Dynamic 4-bit quant, wherever mapper.py lists one
+# (e.g. "unsloth/Qwen3-14B" and "Qwen/Qwen3-14B"); a name already ending "-bnb-4bit" is loaded as
+# given, and BAD_MAPPINGS sends Qwen3-32B to the plain "-bnb-4bit" (unsloth@d74e7c19, 2025.4.5,
+# and unsloth@16af0ceb, 2025.6.1: unsloth/models/loader_utils.py, mapper.py).
+_QLORA_CHECKPOINT = {"unsloth": "unsloth-dynamic"}
+# Published sizes of Unsloth's Dynamic 4-bit checkpoints, in bytes (the Hub's download bars, in
+# decimal GB); what they hold beyond plain NF4 is the modules left 16-bit.
+UNSLOTH_DYNAMIC_CHECKPOINT_BYTES = {
+    # unsloth/Qwen3-14B-unsloth-bnb-4bit: 4.97G + 4.59G + 1.56G (unslothai/notebooks@80f99e1e
+    # nb/Qwen3_(14B).ipynb, model_name "unsloth/Qwen3-14B", load_in_4bit, Unsloth 2025.4.5)
+    "Qwen/Qwen3-14B": 11_120_000_000,
+}
 FRAMEWORKS = tuple(_DEFAULTS)
 # Unsloth runs Cut Cross-Entropy only where unsloth_zoo imports it: torch >= 2.4 (and Triton >= 3)
 # on compute capability 7.5 and up (unslothai/unsloth-zoo@a90bf5aa, 2024-11-28, "Fix V100",
@@ -86,6 +100,8 @@ def framework_defaults(name: str, method: str) -> dict[str, Any]:
     out = dict(_DEFAULTS[key])
     if method == "qlora" and key in _QLORA_BASE:
         out["base_dtype"] = _QLORA_BASE[key]
+    if method == "qlora" and key in _QLORA_CHECKPOINT:
+        out["base_checkpoint"] = _QLORA_CHECKPOINT[key]
     if method not in ("lora", "qlora"):
         for adapter_only in ("lora_rank", "lora_targets", "lora_dropout", "kernels"):
             out.pop(adapter_only, None)

@@ -15,12 +15,18 @@ from __future__ import annotations
 import math
 
 from vramest.frozen import frozen
-from vramest.inference.memory import Part
+from vramest.inference.memory import Part, weight_bytes
 from vramest.model.shapes import ModelShape
 from vramest.training.activations import ActivationModel
 from vramest.training.constants import TrainingConstants
 from vramest.training.settings import RECOMPUTING, ZERO_BUCKET_ELEMENTS, TrainingSettings  # noqa: F401
-from vramest.training.trainable import Trainable, base_format, optimizer_state_bytes, optimizer_step_temporary
+from vramest.training.trainable import (
+    Trainable,
+    base_format,
+    dynamic_checkpoint_extra,
+    optimizer_state_bytes,
+    optimizer_step_temporary,
+)
 from vramest.units import (
     format_bytes,
 )
@@ -218,8 +224,12 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
             "freeze": f"the last {s.trainable_layers} layers", "full": "every parameter"}[s.method]
     shard_note = lambda k: f" ÷ {n} GPUs" if k > 1 else ""  # noqa: E731
     upcast_note = ""
+    dynamic = dynamic_checkpoint_extra(shape, s, weight_bytes(shape, fmt))
+    if dynamic:
+        upcast_note = (f"; Unsloth's Dynamic 4-bit checkpoint keeps some modules 16-bit: "
+                       f"+{format_bytes(dynamic)}, its published size")
     if s.upcast_unquantized and s.method in ("lora", "qlora"):
-        upcast_note = ("; then what is not quantized made fp32, embeddings and head cast back"
+        upcast_note += ("; then what is not quantized made fp32, embeddings and head cast back"
                        if s.embeddings_16bit else "; then all that is not quantized made fp32")
     return StaticMemory(
         frozen=Part("frozen_weights", frozen,

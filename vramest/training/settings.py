@@ -105,6 +105,11 @@ EXPERT_LAYOUTS = ("fused", "separate", "indexed")
 # What becomes fp32 of a quantized base: nothing; all that bitsandbytes left 16-bit (PEFT's
 # prepare_model_for_kbit_training); or that, less the embeddings and head (TRL's SFTTrainer, bf16)
 UPCAST_SCOPES = ("none", "peft", "trl")
+# Which pre-quantized checkpoint a 4-bit base loads: "plain" (every linear layer NF4) or
+# "unsloth-dynamic", Unsloth's "unsloth/<model>-unsloth-bnb-4bit", which keeps some modules 16-bit
+# (its config.json quantization_config.llm_int8_skip_modules); its weight is the published size
+# of that checkpoint where vramest knows it (frameworks.UNSLOTH_DYNAMIC_CHECKPOINT_BYTES).
+BASE_CHECKPOINTS = ("plain", "unsloth-dynamic")
 PART_NAMES = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
               "activations", "logits", "temporary")
 
@@ -167,6 +172,7 @@ class TrainingSettings:
     # TRL's SFTTrainer (bf16) then casts the embeddings and the output head back to 16 bit
     # and keeps the norms fp32 (trl.trainer.utils.peft_module_casting_to_bf16)
     embeddings_16bit: bool = False
+    base_checkpoint: str = "plain"  # BASE_CHECKPOINTS
     trainable_layers: int = 2
     zero_stage: int = 0
     # DeepSpeed's overlap_comm under ZeRO-1/2 (reduce gradients while backward runs); off by
@@ -263,6 +269,8 @@ class TrainingSettings:
             out.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets),
                        lora_dropout=self.lora_dropout, upcast_unquantized=self.upcast_unquantized,
                        upcast_scope=self.upcast_scope)
+            if self.base_checkpoint != "plain":
+                out["base_checkpoint"] = self.base_checkpoint
         if self.method == "freeze":
             out["trainable_layers"] = self.trainable_layers
         out["moe_experts"] = self.moe_experts
@@ -320,6 +328,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
                   attention: str = "sdpa", lora_rank: str | int = 16,
                   lora_targets: str | Iterable[str] = "all-linear", lora_dropout: bool = False,
                   base_dtype: str | None = None, upcast_unquantized: bool | str = False,
+                  base_checkpoint: str = "plain",
                   trainable_layers: str | int = 2,
                   zero: str | int = 0, fsdp: bool = False, num_gpus: str | int = 1,
                   offload: str | None = None, moe_experts: str = "fused",
@@ -386,6 +395,11 @@ def make_settings(*, method: str = "full", precision: str | None = None,
     if upcast != "none" and not fmt.is_quantized:
         raise InputError(f"--upcast-unquantized prepares a quantized base; this one is "
                          f"{fmt.name} (use --method qlora or a quantized --base-dtype).")
+    checkpoint = _choice(base_checkpoint, BASE_CHECKPOINTS, "--base-checkpoint")
+    if checkpoint != "plain" and fmt.name not in ("nf4", "bnb-nf4-dq"):
+        raise InputError(f"--base-checkpoint {checkpoint} is a bitsandbytes NF4 checkpoint; "
+                         f"--base-dtype {fmt.name} is not (use bnb-nf4-dq, or --base-checkpoint "
+                         "plain).")
     return TrainingSettings(
         method=method, precision=precision, optimizer=optimizer,
         seq=parse_tokens(seq, what="--seq"),
@@ -402,7 +416,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
         lora_rank=parse_positive_int(lora_rank, what="--lora-rank", maximum=65536),
         lora_targets=parse_targets(lora_targets), lora_dropout=bool(lora_dropout),
         base_dtype=fmt.name, upcast_unquantized=upcast != "none" and fmt.is_quantized,
-        embeddings_16bit=upcast == "trl" and fmt.is_quantized,
+        embeddings_16bit=upcast == "trl" and fmt.is_quantized, base_checkpoint=checkpoint,
         trainable_layers=parse_positive_int(trainable_layers, what="--trainable-layers",
                                             maximum=10_000),
         zero_stage=stage, overlap_comm=overlap_comm, reduce_bucket_size=buckets, fsdp=bool(fsdp),

@@ -17,6 +17,7 @@ from vramest.model.precisions import (
 )
 from vramest.model.shapes import ModelShape, TensorSpec
 from vramest.training.constants import TrainingConstants
+from vramest.training.frameworks import UNSLOTH_DYNAMIC_CHECKPOINT_BYTES
 from vramest.training.settings import _EMBEDDING_ROLES, _TARGET_ROLES, TrainingSettings
 
 
@@ -95,6 +96,15 @@ def base_format(shape: ModelShape, s: TrainingSettings) -> WeightFormat:
     return fmt
 
 
+def dynamic_checkpoint_extra(shape: ModelShape, s: TrainingSettings, nf4_bytes: int) -> int:
+    """What an Unsloth Dynamic 4-bit checkpoint holds beyond plain NF4 (its modules left 16-bit),
+    from its published size; 0 for a plain checkpoint or one whose size vramest does not know."""
+    if s.base_checkpoint != "unsloth-dynamic" or s.method not in ("lora", "qlora"):
+        return 0
+    published = UNSLOTH_DYNAMIC_CHECKPOINT_BYTES.get(shape.name, 0)
+    return max(0, published - nf4_bytes)
+
+
 def expert_bytes_per_element(shape: ModelShape, s: TrainingSettings) -> int:
     """The routed experts' dtype as they are trained around: fp32 when the run is fp32, or when
     PEFT's prepare_model_for_kbit_training upcasts what bitsandbytes left in 16 bit."""
@@ -113,6 +123,7 @@ def trainable_part_of(shape: ModelShape, s: TrainingSettings) -> Trainable:
                              f"{shape.name}; its linear layers are {', '.join(present)}.")
         fmt = base_format(shape, s)
         frozen = weight_bytes(shape, fmt)
+        frozen += dynamic_checkpoint_extra(shape, s, frozen)
         if s.upcast_unquantized:  # what the format keeps in 16 bit becomes fp32: 2 more bytes
             kept_16bit = fmt.quantized_roles | (_EMBEDDING_ROLES if s.embeddings_16bit
                                                 else frozenset())
