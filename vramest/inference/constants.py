@@ -75,6 +75,9 @@ class Constants:
     # validation/reference/vllm_cuda_graphs.csv (the llm-d-planner v0.19.0 H100 logs)
     vllm_graph_fixed_bytes: int = round(3.5 * 2**20)
     vllm_graph_layer_bytes: int = round(0.17 * 2**20)
+    # and from 0.12 each graph of <= 256 tokens x MoE layers with shared experts on the GPU
+    # (their aux CUDA stream, engines/vllm_graphs.py), fitted to the 2 such 'fit' rows there
+    vllm_graph_shared_expert_layer_bytes: int = round(0.33 * 2**20)
     # vLLM's profiling forward keeps the MLP intermediates but only two hidden-size rows per
     # token (fused residual + RMSNorm run in place).
     vllm_activation_hidden_factor: float = 2.0
@@ -144,6 +147,10 @@ SOURCES: dict[str, str] = {
     "3.5 MiB per captured graph",
     "vllm_graph_layer_bytes": "the same fit: 0.17 MiB per captured graph and decoder layer (vLLM's "
     "own estimate in those logs: 6 MiB per graph for 32 layers, 20 MiB for 80)",
+    "vllm_graph_shared_expert_layer_bytes": "least squares over the 'fit' rows of "
+    "validation/reference/vllm_cuda_graphs.csv with shared experts (Qwen1.5-MoE-A2.7B 1.10 GiB, "
+    "DeepSeek-V2-Lite-Chat 1.57 GiB, llm-d-planner @d3121e05 v0.19.0 logs) over the graphs the "
+    "aux stream runs in (<= 256 tokens, vLLM PR #28406): 0.33 MiB per such graph and layer",
     "vllm_activation_hidden_factor": "vLLM logs vllm-10517-a/b: the activation peak grows "
     "102 KB per batched token for Llama-3.1-8B = (3 × 14336 + 2 × 4096) × 2 B",
     "nccl_buffer_bytes": "vLLM logs: non-torch memory 1.79 → 3.58 GiB going from TP 1 to TP 2",

@@ -36,7 +36,11 @@ from vramest.inference.engines.versions import (
     parse_version,
     vllm_rules,
 )
-from vramest.inference.engines.vllm_graphs import captured_graphs, one_gpu_graph_bytes
+from vramest.inference.engines.vllm_graphs import (
+    aux_stream_graphs,
+    captured_graphs,
+    one_gpu_graph_bytes,
+)
 from vramest.inference.engines.vllm_hybrid import hybrid_kv
 from vramest.inference.engines.vllm_multimodal import (
     SKIP_MM_PROFILING_SINCE,
@@ -439,9 +443,16 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         if rules.allreduce_inputs_held and tp > 1 else 0
     # the graphs of the release's capture sizes over this GPU's layers (vllm_graphs.py); from
     # 0.21 the profiler captures them before sizing the KV cache: their NCCL too
+    # chunked local attention has no full graphs (ChunkedLocalAttentionBuilder
+    # get_cudagraph_support: NEVER; Llama-4-Scout's 0.19.0 log: "PIECEWISE=51", no FULL)
+    piecewise_only = served.pooling or shape.chunked_attention
+    shared_expert_layers = sum(shape.is_moe_layer(i) for i in range(shape.num_layers)) \
+        if shape.is_moe and shape.shared_experts else 0
     one_gpu_graphs = one_gpu_graph_bytes(
         c, captured_graphs(rules.engine, version.release.parts, seqs, tokens, pp,
-                           served.pooling), shape.num_layers / pp)
+                           piecewise_only), shape.num_layers / pp,
+        aux_stream_graphs(rules.engine, version.release.parts, seqs, tokens, piecewise_only),
+        shared_expert_layers / pp)
     graphs = one_gpu_graphs + graph_peer_bytes(rules, tp, device) \
         if rules.cuda_graphs_budgeted and not options.enforce_eager and not runner_v2 else 0
     lora_tp, draft_kv = vllm_extras(est, tp)  # LoRA slots' TP layout; a proposer's KV

@@ -17,6 +17,18 @@ TP 2). Hence per GPU
 with the count of graphs from the release's capture sizes (`captured_graphs`), fitted to the
 logged figures in validation/reference/vllm_cuda_graphs.csv (its README says which rows fit).
 The all-reduce buffers at tensor parallelism come on top (startup.graph_peer_bytes).
+
+MoE layers with shared experts cost more: from 0.12 vLLM runs the shared experts on an aux CUDA
+stream beside the routed ones for batches of at most 256 tokens (PR #26440, "Dual stream
+execution of shared_experts and selected_experts inside FusedMoE"; the 256 of PR #28406,
+VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD; fused_moe/runner/shared_experts.py
+MULTI_STREAM_OVERLAPPED), so every graph of those sizes forks and joins a second stream in each
+such layer, with the shared-expert MLP's kernels on it. The logs show it: the three 0.19 MoE rows
+with shared experts take 0.14-0.30 MiB more per graph and layer than the dense rule, the three
+without 0.01-0.08 MiB. Hence, on top, graphs of <= 256 tokens x vllm_graph_shared_expert_
+layer_bytes x the GPU's MoE layers with shared experts (fitted like the rest; MoE layers without
+shared experts get no term: one for every MoE layer moved the check rows' median error from 20.7%
+to 21.2%).
 """
 
 from __future__ import annotations
@@ -37,11 +49,17 @@ V1_SEQS_LADDER_SINCE = (0, 10)
 # from 0.11 the default cudagraph_mode is FULL_AND_PIECEWISE (config/__init__.py in the 0.11.0
 # wheel): piecewise graphs for every size and full graphs for the decode sizes <= max_num_seqs
 # (gpu_model_runner.py capture_model: "x <= max_num_tokens" with max_num_seqs x
-# uniform_decode_query_len); pooling models keep PIECEWISE
+# uniform_decode_query_len); pooling models keep PIECEWISE, and so do models with chunked local
+# attention (Llama 4: ChunkedLocalAttentionBuilder.get_cudagraph_support returns NEVER; the
+# 0.19.0 Scout log in vllm_cuda_graphs.csv captures "PIECEWISE=51", no FULL): piecewise_only
 FULL_DECODE_GRAPHS_SINCE = (0, 11)
 # from 0.12 the sizes step by 16 above 256 (config/vllm.py in the 0.12.0 wheel: "Step size 16
 # for larger batch sizes"): 51 sizes up to 512 instead of 67, as the 0.19.0 logs count them
 V1_STEP16_LADDER_SINCE = (0, 12)
+# shared experts on the aux stream for batches of <= 256 tokens (PRs #26440 and #28406, both
+# merged by November 2025; 0.12.0 is the first release taken to have both)
+SHARED_EXPERTS_STREAM_SINCE = (0, 12)
+SHARED_EXPERTS_STREAM_TOKENS = 256
 
 
 def capture_sizes(engine: str, release: tuple[int, ...], max_num_seqs: int,
@@ -62,19 +80,36 @@ def capture_sizes(engine: str, release: tuple[int, ...], max_num_seqs: int,
 
 
 def captured_graphs(engine: str, release: tuple[int, ...], max_num_seqs: int,
-                    batched_tokens: int, pp: int = 1, pooling: bool = False) -> int:
+                    batched_tokens: int, pp: int = 1, piecewise_only: bool = False) -> int:
     """How many graphs one GPU captures: V0 one per size for each pipeline virtual engine; V1
     the piecewise graphs of every size, and from 0.11 a full graph per decode size too."""
     sizes = capture_sizes(engine, release, max_num_seqs, batched_tokens)
     if engine == "v0":
         return len(sizes) * pp
-    full = 0 if pooling or release < FULL_DECODE_GRAPHS_SINCE else \
+    full = 0 if piecewise_only or release < FULL_DECODE_GRAPHS_SINCE else \
         sum(1 for x in sizes if x <= max_num_seqs)
     return len(sizes) + full
 
 
-def one_gpu_graph_bytes(constants: Constants, graphs: int, layers: float) -> int:
+def aux_stream_graphs(engine: str, release: tuple[int, ...], max_num_seqs: int,
+                      batched_tokens: int, piecewise_only: bool = False) -> int:
+    """How many of one GPU's graphs run the shared experts on the aux stream: those of at most
+    256 tokens, piecewise and full, from 0.12 (none before, and none in V0)."""
+    if engine == "v0" or release < SHARED_EXPERTS_STREAM_SINCE:
+        return 0
+    sizes = [x for x in capture_sizes(engine, release, max_num_seqs, batched_tokens)
+             if x <= SHARED_EXPERTS_STREAM_TOKENS]
+    full = 0 if piecewise_only or release < FULL_DECODE_GRAPHS_SINCE else \
+        sum(1 for x in sizes if x <= max_num_seqs)
+    return len(sizes) + full
+
+
+def one_gpu_graph_bytes(constants: Constants, graphs: int, layers: float,
+                        aux_graphs: int = 0, shared_expert_layers: float = 0) -> int:
     """The graphs' memory on one GPU, before any all-reduce buffers: `layers` are the decoder
-    layers that GPU runs (num_layers / pp)."""
+    layers that GPU runs (num_layers / pp), `shared_expert_layers` those of them that are MoE
+    layers with shared experts, run on the aux stream in `aux_graphs` of the graphs."""
     return round(graphs * (constants.vllm_graph_fixed_bytes
-                           + constants.vllm_graph_layer_bytes * layers))
+                           + constants.vllm_graph_layer_bytes * layers)
+                 + aux_graphs * shared_expert_layers
+                 * constants.vllm_graph_shared_expert_layer_bytes)
