@@ -65,6 +65,16 @@ class StartupEngine:
 NAMES = OWN_ACCOUNTING  # the modules below, by engine name
 
 
+def catalog_config(est: Estimate) -> dict[str, object]:
+    """The catalog's config.json of the estimate's model (architectures, head size, MTP layers,
+    a model_type's own keys), as the engine's launcher reads it; empty where the catalog does
+    not hold the model."""
+    from vramest.model.resolve import catalog_name
+
+    match = catalog_name(est.model.name)
+    return dict(match.entry.config) if match else {}
+
+
 def _engines() -> dict[str, StartupEngine]:
     from vramest.inference.engines import exllamav2, ollama, sglang, tgi
 

@@ -28,7 +28,6 @@ from vramest.model.precisions import kv_format, weight_format
 from vramest.units import MIB, format_bytes
 
 if TYPE_CHECKING:
-    from vramest.inference.estimate import Estimate
     from vramest.inference.placement import FitPlan
     from vramest.model.shapes import ModelShape
 
@@ -188,8 +187,9 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
     given = o.get("version")
     version = given if isinstance(given, tuple) else None
     legacy = version is not None and version < LEGACY_UNTIL
+    config = registry.catalog_config(est)
     spec = sglang_spec.spec_options(sglang_spec.with_flags(o, est.extras.get("speculative")),
-                                    _config(est))
+                                    config)
     chunk, graph_bs = _defaults(gpu_mib, tp, legacy, version)
     chunk = int(o.get("chunked_prefill_size", chunk))  # type: ignore[call-overload]
     graph_bs = int(o.get("cuda_graph_max_bs", graph_bs))  # type: ignore[call-overload]
@@ -213,7 +213,7 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
     context_len = int(o.get("context_length") or shape.scaled_context or shape.max_context  # type: ignore[call-overload]
                       or est.settings.ctx)
     vision = sglang_multimodal.vision_rules(
-        _config(est), version, fraction, isinstance(o.get("mem_fraction_static"), float), tp,
+        config, version, fraction, isinstance(o.get("mem_fraction_static"), float), tp,
         est.settings.batch, c.vllm_non_torch_bytes,
         fast_processor=not o.get("disable_fast_image_processor"))
     if vision is not None:
@@ -310,14 +310,6 @@ def compute(req: registry.StartupRequest) -> SGLangStartup:
                          if draft is not None and not draft.budgeted else 0,
                          speculative=draft_json,
                          gpu0_extra_bytes=vision.gpu0_bytes if vision is not None else 0)
-
-
-def _config(est: Estimate) -> dict[str, object]:
-    """The catalog config of the model (architecture, MTP layers), empty when not known."""
-    from vramest.model.resolve import catalog_name
-
-    match = catalog_name(est.model.name)
-    return dict(match.entry.config) if match else {}
 
 
 def _aiter(vendor: str, shape: ModelShape, tp: int, spec: object,

@@ -197,10 +197,7 @@ def draft_memory(spec: SpecOptions, est: Estimate, tp: int, kv_bytes: float, req
     shape = est.model.shape
     layers = 1
     if method == "mtp":
-        from vramest.model.resolve import catalog_name
-
-        match = catalog_name(est.model.name)
-        layers = nextn_layers(match.entry.config if match else {}) or 1
+        layers = nextn_layers(registry.catalog_config(est)) or 1
     prop = proposer(shape, est.settings.dtype,
                     Speculation(method, spec.draft_tokens, 0.0,
                                 spec.draft_model if method == "draft" else None, layers))

@@ -238,13 +238,6 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
                       context_bytes=context, starts=starts, rules=tuple(rules))
 
 
-def _config(est: Estimate) -> dict[str, object]:
-    from vramest.model.resolve import catalog_name
-
-    match = catalog_name(est.model.name)
-    return dict(match.entry.config) if match else {}
-
-
 def _v2_max_position(est: Estimate) -> int:
     """launcher/src/main.rs (v2.x): max_position_embeddings, capped at 4096 by default."""
     ctx = est.model.shape.max_context
@@ -255,7 +248,7 @@ def _launcher_head_dim(est: Estimate, version: Version) -> int | None:
     """The head size the launcher reads from config.json (RawConfig -> Config): head_dim, else
     hidden_size (or n_embd) / num_attention_heads; from v3.3.0 text_config.head_dim, and 256 for
     Gemma 3's vision-language config (Config::get_head_dim)."""
-    cfg = _config(est)
+    cfg = registry.catalog_config(est)
     if not cfg:
         return est.model.shape.head_dim
     head = cfg.get("head_dim")
@@ -281,7 +274,7 @@ def _attention(est: Estimate, version: Version, device: object,
         return given, "ATTENTION as given"
     if version < FLASHINFER_FROM:
         return "paged", SRC.format("2.2.0", "server/text_generation_server/models/globals.py")
-    model_type = str(_config(est).get("model_type") or est.model.shape.family)
+    model_type = str(registry.catalog_config(est).get("model_type") or est.model.shape.family)
     head = _launcher_head_dim(est, version)
     cc = compute_capability(device)  # type: ignore[arg-type]
     unknown = cc == (0, 0)  # not CUDA: gpu::get_cuda_capability() is None
@@ -338,10 +331,7 @@ def _dense_mask_warmup(est: Estimate, version: Version, prefill: int, max_input:
                        tp: int, compute_bytes: float) -> int:
     """The bytes the warm-up's dense mask and one layer's masked-attention scores hold, for a
     vision-language model whose TGI release runs that path (0 otherwise)."""
-    from vramest.model.resolve import catalog_name
-
-    match = catalog_name(est.model.name)
-    model_type = str((match.entry.config if match else {}).get("model_type") or "")
+    model_type = str(registry.catalog_config(est).get("model_type") or "")
     span = DENSE_MASK_WARMUP.get(model_type)
     if span is None or not span[0] <= version < span[1]:
         return 0
