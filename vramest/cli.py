@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; everything printed passes through `printable`, so names read
     from files cannot send terminal escape sequences."""
+    return _guarded(argv, english_argparse=False)
+
+
+def _guarded(argv: Sequence[str] | None, english_argparse: bool) -> int:
     from vramest.printable import PrintableStream
 
     # A command's objects mostly live until it exits: the default threshold (700) ran ten
@@ -27,13 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = PrintableStream(stdout)
     sys.stderr = PrintableStream(stderr, keep_cr=True)
     try:
-        return _main(argv)
+        return _main(argv, english_argparse)
     finally:
         sys.stdout, sys.stderr = stdout, stderr
         gc.set_threshold(*thresholds)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in
                          ("-h", "--help", "--version")):
@@ -44,9 +48,15 @@ def _main(argv: Sequence[str] | None) -> int:
             check_argument(arg)
         if command not in _WITH_POSITIONALS:
             _check_unquoted_gpu(args_list)
-        from vramest.commands.parser import build_parser
+        from vramest.commands.fast_parse import fast_parse
 
-        args = build_parser(only=command).parse_args(args_list)
+        args = fast_parse(command, args_list)
+        if args is None:  # argparse reads it, and says what is wrong where anything is
+            if english_argparse:
+                _argparse_in_english()
+            from vramest.commands.parser import build_parser
+
+            args = build_parser(only=command).parse_args(args_list)
         if args.version:
             from importlib.metadata import version
 
@@ -91,8 +101,7 @@ def run_as_program() -> None:
     visits every object the command made (7% of the headline command's instructions), only to
     free memory the operating system takes back anyway: gc.freeze() leaves them out of it.
     Atexit handlers and stream flushing still run."""
-    _argparse_in_english()
-    code = main()
+    code = _guarded(None, english_argparse=True)
     gc.freeze()
     sys.exit(code)
 
@@ -102,7 +111,8 @@ def _argparse_in_english() -> None:
     English. argparse asks gettext for each string it shows, and gettext's lookup imports
     locale and searches the locale folders every time: 9M of the headline command's 180M
     instructions (callgrind). Only where neither module is loaded yet, so an embedder's
-    argparse is never touched; `main()` alone leaves argparse as it finds it."""
+    argparse is never touched; `main()` alone leaves argparse as it finds it. The program calls
+    it only where argparse parses: a plain command line is read without it (`fast_parse`)."""
     if "argparse" in sys.modules or "gettext" in sys.modules:
         return
     english = type(sys)("gettext")

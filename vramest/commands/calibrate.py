@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
+
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
@@ -35,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
 
 def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    import argparse  # for SUPPRESS
+
     from vramest.commands.common import positive_float
 
     g = p.add_argument_group("several GPUs or nodes (torch.distributed; see docs/calibration.md)")
@@ -65,6 +71,8 @@ def _count(flag: str, lowest: int = 1) -> Callable[[str], int]:
         except ValueError:
             value = lowest - 1
         if value < lowest or value > 65535:  # argparse shows an ArgumentTypeError's own words
+            import argparse
+
             raise argparse.ArgumentTypeError(f"{flag} takes a whole number from {lowest} to "
                                              f"65535, got {text!r}.")
         return value

@@ -6,8 +6,12 @@ Exit status: 0 when every deployment passes, 1 when any fails, 2 when the spec i
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 SHAPE_FLAGS = (("--layers", "num_layers"), ("--hidden", "hidden_size"), ("--heads", "num_heads"),
@@ -24,6 +24,8 @@ def positive_int(flag: str, maximum: int = 10**7) -> Callable[[str], int]:
         try:
             return parse_positive_int(text, what=flag, maximum=maximum)
         except InputError as exc:  # argparse would replace a ValueError's words with its own
+            import argparse
+
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
 
@@ -40,6 +42,8 @@ def positive_float(flag: str, what: str, maximum: float = math.inf) -> Callable[
         except ValueError:
             value = math.nan
         if not (0 < value <= maximum and math.isfinite(value)):
+            import argparse
+
             raise argparse.ArgumentTypeError(
                 f"{flag} {short(text)} is not {what}; give a number above 0{limit}.")
         return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from vramest.commands.common import add_model_args, estimate_kwargs
@@ -10,6 +9,7 @@ from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 
@@ -103,6 +103,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     api_given = parse_amount(args.api_price, "--api-price", allow_zero=False)
     utilization = parse_utilization(args.utilization)
     assert years is not None and pue is not None and staff is not None
+
+    import argparse
 
     kwargs = estimate_kwargs(argparse.Namespace(**vars(args), prefill_chunk=None, attn="sdpa"))
     est = estimate(**kwargs, gpu=args.gpu, num_gpus=args.num_gpus, gen=args.gen,

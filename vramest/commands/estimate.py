@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from vramest.commands.common import (
     add_hardware_args,
     add_model_args,
@@ -15,6 +13,8 @@ from vramest.commands.extras_args import add_extras_args, extras_kwargs
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from vramest.inference.estimate import Estimate
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 

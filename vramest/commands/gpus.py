@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 

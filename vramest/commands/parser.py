@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sys
 
 from vramest.commands import COMMANDS
+from vramest.commands.fast_parse import define
 from vramest.errors import InputError, short
 from vramest.frozen import TYPE_CHECKING
 
@@ -71,9 +71,5 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="vramest", description="How much GPU memory an LLM needs, and how "
                      "fast it runs.", epilog="Commands: " + "; ".join(
                          f"{name}: {help_text}" for name, (_, help_text) in COMMANDS.items()))
-    parser.add_argument("--version", action="store_true", help="print the version")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for name, (module, help_text) in COMMANDS.items():
-        if only is None or name == only:
-            importlib.import_module(module).add_parser(sub, help_text)
+    define(parser, only, parser_class=_Parser)
     return parser

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from vramest.commands.common import positive_float, positive_int
 from vramest.commands.serving import ENGINE_NAMES, add_workload_args
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:

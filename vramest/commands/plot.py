@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from vramest.commands.common import add_gpu_list_args, add_model_args, add_run_args
@@ -10,6 +9,8 @@ from vramest.errors import InputError
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from vramest.hardware.database import Device
     from vramest.inference.estimate import Estimate
     from vramest.render.plots.figure import Figure

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from vramest.commands.common import add_model_args, estimate_kwargs
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from vramest.advice.recommend import Recommendation
 
 PRICE_AGE_NOTE = ("Prices are list/launch prices in USD at the date shown; prices age, so check "
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from vramest.units import parse_positive_int
 
     users = parse_positive_int(args.users, what="--users")
+    import argparse
+
     kwargs = estimate_kwargs(argparse.Namespace(
         **vars(args), batch=users, prefill_chunk=None, attn="sdpa"))
     est = estimate(**kwargs)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 
 from vramest.commands.common import add_gpu_list_args, add_model_args, add_run_args, estimate_kwargs
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:

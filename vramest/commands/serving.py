@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from vramest.commands.common import positive_float, positive_int
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 ENGINE_NAMES = ("vllm", "sglang", "trtllm", "llamacpp")
 

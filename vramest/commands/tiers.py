@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from vramest.frozen import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from vramest.advice.tiers import TierReport
     from vramest.hardware.database import Device
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
+from vramest.frozen import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
@@ -24,6 +27,8 @@ def _port(text: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= 65535:
+        import argparse
+
         raise argparse.ArgumentTypeError(f"--port {text!r} is not a port; give a whole number "
                                          "from 0 to 65535 (0: any free one).")
     return value
