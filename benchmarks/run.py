@@ -132,11 +132,11 @@ def serving_search() -> None:
                       "concurrency": 64}, "serving"),), "serving estimates", 1.0)
 
 
-# what estimating itself needs from the standard library: argparse (the program loads it with
-# its English strings, without gettext and locale), math, json's C scanner for the shipped rows,
-# re (records are vramest.frozen's, not dataclasses, which imports inspect; typing is for the
-# type checker only). math and _json are shared libraries: about 0.5 ms each to load here.
-STDLIB_FLOOR = ("argparse", "math", "_json", "re")
+# what estimating itself needs from the standard library: math, json's C scanner for the shipped
+# rows, re (records are vramest.frozen's, not dataclasses, which imports inspect; typing is for
+# the type checker only; a plain command line is read without argparse). math and _json are
+# shared libraries: about 0.5 ms each to load here.
+STDLIB_FLOOR = ("math", "_json", "re")
 
 
 def main() -> int:
