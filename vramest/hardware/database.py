@@ -117,6 +117,30 @@ class Device:
         }
 
 
+MAX_COUNT = 4096  # GPUs one --gpu may count, as --num-gpus allows
+
+
+def counted(name: str) -> tuple[int, str] | None:
+    """(count, the rest) of "2x RTX 4090", "8xH100", "4 × A100" or "2*3090"; None where the
+    name does not start with a whole count and a times sign."""
+    text = name.strip()
+    digits = len(text) - len(text.lstrip("0123456789"))
+    rest = text[digits:].lstrip()
+    if not 0 < digits <= 4 or rest[:1] not in ("x", "X", "×", "*") or \
+            not 0 < int(text[:digits]) <= MAX_COUNT:
+        return None
+    rest = rest[1:].strip()
+    return (int(text[:digits]), rest) if rest else None
+
+
+def agreeing_count(num_gpus: int, count: int, gpu: str) -> int:
+    """The GPUs in all when --gpu counts them ("2x RTX 4090"): --num-gpus unset (1) or equal."""
+    if count == 1 or num_gpus in (1, count):
+        return max(num_gpus, count)
+    raise InputError(f"--gpu {short(gpu)} counts {count} GPUs and --num-gpus says {num_gpus}; "
+                     "give one, or make them agree.")
+
+
 def _norm(name: str) -> str:
     """Lower case without spaces, '-' or '_' ("RTX-4090 24 GB" → "rtx409024gb")."""
     return "".join(name.lower().replace("-", "").replace("_", "").split())
@@ -137,11 +161,43 @@ class HardwareDB:
     devices: tuple[Device, ...]
 
     def find(self, name: str) -> Device:
-        device = _index(self).get(_norm(name)) or _index(self).get(_short(name)) or \
-            _words_index(self).get(_words(name)) or self._unified_config(name)
+        device = self._lookup(name) or self._unified_config(name) or self._with_its_size(name)
         if device is None:
             raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
+
+    def _lookup(self, name: str) -> Device | None:
+        return _index(self).get(_norm(name)) or _index(self).get(_short(name)) or \
+            _words_index(self).get(_words(name))
+
+    def _with_its_size(self, name: str) -> Device | None:
+        """A name with its memory size after it, as users write it ("RTX 4090 24GB", "RTX
+        A6000 48 GB"): the device, when that is the size it has. Another size is another card
+        (a 48 GB RTX 4090 is a modified board) and stays unknown."""
+        words = name.lower().replace("-", " ").split()
+        if len(words) > 2 and words[-1] in ("gb", "gib", "g"):
+            words = [*words[:-2], words[-2] + "gb"]
+        size = words[-1].removesuffix("gb").removesuffix("gi").removesuffix("g") if words else ""
+        if len(words) < 2 or not size.isdigit():
+            return None
+        device = self._lookup(" ".join(words[:-1]))
+        return device if device is not None and round(device.memory_gib) == int(size) else None
+
+    def find_counted(self, name: str) -> tuple[Device, int]:
+        """A GPU name with a count before it, as users write a machine ("2x RTX 4090",
+        "8xH100", "4 × A100 80GB"): the device and the count (1 where none is written). A
+        name the database knows whole is never read as a count."""
+        try:
+            return self.find(name), 1
+        except InputError:
+            split = counted(name)
+            if split is None:
+                raise
+            try:
+                return self.find(split[1]), split[0]
+            except InputError:
+                raise InputError(f"Unknown GPU {short(split[1])} in --gpu "
+                                 f"{short(name)}; {self.suggest(split[1])}") from None
 
     def _unified_config(self, name: str) -> Device | None:
         """A unified-memory chip with its memory size ("M2 Max 32GB"): the chip's row (listed
@@ -160,14 +216,16 @@ class HardwareDB:
                        addressable_override_bytes=metal_working_set(gib * GIB))
 
     def find_list(self, text: str) -> tuple[Device, ...]:
-        """GPUs of one machine named together: "RTX 5090 D,RTX 5070 Ti" or "3090 + 3060"."""
+        """GPUs of one machine named together: "RTX 5090 D,RTX 5070 Ti", "3090 + 3060" or
+        "2x 3090 + 3060"."""
         names = [part.strip() for part in text.replace("+", ",").split(",")]
         if any(not name for name in names):
             raise InputError(f"--gpu {short(text)} has an empty name; give GPUs separated by "
                              "commas, such as \"RTX 5090 D,RTX 5070 Ti\".")
-        if len(names) > 64:
+        found = [self.find_counted(name) for name in names] if len(names) <= 64 else []
+        if len(names) > 64 or sum(count for _, count in found) > 64:
             raise InputError("--gpu names more than 64 GPUs; give at most 64.")
-        return tuple(self.find(name) for name in names)
+        return tuple(device for device, count in found for _ in range(count))
 
     def suggest(self, name: str) -> str:
         from difflib import get_close_matches

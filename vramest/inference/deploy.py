@@ -7,6 +7,7 @@ from vramest.frozen import TYPE_CHECKING, NamedTuple, replace
 from vramest.hardware.database import (
     Device,
     HardwareDB,
+    agreeing_count,
     common_devices,
     device_from_local,
     load_hardware,
@@ -108,9 +109,18 @@ def place(est: Estimate, where: Deployment,
                    + "."]
     if alias is not None:
         assumptions.append(f"Engine: {alias.note}" + (f"; {fork_note}" if fork_note else "") + ".")
+    mixed_gpus = gpu is not None and ("," in gpu or "+" in gpu)
+    device = None
+    if gpu is not None and not mixed_gpus:
+        db = load_hardware(hardware_file)
+        if gpu.strip().lower() == "local":
+            device = local_device(db)
+        else:
+            device, count = db.find_counted(gpu)  # "2x RTX 4090" is two of them
+            n = agreeing_count(n, count, gpu)
     if engine_.name in LAYER_SPLIT_ENGINES and stages == 1:
         stages = n  # whole layers per GPU: no head has to divide among the GPUs
-    if gpu is not None and ("," in gpu or "+" in gpu):
+    if gpu is not None and mixed_gpus:
         from vramest.inference.mixed import MIXED_TP_ENGINES, Mixed, place_mixed
 
         if engine_.name in MIXED_TP_ENGINES and stages > 1:
@@ -120,9 +130,7 @@ def place(est: Estimate, where: Deployment,
                       max_ctx or max_batch)
         return place_mixed(est, mixed, engine_, engine_options, assumptions,
                             (prompt_tokens, gen_tokens))
-    if gpu is not None:
-        db = load_hardware(hardware_file)
-        device = local_device(db) if gpu.strip().lower() == "local" else db.find(gpu)
+    if device is not None:
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
         if engine_.name in MIXED_GPU_ENGINES:  # llama.cpp fills what the driver reports
             fit_plan = replace(fit_plan, usable_bytes=llamacpp_usable(device, est, reserve_))
@@ -175,3 +183,4 @@ def local_device(db: HardwareDB) -> Device:
                          "instead, e.g. --gpu 4090.")
     first = found.gpus[0]
     return device_from_local(first.name, first.total_bytes, None, db)
+

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from vramest.errors import InputError, require_text, short
 from vramest.frozen import TYPE_CHECKING, field, frozen, replace
-from vramest.hardware.database import Device, common_devices, load_hardware
+from vramest.hardware.database import Device, agreeing_count, common_devices, load_hardware
 from vramest.inference.placement import ecc_note, largest_fitting, parse_reserve
 from vramest.model.resolve import ModelInfo, resolve_model
 from vramest.model.shapes import ModelShape
@@ -186,7 +186,12 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         gpu, hardware_file = loaded.placement(gpu, hardware_file)
         on_device = gpu is not None and gpu == loaded.device_name
         c = loaded.training_constants(c, s.precision, on_device)
-    device = load_hardware(hardware_file).find(gpu) if gpu is not None else None
+    device = None
+    if gpu is not None:
+        device, count = load_hardware(hardware_file).find_counted(gpu)  # "2x A100": two
+        if count > 1:
+            s = replace(s, num_gpus=agreeing_count(s.num_gpus, count, gpu))
+            settings = {**settings, "num_gpus": s.num_gpus}
     if framework is not None and "loss" in filled and device is not None:
         from vramest.inference.engines.layouts import compute_capability
         from vramest.training.frameworks import framework_loss_on

@@ -1,0 +1,97 @@
+"""GPU names as users write a machine: a count before the name ("2x RTX 4090", "8xH100") and
+the card's memory size after it ("RTX 4090 24GB")."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vramest
+from vramest.errors import InputError
+from vramest.hardware.database import counted, load_hardware
+
+DB = load_hardware()
+NAMES = sorted({name for d in DB.devices for name in (d.name, *d.aliases)})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2x RTX 4090", (2, "RTX 4090")), ("8xH100", (8, "H100")), ("4 × A100 80GB", (4, "A100 80GB")),
+    ("2*3090", (2, "3090")), ("16 X MI300X", (16, "MI300X")),
+    ("7900 XTX", None), ("3090", None), ("x2 4090", None), ("2x", None), ("0x H100", None),
+    ("5000x H100", None), ("RTX 4090", None),
+])
+def test_a_count_is_read_off_the_front(text: str, expected: tuple[int, str] | None) -> None:
+    assert counted(text) == expected
+
+
+def test_no_name_the_database_knows_is_read_as_a_count() -> None:
+    """"7900 XTX" is a card, not 7,900 of "TX": a name found whole is never split."""
+    for name in NAMES:
+        assert DB.find_counted(name) == (DB.find(name), 1), name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4096), st.sampled_from(NAMES), st.sampled_from(["x ", "x", " x ", "× ", "*"]))
+def test_any_count_of_any_known_name(count: int, name: str, sign: str) -> None:
+    assert DB.find_counted(f"{count}{sign}{name}") == (DB.find(name), count)
+
+
+def test_a_counted_gpu_is_the_same_deployment_as_num_gpus() -> None:
+    counted_ = vramest.estimate(params="70B", dtype="int4", gpu="2x RTX 4090").to_json()["fit"]
+    flagged = vramest.estimate(params="70B", dtype="int4", gpu="RTX 4090",
+                               num_gpus=2).to_json()["fit"]
+    assert counted_ == {**flagged, "gpu": counted_["gpu"]} and counted_["num_gpus"] == 2
+    vllm = [vramest.estimate(model="Qwen/Qwen3-30B-A3B", dtype="fp8", engine="vllm", **where)
+            .to_json()["engine"] for where in ({"gpu": "2x RTX 4090"},
+                                               {"gpu": "RTX 4090", "num_gpus": 2})]
+    assert vllm[0] == vllm[1]
+
+
+def test_a_count_and_num_gpus_that_disagree_are_one_sentence() -> None:
+    with pytest.raises(InputError, match=r"counts 4 GPUs and --num-gpus says 2") as err:
+        vramest.estimate(params="70B", gpu="4x A100", num_gpus=2)
+    assert "\n" not in str(err.value)
+    assert vramest.estimate(params="70B", gpu="4x A100", num_gpus=4).fit.num_gpus == 4
+
+
+def test_a_counted_machine_of_different_gpus() -> None:
+    counted_ = vramest.estimate(params="70B", dtype="q4_k_m", engine="llamacpp",
+                                gpu="2x 3090 + 3060").to_json()["fit"]
+    listed = vramest.estimate(params="70B", dtype="q4_k_m", engine="llamacpp",
+                              gpu="3090,3090,3060").to_json()["fit"]
+    assert {**counted_, "gpu": None} == {**listed, "gpu": None}
+
+
+def test_training_reads_the_count_too() -> None:
+    from vramest.training.estimate import estimate_training
+
+    a = estimate_training(model="llama-3.1-8b", method="full", zero=3, gpu="4x A100 80GB")
+    b = estimate_training(model="llama-3.1-8b", method="full", zero=3, gpu="A100 80GB",
+                          num_gpus=4)
+    assert a.settings.num_gpus == 4 and a.to_json()["memory"] == b.to_json()["memory"]
+    with pytest.raises(InputError, match="counts 4 GPUs"):
+        estimate_training(model="llama-3.1-8b", gpu="4x A100 80GB", num_gpus=2)
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("RTX 4090 24GB", "NVIDIA GeForce RTX 4090"), ("RTX A6000 48 GB", "NVIDIA RTX A6000"),
+    ("H100 SXM 80G", "NVIDIA H100 SXM5 80GB"), ("rtx-3090 24gb", "NVIDIA GeForce RTX 3090"),
+    ("T4 16GB", "NVIDIA T4"),
+])
+def test_a_name_with_its_own_memory_size(text: str, name: str) -> None:
+    assert DB.find(text).name == name
+
+
+@pytest.mark.parametrize("text", ["RTX 4090 48GB", "RTX 3090 12GB", "H100 40GB"])
+def test_another_memory_size_is_another_card(text: str) -> None:
+    """A 48 GB RTX 4090 is a modified board: not the 24 GB row under another name."""
+    with pytest.raises(InputError, match="Unknown GPU"):
+        DB.find(text)
+
+
+def test_every_card_with_its_size_after_it() -> None:
+    for device in DB.devices:
+        if device.vendor.lower() == "apple":  # a chip's size picks its memory configuration
+            continue
+        assert DB.find(f"{device.name} {round(device.memory_gib)}GB") is device, device.name
