@@ -165,6 +165,12 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     info = resolve_model(params=query.params, model=query.model, family=query.family,
                          active_params=query.active_params, overrides=overrides)
     library_note = ""
+    if settings.dtype is None and info.library_default and info.native_format:
+        from vramest.inference.engines.loaded_precision import checkpoint_instead
+
+        own = resolve_model(model=info.name).native_format
+        weights, library_note = checkpoint_instead(deployment.engine, info.native_format, own)
+        info = replace(info, native_format=weights, library_default=weights != own)
     if settings.dtype is None and info.stored_format is None and \
             deployment.engine in ("ollama", "hf"):
         from vramest.inference.engines.loaded_precision import engine_precision

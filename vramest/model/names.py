@@ -53,14 +53,27 @@ _OLLAMA_RENAMES = {
     # https://ollama.com/library/qwen3-coder/tags: 30b is 30B-A3B, 480b is 480B-A35B
     ("qwen3-coder", "30b"): "Qwen/Qwen3-Coder-30B-A3B-Instruct",
     ("qwen3-coder", "480b"): "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+    # https://ollama.com/library/phi3/tags: 3.8b is Phi-3-mini, 14b Phi-3-medium (4k and 128k
+    # windows alike in size); https://ollama.com/library/phi3.5: 3.8b is Phi-3.5-mini
+    ("phi3", "3.8b"): "microsoft/Phi-3-mini-4k-instruct",
+    ("phi3", "14b"): "microsoft/Phi-3-medium-4k-instruct",
+    ("phi3.5", "3.8b"): "microsoft/Phi-3.5-mini-instruct",
 }
 # The size a bare library name (its `latest` tag) pulls, from each library page's tag list:
 # https://ollama.com/library/qwq (32b), /devstral (24b), /mistral-small3.1 (24b),
 # /mistral-small3.2 (24b), /phi4 (14b), /phi4-mini (3.8b), /phi4-reasoning (14b),
-# /qwen3-coder (30b), /qwen2.5-coder (7b)
+# /qwen3-coder (30b), /qwen2.5-coder (7b), /mistral (7b), /mixtral (8x7b), /mistral-nemo (12b),
+# /llama2 (7b), /llama3 (8b), /llama3.1 (8b), /llama3.2 (3b), /llama3.3 (70b), /codellama (7b),
+# /gemma (7b), /gemma2 (9b), /gemma3 (4b), /phi3 (3.8b), /phi3.5 (3.8b), /qwen2 (7b),
+# /qwen2.5 (7b), /qwen3 (8b), /gpt-oss (20b), /tinyllama (1.1b)
 _OLLAMA_DEFAULT_SIZE = {"qwq": "32b", "devstral": "24b", "mistral-small3.1": "24b",
                         "mistral-small3.2": "24b", "phi4": "14b", "phi4-mini": "3.8b",
-                        "phi4-reasoning": "14b", "qwen3-coder": "30b", "qwen2.5-coder": "7b"}
+                        "phi4-reasoning": "14b", "qwen3-coder": "30b", "qwen2.5-coder": "7b",
+                        "mistral": "7b", "mixtral": "8x7b", "mistral-nemo": "12b",
+                        "llama2": "7b", "llama3": "8b", "llama3.1": "8b", "llama3.2": "3b",
+                        "llama3.3": "70b", "codellama": "7b", "gemma": "7b", "gemma2": "9b",
+                        "gemma3": "4b", "phi3": "3.8b", "phi3.5": "3.8b", "qwen2": "7b",
+                        "qwen2.5": "7b", "qwen3": "8b", "gpt-oss": "20b", "tinyllama": "1.1b"}
 # An Ollama library name alone stands for a catalog model when the tag's size is that model's
 # to the rounding of a size label (phi4:14b is the 14.7B phi-4)
 _SIZE_LABEL_ROUNDING = 0.1
@@ -136,6 +149,7 @@ class NameMatch:
     entry: CatalogEntry
     precision: str | None  # what the name says the weights are stored in; None: the entry's own
     reason: str  # one clause for the assumptions: why this name means that entry
+    library_default: bool = False  # precision is Ollama's library default: the tag names none
 
 
 def _words(name: str) -> list[str]:
@@ -198,10 +212,10 @@ def _quantized(entry: CatalogEntry) -> bool:
     return isinstance(entry.config.get("quantization_config"), dict)
 
 
-def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
-    """(the names an Ollama tag may stand for, most specific first; its precision) for
-    `family:size[-words][-quant]`: `qwen3:30b-a3b` is qwen3-30b-a3b, `llama3.1:8b-instruct-fp16`
-    llama3.1-8b in 16 bit."""
+def _ollama(name: str) -> tuple[tuple[str, ...], str | None] | None:
+    """(the names an Ollama tag may stand for, most specific first; the precision it names, or
+    None) for `family:size[-words][-quant]`: `qwen3:30b-a3b` is qwen3-30b-a3b,
+    `llama3.1:8b-instruct-fp16` llama3.1-8b in 16 bit."""
     match = _OLLAMA_TAG.fullmatch(name.strip().lower())
     if match is None:
         return None
@@ -213,7 +227,7 @@ def _ollama(name: str) -> tuple[tuple[str, ...], str] | None:
         return None
     if precision is None and _QAT_WORD in words:
         precision = _QAT_PRECISION  # gemma3:27b-it-qat is Google's QAT Q4_0 file
-    precision = _OLLAMA_PRECISIONS.get(precision or "", precision) or OLLAMA_LIBRARY_PRECISION
+    precision = _OLLAMA_PRECISIONS.get(precision or "", precision)
     # a size-only tag may be renamed; a tag naming more (qwen3:30b-a3b-instruct-2507) is looked
     # up by its words, longest first, a dated release kept by `_dates_kept`
     renamed = _OLLAMA_RENAMES.get((family, core[0])) if not any(
@@ -294,11 +308,12 @@ def catalog_match(name: str) -> NameMatch | None:
         found = _ollama_entry(catalog, name.strip().lower(), models)
         if found is None:
             return None
-        precision: str | None = precision_named
+        precision: str | None = precision_named or OLLAMA_LIBRARY_PRECISION
         if _quantized(found):  # gpt-oss ships MXFP4 in Ollama too: its own format
             precision = None
         return NameMatch(found, precision, f"the Ollama tag {name} is {found.id}"
-                         + (f" stored as {precision}" if precision else ""))
+                         + (f" stored as {precision}" if precision else ""),
+                         library_default=precision is not None and precision_named is None)
     org, _, base = name.strip().rpartition("/")
     if _words(base)[-1:] == ["unquantized"]:  # gemma-3-27b-it-qat-q4_0-unquantized: 16-bit
         kept, _, _ = _strip_quant(_words(base)[:-1])  # weights, whatever quantization they name

@@ -38,6 +38,9 @@ class ModelInfo:
     stored_format: str | None = None  # the format the files store the weights in
     native_format: str | None = None  # the model's own precision/quantization (config/catalog)
     native_unquantized: tuple[str, ...] = ()  # its ignore list: modules left in 16 bit
+    # native_format is what Ollama's library ships for a tag that names no quantization, not
+    # the checkpoint's own: an engine that loads the Hugging Face release loads the latter
+    library_default: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,7 +129,8 @@ def _model_from_name_or_path(model: str) -> ModelInfo:
                          params=shape.param_count(), active_params=shape.active_param_count(),
                          published_params=entry.published_params,
                          native_format=_native_format(entry.config) if own else match.precision,
-                         native_unquantized=_ignore_list(entry.config) if own else ())
+                         native_unquantized=_ignore_list(entry.config) if own else (),
+                         library_default=match.library_default)
     if _looks_like_path(model):
         return _model_from_path(model)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", model):

@@ -31,3 +31,23 @@ def engine_precision(engine: str, options: Mapping[str, object],
                             "without torch_dtype (torch's default dtype); --dtype bf16 for "
                             "torch_dtype=torch.bfloat16 or \"auto\".")
     return None
+
+
+# Engines that run the GGUF file an Ollama tag pulls (the default engine too: a tag says
+# Ollama); the others load the Hugging Face release the tag names, in its own precision
+_LIBRARY_FILE_ENGINES = ("generic", "ollama", "llamacpp", "llamacpp-cli")
+
+
+def checkpoint_instead(engine: str, library_format: str, own: str | None) -> tuple[str, str]:
+    """(the precision, the sentence saying why) where an engine loads the Hugging Face
+    checkpoint of a model named by an Ollama tag; raises nothing, changes nothing for the
+    engines that run Ollama's file (returns its library format)."""
+    from vramest.inference.engines.aliases import resolve_engine
+
+    name = resolve_engine(engine)[0]
+    if name in _LIBRARY_FILE_ENGINES:
+        return library_format, ""
+    loaded = own or "bf16"
+    return loaded, (f"Weights: {loaded}, the checkpoint's own: {name} loads the Hugging Face "
+                    f"release the Ollama tag names, not Ollama's {library_format} file; --dtype "
+                    "for another.")
