@@ -156,6 +156,11 @@ def _run_remembered(request: EstimateRequest, choice: str) -> Estimate:
 
 def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
     query, settings, deployment = request.model, request.run, request.deployment
+    if "=" in deployment.engine or "@" in deployment.engine:  # "vllm==0.6.3"
+        from vramest.inference.engines.aliases import named_release
+
+        engine, options = named_release(deployment.engine, deployment.engine_options)
+        deployment = deployment._replace(engine=engine, engine_options=options)
     unknown = {name for name, _ in query.overrides} - set(SHAPE_OVERRIDES)
     if unknown:
         raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "

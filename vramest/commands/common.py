@@ -198,6 +198,18 @@ def weight_dtype(dtype: str | None, quantization: str | None) -> str | None:
     return dtype
 
 
+class EngineNames(tuple[str, ...]):
+    """--engine's choices: each name in any case, alone or with its release after it
+    ("vLLM", "vllm==0.6.3"); the list itself is what help and errors print."""
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        from vramest.inference.engines.aliases import split_release
+
+        return tuple.__contains__(self, split_release(value)[0].strip().lower())
+
+
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
     from vramest.inference.engines.speed import ENGINES
 
@@ -217,8 +229,10 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gen", default="128", help="generated tokens (default 128)")
     from vramest.inference.engines.aliases import ALIASES, REFUSED
 
-    g.add_argument("--engine", default="generic", choices=sorted({*ENGINES, *ALIASES, *REFUSED}),
-                   help="serving engine whose fixed costs the speed uses (default generic)")
+    g.add_argument("--engine", default="generic",
+                   choices=EngineNames(sorted({*ENGINES, *ALIASES, *REFUSED})),
+                   help="serving engine whose fixed costs the speed uses (default generic); "
+                   "with its release, vllm==0.6.3, as --engine-version takes it")
     g.add_argument("--engine-version", help="the engine release the start-up accounting is "
                    "for: vllm==0.6.3, 0.10.1, llamacpp==b4000, transformers==4.46 (default: a "
                    "recent release, named in the output)")

@@ -353,18 +353,18 @@ _register(WeightFormat(
     "fp8", "FP8 (E4M3) linear layers with per-tensor or per-channel scales; embeddings and "
     "lm_head stay 16 bit, as in published FP8 checkpoints",
     "FP8 checkpoints in compressed-tensors / fbgemm format (e.g. Llama-3.1 FP8 releases)", 8.0,
-), "float8", "e4m3")
+), "float8", "e4m3", "fp8_e4m3", "float8_e4m3fn")
 _register(WeightFormat(
     "int8", "8-bit integer linear layers with a per-row scale (LLM.int8 / W8A16); embeddings "
     "and lm_head stay 16 bit", "bitsandbytes LLM.int8 (Dettmers et al. 2022): int8 rows + fp32 scale",
     8.0,
-), "bnb-int8", "w8a16", "w8a8", "int8-w8a8")
+), "bnb-int8", "w8a16", "w8a8", "int8-w8a8", "8bit", "bnb-8bit", "load_in_8bit")
 # NF4: 4-bit codes + one fp32 absmax per 64 weights; double quantization stores the absmax in
 # 8 bits with an fp32 scale per 256 absmax values (QLoRA, Dettmers et al. 2023, section 3).
 _register(WeightFormat(
     "nf4", "bitsandbytes NF4 (4-bit, block 64, fp32 absmax: 4.5 bits/weight); embeddings and "
     "lm_head stay 16 bit", "QLoRA paper, bitsandbytes Linear4bit", 4 + 32 / 64,
-), "bnb-nf4", "bnb-4bit", "fp4", "bnb-fp4")
+), "bnb-nf4", "bnb-4bit", "fp4", "bnb-fp4", "load_in_4bit", "bitsandbytes", "bnb")
 _register(WeightFormat(
     "bnb-nf4-dq", "bitsandbytes NF4 with double quantization (8-bit absmax per 64, fp32 per "
     "256 blocks: 4.127 bits/weight)", "QLoRA paper, section 3 (double quantization)",
@@ -437,7 +437,9 @@ _register(WeightFormat(
 
 def weight_format(name: str) -> WeightFormat:
     key = name.strip().lower()
-    fmt = _known(key) or _known(key.replace("-", "_"))
+    # "4-bit" and "8 bit" as users write them are 4bit and 8bit
+    fmt = _known(key) or _known(key.replace("-", "_")) or _known(
+        key.replace(" ", "").replace("-bit", "bit"))
     if fmt is None:
         group = _parse_group_suffix(key)
         if group is not None:

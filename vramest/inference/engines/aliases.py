@@ -72,9 +72,34 @@ REFUSED: dict[str, str] = {
 }
 
 
+def split_release(name: str) -> tuple[str, str | None]:
+    """An engine named with its release, as pip pins it or users write it ("vllm==0.6.3",
+    "ollama@0.5.7"): the name and the release; a name without one comes back alone."""
+    for sign in ("==", "@"):
+        engine, found, release = name.partition(sign)
+        if found and engine.strip() and release.strip():
+            return engine.strip(), release.strip()
+    return name, None
+
+
+def named_release(engine: str, options: tuple[tuple[str, object], ...],
+                  ) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """(the engine, its options with the release) for an --engine that names its release;
+    a disagreeing --engine-version is one sentence."""
+    base, release = split_release(engine)
+    if release is None:
+        return engine, options
+    given = dict(options).get("version")
+    if given is not None and str(given).split("==")[-1].strip() != release:
+        raise InputError(f"--engine {engine} names release {release} and --engine-version says "
+                         f"{given}; give one, or make them agree.")
+    return base, options if given is not None else (*options, ("version", release))
+
+
 def resolve_engine(name: str) -> tuple[str, EngineAlias | None]:
-    """The engine whose accounting a name gets, and the alias (with its assumption) if any."""
-    key = name.strip().lower()
+    """The engine whose accounting a name gets, and the alias (with its assumption) if any;
+    a release after the name ("vllm==0.6.3") is `named_release`'s."""
+    key = split_release(name)[0].strip().lower()
     if key in REFUSED:
         raise InputError(REFUSED[key])
     alias = ALIASES.get(key) or ALIASES.get(key.replace("_", "-"))

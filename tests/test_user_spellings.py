@@ -1,0 +1,54 @@
+"""Flags as users paste them from the engines' own command lines and their threads."""
+
+from __future__ import annotations
+
+import pytest
+
+import vramest
+from vramest.cli import main
+from vramest.errors import InputError
+from vramest.model.precisions import weight_format
+
+
+@pytest.mark.parametrize(("engine", "release"), [
+    ("vllm==0.6.3", "0.6.3"), ("vLLM@0.8.5", "0.8.5"), ("ollama==0.5.7", "0.5.7"),
+])
+def test_an_engine_named_with_its_release(engine: str, release: str) -> None:
+    """pip's `vllm==0.6.3` is --engine vllm --engine-version 0.6.3, in the API and the CLI."""
+    base = engine.replace("@", "==").split("==")[0].lower()
+    gpu = "a10g" if base == "vllm" else "4090"
+    named = vramest.estimate(model="llama-3.1-8b", engine=engine, gpu=gpu).to_json()
+    flagged = vramest.estimate(model="llama-3.1-8b", engine=base, gpu=gpu,
+                               engine_options={"version": release}).to_json()
+    assert named == flagged
+
+
+def test_a_release_in_both_places_must_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InputError, match=r"names release 0\.6\.3 and --engine-version says 0\.5\.4"):
+        vramest.estimate(model="llama-3.1-8b", engine="vllm==0.6.3", gpu="a10g",
+                         engine_options={"version": "0.5.4"})
+    assert main(["--model", "llama-3.1-8b", "--engine", "vllm==0.6.3", "--engine-version",
+                 "0.6.3", "--gpu", "a10g"]) == 0
+    assert main(["--model", "llama-3.1-8b", "--engine", "vllm==0.6.3", "--engine-version",
+                 "0.5.4", "--gpu", "a10g"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("engine", ["vLLM", "Ollama", "SGLang", "TGI", "llama.cpp", "vllm==0.10.1"])
+def test_the_cli_takes_engine_names_in_any_case(engine: str) -> None:
+    assert main(["--model", "llama-3.1-8b", "--engine", engine, "--gpu", "h100"]) == 0
+
+
+def test_an_unknown_engine_with_a_release_is_still_refused(capsys: pytest.CaptureFixture[str],
+                                                           ) -> None:
+    assert main(["--params", "7B", "--engine", "foo==1"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("spelling", "name"), [
+    ("4-bit", "int4"), ("4 bit", "int4"), ("8bit", "int8"), ("8-bit", "int8"),
+    ("load_in_4bit", "nf4"), ("load_in_8bit", "int8"), ("bitsandbytes", "nf4"),
+    ("fp8_e4m3", "fp8"), ("float8_e4m3fn", "fp8"),
+])
+def test_precisions_as_users_write_them(spelling: str, name: str) -> None:
+    assert weight_format(spelling).name == name
