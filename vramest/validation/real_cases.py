@@ -42,7 +42,9 @@ FIGURE_KINDS = {"kv_cache_tokens": "vLLM KV", "num_gpu_blocks": "vLLM KV",
                 "model_buffer_gpu_bytes": "llama.cpp buffers",
                 "loading_peak_bytes": "transformers peak", "generate_peak_bytes": "transformers peak",
                 "peak_bytes": "training peak",
-                "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s"}
+                "decode_tokens_per_s": "tokens/s", "prefill_tokens_per_s": "tokens/s",
+                # Ollama's "offloaded N/M layers to GPU": how many layers it put on the GPUs
+                "layers_offloaded": "Ollama layers"}
 _UNIT_BYTES = (("GiB", GIB), ("MiB", MIB), ("GB", 10**9))
 # figures read from a report property that says what the engine's log line shows
 _LOGGED = {"weights_bytes": "logged_weights_bytes"}

@@ -99,6 +99,21 @@ class OllamaStartup:
     def fully_offloaded(self) -> bool:
         return self.offloaded >= self.layers_total
 
+    # what Ollama's log shows, for the real-case figures: "offloaded N/M layers to GPU", the
+    # first GPU's "CUDA0 model buffer size" (or the new engine's "model weights" CUDA0 line),
+    # and the busiest GPU's "compute buffer size", all for the layers placed
+    @property
+    def layers_offloaded(self) -> int:
+        return self.offloaded
+
+    @property
+    def model_buffer_gpu_bytes(self) -> int:
+        return self.buffers.devices[0].model_bytes if self.buffers.devices else 0
+
+    @property
+    def compute_buffer_gpu_bytes(self) -> int:
+        return self.buffers.compute_buffer_gpu_bytes
+
     def to_json(self) -> dict[str, object]:
         return {"name": "ollama", "version": ".".join(map(str, self.version)),
                 "num_ctx": self.num_ctx, "num_parallel": self.num_parallel,
