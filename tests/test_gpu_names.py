@@ -30,8 +30,12 @@ def test_nvidia_smi_names(smi: str, row: str) -> None:
 def test_word_order_does_not_matter_but_every_word_does() -> None:
     db = default_hardware()
     assert db.find("80GB A100 PCIe") == db.find("a100 pcie 80gb")
-    with pytest.raises(InputError):  # a laptop 3060 is not the 12 GB desktop card
-        db.find("NVIDIA GeForce RTX 3060 Laptop GPU")
+    # a laptop 3060 is not the 12 GB desktop card: it has its own row, and a laptop GPU the
+    # database lacks is refused rather than taken for the desktop card of that number
+    laptop = db.find("NVIDIA GeForce RTX 3060 Laptop GPU")
+    assert laptop.name == "NVIDIA GeForce RTX 3060 Laptop GPU" and laptop.memory_gib == 6
+    with pytest.raises(InputError):
+        db.find("NVIDIA GeForce RTX 2060 Laptop GPU")
 
 
 # recommendedMaxWorkingSetSize as llama.cpp logged it (MB as it prints them, MiB in fact)
