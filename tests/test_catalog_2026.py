@@ -160,16 +160,16 @@ NAMES = [
     ("Qwen/Qwen3.5-27B-GPTQ-Int4", "Qwen/Qwen3.5-27B", "gptq-int4"),
     ("Qwen/Qwen3.5-35B-A3B", "Qwen/Qwen3.5-35B-A3B", None),
     ("Qwen/Qwen3.5-35B-A3B-FP8", "Qwen/Qwen3.5-35B-A3B", "fp8"),
-    ("unsloth/Qwen3.5-35B-A3B-GGUF", "Qwen/Qwen3.5-35B-A3B", None),
+    ("unsloth/Qwen3.5-35B-A3B-GGUF", "Qwen/Qwen3.5-35B-A3B", "q4_k_m"),
     ("Qwen/Qwen3.5-122B-A10B-GPTQ-Int4", "Qwen/Qwen3.5-122B-A10B", "gptq-int4"),
     ("Qwen/Qwen3.5-397B-A17B-FP8", "Qwen/Qwen3.5-397B-A17B", "fp8"),
     ("Qwen/Qwen3.6-27B-FP8", "Qwen/Qwen3.6-27B", "fp8"),
-    ("unsloth/Qwen3.6-27B-GGUF", "Qwen/Qwen3.6-27B", None),
+    ("unsloth/Qwen3.6-27B-GGUF", "Qwen/Qwen3.6-27B", "q4_k_m"),
     ("nvidia/Qwen3.6-35B-A3B-NVFP4", "Qwen/Qwen3.6-35B-A3B", "nvfp4"),
     ("zai-org/GLM-5-FP8", "zai-org/GLM-5", "fp8"),
     ("zai-org/GLM-4.7-Flash", "zai-org/GLM-4.7-Flash", None),
     # unsloth's GGUFs of it (https://github.com/ollama/ollama/issues/15855)
-    ("unsloth/GLM-4.7-Flash-GGUF", "zai-org/GLM-4.7-Flash", None),
+    ("unsloth/GLM-4.7-Flash-GGUF", "zai-org/GLM-4.7-Flash", "q4_k_m"),
     ("zai-org/GLM-5.1-FP8", "zai-org/GLM-5.1", "fp8"),
     ("MiniMaxAI/MiniMax-M2.5", "MiniMaxAI/MiniMax-M2.5", None),
     ("nvidia/MiniMax-M2.5-NVFP4", "MiniMaxAI/MiniMax-M2.5", "nvfp4"),
@@ -225,10 +225,13 @@ def test_a_gguf_repository_and_its_file_type_is_that_release(name: str, entry: s
     assert match is not None and (match.entry.id, match.precision) == (entry, precision)
 
 
-def test_unsloths_own_mixes_are_no_file_type_and_get_a_suggestion() -> None:
-    """UD-Q4_K_XL is unsloth's per-tensor mix, not a llama.cpp file type: no match, and the
-    miss names the model of that family and size."""
-    assert catalog_match("unsloth/Qwen3.5-35B-A3B-GGUF:UD-Q4_K_XL") is None
+def test_unsloths_own_mixes_are_read_as_dtype_reads_them() -> None:
+    """UD-Q4_K_XL is unsloth's per-tensor mix, not a llama.cpp file type: the repository's
+    model in the mix --dtype UD-Q4_K_XL counts (its type, within about 15%, said so), where the
+    catalog alone has no such entry and names the model of that family and size."""
+    match = catalog_match("unsloth/Qwen3.5-35B-A3B-GGUF:UD-Q4_K_XL")
+    assert match is not None and match.entry.id == "Qwen/Qwen3.5-35B-A3B"
+    assert match.precision == "ud-q4_k_xl"
     with pytest.raises(InputError, match=r"closest catalog model .* is Qwen/Qwen3\.5-35B-A3B "):
         CATALOG.find("unsloth/Qwen3.5-35B-A3B-GGUF:UD-Q4_K_XL")
 

@@ -34,7 +34,7 @@ VISION = ["Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2
 NAMES = [
     ("mistralai/Ministral-8B-Instruct-2410", "mistralai/Ministral-8B-Instruct-2410", None),
     ("ministral-8b", "mistralai/Ministral-8B-Instruct-2410", None),
-    ("mistralai/Ministral-8B-Instruct-2410-GGUF", "mistralai/Ministral-8B-Instruct-2410", None),
+    ("mistralai/Ministral-8B-Instruct-2410-GGUF", "mistralai/Ministral-8B-Instruct-2410", "q4_k_m"),
     ("microsoft/Phi-3-small-8k-instruct", "microsoft/Phi-3-small-8k-instruct", None),
     ("phi-3-small", "microsoft/Phi-3-small-8k-instruct", None),
     ("tiiuae/Falcon3-7B-Instruct-AWQ", "tiiuae/Falcon3-7B-Instruct", "awq-int4"),

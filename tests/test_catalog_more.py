@@ -121,7 +121,7 @@ def test_a_name_users_type_resolves_to_its_shape(name: str, entry: str) -> None:
 
 @pytest.mark.parametrize(("name", "entry", "precision"), [
     ("lmsys/vicuna-13b-v1.5-AWQ", "meta-llama/Llama-2-13b-hf", "awq-int4"),
-    ("google/gemma-7b-it-GGUF", "google/gemma-7b", None),
+    ("google/gemma-7b-it-GGUF", "google/gemma-7b", "q4_k_m"),
 ])
 def test_their_quantized_releases_resolve(name: str, entry: str, precision: str | None) -> None:
     match = catalog_match(name)

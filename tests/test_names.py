@@ -90,8 +90,9 @@ def test_an_unknown_tag_is_refused_in_one_sentence(capsys: pytest.CaptureFixture
 
 _PLAIN = [e for e in default_catalog().entries if "quantization_config" not in e.config]
 _TUNES = ["", "-Instruct", "-Chat", "-it", "-hf", "-Instruct-hf"]
+# a GGUF repository named without its file: the Q4_K_M users pull by default, said as assumed
 _QUANTS = {"": None, "-AWQ": "awq-int4", "-GPTQ-Int4": "gptq-int4", "-FP8": "fp8",
-           "-bnb-4bit": "bnb-nf4-dq", "-Q4_K_M-GGUF": "q4_k_m", "-GGUF": None}
+           "-bnb-4bit": "bnb-nf4-dq", "-Q4_K_M-GGUF": "q4_k_m", "-GGUF": "q4_k_m"}
 
 
 @settings(max_examples=150, deadline=None)

@@ -139,9 +139,9 @@ _OLLAMA_TAG = re.compile(r"([a-z0-9][a-z0-9._-]*):([a-z0-9][a-z0-9._-]*)")
 # `user/repo:QUANT`, as llama.cpp's -hf flag takes a GGUF repository and a quantization
 # (`llama-server -hf unsloth/Qwen3.5-35B-A3B-GGUF:Q4_K_M`, llama.cpp README) and Ollama pulls
 # one (`ollama run hf.co/unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M`,
-# https://github.com/ollama/ollama/issues/11511); unsloth's own mixes (UD-Q4_K_XL) are no
-# llama.cpp file type and stay unmatched
-_HF_REPO_TAG = re.compile(r"(?:hf\.co/)?([\w.-]+/[\w.-]+):([A-Za-z0-9_]+)")
+# https://github.com/ollama/ollama/issues/11511); unsloth's own mixes (UD-Q4_K_XL, UD-IQ1_S)
+# are read as precisions.py counts them
+_HF_REPO_TAG = re.compile(r"(?:hf\.co/)?([\w.-]+/[\w.-]+):([A-Za-z0-9_-]+)")
 
 
 @frozen
@@ -336,15 +336,28 @@ def catalog_match(name: str) -> NameMatch | None:
         # gpt-oss-20b (llama.cpp benches/dgx-spark.md)
         method = found.config["quantization_config"].get("quant_method")
         precision = ("mxfp4_moe" if method == "mxfp4" else None) if gguf else "bf16"
+    library = precision is None and gguf
+    if library:  # a GGUF repository holds several files: the one users pull most by default
+        precision = OLLAMA_LIBRARY_PRECISION
     what = (f"{name} is a release of {found.id}" + (f" stored as {precision}" if precision else "")
             + " (a fine-tune or quantization keeps its base's config)")
-    if precision is None and gguf:
-        what += "; a GGUF repository holds several quantizations: --dtype names yours"
+    if library:
+        what += (f"; a GGUF repository holds several quantizations: {precision}, the one "
+                 "Ollama's library ships by default, is assumed, and --dtype names yours")
     return NameMatch(found, precision, what)
 
 
 def _repo_file(name: str, repo: str, quant: str) -> NameMatch | None:
     """`user/repo:QUANT`: the release the repository holds, in the file type named."""
+    if quant.lower().startswith("ud-") or quant.lower().endswith("_k_xl"):  # Unsloth's mixes
+        from vramest.model.precisions import weight_format
+
+        base = catalog_match(repo)
+        if base is None:
+            return None
+        mix = weight_format(quant).name
+        return NameMatch(base.entry, mix, f"{name} is the {quant} file of {repo}, a release "
+                         f"of {base.entry.id} stored as Unsloth's {mix} mix")
     full = _OLLAMA_PRECISIONS.get(quant.lower())  # BF16, F16, F32 files
     match = catalog_match(repo if full else f"{repo}-{quant}")
     if match is None:

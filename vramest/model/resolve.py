@@ -150,6 +150,28 @@ def _model_from_hub(repo_id: str, suggestion: str) -> ModelInfo:
     return replace(info, name=repo_id, source="hub", origin=f"https://huggingface.co/{repo_id}")
 
 
+def _named_file(name: str) -> ModelInfo | None:
+    """A GGUF file's name with no such file here ("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"):
+    the release and quantization its name says, as for a hub name, saying no file was read."""
+    from vramest.model.names import catalog_match
+
+    stem = name[:-len(".gguf")]
+    parts = stem.rsplit("-", 3)  # a split file: ...-00001-of-00003
+    if len(parts) == 4 and parts[1].isdigit() and parts[2] == "of" and parts[3].isdigit():
+        stem = parts[0]
+    match = catalog_match(stem)
+    if match is None:
+        return None
+    entry, shape = match.entry, match.entry.shape()
+    return ModelInfo(name=entry.id, source="catalog", origin=(
+        f"{entry.source}; no file {name} here: read as the release its name says"
+        + (f" ({match.reason})" if match.reason else "")), shape=shape,
+        params=shape.param_count(), active_params=shape.active_param_count(),
+        published_params=entry.published_params,
+        native_format=match.precision or _native_format(entry.config),
+        native_unquantized=() if match.precision else _ignore_list(entry.config))
+
+
 def _ignore_list(config: dict[str, Any]) -> tuple[str, ...]:
     quant = config.get("quantization_config")
     if not isinstance(quant, dict):
@@ -163,6 +185,10 @@ def _ignore_list(config: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _model_from_path(path: str) -> ModelInfo:
+    if not os.path.exists(path) and os.sep not in path and path.lower().endswith(".gguf"):
+        named = _named_file(path)  # a file name pasted from a thread, not a file here
+        if named is not None:
+            return named
     if not os.path.exists(path):
         raise InputError(f"No such file or folder: {path}; --model takes a catalog name, a "
                          "config.json, a model folder or a .gguf file.")
