@@ -70,7 +70,11 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # 384 cases (2026-12-03): fit 53/70 and 112/120, held-out 57/71 and 110/113.
 # 404 cases (cases-hf: 20 transformers inference cases): fit 53/70 and 118/127, held-out 57/71
 # and 119/122.
-FLOORS = {"fit": (53, 70, 118, 127), "heldout": (57, 71, 119, 122)}
+# 440 cases (2026-12-04: 12 transformers, 12 Ollama and 12 fine-tuning cases taken as found;
+# mechanisms since 404: fit 58/70): fit 67/83 and 125/133, held-out 63/79 and 121/124 (the
+# held-out OOM share 80.3% -> 79.7%: two new fine-tuning OOMs no rule explains, see
+# real_cases.md).
+FLOORS = {"fit": (67, 83, 125, 133), "heldout": (63, 79, 121, 124)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
