@@ -332,8 +332,9 @@ def test_sequence_parallel_splits_each_sequence() -> None:
 
 
 def test_a_step_that_does_not_fit_says_which_single_change_would():
+    # a QLoRA run that turned PEFT's default checkpointing off
     kw = dict(model="meta-llama/Llama-3.1-8B", method="qlora", seq=2048, gpu="rtx 4090")
-    est = estimate_training(**kw)
+    est = estimate_training(**kw, grad_checkpointing="none")
     assert est.fit.verdict != "fits"
     changed = estimate_training(**kw, grad_checkpointing="full")
     assert changed.fit.verdict == "fits"
@@ -357,3 +358,18 @@ def test_zero2_overlap_comm_buckets_match_deepspeed_and_a_reported_oom() -> None
     assert not overlapped.fit.fits
     with pytest.raises(InputError, match="ZeRO-1/2"):
         estimate_training(overlap_comm=True, **{**common, "zero": 3})
+
+
+def test_a_qlora_run_without_a_framework_is_peft_s_recipe_with_checkpointing() -> None:
+    """prepare_model_for_kbit_training turns gradient checkpointing on unless told not to
+    (use_gradient_checkpointing=True): a QLoRA step nobody said more about has it on, and says
+    so; a framework's own default, or the flag, decides otherwise."""
+    from vramest.training.estimate import QLORA_CHECKPOINTING_NOTE
+
+    plain = estimate_training(model="meta-llama/Llama-3.1-8B", method="qlora", gpu="rtx 3090")
+    assert plain.settings.checkpointing == "full" and QLORA_CHECKPOINTING_NOTE in plain.assumptions
+    off = estimate_training(model="meta-llama/Llama-3.1-8B", method="qlora", gpu="rtx 3090",
+                            grad_checkpointing="none")
+    assert off.settings.checkpointing == "none" and QLORA_CHECKPOINTING_NOTE not in off.assumptions
+    lora = estimate_training(model="meta-llama/Llama-3.1-8B", method="lora", gpu="rtx 3090")
+    assert lora.settings.checkpointing == "none"

@@ -151,6 +151,14 @@ def _required(m: _Model, seq: int, micro_batch: int) -> int:
     return max(phase.total for phase in moments) - m.static.paged_bytes
 
 
+# A QLoRA run prepares its 4-bit base with PEFT's prepare_model_for_kbit_training, whose
+# use_gradient_checkpointing defaults to True (peft/utils/other.py): the recipe's default
+QLORA_CHECKPOINTING_NOTE = (
+    "Gradient checkpointing on: a QLoRA base is prepared with PEFT's "
+    "prepare_model_for_kbit_training, which turns it on unless told not to "
+    "(use_gradient_checkpointing=True); --grad-checkpointing none for a run without it.")
+
+
 def estimate_training(*, model: str | None = None, params: str | int | None = None,
                       family: str = "llama", info: ModelInfo | None = None,
                       gpu: str | None = None, gpu_memory: str | int | None = None,
@@ -176,6 +184,11 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
             framework, str(settings.get("method", "full")).strip().lower()).items()
             if k not in settings}
         settings = {**filled, **settings}
+    recipe: tuple[str, ...] = ()
+    if framework is None and "grad_checkpointing" not in settings and \
+            str(settings.get("method", "full")).strip().lower() == "qlora":
+        settings = {**settings, "grad_checkpointing": "full"}
+        recipe = (QLORA_CHECKPOINTING_NOTE,)
     s = make_settings(**settings)
     kept_free = parse_reserve(reserve)  # checked even when no --gpu uses it
     token_count = None if tokens is None else parse_params(tokens, what="--tokens")
@@ -261,7 +274,7 @@ def estimate_training(*, model: str | None = None, params: str | int | None = No
         model=info, settings=s, trainable_params=trainable.params, phases=moments,
         cuda_context_bytes=c.cuda_context_bytes, host_bytes=static.host_bytes + offloaded,
         paged_bytes=static.paged_bytes, fit=fit, throughput=throughput,
-        assumptions=(_framework_note(framework, filled)
+        assumptions=(_framework_note(framework, filled) + recipe
                      + _assumptions(info, s, trainable, static, c) + device_notes), constants=c,
         devices=options)
 

@@ -384,7 +384,10 @@ def _bound_case(row: dict[str, str]) -> tuple[ModelInfo, dict[str, Any], str] | 
             precision="bf16", micro_batch=int(row["micro_batch"] or 1),
             seq=int(row["seq_len"] or 1304), lora_rank=int(row["lora_rank"] or 8),
             lora_targets="q,v,qkv", num_gpus=int(row["num_gpus"]),
-            fsdp=int(row["num_gpus"]) > 1)
+            fsdp=int(row["num_gpus"]) > 1,
+            # lit-gpt's finetune/lora.py recomputes nothing; said outright, as a QLoRA run
+            # without a framework is otherwise taken as PEFT's recipe (checkpointing on)
+            grad_checkpointing=False)
         if "nf4-dq" in method:
             settings["base_dtype"] = "bnb-nf4-dq"
         return info, settings, "LitGPT: bf16-true, LoRA on query/value, Alpaca (longest 1304)"
