@@ -52,3 +52,31 @@ def test_an_unknown_engine_with_a_release_is_still_refused(capsys: pytest.Captur
 ])
 def test_precisions_as_users_write_them(spelling: str, name: str) -> None:
     assert weight_format(spelling).name == name
+
+
+def test_a_trainer_launch_command_pasted_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """LLaMA-Factory's and transformers' own flag names and values read as vramest's."""
+    import json
+
+    pasted = ["train", "--model", "Qwen/Qwen3-8B", "--method", "lora", "--cutoff_len", "4096",
+              "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "8",
+              "--optim", "paged_adamw_8bit", "--lora_r", "16", "--gradient_checkpointing", "true",
+              "--json"]
+    own = ["train", "--model", "Qwen/Qwen3-8B", "--method", "lora", "--seq", "4096",
+           "--micro-batch", "2", "--grad-accumulation", "8", "--optimizer", "paged-adamw-8bit",
+           "--lora-rank", "16", "--grad-checkpointing", "full", "--json"]
+    assert main(pasted) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(own) == 0
+    assert first == json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("optim", "name"), [
+    ("adamw_torch", "adamw"), ("adamw_torch_fused", "adamw-fused"), ("adamw_8bit", "adamw-8bit"),
+    ("adamw_bnb_8bit", "adamw-8bit"), ("paged_adamw_8bit", "paged-adamw-8bit"),
+    ("paged_adamw_32bit", "paged-adamw"),
+])
+def test_transformers_optimizer_names(optim: str, name: str) -> None:
+    from vramest.training.settings import make_settings
+
+    assert make_settings(optimizer=optim).optimizer == name

@@ -198,16 +198,28 @@ def weight_dtype(dtype: str | None, quantization: str | None) -> str | None:
     return dtype
 
 
-class EngineNames(tuple[str, ...]):
-    """--engine's choices: each name in any case, alone or with its release after it
-    ("vLLM", "vllm==0.6.3"); the list itself is what help and errors print."""
+class Spelled(tuple[str, ...]):
+    """A flag's choices that also take other spellings of them (transformers' adamw_torch for
+    adamw): `normal` turns a spelling into the choice it means; help and errors list the
+    choices themselves."""
+
+    def __new__(cls, choices: tuple[str, ...], normal: Callable[[object], object]) -> Spelled:
+        made = super().__new__(cls, choices)
+        made.normal = normal  # type: ignore[attr-defined]
+        return made
 
     def __contains__(self, value: object) -> bool:
-        if not isinstance(value, str):
-            return False
-        from vramest.inference.engines.aliases import split_release
+        return tuple.__contains__(self, self.normal(value))  # type: ignore[attr-defined]
 
-        return tuple.__contains__(self, split_release(value)[0].strip().lower())
+
+def engine_key(value: object) -> object:
+    """An --engine name in any case, alone or with its release after it ("vLLM",
+    "vllm==0.6.3"), as its choice."""
+    if not isinstance(value, str):
+        return value
+    from vramest.inference.engines.aliases import split_release
+
+    return split_release(value)[0].strip().lower()
 
 
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
@@ -230,7 +242,7 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
     from vramest.inference.engines.aliases import ALIASES, REFUSED
 
     g.add_argument("--engine", default="generic",
-                   choices=EngineNames(sorted({*ENGINES, *ALIASES, *REFUSED})),
+                   choices=Spelled(tuple(sorted({*ENGINES, *ALIASES, *REFUSED})), engine_key),
                    help="serving engine whose fixed costs the speed uses (default generic); "
                    "with its release, vllm==0.6.3, as --engine-version takes it")
     g.add_argument("--engine-version", help="the engine release the start-up accounting is "

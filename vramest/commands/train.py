@@ -13,10 +13,12 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
+    from vramest.commands.common import Spelled
     from vramest.training.frameworks import FRAMEWORKS
     from vramest.training.settings import (
         ATTENTIONS,
         BASE_CHECKPOINTS,
+        CHECKPOINTING,
         EXPERT_LAYOUTS,
         KERNELS,
         LOSSES,
@@ -24,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
         OPTIMIZERS,
         PRECISIONS,
         UPCAST_SCOPES,
+        checkpointing_name,
+        optimizer_name,
     )
 
     p = sub.add_parser("train", help=help_text, description=help_text)
@@ -36,15 +40,26 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     g.add_argument("--method", default="full", choices=METHODS, help="what is trained")
     g.add_argument("--precision", choices=PRECISIONS,
                    help="mixed (16-bit + fp32 master, default), bf16 (pure) or fp32")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, help="default adamw")
-    g.add_argument("--seq", default="2048", help="tokens per sequence: 4096, 8k (default 2048)")
-    g.add_argument("--micro-batch", default="1", help="sequences per GPU per step (default 1)")
-    g.add_argument("--grad-accumulation", default="1", help="micro-batches per optimizer step")
+    # the trainers' own flag names are accepted too (TrainingArguments, LLaMA-Factory,
+    # axolotl), so a launch command can be pasted as it is
+    g.add_argument("--optimizer", "--optim", dest="optimizer",
+                   choices=Spelled(OPTIMIZERS, optimizer_name),
+                   help="default adamw (transformers' names too: adamw_torch, paged_adamw_8bit)")
+    g.add_argument("--seq", "--cutoff-len", "--cutoff_len", "--max-seq-length",
+                   "--max_seq_length", "--sequence-len", "--sequence_len", dest="seq",
+                   default="2048", help="tokens per sequence: 4096, 8k (default 2048)")
+    g.add_argument("--micro-batch", "--per-device-train-batch-size",
+                   "--per_device_train_batch_size", "--micro-batch-size", "--micro_batch_size",
+                   dest="micro_batch", default="1", help="sequences per GPU per step (default 1)")
+    g.add_argument("--grad-accumulation", "--gradient-accumulation-steps",
+                   "--gradient_accumulation_steps", dest="grad_accumulation", default="1",
+                   help="micro-batches per optimizer step")
     g.add_argument("--optimizer-in-backward", action="store_true", default=None,
                    help="step each parameter as soon as its gradient is ready (torchtune's "
                    "optimizer_in_bwd): gradients never pile up")
-    g.add_argument("--grad-checkpointing", nargs="?", const="full",
-                   choices=("none", "full", "selective", "offloaded"),
+    g.add_argument("--grad-checkpointing", "--gradient-checkpointing", "--gradient_checkpointing",
+                   dest="grad_checkpointing", nargs="?", const="full",
+                   choices=Spelled(CHECKPOINTING, checkpointing_name),
                    help="recompute activations in backward (offloaded: Unsloth's, layer inputs "
                    "kept in host memory)")
     g.add_argument("--bitsandbytes", metavar="RELEASE",
@@ -71,7 +86,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
                    help="layer kernels: torch (PEFT's LoRA layers) or unsloth (Unsloth's fused "
                    "LoRA autograd: fewer saved activations)")
     g.add_argument("--attn", choices=ATTENTIONS, help="attention implementation (default sdpa)")
-    g.add_argument("--lora-rank", help="LoRA rank (default 16)")
+    g.add_argument("--lora-rank", "--lora_rank", "--lora-r", "--lora_r", dest="lora_rank",
+                   help="LoRA rank (default 16)")
     g.add_argument("--lora-targets",
                    help="all-linear (default), attention, qv, mlp or a list such as q,k,v,o")
     g.add_argument("--lora-dropout", action="store_true", default=None,

@@ -27,6 +27,28 @@ PRECISIONS = ("mixed", "bf16", "fp32")
 # _fused_adamw -> torch._fused_adamw_), so no step temporaries.
 OPTIMIZERS = ("adamw", "adamw-fused", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd",
               "sgd-momentum", "adafactor")
+# transformers' TrainingArguments.optim names for them (trainer_utils.py OptimizerNames), as
+# LLaMA-Factory, axolotl and TRL configs pass them
+OPTIMIZER_NAMES = {"adamw_torch": "adamw", "adamw_hf": "adamw", "adamw_torch_fused": "adamw-fused",
+                   "adamw_bnb_8bit": "adamw-8bit", "paged_adamw_32bit": "paged-adamw"}
+# the trainers' own true/false for gradient checkpointing
+CHECKPOINTING_WORDS = {"true": "full", "false": "none"}
+
+
+def optimizer_name(value: object) -> object:
+    """An optimizer as the trainers spell it (adamw_torch, paged_adamw_8bit) in vramest's
+    spelling; anything else unchanged, for the check that names what is accepted."""
+    if not isinstance(value, str):
+        return value
+    key = value.strip().lower()
+    return OPTIMIZER_NAMES.get(key, key.replace("_", "-"))
+
+
+def checkpointing_name(value: object) -> object:
+    """--grad-checkpointing as the trainers write it (true/false) in vramest's words."""
+    if not isinstance(value, str):
+        return value
+    return CHECKPOINTING_WORDS.get(value.strip().lower(), value)
 # "offloaded": Unsloth's gradient checkpointing, which moves each checkpointed layer input to
 # host memory in forward and back one at a time in backward (unsloth_zoo
 # gradient_checkpointing.py, Unsloth_Offloaded_Gradient_Checkpointer: hidden_states.to("cpu",
@@ -277,7 +299,7 @@ class TrainingSettings:
         return out
 
 
-def _choice(value: str, accepted: Iterable[str], flag: str) -> str:
+def _choice(value: object, accepted: Iterable[str], flag: str) -> str:
     key = value.strip().lower() if isinstance(value, str) else ""  # a non-text choice matches none
     accepted = tuple(accepted)
     if key not in accepted:
@@ -310,7 +332,7 @@ def _checkpointing(value: bool | str | None) -> str:
         return "none"
     if value is True:
         return "full"
-    return _choice(value, CHECKPOINTING, "--grad-checkpointing")
+    return _choice(checkpointing_name(value), CHECKPOINTING, "--grad-checkpointing")
 
 
 def _check_kernels(value: str, method: str) -> str:
@@ -351,7 +373,7 @@ def make_settings(*, method: str = "full", precision: str | None = None,
     else:
         upcast = "peft" if upcast_unquantized else "none"
     precision = _choice(precision or "mixed", PRECISIONS, "--precision")
-    optimizer = _choice(optimizer, OPTIMIZERS, "--optimizer")
+    optimizer = _choice(optimizer_name(optimizer), OPTIMIZERS, "--optimizer")
     stage = int(_choice(str(zero), ("0", "1", "2", "3"), "--zero"))
     if fsdp:
         if stage not in (0, 3):
