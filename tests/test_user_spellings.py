@@ -80,3 +80,27 @@ def test_transformers_optimizer_names(optim: str, name: str) -> None:
     from vramest.training.settings import make_settings
 
     assert make_settings(optimizer=optim).optimizer == name
+
+
+def test_a_pasted_launch_command_answers_as_without_its_server_flags(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    core = ["--engine", "vllm", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "4090",
+            "--max-model-len", "8192"]
+    assert main(core) == 0
+    plain = capsys.readouterr()
+    pasted = [*core, "--enable-prefix-caching", "--port", "8000", "--host=0.0.0.0",
+              "--trust-remote-code", "--served-model-name", "qwen"]
+    assert main(pasted) == 0
+    out = capsys.readouterr()
+    assert out.out == plain.out and out.err.count("\n") == 1 and "change no memory" in out.err
+    assert main(["--params", "7B", "--port"]) == 2  # a flag without its value is still refused
+
+
+def test_no_inert_flag_is_one_of_vramests_own() -> None:
+    from vramest.commands.fast_parse import _Record, define
+    from vramest.commands.inert_flags import INERT
+
+    top = _Record()
+    define(top, only="estimate")
+    own = {s for spellings, _, _ in top.commands["estimate"].calls for s in spellings}
+    assert not own & set(INERT)

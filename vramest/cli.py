@@ -48,6 +48,13 @@ def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
             check_argument(arg)
         if command not in _WITH_POSITIONALS:
             _check_unquoted_gpu(args_list)
+        if command == "estimate":  # a pasted launch command: its server and sampler flags
+            from vramest.commands.inert_flags import without_inert
+
+            args_list, inert = without_inert(args_list)
+            if inert:
+                print(f"vramest: note: {', '.join(inert)} change no memory; left out.",
+                      file=sys.stderr)
         from vramest.commands.fast_parse import fast_parse
 
         args = fast_parse(command, args_list)
