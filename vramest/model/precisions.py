@@ -120,11 +120,50 @@ _MODULE_ROLES: tuple[tuple[str, frozenset[str]], ...] = (
                        "expert_down", "shared_gate", "shared_up", "shared_down"})),
 )
 _ALL_LINEAR = LINEAR_ROLES
+# Each role's module under transformers' names for DeepSeek-style MoE checkpoints, which a
+# compressed-tensors "re:" pattern is matched against as the library matches module names
+# (neuralmagic/compressed-tensors @52792be0, src/compressed_tensors/utils/match.py _match_name:
+# re.match(target.removeprefix("re:"), name)). Kimi K2 Thinking's
+# "re:.*mlp\\.(gate|up|gate_up|down)_proj.*" names the dense layer's MLP, not the experts under
+# mlp.experts.N, which a fragment test ("mlp") would take as well.
+_ROLE_MODULES: tuple[tuple[str, str], ...] = (
+    ("lm_head", "lm_head"), ("embedding", "model.embed_tokens"),
+    ("router", "model.layers.1.mlp.gate"),
+    ("expert_gate", "model.layers.1.mlp.experts.0.gate_proj"),
+    ("expert_up", "model.layers.1.mlp.experts.0.up_proj"),
+    ("expert_down", "model.layers.1.mlp.experts.0.down_proj"),
+    ("shared_gate", "model.layers.1.mlp.shared_experts.gate_proj"),
+    ("shared_up", "model.layers.1.mlp.shared_experts.up_proj"),
+    ("shared_down", "model.layers.1.mlp.shared_experts.down_proj"),
+    ("ffn_gate", "model.layers.0.mlp.gate_proj"), ("ffn_up", "model.layers.0.mlp.up_proj"),
+    ("ffn_down", "model.layers.0.mlp.down_proj"),
+    ("attn_q", "model.layers.0.self_attn.q_proj"), ("attn_k", "model.layers.0.self_attn.k_proj"),
+    ("attn_v", "model.layers.0.self_attn.v_proj"), ("attn_o", "model.layers.0.self_attn.o_proj"),
+    ("attn_qkv", "model.layers.0.self_attn.qkv_proj"),
+    ("attn_q_a", "model.layers.0.self_attn.q_a_proj"),
+    ("attn_q_b", "model.layers.0.self_attn.q_b_proj"),
+    ("attn_kv_a", "model.layers.0.self_attn.kv_a_proj_with_mqa"),
+    ("attn_kv_b", "model.layers.0.self_attn.kv_b_proj"),
+)
+
+
+def _regex_roles(pattern: str) -> frozenset[str] | None:
+    """The roles whose module a compressed-tensors "re:" pattern matches; None when it matches
+    none of them (or does not compile), so the fragment test reads it instead."""
+    import re
+
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return None
+    roles = frozenset(role for role, module in _ROLE_MODULES if compiled.match(module))
+    return roles or None
 
 
 def unquantized_modules(patterns: list[str]) -> tuple[tuple[frozenset[str], int | None], ...]:
     """Read an ignore list ("lm_head", "model.layers.0.mlp", "re:.*self_attn.*", ...) as
-    (roles, layer) pairs; patterns naming no known module are skipped."""
+    (roles, layer) pairs; patterns naming no known module are skipped. A "re:" pattern naming
+    no layer is matched as a regular expression against each role's module name."""
     import re
 
     out: list[tuple[frozenset[str], int | None]] = []
@@ -134,7 +173,8 @@ def unquantized_modules(patterns: list[str]) -> tuple[tuple[frozenset[str], int 
         text = raw.removeprefix("re:").lower()
         layer_match = re.search(r"layers?[._](\d+)(?:[._]|$)", text)
         layer = int(layer_match.group(1)) if layer_match else None
-        roles = next((r for fragment, r in _MODULE_ROLES if fragment in text), None)
+        roles = (_regex_roles(raw[3:]) if raw.startswith("re:") and layer is None else None) \
+            or next((r for fragment, r in _MODULE_ROLES if fragment in text), None)
         if roles is None and layer is not None:
             roles = _ALL_LINEAR  # a whole block left unquantized
         if roles is not None:
