@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from vramest.model.shapes import ModelShape
 
 FAMILIES = ("qwen", "cohere", "cohere2", "phimoe", "llama4_text", "glm4_moe", "glm4", "granite",
-            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa", "glm4_moe_lite", "phi3small")
+            "olmo2", "deepseek_v32", "minimax_m2", "glm_moe_dsa", "glm4_moe_lite", "phi3small",
+            "seed_oss", "smollm3", "ernie4_5_moe")
 # Llama 4: every fourth layer is a global NoPE layer, the others attend within chunks
 # (transformers Llama4TextConfig: no_rope_layer_interval = 4)
 LLAMA4_NOPE_INTERVAL = 4
@@ -51,6 +52,12 @@ def apply_family_rules(shape: ModelShape, config: Mapping[str, Any], family: str
         return _gpt_oss(shape)
     if family == "phi3small":
         return _phi3_small(shape, config)
+    if family == "seed_oss":
+        return _seed_oss(shape, config)
+    # smollm3 (transformers modeling_smollm3.py): Llama's tensors; no_rope_layers only skips the
+    # rotation in some layers, which holds no weights and caches the same keys and values
+    if family == "ernie4_5_moe":
+        return _ernie45_moe(shape, config)
     return shape
 
 
@@ -189,3 +196,40 @@ def _minimax_m2(s: ModelShape) -> ModelShape:
     return replace(s, qk_norm=False,
                    extra_tensors=(*s.extra_tensors, TensorSpec("norm", None, 1, width,
                                                                s.num_layers)))
+
+
+def _seed_oss(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """Seed-OSS (transformers modeling_seed_oss.py, SeedOssAttention): q/k/v carry a bias when
+    attention_bias and o_proj only when attention_out_bias (SeedOssConfig defaults: True and
+    False); the query width is num_attention_heads x head_dim (80 x 128, twice the hidden
+    size of the 36B), which the standard keys already give."""
+    return replace(s, attention_bias=config.get("attention_bias", True) is True,
+                   attention_out_bias=config.get("attention_out_bias", False) is True)
+
+
+def _ernie45_moe(s: ModelShape, config: Mapping[str, Any]) -> ModelShape:
+    """ERNIE 4.5 MoE (transformers modeling_ernie4_5_moe.py): moe_num_experts routed experts of
+    moe_intermediate_size, moe_k of them per token, in layers i with (i + 1) %
+    moe_layer_interval == 0 and moe_layer_start_index <= i <= moe_layer_end_index (-1: the
+    last); moe_num_shared_experts shared experts as one MLP of that many times the expert
+    width; the router's moe_statics.e_score_correction_bias (one fp32 value per expert). Its
+    use_bias (biases on q/k/v/o, the MLPs and lm_head; Ernie4_5_MoeConfig's default false, as
+    in the 21B-A3B release) is not read: a config setting it true would count short."""
+    from vramest.model.shapes import TensorSpec
+
+    experts = int(config.get("moe_num_experts") or 0)
+    if experts <= 1:
+        return s
+    n = s.num_layers
+    start = int(config.get("moe_layer_start_index", 1))
+    end = int(config.get("moe_layer_end_index", -1))
+    end = n - 1 if end == -1 else end
+    step = int(config.get("moe_layer_interval") or 1)
+    moe = tuple((i + 1) % step == 0 and start <= i <= end for i in range(n))
+    width = int(config.get("moe_intermediate_size") or s.intermediate_size)
+    shared = int(config.get("moe_num_shared_experts") or 0)
+    return replace(s, num_experts=experts, experts_per_token=int(config.get("moe_k") or 2),
+                   moe_intermediate_size=width, shared_experts=shared,
+                   shared_intermediate_size=width, moe_layers=moe,
+                   extra_tensors=(*s.extra_tensors,
+                                  TensorSpec("bias", None, 1, experts, sum(moe))))
