@@ -1,6 +1,7 @@
 """Models users name (issue 18, item 7), added to the catalog: each name resolves offline to its
 entry, whose config gives the published parameter count (or, where only part of the checkpoint
-is listed, exactly that part) and the count transformers builds on the meta device; a regex in
+is listed, exactly that part) and the count transformers builds on the meta device; releases of
+a catalog model's shape reach that entry; Kimi K2 Thinking keeps its own INT4 format; a regex in
 a quantized checkpoint's ignore list is read as compressed-tensors reads it."""
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ CATALOG = default_catalog()
 
 # name as typed -> the entry it is
 NAMES = [
+    ("moonshotai/Kimi-K2-Thinking", "moonshotai/Kimi-K2-Thinking"),
+    ("kimi-k2-thinking", "moonshotai/Kimi-K2-Thinking"),
+    ("zai-org/GLM-4.7", "zai-org/GLM-4.6"),
+    ("glm-4.7", "zai-org/GLM-4.6"),
+    ("NousResearch/Hermes-3-Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
     ("HuggingFaceTB/SmolLM3-3B", "HuggingFaceTB/SmolLM3-3B"),
     ("HuggingFaceTB/SmolLM3-3B-Base", "HuggingFaceTB/SmolLM3-3B"),
     ("ByteDance-Seed/Seed-OSS-36B-Instruct", "ByteDance-Seed/Seed-OSS-36B-Instruct"),
@@ -44,7 +50,8 @@ PARTIAL = {
     "facebook/opt-30b": 29_955_358_720,
     "EleutherAI/gpt-neox-20b": 20_241_186_816,
 }
-ADDED = sorted({entry for _, entry in NAMES} - {"EleutherAI/gpt-j-6b"})
+ADDED = sorted({entry for _, entry in NAMES} - {"zai-org/GLM-4.6", "meta-llama/Llama-3.1-8B",
+                                               "EleutherAI/gpt-j-6b"})
 
 
 @pytest.mark.parametrize(("name", "entry"), NAMES, ids=[n for n, _ in NAMES])
@@ -59,7 +66,7 @@ def test_the_name_resolves_offline_to_its_entry(name: str, entry: str) -> None:
 def test_each_added_entry_says_where_its_values_come_from(model: str) -> None:
     entry = CATALOG.find(model)
     assert entry.source.startswith("https://huggingface.co/") and entry.notes
-    assert entry.published_params or model in PARTIAL
+    assert entry.published_params or model in PARTIAL or model == "moonshotai/Kimi-K2-Thinking"
 
 
 @pytest.mark.parametrize(("model", "published"), sorted(PUBLISHED.items()))
@@ -88,6 +95,45 @@ def test_a_listed_dtype_group_is_exactly_the_matrices_it_names(model: str, liste
                if t.role not in left_out)
     assert part == listed
     assert CATALOG.find(model).published_params is None  # not a whole total
+
+
+def test_glm_4_7_is_glm_4_6_with_its_mtp_layer_s_own_table_and_head() -> None:
+    """GLM-4.7's safetensors total (358,337,791,296, llmfit at 5bdc9df) is GLM-4.6's plus one
+    vocabulary x width table and one head: its stored MTP layer keeps its own."""
+    glm = CATALOG.find("glm-4.7")
+    shape = glm.shape()
+    assert glm.id == "zai-org/GLM-4.6" and shape.max_context == 202752
+    assert glm.published_params is not None
+    assert glm.published_params + 2 * shape.vocab_size * shape.hidden_size == 358_337_791_296
+
+
+def test_hermes_3_8b_is_llama_3_1_8b_s_total() -> None:
+    """llmfit lists NousResearch/Hermes-3-Llama-3.1-8B at 8,030,261,248, Llama 3.1 8B's."""
+    assert CATALOG.find("NousResearch/Hermes-3-Llama-3.1-8B").shape().param_count() == \
+        8_030_261_248
+
+
+def test_kimi_k2_thinking_keeps_its_int4_experts_and_16_bit_rest() -> None:
+    """The release's compressed-tensors ignore list (lm_head, self_attn, shared_experts and
+    the dense layer's mlp.*_proj, matched with re.match as compressed-tensors does) leaves only
+    the routed experts in INT4; the expert pattern `.*mlp\\.(gate|up|gate_up|down)_proj.*`
+    must not take the experts under mlp.experts.N as well (read as the fragment "mlp" it did,
+    and the weights came out at 16 bit: 2,053 GB)."""
+    from vramest.model.precisions import weight_format
+    from vramest.model.resolve import resolve_model
+
+    info = resolve_model(model="moonshotai/Kimi-K2-Thinking")
+    assert info.native_format == "int4"
+    shape = info.shape
+    assert shape.param_count() == CATALOG.find("kimi-k2").shape().param_count()
+    experts = sum(times * t.elements for t, times in shape.counted_tensors()
+                  if t.role in ("expert_gate", "expert_up", "expert_down"))
+    assert experts == 60 * 384 * 3 * 7168 * 2048
+    bits = weight_format("int4").linear_bits
+    expected = experts * bits / 8 + (shape.param_count() - experts) * 2
+    weights = vramest.estimate(model="moonshotai/Kimi-K2-Thinking", ctx=1024).memory.weights
+    assert weights.bytes == pytest.approx(expected, rel=1e-6)
+    assert shape.max_context == 262144
 
 
 @pytest.mark.parametrize(("pattern", "experts_kept_16_bit"), [
