@@ -95,3 +95,18 @@ def test_every_card_with_its_size_after_it() -> None:
         if device.vendor.lower() == "apple":  # a chip's size picks its memory configuration
             continue
         assert DB.find(f"{device.name} {round(device.memory_gib)}GB") is device, device.name
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("MacBook Pro M1 16GB", "Apple M1 16GB"), ("Mac mini M4 16GB", "Apple M4 16GB"),
+    ("Mac Studio M2 Ultra", "Apple M2 Ultra"), ("MacBook Pro M3 Max 64GB", "Apple M3 Max 64GB"),
+    ("MacBook Pro M1 Pro 32GB", "Apple M1 Pro 32GB"), ("iMac M3", "Apple M3"),
+])
+def test_a_mac_named_with_its_chip(text: str, name: str) -> None:
+    """"MacBook Pro M1" is the M1 chip in a MacBook Pro, not the M1 Pro."""
+    assert DB.find(text).name == name
+
+
+def test_a_mac_word_before_no_apple_chip_is_unknown() -> None:
+    with pytest.raises(InputError, match="Unknown GPU"):
+        DB.find("Mac RTX 4090")

@@ -118,6 +118,9 @@ class Device:
 
 
 MAX_COUNT = 4096  # GPUs one --gpu may count, as --num-gpus allows
+# Apple's machines, longest first, as users name a Mac before its chip
+_MAC_PRODUCTS = (("macbook", "pro"), ("macbook", "air"), ("mac", "mini"), ("mac", "studio"),
+                 ("mac", "pro"), ("macbook",), ("imac",), ("mac",))
 
 
 def counted(name: str) -> tuple[int, str] | None:
@@ -161,7 +164,8 @@ class HardwareDB:
     devices: tuple[Device, ...]
 
     def find(self, name: str) -> Device:
-        device = self._lookup(name) or self._unified_config(name) or self._with_its_size(name)
+        device = self._lookup(name) or self._unified_config(name) or \
+            self._with_its_size(name) or self._in_a_mac(name)
         if device is None:
             raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
@@ -182,6 +186,19 @@ class HardwareDB:
             return None
         device = self._lookup(" ".join(words[:-1]))
         return device if device is not None and round(device.memory_gib) == int(size) else None
+
+    def _in_a_mac(self, name: str) -> Device | None:
+        """A Mac named with its chip ("MacBook Pro M1 16GB", "Mac Studio M2 Ultra"): the
+        chip's row. The product's words go first, so "MacBook Pro M1" is the M1, not the M1
+        Pro; a name that leaves no Apple chip is not a Mac."""
+        words = name.lower().replace("-", " ").split()
+        for product in _MAC_PRODUCTS:
+            if words[:len(product)] == list(product) and len(words) > len(product):
+                rest = " ".join(words[len(product):])
+                device = self._lookup(rest) or self._unified_config(rest)
+                return device if device is not None and device.vendor.lower() == "apple" \
+                    else None
+        return None
 
     def find_counted(self, name: str) -> tuple[Device, int]:
         """A GPU name with a count before it, as users write a machine ("2x RTX 4090",
