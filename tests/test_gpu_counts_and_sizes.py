@@ -110,3 +110,28 @@ def test_a_mac_named_with_its_chip(text: str, name: str) -> None:
 def test_a_mac_word_before_no_apple_chip_is_unknown() -> None:
     with pytest.raises(InputError, match="Unknown GPU"):
         DB.find("Mac RTX 4090")
+
+
+def test_every_cloud_instance_names_a_shipped_gpu() -> None:
+    from vramest.hardware.instances import INSTANCES
+
+    for name, (gpu, count) in INSTANCES.items():
+        assert DB.find_counted(name) == (DB.find(gpu), count), name
+
+
+@pytest.mark.parametrize(("instance", "gpu", "count"), [
+    ("g5.2xlarge", "NVIDIA A10G", 1), ("g5.12xlarge", "NVIDIA A10G", 4),
+    ("p4d.24xlarge", "NVIDIA A100 SXM4 40GB", 8), ("a2-ultragpu-2g", "NVIDIA A100 SXM4 80GB", 2),
+    ("Standard_NC24ads_A100_v4", "NVIDIA A100 PCIe 80GB", 1), ("g4dn.xlarge", "NVIDIA T4", 1),
+])
+def test_a_cloud_instance_is_its_gpus(instance: str, gpu: str, count: int) -> None:
+    named = vramest.estimate(params="70B", dtype="int4", gpu=instance).to_json()["fit"]
+    flagged = vramest.estimate(params="70B", dtype="int4", gpu=gpu,
+                               num_gpus=count).to_json()["fit"]
+    assert {**named, "gpu": None} == {**flagged, "gpu": None}
+
+
+def test_an_instance_of_several_gpus_where_one_is_asked_for() -> None:
+    assert DB.find("g5.xlarge").name == "NVIDIA A10G"
+    with pytest.raises(InputError, match=r"p4d\.24xlarge has 8 .* GPUs"):
+        DB.find("p4d.24xlarge")

@@ -165,7 +165,7 @@ class HardwareDB:
 
     def find(self, name: str) -> Device:
         device = self._lookup(name) or self._unified_config(name) or \
-            self._with_its_size(name) or self._in_a_mac(name)
+            self._with_its_size(name) or self._in_a_mac(name) or self._one_gpu_instance(name)
         if device is None:
             raise InputError(f"Unknown GPU {short(name)}; {self.suggest(name)}")
         return device
@@ -187,6 +187,20 @@ class HardwareDB:
         device = self._lookup(" ".join(words[:-1]))
         return device if device is not None and round(device.memory_gib) == int(size) else None
 
+    def _one_gpu_instance(self, name: str) -> Device | None:
+        """A cloud instance type of one GPU is that GPU; one of several is said so where a
+        single GPU is asked for (find_counted reads their count)."""
+        from vramest.hardware.instances import instance
+
+        machine = instance(name)
+        if machine is None:
+            return None
+        if machine[1] > 1:
+            raise InputError(f"{name.strip()} has {machine[1]} {machine[0]} GPUs; here give one: "
+                             f"--gpu \"{machine[0]}\" (with --num-gpus {machine[1]} where the "
+                             "command takes it).")
+        return self.find(machine[0])
+
     def _in_a_mac(self, name: str) -> Device | None:
         """A Mac named with its chip ("MacBook Pro M1 16GB", "Mac Studio M2 Ultra"): the
         chip's row. The product's words go first, so "MacBook Pro M1" is the M1, not the M1
@@ -207,6 +221,11 @@ class HardwareDB:
         try:
             return self.find(name), 1
         except InputError:
+            from vramest.hardware.instances import instance
+
+            machine = instance(name)
+            if machine is not None:  # a cloud instance type: its GPUs
+                return self.find(machine[0]), machine[1]
             split = counted(name)
             if split is None:
                 raise
