@@ -48,16 +48,17 @@ def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
             check_argument(arg)
         if command not in _WITH_POSITIONALS:
             _check_unquoted_gpu(args_list)
-        if command == "estimate":  # a pasted launch command: its server and sampler flags
-            from vramest.commands.inert_flags import without_inert
+        from vramest.commands.fast_parse import fast_parse
+
+        args = fast_parse(command, args_list)
+        if args is None and command == "estimate":  # a pasted launch command: its server and
+            from vramest.commands.inert_flags import without_inert  # sampler flags left out
 
             args_list, inert = without_inert(args_list)
             if inert:
                 print(f"vramest: note: {', '.join(inert)} change no memory; left out.",
                       file=sys.stderr)
-        from vramest.commands.fast_parse import fast_parse
-
-        args = fast_parse(command, args_list)
+                args = fast_parse(command, args_list)
         if args is None:  # argparse reads it, and says what is wrong where anything is
             if english_argparse:
                 _argparse_in_english()
