@@ -161,6 +161,13 @@ def _run(request: EstimateRequest, path: str | None, choice: str) -> Estimate:
 
         engine, options = named_release(deployment.engine, deployment.engine_options)
         deployment = deployment._replace(engine=engine, engine_options=options)
+    if deployment.engine != "generic" and (settings.ctx is not None or settings.batch != 1
+                                           or settings.kv_dtype is not None):
+        from vramest.inference.engines.run_flags import with_run_settings
+
+        deployment = deployment._replace(engine_options=with_run_settings(
+            deployment.engine, deployment.engine_options, settings.ctx, settings.batch,
+            settings.kv_dtype))
     unknown = {name for name, _ in query.overrides} - set(SHAPE_OVERRIDES)
     if unknown:
         raise InputError(f"Unknown shape override(s) {', '.join(sorted(unknown))}; accepted: "

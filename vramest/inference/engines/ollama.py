@@ -152,7 +152,7 @@ class OllamaStartup:
 
     def what_to_change(self, est: Estimate, plan: FitPlan, options: Options) -> tuple[str, ...]:
         """Ollama's own knobs, each checked to get the whole model on the GPUs with the error
-        band free: --ctx does not move num_ctx, which Ollama picks itself."""
+        band free (num_ctx is --ctx where no num_ctx is given, run_flags.py)."""
         band = plan.band.fraction  # of each trial's own need, as the verdict takes it
         out = []
         if not self.fully_offloaded:
