@@ -21,3 +21,42 @@ def test_vllm_0102_qwen3_06b_a100_kv_tokens_match_the_log() -> None:
     result = replay(case)
     assert result.fits is True  # it started and served lm_eval's gsm8k
     assert result.error is not None and abs(result.error) < 0.05
+
+
+def _report(model: str, version: str, **options: object):
+    from vramest.api import estimate
+
+    est = estimate(model=model, dtype="bf16", gpu="h100", num_gpus=1, engine="vllm",
+                   engine_options={"gpu_memory_utilization": 0.95, "max_model_len": 8192,
+                                   "version": version, **options},
+                   gen=128, profile="none")
+    return est.engine_report
+
+
+GIB = 2**30
+
+
+def test_vllm_019_profile_samples_without_the_sort() -> None:
+    # llm-d-planner accuracy/results/v0.19.0/accuracy_report.md @fbd68515, one H100 (1024
+    # sequences, 8192 tokens): activation peaks logged 1.89 GiB (Llama-3.1-8B) and 3.62-3.66
+    # GiB (Gemma-2, vocabulary 256,000); KV 476,000 tokens for Llama-3.1-8B
+    llama = _report("meta-llama/Llama-3.1-8B-Instruct", "0.19.0")
+    assert abs(llama.activation_peak_bytes / (1.89 * GIB) - 1) < 0.05
+    assert abs(llama.kv_cache_tokens / 476_000 - 1) < 0.02
+    gemma = _report("google/gemma-2-9b", "0.19.0")
+    assert abs(gemma.activation_peak_bytes / (3.64 * GIB) - 1) < 0.05
+
+
+def test_vllm_011_profile_still_sorts() -> None:
+    # llm-d-benchmark's 0.11.0 H100 table: 4.76 GiB of activation peak for Llama-3.1-8B
+    llama = _report("meta-llama/Llama-3.1-8B-Instruct", "0.11.0")
+    assert abs(llama.activation_peak_bytes / (4.76 * GIB) - 1) < 0.05
+
+
+def test_mrv2_warmup_keeps_the_sort_cost() -> None:
+    # vLLM PR #48601: Qwen3.6-27B-FP8 at TP 4 on H100s with VLLM_USE_V2_MODEL_RUNNER=1 ran out of
+    # memory in the sampler warm-up, after the KV cache; MRv1's Triton top-k/top-p does not
+    # shrink MRV2's warm-up buffers
+    case = _case("vllm-pr48601-4xh100-qwen36-27b-fp8")
+    assert case.outcome == "oom"
+    assert replay(case).fits is False

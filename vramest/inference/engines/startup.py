@@ -53,6 +53,7 @@ from vramest.inference.engines.vllm_pipeline import binding_stage, stages
 from vramest.inference.engines.vllm_pooling import parse_runner, served_model
 from vramest.inference.engines.vllm_rope import rope_cache_bytes
 from vramest.inference.engines.vllm_runner import (
+    MRV2_WARMUP_BYTES_PER_LOGIT,
     mrv2_profiled_logits,
     parse_model_runner,
     warmup_refusal,
@@ -395,8 +396,11 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         raise InputError(f"The model runner v2 is a V1-engine runner; {version.text} runs V0. "
                          "Give --engine-version vllm==0.8 or later, or leave the runner out.")
     # MRV2's profile computes the logits (compute dtype) but samples nothing: the sampler's
-    # buffers come at the warm-up, after the KV cache (vllm_runner.py)
-    warmup = round(sampler) if runner_v2 else 0
+    # buffers come at the warm-up, after the KV cache (vllm_runner.py), at the sort-based cost
+    # per logit whatever the release (its warm-up filters top-k/top-p in FlashInfer, not in
+    # MRv1's Triton kernel: vllm_runner.MRV2_WARMUP_BYTES_PER_LOGIT)
+    warmup = 0 if served.pooling or not runner_v2 else \
+        round(seqs * shape.vocab_size * MRV2_WARMUP_BYTES_PER_LOGIT)
     profiled = mrv2_profiled_logits(seqs, shape.vocab_size, compute_bytes) if runner_v2 \
         else sampler
     activation = round(tokens * per_token + (0 if served.pooling else profiled))

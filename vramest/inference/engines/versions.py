@@ -130,7 +130,19 @@ _NON_TORCH_07 = round(0.20 * 2**30)
 # (Qwen3-0.6B) and 5.64 GiB (Qwen3-32B, 151,936), 4.76 GiB (Llama-3.1-8B, 128,256): less the
 # 8192 tokens' hidden states, 38.2-38.4 bytes per logit in each. (gpt-oss-120b's logs in vLLM
 # issues #23278 and #27508, 7.44 and 7.55 GiB beyond the weights, agree.)
-_V1_SAMPLER = 38.3
+V1_SORT_SAMPLER = 38.3
+# From 0.19 the profile's sampler sorts nothing: top-k/top-p run in the Triton kernel of PR
+# #33538 ("Triton-based Top-k and Top-p sampler kernels", opened 2026-02-02; the PyTorch sort
+# is kept only for batches under 8, as PR #48913 describes it), and the dummy run samples
+# max_num_seqs rows. llm-d-planner's v0.19.0 report (accuracy/results/v0.19.0/
+# accuracy_report.md @fbd68515, one H100, 1024 sequences, 8192 tokens) logs activation peaks of
+# 1.89 GiB (Llama-3.1-8B, vocabulary 128,256), 2.21 (Qwen2.5-7B, 152,064; Qwen3-8B, 151,936),
+# 3.62-3.66 (Gemma-2 2B/9B/27B, 256,000), 1.52 (phi-4, 100,352), 2.03 (Mistral-Small-3.1,
+# 131,072) and 0.75 (Granite-3.1-2B, 49,155): less the 8192 tokens' hidden states, 14.7-15.6
+# bytes per logit, median 14.9, where 0.11.0 took 38.3. 0.19.0 is the first release a log pins
+# it to; the releases between 0.12 and 0.19 keep 0.11's figure.
+_V1_TRITON_SAMPLER = 14.9
+_V1_TRITON_SAMPLER_SINCE = (0, 19)
 # V0 CUDA-graph capture at TP > 1: 2464 MiB per GPU on 4 x RTX 4090 (vLLM 0.5.4, nvidia-smi
 # with and without --enforce-eager, vLLM issue #7553); less the one GPU's graphs (vllm_graphs.py:
 # 35 graphs of Yi-1.5-34B's 60 layers, 480 MiB), 660 MiB for each of the 3 peers. It puts
@@ -175,7 +187,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
               _TP_EXTRA_07, "marlin",
               "V0 still the default in 0.7 (V1 behind VLLM_USE_V1=1); non-torch 0.25 GiB per "
               "rank in a 0.7.2 TP=2 log (vLLM issue #13061)", non_torch_bytes=_NON_TORCH_07),
-    VLLMRules(Release((0, 8)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, False, True,
+    VLLMRules(Release((0, 8)), "v1", "always", 2048, 8192, 1024, V1_SORT_SAMPLER, False, False, True,
               _TP_EXTRA_07, "marlin",
               "V1 default from 0.8.0; V1 serve defaults 2048 tokens (8192 on H100/H200 by name) "
               "and 1024 sequences on every GPU (vllm/engine/arg_utils.py _set_default_args_v1 "
@@ -184,21 +196,22 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
               "sized as full attention (vllm/v1/core/kv_cache_utils.py "
               "unify_hybrid_kv_cache_specs)", max_num_seqs_small_gpu=1024,
               large_gpu_by_name=True),
-    VLLMRules(Release((0, 9)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, False, True,
+    VLLMRules(Release((0, 9)), "v1", "always", 2048, 8192, 1024, V1_SORT_SAMPLER, False, False, True,
               _TP_EXTRA_07, "marlin",
               f"{_V1_SCHED}: 8192 tokens and 1024 sequences on GPUs of 70 GiB+ from 0.9"),
-    VLLMRules(Release((0, 10)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, True, True,
+    VLLMRules(Release((0, 10)), "v1", "always", 2048, 8192, 1024, V1_SORT_SAMPLER, False, True, True,
               _TP_EXTRA_07, "marlin",
               "hybrid KV cache manager: layers grouped by kind, one shared block pool "
               "(vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size, "
               "2025-06); gpt-oss on H100 used Marlin MXFP4 in 0.10.1 (vLLM issue #23278 log)"),
-    VLLMRules(Release((0, 12)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, False, True, True,
+    VLLMRules(Release((0, 12)), "v1", "always", 2048, 8192, 1024, V1_SORT_SAMPLER, False, True, True,
               _TP_EXTRA_07, "triton",
               "MXFP4 MoE on sm90 uses triton_kernels when installed (vllm/model_executor/layers/"
               "quantization/mxfp4.py get_mxfp4_backend @007d5005; 0.14.1 log 'Using Triton "
               "backend', vLLM issue #33155); Marlin through 0.11 (the Oct 2025 log in issue "
               "#27508 fits Marlin's 65.97 GiB)"),
-    VLLMRules(Release((0, 21)), "v1", "always", 2048, 8192, 1024, _V1_SAMPLER, True, True, True,
+    VLLMRules(Release((0, 21)), "v1", "always", 2048, 8192, 1024, _V1_TRITON_SAMPLER, True, True,
+              True,
               _TP_EXTRA_07, "triton",
               "CUDA graph memory profiled and taken from the budget by default since v0.21.0 "
               "(opt-in VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS from PR #30515; 'default since "
@@ -208,7 +221,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 
 _CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k",
             "default_utilization", "online_quant_peak", "mm_batched_tokens",
-            "max_len_shared_memory")
+            "max_len_shared_memory", "sampler_bytes_per_logit")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -290,6 +303,9 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
         # 0.92)); main had it by 2026-04-24 (eugr/spark-vllm-docker PR #210, quoting
         # vllm/entrypoints/llm.py @21792520), after v0.19 was cut (0.19.1rc1.dev301 on
         # 2026-04-15, vLLM issue #39734), so v0.20.0 is the first release with it
+        (_V1_TRITON_SAMPLER_SINCE, dict(sampler_bytes_per_logit=_V1_TRITON_SAMPLER),
+         "the profile's dummy sampler filters top-k/top-p in a Triton kernel, no full sort "
+         "(PR #33538): 14.9 bytes per logit in the v0.19.0 logs of llm-d-planner"),
         ((0, 20), dict(default_utilization=0.92),
          "gpu_memory_utilization defaults to 0.92 (PR #38284; 'Desired GPU memory utilization "
          "is (0.92, 72.78 GiB)' without the flag in the log of vLLM PR #48601)"),

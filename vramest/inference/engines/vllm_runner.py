@@ -7,9 +7,9 @@ profiled peak; `warmup_kernels` then samples max_num_seqs sequences with
 `SamplingParams.for_sampler_warmup()` after the KV cache holds the budget, "the one moment when
 nothing can be given back" (vLLM PR #57926, open 2026-09-21, quoting the `NOTE(woosuk)` in
 `_dummy_sampler_run`; PR #48601, 2026-07-14: "OOM at kernel warmup", Qwen3.6-27B-FP8 at TP 4 on
-H100s). The warm-up's transient buffers are the ones MRv1's profile counts (PR #48601 "adds the
-necessary stats mirrored to MRv1"), so they are sized with the same bytes per logit
-(versions.VLLMRules.sampler_bytes_per_logit).
+H100s). The warm-up's transient buffers are the ones MRv1's profile counted (PR #48601 "adds the
+necessary stats mirrored to MRv1"), so they are sized with MRv1's sort-based bytes per logit
+(MRV2_WARMUP_BYTES_PER_LOGIT).
 
 The same log shows MRV2 sizing the KV cache without its CUDA graphs: "Actual usage is 7.39 GiB
 for weight, 1.54 GiB for peak activation, 0.6 GiB for non-torch memory, and 2.04 GiB for
@@ -20,9 +20,16 @@ CUDAGraph memory ... Current kv cache memory in use is 63.25 GiB" of a 72.78 GiB
 from __future__ import annotations
 
 from vramest.errors import InputError
+from vramest.inference.engines.versions import V1_SORT_SAMPLER
 from vramest.units import GIB
 
 MODEL_RUNNERS = ("v1", "v2")
+# The warm-up's logits-sized buffers per logit: the sort-based figure of 0.11.0's MRv1 profile
+# (versions.V1_SORT_SAMPLER). MRv1's profile sorts nothing from 0.19 (versions.
+# _V1_TRITON_SAMPLER: its top-k/top-p run in the Triton kernel of PR #33538), but MRV2's warm-up
+# filters top-k/top-p in FlashInfer ("[MRV2] Profile flashinfer top-k/top-p sampler to fix
+# warmup OOM", PR #48601), whose transient buffers that kernel does not replace.
+MRV2_WARMUP_BYTES_PER_LOGIT = V1_SORT_SAMPLER
 
 
 def parse_model_runner(value: object, what: str) -> str:
