@@ -60,3 +60,30 @@ def test_mrv2_warmup_keeps_the_sort_cost() -> None:
     case = _case("vllm-pr48601-4xh100-qwen36-27b-fp8")
     assert case.outcome == "oom"
     assert replay(case).fits is False
+
+
+def _qwen36_27b_fp8_h100(**options: object):
+    from vramest.api import estimate
+
+    return estimate(model="Qwen/Qwen3.6-27B-FP8", dtype="fp8", gpu="h100", num_gpus=1,
+                    engine="vllm", engine_options={"gpu_memory_utilization": 0.95, **options},
+                    gen=128, profile="none")
+
+
+def test_hybrid_refuses_more_sequences_than_mamba_blocks() -> None:
+    # vLLM recipes PR #551: Qwen3.6-27B-FP8 on one H100 at 0.95, default max_num_seqs 1024:
+    # "ValueError: max_num_seqs (1024) exceeds available Mamba cache blocks (856)"; the PR's
+    # --max-num-seqs 512 starts
+    refused = _qwen36_27b_fp8_h100()
+    assert refused.fit is not None and refused.fit.fits is False
+    assert "exceeds available Mamba cache blocks" in refused.engine_report.refusal
+    assert abs(refused.engine_report.num_gpu_blocks / 856 - 1) < 0.05
+    started = _qwen36_27b_fp8_h100(max_num_seqs=512)
+    assert started.fit is not None and started.fit.fits is True
+
+
+def test_no_mamba_block_check_without_graphs_or_before_019() -> None:
+    eager = _qwen36_27b_fp8_h100(enforce_eager=True)
+    assert "Mamba cache blocks" not in eager.engine_report.refusal
+    older = _qwen36_27b_fp8_h100(version="0.18.0")
+    assert "Mamba cache blocks" not in older.engine_report.refusal

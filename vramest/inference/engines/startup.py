@@ -41,7 +41,7 @@ from vramest.inference.engines.vllm_graphs import (
     captured_graphs,
     one_gpu_graph_bytes,
 )
-from vramest.inference.engines.vllm_hybrid import hybrid_kv
+from vramest.inference.engines.vllm_hybrid import hybrid_kv, mamba_blocks_refusal
 from vramest.inference.engines.vllm_multimodal import (
     SKIP_MM_PROFILING_SINCE,
     encoder_profile,
@@ -501,6 +501,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
     request_bytes: Callable[[int], int] = attention_request
     block_size, kv_groups, per_request = options.block_size, 1, 0
     pool_notes: tuple[str, ...] = ()
+    hybrid_attention = 0  # attention layers sharing the pool with recurrent ones
     if shape.state_layers:  # one pool of attention blocks and padded states
         pools = hybrid_kv(shape, compute_bytes, per_token_gpu / max(1, layers), tp,
                           options.block_size, max_model_len, options.mamba_ssm_cache_dtype,
@@ -509,6 +510,7 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
         request_bytes = pools.request_bytes
         block_size, kv_groups, pool_notes = pools.block_size, pools.groups, pools.notes()
         per_request = pools.blocks_per_request(max_model_len)
+        hybrid_attention = pools.attention_layers
     needed = request_bytes(max_model_len)
     engines = pp if rules.engine == "v0" else 1  # V0 splits the blocks over virtual engines
     largest = _largest_len(request_bytes, max(0, kv_bytes) // engines, max_model_len)
@@ -541,7 +543,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                                        weights_bytes, c.vllm_non_torch_bytes, total,
                                        options.memory_in_use_bytes)
                or shared_memory_refusal(rules, device, max_model_len, options.block_size,
-                                        shape.sliding_window))
+                                        shape.sliding_window)
+               or mamba_blocks_refusal(rules.mamba_seqs_check, hybrid_attention,
+                                       options.enforce_eager, seqs, blocks))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),

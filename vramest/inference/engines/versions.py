@@ -111,6 +111,10 @@ class VLLMRules:
     # (startup.shared_memory_refusal; vllm/worker/worker.py _check_if_can_support_max_seq_len in
     # the 0.2.0 and 0.2.1 wheels, absent from 0.1.7's and, with PagedAttention V2, from 0.2.2's)
     max_len_shared_memory: bool = False
+    # a model with recurrent (Mamba / gated DeltaNet) layers refuses to start when max_num_seqs
+    # exceeds the pool's blocks, one state block per decoding sequence (vllm_hybrid.
+    # mamba_blocks_refusal)
+    mamba_seqs_check: bool = False
 
 
 _V0_SCHED = ("V0 profiles max(max_model_len, 2048) tokens in one forward without chunked "
@@ -221,7 +225,7 @@ _VLLM_ROWS: tuple[VLLMRules, ...] = (
 
 _CARRIED = ("others_memory", "allreduce_inputs_held", "chunked_local_kv", "awq_split_k",
             "default_utilization", "online_quant_peak", "mm_batched_tokens",
-            "max_len_shared_memory", "sampler_bytes_per_logit")
+            "max_len_shared_memory", "sampler_bytes_per_logit", "mamba_seqs_check")
 # 0.6.4 logs every process's memory beyond torch's as non-torch: 0.35 GiB on one RTX 3090 with
 # nothing else on it ("non_torch_memory=0.35GiB", vLLM issue #10517, three runs)
 _NON_TORCH_064 = round(0.35 * 2**30)
@@ -303,9 +307,16 @@ def _with_changes(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
         # 0.92)); main had it by 2026-04-24 (eugr/spark-vllm-docker PR #210, quoting
         # vllm/entrypoints/llm.py @21792520), after v0.19 was cut (0.19.1rc1.dev301 on
         # 2026-04-15, vLLM issue #39734), so v0.20.0 is the first release with it
-        (_V1_TRITON_SAMPLER_SINCE, dict(sampler_bytes_per_logit=_V1_TRITON_SAMPLER),
+        # PR #38270 added the Mamba-block check; vLLM PR #38632 (2026-03-31) quotes it failing
+        # CI on main ("introduced in https://github.com/vllm-project/vllm/pull/38270"), before
+        # v0.19 was cut (main was 0.19.1rc1.dev301 on 2026-04-15, vLLM issue #39734)
+        (_V1_TRITON_SAMPLER_SINCE, dict(sampler_bytes_per_logit=_V1_TRITON_SAMPLER,
+                                        mamba_seqs_check=True),
          "the profile's dummy sampler filters top-k/top-p in a Triton kernel, no full sort "
-         "(PR #33538): 14.9 bytes per logit in the v0.19.0 logs of llm-d-planner"),
+         "(PR #33538): 14.9 bytes per logit in the v0.19.0 logs of llm-d-planner; hybrid "
+         "models refuse max_num_seqs above the pool's blocks: 'max_num_seqs (1024) exceeds "
+         "available Mamba cache blocks (600). Each decode sequence requires one Mamba cache "
+         "block, so CUDA graph capture cannot proceed.' (PR #38270, quoted in PR #38632)"),
         ((0, 20), dict(default_utilization=0.92),
          "gpu_memory_utilization defaults to 0.92 (PR #38284; 'Desired GPU memory utilization "
          "is (0.92, 72.78 GiB)' without the flag in the log of vLLM PR #48601)"),

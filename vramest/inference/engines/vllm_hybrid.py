@@ -161,3 +161,21 @@ def hybrid_kv(shape: ModelShape, model_dtype_bytes: float, token_bytes: float, t
     size, (attention_groups, state_groups) = _groups([attention, shape.state_layers])
     return HybridKV(attention, shape.state_layers, state, block * per_token, block, size,
                     attention_groups, state_groups, STATE_BLOCKS[cache_mode])
+
+
+def mamba_blocks_refusal(check: bool, attention_layers: int, enforce_eager: bool,
+                         max_num_seqs: int, blocks: int) -> str:
+    """vLLM's refusal when a hybrid model (attention and recurrent layers in one pool) has
+    fewer pool blocks than max_num_seqs: each decoding sequence holds one state block, and the
+    full decode CUDA graphs are captured for batches of up to max_num_seqs sequences (PR #38270;
+    the same blocks the KV cache pool counts: vLLM recipes PR #551 logs 856 for Qwen3.6-27B-FP8
+    on one H100 at 0.95). Without CUDA graphs nothing is captured, so nothing is checked.
+    `attention_layers` is 0 for a model without attention (Mamba-only): the reports of the
+    check are all of hybrids (Qwen3.5/3.6 gated DeltaNet, Nemotron-H), so it is not applied
+    there."""
+    if not check or not attention_layers or enforce_eager or max_num_seqs <= blocks:
+        return ""
+    return (f"max_num_seqs ({max_num_seqs}) exceeds available Mamba cache blocks ({blocks}). "
+            "Each decode sequence requires one Mamba cache block, so CUDA graph capture cannot "
+            f"proceed. Please lower max_num_seqs to at most {blocks} or increase "
+            "gpu_memory_utilization.")
