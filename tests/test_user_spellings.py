@@ -104,3 +104,9 @@ def test_no_inert_flag_is_one_of_vramests_own() -> None:
     define(top, only="estimate")
     own = {s for spellings, _, _ in top.commands["estimate"].calls for s in spellings}
     assert not own & set(INERT)
+
+
+@pytest.mark.parametrize(("spelling", "name"), [("q4", "q4_k_m"), ("Q8", "q8_0"), ("q5", "q5_k_m"),
+                                                ("q4_0", "q4_0")])
+def test_a_gguf_size_class_is_its_usual_k_quant(spelling: str, name: str) -> None:
+    assert weight_format(spelling).name == name

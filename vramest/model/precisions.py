@@ -475,8 +475,15 @@ _register(WeightFormat(
 ), "qat-q4_0", "qat")
 
 
+# "Q4" as users write a GGUF's size class: the K-quant llama.cpp's README and the model
+# pages list first for it (Q4_K_M, Q5_K_M ...); the answer prints the type it counted
+_SIZE_CLASS = {"q2": "q2_k", "q3": "q3_k_m", "q4": "q4_k_m", "q5": "q5_k_m", "q6": "q6_k",
+               "q8": "q8_0"}
+
+
 def weight_format(name: str) -> WeightFormat:
     key = name.strip().lower()
+    key = _SIZE_CLASS.get(key, key)
     # "4-bit" and "8 bit" as users write them are 4bit and 8bit
     fmt = _known(key) or _known(key.replace("-", "_")) or _known(
         key.replace(" ", "").replace("-bit", "bit"))
