@@ -77,7 +77,8 @@ def test_training_reads_the_count_too() -> None:
 @pytest.mark.parametrize(("text", "name"), [
     ("RTX 4090 24GB", "NVIDIA GeForce RTX 4090"), ("RTX A6000 48 GB", "NVIDIA RTX A6000"),
     ("H100 SXM 80G", "NVIDIA H100 SXM5 80GB"), ("rtx-3090 24gb", "NVIDIA GeForce RTX 3090"),
-    ("T4 16GB", "NVIDIA T4"),
+    ("T4 16GB", "NVIDIA T4"), ("RTX 4090 24GiB", "NVIDIA GeForce RTX 4090"),
+    ("RTX 4090 24 GiB", "NVIDIA GeForce RTX 4090"),
 ])
 def test_a_name_with_its_own_memory_size(text: str, name: str) -> None:
     assert DB.find(text).name == name

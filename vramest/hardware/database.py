@@ -180,8 +180,10 @@ class HardwareDB:
         (a 48 GB RTX 4090 is a modified board) and stays unknown."""
         words = name.lower().replace("-", " ").split()
         if len(words) > 2 and words[-1] in ("gb", "gib", "g"):
-            words = [*words[:-2], words[-2] + "gb"]
-        size = words[-1].removesuffix("gb").removesuffix("gi").removesuffix("g") if words else ""
+            words = [*words[:-2], words[-2] + words[-1]]
+        size = words[-1] if words else ""
+        for unit in ("gib", "gb", "g"):
+            size = size.removesuffix(unit) if size.endswith(unit) else size
         if len(words) < 2 or not size.isdigit():
             return None
         device = self._lookup(" ".join(words[:-1]))

@@ -40,8 +40,8 @@ _LIBRARY_FILE_ENGINES = ("generic", "ollama", "llamacpp", "llamacpp-cli")
 
 def checkpoint_instead(engine: str, library_format: str, own: str | None) -> tuple[str, str]:
     """(the precision, the sentence saying why) where an engine loads the Hugging Face
-    checkpoint of a model named by an Ollama tag; raises nothing, changes nothing for the
-    engines that run Ollama's file (returns its library format)."""
+    checkpoint of a model named by an Ollama tag; for the engines that run Ollama's file, its
+    library format and no sentence."""
     from vramest.inference.engines.aliases import resolve_engine
 
     name = resolve_engine(engine)[0]
