@@ -118,19 +118,24 @@ def catalog_name(model: str) -> NameMatch | None:
     return None if _looks_like_path(model) else catalog_match(model)
 
 
+def _from_catalog(match: NameMatch, why: str) -> ModelInfo:
+    """The catalog entry a name means, in the precision the name says (else its own)."""
+    entry, shape = match.entry, match.entry.shape()
+    own = match.precision is None
+    return ModelInfo(name=entry.id, source="catalog", origin=entry.source + (
+                         f"; {why}" if why else ""), shape=shape,
+                     params=shape.param_count(), active_params=shape.active_param_count(),
+                     published_params=entry.published_params,
+                     native_format=_native_format(entry.config) if own else match.precision,
+                     native_unquantized=_ignore_list(entry.config) if own else (),
+                     library_default=match.library_default)
+
+
 def _model_from_name_or_path(model: str) -> ModelInfo:
     catalog = default_catalog()
     match = catalog_name(model)
     if match is not None:
-        entry, shape = match.entry, match.entry.shape()
-        own = match.precision is None
-        return ModelInfo(name=entry.id, source="catalog", origin=entry.source + (
-                             f"; {match.reason}" if match.reason else ""), shape=shape,
-                         params=shape.param_count(), active_params=shape.active_param_count(),
-                         published_params=entry.published_params,
-                         native_format=_native_format(entry.config) if own else match.precision,
-                         native_unquantized=_ignore_list(entry.config) if own else (),
-                         library_default=match.library_default)
+        return _from_catalog(match, match.reason)
     if _looks_like_path(model):
         return _model_from_path(model)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
@@ -162,14 +167,8 @@ def _named_file(name: str) -> ModelInfo | None:
     match = catalog_match(stem)
     if match is None:
         return None
-    entry, shape = match.entry, match.entry.shape()
-    return ModelInfo(name=entry.id, source="catalog", origin=(
-        f"{entry.source}; no file {name} here: read as the release its name says"
-        + (f" ({match.reason})" if match.reason else "")), shape=shape,
-        params=shape.param_count(), active_params=shape.active_param_count(),
-        published_params=entry.published_params,
-        native_format=match.precision or _native_format(entry.config),
-        native_unquantized=() if match.precision else _ignore_list(entry.config))
+    return _from_catalog(match, f"no file {name} here: read as the release its name says"
+                         + (f" ({match.reason})" if match.reason else ""))
 
 
 def _ignore_list(config: dict[str, Any]) -> tuple[str, ...]:
