@@ -203,13 +203,15 @@ class Spelled(tuple[str, ...]):
     adamw): `normal` turns a spelling into the choice it means; help and errors list the
     choices themselves."""
 
+    normal: Callable[[object], object]
+
     def __new__(cls, choices: tuple[str, ...], normal: Callable[[object], object]) -> Spelled:
         made = super().__new__(cls, choices)
-        made.normal = normal  # type: ignore[attr-defined]
+        made.normal = normal
         return made
 
     def __contains__(self, value: object) -> bool:
-        return tuple.__contains__(self, self.normal(value))  # type: ignore[attr-defined]
+        return tuple.__contains__(self, self.normal(value))
 
 
 def engine_key(value: object) -> object:

@@ -183,4 +183,3 @@ def local_device(db: HardwareDB) -> Device:
                          "instead, e.g. --gpu 4090.")
     first = found.gpus[0]
     return device_from_local(first.name, first.total_bytes, None, db)
-
