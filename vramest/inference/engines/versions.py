@@ -350,16 +350,32 @@ _NON_TORCH_V1_SNAPSHOT = round(0.13 * 2**30)
 # (PCIe, more than two GPUs) a rank at TP 4 logs 0.09 GiB, no more than one H100 at TP 1 (OPT-2.7B
 # on 24 GB GPUs, vLLM issue #29070), so nothing is added (startup.tp_non_torch_bytes).
 _TP_NON_TORCH_V1_CUSTOM_AR = round(0.41 * 2**30)
+# 0.19.0 on H100s (llm-d-planner's accuracy report, accuracy/results/v0.19.0/accuracy_report.md
+# @fbd68515, "Actual non-torch"): 0.25 and 0.24 GiB at TP 1 (Llama-3.1-8B, Qwen2.5-7B), 2.07
+# and 2.06 at TP 2, 2.13 and 2.13 at TP 4 ("NCCL all-reduce buffers"): 1.85 GiB more per rank.
+# 0.19.0 is the first release a log pins it to; the releases between keep 0.11's figures.
+_NON_TORCH_V1_019 = round(0.25 * 2**30)
+_TP_NON_TORCH_V1_019 = round(1.85 * 2**30)
+_NON_TORCH_019_SINCE = Release((0, 19))
 
 
 def _snapshot_non_torch(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
-    return tuple(
-        replace(r, non_torch_bytes=_NON_TORCH_V1_SNAPSHOT,
-                tp_non_torch_bytes=_TP_NON_TORCH_V1_CUSTOM_AR,
-                source=f"{r.source}; non-torch memory counted from the worker's start-up "
-                "snapshot (PR #18974): 0.13 GiB per GPU, 0.41 GiB more per rank at TP > 1 with "
-                "the custom all-reduce (llm-d-benchmark, 0.11.0 on H100s)")
-        if r.since >= _NON_TORCH_SNAPSHOT_SINCE else r for r in rows)
+    out = []
+    for r in rows:
+        if r.since >= _NON_TORCH_019_SINCE:
+            r = replace(r, non_torch_bytes=_NON_TORCH_V1_019,
+                        tp_non_torch_bytes=_TP_NON_TORCH_V1_019,
+                        source=f"{r.source}; non-torch memory from the worker's start-up "
+                        "snapshot: 0.25 GiB per GPU, 1.85 GiB more per rank at TP > 1 with the "
+                        "custom all-reduce (llm-d-planner, 0.19.0 on H100s)")
+        elif r.since >= _NON_TORCH_SNAPSHOT_SINCE:
+            r = replace(r, non_torch_bytes=_NON_TORCH_V1_SNAPSHOT,
+                        tp_non_torch_bytes=_TP_NON_TORCH_V1_CUSTOM_AR,
+                        source=f"{r.source}; non-torch memory counted from the worker's start-up "
+                        "snapshot (PR #18974): 0.13 GiB per GPU, 0.41 GiB more per rank at TP > 1 "
+                        "with the custom all-reduce (llm-d-benchmark, 0.11.0 on H100s)")
+        out.append(r)
+    return tuple(out)
 
 
 VLLM_TABLE: tuple[VLLMRules, ...] = _snapshot_non_torch(_with_changes(_VLLM_ROWS))
