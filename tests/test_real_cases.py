@@ -76,7 +76,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # real_cases.md).
 # 455 cases (15 vLLM 0.10-0.26 cases taken as found): fit 67/83 and 132/140, held-out 65/81
 # and 126/130 (one new held-out run that worked is called a refusal).
-FLOORS = {"fit": (67, 83, 132, 140), "heldout": (65, 81, 126, 130)}
+# 468 cases (13 SGLang 0.3-0.4.9 cases taken as found): fit 67/85 and 137/145, held-out 65/84
+# and 129/133 (two fit and three held-out new out-of-memory runs called fits; see
+# real_cases.md).
+FLOORS = {"fit": (67, 85, 137, 145), "heldout": (65, 84, 129, 133)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
