@@ -281,6 +281,9 @@ def add_hardware_args(p: argparse.ArgumentParser) -> None:
                    "max_pixels sizes the largest picture vLLM profiles: '{\"max_pixels\": N}'")
     v.add_argument("--skip-mm-profiling", action="store_true", default=None,
                    help="no multimodal encoder profile at start-up (vLLM 0.10.1 and later)")
+    v.add_argument("--allow-long-max-model-len", action="store_true", default=None,
+                   help="VLLM_ALLOW_LONG_MAX_MODEL_LEN=1: a --max-model-len beyond the model's "
+                   "own length (refused otherwise)")
     v.add_argument("--entrypoint", choices=("serve", "llm"), help="vllm serve (default) or the "
                    "offline LLM class, whose batch defaults are larger")
     v.add_argument("--mxfp4-kernel", choices=("auto", "marlin", "triton"), help="vLLM's MXFP4 "
@@ -390,7 +393,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                "limit_mm_per_prompt": args.limit_mm_per_prompt,
                "mm_max_pixels": args.mm_processor_kwargs,
                "skip_mm_profiling": args.skip_mm_profiling, "entrypoint": args.entrypoint,
-               "model_runner": args.model_runner, "mxfp4_kernel": args.mxfp4_kernel}
+               "model_runner": args.model_runner, "mxfp4_kernel": args.mxfp4_kernel,
+               "allow_long_max_model_len": args.allow_long_max_model_len}
     elif engine.startswith("llamacpp"):
         raw = {"n_gpu_layers": args.n_gpu_layers, "n_ctx": args.n_ctx, "n_ubatch": args.ubatch,
                "flash_attn": args.flash_attn, "cache_type_k": args.cache_type_k,

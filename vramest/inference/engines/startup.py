@@ -127,6 +127,8 @@ class VLLMOptions:
     # "marlin" or "triton". vLLM picks triton_kernels when that package is installed and Marlin
     # otherwise; the vllm/vllm-openai images ship it and a pip install does not
     mxfp4_kernel: str = "auto"
+    # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1: a max_model_len beyond the model's derived length
+    allow_long_max_model_len: bool = False
 
 
 # PR #21489 ("Allow users to specify kv cache memory size", in review 2025-07-24); the first
@@ -545,7 +547,9 @@ def vllm_startup(est: Estimate, device: Device, tp: int = 1,
                or shared_memory_refusal(rules, device, max_model_len, options.block_size,
                                         shape.sliding_window)
                or mamba_blocks_refusal(rules.mamba_seqs_check, hybrid_attention,
-                                       options.enforce_eager, seqs, blocks))
+                                       options.enforce_eager, seqs, blocks)
+               or long_max_model_len_refusal(version.release, max_model_len, shape,
+                                             options.allow_long_max_model_len))
     return VLLMStartup(total_bytes=total, budget_bytes=budget, weights_bytes=weights_bytes,
                        activation_peak_bytes=activation, non_torch_bytes=non_torch,
                        cuda_graph_bytes=graphs, kv_cache_bytes=max(0, kv_bytes),
@@ -674,6 +678,30 @@ def shared_memory_max_len(rules: VLLMRules, device: Device, block_size: int) -> 
     available = SHARED_MEMORY_PER_BLOCK.get(compute_capability(device)) \
         if rules.max_len_shared_memory else None
     return 0 if available is None else available // 4 - block_size + 1
+
+
+# The refusal is logged from March 2024 (vLLM issue #3676: "ValueError: User-specified
+# max_model_len (131072) is greater than the derived max_model_len (None=8192 in model's
+# config.json)"; PR #972, 0.2.0, had only warned); 0.4.0 is the first release taken to have it.
+# VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 turns it back into a warning from PR #7080 (Aug 2024).
+LONG_MAX_MODEL_LEN_REFUSED_SINCE = Release((0, 4))
+
+
+def long_max_model_len_refusal(release: Release, max_model_len: int, shape: ModelShape,
+                               allowed: bool) -> str:
+    """vLLM's refusal of a max_model_len beyond the model's derived length: the config's
+    max_position_embeddings, times the RoPE scaling factor where it scales (vllm/config.py
+    _get_and_verify_max_len: "User-specified max_model_len (...) is greater than the derived
+    max_model_len (...)"), unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 is set."""
+    derived = shape.scaled_context or shape.max_context
+    if allowed or not derived or max_model_len <= derived or \
+            release < LONG_MAX_MODEL_LEN_REFUSED_SINCE:
+        return ""
+    return (f"vLLM refuses to start: max_model_len {max_model_len} is greater than the model's "
+            f"derived max_model_len {derived} (max_position_embeddings"
+            + (" times its RoPE scaling factor" if shape.scaled_context else "")
+            + f"); give --max-model-len {derived} or less, or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
+            "(--allow-long-max-model-len) for a model whose RoPE extends.")
 
 
 def shared_memory_refusal(rules: VLLMRules, device: Device, max_model_len: int,
@@ -1320,7 +1348,7 @@ VLLM_OPTION_NAMES = ("gpu_memory_utilization", "max_model_len", "max_num_batched
                      "total_memory_bytes", "memory_in_use_bytes", "runner", "data_parallel_size",
                      "kv_cache_memory_bytes",
                      "limit_mm_per_prompt", "skip_mm_profiling", "mm_max_pixels",
-                     "entrypoint", "model_runner", "mxfp4_kernel")
+                     "entrypoint", "model_runner", "mxfp4_kernel", "allow_long_max_model_len")
 LLAMACPP_OPTION_NAMES = ("n_gpu_layers", "n_ctx", "n_ubatch", "n_outputs", "flash_attn",
                          "cache_type_k", "cache_type_v", "fit", "version", "n_parallel",
                          "n_gpus", "split_mode", "tensor_split", "n_cpu_moe", "backend",
@@ -1446,6 +1474,7 @@ _OPTION_PARSERS: dict[str, Callable[[object, str], object]] = {
     "block_size": lambda v, what: parse_positive_int(_whole(v, what), what=what, maximum=1024),
     "enforce_eager": _switch,
     "skip_mm_profiling": _switch,
+    "allow_long_max_model_len": _switch,
     "mm_max_pixels": _mm_max_pixels,
     "limit_mm_per_prompt": lambda v, what: _mm_limits(v, what),
     "entrypoint": lambda v, what: str(v).lower() if str(v).lower() in ("serve", "llm") else
