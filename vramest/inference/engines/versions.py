@@ -359,21 +359,28 @@ _TP_NON_TORCH_V1_019 = round(1.85 * 2**30)
 _NON_TORCH_019_SINCE = Release((0, 19))
 
 
+# (since, per GPU, more per rank at TP > 1 with the custom all-reduce, where it was measured),
+# latest first
+_SNAPSHOT_NON_TORCH = (
+    (_NON_TORCH_019_SINCE, _NON_TORCH_V1_019, _TP_NON_TORCH_V1_019, "llm-d-planner, 0.19.0"),
+    (_NON_TORCH_SNAPSHOT_SINCE, _NON_TORCH_V1_SNAPSHOT, _TP_NON_TORCH_V1_CUSTOM_AR,
+     "llm-d-benchmark, 0.11.0"),
+)
+
+
 def _snapshot_non_torch(rows: tuple[VLLMRules, ...]) -> tuple[VLLMRules, ...]:
+    """From 0.9.1, non-torch memory as the worker's start-up snapshot counts it (PR #18974),
+    at the figures measured for the release."""
     out = []
     for r in rows:
-        if r.since >= _NON_TORCH_019_SINCE:
-            r = replace(r, non_torch_bytes=_NON_TORCH_V1_019,
-                        tp_non_torch_bytes=_TP_NON_TORCH_V1_019,
-                        source=f"{r.source}; non-torch memory from the worker's start-up "
-                        "snapshot: 0.25 GiB per GPU, 1.85 GiB more per rank at TP > 1 with the "
-                        "custom all-reduce (llm-d-planner, 0.19.0 on H100s)")
-        elif r.since >= _NON_TORCH_SNAPSHOT_SINCE:
-            r = replace(r, non_torch_bytes=_NON_TORCH_V1_SNAPSHOT,
-                        tp_non_torch_bytes=_TP_NON_TORCH_V1_CUSTOM_AR,
-                        source=f"{r.source}; non-torch memory counted from the worker's start-up "
-                        "snapshot (PR #18974): 0.13 GiB per GPU, 0.41 GiB more per rank at TP > 1 "
-                        "with the custom all-reduce (llm-d-benchmark, 0.11.0 on H100s)")
+        for since, one, tp_more, where in _SNAPSHOT_NON_TORCH:
+            if r.since >= since:
+                r = replace(r, non_torch_bytes=one, tp_non_torch_bytes=tp_more,
+                            source=f"{r.source}; non-torch memory from the worker's start-up "
+                            f"snapshot: {one / 2**30:.2f} GiB per GPU, {tp_more / 2**30:.2f} GiB "
+                            "more per rank at TP > 1 with the custom all-reduce "
+                            f"({where} on H100s)")
+                break
         out.append(r)
     return tuple(out)
 
