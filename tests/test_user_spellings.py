@@ -110,3 +110,26 @@ def test_no_inert_flag_is_one_of_vramests_own() -> None:
                                                 ("q4_0", "q4_0")])
 def test_a_gguf_size_class_is_its_usual_k_quant(spelling: str, name: str) -> None:
     assert weight_format(spelling).name == name
+
+
+@pytest.mark.parametrize(("text", "tokens"), [("32,768", 32768), ("131,072", 131072),
+                                              ("1,048,576", 1048576)])
+def test_a_count_with_thousands_groups_as_logs_print_it(text: str, tokens: int) -> None:
+    from vramest.units import parse_tokens
+
+    assert parse_tokens(text) == tokens
+
+
+@pytest.mark.parametrize("text", ["1,5", "32,76", "1,0000", ",768", "32,768,"])
+def test_a_comma_that_is_not_a_thousands_group_is_refused(text: str) -> None:
+    from vramest.units import parse_tokens
+
+    with pytest.raises(InputError):
+        parse_tokens(text)
+
+
+def test_a_moe_named_total_dash_active() -> None:
+    """Qwen's 30B-A3B: --params 30B --active-params 3B."""
+    named = vramest.estimate(params="30B-A3B").to_json()
+    flagged = vramest.estimate(params="30B", active_params="3B").to_json()
+    assert named["model"] == flagged["model"] and named["memory"] == flagged["memory"]

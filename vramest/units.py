@@ -138,7 +138,14 @@ def number_text(text: object) -> str:
         stripped = str(text).strip()
     except ValueError:  # an int (or a list holding one) of more digits than str() converts
         return ""
-    return stripped if len(stripped) <= MAX_NUMBER_CHARS else ""
+    if len(stripped) > MAX_NUMBER_CHARS:
+        return ""
+    if "," in stripped:  # "32,768" as logs print it: thousands groups, never a decimal comma
+        groups = stripped.split(",")
+        if 1 <= len(groups[0]) <= 3 and groups[0].isdigit() and all(
+                len(g) == 3 and g.isdigit() for g in groups[1:]):
+            return "".join(groups)
+    return stripped
 
 
 def format_bytes(n: int | float) -> str:

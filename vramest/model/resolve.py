@@ -83,6 +83,10 @@ def resolve_model(*, params: str | int | None = None, model: str | None = None,
 
 def _resolve(params: str | int | None, model: str | None, family: str,
              active_params: str | int | None) -> ModelInfo:
+    if active_params is None and isinstance(params, str):  # "30B-A3B", as Qwen names its MoEs
+        total, sep, active_text = params.strip().lower().partition("-a")
+        if sep and total and active_text:
+            params, active_params = total, active_text
     active = parse_params(active_params, what="--active-params") if active_params else None
     if model is not None:
         return _model_from_name_or_path(model)
