@@ -438,6 +438,10 @@ def _assumptions(info: ModelInfo, s: TrainingSettings, trainable: Trainable, sta
                       else "") + ".")
     elif static.gathered_layer:
         out.append("Stage 3 / FSDP: a running and a prefetched layer are gathered in 16 bit.")
+    if static.engine_init_base:
+        out.append("DeepSpeed ZeRO-3 on a quantized base: transformers loads a quantized model "
+                   "without zero.Init, so DeepSpeed moves the whole model to every GPU before "
+                   "partitioning it (phase engine_init); FSDP shards it at load instead.")
     if s.sequence_parallel > 1:
         sp = s.sequence_parallel
         out.append(f"Sequence parallel {sp} (DeepSpeed Ulysses, context parallel): each GPU "

@@ -75,6 +75,10 @@ class StaticMemory:
     largest_gradient: int = 0
     # FSDP: the running block's unsharded gradients and the previous block's, still in flight
     fsdp_grad_buffers: int = 0
+    # ZeRO-3 on a quantized base: the whole base and every adapter on every GPU when
+    # deepspeed.initialize starts (zero3_quantized_init_bytes)
+    engine_init_base: int = 0
+    engine_init_adapters: int = 0
 
 
 def _buckets_how(buckets: int, s: TrainingSettings) -> str:
@@ -158,6 +162,37 @@ def fsdp_gradient_buffers(s: TrainingSettings, layer_grad_bytes: float) -> int:
     return round(layer_grad_bytes * (2 - s.kept_grad_share))
 
 
+def zero3_quantized_init_bytes(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
+                               weight_b: int) -> tuple[int, int]:
+    """DeepSpeed ZeRO-3 on a quantized base (bitsandbytes, GPTQ, AWQ) holds the whole model on
+    every GPU before it partitions it: (the base in its storage format, the adapters), or (0, 0).
+    transformers builds the model under deepspeed.zero.Init only when it is not quantized
+    (modeling_utils.py from_pretrained: `if is_deepspeed_zero3_enabled() and not is_quantized:`,
+    the same test in v4.40.1, v4.46.1 and v4.53.2); a quantized one is loaded whole, its 4-bit
+    parameters moved to the CPU (_load_state_dict_into_meta_model, v4.40.1) or, with
+    LLaMA-Factory's low_cpu_mem_usage=False under ZeRO-3 (model/patcher.py at v0.7.1), put on the
+    GPU by the quantizer's device_map {"": current_device} (quantizer_bnb_4bit.update_device_map).
+    No parameter then carries a ds_id, so DeepSpeedEngine._configure_distributed_model casts the
+    module to the 16-bit training dtype and calls `self.module.to(self.device)` (engine.py,
+    `if not (self.dont_change_device or is_zero_init_model)`: the same lines at DeepSpeed v0.12.6,
+    v0.14.2, v0.15.4 and v0.16.8; accelerate does not pass dont_change_device) before the ZeRO-3
+    optimizer partitions the parameters (parameter_offload.py _convert_to_zero_parameters ->
+    Init(module=...)). Logged: bitsandbytes#1249 / peft#1844 (transformers 4.41.1: "when run
+    trainer.train() the parameters fully loaded to each GPU then sharded"); axolotl#1717 (70B
+    QLoRA on 4x RTX 3090 under ZeRO-3 or FSDP: OOM; "deepspeed zero3 just doesn't shard the
+    model if it's loaded in 4-bit?"; on 4x 48 GB "it settles out at around 10GB/GPU during
+    training, it for some reason has a large requirement to load the model").
+    FSDP is not concerned (accelerate shards it from rank 0's CPU copy), nor one GPU (the model
+    stays whole anyway)."""
+    if s.zero_stage != 3 or s.fsdp or s.num_gpus < 2 or not base_format(shape, s).is_quantized:
+        return 0, 0
+    fmt = base_format(shape, s)
+    # DeepSpeed's module.bfloat16()/half() has undone prepare_model_for_kbit_training's fp32
+    # upcast by then: the format's own 16-bit parts, and the adapters in the training dtype
+    whole = weight_bytes(shape, fmt)
+    return whole + dynamic_checkpoint_extra(shape, s, whole), trainable.params * weight_b
+
+
 def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
                   c: TrainingConstants) -> StaticMemory:
     n = s.num_gpus
@@ -217,6 +252,7 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
     largest = _shard(max((t.rows * t.cols for t in trainable.tensors), default=0) * grad_b,
                      grad_shards)
     fsdp_grads = fsdp_gradient_buffers(s, block_params / blocks * grad_b)
+    init_base, init_adapters = zero3_quantized_init_bytes(shape, s, trainable, weight_b)
     paged = opt if s.optimizer.startswith("paged") else 0
     fmt = base_format(shape, s)
     what = {"lora": f"LoRA r={s.lora_rank} on {trainable.adapted_targets(s)}",
@@ -255,6 +291,7 @@ def static_memory(shape: ModelShape, s: TrainingSettings, trainable: Trainable,
         gathered_layer=gathered, gathered_root=root, first_layer_gradients=first_grads,
         host_bytes=host * n, paged_bytes=paged, largest_gradient=largest,
         fsdp_grad_buffers=fsdp_grads,
+        engine_init_base=init_base, engine_init_adapters=init_adapters,
     )
 
 
@@ -324,7 +361,17 @@ def phases(shape: ModelShape, s: TrainingSettings, static: StaticMemory, act: Ac
 
     base = (static.frozen, static.trainable)
     none = (Part("logits", 0, "freed"),)
+    init: tuple[TrainingPhase, ...] = ()
+    if static.engine_init_base:
+        init = (TrainingPhase("engine_init", (
+            Part("frozen_weights", static.engine_init_base,
+                 f"the whole quantized base on every GPU before ZeRO-3 partitions it (no "
+                 f"zero.Init for a quantized model; DeepSpeed moves the module to the GPU) = "
+                 f"{format_bytes(static.engine_init_base)}"),
+            Part("trainable_weights", static.engine_init_adapters, f"every adapter, "
+                 f"unpartitioned = {format_bytes(static.engine_init_adapters)}")),),)
     return (
+        *init,
         TrainingPhase("loss", (*base, grads(no_grads, "kept by gradient accumulation" if accumulating
                                     else "none yet (freed after the last step)"),
                        static.optimizer, acts(saved, saved_how),
