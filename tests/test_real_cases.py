@@ -81,7 +81,8 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # real_cases.md).
 # 480 cases (12 llama.cpp cases taken as found): fit 68/87 and 138/147, held-out 67/88 and
 # 133/137.
-FLOORS = {"fit": (68, 87, 138, 147), "heldout": (67, 88, 133, 137)}
+# ZeRO-3 loads a quantized base whole on every GPU before partitioning it: fit 69/87.
+FLOORS = {"fit": (69, 87, 138, 147), "heldout": (67, 88, 133, 137)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
