@@ -136,6 +136,20 @@ def counted(name: str) -> tuple[int, str] | None:
     return (int(text[:digits]), rest) if rest else None
 
 
+def _trailing_size(name: str) -> tuple[str, int] | None:
+    """(the name before it, the GB) of a name ending in a memory size: "RTX 4090 24GB",
+    "A6000 48 GB", "M2 Max 32GB", "H100 80G", "RTX 4090 24GiB"."""
+    words = name.lower().replace("-", " ").split()
+    if len(words) > 2 and words[-1] in ("gb", "gib", "g"):
+        words = [*words[:-2], words[-2] + words[-1]]
+    size = words[-1] if words else ""
+    for unit in ("gib", "gb", "g"):
+        size = size.removesuffix(unit) if size.endswith(unit) else size
+    if len(words) < 2 or not size.isdigit():
+        return None
+    return " ".join(words[:-1]), int(size)
+
+
 def agreeing_count(num_gpus: int, count: int, gpu: str) -> int:
     """The GPUs in all when --gpu counts them ("2x RTX 4090"): --num-gpus unset (1) or equal."""
     if count == 1 or num_gpus in (1, count):
@@ -178,16 +192,11 @@ class HardwareDB:
         """A name with its memory size after it, as users write it ("RTX 4090 24GB", "RTX
         A6000 48 GB"): the device, when that is the size it has. Another size is another card
         (a 48 GB RTX 4090 is a modified board) and stays unknown."""
-        words = name.lower().replace("-", " ").split()
-        if len(words) > 2 and words[-1] in ("gb", "gib", "g"):
-            words = [*words[:-2], words[-2] + words[-1]]
-        size = words[-1] if words else ""
-        for unit in ("gib", "gb", "g"):
-            size = size.removesuffix(unit) if size.endswith(unit) else size
-        if len(words) < 2 or not size.isdigit():
+        sized = _trailing_size(name)
+        if sized is None:
             return None
-        device = self._lookup(" ".join(words[:-1]))
-        return device if device is not None and round(device.memory_gib) == int(size) else None
+        device = self._lookup(sized[0])
+        return device if device is not None and round(device.memory_gib) == sized[1] else None
 
     def _one_gpu_instance(self, name: str) -> Device | None:
         """A cloud instance type of one GPU is that GPU; one of several is said so where a
@@ -240,14 +249,10 @@ class HardwareDB:
     def _unified_config(self, name: str) -> Device | None:
         """A unified-memory chip with its memory size ("M2 Max 32GB"): the chip's row (listed
         at its largest configuration) with that memory and Metal's working set of it."""
-        words = name.lower().replace("-", " ").split()
-        size = words[-1].removesuffix("gb") if words else ""
-        if not size.isdigit() and len(words) > 1 and words[-1] == "gb":
-            words, size = words[:-1], words[-2]
-        if not size.isdigit() or len(words) < 2:
+        sized = _trailing_size(name)
+        if sized is None:
             return None
-        chip = _words_index(self).get(_words(" ".join(words[:-1])))
-        gib = int(size)
+        chip, gib = _words_index(self).get(_words(sized[0])), sized[1]
         if chip is None or chip.vendor.lower() != "apple" or not 0 < gib * GIB <= chip.memory_bytes:
             return None
         return replace(chip, name=f"{chip.name} {gib}GB", memory_bytes=gib * GIB,
