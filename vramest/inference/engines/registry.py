@@ -48,18 +48,27 @@ class StartupEngine:
     # what users type for an option (an environment variable, a CLI flag) -> its name here
     spellings: Mapping[str, str] = field(default_factory=dict)
 
+    def option_name(self, raw_key: str) -> str:
+        """An option as users spell it (OLLAMA_CONTEXT_LENGTH, --context-len) by its name here."""
+        key = option_key(raw_key)
+        return self.spellings.get(key, key)
+
     def parse(self, options: Mapping[str, object]) -> dict[str, object]:
         out: dict[str, object] = {}
         for raw_key, value in options.items():
             if value is None:
                 continue
-            key = self.spellings.get(raw_key.lower().lstrip("-").replace("-", "_"),
-                                     raw_key.lower().lstrip("-").replace("-", "_"))
+            key = self.option_name(raw_key)
             if key not in self.parsers:
                 raise InputError(f"Unknown {self.name} option {short(raw_key)}; accepted: "
                                  f"{', '.join(self.parsers)}.")
             out[key] = self.parsers[key](value, raw_key)
         return out
+
+
+def option_key(raw_key: str) -> str:
+    """An option's key without case, leading dashes or dashes between words."""
+    return raw_key.lower().lstrip("-").replace("-", "_")
 
 
 NAMES = OWN_ACCOUNTING  # the modules below, by engine name
@@ -79,6 +88,12 @@ def _engines() -> dict[str, StartupEngine]:
     from vramest.inference.engines import exllamav2, ollama, sglang, tgi
 
     return {e.name: e for e in (ollama.ENGINE, sglang.ENGINE, tgi.ENGINE, exllamav2.ENGINE)}
+
+
+def option_name(engine: str, raw_key: str) -> str:
+    """An engine option as users spell it, by the name the engine's module reads it under."""
+    spec = _engines().get(engine) if engine in NAMES else None
+    return spec.option_name(raw_key) if spec else option_key(raw_key)
 
 
 def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,
