@@ -39,11 +39,9 @@ def _guarded(argv: Sequence[str] | None, english_argparse: bool) -> int:
 
 def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in
-                         ("-h", "--help", "--version")):
-        args_list.insert(0, "estimate")
-    command = args_list[0] if args_list[0] in COMMANDS else None
     try:
+        args_list = _with_command(args_list)
+        command = args_list[0] if args_list[0] in COMMANDS else None
         for arg in args_list:
             check_argument(arg)
         if command not in _WITH_POSITIONALS:
@@ -82,6 +80,29 @@ def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
 
 
 _WITH_POSITIONALS = ("check", "inspect")  # commands that take a file after their flags
+# commands whose first bare word is the model (`vramest train Qwen/Qwen2.5-7B ...`)
+_MODEL_FIRST = ("estimate", "train", "plot", "report", "recommend", "cost", "serving", "trace")
+
+
+def _with_command(args: list[str]) -> list[str]:
+    """The arguments with their command first: estimating is the default, and a pasted launch
+    line (`vllm serve MODEL ...`) or a model named first is read as its estimate."""
+    if not args:
+        return ["estimate"]
+    first = args[0]
+    if first in COMMANDS:
+        if first in _MODEL_FIRST and len(args) > 1 and args[1][:1] != "-":
+            from vramest.commands import launch_line
+
+            if first == "estimate":
+                return launch_line.estimate_args(args[1:])
+            return [first, *launch_line.model_first(args[1:])]
+        return args
+    if first[:1] == "-":
+        return args if first in ("-h", "--help", "--version") else ["estimate", *args]
+    from vramest.commands.launch_line import estimate_args
+
+    return estimate_args(args)
 
 
 def _check_unquoted_gpu(args: list[str]) -> None:

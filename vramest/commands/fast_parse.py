@@ -151,6 +151,14 @@ def fast_parse(command: str | None, argv: Sequence[str]) -> argparse.Namespace |
     return SimpleNamespace(**values)  # type: ignore[return-value]
 
 
+def spellings(command: str) -> frozenset[str]:
+    """Every flag spelling the command defines (for a pasted line: which flags are vramest's)."""
+    top = _Record()
+    define(top, only=command)
+    record = top.commands[command]
+    return frozenset(s for spellings, _, _ in record.calls for s in spellings)
+
+
 def _defaults(flags: list[_Flag]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for flag in flags:  # the first flag of a dest sets it, as in argparse

@@ -96,6 +96,12 @@ def option_name(engine: str, raw_key: str) -> str:
     return spec.option_name(raw_key) if spec else option_key(raw_key)
 
 
+def accepts(engine: str, raw_key: str) -> bool:
+    """Whether an engine with its own accounting reads this option (as users spell it)."""
+    spec = _engines().get(engine) if engine in NAMES else None
+    return spec is not None and spec.option_name(raw_key) in spec.parsers
+
+
 def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,
             tp: int, usable_bytes: int | None) -> Startup:
     spec = _engines()[engine]

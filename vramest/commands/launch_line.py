@@ -1,0 +1,229 @@
+"""A pasted launch line, read as the estimate of what it would start.
+
+Users copy the line they ran, or the one a thread quotes: `vllm serve Qwen/Qwen2.5-7B-Instruct
+--max-model-len 8192`, `python -m sglang.launch_server --model-path ... --mem-fraction-static
+0.85`, `llama-server -m model.gguf -c 16384 -ngl 99`, `OLLAMA_NUM_PARALLEL=4 ollama run
+llama3.1:8b`, `docker run --gpus all vllm/vllm-openai:v0.6.3 --model ...`. This turns such a
+line into the estimate's own arguments: the program names the engine, a docker image's tag its
+release, the program's model argument `--model`, and an engine setting written as the program's
+own flag or environment variable an `--engine-option`. The flags vramest shares with the engine
+(`--max-model-len`, `-ngl`, `-c`, ...) pass as they are; what is left is read as always (flags
+that change no memory are left out with a note, anything else is refused in one sentence).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from vramest.errors import InputError, short
+
+# the programs: how the first word (a path's last part, without .exe) names the engine
+_PROGRAMS = {"vllm": "vllm", "llama-server": "llamacpp", "llama-cli": "llamacpp",
+             "ollama": "ollama", "text-generation-launcher": "tgi"}
+# `python -m MODULE`: the engines' server modules
+_MODULES = {"vllm.entrypoints.openai.api_server": "vllm", "vllm.entrypoints.api_server": "vllm",
+            "sglang.launch_server": "sglang"}
+# the engines' published images (a registry prefix such as docker.io/ is allowed)
+_IMAGES = {"vllm/vllm-openai": "vllm", "huggingface/text-generation-inference": "tgi",
+           "lmsysorg/sglang": "sglang", "ollama/ollama": "ollama"}
+# the subcommand that names the model next (vllm serve MODEL, ollama run MODEL)
+_SUBCOMMANDS = {"vllm": ("serve",), "ollama": ("run", "serve")}
+# each engine's own spelling of a flag vramest has under another name; the sources are the
+# engines' argument definitions: llama.cpp common/arg.cpp, SGLang server_args.py, TGI's
+# launcher/src/main.rs
+_RENAMED = {
+    "llamacpp": {"-m": "--model", "-hf": "--model", "-hfr": "--model", "--hf-repo": "--model",
+                 "--gpu-layers": "--n-gpu-layers", "-ub": "--ubatch", "--ubatch-size": "--ubatch",
+                 "-ncmoe": "--n-cpu-moe", "--n-cpu-moe": "--n-cpu-moe"},
+    "sglang": {"--model-path": "--model", "--tp": "--tensor-parallel-size",
+               "--tp-size": "--tensor-parallel-size"},
+    "tgi": {"--model-id": "--model", "--num-shard": "--num-gpus", "--quantize": "--quantization"},
+}
+# llama.cpp's -fa takes on/off/auto since b6325 (2025-09); before, -fa alone meant on
+_FLASH = {"on": "--flash-attn", "1": "--flash-attn", "true": "--flash-attn",
+          "off": "--no-flash-attn", "0": "--no-flash-attn", "false": "--no-flash-attn"}
+# docker run's options without a value; every other option takes one
+_DOCKER_SWITCHES = frozenset({"--rm", "-it", "-ti", "-i", "-t", "-d", "--detach",
+                              "--privileged", "--init", "--interactive", "--tty"})
+# vLLM's environment switches that are vramest flags
+_VLLM_ENV = {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "--allow-long-max-model-len"}
+
+
+def estimate_args(args: list[str]) -> list[str]:
+    """The estimate's arguments (the command first) for a line that starts with a launch
+    program, environment settings or `docker run`; or a model named first
+    (`vramest Qwen/Qwen2.5-7B --gpu 4090`), which is --model."""
+    env, rest = _environment(args)
+    engine, version, rest, env = _program(rest, env)
+    if engine is None:
+        if env:
+            raise InputError(f"{short(env[0])} reads as an environment setting, but no engine "
+                             "program follows it (vllm serve, llama-server, ollama, "
+                             "python -m sglang.launch_server, text-generation-launcher).")
+        return ["estimate", *model_first(rest)]
+    out = ["estimate", *_own_flags(engine, rest)]
+    out += _settings(engine, env)
+    given = _given_engine(out)
+    if given is None:
+        out += ["--engine", engine]
+    elif given != engine:
+        raise InputError(f"The launch line is {engine}'s and --engine names {given}; give one.")
+    if version is not None and not any(a.startswith("--engine-version") for a in out):
+        out += ["--engine-version", version]
+    return out
+
+
+def model_first(args: list[str]) -> list[str]:
+    """A model named before any flag is --model, as the engines' own `serve MODEL` reads."""
+    if args and args[0][:1] != "-" and not any(a.split("=")[0] == "--model" for a in args):
+        return ["--model", *args]
+    return args
+
+
+def _environment(args: list[str]) -> tuple[list[str], list[str]]:
+    """(KEY=VALUE settings written before the program, the rest)."""
+    i = 0
+    while i < len(args) and _is_setting(args[i]):
+        i += 1
+    return args[:i], args[i:]
+
+
+def _is_setting(word: str) -> bool:
+    key, eq, _ = word.partition("=")
+    return bool(eq) and key.replace("_", "").isalnum() and key.isupper()
+
+
+def _program(args: list[str], env: list[str],
+             ) -> tuple[str | None, str | None, list[str], list[str]]:
+    """(the engine, the release a docker tag names, the arguments after the program and its
+    subcommand with the model as --model, the environment settings)."""
+    if not args:
+        return None, None, args, env
+    word = args[0].replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".exe")
+    if word == "docker" and args[1:2] == ["run"]:
+        return _docker(args[2:], env)
+    if word in ("python", "python3") and args[1:2] == ["-m"] and len(args) > 2:
+        engine = _MODULES.get(args[2])
+        if engine is None:
+            raise InputError(f"python -m {short(args[2])} is not a server vramest reads; "
+                             f"accepted: {', '.join(_MODULES)}.")
+        return engine, None, args[3:], env
+    engine = _PROGRAMS.get(word)
+    if engine is None:
+        return None, None, args, env
+    rest = args[1:]
+    subcommands = _SUBCOMMANDS.get(engine, ())
+    if subcommands:
+        if not rest or rest[0] not in subcommands:
+            raise InputError(f"{word} {short(rest[0]) if rest else ''} is not a command that "
+                             f"starts a model; accepted: "
+                             f"{', '.join(f'{word} {s}' for s in subcommands)}.")
+        rest = rest[1:]
+    return engine, None, model_first(rest), env
+
+
+def _docker(args: list[str], env: list[str],
+            ) -> tuple[str | None, str | None, list[str], list[str]]:
+    i = 0
+    env = list(env)
+    while i < len(args) and args[i][:1] == "-":
+        flag, eq, value = args[i].partition("=")
+        if not eq and flag not in _DOCKER_SWITCHES:
+            if i + 1 >= len(args):
+                break
+            value = args[i + 1]
+            i += 1
+        if flag in ("-e", "--env") and _is_setting(value):
+            env.append(value)
+        i += 1
+    if i >= len(args):
+        raise InputError("docker run names no image; vramest reads the engines' images: "
+                         f"{', '.join(_IMAGES)}.")
+    image, _, tag = args[i].partition(":")
+    engine = next((e for name, e in _IMAGES.items()
+                   if image == name or image.endswith("/" + name)), None)
+    if engine is None:
+        raise InputError(f"The image {short(args[i])} is not an engine's image vramest reads; "
+                         f"accepted: {', '.join(_IMAGES)}.")
+    release = tag.removeprefix("v").split("-")[0]
+    version = release if release[:1].isdigit() else None
+    rest = args[i + 1:]
+    if rest and rest[0][:1] != "-":  # the image's entrypoint overridden by a program
+        inner, _, rest, env = _program(rest, env)
+        if inner is not None and inner != engine:
+            raise InputError(f"The image is {engine}'s and the program {short(args[i + 1])} "
+                             f"is {inner}'s; give one.")
+    return engine, version, rest, env
+
+
+def _own_flags(engine: str, args: list[str]) -> list[str]:
+    """The arguments with the engine's spellings renamed to vramest's, and the engine's own
+    settings as --engine-option."""
+    from vramest.commands.fast_parse import spellings
+    from vramest.inference.engines import registry
+
+    own = spellings("estimate")
+    renamed = _RENAMED.get(engine, {})
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        following = args[i + 1] if i + 1 < len(args) else None
+        takes_next = not eq and following is not None and following[:1] != "-"
+        if engine == "llamacpp" and flag in ("-fa", "--flash-attn"):
+            word = value if eq else following if takes_next else "on"
+            if word is not None and word.lower() in _FLASH:
+                out.append(_FLASH[word.lower()])
+            elif word != "auto":
+                raise InputError(f"{flag} {short(word)}: llama.cpp's flash attention is on, "
+                                 "off or auto.")
+            i += 2 if takes_next else 1
+            continue
+        if flag in renamed:
+            out.append(renamed[flag] + ("=" + value if eq else ""))
+        elif flag[:2] == "--" and flag not in own and registry.accepts(engine, flag):
+            setting = value if eq else following if takes_next else "true"
+            out += ["--engine-option", f"{registry.option_name(engine, flag)}={setting}"]
+            i += 2 if takes_next else 1
+            continue
+        else:
+            out.append(args[i])
+        i += 1
+    return out
+
+
+def _settings(engine: str, env: list[str]) -> list[str]:
+    from vramest.inference.engines import registry
+
+    out: list[str] = []
+    left: list[str] = []
+    for setting in env:
+        key, _, value = setting.partition("=")
+        if engine == "vllm" and key in _VLLM_ENV:
+            if value.strip().lower() in ("1", "true"):
+                out.append(_VLLM_ENV[key])
+        elif registry.accepts(engine, key):
+            out += ["--engine-option", setting]
+        else:
+            left.append(setting)
+    if left:
+        devices = any(s.startswith(("CUDA_VISIBLE_DEVICES=", "HIP_VISIBLE_DEVICES="))
+                      for s in left)
+        print(f"vramest: note: {', '.join(left)} left out: no memory setting vramest reads"
+              f"{' (--num-gpus says how many GPUs)' if devices else ''}.", file=sys.stderr)
+    return out
+
+
+def _given_engine(args: list[str]) -> str | None:
+    from vramest.inference.engines.aliases import resolve_engine, split_release
+
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag == "--engine":
+            name = value if eq else args[i + 1] if i + 1 < len(args) else ""
+            key = split_release(name)[0].strip().lower()
+            try:
+                return resolve_engine(key)[0]
+            except InputError:
+                return key  # argparse refuses it in its own words
+    return None
