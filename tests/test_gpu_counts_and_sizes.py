@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import vramest
 from vramest.errors import InputError
 from vramest.hardware.database import counted, load_hardware
+from vramest.units import GIB
 
 DB = load_hardware()
 NAMES = sorted({name for d in DB.devices for name in (d.name, *d.aliases)})
@@ -84,11 +85,23 @@ def test_a_name_with_its_own_memory_size(text: str, name: str) -> None:
     assert DB.find(text).name == name
 
 
-@pytest.mark.parametrize("text", ["RTX 4090 48GB", "RTX 3090 12GB", "H100 40GB"])
+@pytest.mark.parametrize("text", ["RTX 3090 12GB", "H100 40GB", "H100 96GB", "RTX 4090 200GB"])
 def test_another_memory_size_is_another_card(text: str) -> None:
-    """A 48 GB RTX 4090 is a modified board: not the 24 GB row under another name."""
+    """No board is sold with less memory than its card, nor an HBM part with more."""
     with pytest.raises(InputError, match="Unknown GPU"):
         DB.find(text)
+
+
+@pytest.mark.parametrize(("text", "card", "gib"), [
+    ("RTX 2080 Ti 22GB", "NVIDIA GeForce RTX 2080 Ti", 22),  # vLLM #2140's card
+    ("RTX 4090 48GB", "NVIDIA GeForce RTX 4090", 48),
+    ("2080ti 22G", "NVIDIA GeForce RTX 2080 Ti", 22),
+])
+def test_a_rebuilt_board_has_the_memory_it_is_sold_with(text: str, card: str, gib: int) -> None:
+    device = DB.find(text)
+    base = DB.find(card)
+    assert device.memory_bytes == gib * GIB and device.name.startswith(card)
+    assert "rebuilt" in device.name and device.bandwidth_bytes_s == base.bandwidth_bytes_s
 
 
 def test_every_card_with_its_size_after_it() -> None:

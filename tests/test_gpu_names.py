@@ -57,5 +57,5 @@ def test_a_mac_config_is_its_chip_with_that_memory() -> None:
     assert small.memory_bytes == 32 * 2**30 and small.name == "Apple M2 Max 32GB"
     with pytest.raises(InputError):  # more memory than the chip is sold with
         db.find("M2 Max 128GB")
-    with pytest.raises(InputError):  # only unified-memory chips take a size
-        db.find("RTX 4090 48GB")
+    with pytest.raises(InputError):  # no HBM part is sold with another size
+        db.find("H100 40GB")

@@ -190,13 +190,23 @@ class HardwareDB:
 
     def _with_its_size(self, name: str) -> Device | None:
         """A name with its memory size after it, as users write it ("RTX 4090 24GB", "RTX
-        A6000 48 GB"): the device, when that is the size it has. Another size is another card
-        (a 48 GB RTX 4090 is a modified board) and stays unknown."""
+        A6000 48 GB"): the device, when that is the size it has. A larger size on a GeForce or
+        workstation card is a board rebuilt with larger memory chips, sold and run as such
+        (the RTX 2080 Ti 22GB of vLLM #2140, 48 GB RTX 4090s): the card with that memory, its
+        name saying so. A smaller size, or another size of an HBM part, stays unknown."""
         sized = _trailing_size(name)
         if sized is None:
             return None
         device = self._lookup(sized[0])
-        return device if device is not None and round(device.memory_gib) == sized[1] else None
+        if device is None or round(device.memory_gib) == sized[1]:
+            return device
+        if device.device_class in ("consumer", "workstation") and \
+                device.memory_gib < sized[1] <= 4 * device.memory_gib:
+            return replace(device, name=f"{device.name} rebuilt with {sized[1]}GB",
+                           memory_bytes=sized[1] * GIB, cuda_total_bytes=None,
+                           notes=f"{device.notes} Rebuilt board: {sized[1]} GB as given, the "
+                           "rest of the card's datasheet row.".strip())
+        return None
 
     def _one_gpu_instance(self, name: str) -> Device | None:
         """A cloud instance type of one GPU is that GPU; one of several is said so where a
