@@ -91,6 +91,10 @@ def _with_command(args: list[str]) -> list[str]:
         return ["estimate"]
     first = args[0]
     if first in COMMANDS:
+        if first == "train" and any(a.partition("=")[0] == "--config" for a in args):
+            from vramest.commands.train_config import expand
+
+            args = expand(args)
         if first in _MODEL_FIRST and len(args) > 1 and args[1][:1] != "-":
             from vramest.commands import launch_line
 

@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
     )
 
     p = sub.add_parser("train", help=help_text, description=help_text)
+    p.add_argument("--config", help="a LLaMA-Factory or axolotl training config (YAML): its "
+                   "settings as these flags, a flag given here winning")
     add_model_args(p)
     g = p.add_argument_group("training")
     g.add_argument("--framework", choices=FRAMEWORKS,
