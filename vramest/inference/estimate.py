@@ -249,11 +249,12 @@ def _assumptions(info: ModelInfo, fmt: WeightFormat, kv: KVFormat, s: Settings,
     out.append(f"Runtime overhead (CUDA context, workspaces) from {constants_source}; a "
                "calibration profile replaces it with a measured value.")
     if LAYER_SLIDING in shape.kinds():
-        out.append("Memory as serving engines hold it, sliding layers keeping their window; "
-                   "transformers keeps the whole last prefill chunk there until the next token "
-                   "(--engine hf counts it); --engine vllm or llamacpp shows that engine's own "
-                   "start-up accounting.")
+        out.append("The memory table is as serving engines hold it, sliding layers keeping "
+                   "their window; transformers keeps the whole last prefill chunk there until "
+                   "the next token (--engine hf counts it). An --engine (vllm, llamacpp, ollama, "
+                   "sglang, tgi, ...) adds its own start-up accounting, which its fit uses.")
     else:
-        out.append("Memory as transformers holds it; --engine vllm or llamacpp shows that "
-                   "engine's own start-up accounting.")
+        out.append("The memory table is as transformers holds it; an --engine (vllm, llamacpp, "
+                   "ollama, sglang, tgi, ...) adds its own start-up accounting, which its fit "
+                   "uses.")
     return tuple(out)
