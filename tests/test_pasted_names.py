@@ -12,6 +12,9 @@ from vramest.errors import InputError
 @pytest.mark.parametrize(("name", "model", "dtype"), [
     ("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "meta-llama/Llama-3.1-8B", "q4_k_m"),
     ("Qwen2.5-32B-Instruct-Q5_K_M-00001-of-00002.gguf", "Qwen/Qwen2.5-32B-Instruct", "q5_k_m"),
+    # Unsloth's dynamic mixes in a file name, as its repositories name the files
+    ("Qwen3-30B-A3B-UD-Q4_K_XL.gguf", "Qwen/Qwen3-30B-A3B", "ud-q4_k_xl"),
+    ("Qwen3-30B-A3B-UD-IQ1_S.gguf", "Qwen/Qwen3-30B-A3B", "ud-iq1_s"),
 ])
 def test_a_gguf_file_name_with_no_file_here(name: str, model: str, dtype: str) -> None:
     est = vramest.estimate(model=name)
@@ -52,3 +55,21 @@ def test_a_gguf_repository_without_its_file_is_its_q4_k_m_and_says_so() -> None:
     assert est.settings.dtype == "q4_k_m"
     assert "--dtype names yours" in est.model.origin
     assert vramest.estimate(model="ggml-org/gpt-oss-20b-GGUF").settings.dtype == "mxfp4_moe"
+
+
+@pytest.mark.parametrize(("link", "model", "dtype"), [
+    ("https://huggingface.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/blob/main/"
+     "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "meta-llama/Llama-3.1-8B", "q4_k_m"),
+    ("https://huggingface.co/unsloth/Qwen3-30B-A3B-GGUF/resolve/main/Qwen3-30B-A3B-Q8_0.gguf"
+     "?download=true", "Qwen/Qwen3-30B-A3B", "q8_0"),
+    ("hf.co/unsloth/Qwen3-30B-A3B-GGUF/resolve/main/UD-Q4_K_XL/"
+     "Qwen3-30B-A3B-UD-Q4_K_XL-00001-of-00002.gguf", "Qwen/Qwen3-30B-A3B", "ud-q4_k_xl"),
+])
+def test_a_hub_link_to_a_gguf_file_is_that_file_name(link: str, model: str, dtype: str) -> None:
+    est = vramest.estimate(model=link)
+    assert (est.model.name, est.settings.dtype) == (model, dtype)
+
+
+def test_a_hub_link_to_an_unknown_file_is_still_no_such_file() -> None:
+    with pytest.raises(InputError, match="No such file or folder"):
+        vramest.estimate(model="https://huggingface.co/x/y/blob/main/nothing-known.gguf")

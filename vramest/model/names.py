@@ -166,14 +166,30 @@ def _strip_quant(words: list[str]) -> tuple[list[str], str | None, bool]:
         n = next((len(ws) for ws in _QUANT_NAMED if tuple(words[-len(ws):]) == ws), 0)
         if n:
             named = _QUANT_NAMED[tuple(words[-n:])]
-        else:  # a ggml type spelled in the name: Q4_K_M, IQ4_XS, Q8_0
-            n = next((k for k in (3, 2, 1) if len(words) >= k and
-                      "-".join(words[-k:]) in ggml), 0)
-            named = "_".join(words[-n:]) if n else None
+        else:  # Unsloth's mixes (...-UD-Q4_K_XL, ...-UD-IQ1_S), else a ggml type spelled in
+            n, named = _unsloth_mix(words)  # the name: Q4_K_M, IQ4_XS, Q8_0
+            if not n:
+                n = next((k for k in (3, 2, 1) if len(words) >= k and
+                          "-".join(words[-k:]) in ggml), 0)
+                named = "_".join(words[-n:]) if n else None
         if not n:
             break
         precision, words, stripped = precision or named, words[:-n], True
     return words, precision, stripped
+
+
+def _unsloth_mix(words: list[str]) -> tuple[int, str | None]:
+    """(how many trailing words name an Unsloth dynamic mix, its format), or (0, None)."""
+    for k in (4, 3):
+        if len(words) > k and words[-k] == "ud":
+            from vramest.errors import InputError
+            from vramest.model.precisions import weight_format
+
+            try:
+                return k, weight_format("ud-" + "_".join(words[-k + 1:])).name
+            except InputError:
+                continue
+    return 0, None
 
 
 @lru_cache(maxsize=1)

@@ -137,6 +137,8 @@ def _from_catalog(match: NameMatch, why: str) -> ModelInfo:
 
 def _model_from_name_or_path(model: str) -> ModelInfo:
     catalog = default_catalog()
+    if _HUB_FILE.match(model):  # a download link's query (?download=true) is no part of the name
+        model = model.partition("?")[0]
     match = catalog_name(model)
     if match is not None:
         return _from_catalog(match, match.reason)
@@ -187,9 +189,17 @@ def _ignore_list(config: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(p) for p in patterns if isinstance(p, str))
 
 
+# a file's address on the Hub, as its page or download link gives it
+_HUB_FILE = re.compile(r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/[\w.-]+/[\w.-]+/"
+                       r"(?:blob|resolve)/[^/]+/(?:[^/]+/)*")
+
+
 def _model_from_path(path: str) -> ModelInfo:
-    if not os.path.exists(path) and os.sep not in path and path.lower().endswith(".gguf"):
-        named = _named_file(path)  # a file name pasted from a thread, not a file here
+    if not os.path.exists(path) and path.lower().endswith(".gguf"):
+        link = _HUB_FILE.match(path)
+        name = path[link.end():] if link else path
+        # a file name pasted from a thread or a Hub link, not a file here
+        named = _named_file(name) if os.sep not in name else None
         if named is not None:
             return named
     if not os.path.exists(path):
