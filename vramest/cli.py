@@ -81,7 +81,8 @@ def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
 
 _WITH_POSITIONALS = ("check", "inspect")  # commands that take a file after their flags
 # commands whose first bare word is the model (`vramest train Qwen/Qwen2.5-7B ...`)
-_MODEL_FIRST = ("estimate", "train", "plot", "report", "recommend", "cost", "serving", "trace")
+_MODEL_FIRST = ("estimate", "train", "plot", "report", "recommend", "cost", "serving", "plan",
+                "trace")
 
 
 def _with_command(args: list[str]) -> list[str]:
