@@ -89,3 +89,26 @@ def test_before_1_1_1_a_gptq_kernel_error_reads_as_not_enough_memory() -> None:
     assert old["starts"] is True and new["starts"] is True
     assert any("reports any error" in str(r) for r in old["rules"])  # type: ignore[attr-defined]
     assert not any("reports any error" in str(r) for r in new["rules"])  # type: ignore[attr-defined]
+
+
+def test_a_started_server_is_not_tight_because_its_pool_fills_the_gpu() -> None:
+    """TGI fills what the warm-up leaves with KV blocks, so every started server shows a full
+    GPU; the verdict judges the warm-up. TGI 1.1.0 started Llama-2-7B in 16 bit on an L4
+    (huggingface/text-generation-inference#940): a plain 'fits', its headroom the pool."""
+    est = vramest.estimate(model="meta-llama/Llama-2-7b-hf", gpu="l4", engine="tgi",
+                           engine_options={"version": "1.1.0", "max_batch_prefill_tokens": 4096})
+    assert est.fit is not None and est.fit.verdict == "fits"
+    report = est.engine_report
+    assert report is not None and report.starts
+    # the headroom is what the warm-up leaves, which the pool takes (wiggle room 1.0 in 1.1.0)
+    assert est.fit.headroom_bytes == pytest.approx(report.kv_cache_bytes
+                                                   - report.warmup_kv_bytes, rel=0.01)
+
+
+def test_a_warm_up_that_does_not_fit_still_does_not_fit() -> None:
+    # 2.2.0 refused a 131,122-token warm-up prefill of Llama-3.1-70B on 4x H100 (#2301)
+    est = vramest.estimate(model="meta-llama/Llama-3.1-70B", gpu="h100", num_gpus=4,
+                           engine="tgi", engine_options={
+                               "version": "2.2.0", "max_input_tokens": 131072,
+                               "max_total_tokens": 139264, "max_batch_prefill_tokens": 131122})
+    assert est.fit is not None and not est.fit.fits

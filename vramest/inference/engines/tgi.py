@@ -114,6 +114,8 @@ class TGIStartup:
     context_bytes: int
     starts: bool
     rules: tuple[str, ...]
+    warmup_kv_bytes: int = 0  # the KV blocks the warm-up's own requests take
+    memory_fraction: float = 1.0  # cuda_memory_fraction
 
     def to_json(self) -> dict[str, object]:
         return {"name": "tgi", "version": ".".join(map(str, self.version)), "starts": self.starts,
@@ -136,13 +138,17 @@ class TGIStartup:
                 f"Setting max batch total tokens to {self.max_batch_total_tokens}", *self.rules]
 
     def engine_fit(self, plan: FitPlan) -> FitPlan:
-        """TGI takes what the warm-up leaves; it starts when the warm-up prefill fits."""
+        """TGI fills what its warm-up leaves with KV blocks (max_batch_total_tokens above), so
+        a started server always shows a full GPU; whether it starts is whether the warm-up
+        fits in its share (cuda_memory_fraction) of the GPU. The fit counts what the warm-up
+        holds, so the headroom is what becomes the KV pool and 'tight' means the warm-up
+        itself is within the error, not every start."""
         from vramest.inference.placement import PerGPU
 
-        warm = round(self.warmup_tokens * self.kv_bytes_per_token)
-        kv = self.kv_cache_bytes if self.starts else warm
-        per_gpu = PerGPU(self.weights_bytes, kv, self.warmup_activation_bytes, self.context_bytes)
-        return replace(plan, per_gpu=per_gpu, usable_bytes=self.total_bytes)
+        per_gpu = PerGPU(self.weights_bytes, self.warmup_kv_bytes, self.warmup_activation_bytes,
+                         self.context_bytes)
+        return replace(plan, per_gpu=per_gpu,
+                       usable_bytes=round(self.total_bytes * self.memory_fraction))
 
 
 def compute(req: registry.StartupRequest) -> TGIStartup:
@@ -235,7 +241,8 @@ def compute(req: registry.StartupRequest) -> TGIStartup:
                       warmup_tokens=prefill, warmup_activation_bytes=activation,
                       kv_bytes_per_token=per_token, block_size=block, wiggle_room=wiggle,
                       max_batch_total_tokens=tokens, kv_cache_bytes=round(tokens * per_token),
-                      context_bytes=context, starts=starts, rules=tuple(rules))
+                      context_bytes=context, starts=starts, rules=tuple(rules),
+                      warmup_kv_bytes=round(warm_kv), memory_fraction=fraction)
 
 
 def _v2_max_position(est: Estimate) -> int:
