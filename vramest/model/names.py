@@ -122,6 +122,69 @@ _NOT_COUNTED = (
      "its later layers reuse earlier layers' KV cache, its per-layer embeddings (about 2B "
      "parameters) are meant to stay off the GPU and its MatFormer blocks nest sub-models, none "
      "of which vramest models, so an estimate would be a guess"),
+    # Models users name whose architecture no counted family covers (issue 18). Totals and
+    # active counts are the publishers': DBRX 132B/36B
+    # (https://www.databricks.com/blog/introducing-dbrx-new-state-art-open-llm)
+    (re.compile(r"(^|-)dbrx(-|:|$)"),
+     "its 16-expert MoE stores the experts fused under DBRX's own ffn_config keys, a layout "
+     "vramest does not count tensor by tensor, so an estimate would be a guess (--params 132B "
+     "--active-params 36B gives a rough MoE estimate)"),
+    # Snowflake Arctic: a dense MLP residual beside a 128-expert MoE in every layer, 480B total,
+    # 17B active (https://huggingface.co/Snowflake/snowflake-arctic-instruct model card)
+    (re.compile(r"^snowflake-arctic-(instruct|base)"),
+     "each of its layers runs a dense MLP beside a 128-expert MoE (a dense-MoE hybrid), which "
+     "vramest's layer model does not have, so an estimate would be a guess (--params 480B "
+     "--active-params 17B gives a rough MoE estimate)"),
+    # Grok-1: released as a JAX checkpoint, 314B parameters (https://github.com/xai-org/grok-1)
+    (re.compile(r"^grok-?1(?![0-9.])"),
+     "xAI released it as a JAX checkpoint without a Hugging Face config.json, so its layers "
+     "cannot be read (--params 314B gives a rough estimate)"),
+    # Hunyuan-A13B: model_type hunyuan_v1_moe, 80B total, 13B active (model card,
+    # https://huggingface.co/tencent/Hunyuan-A13B-Instruct)
+    (re.compile(r"hunyuan-a13b"),
+     "its hunyuan_v1_moe architecture is not one vramest counts tensor by tensor, so an "
+     "estimate would be a guess (--params 80B --active-params 13B gives a rough MoE estimate)"),
+    # MiniMax-01 / M1: lightning (linear) attention in 7 of every 8 layers, softmax attention in
+    # the 8th; 456B total, 45.9B active (https://huggingface.co/MiniMaxAI/MiniMax-M1-80k)
+    (re.compile(r"minimax-(m1|text-01|vl-01)(?![0-9])"),
+     "seven of every eight layers use lightning (linear) attention, whose fixed-size state "
+     "replaces a KV cache and which vramest does not model, so an estimate would be a guess "
+     "(--params 456B --active-params 45.9B gives a rough MoE estimate)"),
+    # Step3: Multi-Matrix Factorization Attention + MoE + vision tower, 321B total, 38B active
+    # (https://huggingface.co/stepfun-ai/step3 model card)
+    (re.compile(r"^step-?3(?![0-9.])"),
+     "its Multi-Matrix Factorization Attention and its vision tower are not counted by "
+     "vramest, so an estimate would be a guess (--params 321B --active-params 38B gives a rough "
+     "MoE estimate)"),
+    # Ling: model_type bailing_moe (remote code); Ling-lite 16.8B total, 2.75B active
+    # (https://huggingface.co/inclusionAI/Ling-lite model card)
+    (re.compile(r"^ling-(lite|plus)(?![a-z])"),
+     "its bailing_moe architecture (remote code) is not one vramest counts tensor by tensor, "
+     "so an estimate would be a guess (--params with the model's total and --active-params "
+     "give a rough MoE estimate)"),
+    # LFM2: gated short-convolution layers beside a few attention layers (model_type lfm2,
+    # https://huggingface.co/LiquidAI/LFM2-1.2B model card); shapes.py refuses its config too
+    (re.compile(r"^lfm2(?![0-9])"),
+     "most of its layers are gated short convolutions whose per-sequence state vramest does "
+     "not model, so an estimate would be a guess (--params 1.2B gives a rough dense estimate)"),
+    # Qwen2.5-Omni: a Thinker (text model) with audio and vision encoders and a Talker that
+    # generates speech tokens (https://huggingface.co/Qwen/Qwen2.5-Omni-7B model card)
+    (re.compile(r"qwen(2-5|3)-omni"),
+     "besides its text model it carries audio and vision encoders and a speech-generating "
+     "Talker, which vramest does not count, so an estimate would be a guess (--params with the "
+     "checkpoint's total gives a rough dense estimate)"),
+    # Phi-4-multimodal: Phi-4-mini's text model with vision and speech encoders and a LoRA
+    # adapter per modality (https://huggingface.co/microsoft/Phi-4-multimodal-instruct)
+    (re.compile(r"phi-?4-multimodal"),
+     "its vision and speech encoders and the LoRA adapters it applies per modality are not "
+     "counted by vramest, so an estimate would be a guess (--model microsoft/Phi-4-mini-instruct "
+     "gives its text model alone)"),
+    # MiniCPM-V 2.6: SigLIP-400M + a perceiver resampler + Qwen2-7B (model_type minicpmv,
+    # remote code; https://huggingface.co/openbmb/MiniCPM-V-2_6 model card)
+    (re.compile(r"^minicpm-v(-2-6|:|$)"),
+     "its SigLIP vision tower and perceiver resampler (remote code) are not counted by "
+     "vramest, so an estimate would be a guess (--model Qwen/Qwen2-7B gives its Qwen2-7B text "
+     "model alone)"),
 )
 # Releases whose config no copy could be checked of: refused by a name the hub cannot be
 # asked about (an Ollama tag, a bare name); a hub id goes to the hub when it is in reach.

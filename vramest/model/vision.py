@@ -189,11 +189,13 @@ def vision_tower_params(config: Mapping[str, Any], text_hidden: int) -> int | No
         return None
     patches = (image // patch) ** 2 if patch else 0
     conv = channels * patch * patch * h
-    if kind == "clip_vision_model" and family == "llava":
+    if kind == "clip_vision_model" and family in ("llava", "llava_next"):
         # CLIPVisionEmbeddings (class embedding, bias-free conv, positions incl. CLS),
-        # pre_layrnorm, blocks, post_layernorm
+        # pre_layrnorm, blocks, post_layernorm; LLaVA-NeXT adds one image_newline vector of
+        # the text width (transformers LlavaNextModel.image_newline)
         tower = h + conv + (patches + 1) * h + 2 * h + layers * _vit_block(h, ffn) + 2 * h
-        return tower + _llava_projector(config, h, text_hidden)
+        newline = text_hidden if family == "llava_next" else 0
+        return tower + _llava_projector(config, h, text_hidden) + newline
     if kind in ("siglip_vision_model", "siglip2_vision_model") and family == "gemma3":
         # SiglipVisionEmbeddings (biased conv, positions), blocks, post_layernorm; the
         # projector's mm_input_projection_weight and mm_soft_emb_norm
