@@ -25,6 +25,8 @@ NAMES = [
     ("deepseek-ai/deepseek-llm-67b-chat", "deepseek-ai/deepseek-llm-67b-base"),
     ("google/gemma-3-270m", "google/gemma-3-270m"),
     ("llava-hf/llava-v1.6-mistral-7b-hf", "llava-hf/llava-v1.6-mistral-7b-hf"),
+    ("internlm/internlm2_5-7b-chat", "internlm/internlm2_5-7b-chat"),
+    ("bigscience/bloom-7b1", "bigscience/bloom-7b1"),
     # a release with an existing entry's tensors: a name of that entry
     ("meta-llama/Llama-Guard-3-8B", "meta-llama/Llama-3.1-8B"),
     ("deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct", "deepseek-ai/DeepSeek-V2-Lite"),
@@ -34,26 +36,30 @@ NAMES = [
 ]
 
 # Hugging Face safetensors totals of the release named (llmfit's scrape of each repository,
-# github.com/AlexsJones/llmfit llmfit-core/data/hf_models.json at 5bdc9df). The aliases are
-# checked against the total of the release itself, not the entry's own figure: equal to the
-# parameter, they show the tensors are the same.
+# github.com/AlexsJones/llmfit llmfit-core/data/hf_models.json at 5bdc9df), and the totals
+# calflops counted on the models built from their configs (ChatGLM2-6B, BLOOM-7b1;
+# github.com/MrYxJ/calculate-flops.pytorch README at 29ca584). The aliases are checked against
+# the total of the release itself, not the entry's own figure: equal to the parameter, they
+# show the tensors are the same.
 MEASURED = [
+    ("THUDM/chatglm2-6b", 6_243_584_000),
+    ("bigscience/bloom-7b1", 7_069_016_064),
     ("Qwen/Qwen-7B-Chat", 7_721_324_544),
     ("Qwen/Qwen2.5-Math-7B-Instruct", 7_615_616_512),
     ("google/gemma-3-270m", 268_098_176),
     ("llava-hf/llava-v1.6-mistral-7b-hf", 7_566_747_648),
+    ("internlm/internlm2_5-7b-chat", 7_737_708_544),
     ("meta-llama/Llama-Guard-3-8B", 8_030_261_248),
     ("deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct", 15_706_484_224),
     ("ai21labs/AI21-Jamba-1.5-Mini", 51_570_323_328),  # listed as ai21labs/AI21-Jamba-Mini-1.5
     ("mistralai/Pixtral-12B-2409", 12_682_739_712),  # its mistral-experimental/pixtral-12b copy
     ("01-ai/Yi-6B", 6_061_035_520),
 ]
-# Entries whose own checkpoint total is not published in a source read here, checked against
+# An entry whose own checkpoint total is not published in a source read here, checked against
 # the published total of a release with the same tensor list: Qwen-14B against Qwen1.5-14B
-# (fused c_attn with bias = q/k/v with bias; w1/w2 of 13696), ChatGLM2-6B against ChatGLM3-6B.
+# (fused c_attn with bias = q/k/v with bias; w1/w2 of 13696).
 SAME_TENSORS = [
     ("Qwen/Qwen-14B", "Qwen/Qwen1.5-14B"),
-    ("THUDM/chatglm2-6b", "THUDM/chatglm3-6b"),
 ]
 
 REFUSED = [
@@ -110,6 +116,8 @@ def test_layouts_the_configs_say() -> None:
     assert qwen7.fused_qkv and qwen7.intermediate_size == 11008 and qwen7.num_kv_heads == 32
     ds67 = CATALOG.find("deepseek-llm-67b").shape()
     assert (ds67.num_layers, ds67.num_heads, ds67.num_kv_heads) == (95, 64, 8)
+    internlm = CATALOG.find("internlm2_5-7b-chat").shape()  # 32768 x dynamic NTK 2.0
+    assert internlm.num_kv_heads == 8 and internlm.scaled_context == 65536
     gemma = CATALOG.find("gemma-3-270m").shape()
     assert gemma.tie_embeddings and gemma.kinds()[:6] == ("sliding",) * 5 + ("full",)
     assert gemma.sliding_window == 512

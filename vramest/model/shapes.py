@@ -428,6 +428,10 @@ COUNTED_DECODERS = frozenset({
     "gemma3", "gemma3_text", "phi", "phi3", "deepseek_v2", "deepseek_v3", "gpt_oss", "chatglm",
     "glm", "gpt2", "gpt_bigcode", "gpt_neox", "gptj", "bloom", "opt", "falcon", "starcoder2",
     "mllama", "mllama_text_model", "olmo2", "qwen2_vl", "yi",
+    # InternLM2 (remote code; vLLM and SGLang models/internlm2.py): one fused wqkv of the query
+    # and KV heads and wo (both biased when config.bias), w1/w3/w2 SwiGLU, attention_norm and
+    # ffn_norm, untied output: Llama's tensors under other names
+    "internlm2",
 }) | frozenset(FAMILIES)  # and those whose layout vramest/model/families.py adjusts
 # What a generic decoder parse would get wrong for these, in words for the refusal.
 _NOT_MODELLED = {
