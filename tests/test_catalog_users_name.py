@@ -148,3 +148,16 @@ def test_an_architecture_vramest_cannot_count_is_refused_in_one_sentence(
                                   "LiquidAI/LFM-40B"])
 def test_a_refusal_is_not_a_neighbour_of_its_name(name: str) -> None:
     assert catalog_match(name) is None  # not refused: another architecture, online or not
+
+
+@pytest.mark.parametrize(("tag", "entry"), [
+    ("qwen:7b", "Qwen/Qwen1.5-7B"), ("qwen:14b", "Qwen/Qwen1.5-14B"),
+    ("qwen:72b", "Qwen/Qwen1.5-72B"), ("llama-guard3:8b", "meta-llama/Llama-3.1-8B"),
+    ("gemma3:270m", "google/gemma-3-270m"), ("deepseek-llm:67b", "deepseek-ai/deepseek-llm-67b-base"),
+    ("deepseek-coder-v2:16b", "deepseek-ai/DeepSeek-V2-Lite"),
+])
+def test_an_ollama_tag_reaches_the_release_its_library_ships(tag: str, entry: str) -> None:
+    """Ollama's qwen library is Qwen1.5 (https://ollama.com/library/qwen), not the Qwen v1
+    entries the name qwen-7b now also spells; the others are their releases' own names."""
+    match = catalog_match(tag)
+    assert match is not None and (match.entry.id, match.precision) == (entry, "q4_k_m")

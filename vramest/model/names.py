@@ -58,6 +58,13 @@ _OLLAMA_RENAMES = {
     ("phi3", "3.8b"): "microsoft/Phi-3-mini-4k-instruct",
     ("phi3", "14b"): "microsoft/Phi-3-medium-4k-instruct",
     ("phi3.5", "3.8b"): "microsoft/Phi-3.5-mini-instruct",
+    # https://ollama.com/library/qwen: "Qwen 1.5 is a series of large language models"; its
+    # tags are Qwen1.5, not the Qwen (v1) releases the name qwen-7b also spells
+    ("qwen", "7b"): "Qwen/Qwen1.5-7B",
+    ("qwen", "14b"): "Qwen/Qwen1.5-14B",
+    ("qwen", "32b"): "Qwen/Qwen1.5-32B",
+    ("qwen", "72b"): "Qwen/Qwen1.5-72B",
+    ("qwen", "110b"): "Qwen/Qwen1.5-110B",
 }
 # The size a bare library name (its `latest` tag) pulls, from each library page's tag list:
 # https://ollama.com/library/qwq (32b), /devstral (24b), /mistral-small3.1 (24b),
