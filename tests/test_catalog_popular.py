@@ -214,6 +214,9 @@ def test_an_architecture_vramest_cannot_count_is_refused_in_one_sentence(
     ("Qwen/Qwen2.5-Coder-3B-Instruct", "Qwen/Qwen2.5-3B"),  # Coder's 7B is over 2x off
     ("Qwen/Qwen2.5-Coder-30B-Instruct", "Qwen/Qwen2.5-Coder-32B-Instruct"),
     ("Qwen/Qwen3-30B-A3B-Thinking-2507", "Qwen/Qwen3-30B-A3B-Instruct-2507"),
+    # a release after the catalog's: another version of its line before a first generation
+    ("Qwen/Qwen3.8-27B", "Qwen/Qwen3.6-27B"),  # not Qwen v1's 14B
+    ("meta-llama/Llama-3.4-8B", "meta-llama/Llama-3.1-8B"),  # the size first, then the version
 ])
 def test_a_miss_suggests_a_model_of_the_size_the_name_states(asked: str, closest: str) -> None:
     with pytest.raises(InputError, match=f"closest catalog model .* is {closest} "):

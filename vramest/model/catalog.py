@@ -171,18 +171,32 @@ def _dates(name: str) -> set[str]:
 SUGGEST_SIZE_FACTOR = 2.0
 
 
-def _family_rank(found: str, asked: str) -> int | None:
+def _family_rank(found: str, asked: str) -> float | None:
     """0: the same family; 1: the found family is the versioned one the asked is a variant of
-    (qwen2.5 for qwen2.5coder, qwen2.5vl); 2: one a version-less prefix of the other (qwen vs
-    qwen2.5, llama vs llama3.1); None: unrelated."""
+    (qwen2.5 for qwen2.5coder, qwen2.5vl); 2 and a little more the further apart: another
+    version of the same line (qwen3.6 for qwen3.8, llama3.1 for llama3.4), whose shapes carry
+    over more often than a first generation's; 3: one a version-less prefix of the other (qwen
+    vs qwen2.5, llama vs llama3.1); None: unrelated."""
     if found == asked:
         return 0
+    sibling = _versions_apart(found, asked)
+    if sibling is not None:
+        return 2 + min(sibling, 9) / 1000  # the size decides first, then the nearer version
     shorter, longer = sorted((found, asked), key=len)
     if not longer.startswith(shorter):
         return None
     if shorter == found and shorter[-1].isdigit() and longer[len(shorter):].isalpha():
         return 1
-    return 2 if not shorter[-1].isdigit() and shorter.isalpha() else None
+    return 3 if not shorter[-1].isdigit() and shorter.isalpha() else None
+
+
+def _versions_apart(a: str, b: str) -> float | None:
+    """How far apart two versions of one line are (qwen3.6 and qwen3.8: 0.2), or None where
+    they are not both a version of the same name."""
+    found = [re.fullmatch(r"([a-z]+)(\d+(?:\.\d+)?)", x) for x in (a, b)]
+    if not (found[0] and found[1]) or found[0].group(1) != found[1].group(1):
+        return None
+    return abs(float(found[0].group(2)) - float(found[1].group(2)))
 
 
 @lru_cache(maxsize=4)
