@@ -90,7 +90,9 @@ FLOORS = {"fit": (70, 89, 144, 153), "heldout": (74, 95, 136, 140)}
 # 497 cases (c-serve: 17 SGLang, TGI and transformers cases taken as found): fit 70/88 and
 # 143/152, held-out 69/91 and 141/145 (the new cases moved them; one held-out SGLang OOM is
 # called a fit, see real_cases.md).
-FLOORS = {"fit": (70, 88, 143, 152), "heldout": (69, 91, 141, 145)}
+# generate()'s two phases (a prompt shorter than the context is prefilled alone; the peak is
+# the larger of that prefill and a decode step over the whole cache): fit 144/152.
+FLOORS = {"fit": (70, 88, 144, 152), "heldout": (69, 91, 141, 145)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

@@ -107,12 +107,14 @@ def engine_fit(fit_plan: FitPlan, report: object) -> FitPlan:
         # and retries before it raises out-of-memory (CUDACachingAllocator: release_cached_blocks
         # on a failed cudaMalloc), so the verdict counts the copy, not the reserve. Sliding
         # layers hold their whole last prefill chunk; before 4.45 the prefill holds every prompt
-        # position's logits.
+        # position's logits. A prompt shorter than the context is prefilled alone, so the peak
+        # is the larger of that prefill and a decode step over the whole cache.
         per = fit_plan.per_gpu
         gpus = max(1, fit_plan.num_gpus)
         return replace(fit_plan, per_gpu=replace(
             per, kv_cache=per.kv_cache + (report.cache_copy_bytes + report.window_kv_extra_bytes)
-            // gpus, activations=per.activations + report.prompt_logits_bytes // gpus))
+            // gpus, activations=per.activations + (report.prompt_logits_bytes
+                                                    - report.prompt_phase_saving_bytes) // gpus))
     if isinstance(report, VLLMStartup):
         one_sequence = report.request_bytes or round(report.kv_bytes_per_token *
                                                      report.max_model_len)

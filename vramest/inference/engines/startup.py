@@ -60,8 +60,10 @@ from vramest.inference.engines.vllm_runner import (
 )
 from vramest.inference.estimate import Estimate
 from vramest.inference.memory import (
+    activations_part,
     ffn_width,
     kv_bytes_per_token,
+    kv_part,
     kv_widths,
     weight_bytes_by_group,
     weight_bytes_by_role,
@@ -1668,6 +1670,10 @@ class HFStartup:
     prompt_logits_bytes: int = 0
     # one layer's keys (or values), copied by the torch.cat that grows the cache each step
     cache_copy_bytes: int = 0
+    # a prompt shorter than the context: the prefill runs over the prompt alone (its cache and
+    # activations), the decode steps over one token with the whole cache; the generic estimate
+    # charges the whole context's cache and a context-long prefill at once
+    prompt_phase_saving_bytes: int = 0
     version: str = "transformers==5.23.0"
     rules_source: str = ""
 
@@ -1679,7 +1685,8 @@ class HFStartup:
                 "kv_growth_bytes": self.kv_growth_bytes, "attention": self.attention,
                 "unquantized_experts_bytes": self.unquantized_experts_bytes,
                 "window_kv_extra_bytes": self.window_kv_extra_bytes,
-                "prompt_logits_bytes": self.prompt_logits_bytes}
+                "prompt_logits_bytes": self.prompt_logits_bytes,
+                "prompt_phase_saving_bytes": self.prompt_phase_saving_bytes}
 
     def log_lines(self) -> list[str]:
         return [f"{self.version} rules (--engine-version to change)",
@@ -1697,7 +1704,39 @@ class HFStartup:
                     [f"The prefill computes every prompt position's logits and their fp32 copy "
                      f"(before 4.45's num_logits_to_keep): "
                      f"{format_bytes(self.prompt_logits_bytes)} beyond the layers' peak"]
-                    if self.prompt_logits_bytes else [])
+                    if self.prompt_logits_bytes else []) + (
+                    [f"The prompt is prefilled alone and each new token runs against the whole "
+                     f"cache: the peak is the larger phase, "
+                     f"{format_bytes(self.prompt_phase_saving_bytes)} under a context-long "
+                     "prefill"] if self.prompt_phase_saving_bytes else [])
+
+
+def _generate_phase_saving(est: Estimate, prompt: int | None, logits_all: int) -> int:
+    """What the generic estimate over-counts for generate() with a prompt shorter than the
+    prefill chunk: it holds the whole context's cache and a context-long prefill's activations
+    at once, where generate() runs two phases (transformers generation/utils.py `_sample`: the
+    first forward over the prompt's input_ids, then one token per step against the cache,
+    `prepare_inputs_for_generation` slicing input_ids to the uncached cache_position; the same
+    from v4.38 to v5):
+    - the prefill: the prompt's cache + a prompt-long forward's activations (or, before 4.45,
+      every prompt position's logits when larger);
+    - a decode step: the whole context's cache + a one-token forward's activations.
+    The peak is the larger of the two."""
+    s = est.settings
+    if not prompt or prompt >= s.prefill_chunk or est.model.shape.architecture != "decoder":
+        return 0
+    shape, constants = est.model.shape, est.constants
+    fmt = weight_format(s.dtype)
+    kv = kv_format(s.kv_dtype)
+
+    def act(chunk: int, keys: int) -> int:
+        return activations_part(shape, fmt, chunk, keys, s.batch, s.attention, constants).bytes
+
+    charged = kv_part(shape, kv, s.ctx, s.batch).bytes + max(act(s.prefill_chunk, s.ctx),
+                                                             logits_all)
+    prefill = kv_part(shape, kv, prompt, s.batch).bytes + max(act(prompt, prompt), logits_all)
+    decode = kv_part(shape, kv, s.ctx, s.batch).bytes + act(1, s.ctx)
+    return max(0, charged - max(prefill, decode))
 
 
 def hf_startup(est: Estimate, version: str | None = None, prompt: int | None = None) -> HFStartup:
@@ -1733,19 +1772,22 @@ def hf_startup(est: Estimate, version: str | None = None, prompt: int | None = N
     window_extra = max(0, held - memory.kv_cache.bytes)
     prefill = memory.total + experts + window_extra
     prompt_logits = 0
+    logits_all = 0
     if rules.prompt_logits and shape.architecture == "decoder":
         # after the last layer: every prompt position's logits and their fp32 copy, in place of
         # the layers' own peak when larger (the estimate counts the last position's only)
         act = fmt.compute_bytes
         tokens = min(prompt or s.ctx, s.ctx, s.prefill_chunk) * s.batch
-        prompt_logits = max(0, round(tokens * shape.vocab_size * (act + 4))
-                            - memory.activations.bytes)
+        logits_all = round(tokens * shape.vocab_size * (act + 4))
+        prompt_logits = max(0, logits_all - memory.activations.bytes)
         prefill += prompt_logits
+    phases = _generate_phase_saving(est, prompt, logits_all) if window_extra == 0 else 0
+    prefill -= phases
     return HFStartup(loading_peak_bytes=loading, prefill_peak_bytes=prefill,
                      generate_peak_bytes=prefill + memory.kv_cache.bytes,
                      kv_growth_bytes=memory.kv_cache.bytes, attention=est.settings.attention,
                      unquantized_experts_bytes=experts, window_kv_extra_bytes=window_extra,
-                     prompt_logits_bytes=prompt_logits,
+                     prompt_logits_bytes=prompt_logits, prompt_phase_saving_bytes=phases,
                      cache_copy_bytes=memory.kv_cache.bytes // max(1, 2 * _kv_layers(shape)),
                      version=release.text, rules_source=rules.source)
 
