@@ -92,7 +92,8 @@ FLOORS = {"fit": (70, 89, 144, 153), "heldout": (74, 95, 136, 140)}
 # called a fit, see real_cases.md).
 # generate()'s two phases (a prompt shorter than the context is prefilled alone; the peak is
 # the larger of that prefill and a decode step over the whole cache): fit 144/152.
-FLOORS = {"fit": (70, 88, 144, 152), "heldout": (69, 91, 141, 145)}
+# 498 cases (c-serve: TGI #2615 taken as found): held-out worked 142/146.
+FLOORS = {"fit": (70, 88, 144, 152), "heldout": (69, 91, 142, 146)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
