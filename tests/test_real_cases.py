@@ -94,6 +94,9 @@ FLOORS = {"fit": (70, 89, 144, 153), "heldout": (74, 95, 136, 140)}
 # the larger of that prefill and a decode step over the whole cache): fit 144/152.
 # 498 cases (c-serve: TGI #2615 taken as found): held-out worked 142/146.
 FLOORS = {"fit": (70, 88, 144, 152), "heldout": (69, 91, 142, 146)}
+# the c-gguf batch (19 llama.cpp/Ollama/KoboldCpp cases, taken as found) moved these from
+# fit (69, 87, 138, 147) and heldout (67, 88, 133, 137)
+FLOORS = {"fit": (72, 92, 143, 152), "heldout": (68, 90, 139, 143)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
