@@ -235,3 +235,17 @@ def test_the_gpt_oss_graph_counts_every_layer_at_the_whole_context() -> None:
     graph = _estimator_graph(shape, 75000, 512, 1, "f16", 3, version=(0, 11, 5))
     assert graph is not None and abs(graph / 2**30 - 13.7) < 0.05
     assert abs(sum(_estimator_kv(shape, 75000, 512, 1, "f16")) / 2**30 - 2.7) < 0.05
+
+
+def test_mllama_projector_is_reserved_on_the_first_gpu_before_the_layers() -> None:
+    # ollama/ollama#7439: x/llama3.2-vision (Q4_K_M) on an 8 GB RTX 4060 Laptop GPU, Ollama
+    # 0.4.0-rc6, n_ctx 2048: "offloaded 17/41 layers to GPU". The projector file's weights and its
+    # 4-tile vision graph go on GPU0 before any layer (llm/memory.go gpuZeroOverhead); without
+    # them every layer would be placed.
+    report = ollama("llama-3.2-11b-vision", "rtx 4060 laptop gpu", version="0.4.0-rc6",
+                    num_ctx=2048)
+    assert abs(int(report["layers_offloaded"]) - 17) <= 1  # type: ignore[arg-type]
+    assert int(report["layers_total"]) == 41  # type: ignore[arg-type]
+    # v0.7.0 runs mllama on Ollama's own engine (OllamaEngineRequired): no projector file
+    later = ollama("llama-3.2-11b-vision", "rtx 4060 laptop gpu", version="0.7.0", num_ctx=2048)
+    assert not any("projector" in str(r) for r in later["rules"])  # type: ignore[union-attr]

@@ -96,7 +96,9 @@ FLOORS = {"fit": (70, 89, 144, 153), "heldout": (74, 95, 136, 140)}
 FLOORS = {"fit": (70, 88, 144, 152), "heldout": (69, 91, 142, 146)}
 # the c-gguf batch (19 llama.cpp/Ollama/KoboldCpp cases, taken as found) moved these from
 # fit (69, 87, 138, 147) and heldout (67, 88, 133, 137)
-FLOORS = {"fit": (72, 92, 143, 152), "heldout": (68, 90, 139, 143)}
+# Ollama 0.4.0-0.6.8 reserving the mllama projector on GPU0 (and the replay reading "0.4.0-rc6"
+# as the CLI does): fit OOM 73/92
+FLOORS = {"fit": (73, 92, 143, 152), "heldout": (68, 90, 139, 143)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

@@ -166,8 +166,8 @@ def _engine_options(case: Case) -> dict[str, Any]:
 
     if case.engine in OWN_VERSIONED and case.engine_version and "version" not in options \
             and _takes_version(case.engine):
-        token = case.engine_version.split()[0]  # e.g. Ollama "0.3.10", SGLang "0.4.6.post1"
-        if re.fullmatch(r"v?\d+(\.\d+){0,2}(\.post\d+)?", token):  # a date alone: the default
+        token = case.engine_version.split()[0]  # Ollama "0.3.10", "0.4.0-rc6", SGLang "0.4.6.post1"
+        if re.fullmatch(r"v?\d+(\.\d+){0,2}(\.post\d+|-rc\d+)?", token):  # a date alone: the default
             options["version"] = token
     return options
 

@@ -226,6 +226,36 @@ def _vision_graph(est: Estimate, version: Version) -> int:
     return 0  # llama4: "negligible"; others run in llama.cpp's runner with an mmproj file
 
 
+# Llama 3.2 Vision (mllama) ran in llama.cpp's runner with a separate projector file from v0.4.0
+# until v0.7.0 made it an Ollama-engine model (fs/ggml/ggml.go OllamaEngineRequired). There the
+# estimator charges the projector's weights and graph to the first GPU before any layer
+# ("Projectors loaded into GPU0 only": gpuZeroOverhead = projectorWeights + projectorGraph,
+# ollama/ollama@v0.4.0:llm/memory.go EstimateGPULayers; same through v0.6.8)
+PROJECTOR_GPU0_FROM: Version = (0, 4, 0)
+MLLAMA_OWN_ENGINE_FROM: Version = (0, 7, 0)
+# projectorMemoryRequirements' mllama graph (ollama/ollama@v0.4.0:llm/memory.go) reads these from
+# the projector's GGUF, the vision_config of meta-llama/Llama-3.2-11B-Vision config.json
+MLLAMA_VISION = {"image_size": 560, "patch_size": 14, "max_num_tiles": 4, "hidden_size": 1280,
+                 "attention_heads": 16, "num_channels": 3}
+
+
+def _projector_gpu0(est: Estimate, version: Version) -> int:
+    """What Ollama's estimator reserves on the first GPU for a projector file: the tower's
+    weights (16 bit) and projectorMemoryRequirements' graph; 0 where no projector is loaded."""
+    shape = est.model.shape
+    if not (PROJECTOR_GPU0_FROM <= version < MLLAMA_OWN_ENGINE_FROM) \
+            or not shape.family.startswith("mllama") or not shape.extra_params:
+        return 0
+    v = MLLAMA_VISION
+    side, tiles, width, heads = v["image_size"], v["max_num_tiles"], v["hidden_size"], \
+        v["attention_heads"]
+    patches = (side // v["patch_size"]) ** 2 + 1  # + the class embedding (v.class_embd)
+    padded = patches + 8 - (patches % 8) % 8  # as the source writes it
+    graph = 4 * (8 + side * side * v["num_channels"] * tiles + width * patches * tiles
+                 + 9 * width * padded * tiles + padded * tiles * padded * tiles * heads)
+    return shape.extra_params * 2 + graph
+
+
 # Ollama's own estimator (before 0.12.11, llm/memory.go EstimateGPULayers at v0.9.2) places
 # the layers against its own graph sizes (fs/ggml/ggml.go GraphSize, per architecture), the
 # larger of the partial- and full-offload graph on every GPU (the partial one alone on several
@@ -410,6 +440,11 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                 startup = replace(startup, devices=tuple(
                     replace(d, compute_bytes=graph) for d in startup.devices),
                     compute_buffer_gpu_bytes=graph)
+            if projector and startup.devices:  # the first GPU only
+                first = startup.devices[0]
+                startup = replace(startup, devices=(
+                    replace(first, compute_bytes=first.compute_bytes + projector),
+                    *startup.devices[1:]))
         if vision_graph and startup.devices:
             startup = _vision_with_output(startup, vision_weights, vision_graph,
                                           gpu_layers >= layers_total, layers_total - 1,
@@ -417,6 +452,11 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
         return startup
 
     vision_graph = _vision_graph(est, version)
+    projector = _projector_gpu0(est, version) if version < OWN_ESTIMATOR_UNTIL else 0
+    if projector:
+        rules.append(f"projector {format_bytes(projector)} (weights and graph) reserved on the "
+                     f"first GPU before any layer ({SRC.format('0.4.0', 'llm/memory.go')} "
+                     "EstimateGPULayers, projectorMemoryRequirements)")
     vision_weights = shape.extra_params * 2  # the tower's tensors, 16 bit in Ollama's files
     if vision_graph:
         rules.append(f"vision graph {format_bytes(vision_graph)} placed with the output layer "
