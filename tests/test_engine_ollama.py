@@ -249,3 +249,16 @@ def test_mllama_projector_is_reserved_on_the_first_gpu_before_the_layers() -> No
     # v0.7.0 runs mllama on Ollama's own engine (OllamaEngineRequired): no projector file
     later = ollama("llama-3.2-11b-vision", "rtx 4060 laptop gpu", version="0.7.0", num_ctx=2048)
     assert not any("projector" in str(r) for r in later["rules"])  # type: ignore[union-attr]
+
+
+def test_the_layer_buffer_is_the_first_blocks_size() -> None:
+    # ollama/ollama#8597: deepseek-r1:671b (Q4_K_M) on 10x RTX 3090, Ollama about 0.5.7, num_ctx
+    # 2048: "layers.offload=33". The estimator keeps blk.0's size free on each GPU (llm/memory.go
+    # "add one layer worth of memory as a buffer"); DeepSeek's blk.0 is a dense layer, a tenth of
+    # an MoE one. An average block as the buffer placed 19.
+    est = vramest.estimate(model="deepseek-r1", dtype="q4_k_m", gpu="rtx 3090", num_gpus=10,
+                           engine="ollama", engine_options={"version": "0.5.7", "num_ctx": 2048})
+    assert est.engine_report is not None
+    report = est.engine_report.to_json()
+    assert int(report["layers_total"]) == 62  # type: ignore[call-overload]
+    assert abs(int(report["layers_offloaded"]) - 33) <= 0.15 * 33  # type: ignore[call-overload]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
 from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
-from vramest.inference.memory import weight_bytes_by_group, weight_bytes_by_role
+from vramest.inference.memory import layer_weight_bytes, weight_bytes_by_group, weight_bytes_by_role
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
 from vramest.units import GIB, MIB, format_bytes
@@ -357,10 +357,11 @@ def _layer_buffer(est: Estimate, context: int, batch: int, parallel: int, kv_typ
     """One layer's weights and KV (the first layer's: blk.0 and kv[0]), which Ollama's
     estimator keeps free on each GPU; the vision tower's tensors (v.blk.N) are not blk.0's."""
     shape = est.model.shape
-    groups = weight_bytes_by_group(shape, weight_format(est.settings.dtype))
+    fmt = weight_format(est.settings.dtype)
+    groups = weight_bytes_by_group(shape, fmt)
     scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
-    blocks = groups["layers"] + groups["experts"] - _tower_bytes(est) / scale
-    block = blocks * scale / max(1, shape.num_layers)
+    first = layer_weight_bytes(shape, fmt)  # blk.0's own tensors: a dense first layer of an
+    block = sum(first[0]) * scale if first else 0.0  # MoE model (DeepSeek) is the small one
     kv = _estimator_kv(shape, context, batch, parallel, kv_type)
     return round(block + (kv[0] if kv else 0.0))
 
