@@ -66,3 +66,17 @@ def test_llamafile_release_is_its_vendored_origin() -> None:
     assert fork_build("llamafile", "0.9.3").build == 3599  # type: ignore[union-attr]
     assert fork_build("llamafile", "0.6").build == 1768  # type: ignore[union-attr]
     assert fork_build("llamafile", "0.10") is None  # past the snapshot: today's rules
+
+
+def test_a_release_past_the_table_runs_with_todays_rules() -> None:
+    # LostRuins/koboldcpp#1469: KoboldCpp 1.87.4 (newer than the table) ran gemma-3-27b Q4_K_M on
+    # an RTX 5090 at --contextsize 40960 --flashattention --quantkv 1 --gpulayers 99. The release
+    # is not a llama.cpp build: it must not be read as one (it raised before)
+    import vramest
+
+    est = vramest.estimate(model="gemma-3-27b", dtype="q4_k_m", gpu="rtx 5090", ctx=40960,
+                           engine="koboldcpp", engine_options={
+                               "version": "1.87.4", "n_gpu_layers": 99, "flash_attn": True,
+                               "cache_type_k": "q8_0", "cache_type_v": "q8_0"})
+    assert est.fit is not None and est.fit.fits
+    assert any("newer than the releases mapped" in a for a in est.assumptions)

@@ -98,7 +98,9 @@ FLOORS = {"fit": (70, 88, 144, 152), "heldout": (69, 91, 142, 146)}
 # fit (69, 87, 138, 147) and heldout (67, 88, 133, 137)
 # Ollama 0.4.0-0.6.8 reserving the mllama projector on GPU0 (and the replay reading "0.4.0-rc6"
 # as the CLI does): fit OOM 73/92
-FLOORS = {"fit": (73, 92, 143, 152), "heldout": (68, 90, 139, 143)}
+# a KoboldCpp release past the fork table replayed with today's rules (was not expressible):
+# fit worked 144/153
+FLOORS = {"fit": (73, 92, 144, 153), "heldout": (68, 90, 139, 143)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])

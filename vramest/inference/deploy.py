@@ -84,11 +84,14 @@ def place(est: Estimate, where: Deployment,
         engine_options["version"] = alias.version
     fork_note = None
     if alias is not None and alias.fork and isinstance(engine_options.get("version"), str):
-        from vramest.inference.engines.llamacpp_forks import fork_build
+        from vramest.inference.engines.llamacpp_forks import fork_build, past_table
 
         if (mapped := fork_build(alias.fork, str(engine_options["version"]))) is not None:
             engine_options["version"] = f"b{mapped.build}"
             fork_note = mapped.note
+        elif (newer := past_table(alias.fork, str(engine_options["version"]))) is not None:
+            del engine_options["version"]  # not a llama.cpp build: the default build's rules
+            fork_note = newer
     if host_memory is not None:  # checked when given, whether or not layers stay on the host
         from vramest.inference.offload import host_memory as host_row
 

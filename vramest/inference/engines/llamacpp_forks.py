@@ -156,3 +156,16 @@ def fork_build(fork: str, version: str) -> ForkBuild | None:
     return ForkBuild(fork, release, row[1], row[2],
                      f"{NAMES[fork]} {shown} taken as llama.cpp b{row[1]} (the llama.cpp "
                      f"commit {row[2]} it carries)")
+
+
+def past_table(fork: str, version: str) -> str | None:
+    """The note for a fork release newer than its table (today's llama.cpp rules apply, as
+    fork_build says); None for a mapped release or a llama.cpp build."""
+    text = version.strip().lower()
+    if fork not in TABLES or fork_build(fork, version) is not None \
+            or text.startswith(("b", "llamacpp==", "llama.cpp==", "llama-cpp==")):
+        return None
+    shown = ".".join(map(str, _release(text) or ()))
+    last = ".".join(map(str, LAST_KNOWN[fork]))
+    return (f"{NAMES[fork]} {shown} is newer than the releases mapped to llama.cpp builds "
+            f"(through {last}): today's llama.cpp rules")
