@@ -101,6 +101,10 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # 535 cases, the three batches above together (each measured on its own branch):
 # fit 75/95 and 156/164, held-out 77/100 and 151/155.
 FLOORS = {"fit": (75, 95, 156, 164), "heldout": (77, 100, 151, 155)}
+# 498 cases (18 vLLM 0.2-0.16 cases taken as found, branch c-vllm): fit 71/90 and 143/153,
+# held-out 69/92 and 138/142 (the new fit-half refusal of MeetKai/functionary #128 is called a fit
+# and the DGX Spark run a non-fit; two new held-out failures are called fits; see real_cases.md).
+FLOORS = {"fit": (71, 90, 143, 153), "heldout": (69, 92, 138, 142)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
