@@ -105,6 +105,11 @@ FLOORS = {"fit": (75, 95, 156, 164), "heldout": (77, 100, 151, 155)}
 # held-out 69/92 and 138/142 (the new fit-half refusal of MeetKai/functionary #128 is called a fit
 # and the DGX Spark run a non-fit; two new held-out failures are called fits; see real_cases.md).
 FLOORS = {"fit": (71, 90, 143, 153), "heldout": (69, 92, 138, 142)}
+# 500 cases (20 vLLM 0.2-0.16 cases taken as found, branch c-vllm): fit 71/90 and 144/155,
+# held-out 69/92 and 138/142 (the new fit-half refusal of MeetKai/functionary #128 is called a fit,
+# the DGX Spark run and Qwen3 #603's TP-4 GPTQ start non-fits; two new held-out failures are called
+# fits; see real_cases.md).
+FLOORS = {"fit": (71, 90, 144, 155), "heldout": (69, 92, 138, 142)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
