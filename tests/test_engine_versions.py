@@ -283,6 +283,21 @@ def test_a_group_refusal_says_what_loads_instead() -> None:
     assert padded.fit is not None and not padded.to_json()["fit"].get("refused")
 
 
+def test_qwens_own_72b_gptq_release_splits_four_ways() -> None:
+    """Qwen's GPTQ releases of Qwen2-72B-Instruct pad the MLP with zeros to 29696 "so that its
+    size is divisible by 128 * 8" (QwenLM/Qwen3 #578): Qwen2-72B-Instruct-GPTQ-Int4 started at
+    TP 4 on 4x A100 40GB (QwenLM/Qwen3 #603, real case vllm-qwen603-4xa100-40g-qwen2-72b-gptq-tp4),
+    while a GPTQ made from the 29568-wide model did not start on 4x RTX 4090 (QwenLM/Qwen3 #774)."""
+    own = vramest.estimate(model="Qwen/Qwen2-72B-Instruct-GPTQ-Int4", gpu="a100 sxm4 40gb",
+                           num_gpus=4, engine="vllm",
+                           engine_options={"max_model_len": 32768, "enforce_eager": True})
+    assert own.fit is not None and own.fit.fits
+    assert not own.to_json()["fit"].get("refused")
+    self_made = vramest.estimate(model="Qwen/Qwen2-72B-Instruct", dtype="gptq-int4",
+                                 gpu="rtx 4090", num_gpus=4, engine="vllm")
+    assert "not a whole number" in self_made.to_json()["fit"]["refused"]
+
+
 def test_cache_type_flags_are_the_kv_dtype(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 

@@ -109,7 +109,8 @@ FLOORS = {"fit": (71, 90, 143, 153), "heldout": (69, 92, 138, 142)}
 # held-out 69/92 and 138/142 (the new fit-half refusal of MeetKai/functionary #128 is called a fit,
 # the DGX Spark run and Qwen3 #603's TP-4 GPTQ start non-fits; two new held-out failures are called
 # fits; see real_cases.md).
-FLOORS = {"fit": (71, 90, 144, 155), "heldout": (69, 92, 138, 142)}
+# Qwen's GPTQ release of Qwen2-72B-Instruct in the catalog with its padded MLP: fit 145/155.
+FLOORS = {"fit": (71, 90, 145, 155), "heldout": (69, 92, 138, 142)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
