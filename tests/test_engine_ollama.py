@@ -262,3 +262,35 @@ def test_the_layer_buffer_is_the_first_blocks_size() -> None:
     report = est.engine_report.to_json()
     assert int(report["layers_total"]) == 62  # type: ignore[call-overload]
     assert abs(int(report["layers_offloaded"]) - 33) <= 0.15 * 33  # type: ignore[call-overload]
+
+
+def test_ollama_057_deals_deepseek_r1_from_layer_0_as_its_log_shows() -> None:
+    """ollama/ollama#8597 (0.5.7): deepseek-r1:671b on ten RTX 3090s logged
+    layers.offload=33 layers.split=4,4,4,3,3,3,3,3,3,3 memory.required.kv=9.5 GiB. EstimateGPULayers
+    deals the blocks from layer 0 up, each at its own size: the first three GPUs take one of
+    R1's three small dense blocks besides three MoE blocks, the others three MoE blocks."""
+    from vramest.inference.engines.ollama import _estimator_kv
+
+    est = vramest.estimate(model="deepseek-ai/DeepSeek-R1", dtype="q4_k_m", gpu="rtx 3090",
+                           num_gpus=10, engine="ollama", profile="none",
+                           engine_options={"version": "0.5.7", "num_ctx": 2048})
+    report = est.engine_report.to_json()  # type: ignore[union-attr]
+    assert report["layers_offloaded"] == 33
+    assert report["tensor_split"] == [4, 4, 4, 3, 3, 3, 3, 3, 3, 3]
+    # GraphSize's KV: every one of the 128 heads its K (192) and V (128) at 2048 tokens, f16
+    kv = sum(_estimator_kv(est.model.shape, 2048, 512, 1, "f16"))
+    assert round(kv / 2**30, 1) == 9.5
+
+
+def test_ollama_068_keeps_mistral_small31s_vision_on_the_first_gpu() -> None:
+    """ollama/ollama#10615 (0.6.8): mistral-small3.1:24b at num_ctx 65536 on two 24 GB cards
+    (23.3 GiB free each) logged layers.offload=37 layers.split=10,27: before 0.7.0 the vision
+    weights and graph (projector.graph 8.8 GiB) sit on the first GPU (gpuZeroOverhead), and
+    GraphSize has no "mistral3" branch, so its graph is the default GQA x KV / 6."""
+    est = vramest.estimate(model="mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+                           dtype="q4_k_m", gpu="rtx 3090", num_gpus=2, engine="ollama",
+                           profile="none", engine_options={"version": "0.6.8", "num_ctx": 65536})
+    report = est.engine_report.to_json()  # type: ignore[union-attr]
+    first, second = report["tensor_split"]  # type: ignore[misc]
+    assert second == 27
+    assert abs(first + second - 37) <= 1  # vramest's 3090 budget: 22.8 GiB, not the 23.3 free

@@ -9,11 +9,16 @@ Every rule names the file and release tag of ollama/ollama it was read from.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
-from vramest.inference.engines.startup import LlamaCppOptions, LlamaCppStartup, llamacpp_startup
+from vramest.inference.engines.startup import (
+    DeviceBuffers,
+    LlamaCppOptions,
+    LlamaCppStartup,
+    llamacpp_startup,
+)
 from vramest.inference.memory import layer_weight_bytes, weight_bytes_by_group, weight_bytes_by_role
 from vramest.model.precisions import weight_format
 from vramest.model.shapes import LAYER_FULL, LAYER_SLIDING
@@ -68,6 +73,16 @@ BATCH_BY_CTX = ((32_768, 2048), (4096, 1024), (0, 512))
 # (discover/gpu.go cudaMinimumMemory) in place of the CUDA context
 MINIMUM_MEMORY = 457 * MIB
 OWN_ESTIMATOR_UNTIL: Version = (0, 12, 11)
+# llm/memory.go EstimateGPULayers deals the blocks to several GPUs one at a time, each at its own
+# size (blk.i's tensors and its KV): to the (i mod j)-th of the j GPUs still with space, a GPU
+# without room for the block leaving the list (gpusWithSpace, ollama/ollama@v0.1.45 to v0.12.10);
+# from layer 0 up until 0.7.0, from the last layer down after (ollama/ollama commit 0478d440f,
+# "Fixed over vram allocation due to small initial layer sizes", first in v0.7.0)
+ROUND_ROBIN_FROM: Version = (0, 1, 45)
+LAST_LAYER_FIRST_FROM: Version = (0, 7, 0)
+# fs/ggml/ggml.go GraphSize returns each layer's KV from v0.6.3; before, the total, which
+# EstimateGPULayers spreads evenly over the blocks ("KV is proportional to the number of layers")
+KV_BY_LAYER_FROM: Version = (0, 6, 3)
 # CUDA flash attention needs compute capability >= 7.0 (ml/device.go): not Pascal or older
 _NO_FLASH = re.compile(r"GTX 10\d0|Tesla P\d|Quadro P\d|TITAN X|Tesla [KM]\d", re.I)
 
@@ -90,6 +105,8 @@ class OllamaStartup:
     # every layer on the GPUs as Ollama's own estimator sizes it (before 0.12.11): the model
     # fits whole only if the estimator places every layer and llama.cpp's buffers then fit
     estimated_full: LlamaCppStartup | None = None
+    # layers per GPU as Ollama's estimator dealt them (its log's layers.split), several GPUs only
+    tensor_split: tuple[int, ...] | None = None
 
     @property
     def context_tokens(self) -> int:
@@ -121,6 +138,7 @@ class OllamaStartup:
                 "flash_attention": self.flash_attention, "kv_cache_type": self.kv_cache_type,
                 "layers_total": self.layers_total, "layers_offloaded": self.offloaded,
                 "fully_offloaded": self.fully_offloaded,
+                **({"tensor_split": list(self.tensor_split)} if self.tensor_split else {}),
                 **{k: v for k, v in self.buffers.to_json().items() if k not in ("name", "version")},
                 "rules": list(self.rules)}
 
@@ -270,6 +288,15 @@ _GPTOSS_SLIDING_CELLS = 4096  # GraphSize: gpt-oss's even layers keep numParalle
 _KV_BYTES = {"f16": 2.0, "fp16": 2.0, "bf16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 
 
+def _estimator_arch(shape: ModelShape) -> str:
+    """GraphSize's architecture for this shape: Mistral's vision models (Mistral Small 3.1 on)
+    are "mistral3" in Ollama's files, which GraphSize has no branch for (ollama/ollama@v0.6.8
+    to v0.12.10:fs/ggml/ggml.go), where the text-only ones are "llama"."""
+    if shape.family == "mistral" and shape.extra_params:
+        return "mistral3"
+    return _ESTIMATOR_ARCH.get(shape.family, "")
+
+
 GPTOSS_PARTIAL_EQUALS_FULL: Version = (0, 11, 3)  # was 2 x full (v0.11.2 -> v0.11.3 diff)
 GPTOSS_HALF_GRAPH: Version = (0, 11, 5)
 
@@ -278,16 +305,25 @@ def _estimator_graph(shape: ModelShape, context: int, batch: int, parallel: int,
                      kv_type: str, gpus: int, *, metal: bool = False,
                      version: Version = LATEST) -> int | None:
     """The graph Ollama's estimator reserves on each GPU; None where the estimator's inputs
-    differ from this shape's (MLA, recurrent state: llama.cpp's compute buffer stands)."""
-    if shape.is_mla or any(k not in (LAYER_FULL, LAYER_SLIDING) for k in shape.kinds()):
+    differ from this shape's (recurrent state: llama.cpp's compute buffer stands). DeepSeek's
+    MLA models are sized as Ollama's GGUFs describe them: every head its own K and V."""
+    if any(k not in (LAYER_FULL, LAYER_SLIDING) for k in shape.kinds()):
         return None
-    arch = _ESTIMATOR_ARCH.get(shape.family, "")
+    arch = _estimator_arch(shape)
     emb, heads, heads_kv = shape.hidden_size, shape.num_heads, max(1, shape.num_kv_heads)
     head, head_k, vocab = emb // heads, shape.head_dim, shape.vocab_size
     kv_total = sum(_estimator_kv(shape, context, batch, parallel, kv_type))
     b, c = batch, context
     partial = full = 0
-    if arch == "llama":
+    # GraphSize's deepseek2 branch (ollama/ollama@v0.5.7:llm/ggml.go, unchanged to v0.12.10), with
+    # the heads' K and V as the GGUFs converted before llama.cpp stored MLA's latent describe them
+    if shape.is_mla:
+        full = max(4 * b * (3 * emb + vocab),
+                   4 * b * (3 * emb + 2 + c * (1 + heads_kv) + 2 * head_k * heads_kv))
+        partial = max(4 * b * (3 * emb + vocab) + emb * vocab * 105 // 128,
+                      4 * b * (2 * emb + 1 + 2 * head_k * heads_kv + c + c * heads_kv)
+                      + 4 * head_k * c * heads_kv + emb * head_k * heads_kv * 9 // 16)
+    elif arch == "llama":
         full = max(4 * b * (1 + 4 * emb + c * (1 + heads)), 4 * b * (emb + vocab))
         partial = 4 * b * emb + max(
             4 * b * (1 + emb + max(c, emb)) + emb * emb * 9 // 16
@@ -340,8 +376,9 @@ def _estimator_kv(shape: ModelShape, context: int, batch: int, parallel: int,
                   kv_type: str) -> list[float]:
     """Each layer's KV as GraphSize counts it: context x (K + V width) x KV heads, Gemma 3's
     sliding layers and gpt-oss's even layers only their window per sequence plus a batch."""
-    arch = _ESTIMATOR_ARCH.get(shape.family, "")
-    per_cell = 2 * shape.head_dim * max(1, shape.num_kv_heads) * _KV_BYTES.get(kv_type, 2.0)
+    arch = _estimator_arch(shape)
+    width = shape.head_dim + (shape.v_head_dim or shape.head_dim)  # K + V (DeepSeek: 192 + 128)
+    per_cell = width * max(1, shape.num_kv_heads) * _KV_BYTES.get(kv_type, 2.0)
     cells = []
     for i in range(shape.num_layers):
         if arch == "gemma3" and (i + 1) % _GEMMA3_GLOBAL_EVERY and shape.sliding_window:
@@ -364,6 +401,117 @@ def _layer_buffer(est: Estimate, context: int, batch: int, parallel: int, kv_typ
     block = sum(first[0]) * scale if first else 0.0  # MoE model (DeepSeek) is the small one
     kv = _estimator_kv(shape, context, batch, parallel, kv_type)
     return round(block + (kv[0] if kv else 0.0))
+
+
+def _estimator_blocks(est: Estimate, context: int, batch: int, parallel: int, kv_type: str,
+                      version: Version) -> tuple[tuple[int, int], ...]:
+    """Each block as EstimateGPULayers weighs it: (blk.i's tensors, its KV), the KV per layer
+    from GraphSize (from v0.6.3) or the total spread evenly over the blocks (before)."""
+    shape = est.model.shape
+    fmt = weight_format(est.settings.dtype)
+    groups = weight_bytes_by_group(shape, fmt)
+    scale = est.memory.weights.bytes / (sum(groups.values()) or 1.0)
+    kv = _estimator_kv(shape, context, batch, parallel, kv_type)
+    if version < KV_BY_LAYER_FROM:
+        kv = [sum(kv) / max(1, len(kv))] * len(kv)
+    return tuple((round(sum(w) * scale), round(k))
+                 for w, k in zip(layer_weight_bytes(shape, fmt), kv, strict=False))
+
+
+@frozen
+class Deal:
+    """EstimateGPULayers over several GPUs: layers per GPU (the output layer counted on the GPU
+    that took it) and each GPU's weights and KV as the estimator adds them up."""
+
+    counts: tuple[int, ...]
+    weights: tuple[int, ...]
+    kv: tuple[int, ...]
+    output_on: int | None = None  # the GPU that took the output layer
+
+
+def deal_layers(budgets: Sequence[int], blocks: Sequence[tuple[int, int]], buffer: int,
+                output: int, graph: int, *, gpu0: int = 0, last_first: bool,
+                limit: int | None = None) -> Deal:
+    """llm/memory.go EstimateGPULayers (ollama/ollama@v0.5.7, v0.7.1): a GPU takes part with room
+    for the graph, 457 MiB, the first GPU's projector and two layer buffers (blk.0 and its KV);
+    each holds 457 MiB and one buffer; block i, at its own size, goes to the (i mod j)-th of the
+    j GPUs still with space, and one without room for it leaves the list; then the output layer
+    to the (count mod j)-th GPU that has room for it. `budgets`: free memory less
+    OLLAMA_GPU_OVERHEAD; `limit`: num_gpu."""
+    n = len(budgets)
+    weights, kv, counts = [0] * n, [0] * n, [0] * n
+    alloc = [0] * n
+    room: list[int] = []
+    for g, free in enumerate(budgets):
+        gzo = gpu0 if not room else 0
+        if free < gzo + graph + MINIMUM_MEMORY + 2 * buffer:
+            continue
+        room.append(g)
+        alloc[g] = MINIMUM_MEMORY + buffer + gzo
+    placed = 0
+    order = range(len(blocks) - 1, -1, -1) if last_first else range(len(blocks))
+    for i in order:
+        if limit is not None and placed >= limit:
+            continue
+        w, k = blocks[i]
+        for j in range(len(room), 0, -1):
+            g = room[i % j]
+            if budgets[g] > alloc[g] + graph + w + k:
+                alloc[g] += w + k
+                weights[g] += w
+                kv[g] += k
+                counts[g] += 1
+                placed += 1
+                break
+            del room[i % j]
+    output_on = None
+    if output and (limit is None or placed < limit):
+        for j in range(len(room), 0, -1):
+            g = room[placed % j]
+            if budgets[g] > alloc[g] + graph + output:
+                weights[g] += output
+                counts[g] += 1
+                output_on = g
+                break
+    return Deal(tuple(counts), tuple(weights), tuple(kv), output_on)
+
+
+def _deal(est: Estimate, version: Version, gpus: int, budget: int, parallel: int, num_ctx: int,
+          batch: int, kv_type: str, layers_total: int, projector: int, vision_graph: int,
+          buffers: Callable[..., LlamaCppStartup],
+          limit: int | None) -> tuple[tuple[int, ...], LlamaCppStartup]:
+    """EstimateGPULayers over `gpus` GPUs with `budget` each: the layers per GPU it passes as
+    --tensor-split, and the whole model as it deals it with no limit on memory, as the
+    estimator's per-GPU need (it places every layer only if that fits: the same checks, in the
+    same order)."""
+    ctx = num_ctx * parallel
+    shape = est.model.shape
+    blocks = _estimator_blocks(est, ctx, batch, parallel, kv_type, version)
+    buffer = sum(blocks[0]) if blocks else 0  # "add one layer worth of memory as a buffer"
+    whole = buffers(parallel, layers_total, estimator=False)
+    graph = _estimator_graph(shape, ctx, batch, parallel, kv_type, gpus, version=version)
+    if graph is None:
+        graph = whole.compute_buffer_gpu_bytes
+    # the output layer (output_norm, output or token_embd), with the vision tower where it
+    # goes with it, as llama.cpp's buffers count it, and the vision graph
+    output = whole.model_buffer_gpu_bytes - buffers(
+        parallel, layers_total - 1, estimator=False).model_buffer_gpu_bytes + vision_graph
+    last_first = version >= LAST_LAYER_FIRST_FROM
+    if vision_graph and not last_first:  # VisionGraphSize's weights and graph: first GPU
+        tower = shape.extra_params * 2  # (gpuZeroOverhead, ollama/ollama@v0.6.8:llm/memory.go)
+        output -= tower + vision_graph
+        projector += tower + vision_graph
+    deal = deal_layers([budget] * gpus, blocks, buffer, output, graph, gpu0=projector,
+                       last_first=last_first, limit=limit)
+    free = deal_layers([1 << 62] * gpus, blocks, buffer, output, graph, gpu0=projector,
+                       last_first=last_first)
+    devices = tuple(DeviceBuffers(layers=n - (g == free.output_on), model_bytes=w, kv_bytes=k,
+                                  compute_bytes=graph + (projector if g == 0 else 0))
+                    for g, (n, w, k) in enumerate(zip(free.counts, free.weights, free.kv,
+                                                      strict=True)))
+    estimated = replace(whole, devices=devices, cuda_context_bytes=MINIMUM_MEMORY + buffer,
+                        compute_buffer_gpu_bytes=max(d.compute_bytes for d in devices))
+    return deal.counts, estimated
 
 
 def _tower_bytes(est: Estimate) -> float:
@@ -422,14 +570,16 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
     batch = _num_batch(o, version, num_ctx, flash, device)
     layers_total = shape.num_layers + 1
 
-    def buffers(parallel: int, gpu_layers: int, estimator: bool = True) -> LlamaCppStartup:
+    def buffers(parallel: int, gpu_layers: int, estimator: bool = True,
+                split: tuple[int, ...] | None = None) -> LlamaCppStartup:
         """llama.cpp's buffers for this placement; with `estimator`, as Ollama's own estimator
-        (before 0.12.11) sizes them to decide the placement."""
+        (before 0.12.11) sizes them to decide the placement; `split`: --tensor-split."""
         ctx = num_ctx * parallel
+        ratios = tuple(float(n) for n in split) if split else _ollama_split(
+            version, gpu_layers, layers_total, gpus)
         opts = LlamaCppOptions(n_gpu_layers=gpu_layers, n_ctx=ctx, n_ubatch=min(batch, ctx),
                                flash_attn=flash, cache_type_k=kv_type, cache_type_v=kv_type,
-                               n_gpus=gpus, tensor_split=_ollama_split(version, gpu_layers,
-                                                                       layers_total, gpus))
+                               n_gpus=gpus, tensor_split=ratios)
         startup = llamacpp_startup(est, opts)
         if estimator and version < OWN_ESTIMATOR_UNTIL and device is not None:
             graph = _estimator_graph(shape, ctx, min(batch, ctx), parallel, kv_type, gpus,
@@ -469,7 +619,24 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
         budget = req.usable_bytes - int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
     parallel = _num_parallel(o, version, budget, layers_total, buffers, rules)
     requested = o.get("num_gpu")
-    if requested is not None:
+    limit = None if requested is None else int(requested)  # type: ignore[call-overload]
+    split: tuple[int, ...] | None = None
+    estimated_full = None
+    if gpus > 1 and budget is not None and ROUND_ROBIN_FROM <= version < OWN_ESTIMATOR_UNTIL:
+        split, estimated_full = _deal(est, version, gpus, budget, parallel, num_ctx,
+                                      min(batch, num_ctx * parallel), kv_type, layers_total,
+                                      projector, vision_graph, buffers, limit)
+        down = version >= LAST_LAYER_FIRST_FROM
+        rules.append("layers dealt to the GPUs in turn, each at its own size, from "
+                     + ("the last layer down" if down else "layer 0 up")
+                     + f": {','.join(map(str, split))}, passed as --tensor-split "
+                     f"({SRC.format('0.7.1' if down else '0.5.7', 'llm/memory.go')} "
+                     "EstimateGPULayers)")
+        if not any(split):
+            split = None  # no layer placed: no --tensor-split
+    if estimated_full is not None and limit is None:
+        gpu_layers = sum(split) if split else 0
+    elif requested is not None:
         gpu_layers = int(requested)  # type: ignore[call-overload]
         rules.append(f"num_gpu {gpu_layers} as given")
     elif budget is None:
@@ -484,16 +651,20 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
         rules.append(f"layers on the GPU: the most that fit in {format_bytes(budget)}, as "
                      f"{who} decides")
     gpu_layers = min(gpu_layers, layers_total)
+    whole_dealt = split is not None and sum(split) >= layers_total  # the estimate placed all
     if num_ctx * parallel != est.settings.ctx:
         rules.append(f"the memory table above is for --ctx {est.settings.ctx}; Ollama allocates "
                      f"{num_ctx * parallel} tokens of KV cache (num_ctx x parallel)")
     return OllamaStartup(version=version, num_ctx=num_ctx, num_parallel=parallel,
                          num_batch=min(batch, num_ctx * parallel), flash_attention=flash,
                          kv_cache_type=kv_type, layers_total=layers_total, offloaded=gpu_layers,
-                         buffers=buffers(parallel, gpu_layers, estimator=False),
-                         full=buffers(parallel, layers_total, estimator=False), gpus=gpus,
+                         buffers=buffers(parallel, gpu_layers, estimator=False, split=split),
+                         full=buffers(parallel, layers_total, estimator=False,
+                                      split=split if whole_dealt else None), gpus=gpus,
                          rules=tuple(rules), placed=requested is not None,
-                         estimated_full=buffers(parallel, layers_total))
+                         estimated_full=None if whole_dealt else estimated_full
+                         if estimated_full is not None else buffers(parallel, layers_total),
+                         tensor_split=split)
 
 
 def _num_ctx(o: Options, version: Version, device: Device | None, tp: int,
