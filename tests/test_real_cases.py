@@ -110,7 +110,11 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # Qwen's GPTQ release of Qwen2-72B-Instruct in the catalog with its padded MLP: fit 145/155.
 # 555 cases, the four batches of 2026-12-04 together (each measured on its own branch):
 # fit 77/98 and 163/172, held-out 79/104 and 156/160.
-FLOORS = {"fit": (77, 98, 163, 172), "heldout": (79, 104, 156, 160)}
+# 570 cases (15 serving-engine start-up OOMs, refusals and their fixes taken as found, branch
+# c2-serve): fit 79/102 and 164/174, held-out 82/108 and 158/162 (three new fit-half verdicts
+# disagree: SGLang #445 and Qwen3-VL #482's OOMs are called fits, vLLM #13640's padded AWQ start a
+# non-fit; see real_cases.md).
+FLOORS = {"fit": (79, 102, 164, 174), "heldout": (82, 108, 158, 162)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
