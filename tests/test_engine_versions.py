@@ -298,6 +298,23 @@ def test_qwens_own_72b_gptq_release_splits_four_ways() -> None:
     assert "not a whole number" in self_made.to_json()["fit"]["refused"]
 
 
+def test_qwens_own_72b_vl_awq_release_splits_two_ways() -> None:
+    """Qwen padded its AWQ release of Qwen2-VL-72B-Instruct's MLP to 29696 'to make sure quantized
+    model can use 8 tensor-parallel in vllm' (commit 688e28d): vLLM 0.7.2 started it at TP 2 on
+    2x A800 (vLLM #13640, real case vllm-13640-2xa800-qwen2-vl-72b-awq-tp2), while in the same
+    thread the 29568-wide Qwen2.5-VL-72B-Instruct-AWQ was refused at TP 2 ('input_size_per_partition
+    = 14784 is not divisible by min_thread_k = 128')."""
+    options = {"version": "0.7.2", "gpu_memory_utilization": 0.9, "max_model_len": 32768}
+    own = vramest.estimate(model="Qwen/Qwen2-VL-72B-Instruct-AWQ", gpu="a800 sxm4 80gb",
+                           num_gpus=2, engine="vllm", engine_options=options)
+    assert own.fit is not None and own.fit.fits
+    assert not own.to_json()["fit"].get("refused")
+    unpadded = vramest.estimate(model="Qwen/Qwen2.5-VL-72B-Instruct", dtype="awq-int4",
+                                gpu="a800 sxm4 80gb", num_gpus=2, engine="vllm",
+                                engine_options=options)
+    assert "not a whole number" in unpadded.to_json()["fit"]["refused"]
+
+
 def test_cache_type_flags_are_the_kv_dtype(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 

@@ -114,7 +114,8 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # c2-serve): fit 79/102 and 164/174, held-out 82/108 and 158/162 (three new fit-half verdicts
 # disagree: SGLang #445 and Qwen3-VL #482's OOMs are called fits, vLLM #13640's padded AWQ start a
 # non-fit; see real_cases.md).
-FLOORS = {"fit": (79, 102, 164, 174), "heldout": (82, 108, 158, 162)}
+# Qwen's AWQ release of Qwen2-VL-72B-Instruct in the catalog with its padded MLP: fit 165/174.
+FLOORS = {"fit": (79, 102, 165, 174), "heldout": (82, 108, 158, 162)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
