@@ -116,6 +116,11 @@ def test_unexpressible_cases_are_counted_with_a_reason():
 # non-fit; see real_cases.md).
 # Qwen's AWQ release of Qwen2-VL-72B-Instruct in the catalog with its padded MLP: fit 165/174.
 FLOORS = {"fit": (79, 102, 165, 174), "heldout": (82, 108, 158, 162)}
+# 571 cases (16 llama.cpp/Ollama cases taken as found, branch c2-local: CUDA and Metal OOMs at
+# the edge, a Strix Halo load failure, GLM-4.7 over two RTX PRO 6000): fit 80/101 and 165/176,
+# held-out 83/110 and 159/163 (two new fit-half runs that worked are called non-fits: GLM-4.7's
+# UD-Q3_K_XL counted as Q3_K_M, Ollama 0.5.4 forced onto an 8 GB card; see real_cases.md).
+FLOORS = {"fit": (80, 101, 165, 176), "heldout": (83, 110, 159, 163)}
 
 
 @pytest.mark.parametrize("split", ["fit", "heldout"])
