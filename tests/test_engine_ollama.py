@@ -160,6 +160,27 @@ def test_num_gpu_given_is_judged_as_given() -> None:
     assert verdict(num_gpu=20) == "fits"  # the 20 layers asked for
 
 
+def test_num_gpu_runs_as_llama_cpp_with_its_runtime_and_the_drivers_total() -> None:
+    """ollama/ollama#8244 (0.5.4): qwen2.5:7b-instruct-q8_0 on an RTX 2060 SUPER 8GB ran split
+    with the CPU by default and all on the GPU with `PARAMETER num_gpu 999`. With num_gpu given
+    Ollama passes it to its llama.cpp runner as --n-gpu-layers (llm/server.go): llama.cpp's
+    buffers and hold, against the driver's total, decide, as for --engine llamacpp."""
+    from vramest.api import estimate
+    from vramest.inference.engines.llamacpp_device import RUNTIME_BYTES
+
+    def fit(**options: object):  # type: ignore[no-untyped-def]
+        est = estimate(model="Qwen/Qwen2.5-7B-Instruct", dtype="q8_0", gpu="rtx 2060 super",
+                       engine="ollama", engine_options={"version": "0.5.4", **options},
+                       profile="none")
+        assert est.fit is not None
+        return est.fit
+
+    forced = fit(num_gpu=999)
+    assert forced.fits  # it ran
+    assert forced.per_gpu.overhead == RUNTIME_BYTES  # llama.cpp's hold, not the generic 1 GiB
+    assert not fit().fits  # Ollama's own placement kept layers on the CPU
+
+
 def test_ollama_09_keeps_gemma3_27b_fp16s_output_layer_off_two_5090s() -> None:
     """ollama/ollama#11162 (0.9.2): gemma3:27b-it-fp16 on two RTX 5090s logged
     layers.model=63 layers.offload=62 layers.split=31,31: the estimator's partial-offload graph,

@@ -105,9 +105,13 @@ def place(est: Estimate, where: Deployment,
     fitted: dict[str, Any] | None = (engine_costs or {}).get(engine_.name)
     if fitted:  # a calibration profile measured this engine's fixed costs
         engine_ = replace(engine_, **fitted)
+    # llama.cpp fills what the driver reports; so does Ollama's llama.cpp runner when num_gpu
+    # places the layers (engines/ollama.py: no estimate of Ollama's decides anything then)
+    llamacpp_limit = engine_.name in MIXED_GPU_ENGINES or (
+        engine_.name == "ollama" and "num_gpu" in (engine_options or {}))
     assumptions = [*est.assumptions, f"Speed: {engine_.name} engine ({engine_.description}); "
                    f"prompt {prompt_tokens} tokens, then {gen_tokens} generated.",
-                   (LLAMACPP_LIMIT_NOTE if engine_.name in MIXED_GPU_ENGINES and reserve is None
+                   (LLAMACPP_LIMIT_NOTE if llamacpp_limit and reserve is None
                     else RESERVE_NOTE + (f"; here {reserve}" if reserve is not None else ""))
                    + "."]
     if alias is not None:
@@ -135,7 +139,7 @@ def place(est: Estimate, where: Deployment,
                             (prompt_tokens, gen_tokens))
     if device is not None:
         fit_plan = plan(est, device, n, stages, reserve_, max_ctx, max_batch)
-        if engine_.name in MIXED_GPU_ENGINES:  # llama.cpp fills what the driver reports
+        if llamacpp_limit:
             fit_plan = replace(fit_plan, usable_bytes=llamacpp_usable(device, est, reserve_))
         if device.addressable_bytes < device.memory_bytes:
             assumptions.append(ecc_note(device))

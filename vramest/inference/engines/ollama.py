@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 from vramest.frozen import TYPE_CHECKING, frozen, replace
 from vramest.inference.engines import registry
+from vramest.inference.engines.llamacpp_device import runtime_spread_bytes
 from vramest.inference.engines.startup import (
     DeviceBuffers,
     LlamaCppOptions,
     LlamaCppStartup,
+    _backend,
     llamacpp_startup,
 )
 from vramest.inference.memory import layer_weight_bytes, weight_bytes_by_group, weight_bytes_by_role
@@ -165,8 +167,11 @@ class OllamaStartup:
         judged = self.buffers if self.placed else max(
             (b for b in (self.full, self.estimated_full) if b is not None),
             key=per_gpu_need)
+        # placed, the runner's own hold is llama.cpp's, with its spread (engine_fit.py)
+        spread = runtime_spread_bytes(_backend(plan.device)) if self.placed and judged.devices \
+            else 0
         return replace(plan, per_gpu=_busiest(judged), band=BANDS["llamacpp"],
-                       on_host=host)
+                       band_extra_bytes=spread, on_host=host)
 
     def what_to_change(self, est: Estimate, plan: FitPlan, options: Options) -> tuple[str, ...]:
         """Ollama's own knobs, each checked to get the whole model on the GPUs with the error
@@ -579,7 +584,7 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
             version, gpu_layers, layers_total, gpus)
         opts = LlamaCppOptions(n_gpu_layers=gpu_layers, n_ctx=ctx, n_ubatch=min(batch, ctx),
                                flash_attn=flash, cache_type_k=kv_type, cache_type_v=kv_type,
-                               n_gpus=gpus, tensor_split=ratios)
+                               backend=runner_backend, n_gpus=gpus, tensor_split=ratios)
         startup = llamacpp_startup(est, opts)
         if estimator and version < OWN_ESTIMATOR_UNTIL and device is not None:
             graph = _estimator_graph(shape, ctx, min(batch, ctx), parallel, kv_type, gpus,
@@ -614,6 +619,14 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                      f"({SRC.format('0.9.2', 'fs/ggml/ggml.go')} VisionGraphSize)")
 
     gpus = max(req.tp, 1)
+    # num_gpu given: Ollama passes it on as --n-gpu-layers and no estimate of its own changes
+    # it (llm/server.go, v0.1.3x-v0.5.x: "case opts.NumGPU < 0 && estimate.Layers > 0: opts.NumGPU
+    # = estimate.Layers"; "if opts.NumGPU >= 0 { params = append(params, "--n-gpu-layers", ...) }"),
+    # so the run is its llama.cpp runner's: the buffers and what llama.cpp's backend holds beyond
+    # them (engines/llamacpp_device.py RUNTIME_BYTES; nothing on Metal), against the driver's
+    # total (deploy.py, as for --engine llamacpp)
+    placed = o.get("num_gpu") is not None
+    runner_backend = _backend(device).lower() if placed and device is not None else None
     budget = None
     if device is not None and req.usable_bytes is not None:
         budget = req.usable_bytes - int(o.get("gpu_overhead", 0))  # type: ignore[call-overload]
@@ -661,7 +674,7 @@ def compute(req: registry.StartupRequest) -> OllamaStartup:
                          buffers=buffers(parallel, gpu_layers, estimator=False, split=split),
                          full=buffers(parallel, layers_total, estimator=False,
                                       split=split if whole_dealt else None), gpus=gpus,
-                         rules=tuple(rules), placed=requested is not None,
+                         rules=tuple(rules), placed=placed,
                          estimated_full=None if whole_dealt else estimated_full
                          if estimated_full is not None else buffers(parallel, layers_total),
                          tensor_split=split)
