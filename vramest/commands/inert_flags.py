@@ -22,7 +22,12 @@ _VLLM = {"--host": True, "--port": True, "--served-model-name": True, "--api-key
          "--trust-remote-code": False, "--enable-prefix-caching": False,
          "--no-enable-prefix-caching": False, "--disable-log-requests": False,
          "--disable-log-stats": False, "--enable-auto-tool-choice": False,
-         "--async-scheduling": False, "--disable-fastapi-docs": False}
+         "--async-scheduling": False, "--disable-fastapi-docs": False,
+         # the folder `file://` images may be read from (ModelConfig.allowed_local_media_path)
+         "--allowed-local-media-path": True}
+# SGLang (python/sglang/srt/server_args.py, as its ServerArgs(...) log line lists them): the
+# tokenizer's path and the sampler's seed
+_SGLANG = {"--tokenizer-path": True, "--random-seed": True}
 # llama.cpp's llama-server and llama-cli (tools/server/README.md, common/arg.cpp): threads,
 # sampling, chat template, logging and the HTTP server; --mlock and --no-mmap change how the
 # host holds the file, not the GPU's buffers.
@@ -32,8 +37,10 @@ _LLAMACPP = {"-t": True, "--threads": True, "-tb": True, "--threads-batch": True
              "--chat-template": True, "-s": True, "--seed": True, "--jinja": False,
              "--mlock": False, "--no-mmap": False, "--metrics": False, "-v": False,
              "--verbose": False, "--log-disable": False, "-cb": False,
-             "--cont-batching": False, "--no-webui": False}
-INERT: dict[str, bool] = {**_VLLM, **_LLAMACPP}
+             "--cont-batching": False, "--no-webui": False,
+             # RoPE's base frequency and scale: numbers in the attention's rotation, no buffer
+             "--rope-freq-base": True, "--rope-freq-scale": True}
+INERT: dict[str, bool] = {**_VLLM, **_SGLANG, **_LLAMACPP}
 
 
 def without_inert(args: list[str]) -> tuple[list[str], list[str]]:

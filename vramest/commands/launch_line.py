@@ -20,6 +20,10 @@ from vramest.errors import InputError, short
 # the programs: how the first word (a path's last part, without .exe) names the engine
 _PROGRAMS = {"vllm": "vllm", "llama-server": "llamacpp", "llama-cli": "llamacpp",
              "ollama": "ollama", "text-generation-launcher": "tgi"}
+# llama.cpp's binaries before ggml-org/llama.cpp PR #7809 (2024-06) renamed them llama-server
+# and llama-cli; read only as a path (./server, ./build/bin/main), as threads of the time
+# wrote them, since a bare word is a model's name
+_OLD_LLAMACPP = ("server", "main")
 # `python -m MODULE`: the engines' server modules
 _MODULES = {"vllm.entrypoints.openai.api_server": "vllm", "vllm.entrypoints.api_server": "vllm",
             "sglang.launch_server": "sglang"}
@@ -37,8 +41,14 @@ _RENAMED = {
                  "-ncmoe": "--n-cpu-moe", "--n-cpu-moe": "--n-cpu-moe"},
     "sglang": {"--model-path": "--model", "--tp": "--tensor-parallel-size",
                "--tp-size": "--tensor-parallel-size"},
-    "tgi": {"--model-id": "--model", "--num-shard": "--num-gpus", "--quantize": "--quantization"},
+    "tgi": {"--model-id": "--model", "--num-shard": "--num-gpus"},
 }
+# TGI's --quantize values -> the weights' precision (enum Quantization, launcher/src/main.rs:
+# "bitsandbytes: Bitsandbytes 8bit", "eetq: 8 bit", "bitsandbytes-nf4/-fp4: 4bit", marlin reads
+# GPTQ checkpoints); exl2 and compressed-tensors name no one precision
+_TGI_QUANTIZE = {"awq": "awq-int4", "gptq": "gptq-int4", "marlin": "gptq-int4", "fp8": "fp8",
+                 "eetq": "int8", "bitsandbytes": "int8", "bitsandbytes-nf4": "nf4",
+                 "bitsandbytes-fp4": "nf4"}
 # llama.cpp's -fa takes on/off/auto since b6325 (2025-09); before, -fa alone meant on
 _FLASH = {"on": "--flash-attn", "1": "--flash-attn", "true": "--flash-attn",
           "off": "--no-flash-attn", "0": "--no-flash-attn", "false": "--no-flash-attn"}
@@ -61,6 +71,8 @@ def estimate_args(args: list[str]) -> list[str]:
                              "program follows it (vllm serve, llama-server, ollama, "
                              "python -m sglang.launch_server, text-generation-launcher).")
         return ["estimate", *model_first(rest)]
+    if engine == "tgi":
+        rest = _tgi_quantize(_tgi_sharded(rest, env))
     out = ["estimate", *_own_flags(engine, rest)]
     out += _settings(engine, env)
     given = _given_engine(out)
@@ -109,6 +121,10 @@ def _program(args: list[str], env: list[str],
                              f"accepted: {', '.join(_MODULES)}.")
         return engine, None, args[3:], env
     engine = _PROGRAMS.get(word)
+    if engine is None and word in _OLD_LLAMACPP and "/" in args[0].replace("\\", "/"):
+        engine = "llamacpp"
+    if word == "llama" and args[1:2] == ["serve"]:  # llama.cpp's one binary: `llama serve`
+        return "llamacpp", None, model_first(args[2:]), env
     if engine is None:
         return None, None, args, env
     rest = args[1:]
@@ -164,9 +180,12 @@ def _own_flags(engine: str, args: list[str]) -> list[str]:
 
     own = spellings("estimate")
     renamed = _RENAMED.get(engine, {})
+    args = list(args)
     out: list[str] = []
     i = 0
     while i < len(args):
+        if engine == "vllm":
+            args[i] = _vllm_dashes(args[i])
         flag, eq, value = args[i].partition("=")
         following = args[i + 1] if i + 1 < len(args) else None
         takes_next = not eq and following is not None and following[:1] != "-"
@@ -190,6 +209,72 @@ def _own_flags(engine: str, args: list[str]) -> list[str]:
             out.append(args[i])
         i += 1
     return out
+
+
+def _tgi_sharded(args: list[str], env: list[str]) -> list[str]:
+    """TGI's `--sharded true|false` as the shard count its launcher derives from it
+    (find_num_shards, launcher/src/main.rs): beside --num-shard it only checks that count, so
+    it is left out; alone, false is one shard and true is one per CUDA_VISIBLE_DEVICES entry."""
+    out: list[str] = []
+    sharded: str | None = None
+    i = 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if flag != "--sharded":
+            out.append(args[i])
+        elif eq:
+            sharded = value
+        elif i + 1 < len(args) and args[i + 1][:1] != "-":
+            sharded, i = args[i + 1], i + 1
+        else:
+            sharded = "true"
+        i += 1
+    if sharded is None:
+        return out
+    if sharded.lower() not in ("true", "false"):
+        raise InputError(f"--sharded {short(sharded)}: TGI's --sharded is true or false.")
+    if any(a.partition("=")[0] in ("--num-shard", "--num-gpus") for a in out):
+        return out
+    if sharded.lower() == "false":
+        return [*out, "--num-gpus", "1"]
+    devices = next((s.partition("=")[2] for s in env
+                    if s.startswith(("CUDA_VISIBLE_DEVICES=", "NVIDIA_VISIBLE_DEVICES="))), None)
+    if not devices:
+        raise InputError("--sharded true shards over every visible GPU; give --num-shard N "
+                         "(or CUDA_VISIBLE_DEVICES) to say how many.")
+    return [*out, "--num-gpus", str(len(devices.split(",")))]
+
+
+def _tgi_quantize(args: list[str]) -> list[str]:
+    """TGI's `--quantize METHOD` as the weights' --dtype; TGI itself refuses --dtype beside it
+    ("This option cannot be used with `--quantize`", its --dtype help)."""
+    i = next((k for k, a in enumerate(args) if a.partition("=")[0] == "--quantize"), None)
+    if i is None:
+        return args
+    _, eq, value = args[i].partition("=")
+    if not eq:
+        if i + 1 >= len(args):
+            raise InputError("--quantize needs a method: " + ", ".join(_TGI_QUANTIZE) + ".")
+        value = args[i + 1]
+    rest = args[:i] + args[i + (1 if eq else 2):]
+    dtype = _TGI_QUANTIZE.get(value.strip().lower())
+    if dtype is None:
+        raise InputError(f"--quantize {short(value)}: vramest reads TGI's "
+                         f"{', '.join(_TGI_QUANTIZE)} (--dtype names any other precision).")
+    if any(a.partition("=")[0] == "--dtype" for a in rest):
+        raise InputError("TGI refuses --dtype beside --quantize; give one.")
+    return [*rest, "--dtype", dtype]
+
+
+def _vllm_dashes(arg: str) -> str:
+    """vLLM's parser reads `--gpu_memory_utilization` as `--gpu-memory-utilization`: the
+    underscores of a long flag's name (up to its first dot) become dashes
+    (FlexibleArgumentParser.parse_args, vllm/utils/argparse_utils.py)."""
+    if arg[:2] != "--":
+        return arg
+    key, eq, value = arg.partition("=")
+    name, dot, rest = key[2:].partition(".")
+    return "--" + name.replace("_", "-") + dot + rest + eq + value
 
 
 def _settings(engine: str, env: list[str]) -> list[str]:

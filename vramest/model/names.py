@@ -248,6 +248,13 @@ def _strip_quant(words: list[str]) -> tuple[list[str], str | None, bool]:
     return words, precision, stripped
 
 
+def quantization_suffix(text: str) -> bool:
+    """Whether the text is only a quantization's name as release names end in one (Q4_K_M,
+    AWQ, fp8, UD-Q4_K_XL)."""
+    words, _, stripped = _strip_quant(_words(text))
+    return stripped and not words
+
+
 def _unsloth_mix(words: list[str]) -> tuple[int, str | None]:
     """(how many trailing words name an Unsloth dynamic mix, its format), or (0, None)."""
     for k in (4, 3):

@@ -142,6 +142,9 @@ def _model_from_name_or_path(model: str) -> ModelInfo:
     match = catalog_name(model)
     if match is not None:
         return _from_catalog(match, match.reason)
+    folder = _named_folder(model)
+    if folder is not None:
+        return folder
     if _looks_like_path(model):
         return _model_from_path(model)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
@@ -161,12 +164,33 @@ def _model_from_hub(repo_id: str, suggestion: str) -> ModelInfo:
     return replace(info, name=repo_id, source="hub", origin=f"https://huggingface.co/{repo_id}")
 
 
+def _named_folder(path: str) -> ModelInfo | None:
+    """A model folder's path with no such folder here, pasted from someone else's launch line
+    (`--model-path /models/Qwen2.5-7B-Instruct-AWQ/`): the release its last part names, as
+    the Hub's download tools name the folder, saying no folder was read. A hub id (one slash)
+    and a file's name are not folders."""
+    bare = path.rstrip("/\\")
+    if os.path.exists(path) or bare.lower().endswith((".json", ".gguf", ".safetensors")):
+        return None
+    if not (bare.startswith(("/", ".", "~")) or bare.count("/") >= 2 or "\\" in bare):
+        return None
+    name = re.split(r"[/\\]", bare)[-1]
+    match = catalog_name(name) if name not in ("", ".", "..") else None
+    if match is None:
+        return None
+    return _from_catalog(match, f"no folder {path} here: read as the release its last part "
+                         "names" + (f" ({match.reason})" if match.reason else ""))
+
+
 def _named_file(name: str) -> ModelInfo | None:
     """A GGUF file's name with no such file here ("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"):
     the release and quantization its name says, as for a hub name, saying no file was read."""
-    from vramest.model.names import catalog_match
+    from vramest.model.names import catalog_match, quantization_suffix
 
     stem = name[:-len(".gguf")]
+    head, dot, tail = stem.rpartition(".")  # TheBloke's files: llama-2-70b.Q4_K_M.gguf
+    if dot and "-" not in tail and quantization_suffix(tail):
+        stem = f"{head}-{tail}"
     parts = stem.rsplit("-", 3)  # a split file: ...-00001-of-00003
     if len(parts) == 4 and parts[1].isdigit() and parts[2] == "of" and parts[3].isdigit():
         stem = parts[0]
@@ -198,8 +222,9 @@ def _model_from_path(path: str) -> ModelInfo:
     if not os.path.exists(path) and path.lower().endswith(".gguf"):
         link = _HUB_FILE.match(path)
         name = path[link.end():] if link else path
-        # a file name pasted from a thread or a Hub link, not a file here
-        named = _named_file(name) if os.sep not in name else None
+        # a file name pasted from a thread or a Hub link, or a path on someone else's
+        # machine: not a file here, read by its name
+        named = _named_file(re.split(r"[/\\]", name)[-1])
         if named is not None:
             return named
     if not os.path.exists(path):
