@@ -116,3 +116,44 @@ def test_a_path_whose_name_says_nothing_known_is_still_refused(path: str) -> Non
 
 def test_a_hub_id_is_not_read_as_a_folder() -> None:
     assert "no folder" not in vramest.estimate(model="Qwen/Qwen2.5-7B-Instruct").model.origin
+
+
+def test_vllm_none_is_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """vLLM reads "None" for an optional setting as unset (optional_type, engine/arg_utils.py);
+    vllm-project/vllm #13074 pastes `--quantization None`."""
+    line = ("vllm", "serve", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100")
+    assert answer(capsys, *line, "--quantization", "None", "--max-model-len=None") == \
+        answer(capsys, *line)
+
+
+def test_vllm_dtype_leaves_a_quantized_checkpoint_as_stored(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """vLLM #14726 serves the FP8 DeepSeek-V3 with `--dtype half`: its weights load as FP8
+    (the log's failure is in MLA's process_weights_after_loading, on 16 L40s), not as 16-bit;
+    on a 16-bit checkpoint --dtype half is the weights' precision."""
+    fp8 = ("vllm", "serve", "deepseek-ai/DeepSeek-V3", "-tp", "8", "-pp", "2",
+           "--gpu", "l40", "--num-gpus", "16")
+    assert answer(capsys, *fp8, "--dtype", "half") == answer(capsys, *fp8)
+    plain = ("vllm", "serve", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a10")
+    assert answer(capsys, *plain, "--dtype", "half")["settings"]["dtype"] == "fp16"  # type: ignore[index]
+
+
+def test_vllm_chunked_prefill_by_its_release(capsys: pytest.CaptureFixture[str]) -> None:
+    """V1 always chunks, so the switch adds nothing; beside --max-num-batched-tokens it adds
+    nothing in any release; a V0 release without the budget is refused in one sentence."""
+    line = ("vllm", "serve", "meta-llama/Llama-3.1-8B", "--gpu", "a100")
+    assert answer(capsys, *line, "--enable-chunked-prefill") == answer(capsys, *line)
+    old = ("docker", "run", "vllm/vllm-openai:v0.6.3", "--model", "meta-llama/Llama-3.1-8B",
+           "--gpu", "a100")
+    assert answer(capsys, *old, "--enable-chunked-prefill", "--max-num-batched-tokens",
+                  "2048") == answer(capsys, *old, "--max-num-batched-tokens", "2048")
+    assert main([*old, "--enable-chunked-prefill"]) == 2
+    err = capsys.readouterr().err
+    assert "give them as --max-num-batched-tokens" in err and err.count("\n") == 1
+
+
+def test_vllm_executor_backend_changes_no_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    line = ("vllm", "serve", "meta-llama/Llama-3.1-8B", "-tp", "2", "--gpu", "l40",
+            "--num-gpus", "2")
+    assert answer(capsys, *line, "--distributed-executor-backend", "ray") == \
+        answer(capsys, *line)

@@ -24,7 +24,10 @@ _VLLM = {"--host": True, "--port": True, "--served-model-name": True, "--api-key
          "--disable-log-stats": False, "--enable-auto-tool-choice": False,
          "--async-scheduling": False, "--disable-fastapi-docs": False,
          # the folder `file://` images may be read from (ModelConfig.allowed_local_media_path)
-         "--allowed-local-media-path": True}
+         "--allowed-local-media-path": True,
+         # how the workers are started, Ray or processes (ParallelConfig.distributed_executor_
+         # backend): the same shards on the same GPUs
+         "--distributed-executor-backend": True}
 # SGLang (python/sglang/srt/server_args.py, as its ServerArgs(...) log line lists them): the
 # tokenizer's path and the sampler's seed
 _SGLANG = {"--tokenizer-path": True, "--random-seed": True}

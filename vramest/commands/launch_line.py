@@ -82,6 +82,8 @@ def estimate_args(args: list[str]) -> list[str]:
         raise InputError(f"The launch line is {engine}'s and --engine names {given}; give one.")
     if version is not None and not any(a.startswith("--engine-version") for a in out):
         out += ["--engine-version", version]
+    if engine == "vllm":
+        out = _vllm_dtype(_vllm_chunked_prefill(out))
     return out
 
 
@@ -189,6 +191,12 @@ def _own_flags(engine: str, args: list[str]) -> list[str]:
         flag, eq, value = args[i].partition("=")
         following = args[i + 1] if i + 1 < len(args) else None
         takes_next = not eq and following is not None and following[:1] != "-"
+        if engine == "vllm" and flag[:1] == "-" and (value if eq else following) == "None":
+            # vLLM's optional settings read "None" as unset (optional_type,
+            # vllm/engine/arg_utils.py): the default, as if the flag were not there
+            print(f"vramest: note: {flag} None is vLLM's default; left out.", file=sys.stderr)
+            i += 1 if eq else 2
+            continue
         if engine == "llamacpp" and flag in ("-fa", "--flash-attn"):
             word = value if eq else following if takes_next else "on"
             if word is not None and word.lower() in _FLASH:
@@ -264,6 +272,75 @@ def _tgi_quantize(args: list[str]) -> list[str]:
     if any(a.partition("=")[0] == "--dtype" for a in rest):
         raise InputError("TGI refuses --dtype beside --quantize; give one.")
     return [*rest, "--dtype", dtype]
+
+
+def _vllm_chunked_prefill(args: list[str]) -> list[str]:
+    """vLLM's --enable-chunked-prefill by what it does to the profiling forward, which is
+    --max-num-batched-tokens tokens: beside that flag it adds nothing, and where the release
+    always chunks (V1) it is what the release does anyway; a release that chunks only on
+    request (V0) prefills its chunk budget instead of a whole prompt, which vramest reads
+    through --max-num-batched-tokens. Turning chunking off is refused the same way."""
+    from vramest.inference.engines.versions import parse_version, vllm_rules
+
+    kept = [a for a in args if a.partition("=")[0] not in _CHUNKED]
+    if len(kept) == len(args):
+        return args
+    flag = next(a for a in args if a.partition("=")[0] in _CHUNKED)
+    name, _, value = flag.partition("=")
+    on = name == "--enable-chunked-prefill" and value.strip().lower() not in ("false", "0")
+    budget = any(a.partition("=")[0] == "--max-num-batched-tokens" for a in kept)
+    i = next((k for k, a in enumerate(kept) if a.partition("=")[0] == "--engine-version"), None)
+    given = None if i is None else (kept[i].partition("=")[2] or
+                                     (kept[i + 1] if i + 1 < len(kept) else None))
+    try:
+        always = vllm_rules(parse_version("vllm", given)).chunked_prefill == "always"
+    except InputError:
+        return args  # the release is refused in its own words later
+    if on and (budget or always):
+        print(f"vramest: note: {flag} changes no memory "
+              f"{'beside --max-num-batched-tokens' if budget else 'in this release, which always chunks'}"
+              "; left out.", file=sys.stderr)
+        return kept
+    raise InputError(f"{short(flag)} changes the tokens of vLLM's profiling forward; give them as "
+                     "--max-num-batched-tokens N (the chunk budget, or --max-model-len's "
+                     "value when prefill is not chunked).")
+
+
+def _vllm_dtype(args: list[str]) -> list[str]:
+    """vLLM's --dtype (half, bfloat16, ...) is the model's compute dtype: a checkpoint stored
+    quantized (FP8, AWQ, GPTQ, MXFP4, GGUF) keeps its format, its quantization_config choosing
+    the layers' method whatever --dtype says (vllm/config ModelConfig._verify_quantization);
+    vramest's --dtype is the weights', so it is left out for such a checkpoint."""
+    from vramest.commands.common import weight_dtype
+    from vramest.model.resolve import resolve_model
+
+    def value(flag: str) -> str | None:
+        for k, a in enumerate(args):
+            name, eq, given = a.partition("=")
+            if name == flag:
+                return given if eq else (args[k + 1] if k + 1 < len(args) else None)
+        return None
+
+    dtype, model = value("--dtype"), value("--model")
+    if dtype is None or model is None or dtype.strip().lower() not in _VLLM_DTYPES or \
+            value("--quantization") is not None or value("-q") is not None:
+        return args
+    try:
+        stored = resolve_model(model=model).native_format
+    except InputError:
+        return args  # the model is refused in its own words later
+    if stored is None or stored in ("bf16", "fp16", "fp32") or weight_dtype(dtype, None) is None:
+        return args
+    print(f"vramest: note: vLLM's --dtype {dtype} is the compute dtype; the checkpoint's "
+          f"{stored} weights stay {stored}.", file=sys.stderr)
+    k = next(k for k, a in enumerate(args) if a.partition("=")[0] == "--dtype")
+    return args[:k] + args[k + (1 if "=" in args[k] else 2):]
+
+
+# vLLM's --dtype choices (engine/arg_utils.py, ModelConfig.dtype)
+_VLLM_DTYPES = frozenset({"half", "float16", "bfloat16", "float", "float32"})
+# vLLM's switch for chunked prefill, as its arguments spell it (engine/arg_utils.py)
+_CHUNKED = frozenset({"--enable-chunked-prefill", "--no-enable-chunked-prefill"})
 
 
 def _vllm_dashes(arg: str) -> str:
