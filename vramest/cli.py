@@ -91,6 +91,12 @@ def _with_command(args: list[str]) -> list[str]:
     if not args:
         return ["estimate"]
     first = args[0]
+    if first == "train" or first in ("llamafactory-cli", "lmf") or "=" in first:
+        from vramest.commands.train_config import launch_line as training_line
+
+        pasted = training_line(args[1:] if first == "train" else args)
+        if pasted is not None:  # LLaMA-Factory's own command, pasted as it ran
+            return pasted
     if first in COMMANDS:
         if first == "train" and any(a.partition("=")[0] == "--config" for a in args):
             from vramest.commands.train_config import expand

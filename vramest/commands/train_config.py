@@ -72,6 +72,87 @@ def expand(args: list[str]) -> list[str]:
     return [rest[0], *from_file, *rest[1:]]
 
 
+def launch_line(words: list[str]) -> list[str] | None:
+    """`train` with LLaMA-Factory's own command pasted after it (or first): `llamafactory-cli
+    train CONFIG.yaml [key=value ...]`, or its settings as flags, `llamafactory-cli train
+    --stage sft --model_name_or_path ... --cutoff_len 4096`, and the scripts it had before the
+    CLI (`python src/train_bash.py`, `src/train_sft.py`, `src/train.py`, under `deepspeed` or
+    `torchrun` too). The flags are the YAML's keys (LLaMA-Factory's HfArgumentParser reads
+    either); vramest's own flags (--gpu, --num-gpus) stay as they are. None: not such a line."""
+    i = 0
+    while i < len(words) and re.fullmatch(r"[A-Z][A-Z0-9_]*=.*", words[i]):
+        i += 1  # CUDA_VISIBLE_DEVICES=0 and the like
+    start = _program_end(words, i)
+    if start is None:
+        return None
+    rest = words[start:]
+    if rest and rest[0][:1] != "-" and rest[0].lower().endswith((".yaml", ".yml", ".json")):
+        overrides = [w for w in rest[1:] if w[:1] != "-" and "=" in w]
+        from_file = _parse(read_text(
+            rest[0], what="The LLaMA-Factory config", limit=_MAX_BYTES,
+            missing="; expected a LLaMA-Factory training config (YAML)"), rest[0])
+        for word in overrides:  # llamafactory-cli train x.yaml key=value: the value wins
+            key, _, value = word.partition("=")
+            from_file[key] = _scalar(value)
+        return _as_flags(from_file, Path(rest[0]).parent,
+                         [w for w in rest[1:] if w not in overrides])
+    from vramest.commands.fast_parse import spellings
+
+    own_flags = spellings("train")
+    cfg: dict[str, object] = {}
+    own: list[str] = []
+    k = 0
+    while k < len(rest):
+        word = rest[k]
+        flag, eq, value = word.partition("=")
+        following = rest[k + 1] if k + 1 < len(rest) else None
+        takes = eq or (following is not None and following[:1] != "-")
+        if flag in own_flags and ("-" in flag[2:] or flag in _OWN_WORDS):
+            own += rest[k:k + (1 if eq or not takes else 2)]  # --gpu "A100 80GB"
+            k += 1 if eq or not takes else 2
+            continue
+        if flag[:2] != "--":
+            raise InputError(f"{short(word)}: after LLaMA-Factory's command vramest reads its "
+                             "--key value settings and its own flags (--gpu, --num-gpus).")
+        cfg[flag[2:].replace("-", "_")] = _scalar(value if eq else following or "") \
+            if takes else True
+        k += 1 if eq or not takes else 2
+    return _as_flags(cfg, Path.cwd(), own)
+
+
+# vramest's one-word train flags that LLaMA-Factory's arguments lack (its --optim, --fsdp,
+# --deepspeed and --seed are its own keys there)
+_OWN_WORDS = frozenset({"--gpu", "--json", "--explain", "--reserve", "--profile", "--tokens"})
+# LLaMA-Factory's entry points before llamafactory-cli (its README until 0.5/0.6), by file name
+_SCRIPTS = ("train_bash.py", "train_sft.py", "train_pt.py", "train_rm.py", "train_ppo.py",
+            "train_dpo.py", "train_web.py", "train.py")
+
+
+def _program_end(words: list[str], i: int) -> int | None:
+    """Where LLaMA-Factory's arguments start after its program, or None."""
+    if words[i:i + 2] == ["llamafactory-cli", "train"] or words[i:i + 2] == ["lmf", "train"]:
+        return i + 2
+    if i < len(words) and words[i] in ("python", "python3", "deepspeed", "torchrun",
+                                       "accelerate"):
+        k = i + 1
+        while k < len(words) and (words[k][:1] == "-" or words[k] == "launch" or
+                                  (k > 0 and words[k - 1].startswith("--") and
+                                   "=" not in words[k - 1] and words[k][:1] != "-" and
+                                   not words[k].endswith(".py"))):
+            k += 1  # the launcher's own options: --num_gpus 8, --nproc_per_node=4
+        if k < len(words) and words[k].replace("\\", "/").rsplit("/", 1)[-1] in _SCRIPTS:
+            return k + 1
+    return None
+
+
+def _as_flags(cfg: dict[str, object], folder: Path, own: list[str]) -> list[str]:
+    from_config, unread = _flags(cfg, folder)
+    if unread:
+        print(f"vramest: note: {', '.join(unread)} not read (vramest models no memory for "
+              "them; give a flag where one changes it).", file=sys.stderr)
+    return ["train", *from_config, *own]
+
+
 def _parse(text: str, path: str) -> dict[str, object]:
     out: dict[str, object] = {}
     key: str | None = None
@@ -148,6 +229,8 @@ def _flags(cfg: dict[str, object], folder: Path) -> tuple[list[str], list[str]]:
         put("--model", model)
     # what is trained
     adapter, finetuning = take("adapter"), take("finetuning_type")
+    if not axolotl and finetuning is None:  # FinetuningArguments.finetuning_type's default
+        finetuning = "lora"  # (src/llamafactory/hparams/finetuning_args.py)
     bits = take("quantization_bit")
     four, eight = take("load_in_4bit") is True or bits == 4, take("load_in_8bit") is True or bits == 8
     lora = adapter in ("lora", "qlora") or finetuning == "lora"
