@@ -157,3 +157,18 @@ def test_vllm_executor_backend_changes_no_memory(capsys: pytest.CaptureFixture[s
             "--num-gpus", "2")
     assert answer(capsys, *line, "--distributed-executor-backend", "ray") == \
         answer(capsys, *line)
+
+
+def test_an_unread_engine_flag_says_whose_and_what_is_read(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """GLM-4.5 #3 pastes SGLang's --disable-shared-experts-fusion: the refusal names the engine
+    and the SGLang settings vramest does read, in one sentence; a plain command keeps
+    argparse's own."""
+    assert main(["python3", "-m", "sglang.launch_server", "--model-path",
+                 "Qwen/Qwen2.5-7B-Instruct", "--disable-shared-experts-fusion", "--gpu",
+                 "h100"]) == 2
+    err = capsys.readouterr().err
+    assert "--disable-shared-experts-fusion: sglang's, not read" in err
+    assert "--mem-fraction-static" in err and err.count("\n") == 1
+    assert main(["--model", "Qwen/Qwen2.5-7B-Instruct", "--bogus"]) == 2
+    assert "Unrecognized arguments: --bogus" in capsys.readouterr().err

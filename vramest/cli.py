@@ -39,6 +39,7 @@ def _guarded(argv: Sequence[str] | None, english_argparse: bool) -> int:
 
 def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    pasted = bool(args_list) and args_list[0] not in COMMANDS and args_list[0][:1] != "-"
     try:
         args_list = _with_command(args_list)
         command = args_list[0] if args_list[0] in COMMANDS else None
@@ -62,7 +63,14 @@ def _main(argv: Sequence[str] | None, english_argparse: bool) -> int:
                 _argparse_in_english()
             from vramest.commands.parser import build_parser
 
-            args = build_parser(only=command).parse_args(args_list)
+            try:
+                args = build_parser(only=command).parse_args(args_list)
+            except InputError as exc:
+                if not pasted or command != "estimate":
+                    raise
+                from vramest.commands.launch_line import unread_flags
+
+                raise InputError(unread_flags(str(exc), args_list)) from None
         if args.version:
             from importlib.metadata import version
 

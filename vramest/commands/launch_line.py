@@ -219,6 +219,25 @@ def _own_flags(engine: str, args: list[str]) -> list[str]:
     return out
 
 
+def unread_flags(message: str, args: list[str]) -> str:
+    """argparse's "Unrecognized arguments: ..." for a pasted line, saying whose flags they are
+    and which of that engine's settings vramest reads; any other message as it is."""
+    from vramest.inference.engines import registry
+
+    head = "Unrecognized arguments: "
+    if not message.startswith(head):
+        return message
+    flags = message[len(head):].partition("; see `vramest")[0]
+    engine = _given_engine(args) or "the engine"
+    spec = registry._engines().get(engine)
+    read = (", ".join("--" + k.replace("_", "-") for k in spec.parsers if k != "version")
+            if spec is not None else "")
+    return (f"{flags}: {engine}'s, not read by vramest. A flag that changes no memory can be "
+            "left out; one that does is not modelled yet. "
+            + (f"{engine}'s settings vramest reads: {read}; " if read else "")
+            + "`vramest estimate --help` lists the rest.")
+
+
 def _tgi_sharded(args: list[str], env: list[str]) -> list[str]:
     """TGI's `--sharded true|false` as the shard count its launcher derives from it
     (find_num_shards, launcher/src/main.rs): beside --num-shard it only checks that count, so
