@@ -172,3 +172,19 @@ def test_an_unread_engine_flag_says_whose_and_what_is_read(
     assert "--mem-fraction-static" in err and err.count("\n") == 1
     assert main(["--model", "Qwen/Qwen2.5-7B-Instruct", "--bogus"]) == 2
     assert "Unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_sglang_serve_is_its_launch_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """SGLang's launch_server.py warns that `sglang serve --model-path <model> [options]` is
+    the recommended entrypoint (InferenceX #2128 pastes it)."""
+    line = ("--model-path", "Qwen/Qwen2.5-7B-Instruct", "--tp", "2", "--mem-fraction-static",
+            "0.8", "--gpu", "h100", "--num-gpus", "2")
+    assert answer(capsys, "sglang", "serve", *line) == answer(
+        capsys, "python", "-m", "sglang.launch_server", *line)
+
+
+def test_an_unknown_program_keeps_argparse_words(capsys: pytest.CaptureFixture[str]) -> None:
+    """A line whose program vramest does not know is not called an engine's."""
+    assert main(["lms", "load", "qwen/qwen3-8b", "--gpu", "m3 max 128gb"]) == 2
+    err = capsys.readouterr().err
+    assert "Unrecognized arguments" in err and "not read by vramest" not in err

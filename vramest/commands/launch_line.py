@@ -19,7 +19,7 @@ from vramest.errors import InputError, short
 
 # the programs: how the first word (a path's last part, without .exe) names the engine
 _PROGRAMS = {"vllm": "vllm", "llama-server": "llamacpp", "llama-cli": "llamacpp",
-             "ollama": "ollama", "text-generation-launcher": "tgi"}
+             "ollama": "ollama", "text-generation-launcher": "tgi", "sglang": "sglang"}
 # llama.cpp's binaries before ggml-org/llama.cpp PR #7809 (2024-06) renamed them llama-server
 # and llama-cli; read only as a path (./server, ./build/bin/main), as threads of the time
 # wrote them, since a bare word is a model's name
@@ -31,7 +31,9 @@ _MODULES = {"vllm.entrypoints.openai.api_server": "vllm", "vllm.entrypoints.api_
 _IMAGES = {"vllm/vllm-openai": "vllm", "huggingface/text-generation-inference": "tgi",
            "lmsysorg/sglang": "sglang", "ollama/ollama": "ollama"}
 # the subcommand that names the model next (vllm serve MODEL, ollama run MODEL)
-_SUBCOMMANDS = {"vllm": ("serve",), "ollama": ("run", "serve")}
+# (SGLang's own CLI, "the recommended entrypoint" its launch_server.py warns since 2025:
+# `sglang serve --model-path <model> [options]`)
+_SUBCOMMANDS = {"vllm": ("serve",), "ollama": ("run", "serve"), "sglang": ("serve",)}
 # each engine's own spelling of a flag vramest has under another name; the sources are the
 # engines' argument definitions: llama.cpp common/arg.cpp, SGLang server_args.py, TGI's
 # launcher/src/main.rs
@@ -228,7 +230,9 @@ def unread_flags(message: str, args: list[str]) -> str:
     if not message.startswith(head):
         return message
     flags = message[len(head):].partition("; see `vramest")[0]
-    engine = _given_engine(args) or "the engine"
+    engine = _given_engine(args)
+    if engine is None:  # not a launch line vramest recognised: argparse's words stand
+        return message
     spec = registry._engines().get(engine)
     read = (", ".join("--" + k.replace("_", "-") for k in spec.parsers if k != "version")
             if spec is not None else "")
