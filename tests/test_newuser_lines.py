@@ -188,3 +188,38 @@ def test_an_unknown_program_keeps_argparse_words(capsys: pytest.CaptureFixture[s
     assert main(["lms", "load", "qwen/qwen3-8b", "--gpu", "m3 max 128gb"]) == 2
     err = capsys.readouterr().err
     assert "Unrecognized arguments" in err and "not read by vramest" not in err
+
+
+@pytest.mark.parametrize("flag", [("--cpu-moe",), ("-cmoe",), ("-ot", ".ffn_.*_exps.=CPU"),
+                                  ("-ot", "exps=CPU"), ("--override-tensor",
+                                                        "\\.ffn_(up|down|gate)_exps=CPU")])
+def test_every_expert_on_the_cpu(capsys: pytest.CaptureFixture[str],
+                                 flag: tuple[str, ...]) -> None:
+    """llama.cpp's --cpu-moe is one override sending every expert tensor to the CPU
+    (llm_ffn_exps_cpu_override, common/arg.cpp); an -ot pattern matching exactly those tensors
+    does the same. Both are --n-cpu-moe over every layer."""
+    line = ("llama-server", "-m", "Qwen3-30B-A3B-Q4_K_M.gguf", "-c", "32768", "-ngl", "99",
+            "--gpu", "rtx 3090")
+    assert answer(capsys, *line, *flag) == answer(capsys, *line, "--n-cpu-moe", "48")
+
+
+@pytest.mark.parametrize("pattern", ["blk\\.(1[0-9])\\.ffn_.*_exps=CPU", ".ffn_.*=CPU",
+                                     "exps=CUDA0", "exps=CPU,attn=CPU"])
+def test_other_tensor_overrides_are_refused(capsys: pytest.CaptureFixture[str],
+                                            pattern: str) -> None:
+    assert main(["llama-server", "-m", "Qwen3-30B-A3B-Q4_K_M.gguf", "-ngl", "99", "-ot",
+                 pattern, "--gpu", "rtx 3090"]) == 2
+    err = capsys.readouterr().err
+    assert "llamacpp's, not read by vramest" in err and err.count("\n") == 1
+
+
+def test_an_old_main_chat_line_is_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """llama.cpp #2048 (2023) runs `./main -t 8 -ngl 32 -m ... --color -c 4096 --temp 0.7
+    --repeat_penalty 1.1 -n -1 --in-prefix-bos --in-prefix ' [INST] ' ... -i`: the prompt,
+    interactive and sampler flags change no memory."""
+    pasted = answer(capsys, "./main", "-t", "8", "-ngl", "32", "-m", "Llama-2-7b-chat.Q4_K_M.gguf",
+                    "--color", "-c", "4096", "--temp", "0.7", "--repeat_penalty", "1.1", "-n",
+                    "-1", "--in-prefix-bos", "--in-prefix", " [INST] ", "--in-suffix",
+                    " [/INST]", "-i", "--gpu", "m1 pro 16gb")
+    assert pasted == answer(capsys, "llama-cli", "-ngl", "32", "-m",
+                            "Llama-2-7b-chat.Q4_K_M.gguf", "-c", "4096", "--gpu", "m1 pro 16gb")

@@ -42,7 +42,21 @@ _LLAMACPP = {"-t": True, "--threads": True, "-tb": True, "--threads-batch": True
              "--verbose": False, "--log-disable": False, "-cb": False,
              "--cont-batching": False, "--no-webui": False,
              # RoPE's base frequency and scale: numbers in the attention's rotation, no buffer
-             "--rope-freq-base": True, "--rope-freq-scale": True}
+             "--rope-freq-base": True, "--rope-freq-scale": True,
+             # tokens to predict, the prompt and the interactive chat of llama-cli (old ./main),
+             # and the rest of the sampler (common/arg.cpp); the context is -c alone
+             "-n": True, "--n-predict": True, "--predict": True, "-p": True, "-f": True,
+             "--file": True, "-r": True, "--reverse-prompt": True, "--in-prefix": True,
+             "--in-suffix": True, "--in-prefix-bos": False, "-i": False,
+             "--interactive": False, "-if": False, "--interactive-first": False,
+             "-cnv": False, "--conversation": False, "-no-cnv": False, "--color": False,
+             "--keep": True, "--repeat-last-n": True, "--presence-penalty": True,
+             "--frequency-penalty": True, "--typical": True, "--mirostat": True,
+             "--mirostat-lr": True, "--mirostat-ent": True, "--log-file": True,
+             "--reasoning-format": True, "--reasoning-budget": True,
+             "--chat-template-file": True,
+             # before llama.cpp's flags took dashes (2023 ./main), as threads of then paste them
+             "--repeat_penalty": True, "--n_predict": True}
 INERT: dict[str, bool] = {**_VLLM, **_SGLANG, **_LLAMACPP}
 
 

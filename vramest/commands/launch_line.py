@@ -208,6 +208,15 @@ def _own_flags(engine: str, args: list[str]) -> list[str]:
                                  "off or auto.")
             i += 2 if takes_next else 1
             continue
+        if engine == "llamacpp" and flag in ("-cmoe", "--cpu-moe"):
+            out += ["--n-cpu-moe", _ALL_LAYERS]  # every layer's experts on the host
+            i += 1
+            continue
+        if engine == "llamacpp" and flag in ("-ot", "--override-tensor") and \
+                (eq or takes_next) and _all_experts_on_cpu(value if eq else str(following)):
+            out += ["--n-cpu-moe", _ALL_LAYERS]
+            i += 1 if eq else 2
+            continue
         if flag in renamed:
             out.append(renamed[flag] + ("=" + value if eq else ""))
         elif flag[:2] == "--" and flag not in own and registry.accepts(engine, flag):
@@ -240,6 +249,37 @@ def unread_flags(message: str, args: list[str]) -> str:
             "left out; one that does is not modelled yet. "
             + (f"{engine}'s settings vramest reads: {read}; " if read else "")
             + "`vramest estimate --help` lists the rest.")
+
+
+# llama.cpp's --cpu-moe keeps every MoE expert tensor on the CPU (common/arg.cpp:
+# llm_ffn_exps_cpu_override()): --n-cpu-moe over more layers than any model has
+_ALL_LAYERS = "999"
+# tensor names of one MoE layer and the rest of a GGUF, to test an -ot pattern against
+# (a fused ffn_gate_up_exps, in GGUFs since b8301, is neither required nor excluded)
+_EXPERTS = tuple(f"blk.{i}.ffn_{p}_exps.weight" for i in (0, 7, 23)
+                 for p in ("up", "down", "gate"))
+_OTHERS = (*(f"blk.{i}.{t}" for i in (0, 7, 23) for t in (
+    "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "attn_norm.weight",
+    "ffn_norm.weight", "ffn_gate_inp.weight", "ffn_up_shexp.weight", "ffn_down_shexp.weight",
+    "ffn_gate_shexp.weight", "ffn_up.weight", "ffn_down.weight", "exp_probs_b.bias")),
+    "token_embd.weight", "output.weight", "output_norm.weight")
+
+
+def _all_experts_on_cpu(value: str) -> bool:
+    """Whether an -ot value is one override that sends every layer's expert tensors, and only
+    them, to the CPU (`.ffn_.*_exps.=CPU`, `exps=CPU`): what --cpu-moe does. llama.cpp matches
+    each pattern with std::regex_search against the tensor names (parse_tensor_buffer_overrides,
+    common/arg.cpp); other overrides are not modelled."""
+    import re
+
+    pattern, eq, buffer = value.strip().strip("'\"").rpartition("=")
+    if not eq or "," in value or buffer.strip().upper() != "CPU":
+        return False
+    try:
+        found = re.compile(pattern)
+    except re.error:
+        return False
+    return all(found.search(t) for t in _EXPERTS) and not any(found.search(t) for t in _OTHERS)
 
 
 def _tgi_sharded(args: list[str], env: list[str]) -> list[str]:
