@@ -242,9 +242,8 @@ def unread_flags(message: str, args: list[str]) -> str:
     engine = _given_engine(args)
     if engine is None:  # not a launch line vramest recognised: argparse's words stand
         return message
-    spec = registry._engines().get(engine)
-    read = (", ".join("--" + k.replace("_", "-") for k in spec.parsers if k != "version")
-            if spec is not None else "")
+    read = ", ".join("--" + k.replace("_", "-") for k in registry.settings(engine)
+                     if k != "version")
     return (f"{flags}: {engine}'s, not read by vramest. A flag that changes no memory can be "
             "left out; one that does is not modelled yet. "
             + (f"{engine}'s settings vramest reads: {read}; " if read else "")
@@ -352,11 +351,9 @@ def _vllm_chunked_prefill(args: list[str]) -> list[str]:
     name, _, value = flag.partition("=")
     on = name == "--enable-chunked-prefill" and value.strip().lower() not in ("false", "0")
     budget = any(a.partition("=")[0] == "--max-num-batched-tokens" for a in kept)
-    i = next((k for k, a in enumerate(kept) if a.partition("=")[0] == "--engine-version"), None)
-    given = None if i is None else (kept[i].partition("=")[2] or
-                                     (kept[i + 1] if i + 1 < len(kept) else None))
     try:
-        always = vllm_rules(parse_version("vllm", given)).chunked_prefill == "always"
+        always = vllm_rules(parse_version("vllm", _value(kept, "--engine-version"))
+                            ).chunked_prefill == "always"
     except InputError:
         return args  # the release is refused in its own words later
     if on and (budget or always):
@@ -377,16 +374,9 @@ def _vllm_dtype(args: list[str]) -> list[str]:
     from vramest.commands.common import weight_dtype
     from vramest.model.resolve import resolve_model
 
-    def value(flag: str) -> str | None:
-        for k, a in enumerate(args):
-            name, eq, given = a.partition("=")
-            if name == flag:
-                return given if eq else (args[k + 1] if k + 1 < len(args) else None)
-        return None
-
-    dtype, model = value("--dtype"), value("--model")
+    dtype, model = _value(args, "--dtype"), _value(args, "--model")
     if dtype is None or model is None or dtype.strip().lower() not in _VLLM_DTYPES or \
-            value("--quantization") is not None or value("-q") is not None:
+            _value(args, "--quantization") is not None or _value(args, "-q") is not None:
         return args
     try:
         stored = resolve_model(model=model).native_format
@@ -442,13 +432,21 @@ def _settings(engine: str, env: list[str]) -> list[str]:
 def _given_engine(args: list[str]) -> str | None:
     from vramest.inference.engines.aliases import resolve_engine, split_release
 
-    for i, arg in enumerate(args):
-        flag, eq, value = arg.partition("=")
-        if flag == "--engine":
-            name = value if eq else args[i + 1] if i + 1 < len(args) else ""
-            key = split_release(name)[0].strip().lower()
-            try:
-                return resolve_engine(key)[0]
-            except InputError:
-                return key  # argparse refuses it in its own words
+    name = _value(args, "--engine")
+    if name is None:
+        return None
+    key = split_release(name)[0].strip().lower()
+    try:
+        return resolve_engine(key)[0]
+    except InputError:
+        return key  # argparse refuses it in its own words
+
+
+def _value(args: list[str], flag: str) -> str | None:
+    """The value the first `flag` in the arguments is given (`--flag V` or `--flag=V`); None
+    where the flag is not there or ends the line."""
+    for k, arg in enumerate(args):
+        name, eq, given = arg.partition("=")
+        if name == flag:
+            return given if eq else (args[k + 1] if k + 1 < len(args) else None)
     return None

@@ -174,9 +174,9 @@ def _engine_options(case: Case) -> dict[str, Any]:
 
 def _takes_version(engine: str) -> bool:
     """Whether the engine's accounting has rules by release (ExLlamaV2's has one release)."""
-    from vramest.inference.engines.registry import _engines
+    from vramest.inference.engines.registry import settings
 
-    return "version" in _engines()[engine].parsers
+    return "version" in settings(engine)
 
 
 def replay(case: Case) -> Replay:

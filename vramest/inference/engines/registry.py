@@ -102,6 +102,13 @@ def accepts(engine: str, raw_key: str) -> bool:
     return spec is not None and spec.option_name(raw_key) in spec.parsers
 
 
+def settings(engine: str) -> tuple[str, ...]:
+    """The options an engine with its own accounting reads, by their names here; () for one
+    without (vLLM's and llama.cpp's are vramest flags)."""
+    spec = _engines().get(engine) if engine in NAMES else None
+    return tuple(spec.parsers) if spec is not None else ()
+
+
 def startup(engine: str, est: Estimate, options: Mapping[str, object], device: Device | None,
             tp: int, usable_bytes: int | None) -> Startup:
     spec = _engines()[engine]
