@@ -99,12 +99,13 @@ def model_first(args: list[str]) -> list[str]:
 def _environment(args: list[str]) -> tuple[list[str], list[str]]:
     """(KEY=VALUE settings written before the program, the rest)."""
     i = 0
-    while i < len(args) and _is_setting(args[i]):
+    while i < len(args) and is_setting(args[i]):
         i += 1
     return args[:i], args[i:]
 
 
-def _is_setting(word: str) -> bool:
+def is_setting(word: str) -> bool:
+    """An environment setting written before a program: CUDA_VISIBLE_DEVICES=0,1."""
     key, eq, _ = word.partition("=")
     return bool(eq) and key.replace("_", "").isalnum() and key.isupper()
 
@@ -153,7 +154,7 @@ def _docker(args: list[str], env: list[str],
                 break
             value = args[i + 1]
             i += 1
-        if flag in ("-e", "--env") and _is_setting(value):
+        if flag in ("-e", "--env") and is_setting(value):
             env.append(value)
         i += 1
     if i >= len(args):

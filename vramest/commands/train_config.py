@@ -80,7 +80,9 @@ def launch_line(words: list[str]) -> list[str] | None:
     `torchrun` too). The flags are the YAML's keys (LLaMA-Factory's HfArgumentParser reads
     either); vramest's own flags (--gpu, --num-gpus) stay as they are. None: not such a line."""
     i = 0
-    while i < len(words) and re.fullmatch(r"[A-Z][A-Z0-9_]*=.*", words[i]):
+    from vramest.commands.launch_line import is_setting
+
+    while i < len(words) and is_setting(words[i]):
         i += 1  # CUDA_VISIBLE_DEVICES=0 and the like
     start = _program_end(words, i)
     if start is None:
